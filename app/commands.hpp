@@ -1,0 +1,24 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "platform/log.hpp"
+
+// The `ordo` binary's subcommands. Only this layer reads configuration and knows every
+// component; each subcommand wires the pieces it runs.
+namespace ordo::app {
+
+int run_migrate(const std::string& migrator_url, const platform::Logger& log);
+
+struct DevOptions {
+    std::string data_dir;       // the stack's folder (Postgres cluster, NATS store)
+    std::string stack_script;   // deploy/stack.sh
+    bool fresh = false;         // wipe the data first
+    bool stop_stack = true;     // stop Postgres and NATS on exit
+    std::vector<std::string> services;  // which `ordo serve` components to run
+};
+
+int run_dev(const DevOptions& options, const platform::Logger& log);
+
+}  // namespace ordo::app

@@ -1,0 +1,150 @@
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "app/commands.hpp"
+#include "platform/config.hpp"
+
+extern char** environ;
+
+namespace ordo::app {
+namespace {
+
+pid_t spawn(const std::vector<std::string>& argv) {
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_t pid = 0;
+    if (posix_spawn(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) return -1;
+    return pid;
+}
+
+int run_to_end(const std::vector<std::string>& argv) {
+    pid_t pid = spawn(argv);
+    if (pid < 0) return 127;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+std::string self_path() {
+    char buf[4096];
+    auto n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+    if (n <= 0) return "ordo";
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
+// Keeps the services running: restarts one that dies, with a growing pause.
+struct Child {
+    std::string name;
+    std::vector<std::string> argv;
+    pid_t pid = -1;
+    int restarts = 0;
+    std::chrono::steady_clock::time_point restart_at{};
+};
+
+}  // namespace
+
+int run_dev(const DevOptions& options, const platform::Logger& log) {
+    ::setenv("ORDO_STACK_DIR", options.data_dir.c_str(), 1);
+    if (options.fresh && run_to_end({"/bin/bash", options.stack_script, "wipe"}) != 0) {
+        log.error("could not wipe the data folder", {{"data_dir", options.data_dir}});
+        return 1;
+    }
+    // Block the stop signals before anything starts, so none is lost; sigtimedwait takes them.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    if (run_to_end({"/bin/bash", options.stack_script, "start"}) != 0) {
+        log.error("the local stack did not start", {{"script", options.stack_script}});
+        return 1;
+    }
+    auto stop_stack = [&] {
+        if (options.stop_stack) run_to_end({"/bin/bash", options.stack_script, "stop"});
+    };
+    platform::export_missing(platform::read_env_file(options.data_dir + "/stack.env"));
+
+    if (int rc = run_migrate(*platform::env("ORDO_MIGRATOR_URL"), log); rc != 0) {
+        stop_stack();
+        return rc;
+    }
+    if (!platform::env("ORDO_API_TOKENS")) {
+        log.warn("ORDO_API_TOKENS is not set: the /v1 routes accept requests without a token");
+    }
+
+    std::vector<Child> children;
+    const auto exe = self_path();
+    for (const auto& service : options.services) {
+        std::vector<std::string> argv{exe, "serve", service};
+        if (!platform::env("ORDO_API_TOKENS")) argv.push_back("--insecure-no-auth");
+        children.push_back(Child{service, argv});
+    }
+    for (auto& c : children) c.pid = spawn(c.argv);
+
+    log.info("ordo dev is up; Ctrl-C stops everything",
+             {{"postgres", "127.0.0.1:" + platform::env("ORDO_PG_PORT").value_or("?")},
+              {"nats", platform::env("ORDO_NATS_URL").value_or("?")},
+              {"services", options.services},
+              {"data_dir", options.data_dir}});
+
+    for (;;) {
+        timespec tick{0, 200'000'000};
+        int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+        if (sig == SIGINT || sig == SIGTERM) break;
+        int status = 0;
+        pid_t done;
+        while ((done = waitpid(-1, &status, WNOHANG)) > 0) {
+            for (auto& c : children) {
+                if (c.pid != done) continue;
+                c.pid = -1;
+                ++c.restarts;
+                auto pause = std::chrono::milliseconds(std::min(30'000, 250 << std::min(c.restarts, 7)));
+                c.restart_at = std::chrono::steady_clock::now() + pause;
+                log.error("service exited; restarting",
+                          {{"service", c.name},
+                           {"status", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)},
+                           {"restart_in_ms", pause.count()}});
+            }
+        }
+        for (auto& c : children) {
+            if (c.pid < 0 && std::chrono::steady_clock::now() >= c.restart_at) c.pid = spawn(c.argv);
+        }
+    }
+
+    log.info("stopping");
+    for (auto& c : children) {
+        if (c.pid > 0) kill(c.pid, SIGTERM);
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (auto& c : children) {
+        while (c.pid > 0) {
+            int status = 0;
+            if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
+                c.pid = -1;
+            } else if (std::chrono::steady_clock::now() > deadline) {
+                log.warn("service did not stop in time; killing it", {{"service", c.name}});
+                kill(c.pid, SIGKILL);
+                waitpid(c.pid, &status, 0);
+                c.pid = -1;
+            } else {
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            }
+        }
+    }
+    stop_stack();
+    log.info("stopped");
+    return 0;
+}
+
+}  // namespace ordo::app

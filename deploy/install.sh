@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs, with apt, the Debian packages Ordo needs to build, test and run — only those
+# missing. Idempotent, and quiet when everything is there.
+set -euo pipefail
+
+packages=(
+    build-essential cmake ninja-build pkg-config ccache git
+    libpqxx-dev libboost1.81-dev libboost-url1.81-dev nlohmann-json3-dev libnats-dev
+    libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
+    postgresql-15 postgresql-client-15 nats-server
+    wrk
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "install.sh: missing packages: ${missing[*]}; run as root (or with sudo)" >&2
+    exit 1
+fi
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Debian's postgresql package would create and start a cluster of its own; Ordo runs its own.
+mkdir -p /etc/postgresql-common
+if ! grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf; then
+    echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
+fi
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

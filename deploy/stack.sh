@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Starts and stops Ordo's local stack: a private PostgreSQL 15 cluster and nats-server with
+# JetStream, each on its own loopback port with its data under one folder. `ordo dev`,
+# the test suite and CI all use this script.
+#
+#   stack.sh start | stop | status | wipe
+#   stack.sh pg-stop | pg-start | pg-kill | nats-stop | nats-start | nats-kill   (fault tests)
+#
+# Settings (environment): ORDO_STACK_DIR (default .ordo/dev in the repository),
+# ORDO_PG_PORT (55432), ORDO_NATS_PORT (54222), ORDO_NATS_MONITOR_PORT (58222),
+# ORDO_PG_FSYNC (on). After start, $ORDO_STACK_DIR/stack.env holds the connection settings.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dir=${ORDO_STACK_DIR:-$root/.ordo/dev}
+pg_port=${ORDO_PG_PORT:-55432}
+nats_port=${ORDO_NATS_PORT:-54222}
+nats_monitor_port=${ORDO_NATS_MONITOR_PORT:-58222}
+pg_bin=/usr/lib/postgresql/15/bin
+
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+
+say() { echo "stack: $*" >&2; }
+die() { echo "stack: $*" >&2; exit 1; }
+
+# Postgres refuses to run as root: when we are root, the cluster belongs to `postgres`.
+if [[ $(id -u) -eq 0 ]]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+    pg_user=postgres
+    as_pg() { runuser -u postgres -- "$@"; }
+else
+    pg_user=$(id -un)
+    as_pg() { "$@"; }
+fi
+
+# The data folder must be reachable by the cluster's owner; a checkout under a private
+# home folder is not, so fall back to a folder keyed by the stack's path.
+pg_home="$dir/pg"
+if [[ $(id -u) -eq 0 ]] && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+    pg_home="/var/tmp/ordo-stack-$(printf '%s' "$dir" | md5sum | cut -c1-12)/pg"
+fi
+pgdata="$pg_home/data"
+pgrun="$pg_home/run"
+
+secret() { head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; }
+
+wait_for() {  # wait_for <what> <seconds> <command...>
+    local what=$1 seconds=$2
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@"; do
+        ((SECONDS < deadline)) || die "$what did not become ready within ${seconds}s"
+        sleep 0.1
+    done
+}
+
+ensure_secrets() {
+    local file="$dir/secrets"
+    if [[ ! -f $file ]]; then
+        umask 077
+        {
+            echo "admin=$(secret)"
+            echo "migrator=$(secret)"
+            echo "writer=$(secret)"
+            echo "reader=$(secret)"
+        } >"$file"
+    fi
+    # shellcheck disable=SC1090
+    source "$file"
+}
+
+pg_running() { as_pg "$pg_bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; }
+
+pg_ready() { PGPASSWORD=$admin psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; }
+
+pg_init() {
+    [[ -f $pgdata/PG_VERSION ]] && return
+    say "creating PostgreSQL cluster in $pgdata"
+    mkdir -p "$pgdata" "$pgrun"
+    chown -R "$pg_user" "$pg_home"
+    chmod 700 "$pgdata"
+    local pwfile="$pg_home/.pw"
+    printf '%s\n' "$admin" >"$pwfile"
+    chown "$pg_user" "$pwfile"
+    as_pg "$pg_bin/initdb" -D "$pgdata" -U postgres --pwfile="$pwfile" -E UTF8 --no-locale \
+        --auth-host=scram-sha-256 --auth-local=scram-sha-256 >/dev/null
+    rm -f "$pwfile"
+}
+
+pg_configure() {
+    cat >"$pgdata/postgresql.auto.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$pgrun'
+max_connections = 400
+shared_buffers = '256MB'
+fsync = ${ORDO_PG_FSYNC:-on}
+max_prepared_transactions = 64
+idle_in_transaction_session_timeout = '60s'
+log_min_messages = warning
+CONF
+    chown "$pg_user" "$pgdata/postgresql.auto.conf"
+}
+
+pg_start() {
+    pg_init
+    pg_configure
+    mkdir -p "$pgrun" && chown "$pg_user" "$pgrun"
+    if ! pg_running; then
+        as_pg "$pg_bin/pg_ctl" -D "$pgdata" -l "$pg_home/postgres.log" -w -t 60 start >/dev/null \
+            || { tail -20 "$pg_home/postgres.log" >&2; die "PostgreSQL did not start"; }
+    fi
+    wait_for PostgreSQL 60 pg_ready
+    PGPASSWORD=$admin psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -qAt \
+        -v ON_ERROR_STOP=1 -v migrator_password="$migrator" -v writer_password="$writer" \
+        -v reader_password="$reader" -f "$root/deploy/postgres/roles.sql" >/dev/null
+}
+
+pg_stop() {
+    pg_running && as_pg "$pg_bin/pg_ctl" -D "$pgdata" -m fast -w stop >/dev/null || true
+}
+
+pg_kill() {
+    local pid
+    pid=$(head -1 "$pgdata/postmaster.pid" 2>/dev/null || true)
+    [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null || true
+    # Its backends notice the postmaster is gone and exit; wait for the port to close.
+    wait_for "PostgreSQL exit" 30 pg_down
+}
+
+pg_down() { ! pg_running; }
+
+nats_pid() { cat "$dir/nats.pid" 2>/dev/null || true; }
+
+nats_running() { local pid; pid=$(nats_pid); [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; }
+
+nats_ready() (
+    { exec 3<>"/dev/tcp/127.0.0.1/$nats_monitor_port"; } 2>/dev/null || exit 1
+    printf 'GET /healthz?js-enabled-only=true HTTP/1.0\r\n\r\n' >&3
+    reply=$(cat <&3)
+    [[ $reply == *"200 OK"* ]]
+)
+
+nats_start() {
+    mkdir -p "$dir/nats"
+    if ! nats_running; then
+        setsid nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$nats_monitor_port" \
+            -sd "$dir/nats" -P "$dir/nats.pid" -l "$dir/nats.log" </dev/null >/dev/null 2>&1 &
+    fi
+    wait_for "nats-server" 30 nats_ready
+}
+
+nats_stop() {
+    local pid
+    pid=$(nats_pid)
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid"
+        wait_for "nats-server shutdown" 30 bash -c "! kill -0 $pid 2>/dev/null"
+    fi
+    rm -f "$dir/nats.pid"
+}
+
+nats_kill() {
+    local pid
+    pid=$(nats_pid)
+    [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null || true
+    [[ -n $pid ]] && wait_for "nats-server exit" 30 bash -c "! kill -0 $pid 2>/dev/null"
+    rm -f "$dir/nats.pid"
+}
+
+write_env() {
+    local base="127.0.0.1:$pg_port"
+    umask 077
+    cat >"$dir/stack.env" <<ENV
+ORDO_PG_HOST=127.0.0.1
+ORDO_PG_PORT=$pg_port
+ORDO_PG_ADMIN_URL=postgresql://postgres:$admin@$base/postgres?connect_timeout=3
+ORDO_MIGRATOR_URL=postgresql://ordo_migrator:$migrator@$base/ordo?connect_timeout=3
+ORDO_DATABASE_URL=postgresql://ordo_writer:$writer@$base/ordo?connect_timeout=3
+ORDO_READER_URL=postgresql://ordo_reader:$reader@$base/ordo?connect_timeout=3
+ORDO_NATS_URL=nats://127.0.0.1:$nats_port
+ORDO_STACK_DIR=$dir
+ENV
+}
+
+ensure_secrets
+case ${1:-} in
+    start)
+        pg_start
+        nats_start
+        write_env
+        say "PostgreSQL 15 on 127.0.0.1:$pg_port (data $pgdata)"
+        say "nats-server (JetStream) on 127.0.0.1:$nats_port, monitoring on 127.0.0.1:$nats_monitor_port"
+        say "settings in $dir/stack.env"
+        ;;
+    stop) nats_stop; pg_stop ;;
+    status)
+        pg_running && say "PostgreSQL running on 127.0.0.1:$pg_port" || say "PostgreSQL stopped"
+        nats_running && say "nats-server running on 127.0.0.1:$nats_port" || say "nats-server stopped"
+        ;;
+    wipe) nats_stop; pg_stop; rm -rf "$dir" "$(dirname "$pg_home")/pg"; say "wiped $dir" ;;
+    pg-stop) pg_stop ;;
+    pg-start) pg_start ;;
+    pg-kill) pg_kill ;;
+    nats-stop) nats_stop ;;
+    nats-start) nats_start ;;
+    nats-kill) nats_kill ;;
+    *) die "usage: stack.sh start|stop|status|wipe|pg-stop|pg-start|pg-kill|nats-stop|nats-start|nats-kill" ;;
+esac

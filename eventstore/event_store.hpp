@@ -1,0 +1,158 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/connection>
+#include <pqxx/transaction_base>
+
+
+namespace ordo::platform::pg {
+class Pool;
+}
+
+namespace ordo::eventstore {
+
+// What the appender believes the stream's version to be.
+class ExpectedVersion {
+   public:
+    static ExpectedVersion any() { return ExpectedVersion{-1}; }
+    static ExpectedVersion no_stream() { return ExpectedVersion{0}; }
+    static ExpectedVersion exact(std::int64_t version);  // version >= 1
+    bool is_any() const { return value_ < 0; }
+    // -1 any, 0 no stream, n exactly n: the encoding the append function takes.
+    std::int64_t encoded() const { return value_; }
+    std::string to_string() const;
+
+   private:
+    explicit ExpectedVersion(std::int64_t v) : value_{v} {}
+    std::int64_t value_;
+};
+
+struct Metadata {
+    std::string trace_id;
+    std::string span_id;
+    std::string correlation_id;
+    std::string causation_id;
+    std::string command_id;
+    std::string actor;
+
+    nlohmann::json to_json() const;
+    static Metadata from_json(const nlohmann::json& j);
+};
+
+struct NewEvent {
+    std::string event_id;  // UUID; the idempotency key of the event
+    std::string type;
+    nlohmann::json payload;
+    Metadata metadata;
+    int schema_version = 1;
+};
+
+// A position in the global commit order: (transaction id, global position). Everything a
+// subscriber has processed is at or below its checkpoint.
+struct Checkpoint {
+    std::uint64_t transaction_id = 0;
+    std::int64_t position = 0;
+
+    // Opaque to clients: the consistency token of the API.
+    std::string token() const;
+    static std::optional<Checkpoint> parse_token(std::string_view token);
+    auto operator<=>(const Checkpoint&) const = default;
+};
+
+struct RecordedEvent {
+    std::int64_t position;
+    std::uint64_t transaction_id;
+    std::string stream_id;
+    std::string category;
+    std::int64_t version;
+    std::string event_id;
+    std::string type;
+    int schema_version;
+    nlohmann::json payload;
+    Metadata metadata;
+    std::string recorded_at;  // RFC 3339, UTC
+
+    Checkpoint checkpoint() const { return {transaction_id, position}; }
+};
+
+struct AppendResult {
+    std::int64_t first_version;
+    std::int64_t last_version;  // the stream's version after the append
+    std::vector<std::int64_t> positions;
+    Checkpoint checkpoint;  // of the last event
+    bool replayed;          // the events were already stored: nothing was written
+};
+
+// The stream's version was not what the appender expected.
+class ConcurrencyConflict : public std::runtime_error {
+   public:
+    ConcurrencyConflict(std::string stream, ExpectedVersion expected, std::int64_t actual);
+    const std::string& stream() const { return stream_; }
+    std::int64_t actual_version() const { return actual_; }
+
+   private:
+    std::string stream_;
+    std::int64_t actual_;
+};
+
+// An event id that is already stored with other content or at another place.
+class EventIdReused : public std::runtime_error {
+   public:
+    explicit EventIdReused(std::string event_id);
+    const std::string& event_id() const { return event_id_; }
+
+   private:
+    std::string event_id_;
+};
+
+// Stream ids are "<category>-<id>"; the category is everything before the first '-'.
+bool is_valid_stream_id(std::string_view stream);
+std::string category_of(std::string_view stream);
+
+// The PostgreSQL event store. Appends to one stream serialize on that stream's row; appends
+// to different streams run in parallel. Every append is durable and idempotent by event
+// id. Thread-safe: all state lives in the database and the pool.
+class EventStore {
+   public:
+    explicit EventStore(platform::pg::Pool& pool) : pool_{pool} {}
+
+    // Registers this class's prepared statements; add it to the pool's preparers.
+    static void prepare(pqxx::connection& conn);
+
+    // Appends in a transaction of its own. Throws ConcurrencyConflict, EventIdReused,
+    // platform::InvalidInput (empty batch, bad ids) or platform::Unavailable.
+    AppendResult append(const std::string& stream, ExpectedVersion expected,
+                        const std::vector<NewEvent>& events);
+
+    // Appends inside the caller's transaction (which must be on a prepared connection),
+    // so other writes — an idempotency record, a checkpoint — commit atomically with it.
+    static AppendResult append(pqxx::transaction_base& txn, const std::string& stream,
+                               ExpectedVersion expected, const std::vector<NewEvent>& events);
+
+    // Events of one stream with version >= from_version, in version order.
+    std::vector<RecordedEvent> read_stream(const std::string& stream, std::int64_t from_version,
+                                           std::size_t max_count);
+    static std::vector<RecordedEvent> read_stream(pqxx::transaction_base& txn,
+                                                  const std::string& stream,
+                                                  std::int64_t from_version,
+                                                  std::size_t max_count);
+
+    // Events committed after `after` in (transaction id, position) order, only below the
+    // horizon of transactions still running, so a later call never finds an event that
+    // sorts before one already returned.
+    std::vector<RecordedEvent> read_all(Checkpoint after, std::size_t max_count);
+
+    // 0 when the stream does not exist.
+    std::int64_t stream_version(const std::string& stream);
+
+   private:
+    platform::pg::Pool& pool_;
+};
+
+}  // namespace ordo::eventstore

@@ -1,0 +1,12 @@
+#pragma once
+
+#include <vector>
+
+#include "platform/migrator.hpp"
+
+namespace ordo::eventstore {
+
+// Ordo's migrations, compiled into the binary from migrations/*.sql.
+const std::vector<platform::pg::Migration>& migrations();
+
+}  // namespace ordo::eventstore

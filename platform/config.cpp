@@ -1,0 +1,42 @@
+#include "platform/config.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
+
+namespace ordo::platform {
+
+std::map<std::string, std::string> read_env_file(const std::string& path) {
+    std::ifstream in{path};
+    if (!in) throw std::runtime_error("cannot read " + path);
+    std::map<std::string, std::string> out;
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        auto eq = line.find('=');
+        if (eq == std::string::npos) continue;
+        out[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    return out;
+}
+
+void export_missing(const std::map<std::string, std::string>& values) {
+    for (const auto& [key, value] : values) ::setenv(key.c_str(), value.c_str(), 0);
+}
+
+std::optional<std::string> env(const char* name) {
+    const char* value = std::getenv(name);
+    if (value == nullptr || *value == '\0') return std::nullopt;
+    return std::string{value};
+}
+
+std::string with_database(const std::string& url, const std::string& database) {
+    auto scheme = url.find("://");
+    auto slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
+    if (slash == std::string::npos) return url + "/" + database;
+    auto query = url.find('?', slash);
+    return url.substr(0, slash + 1) + database +
+           (query == std::string::npos ? std::string{} : url.substr(query));
+}
+
+}  // namespace ordo::platform

@@ -1,0 +1,30 @@
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace ordo::platform {
+
+// Infrastructure failures are translated at adapter boundaries into these few types.
+// Whether a failure is worth retrying is decided once, here, and read by retries,
+// breakers and dead letters alike.
+enum class FailureKind { transient, permanent };
+
+// A dependency (Postgres, NATS) cannot serve the request now; retrying later may work.
+class Unavailable : public std::runtime_error {
+   public:
+    using std::runtime_error::runtime_error;
+};
+
+// Input that can never succeed, whatever the retry.
+class InvalidInput : public std::runtime_error {
+   public:
+    using std::runtime_error::runtime_error;
+};
+
+class NotFound : public std::runtime_error {
+   public:
+    using std::runtime_error::runtime_error;
+};
+
+}  // namespace ordo::platform

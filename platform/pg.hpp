@@ -1,0 +1,115 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "platform/errors.hpp"
+
+namespace ordo::platform::metrics {
+class Registry;
+}
+
+namespace ordo::platform::pg {
+
+// Registers the prepared statements a component needs on each new connection.
+using Preparer = std::function<void(pqxx::connection&)>;
+
+struct PoolOptions {
+    std::string url;
+    std::size_t size = 8;
+    std::chrono::milliseconds acquire_timeout{2000};
+    std::chrono::milliseconds statement_timeout{5000};
+    std::chrono::milliseconds idle_in_transaction_timeout{10000};
+    std::string name = "default";  // label for metrics
+    std::vector<Preparer> preparers;
+};
+
+// A bounded pool of connections. Connections are opened lazily and discarded after a
+// connection-level failure, so the pool heals by itself when Postgres comes back.
+// Thread-safe.
+class Pool {
+   public:
+    class Lease {
+       public:
+        Lease(Lease&& other) noexcept;
+        Lease& operator=(Lease&&) = delete;
+        ~Lease();
+        pqxx::connection& operator*() { return *conn_; }
+        pqxx::connection* operator->() { return conn_.get(); }
+        // The connection is not reused (call after an error that may have broken it).
+        void discard() { discard_ = true; }
+
+       private:
+        friend class Pool;
+        Lease(Pool& pool, std::unique_ptr<pqxx::connection> conn);
+        Pool* pool_;
+        std::unique_ptr<pqxx::connection> conn_;
+        bool discard_ = false;
+    };
+
+    explicit Pool(PoolOptions options);
+    Pool(const Pool&) = delete;
+    Pool& operator=(const Pool&) = delete;
+
+    // Waits up to acquire_timeout for a connection; throws Unavailable when none can be had.
+    Lease acquire();
+
+    // Runs `work` in a transaction of type Txn on a pooled connection and commits. A
+    // connection that failed is not returned to the pool.
+    template <class Txn = pqxx::work, class Fn>
+    auto transact(Fn&& work) {
+        auto lease = acquire();
+        try {
+            Txn txn{*lease};
+            if constexpr (std::is_void_v<decltype(work(txn))>) {
+                work(txn);
+                txn.commit();
+            } else {
+                auto result = work(txn);
+                txn.commit();
+                return result;
+            }
+        } catch (...) {
+            if (is_connection_failure(std::current_exception())) lease.discard();
+            throw;
+        }
+    }
+
+    void register_metrics(metrics::Registry& registry);
+    std::size_t in_use() const;
+    std::size_t size() const { return options_.size; }
+    const PoolOptions& options() const { return options_; }
+
+    static bool is_connection_failure(const std::exception_ptr& error);
+
+   private:
+    std::unique_ptr<pqxx::connection> connect();
+    void release(std::unique_ptr<pqxx::connection> conn, bool discard);
+
+    PoolOptions options_;
+    mutable std::mutex mutex_;
+    std::condition_variable available_;
+    std::vector<std::unique_ptr<pqxx::connection>> idle_;
+    std::size_t open_ = 0;  // idle + leased + being opened
+    std::size_t leased_ = 0;
+};
+
+// The one place where database failures are classified. Transient: the connection was
+// lost, the server is starting or shutting down, a serialization failure or deadlock, a
+// statement or lock timeout, too many connections. Everything else is permanent.
+FailureKind classify(const std::exception_ptr& error);
+FailureKind classify_sqlstate(const std::string& sqlstate);
+
+// SQLSTATE of a pqxx::sql_error, or empty.
+std::string sqlstate_of(const std::exception_ptr& error);
+
+}  // namespace ordo::platform::pg

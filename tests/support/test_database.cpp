@@ -1,0 +1,62 @@
+#include "tests/support/test_database.hpp"
+
+#include <gtest/gtest.h>
+
+#include <pqxx/pqxx>
+
+#include "eventstore/schema.hpp"
+#include "platform/config.hpp"
+#include "platform/trace.hpp"
+
+namespace ordo::testing {
+
+std::string stack_setting(const char* name) {
+    if (auto value = platform::env(name)) return *value;
+    auto dir = platform::env("ORDO_STACK_DIR").value_or(std::string{ORDO_SOURCE_DIR} + "/.ordo/test");
+    try {
+        auto values = platform::read_env_file(dir + "/stack.env");
+        if (auto it = values.find(name); it != values.end()) return it->second;
+    } catch (const std::exception&) {
+    }
+    throw std::runtime_error(std::string{name} +
+                             " is not set and no test stack was found; start one with "
+                             "`ORDO_STACK_DIR=.ordo/test deploy/stack.sh start`");
+}
+
+TestDatabase::TestDatabase(bool migrate)
+    : name_{"ordo_test_" + platform::new_uuid().substr(0, 8) + platform::new_uuid().substr(0, 8)} {
+    {
+        pqxx::connection admin{stack_setting("ORDO_PG_ADMIN_URL")};
+        pqxx::nontransaction tx{admin};
+        tx.exec("CREATE DATABASE " + tx.quote_name(name_) + " OWNER ordo_migrator");
+    }
+    if (migrate) {
+        platform::pg::migrate(migrator_url(), eventstore::migrations(),
+                              platform::Logger::null_logger());
+    }
+}
+
+TestDatabase::~TestDatabase() {
+    try {
+        pqxx::connection admin{stack_setting("ORDO_PG_ADMIN_URL")};
+        pqxx::nontransaction tx{admin};
+        tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name_) + " WITH (FORCE)");
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "could not drop test database " << name_ << ": " << e.what();
+    }
+}
+
+std::string TestDatabase::admin_url() const {
+    return platform::with_database(stack_setting("ORDO_PG_ADMIN_URL"), name_);
+}
+std::string TestDatabase::migrator_url() const {
+    return platform::with_database(stack_setting("ORDO_MIGRATOR_URL"), name_);
+}
+std::string TestDatabase::writer_url() const {
+    return platform::with_database(stack_setting("ORDO_DATABASE_URL"), name_);
+}
+std::string TestDatabase::reader_url() const {
+    return platform::with_database(stack_setting("ORDO_READER_URL"), name_);
+}
+
+}  // namespace ordo::testing
