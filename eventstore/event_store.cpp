@@ -5,6 +5,7 @@
 
 #include <pqxx/pqxx>
 
+#include "eventstore/append_notifier.hpp"
 #include "platform/errors.hpp"
 #include "platform/pg.hpp"
 
@@ -224,8 +225,10 @@ AppendResult EventStore::append(const std::string& stream, ExpectedVersion expec
                                 const std::vector<NewEvent>& events) {
     validate(stream, events);
     // One statement in autocommit is atomic and saves the BEGIN and COMMIT round trips.
-    return pool_.transact<pqxx::nontransaction>(
+    auto result = pool_.transact<pqxx::nontransaction>(
         [&](auto& txn) { return append(txn, stream, expected, events); });
+    if (notifier_ && !result.replayed) notifier_->signal();
+    return result;
 }
 
 std::vector<RecordedEvent> EventStore::read_stream(pqxx::transaction_base& txn,

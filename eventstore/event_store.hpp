@@ -118,9 +118,14 @@ std::string category_of(std::string_view stream);
 // The PostgreSQL event store. Appends to one stream serialize on that stream's row; appends
 // to different streams run in parallel. Every append is durable and idempotent by event
 // id. Thread-safe: all state lives in the database and the pool.
+class AppendNotifier;
+
 class EventStore {
    public:
-    explicit EventStore(platform::pg::Pool& pool) : pool_{pool} {}
+    // `notifier` (optional) is signalled after each append this class commits; callers that
+    // append in their own transaction signal it themselves after their commit.
+    explicit EventStore(platform::pg::Pool& pool, AppendNotifier* notifier = nullptr)
+        : pool_{pool}, notifier_{notifier} {}
 
     // Registers this class's prepared statements; add it to the pool's preparers.
     static void prepare(pqxx::connection& conn);
@@ -153,6 +158,7 @@ class EventStore {
 
    private:
     platform::pg::Pool& pool_;
+    AppendNotifier* notifier_;
 };
 
 }  // namespace ordo::eventstore

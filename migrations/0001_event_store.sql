@@ -147,7 +147,6 @@ BEGIN
           FROM inserted i ORDER BY i.stream_version;
 
     UPDATE streams SET version = v_current + v_count WHERE stream_id = p_stream;
-    PERFORM pg_notify('ordo_events', '');
 END
 $$;
 

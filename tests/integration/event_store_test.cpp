@@ -8,6 +8,7 @@
 
 #include <pqxx/pqxx>
 
+#include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
 #include "platform/errors.hpp"
 #include "platform/pg.hpp"
@@ -335,6 +336,25 @@ TEST_F(EventStoreTest, ReaderRoleSeesNoEvents) {
     } catch (const pqxx::sql_error&) {
         EXPECT_EQ(platform::pg::sqlstate_of(std::current_exception()), "42501");
     }
+}
+
+TEST_F(EventStoreTest, AnAppendWakesListeners) {
+    class Listener : public pqxx::notification_receiver {
+       public:
+        using notification_receiver::notification_receiver;
+        void operator()(const std::string&, int) override { ++received; }
+        int received = 0;
+    };
+    pqxx::connection listening{db_.writer_url()};
+    Listener listener{listening, AppendNotifier::kChannel};
+    AppendNotifier notifier{db_.writer_url(), platform::Logger::null_logger()};
+    EventStore store{pool_, &notifier};
+    store.append("order-n", ExpectedVersion::any(), {event("A", {})});
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (listener.received == 0 && std::chrono::steady_clock::now() < deadline) {
+        listening.await_notification(1, 0);
+    }
+    EXPECT_GE(listener.received, 1);
 }
 
 TEST_F(EventStoreTest, PoolRecoversAfterItsConnectionsAreTerminated) {

@@ -1,0 +1,136 @@
+#include <gtest/gtest.h>
+
+#include "eventstore/event_store.hpp"
+#include "platform/clock.hpp"
+#include "platform/config.hpp"
+#include "platform/metrics.hpp"
+#include "platform/pg.hpp"
+#include "platform/trace.hpp"
+
+namespace ordo::platform {
+namespace {
+
+TEST(TraceContext, ParsesAndFormatsAValidTraceparent) {
+    auto ctx = TraceContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    ASSERT_TRUE(ctx);
+    EXPECT_EQ(ctx->trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
+    EXPECT_EQ(ctx->span_id_hex(), "b7ad6b7169203331");
+    EXPECT_TRUE(ctx->sampled());
+    EXPECT_EQ(ctx->traceparent(), "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+}
+
+TEST(TraceContext, RejectsWhatTheSpecificationRejects) {
+    for (const char* bad : {
+             "",
+             "00-00000000000000000000000000000000-b7ad6b7169203331-01",  // zero trace id
+             "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  // zero span id
+             "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  // forbidden version
+             "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",  // upper case
+             "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",   // short trace id
+             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x",  // v00 with extra
+             "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  // bad separator
+             "0g-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  // bad version hex
+         }) {
+        EXPECT_FALSE(TraceContext::parse(bad)) << bad;
+    }
+}
+
+TEST(TraceContext, AcceptsHigherVersionsWithMoreFields) {
+    EXPECT_TRUE(TraceContext::parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"));
+    EXPECT_FALSE(TraceContext::parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01extra"));
+}
+
+TEST(TraceContext, ChildKeepsTheTraceAndGetsANewSpan) {
+    IdGenerator ids{42};
+    auto parent = ids.new_trace();
+    auto child = ids.child_of(parent);
+    EXPECT_EQ(child.trace_id, parent.trace_id);
+    EXPECT_NE(child.span_id, parent.span_id);
+}
+
+TEST(IdGenerator, MakesVersion4Uuids) {
+    IdGenerator ids{7};
+    auto id = ids.uuid_v4();
+    ASSERT_EQ(id.size(), 36u);
+    EXPECT_EQ(id[14], '4');
+    EXPECT_NE(std::string{"89ab"}.find(id[19]), std::string::npos);
+    EXPECT_NE(ids.uuid_v4(), id);
+}
+
+TEST(Metrics, RendersPrometheusText) {
+    metrics::Registry registry;
+    registry.counter("ordo_appends_total", "Appends", {{"outcome", "ok"}}).inc(3);
+    registry.gauge("ordo_lag", "Lag").set(2.5);
+    auto& h = registry.histogram("ordo_latency_seconds", "Latency", {{"route", "/v1/x"}},
+                                 {0.1, 1.0});
+    h.observe(0.05);
+    h.observe(0.5);
+    h.observe(5);
+    auto text = registry.render();
+    EXPECT_NE(text.find("# TYPE ordo_appends_total counter\nordo_appends_total{outcome=\"ok\"} 3\n"),
+              std::string::npos);
+    EXPECT_NE(text.find("ordo_lag 2.5\n"), std::string::npos);
+    EXPECT_NE(text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"0.10000000000000001\"} 1\n"),
+              std::string::npos);
+    EXPECT_NE(text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"+Inf\"} 3\n"),
+              std::string::npos);
+    EXPECT_NE(text.find("ordo_latency_seconds_count{route=\"/v1/x\"} 3\n"), std::string::npos);
+}
+
+TEST(Metrics, EscapesLabelValues) {
+    metrics::Registry registry;
+    registry.counter("c_total", "c", {{"v", "a\"b\\c\nd"}}).inc();
+    EXPECT_NE(registry.render().find("c_total{v=\"a\\\"b\\\\c\\nd\"} 1"), std::string::npos);
+}
+
+TEST(Metrics, SameSeriesIsReturnedForTheSameLabels) {
+    metrics::Registry registry;
+    auto& a = registry.counter("x_total", "x", {{"k", "1"}});
+    auto& b = registry.counter("x_total", "x", {{"k", "1"}});
+    EXPECT_EQ(&a, &b);
+    EXPECT_THROW(registry.gauge("x_total", "x"), std::logic_error);
+}
+
+TEST(ManualClock, MovesOnlyWhenAdvanced) {
+    ManualClock clock;
+    auto t0 = clock.now();
+    clock.advance(std::chrono::seconds(3));
+    EXPECT_EQ(clock.now() - t0, std::chrono::seconds(3));
+}
+
+TEST(FailureClassification, TransientOnlyForWhatRetryingCanFix) {
+    using pg::classify_sqlstate;
+    for (const char* s : {"08006", "57P01", "57P03", "53300", "40001", "40P01", "55P03", "57014"}) {
+        EXPECT_EQ(classify_sqlstate(s), FailureKind::transient) << s;
+    }
+    for (const char* s : {"23505", "42501", "22P02", "42P01", "23514", ""}) {
+        EXPECT_EQ(classify_sqlstate(s), FailureKind::permanent) << s;
+    }
+}
+
+TEST(Config, ReplacesTheDatabaseOfAUrl) {
+    EXPECT_EQ(with_database("postgresql://u:p@h:1/ordo?connect_timeout=3", "t1"),
+              "postgresql://u:p@h:1/t1?connect_timeout=3");
+    EXPECT_EQ(with_database("postgresql://u:p@h:1", "t1"), "postgresql://u:p@h:1/t1");
+}
+
+TEST(Checkpoint, TokensRoundTripAndRejectGarbage) {
+    eventstore::Checkpoint c{123456789, 42};
+    EXPECT_EQ(eventstore::Checkpoint::parse_token(c.token()), c);
+    for (const char* bad : {"", ".", "1.", ".1", "a.1", "1.-1", "1.2.3", "99999999999999999999999.1"}) {
+        EXPECT_FALSE(eventstore::Checkpoint::parse_token(bad)) << bad;
+    }
+    EXPECT_LT((eventstore::Checkpoint{1, 9}), (eventstore::Checkpoint{2, 1}));
+}
+
+TEST(StreamIds, CategoryIsThePartBeforeTheFirstDash) {
+    EXPECT_TRUE(eventstore::is_valid_stream_id("inventory-sku-1"));
+    EXPECT_EQ(eventstore::category_of("inventory-sku-1"), "inventory");
+    EXPECT_EQ(eventstore::category_of("saga.fulfillment-o1"), "saga.fulfillment");
+    for (const char* bad : {"", "-x", "x-", "nodash", "a-b c", "a-b/c"}) {
+        EXPECT_FALSE(eventstore::is_valid_stream_id(bad)) << bad;
+    }
+}
+
+}  // namespace
+}  // namespace ordo::platform
