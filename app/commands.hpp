@@ -16,8 +16,20 @@ struct DevOptions {
     std::string stack_script;   // deploy/stack.sh
     bool fresh = false;         // wipe the data first
     bool stop_stack = true;     // stop Postgres and NATS on exit
-    std::vector<std::string> services;  // which `ordo serve` components to run
+    std::vector<std::string> services{"command"};  // which `ordo serve` components run
 };
+
+struct ServeOptions {
+    std::string component = "command";
+    std::string address = "127.0.0.1:8080";
+    std::string database_url;
+    std::string nats_url;
+    std::string api_tokens;  // comma-separated
+    bool insecure_no_auth = false;
+    std::size_t pool_size = 16;
+};
+
+int run_serve(const ServeOptions& options, const platform::Logger& log);
 
 int run_dev(const DevOptions& options, const platform::Logger& log);
 

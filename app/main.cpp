@@ -62,6 +62,37 @@ int main(int argc, char** argv) {
                                            "dev", platform::parse_log_level(log_level)));
     });
 
+    auto* serve = cli.add_subcommand("serve", "Run one Ordo service");
+    serve->require_subcommand(1);
+    app::ServeOptions serve_options;
+    auto* serve_command = serve->add_subcommand("command", "The command API (REST)");
+    serve_command->add_option("--address", serve_options.address, "host:port to listen on")
+        ->envname("ORDO_COMMAND_ADDR")
+        ->capture_default_str();
+    for (auto* s : {serve_command}) {
+        s->add_option("--database-url", serve_options.database_url,
+                      "PostgreSQL URL of the writer role")
+            ->envname("ORDO_DATABASE_URL")
+            ->required();
+        s->add_option("--nats-url", serve_options.nats_url, "NATS server URL")
+            ->envname("ORDO_NATS_URL")
+            ->required();
+        s->add_option("--api-tokens", serve_options.api_tokens,
+                      "Comma-separated bearer tokens for /v1 routes")
+            ->envname("ORDO_API_TOKENS");
+        s->add_flag("--insecure-no-auth", serve_options.insecure_no_auth,
+                    "Serve /v1 routes without tokens");
+        s->add_option("--pool-size", serve_options.pool_size, "Database connections")
+            ->envname("ORDO_DB_POOL_SIZE")
+            ->check(CLI::Range(1, 256))
+            ->capture_default_str();
+    }
+    serve_command->callback([&] {
+        serve_options.component = "command";
+        rc = app::run_serve(serve_options, platform::Logger::stderr_logger(
+                                               "command", platform::parse_log_level(log_level)));
+    });
+
     CLI11_PARSE(cli, argc, argv);
     return rc;
 }

@@ -1,0 +1,91 @@
+#include "command/executor.hpp"
+
+#include <random>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "eventstore/append_notifier.hpp"
+#include "eventstore/event_store.hpp"
+#include "platform/metrics.hpp"
+#include "platform/pg.hpp"
+
+namespace ordo::command {
+namespace {
+
+constexpr const char* kFingerprint = "encode(sha256(convert_to($2, 'UTF8')), 'hex')";
+
+std::optional<Reply> claim_or_replay(pqxx::transaction_base& txn, const Dedup& dedup) {
+    // The first request inserts the row and holds it until commit; a concurrent repeat
+    // waits here, then finds the finished row and replays it.
+    auto claimed = txn.exec_params(
+        std::string{"INSERT INTO ordo.command_log (key, fingerprint, status, response) "
+                    "VALUES ($1, "} +
+            kFingerprint + ", 0, 'null') ON CONFLICT (key) DO NOTHING RETURNING 1",
+        dedup.key, dedup.fingerprint);
+    if (!claimed.empty()) return std::nullopt;
+    auto row = txn.exec_params1(
+        std::string{"SELECT fingerprint = "} + kFingerprint +
+            ", status, response::text FROM ordo.command_log WHERE key = $1",
+        dedup.key, dedup.fingerprint);
+    if (!row[0].as<bool>()) {
+        throw KeyReused("this key was already used for a different request");
+    }
+    return Reply{row[1].as<int>(), nlohmann::json::parse(row[2].as<std::string>()), true, false};
+}
+
+}  // namespace
+
+Executor::Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifier,
+                   platform::metrics::Registry& metrics, platform::Logger log, Options options)
+    : pool_{pool},
+      notifier_{notifier},
+      log_{std::move(log)},
+      options_{options},
+      conflicts_{metrics.counter("ordo_command_conflicts_total",
+                                 "Commands re-run after a concurrency conflict")},
+      replays_{metrics.counter("ordo_command_replays_total",
+                               "Commands answered from the command log without running again")} {}
+
+Reply Executor::run(const std::optional<Dedup>& dedup,
+                    const std::function<Reply(pqxx::transaction_base&)>& unit) {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    for (int attempt = 1;; ++attempt) {
+        try {
+            auto reply = pool_.transact([&](pqxx::work& txn) -> Reply {
+                if (dedup) {
+                    if (auto stored = claim_or_replay(txn, *dedup)) return *stored;
+                }
+                auto reply = unit(txn);
+                if (dedup) {
+                    if (reply.status >= 500) throw std::logic_error("a 5xx outcome is not final");
+                    txn.exec_params(
+                        "UPDATE ordo.command_log SET status = $2, response = $3::jsonb "
+                        "WHERE key = $1",
+                        dedup->key, reply.status, reply.body.dump());
+                }
+                return reply;
+            });
+            if (reply.replayed) replays_.inc();
+            if (reply.appended && notifier_) notifier_->signal();
+            return reply;
+        } catch (const eventstore::ConcurrencyConflict&) {
+            conflicts_.inc();
+            if (attempt >= options_.max_attempts) throw;
+        }
+        auto cap = options_.base_backoff * (1 << std::min(attempt, 6));
+        std::uniform_int_distribution<long> jitter{0, cap.count()};
+        std::this_thread::sleep_for(std::chrono::milliseconds(jitter(rng)));
+    }
+}
+
+std::int64_t Executor::expire(std::chrono::hours age) {
+    return pool_.transact([&](pqxx::work& txn) {
+        return static_cast<std::int64_t>(
+            txn.exec_params("DELETE FROM ordo.command_log WHERE created_at < now() - make_interval(hours => $1)",
+                            static_cast<int>(age.count()))
+                .affected_rows());
+    });
+}
+
+}  // namespace ordo::command

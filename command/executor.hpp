@@ -1,0 +1,77 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/transaction_base>
+
+#include "platform/log.hpp"
+
+namespace ordo::platform::pg {
+class Pool;
+}
+namespace ordo::platform::metrics {
+class Registry;
+class Counter;
+}  // namespace ordo::platform::metrics
+namespace ordo::eventstore {
+class AppendNotifier;
+}
+
+namespace ordo::command {
+
+// The outcome of a command as the API reports it: an HTTP status and a JSON body.
+struct Reply {
+    int status = 200;
+    nlohmann::json body;
+    bool replayed = false;     // the stored outcome of an earlier identical request
+    bool appended = false;     // events were written
+};
+
+// A request that must take effect once: its key and a fingerprint of what it asks.
+struct Dedup {
+    std::string key;          // "http:<Idempotency-Key>" or "cmd:<command id>"
+    std::string fingerprint;  // any text that identifies the request's content
+};
+
+// The same key was used for a different request.
+class KeyReused : public std::runtime_error {
+   public:
+    using std::runtime_error::runtime_error;
+};
+
+// Runs one command as one transaction: dedup record, load, decide, append. A concurrency
+// conflict re-runs the whole unit (bounded, with jittered backoff); a dedup key makes the
+// first outcome final, so a repeat returns it without deciding again. Only outcomes
+// below 500 are recorded: a failure leaves nothing behind and may be retried.
+class Executor {
+   public:
+    struct Options {
+        int max_attempts = 8;
+        std::chrono::milliseconds base_backoff{2};
+    };
+
+    Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifier,
+             platform::metrics::Registry& metrics, platform::Logger log, Options options);
+
+    // `unit` runs inside the transaction and may throw eventstore::ConcurrencyConflict to
+    // ask for a retry. Throws KeyReused, platform::Unavailable.
+    Reply run(const std::optional<Dedup>& dedup,
+              const std::function<Reply(pqxx::transaction_base&)>& unit);
+
+    // Deletes dedup records older than `age`; returns how many.
+    std::int64_t expire(std::chrono::hours age);
+
+   private:
+    platform::pg::Pool& pool_;
+    eventstore::AppendNotifier* notifier_;
+    platform::Logger log_;
+    Options options_;
+    platform::metrics::Counter& conflicts_;
+    platform::metrics::Counter& replays_;
+};
+
+}  // namespace ordo::command

@@ -1,0 +1,319 @@
+#include "command/service.hpp"
+
+#include <set>
+
+#include "command/validation.hpp"
+#include "domain/ids.hpp"
+#include "platform/errors.hpp"
+#include "platform/pg.hpp"
+
+namespace ordo::command {
+namespace {
+
+using platform::http::problem;
+using platform::http::Request;
+using platform::http::Response;
+
+// The one table from a decider's rejection code to the API's problem type.
+std::pair<int, std::string> problem_for(const domain::Rejection& rejection) {
+    static const std::map<std::string, std::pair<int, std::string>> kTable = {
+        {"order_exists", {409, "conflict"}},
+        {"order_confirmed", {409, "conflict"}},
+        {"order_cancelled", {409, "conflict"}},
+        {"order_not_found", {404, "not_found"}},
+        {"version_mismatch", {412, "version_mismatch"}},
+    };
+    if (auto it = kTable.find(rejection.code); it != kTable.end()) return it->second;
+    return {422, "validation_failed"};
+}
+
+Reply rejected(const domain::Rejection& rejection) {
+    auto [status, type] = problem_for(rejection);
+    auto response = problem(status, type, rejection.message);
+    return Reply{status, nlohmann::json::parse(response.body), false, false};
+}
+
+Reply accepted(int status, nlohmann::json body, const std::string& stream, const Executed& done) {
+    body["stream"] = stream;
+    body["version"] = done.version;
+    body["position"] = done.checkpoint ? done.checkpoint->token() : "";
+    return Reply{status, std::move(body), false, done.appended};
+}
+
+Response invalid(std::vector<platform::http::FieldError> errors) {
+    return problem(422, "validation_failed", "the request has invalid fields", std::move(errors));
+}
+
+// Reads the JSON object body of a command; a response when it cannot.
+std::variant<nlohmann::json, Response> read_body(const Request& request, bool optional = false) {
+    if (optional && request.body.empty()) return nlohmann::json::object();
+    if (!is_json_content_type(request.header("content-type"))) {
+        return problem(415, "unsupported_media_type", "send Content-Type: application/json");
+    }
+    std::string error;
+    auto body = parse_body(request.body, error);
+    if (!body) return problem(400, "malformed_json", "the body is not valid JSON: " + error);
+    if (!body->is_object()) return problem(400, "malformed_json", "the body must be a JSON object");
+    return std::move(*body);
+}
+
+std::optional<Response> check_path_id(const Request& request, const char* name) {
+    if (domain::is_valid_id(request.params.at(name))) return std::nullopt;
+    return invalid({{std::string{"path."} + name, "must be 1 to 64 characters of [A-Za-z0-9._-]"}});
+}
+
+template <class... Ts>
+struct Overloaded : Ts... {
+    using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+}  // namespace
+
+CommandService::CommandService(Executor& executor, platform::Logger log)
+    : executor_{executor}, log_{std::move(log)} {}
+
+void CommandService::register_routes(platform::http::Router& router) {
+    router.add("POST", "/v1/inventory/{sku}/receipts", [this](Request& r) { return receive_stock(r); });
+    router.add("POST", "/v1/accounts/{account_id}/deposits", [this](Request& r) { return deposit(r); });
+    router.add("POST", "/v1/orders", [this](Request& r) { return place_order(r); });
+    router.add("POST", "/v1/orders/{order_id}/cancel", [this](Request& r) { return cancel_order(r); });
+}
+
+Response CommandService::run_http(
+    Request& request,
+    const std::function<Reply(pqxx::transaction_base&, const CommandContext&)>& unit) {
+    std::optional<Dedup> dedup;
+    auto key = request.header("idempotency-key");
+    if (key) {
+        if (!is_valid_idempotency_key(*key)) {
+            return invalid({{"Idempotency-Key", "must be 1 to 255 visible ASCII characters"}});
+        }
+        dedup = Dedup{"http:" + *key, request.method + "\n" + request.path + "\n" + request.body};
+    }
+    auto command_id = platform::new_uuid();
+    CommandContext context{request.trace, key ? *key : command_id, key ? *key : command_id,
+                           command_id, "api"};
+    try {
+        auto reply = executor_.run(dedup, [&](pqxx::transaction_base& txn) { return unit(txn, context); });
+        Response response;
+        response.status = reply.status;
+        response.content_type =
+            reply.status >= 400 ? "application/problem+json" : "application/json";
+        response.body = reply.body.dump();
+        if (reply.replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
+        return response;
+    } catch (const KeyReused& e) {
+        return problem(422, "idempotency_key_reused", e.what());
+    } catch (const eventstore::ConcurrencyConflict&) {
+        return problem(503, "unavailable", "the stream is busy; retry shortly");
+    } catch (const platform::Unavailable& e) {
+        log_.log(platform::LogLevel::warn, "database unavailable", request.trace, {{"error", e.what()}});
+        return problem(503, "unavailable", "the event store is unavailable; retry shortly");
+    } catch (const std::exception& e) {
+        if (platform::pg::classify(std::current_exception()) == platform::FailureKind::transient) {
+            log_.log(platform::LogLevel::warn, "transient database failure", request.trace, {{"error", e.what()}});
+            return problem(503, "unavailable", "the event store is unavailable; retry shortly");
+        }
+        throw;
+    }
+}
+
+Response CommandService::receive_stock(Request& request) {
+    if (auto bad = check_path_id(request, "sku")) return *bad;
+    auto body = read_body(request);
+    if (auto* r = std::get_if<Response>(&body)) return *r;
+    std::vector<FieldError> errors;
+    FieldReader fields{std::get<nlohmann::json>(body), errors};
+    auto quantity = fields.integer("quantity", 1, domain::inventory::kMaxReceiptQuantity);
+    fields.only({"quantity"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    const auto& sku = request.params.at("sku");
+    auto stream = domain::inventory_stream(sku);
+    return run_http(request, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
+        auto done = execute<InventoryTraits>(txn, stream,
+                                             domain::inventory::ReceiveStock{sku, *quantity}, ctx);
+        return done.rejection ? rejected(*done.rejection)
+                              : accepted(200, nlohmann::json::object(), stream, done);
+    });
+}
+
+Response CommandService::deposit(Request& request) {
+    if (auto bad = check_path_id(request, "account_id")) return *bad;
+    auto body = read_body(request);
+    if (auto* r = std::get_if<Response>(&body)) return *r;
+    std::vector<FieldError> errors;
+    FieldReader fields{std::get<nlohmann::json>(body), errors};
+    auto amount = fields.integer("amount", 1, domain::payments::kMaxDepositAmount);
+    fields.only({"amount"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    const auto& account = request.params.at("account_id");
+    auto stream = domain::account_stream(account);
+    return run_http(request, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
+        auto done = execute<AccountTraits>(txn, stream,
+                                           domain::payments::Deposit{account, *amount}, ctx);
+        return done.rejection ? rejected(*done.rejection)
+                              : accepted(200, nlohmann::json::object(), stream, done);
+    });
+}
+
+Response CommandService::place_order(Request& request) {
+    auto body = read_body(request);
+    if (auto* r = std::get_if<Response>(&body)) return *r;
+    const auto& json = std::get<nlohmann::json>(body);
+    std::vector<FieldError> errors;
+    FieldReader fields{json, errors};
+    auto order_id = fields.id("order_id", false);
+    auto customer_id = fields.id("customer_id");
+    auto account_id = fields.id("account_id");
+    fields.only({"order_id", "customer_id", "account_id", "lines"});
+    std::vector<domain::orders::OrderLine> lines;
+    if (const auto* items = fields.array("lines")) {
+        if (items->empty() || items->size() > domain::orders::kMaxLines) {
+            errors.push_back({"lines", "must hold 1 to 100 lines"});
+        } else {
+            std::set<std::string> skus;
+            for (std::size_t i = 0; i < items->size(); ++i) {
+                auto prefix = "lines[" + std::to_string(i) + "].";
+                const auto& item = (*items)[i];
+                if (!item.is_object()) {
+                    errors.push_back({"lines[" + std::to_string(i) + "]", "must be an object"});
+                    continue;
+                }
+                FieldReader line{item, errors, prefix};
+                auto sku = line.id("sku");
+                auto quantity = line.integer("quantity", 1, domain::orders::kMaxLineQuantity);
+                auto price = line.integer("unit_price", 0, domain::orders::kMaxUnitPrice);
+                line.only({"sku", "quantity", "unit_price"});
+                if (sku && !skus.insert(*sku).second) {
+                    errors.push_back({prefix + "sku", "appears in more than one line"});
+                }
+                if (sku && quantity && price) lines.push_back({*sku, *quantity, *price});
+            }
+        }
+    }
+    if (!errors.empty()) return invalid(std::move(errors));
+    auto id = order_id.value_or(platform::new_uuid());
+    auto stream = domain::order_stream(id);
+    domain::orders::PlaceOrder command{id, *customer_id, *account_id, std::move(lines)};
+    return run_http(request, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
+        auto done = execute<OrderTraits>(txn, stream, command, ctx);
+        return done.rejection ? rejected(*done.rejection)
+                              : accepted(202, {{"order_id", id}}, stream, done);
+    });
+}
+
+Response CommandService::cancel_order(Request& request) {
+    if (auto bad = check_path_id(request, "order_id")) return *bad;
+    auto body = read_body(request, true);
+    if (auto* r = std::get_if<Response>(&body)) return *r;
+    std::vector<FieldError> errors;
+    FieldReader fields{std::get<nlohmann::json>(body), errors};
+    auto reason = fields.text("reason", 200, false);
+    fields.only({"reason"});
+    std::optional<std::int64_t> if_match;
+    if (auto header = request.header("if-match"); header && *header != "*") {
+        const auto& v = *header;
+        bool quoted = v.size() >= 3 && v.front() == '"' && v.back() == '"' &&
+                      std::all_of(v.begin() + 1, v.end() - 1, ::isdigit) && v.size() < 21;
+        if (!quoted) {
+            errors.push_back({"If-Match", "must be a version in quotes, like \"3\""});
+        } else {
+            if_match = std::stoll(v.substr(1, v.size() - 2));
+        }
+    }
+    if (!errors.empty()) return invalid(std::move(errors));
+    const auto& id = request.params.at("order_id");
+    auto stream = domain::order_stream(id);
+    domain::orders::RequestCancellation command{id, reason.value_or("")};
+    return run_http(request, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
+        auto done = execute<OrderTraits>(
+            txn, stream, command, ctx,
+            [&](const Loaded<OrderTraits>& loaded) -> std::optional<domain::Rejection> {
+                if (loaded.version == 0) return domain::Rejection{"order_not_found", "no order " + id};
+                if (if_match && *if_match != loaded.version) {
+                    return domain::Rejection{"version_mismatch",
+                                             "the order is at version " +
+                                                 std::to_string(loaded.version)};
+                }
+                return std::nullopt;
+            });
+        return done.rejection ? rejected(*done.rejection)
+                              : accepted(202, {{"order_id", id}}, stream, done);
+    });
+}
+
+BusOutcome CommandService::send(const std::string& command_id, const InternalCommand& command,
+                                const CommandContext& context) {
+    using namespace domain;
+    // Which stream a command goes to, and a fingerprint of what it asks.
+    auto [stream, fingerprint] = std::visit(
+        Overloaded{
+            [](const inventory::ReserveStock& c) {
+                return std::pair{inventory_stream(c.sku), "reserve " + c.order_id + " " + std::to_string(c.quantity)};
+            },
+            [](const inventory::ReleaseReservation& c) {
+                return std::pair{inventory_stream(c.sku), "release " + c.order_id};
+            },
+            [](const inventory::CommitReservation& c) {
+                return std::pair{inventory_stream(c.sku), "commit " + c.order_id};
+            },
+            [](const payments::AuthorizePayment& c) {
+                return std::pair{account_stream(c.account_id), "authorize " + c.order_id + " " + std::to_string(c.amount)};
+            },
+            [](const payments::VoidAuthorization& c) {
+                return std::pair{account_stream(c.account_id), "void " + c.order_id};
+            },
+            [](const payments::CapturePayment& c) {
+                return std::pair{account_stream(c.account_id), "capture " + c.order_id};
+            },
+            [](const orders::ConfirmOrder& c) {
+                return std::pair{order_stream(c.order_id), std::string{"confirm"}};
+            },
+            [](const orders::CancelOrder& c) {
+                return std::pair{order_stream(c.order_id), "cancel " + c.reason};
+            },
+        },
+        command);
+    auto ctx = context;
+    ctx.command_id = command_id;
+    auto reply = executor_.run(
+        Dedup{"cmd:" + command_id, stream + "\n" + fingerprint},
+        [&, stream = stream](pqxx::transaction_base& txn) {
+            auto done = std::visit(
+                Overloaded{
+                    [&](const auto& c) -> Executed {
+                        using C = std::decay_t<decltype(c)>;
+                        if constexpr (std::is_constructible_v<inventory::Command, C>) {
+                            return execute<InventoryTraits>(txn, stream, c, ctx);
+                        } else if constexpr (std::is_constructible_v<payments::Command, C>) {
+                            return execute<AccountTraits>(txn, stream, c, ctx);
+                        } else {
+                            return execute<OrderTraits>(txn, stream, c, ctx);
+                        }
+                    },
+                },
+                command);
+            nlohmann::json body = {{"stream", stream},
+                                   {"version", done.version},
+                                   {"position", done.checkpoint ? done.checkpoint->token() : ""}};
+            if (done.rejection) {
+                body["rejection"] = {{"code", done.rejection->code},
+                                     {"message", done.rejection->message}};
+            }
+            return Reply{done.rejection ? 409 : 200, body, false, done.appended};
+        });
+    BusOutcome outcome;
+    outcome.stream = reply.body.value("stream", "");
+    outcome.version = reply.body.value("version", std::int64_t{0});
+    outcome.position = reply.body.value("position", "");
+    outcome.replayed = reply.replayed;
+    if (reply.body.contains("rejection")) {
+        outcome.rejection = domain::Rejection{reply.body["rejection"].value("code", ""),
+                                              reply.body["rejection"].value("message", "")};
+    }
+    return outcome;
+}
+
+}  // namespace ordo::command

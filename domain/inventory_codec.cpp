@@ -1,0 +1,49 @@
+#include "domain/inventory.hpp"
+#include "domain/payload_reader.hpp"
+
+namespace ordo::domain::inventory {
+namespace {
+
+nlohmann::json payload(const StockReceived& e) {
+    return {{"sku", e.sku}, {"quantity", e.quantity}};
+}
+
+// Reserved, released and committed share one shape.
+template <class E>
+nlohmann::json payload(const E& e) {
+    return {{"sku", e.sku}, {"order_id", e.order_id}, {"quantity", e.quantity}};
+}
+
+template <class E>
+std::optional<Event> decode_reservation_event(detail::PayloadReader& in) {
+    return detail::decoded_if_ok<Event>(
+        in, E{in.text("sku"), in.text("order_id"), in.integer("quantity")});
+}
+
+}  // namespace
+
+std::string_view event_type(const Event& event) {
+    return std::visit([](const auto& e) { return std::decay_t<decltype(e)>::kType; }, event);
+}
+
+nlohmann::json encode_payload(const Event& event) {
+    return std::visit([](const auto& e) { return payload(e); }, event);
+}
+
+std::optional<Event> decode(std::string_view type, const nlohmann::json& payload) {
+    detail::PayloadReader in(payload);
+    if (type == StockReceived::kType) {
+        return detail::decoded_if_ok<Event>(in,
+                                            StockReceived{in.text("sku"), in.integer("quantity")});
+    }
+    if (type == StockReserved::kType) return decode_reservation_event<StockReserved>(in);
+    if (type == ReservationReleased::kType) {
+        return decode_reservation_event<ReservationReleased>(in);
+    }
+    if (type == ReservationCommitted::kType) {
+        return decode_reservation_event<ReservationCommitted>(in);
+    }
+    return std::nullopt;
+}
+
+}  // namespace ordo::domain::inventory

@@ -1,0 +1,76 @@
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ordo::domain::detail {
+
+// Reads typed fields from an event payload without throwing: a missing or mistyped field
+// yields a neutral value and marks the reader failed, so a decoder can build the event in
+// one expression and then check ok(). Unknown extra fields are ignored (forward
+// compatibility with newer writers).
+class PayloadReader {
+public:
+    explicit PayloadReader(const nlohmann::json& payload)
+        : payload_(payload), ok_(payload.is_object()) {}
+
+    std::string text(std::string_view key) {
+        const nlohmann::json* field = find(key);
+        if (field == nullptr || !field->is_string()) return fail<std::string>();
+        return field->get<std::string>();
+    }
+
+    // Integers only: 3.0 or "3" is malformed, and unsigned values beyond int64 do not wrap.
+    std::int64_t integer(std::string_view key) {
+        const nlohmann::json* field = find(key);
+        if (field == nullptr || !field->is_number_integer()) return fail<std::int64_t>();
+        if (field->is_number_unsigned() &&
+            field->get<std::uint64_t>() >
+                static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+            return fail<std::int64_t>();
+        }
+        return field->get<std::int64_t>();
+    }
+
+    const nlohmann::json& array(std::string_view key) {
+        static const nlohmann::json kEmpty = nlohmann::json::array();
+        const nlohmann::json* field = find(key);
+        if (field == nullptr || !field->is_array()) {
+            ok_ = false;
+            return kEmpty;
+        }
+        return *field;
+    }
+
+    void fail() { ok_ = false; }
+    bool ok() const { return ok_; }
+
+private:
+    const nlohmann::json* find(std::string_view key) const {
+        if (!payload_.is_object()) return nullptr;
+        const auto it = payload_.find(key);
+        return it == payload_.end() ? nullptr : &*it;
+    }
+
+    template <class T>
+    T fail() {
+        ok_ = false;
+        return T{};
+    }
+
+    const nlohmann::json& payload_;
+    bool ok_;
+};
+
+// The decoded event, if every field the reader was asked for was present and well-typed.
+template <class Event, class Decoded>
+std::optional<Event> decoded_if_ok(const PayloadReader& in, Decoded event) {
+    if (!in.ok()) return std::nullopt;
+    return Event{std::move(event)};
+}
+
+}  // namespace ordo::domain::detail

@@ -1,0 +1,101 @@
+#include "domain/payments.hpp"
+
+#include <limits>
+#include <numeric>
+#include <string>
+
+namespace ordo::domain::payments {
+namespace {
+
+void apply(State& state, const FundsDeposited& event) {
+    state.account_id = event.account_id;
+    state.balance += event.amount;
+    state.deposited += event.amount;
+}
+
+void apply(State& state, const PaymentAuthorized& event) {
+    state.account_id = event.account_id;
+    state.holds[event.order_id] = event.amount;
+}
+
+void apply(State& state, const AuthorizationVoided& event) {
+    state.holds.erase(event.order_id);
+    state.voided.insert(event.order_id);
+}
+
+void apply(State& state, const PaymentCaptured& event) {
+    state.holds.erase(event.order_id);
+    state.captured.insert(event.order_id);
+    state.balance -= event.amount;
+}
+
+}  // namespace
+
+std::int64_t State::held() const {
+    return std::accumulate(holds.begin(), holds.end(), std::int64_t{0},
+                           [](std::int64_t sum, const auto& entry) { return sum + entry.second; });
+}
+
+State evolve(State state, const Event& event) {
+    std::visit([&state](const auto& e) { apply(state, e); }, event);
+    return state;
+}
+
+Decision decide(const State& state, const Deposit& command) {
+    if (command.amount < 1 || command.amount > kMaxDepositAmount) {
+        return Rejection{"invalid_amount", "amount must be between 1 and " +
+                                               std::to_string(kMaxDepositAmount) + ", got " +
+                                               std::to_string(command.amount)};
+    }
+    // Millions of maximal deposits would be needed, but evolve must never overflow.
+    if (state.deposited > std::numeric_limits<std::int64_t>::max() - command.amount) {
+        return Rejection{"invalid_amount", "deposits would overflow the balance"};
+    }
+    return Events{FundsDeposited{command.account_id, command.amount}};
+}
+
+Decision decide(const State& state, const AuthorizePayment& command) {
+    if (command.amount < 0) {
+        return Rejection{"invalid_amount",
+                         "amount must not be negative, got " + std::to_string(command.amount)};
+    }
+    // Once an order has had a hold here, whatever became of it, a resent command must not
+    // hold again: after a void that would lock funds for a cancelled order.
+    if (state.holds.contains(command.order_id) || state.voided.contains(command.order_id) ||
+        state.captured.contains(command.order_id)) {
+        return Events{};
+    }
+    if (command.amount > state.available()) {
+        return Rejection{"insufficient_funds", "requested " + std::to_string(command.amount) +
+                                                   ", available " +
+                                                   std::to_string(state.available())};
+    }
+    return Events{PaymentAuthorized{command.account_id, command.order_id, command.amount}};
+}
+
+Decision decide(const State& state, const VoidAuthorization& command) {
+    if (state.captured.contains(command.order_id)) {
+        return Rejection{"payment_captured",
+                         "the payment for order " + command.order_id + " is captured"};
+    }
+    const auto it = state.holds.find(command.order_id);
+    // Compensation runs blind and may repeat: nothing to void is success.
+    if (it == state.holds.end()) return Events{};
+    return Events{AuthorizationVoided{command.account_id, command.order_id, it->second}};
+}
+
+Decision decide(const State& state, const CapturePayment& command) {
+    if (state.captured.contains(command.order_id)) return Events{};
+    const auto it = state.holds.find(command.order_id);
+    if (it == state.holds.end()) {
+        return Rejection{"no_authorization",
+                         "order " + command.order_id + " has no active authorization"};
+    }
+    return Events{PaymentCaptured{command.account_id, command.order_id, it->second}};
+}
+
+Decision decide(const State& state, const Command& command) {
+    return std::visit([&state](const auto& c) { return decide(state, c); }, command);
+}
+
+}  // namespace ordo::domain::payments

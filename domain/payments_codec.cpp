@@ -1,0 +1,45 @@
+#include "domain/payload_reader.hpp"
+#include "domain/payments.hpp"
+
+namespace ordo::domain::payments {
+namespace {
+
+nlohmann::json payload(const FundsDeposited& e) {
+    return {{"account_id", e.account_id}, {"amount", e.amount}};
+}
+
+// Authorized, voided and captured share one shape.
+template <class E>
+nlohmann::json payload(const E& e) {
+    return {{"account_id", e.account_id}, {"order_id", e.order_id}, {"amount", e.amount}};
+}
+
+template <class E>
+std::optional<Event> decode_hold_event(detail::PayloadReader& in) {
+    return detail::decoded_if_ok<Event>(
+        in, E{in.text("account_id"), in.text("order_id"), in.integer("amount")});
+}
+
+}  // namespace
+
+std::string_view event_type(const Event& event) {
+    return std::visit([](const auto& e) { return std::decay_t<decltype(e)>::kType; }, event);
+}
+
+nlohmann::json encode_payload(const Event& event) {
+    return std::visit([](const auto& e) { return payload(e); }, event);
+}
+
+std::optional<Event> decode(std::string_view type, const nlohmann::json& payload) {
+    detail::PayloadReader in(payload);
+    if (type == FundsDeposited::kType) {
+        return detail::decoded_if_ok<Event>(
+            in, FundsDeposited{in.text("account_id"), in.integer("amount")});
+    }
+    if (type == PaymentAuthorized::kType) return decode_hold_event<PaymentAuthorized>(in);
+    if (type == AuthorizationVoided::kType) return decode_hold_event<AuthorizationVoided>(in);
+    if (type == PaymentCaptured::kType) return decode_hold_event<PaymentCaptured>(in);
+    return std::nullopt;
+}
+
+}  // namespace ordo::domain::payments

@@ -1,0 +1,113 @@
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "platform/trace.hpp"
+
+// Plain HTTP types and the router. No Beast here: handlers and their tests see only these.
+namespace ordo::platform::http {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct Request {
+    std::string method;
+    std::string target;                        // as received, e.g. "/v1/orders?limit=10"
+    std::string path;                          // the target's path, still percent-encoded
+    std::map<std::string, std::string> query;  // decoded ('+' is a space); first value wins
+    Headers headers;                           // names lower-cased, in arrival order
+    std::string body;
+    std::map<std::string, std::string> params;  // path parameters, percent-decoded
+    std::string route;                          // the matched template, "/v1/orders/{order_id}"
+    TraceContext trace;                         // the server span of this request
+    std::string remote;                         // peer "address:port"
+
+    // Case-insensitive; the first occurrence when a header is repeated.
+    std::optional<std::string> header(std::string_view name) const;
+};
+
+struct Response {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+    Headers headers;  // extra headers; Content-Type and Content-Length are set by the server
+
+    static Response json(int status, const nlohmann::json& body);
+};
+
+// RFC 9457 problem documents. The title and usual status of every problem type live in one
+// table in http.cpp, so that the same code always reads the same to clients.
+struct FieldError {
+    std::string field;
+    std::string message;
+};
+
+Response problem(int status, std::string type, std::string detail,
+                 std::vector<FieldError> errors = {});
+// The status comes from the table; an unknown type is a 500.
+Response problem(std::string type, std::string detail, std::vector<FieldError> errors = {});
+std::optional<int> problem_status(std::string_view type);
+
+using Handler = std::function<Response(Request&)>;
+
+// Maps (method, path) to a handler. Patterns are literal segments and whole-segment
+// parameters: "/v1/inventory/{sku}/receipts". Where several patterns match a path, the one
+// with a literal earlier wins ("/v1/orders/summary" over "/v1/orders/{order_id}").
+// Built once before the server starts; match() is const and safe from any thread.
+class Router {
+   public:
+    // Throws std::invalid_argument for a malformed pattern or a duplicate (method, pattern).
+    void add(std::string method, std::string pattern, Handler handler);
+
+    struct Match {
+        enum class Kind { found, not_found, method_not_allowed };
+        Kind kind = Kind::not_found;
+        const Handler* handler = nullptr;           // set when found; owned by the router
+        std::string route;                          // set when found
+        std::map<std::string, std::string> params;  // set when found
+        std::vector<std::string> allowed;           // set when method_not_allowed, sorted
+    };
+    // `path` is percent-encoded, as in Request::path. A segment that does not decode
+    // matches nothing.
+    Match match(std::string_view method, std::string_view path) const;
+
+    // (method, pattern) in registration order, for checking the OpenAPI description.
+    std::vector<std::pair<std::string, std::string>> routes() const;
+
+   private:
+    struct Segment {
+        std::string text;  // the literal, or the parameter's name
+        bool parameter = false;
+    };
+    struct Route {
+        std::string method;
+        std::string pattern;
+        std::vector<Segment> segments;
+        Handler handler;
+    };
+    std::vector<Route> routes_;
+};
+
+// Compares without an early exit, so that response times do not reveal how much of a secret
+// a guess got right. Only the length may leak.
+bool constant_time_equals(std::string_view a, std::string_view b);
+
+// Splits a request target into its path (still encoded) and decoded query. nullopt when the
+// query or an absolute-form target is malformed.
+struct Target {
+    std::string path;
+    std::map<std::string, std::string> query;
+};
+std::optional<Target> parse_target(std::string_view target);
+
+// Percent-decodes one path segment; nullopt for a malformed escape.
+std::optional<std::string> decode_segment(std::string_view segment);
+
+}  // namespace ordo::platform::http

@@ -1,0 +1,815 @@
+#include "platform/http_server.hpp"
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+namespace ordo::platform::http {
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = net::ip::tcp;
+using SteadyClock = std::chrono::steady_clock;
+
+// After an error response the connection is closed, but only once the client has stopped
+// sending (or these limits pass): closing with unread input makes the kernel send a reset,
+// which can destroy our response before the client reads it.
+constexpr std::chrono::milliseconds kLingerTimeout{2'000};
+constexpr std::size_t kLingerBytes = 4 << 20;
+constexpr std::size_t kDrainChunk = 16 * 1024;
+// Pause before accepting again after accept() fails (e.g. out of descriptors), so that the
+// loop does not spin while the condition lasts.
+constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
+
+constexpr std::array kRejectReasons{"connection_limit", "queue_full", "too_large",
+                                    "header_too_large", "timeout",    "bad_request"};
+
+char ascii_lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = ascii_lower(c);
+    return out;
+}
+
+bool istarts_with(std::string_view s, std::string_view prefix) {
+    return s.size() >= prefix.size() && lower(s.substr(0, prefix.size())) == lower(prefix);
+}
+
+// Metric labels must stay bounded whatever clients send.
+std::string method_label(std::string_view method) {
+    for (std::string_view known : {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}) {
+        if (method == known) return std::string(known);
+    }
+    return "other";
+}
+
+std::string status_class(int status) {
+    return std::to_string(status / 100) + "xx";
+}
+
+bool body_forbidden(int status) {
+    return status / 100 == 1 || status == 204 || status == 304;
+}
+
+TraceContext server_span(std::string_view traceparent) {
+    if (auto parent = TraceContext::parse(traceparent)) return child_span(*parent);
+    return new_trace();
+}
+
+// Handlers run here rather than on the IO threads. The queue is bounded: a request that would
+// wait behind more than `max_queued` others is refused at once rather than left to time out.
+class WorkerPool {
+   public:
+    WorkerPool(std::size_t threads, std::size_t max_queued)
+        : thread_count_{std::max<std::size_t>(threads, 1)}, max_queued_{max_queued} {}
+    ~WorkerPool() { stop(); }
+
+    void start() {
+        for (std::size_t i = 0; i < thread_count_; ++i) threads_.emplace_back([this] { run(); });
+    }
+
+    // False when the queue is full; the job is then not run.
+    bool try_submit(std::function<void()> job) {
+        {
+            std::lock_guard lock{mutex_};
+            // Jobs that idle workers are about to take do not count as waiting.
+            if (stopping_ || jobs_.size() >= max_queued_ + idle_) return false;
+            jobs_.push_back(std::move(job));
+        }
+        cv_.notify_one();
+        return true;
+    }
+
+    // Runs what is queued, then joins.
+    void stop() {
+        {
+            std::lock_guard lock{mutex_};
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        for (auto& t : threads_) {
+            if (t.joinable()) t.join();
+        }
+        threads_.clear();
+    }
+
+   private:
+    void run() {
+        std::unique_lock lock{mutex_};
+        while (true) {
+            ++idle_;
+            cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+            --idle_;
+            if (jobs_.empty()) return;  // stopping and nothing left
+            auto job = std::move(jobs_.front());
+            jobs_.pop_front();
+            lock.unlock();
+            job();  // jobs catch their own exceptions
+            lock.lock();
+        }
+    }
+
+    std::size_t thread_count_;
+    std::size_t max_queued_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<std::function<void()>> jobs_;
+    std::size_t idle_ = 0;
+    bool stopping_ = false;
+    std::vector<std::thread> threads_;
+};
+
+class Connection;
+
+// Everything the connections share. Member order matters: the io_context is destroyed before
+// the registry of connections, because destroying it destroys the connections left in it.
+struct ServerState {
+    ServerState(ServerOptions options, Router router, Logger logger, metrics::Registry& registry)
+        : options_{std::move(options)},
+          router_{std::move(router)},
+          logger_{std::move(logger)},
+          registry_{registry},
+          in_flight_{registry.gauge("ordo_http_requests_in_flight",
+                                    "HTTP requests read and not yet answered",
+                                    {{"component", options_.component}})},
+          connections_gauge_{registry.gauge("ordo_http_connections", "Open HTTP connections",
+                                            {{"component", options_.component}})},
+          pool_{options_.worker_threads, options_.max_queued} {
+        for (const char* reason : kRejectReasons) rejected(reason, 0);
+    }
+
+    void rejected(const std::string& reason, double by = 1) {
+        registry_
+            .counter("ordo_http_rejected_total", "HTTP requests and connections refused",
+                     {{"component", options_.component}, {"reason", reason}})
+            .inc(by);
+    }
+
+    metrics::Histogram& duration(const std::string& route, const std::string& method, int status) {
+        std::string cls = status_class(status);
+        std::string key = route + ' ' + method + ' ' + cls;
+        std::lock_guard lock{histograms_mutex_};
+        auto it = histograms_.find(key);
+        if (it != histograms_.end()) return *it->second;
+        auto& h = registry_.histogram(
+            "ordo_http_request_duration_seconds",
+            "Time from a request's first byte until its response is ready to send",
+            {{"component", options_.component},
+             {"method", method},
+             {"route", route},
+             {"status_class", cls}});
+        histograms_.emplace(std::move(key), &h);
+        return h;
+    }
+
+    void add_connection(Connection* c, const std::shared_ptr<Connection>& shared) {
+        std::lock_guard lock{connections_mutex_};
+        connections_.emplace(c, shared);
+    }
+
+    void remove_connection(Connection* c) {
+        {
+            std::lock_guard lock{connections_mutex_};
+            connections_.erase(c);
+        }
+        connections_cv_.notify_all();
+    }
+
+    std::vector<std::shared_ptr<Connection>> live_connections() {
+        std::lock_guard lock{connections_mutex_};
+        std::vector<std::shared_ptr<Connection>> out;
+        for (auto& [raw, weak] : connections_) {
+            if (auto c = weak.lock()) out.push_back(std::move(c));
+        }
+        return out;
+    }
+
+    bool wait_for_no_connections(SteadyClock::time_point deadline) {
+        std::unique_lock lock{connections_mutex_};
+        return connections_cv_.wait_until(lock, deadline, [this] { return connections_.empty(); });
+    }
+
+    void do_accept();
+    void on_accept(beast::error_code ec, tcp::socket socket);
+
+    ServerOptions options_;
+    Router router_;
+    Logger logger_;
+    metrics::Registry& registry_;
+    metrics::Gauge& in_flight_;
+    metrics::Gauge& connections_gauge_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<std::size_t> serving_{0};  // connections counted against max_connections
+
+    std::mutex histograms_mutex_;
+    std::unordered_map<std::string, metrics::Histogram*> histograms_;
+
+    std::mutex connections_mutex_;
+    std::condition_variable connections_cv_;
+    std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
+
+    WorkerPool pool_;
+
+    net::io_context ioc_{static_cast<int>(std::max<std::size_t>(options_.io_threads, 1))};
+    std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+    tcp::acceptor acceptor_{net::make_strand(ioc_)};
+    net::steady_timer accept_retry_{acceptor_.get_executor()};
+    std::vector<std::thread> io_threads_;
+    std::uint16_t port_ = 0;
+};
+
+// One client connection. Every member function runs on the connection's strand (the executor
+// of its socket), so the state below needs no lock; workers hand results back by posting.
+class Connection : public std::enable_shared_from_this<Connection> {
+   public:
+    Connection(ServerState& server, tcp::socket socket, bool counted)
+        : server_{server},
+          socket_{std::move(socket)},
+          timer_{socket_.get_executor()},
+          counted_{counted} {
+        beast::error_code ec;
+        auto peer = socket_.remote_endpoint(ec);
+        if (!ec) remote_ = peer.address().to_string() + ":" + std::to_string(peer.port());
+    }
+
+    ~Connection() {
+        close();
+        server_.remove_connection(this);
+    }
+
+    void start() {
+        if (!counted_) {
+            started_at_ = SteadyClock::now();
+            trace_ = new_trace();
+            reject("connection_limit", problem(503, "unavailable", "too many connections"));
+            return;
+        }
+        wait_for_request();
+    }
+
+    // The server is stopping: a connection waiting for its next request goes now; one that
+    // is busy finishes the request and answers with "Connection: close".
+    void on_server_stop() {
+        if (state_ == State::idle) close();
+    }
+
+    void force_close() { close(); }
+
+    net::any_io_executor executor() { return socket_.get_executor(); }
+
+    // From a worker, via post.
+    void on_handled(Response response) {
+        if (closed_) {
+            finish_request(response.status);
+            return;
+        }
+        respond(std::move(response), false);
+    }
+
+   private:
+    enum class State { idle, reading, handling, writing, closing };
+
+    void wait_for_request() {
+        state_ = State::idle;
+        if (server_.stopping_) {
+            close();
+            return;
+        }
+        // Pipelined bytes may already be buffered.
+        if (buffer_.size() > 0) {
+            read_header();
+            return;
+        }
+        // A new connection gets read_timeout to start talking; a kept-alive one idle_timeout.
+        arm_timer(first_request_ ? server_.options_.read_timeout : server_.options_.idle_timeout);
+        socket_.async_wait(tcp::socket::wait_read,
+                           [self = shared_from_this()](beast::error_code ec) {
+                               self->disarm_timer();
+                               if (ec) {
+                                   self->close();  // idle timeout, shutdown, or socket error
+                                   return;
+                               }
+                               self->read_header();
+                           });
+    }
+
+    void read_header() {
+        state_ = State::reading;
+        first_request_ = false;
+        started_at_ = SteadyClock::now();
+        parser_.emplace();
+        parser_->header_limit(static_cast<std::uint32_t>(server_.options_.max_header_bytes));
+        parser_->body_limit(server_.options_.max_body_bytes);
+        arm_timer(server_.options_.read_timeout);
+        bhttp::async_read_header(socket_, buffer_, *parser_,
+                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                     self->on_header(ec);
+                                 });
+    }
+
+    void on_header(beast::error_code ec) {
+        if (!ec && timed_out_) ec = net::error::timed_out;
+        if (ec) {
+            on_read_error(ec);
+            return;
+        }
+        const auto& msg = parser_->get();
+        // Clients that wait for "100 Continue" before sending a body would otherwise stall
+        // for a second or so before sending it anyway.
+        if (!parser_->is_done() && msg.version() >= 11 &&
+            lower(msg[bhttp::field::expect]) == "100-continue") {
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()),
+                             [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                 if (ec) {
+                                     self->close();
+                                     return;
+                                 }
+                                 self->read_body();
+                             });
+            return;
+        }
+        read_body();
+    }
+
+    void read_body() {
+        if (parser_->is_done()) {
+            on_body({});
+            return;
+        }
+        bhttp::async_read(
+            socket_, buffer_, *parser_,
+            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
+    }
+
+    void on_body(beast::error_code ec) {
+        disarm_timer();
+        if (ec) {
+            on_read_error(ec);
+            return;
+        }
+        dispatch();
+    }
+
+    void on_read_error(beast::error_code ec) {
+        disarm_timer();
+        if (parser_ && parser_->got_some()) {
+            // The header may be (partly) parsed; continue the client's trace if it sent one.
+            const auto& msg = parser_->get();
+            trace_ = server_span(msg["traceparent"]);
+            version_ = msg.version() == 10 ? 10 : 11;
+            method_label_ = method_label(msg.method_string());
+        } else {
+            trace_ = new_trace();
+        }
+        if (timed_out_) {
+            reject("timeout",
+                   problem(408, "request_timeout", "the request was not received in time"));
+        } else if (ec == bhttp::error::header_limit) {
+            reject("header_too_large",
+                   problem(431, "header_too_large",
+                           "request header exceeds " +
+                               std::to_string(server_.options_.max_header_bytes) + " bytes"));
+        } else if (ec == bhttp::error::body_limit) {
+            reject("too_large",
+                   problem(413, "payload_too_large",
+                           "request body exceeds " +
+                               std::to_string(server_.options_.max_body_bytes) + " bytes"));
+        } else if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) {
+            close();  // the client went away, before or in the middle of a request
+        } else if (ec.category() == bhttp::make_error_code(bhttp::error::bad_target).category()) {
+            reject("bad_request",
+                   problem(400, "bad_request", "malformed HTTP request: " + ec.message()));
+        } else {
+            close();  // a socket error: nobody to answer
+        }
+    }
+
+    void dispatch() {
+        state_ = State::handling;
+        auto& msg = parser_->get();
+        version_ = msg.version() == 10 ? 10 : 11;
+        keep_alive_ = msg.keep_alive();
+
+        Request request;
+        request.method = std::string(msg.method_string());
+        request.target = std::string(msg.target());
+        request.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
+        for (const auto& field : msg) {
+            request.headers.emplace_back(lower(field.name_string()), std::string(field.value()));
+        }
+        request.body = std::move(msg.body());
+        request.remote = remote_;
+        request.trace = trace_ = server_span(msg["traceparent"]);
+        method_label_ = method_label(request.method);
+        route_label_ = "unmatched";
+        in_flight_ = true;
+        server_.in_flight_.add(1);
+
+        auto target = parse_target(request.target);
+        if (!target) {
+            respond(problem(400, "bad_request", "invalid request target"), false);
+            return;
+        }
+        request.path = std::move(target->path);
+        request.query = std::move(target->query);
+
+        Router::Match match = server_.router_.match(request.method, request.path);
+        if (match.kind == Router::Match::Kind::found) route_label_ = match.route;
+
+        if (!authorized(request)) {
+            Response r = problem(401, "unauthorized", "a valid bearer token is required");
+            r.headers.emplace_back("WWW-Authenticate", "Bearer");
+            respond(std::move(r), false);
+            return;
+        }
+        if (match.kind == Router::Match::Kind::not_found) {
+            respond(problem(404, "not_found", "no route for " + request.path), false);
+            return;
+        }
+        if (match.kind == Router::Match::Kind::method_not_allowed) {
+            std::string allow;
+            for (const auto& m : match.allowed) allow += (allow.empty() ? "" : ", ") + m;
+            Response r = problem(405, "method_not_allowed",
+                                 request.method + " is not allowed on " + request.path);
+            r.headers.emplace_back("Allow", std::move(allow));
+            respond(std::move(r), false);
+            return;
+        }
+
+        request.params = std::move(match.params);
+        request.route = std::move(match.route);
+        bool queued = server_.pool_.try_submit(
+            [self = shared_from_this(), strand = socket_.get_executor(), handler = match.handler,
+             request = std::move(request)]() mutable {
+                Response response = self->run_handler(*handler, request);
+                net::post(strand, [self, response = std::move(response)]() mutable {
+                    self->on_handled(std::move(response));
+                });
+            });
+        if (!queued) {
+            server_.rejected("queue_full");
+            respond(problem(503, "unavailable", "the server is busy"), false);
+        }
+    }
+
+    // On a worker thread: touches nothing of the connection but the logger and metrics.
+    Response run_handler(const Handler& handler, Request& request) {
+        try {
+            return handler(request);
+        } catch (const std::exception& e) {
+            server_.logger_.log(
+                LogLevel::error, "handler failed", request.trace,
+                {{"method", request.method}, {"route", request.route}, {"error", e.what()}});
+        } catch (...) {
+            server_.logger_.log(LogLevel::error, "handler failed", request.trace,
+                                {{"method", request.method},
+                                 {"route", request.route},
+                                 {"error", "unknown exception"}});
+        }
+        return problem(500, "internal", "the server failed to handle the request");
+    }
+
+    bool authorized(const Request& request) const {
+        const auto& tokens = server_.options_.api_tokens;
+        if (tokens.empty() || request.path.rfind("/v1/", 0) != 0) return true;
+        auto header = request.header("authorization");
+        if (!header || !istarts_with(*header, "bearer ")) return false;
+        std::string_view presented{*header};
+        presented.remove_prefix(7);
+        while (!presented.empty() && presented.front() == ' ') presented.remove_prefix(1);
+        while (!presented.empty() && presented.back() == ' ') presented.remove_suffix(1);
+        bool ok = false;
+        // Every token is compared, so the time taken does not tell which one nearly matched.
+        for (const auto& token : tokens) ok |= constant_time_equals(presented, token);
+        return ok;
+    }
+
+    // An answer after which the connection closes: the request cannot be trusted to have
+    // ended where the parser stopped.
+    void reject(const std::string& reason, Response response) {
+        server_.rejected(reason);
+        respond(std::move(response), true);
+    }
+
+    void respond(Response response, bool close_after) {
+        bool keep_alive = keep_alive_ && !close_after && !server_.stopping_;
+        int status = response.status;
+        try {
+            response_ = build(std::move(response), keep_alive);
+        } catch (const std::exception& e) {
+            // A handler produced something HTTP cannot carry (a bad status, a body on a 204).
+            server_.logger_.log(LogLevel::error, "invalid response", trace_,
+                                {{"route", route_label_}, {"error", e.what()}});
+            status = 500;
+            response_ = build(problem(500, "internal", "the server produced an invalid response"),
+                              keep_alive);
+        }
+        // Recorded before the write, so that a client that has its answer also finds it
+        // counted; the time to write it out is not included.
+        finish_request(status);
+        state_ = State::writing;
+        arm_timer(server_.options_.idle_timeout);
+        bhttp::async_write(
+            socket_, *response_,
+            [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                self->on_write(ec, keep_alive);
+            });
+    }
+
+    std::unique_ptr<bhttp::response<bhttp::string_body>> build(Response r, bool keep_alive) {
+        if (r.status < 200 || r.status > 599) {
+            throw std::invalid_argument("status out of range: " + std::to_string(r.status));
+        }
+        auto msg = std::make_unique<bhttp::response<bhttp::string_body>>(
+            static_cast<bhttp::status>(r.status), version_);
+        for (auto& [name, value] : r.headers) msg->insert(name, value);
+        msg->set("traceparent", trace_.traceparent());
+        msg->keep_alive(keep_alive);
+        if (body_forbidden(r.status)) {
+            if (!r.body.empty())
+                throw std::invalid_argument("a body on a " + std::to_string(r.status));
+            return msg;
+        }
+        if (!r.content_type.empty()) msg->set(bhttp::field::content_type, r.content_type);
+        msg->body() = std::move(r.body);
+        msg->prepare_payload();
+        return msg;
+    }
+
+    void on_write(beast::error_code ec, bool keep_alive) {
+        disarm_timer();
+        response_.reset();
+        if (ec) {
+            close();
+            return;
+        }
+        if (!keep_alive) {
+            linger();
+            return;
+        }
+        parser_.reset();
+        wait_for_request();
+    }
+
+    void finish_request(int status) {
+        double seconds = std::chrono::duration<double>(SteadyClock::now() - started_at_).count();
+        server_.duration(route_label_, method_label_, status).observe(seconds);
+        if (in_flight_) {
+            in_flight_ = false;
+            server_.in_flight_.add(-1);
+        }
+        const Logger& log = server_.logger_;
+        LogLevel level = status >= 500 ? LogLevel::warn : LogLevel::debug;
+        if (log.enabled(level)) {
+            log.log(level, "request", trace_,
+                    {{"method", method_label_},
+                     {"route", route_label_},
+                     {"status", status},
+                     {"duration_ms", seconds * 1000.0},
+                     {"remote", remote_}});
+        }
+        route_label_ = "unmatched";
+        method_label_ = "other";
+    }
+
+    // Stop sending, then read and discard until the client closes (see kLingerTimeout).
+    void linger() {
+        state_ = State::closing;
+        beast::error_code ec;
+        socket_.shutdown(tcp::socket::shutdown_send, ec);
+        if (ec) {
+            close();
+            return;
+        }
+        buffer_.clear();
+        arm_timer(kLingerTimeout);
+        drain();
+    }
+
+    void drain() {
+        socket_.async_read_some(buffer_.prepare(kDrainChunk),
+                                [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                    self->lingered_ += n;
+                                    if (ec || self->lingered_ > kLingerBytes) {
+                                        self->close();
+                                        return;
+                                    }
+                                    self->drain();
+                                });
+    }
+
+    void close() {
+        if (closed_) return;
+        closed_ = true;
+        state_ = State::closing;
+        disarm_timer();
+        beast::error_code ignored;
+        socket_.shutdown(tcp::socket::shutdown_both, ignored);
+        socket_.close(ignored);
+        if (counted_) {
+            server_.serving_.fetch_sub(1);
+            server_.connections_gauge_.add(-1);
+        }
+    }
+
+    // The timer cancels the socket's pending operation; the generation tells a stale expiry
+    // (one that raced with the operation completing) from a real one.
+    void arm_timer(std::chrono::milliseconds after) {
+        timed_out_ = false;
+        unsigned generation = ++timer_generation_;
+        timer_.expires_after(after);
+        timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+            if (ec || generation != self->timer_generation_) return;
+            self->timed_out_ = true;
+            beast::error_code ignored;
+            self->socket_.cancel(ignored);
+        });
+    }
+
+    void disarm_timer() {
+        ++timer_generation_;
+        timer_.cancel();
+    }
+
+    ServerState& server_;
+    tcp::socket socket_;
+    net::steady_timer timer_;
+    bool counted_;
+    std::string remote_;
+
+    State state_ = State::idle;
+    bool first_request_ = true;
+    bool closed_ = false;
+    bool timed_out_ = false;
+    unsigned timer_generation_ = 0;
+    std::size_t lingered_ = 0;
+
+    beast::flat_buffer buffer_;
+    std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+    std::unique_ptr<bhttp::response<bhttp::string_body>> response_;
+
+    // The request being served.
+    SteadyClock::time_point started_at_{};
+    TraceContext trace_;
+    unsigned version_ = 11;
+    bool keep_alive_ = false;
+    bool in_flight_ = false;
+    std::string route_label_ = "unmatched";
+    std::string method_label_ = "other";
+};
+
+void ServerState::do_accept() {
+    acceptor_.async_accept(
+        net::make_strand(ioc_),
+        [this](beast::error_code ec, tcp::socket socket) { on_accept(ec, std::move(socket)); });
+}
+
+void ServerState::on_accept(beast::error_code ec, tcp::socket socket) {
+    if (stopping_ || !acceptor_.is_open()) return;
+    if (ec) {
+        logger_.warn("accept failed", {{"error", ec.message()}});
+        accept_retry_.expires_after(kAcceptRetryDelay);
+        accept_retry_.async_wait([this](beast::error_code wait_ec) {
+            if (!wait_ec && !stopping_) do_accept();
+        });
+        return;
+    }
+    // Accepts run one at a time on the acceptor's strand, so check-then-add does not race.
+    bool counted = serving_.load() < options_.max_connections;
+    if (counted) {
+        serving_.fetch_add(1);
+        connections_gauge_.add(1);
+    }
+    auto connection = std::make_shared<Connection>(*this, std::move(socket), counted);
+    add_connection(connection.get(), connection);
+    net::dispatch(connection->executor(), [connection] { connection->start(); });
+    do_accept();
+}
+
+}  // namespace
+
+struct Server::Impl : ServerState {
+    using ServerState::ServerState;
+    std::mutex lifecycle_mutex_;
+    bool started_ = false;
+    bool stopped_ = false;
+};
+
+Server::Server(ServerOptions options, Router router, Logger logger, metrics::Registry& registry)
+    : impl_{std::make_unique<Impl>(std::move(options), std::move(router), std::move(logger),
+                                   registry)} {}
+
+Server::~Server() {
+    stop();
+}
+
+void Server::start() {
+    Impl& s = *impl_;
+    std::lock_guard lock{s.lifecycle_mutex_};
+    if (s.started_) throw std::logic_error("http server started twice");
+    if (s.stopped_) throw std::logic_error("http server restarted after stop");
+    std::string where = s.options_.address + ":" + std::to_string(s.options_.port);
+
+    beast::error_code ec;
+    auto address = net::ip::make_address(s.options_.address, ec);
+    if (ec) throw std::runtime_error("invalid HTTP listen address " + where + ": " + ec.message());
+    tcp::endpoint endpoint{address, s.options_.port};
+    s.acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) s.acceptor_.set_option(net::socket_base::reuse_address(true), ec);
+    if (!ec) s.acceptor_.bind(endpoint, ec);
+    if (!ec) s.acceptor_.listen(net::socket_base::max_listen_connections, ec);
+    if (ec) {
+        beast::error_code ignored;
+        s.acceptor_.close(ignored);
+        throw std::runtime_error("cannot listen for HTTP on " + where + ": " + ec.message());
+    }
+    s.port_ = s.acceptor_.local_endpoint().port();
+    s.started_ = true;
+
+    s.work_.emplace(s.ioc_.get_executor());
+    s.pool_.start();
+    net::post(s.acceptor_.get_executor(), [&s] { s.do_accept(); });
+    for (std::size_t i = 0; i < std::max<std::size_t>(s.options_.io_threads, 1); ++i) {
+        s.io_threads_.emplace_back([&s] {
+            while (true) {
+                try {
+                    s.ioc_.run();
+                    return;
+                } catch (const std::exception& e) {
+                    s.logger_.error("http io thread caught an exception", {{"error", e.what()}});
+                }
+            }
+        });
+    }
+    s.logger_.info("http server listening",
+                   {{"address", s.options_.address},
+                    {"port", s.port_},
+                    {"auth", s.options_.api_tokens.empty() ? "none" : "bearer"}});
+}
+
+std::uint16_t Server::port() const {
+    return impl_->port_;
+}
+
+void Server::stop(std::chrono::milliseconds drain) {
+    Impl& s = *impl_;
+    std::lock_guard lock{s.lifecycle_mutex_};
+    if (s.stopped_) return;
+    s.stopped_ = true;
+    if (!s.started_) return;
+
+    auto deadline = SteadyClock::now() + drain;
+    s.stopping_ = true;
+    net::post(s.acceptor_.get_executor(), [&s] {
+        beast::error_code ignored;
+        s.acceptor_.close(ignored);
+        s.accept_retry_.cancel();
+    });
+    // Connections accepted after this snapshot see stopping_ when they start.
+    for (auto& c : s.live_connections()) {
+        net::post(c->executor(), [c] { c->on_server_stop(); });
+    }
+    if (!s.wait_for_no_connections(deadline)) {
+        auto left = s.live_connections();
+        s.logger_.warn("http server cutting connections still busy after the drain period",
+                       {{"connections", left.size()}});
+        for (auto& c : left) net::post(c->executor(), [c] { c->force_close(); });
+    }
+    // Handlers still running finish here; their responses go nowhere if cut above. Every
+    // socket is closed by now, so the io_context runs out of work and its threads return.
+    s.pool_.stop();
+    s.work_.reset();
+    for (auto& t : s.io_threads_) {
+        if (t.joinable()) t.join();
+    }
+    s.io_threads_.clear();
+    s.logger_.info("http server stopped", {{"port", s.port_}});
+}
+
+}  // namespace ordo::platform::http

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "platform/http.hpp"
+#include "platform/log.hpp"
+#include "platform/metrics.hpp"
+
+namespace ordo::platform::http {
+
+struct ServerOptions {
+    std::string address = "127.0.0.1";
+    std::uint16_t port = 0;  // 0 picks an ephemeral port; port() reports it
+    std::size_t io_threads = 2;
+    std::size_t worker_threads = 8;
+    std::size_t max_queued = 256;  // requests waiting for a worker beyond the idle ones
+    std::size_t max_body_bytes = 1 << 20;
+    std::size_t max_header_bytes = 16 * 1024;
+    std::chrono::milliseconds read_timeout{10'000};  // whole request, from its first byte
+    std::chrono::milliseconds idle_timeout{60'000};  // keep-alive wait for the next request
+    std::size_t max_connections = 1024;
+    // Non-empty: every path under /v1/ needs "Authorization: Bearer <one of these>".
+    std::vector<std::string> api_tokens;
+    std::string component = "http";
+};
+
+// An HTTP/1.1 server. Connections are served asynchronously on `io_threads`; handlers run on
+// a bounded pool of `worker_threads`, so a slow handler never stalls reading or writing, and
+// a full queue answers 503 at once instead of growing without bound. Limits, timeouts,
+// authentication, tracing and the error documents for all of them are handled here, so that
+// a handler only ever sees a complete, authorised request.
+//
+// Handlers are called concurrently from the worker threads and must be thread-safe. The
+// Registry must outlive the server.
+class Server {
+   public:
+    Server(ServerOptions options, Router router, Logger logger, metrics::Registry& registry);
+    ~Server();  // calls stop()
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Binds, listens and starts the threads. Throws std::runtime_error naming the address when
+    // it cannot bind. Call once.
+    void start();
+    std::uint16_t port() const;
+
+    // Stops accepting, lets requests in flight finish and their responses be written (with
+    // "Connection: close"), closes idle keep-alive connections and joins every thread.
+    // Connections still busy after `drain` are cut. Returns only once every handler has
+    // returned. Idempotent; safe to call without start().
+    void stop(std::chrono::milliseconds drain = std::chrono::seconds(10));
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ordo::platform::http

@@ -1,0 +1,529 @@
+#include "platform/http_server.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "platform/http.hpp"
+#include "platform/log.hpp"
+#include "platform/metrics.hpp"
+#include "platform/trace.hpp"
+#include "tests/support/http_client.hpp"
+
+namespace ordo::platform::http {
+namespace {
+
+using namespace std::chrono_literals;
+using ordo::testing::HttpClient;
+using ordo::testing::HttpResponse;
+using ordo::testing::raw_exchange;
+
+// Long enough never to fire on a healthy run; only bounds how long a broken one hangs.
+constexpr auto kGenerous = 20s;
+
+// Lets a test hold handlers inside the server and know when they are there.
+class Gate {
+   public:
+    void enter_and_wait() {
+        std::unique_lock lock{mutex_};
+        ++entered_;
+        cv_.notify_all();
+        cv_.wait(lock, [this] { return open_; });
+    }
+    bool wait_entered(int n) {
+        std::unique_lock lock{mutex_};
+        return cv_.wait_for(lock, kGenerous, [&] { return entered_ >= n; });
+    }
+    void open() {
+        std::lock_guard lock{mutex_};
+        open_ = true;
+        cv_.notify_all();
+    }
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    int entered_ = 0;
+    bool open_ = false;
+};
+
+// Counts calls to a handler so that a test can wait for one to have happened.
+class CallCounter {
+   public:
+    void hit() {
+        std::lock_guard lock{mutex_};
+        ++calls_;
+        cv_.notify_all();
+    }
+    bool wait_for(int n) {
+        std::unique_lock lock{mutex_};
+        return cv_.wait_for(lock, kGenerous, [&] { return calls_ >= n; });
+    }
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    int calls_ = 0;
+};
+
+Router test_router(Gate* gate = nullptr, CallCounter* health_calls = nullptr) {
+    Router router;
+    router.add("GET", "/healthz", [health_calls](Request&) {
+        if (health_calls) health_calls->hit();
+        return Response::json(200, {{"status", "ok"}});
+    });
+    router.add("GET", "/v1/items/{sku}", [](Request& req) {
+        return Response::json(200, {{"sku", req.params.at("sku")},
+                                    {"route", req.route},
+                                    {"path", req.path},
+                                    {"query", req.query}});
+    });
+    router.add("PUT", "/v1/items/{sku}", [](Request&) { return Response::json(200, {}); });
+    router.add("POST", "/echo", [](Request& req) {
+        return Response::json(200, {{"size", req.body.size()},
+                                    {"content_type", req.header("CONTENT-TYPE").value_or("")}});
+    });
+    router.add("GET", "/throw",
+               [](Request&) -> Response { throw std::runtime_error("handler exploded"); });
+    router.add("GET", "/trace", [](Request& req) {
+        return Response::json(200, {{"traceparent", req.trace.traceparent()}});
+    });
+    router.add("GET", "/block", [gate](Request&) {
+        if (gate) gate->enter_and_wait();
+        return Response::json(200, {{"released", true}});
+    });
+    return router;
+}
+
+class TestServer {
+   public:
+    explicit TestServer(Router router, ServerOptions options = {}) {
+        server_ = std::make_unique<Server>(std::move(options), std::move(router),
+                                           Logger::null_logger(), registry_);
+        server_->start();
+    }
+    ~TestServer() { server_->stop(); }
+
+    std::uint16_t port() const { return server_->port(); }
+    Server& server() { return *server_; }
+    metrics::Registry& registry() { return registry_; }
+    HttpClient client() const { return HttpClient{"127.0.0.1", port()}; }
+    std::string raw(const std::string& bytes) const {
+        return raw_exchange("127.0.0.1", port(), bytes, kGenerous);
+    }
+    double rejected(const std::string& reason) {
+        return registry_
+            .counter("ordo_http_rejected_total", "", {{"component", "http"}, {"reason", reason}})
+            .value();
+    }
+
+   private:
+    metrics::Registry registry_;
+    std::unique_ptr<Server> server_;
+};
+
+void expect_problem(const HttpResponse& res, int status, const std::string& type) {
+    EXPECT_EQ(res.status, status) << res.body;
+    EXPECT_EQ(res.header("content-type"), "application/problem+json");
+    auto body = res.json();
+    EXPECT_EQ(body["type"], type);
+    EXPECT_EQ(body["status"], status);
+    EXPECT_TRUE(body["title"].is_string());
+    EXPECT_TRUE(body["detail"].is_string());
+}
+
+// --- Router and plain types -------------------------------------------------------------
+
+TEST(Router, PrefersALiteralSegmentOverAParameter) {
+    Router router;
+    router.add("GET", "/v1/orders/{order_id}", [](Request&) { return Response{}; });
+    router.add("GET", "/v1/orders/summary", [](Request&) { return Response{}; });
+    auto m = router.match("GET", "/v1/orders/summary");
+    ASSERT_EQ(m.kind, Router::Match::Kind::found);
+    EXPECT_EQ(m.route, "/v1/orders/summary");
+    EXPECT_TRUE(m.params.empty());
+    m = router.match("GET", "/v1/orders/o-1");
+    ASSERT_EQ(m.kind, Router::Match::Kind::found);
+    EXPECT_EQ(m.route, "/v1/orders/{order_id}");
+    EXPECT_EQ(m.params.at("order_id"), "o-1");
+}
+
+TEST(Router, ListsAllowedMethodsWhenOnlyTheMethodIsWrong) {
+    Router router;
+    router.add("POST", "/v1/dead-letters/{id}/retry", [](Request&) { return Response{}; });
+    router.add("DELETE", "/v1/dead-letters/{id}/retry", [](Request&) { return Response{}; });
+    auto m = router.match("GET", "/v1/dead-letters/7/retry");
+    ASSERT_EQ(m.kind, Router::Match::Kind::method_not_allowed);
+    EXPECT_EQ(m.allowed, (std::vector<std::string>{"DELETE", "POST"}));
+    EXPECT_EQ(router.match("GET", "/v1/dead-letters/7").kind, Router::Match::Kind::not_found);
+    EXPECT_EQ(router.match("POST", "/v1/dead-letters//retry").kind, Router::Match::Kind::not_found);
+}
+
+TEST(Router, DecodesParametersAndRejectsBrokenEscapes) {
+    Router router;
+    router.add("GET", "/v1/inventory/{sku}", [](Request&) { return Response{}; });
+    auto m = router.match("GET", "/v1/inventory/a%2Fb%20c");
+    ASSERT_EQ(m.kind, Router::Match::Kind::found);
+    EXPECT_EQ(m.params.at("sku"), "a/b c");
+    EXPECT_EQ(router.match("GET", "/v1/inventory/%zz").kind, Router::Match::Kind::not_found);
+    EXPECT_EQ(router.match("GET", "/v1/inventory/%4").kind, Router::Match::Kind::not_found);
+}
+
+TEST(Router, RefusesMalformedAndDuplicatePatterns) {
+    Router router;
+    auto h = [](Request&) { return Response{}; };
+    router.add("GET", "/v1/x/{id}", h);
+    EXPECT_THROW(router.add("GET", "/v1/x/{id}", h), std::invalid_argument);
+    EXPECT_THROW(router.add("GET", "v1/x", h), std::invalid_argument);
+    EXPECT_THROW(router.add("GET", "/v1/x-{id}", h), std::invalid_argument);
+    EXPECT_THROW(router.add("GET", "/v1/{}", h), std::invalid_argument);
+    router.add("POST", "/v1/x/{id}", h);
+    EXPECT_EQ(router.routes(), (std::vector<std::pair<std::string, std::string>>{
+                                   {"GET", "/v1/x/{id}"}, {"POST", "/v1/x/{id}"}}));
+}
+
+TEST(Problem, TakesTitleFromTheTableAndListsFieldErrors) {
+    Response r = problem(422, "validation_failed", "bad lines",
+                         {{"lines[0].quantity", "must be at least 1"}});
+    EXPECT_EQ(r.status, 422);
+    EXPECT_EQ(r.content_type, "application/problem+json");
+    auto body = nlohmann::json::parse(r.body);
+    EXPECT_EQ(body["type"], "validation_failed");
+    EXPECT_EQ(body["title"], "Validation failed");
+    EXPECT_EQ(body["status"], 422);
+    EXPECT_EQ(body["detail"], "bad lines");
+    EXPECT_EQ(body["errors"][0]["field"], "lines[0].quantity");
+    EXPECT_FALSE(nlohmann::json::parse(problem(404, "not_found", "x").body).contains("errors"));
+
+    Response unavailable = problem("unavailable", "try later");
+    EXPECT_EQ(unavailable.status, 503);
+    EXPECT_EQ(unavailable.headers, (Headers{{"Retry-After", "1"}}));
+    EXPECT_EQ(problem_status("idempotency_key_reused"), 422);
+    EXPECT_EQ(problem_status("payload_too_large"), 413);
+    EXPECT_EQ(problem_status("no_such_type"), std::nullopt);
+}
+
+TEST(ConstantTimeEquals, ComparesWholeStrings) {
+    EXPECT_TRUE(constant_time_equals("secret", "secret"));
+    EXPECT_FALSE(constant_time_equals("secret", "secreT"));
+    EXPECT_FALSE(constant_time_equals("secret", "secret2"));
+    EXPECT_FALSE(constant_time_equals("", "x"));
+    EXPECT_TRUE(constant_time_equals("", ""));
+}
+
+// --- The server over real sockets --------------------------------------------------------
+
+TEST(HttpServer, RoutesWithDecodedPathParametersAndQuery) {
+    TestServer server{test_router()};
+    auto client = server.client();
+    auto res = client.get("/v1/items/a%20b%2Fc?limit=10&q=two+words&e=%C3%A9");
+    ASSERT_EQ(res.status, 200) << res.body;
+    EXPECT_EQ(res.header("content-type"), "application/json");
+    auto body = res.json();
+    EXPECT_EQ(body["sku"], "a b/c");
+    EXPECT_EQ(body["route"], "/v1/items/{sku}");
+    EXPECT_EQ(body["path"], "/v1/items/a%20b%2Fc");
+    EXPECT_EQ(body["query"]["limit"], "10");
+    EXPECT_EQ(body["query"]["q"], "two words");
+    EXPECT_EQ(body["query"]["e"], "\xC3\xA9");
+    EXPECT_EQ(res.header("content-length"), std::to_string(res.body.size()));
+
+    auto echoed = client.post_json("/echo", {{"hello", "world"}});
+    ASSERT_EQ(echoed.status, 200);
+    EXPECT_EQ(echoed.json()["content_type"], "application/json");
+}
+
+TEST(HttpServer, UnknownPathIsANotFoundProblem) {
+    TestServer server{test_router()};
+    auto client = server.client();
+    expect_problem(client.get("/nope"), 404, "not_found");
+    expect_problem(client.get("/v1/items/%zz"), 404, "not_found");
+    expect_problem(client.get("/v1/items/x/extra"), 404, "not_found");
+}
+
+TEST(HttpServer, WrongMethodIsMethodNotAllowedWithAllow) {
+    TestServer server{test_router()};
+    auto client = server.client();
+    auto res = client.request("DELETE", "/v1/items/x");
+    expect_problem(res, 405, "method_not_allowed");
+    EXPECT_EQ(res.header("allow"), "GET, PUT");
+}
+
+TEST(HttpServer, KeepAliveServesManyRequestsOnOneConnection) {
+    TestServer server{test_router()};
+    auto client = server.client();
+    for (int i = 0; i < 100; ++i) {
+        auto res = i % 2 == 0 ? client.get("/healthz") : client.post_json("/echo", {{"i", i}});
+        ASSERT_EQ(res.status, 200);
+    }
+    EXPECT_EQ(client.connections_opened(), 1U);
+}
+
+TEST(HttpServer, SpeaksHttp10AndClosesAfterwards) {
+    TestServer server{test_router()};
+    std::string reply = server.raw("GET /healthz HTTP/1.0\r\n\r\n");
+    EXPECT_EQ(reply.rfind("HTTP/1.0 200", 0), 0U) << reply;
+    EXPECT_NE(reply.find("{\"status\":\"ok\"}"), std::string::npos);
+}
+
+TEST(HttpServer, BodyOverTheLimitIsPayloadTooLarge) {
+    TestServer server{test_router()};
+    auto client = server.client();
+    auto res = client.request("POST", "/echo", std::string(2 << 20, 'x'),
+                              {{"Content-Type", "application/json"}});
+    expect_problem(res, 413, "payload_too_large");
+    EXPECT_EQ(server.rejected("too_large"), 1);
+
+    // Refused from the header alone, before any of the body is sent.
+    std::string reply = server.raw(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2097152\r\n\r\n");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0U) << reply;
+    EXPECT_NE(reply.find("payload_too_large"), std::string::npos);
+
+    // A chunked body has no length up front; the parser's limit stops it.
+    std::string chunk(64 * 1024, 'y');
+    std::string chunked = "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 32; ++i) chunked += "10000\r\n" + chunk + "\r\n";
+    chunked += "0\r\n\r\n";
+    reply = server.raw(chunked);
+    EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0U) << reply.substr(0, 200);
+    EXPECT_EQ(server.rejected("too_large"), 3);
+
+    // A body just under the limit is fine.
+    auto ok = client.request("POST", "/echo", std::string((1 << 20) - 1, 'x'));
+    ASSERT_EQ(ok.status, 200);
+    EXPECT_EQ(ok.json()["size"], (1 << 20) - 1);
+}
+
+TEST(HttpServer, HugeHeaderIsHeaderTooLarge) {
+    TestServer server{test_router()};
+    auto client = server.client();
+    auto res = client.get("/healthz", {{"X-Padding", std::string(32 * 1024, 'p')}});
+    expect_problem(res, 431, "header_too_large");
+    EXPECT_EQ(server.rejected("header_too_large"), 1);
+    EXPECT_EQ(client.get("/healthz").status, 200);  // reconnects
+}
+
+TEST(HttpServer, StalledRequestTimesOutWith408) {
+    ServerOptions options;
+    options.read_timeout = 300ms;
+    TestServer server{test_router(), options};
+    // Half a body, then nothing: raw_exchange returns when the server answers and closes.
+    std::string reply =
+        server.raw("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"half\":");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 408", 0), 0U) << reply;
+    EXPECT_NE(reply.find("request_timeout"), std::string::npos);
+    EXPECT_NE(reply.find("Connection: close"), std::string::npos);
+    EXPECT_EQ(server.rejected("timeout"), 1);
+
+    // Half a header line stalls the same way.
+    reply = server.raw("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 408", 0), 0U) << reply;
+}
+
+TEST(HttpServer, MalformedRequestIsBadRequestAndCloses) {
+    TestServer server{test_router()};
+    std::string reply = server.raw("GET /healthz HTTP/1.x\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0U) << reply;
+    EXPECT_NE(reply.find("bad_request"), std::string::npos);
+    reply = server.raw("GET /healthz HTTP/1.1\r\nNo colon in this header\r\n\r\n");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 400", 0), 0U) << reply;
+    EXPECT_EQ(server.rejected("bad_request"), 2);
+}
+
+TEST(HttpServer, AnswersExpectContinueBeforeTheBody) {
+    TestServer server{test_router()};
+    std::string reply = server.raw(
+        "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nExpect: 100-continue\r\n"
+        "Content-Length: 2\r\n\r\n{}");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200", 0), 0U) << reply;
+}
+
+TEST(HttpServer, RefusesConnectionsBeyondTheLimit) {
+    ServerOptions options;
+    options.max_connections = 2;
+    TestServer server{test_router(), options};
+    // Two keep-alive connections that have been served are certainly open on the server.
+    auto first = server.client();
+    auto second = server.client();
+    ASSERT_EQ(first.get("/healthz").status, 200);
+    ASSERT_EQ(second.get("/healthz").status, 200);
+
+    std::string reply = server.raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(reply.rfind("HTTP/1.1 503", 0), 0U) << reply;
+    EXPECT_NE(reply.find("Retry-After: 1"), std::string::npos);
+    EXPECT_NE(reply.find("unavailable"), std::string::npos);
+    EXPECT_EQ(server.rejected("connection_limit"), 1);
+
+    // Once a held connection goes, the gauge says so and a new client is served.
+    first.close();
+    auto& open = server.registry().gauge("ordo_http_connections", "", {{"component", "http"}});
+    auto deadline = std::chrono::steady_clock::now() + kGenerous;
+    while (open.value() > 1 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+    }
+    ASSERT_EQ(open.value(), 1);
+    EXPECT_EQ(server.client().get("/healthz").status, 200);
+}
+
+TEST(HttpServer, FullWorkerQueueAnswersUnavailable) {
+    Gate gate;
+    ServerOptions options;
+    options.worker_threads = 1;
+    options.max_queued = 1;
+    TestServer server{test_router(&gate), options};
+
+    auto running = std::async(std::launch::async, [&] { return server.client().get("/block"); });
+    ASSERT_TRUE(gate.wait_entered(1));
+
+    // The only worker is busy: of two more requests one waits in the queue and the other is
+    // refused at once, whichever arrives first.
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::vector<HttpResponse> answers;
+    auto send = [&] {
+        auto res = server.client().get("/block");
+        std::lock_guard lock{mutex};
+        answers.push_back(res);
+        cv.notify_all();
+    };
+    std::thread a{send};
+    std::thread b{send};
+    {
+        std::unique_lock lock{mutex};
+        ASSERT_TRUE(cv.wait_for(lock, kGenerous, [&] { return !answers.empty(); }));
+        expect_problem(answers.front(), 503, "unavailable");
+        EXPECT_EQ(answers.front().header("retry-after"), "1");
+    }
+    gate.open();
+    a.join();
+    b.join();
+    ASSERT_EQ(answers.size(), 2U);
+    EXPECT_EQ(answers.back().status, 200);
+    EXPECT_EQ(running.get().status, 200);
+    EXPECT_EQ(server.rejected("queue_full"), 1);
+}
+
+TEST(HttpServer, ThrowingHandlerIsInternalErrorAndServingGoesOn) {
+    TestServer server{test_router()};
+    auto client = server.client();
+    auto res = client.get("/throw");
+    expect_problem(res, 500, "internal");
+    EXPECT_EQ(res.json()["detail"].get<std::string>().find("exploded"), std::string::npos);
+    EXPECT_EQ(client.get("/healthz").status, 200);
+    EXPECT_EQ(client.connections_opened(), 1U);
+}
+
+TEST(HttpServer, ContinuesAValidTraceAndStartsOneOtherwise) {
+    TestServer server{test_router()};
+    auto client = server.client();
+    const std::string parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    auto res = client.get("/trace", {{"traceparent", parent}});
+    ASSERT_EQ(res.status, 200);
+    auto span = TraceContext::parse(res.header("traceparent"));
+    ASSERT_TRUE(span.has_value()) << res.header("traceparent");
+    EXPECT_EQ(span->trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    EXPECT_NE(span->span_id_hex(), "00f067aa0ba902b7");
+    EXPECT_EQ(res.json()["traceparent"], res.header("traceparent"));  // handler saw the same span
+
+    auto fresh = client.get("/trace", {{"traceparent", "00-not-a-valid-header-01"}});
+    auto fresh_span = TraceContext::parse(fresh.header("traceparent"));
+    ASSERT_TRUE(fresh_span.has_value());
+    EXPECT_NE(fresh_span->trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+
+    // Error responses carry one too.
+    EXPECT_TRUE(TraceContext::parse(client.get("/nope").header("traceparent")).has_value());
+}
+
+TEST(HttpServer, BearerTokenGuardsTheV1Api) {
+    ServerOptions options;
+    options.api_tokens = {"token-one", "token-two"};
+    TestServer server{test_router(), options};
+    auto client = server.client();
+
+    auto missing = client.get("/v1/items/x");
+    expect_problem(missing, 401, "unauthorized");
+    EXPECT_EQ(missing.header("www-authenticate"), "Bearer");
+    expect_problem(client.get("/v1/items/x", {{"Authorization", "Bearer token-three"}}), 401,
+                   "unauthorized");
+    expect_problem(client.get("/v1/items/x", {{"Authorization", "Basic token-two"}}), 401,
+                   "unauthorized");
+    // Not even whether a route exists is told without a token.
+    expect_problem(client.get("/v1/nothing-here"), 401, "unauthorized");
+
+    EXPECT_EQ(client.get("/v1/items/x", {{"Authorization", "Bearer token-two"}}).status, 200);
+    EXPECT_EQ(client.get("/v1/items/x", {{"Authorization", "bearer token-one"}}).status, 200);
+    EXPECT_EQ(client.get("/healthz").status, 200);
+}
+
+TEST(HttpServer, ExportsRequestMetricsByRouteTemplate) {
+    TestServer server{test_router()};
+    auto client = server.client();
+    ASSERT_EQ(client.get("/v1/items/abc").status, 200);
+    ASSERT_EQ(client.get("/nope").status, 404);
+    std::string text = server.registry().render();
+    EXPECT_NE(
+        text.find("ordo_http_request_duration_seconds_count{component=\"http\",method=\"GET\","
+                  "route=\"/v1/items/{sku}\",status_class=\"2xx\"} 1"),
+        std::string::npos)
+        << text;
+    EXPECT_NE(text.find("route=\"unmatched\",status_class=\"4xx\"} 1"), std::string::npos);
+    EXPECT_NE(text.find("ordo_http_connections{component=\"http\"} 1"), std::string::npos);
+    EXPECT_NE(text.find("ordo_http_requests_in_flight{component=\"http\"} 0"), std::string::npos);
+}
+
+TEST(HttpServer, StartFailsClearlyWhenThePortIsTaken) {
+    TestServer server{test_router()};
+    metrics::Registry registry;
+    ServerOptions options;
+    options.port = server.port();
+    Server second{options, test_router(), Logger::null_logger(), registry};
+    try {
+        second.start();
+        FAIL() << "start() should have thrown";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find(std::to_string(server.port())), std::string::npos)
+            << e.what();
+    }
+}
+
+TEST(HttpServer, StopLetsTheRequestInFlightFinish) {
+    Gate gate;
+    CallCounter health;
+    TestServer server{test_router(&gate, &health)};
+
+    auto in_flight = std::async(std::launch::async, [&] { return server.client().get("/block"); });
+    ASSERT_TRUE(gate.wait_entered(1));
+
+    // An idle keep-alive connection: raw_exchange returns once the server closes it, which
+    // only stop() does here (the idle timeout is a minute). That tells us stop() is under way.
+    auto idle = std::async(std::launch::async,
+                           [&] { return server.raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); });
+    ASSERT_TRUE(health.wait_for(1));
+
+    auto stopping = std::async(std::launch::async, [&] { server.server().stop(); });
+    ASSERT_EQ(idle.wait_for(kGenerous), std::future_status::ready);
+    EXPECT_EQ(idle.get().rfind("HTTP/1.1 200", 0), 0U);
+    EXPECT_EQ(stopping.wait_for(0s), std::future_status::timeout);  // still draining
+
+    gate.open();
+    auto res = in_flight.get();
+    EXPECT_EQ(res.status, 200);
+    EXPECT_EQ(res.header("connection"), "close");
+    ASSERT_EQ(stopping.wait_for(kGenerous), std::future_status::ready);
+    stopping.get();
+    EXPECT_THROW(server.client().get("/healthz"), std::runtime_error);  // no longer listening
+}
+
+}  // namespace
+}  // namespace ordo::platform::http
