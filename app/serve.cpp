@@ -11,6 +11,7 @@
 #include "platform/metrics.hpp"
 #include "platform/nats.hpp"
 #include "platform/pg.hpp"
+#include "platform/service_routes.hpp"
 
 namespace ordo::app {
 namespace {
@@ -32,33 +33,6 @@ std::vector<std::string> split_tokens(const std::string& list) {
         start = comma + 1;
     }
     return out;
-}
-
-// Routes every service serves besides its own.
-void add_health_routes(platform::http::Router& router, platform::metrics::Registry& registry,
-                       platform::pg::Pool& pool, platform::nats::Connection& nats) {
-    using platform::http::Request;
-    using platform::http::Response;
-    router.add("GET", "/healthz", [](Request&) { return Response::json(200, {{"status", "ok"}}); });
-    router.add("GET", "/readyz", [&pool, &nats](Request&) {
-        bool db = false;
-        try {
-            pool.transact<pqxx::nontransaction>([](auto& tx) { tx.exec("SELECT 1"); });
-            db = true;
-        } catch (const std::exception&) {
-        }
-        bool bus = nats.connected();
-        nlohmann::json body = {{"postgres", db ? "up" : "down"}, {"nats", bus ? "up" : "down"}};
-        if (db && bus) return Response::json(200, body);
-        auto response = platform::http::problem(503, "unavailable", body.dump());
-        return response;
-    });
-    router.add("GET", "/metrics", [&registry](Request&) {
-        Response r;
-        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-        r.body = registry.render();
-        return r;
-    });
 }
 
 }  // namespace
@@ -91,7 +65,7 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
 
     platform::http::Router router;
     service.register_routes(router);
-    add_health_routes(router, registry, pool, nats);
+    platform::add_service_routes(router, registry, pool, nats);
 
     auto [host, port] = split_address(options.address);
     platform::http::ServerOptions server_options;

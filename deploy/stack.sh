@@ -180,6 +180,8 @@ ORDO_MIGRATOR_URL=postgresql://ordo_migrator:$migrator@$base/ordo?connect_timeou
 ORDO_DATABASE_URL=postgresql://ordo_writer:$writer@$base/ordo?connect_timeout=3
 ORDO_READER_URL=postgresql://ordo_reader:$reader@$base/ordo?connect_timeout=3
 ORDO_NATS_URL=nats://127.0.0.1:$nats_port
+ORDO_NATS_PORT=$nats_port
+ORDO_NATS_MONITOR_PORT=$nats_monitor_port
 ORDO_STACK_DIR=$dir
 ENV
 }

@@ -1,0 +1,37 @@
+#include "platform/service_routes.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include "platform/metrics.hpp"
+#include "platform/nats.hpp"
+#include "platform/pg.hpp"
+
+namespace ordo::platform {
+
+void add_service_routes(http::Router& router, metrics::Registry& registry, pg::Pool& pool,
+                        nats::Connection& nats) {
+    using http::Request;
+    using http::Response;
+    router.add("GET", "/healthz", [](Request&) { return Response::json(200, {{"status", "ok"}}); });
+    router.add("GET", "/readyz", [&pool, &nats](Request&) {
+        bool db = false;
+        try {
+            pool.transact<pqxx::nontransaction>([](auto& tx) { tx.exec("SELECT 1"); });
+            db = true;
+        } catch (const std::exception&) {
+            // Not ready is the answer; the pool logs nothing, the body says which is down.
+        }
+        bool bus = nats.connected();
+        nlohmann::json body = {{"postgres", db ? "up" : "down"}, {"nats", bus ? "up" : "down"}};
+        if (db && bus) return Response::json(200, body);
+        return http::problem(503, "unavailable", body.dump());
+    });
+    router.add("GET", "/metrics", [&registry](Request&) {
+        Response r;
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        r.body = registry.render();
+        return r;
+    });
+}
+
+}  // namespace ordo::platform

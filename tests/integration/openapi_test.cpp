@@ -1,0 +1,72 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+
+#include "platform/nats.hpp"
+#include "platform/service_routes.hpp"
+#include "tests/support/command_stack.hpp"
+
+namespace ordo {
+namespace {
+
+using Route = std::pair<std::string, std::string>;  // (METHOD, path template)
+
+// Reads the (method, path) pairs of docs/openapi.yaml: paths sit at two spaces of indent
+// under `paths:`, their operations at four.
+std::set<Route> documented_routes() {
+    std::ifstream in{std::string{ORDO_SOURCE_DIR} + "/docs/openapi.yaml"};
+    EXPECT_TRUE(in) << "docs/openapi.yaml is missing";
+    std::set<Route> routes;
+    std::string line, path;
+    bool in_paths = false;
+    while (std::getline(in, line)) {
+        if (line.rfind("paths:", 0) == 0) {
+            in_paths = true;
+            continue;
+        }
+        if (!in_paths) continue;
+        if (!line.empty() && line[0] != ' ') break;  // the next top-level key
+        if (line.rfind("  /", 0) == 0) {
+            path = line.substr(2, line.find(':') - 2);
+        } else if (line.size() > 4 && line.rfind("    ", 0) == 0 && line[4] != ' ') {
+            auto method = line.substr(4, line.find(':') - 4);
+            if (method == "get" || method == "post" || method == "put" || method == "delete" ||
+                method == "patch") {
+                for (auto& c : method) c = static_cast<char>(std::toupper(c));
+                routes.emplace(method, path);
+            }
+        }
+    }
+    return routes;
+}
+
+TEST(OpenApi, DescribesExactlyTheRoutesTheCommandServiceServes) {
+    testing::TestDatabase db;
+    platform::metrics::Registry registry;
+    platform::pg::Pool pool{{.url = db.writer_url(), .size = 1, .preparers = {}}};
+    platform::nats::Connection nats{testing::stack_setting("ORDO_NATS_URL"),
+                                    platform::Logger::null_logger()};
+    eventstore::AppendNotifier notifier{db.writer_url(), platform::Logger::null_logger()};
+    command::Executor executor{pool, &notifier, registry, platform::Logger::null_logger(), {}};
+    command::CommandService service{executor, platform::Logger::null_logger()};
+    platform::http::Router router;
+    service.register_routes(router);
+    platform::add_service_routes(router, registry, pool, nats);
+
+    auto listed = router.routes();
+    std::set<Route> served(listed.begin(), listed.end());
+    auto documented = documented_routes();
+    ASSERT_FALSE(documented.empty());
+    for (const auto& route : served) {
+        EXPECT_TRUE(documented.count(route)) << route.first << " " << route.second
+                                             << " is served but not in docs/openapi.yaml";
+    }
+    for (const auto& route : documented) {
+        EXPECT_TRUE(served.count(route)) << route.first << " " << route.second
+                                         << " is in docs/openapi.yaml but not served";
+    }
+}
+
+}  // namespace
+}  // namespace ordo

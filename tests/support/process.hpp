@@ -1,0 +1,43 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ordo::testing {
+
+// A child process for fault tests: started with extra environment, signalled, reaped.
+class Process {
+   public:
+    Process(std::vector<std::string> argv, const std::map<std::string, std::string>& env = {});
+    ~Process();  // SIGKILLs a child still running
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+
+    pid_t pid() const { return pid_; }
+    void signal(int sig);
+    // The exit status (or 128 + signal), or nullopt if still running after `timeout`.
+    std::optional<int> wait(std::chrono::milliseconds timeout);
+
+   private:
+    pid_t pid_ = -1;
+    std::optional<int> status_;
+};
+
+// Runs a command to its end; its exit status.
+int run(const std::vector<std::string>& argv);
+
+// deploy/stack.sh with the test stack's settings (pg-stop, pg-start, nats-kill, ...).
+void stack(const std::string& action);
+
+// The ordo binary under test.
+std::string ordo_binary();
+
+// A free loopback TCP port.
+std::uint16_t free_port();
+
+}  // namespace ordo::testing
