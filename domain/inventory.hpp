@@ -95,6 +95,8 @@ struct State {
     std::int64_t reserved() const;
     std::int64_t available() const { return on_hand - reserved(); }
     bool exists() const { return received > 0; }
+
+    bool operator==(const State&) const = default;
 };
 
 State evolve(State state, const Event& event);
@@ -109,5 +111,11 @@ std::string_view event_type(const Event& event);
 nlohmann::json encode_payload(const Event& event);
 // nullopt for an unknown type or a malformed payload; never throws.
 std::optional<Event> decode(std::string_view type, const nlohmann::json& payload);
+
+// Snapshot of the state; decode_state returns nullopt for anything malformed (never throws).
+// It checks shape and types only, not the aggregate's invariants: a snapshot is a cache of
+// evolve over the stream, so it holds whatever that fold produced.
+nlohmann::json encode_state(const State& state);
+std::optional<State> decode_state(const nlohmann::json& json);
 
 }  // namespace ordo::domain::inventory

@@ -1,19 +1,26 @@
 #include "domain/orders.hpp"
 #include "domain/payload_reader.hpp"
 
+#include <utility>
+
 namespace ordo::domain::orders {
 namespace {
 
-nlohmann::json payload(const OrderPlaced& e) {
-    nlohmann::json lines = nlohmann::json::array();
-    for (const OrderLine& line : e.lines) {
-        lines.push_back(
+// Shared by OrderPlaced and the state snapshot, so the two spell lines the same way.
+nlohmann::json encode_lines(const std::vector<OrderLine>& lines) {
+    nlohmann::json encoded = nlohmann::json::array();
+    for (const OrderLine& line : lines) {
+        encoded.push_back(
             {{"sku", line.sku}, {"quantity", line.quantity}, {"unit_price", line.unit_price}});
     }
+    return encoded;
+}
+
+nlohmann::json payload(const OrderPlaced& e) {
     return {{"order_id", e.order_id},
             {"customer_id", e.customer_id},
             {"account_id", e.account_id},
-            {"lines", std::move(lines)},
+            {"lines", encode_lines(e.lines)},
             {"total", e.total}};
 }
 
@@ -36,6 +43,27 @@ std::vector<OrderLine> read_lines(detail::PayloadReader& in) {
         if (!line_in.ok()) in.fail();
     }
     return lines;
+}
+
+// The status by its to_string word, so a snapshot does not depend on the enum's order.
+Status read_status(detail::PayloadReader& in) {
+    const std::string word = in.text("status");
+    for (Status status :
+         {Status::kNone, Status::kPending, Status::kConfirmed, Status::kCancelled}) {
+        if (to_string(status) == word) return status;
+    }
+    in.fail();
+    return Status::kNone;
+}
+
+// PayloadReader has no booleans (no event carries one), so the flag is read here.
+bool read_flag(const nlohmann::json& json, std::string_view key, detail::PayloadReader& in) {
+    const auto field = json.is_object() ? json.find(key) : json.end();
+    if (field == json.end() || !field->is_boolean()) {
+        in.fail();
+        return false;
+    }
+    return field->get<bool>();
 }
 
 }  // namespace
@@ -67,6 +95,27 @@ std::optional<Event> decode(std::string_view type, const nlohmann::json& payload
                                             OrderCancelled{in.text("order_id"), in.text("reason")});
     }
     return std::nullopt;
+}
+
+nlohmann::json encode_state(const State& state) {
+    return {{"status", to_string(state.status)},
+            {"order_id", state.order_id},
+            {"customer_id", state.customer_id},
+            {"account_id", state.account_id},
+            {"lines", encode_lines(state.lines)},
+            {"total", state.total},
+            {"cancel_reason", state.cancel_reason},
+            {"cancellation_requested", state.cancellation_requested},
+            {"cancellation_request_reason", state.cancellation_request_reason}};
+}
+
+std::optional<State> decode_state(const nlohmann::json& json) {
+    detail::PayloadReader in(json);
+    return detail::decoded_if_ok<State>(
+        in, State{read_status(in), in.text("order_id"), in.text("customer_id"),
+                  in.text("account_id"), read_lines(in), in.integer("total"),
+                  in.text("cancel_reason"), read_flag(json, "cancellation_requested", in),
+                  in.text("cancellation_request_reason")});
 }
 
 }  // namespace ordo::domain::orders

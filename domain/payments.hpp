@@ -99,6 +99,8 @@ struct State {
     // An account exists once money was deposited; a zero authorization alone does not
     // make one.
     bool exists() const { return deposited > 0; }
+
+    bool operator==(const State&) const = default;
 };
 
 State evolve(State state, const Event& event);
@@ -113,5 +115,11 @@ std::string_view event_type(const Event& event);
 nlohmann::json encode_payload(const Event& event);
 // nullopt for an unknown type or a malformed payload; never throws.
 std::optional<Event> decode(std::string_view type, const nlohmann::json& payload);
+
+// Snapshot of the state; decode_state returns nullopt for anything malformed (never throws).
+// It checks shape and types only, not the aggregate's invariants: a snapshot is a cache of
+// evolve over the stream, so it holds whatever that fold produced.
+nlohmann::json encode_state(const State& state);
+std::optional<State> decode_state(const nlohmann::json& json);
 
 }  // namespace ordo::domain::payments

@@ -1,6 +1,8 @@
 #include "domain/payload_reader.hpp"
 #include "domain/payments.hpp"
 
+#include <utility>
+
 namespace ordo::domain::payments {
 namespace {
 
@@ -18,6 +20,31 @@ template <class E>
 std::optional<Event> decode_hold_event(detail::PayloadReader& in) {
     return detail::decoded_if_ok<Event>(
         in, E{in.text("account_id"), in.text("order_id"), in.integer("amount")});
+}
+
+// Order ids as a JSON array. A set never holds one twice, so a repeat means the snapshot was
+// not written by encode_state: malformed rather than silently merged.
+std::set<std::string> read_order_ids(detail::PayloadReader& in, std::string_view key) {
+    std::set<std::string> order_ids;
+    for (const nlohmann::json& element : in.array(key)) {
+        if (!element.is_string() || !order_ids.insert(element.get<std::string>()).second) {
+            in.fail();
+        }
+    }
+    return order_ids;
+}
+
+// An array of {order_id, amount} rather than an object keyed by order id, so each amount
+// goes through PayloadReader's integer checks like every event field.
+std::map<std::string, std::int64_t> read_holds(detail::PayloadReader& in) {
+    std::map<std::string, std::int64_t> holds;
+    for (const nlohmann::json& element : in.array("holds")) {
+        detail::PayloadReader entry(element);
+        std::string order_id = entry.text("order_id");
+        const std::int64_t amount = entry.integer("amount");
+        if (!entry.ok() || !holds.emplace(std::move(order_id), amount).second) in.fail();
+    }
+    return holds;
 }
 
 }  // namespace
@@ -40,6 +67,26 @@ std::optional<Event> decode(std::string_view type, const nlohmann::json& payload
     if (type == AuthorizationVoided::kType) return decode_hold_event<AuthorizationVoided>(in);
     if (type == PaymentCaptured::kType) return decode_hold_event<PaymentCaptured>(in);
     return std::nullopt;
+}
+
+nlohmann::json encode_state(const State& state) {
+    nlohmann::json holds = nlohmann::json::array();
+    for (const auto& [order_id, amount] : state.holds) {
+        holds.push_back({{"order_id", order_id}, {"amount", amount}});
+    }
+    return {{"account_id", state.account_id},
+            {"balance", state.balance},
+            {"deposited", state.deposited},
+            {"holds", std::move(holds)},
+            {"voided", state.voided},
+            {"captured", state.captured}};
+}
+
+std::optional<State> decode_state(const nlohmann::json& json) {
+    detail::PayloadReader in(json);
+    return detail::decoded_if_ok<State>(
+        in, State{in.text("account_id"), in.integer("balance"), in.integer("deposited"),
+                  read_holds(in), read_order_ids(in, "voided"), read_order_ids(in, "captured")});
 }
 
 }  // namespace ordo::domain::payments

@@ -1,24 +1,34 @@
 #include "platform/nats.hpp"
 
+#include <atomic>
+
 #include <nats/nats.h>
 #include <nlohmann/json.hpp>
 
 namespace ordo::platform::nats {
 
-struct Connection::Impl {
-    explicit Impl(Logger l) : log{std::move(l)} {}
+namespace {
+// What the callbacks see: the logger, and whether we are closing on purpose.
+struct CallbackState {
     Logger log;
+    std::atomic<bool> closing{false};
+};
+}  // namespace
+
+struct Connection::Impl {
+    explicit Impl(Logger l) : state{std::move(l)} {}
+    CallbackState state;
     natsOptions* options = nullptr;
     natsConnection* conn = nullptr;
 };
 
 namespace {
-// The callbacks' closure is the connection's logger.
 void on_disconnected(natsConnection*, void* closure) {
-    static_cast<Logger*>(closure)->warn("NATS disconnected; reconnecting");
+    auto* state = static_cast<CallbackState*>(closure);
+    if (!state->closing) state->log.warn("NATS disconnected; reconnecting");
 }
 void on_reconnected(natsConnection*, void* closure) {
-    static_cast<Logger*>(closure)->info("NATS reconnected");
+    static_cast<CallbackState*>(closure)->log.info("NATS reconnected");
 }
 }  // namespace
 
@@ -29,15 +39,16 @@ Connection::Connection(const std::string& url, Logger log)
     natsOptions_SetMaxReconnect(impl_->options, -1);
     natsOptions_SetReconnectWait(impl_->options, 250);
     natsOptions_SetRetryOnFailedConnect(impl_->options, true, nullptr, nullptr);
-    natsOptions_SetDisconnectedCB(impl_->options, on_disconnected, &impl_->log);
-    natsOptions_SetReconnectedCB(impl_->options, on_reconnected, &impl_->log);
+    natsOptions_SetDisconnectedCB(impl_->options, on_disconnected, &impl_->state);
+    natsOptions_SetReconnectedCB(impl_->options, on_reconnected, &impl_->state);
     auto status = natsConnection_Connect(&impl_->conn, impl_->options);
     if (status != NATS_OK && status != NATS_NOT_YET_CONNECTED) {
-        impl_->log.warn("NATS connection failed", {{"url", url}, {"error", natsStatus_GetText(status)}});
+        impl_->state.log.warn("NATS connection failed", {{"url", url}, {"error", natsStatus_GetText(status)}});
     }
 }
 
 Connection::~Connection() {
+    impl_->state.closing = true;
     if (impl_->conn) natsConnection_Destroy(impl_->conn);
     if (impl_->options) natsOptions_Destroy(impl_->options);
 }
