@@ -22,6 +22,10 @@ struct InventoryTraits {
     static std::optional<Event> decode(std::string_view t, const nlohmann::json& p) {
         return domain::inventory::decode(t, p);
     }
+    static nlohmann::json encode_state(const State& s) { return domain::inventory::encode_state(s); }
+    static std::optional<State> decode_state(const nlohmann::json& j) {
+        return domain::inventory::decode_state(j);
+    }
 };
 struct AccountTraits {
     using State = domain::payments::State;
@@ -29,12 +33,20 @@ struct AccountTraits {
     static std::optional<Event> decode(std::string_view t, const nlohmann::json& p) {
         return domain::payments::decode(t, p);
     }
+    static nlohmann::json encode_state(const State& s) { return domain::payments::encode_state(s); }
+    static std::optional<State> decode_state(const nlohmann::json& j) {
+        return domain::payments::decode_state(j);
+    }
 };
 struct OrderTraits {
     using State = domain::orders::State;
     using Event = domain::orders::Event;
     static std::optional<Event> decode(std::string_view t, const nlohmann::json& p) {
         return domain::orders::decode(t, p);
+    }
+    static nlohmann::json encode_state(const State& s) { return domain::orders::encode_state(s); }
+    static std::optional<State> decode_state(const nlohmann::json& j) {
+        return domain::orders::decode_state(j);
     }
 };
 
@@ -67,10 +79,27 @@ class UnreadableEvent : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// A snapshot is taken every kSnapshotEvery events, in the transaction that crosses the
+// mark, so loading a long stream reads at most that many events. A snapshot that does not
+// decode (an older state format) is ignored and the stream is folded from the start.
+inline constexpr std::int64_t kSnapshotEvery = 100;
+inline constexpr int kSnapshotFormat = 1;
+
 template <class Traits>
 Loaded<Traits> load(pqxx::transaction_base& txn, const std::string& stream) {
     constexpr std::size_t kPage = 1000;
     Loaded<Traits> loaded;
+    auto snapshot = txn.exec_params(
+        "SELECT stream_version, state::text FROM ordo.snapshots "
+        "WHERE stream_id = $1 AND schema_version = $2",
+        stream, kSnapshotFormat);
+    if (!snapshot.empty()) {
+        if (auto state = Traits::decode_state(nlohmann::json::parse(snapshot[0][1].c_str()))) {
+            loaded.state = std::move(*state);
+            loaded.version = snapshot[0][0].template as<std::int64_t>();
+        }
+    }
+    const auto from_snapshot = loaded.version;
     for (;;) {
         auto page = eventstore::EventStore::read_stream(txn, stream, loaded.version + 1, kPage);
         for (const auto& recorded : page) {
@@ -83,8 +112,29 @@ Loaded<Traits> load(pqxx::transaction_base& txn, const std::string& stream) {
             loaded.version = recorded.version;
             loaded.last = recorded.checkpoint();
         }
-        if (page.size() < kPage) return loaded;
+        if (page.size() < kPage) break;
     }
+    if (!loaded.last && from_snapshot > 0) {
+        // Nothing after the snapshot: the position is that of the snapshot's last event.
+        auto row = txn.exec_params1(
+            "SELECT transaction_id::text, global_position FROM ordo.events "
+            "WHERE stream_id = $1 AND stream_version = $2",
+            stream, from_snapshot);
+        loaded.last = eventstore::Checkpoint{std::stoull(row[0].c_str()), row[1].template as<std::int64_t>()};
+    }
+    return loaded;
+}
+
+template <class Traits>
+void save_snapshot(pqxx::transaction_base& txn, const std::string& stream,
+                   const typename Traits::State& state, std::int64_t version) {
+    txn.exec_params(
+        "INSERT INTO ordo.snapshots (stream_id, stream_version, schema_version, state) "
+        "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (stream_id) DO UPDATE "
+        "SET stream_version = EXCLUDED.stream_version, schema_version = EXCLUDED.schema_version, "
+        "state = EXCLUDED.state, taken_at = now() "
+        "WHERE ordo.snapshots.stream_version < EXCLUDED.stream_version",
+        stream, version, kSnapshotFormat, Traits::encode_state(state).dump());
 }
 
 // Decides `command` against the stream's current state and appends the result with the
@@ -118,6 +168,11 @@ Executed execute(pqxx::transaction_base& txn, const std::string& stream, const C
     auto expected = loaded.version == 0 ? eventstore::ExpectedVersion::no_stream()
                                         : eventstore::ExpectedVersion::exact(loaded.version);
     auto appended = eventstore::EventStore::append(txn, stream, expected, batch);
+    if (appended.last_version / kSnapshotEvery > loaded.version / kSnapshotEvery) {
+        auto state = std::move(loaded.state);
+        for (const auto& event : events) state = evolve(std::move(state), event);
+        save_snapshot<Traits>(txn, stream, state, appended.last_version);
+    }
     result.version = appended.last_version;
     result.checkpoint = appended.checkpoint;
     result.appended = true;

@@ -1,0 +1,57 @@
+#include <gtest/gtest.h>
+
+#include <pqxx/pqxx>
+
+#include "tests/support/command_stack.hpp"
+
+namespace ordo::testing {
+namespace {
+
+std::int64_t snapshot_version(CommandStack& stack, const std::string& stream) {
+    return stack.pool().transact<pqxx::nontransaction>([&](auto& tx) {
+        auto r = tx.exec_params("SELECT stream_version FROM ordo.snapshots WHERE stream_id = $1",
+                                stream);
+        return r.empty() ? std::int64_t{0} : r[0][0].template as<std::int64_t>();
+    });
+}
+
+command::BusOutcome reserve(CommandStack& stack, const std::string& order, std::int64_t quantity) {
+    return stack.service().send("reserve-" + order,
+                                domain::inventory::ReserveStock{"sku-s", order, quantity}, {});
+}
+
+TEST(Snapshots, LongStreamsAreSnapshottedAndLoadFromTheSnapshot) {
+    CommandStack stack;
+    auto client = stack.client();
+    for (int i = 0; i < 250; ++i) {
+        ASSERT_EQ(client.post_json("/v1/inventory/sku-s/receipts", {{"quantity", 2}}).status, 200);
+    }
+    EXPECT_EQ(snapshot_version(stack, "inventory-sku-s"), 200);
+
+    // State through the snapshot plus the 50 events after it: 500 on hand.
+    auto too_many = reserve(stack, "o-big", 501);
+    ASSERT_TRUE(too_many.rejection);
+    EXPECT_EQ(too_many.rejection->code, "insufficient_stock");
+    auto fits = reserve(stack, "o-fits", 500);
+    EXPECT_FALSE(fits.rejection);
+    EXPECT_EQ(fits.version, 251);
+}
+
+TEST(Snapshots, AnUnreadableSnapshotIsIgnored) {
+    CommandStack stack;
+    auto client = stack.client();
+    for (int i = 0; i < 100; ++i) {
+        ASSERT_EQ(client.post_json("/v1/inventory/sku-s/receipts", {{"quantity", 1}}).status, 200);
+    }
+    ASSERT_EQ(snapshot_version(stack, "inventory-sku-s"), 100);
+    stack.pool().transact([](pqxx::work& tx) {
+        tx.exec("UPDATE ordo.snapshots SET state = '{\"garbage\": true}'");
+    });
+    auto too_many = reserve(stack, "o-1", 101);
+    ASSERT_TRUE(too_many.rejection);
+    EXPECT_EQ(too_many.rejection->code, "insufficient_stock");
+    EXPECT_FALSE(reserve(stack, "o-2", 100).rejection);
+}
+
+}  // namespace
+}  // namespace ordo::testing
