@@ -138,11 +138,15 @@ void save_snapshot(pqxx::transaction_base& txn, const std::string& stream,
 }
 
 // Decides `command` against the stream's current state and appends the result with the
-// version it was decided on; a concurrent writer makes the append throw
-// ConcurrencyConflict, and the caller runs the whole thing again.
+// version it was decided on; a concurrent writer (only possible on a new stream) makes the
+// append throw ConcurrencyConflict, and the caller runs the whole thing again.
 template <class Traits, class Command, class Check>
 Executed execute(pqxx::transaction_base& txn, const std::string& stream, const Command& command,
                  const CommandContext& context, Check&& precondition) {
+    // Lock the stream's row before loading, so commands on one hot stream queue up instead
+    // of deciding on stale state and burning retries. The append still checks the expected
+    // version; only the first commands on a new stream can still race.
+    txn.exec_params("SELECT 1 FROM ordo.streams WHERE stream_id = $1 FOR UPDATE", stream);
     auto loaded = load<Traits>(txn, stream);
     Executed result{std::nullopt, loaded.version, loaded.last, false};
     if (auto refused = precondition(loaded)) {

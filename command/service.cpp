@@ -216,7 +216,7 @@ Response CommandService::cancel_order(Request& request) {
     if (auto header = request.header("if-match"); header && *header != "*") {
         const auto& v = *header;
         bool quoted = v.size() >= 3 && v.front() == '"' && v.back() == '"' &&
-                      std::all_of(v.begin() + 1, v.end() - 1, ::isdigit) && v.size() < 21;
+                      std::all_of(v.begin() + 1, v.end() - 1, [](char c) { return c >= '0' && c <= '9'; }) && v.size() < 21;
         if (!quoted) {
             errors.push_back({"If-Match", "must be a version in quotes, like \"3\""});
         } else {
@@ -278,7 +278,9 @@ BusOutcome CommandService::send(const std::string& command_id, const InternalCom
         command);
     auto ctx = context;
     ctx.command_id = command_id;
-    auto reply = executor_.run(
+    Reply reply;
+    try {
+      reply = executor_.run(
         Dedup{"cmd:" + command_id, stream + "\n" + fingerprint},
         [&, stream = stream](pqxx::transaction_base& txn) {
             auto done = std::visit(
@@ -304,6 +306,9 @@ BusOutcome CommandService::send(const std::string& command_id, const InternalCom
             }
             return Reply{done.rejection ? 409 : 200, body, false, done.appended};
         });
+    } catch (const eventstore::ConcurrencyConflict& e) {
+        throw platform::Unavailable(std::string{"stream busy: "} + e.what());
+    }
     BusOutcome outcome;
     outcome.stream = reply.body.value("stream", "");
     outcome.version = reply.body.value("version", std::int64_t{0});

@@ -82,6 +82,13 @@ std::optional<std::string> FieldReader::text(const char* name, std::size_t max_l
             {field(name), "must be a string of at most " + std::to_string(max_length) + " bytes"});
         return std::nullopt;
     }
+    // PostgreSQL's jsonb cannot hold U+0000, and no control character belongs in free text.
+    const auto& value = it->get_ref<const std::string&>();
+    if (std::any_of(value.begin(), value.end(),
+                    [](char c) { return static_cast<unsigned char>(c) < 0x20 && c != '\t'; })) {
+        errors_.push_back({field(name), "must not contain control characters"});
+        return std::nullopt;
+    }
     return it->get<std::string>();
 }
 
