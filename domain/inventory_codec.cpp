@@ -22,32 +22,6 @@ std::optional<Event> decode_reservation_event(detail::PayloadReader& in) {
         in, E{in.text("sku"), in.text("order_id"), in.integer("quantity")});
 }
 
-// Order ids as a JSON array. A set never holds one twice, so a repeat means the snapshot was
-// not written by encode_state: malformed rather than silently merged.
-std::set<std::string> read_order_ids(detail::PayloadReader& in, std::string_view key) {
-    std::set<std::string> order_ids;
-    for (const nlohmann::json& element : in.array(key)) {
-        if (!element.is_string() || !order_ids.insert(element.get<std::string>()).second) {
-            in.fail();
-        }
-    }
-    return order_ids;
-}
-
-// An array of {order_id, quantity} rather than an object keyed by order id, so each quantity
-// goes through PayloadReader's integer checks like every event field.
-std::map<std::string, std::int64_t> read_reservations(detail::PayloadReader& in) {
-    std::map<std::string, std::int64_t> reservations;
-    for (const nlohmann::json& element : in.array("reservations")) {
-        detail::PayloadReader entry(element);
-        std::string order_id = entry.text("order_id");
-        const std::int64_t quantity = entry.integer("quantity");
-        if (!entry.ok() || !reservations.emplace(std::move(order_id), quantity).second) {
-            in.fail();
-        }
-    }
-    return reservations;
-}
 
 }  // namespace
 
@@ -92,8 +66,8 @@ std::optional<State> decode_state(const nlohmann::json& json) {
     detail::PayloadReader in(json);
     return detail::decoded_if_ok<State>(
         in, State{in.text("sku"), in.integer("on_hand"), in.integer("received"),
-                  read_reservations(in), read_order_ids(in, "released"),
-                  read_order_ids(in, "committed")});
+                  detail::read_amounts_by_order(in, "reservations", "quantity"), detail::read_order_ids(in, "released"),
+                  detail::read_order_ids(in, "committed")});
 }
 
 }  // namespace ordo::domain::inventory

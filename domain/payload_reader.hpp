@@ -1,6 +1,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -71,6 +73,33 @@ template <class Event, class Decoded>
 std::optional<Event> decoded_if_ok(const PayloadReader& in, Decoded event) {
     if (!in.ok()) return std::nullopt;
     return Event{std::move(event)};
+}
+
+// Order ids as a JSON array. A set never holds one twice, so a repeat means the snapshot was
+// not written by encode_state: malformed rather than silently merged.
+inline std::set<std::string> read_order_ids(PayloadReader& in, std::string_view key) {
+    std::set<std::string> order_ids;
+    for (const nlohmann::json& element : in.array(key)) {
+        if (!element.is_string() || !order_ids.insert(element.get<std::string>()).second) {
+            in.fail();
+        }
+    }
+    return order_ids;
+}
+
+// An array of {order_id, <amount_key>} rather than an object keyed by order id, so each
+// amount goes through PayloadReader's integer checks like every event field.
+inline std::map<std::string, std::int64_t> read_amounts_by_order(PayloadReader& in,
+                                                                 std::string_view key,
+                                                                 std::string_view amount_key) {
+    std::map<std::string, std::int64_t> amounts;
+    for (const nlohmann::json& element : in.array(key)) {
+        PayloadReader entry(element);
+        std::string order_id = entry.text("order_id");
+        const std::int64_t amount = entry.integer(amount_key);
+        if (!entry.ok() || !amounts.emplace(std::move(order_id), amount).second) in.fail();
+    }
+    return amounts;
 }
 
 }  // namespace ordo::domain::detail

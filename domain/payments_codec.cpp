@@ -22,30 +22,6 @@ std::optional<Event> decode_hold_event(detail::PayloadReader& in) {
         in, E{in.text("account_id"), in.text("order_id"), in.integer("amount")});
 }
 
-// Order ids as a JSON array. A set never holds one twice, so a repeat means the snapshot was
-// not written by encode_state: malformed rather than silently merged.
-std::set<std::string> read_order_ids(detail::PayloadReader& in, std::string_view key) {
-    std::set<std::string> order_ids;
-    for (const nlohmann::json& element : in.array(key)) {
-        if (!element.is_string() || !order_ids.insert(element.get<std::string>()).second) {
-            in.fail();
-        }
-    }
-    return order_ids;
-}
-
-// An array of {order_id, amount} rather than an object keyed by order id, so each amount
-// goes through PayloadReader's integer checks like every event field.
-std::map<std::string, std::int64_t> read_holds(detail::PayloadReader& in) {
-    std::map<std::string, std::int64_t> holds;
-    for (const nlohmann::json& element : in.array("holds")) {
-        detail::PayloadReader entry(element);
-        std::string order_id = entry.text("order_id");
-        const std::int64_t amount = entry.integer("amount");
-        if (!entry.ok() || !holds.emplace(std::move(order_id), amount).second) in.fail();
-    }
-    return holds;
-}
 
 }  // namespace
 
@@ -86,7 +62,7 @@ std::optional<State> decode_state(const nlohmann::json& json) {
     detail::PayloadReader in(json);
     return detail::decoded_if_ok<State>(
         in, State{in.text("account_id"), in.integer("balance"), in.integer("deposited"),
-                  read_holds(in), read_order_ids(in, "voided"), read_order_ids(in, "captured")});
+                  detail::read_amounts_by_order(in, "holds", "amount"), detail::read_order_ids(in, "voided"), detail::read_order_ids(in, "captured")});
 }
 
 }  // namespace ordo::domain::payments
