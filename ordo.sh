@@ -12,18 +12,20 @@ command=${1:-}
 
 "$root/deploy/install.sh"
 
+build_in() {  # build_in <dir> <ON|OFF sanitizers>
+    if [[ ! -f $1/build.ninja ]]; then
+        cmake -S "$root" -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORDO_SANITIZE="$2" >/dev/null
+    fi
+    cmake --build "$1" -- -j"$(nproc)" --quiet
+}
+
 if [[ ${ORDO_SANITIZE:-0} == 1 ]]; then
     build=${ORDO_BUILD_DIR:-$root/build-asan}
-    sanitize=ON
+    build_in "$build" ON
 else
     build=${ORDO_BUILD_DIR:-$root/build}
-    sanitize=OFF
+    build_in "$build" OFF
 fi
-if [[ ! -f $build/build.ninja ]]; then
-    cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DORDO_SANITIZE=$sanitize >/dev/null
-fi
-cmake --build "$build" -- -j"$(nproc)" --quiet
 
 case $command in
     dev)
@@ -39,6 +41,17 @@ case $command in
         "$root/deploy/stack.sh" start
         trap '"$root/deploy/stack.sh" stop' EXIT
         ctest --test-dir "$build" --output-on-failure -j "${ORDO_TEST_JOBS:-4}" "$@"
+        # The unit and integration tests again under address and undefined-behaviour
+        # sanitizers (ORDO_TEST_SANITIZE=0 skips this).
+        if [[ ${ORDO_TEST_SANITIZE:-1} == 1 && ${ORDO_SANITIZE:-0} != 1 ]]; then
+            asan=${ORDO_ASAN_BUILD_DIR:-$root/build-asan}
+            echo "building and testing with sanitizers in $asan" >&2
+            build_in "$asan" ON
+            ORDO_BIN="$asan/ordo" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+                UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+                ctest --test-dir "$asan" --output-on-failure -j "${ORDO_TEST_JOBS:-4}" \
+                -L 'unit|integration' "$@"
+        fi
         ;;
     build) ;;
     *)

@@ -4,6 +4,7 @@
 #include "platform/clock.hpp"
 #include "platform/config.hpp"
 #include "platform/metrics.hpp"
+#include "platform/partition.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
 
@@ -130,6 +131,21 @@ TEST(StreamIds, CategoryIsThePartBeforeTheFirstDash) {
     for (const char* bad : {"", "-x", "x-", "nodash", "a-b c", "a-b/c"}) {
         EXPECT_FALSE(eventstore::is_valid_stream_id(bad)) << bad;
     }
+}
+
+}  // namespace
+}  // namespace ordo::platform
+
+namespace ordo::platform {
+namespace {
+
+TEST(Partition, IsFnv1a32OfTheStreamIdModP) {
+    // Reference values of FNV-1a 32.
+    EXPECT_EQ(stream_hash(""), 2166136261u);
+    EXPECT_EQ(stream_hash("a"), 0xe40c292cu);
+    EXPECT_EQ(stream_hash("foobar"), 0xbf9cf968u);
+    EXPECT_EQ(partition_of("foobar", 16), static_cast<int>(0xbf9cf968u % 16));
+    static_assert(partition_of("order-1", 1) == 0);
 }
 
 }  // namespace
