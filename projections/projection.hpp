@@ -1,0 +1,25 @@
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <pqxx/transaction_base>
+
+#include "eventstore/event_store.hpp"
+
+namespace ordo::projections {
+
+// A read model fed by events. The runtime calls apply() for each event of the categories
+// it names, in stream order, inside a transaction that also advances the projection's
+// checkpoint: each event takes effect on the read model exactly once.
+class Projection {
+   public:
+    virtual ~Projection() = default;
+    virtual std::string name() const = 0;
+    // Stream categories it reads; empty means every category.
+    virtual std::vector<std::string> categories() const = 0;
+    virtual void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) = 0;
+};
+
+}  // namespace ordo::projections

@@ -1,0 +1,267 @@
+#include "projections/runtime.hpp"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "eventstore/append_notifier.hpp"
+#include "eventstore/event_store.hpp"
+#include "platform/metrics.hpp"
+#include "platform/partition.hpp"
+#include "platform/pg.hpp"
+
+namespace ordo::projections {
+namespace {
+
+using eventstore::Checkpoint;
+
+constexpr const char* kEventColumns =
+    "global_position, transaction_id::text, stream_id, category, stream_version, "
+    "event_id::text, event_type, schema_version, payload::text, metadata::text, "
+    "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+
+eventstore::RecordedEvent to_event(const pqxx::row& row) {
+    return {row[0].as<std::int64_t>(),
+            std::stoull(row[1].c_str()),
+            row[2].as<std::string>(),
+            row[3].as<std::string>(),
+            row[4].as<std::int64_t>(),
+            row[5].as<std::string>(),
+            row[6].as<std::string>(),
+            row[7].as<int>(),
+            nlohmann::json::parse(row[8].c_str()),
+            eventstore::Metadata::from_json(nlohmann::json::parse(row[9].c_str())),
+            row[10].as<std::string>()};
+}
+
+std::string pg_array(const std::vector<std::string>& items) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
+    return out + "}";
+}
+
+// The advisory-lock key of a slot: (hash of the projection name, partition).
+int lock_key(const std::string& projection) {
+    return static_cast<int>(platform::stream_hash("ordo.projection." + projection) & 0x7fffffff);
+}
+
+struct Slot {
+    Projection* projection;
+    int partition;
+    bool owned = false;
+    bool idle = false;  // caught up at the last look
+};
+
+}  // namespace
+
+struct Runtime::Impl {
+    RuntimeOptions options;
+    std::vector<std::unique_ptr<Projection>> projections;
+    platform::Logger log;
+    platform::metrics::Registry& metrics;
+    std::vector<Slot> slots;
+    std::unique_ptr<platform::pg::Pool> pool;
+    std::unique_ptr<pqxx::connection> session;  // holds the advisory locks, listens
+    std::unique_ptr<pqxx::notification_receiver> listener;
+    std::atomic<std::size_t> owned{0};
+    std::atomic<bool> woken{false};
+    platform::metrics::Counter& applied;
+    platform::metrics::Counter& retries;
+
+    Impl(RuntimeOptions o, std::vector<std::unique_ptr<Projection>> p, platform::Logger l,
+         platform::metrics::Registry& m)
+        : options{std::move(o)},
+          projections{std::move(p)},
+          log{std::move(l)},
+          metrics{m},
+          applied{m.counter("ordo_projection_events_applied_total",
+                            "Events applied to read models")},
+          retries{m.counter("ordo_projection_retries_total",
+                            "Batches retried after a transient failure")} {
+        for (auto& projection : projections) {
+            for (int p = 0; p < options.partitions; ++p) slots.push_back({projection.get(), p});
+        }
+        // Read-model rows and the checkpoint commit together, so a commit lost in a crash
+        // is simply applied again: no need to wait for each one to reach the disk.
+        auto relaxed_commit = [](pqxx::connection& c) {
+            pqxx::nontransaction tx{c};
+            tx.exec("SET synchronous_commit = off");
+        };
+        pool = std::make_unique<platform::pg::Pool>(platform::pg::PoolOptions{
+            .url = options.database_url, .size = 2, .name = "projector",
+            .preparers = {relaxed_commit}});
+    }
+
+    struct Listener final : pqxx::notification_receiver {
+        Listener(pqxx::connection& c, std::atomic<bool>& flag)
+            : notification_receiver{c, eventstore::AppendNotifier::kChannel}, woken{flag} {}
+        void operator()(const std::string&, int) override { woken = true; }
+        std::atomic<bool>& woken;
+    };
+
+    void connect_session() {
+        listener.reset();
+        session = std::make_unique<pqxx::connection>(options.database_url);
+        listener = std::make_unique<Listener>(*session, woken);
+        for (auto& s : slots) s.owned = false;
+        owned = 0;
+    }
+
+    // Heartbeat, then take or give back slots until this instance holds its fair share.
+    void balance() {
+        pqxx::nontransaction tx{*session};
+        auto live = tx.exec_params1(
+                          "WITH beat AS (INSERT INTO ordo.projector_instances (instance, "
+                          "heartbeat_at) VALUES ($1, now()) ON CONFLICT (instance) DO UPDATE "
+                          "SET heartbeat_at = now()) SELECT count(*) + 1 FROM "
+                          "ordo.projector_instances WHERE heartbeat_at > now() - "
+                          "make_interval(secs => $2) AND instance <> $1",
+                          options.instance, static_cast<double>(options.instance_ttl.count()))[0]
+                          .as<std::size_t>();
+        std::size_t fair = (slots.size() + live - 1) / live;
+        std::size_t held = owned;
+        // Start the search at a place that differs per instance, so instances do not all
+        // contend for the same slots first.
+        std::size_t start = platform::stream_hash(options.instance) % slots.size();
+        for (std::size_t i = 0; i < slots.size() && held < fair; ++i) {
+            auto& s = slots[(start + i) % slots.size()];
+            if (s.owned) continue;
+            if (tx.exec_params1("SELECT pg_try_advisory_lock($1, $2)", lock_key(s.projection->name()),
+                                s.partition)[0]
+                    .as<bool>()) {
+                s.owned = true;
+                ++held;
+                s.idle = false;
+            }
+        }
+        for (std::size_t i = 0; i < slots.size() && held > fair; ++i) {
+            auto& s = slots[(start + slots.size() - 1 - i) % slots.size()];
+            if (!s.owned) continue;
+            tx.exec_params("SELECT pg_advisory_unlock($1, $2)", lock_key(s.projection->name()),
+                           s.partition);
+            s.owned = false;
+            --held;
+        }
+        owned = held;
+    }
+
+    // One step of a slot: apply the next batch of its partition's events, or, when there
+    // are none, move its checkpoint up to the head of the log below the horizon so that
+    // consistency tokens see an idle partition as caught up. Returns events applied.
+    std::size_t step(Slot& slot) {
+        const auto name = slot.projection->name();
+        return pool->transact([&](pqxx::work& txn) -> std::size_t {
+            // The checkpoint row, locked: a batch commits only over the checkpoint it read,
+            // so an instance that lost the slot mid-batch cannot apply it a second time.
+            txn.exec_params(
+                "INSERT INTO ordo.projection_checkpoints (projection, partition) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING",
+                name, slot.partition);
+            auto row = txn.exec_params1(
+                "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
+                "WHERE projection = $1 AND partition = $2 FOR UPDATE",
+                name, slot.partition);
+            Checkpoint at{std::stoull(row[0].c_str()), row[1].as<std::int64_t>()};
+            auto head = txn.exec(
+                "SELECT transaction_id::text, global_position FROM ordo.events "
+                "WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+                "ORDER BY transaction_id DESC, global_position DESC LIMIT 1");
+            auto rows = txn.exec_params(
+                std::string{"SELECT "} + kEventColumns +
+                    " FROM ordo.events WHERE (transaction_id, global_position) > "
+                    "($1::text::xid8, $2::bigint) "
+                    "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+                    "AND stream_hash % $3 = $4 "
+                    "AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[])) "
+                    "ORDER BY transaction_id, global_position LIMIT $6",
+                std::to_string(at.transaction_id), at.position, options.partitions, slot.partition,
+                pg_array(slot.projection->categories()), static_cast<std::int64_t>(options.batch));
+            Checkpoint next = at;
+            std::string last_event_at;
+            for (const auto& r : rows) {
+                auto event = to_event(r);
+                slot.projection->apply(txn, event);
+                next = event.checkpoint();
+                last_event_at = event.recorded_at;
+            }
+            if (rows.size() < options.batch && !head.empty()) {
+                Checkpoint h{std::stoull(head[0][0].c_str()), head[0][1].as<std::int64_t>()};
+                if (h > next) next = h;
+            }
+            slot.idle = rows.size() < options.batch;
+            if (next == at) return 0;
+            txn.exec_params(
+                "UPDATE ordo.projection_checkpoints SET transaction_id = $3::text::xid8, "
+                "global_position = $4, owner = $5, updated_at = now(), "
+                "last_event_at = coalesce($6::timestamptz, last_event_at) "
+                "WHERE projection = $1 AND partition = $2",
+                name, slot.partition, std::to_string(next.transaction_id), next.position,
+                options.instance, last_event_at.empty() ? nullptr : last_event_at.c_str());
+            applied.inc(static_cast<double>(rows.size()));
+            return rows.size();
+        });
+    }
+
+    void run(const std::atomic<bool>& stop) {
+        auto backoff = std::chrono::milliseconds(100);
+        auto next_balance = std::chrono::steady_clock::now();
+        while (!stop) {
+            try {
+                if (!session || !session->is_open()) connect_session();
+                if (std::chrono::steady_clock::now() >= next_balance) {
+                    balance();
+                    next_balance = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+                }
+                bool all_idle = true;
+                for (auto& s : slots) {
+                    if (!s.owned || stop) continue;
+                    step(s);
+                    all_idle = all_idle && s.idle;
+                }
+                backoff = std::chrono::milliseconds(100);
+                if (all_idle) wait_for_events(stop);
+            } catch (const std::exception& e) {
+                auto kind = platform::pg::classify(std::current_exception());
+                retries.inc();
+                log.warn("projection step failed; retrying",
+                         {{"error", e.what()},
+                          {"transient", kind == platform::FailureKind::transient}});
+                if (session && !session->is_open()) session.reset();
+                sleep_unless_stopped(stop, backoff);
+                backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+            }
+        }
+    }
+
+    void wait_for_events(const std::atomic<bool>& stop) {
+        auto deadline = std::chrono::steady_clock::now() + options.poll_interval;
+        while (!stop && !woken && std::chrono::steady_clock::now() < deadline) {
+            session->await_notification(0, 50'000);
+        }
+        woken = false;
+    }
+
+    static void sleep_unless_stopped(const std::atomic<bool>& stop, std::chrono::milliseconds d) {
+        auto deadline = std::chrono::steady_clock::now() + d;
+        while (!stop && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+};
+
+Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,
+                 platform::Logger log, platform::metrics::Registry& metrics)
+    : impl_{std::make_unique<Impl>(std::move(options), std::move(projections), std::move(log),
+                                   metrics)} {}
+
+Runtime::~Runtime() = default;
+
+void Runtime::run(const std::atomic<bool>& stop) { impl_->run(stop); }
+
+std::size_t Runtime::owned_slots() const { return impl_->owned; }
+
+}  // namespace ordo::projections

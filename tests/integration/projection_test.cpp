@@ -1,0 +1,141 @@
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "platform/metrics.hpp"
+#include "projections/read_models.hpp"
+#include "projections/runtime.hpp"
+#include "tests/support/command_stack.hpp"
+
+namespace ordo::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+template <class Fn>
+bool eventually(Fn&& condition, std::chrono::seconds bound = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + bound;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(20ms);
+    }
+    return true;
+}
+
+// A projector runtime on its own thread.
+class Projector {
+   public:
+    Projector(const TestDatabase& db, std::string instance, int partitions = 4)
+        : runtime_{{.database_url = db.writer_url(),
+                    .partitions = partitions,
+                    .batch = 50,
+                    .poll_interval = 200ms,
+                    .instance_ttl = 3s,
+                    .instance = std::move(instance)},
+                   projections::read_models(), platform::Logger::null_logger(), metrics_},
+          thread_{[this] { runtime_.run(stop_); }} {}
+    ~Projector() { stop(); }
+    void stop() {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+    }
+    std::size_t owned() const { return runtime_.owned_slots(); }
+
+   private:
+    platform::metrics::Registry metrics_;
+    std::atomic<bool> stop_{false};
+    projections::Runtime runtime_;
+    std::thread thread_;
+};
+
+std::int64_t scalar(CommandStack& stack, const std::string& sql) {
+    return stack.pool().transact<pqxx::nontransaction>([&](auto& tx) {
+        auto r = tx.exec(sql);
+        return r.empty() || r[0][0].is_null() ? std::int64_t{-1} : r[0][0].template as<std::int64_t>();
+    });
+}
+
+void receive(HttpClient& client, const std::string& sku, int quantity) {
+    ASSERT_EQ(client.post_json("/v1/inventory/" + sku + "/receipts", {{"quantity", quantity}}).status, 200);
+}
+
+TEST(Projections, ReadModelsFollowTheStoreExactlyOnce) {
+    CommandStack stack;
+    auto client = stack.client();
+    for (int i = 0; i < 20; ++i) receive(client, "sku-" + std::to_string(i % 5), i + 1);
+    ASSERT_EQ(client.post_json("/v1/accounts/acc-1/deposits", {{"amount", 1000}}).status, 200);
+    ASSERT_EQ(client.post_json("/v1/orders", {{"order_id", "o-1"}, {"customer_id", "c-1"},
+                                              {"account_id", "acc-1"},
+                                              {"lines", {{{"sku", "sku-1"}, {"quantity", 2}, {"unit_price", 50}}}}})
+                  .status,
+              202);
+    stack.service().send("r1", domain::inventory::ReserveStock{"sku-1", "o-1", 2}, {});
+    stack.service().send("a1", domain::payments::AuthorizePayment{"acc-1", "o-1", 100}, {});
+    stack.service().send("c1", domain::inventory::CommitReservation{"sku-1", "o-1"}, {});
+    stack.service().send("p1", domain::payments::CapturePayment{"acc-1", "o-1"}, {});
+    stack.service().send("f1", domain::orders::ConfirmOrder{"o-1"}, {});
+
+    Projector projector{stack.database(), "p-a"};
+    ASSERT_TRUE(eventually([&] {
+        return scalar(stack, "SELECT count(*) FROM read.trace_events") == stack.event_count() &&
+               scalar(stack, "SELECT count(*) FROM read.orders WHERE status = 'confirmed'") == 1 &&
+               scalar(stack, "SELECT balance FROM read.accounts WHERE account_id = 'acc-1'") == 900;
+    }));
+    // sku-1 got 2+7+12+17 = 38, then 2 were reserved and committed.
+    EXPECT_EQ(scalar(stack, "SELECT on_hand FROM read.inventory WHERE sku = 'sku-1'"), 36);
+    EXPECT_EQ(scalar(stack, "SELECT reserved FROM read.inventory WHERE sku = 'sku-1'"), 0);
+    EXPECT_EQ(scalar(stack, "SELECT held FROM read.accounts WHERE account_id = 'acc-1'"), 0);
+    EXPECT_EQ(scalar(stack, "SELECT sum(on_hand) FROM read.inventory"), 210 - 2);
+
+    // More events later arrive too, once each.
+    receive(client, "sku-9", 5);
+    ASSERT_TRUE(eventually([&] {
+        return scalar(stack, "SELECT on_hand FROM read.inventory WHERE sku = 'sku-9'") == 5;
+    }));
+    EXPECT_EQ(scalar(stack, "SELECT count(*) FROM read.trace_events"), stack.event_count());
+}
+
+TEST(Projections, TwoProjectorsShareTheSlotsAndTheSurvivorTakesOver) {
+    CommandStack stack;
+    auto client = stack.client();
+    Projector first{stack.database(), "p-first"};
+    const std::size_t total = 4 * 4;  // four projections, four partitions
+    ASSERT_TRUE(eventually([&] { return first.owned() == total; }));
+
+    auto second = std::make_unique<Projector>(stack.database(), "p-second");
+    ASSERT_TRUE(eventually([&] { return first.owned() == total / 2 && second->owned() == total / 2; }));
+
+    for (int i = 0; i < 40; ++i) receive(client, "sku-" + std::to_string(i), 1);
+    second->stop();  // its session closes and its advisory locks go with it
+    second.reset();
+    ASSERT_TRUE(eventually([&] { return first.owned() == total; }));
+    for (int i = 40; i < 80; ++i) receive(client, "sku-" + std::to_string(i), 1);
+    ASSERT_TRUE(eventually([&] {
+        return scalar(stack, "SELECT count(*) FROM read.inventory") == 80 &&
+               scalar(stack, "SELECT count(*) FROM read.trace_events") == stack.event_count();
+    }));
+    EXPECT_EQ(scalar(stack, "SELECT sum(on_hand) FROM read.inventory"), 80);
+}
+
+TEST(Projections, AnIdlePartitionStillPassesNewPositions) {
+    CommandStack stack;
+    auto client = stack.client();
+    Projector projector{stack.database(), "p-idle", 16};
+    auto reply = client.post_json("/v1/inventory/only-one/receipts", {{"quantity", 1}});
+    ASSERT_EQ(reply.status, 200);
+    auto token = eventstore::Checkpoint::parse_token(reply.json()["position"].get<std::string>());
+    ASSERT_TRUE(token);
+    // Every partition of every projection reaches the position, though only one partition
+    // of one projection had an event to apply.
+    ASSERT_TRUE(eventually([&] {
+        return scalar(stack,
+                      "SELECT count(*) FROM ordo.projection_checkpoints WHERE (transaction_id, "
+                      "global_position) >= ('" + std::to_string(token->transaction_id) + "'::xid8, " +
+                          std::to_string(token->position) + ")") == 4 * 16;
+    }));
+}
+
+}  // namespace
+}  // namespace ordo::testing
