@@ -47,7 +47,8 @@ case $command in
             asan=${ORDO_ASAN_BUILD_DIR:-$root/build-asan}
             echo "building and testing with sanitizers in $asan" >&2
             build_in "$asan" ON
-            ORDO_BIN="$asan/ordo" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+            ORDO_BIN="$asan/ordo" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+                LSAN_OPTIONS=suppressions="$root/tests/lsan.supp" \
                 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
                 ctest --test-dir "$asan" --output-on-failure -j "${ORDO_TEST_JOBS:-4}" \
                 -L 'unit|integration' "$@"

@@ -87,7 +87,8 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     const auto exe = self_path();
     for (const auto& service : options.services) {
         std::vector<std::string> argv{exe, "serve", service};
-        if (!platform::env("ORDO_API_TOKENS")) argv.push_back("--insecure-no-auth");
+        const bool serves_api = service == "command" || service == "query";
+        if (serves_api && !platform::env("ORDO_API_TOKENS")) argv.push_back("--insecure-no-auth");
         children.push_back(Child{service, argv});
     }
     for (auto& c : children) c.pid = spawn(c.argv);

@@ -93,6 +93,109 @@ int main(int argc, char** argv) {
                                                "command", platform::parse_log_level(log_level)));
     });
 
+    auto* serve_projector =
+        serve->add_subcommand("projector", "Projection workers that build the read models");
+    app::ProjectorOptions projector_options;
+    serve_projector->add_option("--address", projector_options.address, "host:port for metrics")
+        ->envname("ORDO_PROJECTOR_ADDR")
+        ->capture_default_str();
+    serve_projector
+        ->add_option("--database-url", projector_options.database_url,
+                     "PostgreSQL URL of the writer role")
+        ->envname("ORDO_DATABASE_URL")
+        ->required();
+    serve_projector->add_option("--nats-url", projector_options.nats_url, "NATS server URL")
+        ->envname("ORDO_NATS_URL")
+        ->required();
+    serve_projector->add_option("--partitions", projector_options.partitions, "Partitions (P)")
+        ->envname("ORDO_PARTITIONS")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    serve_projector->add_option("--stream", projector_options.stream, "JetStream stream")
+        ->envname("ORDO_NATS_STREAM")
+        ->capture_default_str();
+    serve_projector
+        ->add_option("--subject-prefix", projector_options.subject_prefix, "Subject prefix")
+        ->envname("ORDO_NATS_SUBJECT_PREFIX")
+        ->capture_default_str();
+    serve_projector->callback([&] {
+        rc = app::run_projector(projector_options,
+                                platform::Logger::stderr_logger(
+                                    "projector", platform::parse_log_level(log_level)));
+    });
+
+    auto* serve_relay =
+        serve->add_subcommand("relay", "The relay from the event store to JetStream");
+    app::RelayServeOptions relay_options;
+    serve_relay->add_option("--address", relay_options.address, "host:port for health and metrics")
+        ->envname("ORDO_RELAY_ADDR")
+        ->capture_default_str();
+    serve_relay
+        ->add_option("--database-url", relay_options.database_url,
+                     "PostgreSQL URL of the writer role")
+        ->envname("ORDO_DATABASE_URL")
+        ->required();
+    serve_relay->add_option("--nats-url", relay_options.nats_url, "NATS server URL")
+        ->envname("ORDO_NATS_URL")
+        ->required();
+    serve_relay->add_option("--partitions", relay_options.partitions, "Partitions (P)")
+        ->envname("ORDO_PARTITIONS")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    serve_relay->add_option("--stream", relay_options.stream, "JetStream stream")
+        ->envname("ORDO_NATS_STREAM")
+        ->capture_default_str();
+    serve_relay->add_option("--subject-prefix", relay_options.subject_prefix, "Subject prefix")
+        ->envname("ORDO_NATS_SUBJECT_PREFIX")
+        ->capture_default_str();
+    serve_relay->add_option("--duplicate-window-seconds", relay_options.duplicate_window_seconds,
+                            "JetStream duplicate window (Nats-Msg-Id)")
+        ->envname("ORDO_NATS_DUPLICATE_WINDOW")
+        ->check(CLI::Range(1, 86400))
+        ->capture_default_str();
+    serve_relay->add_option("--max-age-hours", relay_options.max_age_hours, "JetStream retention")
+        ->envname("ORDO_NATS_MAX_AGE")
+        ->check(CLI::Range(1, 87600))
+        ->capture_default_str();
+    serve_relay->callback([&] {
+        rc = app::run_relay(relay_options, platform::Logger::stderr_logger(
+                                               "relay", platform::parse_log_level(log_level)));
+    });
+
+    auto* serve_query = serve->add_subcommand("query", "The query API (REST) on the reader role");
+    app::ServeOptions query_options;
+    query_options.address = "127.0.0.1:8081";
+    int query_partitions = 16;
+    serve_query->add_option("--address", query_options.address, "host:port to listen on")
+        ->envname("ORDO_QUERY_ADDR")
+        ->capture_default_str();
+    serve_query->add_option("--database-url", query_options.database_url,
+                            "PostgreSQL URL of the reader role")
+        ->envname("ORDO_READER_URL")
+        ->required();
+    serve_query->add_option("--nats-url", query_options.nats_url, "NATS server URL (for /readyz)")
+        ->envname("ORDO_NATS_URL")
+        ->required();
+    serve_query->add_option("--api-tokens", query_options.api_tokens,
+                            "Comma-separated bearer tokens for /v1 routes")
+        ->envname("ORDO_API_TOKENS");
+    serve_query->add_flag("--insecure-no-auth", query_options.insecure_no_auth,
+                          "Serve /v1 routes without tokens");
+    serve_query->add_option("--partitions", query_partitions, "Partitions (P) of the projections")
+        ->envname("ORDO_PARTITIONS")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    serve_query->add_option("--pool-size", query_options.pool_size, "Database connections")
+        ->envname("ORDO_DB_POOL_SIZE")
+        ->check(CLI::Range(1, 256))
+        ->capture_default_str();
+    serve_query->callback([&] {
+        query_options.component = "query";
+        rc = app::run_query(query_options, query_partitions,
+                            platform::Logger::stderr_logger("query",
+                                                            platform::parse_log_level(log_level)));
+    });
+
     CLI11_PARSE(cli, argc, argv);
     return rc;
 }

@@ -17,7 +17,7 @@ constexpr std::size_t kMaxStreamIdLength = 200;
 constexpr std::size_t kMaxEventTypeLength = 200;
 
 constexpr const char* kEventColumns =
-    "global_position, transaction_id::text, stream_id, category, stream_version, "
+    "global_position, transaction_id::text AS txid, stream_id, category, stream_version, "
     "event_id::text, event_type, schema_version, payload::text, metadata::text, "
     "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 

@@ -23,6 +23,12 @@ struct RuntimeOptions {
     // An instance counts as alive while its heartbeat is this recent.
     std::chrono::seconds instance_ttl{10};
     std::string instance;  // unique per process
+    // Live path: when nats_url is set, events also arrive from JetStream (an ordered consumer
+    // per partition) and are applied from there while they follow the checkpoint without a
+    // gap; anything else is read from the store. JetStream is a cache, the store the truth.
+    std::string nats_url;
+    std::string stream = "ORDO_EVENTS";
+    std::string subject_prefix = "ordo.events";
 };
 
 // Runs projections over the event store, partition by partition.
@@ -30,9 +36,11 @@ struct RuntimeOptions {
 // Each (projection, partition) slot is owned by one process at a time through a Postgres
 // advisory lock held on the runtime's session; processes share the slots fairly, counting
 // each other through heartbeats, and a survivor takes over the slots of one that died.
-// An owned slot reads its partition's events after its checkpoint, below the xid horizon,
-// and applies a batch and the new checkpoint in one transaction, fenced on the checkpoint
-// it started from: an event takes effect exactly once, whatever crashes in between.
+// An owned slot takes its partition's events after its checkpoint — from the live JetStream
+// buffer when they continue the checkpoint without a gap (each message names its
+// partition predecessor), otherwise from the store below the xid horizon — and applies a
+// batch and the new checkpoint in one transaction, on the checkpoint row locked: an event
+// takes effect exactly once, whatever crashes in between.
 class Runtime {
    public:
     Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,

@@ -1,0 +1,670 @@
+#include "query/service.hpp"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <initializer_list>
+#include <limits>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "domain/ids.hpp"
+#include "platform/errors.hpp"
+#include "platform/partition.hpp"
+#include "platform/pg.hpp"
+
+namespace ordo::query {
+namespace {
+
+using eventstore::Checkpoint;
+using nlohmann::json;
+using platform::http::FieldError;
+using platform::http::problem;
+using platform::http::Request;
+using platform::http::Response;
+
+constexpr std::int64_t kDefaultLimit = 20;
+constexpr std::int64_t kMaxLimit = 100;
+constexpr std::chrono::milliseconds kDefaultWait{2000};
+constexpr std::chrono::milliseconds kMaxWait{10000};
+// A trace is one request and the saga it starts: dozens of events. A client can reuse a
+// traceparent on any number of commands, so the answer is bounded all the same.
+constexpr std::int64_t kMaxTraceEvents = 10000;
+
+constexpr const char* kUtc = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
+
+std::string rfc3339(const char* column) {
+    return std::string{"to_char("} + column + " AT TIME ZONE 'UTC', " + kUtc + ")";
+}
+
+const std::string kOrderColumns =
+    "order_id, customer_id, account_id, status, lines::text, total, cancel_reason, version, " +
+    rfc3339("updated_at") + ", placed_position";
+
+// The list query in its four shapes (status filter or not, first page or after a cursor),
+// each prepared, so that every shape gets a plan that uses the (customer_id[, status],
+// placed_position DESC, order_id) indexes. The redundant `placed_position <= $n` lets the
+// index scan start at the cursor.
+std::string list_orders_sql(bool with_status, bool after_cursor) {
+    std::string sql = "SELECT " + kOrderColumns + " FROM read.orders WHERE customer_id = $1";
+    int next = 2;
+    if (with_status) sql += " AND status = $" + std::to_string(next++);
+    if (after_cursor) {
+        auto pos = "$" + std::to_string(next++);
+        auto id = "$" + std::to_string(next++);
+        sql += " AND placed_position <= " + pos + " AND (placed_position < " + pos +
+               " OR order_id > " + id + ")";
+    }
+    sql += " ORDER BY placed_position DESC, order_id LIMIT $" + std::to_string(next);
+    return sql;
+}
+
+std::string list_orders_statement(bool with_status, bool after_cursor) {
+    return std::string{"query_list_orders"} + (with_status ? "_status" : "") +
+           (after_cursor ? "_after" : "");
+}
+
+// --- request reading ---------------------------------------------------------------------
+
+Response invalid(std::vector<FieldError> errors) {
+    return problem(422, "validation_failed", "the request has invalid fields", std::move(errors));
+}
+
+// Digits only, no sign: "007" is 7. nullopt when it is not a number at all; values beyond
+// int64 saturate, so that range checks report them as too large.
+std::optional<std::int64_t> parse_count(std::string_view text) {
+    if (text.empty()) return std::nullopt;
+    if (!std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        return std::nullopt;
+    }
+    std::int64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec == std::errc::result_out_of_range) return std::numeric_limits<std::int64_t>::max();
+    if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+// The consistency a request asks for: the position to wait for, and how long at most.
+struct Consistency {
+    std::optional<Checkpoint> token;
+    std::chrono::milliseconds wait = kDefaultWait;
+};
+
+// Reads a GET's path parameters, query string and headers, collecting every problem with
+// the field it concerns ("path.sku", "query.limit", "X-Consistency-Token").
+class RequestReader {
+   public:
+    RequestReader(const Request& request, std::vector<FieldError>& errors)
+        : request_{request}, errors_{errors} {}
+
+    std::optional<std::string> path_id(const char* name) {
+        const auto& value = request_.params.at(name);
+        if (domain::is_valid_id(value)) return value;
+        errors_.push_back(
+            {std::string{"path."} + name, "must be 1 to 64 characters of [A-Za-z0-9._-]"});
+        return std::nullopt;
+    }
+
+    // A W3C trace id: 32 lower-case hex digits.
+    std::optional<std::string> path_trace_id(const char* name) {
+        const auto& value = request_.params.at(name);
+        bool ok = value.size() == 32 && std::all_of(value.begin(), value.end(), [](char c) {
+                      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                  });
+        if (ok) return value;
+        errors_.push_back(
+            {std::string{"path."} + name, "must be 32 lower-case hexadecimal digits"});
+        return std::nullopt;
+    }
+
+    const std::string* query(const char* name) const {
+        auto it = request_.query.find(name);
+        return it == request_.query.end() ? nullptr : &it->second;
+    }
+
+    std::optional<std::string> id(const char* name) {
+        const auto* value = query(name);
+        if (value == nullptr) {
+            errors_.push_back({field(name), "is required"});
+            return std::nullopt;
+        }
+        if (domain::is_valid_id(*value)) return *value;
+        errors_.push_back({field(name), "must be 1 to 64 characters of [A-Za-z0-9._-]"});
+        return std::nullopt;
+    }
+
+    std::optional<std::string> one_of(const char* name,
+                                      std::initializer_list<std::string_view> allowed,
+                                      const char* message) {
+        const auto* value = query(name);
+        if (value == nullptr) return std::nullopt;
+        if (std::find(allowed.begin(), allowed.end(), *value) != allowed.end()) return *value;
+        errors_.push_back({field(name), message});
+        return std::nullopt;
+    }
+
+    std::int64_t integer(const char* name, std::int64_t min, std::int64_t max,
+                         std::int64_t fallback) {
+        const auto* value = query(name);
+        if (value == nullptr) return fallback;
+        auto number = parse_count(*value);
+        if (!number || *number < min || *number > max) {
+            errors_.push_back({field(name), "must be an integer from " + std::to_string(min) +
+                                                " to " + std::to_string(max)});
+            return fallback;
+        }
+        return *number;
+    }
+
+    // X-Consistency-Token and ?wait_ms=. A wait beyond the cap is cut to it: the cap is the
+    // server's limit, not a mistake of the client's.
+    Consistency consistency() {
+        Consistency out;
+        if (const auto* value = query("wait_ms")) {
+            auto number = parse_count(*value);
+            if (!number) {
+                errors_.push_back({field("wait_ms"), "must be a whole number of milliseconds"});
+            } else {
+                out.wait =
+                    std::chrono::milliseconds{std::min<std::int64_t>(*number, kMaxWait.count())};
+            }
+        }
+        if (auto header = request_.header("x-consistency-token")) {
+            out.token = Checkpoint::parse_token(*header);
+            if (!out.token) {
+                errors_.push_back(
+                    {"X-Consistency-Token", "must be a position returned by the command API"});
+            }
+        }
+        return out;
+    }
+
+    // Unknown parameters are refused, so that a misspelt one (`wait_msec`) is not ignored.
+    void only(std::initializer_list<std::string_view> known) {
+        for (const auto& [name, value] : request_.query) {
+            if (std::find(known.begin(), known.end(), name) == known.end()) {
+                errors_.push_back({field(name.c_str()), "is not a known parameter"});
+            }
+        }
+    }
+
+   private:
+    static std::string field(const char* name) { return std::string{"query."} + name; }
+    const Request& request_;
+    std::vector<FieldError>& errors_;
+};
+
+// --- the list cursor ---------------------------------------------------------------------
+
+// Opaque to clients: base64url (no padding) of "<placed_position>:<order_id>:<check>", the
+// key of the last item of the page and an FNV-1a checksum of it in hex. Decoding is strict
+// and the checksum catches an edited cursor, so it is refused rather than read as some
+// other position. The checksum is no secret: a forged cursor still only moves a client
+// within the list it may read anyway.
+struct Cursor {
+    std::int64_t placed_position = 0;
+    std::string order_id;
+};
+
+constexpr std::string_view kBase64Url =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+std::string base64url(std::string_view bytes) {
+    std::string out;
+    std::uint32_t buffer = 0;
+    int bits = 0;
+    for (unsigned char c : bytes) {
+        buffer = (buffer << 8) | c;
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out.push_back(kBase64Url[(buffer >> bits) & 0x3f]);
+        }
+    }
+    if (bits > 0) out.push_back(kBase64Url[(buffer << (6 - bits)) & 0x3f]);
+    return out;
+}
+
+// nullopt for characters outside the alphabet, padding, an impossible length or non-zero
+// trailing bits: each text decodes from exactly one encoding.
+std::optional<std::string> from_base64url(std::string_view text) {
+    if (text.size() % 4 == 1) return std::nullopt;
+    std::string out;
+    std::uint32_t buffer = 0;
+    int bits = 0;
+    for (char c : text) {
+        auto digit = kBase64Url.find(c);
+        if (digit == std::string_view::npos) return std::nullopt;
+        buffer = (buffer << 6) | static_cast<std::uint32_t>(digit);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<char>((buffer >> bits) & 0xff));
+        }
+    }
+    if ((buffer & ((1u << bits) - 1)) != 0) return std::nullopt;
+    return out;
+}
+
+std::string checksum(std::string_view text) {
+    std::uint32_t h = 2166136261u;
+    for (char c : text) {
+        h ^= static_cast<std::uint8_t>(c);
+        h *= 16777619u;
+    }
+    constexpr std::string_view kHex = "0123456789abcdef";
+    std::string out(8, '0');
+    for (int i = 7; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = kHex[h & 0xf];
+    return out;
+}
+
+std::string encode_cursor(const Cursor& cursor) {
+    auto key = std::to_string(cursor.placed_position) + ":" + cursor.order_id;
+    return base64url(key + ":" + checksum(key));
+}
+
+std::optional<Cursor> decode_cursor(std::string_view text) {
+    if (text.empty() || text.size() > 160) return std::nullopt;
+    auto bytes = from_base64url(text);
+    if (!bytes) return std::nullopt;
+    auto last = bytes->rfind(':');
+    if (last == std::string::npos) return std::nullopt;
+    std::string_view key{bytes->data(), last};
+    if (std::string_view{*bytes}.substr(last + 1) != checksum(key)) return std::nullopt;
+    auto colon = key.find(':');
+    if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+    auto digits = key.substr(0, colon);
+    Cursor cursor;
+    auto [end, ec] =
+        std::from_chars(digits.data(), digits.data() + digits.size(), cursor.placed_position);
+    if (ec != std::errc{} || end != digits.data() + digits.size() || cursor.placed_position < 0) {
+        return std::nullopt;
+    }
+    cursor.order_id = std::string{key.substr(colon + 1)};
+    if (!domain::is_valid_id(cursor.order_id)) return std::nullopt;
+    return cursor;
+}
+
+// --- responses ---------------------------------------------------------------------------
+
+// Whether If-None-Match names `etag` (weak comparison, RFC 9110 13.1.2). Entity tags this
+// server makes hold no commas, so splitting on them is exact for ours; a foreign tag that
+// does simply never matches.
+bool none_match_hits(const std::optional<std::string>& header, std::string_view etag) {
+    if (!header) return false;
+    std::string_view list{*header};
+    while (!list.empty()) {
+        auto comma = list.find(',');
+        auto item = list.substr(0, comma);
+        list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
+            item.remove_prefix(1);
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+        if (item == "*") return true;
+        if (item.substr(0, 2) == "W/") item.remove_prefix(2);
+        if (item == etag) return true;
+    }
+    return false;
+}
+
+// A single resource: 200 with ETag "<version>", or 304 when the client already has it.
+Response versioned(const Request& request, std::int64_t version, const json& body) {
+    auto etag = "\"" + std::to_string(version) + "\"";
+    Response response;
+    if (none_match_hits(request.header("if-none-match"), etag)) {
+        response.status = 304;
+        response.content_type.clear();
+    } else {
+        response = Response::json(200, body);
+    }
+    response.headers.emplace_back("ETag", etag);
+    return response;
+}
+
+json nullable_text(const pqxx::field& f) {
+    return f.is_null() ? json(nullptr) : json(f.as<std::string>());
+}
+
+std::uint64_t parse_xid(const pqxx::field& f) {
+    auto text = f.as<std::string>();
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size()) {
+        throw std::runtime_error("not a transaction id: " + text);
+    }
+    return value;
+}
+
+// The columns of kOrderColumns, in order.
+json order_json(const pqxx::row& row) {
+    json order;
+    order["order_id"] = row[0].as<std::string>();
+    order["customer_id"] = row[1].as<std::string>();
+    order["account_id"] = row[2].as<std::string>();
+    order["status"] = row[3].as<std::string>();
+    order["lines"] = json::parse(row[4].as<std::string>());
+    order["total"] = row[5].as<std::int64_t>();
+    order["cancel_reason"] = nullable_text(row[6]);
+    order["version"] = row[7].as<std::int64_t>();
+    order["updated_at"] = row[8].as<std::string>();
+    return order;
+}
+
+std::string saga_stream(std::string_view order_id) {
+    return std::string{"saga.fulfillment-"}.append(order_id);
+}
+
+}  // namespace
+
+QueryService::QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log)
+    : pool_{pool}, partitions_{partitions}, log_{std::move(log)} {
+    if (partitions_ < 1) throw std::invalid_argument("partitions must be at least 1");
+}
+
+void QueryService::prepare(pqxx::connection& conn) {
+    conn.prepare("query_order",
+                 "SELECT " + kOrderColumns + " FROM read.orders WHERE order_id = $1");
+    for (bool with_status : {false, true}) {
+        for (bool after : {false, true}) {
+            conn.prepare(list_orders_statement(with_status, after),
+                         list_orders_sql(with_status, after));
+        }
+    }
+    conn.prepare("query_inventory",
+                 "SELECT sku, on_hand, reserved, version FROM read.inventory WHERE sku = $1");
+    conn.prepare(
+        "query_account",
+        "SELECT account_id, balance, held, version FROM read.accounts WHERE account_id = $1");
+    conn.prepare("query_saga",
+                 "SELECT saga_id, order_id, mode, status, steps::text, version FROM read.sagas "
+                 "WHERE order_id = $1");
+    conn.prepare(
+        "query_trace",
+        "SELECT stream_id, stream_version, event_type, transaction_id::text, global_position, " +
+            rfc3339("recorded_at") +
+            ", causation_id, correlation_id FROM read.trace_events AS t WHERE trace_id = $1 "
+            // Qualified: a bare name would sort by the output column, the text.
+            "ORDER BY t.transaction_id, t.global_position LIMIT $2");
+    // Lag in events would need the head of ordo.events, which the reader role cannot see
+    // (least privilege); the projector can publish it as a metric instead. lag_seconds is
+    // the age of the last event a partition applied: on a quiet system it grows although
+    // nothing is pending, so read it together with the checkpoint.
+    conn.prepare("query_projections",
+                 "SELECT projection, partition, owner, transaction_id, global_position, "
+                 "CASE WHEN last_event_at IS NOT NULL "
+                 "THEN greatest(0, extract(epoch FROM now() - last_event_at))::float8 END, " +
+                     rfc3339("updated_at") +
+                     " FROM read.projection_progress ORDER BY projection, partition");
+    conn.prepare("query_progress_one",
+                 "SELECT transaction_id, global_position FROM read.projection_progress "
+                 "WHERE projection = $1 AND partition = $2");
+    conn.prepare("query_progress_all",
+                 "SELECT transaction_id, global_position FROM read.projection_progress "
+                 "WHERE projection = $1 AND partition >= 0 AND partition < $2");
+}
+
+void QueryService::register_routes(platform::http::Router& router) {
+    router.add("GET", "/v1/orders/{order_id}", [this](Request& r) { return get_order(r); });
+    router.add("GET", "/v1/orders", [this](Request& r) { return list_orders(r); });
+    router.add("GET", "/v1/inventory/{sku}", [this](Request& r) { return get_inventory(r); });
+    router.add("GET", "/v1/accounts/{account_id}", [this](Request& r) { return get_account(r); });
+    router.add("GET", "/v1/sagas/{order_id}", [this](Request& r) { return get_saga(r); });
+    router.add("GET", "/v1/traces/{trace_id}", [this](Request& r) { return get_trace(r); });
+    router.add("GET", "/v1/admin/projections", [this](Request& r) { return list_projections(r); });
+}
+
+// --- consistency -------------------------------------------------------------------------
+
+bool QueryService::has_passed(const Reads& reads, Checkpoint token) {
+    return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+        auto rows = reads.partition
+                        ? tx.exec_prepared("query_progress_one", reads.projection, *reads.partition)
+                        : tx.exec_prepared("query_progress_all", reads.projection, partitions_);
+        // A partition without a row has processed nothing yet: it has not passed.
+        const auto needed =
+            reads.partition ? std::size_t{1} : static_cast<std::size_t>(partitions_);
+        if (rows.size() < needed) return false;
+        return std::all_of(rows.begin(), rows.end(), [&](const pqxx::row& row) {
+            return Checkpoint{parse_xid(row[0]), row[1].as<std::int64_t>()} >= token;
+        });
+    });
+}
+
+bool QueryService::wait_until_passed(const Reads& reads, Checkpoint token,
+                                     std::chrono::steady_clock::time_point deadline) {
+    // Projectors commit a batch every few milliseconds under load; a short first pause
+    // catches those, a longer one afterwards keeps a lagging projection from being polled
+    // hard by every waiting request. No connection is held while sleeping.
+    std::chrono::milliseconds pause{10};
+    for (;;) {
+        if (has_passed(reads, token)) return true;
+        auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) return false;
+        std::this_thread::sleep_for(
+            std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+        pause = std::chrono::milliseconds{20};
+    }
+}
+
+Response QueryService::serve(const Request& request, const std::optional<Checkpoint>& token,
+                             std::chrono::milliseconds wait, const Reads& reads,
+                             const std::function<Response()>& answer) {
+    try {
+        if (token && !wait_until_passed(reads, *token, std::chrono::steady_clock::now() + wait)) {
+            auto response =
+                problem(503, "projection_lagging",
+                        "the " + reads.projection + " projection has not reached " +
+                            token->token() + " within " + std::to_string(wait.count()) + " ms");
+            response.headers.emplace_back("Retry-After", "1");
+            return response;
+        }
+        return answer();
+    } catch (const platform::Unavailable& e) {
+        log_.log(platform::LogLevel::warn, "database unavailable", request.trace,
+                 {{"error", e.what()}});
+        return problem(503, "unavailable", "the read models are unavailable; retry shortly");
+    } catch (const std::exception& e) {
+        if (platform::pg::classify(std::current_exception()) == platform::FailureKind::transient) {
+            log_.log(platform::LogLevel::warn, "transient database failure", request.trace,
+                     {{"error", e.what()}});
+            return problem(503, "unavailable", "the read models are unavailable; retry shortly");
+        }
+        throw;
+    }
+}
+
+// --- routes ------------------------------------------------------------------------------
+
+Response QueryService::get_order(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    auto id = in.path_id("order_id");
+    auto consistency = in.consistency();
+    in.only({"wait_ms"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    Reads reads{"orders", platform::partition_of(domain::order_stream(*id), partitions_)};
+    return serve(request, consistency.token, consistency.wait, reads, [&] {
+        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            auto rows = tx.exec_prepared("query_order", *id);
+            if (rows.empty()) return problem(404, "not_found", "no order " + *id);
+            return versioned(request, rows[0][7].template as<std::int64_t>(), order_json(rows[0]));
+        });
+    });
+}
+
+Response QueryService::list_orders(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    auto customer = in.id("customer_id");
+    auto status = in.one_of("status", {"pending", "confirmed", "cancelled"},
+                            "must be pending, confirmed or cancelled");
+    auto limit = in.integer("limit", 1, kMaxLimit, kDefaultLimit);
+    std::optional<Cursor> cursor;
+    if (const auto* text = in.query("cursor")) {
+        cursor = decode_cursor(*text);
+        if (!cursor) errors.push_back({"query.cursor", "must be a next_cursor of an earlier page"});
+    }
+    auto consistency = in.consistency();
+    in.only({"customer_id", "status", "limit", "cursor", "wait_ms"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    return serve(request, consistency.token, consistency.wait, Reads{"orders", std::nullopt}, [&] {
+        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            // One row more than the page tells whether another page follows.
+            const auto statement = list_orders_statement(status.has_value(), cursor.has_value());
+            pqxx::result rows;
+            if (status && cursor) {
+                rows = tx.exec_prepared(statement, *customer, *status, cursor->placed_position,
+                                        cursor->order_id, limit + 1);
+            } else if (status) {
+                rows = tx.exec_prepared(statement, *customer, *status, limit + 1);
+            } else if (cursor) {
+                rows = tx.exec_prepared(statement, *customer, cursor->placed_position,
+                                        cursor->order_id, limit + 1);
+            } else {
+                rows = tx.exec_prepared(statement, *customer, limit + 1);
+            }
+            const auto page = std::min<std::size_t>(rows.size(), static_cast<std::size_t>(limit));
+            json items = json::array();
+            for (std::size_t i = 0; i < page; ++i) items.push_back(order_json(rows[i]));
+            json next = nullptr;
+            if (rows.size() > page) {
+                const auto& last = rows[page - 1];
+                next = encode_cursor(
+                    {last[9].template as<std::int64_t>(), last[0].template as<std::string>()});
+            }
+            return Response::json(200,
+                                  {{"items", std::move(items)}, {"next_cursor", std::move(next)}});
+        });
+    });
+}
+
+Response QueryService::get_inventory(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    auto sku = in.path_id("sku");
+    auto consistency = in.consistency();
+    in.only({"wait_ms"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    Reads reads{"inventory", platform::partition_of(domain::inventory_stream(*sku), partitions_)};
+    return serve(request, consistency.token, consistency.wait, reads, [&] {
+        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            auto rows = tx.exec_prepared("query_inventory", *sku);
+            if (rows.empty())
+                return problem(404, "not_found", "no stock was ever received for " + *sku);
+            const auto& row = rows[0];
+            auto on_hand = row[1].template as<std::int64_t>();
+            auto reserved = row[2].template as<std::int64_t>();
+            return versioned(request, row[3].template as<std::int64_t>(),
+                             {{"sku", row[0].template as<std::string>()},
+                              {"on_hand", on_hand},
+                              {"reserved", reserved},
+                              {"available", on_hand - reserved}});
+        });
+    });
+}
+
+Response QueryService::get_account(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    auto account = in.path_id("account_id");
+    auto consistency = in.consistency();
+    in.only({"wait_ms"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    Reads reads{"accounts", platform::partition_of(domain::account_stream(*account), partitions_)};
+    return serve(request, consistency.token, consistency.wait, reads, [&] {
+        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            auto rows = tx.exec_prepared("query_account", *account);
+            if (rows.empty()) return problem(404, "not_found", "no account " + *account);
+            const auto& row = rows[0];
+            auto balance = row[1].template as<std::int64_t>();
+            auto held = row[2].template as<std::int64_t>();
+            return versioned(request, row[3].template as<std::int64_t>(),
+                             {{"account_id", row[0].template as<std::string>()},
+                              {"balance", balance},
+                              {"held", held},
+                              {"available", balance - held}});
+        });
+    });
+}
+
+Response QueryService::get_saga(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    auto order = in.path_id("order_id");
+    auto consistency = in.consistency();
+    in.only({"wait_ms"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    Reads reads{"sagas", platform::partition_of(saga_stream(*order), partitions_)};
+    return serve(request, consistency.token, consistency.wait, reads, [&] {
+        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            auto rows = tx.exec_prepared("query_saga", *order);
+            if (rows.empty()) return problem(404, "not_found", "no saga for order " + *order);
+            const auto& row = rows[0];
+            return versioned(request, row[5].template as<std::int64_t>(),
+                             {{"saga_id", row[0].template as<std::string>()},
+                              {"order_id", row[1].template as<std::string>()},
+                              {"mode", row[2].template as<std::string>()},
+                              {"status", row[3].template as<std::string>()},
+                              {"steps", json::parse(row[4].template as<std::string>())}});
+        });
+    });
+}
+
+Response QueryService::get_trace(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    auto trace_id = in.path_trace_id("trace_id");
+    auto consistency = in.consistency();
+    in.only({"wait_ms"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    return serve(request, consistency.token, consistency.wait, Reads{"traces", std::nullopt}, [&] {
+        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            auto rows = tx.exec_prepared("query_trace", *trace_id, kMaxTraceEvents);
+            if (rows.empty()) return problem(404, "not_found", "no events in trace " + *trace_id);
+            json events = json::array();
+            for (const auto& row : rows) {
+                Checkpoint position{parse_xid(row[3]), row[4].template as<std::int64_t>()};
+                events.push_back({{"stream", row[0].template as<std::string>()},
+                                  {"version", row[1].template as<std::int64_t>()},
+                                  {"type", row[2].template as<std::string>()},
+                                  {"position", position.token()},
+                                  {"recorded_at", row[5].template as<std::string>()},
+                                  {"causation_id", nullable_text(row[6])},
+                                  {"correlation_id", nullable_text(row[7])}});
+            }
+            return Response::json(200, {{"trace_id", *trace_id}, {"events", std::move(events)}});
+        });
+    });
+}
+
+Response QueryService::list_projections(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    auto consistency = in.consistency();
+    in.only({"wait_ms"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    // Progress itself reads no projection: a token has nothing to wait for here.
+    return serve(request, std::nullopt, consistency.wait, Reads{}, [&] {
+        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            json list = json::array();
+            for (const auto& row : tx.exec_prepared("query_projections")) {
+                Checkpoint checkpoint{parse_xid(row[3]), row[4].template as<std::int64_t>()};
+                list.push_back(
+                    {{"projection", row[0].template as<std::string>()},
+                     {"partition", row[1].template as<int>()},
+                     {"owner", nullable_text(row[2])},
+                     {"checkpoint", checkpoint.token()},
+                     {"lag_seconds",
+                      row[5].is_null() ? json(nullptr) : json(row[5].template as<double>())},
+                     {"updated_at", row[6].template as<std::string>()}});
+            }
+            return Response::json(200, {{"projections", std::move(list)}});
+        });
+    });
+}
+
+}  // namespace ordo::query

@@ -1,0 +1,147 @@
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "eventstore/relay.hpp"
+#include "platform/jetstream.hpp"
+#include "platform/pg.hpp"
+#include "platform/metrics.hpp"
+#include "platform/trace.hpp"
+#include "projections/read_models.hpp"
+#include "projections/runtime.hpp"
+#include "tests/support/test_database.hpp"
+
+namespace ordo::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+template <class Fn>
+bool eventually(Fn&& condition, std::chrono::seconds bound = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + bound;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(20ms);
+    }
+    return true;
+}
+
+std::int64_t scalar(const std::string& url, const std::string& sql) {
+    pqxx::connection conn{url};
+    pqxx::nontransaction tx{conn};
+    auto r = tx.exec(sql);
+    return r.empty() || r[0][0].is_null() ? 0 : r[0][0].as<std::int64_t>();
+}
+
+// The read side of one test: its database, its own JetStream stream and subjects, a relay.
+class ReadSide {
+   public:
+    ReadSide()
+        : suffix_{platform::new_uuid().substr(0, 8)},
+          stream_{"RS_" + suffix_},
+          prefix_{"rs" + suffix_ + ".events"},
+          nats_{stack_setting("ORDO_NATS_URL"), platform::Logger::null_logger()},
+          pool_{{.url = db_.writer_url(), .size = 4,
+                 .preparers = {&eventstore::EventStore::prepare}}},
+          store_{pool_} {
+        nats_.ensure_stream({stream_, {prefix_ + ".>"}});
+    }
+    ~ReadSide() {
+        stop_relay();
+        nats_.delete_stream(stream_);
+    }
+
+    void start_relay() {
+        relay_ = std::make_unique<eventstore::Relay>(
+            eventstore::RelayOptions{.database_url = db_.writer_url(), .partitions = 4,
+                                     .stream = stream_, .subject_prefix = prefix_,
+                                     .poll_interval = 100ms},
+            nats_, platform::Logger::null_logger(), relay_metrics_);
+        relay_thread_ = std::thread{[this] { relay_->run(relay_stop_); }};
+    }
+    void stop_relay() {
+        relay_stop_ = true;
+        if (relay_thread_.joinable()) relay_thread_.join();
+    }
+
+    projections::RuntimeOptions projector_options(std::chrono::milliseconds poll) const {
+        return {.database_url = db_.writer_url(), .partitions = 4, .batch = 100,
+                .poll_interval = poll, .instance = "p-" + suffix_,
+                .nats_url = stack_setting("ORDO_NATS_URL"), .stream = stream_,
+                .subject_prefix = prefix_};
+    }
+
+    // Receipts of 1 over 20 skus, appended without NOTIFY: only JetStream or polling can
+    // tell a projector about them.
+    void append(int count) {
+        auto trace = platform::new_trace();
+        for (int i = 0; i < count; ++i) {
+            auto sku = "sku-" + std::to_string(i % 20);
+            store_.append("inventory-" + sku, eventstore::ExpectedVersion::any(),
+                          {{platform::new_uuid(), "StockReceived", {{"sku", sku}, {"quantity", 1}},
+                            {trace.trace_id_hex(), trace.span_id_hex(), "", "", "", "test"}}});
+        }
+    }
+
+    bool read_models_hold(int total) const {
+        return scalar(db_.writer_url(), "SELECT count(*) FROM read.trace_events") == total &&
+               scalar(db_.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") == total;
+    }
+
+    TestDatabase db_;
+    std::string suffix_, stream_, prefix_;
+    platform::jetstream::Client nats_;
+    platform::pg::Pool pool_;
+    eventstore::EventStore store_;
+    platform::metrics::Registry relay_metrics_;
+    std::unique_ptr<eventstore::Relay> relay_;
+    std::atomic<bool> relay_stop_{false};
+    std::thread relay_thread_;
+};
+
+double counter(const platform::metrics::Registry& registry, const std::string& series) {
+    auto text = registry.render();
+    auto at = text.find("\n" + series + " ");
+    return at == std::string::npos ? 0 : std::stod(text.substr(at + series.size() + 2));
+}
+
+TEST(ReadSide, LiveEventsFromJetStreamReachEveryReadModelOnce) {
+    ReadSide side;
+    side.start_relay();
+    platform::metrics::Registry metrics;
+    std::atomic<bool> stop{false};
+    // Polling once a minute: within the test only JetStream can bring the events.
+    projections::Runtime runtime{side.projector_options(60s), projections::read_models(),
+                                 platform::Logger::null_logger(), metrics};
+    std::thread worker{[&] { runtime.run(stop); }};
+    ASSERT_TRUE(eventually([&] { return runtime.owned_slots() == 16; }));
+    side.append(300);
+    EXPECT_TRUE(eventually([&] { return side.read_models_hold(300); }));
+    EXPECT_GT(counter(metrics, "ordo_projection_events_applied_total{source=\"live\"}"), 0);
+    stop = true;
+    worker.join();
+}
+
+TEST(ReadSide, PurgedJetStreamIsCaughtUpFromTheStore) {
+    ReadSide side;
+    side.start_relay();
+    side.append(400);
+    ASSERT_TRUE(eventually([&] { return side.nats_.message_count(side.stream_) == 400; }));
+    side.nats_.purge_stream(side.stream_);
+
+    platform::metrics::Registry metrics;
+    std::atomic<bool> stop{false};
+    projections::Runtime runtime{side.projector_options(200ms), projections::read_models(),
+                                 platform::Logger::null_logger(), metrics};
+    std::thread worker{[&] { runtime.run(stop); }};
+    EXPECT_TRUE(eventually([&] { return side.read_models_hold(400); }));
+    side.append(100);  // and later events, live or not, once each
+    EXPECT_TRUE(eventually([&] { return side.read_models_hold(500); }));
+    stop = true;
+    worker.join();
+}
+
+}  // namespace
+}  // namespace ordo::testing

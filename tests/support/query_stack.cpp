@@ -1,0 +1,45 @@
+#include "tests/support/query_stack.hpp"
+
+#include <pqxx/pqxx>
+
+namespace ordo::testing {
+
+QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std::string> reader_url)
+    : reader_{{.url = reader_url.value_or(db_.reader_url()),
+               .size = 8,
+               .acquire_timeout = std::chrono::milliseconds{1000},
+               .name = "query",
+               .preparers = {&query::QueryService::prepare}}},
+      writer_{{.url = db_.writer_url(), .size = 4, .name = "test"}},
+      service_{reader_, kPartitions, platform::Logger::null_logger()} {
+    platform::http::Router router;
+    service_.register_routes(router);
+    options.port = 0;
+    if (options.worker_threads < 16) options.worker_threads = 16;
+    server_ = std::make_unique<platform::http::Server>(options, std::move(router),
+                                                       platform::Logger::null_logger(), metrics_);
+    server_->start();
+}
+
+QueryStack::~QueryStack() {
+    server_->stop(std::chrono::seconds(5));
+}
+
+void QueryStack::set_checkpoint(const std::string& projection, int partition,
+                                eventstore::Checkpoint at) {
+    writer_.transact([&](auto& tx) {
+        tx.exec_params(
+            "INSERT INTO ordo.projection_checkpoints (projection, partition, transaction_id, "
+            "global_position, updated_at) VALUES ($1, $2, $3::text::xid8, $4, now()) "
+            "ON CONFLICT (projection, partition) DO UPDATE SET transaction_id = "
+            "excluded.transaction_id, global_position = excluded.global_position, updated_at = "
+            "now()",
+            projection, partition, std::to_string(at.transaction_id), at.position);
+    });
+}
+
+void QueryStack::set_checkpoints(const std::string& projection, eventstore::Checkpoint at) {
+    for (int p = 0; p < kPartitions; ++p) set_checkpoint(projection, p, at);
+}
+
+}  // namespace ordo::testing

@@ -1,0 +1,50 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "eventstore/event_store.hpp"
+#include "platform/http_server.hpp"
+#include "platform/metrics.hpp"
+#include "platform/pg.hpp"
+#include "query/service.hpp"
+#include "tests/support/http_client.hpp"
+#include "tests/support/test_database.hpp"
+
+namespace ordo::testing {
+
+// The query service wired as `ordo serve query` wires it, in-process, on an ephemeral port,
+// over a database of its own: the service on the reader role, and a writer-role pool for
+// the test to put read-model rows and projection checkpoints in place directly.
+class QueryStack {
+   public:
+    static constexpr int kPartitions = 4;
+
+    // `reader_url` replaces the test database's reader URL (e.g. one nothing listens on).
+    explicit QueryStack(platform::http::ServerOptions options = {},
+                        std::optional<std::string> reader_url = std::nullopt);
+    ~QueryStack();
+
+    std::uint16_t port() const { return server_->port(); }
+    HttpClient client() const { return HttpClient{"127.0.0.1", port()}; }
+    TestDatabase& database() { return db_; }
+    int partitions() const { return kPartitions; }
+    platform::pg::Pool& reader() { return reader_; }  // the service's pool
+    platform::pg::Pool& writer() { return writer_; }  // for the test's own rows
+
+    // Upserts the checkpoint of one partition of a projection.
+    void set_checkpoint(const std::string& projection, int partition, eventstore::Checkpoint at);
+    // Every partition 0..P-1 of a projection at `at`.
+    void set_checkpoints(const std::string& projection, eventstore::Checkpoint at);
+
+   private:
+    TestDatabase db_;
+    platform::metrics::Registry metrics_;
+    platform::pg::Pool reader_;
+    platform::pg::Pool writer_;
+    query::QueryService service_;
+    std::unique_ptr<platform::http::Server> server_;
+};
+
+}  // namespace ordo::testing
