@@ -38,7 +38,9 @@ Connection::Connection(const std::string& url, Logger log)
     natsOptions_SetURL(impl_->options, url.c_str());
     natsOptions_SetMaxReconnect(impl_->options, -1);
     natsOptions_SetReconnectWait(impl_->options, 250);
-    natsOptions_SetRetryOnFailedConnect(impl_->options, true, nullptr, nullptr);
+    // With a callback, a first connection that fails is retried in the background instead
+    // of blocking here until NATS answers (cnats blocks when the callback is null).
+    natsOptions_SetRetryOnFailedConnect(impl_->options, true, on_reconnected, &impl_->state);
     natsOptions_SetDisconnectedCB(impl_->options, on_disconnected, &impl_->state);
     natsOptions_SetReconnectedCB(impl_->options, on_reconnected, &impl_->state);
     auto status = natsConnection_Connect(&impl_->conn, impl_->options);

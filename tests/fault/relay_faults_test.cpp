@@ -229,10 +229,15 @@ TEST_F(RelayFaultTest, NatsRestartedMidPublishLosesAndDuplicatesNothing) {
         std::lock_guard lock{mutex};
         return ids.size();
     };
-    std::thread appender{[&] {
+    NatsGuard guard;
+    std::jthread appender{[&] {
         while (!stop_appending) record(append(3, 3));
     }};
-    NatsGuard guard;
+    // A failed assertion returns early: stop appending first, then restart NATS if needed.
+    struct StopOnExit {
+        std::atomic<bool>& flag;
+        ~StopOnExit() { flag = true; }
+    } stop_on_exit{stop_appending};
 
     ASSERT_TRUE(eventually([&] { return published_count().value_or(0) >= 60; }));
     // A backlog, so that NATS goes away while publishes are in flight.

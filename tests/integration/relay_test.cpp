@@ -139,7 +139,7 @@ class RelayTest : public ::testing::Test {
         pqxx::connection conn{db_.writer_url()};
         pqxx::nontransaction tx{conn};
         auto row = tx.exec1(
-            "SELECT transaction_id::text, global_position FROM ordo.events "
+            "SELECT transaction_id::text AS txid, global_position FROM ordo.events "
             "ORDER BY transaction_id DESC, global_position DESC LIMIT 1");
         return {std::stoull(row[0].as<std::string>()), row[1].as<std::int64_t>()};
     }
@@ -262,13 +262,17 @@ TEST_F(RelayTest, OneOfTwoRelaysLeadsAndTheOtherTakesOverWithoutLossOrDuplicates
     std::atomic<bool> stop_appending{false};
     std::mutex mutex;
     std::vector<std::pair<std::string, NewEvent>> appended;
-    std::thread appender{[&] {
+    std::jthread appender{[&] {
         for (int i = 0; !stop_appending; ++i) {
             auto batch = append(1, i);
             std::lock_guard lock{mutex};
             appended.insert(appended.end(), batch.begin(), batch.end());
         }
     }};
+    struct StopOnExit {  // a failed assertion returns early; the jthread then joins
+        std::atomic<bool>& flag;
+        ~StopOnExit() { flag = true; }
+    } stop_on_exit{stop_appending};
     auto appended_count = [&] {
         std::lock_guard lock{mutex};
         return appended.size();
