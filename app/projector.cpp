@@ -1,12 +1,9 @@
-#include <signal.h>
-#include <unistd.h>
-
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "app/commands.hpp"
-#include "platform/http_server.hpp"
+#include "app/host.hpp"
 #include "platform/metrics.hpp"
 #include "platform/nats.hpp"
 #include "platform/pg.hpp"
@@ -16,22 +13,16 @@
 
 namespace ordo::app {
 
+// `ordo serve projector`: the projection runtime with every read model; health and metrics
+// over HTTP.
 int run_projector(const ProjectorOptions& options, const platform::Logger& log) {
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
+    StopSignals signals;
     platform::metrics::Registry registry;
-    platform::pg::Pool health_pool{{.url = options.database_url, .size = 1, .name = "health",
-                                    .preparers = {}}};
+    platform::pg::Pool health_pool{{.url = options.database_url, .size = 1, .name = "health"}};
     platform::nats::Connection nats{options.nats_url, log.with_component("nats")};
-    char host[256] = "projector";
-    gethostname(host, sizeof host - 1);
     projections::Runtime runtime{{.database_url = options.database_url,
                                   .partitions = options.partitions,
-                                  .instance = std::string{host} + ":" + std::to_string(getpid()),
+                                  .instance = instance_name(),
                                   .nats_url = options.nats_url,
                                   .stream = options.stream,
                                   .subject_prefix = options.subject_prefix},
@@ -42,30 +33,20 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
 
     platform::http::Router router;
     platform::add_service_routes(router, registry, health_pool, nats);
-    auto colon = options.address.rfind(':');
     platform::http::ServerOptions server_options;
-    server_options.address = options.address.substr(0, colon);
-    server_options.port = static_cast<std::uint16_t>(std::stoi(options.address.substr(colon + 1)));
     server_options.worker_threads = 2;
     server_options.component = "projector";
-    platform::http::Server server{server_options, std::move(router), log, registry};
-    try {
-        server.start();
-    } catch (const std::exception& e) {
-        log.error("cannot listen", {{"address", options.address}, {"error", e.what()}});
-        return 1;
-    }
-    log.info("projector running", {{"partitions", options.partitions},
-                                   {"metrics", options.address}});
+    auto server = start_server(options.address, server_options, std::move(router), log, registry);
+    if (!server) return 1;
+    log.info("projector running", {{"partitions", options.partitions}, {"metrics", options.address}});
 
     std::atomic<bool> stop{false};
     std::thread worker{[&] { runtime.run(stop); }};
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
+    signals.wait();
     log.info("stopping");
     stop = true;
     worker.join();
-    server.stop(std::chrono::seconds(5));
+    server->stop(std::chrono::seconds(5));
     log.info("stopped");
     return 0;
 }

@@ -1,14 +1,11 @@
-#include <signal.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "app/commands.hpp"
+#include "app/host.hpp"
 #include "eventstore/relay.hpp"
-#include "platform/http_server.hpp"
 #include "platform/jetstream.hpp"
 #include "platform/metrics.hpp"
 #include "platform/nats.hpp"
@@ -16,30 +13,10 @@
 #include "platform/service_routes.hpp"
 
 namespace ordo::app {
-namespace {
 
-std::string instance_name() {
-    char host[256] = {};
-    ::gethostname(host, sizeof host - 1);
-    return std::string{host} + ":" + std::to_string(::getpid());
-}
-
-}  // namespace
-
+// `ordo serve relay`: the store to JetStream; health and metrics over HTTP.
 int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
-    auto colon = options.address.rfind(':');
-    if (colon == std::string::npos) {
-        log.error("address must be host:port", {{"address", options.address}});
-        return 2;
-    }
-    auto host = options.address.substr(0, colon);
-    auto port = static_cast<std::uint16_t>(std::stoi(options.address.substr(colon + 1)));
+    StopSignals signals;
 
     platform::metrics::Registry registry;
     platform::jetstream::Client jetstream{options.nats_url, log.with_component("jetstream"),
@@ -62,34 +39,23 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
     platform::http::Router router;
     platform::add_service_routes(router, registry, health_pool, health_nats);
     platform::http::ServerOptions server_options;
-    server_options.address = host;
-    server_options.port = port;
     server_options.worker_threads = 2;
     server_options.component = "relay";
-    platform::http::Server server{server_options, std::move(router), log, registry};
-    try {
-        server.start();
-    } catch (const std::exception& e) {
-        log.error("cannot listen", {{"address", options.address}, {"error", e.what()}});
-        return 1;
-    }
+    auto server = start_server(options.address, server_options, std::move(router), log, registry);
+    if (!server) return 1;
     log.info("relay serving health and metrics",
-             {{"address", host + ":" + std::to_string(server.port())},
+             {{"address", options.address},
               {"stream", options.stream},
               {"subject_prefix", options.subject_prefix},
               {"partitions", options.partitions}});
 
     std::atomic<bool> stop{false};
     std::thread worker{[&] { relay.run(stop); }};
-    for (;;) {
-        timespec tick{1, 0};
-        int sig = sigtimedwait(&stop_signals, nullptr, &tick);
-        if (sig == SIGINT || sig == SIGTERM) break;
-    }
+    signals.wait();
     log.info("stopping the relay");
     stop = true;
     worker.join();
-    server.stop(std::chrono::seconds(5));
+    server->stop(std::chrono::seconds(5));
     log.info("stopped");
     return 0;
 }

@@ -8,6 +8,7 @@
 
 #include <pqxx/pqxx>
 
+#include "tests/support/conditions.hpp"
 #include "tests/support/command_stack.hpp"
 #include "tests/support/process.hpp"
 
@@ -15,17 +16,6 @@ namespace ordo::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-// Waits for `condition`, failing the test after a generous bound instead of hanging.
-template <class Fn>
-bool eventually(Fn&& condition, std::chrono::seconds bound = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + bound;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
-}
 
 // Posts receipts, each under its own Idempotency-Key, from several threads until stopped,
 // remembering the last status each key got (0: no answer at all).

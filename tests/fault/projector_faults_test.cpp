@@ -9,6 +9,7 @@
 #include "eventstore/event_store.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
@@ -17,23 +18,6 @@ namespace ordo::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-template <class Fn>
-bool eventually(Fn&& condition, std::chrono::seconds bound = 120s) {
-    auto deadline = std::chrono::steady_clock::now() + bound;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
-}
-
-std::int64_t scalar(const std::string& url, const std::string& sql) {
-    pqxx::connection conn{url};
-    pqxx::nontransaction tx{conn};
-    auto r = tx.exec(sql);
-    return r.empty() || r[0][0].is_null() ? 0 : r[0][0].as<std::int64_t>();
-}
 
 // Appends `count` receipts of 1, spread over 50 skus, each with a trace id.
 void append_receipts(const TestDatabase& db, int count) {

@@ -15,6 +15,7 @@
 #include "platform/jetstream.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
@@ -26,17 +27,6 @@ using namespace std::chrono_literals;
 using eventstore::EventStore;
 using eventstore::ExpectedVersion;
 using eventstore::NewEvent;
-
-template <class Fn>
-bool eventually(Fn&& condition, std::chrono::seconds bound = 120s,
-                std::chrono::milliseconds every = 20ms) {
-    auto deadline = std::chrono::steady_clock::now() + bound;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(every);
-    }
-    return true;
-}
 
 // A database, a JetStream stream and subject prefix of this test's own, and `ordo serve
 // relay` processes pointed at them.

@@ -7,22 +7,13 @@
 #include "platform/metrics.hpp"
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/command_stack.hpp"
 
 namespace ordo::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-template <class Fn>
-bool eventually(Fn&& condition, std::chrono::seconds bound = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + bound;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
-}
 
 // A projector runtime on its own thread.
 class Projector {

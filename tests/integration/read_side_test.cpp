@@ -11,29 +11,13 @@
 #include "platform/trace.hpp"
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-template <class Fn>
-bool eventually(Fn&& condition, std::chrono::seconds bound = 60s) {
-    auto deadline = std::chrono::steady_clock::now() + bound;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
-}
-
-std::int64_t scalar(const std::string& url, const std::string& sql) {
-    pqxx::connection conn{url};
-    pqxx::nontransaction tx{conn};
-    auto r = tx.exec(sql);
-    return r.empty() || r[0][0].is_null() ? 0 : r[0][0].as<std::int64_t>();
-}
 
 // The read side of one test: its database, its own JetStream stream and subjects, a relay.
 class ReadSide {

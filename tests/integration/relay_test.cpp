@@ -15,6 +15,7 @@
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo::eventstore {
@@ -23,19 +24,9 @@ namespace {
 using namespace std::chrono_literals;
 using platform::jetstream::Client;
 using platform::jetstream::Message;
+using testing::eventually;
 
 constexpr int kPartitions = 4;
-
-// Waits for `condition` within a generous bound (the horizon of a shared cluster can lag).
-template <class Fn>
-bool eventually(Fn&& condition, std::chrono::seconds bound = 90s) {
-    auto deadline = std::chrono::steady_clock::now() + bound;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
-}
 
 std::string header(const Message& m, const std::string& name) {
     auto it = m.headers.find(name);

@@ -1,0 +1,50 @@
+#pragma once
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "platform/http_server.hpp"
+#include "platform/log.hpp"
+
+// What every `ordo serve` process does the same way: stop signals, addresses, tokens, the
+// HTTP server, a name for this instance.
+namespace ordo::app {
+
+// Blocks SIGINT and SIGTERM in this thread and in every thread started after it, so that
+// they arrive only through wait(). Construct first thing in a `serve` command.
+class StopSignals {
+   public:
+    StopSignals();
+    // Waits up to `tick`; true when a stop signal arrived.
+    bool wait_for(std::chrono::seconds tick);
+    void wait();
+
+   private:
+    sigset_t set_;
+};
+
+std::optional<std::pair<std::string, std::uint16_t>> parse_address(const std::string& address);
+
+// The API tokens of a comma-separated list. nullopt (logged) when there are none and the
+// service was not told to run without: every mode but `ordo dev` refuses to start then.
+std::optional<std::vector<std::string>> api_tokens(const std::string& list, bool insecure_no_auth,
+                                                   const platform::Logger& log);
+
+// Starts the component's HTTP server on `address`; nullptr (logged) when it cannot listen.
+std::unique_ptr<platform::http::Server> start_server(const std::string& address,
+                                                     platform::http::ServerOptions options,
+                                                     platform::http::Router router,
+                                                     const platform::Logger& log,
+                                                     platform::metrics::Registry& registry);
+
+// "<host>:<pid>", naming this process in checkpoints and logs.
+std::string instance_name();
+
+}  // namespace ordo::app

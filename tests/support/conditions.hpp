@@ -1,0 +1,27 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <thread>
+
+namespace ordo::testing {
+
+// Waits until `condition` holds, polling; false after `bound`, so a test fails on what
+// never happened instead of hanging. Waiting for a condition is not sleep-and-hope: the
+// test proceeds the moment the system is there.
+template <class Fn>
+bool eventually(Fn&& condition, std::chrono::seconds bound = std::chrono::seconds(120),
+                std::chrono::milliseconds every = std::chrono::milliseconds(20)) {
+    auto deadline = std::chrono::steady_clock::now() + bound;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(every);
+    }
+    return true;
+}
+
+// The first column of the first row of `sql` on a fresh connection; 0 for no row or NULL.
+std::int64_t scalar(const std::string& url, const std::string& sql);
+
+}  // namespace ordo::testing
