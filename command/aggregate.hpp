@@ -85,15 +85,21 @@ class UnreadableEvent : public std::runtime_error {
 inline constexpr std::int64_t kSnapshotEvery = 100;
 inline constexpr int kSnapshotFormat = 1;
 
+// Locks the stream's row for the rest of the transaction and folds its state.
 template <class Traits>
 Loaded<Traits> load(pqxx::transaction_base& txn, const std::string& stream) {
     constexpr std::size_t kPage = 1000;
     Loaded<Traits> loaded;
+    // One round trip: lock the stream's row (so commands on one hot stream queue instead of
+    // deciding on stale state and burning retries) and read its snapshot. The append still
+    // checks the expected version; only the first commands on a new stream can still race.
     auto snapshot = txn.exec_params(
-        "SELECT stream_version, state::text FROM ordo.snapshots "
-        "WHERE stream_id = $1 AND schema_version = $2",
+        "WITH locked AS (SELECT 1 FROM ordo.streams WHERE stream_id = $1 FOR UPDATE) "
+        "SELECT s.stream_version, s.state::text, (SELECT count(*) FROM locked) "
+        "FROM (SELECT 1) AS one LEFT JOIN ordo.snapshots AS s "
+        "ON s.stream_id = $1 AND s.schema_version = $2",
         stream, kSnapshotFormat);
-    if (!snapshot.empty()) {
+    if (!snapshot[0][0].is_null()) {
         if (auto state = Traits::decode_state(nlohmann::json::parse(snapshot[0][1].c_str()))) {
             loaded.state = std::move(*state);
             loaded.version = snapshot[0][0].template as<std::int64_t>();
@@ -143,10 +149,6 @@ void save_snapshot(pqxx::transaction_base& txn, const std::string& stream,
 template <class Traits, class Command, class Check>
 Executed execute(pqxx::transaction_base& txn, const std::string& stream, const Command& command,
                  const CommandContext& context, Check&& precondition) {
-    // Lock the stream's row before loading, so commands on one hot stream queue up instead
-    // of deciding on stale state and burning retries. The append still checks the expected
-    // version; only the first commands on a new stream can still race.
-    txn.exec_params("SELECT 1 FROM ordo.streams WHERE stream_id = $1 FOR UPDATE", stream);
     auto loaded = load<Traits>(txn, stream);
     Executed result{std::nullopt, loaded.version, loaded.last, false};
     if (auto refused = precondition(loaded)) {
