@@ -31,4 +31,6 @@ mkdir -p /etc/postgresql-common
 if ! grep -qs '^create_main_cluster' /etc/postgresql-common/createcluster.conf; then
     echo 'create_main_cluster = false' >> /etc/postgresql-common/createcluster.conf
 fi
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Keep the createcluster.conf written above if the package ships its own.
+apt-get install -y -qq --no-install-recommends -o Dpkg::Options::=--force-confdef \
+    -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
