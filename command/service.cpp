@@ -5,6 +5,7 @@
 #include "command/validation.hpp"
 #include "domain/ids.hpp"
 #include "platform/errors.hpp"
+#include "platform/partition.hpp"
 #include "platform/pg.hpp"
 
 namespace ordo::command {
@@ -90,7 +91,11 @@ Response CommandService::run_http(
         if (!is_valid_idempotency_key(*key)) {
             return invalid({{"Idempotency-Key", "must be 1 to 255 visible ASCII characters"}});
         }
-        dedup = Dedup{"http:" + *key, request.method + "\n" + request.path + "\n" + request.body};
+        // Keys belong to the caller: the same key from two API tokens names two requests.
+        // The token itself is never stored, only its hash.
+        auto caller = std::to_string(platform::stream_hash(request.header("authorization").value_or("")));
+        dedup = Dedup{"http:" + caller + ":" + *key,
+                      request.method + "\n" + request.path + "\n" + request.body};
     }
     auto command_id = platform::new_uuid();
     CommandContext context{request.trace, key ? *key : command_id, key ? *key : command_id,

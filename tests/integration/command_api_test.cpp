@@ -1013,5 +1013,28 @@ TEST(CommandApi, TokensGuardTheCommandRoutes) {
     EXPECT_EQ(stack.event_count(), 1);
 }
 
+TEST(CommandApi, IdempotencyKeysBelongToTheirApiToken) {
+    platform::http::ServerOptions options;
+    options.api_tokens = {"alice-token", "bob-token"};
+    CommandStack stack{options};
+    auto client = stack.client();
+    const std::string target = "/v1/inventory/sku-1/receipts";
+    auto as = [](const std::string& token) {
+        return HttpHeaders{{"Authorization", "Bearer " + token}, {"Idempotency-Key", "k-1"}};
+    };
+    auto alice = client.post_json(target, {{"quantity", 1}}, as("alice-token"));
+    ASSERT_EQ(alice.status, 200) << alice.body;
+    // Bob's request under the same key is his own: neither a replay nor a reuse.
+    auto bob = client.post_json(target, {{"quantity", 2}}, as("bob-token"));
+    ASSERT_EQ(bob.status, 200) << bob.body;
+    EXPECT_TRUE(bob.header("idempotent-replayed").empty());
+    EXPECT_EQ(stack.event_count(), 2);
+    // Alice's repeat is still a replay of her first answer.
+    auto again = client.post_json(target, {{"quantity", 1}}, as("alice-token"));
+    EXPECT_EQ(again.header("idempotent-replayed"), "true");
+    EXPECT_EQ(again.body, alice.body);
+    EXPECT_EQ(stack.event_count(), 2);
+}
+
 }  // namespace
 }  // namespace ordo
