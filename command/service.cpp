@@ -94,8 +94,10 @@ Response CommandService::run_http(
         // Keys belong to the caller: the same key from two API tokens names two requests.
         // The token itself is never stored, only its hash.
         auto caller = std::to_string(platform::stream_hash(request.header("authorization").value_or("")));
-        dedup = Dedup{"http:" + caller + ":" + *key,
-                      request.method + "\n" + request.path + "\n" + request.body};
+        // What was asked, by route and decoded parameters, so /sku%2D1 and /sku-1 are one.
+        std::string asked = request.method + "\n" + request.route;
+        for (const auto& [name, value] : request.params) asked += "\n" + name + "=" + value;
+        dedup = Dedup{"http:" + caller + ":" + *key, asked + "\n" + request.body};
     }
     auto command_id = platform::new_uuid();
     CommandContext context{request.trace, key ? *key : command_id, key ? *key : command_id,

@@ -1036,5 +1036,17 @@ TEST(CommandApi, IdempotencyKeysBelongToTheirApiToken) {
     EXPECT_EQ(stack.event_count(), 2);
 }
 
+TEST(CommandApi, AnEncodedPathIsTheSameRequestForItsIdempotencyKey) {
+    CommandStack stack;
+    auto client = stack.client();
+    HttpHeaders key{{"Idempotency-Key", "k-enc"}};
+    auto first = client.post_json("/v1/inventory/sku-1/receipts", {{"quantity", 1}}, key);
+    ASSERT_EQ(first.status, 200) << first.body;
+    auto encoded = client.post_json("/v1/inventory/sku%2D1/receipts", {{"quantity", 1}}, key);
+    EXPECT_EQ(encoded.status, 200) << encoded.body;
+    EXPECT_EQ(encoded.header("idempotent-replayed"), "true");
+    EXPECT_EQ(stack.event_count(), 1);
+}
+
 }  // namespace
 }  // namespace ordo
