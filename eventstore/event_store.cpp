@@ -186,6 +186,18 @@ void EventStore::prepare(pqxx::connection& conn) {
                      " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
                      "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
                      " ORDER BY transaction_id, global_position LIMIT $3");
+    conn.prepare("ordo_read_partition",
+                 std::string{"SELECT "} + kEventColumns +
+                     " FROM ordo.events"
+                     " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
+                     "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+                     "   AND stream_hash % $3 = $4"
+                     "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
+                     " ORDER BY transaction_id, global_position LIMIT $6");
+    conn.prepare("ordo_head",
+                 "SELECT transaction_id::text AS txid, global_position FROM ordo.events"
+                 " WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+                 " ORDER BY transaction_id DESC, global_position DESC LIMIT 1");
     conn.prepare("ordo_stream_version",
                  "SELECT coalesce((SELECT version FROM ordo.streams WHERE stream_id = $1), 0)");
 }
@@ -260,6 +272,31 @@ std::vector<RecordedEvent> EventStore::read_all(Checkpoint after, std::size_t ma
         }
         return out;
     });
+}
+
+std::vector<RecordedEvent> EventStore::read_partition(pqxx::transaction_base& txn,
+                                                      Checkpoint after, int partitions,
+                                                      int partition,
+                                                      const std::vector<std::string>& categories,
+                                                      std::size_t max_count) {
+    std::string category_array = "{";
+    for (std::size_t i = 0; i < categories.size(); ++i) {
+        category_array += (i ? "," : "") + categories[i];
+    }
+    category_array += "}";
+    std::vector<RecordedEvent> out;
+    for (const auto& row : txn.exec_prepared(
+             "ordo_read_partition", std::to_string(after.transaction_id), after.position,
+             partitions, partition, category_array, static_cast<std::int64_t>(max_count))) {
+        out.push_back(to_event(row));
+    }
+    return out;
+}
+
+std::optional<Checkpoint> EventStore::head(pqxx::transaction_base& txn) {
+    auto rows = txn.exec_prepared("ordo_head");
+    if (rows.empty()) return std::nullopt;
+    return Checkpoint{parse_u64(rows[0][0].as<std::string>()), rows[0][1].as<std::int64_t>()};
 }
 
 std::int64_t EventStore::stream_version(const std::string& stream) {

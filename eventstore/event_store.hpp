@@ -153,6 +153,19 @@ class EventStore {
     // sorts before one already returned.
     std::vector<RecordedEvent> read_all(Checkpoint after, std::size_t max_count);
 
+    // Like read_all, inside the caller's transaction, only for the streams of one partition
+    // (stream_hash mod partitions) and, when `categories` is not empty, of those categories.
+    static std::vector<RecordedEvent> read_partition(pqxx::transaction_base& txn,
+                                                     Checkpoint after, int partitions,
+                                                     int partition,
+                                                     const std::vector<std::string>& categories,
+                                                     std::size_t max_count);
+
+    // The newest event below the horizon, if any. Read before read_partition in the same
+    // transaction: a partition read that returns less than asked has then seen every
+    // event of its partition up to this head.
+    static std::optional<Checkpoint> head(pqxx::transaction_base& txn);
+
     // 0 when the stream does not exist.
     std::int64_t stream_version(const std::string& stream);
 

@@ -21,31 +21,6 @@ namespace {
 
 using eventstore::Checkpoint;
 
-constexpr const char* kEventColumns =
-    "global_position, transaction_id::text AS txid, stream_id, category, stream_version, "
-    "event_id::text, event_type, schema_version, payload::text, metadata::text, "
-    "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
-
-eventstore::RecordedEvent to_event(const pqxx::row& row) {
-    return {row[0].as<std::int64_t>(),
-            std::stoull(row[1].c_str()),
-            row[2].as<std::string>(),
-            row[3].as<std::string>(),
-            row[4].as<std::int64_t>(),
-            row[5].as<std::string>(),
-            row[6].as<std::string>(),
-            row[7].as<int>(),
-            nlohmann::json::parse(row[8].c_str()),
-            eventstore::Metadata::from_json(nlohmann::json::parse(row[9].c_str())),
-            row[10].as<std::string>()};
-}
-
-std::string pg_array(const std::vector<std::string>& items) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
-    return out + "}";
-}
-
 // The advisory-lock key of a slot: (hash of the projection name, partition).
 int lock_key(const std::string& projection) {
     return static_cast<int>(platform::stream_hash("ordo.projection." + projection) & 0x7fffffff);
@@ -148,7 +123,7 @@ struct Runtime::Impl {
         };
         pool = std::make_unique<platform::pg::Pool>(platform::pg::PoolOptions{
             .url = options.database_url, .size = 2, .name = "projector",
-            .preparers = {relaxed_commit}});
+            .preparers = {relaxed_commit, &eventstore::EventStore::prepare}});
         for (int p = 0; p < options.partitions; ++p) live.push_back(std::make_unique<LiveBuffer>());
     }
 
@@ -302,32 +277,18 @@ struct Runtime::Impl {
                 applied_live.inc(static_cast<double>(run.size()));
                 return run.size();
             }
-            auto head = txn.exec(
-                "SELECT transaction_id::text AS txid, global_position FROM ordo.events "
-                "WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-                "ORDER BY transaction_id DESC, global_position DESC LIMIT 1");
-            auto rows = txn.exec_params(
-                std::string{"SELECT "} + kEventColumns +
-                    " FROM ordo.events WHERE (transaction_id, global_position) > "
-                    "($1::text::xid8, $2::bigint) "
-                    "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-                    "AND stream_hash % $3 = $4 "
-                    "AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[])) "
-                    "ORDER BY transaction_id, global_position LIMIT $6",
-                std::to_string(at.transaction_id), at.position, options.partitions, slot.partition,
-                pg_array(slot.projection->categories()), static_cast<std::int64_t>(options.batch));
+            auto head = eventstore::EventStore::head(txn);
+            auto rows = eventstore::EventStore::read_partition(
+                txn, at, options.partitions, slot.partition, slot.projection->categories(),
+                options.batch);
             Checkpoint next = at;
             std::string last_event_at;
-            for (const auto& r : rows) {
-                auto event = to_event(r);
+            for (const auto& event : rows) {
                 slot.projection->apply(txn, event);
                 next = event.checkpoint();
                 last_event_at = event.recorded_at;
             }
-            if (rows.size() < options.batch && !head.empty()) {
-                Checkpoint h{std::stoull(head[0][0].c_str()), head[0][1].as<std::int64_t>()};
-                if (h > next) next = h;
-            }
+            if (rows.size() < options.batch && head && *head > next) next = *head;
             slot.idle = rows.size() < options.batch;
             if (next == at) return 0;
             save(txn, slot, next, last_event_at);
