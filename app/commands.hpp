@@ -12,11 +12,12 @@ namespace ordo::app {
 int run_migrate(const std::string& migrator_url, const platform::Logger& log);
 
 struct DevOptions {
-    std::string data_dir;       // the stack's folder (Postgres cluster, NATS store)
-    std::string stack_script;   // deploy/stack.sh
-    bool fresh = false;         // wipe the data first
-    bool stop_stack = true;     // stop Postgres and NATS on exit
-    std::vector<std::string> services{"command", "query", "relay", "projector"};  // which `ordo serve` components run
+    std::string data_dir;      // the stack's folder (Postgres cluster, NATS store)
+    std::string stack_script;  // deploy/stack.sh
+    bool fresh = false;        // wipe the data first
+    bool stop_stack = true;    // stop Postgres and NATS on exit
+    std::vector<std::string> services{"command", "query", "relay",
+                                      "projector"};  // which `ordo serve` components run
 };
 
 struct ServeOptions {

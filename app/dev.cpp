@@ -110,16 +110,19 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
                 if (c.pid != done) continue;
                 c.pid = -1;
                 ++c.restarts;
-                auto pause = std::chrono::milliseconds(std::min(30'000, 250 << std::min(c.restarts, 7)));
+                auto pause =
+                    std::chrono::milliseconds(std::min(30'000, 250 << std::min(c.restarts, 7)));
                 c.restart_at = std::chrono::steady_clock::now() + pause;
-                log.error("service exited; restarting",
-                          {{"service", c.name},
-                           {"status", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)},
-                           {"restart_in_ms", pause.count()}});
+                log.error(
+                    "service exited; restarting",
+                    {{"service", c.name},
+                     {"status", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status)},
+                     {"restart_in_ms", pause.count()}});
             }
         }
         for (auto& c : children) {
-            if (c.pid < 0 && std::chrono::steady_clock::now() >= c.restart_at) c.pid = spawn(c.argv);
+            if (c.pid < 0 && std::chrono::steady_clock::now() >= c.restart_at)
+                c.pid = spawn(c.argv);
         }
     }
 

@@ -50,8 +50,9 @@ std::optional<std::vector<std::string>> api_tokens(const std::string& list, bool
         start = comma + 1;
     }
     if (tokens.empty() && !insecure_no_auth) {
-        log.error("refusing to start without API tokens: set ORDO_API_TOKENS, or pass "
-                  "--insecure-no-auth to serve /v1 routes to anyone");
+        log.error(
+            "refusing to start without API tokens: set ORDO_API_TOKENS, or pass "
+            "--insecure-no-auth to serve /v1 routes to anyone");
         return std::nullopt;
     }
     if (tokens.empty()) log.warn("serving /v1 routes without authentication (--insecure-no-auth)");
@@ -70,7 +71,8 @@ std::unique_ptr<platform::http::Server> start_server(const std::string& address,
     }
     options.address = parsed->first;
     options.port = parsed->second;
-    auto server = std::make_unique<platform::http::Server>(options, std::move(router), log, registry);
+    auto server =
+        std::make_unique<platform::http::Server>(options, std::move(router), log, registry);
     try {
         server->start();
     } catch (const std::exception& e) {

@@ -119,9 +119,9 @@ int main(int argc, char** argv) {
         ->envname("ORDO_NATS_SUBJECT_PREFIX")
         ->capture_default_str();
     serve_projector->callback([&] {
-        rc = app::run_projector(projector_options,
-                                platform::Logger::stderr_logger(
-                                    "projector", platform::parse_log_level(log_level)));
+        rc = app::run_projector(
+            projector_options,
+            platform::Logger::stderr_logger("projector", platform::parse_log_level(log_level)));
     });
 
     auto* serve_relay =
@@ -148,8 +148,9 @@ int main(int argc, char** argv) {
     serve_relay->add_option("--subject-prefix", relay_options.subject_prefix, "Subject prefix")
         ->envname("ORDO_NATS_SUBJECT_PREFIX")
         ->capture_default_str();
-    serve_relay->add_option("--duplicate-window-seconds", relay_options.duplicate_window_seconds,
-                            "JetStream duplicate window (Nats-Msg-Id)")
+    serve_relay
+        ->add_option("--duplicate-window-seconds", relay_options.duplicate_window_seconds,
+                     "JetStream duplicate window (Nats-Msg-Id)")
         ->envname("ORDO_NATS_DUPLICATE_WINDOW")
         ->check(CLI::Range(1, 86400))
         ->capture_default_str();
@@ -169,15 +170,17 @@ int main(int argc, char** argv) {
     serve_query->add_option("--address", query_options.address, "host:port to listen on")
         ->envname("ORDO_QUERY_ADDR")
         ->capture_default_str();
-    serve_query->add_option("--database-url", query_options.database_url,
-                            "PostgreSQL URL of the reader role")
+    serve_query
+        ->add_option("--database-url", query_options.database_url,
+                     "PostgreSQL URL of the reader role")
         ->envname("ORDO_READER_URL")
         ->required();
     serve_query->add_option("--nats-url", query_options.nats_url, "NATS server URL (for /readyz)")
         ->envname("ORDO_NATS_URL")
         ->required();
-    serve_query->add_option("--api-tokens", query_options.api_tokens,
-                            "Comma-separated bearer tokens for /v1 routes")
+    serve_query
+        ->add_option("--api-tokens", query_options.api_tokens,
+                     "Comma-separated bearer tokens for /v1 routes")
         ->envname("ORDO_API_TOKENS");
     serve_query->add_flag("--insecure-no-auth", query_options.insecure_no_auth,
                           "Serve /v1 routes without tokens");
@@ -191,9 +194,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_query->callback([&] {
         query_options.component = "query";
-        rc = app::run_query(query_options, query_partitions,
-                            platform::Logger::stderr_logger("query",
-                                                            platform::parse_log_level(log_level)));
+        rc = app::run_query(
+            query_options, query_partitions,
+            platform::Logger::stderr_logger("query", platform::parse_log_level(log_level)));
     });
 
     CLI11_PARSE(cli, argc, argv);

@@ -26,7 +26,9 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
                                   .nats_url = options.nats_url,
                                   .stream = options.stream,
                                   .subject_prefix = options.subject_prefix},
-                                 projections::read_models(), log, registry};
+                                 projections::read_models(),
+                                 log,
+                                 registry};
     registry.gauge_callback("ordo_projection_owned_slots",
                             "(projection, partition) slots this instance owns", {},
                             [&runtime] { return static_cast<double>(runtime.owned_slots()); });
@@ -38,7 +40,8 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     server_options.component = "projector";
     auto server = start_server(options.address, server_options, std::move(router), log, registry);
     if (!server) return 1;
-    log.info("projector running", {{"partitions", options.partitions}, {"metrics", options.address}});
+    log.info("projector running",
+             {{"partitions", options.partitions}, {"metrics", options.address}});
 
     std::atomic<bool> stop{false};
     std::thread worker{[&] { runtime.run(stop); }};

@@ -39,9 +39,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     server_options.component = options.component;
     auto server = start_server(options.address, server_options, std::move(router), log, registry);
     if (!server) return 1;
-    log.info("query service listening",
-             {{"address", options.address},
-              {"partitions", partitions}});
+    log.info("query service listening", {{"address", options.address}, {"partitions", partitions}});
 
     signals.wait();
     log.info("draining requests in flight");

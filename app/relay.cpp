@@ -43,11 +43,10 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
     server_options.component = "relay";
     auto server = start_server(options.address, server_options, std::move(router), log, registry);
     if (!server) return 1;
-    log.info("relay serving health and metrics",
-             {{"address", options.address},
-              {"stream", options.stream},
-              {"subject_prefix", options.subject_prefix},
-              {"partitions", options.partitions}});
+    log.info("relay serving health and metrics", {{"address", options.address},
+                                                  {"stream", options.stream},
+                                                  {"subject_prefix", options.subject_prefix},
+                                                  {"partitions", options.partitions}});
 
     std::atomic<bool> stop{false};
     std::thread worker{[&] { relay.run(stop); }};

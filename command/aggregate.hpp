@@ -22,7 +22,9 @@ struct InventoryTraits {
     static std::optional<Event> decode(std::string_view t, const nlohmann::json& p) {
         return domain::inventory::decode(t, p);
     }
-    static nlohmann::json encode_state(const State& s) { return domain::inventory::encode_state(s); }
+    static nlohmann::json encode_state(const State& s) {
+        return domain::inventory::encode_state(s);
+    }
     static std::optional<State> decode_state(const nlohmann::json& j) {
         return domain::inventory::decode_state(j);
     }
@@ -62,7 +64,7 @@ struct CommandContext {
 template <class Traits>
 struct Loaded {
     typename Traits::State state{};
-    std::int64_t version = 0;                   // 0: no such stream
+    std::int64_t version = 0;                    // 0: no such stream
     std::optional<eventstore::Checkpoint> last;  // of the newest event
 };
 
@@ -126,7 +128,8 @@ Loaded<Traits> load(pqxx::transaction_base& txn, const std::string& stream) {
             "SELECT transaction_id::text, global_position FROM ordo.events "
             "WHERE stream_id = $1 AND stream_version = $2",
             stream, from_snapshot);
-        loaded.last = eventstore::Checkpoint{std::stoull(row[0].c_str()), row[1].template as<std::int64_t>()};
+        loaded.last =
+            eventstore::Checkpoint{std::stoull(row[0].c_str()), row[1].template as<std::int64_t>()};
     }
     return loaded;
 }
@@ -165,11 +168,12 @@ Executed execute(pqxx::transaction_base& txn, const std::string& stream, const C
     std::vector<eventstore::NewEvent> batch;
     batch.reserve(events.size());
     for (const auto& event : events) {
-        batch.push_back({platform::new_uuid(), std::string{event_type(event)},
-                         encode_payload(event),
-                         {context.trace.trace_id_hex(), context.trace.span_id_hex(),
-                          context.correlation_id, context.causation_id, context.command_id,
-                          context.actor}});
+        batch.push_back(
+            {platform::new_uuid(),
+             std::string{event_type(event)},
+             encode_payload(event),
+             {context.trace.trace_id_hex(), context.trace.span_id_hex(), context.correlation_id,
+              context.causation_id, context.command_id, context.actor}});
     }
     auto expected = loaded.version == 0 ? eventstore::ExpectedVersion::no_stream()
                                         : eventstore::ExpectedVersion::exact(loaded.version);
@@ -188,8 +192,9 @@ Executed execute(pqxx::transaction_base& txn, const std::string& stream, const C
 template <class Traits, class Command>
 Executed execute(pqxx::transaction_base& txn, const std::string& stream, const Command& command,
                  const CommandContext& context) {
-    return execute<Traits>(txn, stream, command, context,
-                           [](const Loaded<Traits>&) { return std::optional<domain::Rejection>{}; });
+    return execute<Traits>(txn, stream, command, context, [](const Loaded<Traits>&) {
+        return std::optional<domain::Rejection>{};
+    });
 }
 
 }  // namespace ordo::command

@@ -24,10 +24,9 @@ std::optional<Reply> claim_or_replay(pqxx::transaction_base& txn, const Dedup& d
             kFingerprint + ", 0, 'null') ON CONFLICT (key) DO NOTHING RETURNING 1",
         dedup.key, dedup.fingerprint);
     if (!claimed.empty()) return std::nullopt;
-    auto row = txn.exec_params1(
-        std::string{"SELECT fingerprint = "} + kFingerprint +
-            ", status, response::text FROM ordo.command_log WHERE key = $1",
-        dedup.key, dedup.fingerprint);
+    auto row = txn.exec_params1(std::string{"SELECT fingerprint = "} + kFingerprint +
+                                    ", status, response::text FROM ordo.command_log WHERE key = $1",
+                                dedup.key, dedup.fingerprint);
     if (!row[0].as<bool>()) {
         throw KeyReused("this key was already used for a different request");
     }
@@ -82,7 +81,8 @@ Reply Executor::run(const std::optional<Dedup>& dedup,
 std::int64_t Executor::expire(std::chrono::hours age) {
     return pool_.transact([&](pqxx::work& txn) {
         return static_cast<std::int64_t>(
-            txn.exec_params("DELETE FROM ordo.command_log WHERE created_at < now() - make_interval(hours => $1)",
+            txn.exec_params("DELETE FROM ordo.command_log WHERE created_at < now() - "
+                            "make_interval(hours => $1)",
                             static_cast<int>(age.count()))
                 .affected_rows());
     });

@@ -27,8 +27,8 @@ namespace ordo::command {
 struct Reply {
     int status = 200;
     nlohmann::json body;
-    bool replayed = false;     // the stored outcome of an earlier identical request
-    bool appended = false;     // events were written
+    bool replayed = false;  // the stored outcome of an earlier identical request
+    bool appended = false;  // events were written
 };
 
 // A request that must take effect once: its key and a fingerprint of what it asks.

@@ -76,10 +76,13 @@ CommandService::CommandService(Executor& executor, platform::Logger log)
     : executor_{executor}, log_{std::move(log)} {}
 
 void CommandService::register_routes(platform::http::Router& router) {
-    router.add("POST", "/v1/inventory/{sku}/receipts", [this](Request& r) { return receive_stock(r); });
-    router.add("POST", "/v1/accounts/{account_id}/deposits", [this](Request& r) { return deposit(r); });
+    router.add("POST", "/v1/inventory/{sku}/receipts",
+               [this](Request& r) { return receive_stock(r); });
+    router.add("POST", "/v1/accounts/{account_id}/deposits",
+               [this](Request& r) { return deposit(r); });
     router.add("POST", "/v1/orders", [this](Request& r) { return place_order(r); });
-    router.add("POST", "/v1/orders/{order_id}/cancel", [this](Request& r) { return cancel_order(r); });
+    router.add("POST", "/v1/orders/{order_id}/cancel",
+               [this](Request& r) { return cancel_order(r); });
 }
 
 Response CommandService::run_http(
@@ -93,7 +96,8 @@ Response CommandService::run_http(
         }
         // Keys belong to the caller: the same key from two API tokens names two requests.
         // The token itself is never stored, only its hash.
-        auto caller = std::to_string(platform::stream_hash(request.header("authorization").value_or("")));
+        auto caller =
+            std::to_string(platform::stream_hash(request.header("authorization").value_or("")));
         // What was asked, by route and decoded parameters, so /sku%2D1 and /sku-1 are one.
         std::string asked = request.method + "\n" + request.route;
         for (const auto& [name, value] : request.params) asked += "\n" + name + "=" + value;
@@ -103,7 +107,8 @@ Response CommandService::run_http(
     CommandContext context{request.trace, key ? *key : command_id, key ? *key : command_id,
                            command_id, "api"};
     try {
-        auto reply = executor_.run(dedup, [&](pqxx::transaction_base& txn) { return unit(txn, context); });
+        auto reply =
+            executor_.run(dedup, [&](pqxx::transaction_base& txn) { return unit(txn, context); });
         Response response;
         response.status = reply.status;
         response.content_type =
@@ -116,11 +121,13 @@ Response CommandService::run_http(
     } catch (const eventstore::ConcurrencyConflict&) {
         return problem(503, "unavailable", "the stream is busy; retry shortly");
     } catch (const platform::Unavailable& e) {
-        log_.log(platform::LogLevel::warn, "database unavailable", request.trace, {{"error", e.what()}});
+        log_.log(platform::LogLevel::warn, "database unavailable", request.trace,
+                 {{"error", e.what()}});
         return problem(503, "unavailable", "the event store is unavailable; retry shortly");
     } catch (const std::exception& e) {
         if (platform::pg::classify(std::current_exception()) == platform::FailureKind::transient) {
-            log_.log(platform::LogLevel::warn, "transient database failure", request.trace, {{"error", e.what()}});
+            log_.log(platform::LogLevel::warn, "transient database failure", request.trace,
+                     {{"error", e.what()}});
             return problem(503, "unavailable", "the event store is unavailable; retry shortly");
         }
         throw;
@@ -158,8 +165,8 @@ Response CommandService::deposit(Request& request) {
     const auto& account = request.params.at("account_id");
     auto stream = domain::account_stream(account);
     return run_http(request, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
-        auto done = execute<AccountTraits>(txn, stream,
-                                           domain::payments::Deposit{account, *amount}, ctx);
+        auto done =
+            execute<AccountTraits>(txn, stream, domain::payments::Deposit{account, *amount}, ctx);
         return done.rejection ? rejected(*done.rejection)
                               : accepted(200, nlohmann::json::object(), stream, done);
     });
@@ -222,8 +229,10 @@ Response CommandService::cancel_order(Request& request) {
     std::optional<std::int64_t> if_match;
     if (auto header = request.header("if-match"); header && *header != "*") {
         const auto& v = *header;
-        bool quoted = v.size() >= 3 && v.front() == '"' && v.back() == '"' &&
-                      std::all_of(v.begin() + 1, v.end() - 1, [](char c) { return c >= '0' && c <= '9'; }) && v.size() < 21;
+        bool quoted =
+            v.size() >= 3 && v.front() == '"' && v.back() == '"' &&
+            std::all_of(v.begin() + 1, v.end() - 1, [](char c) { return c >= '0' && c <= '9'; }) &&
+            v.size() < 21;
         if (!quoted) {
             errors.push_back({"If-Match", "must be a version in quotes, like \"3\""});
         } else {
@@ -238,11 +247,12 @@ Response CommandService::cancel_order(Request& request) {
         auto done = execute<OrderTraits>(
             txn, stream, command, ctx,
             [&](const Loaded<OrderTraits>& loaded) -> std::optional<domain::Rejection> {
-                if (loaded.version == 0) return domain::Rejection{"order_not_found", "no order " + id};
+                if (loaded.version == 0)
+                    return domain::Rejection{"order_not_found", "no order " + id};
                 if (if_match && *if_match != loaded.version) {
-                    return domain::Rejection{"version_mismatch",
-                                             "the order is at version " +
-                                                 std::to_string(loaded.version)};
+                    return domain::Rejection{
+                        "version_mismatch",
+                        "the order is at version " + std::to_string(loaded.version)};
                 }
                 return std::nullopt;
             });
@@ -258,7 +268,8 @@ BusOutcome CommandService::send(const std::string& command_id, const InternalCom
     auto [stream, fingerprint] = std::visit(
         Overloaded{
             [](const inventory::ReserveStock& c) {
-                return std::pair{inventory_stream(c.sku), "reserve " + c.order_id + " " + std::to_string(c.quantity)};
+                return std::pair{inventory_stream(c.sku),
+                                 "reserve " + c.order_id + " " + std::to_string(c.quantity)};
             },
             [](const inventory::ReleaseReservation& c) {
                 return std::pair{inventory_stream(c.sku), "release " + c.order_id};
@@ -267,7 +278,8 @@ BusOutcome CommandService::send(const std::string& command_id, const InternalCom
                 return std::pair{inventory_stream(c.sku), "commit " + c.order_id};
             },
             [](const payments::AuthorizePayment& c) {
-                return std::pair{account_stream(c.account_id), "authorize " + c.order_id + " " + std::to_string(c.amount)};
+                return std::pair{account_stream(c.account_id),
+                                 "authorize " + c.order_id + " " + std::to_string(c.amount)};
             },
             [](const payments::VoidAuthorization& c) {
                 return std::pair{account_stream(c.account_id), "void " + c.order_id};
@@ -287,32 +299,33 @@ BusOutcome CommandService::send(const std::string& command_id, const InternalCom
     ctx.command_id = command_id;
     Reply reply;
     try {
-      reply = executor_.run(
-        Dedup{"cmd:" + command_id, stream + "\n" + fingerprint},
-        [&, stream = stream](pqxx::transaction_base& txn) {
-            auto done = std::visit(
-                Overloaded{
-                    [&](const auto& c) -> Executed {
-                        using C = std::decay_t<decltype(c)>;
-                        if constexpr (std::is_constructible_v<inventory::Command, C>) {
-                            return execute<InventoryTraits>(txn, stream, c, ctx);
-                        } else if constexpr (std::is_constructible_v<payments::Command, C>) {
-                            return execute<AccountTraits>(txn, stream, c, ctx);
-                        } else {
-                            return execute<OrderTraits>(txn, stream, c, ctx);
-                        }
+        reply = executor_.run(
+            Dedup{"cmd:" + command_id, stream + "\n" + fingerprint},
+            [&, stream = stream](pqxx::transaction_base& txn) {
+                auto done = std::visit(
+                    Overloaded{
+                        [&](const auto& c) -> Executed {
+                            using C = std::decay_t<decltype(c)>;
+                            if constexpr (std::is_constructible_v<inventory::Command, C>) {
+                                return execute<InventoryTraits>(txn, stream, c, ctx);
+                            } else if constexpr (std::is_constructible_v<payments::Command, C>) {
+                                return execute<AccountTraits>(txn, stream, c, ctx);
+                            } else {
+                                return execute<OrderTraits>(txn, stream, c, ctx);
+                            }
+                        },
                     },
-                },
-                command);
-            nlohmann::json body = {{"stream", stream},
-                                   {"version", done.version},
-                                   {"position", done.checkpoint ? done.checkpoint->token() : ""}};
-            if (done.rejection) {
-                body["rejection"] = {{"code", done.rejection->code},
-                                     {"message", done.rejection->message}};
-            }
-            return Reply{done.rejection ? 409 : 200, body, false, done.appended};
-        });
+                    command);
+                nlohmann::json body = {
+                    {"stream", stream},
+                    {"version", done.version},
+                    {"position", done.checkpoint ? done.checkpoint->token() : ""}};
+                if (done.rejection) {
+                    body["rejection"] = {{"code", done.rejection->code},
+                                         {"message", done.rejection->message}};
+                }
+                return Reply{done.rejection ? 409 : 200, body, false, done.appended};
+            });
     } catch (const eventstore::ConcurrencyConflict& e) {
         throw platform::Unavailable(std::string{"stream busy: "} + e.what());
     }

@@ -46,9 +46,9 @@ class CommandService {
     platform::http::Response cancel_order(platform::http::Request& request);
 
     // Runs a unit for an HTTP request: Idempotency-Key, error mapping, headers.
-    platform::http::Response run_http(platform::http::Request& request,
-                                      const std::function<Reply(pqxx::transaction_base&,
-                                                                const CommandContext&)>& unit);
+    platform::http::Response run_http(
+        platform::http::Request& request,
+        const std::function<Reply(pqxx::transaction_base&, const CommandContext&)>& unit);
 
     Executor& executor_;
     platform::Logger log_;

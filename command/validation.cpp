@@ -9,11 +9,11 @@ namespace ordo::command {
 std::optional<nlohmann::json> parse_body(std::string_view body, std::string& error) {
     constexpr int kMaxDepth = 32;
     try {
-        nlohmann::json::parser_callback_t limit_depth =
-            [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-                if (depth > kMaxDepth) throw std::invalid_argument("nested deeper than 32 levels");
-                return true;
-            };
+        nlohmann::json::parser_callback_t limit_depth = [](int depth, nlohmann::json::parse_event_t,
+                                                           nlohmann::json&) {
+            if (depth > kMaxDepth) throw std::invalid_argument("nested deeper than 32 levels");
+            return true;
+        };
         return nlohmann::json::parse(body, limit_depth);
     } catch (const nlohmann::json::parse_error& e) {
         error = e.what();

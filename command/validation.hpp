@@ -31,8 +31,7 @@ class FieldReader {
     std::optional<std::int64_t> integer(const char* name, std::int64_t min, std::int64_t max,
                                         bool required = true);
     std::optional<std::string> id(const char* name, bool required = true);
-    std::optional<std::string> text(const char* name, std::size_t max_length,
-                                    bool required = true);
+    std::optional<std::string> text(const char* name, std::size_t max_length, bool required = true);
     const nlohmann::json* array(const char* name);
     // Unknown fields are rejected, so a misspelt optional field cannot pass unnoticed.
     void only(std::initializer_list<std::string_view> known);

@@ -22,7 +22,6 @@ std::optional<Event> decode_reservation_event(detail::PayloadReader& in) {
         in, E{in.text("sku"), in.text("order_id"), in.integer("quantity")});
 }
 
-
 }  // namespace
 
 std::string_view event_type(const Event& event) {
@@ -54,20 +53,17 @@ nlohmann::json encode_state(const State& state) {
     for (const auto& [order_id, quantity] : state.reservations) {
         reservations.push_back({{"order_id", order_id}, {"quantity", quantity}});
     }
-    return {{"sku", state.sku},
-            {"on_hand", state.on_hand},
-            {"received", state.received},
-            {"reservations", std::move(reservations)},
-            {"released", state.released},
-            {"committed", state.committed}};
+    return {{"sku", state.sku},           {"on_hand", state.on_hand},
+            {"received", state.received}, {"reservations", std::move(reservations)},
+            {"released", state.released}, {"committed", state.committed}};
 }
 
 std::optional<State> decode_state(const nlohmann::json& json) {
     detail::PayloadReader in(json);
     return detail::decoded_if_ok<State>(
         in, State{in.text("sku"), in.integer("on_hand"), in.integer("received"),
-                  detail::read_amounts_by_order(in, "reservations", "quantity"), detail::read_order_ids(in, "released"),
-                  detail::read_order_ids(in, "committed")});
+                  detail::read_amounts_by_order(in, "reservations", "quantity"),
+                  detail::read_order_ids(in, "released"), detail::read_order_ids(in, "committed")});
 }
 
 }  // namespace ordo::domain::inventory

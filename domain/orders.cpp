@@ -20,7 +20,9 @@ void apply(State& state, const OrderCancellationRequested& event) {
     state.cancellation_request_reason = event.reason;
 }
 
-void apply(State& state, const OrderConfirmed& /*event*/) { state.status = Status::kConfirmed; }
+void apply(State& state, const OrderConfirmed& /*event*/) {
+    state.status = Status::kConfirmed;
+}
 
 void apply(State& state, const OrderCancelled& event) {
     state.status = Status::kCancelled;

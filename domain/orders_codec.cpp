@@ -28,7 +28,9 @@ nlohmann::json payload(const OrderCancellationRequested& e) {
     return {{"order_id", e.order_id}, {"reason", e.reason}};
 }
 
-nlohmann::json payload(const OrderConfirmed& e) { return {{"order_id", e.order_id}}; }
+nlohmann::json payload(const OrderConfirmed& e) {
+    return {{"order_id", e.order_id}};
+}
 
 nlohmann::json payload(const OrderCancelled& e) {
     return {{"order_id", e.order_id}, {"reason", e.reason}};

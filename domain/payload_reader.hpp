@@ -1,11 +1,11 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
-#include <set>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -16,7 +16,7 @@ namespace ordo::domain::detail {
 // one expression and then check ok(). Unknown extra fields are ignored (forward
 // compatibility with newer writers).
 class PayloadReader {
-public:
+   public:
     explicit PayloadReader(const nlohmann::json& payload)
         : payload_(payload), ok_(payload.is_object()) {}
 
@@ -51,7 +51,7 @@ public:
     void fail() { ok_ = false; }
     bool ok() const { return ok_; }
 
-private:
+   private:
     const nlohmann::json* find(std::string_view key) const {
         if (!payload_.is_object()) return nullptr;
         const auto it = payload_.find(key);

@@ -22,7 +22,6 @@ std::optional<Event> decode_hold_event(detail::PayloadReader& in) {
         in, E{in.text("account_id"), in.text("order_id"), in.integer("amount")});
 }
 
-
 }  // namespace
 
 std::string_view event_type(const Event& event) {
@@ -50,19 +49,17 @@ nlohmann::json encode_state(const State& state) {
     for (const auto& [order_id, amount] : state.holds) {
         holds.push_back({{"order_id", order_id}, {"amount", amount}});
     }
-    return {{"account_id", state.account_id},
-            {"balance", state.balance},
-            {"deposited", state.deposited},
-            {"holds", std::move(holds)},
-            {"voided", state.voided},
-            {"captured", state.captured}};
+    return {{"account_id", state.account_id}, {"balance", state.balance},
+            {"deposited", state.deposited},   {"holds", std::move(holds)},
+            {"voided", state.voided},         {"captured", state.captured}};
 }
 
 std::optional<State> decode_state(const nlohmann::json& json) {
     detail::PayloadReader in(json);
     return detail::decoded_if_ok<State>(
         in, State{in.text("account_id"), in.integer("balance"), in.integer("deposited"),
-                  detail::read_amounts_by_order(in, "holds", "amount"), detail::read_order_ids(in, "voided"), detail::read_order_ids(in, "captured")});
+                  detail::read_amounts_by_order(in, "holds", "amount"),
+                  detail::read_order_ids(in, "voided"), detail::read_order_ids(in, "captured")});
 }
 
 }  // namespace ordo::domain::payments

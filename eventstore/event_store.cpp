@@ -22,8 +22,8 @@ constexpr const char* kEventColumns =
     "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
 
 bool is_id_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 bool is_uuid(std::string_view s) {
@@ -112,9 +112,12 @@ std::string ExpectedVersion::to_string() const {
 }
 
 nlohmann::json Metadata::to_json() const {
-    return {{"trace_id", trace_id},         {"span_id", span_id},
-            {"correlation_id", correlation_id}, {"causation_id", causation_id},
-            {"command_id", command_id},     {"actor", actor}};
+    return {{"trace_id", trace_id},
+            {"span_id", span_id},
+            {"correlation_id", correlation_id},
+            {"causation_id", causation_id},
+            {"command_id", command_id},
+            {"actor", actor}};
 }
 
 Metadata Metadata::from_json(const nlohmann::json& j) {
@@ -274,9 +277,8 @@ std::vector<RecordedEvent> EventStore::read_all(Checkpoint after, std::size_t ma
     });
 }
 
-std::vector<RecordedEvent> EventStore::read_partition(pqxx::transaction_base& txn,
-                                                      Checkpoint after, int partitions,
-                                                      int partition,
+std::vector<RecordedEvent> EventStore::read_partition(pqxx::transaction_base& txn, Checkpoint after,
+                                                      int partitions, int partition,
                                                       const std::vector<std::string>& categories,
                                                       std::size_t max_count) {
     std::string category_array = "{";

@@ -10,7 +10,6 @@
 #include <pqxx/connection>
 #include <pqxx/transaction_base>
 
-
 namespace ordo::platform::pg {
 class Pool;
 }
@@ -145,8 +144,7 @@ class EventStore {
                                            std::size_t max_count);
     static std::vector<RecordedEvent> read_stream(pqxx::transaction_base& txn,
                                                   const std::string& stream,
-                                                  std::int64_t from_version,
-                                                  std::size_t max_count);
+                                                  std::int64_t from_version, std::size_t max_count);
 
     // Events committed after `after` in (transaction id, position) order, only below the
     // horizon of transactions still running, so a later call never finds an event that
@@ -155,9 +153,8 @@ class EventStore {
 
     // Like read_all, inside the caller's transaction, only for the streams of one partition
     // (stream_hash mod partitions) and, when `categories` is not empty, of those categories.
-    static std::vector<RecordedEvent> read_partition(pqxx::transaction_base& txn,
-                                                     Checkpoint after, int partitions,
-                                                     int partition,
+    static std::vector<RecordedEvent> read_partition(pqxx::transaction_base& txn, Checkpoint after,
+                                                     int partitions, int partition,
                                                      const std::vector<std::string>& categories,
                                                      std::size_t max_count);
 

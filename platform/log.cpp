@@ -3,10 +3,10 @@
 #include <chrono>
 #include <ctime>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "platform/trace.hpp"
 
@@ -15,10 +15,14 @@ namespace {
 
 const char* level_name(LogLevel level) {
     switch (level) {
-        case LogLevel::debug: return "debug";
-        case LogLevel::info: return "info";
-        case LogLevel::warn: return "warn";
-        case LogLevel::error: return "error";
+        case LogLevel::debug:
+            return "debug";
+        case LogLevel::info:
+            return "info";
+        case LogLevel::warn:
+            return "warn";
+        case LogLevel::error:
+            return "error";
     }
     return "info";
 }
@@ -63,7 +67,9 @@ Logger Logger::with_component(std::string component) const {
     return Logger{sink_, std::move(component), level_};
 }
 
-bool Logger::enabled(LogLevel level) const { return level >= level_; }
+bool Logger::enabled(LogLevel level) const {
+    return level >= level_;
+}
 
 void Logger::log(LogLevel level, std::string_view message, const nlohmann::json& fields) const {
     if (!enabled(level)) return;
@@ -86,13 +92,27 @@ void Logger::log(LogLevel level, std::string_view message, const TraceContext& t
     log(level, message, with_trace);
 }
 
-void Logger::debug(std::string_view m) const { log(LogLevel::debug, m, nlohmann::json::object()); }
-void Logger::info(std::string_view m) const { log(LogLevel::info, m, nlohmann::json::object()); }
-void Logger::warn(std::string_view m) const { log(LogLevel::warn, m, nlohmann::json::object()); }
-void Logger::error(std::string_view m) const { log(LogLevel::error, m, nlohmann::json::object()); }
-void Logger::info(std::string_view m, const nlohmann::json& f) const { log(LogLevel::info, m, f); }
-void Logger::warn(std::string_view m, const nlohmann::json& f) const { log(LogLevel::warn, m, f); }
-void Logger::error(std::string_view m, const nlohmann::json& f) const { log(LogLevel::error, m, f); }
+void Logger::debug(std::string_view m) const {
+    log(LogLevel::debug, m, nlohmann::json::object());
+}
+void Logger::info(std::string_view m) const {
+    log(LogLevel::info, m, nlohmann::json::object());
+}
+void Logger::warn(std::string_view m) const {
+    log(LogLevel::warn, m, nlohmann::json::object());
+}
+void Logger::error(std::string_view m) const {
+    log(LogLevel::error, m, nlohmann::json::object());
+}
+void Logger::info(std::string_view m, const nlohmann::json& f) const {
+    log(LogLevel::info, m, f);
+}
+void Logger::warn(std::string_view m, const nlohmann::json& f) const {
+    log(LogLevel::warn, m, f);
+}
+void Logger::error(std::string_view m, const nlohmann::json& f) const {
+    log(LogLevel::error, m, f);
+}
 
 LogLevel parse_log_level(std::string_view text) {
     if (text == "debug") return LogLevel::debug;

@@ -18,10 +18,14 @@ std::string escape_label(const std::string& value) {
     std::string out;
     out.reserve(value.size());
     for (char c : value) {
-        if (c == '\\') out += "\\\\";
-        else if (c == '"') out += "\\\"";
-        else if (c == '\n') out += "\\n";
-        else out += c;
+        if (c == '\\')
+            out += "\\\\";
+        else if (c == '"')
+            out += "\\\"";
+        else if (c == '\n')
+            out += "\\n";
+        else
+            out += c;
     }
     return out;
 }
@@ -54,8 +58,12 @@ std::string render_labels(const Labels& labels, const std::string& extra_key = {
 
 }  // namespace
 
-void Counter::inc(double by) { atomic_add(value_, by); }
-void Gauge::add(double by) { atomic_add(value_, by); }
+void Counter::inc(double by) {
+    atomic_add(value_, by);
+}
+void Gauge::add(double by) {
+    atomic_add(value_, by);
+}
 
 Histogram::Histogram(std::vector<double> bounds)
     : bounds_{std::move(bounds)},
@@ -85,8 +93,8 @@ std::vector<double> default_latency_buckets() {
     return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
 
-Registry::Series& Registry::series_for(const std::string& name, const std::string& help,
-                                       Type type, const Labels& labels) {
+Registry::Series& Registry::series_for(const std::string& name, const std::string& help, Type type,
+                                       const Labels& labels) {
     auto [it, inserted] = families_.try_emplace(name, Family{type, help, {}});
     if (!inserted && it->second.type != type) {
         throw std::logic_error("metric " + name + " registered with two types");
@@ -99,8 +107,7 @@ Registry::Series& Registry::series_for(const std::string& name, const std::strin
     return *s;
 }
 
-Counter& Registry::counter(const std::string& name, const std::string& help,
-                           const Labels& labels) {
+Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
     std::lock_guard lock{mutex_};
     auto& s = series_for(name, help, Type::counter, labels);
     if (!s.counter) s.counter = std::make_unique<Counter>();
@@ -132,7 +139,7 @@ std::string Registry::render() const {
     std::lock_guard lock{mutex_};
     std::string out;
     for (const auto& [name, family] : families_) {
-        const char* type = family.type == Type::counter  ? "counter"
+        const char* type = family.type == Type::counter ? "counter"
                            : family.type == Type::gauge ? "gauge"
                                                         : "histogram";
         out += "# HELP " + name + " " + family.help + "\n";
@@ -154,8 +161,8 @@ std::string Registry::render() const {
                 }
                 out += name + "_bucket" + render_labels(s->labels, "le", "+Inf") + " " +
                        std::to_string(counts.back()) + "\n";
-                out += name + "_sum" + render_labels(s->labels) + " " + format_value(h.sum()) +
-                       "\n";
+                out +=
+                    name + "_sum" + render_labels(s->labels) + " " + format_value(h.sum()) + "\n";
                 out += name + "_count" + render_labels(s->labels) + " " +
                        std::to_string(counts.back()) + "\n";
             }

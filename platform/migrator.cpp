@@ -47,7 +47,8 @@ MigrationReport migrate(const std::string& url, const std::vector<Migration>& in
         std::map<int, std::pair<std::string, std::string>> applied;  // version -> name, sum
         {
             pqxx::nontransaction tx{conn};
-            for (const auto& row : tx.exec("SELECT version, name, checksum FROM ordo_migrations.applied")) {
+            for (const auto& row :
+                 tx.exec("SELECT version, name, checksum FROM ordo_migrations.applied")) {
                 applied[row[0].as<int>()] = {row[1].as<std::string>(), row[2].as<std::string>()};
             }
         }
@@ -65,11 +66,10 @@ MigrationReport migrate(const std::string& url, const std::vector<Migration>& in
             auto found = applied.find(m.version);
             if (found != applied.end()) {
                 if (found->second.second != sum) {
-                    throw MigrationError("migration " + m.name +
-                                         " was edited after it was applied (checksum " +
-                                         found->second.second.substr(0, 12) + " recorded, " +
-                                         sum.substr(0, 12) +
-                                         " now); never edit an applied migration, add a new one");
+                    throw MigrationError(
+                        "migration " + m.name + " was edited after it was applied (checksum " +
+                        found->second.second.substr(0, 12) + " recorded, " + sum.substr(0, 12) +
+                        " now); never edit an applied migration, add a new one");
                 }
                 report.already_applied.push_back(m.name);
                 continue;

@@ -45,7 +45,8 @@ Connection::Connection(const std::string& url, Logger log)
     natsOptions_SetReconnectedCB(impl_->options, on_reconnected, &impl_->state);
     auto status = natsConnection_Connect(&impl_->conn, impl_->options);
     if (status != NATS_OK && status != NATS_NOT_YET_CONNECTED) {
-        impl_->state.log.warn("NATS connection failed", {{"url", url}, {"error", natsStatus_GetText(status)}});
+        impl_->state.log.warn("NATS connection failed",
+                              {{"url", url}, {"error", natsStatus_GetText(status)}});
     }
 }
 

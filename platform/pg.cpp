@@ -101,9 +101,9 @@ bool Pool::is_connection_failure(const std::exception_ptr& error) {
 }
 
 FailureKind classify_sqlstate(const std::string& state) {
-    if (state.rfind("08", 0) == 0) return FailureKind::transient;    // connection exception
-    if (state.rfind("57P", 0) == 0) return FailureKind::transient;   // shutdown, cannot connect
-    if (state.rfind("53", 0) == 0) return FailureKind::transient;    // insufficient resources
+    if (state.rfind("08", 0) == 0) return FailureKind::transient;   // connection exception
+    if (state.rfind("57P", 0) == 0) return FailureKind::transient;  // shutdown, cannot connect
+    if (state.rfind("53", 0) == 0) return FailureKind::transient;   // insufficient resources
     if (state == "40001" || state == "40P01") return FailureKind::transient;  // serialization
     if (state == "55P03" || state == "57014") return FailureKind::transient;  // lock/stmt timeout
     if (state == "25P03") return FailureKind::transient;  // idle-in-transaction timeout

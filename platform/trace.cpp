@@ -76,8 +76,12 @@ std::string TraceContext::traceparent() const {
     return "00-" + trace_id_hex() + "-" + span_id_hex() + "-" + to_hex(f);
 }
 
-std::string TraceContext::trace_id_hex() const { return to_hex(trace_id); }
-std::string TraceContext::span_id_hex() const { return to_hex(span_id); }
+std::string TraceContext::trace_id_hex() const {
+    return to_hex(trace_id);
+}
+std::string TraceContext::span_id_hex() const {
+    return to_hex(span_id);
+}
 
 IdGenerator::IdGenerator() : rng_{std::random_device{}()} {
     rng_.seed((static_cast<std::uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}());
@@ -113,8 +117,14 @@ IdGenerator& thread_generator() {
 }
 }  // namespace
 
-TraceContext new_trace() { return thread_generator().new_trace(); }
-TraceContext child_span(const TraceContext& parent) { return thread_generator().child_of(parent); }
-std::string new_uuid() { return thread_generator().uuid_v4(); }
+TraceContext new_trace() {
+    return thread_generator().new_trace();
+}
+TraceContext child_span(const TraceContext& parent) {
+    return thread_generator().child_of(parent);
+}
+std::string new_uuid() {
+    return thread_generator().uuid_v4();
+}
 
 }  // namespace ordo::platform

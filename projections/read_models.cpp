@@ -32,18 +32,27 @@ class InventoryLevels final : public Projection {
         using namespace domain::inventory;
         auto event = decode(e.type, e.payload);
         if (!event) throw UndecodableEvent(e);
-        auto [on_hand, reserved] = std::visit(
-            Overloaded{
-                [](const StockReceived& s) { return std::pair{s.quantity, std::int64_t{0}}; },
-                [](const StockReserved& s) { return std::pair{std::int64_t{0}, s.quantity}; },
-                [](const ReservationReleased& s) { return std::pair{std::int64_t{0}, -s.quantity}; },
-                [](const ReservationCommitted& s) { return std::pair{-s.quantity, -s.quantity}; },
-            },
-            *event);
+        auto [on_hand, reserved] =
+            std::visit(Overloaded{
+                           [](const StockReceived& s) {
+                               return std::pair{s.quantity, std::int64_t{0}};
+                           },
+                           [](const StockReserved& s) {
+                               return std::pair{std::int64_t{0}, s.quantity};
+                           },
+                           [](const ReservationReleased& s) {
+                               return std::pair{std::int64_t{0}, -s.quantity};
+                           },
+                           [](const ReservationCommitted& s) {
+                               return std::pair{-s.quantity, -s.quantity};
+                           },
+                       },
+                       *event);
         txn.exec_params(
             "INSERT INTO read.inventory AS i (sku, on_hand, reserved, version, updated_at) "
             "VALUES ($1, $2, $3, $4, $5::timestamptz) ON CONFLICT (sku) DO UPDATE SET "
-            "on_hand = i.on_hand + $2, reserved = i.reserved + $3, version = $4, updated_at = $5::timestamptz",
+            "on_hand = i.on_hand + $2, reserved = i.reserved + $3, version = $4, updated_at = "
+            "$5::timestamptz",
             e.stream_id.substr(e.category.size() + 1), on_hand, reserved, e.version, e.recorded_at);
     }
 };
@@ -56,14 +65,21 @@ class AccountBalances final : public Projection {
         using namespace domain::payments;
         auto event = decode(e.type, e.payload);
         if (!event) throw UndecodableEvent(e);
-        auto [balance, held] = std::visit(
-            Overloaded{
-                [](const FundsDeposited& s) { return std::pair{s.amount, std::int64_t{0}}; },
-                [](const PaymentAuthorized& s) { return std::pair{std::int64_t{0}, s.amount}; },
-                [](const AuthorizationVoided& s) { return std::pair{std::int64_t{0}, -s.amount}; },
-                [](const PaymentCaptured& s) { return std::pair{-s.amount, -s.amount}; },
-            },
-            *event);
+        auto [balance, held] = std::visit(Overloaded{
+                                              [](const FundsDeposited& s) {
+                                                  return std::pair{s.amount, std::int64_t{0}};
+                                              },
+                                              [](const PaymentAuthorized& s) {
+                                                  return std::pair{std::int64_t{0}, s.amount};
+                                              },
+                                              [](const AuthorizationVoided& s) {
+                                                  return std::pair{std::int64_t{0}, -s.amount};
+                                              },
+                                              [](const PaymentCaptured& s) {
+                                                  return std::pair{-s.amount, -s.amount};
+                                              },
+                                          },
+                                          *event);
         // An account exists once money arrived; a zero hold on an unknown account makes none.
         const bool creates = std::holds_alternative<FundsDeposited>(*event);
         txn.exec_params(

@@ -122,7 +122,9 @@ struct Runtime::Impl {
             tx.exec("SET synchronous_commit = off");
         };
         pool = std::make_unique<platform::pg::Pool>(platform::pg::PoolOptions{
-            .url = options.database_url, .size = 2, .name = "projector",
+            .url = options.database_url,
+            .size = 2,
+            .name = "projector",
             .preparers = {relaxed_commit, &eventstore::EventStore::prepare}});
         for (int p = 0; p < options.partitions; ++p) live.push_back(std::make_unique<LiveBuffer>());
     }
@@ -155,7 +157,8 @@ struct Runtime::Impl {
                         {
                             std::lock_guard lock{buffer->mutex};
                             buffer->events.push_back(std::move(*event));
-                            if (buffer->events.size() > LiveBuffer::kCapacity) buffer->events.pop_front();
+                            if (buffer->events.size() > LiveBuffer::kCapacity)
+                                buffer->events.pop_front();
                         }
                         woken = true;
                     });
@@ -171,7 +174,8 @@ struct Runtime::Impl {
     }
 
     // The live events that continue `at` without a gap, up to a batch.
-    std::vector<eventstore::RecordedEvent> live_run(int partition, Checkpoint at, bool& rest_empty) {
+    std::vector<eventstore::RecordedEvent> live_run(int partition, Checkpoint at,
+                                                    bool& rest_empty) {
         auto& buffer = *live[static_cast<std::size_t>(partition)];
         std::lock_guard lock{buffer.mutex};
         std::vector<eventstore::RecordedEvent> run;
@@ -217,7 +221,7 @@ struct Runtime::Impl {
                           "ordo.projector_instances WHERE heartbeat_at > now() - "
                           "make_interval(secs => $2) AND instance <> $1",
                           options.instance, static_cast<double>(options.instance_ttl.count()))[0]
-                          .as<std::size_t>();
+                        .as<std::size_t>();
         std::size_t fair = (slots.size() + live - 1) / live;
         std::size_t held = owned;
         // Start the search at a place that differs per instance, so instances do not all
@@ -226,8 +230,8 @@ struct Runtime::Impl {
         for (std::size_t i = 0; i < slots.size() && held < fair; ++i) {
             auto& s = slots[(start + i) % slots.size()];
             if (s.owned) continue;
-            if (tx.exec_params1("SELECT pg_try_advisory_lock($1, $2)", lock_key(s.projection->name()),
-                                s.partition)[0]
+            if (tx.exec_params1("SELECT pg_try_advisory_lock($1, $2)",
+                                lock_key(s.projection->name()), s.partition)[0]
                     .as<bool>()) {
                 s.owned = true;
                 ++held;
@@ -348,9 +352,9 @@ struct Runtime::Impl {
             } catch (const std::exception& e) {
                 auto kind = platform::pg::classify(std::current_exception());
                 retries.inc();
-                log.warn("projection step failed; retrying",
-                         {{"error", e.what()},
-                          {"transient", kind == platform::FailureKind::transient}});
+                log.warn(
+                    "projection step failed; retrying",
+                    {{"error", e.what()}, {"transient", kind == platform::FailureKind::transient}});
                 if (session && !session->is_open()) session.reset();
                 sleep_unless_stopped(stop, backoff);
                 backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
@@ -381,8 +385,12 @@ Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>
 
 Runtime::~Runtime() = default;
 
-void Runtime::run(const std::atomic<bool>& stop) { impl_->run(stop); }
+void Runtime::run(const std::atomic<bool>& stop) {
+    impl_->run(stop);
+}
 
-std::size_t Runtime::owned_slots() const { return impl_->owned; }
+std::size_t Runtime::owned_slots() const {
+    return impl_->owned;
+}
 
 }  // namespace ordo::projections

@@ -50,9 +50,11 @@ double measure_ordo(platform::pg::Pool& pool, eventstore::AppendNotifier& notifi
                 auto k = static_cast<std::size_t>(i % 100);
                 std::vector<eventstore::NewEvent> batch;
                 for (int b = 0; b < s.batch; ++b) {
-                    batch.push_back({ids.uuid_v4(), "StockReceived",
-                                     {{"sku", "sku-1"}, {"quantity", 1}},
-                                     {trace.trace_id_hex(), trace.span_id_hex(), "c", "c", "cmd", "bench"}});
+                    batch.push_back(
+                        {ids.uuid_v4(),
+                         "StockReceived",
+                         {{"sku", "sku-1"}, {"quantity", 1}},
+                         {trace.trace_id_hex(), trace.span_id_hex(), "c", "c", "cmd", "bench"}});
                 }
                 auto stream = "bench-r" + std::to_string(round) + "w" + std::to_string(w) + "s" +
                               std::to_string(k);

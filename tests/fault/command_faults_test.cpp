@@ -8,8 +8,8 @@
 
 #include <pqxx/pqxx>
 
-#include "tests/support/conditions.hpp"
 #include "tests/support/command_stack.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/process.hpp"
 
 namespace ordo::testing {
@@ -29,10 +29,11 @@ class ReceiptLoad {
                     auto key = "k-" + std::to_string(t) + "-" + std::to_string(i);
                     int status = 0;
                     try {
-                        status = client
-                                     .post_json("/v1/inventory/sku-" + std::to_string(t) + "/receipts",
-                                                {{"quantity", 1}}, {{"Idempotency-Key", key}})
-                                     .status;
+                        status =
+                            client
+                                .post_json("/v1/inventory/sku-" + std::to_string(t) + "/receipts",
+                                           {{"quantity", 1}}, {{"Idempotency-Key", key}})
+                                .status;
                     } catch (const std::exception&) {
                         client.close();
                     }
@@ -89,7 +90,8 @@ void settle_and_check(std::uint16_t port, const std::string& writer_url,
             return r.status == 200;
         })) << key;
         if (status == 200) {
-            EXPECT_EQ(r.header("idempotent-replayed"), "true") << "acknowledged " << key << " was lost";
+            EXPECT_EQ(r.header("idempotent-replayed"), "true")
+                << "acknowledged " << key << " was lost";
         }
     }
     pqxx::connection conn{writer_url};

@@ -21,15 +21,16 @@ using namespace std::chrono_literals;
 
 // Appends `count` receipts of 1, spread over 50 skus, each with a trace id.
 void append_receipts(const TestDatabase& db, int count) {
-    platform::pg::Pool pool{{.url = db.writer_url(), .size = 4,
-                             .preparers = {&eventstore::EventStore::prepare}}};
+    platform::pg::Pool pool{
+        {.url = db.writer_url(), .size = 4, .preparers = {&eventstore::EventStore::prepare}}};
     eventstore::EventStore store{pool};
     auto trace = platform::new_trace();
     for (int i = 0; i < count; i += 10) {
         std::vector<eventstore::NewEvent> batch;
         auto sku = "sku-" + std::to_string((i / 10) % 50);
         for (int j = 0; j < 10; ++j) {
-            batch.push_back({platform::new_uuid(), "StockReceived",
+            batch.push_back({platform::new_uuid(),
+                             "StockReceived",
                              {{"sku", sku}, {"quantity", 1}},
                              {trace.trace_id_hex(), trace.span_id_hex(), "", "", "", "test"}});
         }
@@ -50,10 +51,12 @@ std::unique_ptr<Process> start_projector(const TestDatabase& db, std::uint16_t p
 void expect_exactly_once(const TestDatabase& db, int total) {
     ASSERT_TRUE(eventually([&] {
         return scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") == total &&
-               scalar(db.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") == total;
-    })) << "trace events " << scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events")
-        << ", stock " << scalar(db.writer_url(), "SELECT sum(on_hand) FROM read.inventory")
-        << ", expected " << total;
+               scalar(db.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
+                   total;
+    })) << "trace events "
+        << scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") << ", stock "
+        << scalar(db.writer_url(), "SELECT sum(on_hand) FROM read.inventory") << ", expected "
+        << total;
     EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM read.inventory"), 50);
     EXPECT_EQ(scalar(db.writer_url(),
                      "SELECT count(*) FROM read.inventory i WHERE on_hand <> (SELECT count(*) FROM "
@@ -72,9 +75,8 @@ TEST(ProjectorFaults, SigkillMidBatchThenRestartAppliesEveryEventOnce) {
     constexpr int kTotal = 6000;
     append_receipts(db, kTotal);
     auto projector = start_projector(db);
-    ASSERT_TRUE(eventually([&] {
-        return scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") > 0;
-    }));
+    ASSERT_TRUE(eventually(
+        [&] { return scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") > 0; }));
     projector->signal(SIGKILL);
     ASSERT_TRUE(projector->wait(10s));
     EXPECT_LT(scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events"), kTotal)

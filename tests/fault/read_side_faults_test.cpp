@@ -46,8 +46,8 @@ TEST(ReadSideFaults, RelayKilledAndNatsRestartedWhileEventsFlowStillReachReadMod
     constexpr int kTotal = 3000;
     std::atomic<int> appended{0};
     std::thread appender{[&] {
-        platform::pg::Pool pool{{.url = db.writer_url(), .size = 2,
-                                 .preparers = {&eventstore::EventStore::prepare}}};
+        platform::pg::Pool pool{
+            {.url = db.writer_url(), .size = 2, .preparers = {&eventstore::EventStore::prepare}}};
         eventstore::AppendNotifier notifier{db.writer_url(), platform::Logger::null_logger()};
         eventstore::EventStore store{pool, &notifier};
         auto trace = platform::new_trace();
@@ -55,7 +55,8 @@ TEST(ReadSideFaults, RelayKilledAndNatsRestartedWhileEventsFlowStillReachReadMod
             auto sku = "sku-" + std::to_string(appended % 30);
             std::vector<eventstore::NewEvent> batch;
             for (int i = 0; i < 5; ++i) {
-                batch.push_back({platform::new_uuid(), "StockReceived",
+                batch.push_back({platform::new_uuid(),
+                                 "StockReceived",
                                  {{"sku", sku}, {"quantity", 1}},
                                  {trace.trace_id_hex(), trace.span_id_hex(), "", "", "", "t"}});
             }
@@ -68,7 +69,8 @@ TEST(ReadSideFaults, RelayKilledAndNatsRestartedWhileEventsFlowStillReachReadMod
         }
     }};
 
-    platform::jetstream::Client nats{stack_setting("ORDO_NATS_URL"), platform::Logger::null_logger()};
+    platform::jetstream::Client nats{stack_setting("ORDO_NATS_URL"),
+                                     platform::Logger::null_logger()};
     auto published = [&] {
         try {
             return nats.message_count(stream);
@@ -88,14 +90,17 @@ TEST(ReadSideFaults, RelayKilledAndNatsRestartedWhileEventsFlowStillReachReadMod
     appender.join();
     ASSERT_TRUE(eventually([&] {
         return scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") == kTotal &&
-               scalar(db.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") == kTotal;
-    })) << "trace events " << scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events")
-        << ", stock " << scalar(db.writer_url(), "SELECT sum(on_hand) FROM read.inventory");
-    EXPECT_EQ(scalar(db.writer_url(),
-                     "SELECT count(*) FROM read.inventory i WHERE on_hand <> (SELECT count(*) FROM "
-                     "ordo.events e WHERE e.stream_id = 'inventory-' || i.sku) OR version <> (SELECT "
-                     "max(stream_version) FROM ordo.events e WHERE e.stream_id = 'inventory-' || i.sku)"),
-              0);
+               scalar(db.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
+                   kTotal;
+    })) << "trace events "
+        << scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") << ", stock "
+        << scalar(db.writer_url(), "SELECT sum(on_hand) FROM read.inventory");
+    EXPECT_EQ(
+        scalar(db.writer_url(),
+               "SELECT count(*) FROM read.inventory i WHERE on_hand <> (SELECT count(*) FROM "
+               "ordo.events e WHERE e.stream_id = 'inventory-' || i.sku) OR version <> (SELECT "
+               "max(stream_version) FROM ordo.events e WHERE e.stream_id = 'inventory-' || i.sku)"),
+        0);
     // JetStream holds each event once too, whatever was republished.
     EXPECT_TRUE(eventually([&] { return published() == static_cast<std::uint64_t>(kTotal); }))
         << published();

@@ -25,10 +25,10 @@ class Services {
             std::vector<std::string>{ordo_binary(), "serve", "command", "--insecure-no-auth",
                                      "--address", at(command_port_)},
             env);
-        projector_ = std::make_unique<Process>(
-            std::vector<std::string>{ordo_binary(), "serve", "projector", "--address",
-                                     at(free_port())},
-            env);
+        projector_ =
+            std::make_unique<Process>(std::vector<std::string>{ordo_binary(), "serve", "projector",
+                                                               "--address", at(free_port())},
+                                      env);
         query_ = std::make_unique<Process>(
             std::vector<std::string>{ordo_binary(), "serve", "query", "--insecure-no-auth",
                                      "--address", at(query_port_)},
@@ -67,19 +67,21 @@ TEST(EndToEnd, AWriteIsVisibleToAReadWithItsConsistencyToken) {
         ASSERT_EQ(posted.status, 200) << posted.body;
         auto token = posted.json()["position"].get<std::string>();
         // No waiting in the test: the token makes the query wait for the projection.
-        auto read = queries.get("/v1/inventory/sku-e2e?wait_ms=10000",
-                                {{"X-Consistency-Token", token}});
+        auto read =
+            queries.get("/v1/inventory/sku-e2e?wait_ms=10000", {{"X-Consistency-Token", token}});
         ASSERT_EQ(read.status, 200) << read.body;
         EXPECT_EQ(read.json()["on_hand"], i * (i + 1) / 2);
     }
 
     ASSERT_EQ(commands.post_json("/v1/accounts/acc-e2e/deposits", {{"amount", 500}}).status, 200);
     auto order = commands.post_json(
-        "/v1/orders", {{"order_id", "o-e2e"}, {"customer_id", "c-e2e"}, {"account_id", "acc-e2e"},
+        "/v1/orders", {{"order_id", "o-e2e"},
+                       {"customer_id", "c-e2e"},
+                       {"account_id", "acc-e2e"},
                        {"lines", {{{"sku", "sku-e2e"}, {"quantity", 2}, {"unit_price", 30}}}}});
     ASSERT_EQ(order.status, 202);
-    auto read = queries.get("/v1/orders/o-e2e", {{"X-Consistency-Token",
-                                                  order.json()["position"].get<std::string>()}});
+    auto read = queries.get("/v1/orders/o-e2e",
+                            {{"X-Consistency-Token", order.json()["position"].get<std::string>()}});
     ASSERT_EQ(read.status, 200) << read.body;
     EXPECT_EQ(read.json()["status"], "pending");
     EXPECT_EQ(read.json()["total"], 60);

@@ -28,13 +28,15 @@ NewEvent event(std::string type, nlohmann::json payload) {
 class EventStoreTest : public ::testing::Test {
    protected:
     testing::TestDatabase db_;
-    Pool pool_{PoolOptions{.url = db_.writer_url(), .size = 16, .preparers = {&EventStore::prepare}}};
+    Pool pool_{
+        PoolOptions{.url = db_.writer_url(), .size = 16, .preparers = {&EventStore::prepare}}};
     EventStore store_{pool_};
 };
 
 TEST_F(EventStoreTest, AppendsAndReadsAStreamInVersionOrder) {
-    auto first = store_.append("order-1", ExpectedVersion::no_stream(),
-                               {event("OrderPlaced", {{"n", 1}}), event("OrderConfirmed", {{"n", 2}})});
+    auto first =
+        store_.append("order-1", ExpectedVersion::no_stream(),
+                      {event("OrderPlaced", {{"n", 1}}), event("OrderConfirmed", {{"n", 2}})});
     EXPECT_EQ(first.first_version, 1);
     EXPECT_EQ(first.last_version, 2);
     EXPECT_FALSE(first.replayed);
@@ -93,8 +95,8 @@ TEST_F(EventStoreTest, EightWritersWithExactVersionsProduceOneWinnerPerVersion) 
             int written = 0;
             while (written < kEventsEach) {
                 auto version = store_.stream_version("inventory-hot");
-                auto expected = version == 0 ? ExpectedVersion::no_stream()
-                                             : ExpectedVersion::exact(version);
+                auto expected =
+                    version == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exact(version);
                 try {
                     auto r = store_.append("inventory-hot", expected,
                                            {event("StockReceived", {{"writer", w}})});
@@ -174,12 +176,14 @@ TEST_F(EventStoreTest, ReusedIdWithOtherContentIsRefused) {
 }
 
 TEST_F(EventStoreTest, ConcurrentReAppendsOfOneBatchWriteItOnce) {
-    auto batch = std::vector<NewEvent>{event("OrderPlaced", {{"n", 1}}), event("Other", {{"n", 2}})};
+    auto batch =
+        std::vector<NewEvent>{event("OrderPlaced", {{"n", 1}}), event("Other", {{"n", 2}})};
     std::vector<std::thread> threads;
     std::atomic<int> replays{0};
     for (int i = 0; i < 8; ++i) {
         threads.emplace_back([&] {
-            if (store_.append("order-race", ExpectedVersion::no_stream(), batch).replayed) ++replays;
+            if (store_.append("order-race", ExpectedVersion::no_stream(), batch).replayed)
+                ++replays;
         });
     }
     for (auto& t : threads) t.join();
@@ -195,7 +199,8 @@ TEST_F(EventStoreTest, RefusesInvalidInputBeforeTouchingTheDatabase) {
                  platform::InvalidInput);
     auto bad_id = event("X", {});
     bad_id.event_id = "not-a-uuid";
-    EXPECT_THROW(store_.append("order-x", ExpectedVersion::any(), {bad_id}), platform::InvalidInput);
+    EXPECT_THROW(store_.append("order-x", ExpectedVersion::any(), {bad_id}),
+                 platform::InvalidInput);
     auto twice = event("X", {});
     EXPECT_THROW(store_.append("order-x", ExpectedVersion::any(), {twice, twice}),
                  platform::InvalidInput);

@@ -70,8 +70,9 @@ TEST(Migrations, ConcurrentRunsApplyEachFileOnce) {
     for (int i = 0; i < 4; ++i) {
         runs.emplace_back([&] {
             try {
-                applied += migrate(db.migrator_url(), eventstore::migrations(),
-                                   Logger::null_logger()).applied.size();
+                applied +=
+                    migrate(db.migrator_url(), eventstore::migrations(), Logger::null_logger())
+                        .applied.size();
             } catch (const std::exception&) {
                 ++failures;
             }

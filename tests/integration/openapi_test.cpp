@@ -66,13 +66,13 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheCommandServiceServes) {
     auto documented = documented_routes();
     ASSERT_FALSE(documented.empty());
     for (const auto& route : served) {
-        EXPECT_TRUE(documented.count(route)) << route.first << " " << route.second
-                                             << " is served but not in docs/openapi.yaml";
+        EXPECT_TRUE(documented.count(route))
+            << route.first << " " << route.second << " is served but not in docs/openapi.yaml";
     }
     for (const auto& route : documented) {
         if (is_query_route(route)) continue;  // the query service's: checked below
-        EXPECT_TRUE(served.count(route)) << route.first << " " << route.second
-                                         << " is in docs/openapi.yaml but not served";
+        EXPECT_TRUE(served.count(route))
+            << route.first << " " << route.second << " is in docs/openapi.yaml but not served";
     }
 }
 
@@ -92,13 +92,13 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheQueryServiceServes) {
     auto documented = documented_routes();
     ASSERT_FALSE(documented.empty());
     for (const auto& route : served) {
-        EXPECT_TRUE(documented.count(route)) << route.first << " " << route.second
-                                             << " is served but not in docs/openapi.yaml";
+        EXPECT_TRUE(documented.count(route))
+            << route.first << " " << route.second << " is served but not in docs/openapi.yaml";
     }
     for (const auto& route : documented) {
         if (!is_query_route(route)) continue;
-        EXPECT_TRUE(served.count(route)) << route.first << " " << route.second
-                                         << " is in docs/openapi.yaml but not served";
+        EXPECT_TRUE(served.count(route))
+            << route.first << " " << route.second << " is in docs/openapi.yaml but not served";
     }
 }
 

@@ -7,8 +7,8 @@
 #include "platform/metrics.hpp"
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
-#include "tests/support/conditions.hpp"
 #include "tests/support/command_stack.hpp"
+#include "tests/support/conditions.hpp"
 
 namespace ordo::testing {
 namespace {
@@ -25,7 +25,9 @@ class Projector {
                     .poll_interval = 200ms,
                     .instance_ttl = 3s,
                     .instance = std::move(instance)},
-                   projections::read_models(), platform::Logger::null_logger(), metrics_},
+                   projections::read_models(),
+                   platform::Logger::null_logger(),
+                   metrics_},
           thread_{[this] { runtime_.run(stop_); }} {}
     ~Projector() { stop(); }
     void stop() {
@@ -44,12 +46,15 @@ class Projector {
 std::int64_t scalar(CommandStack& stack, const std::string& sql) {
     return stack.pool().transact<pqxx::nontransaction>([&](auto& tx) {
         auto r = tx.exec(sql);
-        return r.empty() || r[0][0].is_null() ? std::int64_t{-1} : r[0][0].template as<std::int64_t>();
+        return r.empty() || r[0][0].is_null() ? std::int64_t{-1}
+                                              : r[0][0].template as<std::int64_t>();
     });
 }
 
 void receive(HttpClient& client, const std::string& sku, int quantity) {
-    ASSERT_EQ(client.post_json("/v1/inventory/" + sku + "/receipts", {{"quantity", quantity}}).status, 200);
+    ASSERT_EQ(
+        client.post_json("/v1/inventory/" + sku + "/receipts", {{"quantity", quantity}}).status,
+        200);
 }
 
 TEST(Projections, ReadModelsFollowTheStoreExactlyOnce) {
@@ -57,9 +62,12 @@ TEST(Projections, ReadModelsFollowTheStoreExactlyOnce) {
     auto client = stack.client();
     for (int i = 0; i < 20; ++i) receive(client, "sku-" + std::to_string(i % 5), i + 1);
     ASSERT_EQ(client.post_json("/v1/accounts/acc-1/deposits", {{"amount", 1000}}).status, 200);
-    ASSERT_EQ(client.post_json("/v1/orders", {{"order_id", "o-1"}, {"customer_id", "c-1"},
-                                              {"account_id", "acc-1"},
-                                              {"lines", {{{"sku", "sku-1"}, {"quantity", 2}, {"unit_price", 50}}}}})
+    ASSERT_EQ(client
+                  .post_json("/v1/orders",
+                             {{"order_id", "o-1"},
+                              {"customer_id", "c-1"},
+                              {"account_id", "acc-1"},
+                              {"lines", {{{"sku", "sku-1"}, {"quantity", 2}, {"unit_price", 50}}}}})
                   .status,
               202);
     stack.service().send("r1", domain::inventory::ReserveStock{"sku-1", "o-1", 2}, {});
@@ -73,7 +81,8 @@ TEST(Projections, ReadModelsFollowTheStoreExactlyOnce) {
     ASSERT_TRUE(eventually([&] {
         return scalar(stack, "SELECT count(*) FROM read.trace_events") == stack.event_count() &&
                scalar(stack, "SELECT count(*) FROM read.orders WHERE status = 'confirmed'") == 1 &&
-               scalar(stack, "SELECT balance FROM read.accounts WHERE account_id = 'acc-1'") == 900 &&
+               scalar(stack, "SELECT balance FROM read.accounts WHERE account_id = 'acc-1'") ==
+                   900 &&
                scalar(stack, "SELECT sum(on_hand) FROM read.inventory") == 210 - 2;
     }));
     // sku-1 got 2+7+12+17 = 38, then 2 were reserved and committed.
@@ -100,7 +109,8 @@ TEST(Projections, TwoProjectorsShareTheSlotsAndTheSurvivorTakesOver) {
     ASSERT_TRUE(eventually([&] { return first.owned() == total; }));
 
     auto second = std::make_unique<Projector>(stack.database(), "p-second");
-    ASSERT_TRUE(eventually([&] { return first.owned() == total / 2 && second->owned() == total / 2; }));
+    ASSERT_TRUE(
+        eventually([&] { return first.owned() == total / 2 && second->owned() == total / 2; }));
 
     for (int i = 0; i < 40; ++i) receive(client, "sku-" + std::to_string(i), 1);
     second->stop();  // its session closes and its advisory locks go with it
@@ -127,7 +137,8 @@ TEST(Projections, AnIdlePartitionStillPassesNewPositions) {
     ASSERT_TRUE(eventually([&] {
         return scalar(stack,
                       "SELECT count(*) FROM ordo.projection_checkpoints WHERE (transaction_id, "
-                      "global_position) >= ('" + std::to_string(token->transaction_id) + "'::xid8, " +
+                      "global_position) >= ('" +
+                          std::to_string(token->transaction_id) + "'::xid8, " +
                           std::to_string(token->position) + ")") == 4 * 16;
     }));
 }

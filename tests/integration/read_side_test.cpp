@@ -6,8 +6,8 @@
 
 #include "eventstore/relay.hpp"
 #include "platform/jetstream.hpp"
-#include "platform/pg.hpp"
 #include "platform/metrics.hpp"
+#include "platform/pg.hpp"
 #include "platform/trace.hpp"
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
@@ -27,7 +27,8 @@ class ReadSide {
           stream_{"RS_" + suffix_},
           prefix_{"rs" + suffix_ + ".events"},
           nats_{stack_setting("ORDO_NATS_URL"), platform::Logger::null_logger()},
-          pool_{{.url = db_.writer_url(), .size = 4,
+          pool_{{.url = db_.writer_url(),
+                 .size = 4,
                  .preparers = {&eventstore::EventStore::prepare}}},
           store_{pool_} {
         nats_.ensure_stream({stream_, {prefix_ + ".>"}});
@@ -39,8 +40,10 @@ class ReadSide {
 
     void start_relay() {
         relay_ = std::make_unique<eventstore::Relay>(
-            eventstore::RelayOptions{.database_url = db_.writer_url(), .partitions = 4,
-                                     .stream = stream_, .subject_prefix = prefix_,
+            eventstore::RelayOptions{.database_url = db_.writer_url(),
+                                     .partitions = 4,
+                                     .stream = stream_,
+                                     .subject_prefix = prefix_,
                                      .poll_interval = 100ms},
             nats_, platform::Logger::null_logger(), relay_metrics_);
         relay_thread_ = std::thread{[this] { relay_->run(relay_stop_); }};
@@ -51,9 +54,13 @@ class ReadSide {
     }
 
     projections::RuntimeOptions projector_options(std::chrono::milliseconds poll) const {
-        return {.database_url = db_.writer_url(), .partitions = 4, .batch = 100,
-                .poll_interval = poll, .instance = "p-" + suffix_,
-                .nats_url = stack_setting("ORDO_NATS_URL"), .stream = stream_,
+        return {.database_url = db_.writer_url(),
+                .partitions = 4,
+                .batch = 100,
+                .poll_interval = poll,
+                .instance = "p-" + suffix_,
+                .nats_url = stack_setting("ORDO_NATS_URL"),
+                .stream = stream_,
                 .subject_prefix = prefix_};
     }
 
@@ -64,14 +71,17 @@ class ReadSide {
         for (int i = 0; i < count; ++i) {
             auto sku = "sku-" + std::to_string(i % 20);
             store_.append("inventory-" + sku, eventstore::ExpectedVersion::any(),
-                          {{platform::new_uuid(), "StockReceived", {{"sku", sku}, {"quantity", 1}},
+                          {{platform::new_uuid(),
+                            "StockReceived",
+                            {{"sku", sku}, {"quantity", 1}},
                             {trace.trace_id_hex(), trace.span_id_hex(), "", "", "", "test"}}});
         }
     }
 
     bool read_models_hold(int total) const {
         return scalar(db_.writer_url(), "SELECT count(*) FROM read.trace_events") == total &&
-               scalar(db_.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") == total;
+               scalar(db_.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
+                   total;
     }
 
     TestDatabase db_;

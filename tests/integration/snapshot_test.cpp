@@ -44,9 +44,8 @@ TEST(Snapshots, AnUnreadableSnapshotIsIgnored) {
         ASSERT_EQ(client.post_json("/v1/inventory/sku-s/receipts", {{"quantity", 1}}).status, 200);
     }
     ASSERT_EQ(snapshot_version(stack, "inventory-sku-s"), 100);
-    stack.pool().transact([](pqxx::work& tx) {
-        tx.exec("UPDATE ordo.snapshots SET state = '{\"garbage\": true}'");
-    });
+    stack.pool().transact(
+        [](pqxx::work& tx) { tx.exec("UPDATE ordo.snapshots SET state = '{\"garbage\": true}'"); });
     auto too_many = reserve(stack, "o-1", 101);
     ASSERT_TRUE(too_many.rejection);
     EXPECT_EQ(too_many.rejection->code, "insufficient_stock");

@@ -20,7 +20,9 @@ CommandStack::CommandStack(platform::http::ServerOptions options)
     server_->start();
 }
 
-CommandStack::~CommandStack() { server_->stop(std::chrono::seconds(5)); }
+CommandStack::~CommandStack() {
+    server_->stop(std::chrono::seconds(5));
+}
 
 std::int64_t CommandStack::event_count() {
     return pool_.transact<pqxx::nontransaction>([](auto& tx) {

@@ -42,7 +42,9 @@ Process::~Process() {
     }
 }
 
-void Process::signal(int sig) { ::kill(pid_, sig); }
+void Process::signal(int sig) {
+    ::kill(pid_, sig);
+}
 
 std::optional<int> Process::wait(std::chrono::milliseconds timeout) {
     if (status_) return status_;

@@ -12,7 +12,8 @@ namespace ordo::testing {
 
 std::string stack_setting(const char* name) {
     if (auto value = platform::env(name)) return *value;
-    auto dir = platform::env("ORDO_STACK_DIR").value_or(std::string{ORDO_SOURCE_DIR} + "/.ordo/test");
+    auto dir =
+        platform::env("ORDO_STACK_DIR").value_or(std::string{ORDO_SOURCE_DIR} + "/.ordo/test");
     try {
         auto values = platform::read_env_file(dir + "/stack.env");
         if (auto it = values.find(name); it != values.end()) return it->second;

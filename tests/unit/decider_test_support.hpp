@@ -29,7 +29,7 @@ struct CallSite {
 // the aggregate's namespace. Failures are reported at the caller's line.
 template <class State, class Event>
 class DeciderScenario {
-public:
+   public:
     using Decision = domain::Decision<Event>;
 
     explicit DeciderScenario(const std::vector<Event>& history) {
@@ -77,7 +77,7 @@ public:
         return state;
     }
 
-private:
+   private:
     const std::vector<Event>* decided_events() const {
         return decision_ ? std::get_if<std::vector<Event>>(&*decision_) : nullptr;
     }

@@ -23,22 +23,24 @@ TEST(TraceContext, ParsesAndFormatsAValidTraceparent) {
 TEST(TraceContext, RejectsWhatTheSpecificationRejects) {
     for (const char* bad : {
              "",
-             "00-00000000000000000000000000000000-b7ad6b7169203331-01",  // zero trace id
-             "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  // zero span id
-             "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  // forbidden version
-             "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",  // upper case
-             "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",   // short trace id
+             "00-00000000000000000000000000000000-b7ad6b7169203331-01",    // zero trace id
+             "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",    // zero span id
+             "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",    // forbidden version
+             "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",    // upper case
+             "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",     // short trace id
              "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-x",  // v00 with extra
-             "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  // bad separator
-             "0g-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  // bad version hex
+             "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",    // bad separator
+             "0g-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",    // bad version hex
          }) {
         EXPECT_FALSE(TraceContext::parse(bad)) << bad;
     }
 }
 
 TEST(TraceContext, AcceptsHigherVersionsWithMoreFields) {
-    EXPECT_TRUE(TraceContext::parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"));
-    EXPECT_FALSE(TraceContext::parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01extra"));
+    EXPECT_TRUE(
+        TraceContext::parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra"));
+    EXPECT_FALSE(
+        TraceContext::parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01extra"));
 }
 
 TEST(TraceContext, ChildKeepsTheTraceAndGetsANewSpan) {
@@ -62,17 +64,19 @@ TEST(Metrics, RendersPrometheusText) {
     metrics::Registry registry;
     registry.counter("ordo_appends_total", "Appends", {{"outcome", "ok"}}).inc(3);
     registry.gauge("ordo_lag", "Lag").set(2.5);
-    auto& h = registry.histogram("ordo_latency_seconds", "Latency", {{"route", "/v1/x"}},
-                                 {0.1, 1.0});
+    auto& h =
+        registry.histogram("ordo_latency_seconds", "Latency", {{"route", "/v1/x"}}, {0.1, 1.0});
     h.observe(0.05);
     h.observe(0.5);
     h.observe(5);
     auto text = registry.render();
-    EXPECT_NE(text.find("# TYPE ordo_appends_total counter\nordo_appends_total{outcome=\"ok\"} 3\n"),
-              std::string::npos);
+    EXPECT_NE(
+        text.find("# TYPE ordo_appends_total counter\nordo_appends_total{outcome=\"ok\"} 3\n"),
+        std::string::npos);
     EXPECT_NE(text.find("ordo_lag 2.5\n"), std::string::npos);
-    EXPECT_NE(text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"0.10000000000000001\"} 1\n"),
-              std::string::npos);
+    EXPECT_NE(
+        text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"0.10000000000000001\"} 1\n"),
+        std::string::npos);
     EXPECT_NE(text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"+Inf\"} 3\n"),
               std::string::npos);
     EXPECT_NE(text.find("ordo_latency_seconds_count{route=\"/v1/x\"} 3\n"), std::string::npos);
@@ -118,7 +122,8 @@ TEST(Config, ReplacesTheDatabaseOfAUrl) {
 TEST(Checkpoint, TokensRoundTripAndRejectGarbage) {
     eventstore::Checkpoint c{123456789, 42};
     EXPECT_EQ(eventstore::Checkpoint::parse_token(c.token()), c);
-    for (const char* bad : {"", ".", "1.", ".1", "a.1", "1.-1", "1.2.3", "99999999999999999999999.1"}) {
+    for (const char* bad :
+         {"", ".", "1.", ".1", "a.1", "1.-1", "1.2.3", "99999999999999999999999.1"}) {
         EXPECT_FALSE(eventstore::Checkpoint::parse_token(bad)) << bad;
     }
     EXPECT_LT((eventstore::Checkpoint{1, 9}), (eventstore::Checkpoint{2, 1}));
