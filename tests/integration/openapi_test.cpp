@@ -48,6 +48,24 @@ bool is_query_route(const Route& route) {
     return route.first == "GET" && route.second.rfind("/v1/", 0) == 0;
 }
 
+// Every route `router` serves is documented, and every documented route of that service
+// is served.
+void expect_documented_exactly(const platform::http::Router& router, bool query_service) {
+    auto listed = router.routes();
+    std::set<Route> served(listed.begin(), listed.end());
+    auto documented = documented_routes();
+    ASSERT_FALSE(documented.empty());
+    for (const auto& route : served) {
+        EXPECT_TRUE(documented.count(route))
+            << route.first << " " << route.second << " is served but not in docs/openapi.yaml";
+    }
+    for (const auto& route : documented) {
+        if (is_query_route(route) != query_service) continue;  // the other service's
+        EXPECT_TRUE(served.count(route))
+            << route.first << " " << route.second << " is in docs/openapi.yaml but not served";
+    }
+}
+
 TEST(OpenApi, DescribesExactlyTheRoutesTheCommandServiceServes) {
     testing::TestDatabase db;
     platform::metrics::Registry registry;
@@ -61,19 +79,7 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheCommandServiceServes) {
     service.register_routes(router);
     platform::add_service_routes(router, registry, pool, nats);
 
-    auto listed = router.routes();
-    std::set<Route> served(listed.begin(), listed.end());
-    auto documented = documented_routes();
-    ASSERT_FALSE(documented.empty());
-    for (const auto& route : served) {
-        EXPECT_TRUE(documented.count(route))
-            << route.first << " " << route.second << " is served but not in docs/openapi.yaml";
-    }
-    for (const auto& route : documented) {
-        if (is_query_route(route)) continue;  // the query service's: checked below
-        EXPECT_TRUE(served.count(route))
-            << route.first << " " << route.second << " is in docs/openapi.yaml but not served";
-    }
+    expect_documented_exactly(router, /*query_service=*/false);
 }
 
 TEST(OpenApi, DescribesExactlyTheRoutesTheQueryServiceServes) {
@@ -87,19 +93,7 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheQueryServiceServes) {
     service.register_routes(router);
     platform::add_service_routes(router, registry, pool, nats);
 
-    auto listed = router.routes();
-    std::set<Route> served(listed.begin(), listed.end());
-    auto documented = documented_routes();
-    ASSERT_FALSE(documented.empty());
-    for (const auto& route : served) {
-        EXPECT_TRUE(documented.count(route))
-            << route.first << " " << route.second << " is served but not in docs/openapi.yaml";
-    }
-    for (const auto& route : documented) {
-        if (!is_query_route(route)) continue;
-        EXPECT_TRUE(served.count(route))
-            << route.first << " " << route.second << " is in docs/openapi.yaml but not served";
-    }
+    expect_documented_exactly(router, /*query_service=*/true);
 }
 
 }  // namespace
