@@ -58,13 +58,17 @@ wait_for() {  # wait_for <what> <seconds> <command...>
 ensure_secrets() {
     local file="$dir/secrets"
     if [[ ! -f $file ]]; then
-        umask 077
-        {
-            echo "admin=$(secret)"
-            echo "migrator=$(secret)"
-            echo "writer=$(secret)"
-            echo "reader=$(secret)"
-        } >"$file"
+        # Only this file is private; a umask left behind would also close the folders the
+        # cluster's owner must traverse.
+        (
+            umask 077
+            {
+                echo "admin=$(secret)"
+                echo "migrator=$(secret)"
+                echo "writer=$(secret)"
+                echo "reader=$(secret)"
+            } >"$file"
+        )
     fi
     # shellcheck disable=SC1090
     source "$file"
