@@ -32,11 +32,13 @@ case $command in
         exec "$build/ordo" dev "$@"
         ;;
     test)
-        # A stack of its own, on its own ports, so tests never touch `ordo dev` data.
+        # A stack of its own, on its own ports, so tests never touch `ordo dev` data. The
+        # ports sit below the ephemeral range: a server restarted by a fault test must not
+        # find its port taken by some client connection.
         export ORDO_STACK_DIR=${ORDO_TEST_STACK_DIR:-$root/.ordo/test}
-        export ORDO_PG_PORT=${ORDO_TEST_PG_PORT:-56432}
-        export ORDO_NATS_PORT=${ORDO_TEST_NATS_PORT:-56222}
-        export ORDO_NATS_MONITOR_PORT=${ORDO_TEST_NATS_MONITOR_PORT:-56822}
+        export ORDO_PG_PORT=${ORDO_TEST_PG_PORT:-25432}
+        export ORDO_NATS_PORT=${ORDO_TEST_NATS_PORT:-25222}
+        export ORDO_NATS_MONITOR_PORT=${ORDO_TEST_NATS_MONITOR_PORT:-25822}
         export ORDO_BIN="$build/ordo"
         "$root/deploy/stack.sh" start
         trap '"$root/deploy/stack.sh" stop' EXIT

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "platform/log.hpp"
+#include "projections/rebuild.hpp"
 
 // The `ordo` binary's subcommands. Only this layer reads configuration and knows every
 // component; each subcommand wires the pieces it runs.
@@ -16,8 +17,11 @@ struct DevOptions {
     std::string stack_script;  // deploy/stack.sh
     bool fresh = false;        // wipe the data first
     bool stop_stack = true;    // stop Postgres and NATS on exit
-    std::vector<std::string> services{"command", "query", "relay",
-                                      "projector"};  // which `ordo serve` components run
+    // Also run Prometheus and Alertmanager (this script, start/stop) against the services.
+    bool monitoring = false;
+    std::string monitoring_script;  // deploy/monitoring.sh
+    std::vector<std::string> services{"command", "query", "relay", "projector",
+                                      "sagas"};  // which `ordo serve` components run
 };
 
 struct ServeOptions {
@@ -42,6 +46,14 @@ struct ProjectorOptions {
     int partitions = 16;
     std::string stream = "ORDO_EVENTS";
     std::string subject_prefix = "ordo.events";
+    std::string dead_letter_policy;  // "orders=halt,inventory=skip"; unnamed ones skip
+    std::string breaker_bucket = "ordo_breakers";  // NATS KV bucket; empty: no sharing
+    int breaker_cool_down_ms = 1000;
+    int breaker_consecutive_failures = 5;
+    int statement_timeout_ms = 5000;
+    std::string webhook_url;  // the webhook projection runs when set
+    std::string webhook_event_types;
+    int webhook_timeout_ms = 5000;
 };
 
 int run_projector(const ProjectorOptions& options, const platform::Logger& log);
@@ -61,5 +73,45 @@ struct RelayServeOptions {
 int run_relay(const RelayServeOptions& options, const platform::Logger& log);
 
 int run_dev(const DevOptions& options, const platform::Logger& log);
+
+// `ordo serve sagas`: order fulfillment, orchestrated or choreographed.
+struct SagasOptions {
+    std::string address = "127.0.0.1:8092";  // health and metrics
+    std::string database_url;
+    std::string nats_url;
+    std::string mode = "orchestration";
+    int partitions = 16;
+    std::string stream = "ORDO_EVENTS";
+    std::string subject_prefix = "ordo.events";
+    int workers = 8;
+    std::size_t pool_size = 16;
+    int step_timeout_ms = 10'000;
+    int fulfillment_timeout_ms = 30'000;
+    int lock_timeout_ms = 2'000;
+};
+
+int run_sagas(const SagasOptions& options, const platform::Logger& log);
+
+// `ordo dead-letters list|retry <id>|skip <id>`, on the writer role. Exit status 0 done,
+// 1 failed, 4 no such letter, 5 not parked.
+struct DeadLetterOptions {
+    std::string action;  // list, retry, skip
+    std::string database_url;
+    std::int64_t id = 0;
+    std::string projection;  // list filters
+    std::string status;
+    int limit = 100;
+};
+
+int run_dead_letters(const DeadLetterOptions& options, const platform::Logger& log);
+
+// `ordo rebuild <projection>`: replays the event store into new tables and swaps them in.
+// Exit status 0 done, 1 failed, 2 bad input, 4 refused (a live projector owns it).
+struct RebuildCommandOptions {
+    std::string projection;
+    projections::RebuildOptions rebuild;
+};
+
+int run_rebuild(const RebuildCommandOptions& options, const platform::Logger& log);
 
 }  // namespace ordo::app

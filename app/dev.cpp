@@ -92,6 +92,10 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
         children.push_back(Child{service, argv});
     }
     for (auto& c : children) c.pid = spawn(c.argv);
+    if (options.monitoring && run_to_end({"/bin/bash", options.monitoring_script, "start"}) != 0) {
+        log.error("Prometheus and Alertmanager did not start; the services run without them",
+                  {{"script", options.monitoring_script}});
+    }
 
     log.info("ordo dev is up; Ctrl-C stops everything",
              {{"postgres", "127.0.0.1:" + platform::env("ORDO_PG_PORT").value_or("?")},
@@ -146,6 +150,7 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
             }
         }
     }
+    if (options.monitoring) run_to_end({"/bin/bash", options.monitoring_script, "stop"});
     stop_stack();
     log.info("stopped");
     return 0;

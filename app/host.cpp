@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cstdlib>
 
 #include <nlohmann/json.hpp>
 
@@ -80,6 +81,28 @@ std::unique_ptr<platform::http::Server> start_server(const std::string& address,
         return nullptr;
     }
     return server;
+}
+
+std::unique_ptr<platform::otlp::Exporter> span_exporter(const std::string& service,
+                                                        const platform::Logger& log,
+                                                        platform::metrics::Registry& registry) {
+    static const platform::SystemClock clock;
+    auto env = [](const char* name) {
+        const char* value = std::getenv(name);
+        return std::string{value ? value : ""};
+    };
+    std::string url = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    if (url.empty()) {
+        auto endpoint = env("OTEL_EXPORTER_OTLP_ENDPOINT");
+        if (endpoint.empty()) return nullptr;
+        url = platform::otlp::traces_url(endpoint);
+    }
+    std::string name = env("OTEL_SERVICE_NAME");
+    if (name.empty()) name = service;
+    log.info("exporting spans", {{"url", url}, {"service_name", name}});
+    return std::make_unique<platform::otlp::Exporter>(
+        platform::otlp::ExporterOptions{.url = url, .service_name = name},
+        log.with_component("otlp"), registry, clock);
 }
 
 std::string instance_name() {

@@ -12,6 +12,7 @@
 
 #include "platform/http_server.hpp"
 #include "platform/log.hpp"
+#include "platform/otlp.hpp"
 
 // What every `ordo serve` process does the same way: stop signals, addresses, tokens, the
 // HTTP server, a name for this instance.
@@ -43,6 +44,14 @@ std::unique_ptr<platform::http::Server> start_server(const std::string& address,
                                                      platform::http::Router router,
                                                      const platform::Logger& log,
                                                      platform::metrics::Registry& registry);
+
+// The span exporter of service `service` ("ordo-command", ...) when
+// OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, used as is) is set;
+// OTEL_SERVICE_NAME overrides the name. nullptr when tracing export is off. Declare it
+// before the server and workers that record into it, so that it outlives them.
+std::unique_ptr<platform::otlp::Exporter> span_exporter(const std::string& service,
+                                                        const platform::Logger& log,
+                                                        platform::metrics::Registry& registry);
 
 // "<host>:<pid>", naming this process in checkpoints and logs.
 std::string instance_name();

@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/commands.hpp"
+#include "app/two_phase.hpp"
 #include "eventstore/schema.hpp"
 #include "platform/migrator.hpp"
 
@@ -55,6 +56,9 @@ int main(int argc, char** argv) {
     dev->add_option("--stack-script", dev_options.stack_script, "The stack script")
         ->capture_default_str();
     dev->add_flag("--fresh", dev_options.fresh, "Wipe the data folder first");
+    dev_options.monitoring_script = std::string{ORDO_SOURCE_DIR} + "/deploy/monitoring.sh";
+    dev->add_flag("--monitoring", dev_options.monitoring,
+                  "Also run Prometheus and Alertmanager (deploy/monitoring.sh)");
     dev->add_flag("!--keep-stack", dev_options.stop_stack,
                   "Leave PostgreSQL and NATS running on exit");
     dev->callback([&] {
@@ -117,6 +121,49 @@ int main(int argc, char** argv) {
     serve_projector
         ->add_option("--subject-prefix", projector_options.subject_prefix, "Subject prefix")
         ->envname("ORDO_NATS_SUBJECT_PREFIX")
+        ->capture_default_str();
+    serve_projector
+        ->add_option("--dead-letter-policy", projector_options.dead_letter_policy,
+                     "Per projection, what a partition does after a poison event: "
+                     "orders=halt,inventory=skip (default skip)")
+        ->envname("ORDO_DEAD_LETTER_POLICY");
+    serve_projector
+        ->add_option("--breaker-bucket", projector_options.breaker_bucket,
+                     "NATS KV bucket the fleet shares breaker states in; empty: each alone")
+        ->envname("ORDO_BREAKER_BUCKET")
+        ->capture_default_str();
+    serve_projector
+        ->add_option("--breaker-cool-down-ms", projector_options.breaker_cool_down_ms,
+                     "First cool-down of an open breaker")
+        ->envname("ORDO_BREAKER_COOL_DOWN_MS")
+        ->check(CLI::Range(10, 600000))
+        ->capture_default_str();
+    serve_projector
+        ->add_option("--breaker-consecutive-failures",
+                     projector_options.breaker_consecutive_failures,
+                     "Failures in a row that open a breaker")
+        ->envname("ORDO_BREAKER_CONSECUTIVE_FAILURES")
+        ->check(CLI::Range(1, 1000))
+        ->capture_default_str();
+    serve_projector
+        ->add_option("--statement-timeout-ms", projector_options.statement_timeout_ms,
+                     "Bound on each statement of a batch")
+        ->envname("ORDO_PROJECTOR_STATEMENT_TIMEOUT_MS")
+        ->check(CLI::Range(100, 600000))
+        ->capture_default_str();
+    serve_projector
+        ->add_option("--webhook-url", projector_options.webhook_url,
+                     "http:// URL to POST selected events to (the webhook projection)")
+        ->envname("ORDO_WEBHOOK_URL");
+    serve_projector
+        ->add_option("--webhook-event-types", projector_options.webhook_event_types,
+                     "Comma-separated event types the webhook forwards (default all)")
+        ->envname("ORDO_WEBHOOK_EVENT_TYPES");
+    serve_projector
+        ->add_option("--webhook-timeout-ms", projector_options.webhook_timeout_ms,
+                     "Timeout of one webhook POST")
+        ->envname("ORDO_WEBHOOK_TIMEOUT_MS")
+        ->check(CLI::Range(10, 600000))
         ->capture_default_str();
     serve_projector->callback([&] {
         rc = app::run_projector(
@@ -198,6 +245,173 @@ int main(int argc, char** argv) {
             query_options, query_partitions,
             platform::Logger::stderr_logger("query", platform::parse_log_level(log_level)));
     });
+
+    auto* serve_sagas = serve->add_subcommand(
+        "sagas", "Order fulfillment: the saga runner (orchestration or choreography)");
+    app::SagasOptions sagas_options;
+    serve_sagas->add_option("--address", sagas_options.address, "host:port for health and metrics")
+        ->envname("ORDO_SAGAS_ADDR")
+        ->capture_default_str();
+    serve_sagas
+        ->add_option("--database-url", sagas_options.database_url,
+                     "PostgreSQL URL of the writer role")
+        ->envname("ORDO_DATABASE_URL")
+        ->required();
+    serve_sagas->add_option("--nats-url", sagas_options.nats_url, "NATS server URL")
+        ->envname("ORDO_NATS_URL")
+        ->required();
+    serve_sagas->add_option("--mode", sagas_options.mode, "orchestration or choreography")
+        ->envname("ORDO_SAGA_MODE")
+        ->check(CLI::IsMember({"orchestration", "choreography"}))
+        ->capture_default_str();
+    serve_sagas->add_option("--partitions", sagas_options.partitions, "Partitions (P)")
+        ->envname("ORDO_PARTITIONS")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    serve_sagas->add_option("--stream", sagas_options.stream, "JetStream stream")
+        ->envname("ORDO_NATS_STREAM")
+        ->capture_default_str();
+    serve_sagas->add_option("--subject-prefix", sagas_options.subject_prefix, "Subject prefix")
+        ->envname("ORDO_NATS_SUBJECT_PREFIX")
+        ->capture_default_str();
+    serve_sagas->add_option("--workers", sagas_options.workers, "Runner threads")
+        ->envname("ORDO_SAGA_WORKERS")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    serve_sagas->add_option("--pool-size", sagas_options.pool_size, "Database connections")
+        ->envname("ORDO_DB_POOL_SIZE")
+        ->check(CLI::Range(2, 256))
+        ->capture_default_str();
+    serve_sagas
+        ->add_option("--step-timeout-ms", sagas_options.step_timeout_ms,
+                     "Orchestration: deadline of a reserve or authorize step")
+        ->envname("ORDO_SAGA_STEP_TIMEOUT_MS")
+        ->check(CLI::Range(100, 86'400'000))
+        ->capture_default_str();
+    serve_sagas
+        ->add_option("--fulfillment-timeout-ms", sagas_options.fulfillment_timeout_ms,
+                     "Choreography: the order's deadline to be confirmed")
+        ->envname("ORDO_SAGA_TIMEOUT_MS")
+        ->check(CLI::Range(100, 86'400'000))
+        ->capture_default_str();
+    serve_sagas
+        ->add_option("--lock-timeout-ms", sagas_options.lock_timeout_ms,
+                     "How long a step's command waits for a row lock before it is retried")
+        ->envname("ORDO_SAGA_LOCK_TIMEOUT_MS")
+        ->check(CLI::Range(10, 600'000))
+        ->capture_default_str();
+    serve_sagas->callback([&] {
+        rc = app::run_sagas(sagas_options, platform::Logger::stderr_logger(
+                                               "sagas", platform::parse_log_level(log_level)));
+    });
+
+    auto* two_phase_recover = cli.add_subcommand(
+        "2pc-recover", "List orphaned prepared transactions (two-phase commit) and resolve them");
+    app::two_phase::RecoverOptions recover_options;
+    two_phase_recover
+        ->add_option("--server-url", recover_options.server_url,
+                     "PostgreSQL URL of a superuser (or of the role that prepared them)")
+        ->envname("ORDO_PG_ADMIN_URL")
+        ->required();
+    auto* recover_commit = two_phase_recover->add_option("--commit", recover_options.commit_gid,
+                                                         "COMMIT PREPARED this gid");
+    auto* recover_rollback = two_phase_recover->add_option(
+        "--rollback", recover_options.rollback_gid, "ROLLBACK PREPARED this gid");
+    auto* recover_older =
+        two_phase_recover
+            ->add_option("--resolve-older-than", recover_options.resolve_older_than_seconds,
+                         "Resolve Ordo global transactions whose prepared "
+                         "participants are all older than this (seconds), by "
+                         "the rule of docs/sagas.md")
+            ->check(CLI::Range(0, 315360000));
+    recover_commit->excludes(recover_rollback)->excludes(recover_older);
+    recover_rollback->excludes(recover_older);
+    two_phase_recover->add_flag("--json", recover_options.json, "One JSON object per line");
+    two_phase_recover->callback([&] {
+        rc = app::two_phase::run_recover(
+            recover_options,
+            platform::Logger::stderr_logger("2pc-recover", platform::parse_log_level(log_level)));
+    });
+
+    auto* rebuild = cli.add_subcommand(
+        "rebuild", "Rebuild a projection's read model from the event store and swap it in");
+    app::RebuildCommandOptions rebuild_options;
+    rebuild
+        ->add_option("projection", rebuild_options.projection,
+                     "orders, inventory, accounts or traces")
+        ->required();
+    rebuild
+        ->add_option("--database-url", rebuild_options.rebuild.database_url,
+                     "PostgreSQL URL of the migrator role (it owns the read-model tables)")
+        ->envname("ORDO_MIGRATOR_URL")
+        ->required();
+    rebuild
+        ->add_option("--partitions", rebuild_options.rebuild.partitions,
+                     "Partitions (P) of the projection runtime")
+        ->envname("ORDO_PARTITIONS")
+        ->check(CLI::Range(1, 1024))
+        ->capture_default_str();
+    rebuild->add_option("--batch", rebuild_options.rebuild.batch, "Events per transaction")
+        ->check(CLI::Range(1, 1'000'000))
+        ->capture_default_str();
+    rebuild->add_flag("--dry-run", rebuild_options.rebuild.dry_run,
+                      "Report what would be done and change nothing");
+    rebuild->add_flag("--wait", rebuild_options.rebuild.wait,
+                      "Wait until no live projector owns the projection");
+    int rebuild_wait_seconds = 0;
+    rebuild
+        ->add_option("--wait-timeout", rebuild_wait_seconds,
+                     "Seconds to wait with --wait (0: no limit)")
+        ->check(CLI::Range(0, 86400))
+        ->capture_default_str();
+    rebuild->add_flag("--force", rebuild_options.rebuild.force,
+                      "Rebuild although a live projector owns the projection");
+    rebuild->callback([&] {
+        rebuild_options.rebuild.wait_timeout = std::chrono::seconds(rebuild_wait_seconds);
+        rc = app::run_rebuild(
+            rebuild_options,
+            platform::Logger::stderr_logger("rebuild", platform::parse_log_level(log_level)));
+    });
+
+    auto* dead_letters = cli.add_subcommand(
+        "dead-letters", "List, retry or skip the events projections parked as poison");
+    dead_letters->require_subcommand(1);
+    app::DeadLetterOptions dead_letter_options;
+    dead_letters
+        ->add_option("--database-url", dead_letter_options.database_url,
+                     "PostgreSQL URL of the writer role")
+        ->envname("ORDO_DATABASE_URL")
+        ->required();
+    auto* dead_list = dead_letters->add_subcommand("list", "One JSON line per dead letter");
+    dead_list->add_option("--projection", dead_letter_options.projection, "Only this projection");
+    dead_list
+        ->add_option("--status", dead_letter_options.status,
+                     "Only this status (parked, retry_requested, skip_requested, resolved, "
+                     "skipped)")
+        ->check(
+            CLI::IsMember({"parked", "retry_requested", "skip_requested", "resolved", "skipped"}));
+    dead_list->add_option("--limit", dead_letter_options.limit, "At most this many")
+        ->check(CLI::Range(1, 10000))
+        ->capture_default_str();
+    auto* dead_retry =
+        dead_letters->add_subcommand("retry", "Ask the projector to apply a parked event again");
+    dead_retry->add_option("id", dead_letter_options.id, "Dead letter id")
+        ->required()
+        ->check(CLI::PositiveNumber);
+    auto* dead_skip =
+        dead_letters->add_subcommand("skip", "Ask the projector to give up on a parked event");
+    dead_skip->add_option("id", dead_letter_options.id, "Dead letter id")
+        ->required()
+        ->check(CLI::PositiveNumber);
+    for (const auto& [sub, name] : std::initializer_list<std::pair<CLI::App*, const char*>>{
+             {dead_list, "list"}, {dead_retry, "retry"}, {dead_skip, "skip"}}) {
+        sub->callback([&, action = std::string{name}] {
+            dead_letter_options.action = action;
+            rc = app::run_dead_letters(dead_letter_options,
+                                       platform::Logger::stderr_logger(
+                                           "dead-letters", platform::parse_log_level(log_level)));
+        });
+    }
 
     CLI11_PARSE(cli, argc, argv);
     return rc;

@@ -4,12 +4,17 @@
 
 #include "app/commands.hpp"
 #include "app/host.hpp"
+#include "platform/breaker_store.hpp"
+#include "platform/errors.hpp"
 #include "platform/metrics.hpp"
 #include "platform/nats.hpp"
 #include "platform/pg.hpp"
 #include "platform/service_routes.hpp"
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
+#include "projections/traced.hpp"
+#include "projections/webhook.hpp"
+#include "sagas/intake.hpp"
 
 namespace ordo::app {
 
@@ -18,17 +23,43 @@ namespace ordo::app {
 int run_projector(const ProjectorOptions& options, const platform::Logger& log) {
     StopSignals signals;
     platform::metrics::Registry registry;
+    auto spans = span_exporter("ordo-projector", log, registry);
     platform::pg::Pool health_pool{{.url = options.database_url, .size = 1, .name = "health"}};
-    platform::nats::Connection nats{options.nats_url, log.with_component("nats")};
-    projections::Runtime runtime{{.database_url = options.database_url,
-                                  .partitions = options.partitions,
-                                  .instance = instance_name(),
-                                  .nats_url = options.nats_url,
-                                  .stream = options.stream,
-                                  .subject_prefix = options.subject_prefix},
-                                 projections::read_models(),
-                                 log,
-                                 registry};
+    platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
+    auto models = projections::read_models();
+    models.push_back(sagas::saga_view_projection());
+    projections::RuntimeOptions runtime_options{.database_url = options.database_url,
+                                                .partitions = options.partitions,
+                                                .instance = instance_name(),
+                                                .nats_url = options.nats_url,
+                                                .stream = options.stream,
+                                                .subject_prefix = options.subject_prefix};
+    runtime_options.statement_timeout = std::chrono::milliseconds{options.statement_timeout_ms};
+    runtime_options.breaker.cool_down = std::chrono::milliseconds{options.breaker_cool_down_ms};
+    runtime_options.breaker.consecutive_failures =
+        static_cast<std::size_t>(options.breaker_consecutive_failures);
+    std::unique_ptr<platform::KvBreakerStore> breaker_store;
+    try {
+        runtime_options.dead_letter_policies =
+            projections::parse_dead_letter_policies(options.dead_letter_policy);
+        if (!options.webhook_url.empty()) {
+            models.push_back(
+                std::make_unique<projections::WebhookProjection>(projections::WebhookOptions{
+                    .url = options.webhook_url,
+                    .event_types = projections::parse_event_types(options.webhook_event_types),
+                    .timeout = std::chrono::milliseconds{options.webhook_timeout_ms}}));
+        }
+    } catch (const platform::InvalidInput& e) {
+        log.error(e.what());
+        return 2;
+    }
+    if (!options.breaker_bucket.empty() && !options.nats_url.empty()) {
+        breaker_store = std::make_unique<platform::KvBreakerStore>(
+            options.nats_url, options.breaker_bucket, log.with_component("breaker-store"));
+        runtime_options.breaker_store = breaker_store.get();
+    }
+    models = projections::traced(std::move(models), spans.get(), log.with_component("projection"));
+    projections::Runtime runtime{std::move(runtime_options), std::move(models), log, registry};
     registry.gauge_callback("ordo_projection_owned_slots",
                             "(projection, partition) slots this instance owns", {},
                             [&runtime] { return static_cast<double>(runtime.owned_slots()); });
@@ -38,6 +69,7 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     platform::http::ServerOptions server_options;
     server_options.worker_threads = 2;
     server_options.component = "projector";
+    server_options.spans = spans.get();
     auto server = start_server(options.address, server_options, std::move(router), log, registry);
     if (!server) return 1;
     log.info("projector running",

@@ -19,12 +19,13 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     StopSignals signals;
 
     platform::metrics::Registry registry;
+    auto spans = span_exporter("ordo-query", log, registry);
     platform::pg::Pool pool{{.url = options.database_url,
                              .size = options.pool_size,
                              .name = options.component,
                              .preparers = {&query::QueryService::prepare}}};
     pool.register_metrics(registry);
-    platform::nats::Connection nats{options.nats_url, log.with_component("nats")};
+    platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
     query::QueryService service{pool, partitions, log};
 
     platform::http::Router router;
@@ -37,6 +38,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     // so there are more workers than connections.
     server_options.worker_threads = options.pool_size * 4;
     server_options.component = options.component;
+    server_options.spans = spans.get();
     auto server = start_server(options.address, server_options, std::move(router), log, registry);
     if (!server) return 1;
     log.info("query service listening", {{"address", options.address}, {"partitions", partitions}});

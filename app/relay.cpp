@@ -19,6 +19,7 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
     StopSignals signals;
 
     platform::metrics::Registry registry;
+    auto spans = span_exporter("ordo-relay", log, registry);
     platform::jetstream::Client jetstream{options.nats_url, log.with_component("jetstream"),
                                           &registry};
     eventstore::Relay relay{
@@ -28,19 +29,21 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
          .subject_prefix = options.subject_prefix,
          .duplicate_window = std::chrono::seconds(options.duplicate_window_seconds),
          .max_age = std::chrono::hours(options.max_age_hours),
-         .instance = instance_name()},
+         .instance = instance_name(),
+         .spans = spans.get()},
         jetstream,
         log,
         registry};
 
     // /readyz checks PostgreSQL and NATS through these; the relay has its own connections.
     platform::pg::Pool health_pool{{.url = options.database_url, .size = 1, .name = "health"}};
-    platform::nats::Connection health_nats{options.nats_url, log.with_component("nats")};
+    platform::nats::Connection health_nats{options.nats_url, log.with_component("nats"), &registry};
     platform::http::Router router;
     platform::add_service_routes(router, registry, health_pool, health_nats);
     platform::http::ServerOptions server_options;
     server_options.worker_threads = 2;
     server_options.component = "relay";
+    server_options.spans = spans.get();
     auto server = start_server(options.address, server_options, std::move(router), log, registry);
     if (!server) return 1;
     log.info("relay serving health and metrics", {{"address", options.address},

@@ -20,12 +20,13 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
     StopSignals signals;
 
     platform::metrics::Registry registry;
+    auto spans = span_exporter("ordo-" + options.component, log, registry);
     platform::pg::Pool pool{{.url = options.database_url,
                              .size = options.pool_size,
                              .name = options.component,
                              .preparers = {&eventstore::EventStore::prepare}}};
     pool.register_metrics(registry);
-    platform::nats::Connection nats{options.nats_url, log.with_component("nats")};
+    platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
     eventstore::AppendNotifier notifier{options.database_url, log.with_component("notifier")};
     command::Executor executor{pool, &notifier, registry, log, {}};
     command::CommandService service{executor, log};
@@ -37,6 +38,7 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
     server_options.api_tokens = *tokens;
     server_options.worker_threads = options.pool_size;
     server_options.component = options.component;
+    server_options.spans = spans.get();
     auto server = start_server(options.address, server_options, std::move(router), log, registry);
     if (!server) return 1;
     log.info("command service listening", {{"address", options.address}});

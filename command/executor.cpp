@@ -44,7 +44,9 @@ Executor::Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifie
       conflicts_{metrics.counter("ordo_command_conflicts_total",
                                  "Commands re-run after a concurrency conflict")},
       replays_{metrics.counter("ordo_command_replays_total",
-                               "Commands answered from the command log without running again")} {}
+                               "Commands answered from the command log without running again")},
+      appends_{metrics.counter("ordo_command_appends_total",
+                               "Commands whose events were committed to the event store")} {}
 
 Reply Executor::run(const std::optional<Dedup>& dedup,
                     const std::function<Reply(pqxx::transaction_base&)>& unit) {
@@ -66,6 +68,7 @@ Reply Executor::run(const std::optional<Dedup>& dedup,
                 return reply;
             });
             if (reply.replayed) replays_.inc();
+            if (reply.appended) appends_.inc();
             if (reply.appended && notifier_) notifier_->signal();
             return reply;
         } catch (const eventstore::ConcurrencyConflict&) {

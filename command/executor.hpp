@@ -72,6 +72,7 @@ class Executor {
     Options options_;
     platform::metrics::Counter& conflicts_;
     platform::metrics::Counter& replays_;
+    platform::metrics::Counter& appends_;
 };
 
 }  // namespace ordo::command

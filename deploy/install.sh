@@ -8,6 +8,7 @@ packages=(
     libpqxx-dev libboost1.81-dev libboost-url1.81-dev nlohmann-json3-dev libnats-dev
     libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev
     postgresql-15 postgresql-client-15 nats-server
+    prometheus prometheus-alertmanager
     wrk
 )
 

@@ -8,7 +8,8 @@
 #
 # Settings (environment): ORDO_STACK_DIR (default .ordo/dev in the repository),
 # ORDO_PG_PORT (55432), ORDO_NATS_PORT (54222), ORDO_NATS_MONITOR_PORT (58222),
-# ORDO_PG_FSYNC (on). After start, $ORDO_STACK_DIR/stack.env holds the connection settings.
+# ORDO_PG_FSYNC (on), ORDO_PG_MAX_PREPARED_TRANSACTIONS (64; bench/two_phase raises it).
+# After start, $ORDO_STACK_DIR/stack.env holds the connection settings.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,12 +18,15 @@ pg_port=${ORDO_PG_PORT:-55432}
 nats_port=${ORDO_NATS_PORT:-54222}
 nats_monitor_port=${ORDO_NATS_MONITOR_PORT:-58222}
 pg_bin=/usr/lib/postgresql/15/bin
+max_prepared=${ORDO_PG_MAX_PREPARED_TRANSACTIONS:-64}
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
 say() { echo "stack: $*" >&2; }
 die() { echo "stack: $*" >&2; exit 1; }
+
+[[ $max_prepared =~ ^[0-9]{1,4}$ ]] || die "ORDO_PG_MAX_PREPARED_TRANSACTIONS must be 0 to 9999"
 
 # Postgres refuses to run as root: when we are root, the cluster belongs to `postgres`.
 if [[ $(id -u) -eq 0 ]]; then
@@ -100,7 +104,7 @@ unix_socket_directories = '$pgrun'
 max_connections = 400
 shared_buffers = '256MB'
 fsync = ${ORDO_PG_FSYNC:-on}
-max_prepared_transactions = 64
+max_prepared_transactions = $max_prepared
 idle_in_transaction_session_timeout = '60s'
 log_min_messages = warning
 CONF

@@ -80,10 +80,13 @@ Decision decide(const State& state, const ReleaseReservation& command) {
         return Rejection{"reservation_committed",
                          "the reservation for order " + command.order_id + " is committed"};
     }
+    // Compensation runs blind: a release with nothing reserved records a release of 0, so
+    // that a reservation arriving late (a resend that raced the compensation) is refused.
+    // A sku that never had stock cannot take a reservation, so it needs no such record.
+    if (state.released.contains(command.order_id) || !state.exists()) return Events{};
     const auto it = state.reservations.find(command.order_id);
-    // Compensation runs blind and may repeat: nothing to release is success.
-    if (it == state.reservations.end()) return Events{};
-    return Events{ReservationReleased{command.sku, command.order_id, it->second}};
+    const std::int64_t quantity = it == state.reservations.end() ? 0 : it->second;
+    return Events{ReservationReleased{command.sku, command.order_id, quantity}};
 }
 
 Decision decide(const State& state, const CommitReservation& command) {

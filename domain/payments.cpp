@@ -78,10 +78,14 @@ Decision decide(const State& state, const VoidAuthorization& command) {
         return Rejection{"payment_captured",
                          "the payment for order " + command.order_id + " is captured"};
     }
+    // Compensation runs blind: a void with no hold records a void of 0, so that an
+    // authorization arriving late (a resend that raced the compensation) is refused. An
+    // account with no history gets no such record (it would appear in the read model); only
+    // an authorization of 0 could still land there, and it holds nothing.
+    if (state.voided.contains(command.order_id) || state.account_id.empty()) return Events{};
     const auto it = state.holds.find(command.order_id);
-    // Compensation runs blind and may repeat: nothing to void is success.
-    if (it == state.holds.end()) return Events{};
-    return Events{AuthorizationVoided{command.account_id, command.order_id, it->second}};
+    const std::int64_t amount = it == state.holds.end() ? 0 : it->second;
+    return Events{AuthorizationVoided{command.account_id, command.order_id, amount}};
 }
 
 Decision decide(const State& state, const CapturePayment& command) {

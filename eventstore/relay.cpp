@@ -14,6 +14,7 @@
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
 #include "platform/errors.hpp"
+#include "platform/otlp.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
@@ -109,6 +110,52 @@ Message to_message(const RecordedEvent& e, int partition, const std::string& pre
                             {"transaction_id", e.transaction_id}}
                  .dump();
     return m;
+}
+
+// A PRODUCER span for each published event that carries a trace: a child of the span that
+// appended it, as the messaging conventions name and describe a publish. The message's
+// traceparent stays the appending span's, so that a consumer has the same parent whether it
+// reads the event from NATS or from the store (docs/architecture.md, Tracing).
+void record_publish_spans(platform::otlp::Exporter& exporter, const std::string& stream,
+                          const std::vector<RecordedEvent>& events,
+                          const std::vector<std::pair<std::string, Message>>& batch,
+                          std::size_t acked, platform::Clock::time_point started,
+                          platform::Clock::time_point ended, const platform::Logger& log) {
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        const auto& e = events[i];
+        auto parent = traceparent_of(e.metadata);
+        if (!parent) continue;
+        auto context = platform::TraceContext::parse(*parent);
+        platform::otlp::Span span;
+        span.context = platform::child_span(*context);
+        span.parent_span_id = context->span_id;
+        span.name = "publish " + batch[i].first;
+        span.kind = platform::otlp::SpanKind::producer;
+        span.start = started;
+        span.end = ended;
+        span.attributes = {{"messaging.system", std::string("nats")},
+                           {"messaging.operation.type", std::string("publish")},
+                           {"messaging.operation.name", std::string("publish")},
+                           {"messaging.destination.name", batch[i].first},
+                           {"messaging.message.id", e.event_id},
+                           {"messaging.jetstream.stream", stream},
+                           {"ordo.stream", e.stream_id},
+                           {"ordo.event.type", e.type},
+                           {"ordo.position", std::int64_t{e.position}}};
+        if (i >= acked) {
+            span.error = true;
+            span.status_message = "not acknowledged";
+        }
+        if (log.enabled(platform::LogLevel::debug)) {
+            log.log(platform::LogLevel::debug, i < acked ? "published" : "publish failed",
+                    span.context,
+                    {{"subject", batch[i].first},
+                     {"event_id", e.event_id},
+                     {"stream", e.stream_id},
+                     {"type", e.type}});
+        }
+        exporter.record(std::move(span));
+    }
 }
 
 std::uint64_t parse_u64(const std::string& text) {
@@ -398,7 +445,24 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
             last = e.checkpoint().token();
         }
 
+        const auto publish_started =
+            options.spans ? options.spans->now() : platform::Clock::time_point{};
         auto acked = client.publish_batch(batch, options.window, options.publish_timeout);
+        if (options.spans) {
+            record_publish_spans(*options.spans, options.stream, events, batch, acked,
+                                 publish_started, options.spans->now(), log);
+        } else if (log.enabled(platform::LogLevel::debug)) {
+            for (std::size_t i = 0; i < acked; ++i) {
+                if (auto parent = traceparent_of(events[i].metadata)) {
+                    log.log(platform::LogLevel::debug, "published",
+                            *platform::TraceContext::parse(*parent),
+                            {{"subject", batch[i].first},
+                             {"event_id", events[i].event_id},
+                             {"stream", events[i].stream_id},
+                             {"type", events[i].type}});
+                }
+            }
+        }
         if (acked > 0) {
             published.inc(static_cast<double>(acked));
             auto next = state;

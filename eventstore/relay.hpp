@@ -10,6 +10,10 @@
 #include "platform/log.hpp"
 #include "platform/metrics.hpp"
 
+namespace ordo::platform::otlp {
+class Exporter;
+}
+
 namespace ordo::eventstore {
 
 struct RelayOptions {
@@ -25,6 +29,8 @@ struct RelayOptions {
     std::chrono::milliseconds publish_timeout{5000};  // per acknowledgement
     int shard = 0;                                    // the event-store shard this relay serves
     std::string instance;                             // names this process in logs
+    // When set, a PRODUCER span per published event.
+    platform::otlp::Exporter* spans = nullptr;
 };
 
 // Publishes the event store to JetStream in commit order, (transaction id, position), one

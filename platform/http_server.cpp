@@ -24,6 +24,8 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "platform/otlp.hpp"
+
 namespace ordo::platform::http {
 namespace {
 
@@ -43,6 +45,9 @@ constexpr std::size_t kDrainChunk = 16 * 1024;
 // loop does not spin while the condition lasts.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
 
+// Span attributes copied from a request are cut to this length.
+constexpr std::size_t kMaxSpanPathBytes = 1024;
+
 constexpr std::array kRejectReasons{"connection_limit", "queue_full", "too_large",
                                     "header_too_large", "timeout",    "bad_request"};
 
@@ -54,6 +59,12 @@ std::string lower(std::string_view s) {
     std::string out(s);
     for (char& c : out) c = ascii_lower(c);
     return out;
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
 }
 
 bool istarts_with(std::string_view s, std::string_view prefix) {
@@ -76,9 +87,31 @@ bool body_forbidden(int status) {
     return status / 100 == 1 || status == 204 || status == 304;
 }
 
-TraceContext server_span(std::string_view traceparent) {
-    if (auto parent = TraceContext::parse(traceparent)) return child_span(*parent);
-    return new_trace();
+// The server span of a request, and the span it continues when the client sent a valid
+// traceparent. A repeated traceparent is as good as none (the client's context is unclear);
+// tracestate lines are joined, and an invalid list is dropped while the trace continues.
+struct ServerSpan {
+    TraceContext trace;
+    std::optional<std::array<std::uint8_t, 8>> parent;
+};
+
+template <class Message>
+ServerSpan server_span(const Message& msg) {
+    std::optional<TraceContext> parent;
+    std::vector<std::string_view> states;
+    int traceparents = 0;
+    for (const auto& field : msg) {
+        auto name = lower(field.name_string());
+        if (name == "traceparent") {
+            ++traceparents;
+            parent = TraceContext::parse(trim(field.value()));
+        } else if (name == "tracestate") {
+            states.push_back(field.value());
+        }
+    }
+    if (traceparents != 1 || !parent) return {new_trace(), std::nullopt};
+    if (auto state = TraceState::parse(states)) parent->tracestate = state->format();
+    return {child_span(*parent), parent->span_id};
 }
 
 // Handlers run here rather than on the IO threads. The queue is bounded: a request that would
@@ -381,11 +414,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (parser_ && parser_->got_some()) {
             // The header may be (partly) parsed; continue the client's trace if it sent one.
             const auto& msg = parser_->get();
-            trace_ = server_span(msg["traceparent"]);
+            auto span = server_span(msg);
+            trace_ = span.trace;
+            parent_span_ = span.parent;
             version_ = msg.version() == 10 ? 10 : 11;
             method_label_ = method_label(msg.method_string());
         } else {
             trace_ = new_trace();
+            parent_span_.reset();
         }
         if (timed_out_) {
             reject("timeout",
@@ -425,7 +461,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
         }
         request.body = std::move(msg.body());
         request.remote = remote_;
-        request.trace = trace_ = server_span(msg["traceparent"]);
+        auto span = server_span(msg);
+        request.trace = trace_ = span.trace;
+        parent_span_ = span.parent;
+        path_ = request.target.substr(0, request.target.find('?')).substr(0, kMaxSpanPathBytes);
+        user_agent_ = std::string(msg[bhttp::field::user_agent]).substr(0, kMaxSpanPathBytes);
         method_label_ = method_label(request.method);
         route_label_ = "unmatched";
         in_flight_ = true;
@@ -550,6 +590,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
             static_cast<bhttp::status>(r.status), version_);
         for (auto& [name, value] : r.headers) msg->insert(name, value);
         msg->set("traceparent", trace_.traceparent());
+        if (!trace_.tracestate.empty()) msg->set("tracestate", trace_.tracestate);
         msg->keep_alive(keep_alive);
         if (body_forbidden(r.status)) {
             if (!r.body.empty())
@@ -594,8 +635,49 @@ class Connection : public std::enable_shared_from_this<Connection> {
                      {"duration_ms", seconds * 1000.0},
                      {"remote", remote_}});
         }
+        record_span(status);
         route_label_ = "unmatched";
         method_label_ = "other";
+        path_.clear();
+        user_agent_.clear();
+    }
+
+    // Names and attributes follow the HTTP server span conventions: "{method} {route}", or
+    // the method alone when no route matched (the raw path would make names unbounded).
+    void record_span(int status) {
+        otlp::Exporter* exporter = server_.options_.spans;
+        if (!exporter) return;
+        otlp::Span span;
+        span.context = trace_;
+        span.parent_span_id = parent_span_;
+        bool routed = route_label_ != "unmatched";
+        std::string method = method_label_ == "other" ? "_OTHER" : method_label_;
+        span.name = method == "_OTHER" ? "HTTP" : method;
+        if (routed) span.name += " " + route_label_;
+        span.kind = otlp::SpanKind::server;
+        span.end = exporter->now();
+        span.start = span.end - std::chrono::duration_cast<Clock::time_point::duration>(
+                                    SteadyClock::now() - started_at_);
+        span.attributes = {
+            {"http.request.method", method},
+            {"http.response.status_code", std::int64_t{status}},
+            {"url.scheme", std::string("http")},
+            {"server.address", server_.options_.address},
+            {"server.port", std::int64_t{server_.port_}},
+            {"network.protocol.version", std::string(version_ == 10 ? "1.0" : "1.1")},
+            {"service.component", server_.options_.component}};
+        if (routed) span.attributes.emplace_back("http.route", route_label_);
+        if (!path_.empty()) span.attributes.emplace_back("url.path", path_);
+        if (!user_agent_.empty()) span.attributes.emplace_back("user_agent.original", user_agent_);
+        auto colon = remote_.rfind(':');
+        if (colon != std::string::npos) {
+            span.attributes.emplace_back("client.address", remote_.substr(0, colon));
+        }
+        if (status >= 500) {
+            span.error = true;
+            span.attributes.emplace_back("error.type", std::to_string(status));
+        }
+        exporter->record(std::move(span));
     }
 
     // Stop sending, then read and discard until the client closes (see kLingerTimeout).
@@ -682,6 +764,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool in_flight_ = false;
     std::string route_label_ = "unmatched";
     std::string method_label_ = "other";
+    std::optional<std::array<std::uint8_t, 8>> parent_span_;
+    std::string path_;
+    std::string user_agent_;
 };
 
 void ServerState::do_accept() {

@@ -11,6 +11,10 @@
 #include "platform/log.hpp"
 #include "platform/metrics.hpp"
 
+namespace ordo::platform::otlp {
+class Exporter;
+}
+
 namespace ordo::platform::http {
 
 struct ServerOptions {
@@ -27,6 +31,9 @@ struct ServerOptions {
     // Non-empty: every path under /v1/ needs "Authorization: Bearer <one of these>".
     std::vector<std::string> api_tokens;
     std::string component = "http";
+    // When set, every request becomes a SERVER span named "{method} {route}" with the
+    // semantic-convention attributes. Must outlive the server.
+    otlp::Exporter* spans = nullptr;
 };
 
 // An HTTP/1.1 server. Connections are served asynchronously on `io_threads`; handlers run on

@@ -171,8 +171,9 @@ struct Client::Impl {
 Client::Client(const std::string& url, Logger log, metrics::Registry* metrics)
     : impl_{std::make_unique<Impl>(std::move(log))} {
     if (metrics) {
-        impl_->reconnects = &metrics->counter("ordo_nats_reconnects_total",
-                                              "Times the NATS connection was re-established");
+        impl_->reconnects = &metrics->counter(
+            "ordo_nats_reconnects_total", "Times a NATS connection was re-established after a loss",
+            {{"connection", "jetstream"}});
     }
     natsOptions_Create(&impl_->options);
     natsOptions_SetURL(impl_->options, url.c_str());

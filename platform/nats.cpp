@@ -5,6 +5,8 @@
 #include <nats/nats.h>
 #include <nlohmann/json.hpp>
 
+#include "platform/metrics.hpp"
+
 namespace ordo::platform::nats {
 
 namespace {
@@ -12,6 +14,7 @@ namespace {
 struct CallbackState {
     Logger log;
     std::atomic<bool> closing{false};
+    metrics::Counter* reconnects = nullptr;
 };
 }  // namespace
 
@@ -27,20 +30,30 @@ void on_disconnected(natsConnection*, void* closure) {
     auto* state = static_cast<CallbackState*>(closure);
     if (!state->closing) state->log.warn("NATS disconnected; reconnecting");
 }
+void on_connected(natsConnection*, void* closure) {
+    static_cast<CallbackState*>(closure)->log.info("NATS connected");
+}
 void on_reconnected(natsConnection*, void* closure) {
-    static_cast<CallbackState*>(closure)->log.info("NATS reconnected");
+    auto* state = static_cast<CallbackState*>(closure);
+    if (state->reconnects) state->reconnects->inc();
+    state->log.info("NATS reconnected");
 }
 }  // namespace
 
-Connection::Connection(const std::string& url, Logger log)
+Connection::Connection(const std::string& url, Logger log, metrics::Registry* metrics)
     : impl_{std::make_unique<Impl>(std::move(log))} {
+    if (metrics) {
+        impl_->state.reconnects = &metrics->counter(
+            "ordo_nats_reconnects_total", "Times a NATS connection was re-established after a loss",
+            {{"connection", "nats"}});
+    }
     natsOptions_Create(&impl_->options);
     natsOptions_SetURL(impl_->options, url.c_str());
     natsOptions_SetMaxReconnect(impl_->options, -1);
     natsOptions_SetReconnectWait(impl_->options, 250);
     // With a callback, a first connection that fails is retried in the background instead
     // of blocking here until NATS answers (cnats blocks when the callback is null).
-    natsOptions_SetRetryOnFailedConnect(impl_->options, true, on_reconnected, &impl_->state);
+    natsOptions_SetRetryOnFailedConnect(impl_->options, true, on_connected, &impl_->state);
     natsOptions_SetDisconnectedCB(impl_->options, on_disconnected, &impl_->state);
     natsOptions_SetReconnectedCB(impl_->options, on_reconnected, &impl_->state);
     auto status = natsConnection_Connect(&impl_->conn, impl_->options);

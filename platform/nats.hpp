@@ -5,12 +5,17 @@
 
 #include "platform/log.hpp"
 
+namespace ordo::platform::metrics {
+class Registry;
+}
+
 namespace ordo::platform::nats {
 
 // A NATS connection that reconnects by itself, forever. Cheap to query for readiness.
 class Connection {
    public:
-    Connection(const std::string& url, Logger log);
+    // Counts ordo_nats_reconnects_total{connection="nats"} in `metrics` when given.
+    Connection(const std::string& url, Logger log, metrics::Registry* metrics = nullptr);
     ~Connection();
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;

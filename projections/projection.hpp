@@ -19,6 +19,9 @@ class Projection {
     virtual std::string name() const = 0;
     // Stream categories it reads; empty means every category.
     virtual std::vector<std::string> categories() const = 0;
+    // The schema-qualified tables it writes, all of its state: what an offline rebuild
+    // recreates and swaps. Empty means it keeps no tables and cannot be rebuilt.
+    virtual std::vector<std::string> tables() const { return {}; }
     virtual void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) = 0;
 };
 

@@ -4,6 +4,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "platform/metrics.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
+#include "platform/shared_breaker.hpp"
 
 namespace ordo::projections {
 namespace {
@@ -33,7 +35,37 @@ struct Slot {
     bool idle = false;  // caught up at the last look
     int failures = 0;   // consecutive
     std::chrono::steady_clock::time_point retry_at{};
+    std::optional<std::int64_t> halted_on;  // the dead letter a halted partition waits at
 };
+
+// A projection's sink behind its breaker, shared with the fleet when a store is given.
+struct Sink {
+    std::unique_ptr<platform::CircuitBreaker> local;
+    std::unique_ptr<platform::SharedBreaker> breaker;
+};
+
+constexpr std::size_t kMaxErrorLength = 4000;
+// More poison events than this in one batch means the sink is failing, not the events.
+constexpr std::size_t kMaxPoisonPerBatch = 3;
+// Lag is counted up to this many events per partition: enough to tell "far behind".
+constexpr std::int64_t kMaxLagCount = 100'000;
+
+std::string clipped(std::string text) {
+    if (text.size() > kMaxErrorLength) text.resize(kMaxErrorLength);
+    return text;
+}
+
+bool handles(const Projection& projection, const eventstore::RecordedEvent& event) {
+    const auto categories = projection.categories();
+    return categories.empty() ||
+           std::find(categories.begin(), categories.end(), event.category) != categories.end();
+}
+
+std::string pg_array(const std::vector<std::string>& items) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
+    return out + "}";
+}
 
 // An event delivered by JetStream, with its place in the partition's chain.
 struct LiveEvent {
@@ -99,6 +131,14 @@ struct Runtime::Impl {
     std::unique_ptr<platform::jetstream::Client> nats;
     std::vector<std::unique_ptr<platform::jetstream::Client::Subscription>> subscriptions;
     bool live_warned = false;
+    platform::SystemClock system_clock;
+    const platform::Clock& clock;
+    std::mt19937_64 random_engine{std::random_device{}()};
+    std::uniform_real_distribution<double> uniform{0.0, 1.0};
+    std::map<std::string, Sink> sinks;  // by projection
+    platform::metrics::Counter& dead_lettered;
+    std::chrono::steady_clock::time_point next_status{};
+    bool status_warned = false;
 
     Impl(RuntimeOptions o, std::vector<std::unique_ptr<Projection>> p, platform::Logger l,
          platform::metrics::Registry& m)
@@ -111,9 +151,13 @@ struct Runtime::Impl {
           applied_live{m.counter("ordo_projection_events_applied_total",
                                  "Events applied to read models", {{"source", "live"}})},
           retries{m.counter("ordo_projection_retries_total",
-                            "Batches retried after a transient failure")} {
+                            "Batches retried after a transient failure")},
+          clock{options.clock ? *options.clock : system_clock},
+          dead_lettered{m.counter("ordo_projection_dead_letters_total",
+                                  "Poison events parked in ordo.dead_letters")} {
         for (auto& projection : projections) {
             for (int p = 0; p < options.partitions; ++p) slots.push_back({projection.get(), p});
+            add_sink(projection->name());
         }
         // Read-model rows and the checkpoint commit together, so a commit lost in a crash
         // is simply applied again: no need to wait for each one to reach the disk.
@@ -124,13 +168,60 @@ struct Runtime::Impl {
         pool = std::make_unique<platform::pg::Pool>(platform::pg::PoolOptions{
             .url = options.database_url,
             .size = 2,
+            .statement_timeout = options.statement_timeout,
             .name = "projector",
             .preparers = {relaxed_commit, &eventstore::EventStore::prepare}});
+        pool->register_metrics(m);
         for (int p = 0; p < options.partitions; ++p) live.push_back(std::make_unique<LiveBuffer>());
     }
 
     ~Impl() {
         subscriptions.clear();  // before the buffers they feed
+    }
+
+    void add_sink(const std::string& name) {
+        auto& state = metrics.gauge("ordo_breaker_state",
+                                    "Circuit breaker state: 0 closed, 1 open, 2 half-open",
+                                    {{"breaker", name}});
+        Sink sink;
+        sink.local = std::make_unique<platform::CircuitBreaker>(
+            name, options.breaker, clock, [this] { return uniform(random_engine); },
+            [this, &state](const platform::BreakerTransition& t) {
+                state.set(static_cast<double>(t.to));
+                metrics
+                    .counter("ordo_breaker_transitions_total", "Circuit breaker state changes",
+                             {{"breaker", t.breaker},
+                              {"from", platform::to_string(t.from)},
+                              {"to", platform::to_string(t.to)}})
+                    .inc();
+                auto fields = nlohmann::json{{"breaker", t.breaker},
+                                             {"from", platform::to_string(t.from)},
+                                             {"to", platform::to_string(t.to)},
+                                             {"reason", t.reason}};
+                if (t.to == platform::BreakerState::open) {
+                    log.warn(
+                        "breaker opened; the projection's partitions wait at their "
+                        "checkpoints",
+                        fields);
+                } else {
+                    log.info("breaker state changed", fields);
+                }
+                next_status = {};  // show it in the admin view at once
+            });
+        auto& probes = metrics.counter("ordo_breaker_probes_total",
+                                       "Calls this instance let through a half-open breaker",
+                                       {{"breaker", name}});
+        sink.breaker = std::make_unique<platform::SharedBreaker>(
+            *sink.local, options.breaker_store, platform::breaker_key("projection." + name),
+            options.instance, clock, log.with_component("breaker"), std::chrono::milliseconds{250},
+            [&probes] { probes.inc(); });
+        sinks.emplace(name, std::move(sink));
+    }
+
+    DeadLetterPolicy policy_of(const std::string& projection) const {
+        auto it = options.dead_letter_policies.find(projection);
+        return it == options.dead_letter_policies.end() ? options.default_dead_letter_policy
+                                                        : it->second;
     }
 
     // Subscribes the partitions that have no live consumer yet. A stream that does not
@@ -216,11 +307,12 @@ struct Runtime::Impl {
         pqxx::nontransaction tx{*session};
         auto live = tx.exec_params1(
                           "WITH beat AS (INSERT INTO ordo.projector_instances (instance, "
-                          "heartbeat_at) VALUES ($1, now()) ON CONFLICT (instance) DO UPDATE "
-                          "SET heartbeat_at = now()) SELECT count(*) + 1 FROM "
-                          "ordo.projector_instances WHERE heartbeat_at > now() - "
-                          "make_interval(secs => $2) AND instance <> $1",
-                          options.instance, static_cast<double>(options.instance_ttl.count()))[0]
+                          "heartbeat_at, runtime_group) VALUES ($1, now(), $3) ON CONFLICT "
+                          "(instance) DO UPDATE SET heartbeat_at = now()) SELECT count(*) + 1 "
+                          "FROM ordo.projector_instances WHERE heartbeat_at > now() - "
+                          "make_interval(secs => $2) AND instance <> $1 AND runtime_group = $3",
+                          options.instance, static_cast<double>(options.instance_ttl.count()),
+                          options.group)[0]
                         .as<std::size_t>();
         std::size_t fair = (slots.size() + live - 1) / live;
         std::size_t held = owned;
@@ -301,6 +393,297 @@ struct Runtime::Impl {
         });
     }
 
+    Checkpoint lock_checkpoint(pqxx::transaction_base& txn, const Slot& slot) {
+        const auto name = slot.projection->name();
+        txn.exec_params(
+            "INSERT INTO ordo.projection_checkpoints (projection, partition) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING",
+            name, slot.partition);
+        auto row = txn.exec_params1(
+            "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
+            "WHERE projection = $1 AND partition = $2 FOR UPDATE",
+            name, slot.partition);
+        return Checkpoint{std::stoull(row[0].c_str()), row[1].as<std::int64_t>()};
+    }
+
+    static std::string describe(const std::exception_ptr& error) {
+        try {
+            std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+            return clipped(e.what());
+        } catch (...) {
+            return "unknown error";
+        }
+    }
+
+    // Parks `event` in ordo.dead_letters; the letter's id.
+    std::int64_t park(pqxx::transaction_base& txn, const Slot& slot,
+                      const eventstore::RecordedEvent& event, const std::string& error,
+                      DeadLetterPolicy policy) {
+        return txn
+            .exec_params1(
+                "INSERT INTO ordo.dead_letters (projection, partition, transaction_id, "
+                "global_position, stream_id, stream_version, event_id, event_type, "
+                "schema_version, category, payload, metadata, recorded_at, error, policy) "
+                "VALUES ($1, $2, $3::text::xid8, $4, $5, $6, $7::uuid, $8, $9, $10, $11::jsonb, "
+                "$12::jsonb, $13::timestamptz, $14, $15) "
+                "ON CONFLICT (projection, transaction_id, global_position) DO UPDATE SET "
+                "attempts = ordo.dead_letters.attempts + 1, error = EXCLUDED.error, "
+                "status = 'parked' RETURNING id",
+                slot.projection->name(), slot.partition, std::to_string(event.transaction_id),
+                event.position, event.stream_id, event.version, event.event_id, event.type,
+                event.schema_version, event.category, event.payload.dump(),
+                event.metadata.to_json().dump(), event.recorded_at, error,
+                policy == DeadLetterPolicy::halt ? "halt" : "skip")[0]
+            .as<std::int64_t>();
+    }
+
+    // After a batch failed for good: its events again, one at a time under a savepoint each,
+    // to find the poison. It is parked, and the partition goes on past it (skip) or stops
+    // before it (halt); the rest of the batch commits with the checkpoint. When several
+    // events of one batch fail, the fault is the sink's, not theirs: nothing is parked and
+    // the failure goes to the breaker as transient.
+    std::size_t isolate(Slot& slot) {
+        const auto name = slot.projection->name();
+        const auto policy = policy_of(name);
+        std::size_t parked = 0;
+        auto applied = pool->transact([&](pqxx::work& txn) -> std::size_t {
+            parked = 0;
+            const auto at = lock_checkpoint(txn, slot);
+            auto rows = eventstore::EventStore::read_partition(
+                txn, at, options.partitions, slot.partition, slot.projection->categories(),
+                options.batch);
+            Checkpoint next = at;
+            std::string last_event_at;
+            std::size_t count = 0;
+            for (const auto& event : rows) {
+                try {
+                    pqxx::subtransaction one{txn, "event"};
+                    slot.projection->apply(one, event);
+                    one.commit();
+                } catch (const std::exception&) {
+                    const auto error = std::current_exception();
+                    if (platform::pg::classify(error) == platform::FailureKind::transient) throw;
+                    if (++parked > kMaxPoisonPerBatch) {
+                        throw platform::Unavailable(
+                            "projection " + name +
+                            " fails on every event; not parking them: " + describe(error));
+                    }
+                    auto id = park(txn, slot, event, describe(error), policy);
+                    log.error("poison event parked in dead letters",
+                              {{"projection", name},
+                               {"partition", slot.partition},
+                               {"dead_letter", id},
+                               {"event_id", event.event_id},
+                               {"type", event.type},
+                               {"policy", policy == DeadLetterPolicy::halt ? "halt" : "skip"},
+                               {"error", describe(error)}});
+                    if (policy == DeadLetterPolicy::halt) {
+                        slot.halted_on = id;
+                        break;
+                    }
+                }
+                next = event.checkpoint();
+                last_event_at = event.recorded_at;
+                ++count;
+            }
+            if (next != at) save(txn, slot, next, last_event_at);
+            return count;
+        });
+        dead_lettered.inc(static_cast<double>(parked));
+        slot.idle = false;
+        return applied;
+    }
+
+    // Carries out the retry and skip requests on the slot's dead letters, in one transaction
+    // with their resolutions: a retried letter takes effect exactly once. A halted
+    // partition's checkpoint moves past its letter in the same transaction. True while the
+    // partition is halted at a parked letter.
+    bool settle(Slot& slot) {
+        const auto name = slot.projection->name();
+        bool halted = pool->transact([&](pqxx::work& txn) -> bool {
+            auto letters = txn.exec_params(
+                "SELECT id, status, policy, global_position, transaction_id::text AS txid, "
+                "stream_id, category, stream_version, event_id::text, event_type, "
+                "schema_version, payload::text, metadata::text, "
+                "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+                "FROM ordo.dead_letters WHERE projection = $1 AND partition = $2 "
+                "AND status IN ('parked', 'retry_requested', 'skip_requested') ORDER BY id "
+                "FOR UPDATE",
+                name, slot.partition);
+            std::optional<std::int64_t> halted_on;
+            for (const auto& row : letters) {
+                const auto id = row[0].as<std::int64_t>();
+                const auto status = row[1].as<std::string>();
+                const bool halts = row[2].as<std::string>() == "halt";
+                if (status == "parked") {
+                    if (halts && !halted_on) halted_on = id;
+                    continue;
+                }
+                eventstore::RecordedEvent event{
+                    row[3].as<std::int64_t>(),
+                    std::stoull(row[4].c_str()),
+                    row[5].as<std::string>(),
+                    row[6].as<std::string>(),
+                    row[7].as<std::int64_t>(),
+                    row[8].as<std::string>(),
+                    row[9].as<std::string>(),
+                    row[10].as<int>(),
+                    nlohmann::json::parse(row[11].as<std::string>()),
+                    eventstore::Metadata::from_json(
+                        nlohmann::json::parse(row[12].as<std::string>())),
+                    row[13].as<std::string>()};
+                std::string outcome = "skipped";
+                if (status == "retry_requested") {
+                    try {
+                        pqxx::subtransaction one{txn, "retry"};
+                        if (handles(*slot.projection, event)) slot.projection->apply(one, event);
+                        one.commit();
+                        outcome = "resolved";
+                    } catch (const std::exception&) {
+                        const auto error = std::current_exception();
+                        if (platform::pg::classify(error) == platform::FailureKind::transient)
+                            throw;
+                        txn.exec_params(
+                            "UPDATE ordo.dead_letters SET status = 'parked', attempts = attempts "
+                            "+ 1, error = $2 WHERE id = $1",
+                            id, describe(error));
+                        log.warn("dead letter retried and failed again; parked",
+                                 {{"projection", name},
+                                  {"dead_letter", id},
+                                  {"error", describe(error)}});
+                        if (halts && !halted_on) halted_on = id;
+                        continue;
+                    }
+                }
+                txn.exec_params(
+                    "UPDATE ordo.dead_letters SET status = $2, resolved_at = now() WHERE id = $1",
+                    id, outcome);
+                if (halts && !halted_on) {
+                    // The partition waited just before this event: it goes on after it.
+                    if (lock_checkpoint(txn, slot) < event.checkpoint()) {
+                        save(txn, slot, event.checkpoint(), event.recorded_at);
+                    }
+                }
+                log.info("dead letter settled",
+                         {{"projection", name}, {"dead_letter", id}, {"outcome", outcome}});
+            }
+            slot.halted_on = halted_on;
+            return halted_on.has_value();
+        });
+        if (halted) slot.idle = true;
+        return halted;
+    }
+
+    // How far each owned slot lags, and the breaker state, into ordo.projection_status and
+    // the lag gauges. Best effort: it never stops the projections.
+    void write_status() {
+        next_status = clock.steady_now() + options.status_interval;
+        for (auto& [name, sink] : sinks) sink.breaker->observe();
+        try {
+            pool->transact([&](pqxx::work& txn) {
+                for (const auto& projection : projections) {
+                    const auto name = projection->name();
+                    std::string partitions = "{";
+                    std::map<int, const Slot*> owned_slots;
+                    for (const auto& s : slots) {
+                        if (s.projection != projection.get() || !s.owned) continue;
+                        partitions +=
+                            (owned_slots.empty() ? "" : ",") + std::to_string(s.partition);
+                        owned_slots[s.partition] = &s;
+                    }
+                    partitions += "}";
+                    if (owned_slots.empty()) continue;
+                    const auto breaker = platform::to_string(sinks.at(name).breaker->state());
+                    auto rows = txn.exec_params(
+                        "SELECT c.partition, l.n, l.oldest FROM ordo.projection_checkpoints c "
+                        "CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(extract(epoch FROM "
+                        "now() - min(x.recorded_at)), 0)::float8 AS oldest FROM (SELECT "
+                        "e.recorded_at FROM ordo.events e WHERE (e.transaction_id, "
+                        "e.global_position) > (c.transaction_id, c.global_position) AND "
+                        "e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND "
+                        "e.stream_hash % $2 = c.partition AND (cardinality($3::text[]) = 0 OR "
+                        "e.category = ANY($3::text[])) ORDER BY e.transaction_id, "
+                        "e.global_position LIMIT $5) x) l "
+                        "WHERE c.projection = $1 AND c.partition = ANY($4::int[])",
+                        name, options.partitions, pg_array(projection->categories()), partitions,
+                        kMaxLagCount);
+                    for (const auto& row : rows) {
+                        const auto partition = row[0].as<int>();
+                        const auto lag_events = row[1].as<std::int64_t>();
+                        const auto lag_seconds = row[2].as<double>();
+                        const platform::metrics::Labels labels{
+                            {"projection", name}, {"partition", std::to_string(partition)}};
+                        metrics
+                            .gauge("ordo_projection_lag_events",
+                                   "Events of the partition not yet applied (counted up to "
+                                   "100000)",
+                                   labels)
+                            .set(static_cast<double>(lag_events));
+                        metrics
+                            .gauge("ordo_projection_lag_seconds",
+                                   "How long the oldest event not yet applied has waited", labels)
+                            .set(lag_seconds);
+                        const auto* slot = owned_slots.at(partition);
+                        txn.exec_params(
+                            "INSERT INTO ordo.projection_status (projection, partition, "
+                            "instance, breaker, lag_events, lag_seconds, halted_on, updated_at) "
+                            "VALUES ($1, $2, $3, $4, $5, $6, $7, now()) ON CONFLICT (projection, "
+                            "partition) DO UPDATE SET instance = EXCLUDED.instance, breaker = "
+                            "EXCLUDED.breaker, lag_events = EXCLUDED.lag_events, lag_seconds = "
+                            "EXCLUDED.lag_seconds, halted_on = EXCLUDED.halted_on, updated_at = "
+                            "now()",
+                            name, partition, options.instance, breaker, lag_events, lag_seconds,
+                            slot->halted_on ? std::optional<std::int64_t>{*slot->halted_on}
+                                            : std::nullopt);
+                    }
+                }
+            });
+            status_warned = false;
+        } catch (const std::exception& e) {
+            if (!status_warned) {
+                log.warn("cannot write projection status", {{"error", e.what()}});
+                status_warned = true;
+            }
+        }
+    }
+
+    // One attempt at a slot, behind its projection's breaker. While the breaker is open the
+    // slot is not touched: it stays at its checkpoint. False when the breaker refused.
+    bool attempt(Slot& s) {
+        auto& breaker = *sinks.at(s.projection->name()).breaker;
+        if (!breaker.allow()) return false;
+        const auto started = clock.steady_now();
+        const bool probing = breaker.state() == platform::BreakerState::half_open;
+        try {
+            std::size_t applied = 0;
+            if (!settle(s)) applied = step(s);
+            // A step with nothing to apply never reached the read model: while closed it says
+            // nothing about the sink, or idle partitions would mask a failing one. As a probe
+            // it does show the database answers again.
+            breaker.record(applied > 0 || probing ? platform::CallOutcome::success
+                                                  : platform::CallOutcome::ignored,
+                           clock.steady_now() - started);
+            return true;
+        } catch (const std::exception&) {
+            if (platform::pg::classify(std::current_exception()) ==
+                platform::FailureKind::transient) {
+                breaker.record(platform::CallOutcome::failure, clock.steady_now() - started);
+                throw;
+            }
+        }
+        // A permanent failure: some event of the batch cannot be applied.
+        try {
+            isolate(s);
+            breaker.record(platform::CallOutcome::success, clock.steady_now() - started);
+            return true;
+        } catch (const std::exception&) {
+            breaker.record(platform::outcome_of(platform::pg::classify(std::current_exception())),
+                           clock.steady_now() - started);
+            throw;
+        }
+    }
+
     void save(pqxx::transaction_base& txn, const Slot& slot, Checkpoint next,
               const std::string& last_event_at) {
         txn.exec_params(
@@ -329,7 +712,7 @@ struct Runtime::Impl {
                 for (auto& s : slots) {
                     if (!s.owned || stop || now < s.retry_at) continue;
                     try {
-                        step(s);
+                        if (!attempt(s)) continue;  // breaker open: paused at the checkpoint
                         s.failures = 0;
                     } catch (const std::exception& e) {
                         // One slot's failure pauses that slot at its checkpoint, not the
@@ -348,6 +731,7 @@ struct Runtime::Impl {
                     all_idle = all_idle && s.idle;
                 }
                 backoff = std::chrono::milliseconds(100);
+                if (clock.steady_now() >= next_status) write_status();
                 if (all_idle) wait_for_events(stop);
             } catch (const std::exception& e) {
                 auto kind = platform::pg::classify(std::current_exception());
@@ -377,6 +761,32 @@ struct Runtime::Impl {
         }
     }
 };
+
+std::map<std::string, DeadLetterPolicy> parse_dead_letter_policies(const std::string& text) {
+    auto trim = [](std::string t) {
+        auto first = t.find_first_not_of(" \t");
+        auto last = t.find_last_not_of(" \t");
+        return first == std::string::npos ? std::string{} : t.substr(first, last - first + 1);
+    };
+    std::map<std::string, DeadLetterPolicy> out;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        auto end = text.find(',', start);
+        if (end == std::string::npos) end = text.size();
+        auto part = trim(text.substr(start, end - start));
+        start = end + 1;
+        if (part.empty()) continue;
+        auto eq = part.find('=');
+        auto name = eq == std::string::npos ? std::string{} : trim(part.substr(0, eq));
+        auto policy = eq == std::string::npos ? std::string{} : trim(part.substr(eq + 1));
+        if (name.empty() || (policy != "skip" && policy != "halt")) {
+            throw platform::InvalidInput("dead-letter policy \"" + part +
+                                         "\" is not <projection>=skip or <projection>=halt");
+        }
+        out[name] = policy == "halt" ? DeadLetterPolicy::halt : DeadLetterPolicy::skip;
+    }
+    return out;
+}
 
 Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,
                  platform::Logger log, platform::metrics::Registry& metrics)

@@ -2,10 +2,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "platform/circuit_breaker.hpp"
+#include "platform/clock.hpp"
 #include "platform/log.hpp"
 #include "projections/projection.hpp"
 
@@ -13,7 +16,19 @@ namespace ordo::platform::metrics {
 class Registry;
 }
 
+namespace ordo::platform {
+class BreakerStore;
+}
+
 namespace ordo::projections {
+
+// What a partition does after parking a poison event in ordo.dead_letters: go on past it,
+// or wait at it until an operator retries or skips it.
+enum class DeadLetterPolicy { skip, halt };
+
+// "orders=halt,inventory=skip" (blanks allowed around the parts); throws
+// platform::InvalidInput naming the bad part.
+std::map<std::string, DeadLetterPolicy> parse_dead_letter_policies(const std::string& text);
 
 struct RuntimeOptions {
     std::string database_url;
@@ -23,12 +38,26 @@ struct RuntimeOptions {
     // An instance counts as alive while its heartbeat is this recent.
     std::chrono::seconds instance_ttl{10};
     std::string instance;  // unique per process
+    // Runtimes of one group run the same projections and share their slots.
+    std::string group = "projector";
     // Live path: when nats_url is set, events also arrive from JetStream (an ordered consumer
     // per partition) and are applied from there while they follow the checkpoint without a
     // gap; anything else is read from the store. JetStream is a cache, the store the truth.
     std::string nats_url;
     std::string stream = "ORDO_EVENTS";
     std::string subject_prefix = "ordo.events";
+    // Bounds each statement of a batch: a read model locked or stalled past it counts as a
+    // sink failure.
+    std::chrono::milliseconds statement_timeout{5000};
+    // One breaker per projection around its sink. Shared with the fleet through
+    // `breaker_store` when given (a NATS KV bucket); otherwise each process decides alone.
+    platform::BreakerOptions breaker;
+    platform::BreakerStore* breaker_store = nullptr;
+    std::map<std::string, DeadLetterPolicy> dead_letter_policies;  // by projection
+    DeadLetterPolicy default_dead_letter_policy = DeadLetterPolicy::skip;
+    // How often the lag and breaker state of owned slots go to ordo.projection_status.
+    std::chrono::milliseconds status_interval{2000};
+    const platform::Clock* clock = nullptr;  // the system clock when null
 };
 
 // Runs projections over the event store, partition by partition.
@@ -41,6 +70,14 @@ struct RuntimeOptions {
 // partition predecessor), otherwise from the store below the xid horizon — and applies a
 // batch and the new checkpoint in one transaction, on the checkpoint row locked: an event
 // takes effect exactly once, whatever crashes in between.
+//
+// Each projection's sink sits behind a circuit breaker: transient failures (connections
+// refused, timeouts) feed it, and while it is open the projection's partitions stay at their
+// checkpoints, acknowledging and skipping nothing, until a probe succeeds. A permanent
+// failure is an event's own: the batch is applied again one event at a time to find it, it
+// is parked in ordo.dead_letters, and the partition skips it or halts at it by policy.
+// Retry and skip requests on dead letters are carried out here, each in one transaction with
+// its resolution (and, for a halted partition, the checkpoint).
 class Runtime {
    public:
     Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,

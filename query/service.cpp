@@ -354,10 +354,6 @@ json order_json(const pqxx::row& row) {
     return order;
 }
 
-std::string saga_stream(std::string_view order_id) {
-    return std::string{"saga.fulfillment-"}.append(order_id);
-}
-
 }  // namespace
 
 QueryService::QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log)
@@ -393,12 +389,33 @@ void QueryService::prepare(pqxx::connection& conn) {
     // (least privilege); the projector can publish it as a metric instead. lag_seconds is
     // the age of the last event a partition applied: on a quiet system it grows although
     // nothing is pending, so read it together with the checkpoint.
+    // The projector reports what the reader cannot see (lag in events, the age of the
+    // oldest pending event, its breaker) in read.projection_status.
     conn.prepare("query_projections",
-                 "SELECT projection, partition, owner, transaction_id, global_position, "
-                 "CASE WHEN last_event_at IS NOT NULL "
-                 "THEN greatest(0, extract(epoch FROM now() - last_event_at))::float8 END, " +
-                     rfc3339("updated_at") +
-                     " FROM read.projection_progress ORDER BY projection, partition");
+                 "SELECT p.projection, p.partition, p.owner, p.transaction_id, "
+                 "p.global_position, CASE WHEN p.last_event_at IS NOT NULL "
+                 "THEN greatest(0, extract(epoch FROM now() - p.last_event_at))::float8 END, " +
+                     rfc3339("p.updated_at") +
+                     ", s.breaker, s.lag_events, s.lag_seconds, s.halted_on, " +
+                     rfc3339("s.updated_at") +
+                     ", (SELECT count(*) FROM read.dead_letters d WHERE d.projection = "
+                     "p.projection AND d.partition = p.partition AND d.status IN ('parked', "
+                     "'retry_requested', 'skip_requested')) "
+                     "FROM read.projection_progress p LEFT JOIN read.projection_status s "
+                     "ON s.projection = p.projection AND s.partition = p.partition "
+                     "ORDER BY p.projection, p.partition");
+    // Filters are optional: a NULL parameter matches everything.
+    conn.prepare("query_dead_letters",
+                 "SELECT id, projection, partition, transaction_id, global_position, stream_id, "
+                 "stream_version, event_id, event_type, payload::text, metadata::text, error, "
+                 "attempts, policy, status, " +
+                     rfc3339("recorded_at") + ", " + rfc3339("created_at") + ", " +
+                     rfc3339("updated_at") + ", " + rfc3339("requested_at") + ", " +
+                     rfc3339("resolved_at") +
+                     " FROM read.dead_letters WHERE ($1::text IS NULL OR projection = $1) "
+                     "AND ($2::text IS NULL OR status = $2) AND ($3::int IS NULL OR partition = "
+                     "$3) AND id > $4 ORDER BY id LIMIT $5");
+    conn.prepare("query_dead_letter_status", "SELECT status FROM read.dead_letters WHERE id = $1");
     conn.prepare("query_progress_one",
                  "SELECT transaction_id, global_position FROM read.projection_progress "
                  "WHERE projection = $1 AND partition = $2");
@@ -415,6 +432,12 @@ void QueryService::register_routes(platform::http::Router& router) {
     router.add("GET", "/v1/sagas/{order_id}", [this](Request& r) { return get_saga(r); });
     router.add("GET", "/v1/traces/{trace_id}", [this](Request& r) { return get_trace(r); });
     router.add("GET", "/v1/admin/projections", [this](Request& r) { return list_projections(r); });
+    router.add("GET", "/v1/admin/dead-letters",
+               [this](Request& r) { return list_dead_letters(r); });
+    router.add("POST", "/v1/admin/dead-letters/{id}/retry",
+               [this](Request& r) { return request_dead_letter(r, "retry_requested"); });
+    router.add("POST", "/v1/admin/dead-letters/{id}/skip",
+               [this](Request& r) { return request_dead_letter(r, "skip_requested"); });
 }
 
 // --- consistency -------------------------------------------------------------------------
@@ -598,7 +621,9 @@ Response QueryService::get_saga(Request& request) {
     auto consistency = in.consistency();
     in.only({"wait_ms"});
     if (!errors.empty()) return invalid(std::move(errors));
-    Reads reads{"sagas", platform::partition_of(saga_stream(*order), partitions_)};
+    // In choreography an order's saga is three streams, in up to three partitions: wait
+    // for every partition rather than guess.
+    Reads reads{"sagas", std::nullopt};
     return serve(request, consistency.token, consistency.wait, reads, [&] {
         return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
             auto rows = tx.exec_prepared("query_saga", *order);
@@ -660,9 +685,121 @@ Response QueryService::list_projections(Request& request) {
                      {"checkpoint", checkpoint.token()},
                      {"lag_seconds",
                       row[5].is_null() ? json(nullptr) : json(row[5].template as<double>())},
-                     {"updated_at", row[6].template as<std::string>()}});
+                     {"updated_at", row[6].template as<std::string>()},
+                     {"breaker", nullable_text(row[7])},
+                     {"lag_events",
+                      row[8].is_null() ? json(nullptr) : json(row[8].template as<std::int64_t>())},
+                     {"oldest_pending_seconds",
+                      row[9].is_null() ? json(nullptr) : json(row[9].template as<double>())},
+                     {"halted_on_dead_letter", row[10].is_null()
+                                                   ? json(nullptr)
+                                                   : json(row[10].template as<std::int64_t>())},
+                     {"status_updated_at", nullable_text(row[11])},
+                     {"dead_letters", row[12].template as<std::int64_t>()}});
             }
             return Response::json(200, {{"projections", std::move(list)}});
+        });
+    });
+}
+
+namespace {
+
+constexpr std::int64_t kMaxDeadLetterId = std::numeric_limits<std::int64_t>::max();
+
+json dead_letter_json(const pqxx::row& row) {
+    return {{"id", row[0].as<std::int64_t>()},
+            {"projection", row[1].as<std::string>()},
+            {"partition", row[2].as<int>()},
+            {"checkpoint", Checkpoint{parse_xid(row[3]), row[4].as<std::int64_t>()}.token()},
+            {"stream", row[5].as<std::string>()},
+            {"version", row[6].as<std::int64_t>()},
+            {"event_id", row[7].as<std::string>()},
+            {"type", row[8].as<std::string>()},
+            {"payload", json::parse(row[9].as<std::string>())},
+            {"metadata", json::parse(row[10].as<std::string>())},
+            {"error", row[11].as<std::string>()},
+            {"attempts", row[12].as<int>()},
+            {"policy", row[13].as<std::string>()},
+            {"status", row[14].as<std::string>()},
+            {"recorded_at", row[15].as<std::string>()},
+            {"created_at", row[16].as<std::string>()},
+            {"updated_at", row[17].as<std::string>()},
+            {"requested_at", nullable_text(row[18])},
+            {"resolved_at", nullable_text(row[19])}};
+}
+
+}  // namespace
+
+Response QueryService::list_dead_letters(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    std::optional<std::string> projection;
+    if (in.query("projection")) projection = in.id("projection");
+    auto status =
+        in.one_of("status", {"parked", "retry_requested", "skip_requested", "resolved", "skipped"},
+                  "must be parked, retry_requested, skip_requested, resolved or skipped");
+    std::optional<std::int64_t> partition;
+    if (in.query("partition")) partition = in.integer("partition", 0, 1023, 0);
+    auto limit = in.integer("limit", 1, kMaxLimit, kDefaultLimit);
+    // The cursor is the id of the last letter of the previous page: ids only grow.
+    auto after = in.integer("cursor", 0, kMaxDeadLetterId, 0);
+    in.only({"projection", "status", "partition", "limit", "cursor"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    return serve(request, std::nullopt, kDefaultWait, Reads{}, [&] {
+        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            auto rows = tx.exec_prepared(
+                "query_dead_letters", projection ? projection->c_str() : nullptr,
+                status ? status->c_str() : nullptr,
+                partition ? std::optional<int>{static_cast<int>(*partition)} : std::nullopt, after,
+                limit + 1);
+            json list = json::array();
+            std::int64_t last = 0;
+            for (std::size_t i = 0; i < rows.size() && static_cast<std::int64_t>(i) < limit; ++i) {
+                list.push_back(dead_letter_json(rows[i]));
+                last = rows[i][0].template as<std::int64_t>();
+            }
+            json next = static_cast<std::int64_t>(rows.size()) > limit ? json(std::to_string(last))
+                                                                       : json(nullptr);
+            return Response::json(200, {{"dead_letters", std::move(list)}, {"next_cursor", next}});
+        });
+    });
+}
+
+Response QueryService::request_dead_letter(Request& request, const std::string& status) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    in.only({});
+    auto id = parse_count(request.params.at("id"));
+    if (!id || *id < 1) errors.push_back({"path.id", "must be a positive integer"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    return serve(request, std::nullopt, kDefaultWait, Reads{}, [&] {
+        return pool_.transact<pqxx::work>([&](auto& tx) {
+            // The reader role's sessions default to read-only; this one request writes.
+            tx.exec("SET TRANSACTION READ WRITE");
+            auto current = tx.exec_prepared("query_dead_letter_status", *id);
+            if (current.empty()) {
+                return problem(404, "not_found", "no dead letter " + std::to_string(*id));
+            }
+            auto now = current[0][0].template as<std::string>();
+            if (now == status) {
+                return Response::json(202, {{"id", *id}, {"status", now}});  // asked already
+            }
+            if (now != "parked") {
+                return problem(409, "conflict",
+                               "dead letter " + std::to_string(*id) + " is " + now +
+                                   "; only a parked one can be retried or skipped");
+            }
+            auto updated = tx.exec_params(
+                "UPDATE read.dead_letters SET status = $2, requested_at = now() "
+                "WHERE id = $1 AND status = 'parked'",
+                *id, status);
+            if (updated.affected_rows() == 0) {
+                return problem(409, "conflict",
+                               "dead letter " + std::to_string(*id) + " changed meanwhile; retry");
+            }
+            log_.log(platform::LogLevel::info, "dead letter request", request.trace,
+                     {{"dead_letter", *id}, {"status", status}});
+            return Response::json(202, {{"id", *id}, {"status", status}});
         });
     });
 }

@@ -108,7 +108,8 @@ TEST(ProjectorFaults, TwoProjectorsThenOneKilledLeavesTheOtherToFinishExactlyOnc
     auto second_port = free_port();
     auto first = start_projector(db, first_port);
     auto second = start_projector(db, second_port);
-    // Both take part: each owns half of the 4 x 8 slots before the kill.
+    // Both take part: each owns half of the 5 x 8 slots (orders, inventory, accounts,
+    // traces, sagas) before the kill.
     auto owned = [](std::uint16_t port) {
         try {
             HttpClient client{"127.0.0.1", port, 2s};
@@ -120,7 +121,7 @@ TEST(ProjectorFaults, TwoProjectorsThenOneKilledLeavesTheOtherToFinishExactlyOnc
             return -1;
         }
     };
-    ASSERT_TRUE(eventually([&] { return owned(first_port) == 16 && owned(second_port) == 16; }));
+    ASSERT_TRUE(eventually([&] { return owned(first_port) == 20 && owned(second_port) == 20; }));
     append_receipts(db, 1000);
     append_receipts(db, kTotal - 1000);
     second->signal(SIGKILL);

@@ -42,10 +42,12 @@ std::set<Route> documented_routes() {
     return routes;
 }
 
-// The two services share one document: every GET under /v1/ is the query service's, every
-// other /v1/ route the command service's; both serve /healthz, /readyz and /metrics.
+// The two services share one document: every GET under /v1/ and every /v1/admin/ route is
+// the query service's, every other /v1/ route the command service's; both serve /healthz,
+// /readyz and /metrics.
 bool is_query_route(const Route& route) {
-    return route.first == "GET" && route.second.rfind("/v1/", 0) == 0;
+    return (route.first == "GET" && route.second.rfind("/v1/", 0) == 0) ||
+           route.second.rfind("/v1/admin/", 0) == 0;
 }
 
 // Every route `router` serves is documented, and every documented route of that service

@@ -102,9 +102,15 @@ TEST(InventoryDecider, ReleasesAnActiveReservationWithItsQuantity) {
     EXPECT_EQ(state.available(), 10);
 }
 
-TEST(InventoryDecider, ReleasingWithoutAReservationIsANoOp) {
+TEST(InventoryDecider, ReleasingWithoutAReservationRecordsAZeroReleaseThatBlocksALateOne) {
     given({}).when(ReleaseReservation{"sku-1", "order-1"}).then_nothing();
-    given(kTenInStock).when(ReleaseReservation{"sku-1", "order-1"}).then_nothing();
+    given(kTenInStock)
+        .when(ReleaseReservation{"sku-1", "order-1"})
+        .then({ReservationReleased{"sku-1", "order-1", 0}});
+    Events released = kTenInStock;
+    released.push_back(ReservationReleased{"sku-1", "order-1", 0});
+    given(released).when(ReserveStock{"sku-1", "order-1", 4}).then_nothing();
+    given(released).when(ReleaseReservation{"sku-1", "order-1"}).then_nothing();
 }
 
 TEST(InventoryDecider, ReleasingTwiceIsANoOp) {

@@ -105,9 +105,15 @@ TEST(PaymentsDecider, VoidsAnActiveHoldWithItsAmount) {
     EXPECT_EQ(state.available(), 100);
 }
 
-TEST(PaymentsDecider, VoidingWithoutAHoldIsANoOp) {
+TEST(PaymentsDecider, VoidingWithoutAHoldRecordsAZeroVoidThatBlocksALateHold) {
     given({}).when(VoidAuthorization{"acct-1", "order-1"}).then_nothing();
-    given(kHundredDeposited).when(VoidAuthorization{"acct-1", "order-1"}).then_nothing();
+    given(kHundredDeposited)
+        .when(VoidAuthorization{"acct-1", "order-1"})
+        .then({AuthorizationVoided{"acct-1", "order-1", 0}});
+    Events voided = kHundredDeposited;
+    voided.push_back(AuthorizationVoided{"acct-1", "order-1", 0});
+    given(voided).when(AuthorizePayment{"acct-1", "order-1", 40}).then_nothing();
+    given(voided).when(VoidAuthorization{"acct-1", "order-1"}).then_nothing();
 }
 
 TEST(PaymentsDecider, VoidingTwiceIsANoOp) {

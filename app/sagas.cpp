@@ -1,0 +1,158 @@
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "app/commands.hpp"
+#include "app/host.hpp"
+#include "command/executor.hpp"
+#include "command/service.hpp"
+#include "eventstore/append_notifier.hpp"
+#include "eventstore/event_store.hpp"
+#include "platform/errors.hpp"
+#include "platform/metrics.hpp"
+#include "platform/nats.hpp"
+#include "platform/pg.hpp"
+#include "platform/service_routes.hpp"
+#include "projections/runtime.hpp"
+#include "projections/traced.hpp"
+#include "sagas/intake.hpp"
+#include "sagas/runner.hpp"
+
+namespace ordo::app {
+namespace {
+
+// The saga's commands as the command side's in-process bus takes them.
+command::InternalCommand to_internal(const nlohmann::json& c) {
+    using namespace domain;
+    const auto type = c.at("type").get<std::string>();
+    auto str = [&](const char* key) { return c.at(key).get<std::string>(); };
+    if (type == "ReserveStock") {
+        return inventory::ReserveStock{str("sku"), str("order_id"),
+                                       c.at("quantity").get<std::int64_t>()};
+    }
+    if (type == "ReleaseReservation")
+        return inventory::ReleaseReservation{str("sku"), str("order_id")};
+    if (type == "CommitReservation")
+        return inventory::CommitReservation{str("sku"), str("order_id")};
+    if (type == "AuthorizePayment") {
+        return payments::AuthorizePayment{str("account_id"), str("order_id"),
+                                          c.at("amount").get<std::int64_t>()};
+    }
+    if (type == "VoidAuthorization") {
+        return payments::VoidAuthorization{str("account_id"), str("order_id")};
+    }
+    if (type == "CapturePayment")
+        return payments::CapturePayment{str("account_id"), str("order_id")};
+    if (type == "ConfirmOrder") return orders::ConfirmOrder{str("order_id")};
+    if (type == "CancelOrder") return orders::CancelOrder{str("order_id"), str("reason")};
+    throw platform::InvalidInput("unknown saga command " + type);
+}
+
+class InProcessBus final : public sagas::CommandBus {
+   public:
+    explicit InProcessBus(command::CommandService& service) : service_{service} {}
+
+    sagas::Attempt send(const std::string& command_id, const nlohmann::json& command,
+                        const eventstore::Metadata& cause) override {
+        command::CommandContext context;
+        // The command continues the saga's trace as a new span.
+        auto parent = platform::TraceContext::parse(
+            "00-" + cause.trace_id + "-" +
+            (cause.span_id.empty() ? std::string(16, '1') : cause.span_id) + "-01");
+        context.trace = parent ? platform::child_span(*parent) : platform::new_trace();
+        context.correlation_id = cause.correlation_id;
+        context.causation_id = cause.causation_id;
+        context.actor = "saga";
+        try {
+            auto outcome = service_.send(command_id, to_internal(command), context);
+            if (outcome.rejection) {
+                return {sagas::Attempt::Result::kRejected, outcome.rejection->code,
+                        outcome.rejection->message};
+            }
+            return {sagas::Attempt::Result::kSucceeded, "", ""};
+        } catch (const platform::InvalidInput& e) {
+            return {sagas::Attempt::Result::kRejected, "invalid_command", e.what()};
+        }
+    }
+
+   private:
+    command::CommandService& service_;
+};
+
+}  // namespace
+
+int run_sagas(const SagasOptions& options, const platform::Logger& log) {
+    auto mode = sagas::parse_mode(options.mode);
+    if (!mode) {
+        log.error("ORDO_SAGA_MODE must be orchestration or choreography", {{"got", options.mode}});
+        return 2;
+    }
+    StopSignals signals;
+    platform::metrics::Registry registry;
+    auto spans = span_exporter("ordo-sagas", log, registry);
+    // A command stuck behind a row lock fails after lock_timeout and is retried by the
+    // saga's policy, so a deadline can pass while a step is blocked.
+    const int lock_timeout_ms = options.lock_timeout_ms;
+    auto bounded_waits = [lock_timeout_ms](pqxx::connection& c) {
+        pqxx::nontransaction tx{c};
+        tx.exec("SET lock_timeout = " + std::to_string(lock_timeout_ms));
+    };
+    platform::pg::Pool pool{{.url = options.database_url,
+                             .size = options.pool_size,
+                             .name = "sagas",
+                             .preparers = {bounded_waits, &eventstore::EventStore::prepare}}};
+    pool.register_metrics(registry);
+    platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
+    eventstore::AppendNotifier notifier{options.database_url, log.with_component("notifier")};
+    command::Executor executor{pool, &notifier, registry, log.with_component("command"), {}};
+    command::CommandService service{executor, log.with_component("command")};
+    InProcessBus bus{service};
+    platform::SystemClock clock;
+
+    sagas::RunnerOptions runner_options;
+    runner_options.workers = options.workers;
+    runner_options.policy.step_timeout_ms = options.step_timeout_ms;
+    runner_options.policy.fulfillment_timeout_ms = options.fulfillment_timeout_ms;
+    sagas::Runner runner{runner_options, pool, bus, &notifier, clock, log.with_component("saga"),
+                         registry};
+
+    std::vector<std::unique_ptr<projections::Projection>> feeds;
+    feeds.push_back(sagas::intake(*mode, clock));
+    feeds = projections::traced(std::move(feeds), spans.get(), log.with_component("saga-intake"));
+    projections::Runtime intake{{.database_url = options.database_url,
+                                 .partitions = options.partitions,
+                                 .instance = instance_name() + "/sagas",
+                                 .group = "sagas",
+                                 .nats_url = options.nats_url,
+                                 .stream = options.stream,
+                                 .subject_prefix = options.subject_prefix},
+                                std::move(feeds),
+                                log.with_component("saga-intake"),
+                                registry};
+
+    platform::http::Router router;
+    platform::add_service_routes(router, registry, pool, nats);
+    platform::http::ServerOptions server_options;
+    server_options.worker_threads = 2;
+    server_options.component = "sagas";
+    server_options.spans = spans.get();
+    auto server = start_server(options.address, server_options, std::move(router), log, registry);
+    if (!server) return 1;
+    log.info("saga runner running",
+             {{"mode", options.mode}, {"workers", options.workers}, {"metrics", options.address}});
+
+    std::atomic<bool> stop{false};
+    std::thread feeding{[&] { intake.run(stop); }};
+    std::thread running{[&] { runner.run(stop); }};
+    signals.wait();
+    log.info("stopping");
+    stop = true;
+    feeding.join();
+    running.join();
+    server->stop(std::chrono::seconds(5));
+    log.info("stopped");
+    return 0;
+}
+
+}  // namespace ordo::app

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Order fulfillment end to end, in each saga mode: POSTs ORDO_BENCH_ORDERS orders (default
+# 300) through the command API with wrk at ORDO_BENCH_CONNECTIONS (16), then prints
+# completed sagas per second and p50/p99 from OrderPlaced to OrderConfirmed, read from the
+# events' recorded_at in the store. Each mode runs in a database and JetStream stream of its
+# own, with `ordo serve command`, `relay`, `projector` and `sagas` as separate processes.
+# Then ORDO_BENCH_PACED_ORDERS (100) at ORDO_BENCH_PACED_RATE (10) orders/s, for the latency
+# of a saga that does not queue. ORDO_BENCH_MODES (orchestration choreography),
+# ORDO_BENCH_TIMEOUT (300 s for each phase). A burst that queues longer than the saga's
+# fulfillment deadline (30 s) ends in cancellations; the table counts them.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=${ORDO_BUILD_DIR:-$root/build}
+orders=${ORDO_BENCH_ORDERS:-300}
+connections=${ORDO_BENCH_CONNECTIONS:-16}
+modes=${ORDO_BENCH_MODES:-orchestration choreography}
+timeout=${ORDO_BENCH_TIMEOUT:-300}
+paced_orders=${ORDO_BENCH_PACED_ORDERS:-100}
+paced_rate=${ORDO_BENCH_PACED_RATE:-10}
+skus=100
+accounts=50
+number() {  # number <name> <value> <low> <high>
+    if ! [[ $2 =~ ^[1-9][0-9]{0,5}$ ]] || (($2 < $3 || $2 > $4)); then
+        echo "$1 must be a number from $3 to $4" >&2
+        exit 2
+    fi
+}
+number ORDO_BENCH_ORDERS "$orders" 2 100000
+number ORDO_BENCH_CONNECTIONS "$connections" 2 256
+number ORDO_BENCH_TIMEOUT "$timeout" 10 3600
+number ORDO_BENCH_PACED_ORDERS "$paced_orders" 2 10000
+number ORDO_BENCH_PACED_RATE "$paced_rate" 1 1000
+for mode in $modes; do
+    [[ $mode == orchestration || $mode == choreography ]] ||
+        { echo "ORDO_BENCH_MODES: orchestration and/or choreography, not $mode" >&2; exit 2; }
+done
+
+"$root/ordo.sh" build
+"$root/deploy/stack.sh" start
+set -a
+# shellcheck disable=SC1091
+source "${ORDO_STACK_DIR:-$root/.ordo/dev}/stack.env"
+set +a
+
+admin_psql() { psql "$ORDO_PG_ADMIN_URL" -qAtc "$1"; }
+db_url() { echo "${1%%/ordo\?*}/$db?${1#*\?}"; }
+free_port() { echo $((20000 + RANDOM % 20000)); }
+services=()
+databases=()
+stop_services() {
+    for pid in "${services[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${services[@]}"; do wait "$pid" 2>/dev/null || true; done
+    services=()
+}
+cleanup() {
+    stop_services
+    for d in "${databases[@]}"; do admin_psql "DROP DATABASE IF EXISTS $d WITH (FORCE)" || true; done
+}
+trap cleanup EXIT
+
+wait_ready() {  # wait_ready <port>: /readyz answers 200
+    for _ in $(seq 300); do
+        curl -fs "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "service on port $1 did not become ready" >&2
+    exit 1
+}
+
+count_sql="SELECT count(*) FILTER (WHERE event_type = 'OrderPlaced') || ' ' ||
+    count(*) FILTER (WHERE event_type IN ('OrderConfirmed', 'OrderCancelled'))
+    FROM ordo.events WHERE category = 'order'"
+
+# post_orders <count> <connections> <delay ms per connection>: places the orders, then waits
+# until each has been confirmed or cancelled. wrk runs for its whole duration even when its
+# threads stop after their share, so it is interrupted once the orders are in.
+post_orders() {
+    local before placed finished deadline=$((SECONDS + timeout))
+    read -r before finished < <(psql "$bench_url" -qAtc "$count_sql")
+    ORDO_BENCH_SKUS=$skus ORDO_BENCH_ACCOUNTS=$accounts ORDO_BENCH_ORDERS_PER_THREAD=$(($1 / 2)) \
+        ORDO_BENCH_DELAY_MS=$3 wrk -t2 -c"$2" -d"${timeout}s" -s "$root/bench/sagas/orders.lua" \
+        "http://127.0.0.1:$command_port" >/dev/null &
+    local wrk_pid=$!
+    while kill -0 "$wrk_pid" 2>/dev/null; do
+        read -r placed finished < <(psql "$bench_url" -qAtc "$count_sql")
+        ((placed - before >= $1 || SECONDS >= deadline)) && break
+        sleep 0.2
+    done
+    kill -INT "$wrk_pid" 2>/dev/null || true
+    wait "$wrk_pid" 2>/dev/null || true
+    while :; do
+        read -r placed finished < <(psql "$bench_url" -qAtc "$count_sql")
+        ((finished >= placed || SECONDS >= deadline)) && break
+        sleep 0.5
+    done
+}
+
+# figures <global position>: for the orders placed after it, "placed|confirmed|cancelled|
+# completed sagas/s|placed/s|p50 ms|p99 ms" (placed to confirmed).
+figures() {
+    psql "$bench_url" -qAt -F '|' -v after="$1" <<'SQL'
+WITH placed AS (
+    SELECT stream_id, recorded_at FROM ordo.events
+    WHERE category = 'order' AND event_type = 'OrderPlaced' AND global_position > :after),
+finished AS (
+    SELECT stream_id, event_type, recorded_at FROM ordo.events
+    WHERE category = 'order' AND event_type IN ('OrderConfirmed', 'OrderCancelled')),
+timed AS (
+    SELECT f.event_type, extract(epoch FROM f.recorded_at - p.recorded_at) * 1000 AS ms,
+           p.recorded_at AS placed_at, f.recorded_at AS finished_at
+    FROM placed p JOIN finished f USING (stream_id))
+SELECT (SELECT count(*) FROM placed),
+       count(*) FILTER (WHERE event_type = 'OrderConfirmed'),
+       count(*) FILTER (WHERE event_type = 'OrderCancelled'),
+       round((count(*) / nullif(extract(epoch FROM max(finished_at) - min(placed_at)), 0))::numeric, 1),
+       round((SELECT count(*) / nullif(extract(epoch FROM max(recorded_at) - min(recorded_at)), 0)
+              FROM placed)::numeric, 1),
+       round((percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)
+              FILTER (WHERE event_type = 'OrderConfirmed'))::numeric, 1),
+       round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
+              FILTER (WHERE event_type = 'OrderConfirmed'))::numeric, 1)
+FROM timed
+SQL
+}
+
+results=()
+for mode in $modes; do
+    db="ordo_bench_sagas_${mode}_$$"
+    databases+=("$db")
+    admin_psql "CREATE DATABASE $db OWNER ordo_migrator" >/dev/null
+    "$build/ordo" migrate --database-url "$(db_url "$ORDO_MIGRATOR_URL")" 2>/dev/null
+    # A JetStream stream per run; the relay's retention (an hour) empties it afterwards.
+    suffix="${mode:0:5}$$"
+    bench_url=$(db_url "$ORDO_DATABASE_URL")
+    common=(env ORDO_DATABASE_URL="$bench_url" ORDO_NATS_URL="$ORDO_NATS_URL"
+        ORDO_NATS_STREAM="BENCH_SAGAS_${suffix^^}" ORDO_NATS_SUBJECT_PREFIX="benchsagas${suffix}.events"
+        ORDO_NATS_MAX_AGE=1 ORDO_SAGA_MODE="$mode" ORDO_LOG_LEVEL=warn)
+    command_port=$(free_port)
+    "${common[@]}" "$build/ordo" serve command --insecure-no-auth --address "127.0.0.1:$command_port" &
+    services+=($!)
+    ports=("$command_port")
+    for service in relay projector sagas; do
+        port=$(free_port)
+        "${common[@]}" "$build/ordo" serve "$service" --address "127.0.0.1:$port" &
+        services+=($!)
+        ports+=("$port")
+    done
+    for port in "${ports[@]}"; do wait_ready "$port"; done
+
+    api="http://127.0.0.1:$command_port/v1"
+    seq 1 "$skus" | xargs -P 8 -I{} curl -fsS -o /dev/null -H 'Content-Type: application/json' \
+        -d '{"quantity": 1000000}' "$api/inventory/sku-{}/receipts"
+    seq 1 "$accounts" | xargs -P 8 -I{} curl -fsS -o /dev/null -H 'Content-Type: application/json' \
+        -d '{"amount": 1000000000000}' "$api/accounts/acct-{}/deposits"
+
+    # Burst: every order at once, so the saga runner's capacity shows. Paced: a few orders a
+    # second, well below it, so the latency is the saga's own and not a queue's.
+    post_orders "$orders" "$connections" 0
+    burst=$(figures 0)
+    after=$(psql "$bench_url" -qAt -c "SELECT coalesce(max(global_position), 0) FROM ordo.events")
+    post_orders "$paced_orders" 4 $((4000 / paced_rate))
+    paced=$(figures "$after")
+    results+=("$mode|$burst|$(cut -d'|' -f6,7 <<<"$paced")")
+    stop_services
+done
+
+echo "saga benchmark: a burst of $orders orders (wrk, $connections connections), then" \
+    "$paced_orders orders paced at $paced_rate/s; 1 to 3 lines over $skus skus, $accounts accounts;" \
+    "load average $(cut -d' ' -f1,2 /proc/loadavg)"
+printf '%-14s %7s %9s %9s %9s %17s %11s %11s %11s %11s\n' mode placed confirmed cancelled \
+    placed/s "completed sagas/s" "burst p50" "burst p99" "paced p50" "paced p99"
+for row in "${results[@]}"; do
+    IFS='|' read -r mode placed confirmed cancelled rate placed_rate p50 p99 paced_p50 paced_p99 \
+        <<<"$row"
+    printf '%-14s %7s %9s %9s %9s %17s %11s %11s %11s %11s\n' "$mode" "$placed" "$confirmed" \
+        "$cancelled" "${placed_rate:--}" "${rate:--}" "${p50:--}" "${p99:--}" "${paced_p50:--}" \
+        "${paced_p99:--}"
+done
+echo "p50/p99 in ms from OrderPlaced to OrderConfirmed, by the events' recorded_at" \
+    "(transaction start); placed, confirmed and cancelled count the burst"

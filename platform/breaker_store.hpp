@@ -1,0 +1,35 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "platform/log.hpp"
+#include "platform/shared_breaker.hpp"
+
+namespace ordo::platform {
+
+// Shared breaker states in a NATS JetStream key-value bucket (created on first use, one
+// revision of history kept): compare-and-set is an update on the last revision. Calls wait
+// at most `timeout`, so an unreachable NATS turns quickly into Unavailable and the breakers
+// fall back to their local state. Thread-safe.
+class KvBreakerStore final : public BreakerStore {
+   public:
+    KvBreakerStore(const std::string& nats_url, std::string bucket, Logger log,
+                   std::chrono::milliseconds timeout = std::chrono::milliseconds{1000});
+    ~KvBreakerStore() override;
+    KvBreakerStore(const KvBreakerStore&) = delete;
+    KvBreakerStore& operator=(const KvBreakerStore&) = delete;
+
+    std::optional<Entry> get(const std::string& key) override;
+    std::optional<std::uint64_t> create(const std::string& key,
+                                        const SharedBreakerState& value) override;
+    std::optional<std::uint64_t> update(const std::string& key, const SharedBreakerState& value,
+                                        std::uint64_t revision) override;
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ordo::platform

@@ -1,0 +1,84 @@
+#include "projections/traced.hpp"
+
+#include <exception>
+
+#include <nlohmann/json.hpp>
+
+#include "platform/otlp.hpp"
+#include "platform/trace.hpp"
+
+namespace ordo::projections {
+
+TracedProjection::TracedProjection(std::unique_ptr<Projection> inner,
+                                   platform::otlp::Exporter* spans, platform::Logger log)
+    : inner_{std::move(inner)}, spans_{spans}, log_{std::move(log)} {}
+
+void TracedProjection::apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) {
+    auto trace_id = platform::parse_trace_id(event.metadata.trace_id);
+    auto parent_id = platform::parse_span_id(event.metadata.span_id);
+    if (!trace_id || !parent_id || (!spans_ && !log_.enabled(platform::LogLevel::debug))) {
+        inner_->apply(txn, event);
+        return;
+    }
+    platform::TraceContext parent;
+    parent.trace_id = *trace_id;
+    parent.span_id = *parent_id;
+    auto context = platform::child_span(parent);
+    auto start = spans_ ? spans_->now() : platform::Clock::time_point{};
+    std::string error;
+    std::exception_ptr failure;  // passed on unchanged: the runtime classifies it
+    try {
+        inner_->apply(txn, event);
+    } catch (const std::exception& e) {
+        error = e.what();
+        failure = std::current_exception();
+    } catch (...) {
+        error = "unknown exception";
+        failure = std::current_exception();
+    }
+    if (log_.enabled(platform::LogLevel::debug)) {
+        log_.log(platform::LogLevel::debug, error.empty() ? "applied" : "apply failed", context,
+                 {{"projection", inner_->name()},
+                  {"stream", event.stream_id},
+                  {"version", event.version},
+                  {"type", event.type},
+                  {"event_id", event.event_id}});
+    }
+    if (spans_) {
+        platform::otlp::Span span;
+        span.context = context;
+        span.parent_span_id = parent.span_id;
+        span.name = "process " + event.category;
+        span.kind = platform::otlp::SpanKind::consumer;
+        span.start = start;
+        span.end = spans_->now();
+        span.attributes = {{"messaging.system", std::string("nats")},
+                           {"messaging.operation.type", std::string("process")},
+                           {"messaging.operation.name", std::string("process")},
+                           {"messaging.consumer.group.name", inner_->name()},
+                           {"messaging.message.id", event.event_id},
+                           {"ordo.projection", inner_->name()},
+                           {"ordo.stream", event.stream_id},
+                           {"ordo.event.type", event.type},
+                           {"ordo.position", std::int64_t{event.position}}};
+        if (!error.empty()) {
+            span.error = true;
+            span.status_message = error.substr(0, 500);
+        }
+        spans_->record(std::move(span));
+    }
+    if (failure) std::rethrow_exception(failure);
+}
+
+std::vector<std::unique_ptr<Projection>> traced(
+    std::vector<std::unique_ptr<Projection>> projections, platform::otlp::Exporter* spans,
+    const platform::Logger& log) {
+    std::vector<std::unique_ptr<Projection>> out;
+    out.reserve(projections.size());
+    for (auto& p : projections) {
+        out.push_back(std::make_unique<TracedProjection>(std::move(p), spans, log));
+    }
+    return out;
+}
+
+}  // namespace ordo::projections

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "platform/log.hpp"
+#include "projections/projection.hpp"
+
+namespace ordo::platform::otlp {
+class Exporter;
+}
+
+namespace ordo::projections {
+
+// Wraps a projection so that applying an event continues the event's trace: a CONSUMER span
+// ("process <category>", a child of the span that appended the event, read from its
+// metadata) when `spans` is set, and a debug log line with the trace and span ids. The
+// parent is the appending span rather than the relay's publish span because the runtime
+// may read the event from the store, where no publish happened; either way the tree is the
+// same. A batch that is rolled back and retried records its spans again.
+class TracedProjection final : public Projection {
+   public:
+    TracedProjection(std::unique_ptr<Projection> inner, platform::otlp::Exporter* spans,
+                     platform::Logger log);
+
+    std::string name() const override { return inner_->name(); }
+    std::vector<std::string> categories() const override { return inner_->categories(); }
+    std::vector<std::string> tables() const override { return inner_->tables(); }
+    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) override;
+
+   private:
+    std::unique_ptr<Projection> inner_;
+    platform::otlp::Exporter* spans_;
+    platform::Logger log_;
+};
+
+// Wraps each of `projections`.
+std::vector<std::unique_ptr<Projection>> traced(
+    std::vector<std::unique_ptr<Projection>> projections, platform::otlp::Exporter* spans,
+    const platform::Logger& log);
+
+}  // namespace ordo::projections

@@ -1,0 +1,89 @@
+#include "projections/webhook.hpp"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "platform/errors.hpp"
+#include "platform/trace.hpp"
+
+namespace ordo::projections {
+namespace {
+
+constexpr std::size_t kMaxEventTypes = 256;
+constexpr std::size_t kMaxTypeLength = 128;
+constexpr std::size_t kMaxErrorBody = 200;
+
+bool is_type_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+}  // namespace
+
+std::vector<std::string> parse_event_types(const std::string& text) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        auto end = text.find(',', start);
+        if (end == std::string::npos) end = text.size();
+        auto part = text.substr(start, end - start);
+        start = end + 1;
+        part.erase(0, part.find_first_not_of(" \t"));
+        part.erase(part.find_last_not_of(" \t") + 1);
+        if (part.empty()) continue;
+        if (part.size() > kMaxTypeLength || !std::all_of(part.begin(), part.end(), is_type_char)) {
+            throw platform::InvalidInput("webhook event type \"" + part +
+                                         "\" must be 1 to 128 characters of [A-Za-z0-9._-]");
+        }
+        out.push_back(part);
+        if (out.size() > kMaxEventTypes) {
+            throw platform::InvalidInput("at most 256 webhook event types");
+        }
+    }
+    return out;
+}
+
+WebhookProjection::WebhookProjection(WebhookOptions options, HttpPost post)
+    : options_{std::move(options)}, post_{std::move(post)} {
+    if (options_.url.rfind("http://", 0) != 0) {
+        throw platform::InvalidInput("webhook URL must start with http://: " + options_.url);
+    }
+}
+
+std::string WebhookProjection::body(const eventstore::RecordedEvent& event) {
+    return nlohmann::json{{"event_id", event.event_id},
+                          {"type", event.type},
+                          {"schema_version", event.schema_version},
+                          {"stream", event.stream_id},
+                          {"version", event.version},
+                          {"position", event.position},
+                          {"recorded_at", event.recorded_at},
+                          {"payload", event.payload},
+                          {"metadata", event.metadata.to_json()}}
+        .dump();
+}
+
+void WebhookProjection::apply(pqxx::transaction_base&, const eventstore::RecordedEvent& event) {
+    const auto& types = options_.event_types;
+    if (!types.empty() && std::find(types.begin(), types.end(), event.type) == types.end()) {
+        return;
+    }
+    std::vector<std::pair<std::string, std::string>> headers{{"Content-Type", "application/json"},
+                                                             {"Ordo-Event-Id", event.event_id}};
+    if (auto trace = platform::TraceContext::parse("00-" + event.metadata.trace_id + "-" +
+                                                   event.metadata.span_id + "-01")) {
+        headers.emplace_back("traceparent", trace->traceparent());
+    }
+    auto response = post_(options_.url, headers, body(event), options_.timeout);
+    if (response.status >= 200 && response.status < 300) return;
+    auto detail = "webhook " + options_.url + " answered " + std::to_string(response.status) +
+                  " for event " + event.event_id + ": " + response.body.substr(0, kMaxErrorBody);
+    if (response.status == 408 || response.status == 429 || response.status >= 500 ||
+        response.status < 200) {
+        throw platform::Unavailable(detail);
+    }
+    throw platform::InvalidInput(detail);
+}
+
+}  // namespace ordo::projections

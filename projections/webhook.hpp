@@ -1,0 +1,55 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "platform/http_client.hpp"
+#include "projections/projection.hpp"
+
+namespace ordo::projections {
+
+struct WebhookOptions {
+    std::string name = "webhook";          // the projection's name: its checkpoints and breaker
+    std::string url;                       // http:// only
+    std::vector<std::string> event_types;  // empty: every event
+    std::chrono::milliseconds timeout{5000};
+};
+
+// "OrderPlaced, OrderCancelled": the event types a webhook forwards. Throws
+// platform::InvalidInput for a name that is not an event type's shape.
+std::vector<std::string> parse_event_types(const std::string& text);
+
+// Sends one POST; platform::http_client::post, or a stand-in in tests.
+using HttpPost = std::function<platform::http_client::Response(
+    const std::string& url, const std::vector<std::pair<std::string, std::string>>& headers,
+    const std::string& body, std::chrono::milliseconds timeout)>;
+
+// A projection whose sink is an HTTP endpoint: each selected event is POSTed as JSON, with
+// the event's trace context in `traceparent` and its id in `Ordo-Event-Id`.
+//
+// Delivery is at least once: the POST happens inside the batch's transaction, so a POST that
+// fails (unreachable, timeout, 408, 429, 5xx: transient) rolls the batch back and the
+// checkpoint stays where it was; a batch that fails after some POSTs went out sends them
+// again. Receivers deduplicate by Ordo-Event-Id. Any other 4xx is the event's fault
+// (permanent): it goes to the dead letters.
+class WebhookProjection final : public Projection {
+   public:
+    explicit WebhookProjection(WebhookOptions options,
+                               HttpPost post = &platform::http_client::post);
+
+    std::string name() const override { return options_.name; }
+    std::vector<std::string> categories() const override { return {}; }
+    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) override;
+
+    // The JSON body POSTed for `event`.
+    static std::string body(const eventstore::RecordedEvent& event);
+
+   private:
+    WebhookOptions options_;
+    HttpPost post_;
+};
+
+}  // namespace ordo::projections

@@ -1,0 +1,151 @@
+#include "sagas/intake.hpp"
+
+#include <cstdio>
+
+#include <pqxx/pqxx>
+
+#include "eventstore/event_store.hpp"
+
+namespace ordo::sagas {
+namespace {
+
+std::uint64_t fnv1a64(const std::string& text, std::uint64_t seed) {
+    std::uint64_t h = seed;
+    for (unsigned char c : text) {
+        h ^= c;
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+class Intake final : public projections::Projection {
+   public:
+    Intake(Mode mode, const platform::Clock& clock) : mode_{mode}, clock_{clock} {}
+
+    std::string name() const override { return "sagas." + std::string{to_string(mode_)}; }
+
+    std::vector<std::string> categories() const override {
+        if (mode_ == Mode::kOrchestration) return {"order"};
+        return {"order", std::string{category(ProcessKind::kInventory)},
+                std::string{category(ProcessKind::kPayments)}};
+    }
+
+    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) override {
+        const auto now_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch())
+                .count();
+        for (auto& delivery : route(mode_, e.type, e.payload, now_ms)) {
+            const auto stream = stream_of(delivery.process, delivery.order_id);
+            eventstore::Metadata m = e.metadata;
+            m.causation_id = e.event_id;
+            if (m.correlation_id.empty()) m.correlation_id = delivery.order_id;
+            m.command_id.clear();
+            m.actor = "saga";
+            std::vector<eventstore::NewEvent> batch;
+            for (std::size_t i = 0; i < delivery.events.size(); ++i) {
+                const auto& event = delivery.events[i];
+                batch.push_back({derived_event_id(e.event_id, stream + "#" + std::to_string(i)),
+                                 event_type(event), encode_payload(event), m});
+            }
+            // Ids derived from the source event: a repeat is recognised and appends nothing.
+            eventstore::EventStore::append(txn, stream, eventstore::ExpectedVersion::any(), batch);
+            txn.exec_params(
+                "INSERT INTO ordo.saga_schedule (stream_id, due_at) VALUES ($1, now()) "
+                "ON CONFLICT (stream_id) DO UPDATE SET due_at = now()",
+                stream);
+        }
+    }
+
+   private:
+    Mode mode_;
+    const platform::Clock& clock_;
+};
+
+class SagaViewProjection final : public projections::Projection {
+   public:
+    explicit SagaViewProjection(std::string schema) : schema_{std::move(schema)} {}
+
+    std::string name() const override { return "sagas"; }
+    std::vector<std::string> tables() const override { return {schema_ + ".sagas"}; }
+
+    std::vector<std::string> categories() const override {
+        std::vector<std::string> all;
+        for (auto mode : {Mode::kOrchestration, Mode::kChoreography}) {
+            for (auto& c : process_categories(mode)) all.push_back(std::move(c));
+        }
+        return all;
+    }
+
+    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) override {
+        const auto id = parse_stream(e.stream_id);
+        if (!id) return;
+        const Mode mode =
+            id->kind == ProcessKind::kFulfillment ? Mode::kOrchestration : Mode::kChoreography;
+        std::vector<std::pair<ProcessKind, State>> processes;
+        std::int64_t version = 0;
+        const auto kinds =
+            mode == Mode::kOrchestration
+                ? std::vector<ProcessKind>{ProcessKind::kFulfillment}
+                : std::vector<ProcessKind>{ProcessKind::kInventory, ProcessKind::kPayments,
+                                           ProcessKind::kOrders};
+        for (auto kind : kinds) {
+            const auto stream = stream_of(kind, id->order_id);
+            // Up to the event being applied for its own stream: the view follows the log.
+            const auto limit = kind == id->kind ? e.version : std::int64_t{1} << 62;
+            State state;
+            bool any = false;
+            for (std::int64_t from = 1; from <= limit;) {
+                auto batch = eventstore::EventStore::read_stream(txn, stream, from, 500);
+                for (const auto& r : batch) {
+                    if (r.version > limit) break;
+                    if (auto event = decode(r.type, r.payload)) {
+                        state = evolve(std::move(state), *event);
+                    }
+                    version += 1;
+                    any = true;
+                    from = r.version + 1;
+                }
+                if (batch.size() < 500) break;
+            }
+            if (any) processes.emplace_back(kind, std::move(state));
+        }
+        auto view = saga_view(mode, id->order_id, processes);
+        txn.exec_params("INSERT INTO " + schema_ +
+                            ".sagas AS s (order_id, saga_id, mode, status, steps, version, "
+                            "updated_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::timestamptz) "
+                            "ON CONFLICT (order_id) DO UPDATE SET saga_id = $2, mode = $3, status "
+                            "= $4, steps = $5::jsonb, version = $6, updated_at = $7::timestamptz",
+                        view.order_id, view.saga_id, std::string{to_string(view.mode)}, view.status,
+                        view.steps.dump(), version, e.recorded_at);
+    }
+
+   private:
+    std::string schema_;
+};
+
+}  // namespace
+
+std::unique_ptr<projections::Projection> intake(Mode mode, const platform::Clock& clock) {
+    return std::make_unique<Intake>(mode, clock);
+}
+
+std::unique_ptr<projections::Projection> saga_view_projection(std::string schema) {
+    return std::make_unique<SagaViewProjection>(std::move(schema));
+}
+
+std::string derived_event_id(const std::string& source_event_id, const std::string& salt) {
+    const auto text = source_event_id + "\n" + salt;
+    std::uint64_t hi = fnv1a64(text, 0xcbf29ce484222325ULL);
+    std::uint64_t lo = fnv1a64(text, 0x84222325cbf29ce4ULL);
+    // Version 8 (custom), RFC 4122 variant.
+    hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000008000ULL;
+    lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+                  static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
+                  static_cast<unsigned>(lo >> 48),
+                  static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+    return buf;
+}
+
+}  // namespace ordo::sagas

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "platform/clock.hpp"
+#include "projections/projection.hpp"
+#include "sagas/fulfillment.hpp"
+
+namespace ordo::sagas {
+
+// Feeds the processes of a mode from the event store, through the projection runtime: each
+// event another context publishes becomes events on the processes it concerns, appended in
+// the runtime's transaction with ids derived from the source event (so the feed takes
+// effect exactly once), and those processes are marked due in ordo.saga_schedule.
+std::unique_ptr<projections::Projection> intake(Mode mode, const platform::Clock& clock);
+
+// The saga view of the query API (read.sagas), for either mode: rebuilt for an order from
+// its process streams whenever one of them changes.
+std::unique_ptr<projections::Projection> saga_view_projection(std::string schema = "read");
+
+// A UUID derived from a source event id and a salt: the same inputs give the same id.
+std::string derived_event_id(const std::string& source_event_id, const std::string& salt);
+
+}  // namespace ordo::sagas

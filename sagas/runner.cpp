@@ -1,0 +1,366 @@
+#include "sagas/runner.hpp"
+
+#include <future>
+#include <map>
+#include <random>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "eventstore/append_notifier.hpp"
+#include "platform/errors.hpp"
+#include "platform/metrics.hpp"
+#include "platform/pg.hpp"
+#include "platform/trace.hpp"
+
+namespace ordo::sagas {
+namespace {
+
+std::int64_t to_ms(platform::Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+// A process as loaded: its state, version, and what its events' metadata carries on.
+struct Loaded {
+    State state;
+    std::int64_t version = 0;
+    eventstore::Metadata origin;                      // of its first event: trace, correlation
+    std::string last_event_id;                        // causation for what comes next
+    std::map<std::string, std::string> scheduled_by;  // step -> id of its StepScheduled event
+};
+
+// Per-kind outcome counters: the saga metrics count one per order, so in choreography
+// they follow the orders reactor, which decides the order's fate.
+struct Outcomes {
+    platform::metrics::Counter& started;
+    platform::metrics::Counter& completed;
+    platform::metrics::Counter& compensated;
+    platform::metrics::Counter& failed;
+    platform::metrics::Histogram& duration;
+};
+
+}  // namespace
+
+struct Runner::Impl {
+    RunnerOptions options;
+    platform::pg::Pool& pool;
+    CommandBus& bus;
+    eventstore::AppendNotifier* notifier;
+    const platform::Clock& clock;
+    platform::Logger log;
+    Outcomes outcomes;
+    platform::metrics::Counter& attempts_ok;
+    platform::metrics::Counter& attempts_rejected;
+    platform::metrics::Counter& attempts_failed;
+    platform::metrics::Counter& conflicts;
+
+    Impl(RunnerOptions o, platform::pg::Pool& p, CommandBus& b, eventstore::AppendNotifier* n,
+         const platform::Clock& c, platform::Logger l, platform::metrics::Registry& m)
+        : options{std::move(o)},
+          pool{p},
+          bus{b},
+          notifier{n},
+          clock{c},
+          log{std::move(l)},
+          outcomes{m.counter("ordo_sagas_started_total", "Sagas started"),
+                   m.counter("ordo_sagas_completed_total", "Sagas that confirmed their order"),
+                   m.counter("ordo_sagas_compensated_total",
+                             "Sagas that undid their steps and cancelled their order"),
+                   m.counter("ordo_sagas_failed_total",
+                             "Sagas that could not compensate or finish (need an operator)"),
+                   m.histogram("ordo_saga_duration_seconds", "From saga start to its end", {},
+                               {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300})},
+          attempts_ok{m.counter("ordo_saga_step_attempts_total", "Saga step attempts by outcome",
+                                {{"result", "succeeded"}})},
+          attempts_rejected{m.counter("ordo_saga_step_attempts_total",
+                                      "Saga step attempts by outcome", {{"result", "rejected"}})},
+          attempts_failed{m.counter("ordo_saga_step_attempts_total",
+                                    "Saga step attempts by outcome", {{"result", "failed"}})},
+          conflicts{m.counter("ordo_saga_conflicts_total",
+                              "Saga appends re-run after another writer appended first")} {}
+
+    std::int64_t now_ms() const { return to_ms(clock.now()); }
+
+    std::vector<std::string> claim() {
+        return pool.transact([&](pqxx::work& txn) {
+            std::vector<std::string> streams;
+            for (const auto& row : txn.exec_params(
+                     "UPDATE ordo.saga_schedule SET leased_until = to_timestamp($2::float8 / 1000) "
+                     "+ make_interval(secs => $3) WHERE stream_id IN (SELECT stream_id FROM "
+                     "ordo.saga_schedule WHERE due_at <= to_timestamp($2::float8 / 1000) AND "
+                     "(leased_until IS NULL OR leased_until < to_timestamp($2::float8 / 1000)) "
+                     "ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING stream_id",
+                     static_cast<long>(options.claim_batch), now_ms(),
+                     static_cast<double>(options.lease.count()))) {
+                streams.push_back(row[0].as<std::string>());
+            }
+            return streams;
+        });
+    }
+
+    Loaded load(const std::string& stream) {
+        return pool.transact<pqxx::read_transaction>([&](auto& txn) {
+            Loaded loaded;
+            for (std::int64_t from = 1;;) {
+                auto batch = eventstore::EventStore::read_stream(txn, stream, from, 500);
+                for (const auto& e : batch) {
+                    if (loaded.version == 0) loaded.origin = e.metadata;
+                    loaded.version = e.version;
+                    loaded.last_event_id = e.event_id;
+                    auto event = decode(e.type, e.payload);
+                    if (!event) {
+                        throw platform::InvalidInput("undecodable event " + e.type + " at " +
+                                                     stream + "@" + std::to_string(e.version));
+                    }
+                    if (const auto* s = std::get_if<StepScheduled>(&*event)) {
+                        loaded.scheduled_by[s->name] = e.event_id;
+                    }
+                    loaded.state = evolve(std::move(loaded.state), *event);
+                }
+                if (batch.size() < 500) break;
+                from = loaded.version + 1;
+            }
+            return loaded;
+        });
+    }
+
+    eventstore::Metadata metadata(const Loaded& loaded, const std::string& causation) const {
+        eventstore::Metadata m;
+        m.trace_id = loaded.origin.trace_id;
+        m.span_id = loaded.origin.span_id;
+        m.correlation_id = loaded.origin.correlation_id;
+        m.causation_id = causation;
+        m.actor = "saga";
+        return m;
+    }
+
+    // Appends at the loaded version and folds the events into `loaded`, so the next round
+    // needs no reload; false when another writer got there first.
+    bool append(const std::string& stream, Loaded& loaded, const Events& events) {
+        std::vector<eventstore::NewEvent> batch;
+        for (const auto& e : events) {
+            batch.push_back({platform::new_uuid(), event_type(e), encode_payload(e),
+                             metadata(loaded, loaded.last_event_id)});
+        }
+        eventstore::AppendResult result;
+        try {
+            result = pool.transact([&](pqxx::work& txn) {
+                return eventstore::EventStore::append(
+                    txn, stream, eventstore::ExpectedVersion::exact(loaded.version), batch);
+            });
+        } catch (const eventstore::ConcurrencyConflict&) {
+            conflicts.inc();
+            return false;
+        }
+        if (notifier) notifier->signal();
+        for (std::size_t i = 0; i < events.size(); ++i) {
+            if (const auto* s = std::get_if<StepScheduled>(&events[i])) {
+                loaded.scheduled_by[s->name] = batch[i].event_id;
+            }
+            loaded.state = evolve(std::move(loaded.state), events[i]);
+        }
+        if (loaded.version == 0) loaded.origin = batch.front().metadata;
+        loaded.version = result.last_version;
+        loaded.last_event_id = batch.back().event_id;
+        return true;
+    }
+
+    void count_outcome(ProcessKind kind, const Loaded& before, const Events& events) {
+        // One count per order: the orchestrator, or the orders reactor in choreography.
+        if (kind != ProcessKind::kFulfillment && kind != ProcessKind::kOrders) return;
+        for (const auto& e : events) {
+            if (!before.state.steps.empty() || !before.state.deadlines.empty()) break;
+            if (std::holds_alternative<StepScheduled>(e) ||
+                std::holds_alternative<DeadlineSet>(e)) {
+                outcomes.started.inc();
+                break;
+            }
+        }
+        for (const auto& e : events) {
+            const auto* end = std::get_if<ProcessEnded>(&e);
+            if (!end) continue;
+            switch (end->status) {
+                case ProcessStatus::kCompleted:
+                    outcomes.completed.inc();
+                    break;
+                case ProcessStatus::kCompensated:
+                    outcomes.compensated.inc();
+                    break;
+                case ProcessStatus::kFailed:
+                    outcomes.failed.inc();
+                    log.error("saga failed: an operator must finish it",
+                              {{"order_id", before.state.order.order_id},
+                               {"reason", end->reason},
+                               {"trace_id", before.origin.trace_id}});
+                    break;
+                case ProcessStatus::kRunning:
+                    break;
+            }
+            outcomes.duration.observe(static_cast<double>(end->at_ms - before.state.started_ms) /
+                                      1000.0);
+        }
+    }
+
+    // Sends the due steps' commands at once and returns their outcomes as events.
+    Events attempt(const std::string& stream, const Loaded& loaded, const std::vector<Step>& due) {
+        thread_local std::mt19937_64 rng{std::random_device{}()};
+        std::uniform_real_distribution<double> jitter{0.0, 1.0};
+        std::vector<std::future<Attempt>> sent;
+        for (const auto& step : due) {
+            const int number = step.attempts + 1;
+            auto id = stream + "/" + step.name + "/" + std::to_string(number);
+            auto cause = metadata(loaded, loaded.scheduled_by.count(step.name)
+                                              ? loaded.scheduled_by.at(step.name)
+                                              : loaded.last_event_id);
+            sent.push_back(std::async(
+                std::launch::async, [this, id, command = step.command, cause]() -> Attempt {
+                    try {
+                        return bus.send(id, command, cause);
+                    } catch (const std::exception& e) {
+                        return {Attempt::Result::kTransientFailure, "", e.what()};
+                    }
+                }));
+        }
+        Events recorded;
+        for (std::size_t i = 0; i < due.size(); ++i) {
+            auto outcome = sent[i].get();
+            switch (outcome.result) {
+                case Attempt::Result::kSucceeded:
+                    attempts_ok.inc();
+                    break;
+                case Attempt::Result::kRejected:
+                    attempts_rejected.inc();
+                    break;
+                case Attempt::Result::kTransientFailure:
+                    attempts_failed.inc();
+                    log.warn("saga step failed; it will be retried",
+                             {{"stream", stream},
+                              {"step", due[i].name},
+                              {"attempt", due[i].attempts + 1},
+                              {"error", outcome.message},
+                              {"trace_id", loaded.origin.trace_id}});
+                    break;
+            }
+            for (auto& e : record_attempt(due[i], due[i].attempts + 1, outcome, options.policy,
+                                          now_ms(), jitter(rng))) {
+                recorded.push_back(std::move(e));
+            }
+        }
+        return recorded;
+    }
+
+    // Runs one process until nothing is due now; returns the version it ended at and when
+    // it next needs attention.
+    std::pair<std::int64_t, std::optional<std::int64_t>> process(const std::string& stream) {
+        const auto id = parse_stream(stream);
+        if (!id) throw platform::InvalidInput("not a process stream: " + stream);
+        auto loaded = load(stream);
+        for (int round = 0;; ++round) {
+            if (round > 200) return {loaded.version, now_ms() + 1000};  // let others run
+            auto next = advance(id->kind, loaded.state, options.policy, now_ms());
+            if (!next.empty()) {
+                const auto before = loaded;
+                if (append(stream, loaded, next)) {
+                    count_outcome(id->kind, before, next);
+                } else {
+                    loaded = load(stream);
+                }
+                continue;
+            }
+            auto due = due_steps(loaded.state, now_ms());
+            if (due.empty()) return {loaded.version, next_wake_ms(loaded.state)};
+            // A resend after a conflict carries the same command ids: answered from the
+            // command log, it changes nothing.
+            if (!append(stream, loaded, attempt(stream, loaded, due))) loaded = load(stream);
+        }
+    }
+
+    // Files the next wake-up; a process that got new events meanwhile is due at once.
+    void reschedule(const std::string& stream, std::int64_t version,
+                    std::optional<std::int64_t> wake_ms) {
+        pool.transact([&](pqxx::work& txn) {
+            auto locked = txn.exec_params(
+                "SELECT 1 FROM ordo.saga_schedule WHERE stream_id = $1 FOR UPDATE", stream);
+            auto current =
+                txn.exec_params("SELECT version FROM ordo.streams WHERE stream_id = $1", stream);
+            const bool moved = !current.empty() && current[0][0].as<std::int64_t>() != version;
+            if (moved) {
+                txn.exec_params(
+                    "UPDATE ordo.saga_schedule SET due_at = now(), leased_until = NULL WHERE "
+                    "stream_id = $1",
+                    stream);
+            } else if (wake_ms) {
+                txn.exec_params(
+                    "INSERT INTO ordo.saga_schedule (stream_id, due_at) VALUES ($1, "
+                    "to_timestamp($2::float8 / 1000)) ON CONFLICT (stream_id) DO UPDATE SET "
+                    "due_at = excluded.due_at, leased_until = NULL",
+                    stream, *wake_ms);
+            } else {
+                txn.exec_params("DELETE FROM ordo.saga_schedule WHERE stream_id = $1", stream);
+            }
+        });
+    }
+
+    std::size_t run_due() {
+        auto streams = claim();
+        for (const auto& stream : streams) {
+            try {
+                auto [version, wake] = process(stream);
+                reschedule(stream, version, wake);
+            } catch (const platform::InvalidInput& e) {
+                // A process that cannot be read cannot be run: park it for an operator.
+                log.error("saga cannot be processed; parked",
+                          {{"stream", stream}, {"error", e.what()}});
+                pool.transact([&](pqxx::work& txn) {
+                    txn.exec_params(
+                        "UPDATE ordo.saga_schedule SET due_at = now() + interval '1 hour', "
+                        "leased_until = NULL WHERE stream_id = $1",
+                        stream);
+                });
+            }
+        }
+        return streams.size();
+    }
+
+    void work(const std::atomic<bool>& stop) {
+        auto backoff = std::chrono::milliseconds(100);
+        while (!stop) {
+            try {
+                if (run_due() == 0) std::this_thread::sleep_for(options.idle_poll);
+                backoff = std::chrono::milliseconds(100);
+            } catch (const std::exception& e) {
+                log.warn("saga runner pass failed; retrying",
+                         {{"error", e.what()},
+                          {"transient", platform::pg::classify(std::current_exception()) ==
+                                            platform::FailureKind::transient}});
+                for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stop;
+                     waited += std::chrono::milliseconds(20)) {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                }
+                backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+            }
+        }
+    }
+};
+
+Runner::Runner(RunnerOptions options, platform::pg::Pool& pool, CommandBus& bus,
+               eventstore::AppendNotifier* notifier, const platform::Clock& clock,
+               platform::Logger log, platform::metrics::Registry& metrics)
+    : impl_{std::make_unique<Impl>(std::move(options), pool, bus, notifier, clock, std::move(log),
+                                   metrics)} {}
+
+Runner::~Runner() = default;
+
+void Runner::run(const std::atomic<bool>& stop) {
+    std::vector<std::thread> threads;
+    for (int i = 0; i < impl_->options.workers; ++i) {
+        threads.emplace_back([this, &stop] { impl_->work(stop); });
+    }
+    for (auto& t : threads) t.join();
+}
+
+std::size_t Runner::run_due() {
+    return impl_->run_due();
+}
+
+}  // namespace ordo::sagas

@@ -1,0 +1,74 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "eventstore/event_store.hpp"
+#include "platform/clock.hpp"
+#include "platform/log.hpp"
+#include "sagas/fulfillment.hpp"
+
+namespace ordo::platform::pg {
+class Pool;
+}
+namespace ordo::platform::metrics {
+class Registry;
+}
+namespace ordo::eventstore {
+class AppendNotifier;
+}
+
+namespace ordo::sagas {
+
+// How a process's commands reach the command side. A command id already handled returns
+// its first outcome and changes nothing, so a resend after a crash takes effect once.
+class CommandBus {
+   public:
+    virtual ~CommandBus() = default;
+    // `cause` becomes the metadata of the events the command appends: the trace, the
+    // correlation, and the process event that decided the command as causation.
+    virtual Attempt send(const std::string& command_id, const nlohmann::json& command,
+                         const eventstore::Metadata& cause) = 0;
+};
+
+struct RunnerOptions {
+    Policy policy;
+    int workers = 4;
+    std::size_t claim_batch = 4;
+    // A claimed process is someone else's to take once this passes without an answer.
+    std::chrono::seconds lease{10};
+    std::chrono::milliseconds idle_poll{50};
+};
+
+// Runs the processes that are due: the ones the intake woke up, the ones with a retry due
+// and the ones with a deadline. Due processes sit in ordo.saga_schedule; any number of
+// runners (threads, processes) claim them with FOR UPDATE SKIP LOCKED and a lease, so
+// they share the work and a crashed runner's processes are picked up when its lease ends.
+//
+// Processing one process: load its stream, fold, append what `advance` decides (with the
+// expected version: a concurrent writer makes it start over), send the due steps'
+// commands in parallel with ids `<stream>/<step>/<attempt>`, append their outcomes, and
+// repeat until nothing is due now; then file the next wake-up time.
+class Runner {
+   public:
+    Runner(RunnerOptions options, platform::pg::Pool& pool, CommandBus& bus,
+           eventstore::AppendNotifier* notifier, const platform::Clock& clock, platform::Logger log,
+           platform::metrics::Registry& metrics);
+    ~Runner();
+
+    // Runs `workers` threads until `stop` is set; survives database outages.
+    void run(const std::atomic<bool>& stop);
+
+    // Claims and runs one batch of due processes; returns how many. Throws on database
+    // failures.
+    std::size_t run_due();
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ordo::sagas

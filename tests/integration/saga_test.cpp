@@ -1,0 +1,211 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <pqxx/pqxx>
+#include <random>
+#include <thread>
+
+#include "tests/support/conditions.hpp"
+#include "tests/support/saga_stack.hpp"
+
+namespace ordo::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Every scenario runs in both modes: the same outcomes, the same invariants, the same view.
+class Saga : public ::testing::TestWithParam<std::string> {
+   protected:
+    void expect_invariants(const SagaStack& stack) {
+        std::vector<std::string> violations;
+        // The read models trail the store by a moment; wait for them, then insist.
+        eventually([&] { return (violations = invariant_violations(stack.database())).empty(); },
+                   60s, 50ms);
+        for (const auto& v : violations) ADD_FAILURE() << v;
+    }
+
+    nlohmann::json step(const nlohmann::json& saga, const std::string& name) {
+        for (const auto& s : saga["steps"]) {
+            if (s["name"] == name) return s;
+        }
+        return nullptr;
+    }
+
+    nlohmann::json get(SagaStack& stack, const std::string& path) {
+        auto r = stack.queries().get(path);
+        EXPECT_EQ(r.status, 200) << path << ": " << r.body;
+        return r.status == 200 ? r.json() : nlohmann::json{};
+    }
+};
+
+TEST_P(Saga, AnOrderWithStockAndFundsIsConfirmedCommittedAndCaptured) {
+    SagaStack stack{GetParam()};
+    stack.receive("sku-a", 10);
+    stack.receive("sku-b", 10);
+    stack.deposit("acct-1", 1000);
+    ASSERT_EQ(stack.place("o-1", "acct-1", {{"sku-a", 2, 100}, {"sku-b", 3, 50}}), 202);
+    EXPECT_EQ(stack.settle("o-1"), "confirmed");
+    expect_invariants(stack);
+    EXPECT_EQ(get(stack, "/v1/inventory/sku-a")["on_hand"], 8);
+    EXPECT_EQ(get(stack, "/v1/inventory/sku-b")["available"], 7);
+    auto account = get(stack, "/v1/accounts/acct-1");
+    EXPECT_EQ(account["balance"], 650);
+    EXPECT_EQ(account["held"], 0);
+    auto saga = stack.saga("o-1");
+    EXPECT_EQ(saga["status"], "completed");
+    EXPECT_EQ(saga["mode"], GetParam());
+    EXPECT_EQ(saga["order_id"], "o-1");
+    for (const auto* name : {"reserve:sku-a", "reserve:sku-b", "authorize", "confirm",
+                             "commit:sku-a", "commit:sku-b", "capture"}) {
+        auto s = step(saga, name);
+        ASSERT_TRUE(s.is_object()) << name << " missing in " << saga.dump();
+        EXPECT_EQ(s["status"], "succeeded") << name;
+        EXPECT_EQ(s["attempts"], 1) << name;
+        EXPECT_TRUE(s["started_at"].is_string());
+        EXPECT_TRUE(s["finished_at"].is_string());
+        EXPECT_TRUE(s["error"].is_null());
+    }
+}
+
+TEST_P(Saga, OneLineOfThreeOutOfStockCancelsAndReleasesTheOthers) {
+    SagaStack stack{GetParam()};
+    stack.receive("sku-a", 10);
+    stack.receive("sku-b", 10);
+    stack.receive("sku-c", 1);
+    stack.deposit("acct-1", 1000);
+    ASSERT_EQ(stack.place("o-2", "acct-1", {{"sku-a", 2, 10}, {"sku-b", 2, 10}, {"sku-c", 5, 10}}),
+              202);
+    EXPECT_EQ(stack.settle("o-2"), "cancelled");
+    EXPECT_EQ(get(stack, "/v1/orders/o-2")["cancel_reason"], "insufficient_stock");
+    expect_invariants(stack);
+    for (const auto* sku : {"sku-a", "sku-b"}) {
+        auto level = get(stack, std::string{"/v1/inventory/"} + sku);
+        EXPECT_EQ(level["available"], 10) << sku;
+        EXPECT_EQ(level["reserved"], 0) << sku;
+    }
+    EXPECT_EQ(get(stack, "/v1/accounts/acct-1")["available"], 1000);
+    auto saga = stack.saga("o-2");
+    EXPECT_EQ(saga["status"], "compensated");
+    EXPECT_EQ(step(saga, "reserve:sku-c")["status"], "rejected");
+    EXPECT_TRUE(
+        step(saga, "reserve:sku-c")["error"].get<std::string>().starts_with("insufficient_stock"));
+    EXPECT_EQ(step(saga, "release:sku-a")["status"], "succeeded");
+}
+
+TEST_P(Saga, InsufficientFundsCancelsAndReleasesTheStock) {
+    SagaStack stack{GetParam()};
+    stack.receive("sku-a", 10);
+    stack.deposit("acct-poor", 50);
+    ASSERT_EQ(stack.place("o-3", "acct-poor", {{"sku-a", 2, 100}}), 202);
+    EXPECT_EQ(stack.settle("o-3"), "cancelled");
+    EXPECT_EQ(get(stack, "/v1/orders/o-3")["cancel_reason"], "insufficient_funds");
+    expect_invariants(stack);
+    EXPECT_EQ(get(stack, "/v1/inventory/sku-a")["available"], 10);
+    EXPECT_EQ(stack.saga("o-3")["status"], "compensated");
+}
+
+TEST_P(Saga, APaymentStepPastItsDeadlineTimesOutAndCompensates) {
+    SagaStack stack{GetParam(),
+                    {{"ORDO_SAGA_STEP_TIMEOUT_MS", "1500"}, {"ORDO_SAGA_TIMEOUT_MS", "2500"}}};
+    stack.receive("sku-a", 10);
+    stack.deposit("acct-1", 1000);
+    // The payments side is down for this account: every authorization fails with a
+    // transient error and is retried, until the deadline passes. (Blocking the account's
+    // row from an open transaction would not do: it would hold the xid horizon back and
+    // stall every subscriber, which is a different failure.)
+    {
+        pqxx::connection admin{stack.database().admin_url()};
+        pqxx::work ddl{admin};
+        ddl.exec(
+            "CREATE FUNCTION ordo.payments_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.stream_id = 'account-acct-1' AND NEW.event_type = 'PaymentAuthorized' THEN "
+            "RAISE EXCEPTION 'payments unavailable' USING ERRCODE = '55P03'; END IF; RETURN NEW; "
+            "END $$");
+        ddl.exec(
+            "CREATE TRIGGER payments_down BEFORE INSERT ON ordo.events FOR EACH ROW EXECUTE "
+            "FUNCTION ordo.payments_down()");
+        ddl.commit();
+    }
+    ASSERT_EQ(stack.place("o-4", "acct-1", {{"sku-a", 1, 100}}), 202);
+    EXPECT_EQ(stack.settle("o-4"), "cancelled");
+    EXPECT_EQ(get(stack, "/v1/orders/o-4")["cancel_reason"], "timeout");
+    expect_invariants(stack);
+    auto saga = stack.saga("o-4");
+    EXPECT_EQ(saga["status"], "compensated");
+    auto authorize = step(saga, "authorize");
+    ASSERT_TRUE(authorize.is_object()) << saga.dump();
+    EXPECT_GE(authorize["attempts"].get<int>(), 2);  // retried before the deadline
+    EXPECT_NE(authorize["status"], "succeeded");
+    EXPECT_TRUE(authorize["error"].is_string());
+    EXPECT_EQ(get(stack, "/v1/accounts/acct-1")["available"], 1000);
+    EXPECT_EQ(get(stack, "/v1/inventory/sku-a")["available"], 10);
+}
+
+TEST_P(Saga, ACustomerCancelRacingTheSagaEndsConsistently) {
+    SagaStack stack{GetParam()};
+    stack.receive("sku-a", 100);
+    stack.deposit("acct-1", 100000);
+    int cancelled = 0;
+    for (int i = 0; i < 6; ++i) {
+        const auto id = "o-race-" + std::to_string(i);
+        ASSERT_EQ(stack.place(id, "acct-1", {{"sku-a", 1, 10}}), 202);
+        auto cancel = stack.commands().post_json("/v1/orders/" + id + "/cancel",
+                                                 {{"reason", "changed my mind"}});
+        // Accepted while pending; a conflict when the saga confirmed first.
+        ASSERT_TRUE(cancel.status == 202 || cancel.status == 409) << cancel.body;
+        const auto status = stack.settle(id);
+        // Accepted means the order was still pending: it can no longer be confirmed.
+        EXPECT_EQ(status, cancel.status == 202 ? "cancelled" : "confirmed") << id;
+        if (status == "cancelled") {
+            ++cancelled;
+            EXPECT_EQ(get(stack, "/v1/orders/" + id)["cancel_reason"], "customer_request");
+        }
+    }
+    EXPECT_GT(cancelled, 0);  // sent right after the order, most cancels win the race
+    expect_invariants(stack);
+}
+
+TEST_P(Saga, TwoHundredConcurrentOrdersForScarceStockAndFundsKeepEveryInvariant) {
+    SagaStack stack{GetParam()};
+    const std::vector<std::string> skus{"s-1", "s-2", "s-3", "s-4"};
+    for (const auto& sku : skus) stack.receive(sku, 40);
+    for (int a = 0; a < 10; ++a) stack.deposit("acct-" + std::to_string(a), 2'000);
+    std::atomic<int> accepted{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 8; ++c) {
+        clients.emplace_back([&, c] {
+            std::mt19937 rng(static_cast<unsigned>(c));
+            for (int i = 0; i < 25; ++i) {
+                const auto id = "o-" + std::to_string(c) + "-" + std::to_string(i);
+                std::vector<std::tuple<std::string, std::int64_t, std::int64_t>> lines;
+                const auto first = rng() % skus.size();
+                for (std::size_t l = 0; l < 1 + rng() % 2; ++l) {
+                    lines.emplace_back(skus[(first + l) % skus.size()], 1 + rng() % 3,
+                                       50 + rng() % 100);
+                }
+                if (stack.place(id, "acct-" + std::to_string(rng() % 10), lines) == 202) ++accepted;
+            }
+        });
+    }
+    for (auto& t : clients) t.join();
+    ASSERT_EQ(accepted, 200);
+    int confirmed = 0, cancelled = 0;
+    for (int c = 0; c < 8; ++c) {
+        for (int i = 0; i < 25; ++i) {
+            const auto status = stack.settle("o-" + std::to_string(c) + "-" + std::to_string(i));
+            confirmed += status == "confirmed";
+            cancelled += status == "cancelled";
+        }
+    }
+    EXPECT_EQ(confirmed + cancelled, 200);
+    // 160 units of stock for ~400 asked, 20,000 of money for ~60,000: both outcomes happen.
+    EXPECT_GT(confirmed, 0);
+    EXPECT_GT(cancelled, 0);
+    expect_invariants(stack);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, Saga, ::testing::Values("orchestration", "choreography"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace ordo::testing

@@ -1,0 +1,201 @@
+#include "tests/support/saga_stack.hpp"
+
+#include <gtest/gtest.h>
+
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "tests/support/conditions.hpp"
+
+namespace ordo::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string at(std::uint16_t port) {
+    return "127.0.0.1:" + std::to_string(port);
+}
+
+void wait_healthy(std::uint16_t port) {
+    HttpClient client{"127.0.0.1", port, 2s};
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    for (;;) {
+        try {
+            if (client.get("/healthz").status == 200) return;
+        } catch (const std::exception&) {
+            client.close();
+        }
+        if (std::chrono::steady_clock::now() > deadline) {
+            throw std::runtime_error("a service did not come up on port " + std::to_string(port));
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+}
+
+}  // namespace
+
+SagaStack::SagaStack(std::string mode, std::map<std::string, std::string> extra_env)
+    : mode_{std::move(mode)}, command_port_{free_port()}, query_port_{free_port()} {
+    env_ = {{"ORDO_DATABASE_URL", db_.writer_url()},
+            {"ORDO_READER_URL", db_.reader_url()},
+            {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+            // A stream nobody publishes to: every process reads the store.
+            {"ORDO_NATS_STREAM", "ORDO_UNUSED_" + db_.name()},
+            {"ORDO_NATS_SUBJECT_PREFIX", "unused." + db_.name()},
+            {"ORDO_PARTITIONS", "4"},
+            {"ORDO_SAGA_MODE", mode_},
+            {"ORDO_LOG_LEVEL", "error"}};
+    for (auto& [k, v] : extra_env) env_[k] = v;
+    command_ = start("command", command_port_);
+    projector_ = start("projector", free_port());
+    query_ = start("query", query_port_);
+    start_sagas();
+    wait_healthy(command_port_);
+    wait_healthy(query_port_);
+}
+
+SagaStack::~SagaStack() = default;
+
+std::unique_ptr<Process> SagaStack::start(const std::string& component, std::uint16_t port) {
+    std::vector<std::string> argv{ordo_binary(), "serve", component, "--address", at(port)};
+    if (component == "command" || component == "query") argv.push_back("--insecure-no-auth");
+    return std::make_unique<Process>(argv, env_);
+}
+
+HttpClient SagaStack::commands() const {
+    return HttpClient{"127.0.0.1", command_port_};
+}
+HttpClient SagaStack::queries() const {
+    return HttpClient{"127.0.0.1", query_port_};
+}
+
+void SagaStack::kill_sagas() {
+    sagas_->signal(SIGKILL);
+    sagas_->wait(10s);
+    sagas_.reset();
+}
+
+void SagaStack::start_sagas() {
+    const auto port = free_port();
+    sagas_ = start("sagas", port);
+    wait_healthy(port);
+}
+
+void SagaStack::receive(const std::string& sku, std::int64_t quantity) {
+    auto r = commands().post_json("/v1/inventory/" + sku + "/receipts", {{"quantity", quantity}});
+    ASSERT_EQ(r.status, 200) << r.body;
+}
+
+void SagaStack::deposit(const std::string& account, std::int64_t amount) {
+    auto r = commands().post_json("/v1/accounts/" + account + "/deposits", {{"amount", amount}});
+    ASSERT_EQ(r.status, 200) << r.body;
+}
+
+int SagaStack::place(
+    const std::string& order_id, const std::string& account,
+    const std::vector<std::tuple<std::string, std::int64_t, std::int64_t>>& lines) {
+    nlohmann::json body = {{"order_id", order_id},
+                           {"customer_id", "cust-" + account},
+                           {"account_id", account},
+                           {"lines", nlohmann::json::array()}};
+    for (const auto& [sku, quantity, price] : lines) {
+        body["lines"].push_back({{"sku", sku}, {"quantity", quantity}, {"unit_price", price}});
+    }
+    return commands().post_json("/v1/orders", body).status;
+}
+
+std::string SagaStack::order_status(const std::string& order_id) {
+    auto r = queries().get("/v1/orders/" + order_id);
+    if (r.status != 200) return "";
+    return r.json().value("status", "");
+}
+
+nlohmann::json SagaStack::saga(const std::string& order_id) {
+    auto r = queries().get("/v1/sagas/" + order_id);
+    return r.status == 200 ? r.json() : nlohmann::json{};
+}
+
+std::string SagaStack::settle(const std::string& order_id) {
+    std::string status;
+    const bool ended = eventually(
+        [&] {
+            status = order_status(order_id);
+            if (status != "confirmed" && status != "cancelled") return false;
+            auto s = saga(order_id);
+            return s.is_object() && s.value("status", "running") != "running";
+        },
+        120s, 50ms);
+    if (!ended) ADD_FAILURE() << "order " << order_id << " did not settle; status " << status;
+    return status;
+}
+
+std::vector<std::string> invariant_violations(const TestDatabase& db) {
+    // Each query returns one text column per violation.
+    static const char* const kChecks[] = {
+        // No step takes effect twice.
+        "SELECT event_type || ' twice on ' || stream_id || ' for order ' || "
+        "(payload->>'order_id') FROM ordo.events WHERE event_type IN ('StockReserved', "
+        "'ReservationReleased', 'ReservationCommitted', 'PaymentAuthorized', "
+        "'AuthorizationVoided', 'PaymentCaptured') GROUP BY event_type, stream_id, "
+        "payload->>'order_id' HAVING count(*) > 1",
+        // Inventory: the read model equals the store; nothing left reserved; never below 0.
+        "WITH s AS (SELECT substr(stream_id, 11) AS sku, sum(CASE event_type WHEN "
+        "'StockReceived' THEN (payload->>'quantity')::bigint WHEN 'ReservationCommitted' THEN "
+        "-(payload->>'quantity')::bigint ELSE 0 END) AS on_hand FROM ordo.events WHERE "
+        "category = 'inventory' GROUP BY 1) SELECT 'inventory ' || s.sku || ': read model "
+        "on_hand ' || coalesce(i.on_hand::text, 'missing') || ', reserved ' || "
+        "coalesce(i.reserved::text, '?') || '; store on_hand ' || s.on_hand FROM s LEFT JOIN "
+        "read.inventory i ON i.sku = s.sku WHERE i.on_hand IS DISTINCT FROM s.on_hand OR "
+        "i.reserved <> 0 OR s.on_hand < 0",
+        // Accounts: balance = deposits - captured; nothing left held.
+        "WITH s AS (SELECT substr(stream_id, 9) AS account, sum(CASE event_type WHEN "
+        "'FundsDeposited' THEN (payload->>'amount')::bigint WHEN 'PaymentCaptured' THEN "
+        "-(payload->>'amount')::bigint ELSE 0 END) AS balance FROM ordo.events WHERE "
+        "category = 'account' GROUP BY 1) SELECT 'account ' || s.account || ': read model "
+        "balance ' || coalesce(a.balance::text, 'missing') || ', held ' || "
+        "coalesce(a.held::text, '?') || '; store balance ' || s.balance FROM s LEFT JOIN "
+        "read.accounts a ON a.account_id = s.account WHERE a.balance IS DISTINCT FROM "
+        "s.balance OR a.held <> 0 OR s.balance < 0",
+        // Every order settled, and its saga with it.
+        "SELECT 'order ' || o.order_id || ' is ' || o.status || ', its saga ' || "
+        "coalesce(s.status, 'missing') FROM read.orders o LEFT JOIN read.sagas s USING "
+        "(order_id) WHERE o.status = 'pending' OR s.status IS NULL OR (o.status = 'confirmed') "
+        "<> (s.status = 'completed') OR s.status NOT IN ('completed', 'compensated')",
+        // Reservations and holds per order: none left over, whatever the outcome.
+        "SELECT 'order ' || (payload->>'order_id') || ' still holds ' || sum(CASE event_type "
+        "WHEN 'StockReserved' THEN (payload->>'quantity')::bigint WHEN 'PaymentAuthorized' THEN "
+        "(payload->>'amount')::bigint WHEN 'ReservationReleased' THEN "
+        "-(payload->>'quantity')::bigint WHEN 'ReservationCommitted' THEN "
+        "-(payload->>'quantity')::bigint ELSE -(payload->>'amount')::bigint END) FROM "
+        "ordo.events WHERE event_type IN ('StockReserved', 'ReservationReleased', "
+        "'ReservationCommitted', 'PaymentAuthorized', 'AuthorizationVoided', "
+        "'PaymentCaptured') GROUP BY payload->>'order_id' HAVING sum(CASE event_type WHEN "
+        "'StockReserved' THEN (payload->>'quantity')::bigint WHEN 'PaymentAuthorized' THEN "
+        "(payload->>'amount')::bigint WHEN 'ReservationReleased' THEN "
+        "-(payload->>'quantity')::bigint WHEN 'ReservationCommitted' THEN "
+        "-(payload->>'quantity')::bigint ELSE -(payload->>'amount')::bigint END) <> 0",
+        // A confirmed order: every line committed, its total captured; a cancelled one
+        // neither.
+        "SELECT o.status || ' order ' || o.order_id || ': ' || (SELECT count(*) FROM "
+        "ordo.events e WHERE e.event_type = 'ReservationCommitted' AND e.payload->>'order_id' "
+        "= o.order_id) || ' commits for ' || jsonb_array_length(o.lines) || ' lines, captured "
+        "' || coalesce((SELECT sum((e.payload->>'amount')::bigint) FROM ordo.events e WHERE "
+        "e.event_type = 'PaymentCaptured' AND e.payload->>'order_id' = o.order_id), 0) || ' of "
+        "' || o.total FROM read.orders o WHERE (o.status = 'confirmed' AND ((SELECT count(*) "
+        "FROM ordo.events e WHERE e.event_type = 'ReservationCommitted' AND "
+        "e.payload->>'order_id' = o.order_id) <> jsonb_array_length(o.lines) OR (SELECT "
+        "count(*) FROM ordo.events e WHERE e.event_type = 'PaymentCaptured' AND "
+        "e.payload->>'order_id' = o.order_id) <> 1)) OR (o.status = 'cancelled' AND EXISTS "
+        "(SELECT 1 FROM ordo.events e WHERE e.event_type IN ('ReservationCommitted', "
+        "'PaymentCaptured') AND e.payload->>'order_id' = o.order_id))",
+    };
+    std::vector<std::string> violations;
+    pqxx::connection conn{db.admin_url()};
+    pqxx::read_transaction tx{conn};
+    for (const char* check : kChecks) {
+        for (const auto& row : tx.exec(check)) violations.push_back(row[0].as<std::string>());
+    }
+    return violations;
+}
+
+}  // namespace ordo::testing

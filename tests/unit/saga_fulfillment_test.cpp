@@ -1,0 +1,301 @@
+#include <functional>
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "sagas/fulfillment.hpp"
+
+namespace ordo::sagas {
+namespace {
+
+const OrderInfo kOrder{"o-1", "c-1", "a-1", {{"sku-1", 2, 100}, {"sku-2", 1, 50}}, 250};
+
+// Drives one process the way the runner does: advance, then attempt every due step with
+// the outcome `answer` gives, until nothing is due. Returns the events in order.
+struct Driver {
+    ProcessKind kind;
+    Policy policy;
+    std::int64_t now_ms = 1'000'000;
+    Events log;
+    State state;
+    std::function<Attempt(const Step&)> answer = [](const Step&) {
+        return Attempt{Attempt::Result::kSucceeded, "", ""};
+    };
+
+    void add(const Events& events) {
+        for (const auto& e : events) {
+            // Every event survives its encoding: the store holds JSON.
+            auto decoded = decode(event_type(e), encode_payload(e));
+            ASSERT_TRUE(decoded.has_value()) << event_type(e);
+            log.push_back(*decoded);
+            state = evolve(std::move(state), *decoded);
+        }
+    }
+    void run() {
+        for (int round = 0; round < 100; ++round) {
+            auto next = advance(kind, state, policy, now_ms);
+            if (!next.empty()) {
+                add(next);
+                continue;
+            }
+            auto due = due_steps(state, now_ms);
+            if (due.empty()) return;
+            for (const auto& step : due) {
+                add(record_attempt(step, step.attempts + 1, answer(step), policy, now_ms, 0.5));
+            }
+        }
+        FAIL() << "the process did not settle";
+    }
+    std::vector<std::string> scheduled() const {
+        std::vector<std::string> names;
+        for (const auto& s : state.steps) names.push_back(s.name);
+        return names;
+    }
+    std::string status_of(const std::string& step) const {
+        const Step* s = state.step(step);
+        return s ? std::string{to_string(s->status)} : "absent";
+    }
+};
+
+Driver started(ProcessKind kind) {
+    Driver d{kind};
+    d.add({ProcessStarted{kOrder, d.now_ms}});
+    return d;
+}
+
+Attempt rejected(std::string code) {
+    return {Attempt::Result::kRejected, std::move(code), "no"};
+}
+Attempt failed() {
+    return {Attempt::Result::kTransientFailure, "", "database unavailable"};
+}
+Attempt ok() {
+    return {Attempt::Result::kSucceeded, "", ""};
+}
+
+TEST(Orchestration, HappyPathReservesAndAuthorizesInParallelThenConfirmsThenSettles) {
+    auto d = started(ProcessKind::kFulfillment);
+    auto first = advance(d.kind, d.state, d.policy, d.now_ms);
+    ASSERT_EQ(first.size(), 3u);  // both lines and the payment, at once
+    d.run();
+    EXPECT_EQ(d.scheduled(),
+              (std::vector<std::string>{"reserve:sku-1", "reserve:sku-2", "authorize", "confirm",
+                                        "commit:sku-1", "commit:sku-2", "capture"}));
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompleted);
+    EXPECT_EQ(d.state.step("authorize")->command["amount"], 250);
+}
+
+TEST(Orchestration, OutOfStockCompensatesEveryActionThenCancels) {
+    auto d = started(ProcessKind::kFulfillment);
+    d.answer = [](const Step& s) {
+        return s.name == "reserve:sku-2" ? rejected("insufficient_stock") : ok();
+    };
+    d.run();
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompensated);
+    EXPECT_EQ(d.state.end_reason, "insufficient_stock");
+    EXPECT_EQ(d.status_of("release:sku-1"), "succeeded");
+    EXPECT_EQ(d.status_of("release:sku-2"), "succeeded");  // blind: harmless
+    EXPECT_EQ(d.status_of("void"), "succeeded");
+    EXPECT_EQ(d.status_of("cancel"), "succeeded");
+    EXPECT_EQ(d.state.step("cancel")->command["reason"], "insufficient_stock");
+    EXPECT_EQ(d.status_of("confirm"), "absent");
+}
+
+TEST(Orchestration, InsufficientFundsCancelsWithThatReason) {
+    auto d = started(ProcessKind::kFulfillment);
+    d.answer = [](const Step& s) {
+        return s.name == "authorize" ? rejected("insufficient_funds") : ok();
+    };
+    d.run();
+    EXPECT_EQ(d.state.end_reason, "insufficient_funds");
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompensated);
+}
+
+TEST(Orchestration, TransientFailuresRetryWithBackoffUntilTheDeadlineThenTimeOut) {
+    auto d = started(ProcessKind::kFulfillment);
+    d.answer = [](const Step& s) { return s.name == "authorize" ? failed() : ok(); };
+    d.run();
+    const Step* authorize = d.state.step("authorize");
+    ASSERT_TRUE(authorize->pending());
+    EXPECT_EQ(authorize->attempts, 1);
+    EXPECT_GT(authorize->retry_at_ms, d.now_ms);  // not again before the backoff
+    EXPECT_EQ(next_wake_ms(d.state), authorize->retry_at_ms);
+    // Time passes past the step's deadline while it keeps failing.
+    for (int i = 0; i < 4; ++i) {
+        d.now_ms = *next_wake_ms(d.state);
+        d.run();
+    }
+    EXPECT_EQ(d.state.step("authorize")->attempts, 5);
+    d.now_ms += d.policy.step_timeout_ms;
+    d.answer = [](const Step&) { return ok(); };
+    d.run();
+    EXPECT_EQ(d.status_of("authorize"), "timed_out");
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompensated);
+    EXPECT_EQ(d.state.end_reason, "timeout");
+}
+
+TEST(Orchestration, CustomerCancelBeforeThePivotCompensates) {
+    auto d = started(ProcessKind::kFulfillment);
+    d.answer = [](const Step& s) { return s.name == "authorize" ? failed() : ok(); };
+    d.run();
+    d.add({FactObserved{"order_cancellation_requested", "", d.now_ms}});
+    d.run();
+    EXPECT_EQ(d.status_of("authorize"), "abandoned");
+    EXPECT_EQ(d.state.end_reason, "customer_request");
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompensated);
+}
+
+TEST(Orchestration, ConfirmRejectedBecauseTheCustomerAskedFirstCompensates) {
+    auto d = started(ProcessKind::kFulfillment);
+    d.answer = [](const Step& s) {
+        return s.name == "confirm" ? rejected("cancellation_requested") : ok();
+    };
+    d.run();
+    EXPECT_EQ(d.state.end_reason, "customer_request");
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompensated);
+    EXPECT_EQ(d.status_of("commit:sku-1"), "absent");
+}
+
+TEST(Orchestration, ACompensationThatCannotSucceedFailsTheSaga) {
+    auto d = started(ProcessKind::kFulfillment);
+    d.answer = [](const Step& s) {
+        if (s.name == "authorize") return rejected("insufficient_funds");
+        if (s.name == "release:sku-1") return failed();
+        return ok();
+    };
+    for (int i = 0; i < 100 && !d.state.ended(); ++i) {
+        d.run();
+        if (auto wake = next_wake_ms(d.state)) d.now_ms = *wake;
+    }
+    EXPECT_EQ(d.state.status, ProcessStatus::kFailed);
+    EXPECT_EQ(d.state.step("release:sku-1")->attempts, d.policy.settlements.max_attempts);
+}
+
+TEST(Orchestration, AnOutcomeForAStepNoLongerPendingChangesNothing) {
+    auto d = started(ProcessKind::kFulfillment);
+    d.add(advance(d.kind, d.state, d.policy, d.now_ms));
+    d.add({StepAbandoned{"authorize", d.now_ms}, StepSucceeded{"authorize", 1, d.now_ms}});
+    EXPECT_EQ(d.status_of("authorize"), "abandoned");
+}
+
+TEST(Choreography, ReactorsReachTheSameOutcomeOnTheHappyPath) {
+    auto inventory = started(ProcessKind::kInventory);
+    auto payments = started(ProcessKind::kPayments);
+    auto orders = started(ProcessKind::kOrders);
+    inventory.run();
+    ASSERT_TRUE(inventory.state.published.contains("stock_allocated"));
+    payments.add({FactObserved{"stock_allocated", "", payments.now_ms}});
+    payments.run();
+    ASSERT_TRUE(payments.state.published.contains("payment_secured"));
+    orders.add({FactObserved{"payment_secured", "", orders.now_ms}});
+    orders.run();
+    EXPECT_EQ(orders.status_of("confirm"), "succeeded");
+    EXPECT_EQ(orders.state.status, ProcessStatus::kCompleted);
+    inventory.add({FactObserved{"order_confirmed", "", inventory.now_ms}});
+    inventory.run();
+    payments.add({FactObserved{"order_confirmed", "", payments.now_ms}});
+    payments.run();
+    EXPECT_EQ(inventory.state.status, ProcessStatus::kCompleted);
+    EXPECT_EQ(payments.state.status, ProcessStatus::kCompleted);
+    EXPECT_EQ(payments.status_of("capture"), "succeeded");
+    auto view = saga_view(Mode::kChoreography, "o-1",
+                          {{ProcessKind::kInventory, inventory.state},
+                           {ProcessKind::kPayments, payments.state},
+                           {ProcessKind::kOrders, orders.state}});
+    EXPECT_EQ(view.status, "completed");
+    EXPECT_EQ(view.steps.size(), 7u);
+}
+
+TEST(Choreography, AllocationFailureCancelsTheOrderAndReleasesWhatWasReserved) {
+    auto inventory = started(ProcessKind::kInventory);
+    inventory.answer = [](const Step& s) {
+        return s.name == "reserve:sku-1" ? rejected("insufficient_stock") : ok();
+    };
+    inventory.run();
+    ASSERT_TRUE(inventory.state.published.contains("stock_allocation_failed"));
+    EXPECT_EQ(inventory.status_of("release:sku-2"), "succeeded");
+    EXPECT_FALSE(inventory.state.ended());  // waits for the order's outcome
+    auto orders = started(ProcessKind::kOrders);
+    orders.add({FactObserved{"stock_allocation_failed", "insufficient_stock", orders.now_ms}});
+    orders.run();
+    EXPECT_EQ(orders.state.step("cancel")->command["reason"], "insufficient_stock");
+    EXPECT_EQ(orders.state.status, ProcessStatus::kCompensated);
+    auto payments = started(ProcessKind::kPayments);
+    payments.add({FactObserved{"order_cancelled", "insufficient_stock", payments.now_ms}});
+    payments.run();
+    EXPECT_EQ(payments.state.status, ProcessStatus::kCompensated);
+    EXPECT_TRUE(payments.state.steps.empty());  // nothing was authorized, nothing to void
+    inventory.add({FactObserved{"order_cancelled", "insufficient_stock", inventory.now_ms}});
+    inventory.run();
+    EXPECT_EQ(inventory.state.status, ProcessStatus::kCompensated);
+}
+
+TEST(Choreography, TheOrdersDeadlineCancelsAndPaymentsVoidsWhatItHeld) {
+    auto orders = started(ProcessKind::kOrders);
+    orders.run();
+    ASSERT_EQ(orders.state.deadlines.size(), 1u);
+    orders.now_ms += orders.policy.fulfillment_timeout_ms;
+    orders.run();
+    EXPECT_EQ(orders.state.step("cancel")->command["reason"], "timeout");
+    auto payments = started(ProcessKind::kPayments);
+    payments.answer = [](const Step&) { return failed(); };
+    payments.add({FactObserved{"stock_allocated", "", payments.now_ms}});
+    payments.run();
+    payments.answer = [](const Step&) { return ok(); };
+    payments.add({FactObserved{"order_cancelled", "timeout", payments.now_ms}});
+    payments.run();
+    EXPECT_EQ(payments.status_of("authorize"), "abandoned");
+    EXPECT_EQ(payments.status_of("void"), "succeeded");
+    EXPECT_EQ(payments.state.status, ProcessStatus::kCompensated);
+}
+
+TEST(Choreography, ACancelThatArrivesAfterTheConfirmLeavesTheOrderConfirmed) {
+    auto orders = started(ProcessKind::kOrders);
+    orders.add({FactObserved{"payment_secured", "", orders.now_ms}});
+    orders.answer = [](const Step& s) {
+        return s.name == "confirm" ? rejected("cancellation_requested")
+                                   : rejected("already_confirmed");
+    };
+    orders.run();
+    EXPECT_EQ(orders.status_of("cancel"), "rejected");
+    EXPECT_EQ(orders.state.status, ProcessStatus::kCompleted);
+}
+
+TEST(Routing, OrchestrationStartsOneProcessAndChoreographyThree) {
+    nlohmann::json placed = {{"order_id", "o-1"},
+                             {"customer_id", "c-1"},
+                             {"account_id", "a-1"},
+                             {"lines", {{{"sku", "s"}, {"quantity", 1}, {"unit_price", 5}}}},
+                             {"total", 5}};
+    EXPECT_EQ(route(Mode::kOrchestration, "OrderPlaced", placed, 1).size(), 1u);
+    EXPECT_EQ(route(Mode::kChoreography, "OrderPlaced", placed, 1).size(), 3u);
+    auto cancelled = route(Mode::kChoreography, "OrderCancelled",
+                           {{"order_id", "o-1"}, {"reason", "timeout"}}, 1);
+    ASSERT_EQ(cancelled.size(), 2u);
+    EXPECT_EQ(std::get<FactObserved>(cancelled[0].events[0]).reason, "timeout");
+    EXPECT_TRUE(route(Mode::kOrchestration, "OrderConfirmed", {{"order_id", "o-1"}}, 1).empty());
+    EXPECT_TRUE(route(Mode::kOrchestration, "OrderPlaced", {{"bad", 1}}, 1).empty());
+}
+
+TEST(Streams, ProcessStreamsRoundTrip) {
+    auto id = parse_stream(stream_of(ProcessKind::kPayments, "o-1-2"));
+    ASSERT_TRUE(id);
+    EXPECT_EQ(id->kind, ProcessKind::kPayments);
+    EXPECT_EQ(id->order_id, "o-1-2");
+    EXPECT_FALSE(parse_stream("order-o-1"));
+}
+
+TEST(RetryPolicy, BackoffGrowsExponentiallyWithJitterUpToTheCap) {
+    RetryPolicy p{10, 100, 1'000};
+    EXPECT_EQ(p.delay_ms(1, 0.0), 50);
+    EXPECT_EQ(p.delay_ms(1, 0.999), 99);
+    EXPECT_EQ(p.delay_ms(2, 0.0), 100);
+    EXPECT_EQ(p.delay_ms(3, 0.0), 200);
+    EXPECT_EQ(p.delay_ms(20, 0.0), 500);  // capped
+    Step s{"x", StepKind::kAction};
+    auto gave_up = record_attempt(s, 8, failed(), Policy{}, 0, 0.5);
+    EXPECT_TRUE(std::holds_alternative<StepGaveUp>(gave_up[0]));
+}
+
+}  // namespace
+}  // namespace ordo::sagas
