@@ -1,3 +1,4 @@
+#include "domain/overloaded.hpp"
 #include "command/service.hpp"
 
 #include <set>
@@ -10,6 +11,8 @@
 
 namespace ordo::command {
 namespace {
+
+using domain::Overloaded;
 
 using platform::http::problem;
 using platform::http::Request;
@@ -62,13 +65,6 @@ std::optional<Response> check_path_id(const Request& request, const char* name) 
     if (domain::is_valid_id(request.params.at(name))) return std::nullopt;
     return invalid({{std::string{"path."} + name, "must be 1 to 64 characters of [A-Za-z0-9._-]"}});
 }
-
-template <class... Ts>
-struct Overloaded : Ts... {
-    using Ts::operator()...;
-};
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
 
 }  // namespace
 

@@ -307,4 +307,12 @@ std::int64_t EventStore::stream_version(const std::string& stream) {
     });
 }
 
+const char* EventStore::event_columns() {
+    return kEventColumns;
+}
+
+RecordedEvent EventStore::event_from_row(const pqxx::row& row) {
+    return to_event(row);
+}
+
 }  // namespace ordo::eventstore

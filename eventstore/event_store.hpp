@@ -166,6 +166,11 @@ class EventStore {
     // 0 when the stream does not exist.
     std::int64_t stream_version(const std::string& stream);
 
+    // For reads of their own (the rebuild's range scans): the select list of an event, and
+    // the event from a row selected with it.
+    static const char* event_columns();
+    static RecordedEvent event_from_row(const pqxx::row& row);
+
    private:
     platform::pg::Pool& pool_;
     AppendNotifier* notifier_;

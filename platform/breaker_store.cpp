@@ -5,34 +5,14 @@
 #include <nats/nats.h>
 #include <nlohmann/json.hpp>
 
+#include "platform/nats_status.hpp"
 #include "platform/errors.hpp"
 
 namespace ordo::platform {
 namespace {
 
-bool is_transient(natsStatus status) {
-    switch (status) {
-        case NATS_TIMEOUT:
-        case NATS_NO_RESPONDERS:
-        case NATS_CONNECTION_CLOSED:
-        case NATS_CONNECTION_DISCONNECTED:
-        case NATS_NOT_YET_CONNECTED:
-        case NATS_IO_ERROR:
-        case NATS_STALE_CONNECTION:
-        case NATS_NO_SERVER:
-            return true;
-        default:
-            return false;
-    }
-}
-
-std::string describe(natsStatus status) {
-    std::string text = natsStatus_GetText(status);
-    natsStatus last = NATS_OK;
-    const char* detail = nats_GetLastError(&last);
-    if (detail && *detail && text != detail) text += ": " + std::string{detail};
-    return text;
-}
+using nats_status::describe;
+using nats_status::is_transient;
 
 // A compare-and-set that lost: the server answers "wrong last sequence".
 bool is_conflict(natsStatus status) {

@@ -14,37 +14,17 @@
 
 #include "platform/errors.hpp"
 #include "platform/metrics.hpp"
+#include "platform/nats_status.hpp"
 
 namespace ordo::platform::jetstream {
 namespace {
 
+using nats_status::describe;
+using nats_status::is_transient;
+
 using namespace std::chrono_literals;
 
 constexpr std::int64_t kApiWaitMs = 5000;
-
-std::string describe(natsStatus status) {
-    std::string text = natsStatus_GetText(status);
-    natsStatus last = NATS_OK;
-    const char* detail = nats_GetLastError(&last);
-    if (detail && *detail && last == status && text != detail) text += ": " + std::string{detail};
-    return text;
-}
-
-bool is_transient(natsStatus status) {
-    switch (status) {
-        case NATS_TIMEOUT:
-        case NATS_NO_RESPONDERS:
-        case NATS_CONNECTION_CLOSED:
-        case NATS_CONNECTION_DISCONNECTED:
-        case NATS_NOT_YET_CONNECTED:
-        case NATS_IO_ERROR:
-        case NATS_STALE_CONNECTION:
-        case NATS_NO_SERVER:
-            return true;
-        default:
-            return false;
-    }
-}
 
 // Translates a failed cnats call into the project's error types.
 [[noreturn]] void fail(const std::string& what, natsStatus status, jsErrCode code = jsErrCode{}) {
@@ -448,3 +428,31 @@ void Client::delete_stream(const std::string& stream) {
 }
 
 }  // namespace ordo::platform::jetstream
+
+namespace ordo::platform::nats_status {
+
+std::string describe(natsStatus status) {
+    std::string text = natsStatus_GetText(status);
+    natsStatus last = NATS_OK;
+    const char* detail = nats_GetLastError(&last);
+    if (detail && *detail && last == status && text != detail) text += ": " + std::string{detail};
+    return text;
+}
+
+bool is_transient(natsStatus status) {
+    switch (status) {
+        case NATS_TIMEOUT:
+        case NATS_NO_RESPONDERS:
+        case NATS_CONNECTION_CLOSED:
+        case NATS_CONNECTION_DISCONNECTED:
+        case NATS_NOT_YET_CONNECTED:
+        case NATS_IO_ERROR:
+        case NATS_STALE_CONNECTION:
+        case NATS_NO_SERVER:
+            return true;
+        default:
+            return false;
+    }
+}
+
+}  // namespace ordo::platform::nats_status

@@ -1,3 +1,4 @@
+#include "domain/overloaded.hpp"
 #include "projections/read_models.hpp"
 
 #include <optional>
@@ -17,12 +18,7 @@
 namespace ordo::projections {
 namespace {
 
-template <class... Ts>
-struct Overloaded : Ts... {
-    using Ts::operator()...;
-};
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+using domain::Overloaded;
 
 // An event this read model cannot decode is poison: the runtime's failure policy decides.
 class UndecodableEvent : public std::runtime_error {

@@ -89,29 +89,13 @@ std::vector<std::string> live_owners(pqxx::transaction_base& txn, const std::str
 // The events after `after` up to `horizon`, in commit order. Unlike the runtime's partition
 // read, it is bounded above by the horizon fixed at the start, which lets every batch be an
 // index range scan whatever the table's statistics say.
-constexpr const char* kReadRange =
-    "SELECT global_position, transaction_id::text AS txid, stream_id, category, stream_version, "
-    "event_id::text, event_type, schema_version, payload::text, metadata::text, "
-    "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
-    "FROM ordo.events "
+const std::string kReadRange =
+    std::string{"SELECT "} + eventstore::EventStore::event_columns() +
+    " FROM ordo.events "
     "WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) "
     "  AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint) "
     "  AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[])) "
     "ORDER BY transaction_id, global_position LIMIT $6";
-
-eventstore::RecordedEvent to_event(const pqxx::row& row) {
-    return {row[0].as<std::int64_t>(),
-            std::stoull(row[1].c_str()),
-            row[2].as<std::string>(),
-            row[3].as<std::string>(),
-            row[4].as<std::int64_t>(),
-            row[5].as<std::string>(),
-            row[6].as<std::string>(),
-            row[7].as<int>(),
-            nlohmann::json::parse(row[8].c_str()),
-            eventstore::Metadata::from_json(nlohmann::json::parse(row[9].c_str())),
-            row[10].as<std::string>()};
-}
 
 // Reads the replay's batches on a connection and thread of its own, up to two batches
 // ahead of the writer, so that reading the store and writing the model overlap. Its
@@ -164,7 +148,7 @@ class BatchReader {
                              "ordo_rebuild_read", std::to_string(at.transaction_id), at.position,
                              std::to_string(horizon_.transaction_id), horizon_.position,
                              categories_, static_cast<std::int64_t>(batch_))) {
-                        events.push_back(to_event(row));
+                        events.push_back(eventstore::EventStore::event_from_row(row));
                     }
                 }
                 last = events.size() < batch_;

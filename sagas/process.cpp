@@ -1,3 +1,4 @@
+#include "domain/overloaded.hpp"
 #include "sagas/process.hpp"
 
 #include <algorithm>
@@ -7,12 +8,7 @@
 namespace ordo::sagas {
 namespace {
 
-template <class... Ts>
-struct Overloaded : Ts... {
-    using Ts::operator()...;
-};
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+using domain::Overloaded;
 
 constexpr std::array<std::string_view, 4> kStepKinds = {"action", "compensation", "pivot",
                                                         "forward"};
