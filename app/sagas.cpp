@@ -1,3 +1,4 @@
+#include <cmath>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -130,6 +131,30 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
                                 std::move(feeds),
                                 log.with_component("saga-intake"),
                                 registry};
+
+    // From the due index, so every runner reports the same figure whatever it processed:
+    // sagas still running (one per order), and how late the most overdue one is — a saga
+    // due but not taken up means no runner is making progress.
+    auto schedule_figure = [&pool](const char* sql) {
+        return [&pool, sql]() -> double {
+            try {
+                return pool.transact<pqxx::read_transaction>(
+                    [&](auto& tx) { return tx.exec1(sql)[0].template as<double>(); });
+            } catch (const std::exception&) {
+                return std::nan("");
+            }
+        };
+    };
+    registry.gauge_callback(
+        "ordo_sagas_running", "Sagas (orders) not yet ended", {},
+        schedule_figure("SELECT count(*) FROM ordo.saga_schedule WHERE stream_id LIKE "
+                        "'saga.fulfillment-%' OR stream_id LIKE 'orders.fulfillment-%'"));
+    registry.gauge_callback(
+        "ordo_saga_overdue_seconds",
+        "How long the most overdue saga process has waited for a runner (0: none overdue)", {},
+        schedule_figure("SELECT coalesce(extract(epoch FROM max(now() - due_at)), 0) FROM "
+                        "ordo.saga_schedule WHERE due_at < now() AND (leased_until IS NULL OR "
+                        "leased_until < now())"));
 
     platform::http::Router router;
     platform::add_service_routes(router, registry, pool, nats);

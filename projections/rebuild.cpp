@@ -1,4 +1,5 @@
 #include "projections/rebuild.hpp"
+#include "projections/runtime.hpp"
 
 #include <algorithm>
 #include <condition_variable>
@@ -18,12 +19,6 @@ namespace ordo::projections {
 namespace {
 
 using eventstore::Checkpoint;
-
-// The projection runtime's advisory-lock key for a (projection, partition) slot; it must
-// stay equal to lock_key() in runtime.cpp, which takes the lock.
-int slot_lock_key(const std::string& projection) {
-    return static_cast<int>(platform::stream_hash("ordo.projection." + projection) & 0x7fffffff);
-}
 
 // One rebuild of a projection at a time.
 std::int64_t rebuild_lock_key(const std::string& projection) {

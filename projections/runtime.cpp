@@ -23,11 +23,6 @@ namespace {
 
 using eventstore::Checkpoint;
 
-// The advisory-lock key of a slot: (hash of the projection name, partition).
-int lock_key(const std::string& projection) {
-    return static_cast<int>(platform::stream_hash("ordo.projection." + projection) & 0x7fffffff);
-}
-
 struct Slot {
     Projection* projection;
     int partition;
@@ -323,7 +318,7 @@ struct Runtime::Impl {
             auto& s = slots[(start + i) % slots.size()];
             if (s.owned) continue;
             if (tx.exec_params1("SELECT pg_try_advisory_lock($1, $2)",
-                                lock_key(s.projection->name()), s.partition)[0]
+                                slot_lock_key(s.projection->name()), s.partition)[0]
                     .as<bool>()) {
                 s.owned = true;
                 ++held;
@@ -333,7 +328,7 @@ struct Runtime::Impl {
         for (std::size_t i = 0; i < slots.size() && held > fair; ++i) {
             auto& s = slots[(start + slots.size() - 1 - i) % slots.size()];
             if (!s.owned) continue;
-            tx.exec_params("SELECT pg_advisory_unlock($1, $2)", lock_key(s.projection->name()),
+            tx.exec_params("SELECT pg_advisory_unlock($1, $2)", slot_lock_key(s.projection->name()),
                            s.partition);
             s.owned = false;
             --held;
@@ -801,6 +796,10 @@ void Runtime::run(const std::atomic<bool>& stop) {
 
 std::size_t Runtime::owned_slots() const {
     return impl_->owned;
+}
+
+int slot_lock_key(const std::string& projection) {
+    return static_cast<int>(platform::stream_hash("ordo.projection." + projection) & 0x7fffffff);
 }
 
 }  // namespace ordo::projections

@@ -95,4 +95,7 @@ class Runtime {
     std::unique_ptr<Impl> impl_;
 };
 
+// The first key of the advisory lock (key, partition) that owns a projection's slot.
+int slot_lock_key(const std::string& projection);
+
 }  // namespace ordo::projections
