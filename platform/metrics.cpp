@@ -1,8 +1,8 @@
 #include "platform/metrics.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
-#include <sstream>
 #include <stdexcept>
 
 namespace ordo::platform::metrics {
@@ -33,10 +33,10 @@ std::string escape_label(const std::string& value) {
 std::string format_value(double v) {
     if (std::isnan(v)) return "NaN";
     if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-    std::ostringstream out;
-    out.precision(17);
-    out << v;
-    return out.str();
+    // The shortest text that reads back as the same double: 0.05, not 0.050000000000000003.
+    char buf[32];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return ec == std::errc{} ? std::string{buf, end} : std::string{"NaN"};
 }
 
 std::string render_labels(const Labels& labels, const std::string& extra_key = {},

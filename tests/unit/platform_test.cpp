@@ -75,7 +75,7 @@ TEST(Metrics, RendersPrometheusText) {
         std::string::npos);
     EXPECT_NE(text.find("ordo_lag 2.5\n"), std::string::npos);
     EXPECT_NE(
-        text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"0.10000000000000001\"} 1\n"),
+        text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"0.1\"} 1\n"),
         std::string::npos);
     EXPECT_NE(text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"+Inf\"} 3\n"),
               std::string::npos);
