@@ -119,7 +119,7 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
                          registry};
 
     std::vector<std::unique_ptr<projections::Projection>> feeds;
-    feeds.push_back(sagas::intake(*mode, clock));
+    feeds.push_back(sagas::intake(*mode));
     feeds = projections::traced(std::move(feeds), spans.get(), log.with_component("saga-intake"));
     projections::Runtime intake{{.database_url = options.database_url,
                                  .partitions = options.partitions,

@@ -140,7 +140,10 @@ struct Exporter::Impl {
     bool send(const std::vector<Span>& batch) {
         std::string error;
         try {
-            auto body = encode(batch, options.service_name).dump();
+            // Attributes carry client text (user agents, paths, errors): bytes that are not
+            // UTF-8 are replaced rather than failing the whole batch.
+            auto body = encode(batch, options.service_name)
+                            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
             auto res = http_client::post(options.url, {{"Content-Type", "application/json"}}, body,
                                          options.timeout);
             if (res.status >= 200 && res.status < 300) {

@@ -1,10 +1,12 @@
 #include "sagas/intake.hpp"
 
 #include <cstdio>
+#include <ctime>
 
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
+#include "platform/errors.hpp"
 
 namespace ordo::sagas {
 namespace {
@@ -18,9 +20,22 @@ std::uint64_t fnv1a64(const std::string& text, std::uint64_t seed) {
     return h;
 }
 
+// "2026-11-26T17:16:32.004123Z" (the store's recorded_at) in milliseconds since the epoch.
+std::int64_t epoch_ms(const std::string& recorded_at) {
+    std::tm tm{};
+    int micros = 0;
+    if (std::sscanf(recorded_at.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%6d", &tm.tm_year, &tm.tm_mon,
+                    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &micros) < 6) {
+        throw platform::InvalidInput("unreadable recorded_at '" + recorded_at + "'");
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return static_cast<std::int64_t>(timegm(&tm)) * 1000 + micros / 1000;
+}
+
 class Intake final : public projections::Projection {
    public:
-    Intake(Mode mode, const platform::Clock& clock) : mode_{mode}, clock_{clock} {}
+    explicit Intake(Mode mode) : mode_{mode} {}
 
     std::string name() const override { return "sagas." + std::string{to_string(mode_)}; }
 
@@ -31,10 +46,9 @@ class Intake final : public projections::Projection {
     }
 
     void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) override {
-        const auto now_ms =
-            std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch())
-                .count();
-        for (auto& delivery : route(mode_, e.type, e.payload, now_ms)) {
+        // Times from the source event, not the clock: applying the same event again yields
+        // the same events, which the store then recognises by their ids.
+        for (auto& delivery : route(mode_, e.type, e.payload, epoch_ms(e.recorded_at))) {
             const auto stream = stream_of(delivery.process, delivery.order_id);
             eventstore::Metadata m = e.metadata;
             m.causation_id = e.event_id;
@@ -58,7 +72,6 @@ class Intake final : public projections::Projection {
 
    private:
     Mode mode_;
-    const platform::Clock& clock_;
 };
 
 class SagaViewProjection final : public projections::Projection {
@@ -125,8 +138,8 @@ class SagaViewProjection final : public projections::Projection {
 
 }  // namespace
 
-std::unique_ptr<projections::Projection> intake(Mode mode, const platform::Clock& clock) {
-    return std::make_unique<Intake>(mode, clock);
+std::unique_ptr<projections::Projection> intake(Mode mode) {
+    return std::make_unique<Intake>(mode);
 }
 
 std::unique_ptr<projections::Projection> saga_view_projection(std::string schema) {

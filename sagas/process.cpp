@@ -1,5 +1,5 @@
-#include "domain/overloaded.hpp"
 #include "sagas/process.hpp"
+#include "domain/overloaded.hpp"
 
 #include <algorithm>
 #include <array>

@@ -53,6 +53,7 @@ struct Runner::Impl {
     platform::metrics::Counter& attempts_rejected;
     platform::metrics::Counter& attempts_failed;
     platform::metrics::Counter& conflicts;
+    platform::metrics::Counter& parked;
 
     Impl(RunnerOptions o, platform::pg::Pool& p, CommandBus& b, eventstore::AppendNotifier* n,
          const platform::Clock& c, platform::Logger l, platform::metrics::Registry& m)
@@ -77,24 +78,33 @@ struct Runner::Impl {
           attempts_failed{m.counter("ordo_saga_step_attempts_total",
                                     "Saga step attempts by outcome", {{"result", "failed"}})},
           conflicts{m.counter("ordo_saga_conflicts_total",
-                              "Saga appends re-run after another writer appended first")} {}
+                              "Saga appends re-run after another writer appended first")},
+          parked{m.counter("ordo_saga_processes_parked_total",
+                           "Saga processes that could not be run and wait for an operator")} {}
 
     std::int64_t now_ms() const { return to_ms(clock.now()); }
 
-    std::vector<std::string> claim() {
+    // A claimed process and the lease that makes it this runner's.
+    struct Claim {
+        std::string stream;
+        std::string lease;  // leased_until, as the database wrote it
+    };
+
+    // Due and lease times are the database's clock, the one the intake writes with.
+    std::vector<Claim> claim() {
         return pool.transact([&](pqxx::work& txn) {
-            std::vector<std::string> streams;
+            std::vector<Claim> claims;
             for (const auto& row : txn.exec_params(
-                     "UPDATE ordo.saga_schedule SET leased_until = to_timestamp($2::float8 / 1000) "
-                     "+ make_interval(secs => $3) WHERE stream_id IN (SELECT stream_id FROM "
-                     "ordo.saga_schedule WHERE due_at <= to_timestamp($2::float8 / 1000) AND "
-                     "(leased_until IS NULL OR leased_until < to_timestamp($2::float8 / 1000)) "
-                     "ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING stream_id",
-                     static_cast<long>(options.claim_batch), now_ms(),
+                     "UPDATE ordo.saga_schedule SET leased_until = clock_timestamp() + "
+                     "make_interval(secs => $2) WHERE stream_id IN (SELECT stream_id FROM "
+                     "ordo.saga_schedule WHERE due_at <= now() AND (leased_until IS NULL OR "
+                     "leased_until < now()) ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
+                     "RETURNING stream_id, leased_until::text",
+                     static_cast<long>(options.claim_batch),
                      static_cast<double>(options.lease.count()))) {
-                streams.push_back(row[0].as<std::string>());
+                claims.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
             }
-            return streams;
+            return claims;
         });
     }
 
@@ -275,51 +285,70 @@ struct Runner::Impl {
         }
     }
 
-    // Files the next wake-up; a process that got new events meanwhile is due at once.
-    void reschedule(const std::string& stream, std::int64_t version,
-                    std::optional<std::int64_t> wake_ms) {
+    // Files the next wake-up; a process that got new events meanwhile is due at once. Only
+    // while the lease is still this runner's: a runner that overran its lease leaves the
+    // row to the one that took it over.
+    void reschedule(const Claim& claim, std::int64_t version, std::optional<std::int64_t> wake_ms) {
         pool.transact([&](pqxx::work& txn) {
-            auto locked = txn.exec_params(
-                "SELECT 1 FROM ordo.saga_schedule WHERE stream_id = $1 FOR UPDATE", stream);
-            auto current =
-                txn.exec_params("SELECT version FROM ordo.streams WHERE stream_id = $1", stream);
+            auto ours = txn.exec_params(
+                "SELECT 1 FROM ordo.saga_schedule WHERE stream_id = $1 AND leased_until = "
+                "$2::timestamptz FOR UPDATE",
+                claim.stream, claim.lease);
+            if (ours.empty()) return;
+            auto current = txn.exec_params("SELECT version FROM ordo.streams WHERE stream_id = $1",
+                                           claim.stream);
             const bool moved = !current.empty() && current[0][0].as<std::int64_t>() != version;
             if (moved) {
                 txn.exec_params(
                     "UPDATE ordo.saga_schedule SET due_at = now(), leased_until = NULL WHERE "
                     "stream_id = $1",
-                    stream);
+                    claim.stream);
             } else if (wake_ms) {
                 txn.exec_params(
-                    "INSERT INTO ordo.saga_schedule (stream_id, due_at) VALUES ($1, "
-                    "to_timestamp($2::float8 / 1000)) ON CONFLICT (stream_id) DO UPDATE SET "
-                    "due_at = excluded.due_at, leased_until = NULL",
-                    stream, *wake_ms);
+                    "UPDATE ordo.saga_schedule SET due_at = to_timestamp($2::float8 / 1000), "
+                    "leased_until = NULL WHERE stream_id = $1",
+                    claim.stream, *wake_ms);
             } else {
-                txn.exec_params("DELETE FROM ordo.saga_schedule WHERE stream_id = $1", stream);
+                txn.exec_params("DELETE FROM ordo.saga_schedule WHERE stream_id = $1",
+                                claim.stream);
             }
         });
     }
 
+    // Takes a process that failed out of the way for `delay`, so the others go on.
+    void set_aside(const Claim& claim, std::chrono::seconds delay) {
+        pool.transact([&](pqxx::work& txn) {
+            txn.exec_params(
+                "UPDATE ordo.saga_schedule SET due_at = now() + make_interval(secs => $3), "
+                "leased_until = NULL WHERE stream_id = $1 AND leased_until = $2::timestamptz",
+                claim.stream, claim.lease, static_cast<double>(delay.count()));
+        });
+    }
+
     std::size_t run_due() {
-        auto streams = claim();
-        for (const auto& stream : streams) {
+        auto claims = claim();
+        for (const auto& claim : claims) {
             try {
-                auto [version, wake] = process(stream);
-                reschedule(stream, version, wake);
-            } catch (const platform::InvalidInput& e) {
-                // A process that cannot be read cannot be run: park it for an operator.
-                log.error("saga cannot be processed; parked",
-                          {{"stream", stream}, {"error", e.what()}});
-                pool.transact([&](pqxx::work& txn) {
-                    txn.exec_params(
-                        "UPDATE ordo.saga_schedule SET due_at = now() + interval '1 hour', "
-                        "leased_until = NULL WHERE stream_id = $1",
-                        stream);
-                });
+                auto [version, wake] = process(claim.stream);
+                reschedule(claim, version, wake);
+            } catch (const std::exception& e) {
+                const bool transient = platform::pg::classify(std::current_exception()) ==
+                                       platform::FailureKind::transient;
+                if (transient) {
+                    log.warn("saga process failed; it will be tried again",
+                             {{"stream", claim.stream}, {"error", e.what()}});
+                    set_aside(claim, std::chrono::seconds(1));
+                } else {
+                    // A process that cannot be read or run needs an operator: it is parked
+                    // and tried again hourly.
+                    log.error("saga process cannot be run; parked",
+                              {{"stream", claim.stream}, {"error", e.what()}});
+                    parked.inc();
+                    set_aside(claim, std::chrono::hours(1));
+                }
             }
         }
-        return streams.size();
+        return claims.size();
     }
 
     void work(const std::atomic<bool>& stop) {

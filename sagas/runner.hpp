@@ -37,7 +37,9 @@ class CommandBus {
 struct RunnerOptions {
     Policy policy;
     int workers = 4;
-    std::size_t claim_batch = 4;
+    // Processes a worker claims at once; each is leased until the worker is done with it,
+    // so one at a time keeps a lease from running out while it waits its turn.
+    std::size_t claim_batch = 1;
     // A claimed process is someone else's to take once this passes without an answer.
     std::chrono::seconds lease{10};
     std::chrono::milliseconds idle_poll{50};

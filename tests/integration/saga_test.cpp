@@ -5,6 +5,9 @@
 #include <random>
 #include <thread>
 
+#include "eventstore/event_store.hpp"
+#include "platform/trace.hpp"
+#include "sagas/intake.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/saga_stack.hpp"
 
@@ -202,6 +205,42 @@ TEST_P(Saga, TwoHundredConcurrentOrdersForScarceStockAndFundsKeepEveryInvariant)
     EXPECT_GT(confirmed, 0);
     EXPECT_GT(cancelled, 0);
     expect_invariants(stack);
+}
+
+// The intake may see an event again (a rewound checkpoint, a retried dead letter): it then
+// appends nothing, because the events it derives are the same, ids and all.
+TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
+    TestDatabase db;
+    pqxx::connection conn{db.writer_url()};
+    eventstore::EventStore::prepare(conn);
+    nlohmann::json placed = {{"order_id", "o-again"}, {"customer_id", "c"}, {"account_id", "a"},
+                             {"lines", {{{"sku", "s"}, {"quantity", 1}, {"unit_price", 5}}}},
+                             {"total", 5}};
+    {
+        pqxx::work txn{conn};
+        eventstore::EventStore::append(txn, "order-o-again", eventstore::ExpectedVersion::any(),
+                                       {{platform::new_uuid(), "OrderPlaced", placed, {}}});
+        txn.commit();
+    }
+    eventstore::RecordedEvent event = [&] {
+        pqxx::read_transaction txn{conn};
+        return eventstore::EventStore::read_stream(txn, "order-o-again", 1, 1).at(0);
+    }();
+    auto feed = sagas::intake(sagas::Mode::kChoreography);
+    for (int i = 0; i < 2; ++i) {
+        pqxx::work txn{conn};
+        feed->apply(txn, event);
+        txn.commit();
+    }
+    for (const auto* stream : {"inventory.fulfillment-o-again", "payments.fulfillment-o-again",
+                               "orders.fulfillment-o-again"}) {
+        EXPECT_EQ(scalar(db.admin_url(), std::string{"SELECT version FROM ordo.streams WHERE "
+                                                     "stream_id = '"} +
+                                             stream + "'"),
+                  1)
+            << stream;
+    }
+    EXPECT_EQ(scalar(db.admin_url(), "SELECT count(*) FROM ordo.saga_schedule"), 3);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, Saga, ::testing::Values("orchestration", "choreography"),
