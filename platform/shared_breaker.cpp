@@ -196,6 +196,12 @@ bool SharedBreaker::decide() {
             break;
         case BreakerState::half_open:
             if (shared.prober == instance_) {
+                // Our probe outlived its timeout and the local breaker reopened for longer:
+                // the fleet learns of it, rather than this instance probing again at once.
+                if (before == BreakerState::open) {
+                    publish(before);
+                    return false;
+                }
                 if (before != BreakerState::half_open) adopt(shared, "probe claimed earlier");
                 allowed = local_.allow();
                 break;
@@ -209,8 +215,7 @@ bool SharedBreaker::decide() {
             allowed = local_.allow();
             break;
     }
-    const auto after = local_.state();
-    if (after != before && after == BreakerState::open) publish(after);
+    publish_opening();
     return allowed;
 }
 
@@ -235,7 +240,18 @@ void SharedBreaker::record(CallOutcome outcome, std::chrono::nanoseconds elapsed
     const auto before = local_.state();
     local_.record(outcome, elapsed);
     const auto after = local_.state();
-    if (after != before) publish(after);
+    if (after != before) {
+        publish(after);
+        return;
+    }
+    // `before` has the local clock applied already: a probe that timed out reopened the
+    // local breaker without a transition here, and a late outcome changes nothing.
+    publish_opening();
+}
+
+void SharedBreaker::publish_opening() {
+    if (!cached_ || cached_->value.state == BreakerState::open) return;
+    if (local_.state() == BreakerState::open) publish(BreakerState::open);
 }
 
 }  // namespace ordo::platform

@@ -81,6 +81,9 @@ class SharedBreaker {
     void adopt(const SharedBreakerState& shared, const std::string& reason);
     bool claim_probe(const BreakerStore::Entry& entry);
     void publish(BreakerState state);
+    // Publishes the local breaker's opening when the fleet does not know of it yet (one its
+    // own clock made: a probe that timed out).
+    void publish_opening();
     std::chrono::steady_clock::time_point steady_at(std::int64_t wall_ms) const;
     std::int64_t wall_ms(std::chrono::steady_clock::time_point at) const;
     std::int64_t now_ms() const;

@@ -31,6 +31,9 @@ struct Slot {
     int failures = 0;   // consecutive
     std::chrono::steady_clock::time_point retry_at{};
     std::optional<std::int64_t> halted_on;  // the dead letter a halted partition waits at
+    // Events that failed for good in a row, across batches: with little traffic a batch
+    // holds one event, so a sink that fails on every event shows only over several.
+    std::size_t poison = 0;
 };
 
 // A projection's sink behind its breaker, shared with the fleet when a store is given.
@@ -40,8 +43,9 @@ struct Sink {
 };
 
 constexpr std::size_t kMaxErrorLength = 4000;
-// More poison events than this in one batch means the sink is failing, not the events.
-constexpr std::size_t kMaxPoisonPerBatch = 3;
+// More poison events than this in a row, with no event applied between them, means the sink
+// is failing, not the events.
+constexpr std::size_t kMaxPoisonInARow = 3;
 // Lag is counted up to this many events per partition: enough to tell "far behind".
 constexpr std::int64_t kMaxLagCount = 100'000;
 
@@ -436,14 +440,17 @@ struct Runtime::Impl {
     // After a batch failed for good: its events again, one at a time under a savepoint each,
     // to find the poison. It is parked, and the partition goes on past it (skip) or stops
     // before it (halt); the rest of the batch commits with the checkpoint. When several
-    // events of one batch fail, the fault is the sink's, not theirs: nothing is parked and
-    // the failure goes to the breaker as transient.
+    // events fail in a row, in this batch or the slot's earlier ones, the fault is the
+    // sink's, not theirs: nothing more is parked and the failure goes to the breaker as
+    // transient, so the partition waits at its checkpoint.
     std::size_t isolate(Slot& slot) {
         const auto name = slot.projection->name();
         const auto policy = policy_of(name);
         std::size_t parked = 0;
+        std::size_t poison = 0;
         auto applied = pool->transact([&](pqxx::work& txn) -> std::size_t {
             parked = 0;
+            poison = slot.poison;
             const auto at = lock_checkpoint(txn, slot);
             auto rows = eventstore::EventStore::read_partition(
                 txn, at, options.partitions, slot.partition, slot.projection->categories(),
@@ -456,14 +463,16 @@ struct Runtime::Impl {
                     pqxx::subtransaction one{txn, "event"};
                     slot.projection->apply(one, event);
                     one.commit();
+                    poison = 0;
                 } catch (const std::exception&) {
                     const auto error = std::current_exception();
                     if (platform::pg::classify(error) == platform::FailureKind::transient) throw;
-                    if (++parked > kMaxPoisonPerBatch) {
+                    if (++poison > kMaxPoisonInARow) {
                         throw platform::Unavailable(
                             "projection " + name +
                             " fails on every event; not parking them: " + describe(error));
                     }
+                    ++parked;
                     auto id = park(txn, slot, event, describe(error), policy);
                     log.error("poison event parked in dead letters",
                               {{"projection", name},
@@ -485,6 +494,7 @@ struct Runtime::Impl {
             if (next != at) save(txn, slot, next, last_event_at);
             return count;
         });
+        slot.poison = poison;
         dead_lettered.inc(static_cast<double>(parked));
         slot.idle = false;
         return applied;
@@ -653,6 +663,7 @@ struct Runtime::Impl {
         try {
             std::size_t applied = 0;
             if (!settle(s)) applied = step(s);
+            if (applied > 0) s.poison = 0;
             // A step with nothing to apply never reached the read model: while closed it says
             // nothing about the sink, or idle partitions would mask a failing one. As a probe
             // it does show the database answers again.

@@ -26,13 +26,16 @@ using namespace std::chrono_literals;
 constexpr int kPoison = 13;
 
 // A test-only read model: counts how often each event was applied, and fails for good on a
-// receipt of kPoison until the test "fixes" it.
+// receipt of kPoison (or, when `every`, on every event: a broken sink) until the test
+// "fixes" it.
 class PoisonProjection final : public projections::Projection {
    public:
-    explicit PoisonProjection(std::atomic<bool>& fixed) : fixed_{fixed} {}
+    explicit PoisonProjection(std::atomic<bool>& fixed, bool every = false)
+        : fixed_{fixed}, every_{every} {}
     std::string name() const override { return "poison"; }
     std::vector<std::string> categories() const override { return {"inventory"}; }
     void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) override {
+        if (every_ && !fixed_) throw std::runtime_error("the sink refuses every event");
         if (event.payload.at("quantity").get<int>() == kPoison && !fixed_) {
             throw std::runtime_error("cannot apply a receipt of 13");
         }
@@ -44,6 +47,7 @@ class PoisonProjection final : public projections::Projection {
 
    private:
     std::atomic<bool>& fixed_;
+    bool every_;
 };
 
 // A runtime on its own thread.
@@ -115,9 +119,10 @@ void create_poison_table(const TestDatabase& db) {
     tx.commit();
 }
 
-std::vector<std::unique_ptr<projections::Projection>> poison_model(std::atomic<bool>& fixed) {
+std::vector<std::unique_ptr<projections::Projection>> poison_model(std::atomic<bool>& fixed,
+                                                                   bool every = false) {
     std::vector<std::unique_ptr<projections::Projection>> models;
-    models.push_back(std::make_unique<PoisonProjection>(fixed));
+    models.push_back(std::make_unique<PoisonProjection>(fixed, every));
     return models;
 }
 
@@ -331,6 +336,78 @@ double metric(platform::metrics::Registry& registry, const std::string& series) 
     auto at = text.find("\n" + series + " ");
     if (at == std::string::npos) return -1;
     return std::stod(text.substr(at + series.size() + 2));
+}
+
+TEST(DeadLetters, ASinkFailingOnEveryTrickledEventPausesThePartitionInsteadOfParkingThemAll) {
+    QueryStack stack;
+    auto& db = stack.database();
+    create_poison_table(db);
+    std::atomic<bool> fixed{false};
+    platform::BreakerOptions breaker;
+    breaker.consecutive_failures = 2;
+    breaker.cool_down = 200ms;
+    breaker.max_cool_down = 1000ms;
+    Projector projector{db, poison_model(fixed, true), projections::DeadLetterPolicy::skip,
+                        breaker};
+    auto parked = [&] { return dead_letters(stack, "?projection=poison").at("dead_letters"); };
+    const auto breaker_state = [&] {
+        return metric(projector.metrics(), "ordo_breaker_state{breaker=\"poison\"}");
+    };
+
+    // Low traffic: each event comes alone, so each isolation pass holds one. The first few
+    // cannot be told from poison and are parked.
+    std::vector<std::string> ids;
+    for (int i = 1; i <= 3; ++i) {
+        ids.push_back(append(db, "t1", {i}).event_ids[0]);
+        ASSERT_TRUE(eventually([&] { return parked().size() == static_cast<std::size_t>(i); }))
+            << parked().dump();
+    }
+    const auto checkpoint_position = [&] {
+        return scalar(db.writer_url(),
+                      "SELECT global_position FROM ordo.projection_checkpoints WHERE projection = "
+                      "'poison' AND partition = " +
+                          std::to_string(partition_of("t1")));
+    };
+    const auto last_parked =
+        scalar(db.writer_url(),
+               "SELECT global_position FROM ordo.events WHERE event_id = '" + ids[2] + "'");
+    ASSERT_EQ(checkpoint_position(), last_parked);
+    // From then on the sink is blamed: the partition waits at its checkpoint, the breaker opens.
+    for (int i = 4; i <= 8; ++i) {
+        ids.push_back(append(db, "t1", {i}).event_ids[0]);
+        ASSERT_TRUE(eventually([&] {
+            return parked().size() == static_cast<std::size_t>(i) || breaker_state() == 1;
+        })) << parked().dump();
+    }
+    ASSERT_TRUE(eventually([&] { return breaker_state() == 1; }, 30s))
+        << projector.metrics().render();
+    ASSERT_TRUE(eventually([&] {
+        auto p = partition_status(stack, partition_of("t1"));
+        return p.is_object() && p.at("lag_events") == 5 && p.at("dead_letters") == 3;
+    })) << partition_status(stack, partition_of("t1")).dump();
+    EXPECT_EQ(parked().size(), 3u) << "nothing parked beyond the first few";
+    EXPECT_EQ(checkpoint_position(), last_parked);
+    EXPECT_EQ(applied(db), 0);
+
+    // Fixed: the partition goes on from its checkpoint, the parked ones are retried.
+    fixed = true;
+    ASSERT_TRUE(eventually([&] { return applied(db) == 5; }));
+    for (const auto& letter : parked()) {
+        auto res = stack.client().request(
+            "POST", "/v1/admin/dead-letters/" +
+                        std::to_string(letter.at("id").get<std::int64_t>()) + "/retry");
+        ASSERT_EQ(res.status, 202) << res.body;
+    }
+    ASSERT_TRUE(eventually([&] { return applied(db) == 8; }));
+    ASSERT_TRUE(eventually(
+        [&] { return dead_letters(stack, "?status=resolved").at("dead_letters").size() == 3; }));
+    EXPECT_EQ(applied_twice(db), 0) << "every event applied exactly once";
+    for (const auto& id : ids) {
+        EXPECT_EQ(scalar(db.writer_url(),
+                         "SELECT count(*) FROM read.poison_applied WHERE event_id = '" + id + "'"),
+                  1);
+    }
+    ASSERT_TRUE(eventually([&] { return breaker_state() == 0; }));
 }
 
 TEST(Webhook, ReceiverDownAndBackGetsEverySelectedEventNoneLost) {

@@ -364,6 +364,51 @@ TEST(SharedBreaker, ASilentProberLosesItsClaimAfterTheProbeTimeout) {
     EXPECT_TRUE(f.b.allow()) << "the claim lapsed; b probes";
 }
 
+TEST(SharedBreaker, AProbeThatTimedOutIsNotFollowedAtOnceByAnother) {
+    Fleet f;
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_TRUE(f.a.allow());
+        f.a.record(CallOutcome::failure);
+    }
+    f.clock.advance(1s);
+    ASSERT_TRUE(f.a.allow());  // a claims the probe; the sink hangs
+    f.clock.advance(2s);
+    EXPECT_FALSE(f.a.allow()) << "the probe timed out: open again, for the longer cool-down";
+    EXPECT_EQ(f.store.entries.at("sink").value.state, BreakerState::open);
+    EXPECT_EQ(f.store.entries.at("sink").value.level, 1);
+    EXPECT_FALSE(f.b.allow()) << "b does not take up the lapsed claim";
+    EXPECT_EQ(f.b.state(), BreakerState::open);
+    f.clock.advance(1s);
+    EXPECT_FALSE(f.a.allow());
+    EXPECT_FALSE(f.b.allow());
+    f.clock.advance(1s);
+    bool a_probes = f.a.allow();
+    bool b_probes = f.b.allow();
+    EXPECT_TRUE(a_probes);
+    EXPECT_FALSE(b_probes) << "one probe for the fleet";
+}
+
+TEST(SharedBreaker, ALateOutcomeOfATimedOutProbePublishesTheReopening) {
+    Fleet f;
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_TRUE(f.a.allow());
+        f.a.record(CallOutcome::failure);
+    }
+    f.clock.advance(1s);
+    ASSERT_TRUE(f.a.allow());
+    f.clock.advance(2s);
+    f.a.record(CallOutcome::failure);  // the probe's outcome, after its timeout
+    EXPECT_EQ(f.a.state(), BreakerState::open);
+    const auto& shared = f.store.entries.at("sink").value;
+    EXPECT_EQ(shared.state, BreakerState::open);
+    EXPECT_EQ(shared.level, 1);
+    EXPECT_TRUE(shared.prober.empty());
+    EXPECT_FALSE(f.b.allow()) << "b waits out the longer cool-down";
+    EXPECT_EQ(f.b.state(), BreakerState::open);
+    f.clock.advance(2s);
+    EXPECT_TRUE(f.b.allow());
+}
+
 TEST(SharedBreaker, UnreachableStoreFallsBackToTheLocalBreaker) {
     Fleet f;
     f.store.reachable = false;
