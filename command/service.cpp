@@ -1,5 +1,5 @@
-#include "domain/overloaded.hpp"
 #include "command/service.hpp"
+#include "domain/overloaded.hpp"
 
 #include <set>
 

@@ -5,8 +5,8 @@
 #include <nats/nats.h>
 #include <nlohmann/json.hpp>
 
-#include "platform/nats_status.hpp"
 #include "platform/errors.hpp"
+#include "platform/nats_status.hpp"
 
 namespace ordo::platform {
 namespace {

@@ -1,5 +1,5 @@
-#include "domain/overloaded.hpp"
 #include "projections/read_models.hpp"
+#include "domain/overloaded.hpp"
 
 #include <optional>
 #include <tuple>

@@ -74,9 +74,8 @@ TEST(Metrics, RendersPrometheusText) {
         text.find("# TYPE ordo_appends_total counter\nordo_appends_total{outcome=\"ok\"} 3\n"),
         std::string::npos);
     EXPECT_NE(text.find("ordo_lag 2.5\n"), std::string::npos);
-    EXPECT_NE(
-        text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"0.1\"} 1\n"),
-        std::string::npos);
+    EXPECT_NE(text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"0.1\"} 1\n"),
+              std::string::npos);
     EXPECT_NE(text.find("ordo_latency_seconds_bucket{route=\"/v1/x\",le=\"+Inf\"} 3\n"),
               std::string::npos);
     EXPECT_NE(text.find("ordo_latency_seconds_count{route=\"/v1/x\"} 3\n"), std::string::npos);
