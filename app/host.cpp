@@ -1,5 +1,7 @@
 #include "app/host.hpp"
 
+#include <thread>
+
 #include <unistd.h>
 
 #include <charconv>
@@ -109,6 +111,20 @@ std::string instance_name() {
     char host[256] = {};
     ::gethostname(host, sizeof host - 1);
     return std::string{host} + ":" + std::to_string(::getpid());
+}
+
+int run_until_stopped(StopSignals& signals, platform::http::Server& server,
+                      const std::vector<Loop>& loops, const platform::Logger& log) {
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    for (const auto& loop : loops) threads.emplace_back([&stop, &loop] { loop(stop); });
+    signals.wait();
+    log.info("stopping");
+    stop = true;
+    for (auto& t : threads) t.join();
+    server.stop(std::chrono::seconds(5));
+    log.info("stopped");
+    return 0;
 }
 
 }  // namespace ordo::app

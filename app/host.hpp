@@ -2,8 +2,10 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,6 +54,12 @@ std::unique_ptr<platform::http::Server> start_server(const std::string& address,
 std::unique_ptr<platform::otlp::Exporter> span_exporter(const std::string& service,
                                                         const platform::Logger& log,
                                                         platform::metrics::Registry& registry);
+
+// Runs each loop on a thread of its own until a stop signal arrives, then sets the stop
+// flag, joins them and stops `server` (letting requests in flight finish); returns 0.
+using Loop = std::function<void(const std::atomic<bool>& stop)>;
+int run_until_stopped(StopSignals& signals, platform::http::Server& server,
+                      const std::vector<Loop>& loops, const platform::Logger& log);
 
 // "<host>:<pid>", naming this process in checkpoints and logs.
 std::string instance_name();

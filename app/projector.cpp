@@ -75,15 +75,7 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     log.info("projector running",
              {{"partitions", options.partitions}, {"metrics", options.address}});
 
-    std::atomic<bool> stop{false};
-    std::thread worker{[&] { runtime.run(stop); }};
-    signals.wait();
-    log.info("stopping");
-    stop = true;
-    worker.join();
-    server->stop(std::chrono::seconds(5));
-    log.info("stopped");
-    return 0;
+    return run_until_stopped(signals, *server, {[&](const auto& stop) { runtime.run(stop); }}, log);
 }
 
 }  // namespace ordo::app

@@ -51,15 +51,7 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
                                                   {"subject_prefix", options.subject_prefix},
                                                   {"partitions", options.partitions}});
 
-    std::atomic<bool> stop{false};
-    std::thread worker{[&] { relay.run(stop); }};
-    signals.wait();
-    log.info("stopping the relay");
-    stop = true;
-    worker.join();
-    server->stop(std::chrono::seconds(5));
-    log.info("stopped");
-    return 0;
+    return run_until_stopped(signals, *server, {[&](const auto& stop) { relay.run(stop); }}, log);
 }
 
 }  // namespace ordo::app

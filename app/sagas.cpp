@@ -167,17 +167,10 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     log.info("saga runner running",
              {{"mode", options.mode}, {"workers", options.workers}, {"metrics", options.address}});
 
-    std::atomic<bool> stop{false};
-    std::thread feeding{[&] { intake.run(stop); }};
-    std::thread running{[&] { runner.run(stop); }};
-    signals.wait();
-    log.info("stopping");
-    stop = true;
-    feeding.join();
-    running.join();
-    server->stop(std::chrono::seconds(5));
-    log.info("stopped");
-    return 0;
+    return run_until_stopped(
+        signals, *server,
+        {[&](const auto& stop) { intake.run(stop); }, [&](const auto& stop) { runner.run(stop); }},
+        log);
 }
 
 }  // namespace ordo::app

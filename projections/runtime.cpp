@@ -344,19 +344,10 @@ struct Runtime::Impl {
     // are none, move its checkpoint up to the head of the log below the horizon so that
     // consistency tokens see an idle partition as caught up. Returns events applied.
     std::size_t step(Slot& slot) {
-        const auto name = slot.projection->name();
         return pool->transact([&](pqxx::work& txn) -> std::size_t {
             // The checkpoint row, locked: a batch commits only over the checkpoint it read,
             // so an instance that lost the slot mid-batch cannot apply it a second time.
-            txn.exec_params(
-                "INSERT INTO ordo.projection_checkpoints (projection, partition) VALUES ($1, $2) "
-                "ON CONFLICT DO NOTHING",
-                name, slot.partition);
-            auto row = txn.exec_params1(
-                "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
-                "WHERE projection = $1 AND partition = $2 FOR UPDATE",
-                name, slot.partition);
-            Checkpoint at{std::stoull(row[0].c_str()), row[1].as<std::int64_t>()};
+            const Checkpoint at = lock_checkpoint(txn, slot);
             bool live_drained = false;
             auto run = live_run(slot.partition, at, live_drained);
             if (!run.empty()) {

@@ -1,5 +1,6 @@
 #include "sagas/runner.hpp"
 
+#include <algorithm>
 #include <future>
 #include <map>
 #include <random>
@@ -175,16 +176,15 @@ struct Runner::Impl {
         return true;
     }
 
-    void count_outcome(ProcessKind kind, const Loaded& before, const Events& events) {
+    // `fresh`: the process had decided nothing before these events.
+    void count_outcome(ProcessKind kind, const Loaded& process, const Events& events, bool fresh) {
         // One count per order: the orchestrator, or the orders reactor in choreography.
         if (kind != ProcessKind::kFulfillment && kind != ProcessKind::kOrders) return;
-        for (const auto& e : events) {
-            if (!before.state.steps.empty() || !before.state.deadlines.empty()) break;
-            if (std::holds_alternative<StepScheduled>(e) ||
-                std::holds_alternative<DeadlineSet>(e)) {
-                outcomes.started.inc();
-                break;
-            }
+        if (fresh && std::any_of(events.begin(), events.end(), [](const Event& e) {
+                return std::holds_alternative<StepScheduled>(e) ||
+                       std::holds_alternative<DeadlineSet>(e);
+            })) {
+            outcomes.started.inc();
         }
         for (const auto& e : events) {
             const auto* end = std::get_if<ProcessEnded>(&e);
@@ -199,14 +199,14 @@ struct Runner::Impl {
                 case ProcessStatus::kFailed:
                     outcomes.failed.inc();
                     log.error("saga failed: an operator must finish it",
-                              {{"order_id", before.state.order.order_id},
+                              {{"order_id", process.state.order.order_id},
                                {"reason", end->reason},
-                               {"trace_id", before.origin.trace_id}});
+                               {"trace_id", process.origin.trace_id}});
                     break;
                 case ProcessStatus::kRunning:
                     break;
             }
-            outcomes.duration.observe(static_cast<double>(end->at_ms - before.state.started_ms) /
+            outcomes.duration.observe(static_cast<double>(end->at_ms - process.state.started_ms) /
                                       1000.0);
         }
     }
@@ -269,9 +269,9 @@ struct Runner::Impl {
             if (round > 200) return {loaded.version, now_ms() + 1000};  // let others run
             auto next = advance(id->kind, loaded.state, options.policy, now_ms());
             if (!next.empty()) {
-                const auto before = loaded;
+                const bool fresh = loaded.state.steps.empty() && loaded.state.deadlines.empty();
                 if (append(stream, loaded, next)) {
-                    count_outcome(id->kind, before, next);
+                    count_outcome(id->kind, loaded, next, fresh);
                 } else {
                     loaded = load(stream);
                 }

@@ -20,6 +20,7 @@
 #include "platform/trace.hpp"
 #include "tests/support/command_stack.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/problem.hpp"
 
 // The Command API of docs/API.md, over HTTP against the command service wired as in
 // production, and its in-process command bus. Every test has a stack and a database of its own.
@@ -29,9 +30,11 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 using testing::CommandStack;
+using testing::error_fields;
 using testing::HttpClient;
 using testing::HttpHeaders;
 using testing::HttpResponse;
+using testing::is_problem;
 
 constexpr const char* kTraceId = "0af7651916cd43dd8448eb211c80319c";
 constexpr const char* kTraceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -54,48 +57,6 @@ std::string trace_id_of(const std::string& traceparent) {
     auto first = traceparent.find('-');
     if (first == std::string::npos) return {};
     return traceparent.substr(first + 1, 32);
-}
-
-// An RFC 9457 problem document of this status and type.
-::testing::AssertionResult is_problem(const HttpResponse& res, int status,
-                                      const std::string& type) {
-    auto failure = ::testing::AssertionFailure();
-    failure << "HTTP " << res.status << " " << res.body << ": ";
-    if (res.status != status) return failure << "expected status " << status;
-    if (res.header("content-type") != "application/problem+json") {
-        return failure << "content-type is '" << res.header("content-type") << "'";
-    }
-    json body;
-    try {
-        body = res.json();
-    } catch (const std::exception& e) {
-        return failure << "body is not JSON: " << e.what();
-    }
-    if (body.value("type", "") != type) return failure << "expected type " << type;
-    if (body.value("status", 0) != status) return failure << "status member differs";
-    if (!body.contains("title") || !body["title"].is_string()) return failure << "no title";
-    if (!body.contains("detail") || !body["detail"].is_string()) return failure << "no detail";
-    if (body.contains("errors")) {
-        for (const auto& e : body["errors"]) {
-            if (!e.contains("field") || !e["field"].is_string() || !e.contains("message") ||
-                !e["message"].is_string()) {
-                return failure << "malformed errors entry " << e.dump();
-            }
-        }
-    }
-    return ::testing::AssertionSuccess();
-}
-
-std::set<std::string> error_fields(const HttpResponse& res) {
-    std::set<std::string> fields;
-    try {
-        for (const auto& e : res.json().value("errors", json::array())) {
-            fields.insert(e.value("field", ""));
-        }
-    } catch (const std::exception&) {
-        // Not a problem document at all: is_problem says so; no fields to compare.
-    }
-    return fields;
 }
 
 // A successful command answer: its status, JSON body, stream, version and a position.

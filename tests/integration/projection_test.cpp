@@ -9,39 +9,12 @@
 #include "projections/runtime.hpp"
 #include "tests/support/command_stack.hpp"
 #include "tests/support/conditions.hpp"
+#include "tests/support/projector.hpp"
 
 namespace ordo::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-// A projector runtime on its own thread.
-class Projector {
-   public:
-    Projector(const TestDatabase& db, std::string instance, int partitions = 4)
-        : runtime_{{.database_url = db.writer_url(),
-                    .partitions = partitions,
-                    .batch = 50,
-                    .poll_interval = 200ms,
-                    .instance_ttl = 3s,
-                    .instance = std::move(instance)},
-                   projections::read_models(),
-                   platform::Logger::null_logger(),
-                   metrics_},
-          thread_{[this] { runtime_.run(stop_); }} {}
-    ~Projector() { stop(); }
-    void stop() {
-        stop_ = true;
-        if (thread_.joinable()) thread_.join();
-    }
-    std::size_t owned() const { return runtime_.owned_slots(); }
-
-   private:
-    platform::metrics::Registry metrics_;
-    std::atomic<bool> stop_{false};
-    projections::Runtime runtime_;
-    std::thread thread_;
-};
 
 std::int64_t scalar(CommandStack& stack, const std::string& sql) {
     return stack.pool().transact<pqxx::nontransaction>([&](auto& tx) {

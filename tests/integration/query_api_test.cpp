@@ -20,6 +20,7 @@
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/problem.hpp"
 #include "tests/support/query_stack.hpp"
 
 // The Query API of docs/API.md over HTTP, against the query service on the reader role. The
@@ -31,45 +32,14 @@ namespace {
 using namespace std::chrono_literals;
 using eventstore::Checkpoint;
 using nlohmann::json;
+using testing::error_fields;
 using testing::HttpClient;
 using testing::HttpHeaders;
 using testing::HttpResponse;
+using testing::is_problem;
 using testing::QueryStack;
 
 // --- responses ---------------------------------------------------------------------------
-
-::testing::AssertionResult is_problem(const HttpResponse& res, int status,
-                                      const std::string& type) {
-    auto failure = ::testing::AssertionFailure();
-    failure << "HTTP " << res.status << " " << res.body << ": ";
-    if (res.status != status) return failure << "expected status " << status;
-    if (res.header("content-type") != "application/problem+json") {
-        return failure << "content-type is '" << res.header("content-type") << "'";
-    }
-    json body;
-    try {
-        body = res.json();
-    } catch (const std::exception& e) {
-        return failure << "body is not JSON: " << e.what();
-    }
-    if (body.value("type", "") != type) return failure << "expected type " << type;
-    if (body.value("status", 0) != status) return failure << "status member differs";
-    if (!body.contains("title") || !body["title"].is_string()) return failure << "no title";
-    if (!body.contains("detail") || !body["detail"].is_string()) return failure << "no detail";
-    return ::testing::AssertionSuccess();
-}
-
-std::set<std::string> error_fields(const HttpResponse& res) {
-    std::set<std::string> fields;
-    try {
-        for (const auto& e : res.json().value("errors", json::array())) {
-            fields.insert(e.value("field", ""));
-        }
-    } catch (const std::exception&) {
-        // Not a problem document: is_problem says so; there are no fields to compare.
-    }
-    return fields;
-}
 
 ::testing::AssertionResult is_ok(const HttpResponse& res) {
     if (res.status == 200 && res.header("content-type") == "application/json") {

@@ -14,6 +14,7 @@
 #include "projections/rebuild.hpp"
 #include "projections/runtime.hpp"
 #include "tests/support/conditions.hpp"
+#include "tests/support/projector.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo::testing {
@@ -26,34 +27,6 @@ constexpr int kPartitions = 4;
 const std::vector<std::string> kProjections{"orders", "inventory", "accounts", "traces"};
 const std::vector<std::string> kTables{"read.orders", "read.inventory", "read.accounts",
                                        "read.trace_events"};
-
-// A projector runtime on its own thread, as `ordo serve projector` runs it.
-class Projector {
-   public:
-    Projector(const TestDatabase& db, std::string instance)
-        : runtime_{{.database_url = db.writer_url(),
-                    .partitions = kPartitions,
-                    .batch = 50,
-                    .poll_interval = 200ms,
-                    .instance_ttl = 3s,
-                    .instance = std::move(instance)},
-                   projections::read_models(),
-                   platform::Logger::null_logger(),
-                   metrics_},
-          thread_{[this] { runtime_.run(stop_); }} {}
-    ~Projector() { stop(); }
-    void stop() {
-        stop_ = true;
-        if (thread_.joinable()) thread_.join();
-    }
-    std::size_t owned() const { return runtime_.owned_slots(); }
-
-   private:
-    platform::metrics::Registry metrics_;
-    std::atomic<bool> stop_{false};
-    projections::Runtime runtime_;
-    std::thread thread_;
-};
 
 // A history with the corners of each read model: an account charged before its first
 // deposit (no row until the deposit) and one never opened, an order changed before it was

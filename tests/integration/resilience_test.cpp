@@ -16,6 +16,7 @@
 #include "projections/webhook.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/projector.hpp"
 #include "tests/support/query_stack.hpp"
 
 namespace ordo::testing {
@@ -50,40 +51,17 @@ class PoisonProjection final : public projections::Projection {
     bool every_;
 };
 
-// A runtime on its own thread.
-class Projector {
-   public:
-    Projector(const TestDatabase& db, std::vector<std::unique_ptr<projections::Projection>> models,
-              projections::DeadLetterPolicy policy, platform::BreakerOptions breaker = {})
-        : runtime_{options(db, policy, breaker), std::move(models), platform::Logger::null_logger(),
-                   metrics_},
-          thread_{[this] { runtime_.run(stop_); }} {}
-    ~Projector() {
-        stop_ = true;
-        thread_.join();
-    }
-    platform::metrics::Registry& metrics() { return metrics_; }
-
-   private:
-    static projections::RuntimeOptions options(const TestDatabase& db,
+// The runtime's options for these tests: a dead-letter policy, a breaker, quick status.
+projections::RuntimeOptions resilience_options(const TestDatabase& db,
                                                projections::DeadLetterPolicy policy,
-                                               platform::BreakerOptions breaker) {
-        projections::RuntimeOptions o{.database_url = db.writer_url(),
-                                      .partitions = QueryStack::kPartitions,
-                                      .batch = 50,
-                                      .poll_interval = 100ms,
-                                      .instance_ttl = 3s,
-                                      .instance = "test-projector"};
-        o.default_dead_letter_policy = policy;
-        o.status_interval = 100ms;
-        o.breaker = breaker;
-        return o;
-    }
-    platform::metrics::Registry metrics_;
-    std::atomic<bool> stop_{false};
-    projections::Runtime runtime_;
-    std::thread thread_;
-};
+                                               platform::BreakerOptions breaker = {}) {
+    auto o = Projector::options(db, "test-projector", QueryStack::kPartitions);
+    o.poll_interval = 100ms;
+    o.default_dead_letter_policy = policy;
+    o.status_interval = 100ms;
+    o.breaker = breaker;
+    return o;
+}
 
 struct Appended {
     std::vector<std::string> event_ids;
@@ -161,7 +139,8 @@ TEST(DeadLetters, SkipPolicyParksThePoisonGoesOnAndARetryAfterAFixAppliesItOnce)
     create_poison_table(db);
     std::atomic<bool> fixed{false};
     auto events = append(db, "s1", {1, 2, 3, 4, kPoison, 6, 7, 8, 9, 10});
-    Projector projector{db, poison_model(fixed), projections::DeadLetterPolicy::skip};
+    Projector projector{resilience_options(db, projections::DeadLetterPolicy::skip),
+                        poison_model(fixed)};
 
     ASSERT_TRUE(eventually([&] { return applied(db) == 9; }));
     auto list = dead_letters(stack, "?projection=poison");
@@ -209,7 +188,8 @@ TEST(DeadLetters, HaltPolicyStopsThePartitionAtThePoisonUntilSkipped) {
     create_poison_table(db);
     std::atomic<bool> fixed{false};
     auto events = append(db, "s2", {1, 2, 3, 4, kPoison, 6, 7});
-    Projector projector{db, poison_model(fixed), projections::DeadLetterPolicy::halt};
+    Projector projector{resilience_options(db, projections::DeadLetterPolicy::halt),
+                        poison_model(fixed)};
 
     ASSERT_TRUE(eventually([&] { return dead_letters(stack).at("dead_letters").size() == 1; }));
     const auto id = dead_letters(stack).at("dead_letters")[0].at("id").get<std::int64_t>();
@@ -256,7 +236,8 @@ TEST(DeadLetters, HaltedPartitionRetriedFromTheCommandLineAfterAFixAppliesThePoi
     create_poison_table(db);
     std::atomic<bool> fixed{false};
     append(db, "s3", {1, kPoison, 3});
-    Projector projector{db, poison_model(fixed), projections::DeadLetterPolicy::halt};
+    Projector projector{resilience_options(db, projections::DeadLetterPolicy::halt),
+                        poison_model(fixed)};
     ASSERT_TRUE(eventually([&] { return dead_letters(stack).at("dead_letters").size() == 1; }));
     const auto id = dead_letters(stack).at("dead_letters")[0].at("id").get<std::int64_t>();
     EXPECT_EQ(applied(db), 1);
@@ -347,8 +328,8 @@ TEST(DeadLetters, ASinkFailingOnEveryTrickledEventPausesThePartitionInsteadOfPar
     breaker.consecutive_failures = 2;
     breaker.cool_down = 200ms;
     breaker.max_cool_down = 1000ms;
-    Projector projector{db, poison_model(fixed, true), projections::DeadLetterPolicy::skip,
-                        breaker};
+    Projector projector{resilience_options(db, projections::DeadLetterPolicy::skip, breaker),
+                        poison_model(fixed, true)};
     auto parked = [&] { return dead_letters(stack, "?projection=poison").at("dead_letters"); };
     const auto breaker_state = [&] {
         return metric(projector.metrics(), "ordo_breaker_state{breaker=\"poison\"}");
@@ -424,7 +405,8 @@ TEST(Webhook, ReceiverDownAndBackGetsEverySelectedEventNoneLost) {
     breaker.consecutive_failures = 2;
     breaker.cool_down = 200ms;
     breaker.max_cool_down = 1000ms;
-    Projector projector{db, std::move(models), projections::DeadLetterPolicy::halt, breaker};
+    Projector projector{resilience_options(db, projections::DeadLetterPolicy::halt, breaker),
+                        std::move(models)};
 
     std::set<std::string> expected;
     for (int i = 0; i < 8; ++i) {

@@ -213,7 +213,9 @@ TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
     TestDatabase db;
     pqxx::connection conn{db.writer_url()};
     eventstore::EventStore::prepare(conn);
-    nlohmann::json placed = {{"order_id", "o-again"}, {"customer_id", "c"}, {"account_id", "a"},
+    nlohmann::json placed = {{"order_id", "o-again"},
+                             {"customer_id", "c"},
+                             {"account_id", "a"},
                              {"lines", {{{"sku", "s"}, {"quantity", 1}, {"unit_price", 5}}}},
                              {"total", 5}};
     {
