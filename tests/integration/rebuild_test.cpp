@@ -202,8 +202,11 @@ projections::RebuildOptions options_for(const TestDatabase& db) {
             .owner_ttl = 0s};
 }
 
+// A rebuild replays up to the horizon it finds at its start; waiting until every event
+// appended so far is below it makes what it replays the whole history.
 projections::RebuildReport rebuild(const std::string& projection,
                                    const projections::RebuildOptions& options) {
+    EXPECT_TRUE(eventually([&] { return store_settled(options.database_url); }));
     platform::SystemClock clock;
     return projections::rebuild(
         projection, [](const std::string& schema) { return projections::read_models(schema); },

@@ -11,4 +11,10 @@ std::int64_t scalar(const std::string& url, const std::string& sql) {
     return r.empty() || r[0][0].is_null() ? 0 : r[0][0].as<std::int64_t>();
 }
 
+bool store_settled(const std::string& url) {
+    return scalar(url,
+                  "SELECT count(*) FROM ordo.events WHERE transaction_id >= "
+                  "pg_snapshot_xmin(pg_current_snapshot())") == 0;
+}
+
 }  // namespace ordo::testing

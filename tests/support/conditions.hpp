@@ -24,4 +24,9 @@ bool eventually(Fn&& condition, std::chrono::seconds bound = std::chrono::second
 // The first column of the first row of `sql` on a fresh connection; 0 for no row or NULL.
 std::int64_t scalar(const std::string& url, const std::string& sql);
 
+// Every committed event of the store at `url` is below the horizon its readers use (the
+// oldest transaction still running anywhere in the cluster). Tests share one cluster, so a
+// transaction of another test can hold that horizon below events this test just appended.
+bool store_settled(const std::string& url);
+
 }  // namespace ordo::testing
