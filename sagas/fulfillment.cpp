@@ -443,8 +443,8 @@ std::int64_t RetryPolicy::delay_ms(int attempt, double jitter) const {
     return delay / 2 + static_cast<std::int64_t>(static_cast<double>(delay / 2) * jitter);
 }
 
-std::vector<Delivery> route(Mode mode, std::string_view type, const nlohmann::json& payload,
-                            std::int64_t at_ms) {
+std::vector<Delivery> route(Mode placing, std::optional<Mode> running, std::string_view type,
+                            const nlohmann::json& payload, std::int64_t at_ms) {
     std::vector<Delivery> out;
     auto fact = [&](std::string_view name, std::string reason = "") -> Events {
         return {FactObserved{std::string{name}, std::move(reason), at_ms}};
@@ -455,7 +455,8 @@ std::vector<Delivery> route(Mode mode, std::string_view type, const nlohmann::js
         const auto& e = std::get<orders::OrderPlaced>(*placed);
         Events start{
             ProcessStarted{{e.order_id, e.customer_id, e.account_id, e.lines, e.total}, at_ms}};
-        if (mode == Mode::kOrchestration) {
+        // Applied again, it goes where it went the first time, and repeats nothing.
+        if (running.value_or(placing) == Mode::kOrchestration) {
             out.push_back({ProcessKind::kFulfillment, e.order_id, start});
         } else {
             for (auto kind :
@@ -465,33 +466,34 @@ std::vector<Delivery> route(Mode mode, std::string_view type, const nlohmann::js
         }
         return out;
     }
-    const std::string order_id = payload.contains("order_id") && payload["order_id"].is_string()
-                                     ? payload["order_id"].get<std::string>()
-                                     : "";
-    if (type == orders::OrderCancellationRequested::kType && !order_id.empty()) {
-        out.push_back(
-            {mode == Mode::kOrchestration ? ProcessKind::kFulfillment : ProcessKind::kOrders,
-             order_id, fact(kCancellationRequested)});
-        return out;
-    }
-    if (mode == Mode::kOrchestration) return out;
-    if ((type == orders::OrderConfirmed::kType || type == orders::OrderCancelled::kType) &&
-        !order_id.empty()) {
-        const bool confirmed = type == orders::OrderConfirmed::kType;
-        const auto reason = payload.value("reason", "");
-        for (auto kind : {ProcessKind::kInventory, ProcessKind::kPayments}) {
-            out.push_back({kind, order_id,
-                           confirmed ? fact(kOrderConfirmed) : fact(kOrderCancelled, reason)});
-        }
-        return out;
-    }
     if (auto published = published_fact(type)) {
+        // Only the reactors of choreography publish facts, to the other reactors of the order.
         auto event = decode(type, payload);
         if (!event) return out;
         const auto& e = std::get<FactPublished>(*event);
         const auto target =
             *published == kStockAllocated ? ProcessKind::kPayments : ProcessKind::kOrders;
         out.push_back({target, e.order.order_id, fact(*published, e.reason)});
+        return out;
+    }
+    const std::string order_id = payload.contains("order_id") && payload["order_id"].is_string()
+                                     ? payload["order_id"].get<std::string>()
+                                     : "";
+    if (!running || order_id.empty()) return out;
+    if (type == orders::OrderCancellationRequested::kType) {
+        out.push_back(
+            {*running == Mode::kOrchestration ? ProcessKind::kFulfillment : ProcessKind::kOrders,
+             order_id, fact(kCancellationRequested)});
+        return out;
+    }
+    if (*running == Mode::kChoreography &&
+        (type == orders::OrderConfirmed::kType || type == orders::OrderCancelled::kType)) {
+        const bool confirmed = type == orders::OrderConfirmed::kType;
+        const auto reason = payload.value("reason", "");
+        for (auto kind : {ProcessKind::kInventory, ProcessKind::kPayments}) {
+            out.push_back({kind, order_id,
+                           confirmed ? fact(kOrderConfirmed) : fact(kOrderCancelled, reason)});
+        }
     }
     return out;
 }

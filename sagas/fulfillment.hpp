@@ -62,14 +62,18 @@ struct Policy {
     }
 };
 
-// What an event of another context tells the processes of a mode.
+// What an event of another context tells the saga processes. A new order's processes
+// start in `placing`, the mode of the deployment; every later event of an order goes to the
+// processes it already has, which run in `running` (nullopt: it has none). So switching the
+// mode changes only the orders placed after the switch, and orders in flight finish as
+// they started.
 struct Delivery {
     ProcessKind process;
     std::string order_id;
     Events events;
 };
-std::vector<Delivery> route(Mode mode, std::string_view event_type, const nlohmann::json& payload,
-                            std::int64_t at_ms);
+std::vector<Delivery> route(Mode placing, std::optional<Mode> running, std::string_view event_type,
+                            const nlohmann::json& payload, std::int64_t at_ms);
 
 // The process's next events at `now_ms`: deadlines that passed, steps to schedule,
 // compensation, facts to publish, its end. Folding them in and asking again yields nothing.

@@ -33,14 +33,32 @@ std::int64_t epoch_ms(const std::string& recorded_at) {
     return static_cast<std::int64_t>(timegm(&tm)) * 1000 + micros / 1000;
 }
 
+// The mode an order's processes run in, from the streams it has: nullopt for events that
+// are not an order's, and for an order without processes.
+std::optional<Mode> running_mode(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) {
+    if (e.category != "order" || !e.payload.contains("order_id") ||
+        !e.payload["order_id"].is_string()) {
+        return std::nullopt;
+    }
+    const auto order_id = e.payload["order_id"].get<std::string>();
+    const auto orchestrated = stream_of(ProcessKind::kFulfillment, order_id);
+    auto rows = txn.exec_params(
+        "SELECT stream_id FROM ordo.streams WHERE stream_id IN ($1, $2) ORDER BY stream_id <> $1",
+        orchestrated, stream_of(ProcessKind::kOrders, order_id));
+    if (rows.empty()) return std::nullopt;
+    return rows[0][0].as<std::string>() == orchestrated ? Mode::kOrchestration
+                                                        : Mode::kChoreography;
+}
+
+// One intake whatever the mode, with one checkpoint: switching the mode neither replays
+// the history into the other mode's processes nor strands the orders in flight.
 class Intake final : public projections::Projection {
    public:
-    explicit Intake(Mode mode) : mode_{mode} {}
+    explicit Intake(Mode placing) : placing_{placing} {}
 
-    std::string name() const override { return "sagas." + std::string{to_string(mode_)}; }
+    std::string name() const override { return "sagas.intake"; }
 
     std::vector<std::string> categories() const override {
-        if (mode_ == Mode::kOrchestration) return {"order"};
         return {"order", std::string{category(ProcessKind::kInventory)},
                 std::string{category(ProcessKind::kPayments)}};
     }
@@ -48,7 +66,8 @@ class Intake final : public projections::Projection {
     void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) override {
         // Times from the source event, not the clock: applying the same event again yields
         // the same events, which the store then recognises by their ids.
-        for (auto& delivery : route(mode_, e.type, e.payload, epoch_ms(e.recorded_at))) {
+        for (auto& delivery :
+             route(placing_, running_mode(txn, e), e.type, e.payload, epoch_ms(e.recorded_at))) {
             const auto stream = stream_of(delivery.process, delivery.order_id);
             eventstore::Metadata m = e.metadata;
             m.causation_id = e.event_id;
@@ -71,7 +90,7 @@ class Intake final : public projections::Projection {
     }
 
    private:
-    Mode mode_;
+    Mode placing_;
 };
 
 class SagaViewProjection final : public projections::Projection {
@@ -138,8 +157,8 @@ class SagaViewProjection final : public projections::Projection {
 
 }  // namespace
 
-std::unique_ptr<projections::Projection> intake(Mode mode) {
-    return std::make_unique<Intake>(mode);
+std::unique_ptr<projections::Projection> intake(Mode placing) {
+    return std::make_unique<Intake>(placing);
 }
 
 std::unique_ptr<projections::Projection> saga_view_projection(std::string schema) {

@@ -9,12 +9,12 @@
 
 namespace ordo::sagas {
 
-// Feeds the processes of a mode from the event store, through the projection runtime: each
+// Feeds the saga processes from the event store, through the projection runtime: each
 // event another context publishes becomes events on the processes it concerns, appended in
 // the runtime's transaction with ids derived from the source event (so the feed takes
 // effect exactly once, and applying a source event again is a no-op), and those processes
-// are marked due in ordo.saga_schedule.
-std::unique_ptr<projections::Projection> intake(Mode mode);
+// are marked due in ordo.saga_schedule. New orders start in `placing`; see route().
+std::unique_ptr<projections::Projection> intake(Mode placing);
 
 // The saga view of the query API (read.sagas), for either mode: rebuilt for an order from
 // its process streams whenever one of them changes.

@@ -113,22 +113,8 @@ TEST_P(Saga, APaymentStepPastItsDeadlineTimesOutAndCompensates) {
     stack.receive("sku-a", 10);
     stack.deposit("acct-1", 1000);
     // The payments side is down for this account: every authorization fails with a
-    // transient error and is retried, until the deadline passes. (Blocking the account's
-    // row from an open transaction would not do: it would hold the xid horizon back and
-    // stall every subscriber, which is a different failure.)
-    {
-        pqxx::connection admin{stack.database().admin_url()};
-        pqxx::work ddl{admin};
-        ddl.exec(
-            "CREATE FUNCTION ordo.payments_down() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF NEW.stream_id = 'account-acct-1' AND NEW.event_type = 'PaymentAuthorized' THEN "
-            "RAISE EXCEPTION 'payments unavailable' USING ERRCODE = '55P03'; END IF; RETURN NEW; "
-            "END $$");
-        ddl.exec(
-            "CREATE TRIGGER payments_down BEFORE INSERT ON ordo.events FOR EACH ROW EXECUTE "
-            "FUNCTION ordo.payments_down()");
-        ddl.commit();
-    }
+    // transient error and is retried, until the deadline passes.
+    stack.set_payments_down("acct-1", true);
     ASSERT_EQ(stack.place("o-4", "acct-1", {{"sku-a", 1, 100}}), 202);
     EXPECT_EQ(stack.settle("o-4"), "cancelled");
     EXPECT_EQ(get(stack, "/v1/orders/o-4")["cancel_reason"], "timeout");

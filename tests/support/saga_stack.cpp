@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <pqxx/pqxx>
 #include <thread>
 
@@ -79,6 +80,34 @@ void SagaStack::start_sagas() {
     const auto port = free_port();
     sagas_ = start("sagas", port);
     wait_healthy(port);
+}
+
+void SagaStack::switch_mode(const std::string& mode) {
+    sagas_->signal(SIGTERM);
+    ASSERT_EQ(sagas_->wait(30s), 0) << "the saga runner did not stop cleanly";
+    mode_ = mode;
+    env_["ORDO_SAGA_MODE"] = mode;
+    start_sagas();
+}
+
+// (Blocking the account's row from an open transaction would not do: it would hold the xid
+// horizon back and stall every subscriber, which is a different failure.)
+void SagaStack::set_payments_down(const std::string& account, bool down) {
+    pqxx::connection admin{db_.admin_url()};
+    pqxx::work ddl{admin};
+    ddl.exec("DROP TRIGGER IF EXISTS payments_down ON ordo.events");
+    if (down) {
+        ddl.exec(
+            "CREATE OR REPLACE FUNCTION ordo.payments_down() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN IF NEW.stream_id = " +
+            ddl.quote("account-" + account) +
+            " AND NEW.event_type = 'PaymentAuthorized' THEN RAISE EXCEPTION 'payments "
+            "unavailable' USING ERRCODE = '55P03'; END IF; RETURN NEW; END $$");
+        ddl.exec(
+            "CREATE TRIGGER payments_down BEFORE INSERT ON ordo.events FOR EACH ROW EXECUTE "
+            "FUNCTION ordo.payments_down()");
+    }
+    ddl.commit();
 }
 
 void SagaStack::receive(const std::string& sku, std::int64_t quantity) {

@@ -25,9 +25,14 @@ class SagaStack {
     const TestDatabase& database() const { return db_; }
     const std::string& mode() const { return mode_; }
 
-    // The saga runner: SIGKILL it, start it again.
+    // The saga runner: SIGKILL it, start it again; or stop it and start it in another mode,
+    // as an operator switches ORDO_SAGA_MODE.
     void kill_sagas();
     void start_sagas();
+    void switch_mode(const std::string& mode);
+
+    // While down, every authorization on `account` fails with a transient error.
+    void set_payments_down(const std::string& account, bool down);
 
     // Stock, funds and orders through the Command API; each asserts success.
     void receive(const std::string& sku, std::int64_t quantity);

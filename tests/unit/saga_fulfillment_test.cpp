@@ -261,20 +261,52 @@ TEST(Choreography, ACancelThatArrivesAfterTheConfirmLeavesTheOrderConfirmed) {
     EXPECT_EQ(orders.state.status, ProcessStatus::kCompleted);
 }
 
-TEST(Routing, OrchestrationStartsOneProcessAndChoreographyThree) {
+TEST(Routing, ANewOrderStartsInTheDeploymentsModeOneProcessOrThree) {
     nlohmann::json placed = {{"order_id", "o-1"},
                              {"customer_id", "c-1"},
                              {"account_id", "a-1"},
                              {"lines", {{{"sku", "s"}, {"quantity", 1}, {"unit_price", 5}}}},
                              {"total", 5}};
-    EXPECT_EQ(route(Mode::kOrchestration, "OrderPlaced", placed, 1).size(), 1u);
-    EXPECT_EQ(route(Mode::kChoreography, "OrderPlaced", placed, 1).size(), 3u);
-    auto cancelled = route(Mode::kChoreography, "OrderCancelled",
-                           {{"order_id", "o-1"}, {"reason", "timeout"}}, 1);
-    ASSERT_EQ(cancelled.size(), 2u);
-    EXPECT_EQ(std::get<FactObserved>(cancelled[0].events[0]).reason, "timeout");
-    EXPECT_TRUE(route(Mode::kOrchestration, "OrderConfirmed", {{"order_id", "o-1"}}, 1).empty());
-    EXPECT_TRUE(route(Mode::kOrchestration, "OrderPlaced", {{"bad", 1}}, 1).empty());
+    auto orchestrated = route(Mode::kOrchestration, std::nullopt, "OrderPlaced", placed, 1);
+    ASSERT_EQ(orchestrated.size(), 1u);
+    EXPECT_EQ(orchestrated[0].process, ProcessKind::kFulfillment);
+    auto choreographed = route(Mode::kChoreography, std::nullopt, "OrderPlaced", placed, 1);
+    ASSERT_EQ(choreographed.size(), 3u);
+    EXPECT_EQ(choreographed[0].process, ProcessKind::kInventory);
+    EXPECT_TRUE(std::holds_alternative<ProcessStarted>(choreographed[0].events[0]));
+    // Applied again after a switch, it goes where it went the first time.
+    EXPECT_EQ(route(Mode::kChoreography, Mode::kOrchestration, "OrderPlaced", placed, 1).size(),
+              1u);
+    EXPECT_TRUE(route(Mode::kOrchestration, std::nullopt, "OrderPlaced", {{"bad", 1}}, 1).empty());
+}
+
+TEST(Routing, LaterEventsGoToTheProcessesTheOrderHasWhateverTheDeploymentsMode) {
+    const nlohmann::json order = {{"order_id", "o-1"}};
+    for (auto placing : {Mode::kOrchestration, Mode::kChoreography}) {
+        auto cancel = route(placing, Mode::kOrchestration, "OrderCancellationRequested", order, 1);
+        ASSERT_EQ(cancel.size(), 1u);
+        EXPECT_EQ(cancel[0].process, ProcessKind::kFulfillment);
+        cancel = route(placing, Mode::kChoreography, "OrderCancellationRequested", order, 1);
+        ASSERT_EQ(cancel.size(), 1u);
+        EXPECT_EQ(cancel[0].process, ProcessKind::kOrders);
+
+        auto cancelled = route(placing, Mode::kChoreography, "OrderCancelled",
+                               {{"order_id", "o-1"}, {"reason", "timeout"}}, 1);
+        ASSERT_EQ(cancelled.size(), 2u);
+        EXPECT_EQ(std::get<FactObserved>(cancelled[0].events[0]).reason, "timeout");
+        EXPECT_TRUE(route(placing, Mode::kOrchestration, "OrderConfirmed", order, 1).empty());
+        // An order without processes (placed before sagas ran) gets none.
+        EXPECT_TRUE(route(placing, std::nullopt, "OrderCancellationRequested", order, 1).empty());
+        EXPECT_TRUE(route(placing, std::nullopt, "OrderConfirmed", order, 1).empty());
+
+        // The facts a reactor publishes reach the order's other reactors in either mode.
+        const Event allocated = FactPublished{"stock_allocated", "", {.order_id = "o-1"}, 1};
+        auto told =
+            route(placing, std::nullopt, event_type(allocated), encode_payload(allocated), 1);
+        ASSERT_EQ(told.size(), 1u);
+        EXPECT_EQ(told[0].process, ProcessKind::kPayments);
+        EXPECT_EQ(std::get<FactObserved>(told[0].events[0]).fact, "stock_allocated");
+    }
 }
 
 TEST(Streams, ProcessStreamsRoundTrip) {
