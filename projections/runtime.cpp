@@ -17,6 +17,7 @@
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
 #include "platform/shared_breaker.hpp"
+#include "projections/live_path.hpp"
 
 namespace ordo::projections {
 namespace {
@@ -67,12 +68,6 @@ std::string pg_array(const std::vector<std::string>& items) {
 }
 
 // An event delivered by JetStream, with its place in the partition's chain.
-struct LiveEvent {
-    Checkpoint key;
-    Checkpoint previous;  // {0, 0} for a partition's first event
-    eventstore::RecordedEvent event;
-};
-
 std::optional<Checkpoint> header_checkpoint(const platform::jetstream::Message& m,
                                             const char* name) {
     auto it = m.headers.find(name);
@@ -268,22 +263,9 @@ struct Runtime::Impl {
                                                     bool& rest_empty) {
         auto& buffer = *live[static_cast<std::size_t>(partition)];
         std::lock_guard lock{buffer.mutex};
-        std::vector<eventstore::RecordedEvent> run;
-        Checkpoint tip = at;
-        std::size_t behind = 0;  // already applied by this projection; others may still need them
-        for (const auto& e : buffer.events) {
-            if (e.key <= at) {
-                ++behind;
-                continue;
-            }
-            // The predecessor must be at or below what is applied: otherwise an event is
-            // missing between them and the store has to fill the gap.
-            if (e.previous > tip || run.size() >= options.batch) break;
-            run.push_back(e.event);
-            tip = e.key;
-        }
-        rest_empty = behind + run.size() == buffer.events.size();
-        return run;
+        auto run = continuing_run(buffer.events, at, partition, options.partitions, options.batch);
+        rest_empty = run.rest_empty;
+        return std::move(run.events);
     }
 
     struct Listener final : pqxx::notification_receiver {
