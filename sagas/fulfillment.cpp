@@ -230,7 +230,25 @@ void advance_orchestration(Planner& p, const Policy& policy, std::int64_t now_ms
         }
     }
     const Step* pivot = s.step("confirm");
-    if (!s.compensating) {
+    // The confirm gave up: every attempt failed, and any of them may have committed. The
+    // order knows. A cancel either succeeds (it was not confirmed: compensate) or is
+    // refused because it was (carry on as confirmed); nothing is undone before that.
+    bool confirmed = pivot && pivot->status == StepStatus::kSucceeded;
+    if (pivot && pivot->status == StepStatus::kFailed && !s.compensating) {
+        const Step* asked = s.step("cancel");
+        if (!asked) {
+            p.schedule("cancel", StepKind::kPivot, cancel(o, orders::kReasonTimeout));
+            return;
+        }
+        if (asked->pending()) return;
+        if (asked->status == StepStatus::kRejected) {
+            confirmed = true;
+        } else if (asked->status != StepStatus::kSucceeded) {
+            p.end(ProcessStatus::kFailed, "confirm: outcome unknown; cancel: " + asked->error);
+            return;
+        }
+    }
+    if (!s.compensating && !confirmed) {
         // Before the pivot anything may still stop the order; once the confirm is on its
         // way, only its own outcome decides.
         std::string reason;
@@ -242,7 +260,7 @@ void advance_orchestration(Planner& p, const Policy& policy, std::int64_t now_ms
         } else if (pivot->status == StepStatus::kRejected) {
             reason = orders::kReasonCustomerRequest;  // the customer asked first
         } else if (pivot->status == StepStatus::kFailed) {
-            reason = orders::kReasonTimeout;
+            reason = orders::kReasonTimeout;  // and the order is cancelled already
         }
         if (!reason.empty()) p.start_compensation(reason);
     }
@@ -264,12 +282,11 @@ void advance_orchestration(Planner& p, const Policy& policy, std::int64_t now_ms
         return;
     }
     if (!summarize(s, StepKind::kAction).all_succeeded()) return;
-    pivot = s.step("confirm");
     if (!pivot) {
         p.schedule("confirm", StepKind::kPivot, confirm(o));
         return;
     }
-    if (pivot->status != StepStatus::kSucceeded) return;
+    if (!confirmed) return;
     if (summarize(s, StepKind::kForward).total == 0) {
         for (const auto& line : o.lines) {
             p.schedule("commit:" + line.sku, StepKind::kForward,
@@ -375,7 +392,9 @@ void advance_orders(Planner& p, const Policy& policy, std::int64_t now_ms) {
             // The customer asked first.
             p.schedule("cancel", StepKind::kPivot, cancel(o, orders::kReasonCustomerRequest));
         } else if (!confirm_step->pending()) {
-            p.end(ProcessStatus::kFailed, "confirm: " + confirm_step->error);
+            // Every attempt failed, and any may have committed: the order decides through a
+            // cancel, which it refuses if it was confirmed.
+            p.schedule("cancel", StepKind::kPivot, cancel(o, orders::kReasonTimeout));
         }
         return;
     }

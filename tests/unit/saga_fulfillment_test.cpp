@@ -46,6 +46,13 @@ struct Driver {
         }
         FAIL() << "the process did not settle";
     }
+    // Runs and lets time pass to each next wake-up (retries, deadlines) until it ends.
+    void run_to_end() {
+        for (int i = 0; i < 200 && !state.ended(); ++i) {
+            run();
+            if (auto wake = next_wake_ms(state)) now_ms = *wake;
+        }
+    }
     std::vector<std::string> scheduled() const {
         std::vector<std::string> names;
         for (const auto& s : state.steps) names.push_back(s.name);
@@ -163,12 +170,50 @@ TEST(Orchestration, ACompensationThatCannotSucceedFailsTheSaga) {
         if (s.name == "release:sku-1") return failed();
         return ok();
     };
-    for (int i = 0; i < 100 && !d.state.ended(); ++i) {
-        d.run();
-        if (auto wake = next_wake_ms(d.state)) d.now_ms = *wake;
-    }
+    d.run_to_end();
     EXPECT_EQ(d.state.status, ProcessStatus::kFailed);
     EXPECT_EQ(d.state.step("release:sku-1")->attempts, d.policy.settlements.max_attempts);
+}
+
+// Every attempt of the confirm failed (a database away longer than its retries, say), and
+// any of them may have committed: nothing is undone before the order says which.
+TEST(Orchestration, AConfirmThatGaveUpAsksTheOrderAndGoesOnIfItWasConfirmed) {
+    auto d = started(ProcessKind::kFulfillment);
+    d.answer = [](const Step& s) {
+        if (s.name == "confirm") return failed();
+        return s.name == "cancel" ? rejected("order_confirmed") : ok();
+    };
+    d.run_to_end();
+    EXPECT_EQ(d.status_of("confirm"), "failed");
+    EXPECT_EQ(d.status_of("cancel"), "rejected");
+    EXPECT_EQ(d.status_of("release:sku-1"), "absent");
+    EXPECT_EQ(d.status_of("void"), "absent");
+    EXPECT_EQ(d.status_of("commit:sku-2"), "succeeded");
+    EXPECT_EQ(d.status_of("capture"), "succeeded");
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompleted);
+}
+
+TEST(Orchestration, AConfirmThatGaveUpCompensatesOnceTheOrderIsCancelled) {
+    auto d = started(ProcessKind::kFulfillment);
+    d.answer = [](const Step& s) { return s.name == "confirm" ? failed() : ok(); };
+    d.run_to_end();
+    EXPECT_EQ(d.status_of("cancel"), "succeeded");
+    EXPECT_EQ(d.state.step("cancel")->command["reason"], "timeout");
+    EXPECT_EQ(d.status_of("release:sku-1"), "succeeded");
+    EXPECT_EQ(d.status_of("void"), "succeeded");
+    EXPECT_EQ(d.status_of("capture"), "absent");
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompensated);
+    EXPECT_EQ(d.state.end_reason, "timeout");
+    // The order was cancelled before anything was undone.
+    auto scheduled_at = [&](const std::string& name) {
+        for (std::size_t i = 0; i < d.log.size(); ++i) {
+            const auto* e = std::get_if<StepScheduled>(&d.log[i]);
+            if (e && e->name == name) return i;
+        }
+        return d.log.size();
+    };
+    EXPECT_LT(scheduled_at("cancel"), scheduled_at("void"));
+    EXPECT_LT(scheduled_at("void"), d.log.size());
 }
 
 TEST(Orchestration, AnOutcomeForAStepNoLongerPendingChangesNothing) {
@@ -327,6 +372,22 @@ TEST(RetryPolicy, BackoffGrowsExponentiallyWithJitterUpToTheCap) {
     Step s{"x", StepKind::kAction};
     auto gave_up = record_attempt(s, 8, failed(), Policy{}, 0, 0.5);
     EXPECT_TRUE(std::holds_alternative<StepGaveUp>(gave_up[0]));
+}
+
+TEST(Choreography, AConfirmThatGaveUpAsksTheOrderThroughACancel) {
+    for (bool was_confirmed : {true, false}) {
+        auto orders = started(ProcessKind::kOrders);
+        orders.add({FactObserved{"payment_secured", "", orders.now_ms}});
+        orders.answer = [was_confirmed](const Step& s) {
+            if (s.name == "confirm") return failed();
+            return was_confirmed ? rejected("order_confirmed") : ok();
+        };
+        orders.run_to_end();
+        EXPECT_EQ(orders.status_of("confirm"), "failed");
+        EXPECT_EQ(orders.state.step("cancel")->command["reason"], "timeout");
+        EXPECT_EQ(orders.state.status,
+                  was_confirmed ? ProcessStatus::kCompleted : ProcessStatus::kCompensated);
+    }
 }
 
 }  // namespace
