@@ -55,6 +55,7 @@ struct Runner::Impl {
     platform::metrics::Counter& attempts_failed;
     platform::metrics::Counter& conflicts;
     platform::metrics::Counter& parked;
+    platform::metrics::Counter& lost_leases;
 
     Impl(RunnerOptions o, platform::pg::Pool& p, CommandBus& b, eventstore::AppendNotifier* n,
          const platform::Clock& c, platform::Logger l, platform::metrics::Registry& m)
@@ -81,7 +82,10 @@ struct Runner::Impl {
           conflicts{m.counter("ordo_saga_conflicts_total",
                               "Saga appends re-run after another writer appended first")},
           parked{m.counter("ordo_saga_processes_parked_total",
-                           "Saga processes that could not be run and wait for an operator")} {}
+                           "Saga processes that could not be run and wait for an operator")},
+          lost_leases{m.counter("ordo_saga_leases_lost_total",
+                                "Saga processes another runner took over mid-run (a runner "
+                                "stalled past its lease)")} {}
 
     std::int64_t now_ms() const { return to_ms(clock.now()); }
 
@@ -89,7 +93,27 @@ struct Runner::Impl {
     struct Claim {
         std::string stream;
         std::string lease;  // leased_until, as the database wrote it
+        std::chrono::steady_clock::time_point taken = std::chrono::steady_clock::now();
     };
+
+    // Extends the lease once a third of it has passed, so a long process (many rounds, slow
+    // commands) stays this runner's as long as no round takes two thirds of the lease;
+    // false when another runner took it over meanwhile.
+    bool keep_lease(Claim& claim) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - claim.taken < options.lease / 3) return true;
+        auto renewed = pool.transact([&](pqxx::work& txn) {
+            return txn.exec_params(
+                "UPDATE ordo.saga_schedule SET leased_until = clock_timestamp() + "
+                "make_interval(secs => $3) WHERE stream_id = $1 AND leased_until = "
+                "$2::timestamptz RETURNING leased_until::text",
+                claim.stream, claim.lease, static_cast<double>(options.lease.count()));
+        });
+        if (renewed.empty()) return false;
+        claim.lease = renewed[0][0].as<std::string>();
+        claim.taken = now;
+        return true;
+    }
 
     // Due and lease times are the database's clock, the one the intake writes with.
     std::vector<Claim> claim() {
@@ -260,13 +284,19 @@ struct Runner::Impl {
     }
 
     // Runs one process until nothing is due now; returns the version it ended at and when
-    // it next needs attention.
-    std::pair<std::int64_t, std::optional<std::int64_t>> process(const std::string& stream) {
+    // it next needs attention. Stops early if the lease was lost: the process is another
+    // runner's then, and rescheduling it is too.
+    std::pair<std::int64_t, std::optional<std::int64_t>> process(Claim& claim) {
+        const auto& stream = claim.stream;
         const auto id = parse_stream(stream);
         if (!id) throw platform::InvalidInput("not a process stream: " + stream);
         auto loaded = load(stream);
         for (int round = 0;; ++round) {
             if (round > 200) return {loaded.version, now_ms() + 1000};  // let others run
+            if (!keep_lease(claim)) {
+                lost_leases.inc();
+                return {loaded.version, std::nullopt};
+            }
             auto next = advance(id->kind, loaded.state, options.policy, now_ms());
             if (!next.empty()) {
                 const bool fresh = loaded.state.steps.empty() && loaded.state.deadlines.empty();
@@ -327,9 +357,9 @@ struct Runner::Impl {
 
     std::size_t run_due() {
         auto claims = claim();
-        for (const auto& claim : claims) {
+        for (auto& claim : claims) {
             try {
-                auto [version, wake] = process(claim.stream);
+                auto [version, wake] = process(claim);
                 reschedule(claim, version, wake);
             } catch (const std::exception& e) {
                 const bool transient = platform::pg::classify(std::current_exception()) ==

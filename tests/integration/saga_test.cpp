@@ -1,13 +1,18 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <pqxx/pqxx>
 #include <random>
 #include <thread>
 
 #include "eventstore/event_store.hpp"
+#include "platform/metrics.hpp"
+#include "platform/pg.hpp"
 #include "platform/trace.hpp"
 #include "sagas/intake.hpp"
+#include "sagas/runner.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/saga_stack.hpp"
 
@@ -229,6 +234,109 @@ TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
             << stream;
     }
     EXPECT_EQ(scalar(db.admin_url(), "SELECT count(*) FROM ordo.saga_schedule"), 3);
+}
+
+// A command side that answers every command after `delay`, and notes which runner sent
+// which command id.
+class SlowBus final : public sagas::CommandBus {
+   public:
+    SlowBus(std::string runner, std::chrono::milliseconds delay,
+            std::vector<std::pair<std::string, std::string>>& sent, std::mutex& mutex)
+        : runner_{std::move(runner)}, delay_{delay}, sent_{sent}, mutex_{mutex} {}
+
+    sagas::Attempt send(const std::string& command_id, const nlohmann::json&,
+                        const eventstore::Metadata&) override {
+        std::this_thread::sleep_for(delay_);
+        std::lock_guard lock{mutex_};
+        sent_.emplace_back(runner_, command_id);
+        return {sagas::Attempt::Result::kSucceeded, "", ""};
+    }
+
+   private:
+    std::string runner_;
+    std::chrono::milliseconds delay_;
+    std::vector<std::pair<std::string, std::string>>& sent_;
+    std::mutex& mutex_;
+};
+
+// A process whose rounds together outlast the lease stays with the runner that has it: it
+// extends the lease as it goes, so a second runner never takes the process over and sends
+// its commands again. (Resends would be deduplicated by the command log, but a takeover
+// doubles the load exactly when commands are slow.)
+TEST(SagaRunner, ALongProcessKeepsItsLeaseAndNoOtherRunnerSendsItsCommands) {
+    TestDatabase db;
+    {
+        pqxx::connection conn{db.writer_url()};
+        eventstore::EventStore::prepare(conn);
+        pqxx::work txn{conn};
+        eventstore::EventStore::append(
+            txn, "order-o-lease", eventstore::ExpectedVersion::any(),
+            {{platform::new_uuid(),
+              "OrderPlaced",
+              {{"order_id", "o-lease"},
+               {"customer_id", "c"},
+               {"account_id", "a"},
+               {"lines", {{{"sku", "s1"}, {"quantity", 1}, {"unit_price", 5}}}},
+               {"total", 5}},
+              {}}});
+        auto placed = eventstore::EventStore::read_stream(txn, "order-o-lease", 1, 1).at(0);
+        sagas::intake(sagas::Mode::kOrchestration)->apply(txn, placed);
+        txn.commit();
+    }
+    std::vector<std::pair<std::string, std::string>> sent;
+    std::mutex mutex;
+    platform::SystemClock clock;
+    std::atomic<bool> stop{false};
+    sagas::RunnerOptions options;
+    options.workers = 1;
+    options.lease = 4s;
+    options.idle_poll = 20ms;
+    // Three rounds of 1.5 s (reserve and authorize, confirm, commit and capture): 4.5 s.
+    constexpr auto kDelay = 1500ms;
+    // A runner as `ordo serve sagas` runs it, with its own pool and metrics.
+    struct Instance {
+        Instance(const TestDatabase& db, SlowBus b)
+            : pool{{.url = db.writer_url(),
+                    .size = 4,
+                    .preparers = {&eventstore::EventStore::prepare}}},
+              bus{std::move(b)} {}
+        platform::pg::Pool pool;
+        SlowBus bus;
+        platform::metrics::Registry metrics;
+        std::unique_ptr<sagas::Runner> runner;
+        std::thread thread;
+    };
+    auto start = [&](const std::string& name) {
+        auto i = std::make_unique<Instance>(db, SlowBus{name, kDelay, sent, mutex});
+        i->runner = std::make_unique<sagas::Runner>(options, i->pool, i->bus, nullptr, clock,
+                                                    platform::Logger::null_logger(), i->metrics);
+        i->thread = std::thread{[&stop, r = i->runner.get()] { r->run(stop); }};
+        return i;
+    };
+    auto first = start("first");
+    ASSERT_TRUE(eventually([&] {
+        std::lock_guard lock{mutex};
+        return !sent.empty();
+    }));
+    auto second = start("second");  // idle, polling for anything due
+    const bool ended = eventually(
+        [&] {
+            return scalar(db.admin_url(),
+                          "SELECT count(*) FROM ordo.events WHERE stream_id = "
+                          "'saga.fulfillment-o-lease' AND event_type = 'ProcessEnded'") == 1;
+        },
+        60s);
+    stop = true;
+    first->thread.join();
+    second->thread.join();
+    ASSERT_TRUE(ended);
+    std::map<std::string, int> times;
+    for (const auto& [runner, id] : sent) {
+        EXPECT_EQ(runner, "first") << id;
+        ++times[id];
+    }
+    EXPECT_EQ(times.size(), 5u);  // reserve, authorize, confirm, commit, capture
+    for (const auto& [id, n] : times) EXPECT_EQ(n, 1) << id;
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, Saga, ::testing::Values("orchestration", "choreography"),
