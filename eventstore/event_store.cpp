@@ -301,6 +301,14 @@ std::optional<Checkpoint> EventStore::head(pqxx::transaction_base& txn) {
     return Checkpoint{parse_u64(rows[0][0].as<std::string>()), rows[0][1].as<std::int64_t>()};
 }
 
+bool EventStore::hidden_by_horizon(pqxx::transaction_base& txn) {
+    return txn
+        .exec1(
+            "SELECT EXISTS (SELECT 1 FROM ordo.events WHERE transaction_id >= "
+            "pg_snapshot_xmin(pg_current_snapshot()))")[0]
+        .as<bool>();
+}
+
 std::int64_t EventStore::stream_version(const std::string& stream) {
     return pool_.transact<pqxx::nontransaction>([&](auto& txn) {
         return txn.exec_prepared1("ordo_stream_version", stream)[0].template as<std::int64_t>();

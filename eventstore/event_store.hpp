@@ -1,5 +1,7 @@
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -163,6 +165,12 @@ class EventStore {
     // event of its partition up to this head.
     static std::optional<Checkpoint> head(pqxx::transaction_base& txn);
 
+    // Whether committed events are still hidden by the horizon: a transaction that began
+    // before they committed is running somewhere in the cluster. Readers below the horizon
+    // see them as soon as it ends, so they look again soon (see HorizonWait) instead of
+    // waiting for the next NOTIFY, which may be long in coming.
+    static bool hidden_by_horizon(pqxx::transaction_base& txn);
+
     // 0 when the stream does not exist.
     std::int64_t stream_version(const std::string& stream);
 
@@ -174,6 +182,27 @@ class EventStore {
    private:
     platform::pg::Pool& pool_;
     AppendNotifier* notifier_;
+};
+
+// How long a reader that found nothing new waits for appends: its poll interval, or, while
+// events are hidden by the horizon, 5 ms doubling up to it.
+class HorizonWait {
+   public:
+    explicit HorizonWait(std::chrono::milliseconds poll) : poll_{poll} {}
+    std::chrono::milliseconds next(bool hidden) {
+        if (!hidden) {
+            soon_ = kFirst;
+            return poll_;
+        }
+        const auto wait = std::min(soon_, poll_);
+        soon_ = std::min(soon_ * 2, poll_);
+        return wait;
+    }
+
+   private:
+    static constexpr std::chrono::milliseconds kFirst{5};
+    std::chrono::milliseconds poll_;
+    std::chrono::milliseconds soon_ = kFirst;
 };
 
 }  // namespace ordo::eventstore

@@ -229,6 +229,12 @@ class LeaderSession {
         }
     }
 
+    bool hidden_by_horizon() {
+        check();
+        pqxx::nontransaction tx{conn_};
+        return EventStore::hidden_by_horizon(tx);
+    }
+
     std::int64_t max_position() {
         check();
         pqxx::nontransaction tx{conn_};
@@ -389,6 +395,7 @@ bool Relay::Impl::publish_stream_config() {
 void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
     RelayState state = session.load();
     bool stream_ready = false;
+    HorizonWait horizon_wait{options.poll_interval};
     auto backoff = std::chrono::milliseconds(100);
     auto retry_later = [&] {
         pause(stop, backoff);
@@ -426,7 +433,7 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         }
         if (events.empty()) {
             lag_seconds.set(0);
-            session.wait_for_appends(options.poll_interval);
+            session.wait_for_appends(horizon_wait.next(session.hidden_by_horizon()));
             continue;
         }
 

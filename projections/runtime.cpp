@@ -118,6 +118,7 @@ struct Runtime::Impl {
     std::unique_ptr<pqxx::notification_receiver> listener;
     std::atomic<std::size_t> owned{0};
     std::atomic<bool> woken{false};
+    eventstore::HorizonWait horizon_wait{options.poll_interval};
     platform::metrics::Counter& applied_store;
     platform::metrics::Counter& applied_live;
     platform::metrics::Counter& retries;
@@ -726,9 +727,19 @@ struct Runtime::Impl {
     }
 
     void wait_for_events(const std::atomic<bool>& stop) {
-        auto deadline = std::chrono::steady_clock::now() + options.poll_interval;
-        while (!stop && !woken && std::chrono::steady_clock::now() < deadline) {
-            session->await_notification(0, 50'000);
+        bool hidden = false;
+        {
+            pqxx::nontransaction tx{*session};
+            hidden = eventstore::EventStore::hidden_by_horizon(tx);
+        }
+        const auto deadline = std::chrono::steady_clock::now() + horizon_wait.next(hidden);
+        for (auto now = std::chrono::steady_clock::now(); !stop && !woken && now < deadline;
+             now = std::chrono::steady_clock::now()) {
+            // In slices, so that a stop is noticed.
+            const auto slice = std::min<std::int64_t>(
+                50'000,
+                std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count());
+            session->await_notification(0, static_cast<long>(slice));
         }
         woken = false;
     }

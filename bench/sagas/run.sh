@@ -44,7 +44,13 @@ set +a
 
 admin_psql() { psql "$ORDO_PG_ADMIN_URL" -qAtc "$1"; }
 db_url() { echo "${1%%/ordo\?*}/$db?${1#*\?}"; }
-free_port() { echo $((20000 + RANDOM % 20000)); }
+free_port() {  # a random port below the ephemeral range that nothing listens on
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 12000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
+}
 services=()
 databases=()
 stop_services() {

@@ -13,6 +13,7 @@
 #include "platform/errors.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo::eventstore {
@@ -242,6 +243,12 @@ TEST_F(EventStoreTest, ReadAllWaitsForAnOpenTransactionAndNeverSkipsIt) {
 
     EXPECT_TRUE(store_.read_all(first.back().checkpoint(), 100).empty())
         << "events committed after the open transaction began are held back";
+    {
+        // Readers learn that committed events are waiting, so they look again soon.
+        pqxx::connection c{db_.writer_url()};
+        pqxx::read_transaction tx{c};
+        EXPECT_TRUE(EventStore::hidden_by_horizon(tx));
+    }
 
     slow.commit();
     auto rest = read_all_until(store_, first.back().checkpoint(), 3);
@@ -250,6 +257,13 @@ TEST_F(EventStoreTest, ReadAllWaitsForAnOpenTransactionAndNeverSkipsIt) {
     EXPECT_EQ(rest[1].stream_id, "order-after-1");
     EXPECT_EQ(rest[2].stream_id, "order-after-2");
     EXPECT_TRUE(store_.read_all(rest.back().checkpoint(), 100).empty());
+    // And nothing is hidden once the horizon has passed (other tests' transactions hold it
+    // too, for a moment).
+    EXPECT_TRUE(testing::eventually([&] {
+        pqxx::connection c{db_.writer_url()};
+        pqxx::read_transaction tx{c};
+        return !EventStore::hidden_by_horizon(tx);
+    }));
 }
 
 TEST_F(EventStoreTest, ReadAllUnderConcurrentWritersSeesEveryEventOnceInCommitOrder) {

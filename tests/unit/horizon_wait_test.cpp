@@ -1,0 +1,22 @@
+#include <gtest/gtest.h>
+
+#include "eventstore/event_store.hpp"
+
+namespace ordo::eventstore {
+namespace {
+
+TEST(HorizonWait, PollsNormallyAndSoonWhileEventsAreHidden) {
+    using std::chrono::milliseconds;
+    HorizonWait wait{milliseconds(500)};
+    EXPECT_EQ(wait.next(false), milliseconds(500));
+    EXPECT_EQ(wait.next(true), milliseconds(5));
+    EXPECT_EQ(wait.next(true), milliseconds(10));
+    EXPECT_EQ(wait.next(true), milliseconds(20));
+    for (int i = 0; i < 10; ++i) wait.next(true);
+    EXPECT_EQ(wait.next(true), milliseconds(500));  // a long transaction: back to polling
+    EXPECT_EQ(wait.next(false), milliseconds(500));
+    EXPECT_EQ(wait.next(true), milliseconds(5));  // and soon again next time
+}
+
+}  // namespace
+}  // namespace ordo::eventstore
