@@ -111,7 +111,10 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     InProcessBus bus{service};
     platform::SystemClock clock;
 
+    // The intake's appends wake idle runner workers; so do the command side's.
+    eventstore::AppendListener appends{options.database_url, log.with_component("listener")};
     sagas::RunnerOptions runner_options;
+    runner_options.appends = &appends;
     runner_options.workers = options.workers;
     runner_options.policy.step_timeout_ms = options.step_timeout_ms;
     runner_options.policy.fulfillment_timeout_ms = options.fulfillment_timeout_ms;
@@ -127,7 +130,8 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
                                  .group = "sagas",
                                  .nats_url = options.nats_url,
                                  .stream = options.stream,
-                                 .subject_prefix = options.subject_prefix},
+                                 .subject_prefix = options.subject_prefix,
+                                 .notifier = &notifier},
                                 std::move(feeds),
                                 log.with_component("saga-intake"),
                                 registry};

@@ -59,4 +59,54 @@ void AppendNotifier::run() {
     }
 }
 
+AppendListener::AppendListener(std::string url, platform::Logger log)
+    : url_{std::move(url)}, log_{std::move(log)}, thread_{[this] { run(); }} {}
+
+AppendListener::~AppendListener() {
+    stopping_ = true;
+    thread_.join();
+}
+
+std::uint64_t AppendListener::seen() const {
+    std::lock_guard lock{mutex_};
+    return count_;
+}
+
+void AppendListener::wait(std::uint64_t seen, std::chrono::milliseconds timeout) {
+    std::unique_lock lock{mutex_};
+    announced_.wait_for(lock, timeout, [&] { return count_ != seen; });
+}
+
+void AppendListener::run() {
+    struct Receiver final : pqxx::notification_receiver {
+        Receiver(pqxx::connection& c, AppendListener& l)
+            : notification_receiver{c, AppendNotifier::kChannel}, listener{l} {}
+        void operator()(const std::string&, int) override {
+            {
+                std::lock_guard lock{listener.mutex_};
+                ++listener.count_;
+            }
+            listener.announced_.notify_all();
+        }
+        AppendListener& listener;
+    };
+    auto backoff = std::chrono::milliseconds(100);
+    while (!stopping_) {
+        try {
+            pqxx::connection conn{url_};
+            Receiver receiver{conn, *this};
+            backoff = std::chrono::milliseconds(100);
+            // In slices, so that stopping is noticed.
+            while (!stopping_) conn.await_notification(0, 100'000);
+        } catch (const std::exception& e) {
+            log_.warn("cannot listen for appends; polling meanwhile", {{"error", e.what()}});
+            for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stopping_;
+                 waited += std::chrono::milliseconds(20)) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+            backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+        }
+    }
+}
+
 }  // namespace ordo::eventstore

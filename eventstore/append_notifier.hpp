@@ -1,6 +1,9 @@
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,6 +38,33 @@ class AppendNotifier {
     std::condition_variable wake_;
     bool pending_ = false;
     bool stopping_ = false;
+    std::thread thread_;
+};
+
+// Listens for append notifications on a connection of its own and wakes the threads that
+// wait for them: workers that would otherwise poll. Reconnects after a failure; meanwhile
+// waits simply time out, which makes them polls.
+class AppendListener {
+   public:
+    AppendListener(std::string url, platform::Logger log);
+    ~AppendListener();
+    AppendListener(const AppendListener&) = delete;
+    AppendListener& operator=(const AppendListener&) = delete;
+
+    // The count of notifications so far; read it before looking for work, then wait with it.
+    std::uint64_t seen() const;
+    // Returns once a notification came after `seen`, or after `timeout`.
+    void wait(std::uint64_t seen, std::chrono::milliseconds timeout);
+
+   private:
+    void run();
+
+    std::string url_;
+    platform::Logger log_;
+    mutable std::mutex mutex_;
+    std::condition_variable announced_;
+    std::uint64_t count_ = 0;
+    std::atomic<bool> stopping_{false};
     std::thread thread_;
 };
 

@@ -35,6 +35,7 @@ struct Slot {
     // Events that failed for good in a row, across batches: with little traffic a batch
     // holds one event, so a sink that fails on every event shows only over several.
     std::size_t poison = 0;
+    Checkpoint at{};  // as of its last save: tells which slots have live events waiting
 };
 
 // A projection's sink behind its breaker, shared with the fleet when a store is given.
@@ -323,10 +324,17 @@ struct Runtime::Impl {
         owned = held;
     }
 
-    // One step of a slot: apply the next batch of its partition's events, or, when there
-    // are none, move its checkpoint up to the head of the log below the horizon so that
-    // consistency tokens see an idle partition as caught up. Returns events applied.
+    // One step of a slot; once it has committed, tells the notifier if it applied events.
     std::size_t step(Slot& slot) {
+        const auto applied = apply_next(slot);
+        if (applied > 0 && options.notifier) options.notifier->signal();
+        return applied;
+    }
+
+    // Applies the next batch of the slot's partition, or, when there is none, moves its
+    // checkpoint up to the head of the log below the horizon so that consistency tokens
+    // see an idle partition as caught up. Returns events applied.
+    std::size_t apply_next(Slot& slot) {
         return pool->transact([&](pqxx::work& txn) -> std::size_t {
             // The checkpoint row, locked: a batch commits only over the checkpoint it read,
             // so an instance that lost the slot mid-batch cannot apply it a second time.
@@ -664,8 +672,9 @@ struct Runtime::Impl {
         }
     }
 
-    void save(pqxx::transaction_base& txn, const Slot& slot, Checkpoint next,
+    void save(pqxx::transaction_base& txn, Slot& slot, Checkpoint next,
               const std::string& last_event_at) {
+        slot.at = next;
         txn.exec_params(
             "UPDATE ordo.projection_checkpoints SET transaction_id = $3::text::xid8, "
             "global_position = $4, owner = $5, updated_at = now(), "
@@ -689,7 +698,8 @@ struct Runtime::Impl {
                 }
                 bool all_idle = true;
                 const auto now = std::chrono::steady_clock::now();
-                for (auto& s : slots) {
+                for (Slot* slot : in_live_order()) {
+                    Slot& s = *slot;
                     if (!s.owned || stop || now < s.retry_at) continue;
                     try {
                         if (!attempt(s)) continue;  // breaker open: paused at the checkpoint
@@ -724,6 +734,20 @@ struct Runtime::Impl {
                 backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
             }
         }
+    }
+
+    // The slots, those with live events past their checkpoint first: what just happened is
+    // applied before the idle partitions are looked at, whatever their number.
+    std::vector<Slot*> in_live_order() {
+        std::vector<Slot*> first, then;
+        for (auto& s : slots) {
+            auto& buffer = *live[static_cast<std::size_t>(s.partition)];
+            std::lock_guard lock{buffer.mutex};
+            const bool waiting = !buffer.events.empty() && buffer.events.back().key > s.at;
+            (waiting ? first : then).push_back(&s);
+        }
+        first.insert(first.end(), then.begin(), then.end());
+        return first;
     }
 
     void wait_for_events(const std::atomic<bool>& stop) {

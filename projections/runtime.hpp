@@ -20,6 +20,10 @@ namespace ordo::platform {
 class BreakerStore;
 }
 
+namespace ordo::eventstore {
+class AppendNotifier;
+}
+
 namespace ordo::projections {
 
 // What a partition does after parking a poison event in ordo.dead_letters: go on past it,
@@ -58,6 +62,9 @@ struct RuntimeOptions {
     // How often the lag and breaker state of owned slots go to ordo.projection_status.
     std::chrono::milliseconds status_interval{2000};
     const platform::Clock* clock = nullptr;  // the system clock when null
+    // Signalled after a batch commits, for projections that append to the store (the saga
+    // intake), so that whoever waits for those appends hears of them.
+    eventstore::AppendNotifier* notifier = nullptr;
 };
 
 // Runs projections over the event store, partition by partition.

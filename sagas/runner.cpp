@@ -385,7 +385,14 @@ struct Runner::Impl {
         auto backoff = std::chrono::milliseconds(100);
         while (!stop) {
             try {
-                if (run_due() == 0) std::this_thread::sleep_for(options.idle_poll);
+                const auto seen = options.appends ? options.appends->seen() : 0;
+                if (run_due() == 0) {
+                    if (options.appends) {
+                        options.appends->wait(seen, options.idle_poll);
+                    } else {
+                        std::this_thread::sleep_for(options.idle_poll);
+                    }
+                }
                 backoff = std::chrono::milliseconds(100);
             } catch (const std::exception& e) {
                 log.warn("saga runner pass failed; retrying",

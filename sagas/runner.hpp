@@ -19,7 +19,8 @@ class Registry;
 }
 namespace ordo::eventstore {
 class AppendNotifier;
-}
+class AppendListener;
+}  // namespace ordo::eventstore
 
 namespace ordo::sagas {
 
@@ -42,7 +43,11 @@ struct RunnerOptions {
     std::size_t claim_batch = 1;
     // A claimed process is someone else's to take once this passes without an answer.
     std::chrono::seconds lease{10};
+    // An idle worker looks for due processes this often (retries and deadlines fall due
+    // by time), and at once when `appends` announces an append (the intake marking a
+    // process due).
     std::chrono::milliseconds idle_poll{50};
+    eventstore::AppendListener* appends = nullptr;
 };
 
 // Runs the processes that are due: the ones the intake woke up, the ones with a retry due
