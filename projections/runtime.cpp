@@ -759,9 +759,10 @@ struct Runtime::Impl {
         const auto deadline = std::chrono::steady_clock::now() + horizon_wait.next(hidden);
         for (auto now = std::chrono::steady_clock::now(); !stop && !woken && now < deadline;
              now = std::chrono::steady_clock::now()) {
-            // In slices, so that a stop is noticed.
+            // In slices: a stop, and a live event (its callback sets `woken` without a
+            // word to this connection), are noticed within 10 ms.
             const auto slice = std::min<std::int64_t>(
-                50'000,
+                10'000,
                 std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count());
             session->await_notification(0, static_cast<long>(slice));
         }
