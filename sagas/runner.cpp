@@ -334,10 +334,13 @@ struct Runner::Impl {
                     "stream_id = $1",
                     claim.stream);
             } else if (wake_ms) {
+                // As a delay from now on the database's clock, which decides when a row is
+                // due: a runner whose clock is off neither spins on a row nor wakes it late.
+                const auto delay_ms = std::max<std::int64_t>(0, *wake_ms - now_ms());
                 txn.exec_params(
-                    "UPDATE ordo.saga_schedule SET due_at = to_timestamp($2::float8 / 1000), "
-                    "leased_until = NULL WHERE stream_id = $1",
-                    claim.stream, *wake_ms);
+                    "UPDATE ordo.saga_schedule SET due_at = now() + make_interval(secs => "
+                    "$2::float8 / 1000), leased_until = NULL WHERE stream_id = $1",
+                    claim.stream, delay_ms);
             } else {
                 txn.exec_params("DELETE FROM ordo.saga_schedule WHERE stream_id = $1",
                                 claim.stream);
