@@ -40,10 +40,7 @@ TEST_P(SagaRunnerKilled, EverySagaFinishesAndNoStepTakesEffectTwice) {
         const auto status = stack.settle(id(i));
         EXPECT_TRUE(status == "confirmed" || status == "cancelled") << id(i) << ": " << status;
     }
-    std::vector<std::string> violations;
-    eventually([&] { return (violations = invariant_violations(stack.database())).empty(); }, 60s,
-               50ms);
-    for (const auto& v : violations) ADD_FAILURE() << v;
+    expect_invariants(stack.database());
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, SagaRunnerKilled,
@@ -115,10 +112,7 @@ TEST_P(SagaModeSwitched, OrdersInFlightFinishAsTheyStartedAndNewOnesUseTheNewMod
     EXPECT_EQ(orders_with_processes(stack.database(), to, "o-old-"), 0);
     EXPECT_EQ(orders_with_processes(stack.database(), to, "o-done"), 0);
     EXPECT_EQ(orders_with_processes(stack.database(), from, "o-new-"), 0);
-    std::vector<std::string> violations;
-    eventually([&] { return (violations = invariant_violations(stack.database())).empty(); }, 60s,
-               50ms);
-    for (const auto& v : violations) ADD_FAILURE() << v;
+    expect_invariants(stack.database());
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, SagaModeSwitched,

@@ -227,4 +227,10 @@ std::vector<std::string> invariant_violations(const TestDatabase& db) {
     return violations;
 }
 
+void expect_invariants(const TestDatabase& db) {
+    std::vector<std::string> violations;
+    eventually([&] { return (violations = invariant_violations(db)).empty(); }, 60s, 50ms);
+    for (const auto& v : violations) ADD_FAILURE() << v;
+}
+
 }  // namespace ordo::testing

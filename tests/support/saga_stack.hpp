@@ -60,5 +60,8 @@ class SagaStack {
 // Checks every invariant of the API against the event store (the truth) and the read
 // models, once everything is quiet; returns the violations (empty when all hold).
 std::vector<std::string> invariant_violations(const TestDatabase& db);
+// Waits for the read models, which trail the store by a moment, until every invariant
+// holds; then reports each violation still there as a test failure.
+void expect_invariants(const TestDatabase& db);
 
 }  // namespace ordo::testing
