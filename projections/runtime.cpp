@@ -68,7 +68,6 @@ std::string pg_array(const std::vector<std::string>& items) {
     return out + "}";
 }
 
-// An event delivered by JetStream, with its place in the partition's chain.
 std::optional<Checkpoint> header_checkpoint(const platform::jetstream::Message& m,
                                             const char* name) {
     auto it = m.headers.find(name);
