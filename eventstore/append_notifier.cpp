@@ -86,7 +86,7 @@ void AppendListener::run() {
                 std::lock_guard lock{listener.mutex_};
                 ++listener.count_;
             }
-            listener.announced_.notify_all();
+            listener.announced_.notify_one();
         }
         AppendListener& listener;
     };

@@ -163,6 +163,12 @@ for mode in $modes; do
     # second, well below it, so the latency is the saga's own and not a queue's.
     post_orders "$orders" "$connections" 0
     burst=$(figures 0)
+    # The burst's orders are settled, but its reactors may still commit and capture: wait
+    # until every saga process has ended, so the paced orders find an idle stack.
+    for ((i = 0; i < timeout * 2; i++)); do
+        [[ $(psql "$bench_url" -qAt -c "SELECT count(*) FROM ordo.saga_schedule") == 0 ]] && break
+        sleep 0.5
+    done
     after=$(psql "$bench_url" -qAt -c "SELECT coalesce(max(global_position), 0) FROM ordo.events")
     post_orders "$paced_orders" 4 $((4000 / paced_rate))
     paced=$(figures "$after")
