@@ -3,20 +3,14 @@
 # at 16 and 64 connections), beside the raw append throughput of bench/append measured in
 # the same run. ORDO_BENCH_SECONDS sets the length of each measurement (default 10).
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-build=${ORDO_BUILD_DIR:-$root/build}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 seconds=${ORDO_BENCH_SECONDS:-10}
-"$root/ordo.sh" build
-"$root/deploy/stack.sh" start
-set -a
-# shellcheck disable=SC1091
-source "${ORDO_STACK_DIR:-$root/.ordo/dev}/stack.env"
-set +a
+start_stack
 
 db="ordo_bench_commands_$$"
 admin_psql() { psql "$ORDO_PG_ADMIN_URL" -qAtc "$1" >/dev/null; }
 admin_psql "CREATE DATABASE $db OWNER ordo_migrator"
-db_url() { echo "${1%%/ordo\?*}/$db?${1#*\?}"; }
 port=$((20000 + RANDOM % 20000))
 "$build/ordo" migrate --database-url "$(db_url "$ORDO_MIGRATOR_URL")" 2>/dev/null
 ORDO_LOG_LEVEL=warn "$build/ordo" serve command --insecure-no-auth \

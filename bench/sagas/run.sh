@@ -9,8 +9,8 @@
 # ORDO_BENCH_TIMEOUT (300 s for each phase). A burst that queues longer than the saga's
 # fulfillment deadline (30 s) ends in cancellations; the table counts them.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-build=${ORDO_BUILD_DIR:-$root/build}
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 orders=${ORDO_BENCH_ORDERS:-300}
 connections=${ORDO_BENCH_CONNECTIONS:-16}
 modes=${ORDO_BENCH_MODES:-orchestration choreography}
@@ -35,15 +35,9 @@ for mode in $modes; do
         { echo "ORDO_BENCH_MODES: orchestration and/or choreography, not $mode" >&2; exit 2; }
 done
 
-"$root/ordo.sh" build
-"$root/deploy/stack.sh" start
-set -a
-# shellcheck disable=SC1091
-source "${ORDO_STACK_DIR:-$root/.ordo/dev}/stack.env"
-set +a
+start_stack
 
 admin_psql() { psql "$ORDO_PG_ADMIN_URL" -qAtc "$1"; }
-db_url() { echo "${1%%/ordo\?*}/$db?${1#*\?}"; }
 free_port() {  # a random port below the ephemeral range that nothing listens on
     local port
     while :; do

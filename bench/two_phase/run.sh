@@ -7,9 +7,8 @@
 #   ORDO_BENCH_HOT_ROWS (4) skus and accounts under contention, ORDO_BENCH_STALL_SECONDS (5),
 #   ORDO_2PC_STACK_DIR (.ordo/bench-two-phase), ORDO_2PC_PG_PORT (55442).
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-build=${ORDO_BUILD_DIR:-$root/build}
-"$root/ordo.sh" build
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 clients=${ORDO_BENCH_CLIENTS:-16}
 [[ $clients =~ ^[0-9]{1,3}$ ]] || { echo "ORDO_BENCH_CLIENTS must be a number" >&2; exit 2; }
@@ -19,10 +18,6 @@ export ORDO_NATS_PORT=${ORDO_2PC_NATS_PORT:-54232}
 export ORDO_NATS_MONITOR_PORT=${ORDO_2PC_NATS_MONITOR_PORT:-58232}
 # Each client holds up to two prepared transactions at once.
 export ORDO_PG_MAX_PREPARED_TRANSACTIONS=$((2 * clients + 8 > 64 ? 2 * clients + 8 : 64))
-"$root/deploy/stack.sh" start
+start_stack
 trap '"$root/deploy/stack.sh" stop' EXIT
-set -a
-# shellcheck disable=SC1091
-source "$ORDO_STACK_DIR/stack.env"
-set +a
 "$build/bench/two_phase"

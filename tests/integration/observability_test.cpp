@@ -77,18 +77,7 @@ class TracedStack {
             processes_.push_back(std::make_unique<Process>(argv, service_env));
         }
         for (const auto& [service, port] : ports_) {
-            HttpClient client{"127.0.0.1", port, 2s};
-            bool up = eventually(
-                [&] {
-                    try {
-                        return client.get("/healthz").status == 200;
-                    } catch (const std::exception&) {
-                        client.close();
-                        return false;
-                    }
-                },
-                60s);
-            if (!up) throw std::runtime_error(service + " did not come up");
+            if (!wait_healthy(port)) throw std::runtime_error(service + " did not come up");
         }
     }
     ~TracedStack() {

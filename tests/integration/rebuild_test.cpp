@@ -246,7 +246,9 @@ TEST(Rebuild, RebuiltModelsEqualTheLiveOnesRowForRowAndTheRuntimeContinuesExactl
               0);
     // The query service's role reads the new tables.
     for (const auto& t : kTables) {
-        EXPECT_GE(scalar(db.reader_url(), "SELECT count(*) FROM " + t), 1) << t;
+        EXPECT_EQ(scalar(db.reader_url(), "SELECT count(*) FROM " + t),
+                  static_cast<std::int64_t>(live.tables.at(t).size()))
+            << t;
     }
 
     // More events after the rebuild: the runtime continues exactly after the rebuilt

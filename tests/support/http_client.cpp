@@ -12,6 +12,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
+#include "tests/support/conditions.hpp"
+
 namespace ordo::testing {
 namespace {
 
@@ -226,6 +228,20 @@ std::string raw_exchange(const std::string& host, std::uint16_t port, const std:
     beast::error_code ignored;
     socket.close(ignored);
     return received;
+}
+
+bool wait_healthy(std::uint16_t port, std::chrono::seconds bound) {
+    HttpClient client{"127.0.0.1", port, std::chrono::seconds(2)};
+    return eventually(
+        [&] {
+            try {
+                return client.get("/healthz").status == 200;
+            } catch (const std::exception&) {
+                client.close();
+                return false;
+            }
+        },
+        bound);
 }
 
 }  // namespace ordo::testing

@@ -58,4 +58,8 @@ class HttpClient {
 std::string raw_exchange(const std::string& host, std::uint16_t port, const std::string& bytes,
                          std::chrono::milliseconds timeout);
 
+// Waits until a service on 127.0.0.1:`port` answers GET /healthz with 200; false after
+// `bound`.
+bool wait_healthy(std::uint16_t port, std::chrono::seconds bound = std::chrono::seconds(60));
+
 }  // namespace ordo::testing

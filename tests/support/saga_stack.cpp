@@ -17,19 +17,9 @@ std::string at(std::uint16_t port) {
     return "127.0.0.1:" + std::to_string(port);
 }
 
-void wait_healthy(std::uint16_t port) {
-    HttpClient client{"127.0.0.1", port, 2s};
-    auto deadline = std::chrono::steady_clock::now() + 60s;
-    for (;;) {
-        try {
-            if (client.get("/healthz").status == 200) return;
-        } catch (const std::exception&) {
-            client.close();
-        }
-        if (std::chrono::steady_clock::now() > deadline) {
-            throw std::runtime_error("a service did not come up on port " + std::to_string(port));
-        }
-        std::this_thread::sleep_for(20ms);
+void expect_up(std::uint16_t port) {
+    if (!wait_healthy(port)) {
+        throw std::runtime_error("a service did not come up on port " + std::to_string(port));
     }
 }
 
@@ -51,8 +41,8 @@ SagaStack::SagaStack(std::string mode, std::map<std::string, std::string> extra_
     projector_ = start("projector", free_port());
     query_ = start("query", query_port_);
     start_sagas();
-    wait_healthy(command_port_);
-    wait_healthy(query_port_);
+    expect_up(command_port_);
+    expect_up(query_port_);
 }
 
 SagaStack::~SagaStack() = default;
@@ -79,7 +69,7 @@ void SagaStack::kill_sagas() {
 void SagaStack::start_sagas() {
     const auto port = free_port();
     sagas_ = start("sagas", port);
-    wait_healthy(port);
+    expect_up(port);
 }
 
 void SagaStack::switch_mode(const std::string& mode) {
