@@ -1,6 +1,9 @@
 #include "platform/nats.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 
 #include <nats/nats.h>
 #include <nlohmann/json.hpp>
@@ -15,6 +18,11 @@ struct CallbackState {
     Logger log;
     std::atomic<bool> closing{false};
     metrics::Counter* reconnects = nullptr;
+    // cnats runs the callbacks on a thread of its own and does not wait for them when a
+    // connection is destroyed: the state must outlive the last one, the closed callback.
+    std::mutex mutex;
+    std::condition_variable closed_cv;
+    bool closed = false;
 };
 }  // namespace
 
@@ -32,6 +40,14 @@ void on_disconnected(natsConnection*, void* closure) {
 }
 void on_connected(natsConnection*, void* closure) {
     static_cast<CallbackState*>(closure)->log.info("NATS connected");
+}
+void on_closed(natsConnection*, void* closure) {
+    auto* state = static_cast<CallbackState*>(closure);
+    {
+        std::lock_guard lock{state->mutex};
+        state->closed = true;
+    }
+    state->closed_cv.notify_all();
 }
 void on_reconnected(natsConnection*, void* closure) {
     auto* state = static_cast<CallbackState*>(closure);
@@ -56,6 +72,7 @@ Connection::Connection(const std::string& url, Logger log, metrics::Registry* me
     natsOptions_SetRetryOnFailedConnect(impl_->options, true, on_connected, &impl_->state);
     natsOptions_SetDisconnectedCB(impl_->options, on_disconnected, &impl_->state);
     natsOptions_SetReconnectedCB(impl_->options, on_reconnected, &impl_->state);
+    natsOptions_SetClosedCB(impl_->options, on_closed, &impl_->state);
     auto status = natsConnection_Connect(&impl_->conn, impl_->options);
     if (status != NATS_OK && status != NATS_NOT_YET_CONNECTED) {
         impl_->state.log.warn("NATS connection failed",
@@ -65,7 +82,16 @@ Connection::Connection(const std::string& url, Logger log, metrics::Registry* me
 
 Connection::~Connection() {
     impl_->state.closing = true;
-    if (impl_->conn) natsConnection_Destroy(impl_->conn);
+    if (impl_->conn) {
+        // Close, and wait for the closed callback (cnats calls it after every other one)
+        // before the state the callbacks use goes away.
+        natsConnection_Close(impl_->conn);
+        std::unique_lock lock{impl_->state.mutex};
+        impl_->state.closed_cv.wait_for(lock, std::chrono::seconds(5),
+                                        [&] { return impl_->state.closed; });
+        lock.unlock();
+        natsConnection_Destroy(impl_->conn);
+    }
     if (impl_->options) natsOptions_Destroy(impl_->options);
 }
 
