@@ -106,7 +106,13 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     pool.register_metrics(registry);
     platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
     eventstore::AppendNotifier notifier{options.database_url, log.with_component("notifier")};
-    command::Executor executor{pool, &notifier, registry, log.with_component("command"), {}};
+    // A step's command waits for its stream's turn and a connection for at most a third of
+    // the runner's lease, so the process stays this runner's; past that the step is not
+    // sent, which costs it no attempt.
+    command::Executor::Options executor_options;
+    executor_options.start_timeout = std::chrono::milliseconds(3000);
+    command::Executor executor{pool, &notifier, registry, log.with_component("command"),
+                               executor_options};
     command::CommandService service{executor, log.with_component("command")};
     InProcessBus bus{service};
     platform::SystemClock clock;

@@ -7,6 +7,7 @@
 
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
+#include "platform/errors.hpp"
 #include "platform/metrics.hpp"
 #include "platform/pg.hpp"
 
@@ -46,14 +47,36 @@ Executor::Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifie
       replays_{metrics.counter("ordo_command_replays_total",
                                "Commands answered from the command log without running again")},
       appends_{metrics.counter("ordo_command_appends_total",
-                               "Commands whose events were committed to the event store")} {}
+                               "Commands whose events were committed to the event store")},
+      not_started_{metrics.counter(
+          "ordo_command_not_started_total",
+          "Commands refused before they started: their stream's queue was full, or neither "
+          "their turn nor a database connection came within the start timeout")},
+      turns_{{.max_waiting_per_key = options.max_waiting_per_stream,
+              .max_waiting = options.max_waiting}} {
+    metrics.gauge_callback("ordo_command_waiting", "Commands waiting for their stream's turn", {},
+                           [this] { return static_cast<double>(turns_.waiting()); });
+}
 
-Reply Executor::run(const std::optional<Dedup>& dedup,
+Reply Executor::run(const std::string& stream, const std::optional<Dedup>& dedup,
                     const std::function<Reply(pqxx::transaction_base&)>& unit) {
     thread_local std::mt19937 rng{std::random_device{}()};
+    const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
+    std::optional<platform::KeyedTurns::Turn> turn;
+    try {
+        turn.emplace(turns_.take(stream, deadline));
+    } catch (const platform::Overloaded&) {
+        not_started_.inc();
+        throw;
+    }
     for (int attempt = 1;; ++attempt) {
         try {
-            auto reply = pool_.transact([&](pqxx::work& txn) -> Reply {
+            // Later attempts have started already: they wait for a connection as long as
+            // the pool allows, not only what is left of the start timeout.
+            auto by = attempt == 1
+                          ? deadline
+                          : std::chrono::steady_clock::now() + pool_.options().acquire_timeout;
+            auto reply = pool_.transact(by, [&](pqxx::work& txn) -> Reply {
                 if (dedup) {
                     if (auto stored = claim_or_replay(txn, *dedup)) return *stored;
                 }
@@ -74,6 +97,9 @@ Reply Executor::run(const std::optional<Dedup>& dedup,
         } catch (const eventstore::ConcurrencyConflict&) {
             conflicts_.inc();
             if (attempt >= options_.max_attempts) throw;
+        } catch (const platform::Overloaded&) {
+            not_started_.inc();  // this attempt and any before it left nothing behind
+            throw;
         }
         auto cap = options_.base_backoff * (1 << std::min(attempt, 6));
         std::uniform_int_distribution<long> jitter{0, cap.count()};

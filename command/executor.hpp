@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/transaction_base>
 
+#include "platform/keyed_turns.hpp"
 #include "platform/log.hpp"
 
 namespace ordo::platform::pg {
@@ -47,19 +48,29 @@ class KeyReused : public std::runtime_error {
 // conflict re-runs the whole unit (bounded, with jittered backoff); a dedup key makes the
 // first outcome final, so a repeat returns it without deciding again. Only outcomes
 // below 500 are recorded: a failure leaves nothing behind and may be retried.
+//
+// Commands on one stream take turns in the process before they take a connection (see
+// platform::KeyedTurns): the stream's row lock would serialise them anyway, and waiting
+// here holds no connection, so one busy stream cannot starve every other stream of the
+// pool. A command that cannot start within `start_timeout` (its turn and a connection
+// together) throws platform::Overloaded having done nothing.
 class Executor {
    public:
     struct Options {
         int max_attempts = 8;
         std::chrono::milliseconds base_backoff{2};
+        std::chrono::milliseconds start_timeout{10000};
+        std::size_t max_waiting_per_stream = 1024;
+        std::size_t max_waiting = 8192;
     };
 
     Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifier,
              platform::metrics::Registry& metrics, platform::Logger log, Options options);
 
-    // `unit` runs inside the transaction and may throw eventstore::ConcurrencyConflict to
-    // ask for a retry. Throws KeyReused, platform::Unavailable.
-    Reply run(const std::optional<Dedup>& dedup,
+    // `unit` runs inside the transaction, on `stream` (the one stream it writes), and may
+    // throw eventstore::ConcurrencyConflict to ask for a retry. Throws KeyReused,
+    // platform::Overloaded (not started), platform::Unavailable.
+    Reply run(const std::string& stream, const std::optional<Dedup>& dedup,
               const std::function<Reply(pqxx::transaction_base&)>& unit);
 
     // Deletes dedup records older than `age`; returns how many.
@@ -73,6 +84,8 @@ class Executor {
     platform::metrics::Counter& conflicts_;
     platform::metrics::Counter& replays_;
     platform::metrics::Counter& appends_;
+    platform::metrics::Counter& not_started_;
+    platform::KeyedTurns turns_;
 };
 
 }  // namespace ordo::command

@@ -82,7 +82,7 @@ void CommandService::register_routes(platform::http::Router& router) {
 }
 
 Response CommandService::run_http(
-    Request& request,
+    Request& request, const std::string& stream,
     const std::function<Reply(pqxx::transaction_base&, const CommandContext&)>& unit) {
     std::optional<Dedup> dedup;
     auto key = request.header("idempotency-key");
@@ -103,8 +103,8 @@ Response CommandService::run_http(
     CommandContext context{request.trace, key ? *key : command_id, key ? *key : command_id,
                            command_id, "api"};
     try {
-        auto reply =
-            executor_.run(dedup, [&](pqxx::transaction_base& txn) { return unit(txn, context); });
+        auto reply = executor_.run(stream, dedup,
+                                   [&](pqxx::transaction_base& txn) { return unit(txn, context); });
         Response response;
         response.status = reply.status;
         response.content_type =
@@ -116,6 +116,12 @@ Response CommandService::run_http(
         return problem(422, "idempotency_key_reused", e.what());
     } catch (const eventstore::ConcurrencyConflict&) {
         return problem(503, "unavailable", "the stream is busy; retry shortly");
+    } catch (const platform::Overloaded& e) {
+        log_.log(platform::LogLevel::warn, "command not started", request.trace,
+                 {{"stream", stream}, {"error", e.what()}});
+        return problem(503, "unavailable",
+                       "too many commands are waiting for this stream or for the database; "
+                       "nothing was done, retry shortly");
     } catch (const platform::Unavailable& e) {
         log_.log(platform::LogLevel::warn, "database unavailable", request.trace,
                  {{"error", e.what()}});
@@ -141,7 +147,7 @@ Response CommandService::receive_stock(Request& request) {
     if (!errors.empty()) return invalid(std::move(errors));
     const auto& sku = request.params.at("sku");
     auto stream = domain::inventory_stream(sku);
-    return run_http(request, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
+    return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
         auto done = execute<InventoryTraits>(txn, stream,
                                              domain::inventory::ReceiveStock{sku, *quantity}, ctx);
         return done.rejection ? rejected(*done.rejection)
@@ -160,7 +166,7 @@ Response CommandService::deposit(Request& request) {
     if (!errors.empty()) return invalid(std::move(errors));
     const auto& account = request.params.at("account_id");
     auto stream = domain::account_stream(account);
-    return run_http(request, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
+    return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
         auto done =
             execute<AccountTraits>(txn, stream, domain::payments::Deposit{account, *amount}, ctx);
         return done.rejection ? rejected(*done.rejection)
@@ -207,7 +213,7 @@ Response CommandService::place_order(Request& request) {
     auto id = order_id.value_or(platform::new_uuid());
     auto stream = domain::order_stream(id);
     domain::orders::PlaceOrder command{id, *customer_id, *account_id, std::move(lines)};
-    return run_http(request, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
+    return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
         auto done = execute<OrderTraits>(txn, stream, command, ctx);
         return done.rejection ? rejected(*done.rejection)
                               : accepted(202, {{"order_id", id}}, stream, done);
@@ -239,7 +245,7 @@ Response CommandService::cancel_order(Request& request) {
     const auto& id = request.params.at("order_id");
     auto stream = domain::order_stream(id);
     domain::orders::RequestCancellation command{id, reason.value_or("")};
-    return run_http(request, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
+    return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
         auto done = execute<OrderTraits>(
             txn, stream, command, ctx,
             [&](const Loaded<OrderTraits>& loaded) -> std::optional<domain::Rejection> {
@@ -296,7 +302,7 @@ BusOutcome CommandService::send(const std::string& command_id, const InternalCom
     Reply reply;
     try {
         reply = executor_.run(
-            Dedup{"cmd:" + command_id, stream + "\n" + fingerprint},
+            stream, Dedup{"cmd:" + command_id, stream + "\n" + fingerprint},
             [&, stream = stream](pqxx::transaction_base& txn) {
                 auto done = std::visit(
                     Overloaded{

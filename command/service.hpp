@@ -47,7 +47,7 @@ class CommandService {
 
     // Runs a unit for an HTTP request: Idempotency-Key, error mapping, headers.
     platform::http::Response run_http(
-        platform::http::Request& request,
+        platform::http::Request& request, const std::string& stream,
         const std::function<Reply(pqxx::transaction_base&, const CommandContext&)>& unit);
 
     Executor& executor_;

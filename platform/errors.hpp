@@ -16,6 +16,14 @@ class Unavailable : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// The work was not started: a bounded queue was full, or no connection came free before
+// the caller's deadline. Nothing happened, so retrying is always safe; a saga step that
+// meets this was never sent and has not used up an attempt.
+class Overloaded : public Unavailable {
+   public:
+    using Unavailable::Unavailable;
+};
+
 // Input that can never succeed, whatever the retry.
 class InvalidInput : public std::runtime_error {
    public:

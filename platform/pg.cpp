@@ -1,5 +1,7 @@
 #include "platform/pg.hpp"
 
+#include <algorithm>
+
 #include "platform/metrics.hpp"
 
 namespace ordo::platform::pg {
@@ -28,9 +30,12 @@ std::unique_ptr<pqxx::connection> Pool::connect() {
 }
 
 Pool::Lease Pool::acquire() {
+    return acquire(std::chrono::steady_clock::now() + options_.acquire_timeout);
+}
+
+Pool::Lease Pool::acquire(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock{mutex_};
-    auto deadline = std::chrono::steady_clock::now() + options_.acquire_timeout;
-    for (;;) {
+    if (waiters_.empty()) {
         if (!idle_.empty()) {
             auto conn = std::move(idle_.back());
             idle_.pop_back();
@@ -41,34 +46,62 @@ Pool::Lease Pool::acquire() {
             ++open_;
             ++leased_;
             lock.unlock();
-            try {
-                return Lease{*this, connect()};
-            } catch (const std::exception& e) {
-                lock.lock();
-                --open_;
-                --leased_;
-                available_.notify_one();
-                throw Unavailable(std::string{"database unreachable: "} + e.what());
-            }
-        }
-        if (available_.wait_until(lock, deadline) == std::cv_status::timeout) {
-            throw Unavailable("no database connection free within " +
-                              std::to_string(options_.acquire_timeout.count()) + " ms");
+            return open_counted();
         }
     }
+    Waiter self;
+    waiters_.push_back(&self);
+    const bool served =
+        self.wake.wait_until(lock, deadline, [&] { return self.conn || self.may_open; });
+    if (!served) {
+        waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &self));
+        throw Overloaded("no database connection came free in time (pool " + options_.name +
+                         " of " + std::to_string(options_.size) + ")");
+    }
+    // The releaser counted the slot as leased to us.
+    if (self.conn) return Lease{*this, std::move(self.conn)};
+    lock.unlock();
+    return open_counted();
+}
+
+Pool::Lease Pool::open_counted() {
+    try {
+        return Lease{*this, connect()};
+    } catch (const std::exception& e) {
+        std::unique_ptr<pqxx::connection> none;
+        std::lock_guard lock{mutex_};
+        if (!hand_over(none)) {
+            --open_;
+            --leased_;
+        }
+        throw Unavailable(std::string{"database unreachable: "} + e.what());
+    }
+}
+
+bool Pool::hand_over(std::unique_ptr<pqxx::connection>& conn) {
+    if (waiters_.empty()) return false;
+    auto* next = waiters_.front();
+    waiters_.pop_front();
+    if (conn) {
+        next->conn = std::move(conn);
+    } else {
+        next->may_open = true;
+    }
+    next->wake.notify_one();
+    return true;
 }
 
 void Pool::release(std::unique_ptr<pqxx::connection> conn, bool discard) {
     bool usable = !discard && conn->is_open();
-    if (!usable) conn.reset();  // close outside the lock would be nicer; closing is cheap
+    if (!usable) conn.reset();  // closing is cheap
     std::lock_guard lock{mutex_};
+    if (hand_over(conn)) return;  // the slot stays open and leased, now by the waiter
     --leased_;
     if (usable) {
         idle_.push_back(std::move(conn));
     } else {
         --open_;
     }
-    available_.notify_one();
 }
 
 std::size_t Pool::in_use() const {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -35,6 +36,8 @@ struct PoolOptions {
 
 // A bounded pool of connections. Connections are opened lazily and discarded after a
 // connection-level failure, so the pool heals by itself when Postgres comes back.
+// Waiters are served in arrival order: a released connection goes to the longest waiter,
+// so no caller can be overtaken again and again until its deadline passes.
 // Thread-safe.
 class Pool {
    public:
@@ -60,14 +63,24 @@ class Pool {
     Pool(const Pool&) = delete;
     Pool& operator=(const Pool&) = delete;
 
-    // Waits up to acquire_timeout for a connection; throws Unavailable when none can be had.
+    // Waits until `deadline` (default: acquire_timeout from now) for a connection. Throws
+    // Overloaded when none came free in time (nothing was started), Unavailable when the
+    // database cannot be reached.
     Lease acquire();
+    Lease acquire(std::chrono::steady_clock::time_point deadline);
 
     // Runs `work` in a transaction of type Txn on a pooled connection and commits. A
     // connection that failed is not returned to the pool.
     template <class Txn = pqxx::work, class Fn>
     auto transact(Fn&& work) {
-        auto lease = acquire();
+        return transact<Txn>(std::chrono::steady_clock::now() + options_.acquire_timeout,
+                             std::forward<Fn>(work));
+    }
+
+    // The same, waiting for a connection only until `deadline`.
+    template <class Txn = pqxx::work, class Fn>
+    auto transact(std::chrono::steady_clock::time_point deadline, Fn&& work) {
+        auto lease = acquire(deadline);
         try {
             Txn txn{*lease};
             if constexpr (std::is_void_v<decltype(work(txn))>) {
@@ -92,12 +105,25 @@ class Pool {
     static bool is_connection_failure(const std::exception_ptr& error);
 
    private:
+    // A caller waiting for a connection. The releaser hands it a connection, or the right
+    // to open one (the slot of a connection that was discarded).
+    struct Waiter {
+        std::condition_variable wake;
+        std::unique_ptr<pqxx::connection> conn;
+        bool may_open = false;
+    };
+
     std::unique_ptr<pqxx::connection> connect();
+    // Opens a connection on a slot already counted in open_ and leased_.
+    Lease open_counted();
+    // Gives a slot (or connection) to the longest waiter; false when nobody waits.
+    bool hand_over(std::unique_ptr<pqxx::connection>& conn);
     void release(std::unique_ptr<pqxx::connection> conn, bool discard);
 
     PoolOptions options_;
     mutable std::mutex mutex_;
-    std::condition_variable available_;
+    // Never both non-empty: while anyone waits, every slot is open and leased.
+    std::deque<Waiter*> waiters_;
     std::vector<std::unique_ptr<pqxx::connection>> idle_;
     std::size_t open_ = 0;  // idle + leased + being opened
     std::size_t leased_ = 0;

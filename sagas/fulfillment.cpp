@@ -547,6 +547,8 @@ Events record_attempt(const Step& step, int attempt, const Attempt& outcome, con
             return {StepRejected{step.name, attempt, outcome.code, outcome.message, now_ms}};
         case Attempt::Result::kTransientFailure:
             break;
+        case Attempt::Result::kNotSent:
+            return {};
     }
     const auto& retry = policy.retries(step.kind);
     if (attempt >= retry.max_attempts) {

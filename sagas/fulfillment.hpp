@@ -79,9 +79,11 @@ std::vector<Delivery> route(Mode placing, std::optional<Mode> running, std::stri
 // compensation, facts to publish, its end. Folding them in and asking again yields nothing.
 Events advance(ProcessKind kind, const State& state, const Policy& policy, std::int64_t now_ms);
 
-// The outcome of one attempt of a step, as events.
+// The outcome of one attempt of a step, as events. kNotSent: the command side refused to
+// start the command (its queues were full, or no connection came free in time), so it
+// certainly did nothing; that is no attempt and records nothing: the step stays due.
 struct Attempt {
-    enum class Result { kSucceeded, kRejected, kTransientFailure } result;
+    enum class Result { kSucceeded, kRejected, kTransientFailure, kNotSent } result;
     std::string code;     // rejection code
     std::string message;  // rejection message or failure
 };

@@ -53,6 +53,7 @@ struct Runner::Impl {
     platform::metrics::Counter& attempts_ok;
     platform::metrics::Counter& attempts_rejected;
     platform::metrics::Counter& attempts_failed;
+    platform::metrics::Counter& not_sent;
     platform::metrics::Counter& conflicts;
     platform::metrics::Counter& parked;
     platform::metrics::Counter& lost_leases;
@@ -79,6 +80,9 @@ struct Runner::Impl {
                                       "Saga step attempts by outcome", {{"result", "rejected"}})},
           attempts_failed{m.counter("ordo_saga_step_attempts_total",
                                     "Saga step attempts by outcome", {{"result", "failed"}})},
+          not_sent{m.counter("ordo_saga_steps_not_sent_total",
+                             "Saga step commands the command side would not start (overloaded); "
+                             "not attempts: the step is sent again later")},
           conflicts{m.counter("ordo_saga_conflicts_total",
                               "Saga appends re-run after another writer appended first")},
           parked{m.counter("ordo_saga_processes_parked_total",
@@ -235,8 +239,13 @@ struct Runner::Impl {
         }
     }
 
+    struct Sent {
+        Events recorded;        // the outcomes of the attempts
+        bool not_sent = false;  // some command was not started: its step is still due
+    };
+
     // Sends the due steps' commands at once and returns their outcomes as events.
-    Events attempt(const std::string& stream, const Loaded& loaded, const std::vector<Step>& due) {
+    Sent attempt(const std::string& stream, const Loaded& loaded, const std::vector<Step>& due) {
         thread_local std::mt19937_64 rng{std::random_device{}()};
         std::uniform_real_distribution<double> jitter{0.0, 1.0};
         std::vector<std::future<Attempt>> sent;
@@ -250,12 +259,14 @@ struct Runner::Impl {
                 std::launch::async, [this, id, command = step.command, cause]() -> Attempt {
                     try {
                         return bus.send(id, command, cause);
+                    } catch (const platform::Overloaded& e) {
+                        return {Attempt::Result::kNotSent, "", e.what()};
                     } catch (const std::exception& e) {
                         return {Attempt::Result::kTransientFailure, "", e.what()};
                     }
                 }));
         }
-        Events recorded;
+        Sent result;
         for (std::size_t i = 0; i < due.size(); ++i) {
             auto outcome = sent[i].get();
             switch (outcome.result) {
@@ -274,13 +285,23 @@ struct Runner::Impl {
                               {"error", outcome.message},
                               {"trace_id", loaded.origin.trace_id}});
                     break;
+                case Attempt::Result::kNotSent:
+                    not_sent.inc();
+                    result.not_sent = true;
+                    log.log(platform::LogLevel::debug,
+                            "saga step not sent: the command side is overloaded",
+                            {{"stream", stream},
+                             {"step", due[i].name},
+                             {"error", outcome.message},
+                             {"trace_id", loaded.origin.trace_id}});
+                    break;
             }
             for (auto& e : record_attempt(due[i], due[i].attempts + 1, outcome, options.policy,
                                           now_ms(), jitter(rng))) {
-                recorded.push_back(std::move(e));
+                result.recorded.push_back(std::move(e));
             }
         }
-        return recorded;
+        return result;
     }
 
     // Runs one process until nothing is due now; returns the version it ended at and when
@@ -311,7 +332,17 @@ struct Runner::Impl {
             if (due.empty()) return {loaded.version, next_wake_ms(loaded.state)};
             // A resend after a conflict carries the same command ids: answered from the
             // command log, it changes nothing.
-            if (!append(stream, loaded, attempt(stream, loaded, due))) loaded = load(stream);
+            auto sent = attempt(stream, loaded, due);
+            if (!sent.recorded.empty() && !append(stream, loaded, sent.recorded)) {
+                loaded = load(stream);
+            }
+            if (sent.not_sent) {
+                // Back off instead of sending again at once into an overloaded command side.
+                thread_local std::mt19937_64 rng{std::random_device{}()};
+                const auto delay = options.not_sent_delay.count();
+                std::uniform_int_distribution<std::int64_t> jittered{delay, 2 * delay};
+                return {loaded.version, now_ms() + jittered(rng)};
+            }
         }
     }
 

@@ -47,6 +47,9 @@ struct RunnerOptions {
     // by time), and at once when `appends` announces an append (the intake marking a
     // process due).
     std::chrono::milliseconds idle_poll{50};
+    // A process one of whose commands the command side would not start (overloaded) is
+    // looked at again after this, doubled at random, without having used up an attempt.
+    std::chrono::milliseconds not_sent_delay{250};
     eventstore::AppendListener* appends = nullptr;
 };
 

@@ -17,8 +17,10 @@
 #include "command/service.hpp"
 #include "domain/inventory.hpp"
 #include "domain/orders.hpp"
+#include "platform/errors.hpp"
 #include "platform/trace.hpp"
 #include "tests/support/command_stack.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/problem.hpp"
 
@@ -31,10 +33,12 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 using testing::CommandStack;
 using testing::error_fields;
+using testing::eventually;
 using testing::HttpClient;
 using testing::HttpHeaders;
 using testing::HttpResponse;
 using testing::is_problem;
+using testing::scalar;
 
 constexpr const char* kTraceId = "0af7651916cd43dd8448eb211c80319c";
 constexpr const char* kTraceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -844,6 +848,123 @@ TEST(CommandApi, BusAnswersEveryCommandOnABusyStream) {
     // Whatever the answers, the stream holds exactly the reservations that were reported.
     auto events = stored_events(stack, "inventory-sku-hot");
     EXPECT_EQ(events.size(), static_cast<std::size_t>(1 + kBuyers - thrown));
+}
+
+// Starvation shows in any build: a pool of two connections and a hundred commands over
+// three streams, one of which is held up (its row locked by another transaction). The held
+// stream's commands queue for its turn in the process, where only the first holds a
+// connection; the other two streams' commands share the second connection and are all
+// answered while the lock is still held. Then the held stream's commands finish too.
+TEST(CommandApi, ATinyPoolAnswersEveryCommandOverThreeStreamsWhileOneIsHeldUp) {
+    CommandStack stack{{}, 2};
+    auto client = stack.client();
+    const std::vector<std::string> skus{"sku-held", "sku-b", "sku-c"};
+    for (const auto& sku : skus) {
+        ASSERT_EQ(
+            client.post_json("/v1/inventory/" + sku + "/receipts", {{"quantity", 1000}}).status,
+            200);
+    }
+    pqxx::connection locker{stack.database().admin_url()};
+    auto lock = std::make_unique<pqxx::work>(locker);
+    lock->exec("SET LOCAL idle_in_transaction_session_timeout = 0");
+    lock->exec("SELECT 1 FROM ordo.streams WHERE stream_id = 'inventory-sku-held' FOR UPDATE");
+
+    constexpr int kBuyers = 100;
+    std::vector<command::BusOutcome> outcomes(kBuyers);
+    std::vector<std::string> failures(kBuyers);
+    auto buy = [&](int i) {
+        auto order_id = "order-" + std::to_string(i);
+        try {
+            outcomes[i] = stack.service().send(
+                "reserve-" + order_id, domain::inventory::ReserveStock{skus[i % 3], order_id, 1},
+                saga_context());
+        } catch (const std::exception& e) {
+            failures[i] = std::string{typeid(e).name()} + ": " + e.what();
+        }
+    };
+    std::vector<std::thread> held, free;
+    struct Cleanup {  // on an early failure too: let go of the lock, then join everyone
+        std::unique_ptr<pqxx::work>& lock;
+        std::vector<std::thread>& held;
+        std::vector<std::thread>& free;
+        ~Cleanup() {
+            lock.reset();
+            for (auto* threads : {&free, &held}) {
+                for (auto& t : *threads) {
+                    if (t.joinable()) t.join();
+                }
+            }
+        }
+    } cleanup{lock, held, free};
+    for (int i = 0; i < kBuyers; i += 3) held.emplace_back(buy, i);
+    const auto held_count = held.size();
+    // Every command on the held stream has arrived: one waits for the row lock in the
+    // database, the rest for the stream's turn in the process.
+    auto lock_waiters = [&] {
+        return scalar(stack.database().admin_url(),
+                      "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND "
+                      "datname = '" +
+                          stack.database().name() + "'");
+    };
+    ASSERT_TRUE(eventually(
+        [&] {
+            return lock_waiters() == 1 &&
+                   stack.metrics().render().find("ordo_command_waiting " +
+                                                 std::to_string(held_count - 1) + "\n") !=
+                       std::string::npos;
+        },
+        60s))
+        << stack.metrics().render();
+    for (int i = 0; i < kBuyers; ++i) {
+        if (i % 3 != 0) free.emplace_back(buy, i);
+    }
+    for (auto& t : free) t.join();
+    for (int i = 0; i < kBuyers; ++i) {
+        if (i % 3 == 0) continue;
+        EXPECT_EQ(failures[i], "") << "buyer " << i << " on " << skus[i % 3];
+        EXPECT_FALSE(outcomes[i].rejection) << "buyer " << i;
+    }
+    EXPECT_EQ(lock_waiters(), 1) << "the held stream still holds only one connection";
+    lock.reset();  // rolls back: the held stream is free
+    for (auto& t : held) t.join();
+    for (int i = 0; i < kBuyers; i += 3) {
+        EXPECT_EQ(failures[i], "") << "buyer " << i << " on the held stream";
+        EXPECT_FALSE(outcomes[i].rejection) << "buyer " << i;
+    }
+    for (std::size_t k = 0; k < skus.size(); ++k) {
+        auto reservations = (kBuyers - static_cast<int>(k) + 2) / 3;
+        EXPECT_EQ(stored_events(stack, "inventory-" + skus[k]).size(),
+                  static_cast<std::size_t>(1 + reservations))
+            << skus[k];
+    }
+}
+
+// A command that gets no connection before its start timeout was not started: REST says
+// 503 with Retry-After, the bus throws Overloaded (a transient Unavailable), and nothing
+// is stored.
+TEST(CommandApi, ACommandThatGetsNoConnectionInTimeIsRefusedAndChangesNothing) {
+    CommandStack stack{{}, 1, {.start_timeout = std::chrono::milliseconds(200)}};
+    auto client = stack.client();
+    ASSERT_EQ(client.post_json("/v1/inventory/sku-1/receipts", {{"quantity", 5}}).status, 200);
+    const auto before = stack.event_count();
+    {
+        auto held = stack.pool().acquire();  // the pool's only connection
+        auto res = client.post_json("/v1/inventory/sku-1/receipts", {{"quantity", 7}});
+        EXPECT_TRUE(is_problem(res, 503, "unavailable")) << res.status << " " << res.body;
+        EXPECT_FALSE(res.header("retry-after").empty());
+        EXPECT_THROW(stack.service().send("reserve-order-1",
+                                          domain::inventory::ReserveStock{"sku-1", "order-1", 1},
+                                          saga_context()),
+                     platform::Overloaded);
+    }
+    EXPECT_EQ(stack.event_count(), before);
+    // Once a connection is free the same command id runs as if it had never been sent.
+    auto outcome = stack.service().send(
+        "reserve-order-1", domain::inventory::ReserveStock{"sku-1", "order-1", 1}, saga_context());
+    EXPECT_FALSE(outcome.rejection);
+    EXPECT_FALSE(outcome.replayed);
+    EXPECT_EQ(stack.event_count(), before + 1);
+    EXPECT_NE(stack.metrics().render().find("ordo_command_not_started_total 2"), std::string::npos);
 }
 
 // Concurrent receipts on one sku: each is either accepted and stored once, or refused as a

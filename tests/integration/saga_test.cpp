@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "eventstore/event_store.hpp"
+#include "platform/errors.hpp"
 #include "platform/metrics.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
@@ -106,7 +107,7 @@ TEST_P(Saga, InsufficientFundsCancelsAndReleasesTheStock) {
 
 TEST_P(Saga, APaymentStepPastItsDeadlineTimesOutAndCompensates) {
     SagaStack stack{GetParam(),
-                    {{"ORDO_SAGA_STEP_TIMEOUT_MS", "1500"}, {"ORDO_SAGA_TIMEOUT_MS", "2500"}}};
+                    {{"ORDO_SAGA_STEP_TIMEOUT_MS", "4000"}, {"ORDO_SAGA_TIMEOUT_MS", "6000"}}};
     stack.receive("sku-a", 10);
     stack.deposit("acct-1", 1000);
     // The payments side is down for this account: every authorization fails with a
@@ -281,10 +282,11 @@ TEST(SagaRunner, ALongProcessKeepsItsLeaseAndNoOtherRunnerSendsItsCommands) {
     std::atomic<bool> stop{false};
     sagas::RunnerOptions options;
     options.workers = 1;
-    options.lease = 4s;
+    options.lease = 6s;
     options.idle_poll = 20ms;
-    // Three rounds of 1.5 s (reserve and authorize, confirm, commit and capture): 4.5 s.
-    constexpr auto kDelay = 1500ms;
+    // Three rounds of 2.5 s (reserve and authorize, confirm, commit and capture): 7.5 s,
+    // longer than the lease, while each round leaves 3.5 s of it for a slow machine.
+    constexpr auto kDelay = 2500ms;
     // A runner as `ordo serve sagas` runs it, with its own pool and metrics.
     struct Instance {
         Instance(const TestDatabase& db, SlowBus b)
@@ -329,6 +331,95 @@ TEST(SagaRunner, ALongProcessKeepsItsLeaseAndNoOtherRunnerSendsItsCommands) {
     }
     EXPECT_EQ(times.size(), 5u);  // reserve, authorize, confirm, commit, capture
     for (const auto& [id, n] : times) EXPECT_EQ(n, 1) << id;
+}
+
+// A command side that refuses to start each command the first `refusals` times
+// (platform::Overloaded: its queues are full, or no connection came free in time), then
+// runs it.
+class OverloadedBus final : public sagas::CommandBus {
+   public:
+    explicit OverloadedBus(int refusals) : refusals_{refusals} {}
+
+    sagas::Attempt send(const std::string& command_id, const nlohmann::json&,
+                        const eventstore::Metadata&) override {
+        std::lock_guard lock{mutex_};
+        if (++sends_[command_id] <= refusals_) {
+            throw platform::Overloaded("no database connection came free in time");
+        }
+        return {sagas::Attempt::Result::kSucceeded, "", ""};
+    }
+    std::map<std::string, int> sends() {
+        std::lock_guard lock{mutex_};
+        return sends_;
+    }
+
+   private:
+    int refusals_;
+    std::mutex mutex_;
+    std::map<std::string, int> sends_;
+};
+
+// A step is never failed by an overloaded command side alone: with one attempt allowed per
+// step, a process whose every command is refused three times still completes, each step
+// on its first attempt, and nothing records a failed attempt.
+TEST(SagaRunner, ACommandTheCommandSideWouldNotStartIsNoAttempt) {
+    TestDatabase db;
+    {
+        pqxx::connection conn{db.writer_url()};
+        eventstore::EventStore::prepare(conn);
+        pqxx::work txn{conn};
+        eventstore::EventStore::append(
+            txn, "order-o-busy", eventstore::ExpectedVersion::any(),
+            {{platform::new_uuid(),
+              "OrderPlaced",
+              {{"order_id", "o-busy"},
+               {"customer_id", "c"},
+               {"account_id", "a"},
+               {"lines", {{{"sku", "s1"}, {"quantity", 1}, {"unit_price", 5}}}},
+               {"total", 5}},
+              {}}});
+        auto placed = eventstore::EventStore::read_stream(txn, "order-o-busy", 1, 1).at(0);
+        sagas::intake(sagas::Mode::kOrchestration)->apply(txn, placed);
+        txn.commit();
+    }
+    sagas::RunnerOptions options;
+    options.workers = 1;
+    options.idle_poll = 20ms;
+    options.not_sent_delay = 20ms;
+    options.policy.actions.max_attempts = 1;
+    options.policy.settlements.max_attempts = 1;
+    platform::pg::Pool pool{
+        {.url = db.writer_url(), .size = 4, .preparers = {&eventstore::EventStore::prepare}}};
+    OverloadedBus bus{3};
+    platform::metrics::Registry metrics;
+    platform::SystemClock clock;
+    sagas::Runner runner{options, pool, bus, nullptr, clock, platform::Logger::null_logger(),
+                         metrics};
+    std::atomic<bool> stop{false};
+    std::thread thread{[&] { runner.run(stop); }};
+    const auto count = [&](const std::string& type) {
+        return scalar(db.admin_url(),
+                      "SELECT count(*) FROM ordo.events WHERE stream_id = "
+                      "'saga.fulfillment-o-busy' AND event_type = '" +
+                          type + "'");
+    };
+    const bool ended = eventually([&] { return count("ProcessEnded") == 1; }, 60s);
+    stop = true;
+    thread.join();
+    ASSERT_TRUE(ended);
+    EXPECT_EQ(count("StepAttemptFailed"), 0);
+    EXPECT_EQ(count("StepGaveUp"), 0);
+    EXPECT_EQ(count("StepSucceeded"), 5);  // reserve, authorize, confirm, commit, capture
+    EXPECT_EQ(scalar(db.admin_url(),
+                     "SELECT count(*) FROM ordo.events WHERE stream_id = "
+                     "'saga.fulfillment-o-busy' AND event_type = 'StepSucceeded' AND "
+                     "(payload->>'attempt')::int <> 1"),
+              0);
+    auto sends = bus.sends();
+    EXPECT_EQ(sends.size(), 5u);
+    for (const auto& [id, n] : sends) EXPECT_EQ(n, 4) << id;
+    EXPECT_NE(metrics.render().find("ordo_saga_steps_not_sent_total 15\n"), std::string::npos)
+        << metrics.render();
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, Saga, ::testing::Values("orchestration", "choreography"),

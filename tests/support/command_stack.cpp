@@ -6,10 +6,13 @@
 
 namespace ordo::testing {
 
-CommandStack::CommandStack(platform::http::ServerOptions options)
-    : pool_{{.url = db_.writer_url(), .size = 16, .preparers = {&eventstore::EventStore::prepare}}},
+CommandStack::CommandStack(platform::http::ServerOptions options, std::size_t pool_size,
+                           command::Executor::Options executor)
+    : pool_{{.url = db_.writer_url(),
+             .size = pool_size,
+             .preparers = {&eventstore::EventStore::prepare}}},
       notifier_{db_.writer_url(), platform::Logger::null_logger()},
-      executor_{pool_, &notifier_, metrics_, platform::Logger::null_logger(), {}},
+      executor_{pool_, &notifier_, metrics_, platform::Logger::null_logger(), executor},
       service_{executor_, platform::Logger::null_logger()} {
     platform::http::Router router;
     service_.register_routes(router);

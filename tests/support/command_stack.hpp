@@ -17,7 +17,9 @@ namespace ordo::testing {
 // port, over a database of its own.
 class CommandStack {
    public:
-    explicit CommandStack(platform::http::ServerOptions options = {});
+    // `pool_size` and `executor` as `ordo serve command` takes them from its configuration.
+    explicit CommandStack(platform::http::ServerOptions options = {}, std::size_t pool_size = 16,
+                          command::Executor::Options executor = {});
     ~CommandStack();
 
     std::uint16_t port() const { return server_->port(); }

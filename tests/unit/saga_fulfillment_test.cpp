@@ -141,6 +141,32 @@ TEST(Orchestration, TransientFailuresRetryWithBackoffUntilTheDeadlineThenTimeOut
     EXPECT_EQ(d.state.end_reason, "timeout");
 }
 
+// A command the command side refused to start (overloaded) is no attempt: however often
+// it happens, even on a step's last allowed attempt, the step neither fails nor gives up,
+// and the attempt that finally runs is its first.
+TEST(Orchestration, ACommandThatWasNotSentIsNoAttempt) {
+    Step last{"reserve:sku-1", StepKind::kAction};
+    EXPECT_TRUE(
+        record_attempt(last, 8, {Attempt::Result::kNotSent, "", "overloaded"}, Policy{}, 0, 0.5)
+            .empty());
+
+    auto d = started(ProcessKind::kFulfillment);
+    std::map<std::string, int> refused;
+    d.answer = [&](const Step& s) {
+        if (refused[s.name]++ < 10) return Attempt{Attempt::Result::kNotSent, "", "overloaded"};
+        return ok();
+    };
+    d.run();
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompleted);
+    for (const auto& e : d.log) {
+        if (const auto* done = std::get_if<StepSucceeded>(&e)) {
+            EXPECT_EQ(done->attempt, 1) << done->name;
+        }
+        EXPECT_FALSE(std::holds_alternative<StepAttemptFailed>(e)) << event_type(e);
+        EXPECT_FALSE(std::holds_alternative<StepGaveUp>(e)) << event_type(e);
+    }
+}
+
 TEST(Orchestration, CustomerCancelBeforeThePivotCompensates) {
     auto d = started(ProcessKind::kFulfillment);
     d.answer = [](const Step& s) { return s.name == "authorize" ? failed() : ok(); };
