@@ -51,7 +51,7 @@ ProjectorProcess start_projector(const TestDatabase& db, const std::string& buck
                                            {"ORDO_BREAKER_BUCKET", bucket},
                                            {"ORDO_BREAKER_COOL_DOWN_MS", "400"},
                                            {"ORDO_BREAKER_CONSECUTIVE_FAILURES", "2"},
-                                           {"ORDO_PROJECTOR_STATEMENT_TIMEOUT_MS", "300"},
+                                           {"ORDO_PROJECTOR_STATEMENT_TIMEOUT_MS", "1000"},
                                            {"ORDO_LOG_LEVEL", "error"}});
     return {port, std::move(process)};
 }
@@ -103,6 +103,8 @@ TEST(BreakerFaults, LockedReadModelOpensTheSharedBreakerOneProberThenCatchesUpEx
 
     pqxx::connection locker{db.admin_url()};
     pqxx::work lock{locker};
+    // Held for as long as the test needs, however slow the machine.
+    lock.exec("SET LOCAL idle_in_transaction_session_timeout = 0");
     // SHARE blocks the projector's writes without taking a transaction id, which would hold
     // back the horizon below which projections read.
     lock.exec("LOCK TABLE read.inventory IN SHARE MODE");

@@ -258,9 +258,9 @@ TEST_F(TwoPhaseRecovery, ResolvesOrphansByTheRuleAndReleasesTheirLocks) {
     EXPECT_TRUE(sku_lockable("sku-a"));
     EXPECT_TRUE(sku_lockable("sku-b"));
     EXPECT_TRUE(account_lockable("acct-a"));
-    EXPECT_TRUE(eventually([&] { return horizon() > orphan_xid; }, 30s));
+    EXPECT_TRUE(eventually([&] { return horizon() > orphan_xid; }));
     // The abandoned payments transaction ends when the server notices its session is gone.
-    EXPECT_TRUE(eventually([&] { return account_lockable("acct-b"); }, 10s));
+    EXPECT_TRUE(eventually([&] { return account_lockable("acct-b"); }));
 }
 
 TEST_F(TwoPhaseRecovery, LeavesAGlobalTransactionWithAnUnreachableParticipantToAnOperator) {

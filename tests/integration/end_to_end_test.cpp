@@ -80,12 +80,12 @@ TEST(EndToEnd, AWriteIsVisibleToAReadWithItsConsistencyToken) {
                        {"account_id", "acc-e2e"},
                        {"lines", {{{"sku", "sku-e2e"}, {"quantity", 2}, {"unit_price", 30}}}}});
     ASSERT_EQ(order.status, 202);
-    auto read = queries.get("/v1/orders/o-e2e",
+    auto read = queries.get("/v1/orders/o-e2e?wait_ms=10000",
                             {{"X-Consistency-Token", order.json()["position"].get<std::string>()}});
     ASSERT_EQ(read.status, 200) << read.body;
     EXPECT_EQ(read.json()["status"], "pending");
     EXPECT_EQ(read.json()["total"], 60);
-    auto list = queries.get("/v1/orders?customer_id=c-e2e",
+    auto list = queries.get("/v1/orders?customer_id=c-e2e&wait_ms=10000",
                             {{"X-Consistency-Token", order.json()["position"].get<std::string>()}});
     ASSERT_EQ(list.status, 200) << list.body;
     EXPECT_EQ(list.json()["items"].size(), 1u);

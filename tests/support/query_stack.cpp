@@ -6,8 +6,7 @@ namespace ordo::testing {
 
 QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std::string> reader_url)
     : reader_{{.url = reader_url.value_or(db_.reader_url()),
-               .size = 8,
-               .acquire_timeout = std::chrono::milliseconds{1000},
+               .size = 16,
                .name = "query",
                .preparers = {&query::QueryService::prepare}}},
       writer_{{.url = db_.writer_url(), .size = 4, .name = "test"}},

@@ -35,6 +35,10 @@ SagaStack::SagaStack(std::string mode, std::map<std::string, std::string> extra_
             {"ORDO_NATS_SUBJECT_PREFIX", "unused." + db_.name()},
             {"ORDO_PARTITIONS", "4"},
             {"ORDO_SAGA_MODE", mode_},
+            // Deadlines far beyond any machine's pace: an order that should be confirmed is
+            // not cancelled because the machine is slow. Tests of deadlines set their own.
+            {"ORDO_SAGA_STEP_TIMEOUT_MS", "120000"},
+            {"ORDO_SAGA_TIMEOUT_MS", "120000"},
             {"ORDO_LOG_LEVEL", "error"}};
     for (auto& [k, v] : extra_env) env_[k] = v;
     command_ = start("command", command_port_);
