@@ -12,19 +12,24 @@ command=${1:-}
 
 "$root/deploy/install.sh"
 
-build_in() {  # build_in <dir> <ON|OFF sanitizers>
-    if [[ ! -f $1/build.ninja ]]; then
-        cmake -S "$root" -B "$1" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORDO_SANITIZE="$2" >/dev/null
+build_in() {  # build_in <dir> <ON|OFF sanitizers> [targets...] (default: everything)
+    local dir=$1 sanitize=$2
+    shift 2
+    if [[ ! -f $dir/build.ninja ]]; then
+        cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DORDO_SANITIZE="$sanitize" >/dev/null
     fi
-    cmake --build "$1" -- -j"$(nproc)" --quiet
+    cmake --build "$dir" -- -j"$(nproc)" --quiet "$@"
 }
 
+# `dev` runs only the ordo binary, so it builds only that; `test` and `build` build all.
+targets=()
+[[ $command == dev ]] && targets=(ordo)
 if [[ ${ORDO_SANITIZE:-0} == 1 ]]; then
     build=${ORDO_BUILD_DIR:-$root/build-asan}
-    build_in "$build" ON
+    build_in "$build" ON "${targets[@]}"
 else
     build=${ORDO_BUILD_DIR:-$root/build}
-    build_in "$build" OFF
+    build_in "$build" OFF "${targets[@]}"
 fi
 
 case $command in
