@@ -14,6 +14,7 @@ namespace {
 
 using domain::Overloaded;
 
+using platform::http::Access;
 using platform::http::problem;
 using platform::http::Request;
 using platform::http::Response;
@@ -72,12 +73,13 @@ CommandService::CommandService(Executor& executor, platform::Logger log)
     : executor_{executor}, log_{std::move(log)} {}
 
 void CommandService::register_routes(platform::http::Router& router) {
-    router.add("POST", "/v1/inventory/{sku}/receipts",
+    router.add("POST", "/v1/inventory/{sku}/receipts", Access::commands,
                [this](Request& r) { return receive_stock(r); });
-    router.add("POST", "/v1/accounts/{account_id}/deposits",
+    router.add("POST", "/v1/accounts/{account_id}/deposits", Access::commands,
                [this](Request& r) { return deposit(r); });
-    router.add("POST", "/v1/orders", [this](Request& r) { return place_order(r); });
-    router.add("POST", "/v1/orders/{order_id}/cancel",
+    router.add("POST", "/v1/orders", Access::commands,
+               [this](Request& r) { return place_order(r); });
+    router.add("POST", "/v1/orders/{order_id}/cancel", Access::commands,
                [this](Request& r) { return cancel_order(r); });
 }
 

@@ -11,10 +11,11 @@ inline constexpr std::string_view kInventoryCategory = "inventory";
 inline constexpr std::string_view kAccountCategory = "account";
 inline constexpr std::string_view kOrderCategory = "order";
 
-// Identifiers (order, customer, account ids and skus) match [A-Za-z0-9._-]{1,64}. They end
-// up in stream names, NATS subjects and URLs, so nothing outside that alphabet gets in.
+// Identifiers (order, customer, account ids and skus) match [A-Za-z0-9._-]{1,64} and are not
+// "." or "..". They end up in stream names, NATS subjects and URL path segments (where the
+// two dot names are path navigation, refused by the router), so nothing else gets in.
 constexpr bool is_valid_id(std::string_view id) {
-    if (id.empty() || id.size() > kMaxIdLength) return false;
+    if (id.empty() || id.size() > kMaxIdLength || id == "." || id == "..") return false;
     for (char c : id) {
         const bool alnum =
             (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');

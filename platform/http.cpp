@@ -24,6 +24,7 @@ constexpr std::array kProblemTypes{
     ProblemType{"bad_request", 400, "Bad request"},
     ProblemType{"malformed_json", 400, "Malformed JSON"},
     ProblemType{"unauthorized", 401, "Unauthorized"},
+    ProblemType{"forbidden", 403, "Forbidden"},
     ProblemType{"not_found", 404, "Not found"},
     ProblemType{"method_not_allowed", 405, "Method not allowed"},
     ProblemType{"request_timeout", 408, "Request timeout"},
@@ -114,12 +115,12 @@ std::optional<int> problem_status(std::string_view type) {
     return known->status;
 }
 
-void Router::add(std::string method, std::string pattern, Handler handler) {
+void Router::add(std::string method, std::string pattern, Access access, Handler handler) {
     if (method.empty()) throw std::invalid_argument("route method must not be empty");
     if (pattern.empty() || pattern.front() != '/') {
         throw std::invalid_argument("route pattern must start with '/': " + pattern);
     }
-    Route route{std::move(method), pattern, {}, std::move(handler)};
+    Route route{std::move(method), pattern, {}, access, std::move(handler)};
     for (std::string_view segment : split_path(pattern)) {
         bool opens = segment.find('{') != std::string_view::npos;
         bool closes = segment.find('}') != std::string_view::npos;
@@ -144,14 +145,33 @@ void Router::add(std::string method, std::string pattern, Handler handler) {
 }
 
 Router::Match Router::match(std::string_view method, std::string_view path) const {
+    auto refuse = [](std::string why) {
+        Match m;
+        m.kind = Match::Kind::malformed;
+        m.malformed = std::move(why);
+        return m;
+    };
+    if (path.empty() || path.front() != '/') return refuse("the path must start with '/'");
     std::vector<std::string_view> raw = split_path(path);
     std::vector<std::string> decoded;
     decoded.reserve(raw.size());
     for (std::string_view segment : raw) {
+        if (segment.empty()) {
+            if (path == "/") break;  // the root: one empty segment, matched like any other
+            return refuse("the path has an empty segment");
+        }
         auto d = decode_segment(segment);
-        if (!d) return {};
+        if (!d) return refuse("the path has a malformed percent-escape");
+        if (*d == "." || *d == "..") return refuse("the path has a dot segment");
+        for (char c : *d) {
+            auto u = static_cast<unsigned char>(c);
+            if (c == '/' || c == '\\' || u < 0x20 || u == 0x7f) {
+                return refuse("a path segment decodes to a '/', a '\\' or a control character");
+            }
+        }
         decoded.push_back(std::move(*d));
     }
+    if (path == "/") decoded.emplace_back();
 
     // Specificity: a literal beats a parameter at the first position where two patterns differ.
     auto more_specific = [](const Route& a, const Route& b) {
@@ -162,6 +182,7 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
     };
     const Route* best = nullptr;
     std::vector<std::string> allowed;
+    std::optional<Access> other_access;  // open if any other method is, else the first
     for (const auto& route : routes_) {
         if (route.segments.size() != decoded.size()) continue;
         bool fits = true;
@@ -172,8 +193,11 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
         if (!fits) continue;
         if (route.method == method) {
             if (best == nullptr || more_specific(route, *best)) best = &route;
-        } else if (std::find(allowed.begin(), allowed.end(), route.method) == allowed.end()) {
-            allowed.push_back(route.method);
+        } else {
+            if (std::find(allowed.begin(), allowed.end(), route.method) == allowed.end()) {
+                allowed.push_back(route.method);
+            }
+            if (!other_access || route.access == Access::open) other_access = route.access;
         }
     }
 
@@ -182,22 +206,47 @@ Router::Match Router::match(std::string_view method, std::string_view path) cons
         m.kind = Match::Kind::found;
         m.handler = &best->handler;
         m.route = best->pattern;
+        m.access = best->access;
         for (std::size_t i = 0; i < decoded.size(); ++i) {
             if (best->segments[i].parameter) m.params[best->segments[i].text] = decoded[i];
         }
     } else if (!allowed.empty()) {
         m.kind = Match::Kind::method_not_allowed;
+        m.access = other_access.value_or(Access::open);
         std::sort(allowed.begin(), allowed.end());
         m.allowed = std::move(allowed);
     }
     return m;
 }
 
-std::vector<std::pair<std::string, std::string>> Router::routes() const {
-    std::vector<std::pair<std::string, std::string>> out;
+std::vector<Router::Listed> Router::routes() const {
+    std::vector<Listed> out;
     out.reserve(routes_.size());
-    for (const auto& r : routes_) out.emplace_back(r.method, r.pattern);
+    for (const auto& r : routes_) out.push_back({r.method, r.pattern, r.access});
     return out;
+}
+
+std::string_view access_name(Access access) {
+    switch (access) {
+        case Access::open: return "open";
+        case Access::commands: return "commands";
+        case Access::read: return "read";
+        case Access::admin: return "admin";
+    }
+    return "unknown";
+}
+
+Verdict decide_access(const Router::Match& match, bool tokens_required, const Caller* caller) {
+    if (!tokens_required) return Verdict::allowed;
+    bool open =
+        match.access == Access::open && (match.kind == Router::Match::Kind::found ||
+                                         match.kind == Router::Match::Kind::method_not_allowed);
+    if (open) return Verdict::allowed;
+    if (caller == nullptr) return Verdict::unauthenticated;
+    if (match.kind == Router::Match::Kind::found && !caller->may(match.access)) {
+        return Verdict::forbidden;
+    }
+    return Verdict::allowed;
 }
 
 bool constant_time_equals(std::string_view a, std::string_view b) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -57,29 +58,62 @@ std::optional<int> problem_status(std::string_view type);
 
 using Handler = std::function<Response(Request&)>;
 
+// What a route asks of its caller: nothing (health, metrics), or a token holding one scope.
+// Every route names its access when it is added; there is no default, so a route cannot be
+// left open by omission.
+enum class Access : std::uint8_t { open = 0, commands = 1, read = 2, admin = 4 };
+
+// The scope's name as tokens and the OpenAPI document spell it ("commands", "read",
+// "admin"); "open" for Access::open.
+std::string_view access_name(Access access);
+
+// Who sent a request, as the server's token check found it.
+struct Caller {
+    std::string name;
+    std::uint8_t scopes = 0;  // a set of Access bits
+    bool may(Access access) const {
+        return access == Access::open || (scopes & static_cast<std::uint8_t>(access)) != 0;
+    }
+};
+
 // Maps (method, path) to a handler. Patterns are literal segments and whole-segment
 // parameters: "/v1/inventory/{sku}/receipts". Where several patterns match a path, the one
 // with a literal earlier wins ("/v1/orders/summary" over "/v1/orders/{order_id}").
 // Built once before the server starts; match() is const and safe from any thread.
+//
+// A path has one spelling: match() decodes each segment once and refuses (Kind::malformed)
+// a path with an empty segment ("//v1", a trailing '/'), a dot segment in any spelling ("."
+// "..", "%2e"), a malformed escape, or a segment that decodes to a '/', a '\\' or a control
+// character. Everything else that reaches a handler went through exactly one route, so the
+// route's access is the whole truth about what the request needs.
 class Router {
    public:
     // Throws std::invalid_argument for a malformed pattern or a duplicate (method, pattern).
-    void add(std::string method, std::string pattern, Handler handler);
+    void add(std::string method, std::string pattern, Access access, Handler handler);
 
     struct Match {
-        enum class Kind { found, not_found, method_not_allowed };
+        enum class Kind { found, not_found, method_not_allowed, malformed };
         Kind kind = Kind::not_found;
         const Handler* handler = nullptr;           // set when found; owned by the router
         std::string route;                          // set when found
         std::map<std::string, std::string> params;  // set when found
         std::vector<std::string> allowed;           // set when method_not_allowed, sorted
+        // found: the route's; method_not_allowed: open when some method on the path is open,
+        // else the access of one of them.
+        Access access = Access::open;
+        std::string malformed;  // set when malformed: what is wrong with the path
     };
-    // `path` is percent-encoded, as in Request::path. A segment that does not decode
-    // matches nothing.
+    // `path` is percent-encoded, as in Request::path.
     Match match(std::string_view method, std::string_view path) const;
 
-    // (method, pattern) in registration order, for checking the OpenAPI description.
-    std::vector<std::pair<std::string, std::string>> routes() const;
+    // Every route in registration order, for checking the OpenAPI description.
+    struct Listed {
+        std::string method;
+        std::string pattern;
+        Access access;
+        bool operator==(const Listed&) const = default;
+    };
+    std::vector<Listed> routes() const;
 
    private:
     struct Segment {
@@ -90,10 +124,19 @@ class Router {
         std::string method;
         std::string pattern;
         std::vector<Segment> segments;
+        Access access;
         Handler handler;
     };
     std::vector<Route> routes_;
 };
+
+// The server's access decision, made once per request after routing, on the decoded route.
+// `tokens_required`: the server was given tokens; `caller`: whom the request's token names,
+// null when it carried none or an unknown one. A path that matches no route (or is malformed)
+// needs some valid token, so that routes are not revealed to strangers; a 405 is told freely
+// only on a path with an open route.
+enum class Verdict { allowed, unauthenticated, forbidden };
+Verdict decide_access(const Router::Match& match, bool tokens_required, const Caller* caller);
 
 // Compares without an early exit, so that response times do not reveal how much of a secret
 // a guess got right. Only the length may leak.

@@ -482,10 +482,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
         Router::Match match = server_.router_.match(request.method, request.path);
         if (match.kind == Router::Match::Kind::found) route_label_ = match.route;
 
-        if (!authorized(request)) {
-            Response r = problem(401, "unauthorized", "a valid bearer token is required");
-            r.headers.emplace_back("WWW-Authenticate", "Bearer");
-            respond(std::move(r), false);
+        // The one access check: after routing, on the route the decoded path resolved to.
+        std::optional<Caller> caller = authenticate(request);
+        switch (decide_access(match, !server_.options_.api_tokens.empty(),
+                              caller ? &*caller : nullptr)) {
+            case Verdict::allowed:
+                break;
+            case Verdict::unauthenticated: {
+                Response r = problem(401, "unauthorized", "a valid bearer token is required");
+                r.headers.emplace_back("WWW-Authenticate", "Bearer");
+                respond(std::move(r), false);
+                return;
+            }
+            case Verdict::forbidden:
+                respond(problem(403, "forbidden",
+                                "this token may not " + request.method + " " + match.route),
+                        false);
+                return;
+        }
+        if (match.kind == Router::Match::Kind::malformed) {
+            respond(problem(400, "bad_request", match.malformed), false);
             return;
         }
         if (match.kind == Router::Match::Kind::not_found) {
@@ -535,11 +551,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
         return problem(500, "internal", "the server failed to handle the request");
     }
 
-    bool authorized(const Request& request) const {
+    // The caller a request's bearer token names; nullopt without a known token. Until tokens
+    // carry names and scopes, every configured token may do everything.
+    std::optional<Caller> authenticate(const Request& request) const {
         const auto& tokens = server_.options_.api_tokens;
-        if (tokens.empty() || request.path.rfind("/v1/", 0) != 0) return true;
+        if (tokens.empty()) return std::nullopt;
         auto header = request.header("authorization");
-        if (!header || !istarts_with(*header, "bearer ")) return false;
+        if (!header || !istarts_with(*header, "bearer ")) return std::nullopt;
         std::string_view presented{*header};
         presented.remove_prefix(7);
         while (!presented.empty() && presented.front() == ' ') presented.remove_prefix(1);
@@ -547,7 +565,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
         bool ok = false;
         // Every token is compared, so the time taken does not tell which one nearly matched.
         for (const auto& token : tokens) ok |= constant_time_equals(presented, token);
-        return ok;
+        if (!ok) return std::nullopt;
+        constexpr auto all = static_cast<std::uint8_t>(Access::commands) |
+                             static_cast<std::uint8_t>(Access::read) |
+                             static_cast<std::uint8_t>(Access::admin);
+        return Caller{"token", all};
     }
 
     // An answer after which the connection closes: the request cannot be trusted to have

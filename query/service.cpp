@@ -22,6 +22,7 @@ namespace {
 
 using eventstore::Checkpoint;
 using nlohmann::json;
+using platform::http::Access;
 using platform::http::FieldError;
 using platform::http::problem;
 using platform::http::Request;
@@ -425,18 +426,24 @@ void QueryService::prepare(pqxx::connection& conn) {
 }
 
 void QueryService::register_routes(platform::http::Router& router) {
-    router.add("GET", "/v1/orders/{order_id}", [this](Request& r) { return get_order(r); });
-    router.add("GET", "/v1/orders", [this](Request& r) { return list_orders(r); });
-    router.add("GET", "/v1/inventory/{sku}", [this](Request& r) { return get_inventory(r); });
-    router.add("GET", "/v1/accounts/{account_id}", [this](Request& r) { return get_account(r); });
-    router.add("GET", "/v1/sagas/{order_id}", [this](Request& r) { return get_saga(r); });
-    router.add("GET", "/v1/traces/{trace_id}", [this](Request& r) { return get_trace(r); });
-    router.add("GET", "/v1/admin/projections", [this](Request& r) { return list_projections(r); });
-    router.add("GET", "/v1/admin/dead-letters",
+    router.add("GET", "/v1/orders/{order_id}", Access::read,
+               [this](Request& r) { return get_order(r); });
+    router.add("GET", "/v1/orders", Access::read, [this](Request& r) { return list_orders(r); });
+    router.add("GET", "/v1/inventory/{sku}", Access::read,
+               [this](Request& r) { return get_inventory(r); });
+    router.add("GET", "/v1/accounts/{account_id}", Access::read,
+               [this](Request& r) { return get_account(r); });
+    router.add("GET", "/v1/sagas/{order_id}", Access::read,
+               [this](Request& r) { return get_saga(r); });
+    router.add("GET", "/v1/traces/{trace_id}", Access::read,
+               [this](Request& r) { return get_trace(r); });
+    router.add("GET", "/v1/admin/projections", Access::admin,
+               [this](Request& r) { return list_projections(r); });
+    router.add("GET", "/v1/admin/dead-letters", Access::admin,
                [this](Request& r) { return list_dead_letters(r); });
-    router.add("POST", "/v1/admin/dead-letters/{id}/retry",
+    router.add("POST", "/v1/admin/dead-letters/{id}/retry", Access::admin,
                [this](Request& r) { return request_dead_letter(r, "retry_requested"); });
-    router.add("POST", "/v1/admin/dead-letters/{id}/skip",
+    router.add("POST", "/v1/admin/dead-letters/{id}/skip", Access::admin,
                [this](Request& r) { return request_dead_letter(r, "skip_requested"); });
 }
 

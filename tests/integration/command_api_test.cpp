@@ -1088,6 +1088,16 @@ TEST(CommandApi, TokensGuardTheCommandRoutes) {
     }
     // Not even the routes are revealed without a token.
     EXPECT_TRUE(is_problem(client.get("/v1/nothing-here"), 401, "unauthorized"));
+    // Nor does another spelling of the path get past the check.
+    for (const char* path : {"/%761/inventory/sku-1/receipts", "/%76%31/inventory/sku-1/receipts",
+                             "/v%31/inventory/sku-1/receipts", "//v1/inventory/sku-1/receipts",
+                             "/v1/./inventory/sku-1/receipts", "/v1/../v1/inventory/sku-1/receipts",
+                             "/V1/inventory/sku-1/receipts", "/v1/inventory/sku%2D1/receipts",
+                             "/v1/inventory/sku-1%2Freceipts", "/v1/inventory/sku-1/receipts/"}) {
+        SCOPED_TRACE(path);
+        auto res = client.post_json(path, body);
+        EXPECT_TRUE(is_problem(res, 401, "unauthorized"));
+    }
     EXPECT_EQ(stack.event_count(), 0);
 
     auto ok = client.post_json(target, body, {{"Authorization", "Bearer secret"}});

@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
+#include <optional>
 #include <set>
 
 #include "platform/nats.hpp"
@@ -13,13 +15,15 @@ namespace {
 
 using Route = std::pair<std::string, std::string>;  // (METHOD, path template)
 
-// Reads the (method, path) pairs of docs/openapi.yaml: paths sit at two spaces of indent
-// under `paths:`, their operations at four.
-std::set<Route> documented_routes() {
+// Reads the operations of docs/openapi.yaml, each with the scope its `security` line names:
+// paths sit at two spaces of indent under `paths:`, their operations at four, and each
+// operation has `security: []` ("open") or `security: [{bearer: [scope]}]` at six.
+std::map<Route, std::string> documented_routes() {
     std::ifstream in{std::string{ORDO_SOURCE_DIR} + "/docs/openapi.yaml"};
     EXPECT_TRUE(in) << "docs/openapi.yaml is missing";
-    std::set<Route> routes;
+    std::map<Route, std::string> routes;
     std::string line, path;
+    std::optional<Route> operation;
     bool in_paths = false;
     while (std::getline(in, line)) {
         if (line.rfind("paths:", 0) == 0) {
@@ -30,12 +34,25 @@ std::set<Route> documented_routes() {
         if (!line.empty() && line[0] != ' ') break;  // the next top-level key
         if (line.rfind("  /", 0) == 0) {
             path = line.substr(2, line.find(':') - 2);
+            operation.reset();
         } else if (line.size() > 4 && line.rfind("    ", 0) == 0 && line[4] != ' ') {
             auto method = line.substr(4, line.find(':') - 4);
+            operation.reset();
             if (method == "get" || method == "post" || method == "put" || method == "delete" ||
                 method == "patch") {
                 for (auto& c : method) c = static_cast<char>(std::toupper(c));
-                routes.emplace(method, path);
+                operation = Route{method, path};
+                routes[*operation] = "";  // no security line yet
+            }
+        } else if (operation && line.rfind("      security: ", 0) == 0) {
+            const std::string value = line.substr(16);
+            const std::string prefix = "[{bearer: [";
+            if (value == "[]") {
+                routes[*operation] = "open";
+            } else if (value.rfind(prefix, 0) == 0 && value.size() > prefix.size() + 3) {
+                routes[*operation] = value.substr(prefix.size(), value.size() - prefix.size() - 3);
+            } else {
+                ADD_FAILURE() << "unreadable security line: " << line;
             }
         }
     }
@@ -50,18 +67,26 @@ bool is_query_route(const Route& route) {
            route.second.rfind("/v1/admin/", 0) == 0;
 }
 
-// Every route `router` serves is documented, and every documented route of that service
-// is served.
+// Every route `router` serves is documented with the scope the router checks, and every
+// documented route of that service is served.
 void expect_documented_exactly(const platform::http::Router& router, bool query_service) {
-    auto listed = router.routes();
-    std::set<Route> served(listed.begin(), listed.end());
+    std::set<Route> served;
     auto documented = documented_routes();
     ASSERT_FALSE(documented.empty());
-    for (const auto& route : served) {
-        EXPECT_TRUE(documented.count(route))
-            << route.first << " " << route.second << " is served but not in docs/openapi.yaml";
+    for (const auto& listed : router.routes()) {
+        Route route{listed.method, listed.pattern};
+        served.insert(route);
+        auto it = documented.find(route);
+        if (it == documented.end()) {
+            ADD_FAILURE() << route.first << " " << route.second
+                          << " is served but not in docs/openapi.yaml";
+            continue;
+        }
+        EXPECT_EQ(it->second, platform::http::access_name(listed.access))
+            << route.first << " " << route.second
+            << ": docs/openapi.yaml names another scope than the router checks";
     }
-    for (const auto& route : documented) {
+    for (const auto& [route, scope] : documented) {
         if (is_query_route(route) != query_service) continue;  // the other service's
         EXPECT_TRUE(served.count(route))
             << route.first << " " << route.second << " is in docs/openapi.yaml but not served";

@@ -25,6 +25,13 @@ TEST(DomainIds, RejectsEmptyLongAndForeignCharacters) {
     EXPECT_FALSE(is_valid_id(std::string_view("a\0b", 3)));
 }
 
+TEST(DomainIds, RejectsTheTwoDotNamesAURLCannotCarry) {
+    EXPECT_FALSE(is_valid_id("."));
+    EXPECT_FALSE(is_valid_id(".."));
+    EXPECT_TRUE(is_valid_id("..."));
+    EXPECT_TRUE(is_valid_id(".a"));
+}
+
 TEST(DomainIds, NamesStreamsByCategory) {
     EXPECT_EQ(inventory_stream("sku-1"), "inventory-sku-1");
     EXPECT_EQ(account_stream("acct-1"), "account-acct-1");

@@ -34,7 +34,7 @@ class HttpClientTest : public ::testing::Test {
    protected:
     void SetUp() override {
         http::Router router;
-        router.add("POST", "/hooks/{name}", [this](http::Request& r) {
+        router.add("POST", "/hooks/{name}", http::Access::open, [this](http::Request& r) {
             std::lock_guard lock{received_.mutex};
             received_.target = r.target;
             received_.body = r.body;
@@ -46,9 +46,9 @@ class HttpClientTest : public ::testing::Test {
             res.body = "got " + std::to_string(r.body.size());
             return res;
         });
-        router.add("POST", "/fail",
+        router.add("POST", "/fail", http::Access::open,
                    [](http::Request&) { return http::problem(500, "internal", "nope"); });
-        router.add("POST", "/slow", [this](http::Request&) {
+        router.add("POST", "/slow", http::Access::open, [this](http::Request&) {
             release_.wait();  // answers only once the test has seen the client give up
             return http::Response::json(200, nlohmann::json::object());
         });

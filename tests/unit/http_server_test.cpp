@@ -23,6 +23,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using ordo::testing::HttpClient;
+using ordo::testing::HttpHeaders;
 using ordo::testing::HttpResponse;
 using ordo::testing::raw_exchange;
 
@@ -76,27 +77,28 @@ class CallCounter {
 
 Router test_router(Gate* gate = nullptr, CallCounter* health_calls = nullptr) {
     Router router;
-    router.add("GET", "/healthz", [health_calls](Request&) {
+    router.add("GET", "/healthz", Access::open, [health_calls](Request&) {
         if (health_calls) health_calls->hit();
         return Response::json(200, {{"status", "ok"}});
     });
-    router.add("GET", "/v1/items/{sku}", [](Request& req) {
+    router.add("GET", "/v1/items/{sku}", Access::read, [](Request& req) {
         return Response::json(200, {{"sku", req.params.at("sku")},
                                     {"route", req.route},
                                     {"path", req.path},
                                     {"query", req.query}});
     });
-    router.add("PUT", "/v1/items/{sku}", [](Request&) { return Response::json(200, {}); });
-    router.add("POST", "/echo", [](Request& req) {
+    router.add("PUT", "/v1/items/{sku}", Access::read,
+               [](Request&) { return Response::json(200, {}); });
+    router.add("POST", "/echo", Access::open, [](Request& req) {
         return Response::json(200, {{"size", req.body.size()},
                                     {"content_type", req.header("CONTENT-TYPE").value_or("")}});
     });
-    router.add("GET", "/throw",
+    router.add("GET", "/throw", Access::open,
                [](Request&) -> Response { throw std::runtime_error("handler exploded"); });
-    router.add("GET", "/trace", [](Request& req) {
+    router.add("GET", "/trace", Access::open, [](Request& req) {
         return Response::json(200, {{"traceparent", req.trace.traceparent()}});
     });
-    router.add("GET", "/block", [gate](Request&) {
+    router.add("GET", "/block", Access::open, [gate](Request&) {
         if (gate) gate->enter_and_wait();
         return Response::json(200, {{"released", true}});
     });
@@ -144,8 +146,8 @@ void expect_problem(const HttpResponse& res, int status, const std::string& type
 
 TEST(Router, PrefersALiteralSegmentOverAParameter) {
     Router router;
-    router.add("GET", "/v1/orders/{order_id}", [](Request&) { return Response{}; });
-    router.add("GET", "/v1/orders/summary", [](Request&) { return Response{}; });
+    router.add("GET", "/v1/orders/{order_id}", Access::read, [](Request&) { return Response{}; });
+    router.add("GET", "/v1/orders/summary", Access::read, [](Request&) { return Response{}; });
     auto m = router.match("GET", "/v1/orders/summary");
     ASSERT_EQ(m.kind, Router::Match::Kind::found);
     EXPECT_EQ(m.route, "/v1/orders/summary");
@@ -158,36 +160,56 @@ TEST(Router, PrefersALiteralSegmentOverAParameter) {
 
 TEST(Router, ListsAllowedMethodsWhenOnlyTheMethodIsWrong) {
     Router router;
-    router.add("POST", "/v1/dead-letters/{id}/retry", [](Request&) { return Response{}; });
-    router.add("DELETE", "/v1/dead-letters/{id}/retry", [](Request&) { return Response{}; });
+    router.add("POST", "/v1/dead-letters/{id}/retry", Access::read,
+               [](Request&) { return Response{}; });
+    router.add("DELETE", "/v1/dead-letters/{id}/retry", Access::read,
+               [](Request&) { return Response{}; });
     auto m = router.match("GET", "/v1/dead-letters/7/retry");
     ASSERT_EQ(m.kind, Router::Match::Kind::method_not_allowed);
     EXPECT_EQ(m.allowed, (std::vector<std::string>{"DELETE", "POST"}));
     EXPECT_EQ(router.match("GET", "/v1/dead-letters/7").kind, Router::Match::Kind::not_found);
-    EXPECT_EQ(router.match("POST", "/v1/dead-letters//retry").kind, Router::Match::Kind::not_found);
+    EXPECT_EQ(router.match("POST", "/v1/dead-letters//retry").kind, Router::Match::Kind::malformed);
 }
 
 TEST(Router, DecodesParametersAndRejectsBrokenEscapes) {
     Router router;
-    router.add("GET", "/v1/inventory/{sku}", [](Request&) { return Response{}; });
-    auto m = router.match("GET", "/v1/inventory/a%2Fb%20c");
+    router.add("GET", "/v1/inventory/{sku}", Access::read, [](Request&) { return Response{}; });
+    auto m = router.match("GET", "/v1/inventory/a%2Db%20c");
     ASSERT_EQ(m.kind, Router::Match::Kind::found);
-    EXPECT_EQ(m.params.at("sku"), "a/b c");
-    EXPECT_EQ(router.match("GET", "/v1/inventory/%zz").kind, Router::Match::Kind::not_found);
-    EXPECT_EQ(router.match("GET", "/v1/inventory/%4").kind, Router::Match::Kind::not_found);
+    EXPECT_EQ(m.params.at("sku"), "a-b c");
+    EXPECT_EQ(router.match("GET", "/v1/inventory/%zz").kind, Router::Match::Kind::malformed);
+    EXPECT_EQ(router.match("GET", "/v1/inventory/%4").kind, Router::Match::Kind::malformed);
+}
+
+TEST(Router, GivesAPathOneSpellingAndRefusesTheRest) {
+    Router router;
+    router.add("GET", "/v1/inventory/{sku}", Access::read, [](Request&) { return Response{}; });
+    router.add("GET", "/", Access::open, [](Request&) { return Response{}; });
+    EXPECT_EQ(router.match("GET", "/").kind, Router::Match::Kind::found);
+    for (const char* path :
+         {"//v1/inventory/x", "/v1//inventory/x", "/v1/inventory/x/", "/v1/./inventory/x",
+          "/v1/../v1/inventory/x", "/v1/%2e/inventory/x", "/v1/%2E%2E/v1/inventory/x",
+          "/v1/inventory/.", "/v1/inventory/..", "/v1/inventory/a%2Fb", "/v1/inventory/a%2fb",
+          "/v1/inventory/a%5Cb", "/v1/inventory/a%00b", "/v1/inventory/a%0Ab",
+          "/v1/inventory/a%7Fb", "/v1/inventory/%", "v1/inventory/x", ""}) {
+        auto m = router.match("GET", path);
+        EXPECT_EQ(m.kind, Router::Match::Kind::malformed) << path;
+        EXPECT_FALSE(m.malformed.empty()) << path;
+    }
 }
 
 TEST(Router, RefusesMalformedAndDuplicatePatterns) {
     Router router;
     auto h = [](Request&) { return Response{}; };
-    router.add("GET", "/v1/x/{id}", h);
-    EXPECT_THROW(router.add("GET", "/v1/x/{id}", h), std::invalid_argument);
-    EXPECT_THROW(router.add("GET", "v1/x", h), std::invalid_argument);
-    EXPECT_THROW(router.add("GET", "/v1/x-{id}", h), std::invalid_argument);
-    EXPECT_THROW(router.add("GET", "/v1/{}", h), std::invalid_argument);
-    router.add("POST", "/v1/x/{id}", h);
-    EXPECT_EQ(router.routes(), (std::vector<std::pair<std::string, std::string>>{
-                                   {"GET", "/v1/x/{id}"}, {"POST", "/v1/x/{id}"}}));
+    router.add("GET", "/v1/x/{id}", Access::read, h);
+    EXPECT_THROW(router.add("GET", "/v1/x/{id}", Access::read, h), std::invalid_argument);
+    EXPECT_THROW(router.add("GET", "v1/x", Access::open, h), std::invalid_argument);
+    EXPECT_THROW(router.add("GET", "/v1/x-{id}", Access::read, h), std::invalid_argument);
+    EXPECT_THROW(router.add("GET", "/v1/{}", Access::read, h), std::invalid_argument);
+    router.add("POST", "/v1/x/{id}", Access::read, h);
+    EXPECT_EQ(router.routes(),
+              (std::vector<Router::Listed>{{"GET", "/v1/x/{id}", Access::read},
+                                           {"POST", "/v1/x/{id}", Access::read}}));
 }
 
 TEST(Problem, TakesTitleFromTheTableAndListsFieldErrors) {
@@ -224,13 +246,13 @@ TEST(ConstantTimeEquals, ComparesWholeStrings) {
 TEST(HttpServer, RoutesWithDecodedPathParametersAndQuery) {
     TestServer server{test_router()};
     auto client = server.client();
-    auto res = client.get("/v1/items/a%20b%2Fc?limit=10&q=two+words&e=%C3%A9");
+    auto res = client.get("/v1/items/a%20b%2Dc?limit=10&q=two+words&e=%C3%A9");
     ASSERT_EQ(res.status, 200) << res.body;
     EXPECT_EQ(res.header("content-type"), "application/json");
     auto body = res.json();
-    EXPECT_EQ(body["sku"], "a b/c");
+    EXPECT_EQ(body["sku"], "a b-c");
     EXPECT_EQ(body["route"], "/v1/items/{sku}");
-    EXPECT_EQ(body["path"], "/v1/items/a%20b%2Fc");
+    EXPECT_EQ(body["path"], "/v1/items/a%20b%2Dc");
     EXPECT_EQ(body["query"]["limit"], "10");
     EXPECT_EQ(body["query"]["q"], "two words");
     EXPECT_EQ(body["query"]["e"], "\xC3\xA9");
@@ -245,8 +267,18 @@ TEST(HttpServer, UnknownPathIsANotFoundProblem) {
     TestServer server{test_router()};
     auto client = server.client();
     expect_problem(client.get("/nope"), 404, "not_found");
-    expect_problem(client.get("/v1/items/%zz"), 404, "not_found");
     expect_problem(client.get("/v1/items/x/extra"), 404, "not_found");
+}
+
+TEST(HttpServer, APathInAnotherSpellingIsABadRequestThatNamesTheProblem) {
+    TestServer server{test_router()};
+    auto client = server.client();
+    expect_problem(client.get("/v1/items/%zz"), 400, "bad_request");
+    expect_problem(client.get("//v1/items/x"), 400, "bad_request");
+    expect_problem(client.get("/v1/items/a%2Fb"), 400, "bad_request");
+    auto dot = client.get("/v1/%2e%2e/v1/items/x");
+    expect_problem(dot, 400, "bad_request");
+    EXPECT_EQ(dot.json()["detail"], "the path has a dot segment");
 }
 
 TEST(HttpServer, WrongMethodIsMethodNotAllowedWithAllow) {
@@ -464,6 +496,39 @@ TEST(HttpServer, BearerTokenGuardsTheV1Api) {
     EXPECT_EQ(client.get("/v1/items/x", {{"Authorization", "Bearer token-two"}}).status, 200);
     EXPECT_EQ(client.get("/v1/items/x", {{"Authorization", "bearer token-one"}}).status, 200);
     EXPECT_EQ(client.get("/healthz").status, 200);
+}
+
+TEST(HttpServer, EverySpellingOfAGuardedPathMeetsTheTokenCheck) {
+    ServerOptions options;
+    options.api_tokens = {"token-one"};
+    TestServer server{test_router(), options};
+    auto client = server.client();
+    const HttpHeaders token{{"Authorization", "Bearer token-one"}};
+    // Spellings of the same route: 401 without a token, the route itself with one.
+    for (const char* path :
+         {"/%761/items/x", "/%76%31/items/x", "/v%31/items/x", "/v1/%69tems/x"}) {
+        SCOPED_TRACE(path);
+        expect_problem(client.get(path), 401, "unauthorized");
+        auto res = client.get(path, token);
+        ASSERT_EQ(res.status, 200) << res.body;
+        EXPECT_EQ(res.json()["route"], "/v1/items/{sku}");
+    }
+    // Spellings the router refuses, and a case it does not fold: 401 without a token, then
+    // a problem that says why.
+    for (auto [path, status] :
+         std::vector<std::pair<const char*, int>>{{"//v1/items/x", 400},
+                                                  {"/v1/./items/x", 400},
+                                                  {"/v1/../v1/items/x", 400},
+                                                  {"/v1/%2e%2e/v1/items/x", 400},
+                                                  {"/v1/items/x%2F..%2F..", 400},
+                                                  {"/v1/items/x/", 400},
+                                                  {"/V1/items/x", 404},
+                                                  {"/%56%31/items/x", 404},
+                                                  {"/%2F/v1/items/x", 400}}) {
+        SCOPED_TRACE(path);
+        expect_problem(client.get(path), 401, "unauthorized");
+        EXPECT_EQ(client.get(path, token).status, status);
+    }
 }
 
 TEST(HttpServer, ExportsRequestMetricsByRouteTemplate) {

@@ -202,10 +202,10 @@ class ServerSpans : public ::testing::Test {
                                                        .flush_interval = 10ms},
                                        Logger::null_logger(), registry_, clock_);
         http::Router router;
-        router.add("POST", "/v1/things/{id}", [](http::Request&) {
+        router.add("POST", "/v1/things/{id}", http::Access::open, [](http::Request&) {
             return http::Response::json(202, {{"ok", true}});
         });
-        router.add("GET", "/v1/broken",
+        router.add("GET", "/v1/broken", http::Access::open,
                    [](http::Request&) { return http::problem(503, "unavailable", "down"); });
         http::ServerOptions options;
         options.spans = exporter_.get();
