@@ -29,9 +29,11 @@ struct ServeOptions {
     std::string address = "127.0.0.1:8080";
     std::string database_url;
     std::string nats_url;
-    std::string api_tokens;  // comma-separated
+    std::string tokens_file;  // ORDO_API_TOKENS_FILE; see platform/api_tokens.hpp
     bool insecure_no_auth = false;
     std::size_t pool_size = 16;
+    // query: where the Command API answers, for the 308s of the moved dead-letter routes
+    std::string command_url = "http://127.0.0.1:8080";
 };
 
 int run_serve(const ServeOptions& options, const platform::Logger& log);
@@ -113,5 +115,8 @@ struct RebuildCommandOptions {
 };
 
 int run_rebuild(const RebuildCommandOptions& options, const platform::Logger& log);
+
+// `ordo token new NAME --scopes …`: prints the token once and its line for the token file.
+int run_token_new(const std::string& name, const std::string& scopes);
 
 }  // namespace ordo::app

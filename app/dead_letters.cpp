@@ -5,6 +5,7 @@
 
 #include "app/commands.hpp"
 #include "platform/errors.hpp"
+#include "projections/dead_letters.hpp"
 
 namespace ordo::app {
 namespace {
@@ -44,27 +45,25 @@ int list(pqxx::connection& conn, const DeadLetterOptions& options) {
     return 0;
 }
 
-int request(pqxx::connection& conn, std::int64_t id, const std::string& status,
+int request(pqxx::connection& conn, std::int64_t id, projections::DeadLetterRequest what,
             const platform::Logger& log) {
     pqxx::work tx{conn};
-    auto current =
-        tx.exec_params("SELECT status FROM ordo.dead_letters WHERE id = $1 FOR UPDATE", id);
-    if (current.empty()) {
-        log.error("no such dead letter", {{"id", id}});
-        return 4;
+    auto answer = projections::request_dead_letter(tx, id, what);
+    switch (answer.kind) {
+        case projections::DeadLetterAnswer::Kind::not_found:
+            log.error("no such dead letter", {{"id", id}});
+            return 4;
+        case projections::DeadLetterAnswer::Kind::not_parked:
+            log.error("only a parked dead letter can be retried or skipped",
+                      {{"id", id}, {"status", answer.status}});
+            return 5;
+        case projections::DeadLetterAnswer::Kind::requested:
+            break;
     }
-    auto now = current[0][0].as<std::string>();
-    if (now != status && now != "parked") {
-        log.error("only a parked dead letter can be retried or skipped",
-                  {{"id", id}, {"status", now}});
-        return 5;
-    }
-    tx.exec_params("UPDATE ordo.dead_letters SET status = $2, requested_at = now() WHERE id = $1",
-                   id, status);
     tx.commit();
-    std::cout << nlohmann::json{{"id", id}, {"status", status}}.dump() << "\n";
+    std::cout << nlohmann::json{{"id", id}, {"status", answer.status}}.dump() << "\n";
     log.info("requested; the projector owning the partition carries it out",
-             {{"id", id}, {"status", status}});
+             {{"id", id}, {"status", answer.status}});
     return 0;
 }
 
@@ -74,8 +73,12 @@ int run_dead_letters(const DeadLetterOptions& options, const platform::Logger& l
     try {
         pqxx::connection conn{options.database_url};
         if (options.action == "list") return list(conn, options);
-        if (options.action == "retry") return request(conn, options.id, "retry_requested", log);
-        if (options.action == "skip") return request(conn, options.id, "skip_requested", log);
+        if (options.action == "retry") {
+            return request(conn, options.id, projections::DeadLetterRequest::retry, log);
+        }
+        if (options.action == "skip") {
+            return request(conn, options.id, projections::DeadLetterRequest::skip, log);
+        }
         log.error("unknown dead-letters action", {{"action", options.action}});
         return 2;
     } catch (const std::exception& e) {

@@ -79,8 +79,16 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
         stop_stack();
         return rc;
     }
-    if (!platform::env("ORDO_API_TOKENS")) {
-        log.warn("ORDO_API_TOKENS is not set: the /v1 routes accept requests without a token");
+    const bool open_api = !platform::env("ORDO_API_TOKENS_FILE");
+    if (open_api) {
+        log.warn(
+            "ORDO_API_TOKENS_FILE is not set: the /v1 routes accept requests without a token, "
+            "on loopback only");
+    }
+
+    // The query service redirects the moved admin routes to wherever the Command API is.
+    if (auto address = platform::env("ORDO_COMMAND_ADDR"); address && !platform::env("ORDO_COMMAND_URL")) {
+        ::setenv("ORDO_COMMAND_URL", ("http://" + *address).c_str(), 1);
     }
 
     std::vector<Child> children;
@@ -88,7 +96,7 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     for (const auto& service : options.services) {
         std::vector<std::string> argv{exe, "serve", service};
         const bool serves_api = service == "command" || service == "query";
-        if (serves_api && !platform::env("ORDO_API_TOKENS")) argv.push_back("--insecure-no-auth");
+        if (serves_api && open_api) argv.push_back("--insecure-no-auth");
         children.push_back(Child{service, argv});
     }
     for (auto& c : children) c.pid = spawn(c.argv);

@@ -2,12 +2,17 @@
 
 #include <thread>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <cstdlib>
 
 #include <nlohmann/json.hpp>
+
+#include "platform/config.hpp"
 
 namespace ordo::app {
 
@@ -15,12 +20,14 @@ StopSignals::StopSignals() {
     sigemptyset(&set_);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
 }
 
 bool StopSignals::wait_for(std::chrono::seconds tick) {
     timespec timeout{static_cast<time_t>(tick.count()), 0};
     int sig = sigtimedwait(&set_, nullptr, &timeout);
+    if (sig == SIGHUP && on_hangup_) on_hangup_();
     return sig == SIGINT || sig == SIGTERM;
 }
 
@@ -40,26 +47,87 @@ std::optional<std::pair<std::string, std::uint16_t>> parse_address(const std::st
     return std::pair{address.substr(0, colon), port};
 }
 
-std::optional<std::vector<std::string>> api_tokens(const std::string& list, bool insecure_no_auth,
-                                                   const platform::Logger& log) {
-    std::vector<std::string> tokens;
-    std::size_t start = 0;
-    while (start <= list.size()) {
-        auto comma = list.find(',', start);
-        auto token =
-            list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        if (!token.empty()) tokens.push_back(token);
-        if (comma == std::string::npos) break;
-        start = comma + 1;
+bool is_loopback(const std::string& host) {
+    return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
+namespace {
+
+// Loads the token file, refusing one that others could write: whoever can add a line can
+// let themselves in.
+platform::http::TokenSet load_token_file(const std::string& file) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+        throw std::runtime_error("cannot read the token file " + file + ": " +
+                                 std::strerror(errno));
     }
-    if (tokens.empty() && !insecure_no_auth) {
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        throw std::runtime_error("the token file " + file +
+                                 " is writable by others; chmod go-w it (0600 or 0644)");
+    }
+    auto set = platform::http::TokenSet::load(file);
+    if (set.empty()) throw std::runtime_error("the token file " + file + " has no tokens");
+    return set;
+}
+
+}  // namespace
+
+std::optional<std::shared_ptr<const platform::http::TokenSet>> api_tokens(
+    const std::string& file, bool insecure_no_auth, const std::string& address,
+    const platform::Logger& log) {
+    if (platform::env("ORDO_API_TOKENS")) {
         log.error(
-            "refusing to start without API tokens: set ORDO_API_TOKENS, or pass "
-            "--insecure-no-auth to serve /v1 routes to anyone");
+            "ORDO_API_TOKENS (raw tokens) is no longer read: issue named, scoped tokens with "
+            "`ordo token new NAME --scopes ...` and list their lines in ORDO_API_TOKENS_FILE");
         return std::nullopt;
     }
-    if (tokens.empty()) log.warn("serving /v1 routes without authentication (--insecure-no-auth)");
-    return tokens;
+    if (!file.empty()) {
+        try {
+            auto set = std::make_shared<const platform::http::TokenSet>(load_token_file(file));
+            log.info("API tokens loaded", {{"file", file}, {"tokens", set->entries().size()}});
+            if (insecure_no_auth) log.warn("--insecure-no-auth is ignored: a token file is given");
+            return set;
+        } catch (const std::exception& e) {
+            log.error("refusing to start: the API tokens did not load", {{"error", e.what()}});
+            return std::nullopt;
+        }
+    }
+    if (!insecure_no_auth) {
+        log.error(
+            "refusing to start without API tokens: set ORDO_API_TOKENS_FILE (see `ordo token "
+            "new`), or pass --insecure-no-auth to serve /v1 routes to anyone on loopback");
+        return std::nullopt;
+    }
+    auto parsed = parse_address(address);
+    if (!parsed || !is_loopback(parsed->first)) {
+        log.error("refusing to serve /v1 routes without tokens beyond loopback",
+                  {{"address", address}});
+        return std::nullopt;
+    }
+    log.warn("serving /v1 routes without authentication, on loopback only (--insecure-no-auth)",
+             {{"address", address}});
+    return std::shared_ptr<const platform::http::TokenSet>{};
+}
+
+void reload_tokens_on_hangup(StopSignals& signals, platform::http::Server& server,
+                             const std::string& file, const platform::Logger& log,
+                             platform::metrics::Registry& registry) {
+    if (file.empty()) return;
+    const char* help = "Reloads of the API token file on SIGHUP, by outcome";
+    auto& loaded = registry.counter("ordo_api_token_reloads_total", help, {{"outcome", "loaded"}});
+    auto& failed = registry.counter("ordo_api_token_reloads_total", help, {{"outcome", "failed"}});
+    signals.on_hangup([&server, &loaded, &failed, file, log] {
+        try {
+            auto set = std::make_shared<const platform::http::TokenSet>(load_token_file(file));
+            server.set_tokens(set);
+            loaded.inc();
+            log.info("API tokens reloaded", {{"file", file}, {"tokens", set->entries().size()}});
+        } catch (const std::exception& e) {
+            failed.inc();
+            log.error("API tokens not reloaded; the previous ones stay in force",
+                      {{"error", e.what()}});
+        }
+    });
 }
 
 std::unique_ptr<platform::http::Server> start_server(const std::string& address,

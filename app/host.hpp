@@ -20,25 +20,44 @@
 // HTTP server, a name for this instance.
 namespace ordo::app {
 
-// Blocks SIGINT and SIGTERM in this thread and in every thread started after it, so that
-// they arrive only through wait(). Construct first thing in a `serve` command.
+// Blocks SIGINT, SIGTERM and SIGHUP in this thread and in every thread started after it, so
+// that they arrive only through wait(). Construct first thing in a `serve` command. SIGHUP
+// calls the hang-up handler (reloading what the process can reload) and waiting goes on; a
+// process without one ignores it.
 class StopSignals {
    public:
     StopSignals();
     // Waits up to `tick`; true when a stop signal arrived.
     bool wait_for(std::chrono::seconds tick);
     void wait();
+    void on_hangup(std::function<void()> handler) { on_hangup_ = std::move(handler); }
 
    private:
     sigset_t set_;
+    std::function<void()> on_hangup_;
 };
 
 std::optional<std::pair<std::string, std::uint16_t>> parse_address(const std::string& address);
 
-// The API tokens of a comma-separated list. nullopt (logged) when there are none and the
-// service was not told to run without: every mode but `ordo dev` refuses to start then.
-std::optional<std::vector<std::string>> api_tokens(const std::string& list, bool insecure_no_auth,
-                                                   const platform::Logger& log);
+// The API tokens of a service listening on `address`, from the token file (see
+// platform/api_tokens.hpp). nullopt (logged) when the service must not start: the file is
+// missing, unreadable, writable by others or empty; ORDO_API_TOKENS (the old raw-token list)
+// is set; or there is no file and the service was not told to run without
+// (`--insecure-no-auth`), or was told so but listens beyond loopback. A null set means no
+// authentication.
+std::optional<std::shared_ptr<const platform::http::TokenSet>> api_tokens(
+    const std::string& file, bool insecure_no_auth, const std::string& address,
+    const platform::Logger& log);
+
+// Reloads the token file into `server` on SIGHUP; a file that no longer loads leaves the
+// tokens in force as they were (logged, and counted in
+// ordo_api_token_reloads_total{outcome="failed"}). No file, nothing to reload.
+void reload_tokens_on_hangup(StopSignals& signals, platform::http::Server& server,
+                             const std::string& file, const platform::Logger& log,
+                             platform::metrics::Registry& registry);
+
+// True for an address on the loopback interface: 127.0.0.0/8, ::1, localhost.
+bool is_loopback(const std::string& host);
 
 // Starts the component's HTTP server on `address`; nullptr (logged) when it cannot listen.
 std::unique_ptr<platform::http::Server> start_server(const std::string& address,

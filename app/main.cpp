@@ -81,11 +81,11 @@ int main(int argc, char** argv) {
         s->add_option("--nats-url", serve_options.nats_url, "NATS server URL")
             ->envname("ORDO_NATS_URL")
             ->required();
-        s->add_option("--api-tokens", serve_options.api_tokens,
-                      "Comma-separated bearer tokens for /v1 routes")
-            ->envname("ORDO_API_TOKENS");
+        s->add_option("--tokens-file", serve_options.tokens_file,
+                      "API tokens: one 'name scopes sha256' line each (ordo token new)")
+            ->envname("ORDO_API_TOKENS_FILE");
         s->add_flag("--insecure-no-auth", serve_options.insecure_no_auth,
-                    "Serve /v1 routes without tokens");
+                    "Serve /v1 routes without tokens (loopback addresses only)");
         s->add_option("--pool-size", serve_options.pool_size, "Database connections")
             ->envname("ORDO_DB_POOL_SIZE")
             ->check(CLI::Range(1, 256))
@@ -226,11 +226,16 @@ int main(int argc, char** argv) {
         ->envname("ORDO_NATS_URL")
         ->required();
     serve_query
-        ->add_option("--api-tokens", query_options.api_tokens,
-                     "Comma-separated bearer tokens for /v1 routes")
-        ->envname("ORDO_API_TOKENS");
+        ->add_option("--tokens-file", query_options.tokens_file,
+                     "API tokens: one 'name scopes sha256' line each (ordo token new)")
+        ->envname("ORDO_API_TOKENS_FILE");
     serve_query->add_flag("--insecure-no-auth", query_options.insecure_no_auth,
-                          "Serve /v1 routes without tokens");
+                          "Serve /v1 routes without tokens (loopback addresses only)");
+    serve_query
+        ->add_option("--command-url", query_options.command_url,
+                     "Base URL of the Command API, where moved admin routes redirect")
+        ->envname("ORDO_COMMAND_URL")
+        ->capture_default_str();
     serve_query->add_option("--partitions", query_partitions, "Partitions (P) of the projections")
         ->envname("ORDO_PARTITIONS")
         ->check(CLI::Range(1, 1024))
@@ -412,6 +417,19 @@ int main(int argc, char** argv) {
                                            "dead-letters", platform::parse_log_level(log_level)));
         });
     }
+
+    auto* token = cli.add_subcommand("token", "Issue API tokens");
+    token->require_subcommand(1);
+    auto* token_new = token->add_subcommand(
+        "new", "Print a new token once, and the line that admits it in ORDO_API_TOKENS_FILE");
+    std::string token_name, token_scopes;
+    token_new->add_option("name", token_name, "Who holds it: the actor of its commands")
+        ->required();
+    token_new
+        ->add_option("--scopes", token_scopes,
+                     "Comma-separated: commands (Command API), read (Query API), admin")
+        ->required();
+    token_new->callback([&] { rc = app::run_token_new(token_name, token_scopes); });
 
     CLI11_PARSE(cli, argc, argv);
     return rc;

@@ -6,6 +6,7 @@
 #include "platform/nats.hpp"
 #include "platform/pg.hpp"
 #include "platform/service_routes.hpp"
+#include "projections/dead_letters.hpp"
 #include "query/service.hpp"
 
 namespace ordo::app {
@@ -14,7 +15,7 @@ namespace ordo::app {
 // reader's (ORDO_READER_URL): the service needs nothing else, and a bug in it can then
 // neither write nor read the event store.
 int run_query(const ServeOptions& options, int partitions, const platform::Logger& log) {
-    auto tokens = api_tokens(options.api_tokens, options.insecure_no_auth, log);
+    auto tokens = api_tokens(options.tokens_file, options.insecure_no_auth, options.address, log);
     if (!tokens) return 2;
     StopSignals signals;
 
@@ -30,10 +31,11 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
 
     platform::http::Router router;
     service.register_routes(router);
+    projections::add_dead_letter_redirects(router, options.command_url);
     platform::add_service_routes(router, registry, pool, nats);
 
     platform::http::ServerOptions server_options;
-    server_options.api_tokens = *tokens;
+    server_options.tokens = *tokens;
     // A request waiting on X-Consistency-Token sleeps on its worker without a connection,
     // so there are more workers than connections.
     server_options.worker_threads = options.pool_size * 4;
@@ -41,6 +43,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     server_options.spans = spans.get();
     auto server = start_server(options.address, server_options, std::move(router), log, registry);
     if (!server) return 1;
+    reload_tokens_on_hangup(signals, *server, options.tokens_file, log, registry);
     log.info("query service listening", {{"address", options.address}, {"partitions", partitions}});
 
     signals.wait();

@@ -10,12 +10,13 @@
 #include "platform/nats.hpp"
 #include "platform/pg.hpp"
 #include "platform/service_routes.hpp"
+#include "projections/dead_letters.hpp"
 
 namespace ordo::app {
 
 // `ordo serve command`: the Command API on the writer role.
 int run_serve(const ServeOptions& options, const platform::Logger& log) {
-    auto tokens = api_tokens(options.api_tokens, options.insecure_no_auth, log);
+    auto tokens = api_tokens(options.tokens_file, options.insecure_no_auth, options.address, log);
     if (!tokens) return 2;
     StopSignals signals;
 
@@ -33,14 +34,16 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
 
     platform::http::Router router;
     service.register_routes(router);
+    projections::add_dead_letter_routes(router, pool, log);
     platform::add_service_routes(router, registry, pool, nats);
     platform::http::ServerOptions server_options;
-    server_options.api_tokens = *tokens;
+    server_options.tokens = *tokens;
     server_options.worker_threads = options.pool_size;
     server_options.component = options.component;
     server_options.spans = spans.get();
     auto server = start_server(options.address, server_options, std::move(router), log, registry);
     if (!server) return 1;
+    reload_tokens_on_hangup(signals, *server, options.tokens_file, log, registry);
     log.info("command service listening", {{"address", options.address}});
 
     auto next_expiry = std::chrono::steady_clock::now() + std::chrono::minutes(1);

@@ -92,18 +92,16 @@ Response CommandService::run_http(
         if (!is_valid_idempotency_key(*key)) {
             return invalid({{"Idempotency-Key", "must be 1 to 255 visible ASCII characters"}});
         }
-        // Keys belong to the caller: the same key from two API tokens names two requests.
-        // The token itself is never stored, only its hash.
-        auto caller =
-            std::to_string(platform::stream_hash(request.header("authorization").value_or("")));
+        // Keys belong to the caller, by its token's name: the same key from two callers names
+        // two requests, and a caller keeps its keys when its token is rotated.
         // What was asked, by route and decoded parameters, so /sku%2D1 and /sku-1 are one.
         std::string asked = request.method + "\n" + request.route;
         for (const auto& [name, value] : request.params) asked += "\n" + name + "=" + value;
-        dedup = Dedup{"http:" + caller + ":" + *key, asked + "\n" + request.body};
+        dedup = Dedup{"http:" + request.caller + ":" + *key, asked + "\n" + request.body};
     }
     auto command_id = platform::new_uuid();
     CommandContext context{request.trace, key ? *key : command_id, key ? *key : command_id,
-                           command_id, "api"};
+                           command_id, request.caller};
     try {
         auto reply = executor_.run(stream, dedup,
                                    [&](pqxx::transaction_base& txn) { return unit(txn, context); });
@@ -142,16 +140,12 @@ Response CommandService::receive_stock(Request& request) {
     if (auto bad = check_path_id(request, "sku")) return *bad;
     auto body = read_body(request);
     if (auto* r = std::get_if<Response>(&body)) return *r;
-    std::vector<FieldError> errors;
-    FieldReader fields{std::get<nlohmann::json>(body), errors};
-    auto quantity = fields.integer("quantity", 1, domain::inventory::kMaxReceiptQuantity);
-    fields.only({"quantity"});
-    if (!errors.empty()) return invalid(std::move(errors));
-    const auto& sku = request.params.at("sku");
-    auto stream = domain::inventory_stream(sku);
+    auto decoded = decode_receive_stock(request.params.at("sku"), std::get<nlohmann::json>(body));
+    if (auto* errors = std::get_if<std::vector<FieldError>>(&decoded)) return invalid(*errors);
+    const auto& command = std::get<domain::inventory::ReceiveStock>(decoded);
+    auto stream = domain::inventory_stream(command.sku);
     return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
-        auto done = execute<InventoryTraits>(txn, stream,
-                                             domain::inventory::ReceiveStock{sku, *quantity}, ctx);
+        auto done = execute<InventoryTraits>(txn, stream, command, ctx);
         return done.rejection ? rejected(*done.rejection)
                               : accepted(200, nlohmann::json::object(), stream, done);
     });
@@ -161,16 +155,12 @@ Response CommandService::deposit(Request& request) {
     if (auto bad = check_path_id(request, "account_id")) return *bad;
     auto body = read_body(request);
     if (auto* r = std::get_if<Response>(&body)) return *r;
-    std::vector<FieldError> errors;
-    FieldReader fields{std::get<nlohmann::json>(body), errors};
-    auto amount = fields.integer("amount", 1, domain::payments::kMaxDepositAmount);
-    fields.only({"amount"});
-    if (!errors.empty()) return invalid(std::move(errors));
-    const auto& account = request.params.at("account_id");
-    auto stream = domain::account_stream(account);
+    auto decoded = decode_deposit(request.params.at("account_id"), std::get<nlohmann::json>(body));
+    if (auto* errors = std::get_if<std::vector<FieldError>>(&decoded)) return invalid(*errors);
+    const auto& command = std::get<domain::payments::Deposit>(decoded);
+    auto stream = domain::account_stream(command.account_id);
     return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
-        auto done =
-            execute<AccountTraits>(txn, stream, domain::payments::Deposit{account, *amount}, ctx);
+        auto done = execute<AccountTraits>(txn, stream, command, ctx);
         return done.rejection ? rejected(*done.rejection)
                               : accepted(200, nlohmann::json::object(), stream, done);
     });
@@ -179,42 +169,11 @@ Response CommandService::deposit(Request& request) {
 Response CommandService::place_order(Request& request) {
     auto body = read_body(request);
     if (auto* r = std::get_if<Response>(&body)) return *r;
-    const auto& json = std::get<nlohmann::json>(body);
-    std::vector<FieldError> errors;
-    FieldReader fields{json, errors};
-    auto order_id = fields.id("order_id", false);
-    auto customer_id = fields.id("customer_id");
-    auto account_id = fields.id("account_id");
-    fields.only({"order_id", "customer_id", "account_id", "lines"});
-    std::vector<domain::orders::OrderLine> lines;
-    if (const auto* items = fields.array("lines")) {
-        if (items->empty() || items->size() > domain::orders::kMaxLines) {
-            errors.push_back({"lines", "must hold 1 to 100 lines"});
-        } else {
-            std::set<std::string> skus;
-            for (std::size_t i = 0; i < items->size(); ++i) {
-                auto prefix = "lines[" + std::to_string(i) + "].";
-                const auto& item = (*items)[i];
-                if (!item.is_object()) {
-                    errors.push_back({"lines[" + std::to_string(i) + "]", "must be an object"});
-                    continue;
-                }
-                FieldReader line{item, errors, prefix};
-                auto sku = line.id("sku");
-                auto quantity = line.integer("quantity", 1, domain::orders::kMaxLineQuantity);
-                auto price = line.integer("unit_price", 0, domain::orders::kMaxUnitPrice);
-                line.only({"sku", "quantity", "unit_price"});
-                if (sku && !skus.insert(*sku).second) {
-                    errors.push_back({prefix + "sku", "appears in more than one line"});
-                }
-                if (sku && quantity && price) lines.push_back({*sku, *quantity, *price});
-            }
-        }
-    }
-    if (!errors.empty()) return invalid(std::move(errors));
-    auto id = order_id.value_or(platform::new_uuid());
+    auto decoded = decode_place_order(std::get<nlohmann::json>(body), platform::new_uuid);
+    if (auto* errors = std::get_if<std::vector<FieldError>>(&decoded)) return invalid(*errors);
+    const auto& command = std::get<domain::orders::PlaceOrder>(decoded);
+    const auto& id = command.order_id;
     auto stream = domain::order_stream(id);
-    domain::orders::PlaceOrder command{id, *customer_id, *account_id, std::move(lines)};
     return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
         auto done = execute<OrderTraits>(txn, stream, command, ctx);
         return done.rejection ? rejected(*done.rejection)
@@ -226,27 +185,14 @@ Response CommandService::cancel_order(Request& request) {
     if (auto bad = check_path_id(request, "order_id")) return *bad;
     auto body = read_body(request, true);
     if (auto* r = std::get_if<Response>(&body)) return *r;
-    std::vector<FieldError> errors;
-    FieldReader fields{std::get<nlohmann::json>(body), errors};
-    auto reason = fields.text("reason", 200, false);
-    fields.only({"reason"});
-    std::optional<std::int64_t> if_match;
-    if (auto header = request.header("if-match"); header && *header != "*") {
-        const auto& v = *header;
-        bool quoted =
-            v.size() >= 3 && v.front() == '"' && v.back() == '"' &&
-            std::all_of(v.begin() + 1, v.end() - 1, [](char c) { return c >= '0' && c <= '9'; }) &&
-            v.size() < 21;
-        if (!quoted) {
-            errors.push_back({"If-Match", "must be a version in quotes, like \"3\""});
-        } else {
-            if_match = std::stoll(v.substr(1, v.size() - 2));
-        }
-    }
-    if (!errors.empty()) return invalid(std::move(errors));
-    const auto& id = request.params.at("order_id");
+    auto decoded = decode_cancellation(request.params.at("order_id"),
+                                       std::get<nlohmann::json>(body), request.header("if-match"));
+    if (auto* errors = std::get_if<std::vector<FieldError>>(&decoded)) return invalid(*errors);
+    const auto& cancellation = std::get<Cancellation>(decoded);
+    const auto& command = cancellation.command;
+    const auto& if_match = cancellation.if_match;
+    const auto& id = command.order_id;
     auto stream = domain::order_stream(id);
-    domain::orders::RequestCancellation command{id, reason.value_or("")};
     return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
         auto done = execute<OrderTraits>(
             txn, stream, command, ctx,

@@ -1,6 +1,7 @@
 #include "command/validation.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "domain/ids.hpp"
 
@@ -112,6 +113,87 @@ void FieldReader::only(std::initializer_list<std::string_view> known) {
 bool is_valid_idempotency_key(std::string_view key) {
     return !key.empty() && key.size() <= 255 &&
            std::all_of(key.begin(), key.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+}
+
+Decoded<domain::inventory::ReceiveStock> decode_receive_stock(const std::string& sku,
+                                                              const nlohmann::json& body) {
+    std::vector<FieldError> errors;
+    FieldReader fields{body, errors};
+    auto quantity = fields.integer("quantity", 1, domain::inventory::kMaxReceiptQuantity);
+    fields.only({"quantity"});
+    if (!errors.empty()) return errors;
+    return domain::inventory::ReceiveStock{sku, *quantity};
+}
+
+Decoded<domain::payments::Deposit> decode_deposit(const std::string& account_id,
+                                                  const nlohmann::json& body) {
+    std::vector<FieldError> errors;
+    FieldReader fields{body, errors};
+    auto amount = fields.integer("amount", 1, domain::payments::kMaxDepositAmount);
+    fields.only({"amount"});
+    if (!errors.empty()) return errors;
+    return domain::payments::Deposit{account_id, *amount};
+}
+
+Decoded<domain::orders::PlaceOrder> decode_place_order(const nlohmann::json& body,
+                                                       const std::function<std::string()>& new_id) {
+    std::vector<FieldError> errors;
+    FieldReader fields{body, errors};
+    auto order_id = fields.id("order_id", false);
+    auto customer_id = fields.id("customer_id");
+    auto account_id = fields.id("account_id");
+    fields.only({"order_id", "customer_id", "account_id", "lines"});
+    std::vector<domain::orders::OrderLine> lines;
+    if (const auto* items = fields.array("lines")) {
+        if (items->empty() || items->size() > domain::orders::kMaxLines) {
+            errors.push_back({"lines", "must hold 1 to 100 lines"});
+        } else {
+            std::set<std::string> skus;
+            for (std::size_t i = 0; i < items->size(); ++i) {
+                auto prefix = "lines[" + std::to_string(i) + "].";
+                const auto& item = (*items)[i];
+                if (!item.is_object()) {
+                    errors.push_back({"lines[" + std::to_string(i) + "]", "must be an object"});
+                    continue;
+                }
+                FieldReader line{item, errors, prefix};
+                auto sku = line.id("sku");
+                auto quantity = line.integer("quantity", 1, domain::orders::kMaxLineQuantity);
+                auto price = line.integer("unit_price", 0, domain::orders::kMaxUnitPrice);
+                line.only({"sku", "quantity", "unit_price"});
+                if (sku && !skus.insert(*sku).second) {
+                    errors.push_back({prefix + "sku", "appears in more than one line"});
+                }
+                if (sku && quantity && price) lines.push_back({*sku, *quantity, *price});
+            }
+        }
+    }
+    if (!errors.empty()) return errors;
+    return domain::orders::PlaceOrder{order_id ? *order_id : new_id(), *customer_id, *account_id,
+                                      std::move(lines)};
+}
+
+Decoded<Cancellation> decode_cancellation(const std::string& order_id, const nlohmann::json& body,
+                                          const std::optional<std::string>& if_match) {
+    std::vector<FieldError> errors;
+    FieldReader fields{body, errors};
+    auto reason = fields.text("reason", 200, false);
+    fields.only({"reason"});
+    std::optional<std::int64_t> version;
+    if (if_match && *if_match != "*") {
+        const auto& v = *if_match;
+        bool quoted =
+            v.size() >= 3 && v.front() == '"' && v.back() == '"' &&
+            std::all_of(v.begin() + 1, v.end() - 1, [](char c) { return c >= '0' && c <= '9'; }) &&
+            v.size() < 21;
+        if (!quoted) {
+            errors.push_back({"If-Match", "must be a version in quotes, like \"3\""});
+        } else {
+            version = std::stoll(v.substr(1, v.size() - 2));
+        }
+    }
+    if (!errors.empty()) return errors;
+    return Cancellation{{order_id, reason.value_or("")}, version};
 }
 
 }  // namespace ordo::command

@@ -1,14 +1,19 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "domain/inventory.hpp"
+#include "domain/orders.hpp"
+#include "domain/payments.hpp"
 #include "platform/http.hpp"
 
 // Request validation for the command API. Every problem is collected with the field it
@@ -45,5 +50,26 @@ class FieldReader {
 
 // 1 to 255 visible ASCII characters.
 bool is_valid_idempotency_key(std::string_view key);
+
+// The Command API's request bodies read into domain commands: every field error, or the
+// command. Pure (no database, no server), so that they are unit-tested and fuzzed alone.
+// Path ids are checked by the caller before; `body` is a JSON object.
+template <class Command>
+using Decoded = std::variant<Command, std::vector<FieldError>>;
+
+Decoded<domain::inventory::ReceiveStock> decode_receive_stock(const std::string& sku,
+                                                              const nlohmann::json& body);
+Decoded<domain::payments::Deposit> decode_deposit(const std::string& account_id,
+                                                  const nlohmann::json& body);
+// The order id is the body's `order_id`, or `new_id()` when it has none.
+Decoded<domain::orders::PlaceOrder> decode_place_order(const nlohmann::json& body,
+                                                       const std::function<std::string()>& new_id);
+struct Cancellation {
+    domain::orders::RequestCancellation command;
+    std::optional<std::int64_t> if_match;  // the order version the client expects
+};
+// `if_match`: the If-Match header, "\"<version>\"" or "*" (no expectation).
+Decoded<Cancellation> decode_cancellation(const std::string& order_id, const nlohmann::json& body,
+                                          const std::optional<std::string>& if_match);
 
 }  // namespace ordo::command

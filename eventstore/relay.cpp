@@ -12,6 +12,7 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/append_notifier.hpp"
+#include "eventstore/event_message.hpp"
 #include "eventstore/event_store.hpp"
 #include "platform/errors.hpp"
 #include "platform/otlp.hpp"
@@ -75,41 +76,6 @@ std::optional<std::chrono::system_clock::time_point> parse_recorded_at(const std
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
     return std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::microseconds(micros);
-}
-
-// "00-<trace>-<span>-01" when the event's metadata carries a valid trace context.
-std::optional<std::string> traceparent_of(const Metadata& metadata) {
-    if (metadata.trace_id.size() != 32 || metadata.span_id.size() != 16) return std::nullopt;
-    auto candidate = "00-" + metadata.trace_id + "-" + metadata.span_id + "-01";
-    if (!platform::TraceContext::parse(candidate)) return std::nullopt;
-    return candidate;
-}
-
-Message to_message(const RecordedEvent& e, int partition, const std::string& previous) {
-    Message m;
-    const auto order_key = e.checkpoint().token();
-    m.headers["Nats-Msg-Id"] = e.event_id;
-    if (auto traceparent = traceparent_of(e.metadata)) m.headers["traceparent"] = *traceparent;
-    m.headers["ordo-stream"] = e.stream_id;
-    m.headers["ordo-version"] = std::to_string(e.version);
-    m.headers["ordo-type"] = e.type;
-    m.headers["ordo-order-key"] = order_key;
-    m.headers["ordo-previous"] = previous;  // empty for a partition's first: not sent
-    m.headers["ordo-partition"] = std::to_string(partition);
-    m.headers["ordo-recorded-at"] = e.recorded_at;
-    m.data = nlohmann::json{{"event_id", e.event_id},
-                            {"stream", e.stream_id},
-                            {"category", e.category},
-                            {"version", e.version},
-                            {"type", e.type},
-                            {"schema_version", e.schema_version},
-                            {"payload", e.payload},
-                            {"metadata", e.metadata.to_json()},
-                            {"recorded_at", e.recorded_at},
-                            {"position", e.position},
-                            {"transaction_id", e.transaction_id}}
-                 .dump();
-    return m;
 }
 
 // A PRODUCER span for each published event that carries a trace: a child of the span that

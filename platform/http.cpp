@@ -249,18 +249,6 @@ Verdict decide_access(const Router::Match& match, bool tokens_required, const Ca
     return Verdict::allowed;
 }
 
-bool constant_time_equals(std::string_view a, std::string_view b) {
-    // Walk the longer input whatever happens; the bytes past the shorter one compare to zero.
-    std::size_t n = std::max(a.size(), b.size());
-    unsigned diff = a.size() == b.size() ? 0U : 1U;
-    for (std::size_t i = 0; i < n; ++i) {
-        auto x = static_cast<unsigned char>(i < a.size() ? a[i] : 0);
-        auto y = static_cast<unsigned char>(i < b.size() ? b[i] : 0);
-        diff |= static_cast<unsigned>(x ^ y);
-    }
-    return diff == 0;
-}
-
 std::optional<Target> parse_target(std::string_view target) {
     Target out;
     if (!target.empty() && target.front() == '/') {

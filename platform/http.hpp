@@ -29,6 +29,8 @@ struct Request {
     std::string route;                          // the matched template, "/v1/orders/{order_id}"
     TraceContext trace;                         // the server span of this request
     std::string remote;                         // peer "address:port"
+    // The name of the caller's token (TokenSet); "anonymous" when the server has no tokens.
+    std::string caller;
 
     // Case-insensitive; the first occurrence when a header is repeated.
     std::optional<std::string> header(std::string_view name) const;
@@ -137,10 +139,6 @@ class Router {
 // only on a path with an open route.
 enum class Verdict { allowed, unauthenticated, forbidden };
 Verdict decide_access(const Router::Match& match, bool tokens_required, const Caller* caller);
-
-// Compares without an early exit, so that response times do not reveal how much of a secret
-// a guess got right. Only the length may leak.
-bool constant_time_equals(std::string_view a, std::string_view b);
 
 // Splits a request target into its path (still encoded) and decoded query. nullopt when the
 // query or an absolute-form target is malformed.

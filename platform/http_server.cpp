@@ -67,10 +67,6 @@ std::string_view trim(std::string_view s) {
     return s;
 }
 
-bool istarts_with(std::string_view s, std::string_view prefix) {
-    return s.size() >= prefix.size() && lower(s.substr(0, prefix.size())) == lower(prefix);
-}
-
 // Metric labels must stay bounded whatever clients send.
 std::string method_label(std::string_view method) {
     for (std::string_view known : {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}) {
@@ -192,7 +188,8 @@ struct ServerState {
                                     {{"component", options_.component}})},
           connections_gauge_{registry.gauge("ordo_http_connections", "Open HTTP connections",
                                             {{"component", options_.component}})},
-          pool_{options_.worker_threads, options_.max_queued} {
+          pool_{options_.worker_threads, options_.max_queued},
+          tokens_{options_.tokens} {
         for (const char* reason : kRejectReasons) rejected(reason, 0);
     }
 
@@ -267,6 +264,7 @@ struct ServerState {
     std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
 
     WorkerPool pool_;
+    std::atomic<std::shared_ptr<const TokenSet>> tokens_;  // replaced by set_tokens()
 
     net::io_context ioc_{static_cast<int>(std::max<std::size_t>(options_.io_threads, 1))};
     std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
@@ -483,9 +481,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (match.kind == Router::Match::Kind::found) route_label_ = match.route;
 
         // The one access check: after routing, on the route the decoded path resolved to.
-        std::optional<Caller> caller = authenticate(request);
-        switch (decide_access(match, !server_.options_.api_tokens.empty(),
-                              caller ? &*caller : nullptr)) {
+        const std::shared_ptr<const TokenSet> tokens = server_.tokens_.load();
+        const bool tokens_required = tokens && !tokens->empty();
+        std::optional<Caller> caller;
+        if (tokens_required) caller = tokens->authenticate(request.header("authorization"));
+        request.caller = caller ? caller->name : tokens_required ? "" : "anonymous";
+        caller_ = request.caller;
+        switch (decide_access(match, tokens_required, caller ? &*caller : nullptr)) {
             case Verdict::allowed:
                 break;
             case Verdict::unauthenticated: {
@@ -549,27 +551,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                  {"error", "unknown exception"}});
         }
         return problem(500, "internal", "the server failed to handle the request");
-    }
-
-    // The caller a request's bearer token names; nullopt without a known token. Until tokens
-    // carry names and scopes, every configured token may do everything.
-    std::optional<Caller> authenticate(const Request& request) const {
-        const auto& tokens = server_.options_.api_tokens;
-        if (tokens.empty()) return std::nullopt;
-        auto header = request.header("authorization");
-        if (!header || !istarts_with(*header, "bearer ")) return std::nullopt;
-        std::string_view presented{*header};
-        presented.remove_prefix(7);
-        while (!presented.empty() && presented.front() == ' ') presented.remove_prefix(1);
-        while (!presented.empty() && presented.back() == ' ') presented.remove_suffix(1);
-        bool ok = false;
-        // Every token is compared, so the time taken does not tell which one nearly matched.
-        for (const auto& token : tokens) ok |= constant_time_equals(presented, token);
-        if (!ok) return std::nullopt;
-        constexpr auto all = static_cast<std::uint8_t>(Access::commands) |
-                             static_cast<std::uint8_t>(Access::read) |
-                             static_cast<std::uint8_t>(Access::admin);
-        return Caller{"token", all};
     }
 
     // An answer after which the connection closes: the request cannot be trusted to have
@@ -655,11 +636,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
                      {"route", route_label_},
                      {"status", status},
                      {"duration_ms", seconds * 1000.0},
-                     {"remote", remote_}});
+                     {"remote", remote_},
+                     {"caller", caller_}});
         }
         record_span(status);
         route_label_ = "unmatched";
         method_label_ = "other";
+        caller_.clear();
         path_.clear();
         user_agent_.clear();
     }
@@ -766,6 +749,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     net::steady_timer timer_;
     bool counted_;
     std::string remote_;
+    std::string caller_;  // the request's token name, for the request log line
 
     State state_ = State::idle;
     bool first_request_ = true;
@@ -877,11 +861,15 @@ void Server::start() {
     s.logger_.info("http server listening",
                    {{"address", s.options_.address},
                     {"port", s.port_},
-                    {"auth", s.options_.api_tokens.empty() ? "none" : "bearer"}});
+                    {"auth", s.options_.tokens && !s.options_.tokens->empty() ? "bearer" : "none"}});
 }
 
 std::uint16_t Server::port() const {
     return impl_->port_;
+}
+
+void Server::set_tokens(std::shared_ptr<const TokenSet> tokens) {
+    impl_->tokens_.store(std::move(tokens));
 }
 
 void Server::stop(std::chrono::milliseconds drain) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "platform/api_tokens.hpp"
 #include "platform/http.hpp"
 #include "platform/log.hpp"
 #include "platform/metrics.hpp"
@@ -28,8 +29,9 @@ struct ServerOptions {
     std::chrono::milliseconds read_timeout{10'000};  // whole request, from its first byte
     std::chrono::milliseconds idle_timeout{60'000};  // keep-alive wait for the next request
     std::size_t max_connections = 1024;
-    // Non-empty: every path under /v1/ needs "Authorization: Bearer <one of these>".
-    std::vector<std::string> api_tokens;
+    // Null or empty: no authentication, every caller is "anonymous" and may use every route.
+    // Otherwise each route's access (Router::add) is checked against the token's scopes.
+    std::shared_ptr<const TokenSet> tokens;
     std::string component = "http";
     // When set, every request becomes a SERVER span named "{method} {route}" with the
     // semantic-convention attributes. Must outlive the server.
@@ -55,6 +57,10 @@ class Server {
     // it cannot bind. Call once.
     void start();
     std::uint16_t port() const;
+
+    // Replaces the tokens for requests that arrive from now on (token rotation). Safe from
+    // any thread while the server runs.
+    void set_tokens(std::shared_ptr<const TokenSet> tokens);
 
     // Stops accepting, lets requests in flight finish and their responses be written (with
     // "Connection: close"), closes idle keep-alive connections and joins every thread.

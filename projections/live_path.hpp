@@ -4,6 +4,7 @@
 #include <deque>
 #include <vector>
 
+#include "eventstore/event_message.hpp"
 #include "eventstore/event_store.hpp"
 
 namespace ordo::projections {
@@ -12,11 +13,7 @@ using eventstore::Checkpoint;
 
 // An event that came over JetStream, with its place in its partition's chain: the relay
 // sends each event with the key of the partition's event before it.
-struct LiveEvent {
-    Checkpoint key;
-    Checkpoint previous;  // {0, 0} for a partition's first event
-    eventstore::RecordedEvent event;
-};
+using LiveEvent = eventstore::PublishedEvent;
 
 struct LiveRun {
     std::vector<eventstore::RecordedEvent> events;

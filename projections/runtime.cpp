@@ -68,36 +68,6 @@ std::string pg_array(const std::vector<std::string>& items) {
     return out + "}";
 }
 
-std::optional<Checkpoint> header_checkpoint(const platform::jetstream::Message& m,
-                                            const char* name) {
-    auto it = m.headers.find(name);
-    if (it == m.headers.end() || it->second.empty()) return std::nullopt;
-    return Checkpoint::parse_token(it->second);
-}
-
-std::optional<LiveEvent> decode_live(const platform::jetstream::Message& m) {
-    auto key = header_checkpoint(m, "ordo-order-key");
-    if (!key) return std::nullopt;
-    try {
-        auto j = nlohmann::json::parse(m.data);
-        eventstore::RecordedEvent e{j.at("position").get<std::int64_t>(),
-                                    j.at("transaction_id").get<std::uint64_t>(),
-                                    j.at("stream").get<std::string>(),
-                                    j.at("category").get<std::string>(),
-                                    j.at("version").get<std::int64_t>(),
-                                    j.at("event_id").get<std::string>(),
-                                    j.at("type").get<std::string>(),
-                                    j.at("schema_version").get<int>(),
-                                    j.at("payload"),
-                                    eventstore::Metadata::from_json(j.at("metadata")),
-                                    j.at("recorded_at").get<std::string>()};
-        return LiveEvent{*key, header_checkpoint(m, "ordo-previous").value_or(Checkpoint{}),
-                         std::move(e)};
-    } catch (const std::exception&) {
-        return std::nullopt;
-    }
-}
-
 // The newest live events of one partition, shared by the projections on it.
 struct LiveBuffer {
     static constexpr std::size_t kCapacity = 20'000;
@@ -238,7 +208,7 @@ struct Runtime::Impl {
                 subscription = nats->subscribe_ordered(
                     options.stream, options.subject_prefix + "." + std::to_string(p) + ".>", since,
                     [this, buffer](platform::jetstream::Message m) {
-                        auto event = decode_live(m);
+                        auto event = eventstore::from_message(m);
                         if (!event) return;
                         {
                             std::lock_guard lock{buffer->mutex};

@@ -416,7 +416,6 @@ void QueryService::prepare(pqxx::connection& conn) {
                      " FROM read.dead_letters WHERE ($1::text IS NULL OR projection = $1) "
                      "AND ($2::text IS NULL OR status = $2) AND ($3::int IS NULL OR partition = "
                      "$3) AND id > $4 ORDER BY id LIMIT $5");
-    conn.prepare("query_dead_letter_status", "SELECT status FROM read.dead_letters WHERE id = $1");
     conn.prepare("query_progress_one",
                  "SELECT transaction_id, global_position FROM read.projection_progress "
                  "WHERE projection = $1 AND partition = $2");
@@ -441,10 +440,6 @@ void QueryService::register_routes(platform::http::Router& router) {
                [this](Request& r) { return list_projections(r); });
     router.add("GET", "/v1/admin/dead-letters", Access::admin,
                [this](Request& r) { return list_dead_letters(r); });
-    router.add("POST", "/v1/admin/dead-letters/{id}/retry", Access::admin,
-               [this](Request& r) { return request_dead_letter(r, "retry_requested"); });
-    router.add("POST", "/v1/admin/dead-letters/{id}/skip", Access::admin,
-               [this](Request& r) { return request_dead_letter(r, "skip_requested"); });
 }
 
 // --- consistency -------------------------------------------------------------------------
@@ -768,45 +763,6 @@ Response QueryService::list_dead_letters(Request& request) {
             json next = static_cast<std::int64_t>(rows.size()) > limit ? json(std::to_string(last))
                                                                        : json(nullptr);
             return Response::json(200, {{"dead_letters", std::move(list)}, {"next_cursor", next}});
-        });
-    });
-}
-
-Response QueryService::request_dead_letter(Request& request, const std::string& status) {
-    std::vector<FieldError> errors;
-    RequestReader in{request, errors};
-    in.only({});
-    auto id = parse_count(request.params.at("id"));
-    if (!id || *id < 1) errors.push_back({"path.id", "must be a positive integer"});
-    if (!errors.empty()) return invalid(std::move(errors));
-    return serve(request, std::nullopt, kDefaultWait, Reads{}, [&] {
-        return pool_.transact<pqxx::work>([&](auto& tx) {
-            // The reader role's sessions default to read-only; this one request writes.
-            tx.exec("SET TRANSACTION READ WRITE");
-            auto current = tx.exec_prepared("query_dead_letter_status", *id);
-            if (current.empty()) {
-                return problem(404, "not_found", "no dead letter " + std::to_string(*id));
-            }
-            auto now = current[0][0].template as<std::string>();
-            if (now == status) {
-                return Response::json(202, {{"id", *id}, {"status", now}});  // asked already
-            }
-            if (now != "parked") {
-                return problem(409, "conflict",
-                               "dead letter " + std::to_string(*id) + " is " + now +
-                                   "; only a parked one can be retried or skipped");
-            }
-            auto updated = tx.exec_params(
-                "UPDATE read.dead_letters SET status = $2, requested_at = now() "
-                "WHERE id = $1 AND status = 'parked'",
-                *id, status);
-            if (updated.affected_rows() == 0) {
-                return problem(409, "conflict",
-                               "dead letter " + std::to_string(*id) + " changed meanwhile; retry");
-            }
-            log_.log(platform::LogLevel::info, "dead letter request", request.trace,
-                     {{"dead_letter", *id}, {"status", status}});
-            return Response::json(202, {{"id", *id}, {"status", status}});
         });
     });
 }

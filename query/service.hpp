@@ -52,10 +52,6 @@ class QueryService {
     platform::http::Response get_trace(platform::http::Request& request);
     platform::http::Response list_projections(platform::http::Request& request);
     platform::http::Response list_dead_letters(platform::http::Request& request);
-    // Moves a parked dead letter to retry_requested or skip_requested; the projector that
-    // owns its partition carries the request out.
-    platform::http::Response request_dead_letter(platform::http::Request& request,
-                                                 const std::string& status);
 
     // Honours X-Consistency-Token for `reads`, then answers with `answer`; maps database
     // failures to 503 unavailable.

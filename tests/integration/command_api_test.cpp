@@ -21,6 +21,7 @@
 #include "platform/trace.hpp"
 #include "tests/support/command_stack.hpp"
 #include "tests/support/conditions.hpp"
+#include "tests/support/tokens.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/problem.hpp"
 
@@ -1068,7 +1069,7 @@ TEST(CommandApi, BusReplaysACommandIdAndRefusesItsReuse) {
 
 TEST(CommandApi, TokensGuardTheCommandRoutes) {
     platform::http::ServerOptions options;
-    options.api_tokens = {"secret"};
+    options.tokens = testing::token_set({{"loader", "commands", "secret"}});
     CommandStack stack{options};
     auto client = stack.client();
     const std::string target = "/v1/inventory/sku-1/receipts";
@@ -1105,26 +1106,65 @@ TEST(CommandApi, TokensGuardTheCommandRoutes) {
     EXPECT_EQ(stack.event_count(), 1);
 }
 
-TEST(CommandApi, IdempotencyKeysBelongToTheirApiToken) {
+TEST(CommandApi, OnlyATokenWithTheCommandsScopeMayCommand) {
     platform::http::ServerOptions options;
-    options.api_tokens = {"alice-token", "bob-token"};
+    options.tokens = testing::token_set({{"dashboard", "read", "read-token"},
+                                         {"operator", "admin", "admin-token"},
+                                         {"loader", "commands", "command-token"}});
+    CommandStack stack{options};
+    auto client = stack.client();
+    const json order = {{"customer_id", "cust-1"},
+                        {"account_id", "acct-1"},
+                        {"lines", {{{"sku", "sku-1"}, {"quantity", 1}, {"unit_price", 5}}}}};
+    for (const char* token : {"read-token", "admin-token"}) {
+        SCOPED_TRACE(token);
+        for (const auto& [target, body] : std::vector<std::pair<std::string, json>>{
+                 {"/v1/inventory/sku-1/receipts", {{"quantity", 1}}},
+                 {"/v1/accounts/acct-1/deposits", {{"amount", 100}}},
+                 {"/v1/orders", order},
+                 {"/v1/orders/o-1/cancel", json::object()},
+                 {"/%761/inventory/sku-1/receipts", {{"quantity", 1}}}}) {
+            SCOPED_TRACE(target);
+            auto res = client.post_json(target, body, testing::bearer(token));
+            EXPECT_TRUE(is_problem(res, 403, "forbidden"));
+        }
+    }
+    EXPECT_EQ(stack.event_count(), 0);
+
+    // The token's name is the actor of what its commands append.
+    auto ok = client.post_json("/v1/inventory/sku-1/receipts", {{"quantity", 1}},
+                               testing::bearer("command-token"));
+    ASSERT_TRUE(is_accepted(ok, 200, "inventory-sku-1", 1));
+    auto events = stored_events(stack, "inventory-sku-1");
+    ASSERT_EQ(events.size(), 1U);
+    EXPECT_EQ(events[0].metadata.value("actor", ""), "loader") << events[0].metadata.dump();
+}
+
+TEST(CommandApi, IdempotencyKeysBelongToTheTokensName) {
+    platform::http::ServerOptions options;
+    options.tokens = testing::token_set({{"alice", "commands", "alice-token"},
+                                         {"bob", "commands", "bob-token"}});
     CommandStack stack{options};
     auto client = stack.client();
     const std::string target = "/v1/inventory/sku-1/receipts";
-    auto as = [](const std::string& token) {
-        return HttpHeaders{{"Authorization", "Bearer " + token}, {"Idempotency-Key", "k-1"}};
+    auto as = [](const std::string& authorization) {
+        return HttpHeaders{{"Authorization", authorization}, {"Idempotency-Key", "k-1"}};
     };
-    auto alice = client.post_json(target, {{"quantity", 1}}, as("alice-token"));
+    auto alice = client.post_json(target, {{"quantity", 1}}, as("Bearer alice-token"));
     ASSERT_EQ(alice.status, 200) << alice.body;
     // Bob's request under the same key is his own: neither a replay nor a reuse.
-    auto bob = client.post_json(target, {{"quantity", 2}}, as("bob-token"));
+    auto bob = client.post_json(target, {{"quantity", 2}}, as("Bearer bob-token"));
     ASSERT_EQ(bob.status, 200) << bob.body;
     EXPECT_TRUE(bob.header("idempotent-replayed").empty());
     EXPECT_EQ(stack.event_count(), 2);
-    // Alice's repeat is still a replay of her first answer.
-    auto again = client.post_json(target, {{"quantity", 1}}, as("alice-token"));
-    EXPECT_EQ(again.header("idempotent-replayed"), "true");
-    EXPECT_EQ(again.body, alice.body);
+    // Alice's repeat is a replay of her first answer however she spells the header.
+    for (const char* authorization : {"Bearer alice-token", "bearer alice-token",
+                                      "BEARER   alice-token  "}) {
+        SCOPED_TRACE(authorization);
+        auto again = client.post_json(target, {{"quantity", 1}}, as(authorization));
+        EXPECT_EQ(again.header("idempotent-replayed"), "true");
+        EXPECT_EQ(again.body, alice.body);
+    }
     EXPECT_EQ(stack.event_count(), 2);
 }
 

@@ -22,6 +22,7 @@
 #include "tests/support/http_client.hpp"
 #include "tests/support/problem.hpp"
 #include "tests/support/query_stack.hpp"
+#include "tests/support/tokens.hpp"
 
 // The Query API of docs/API.md over HTTP, against the query service on the reader role. The
 // read models are filled by the test directly (writer role), so that each test states
@@ -681,11 +682,16 @@ TEST(QueryApi, ServiceRunsOnTheReaderRoleThatCannotSeeTheEventStore) {
     // Read-only even where it can read.
     EXPECT_EQ(sqlstate_of("DELETE FROM read.orders"), "25006");
     EXPECT_EQ(sqlstate_of("SELECT count(*) FROM read.projection_progress"), "none");
+    // Not even in a read-write transaction may it change a dead letter: requests about them
+    // are the Command API's.
+    EXPECT_EQ(sqlstate_of("BEGIN READ WRITE; UPDATE read.dead_letters SET status = "
+                          "'skip_requested'; COMMIT"),
+              "42501");
 }
 
 TEST(QueryApi, TokensGuardTheQueryRoutes) {
     platform::http::ServerOptions options;
-    options.api_tokens = {"secret"};
+    options.tokens = testing::token_set({{"dashboard", "read", "secret"}});
     QueryStack stack{options};
     put_order(stack, {.order_id = "o-1"});
     auto client = stack.client();
@@ -701,7 +707,44 @@ TEST(QueryApi, TokensGuardTheQueryRoutes) {
             EXPECT_TRUE(is_problem(client.get(target, headers), 401, "unauthorized")) << target;
         }
     }
-    EXPECT_TRUE(is_ok(client.get("/v1/orders/o-1", {{"Authorization", "Bearer secret"}})));
+    EXPECT_TRUE(is_ok(client.get("/v1/orders/o-1", testing::bearer("secret"))));
+}
+
+TEST(QueryApi, EachScopeReachesOnlyItsOwnRoutes) {
+    platform::http::ServerOptions options;
+    options.tokens = testing::token_set({{"dashboard", "read", "read-token"},
+                                         {"operator", "admin", "admin-token"},
+                                         {"loader", "commands", "command-token"}});
+    QueryStack stack{options};
+    put_order(stack, {.order_id = "o-1"});
+    auto client = stack.client();
+    const std::vector<std::string> reads{"/v1/orders/o-1", "/v1/orders?customer_id=cust-1",
+                                         "/v1/inventory/sku-1", "/v1/accounts/acct-1",
+                                         "/v1/sagas/o-1", "/%761/orders/o-1"};
+    const std::vector<std::string> admin{"/v1/admin/projections", "/v1/admin/dead-letters"};
+    auto status = [&](const std::string& target, const std::string& token) {
+        return client.get(target, testing::bearer(token)).status;
+    };
+    for (const auto& target : reads) {
+        SCOPED_TRACE(target);
+        EXPECT_TRUE(is_problem(client.get(target, testing::bearer("command-token")), 403,
+                               "forbidden"));
+        EXPECT_TRUE(is_problem(client.get(target, testing::bearer("admin-token")), 403,
+                               "forbidden"));
+        EXPECT_NE(status(target, "read-token"), 403);
+    }
+    for (const auto& target : admin) {
+        SCOPED_TRACE(target);
+        EXPECT_TRUE(is_problem(client.get(target, testing::bearer("read-token")), 403,
+                               "forbidden"));
+        EXPECT_TRUE(is_problem(client.get(target, testing::bearer("command-token")), 403,
+                               "forbidden"));
+        EXPECT_EQ(status(target, "admin-token"), 200);
+    }
+    // Writes to dead letters are administration, whoever reads.
+    auto retry = client.request("POST", "/v1/admin/dead-letters/1/retry", "",
+                                testing::bearer("read-token"));
+    EXPECT_TRUE(is_problem(retry, 403, "forbidden"));
 }
 
 TEST(QueryApi, UnreachableDatabaseIsUnavailable) {

@@ -168,7 +168,7 @@ TEST(DeadLetters, SkipPolicyParksThePoisonGoesOnAndARetryAfterAFixAppliesItOnce)
     fixed = true;
     const auto id = letter.at("id").get<std::int64_t>();
     auto res =
-        stack.client().request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/retry");
+        stack.admin_client().request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/retry");
     ASSERT_EQ(res.status, 202) << res.body;
     EXPECT_EQ(res.json().at("status"), "retry_requested");
     ASSERT_TRUE(eventually(
@@ -176,7 +176,7 @@ TEST(DeadLetters, SkipPolicyParksThePoisonGoesOnAndARetryAfterAFixAppliesItOnce)
     EXPECT_EQ(applied(db), 12);
     EXPECT_EQ(applied_twice(db), 0) << "every event applied exactly once";
     // A settled letter takes no more requests.
-    EXPECT_EQ(stack.client()
+    EXPECT_EQ(stack.admin_client()
                   .request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/skip")
                   .status,
               409);
@@ -207,14 +207,33 @@ TEST(DeadLetters, HaltPolicyStopsThePartitionAtThePoisonUntilSkipped) {
               scalar(db.writer_url(), "SELECT global_position FROM ordo.events WHERE event_id = '" +
                                           events.event_ids[3] + "'"));
 
-    // Bad requests are refused with the field that is wrong.
-    EXPECT_EQ(stack.client().request("POST", "/v1/admin/dead-letters/abc/skip").status, 422);
-    EXPECT_EQ(stack.client().request("POST", "/v1/admin/dead-letters/999999/skip").status, 404);
+    // Bad requests are refused with the field that is wrong, and change nothing.
+    auto admin = stack.admin_client();
+    for (const auto& [target, body] : std::vector<std::pair<std::string, std::string>>{
+             {"/v1/admin/dead-letters/abc/skip", ""},
+             {"/v1/admin/dead-letters/0/skip", ""},
+             {"/v1/admin/dead-letters/-1/skip", ""},
+             {"/v1/admin/dead-letters/99999999999999999999/skip", ""},
+             {"/v1/admin/dead-letters/" + std::to_string(id) + "/skip?now=1", ""},
+             {"/v1/admin/dead-letters/" + std::to_string(id) + "/skip", "{\"force\":true}"},
+             {"/v1/admin/dead-letters/" + std::to_string(id) + "/skip", "nonsense"}}) {
+        SCOPED_TRACE(target + " " + body);
+        EXPECT_EQ(admin.request("POST", target, body).status, 422);
+    }
+    EXPECT_EQ(dead_letters(stack).at("dead_letters")[0].at("status"), "parked");
+    EXPECT_EQ(admin.request("POST", "/v1/admin/dead-letters/999999/skip").status, 404);
+    // The query service's old route points to the new one, for one release.
+    auto moved = stack.client().request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/skip");
+    EXPECT_EQ(moved.status, 308);
+    EXPECT_EQ(moved.header("location"), "http://127.0.0.1:" + std::to_string(stack.admin_port()) +
+                                            "/v1/admin/dead-letters/" + std::to_string(id) +
+                                            "/skip");
+    EXPECT_EQ(dead_letters(stack).at("dead_letters")[0].at("status"), "parked");
     EXPECT_EQ(stack.client().get("/v1/admin/dead-letters?status=lost").status, 422);
     EXPECT_EQ(stack.client().get("/v1/admin/dead-letters?limit=0").status, 422);
 
     auto res =
-        stack.client().request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/skip");
+        stack.admin_client().request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/skip");
     ASSERT_EQ(res.status, 202) << res.body;
     ASSERT_TRUE(eventually([&] { return applied(db) == 6; }));
     EXPECT_EQ(dead_letters(stack).at("dead_letters")[0].at("status"), "skipped");
@@ -375,7 +394,7 @@ TEST(DeadLetters, ASinkFailingOnEveryTrickledEventPausesThePartitionInsteadOfPar
     fixed = true;
     ASSERT_TRUE(eventually([&] { return applied(db) == 5; }));
     for (const auto& letter : parked()) {
-        auto res = stack.client().request(
+        auto res = stack.admin_client().request(
             "POST", "/v1/admin/dead-letters/" +
                         std::to_string(letter.at("id").get<std::int64_t>()) + "/retry");
         ASSERT_EQ(res.status, 202) << res.body;

@@ -2,6 +2,8 @@
 
 #include <pqxx/pqxx>
 
+#include "projections/dead_letters.hpp"
+
 namespace ordo::testing {
 
 QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std::string> reader_url)
@@ -11,8 +13,19 @@ QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std:
                .preparers = {&query::QueryService::prepare}}},
       writer_{{.url = db_.writer_url(), .size = 4, .name = "test"}},
       service_{reader_, kPartitions, platform::Logger::null_logger()} {
+    platform::http::Router admin;
+    projections::add_dead_letter_routes(admin, writer_, platform::Logger::null_logger());
+    auto admin_options = options;
+    admin_options.port = 0;
+    admin_options.component = "command";
+    admin_server_ = std::make_unique<platform::http::Server>(
+        admin_options, std::move(admin), platform::Logger::null_logger(), metrics_);
+    admin_server_->start();
+
     platform::http::Router router;
     service_.register_routes(router);
+    projections::add_dead_letter_redirects(
+        router, "http://127.0.0.1:" + std::to_string(admin_server_->port()));
     options.port = 0;
     if (options.worker_threads < 16) options.worker_threads = 16;
     server_ = std::make_unique<platform::http::Server>(options, std::move(router),
@@ -22,6 +35,7 @@ QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std:
 
 QueryStack::~QueryStack() {
     server_->stop(std::chrono::seconds(5));
+    admin_server_->stop(std::chrono::seconds(5));
 }
 
 void QueryStack::set_checkpoint(const std::string& projection, int partition,

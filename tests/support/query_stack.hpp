@@ -28,6 +28,10 @@ class QueryStack {
 
     std::uint16_t port() const { return server_->port(); }
     HttpClient client() const { return HttpClient{"127.0.0.1", port()}; }
+    // The Command API's dead-letter routes over the same database (writer role), where the
+    // query service's old routes redirect.
+    std::uint16_t admin_port() const { return admin_server_->port(); }
+    HttpClient admin_client() const { return HttpClient{"127.0.0.1", admin_port()}; }
     TestDatabase& database() { return db_; }
     int partitions() const { return kPartitions; }
     platform::pg::Pool& reader() { return reader_; }  // the service's pool
@@ -44,6 +48,7 @@ class QueryStack {
     platform::pg::Pool reader_;
     platform::pg::Pool writer_;
     query::QueryService service_;
+    std::unique_ptr<platform::http::Server> admin_server_;
     std::unique_ptr<platform::http::Server> server_;
 };
 

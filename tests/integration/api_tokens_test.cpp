@@ -1,0 +1,201 @@
+// `ordo serve command|query` with token files, and `ordo token new`, as real processes.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/conditions.hpp"
+#include "tests/support/http_client.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/test_database.hpp"
+
+namespace ordo::testing {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+// A private folder for one test's files, removed afterwards.
+class PrivateDir {
+   public:
+    PrivateDir() {
+        std::string pattern = (fs::temp_directory_path() / "ordo-tokens-XXXXXX").string();
+        if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+        path_ = pattern;
+    }
+    ~PrivateDir() {
+        std::error_code ignored;
+        fs::remove_all(path_, ignored);
+    }
+    fs::path operator/(const std::string& name) const { return path_ / name; }
+
+   private:
+    fs::path path_;
+};
+
+void write_file(const fs::path& path, const std::string& text, mode_t mode = 0600) {
+    std::ofstream{path, std::ios::trunc} << text;
+    ::chmod(path.c_str(), mode);
+}
+
+std::string read_file(const fs::path& path) {
+    std::ifstream in{path};
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+struct Issued {
+    std::string token;
+    std::string line;
+};
+
+// `ordo token new NAME --scopes SCOPES`, its output read back.
+Issued issue(const PrivateDir& dir, const std::string& name, const std::string& scopes) {
+    const auto out = dir / ("issued-" + name);
+    Process p{{"/bin/sh", "-c", "\"$0\" token new \"$1\" --scopes \"$2\" > \"$3\"", ordo_binary(),
+               name, scopes, out.string()}};
+    EXPECT_EQ(p.wait(30s), 0);
+    std::istringstream lines{read_file(out)};
+    Issued issued;
+    std::string line;
+    while (std::getline(lines, line)) {
+        if (line.rfind("token: ", 0) == 0) issued.token = line.substr(7);
+        if (line.rfind("line:  ", 0) == 0) issued.line = line.substr(7);
+    }
+    EXPECT_FALSE(issued.token.empty());
+    EXPECT_FALSE(issued.line.empty());
+    return issued;
+}
+
+std::map<std::string, std::string> service_env(TestDatabase& db) {
+    return {{"ORDO_DATABASE_URL", db.writer_url()},
+            {"ORDO_READER_URL", db.reader_url()},
+            {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+            {"ORDO_PARTITIONS", "4"},
+            {"ORDO_API_TOKENS", ""},
+            {"ORDO_API_TOKENS_FILE", ""},
+            {"ORDO_LOG_LEVEL", "warn"}};
+}
+
+bool healthy(std::uint16_t port) {
+    try {
+        HttpClient client{"127.0.0.1", port, 2s};
+        return client.get("/healthz").status == 200;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+TEST(ServeTokens, AServiceRefusesToStartWithoutTokensOrOpenBeyondLoopback) {
+    TestDatabase db;
+    PrivateDir dir;
+    const auto good = dir / "good";
+    write_file(good, issue(dir, "loader", "commands").line + "\n");
+    const auto shared = dir / "shared";
+    write_file(shared, read_file(good), 0666);
+    const auto raw = dir / "raw";
+    write_file(raw, "loader commands my-secret-token\n");
+    const auto empty = dir / "empty";
+    write_file(empty, "# nobody yet\n");
+
+    struct Case {
+        std::string why;
+        std::vector<std::string> args;
+        std::map<std::string, std::string> env;
+    };
+    for (const char* service : {"command", "query"}) {
+        const std::string loopback = "127.0.0.1:" + std::to_string(free_port());
+        for (const auto& c : std::vector<Case>{
+                 {"no tokens", {"--address", loopback}, {}},
+                 {"open beyond loopback", {"--insecure-no-auth", "--address", "0.0.0.0:1"}, {}},
+                 {"the old raw list", {"--address", loopback}, {{"ORDO_API_TOKENS", "secret"}}},
+                 {"a file others may write", {"--address", loopback},
+                  {{"ORDO_API_TOKENS_FILE", shared.string()}}},
+                 {"a raw token in the file", {"--address", loopback},
+                  {{"ORDO_API_TOKENS_FILE", raw.string()}}},
+                 {"a file without tokens", {"--address", loopback},
+                  {{"ORDO_API_TOKENS_FILE", empty.string()}}},
+                 {"a missing file", {"--address", loopback},
+                  {{"ORDO_API_TOKENS_FILE", (dir / "missing").string()}}}}) {
+            SCOPED_TRACE(std::string(service) + ": " + c.why);
+            auto env = service_env(db);
+            for (const auto& [k, v] : c.env) env[k] = v;
+            std::vector<std::string> argv{ordo_binary(), "serve", service};
+            argv.insert(argv.end(), c.args.begin(), c.args.end());
+            Process p{argv, env};
+            EXPECT_EQ(p.wait(60s), 2);
+        }
+    }
+}
+
+TEST(ServeTokens, AnIssuedTokenIsAdmittedAndRotatedWithAHangUp) {
+    TestDatabase db;
+    PrivateDir dir;
+    const Issued first = issue(dir, "loader", "commands");
+    const Issued second = issue(dir, "loader", "commands");
+    const Issued reader = issue(dir, "dashboard", "read");
+    const auto file = dir / "tokens";
+    write_file(file, first.line + "\n" + reader.line + "\n");
+
+    const auto port = free_port();
+    auto env = service_env(db);
+    env["ORDO_API_TOKENS_FILE"] = file.string();
+    Process service{{ordo_binary(), "serve", "command", "--address",
+                     "127.0.0.1:" + std::to_string(port)},
+                    env};
+    ASSERT_TRUE(eventually([&] { return healthy(port); }, 60s));
+
+    HttpClient client{"127.0.0.1", port};
+    auto receive = [&](const std::string& token) {
+        return client
+            .post_json("/v1/inventory/sku-1/receipts", {{"quantity", 1}},
+                       {{"Authorization", "Bearer " + token}})
+            .status;
+    };
+    EXPECT_EQ(receive(first.token), 200);
+    EXPECT_EQ(receive(second.token), 401);
+    EXPECT_EQ(receive(reader.token), 403);
+
+    // Rotation: the new token's line replaces the old one's, and a hang-up loads the file.
+    write_file(file, second.line + "\n" + reader.line + "\n");
+    service.signal(SIGHUP);
+    ASSERT_TRUE(eventually([&] { return receive(second.token) == 200; }, 30s));
+    EXPECT_EQ(receive(first.token), 401);
+
+    // A file that no longer loads leaves the tokens in force as they were.
+    const Issued probe = issue(dir, "probe", "commands");
+    write_file(file, probe.line + "\nloader commands not-a-hash\n");
+    service.signal(SIGHUP);
+    ASSERT_TRUE(eventually([&] {
+        return client.get("/metrics").body.find(
+                   "ordo_api_token_reloads_total{outcome=\"failed\"} 1") != std::string::npos;
+    }, 30s));
+    EXPECT_EQ(receive(second.token), 200);
+    EXPECT_EQ(receive(probe.token), 401);
+    EXPECT_EQ(service.wait(0ms), std::nullopt);  // and the service is still running
+
+    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM ordo.events"), 3);
+}
+
+TEST(ServeTokens, TokenNewRefusesBadNamesAndScopes) {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"bad name", "--scopes", "read"},
+             {"ok", "--scopes", "write"},
+             {"ok", "--scopes", ""},
+             {"ok"}}) {
+        std::vector<std::string> argv{ordo_binary(), "token", "new"};
+        argv.insert(argv.end(), args.begin(), args.end());
+        Process p{argv};
+        EXPECT_NE(p.wait(30s), 0) << args[0];
+    }
+}
+
+}  // namespace
+}  // namespace ordo::testing
