@@ -2,7 +2,8 @@
 # The two commands of the quick start:
 #   ./ordo.sh dev  [ordo dev flags]   install what is missing, build, run the whole stack
 #   ./ordo.sh test [ctest flags]      install what is missing, build, run every test
-# Also: ./ordo.sh build (install and build only).
+# Also: ./ordo.sh build (install and build only); ./ordo.sh fuzz [seconds] (every libFuzzer
+# target for that long, default 60; clang, in build-fuzz/).
 # ORDO_SANITIZE=1 builds with address and undefined-behaviour sanitizers (in build-asan/).
 set -euo pipefail
 
@@ -21,15 +22,47 @@ build_in() {  # build_in <dir> <ON|OFF sanitizers> [targets...] (default: everyt
     cmake --build "$dir" -- -j"$(nproc)" --quiet "$@"
 }
 
+# Runs every fuzz target (fuzz/corpus/<target>/ holds its seeds) for $1 seconds, with
+# address, undefined-behaviour and leak checks; its corpus grows in .ordo/fuzz/<target>/.
+# Prints executions and coverage per target; fails on any crash, leak or timeout.
+fuzz_all() {
+    local seconds=$1 dir=${ORDO_FUZZ_BUILD_DIR:-$root/build-fuzz} work=$root/.ordo/fuzz failed=0
+    if [[ ! -f $dir/build.ninja ]]; then
+        CXX=clang++-16 cmake -S "$root" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+            -DORDO_FUZZ=ON -DORDO_BUILD_TESTS=OFF >/dev/null
+    fi
+    cmake --build "$dir" -- -j"$(nproc)" --quiet
+    printf '%-18s %12s %8s %s\n' target executions coverage result
+    for corpus in "$root"/fuzz/corpus/*/; do
+        local target log
+        target=$(basename "$corpus")
+        log=$work/$target.log
+        mkdir -p "$work/$target"
+        if "$dir/fuzz/fuzz_$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+            -print_final_stats=1 -artifact_prefix="$work/$target-" "$work/$target" "$corpus" \
+            >"$log" 2>&1; then
+            result=ok
+        else
+            result="FAILED (see $log)"
+            failed=1
+        fi
+        printf '%-18s %12s %8s %s\n' "$target" \
+            "$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)" \
+            "$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)" "$result"
+    done
+    return "$failed"
+}
+
 # `dev` runs only the ordo binary, so it builds only that; `test` and `build` build all.
+# `fuzz` builds only the fuzz targets, in their own tree.
 targets=()
 [[ $command == dev ]] && targets=(ordo)
 if [[ ${ORDO_SANITIZE:-0} == 1 ]]; then
     build=${ORDO_BUILD_DIR:-$root/build-asan}
-    build_in "$build" ON "${targets[@]}"
+    [[ $command == fuzz ]] || build_in "$build" ON "${targets[@]}"
 else
     build=${ORDO_BUILD_DIR:-$root/build}
-    build_in "$build" OFF "${targets[@]}"
+    [[ $command == fuzz ]] || build_in "$build" OFF "${targets[@]}"
 fi
 
 case $command in
@@ -48,6 +81,11 @@ case $command in
         "$root/deploy/stack.sh" start
         trap '"$root/deploy/stack.sh" stop' EXIT
         ctest --test-dir "$build" --output-on-failure -j "${ORDO_TEST_JOBS:-4}" "$@"
+        # Every fuzz target for a bounded time (ORDO_TEST_FUZZ_SECONDS=0 skips this).
+        if [[ ${ORDO_TEST_FUZZ_SECONDS:-20} != 0 ]]; then
+            echo "fuzzing each target for ${ORDO_TEST_FUZZ_SECONDS:-20} s" >&2
+            fuzz_all "${ORDO_TEST_FUZZ_SECONDS:-20}"
+        fi
         # The unit and integration tests again under address and undefined-behaviour
         # sanitizers (ORDO_TEST_SANITIZE=0 skips this).
         if [[ ${ORDO_TEST_SANITIZE:-1} == 1 && ${ORDO_SANITIZE:-0} != 1 ]]; then
@@ -62,8 +100,11 @@ case $command in
         fi
         ;;
     build) ;;
+    fuzz)
+        fuzz_all "${1:-60}"
+        ;;
     *)
-        echo "usage: ordo.sh dev|test|build [args]" >&2
+        echo "usage: ordo.sh dev|test|build|fuzz [args]" >&2
         exit 2
         ;;
 esac

@@ -16,7 +16,9 @@ std::optional<nlohmann::json> parse_body(std::string_view body, std::string& err
             return true;
         };
         return nlohmann::json::parse(body, limit_depth);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {
+        // parse_error, and out_of_range for a number beyond a double ("1e999"), which the
+        // depth callback makes the parser throw too (found by fuzzing: it was a 500).
         error = e.what();
     } catch (const std::invalid_argument& e) {
         error = e.what();
@@ -105,7 +107,9 @@ const nlohmann::json* FieldReader::array(const char* name) {
 void FieldReader::only(std::initializer_list<std::string_view> known) {
     for (const auto& [key, value] : object_.items()) {
         if (std::find(known.begin(), known.end(), key) == known.end()) {
-            errors_.push_back({field(key.c_str()), "is not a known field"});
+            // A field named "" still gets a name a client can read in the answer.
+            errors_.push_back({key.empty() ? field("\"\"") : field(key.c_str()),
+                               "is not a known field"});
         }
     }
 }

@@ -10,6 +10,7 @@ packages=(
     postgresql-15 postgresql-client-15 nats-server
     prometheus prometheus-alertmanager
     wrk
+    clang-16 libfuzzer-16-dev
 )
 
 missing=()

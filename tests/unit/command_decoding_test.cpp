@@ -29,6 +29,9 @@ TEST(CommandDecoding, AReceiptAndADepositCarryTheirPathIds) {
     EXPECT_EQ(refused(decode_receive_stock("sku-1", {{"quantity", 0}, {"qty", 1}})),
               (std::vector<std::string>{"quantity", "qty"}));
     EXPECT_EQ(refused(decode_deposit("acct-1", json::object())), (std::vector<std::string>{"amount"}));
+    // Found by fuzzing: an empty field name is named too.
+    EXPECT_EQ(refused(decode_deposit("acct-1", {{"amount", 1}, {"", 1}})),
+              (std::vector<std::string>{"\"\""}));
 }
 
 TEST(CommandDecoding, AnOrderWithoutAnIdGetsANewOne) {
