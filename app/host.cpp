@@ -2,9 +2,11 @@
 
 #include <thread>
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -130,6 +132,28 @@ void reload_tokens_on_hangup(StopSignals& signals, platform::http::Server& serve
     });
 }
 
+void raise_file_limit(std::size_t needed, const platform::Logger& log) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur >= needed) return;
+    if (limit.rlim_cur == RLIM_INFINITY) return;
+    const rlim_t wanted =
+        limit.rlim_max == RLIM_INFINITY ? needed : std::min<rlim_t>(needed, limit.rlim_max);
+    if (wanted > limit.rlim_cur) {
+        limit.rlim_cur = wanted;
+        if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+            log.warn("could not raise the open-file limit",
+                     {{"needed", needed}, {"error", std::strerror(errno)}});
+            return;
+        }
+    }
+    if (wanted < needed) {
+        log.warn("the open-file limit is below what the connection caps need; raise the hard "
+                 "limit (LimitNOFILE=, ulimit -Hn)",
+                 {{"needed", needed}, {"limit", static_cast<std::uint64_t>(wanted)}});
+    }
+}
+
 std::unique_ptr<platform::http::Server> start_server(const std::string& address,
                                                      platform::http::ServerOptions options,
                                                      platform::http::Router router,
@@ -142,6 +166,7 @@ std::unique_ptr<platform::http::Server> start_server(const std::string& address,
     }
     options.address = parsed->first;
     options.port = parsed->second;
+    raise_file_limit(options.max_connections + kFilesBesideConnections, log);
     auto server =
         std::make_unique<platform::http::Server>(options, std::move(router), log, registry);
     try {

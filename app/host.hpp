@@ -59,7 +59,14 @@ void reload_tokens_on_hangup(StopSignals& signals, platform::http::Server& serve
 // True for an address on the loopback interface: 127.0.0.0/8, ::1, localhost.
 bool is_loopback(const std::string& host);
 
-// Starts the component's HTTP server on `address`; nullptr (logged) when it cannot listen.
+// Raises this process's soft open-file limit to `needed` (up to the hard limit; logged when
+// that is lower), so that the connection caps, not the limit, decide what is refused.
+void raise_file_limit(std::size_t needed, const platform::Logger& log);
+// Files a service opens beside its HTTP connections: database pools, NATS, logs.
+inline constexpr std::size_t kFilesBesideConnections = 512;
+
+// Starts the component's HTTP server on `address` (raising the open-file limit for its
+// connection cap); nullptr (logged) when it cannot listen.
 std::unique_ptr<platform::http::Server> start_server(const std::string& address,
                                                      platform::http::ServerOptions options,
                                                      platform::http::Router router,

@@ -24,6 +24,7 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "platform/connection_budget.hpp"
 #include "platform/otlp.hpp"
 
 namespace ordo::platform::http {
@@ -48,8 +49,10 @@ constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
 // Span attributes copied from a request are cut to this length.
 constexpr std::size_t kMaxSpanPathBytes = 1024;
 
-constexpr std::array kRejectReasons{"connection_limit", "queue_full", "too_large",
-                                    "header_too_large", "timeout",    "bad_request"};
+constexpr std::array kRejectReasons{"connection_limit", "client_connection_limit",
+                                    "queue_full",       "too_large",
+                                    "header_too_large", "timeout",
+                                    "bad_request"};
 
 char ascii_lower(char c) {
     return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
@@ -254,7 +257,7 @@ struct ServerState {
     metrics::Gauge& in_flight_;
     metrics::Gauge& connections_gauge_;
     std::atomic<bool> stopping_{false};
-    std::atomic<std::size_t> serving_{0};  // connections counted against max_connections
+    ConnectionBudget budget_{options_.max_connections, options_.max_connections_per_client};
 
     std::mutex histograms_mutex_;
     std::unordered_map<std::string, metrics::Histogram*> histograms_;
@@ -278,11 +281,14 @@ struct ServerState {
 // of its socket), so the state below needs no lock; workers hand results back by posting.
 class Connection : public std::enable_shared_from_this<Connection> {
    public:
-    Connection(ServerState& server, tcp::socket socket, bool counted)
+    Connection(ServerState& server, tcp::socket socket, std::string client,
+               ConnectionBudget::Verdict admission)
         : server_{server},
           socket_{std::move(socket)},
           timer_{socket_.get_executor()},
-          counted_{counted} {
+          client_{std::move(client)},
+          counted_{admission == ConnectionBudget::Verdict::admitted},
+          admission_{admission} {
         beast::error_code ec;
         auto peer = socket_.remote_endpoint(ec);
         if (!ec) remote_ = peer.address().to_string() + ":" + std::to_string(peer.port());
@@ -294,10 +300,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
     void start() {
-        if (!counted_) {
+        if (admission_ == ConnectionBudget::Verdict::over_total) {
             started_at_ = SteadyClock::now();
             trace_ = new_trace();
             reject("connection_limit", problem(503, "unavailable", "too many connections"));
+            return;
+        }
+        if (admission_ == ConnectionBudget::Verdict::over_client) {
+            started_at_ = SteadyClock::now();
+            trace_ = new_trace();
+            reject("client_connection_limit",
+                   problem(503, "unavailable", "too many connections from this address"));
             return;
         }
         wait_for_request();
@@ -720,7 +733,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         socket_.shutdown(tcp::socket::shutdown_both, ignored);
         socket_.close(ignored);
         if (counted_) {
-            server_.serving_.fetch_sub(1);
+            server_.budget_.release(client_);
             server_.connections_gauge_.add(-1);
         }
     }
@@ -747,7 +760,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ServerState& server_;
     tcp::socket socket_;
     net::steady_timer timer_;
-    bool counted_;
+    const std::string client_;  // the peer's address, without the port
+    const bool counted_;        // admitted: holds a place in the connection budget
+    const ConnectionBudget::Verdict admission_;
     std::string remote_;
     std::string caller_;  // the request's token name, for the request log line
 
@@ -791,13 +806,13 @@ void ServerState::on_accept(beast::error_code ec, tcp::socket socket) {
         });
         return;
     }
-    // Accepts run one at a time on the acceptor's strand, so check-then-add does not race.
-    bool counted = serving_.load() < options_.max_connections;
-    if (counted) {
-        serving_.fetch_add(1);
-        connections_gauge_.add(1);
-    }
-    auto connection = std::make_shared<Connection>(*this, std::move(socket), counted);
+    beast::error_code peer_ec;
+    auto peer = socket.remote_endpoint(peer_ec);
+    std::string client = peer_ec ? std::string{"unknown"} : peer.address().to_string();
+    auto admission = budget_.admit(client);
+    if (admission == ConnectionBudget::Verdict::admitted) connections_gauge_.add(1);
+    auto connection =
+        std::make_shared<Connection>(*this, std::move(socket), std::move(client), admission);
     add_connection(connection.get(), connection);
     net::dispatch(connection->executor(), [connection] { connection->start(); });
     do_accept();

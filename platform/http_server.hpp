@@ -29,6 +29,7 @@ struct ServerOptions {
     std::chrono::milliseconds read_timeout{10'000};  // whole request, from its first byte
     std::chrono::milliseconds idle_timeout{60'000};  // keep-alive wait for the next request
     std::size_t max_connections = 1024;
+    std::size_t max_connections_per_client = 256;  // from one client address
     // Null or empty: no authentication, every caller is "anonymous" and may use every route.
     // Otherwise each route's access (Router::add) is checked against the token's scopes.
     std::shared_ptr<const TokenSet> tokens;

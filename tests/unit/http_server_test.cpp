@@ -9,6 +9,11 @@
 #include <thread>
 #include <vector>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -400,6 +405,65 @@ TEST(HttpServer, RefusesConnectionsBeyondTheLimit) {
     }
     ASSERT_EQ(open.value(), 1);
     EXPECT_EQ(server.client().get("/healthz").status, 200);
+}
+
+// A connection from `source` (any 127.x.y.z is this host): sends `request` once, returns
+// everything read until the server closes or `kGenerous` passes. The fd stays open while
+// `hold` is set, so that the server keeps counting it.
+class RawConnection {
+   public:
+    RawConnection(const char* source, std::uint16_t port) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in from{};
+        from.sin_family = AF_INET;
+        ::inet_pton(AF_INET, source, &from.sin_addr);
+        sockaddr_in to{};
+        to.sin_family = AF_INET;
+        to.sin_port = htons(port);
+        ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+            ::connect(fd_, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+            throw std::runtime_error("cannot connect from " + std::string(source));
+        }
+        timeval tv{static_cast<time_t>(std::chrono::seconds(kGenerous).count()), 0};
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    ~RawConnection() { ::close(fd_); }
+    // Sends a keep-alive request and reads one response's status line and headers.
+    std::string exchange(const std::string& request) {
+        ::send(fd_, request.data(), request.size(), MSG_NOSIGNAL);
+        std::string out;
+        char buf[4096];
+        while (out.find("\r\n\r\n") == std::string::npos) {
+            auto n = ::recv(fd_, buf, sizeof buf, 0);
+            if (n <= 0) break;
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+        return out;
+    }
+
+   private:
+    int fd_ = -1;
+};
+
+TEST(HttpServer, OneClientAddressCannotTakeEveryConnection) {
+    ServerOptions options;
+    options.max_connections = 8;
+    options.max_connections_per_client = 2;
+    TestServer server{test_router(), options};
+    const std::string get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    RawConnection a1{"127.0.0.2", server.port()}, a2{"127.0.0.2", server.port()};
+    ASSERT_EQ(a1.exchange(get).rfind("HTTP/1.1 200", 0), 0U);
+    ASSERT_EQ(a2.exchange(get).rfind("HTTP/1.1 200", 0), 0U);
+
+    RawConnection a3{"127.0.0.2", server.port()};
+    auto refused = a3.exchange(get);
+    EXPECT_EQ(refused.rfind("HTTP/1.1 503", 0), 0U) << refused;
+    EXPECT_EQ(server.rejected("client_connection_limit"), 1);
+    // Another address is still served while the first holds its two.
+    RawConnection b1{"127.0.0.3", server.port()};
+    EXPECT_EQ(b1.exchange(get).rfind("HTTP/1.1 200", 0), 0U);
+    EXPECT_EQ(server.rejected("connection_limit"), 0);
 }
 
 TEST(HttpServer, FullWorkerQueueAnswersUnavailable) {

@@ -1,9 +1,10 @@
-// `ordo serve command|query` with token files, and `ordo token new`, as real processes.
+// `ordo serve command|query` as real processes: token files, `ordo token new`, limits.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -195,6 +196,34 @@ TEST(ServeTokens, TokenNewRefusesBadNamesAndScopes) {
         Process p{argv};
         EXPECT_NE(p.wait(30s), 0) << args[0];
     }
+}
+
+// The "Max open files" soft and hard limits of a running process.
+std::optional<std::pair<long, long>> open_file_limits(pid_t pid) {
+    std::istringstream limits{read_file("/proc/" + std::to_string(pid) + "/limits")};
+    std::string line;
+    while (std::getline(limits, line)) {
+        if (line.rfind("Max open files", 0) != 0) continue;
+        std::istringstream fields{line.substr(14)};
+        long soft = 0, hard = 0;
+        if (fields >> soft >> hard) return std::pair{soft, hard};
+    }
+    return std::nullopt;
+}
+
+TEST(ServeLimits, TheOpenFileLimitIsRaisedToWhatTheConnectionCapNeeds) {
+    TestDatabase db;
+    const auto port = free_port();
+    // Started with a soft limit far below the cap of 1024 connections.
+    Process service{{"/bin/bash", "-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", ordo_binary(),
+                     "serve", "command", "--insecure-no-auth", "--address",
+                     "127.0.0.1:" + std::to_string(port)},
+                    service_env(db)};
+    ASSERT_TRUE(eventually([&] { return healthy(port); }, 60s));
+    auto limits = open_file_limits(service.pid());
+    ASSERT_TRUE(limits);
+    EXPECT_GE(limits->first, std::min(1024L + 512L, limits->second));
+    EXPECT_GT(limits->first, 256);
 }
 
 }  // namespace
