@@ -49,10 +49,15 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
     auto next_expiry = std::chrono::steady_clock::now() + std::chrono::minutes(1);
     while (!signals.wait_for(std::chrono::seconds(1))) {
         if (std::chrono::steady_clock::now() < next_expiry) continue;
-        next_expiry += std::chrono::hours(1);
+        next_expiry += std::chrono::minutes(5);
         try {
-            // Idempotency keys are promised for at least 24 hours; keep them for 48.
-            executor.expire(std::chrono::hours(48));
+            // Idempotency keys are promised for at least 24 hours; keep them for 48. Small
+            // batches every few minutes keep up with any rate the service can append at.
+            auto expired = executor.expire(std::chrono::hours(48));
+            if (expired.records > 0) {
+                log.info("idempotency keys expired",
+                         {{"records", expired.records}, {"batches", expired.batches}});
+            }
         } catch (const std::exception& e) {
             log.warn("could not expire old idempotency keys", {{"error", e.what()}});
         }

@@ -107,14 +107,29 @@ Reply Executor::run(const std::string& stream, const std::optional<Dedup>& dedup
     }
 }
 
-std::int64_t Executor::expire(std::chrono::hours age) {
-    return pool_.transact([&](pqxx::work& txn) {
-        return static_cast<std::int64_t>(
-            txn.exec_params("DELETE FROM ordo.command_log WHERE created_at < now() - "
-                            "make_interval(hours => $1)",
-                            static_cast<int>(age.count()))
-                .affected_rows());
+Executor::Expired Executor::expire(std::chrono::hours age, std::int64_t batch) {
+    // One cutoff for the whole run: keys recorded meanwhile are not its business.
+    const auto cutoff = pool_.transact<pqxx::nontransaction>([&](auto& txn) {
+        return txn
+            .exec_params1("SELECT (now() - make_interval(hours => $1))::text",
+                          static_cast<int>(age.count()))[0]
+            .template as<std::string>();
     });
+    Expired expired;
+    for (;;) {
+        auto deleted = pool_.transact([&](pqxx::work& txn) {
+            return static_cast<std::int64_t>(
+                txn.exec_params(
+                       "DELETE FROM ordo.command_log WHERE key IN (SELECT key FROM "
+                       "ordo.command_log WHERE created_at < $1::timestamptz ORDER BY created_at "
+                       "LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                       cutoff, batch)
+                    .affected_rows());
+        });
+        ++expired.batches;
+        expired.records += deleted;
+        if (deleted < batch) return expired;
+    }
 }
 
 }  // namespace ordo::command

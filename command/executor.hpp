@@ -73,8 +73,14 @@ class Executor {
     Reply run(const std::string& stream, const std::optional<Dedup>& dedup,
               const std::function<Reply(pqxx::transaction_base&)>& unit);
 
-    // Deletes dedup records older than `age`; returns how many.
-    std::int64_t expire(std::chrono::hours age);
+    // Deletes dedup records older than `age`, in transactions of at most `batch` rows each
+    // (oldest first), so that expiry never holds a long transaction or a large lock set
+    // however many keys have piled up, and keeps going until none older is left.
+    struct Expired {
+        std::int64_t records = 0;
+        int batches = 0;
+    };
+    Expired expire(std::chrono::hours age, std::int64_t batch = 5000);
 
    private:
     platform::pg::Pool& pool_;

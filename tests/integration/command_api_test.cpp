@@ -1142,6 +1142,34 @@ TEST(CommandApi, OnlyATokenWithTheCommandsScopeMayCommand) {
     EXPECT_EQ(events[0].metadata.value("actor", ""), "loader") << events[0].metadata.dump();
 }
 
+TEST(CommandApi, OldIdempotencyKeysExpireInBoundedBatchesAndNewOnesStay) {
+    CommandStack stack;
+    auto client = stack.client();
+    // 25 old keys (their rows aged by hand) and 3 recent ones.
+    for (int i = 0; i < 28; ++i) {
+        auto res = client.post_json("/v1/inventory/sku-1/receipts", {{"quantity", 1}},
+                                    {{"Idempotency-Key", "k-" + std::to_string(i)}});
+        ASSERT_EQ(res.status, 200) << res.body;
+    }
+    const auto& url = stack.database().writer_url();
+    scalar(url,
+           "WITH old AS (UPDATE ordo.command_log SET created_at = now() - interval '49 hours' "
+           "WHERE key IN (SELECT key FROM ordo.command_log ORDER BY key LIMIT 25) RETURNING 1) "
+           "SELECT count(*) FROM old");
+    ASSERT_EQ(scalar(url, "SELECT count(*) FROM ordo.command_log WHERE created_at < now() - "
+                          "interval '48 hours'"),
+              25);
+
+    auto expired = stack.executor().expire(std::chrono::hours(48), 10);
+    EXPECT_EQ(expired.records, 25);
+    EXPECT_EQ(expired.batches, 3);  // 10 + 10 + 5
+    EXPECT_EQ(scalar(url, "SELECT count(*) FROM ordo.command_log"), 3);
+    // Nothing left to do is one empty batch.
+    auto again = stack.executor().expire(std::chrono::hours(48), 10);
+    EXPECT_EQ(again.records, 0);
+    EXPECT_EQ(again.batches, 1);
+}
+
 TEST(CommandApi, IdempotencyKeysBelongToTheTokensName) {
     platform::http::ServerOptions options;
     options.tokens = testing::token_set({{"alice", "commands", "alice-token"},

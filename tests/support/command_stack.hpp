@@ -27,6 +27,7 @@ class CommandStack {
     TestDatabase& database() { return db_; }
     platform::pg::Pool& pool() { return pool_; }
     command::CommandService& service() { return service_; }
+    command::Executor& executor() { return executor_; }
     platform::metrics::Registry& metrics() { return metrics_; }
 
     // Number of events in the store; for checking that bad requests append nothing.
