@@ -116,6 +116,17 @@ Response CommandService::run_http(
         return problem(422, "idempotency_key_reused", e.what());
     } catch (const eventstore::ConcurrencyConflict&) {
         return problem(503, "unavailable", "the stream is busy; retry shortly");
+    } catch (const platform::OutcomeUnknown& e) {
+        log_.log(platform::LogLevel::warn, "command outcome unknown", request.trace,
+                 {{"stream", stream}, {"error", e.what()}});
+        return problem(503, "outcome_unknown",
+                       key ? "the connection to the event store broke while the command was "
+                             "committing: it may or may not have taken effect; repeat it with "
+                             "the same Idempotency-Key to learn which"
+                           : "the connection to the event store broke while the command was "
+                             "committing: it may or may not have taken effect; read the "
+                             "resource before repeating it (an Idempotency-Key makes a repeat "
+                             "safe)");
     } catch (const platform::Overloaded& e) {
         log_.log(platform::LogLevel::warn, "command not started", request.trace,
                  {{"stream", stream}, {"error", e.what()}});

@@ -24,6 +24,14 @@ class Overloaded : public Unavailable {
     using Unavailable::Unavailable;
 };
 
+// The work was sent and its commit may or may not have happened: the connection broke while
+// the commit was under way. Only the store can tell; a client repeats the request under the
+// same idempotency key (or command id) to learn the outcome without doing it twice.
+class OutcomeUnknown : public Unavailable {
+   public:
+    using Unavailable::Unavailable;
+};
+
 // Input that can never succeed, whatever the retry.
 class InvalidInput : public std::runtime_error {
    public:

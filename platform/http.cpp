@@ -38,6 +38,7 @@ constexpr std::array kProblemTypes{
     ProblemType{"internal", 500, "Internal error"},
     ProblemType{"unavailable", 503, "Service unavailable"},
     ProblemType{"projection_lagging", 503, "Projection lagging"},
+    ProblemType{"outcome_unknown", 503, "Outcome unknown"},
 };
 
 const ProblemType* find_problem_type(std::string_view type) {
@@ -100,7 +101,9 @@ Response problem(int status, std::string type, std::string detail, std::vector<F
     }
     Response r = Response::json(status, body);
     r.content_type = "application/problem+json";
-    if (type == "unavailable") r.headers.emplace_back("Retry-After", "1");
+    if (type == "unavailable" || type == "outcome_unknown") {
+        r.headers.emplace_back("Retry-After", "1");
+    }
     return r;
 }
 

@@ -125,6 +125,8 @@ bool Pool::is_connection_failure(const std::exception_ptr& error) {
         return true;
     } catch (const pqxx::in_doubt_error&) {
         return true;
+    } catch (const OutcomeUnknown&) {  // an in_doubt_error, as commit() reports it
+        return true;
     } catch (const pqxx::sql_error& e) {
         const auto& state = e.sqlstate();
         return state.rfind("08", 0) == 0 || state.rfind("57P", 0) == 0;

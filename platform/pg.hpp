@@ -85,10 +85,10 @@ class Pool {
             Txn txn{*lease};
             if constexpr (std::is_void_v<decltype(work(txn))>) {
                 work(txn);
-                txn.commit();
+                commit(txn);
             } else {
                 auto result = work(txn);
-                txn.commit();
+                commit(txn);
                 return result;
             }
         } catch (...) {
@@ -103,6 +103,18 @@ class Pool {
     const PoolOptions& options() const { return options_; }
 
     static bool is_connection_failure(const std::exception_ptr& error);
+
+    // Commits; a connection lost during the commit throws OutcomeUnknown (the connection is
+    // then discarded by transact, as a connection failure).
+    template <class Txn>
+    static void commit(Txn& txn) {
+        try {
+            txn.commit();
+        } catch (const pqxx::in_doubt_error& e) {
+            std::throw_with_nested(OutcomeUnknown(
+                std::string{"the connection broke during the commit: "} + e.what()));
+        }
+    }
 
    private:
     // A caller waiting for a connection. The releaser hands it a connection, or the right

@@ -1142,6 +1142,36 @@ TEST(CommandApi, OnlyATokenWithTheCommandsScopeMayCommand) {
     EXPECT_EQ(events[0].metadata.value("actor", ""), "loader") << events[0].metadata.dump();
 }
 
+TEST(CommandApi, ACommitWhoseOutcomeIsUnknownSaysSoAndARepeatWithTheKeyResolvesIt) {
+    CommandStack stack;
+    auto client = stack.client();
+    // The session that commits an event of this stream ends itself during the commit: a
+    // deferred trigger runs at COMMIT and terminates its own backend.
+    const auto& admin = stack.database().admin_url();
+    scalar(admin,
+           "CREATE FUNCTION ordo.end_session_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+           "$$ BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$");
+    scalar(admin,
+           "CREATE CONSTRAINT TRIGGER doom AFTER INSERT ON ordo.events DEFERRABLE INITIALLY "
+           "DEFERRED FOR EACH ROW WHEN (NEW.stream_id = 'inventory-doomed') EXECUTE FUNCTION "
+           "ordo.end_session_at_commit()");
+    const HttpHeaders key{{"Idempotency-Key", "k-doomed"}};
+    auto res = client.post_json("/v1/inventory/doomed/receipts", {{"quantity", 1}}, key);
+    EXPECT_TRUE(is_problem(res, 503, "outcome_unknown"));
+    EXPECT_EQ(res.header("retry-after"), "1");
+    EXPECT_NE(res.json().at("detail").get<std::string>().find("same Idempotency-Key"),
+              std::string::npos);
+    EXPECT_EQ(stack.event_count(), 0);  // here the commit did not happen
+
+    // The store is well again: the repeat under the key does it, once.
+    scalar(admin, "DROP TRIGGER doom ON ordo.events");
+    auto again = client.post_json("/v1/inventory/doomed/receipts", {{"quantity", 1}}, key);
+    EXPECT_TRUE(is_accepted(again, 200, "inventory-doomed", 1));
+    auto repeat = client.post_json("/v1/inventory/doomed/receipts", {{"quantity", 1}}, key);
+    EXPECT_EQ(repeat.header("idempotent-replayed"), "true");
+    EXPECT_EQ(stack.event_count(), 1);
+}
+
 TEST(CommandApi, OldIdempotencyKeysExpireInBoundedBatchesAndNewOnesStay) {
     CommandStack stack;
     auto client = stack.client();
