@@ -14,5 +14,14 @@ start_stack() {
     set +a
 }
 
-# A stack URL ($1, naming the database ordo) for the benchmark's database, $db.
-db_url() { echo "${1%%/ordo\?*}/$db?${1#*\?}"; }
+# A stack URL without its password: libpq finds that in PGPASSFILE (stack.env names it),
+# so that no password appears on a command line.
+no_password() { sed -E 's#^(postgresql://[^:/@]+):[^@]*@#\1@#' <<<"$1"; }
+
+# A stack URL ($1, naming the database ordo) for the benchmark's database, $db, without
+# its password.
+db_url() {
+    local url
+    url=$(no_password "$1")
+    echo "${url%%/ordo\?*}/$db?${url#*\?}"
+}

@@ -40,9 +40,18 @@ fi
 
 # The data folder must be reachable by the cluster's owner; a checkout under a private
 # home folder is not, so fall back to a folder keyed by the stack's path.
+# The fallback's name is random (mktemp) and recorded in the stack folder, so that nobody can
+# prepare it in the shared temporary folder beforehand; a recorded folder is used again only
+# while it is still a real folder of ours.
 pg_home="$dir/pg"
 if [[ $(id -u) -eq 0 ]] && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
-    pg_home="/var/tmp/ordo-stack-$(printf '%s' "$dir" | md5sum | cut -c1-12)/pg"
+    fallback=$(cat "$dir/pg-home" 2>/dev/null || true)
+    if [[ -z $fallback || -L $fallback || ! -d $fallback || $(stat -c %u "$fallback") != 0 ]]; then
+        fallback=$(mktemp -d /var/tmp/ordo-stack-XXXXXXXXXX)
+        chmod 711 "$fallback"  # the cluster's owner passes through; nobody lists it
+        printf '%s\n' "$fallback" >"$dir/pg-home"
+    fi
+    pg_home="$fallback/pg"
 fi
 pgdata="$pg_home/data"
 pgrun="$pg_home/run"
@@ -89,7 +98,7 @@ pg_init() {
     chown -R "$pg_user" "$pg_home"
     chmod 700 "$pgdata"
     local pwfile="$pg_home/.pw"
-    printf '%s\n' "$admin" >"$pwfile"
+    (umask 077 && printf '%s\n' "$admin" >"$pwfile")
     chown "$pg_user" "$pwfile"
     as_pg "$pg_bin/initdb" -D "$pgdata" -U postgres --pwfile="$pwfile" -E UTF8 --no-locale \
         --auth-host=scram-sha-256 --auth-local=scram-sha-256 >/dev/null
@@ -120,9 +129,13 @@ pg_start() {
             || { tail -20 "$pg_home/postgres.log" >&2; die "PostgreSQL did not start"; }
     fi
     wait_for PostgreSQL 60 pg_ready
-    PGPASSWORD=$admin psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -qAt \
-        -v ON_ERROR_STOP=1 -v migrator_password="$migrator" -v writer_password="$writer" \
-        -v reader_password="$reader" -f "$root/deploy/postgres/roles.sql" >/dev/null
+    # The roles' passwords go in on standard input, never on a command line.
+    {
+        printf "\\set migrator_password '%s'\n\\set writer_password '%s'\n" "$migrator" "$writer"
+        printf "\\set reader_password '%s'\n" "$reader"
+        cat "$root/deploy/postgres/roles.sql"
+    } | PGPASSWORD=$admin psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -qAt \
+        -v ON_ERROR_STOP=1 -f - >/dev/null
 }
 
 pg_stop() {
@@ -191,7 +204,16 @@ ORDO_NATS_URL=nats://127.0.0.1:$nats_port
 ORDO_NATS_PORT=$nats_port
 ORDO_NATS_MONITOR_PORT=$nats_monitor_port
 ORDO_STACK_DIR=$dir
+PGPASSFILE=$dir/pgpass
 ENV
+    # The same passwords for libpq, so that scripts can pass URLs without them on command
+    # lines (psql, pgbench, ordo migrate --database-url).
+    cat >"$dir/pgpass" <<PASS
+127.0.0.1:$pg_port:*:postgres:$admin
+127.0.0.1:$pg_port:*:ordo_migrator:$migrator
+127.0.0.1:$pg_port:*:ordo_writer:$writer
+127.0.0.1:$pg_port:*:ordo_reader:$reader
+PASS
 }
 
 ensure_secrets
@@ -209,7 +231,7 @@ case ${1:-} in
         pg_running && say "PostgreSQL running on 127.0.0.1:$pg_port" || say "PostgreSQL stopped"
         nats_running && say "nats-server running on 127.0.0.1:$nats_port" || say "nats-server stopped"
         ;;
-    wipe) nats_stop; pg_stop; rm -rf "$dir" "$(dirname "$pg_home")/pg"; say "wiped $dir" ;;
+    wipe) nats_stop; pg_stop; rm -rf "$(dirname "$pg_home")/pg" "$dir"; [[ $pg_home == "$dir/pg" ]] || rm -rf "$(dirname "$pg_home")"; say "wiped $dir" ;;
     pg-stop) pg_stop ;;
     pg-start) pg_start ;;
     pg-kill) pg_kill ;;

@@ -2,6 +2,8 @@
 // a custom script into a table of the same shape), measured in the same run on the same
 // cluster, with the ratio. Run through bench/append/run.sh.
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <thread>
@@ -71,8 +73,22 @@ double measure_ordo(platform::pg::Pool& pool, eventstore::AppendNotifier& notifi
 }
 
 // pgbench with a custom INSERT script; returns rows per second.
+// The URL without its password, for a command line: pgbench finds the password in
+// PGPASSFILE, which the stack's settings name.
+std::string without_password(const std::string& url) {
+    auto scheme = url.find("://");
+    auto at = url.find('@');
+    if (scheme == std::string::npos || at == std::string::npos) return url;
+    auto colon = url.find(':', scheme + 3);
+    if (colon == std::string::npos || colon > at) return url;
+    return url.substr(0, colon) + url.substr(at);
+}
+
 double measure_raw(const std::string& url, const Scenario& s, int seconds) {
-    std::string script = "/tmp/ordo-bench-insert-" + std::to_string(::getpid()) + ".sql";
+    // A private folder of a random name for the script, not a guessable path in /tmp.
+    std::string folder = (std::filesystem::temp_directory_path() / "ordo-bench-XXXXXX").string();
+    if (!::mkdtemp(folder.data())) throw std::runtime_error("cannot create a private folder");
+    const std::string script = folder + "/insert.sql";
     {
         std::ofstream out{script};
         out << "\\set s random(1, 1000000000000000)\n"
@@ -86,7 +102,7 @@ double measure_raw(const std::string& url, const Scenario& s, int seconds) {
     }
     std::string cmd = "pgbench -n -f " + script + " -c " + std::to_string(s.writers) + " -j " +
                       std::to_string(std::min(s.writers, 4)) + " -T " + std::to_string(seconds) +
-                      " '" + url + "' 2>&1";
+                      " '" + without_password(url) + "' 2>&1";
     std::FILE* pipe = ::popen(cmd.c_str(), "r");
     if (!pipe) throw std::runtime_error("cannot run pgbench");
     char line[512];
@@ -99,7 +115,7 @@ double measure_raw(const std::string& url, const Scenario& s, int seconds) {
     while (std::fgets(line, sizeof line, pipe)) {
     }
     ::pclose(pipe);
-    std::remove(script.c_str());
+    std::filesystem::remove_all(folder);
     if (tps == 0) throw std::runtime_error("pgbench failed:\n" + all);
     return tps * s.batch;
 }

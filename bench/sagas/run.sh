@@ -37,7 +37,7 @@ done
 
 start_stack
 
-admin_psql() { psql "$ORDO_PG_ADMIN_URL" -qAtc "$1"; }
+admin_psql() { psql "$(no_password "$ORDO_PG_ADMIN_URL")" -qAtc "$1"; }
 free_port() {  # a random port below the ephemeral range that nothing listens on
     local port
     while :; do
