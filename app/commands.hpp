@@ -32,8 +32,9 @@ struct ServeOptions {
     std::string tokens_file;  // ORDO_API_TOKENS_FILE; see platform/api_tokens.hpp
     bool insecure_no_auth = false;
     std::size_t pool_size = 16;
-    // query: where the Command API answers, for the 308s of the moved dead-letter routes
-    std::string command_url = "http://127.0.0.1:8080";
+    // query: where the Command API answers, for the 308s of the moved dead-letter routes;
+    // https, or http on a loopback address. Empty: they answer 410.
+    std::string command_url;
 };
 
 int run_serve(const ServeOptions& options, const platform::Logger& log);

@@ -64,6 +64,9 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
+    // A closed terminal stops everything too: the services take SIGHUP as "reload", so
+    // without this they would outlive the `ordo dev` that started them.
+    sigaddset(&stop_signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
     if (run_to_end({"/bin/bash", options.stack_script, "start"}) != 0) {
@@ -87,8 +90,11 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     }
 
     // The query service redirects the moved admin routes to wherever the Command API is.
-    if (auto address = platform::env("ORDO_COMMAND_ADDR"); address && !platform::env("ORDO_COMMAND_URL")) {
-        ::setenv("ORDO_COMMAND_URL", ("http://" + *address).c_str(), 1);
+    if (!platform::env("ORDO_COMMAND_URL")) {
+        auto address = platform::env("ORDO_COMMAND_ADDR").value_or("127.0.0.1:8080");
+        if (address.rfind("127.", 0) == 0) {  // plain http only on loopback
+            ::setenv("ORDO_COMMAND_URL", ("http://" + address).c_str(), 1);
+        }
     }
 
     std::vector<Child> children;
@@ -114,7 +120,7 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     for (;;) {
         timespec tick{0, 200'000'000};
         int sig = sigtimedwait(&stop_signals, nullptr, &tick);
-        if (sig == SIGINT || sig == SIGTERM) break;
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) break;
         int status = 0;
         pid_t done;
         while ((done = waitpid(-1, &status, WNOHANG)) > 0) {

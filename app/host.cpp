@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -49,25 +50,64 @@ std::optional<std::pair<std::string, std::uint16_t>> parse_address(const std::st
     return std::pair{address.substr(0, colon), port};
 }
 
+bool is_safe_redirect_base(const std::string& url) {
+    if (url.rfind("https://", 0) == 0) return url.size() > 8;
+    if (url.rfind("http://", 0) != 0) return false;
+    auto authority = url.substr(7, url.find('/', 7) == std::string::npos ? std::string::npos
+                                                                         : url.find('/', 7) - 7);
+    auto host = authority.substr(0, authority.rfind(':'));
+    if (host == "[::1]") return true;
+    return is_loopback(host);
+}
+
 bool is_loopback(const std::string& host) {
-    return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+    return host == "::1" || host.rfind("127.", 0) == 0;
 }
 
 namespace {
 
 // Loads the token file, refusing one that others could write: whoever can add a line can
-// let themselves in.
+// let themselves in. The checks are made on the open file (fstat), not on its name, so the
+// file read is the file checked. Replace the file by rename for a reload to see either the
+// old or the new one whole.
 platform::http::TokenSet load_token_file(const std::string& file) {
-    struct stat st {};
-    if (::stat(file.c_str(), &st) != 0) {
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         throw std::runtime_error("cannot read the token file " + file + ": " +
                                  std::strerror(errno));
     }
-    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-        throw std::runtime_error("the token file " + file +
-                                 " is writable by others; chmod go-w it (0600 or 0644)");
+    std::string text;
+    try {
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) throw std::runtime_error(std::strerror(errno));
+        if (!S_ISREG(st.st_mode)) throw std::runtime_error("it is not a regular file");
+        if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
+            throw std::runtime_error("it belongs to another user; it must be root's or this "
+                                     "service's");
+        }
+        if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+            throw std::runtime_error("it is writable by others; chmod go-w it (0600 or 0644)");
+        }
+        char buf[4096];
+        for (;;) {
+            auto n = ::read(fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) throw std::runtime_error(std::strerror(errno));
+            if (n == 0) break;
+            text.append(buf, static_cast<std::size_t>(n));
+            if (text.size() > (1U << 20)) throw std::runtime_error("it is larger than 1 MiB");
+        }
+    } catch (const std::runtime_error& e) {
+        ::close(fd);
+        throw std::runtime_error("the token file " + file + " is refused: " + e.what());
     }
-    auto set = platform::http::TokenSet::load(file);
+    ::close(fd);
+    platform::http::TokenSet set;
+    try {
+        set = platform::http::TokenSet::parse(text);
+    } catch (const platform::http::TokenFileError& e) {
+        throw std::runtime_error(file + ": " + e.what());
+    }
     if (set.empty()) throw std::runtime_error("the token file " + file + " has no tokens");
     return set;
 }

@@ -56,7 +56,12 @@ void reload_tokens_on_hangup(StopSignals& signals, platform::http::Server& serve
                              const std::string& file, const platform::Logger& log,
                              platform::metrics::Registry& registry);
 
-// True for an address on the loopback interface: 127.0.0.0/8, ::1, localhost.
+// A base URL clients may be redirected to with their token: https, or http to a loopback
+// address ("http://127.0.0.1:8080").
+bool is_safe_redirect_base(const std::string& url);
+
+// True for an address on the loopback interface: 127.0.0.0/8 or ::1 (the server listens on
+// addresses, not names).
 bool is_loopback(const std::string& host);
 
 // Raises this process's soft open-file limit to `needed` (up to the hard limit; logged when

@@ -233,9 +233,9 @@ int main(int argc, char** argv) {
                           "Serve /v1 routes without tokens (loopback addresses only)");
     serve_query
         ->add_option("--command-url", query_options.command_url,
-                     "Base URL of the Command API, where moved admin routes redirect")
-        ->envname("ORDO_COMMAND_URL")
-        ->capture_default_str();
+                     "Base URL of the Command API (https, or http on loopback), where moved "
+                     "admin routes redirect")
+        ->envname("ORDO_COMMAND_URL");
     serve_query->add_option("--partitions", query_partitions, "Partitions (P) of the projections")
         ->envname("ORDO_PARTITIONS")
         ->check(CLI::Range(1, 1024))

@@ -5,9 +5,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <set>
-#include <sstream>
 
 namespace ordo::platform::http {
 namespace {
@@ -15,8 +12,14 @@ namespace {
 constexpr std::pair<std::string_view, Access> kScopes[] = {
     {"commands", Access::commands}, {"read", Access::read}, {"admin", Access::admin}};
 
+// Names Ordo itself writes as an actor or a caller; a token may not pass for them.
+constexpr std::string_view kReservedNames[] = {"anonymous", "saga"};
+
 bool is_name(std::string_view s) {
     if (s.empty() || s.size() > 64 || s == "." || s == "..") return false;
+    for (auto reserved : kReservedNames) {
+        if (s == reserved) return false;
+    }
     for (char c : s) {
         bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                   c == '.' || c == '_' || c == '-';
@@ -42,6 +45,9 @@ std::optional<Sha256> parse_hex(std::string_view hex) {
     }
     return out;
 }
+
+constexpr std::string_view kNameRule =
+    "a name is 1 to 64 of A-Z a-z 0-9 . _ - (not . or .., anonymous or saga)";
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
@@ -123,7 +129,6 @@ TokenFileError::TokenFileError(std::size_t line_number, const std::string& what)
 
 TokenSet TokenSet::parse(std::string_view text) {
     TokenSet set;
-    std::set<std::string, std::less<>> names;
     std::size_t number = 0, start = 0;
     while (start < text.size()) {
         auto end = text.find('\n', start);
@@ -138,10 +143,7 @@ TokenSet TokenSet::parse(std::string_view text) {
             throw TokenFileError(number, "expected three fields: name, scopes, SHA-256 of the token");
         }
         if (!is_name(fields[0])) {
-            throw TokenFileError(number, "a name is 1 to 64 of A-Z a-z 0-9 . _ - (not . or ..)");
-        }
-        if (names.count(fields[0])) {
-            throw TokenFileError(number, "the name " + std::string(fields[0]) + " is used twice");
+            throw TokenFileError(number, std::string(kNameRule));
         }
         auto scopes = parse_scopes(fields[1]);
         if (!scopes) {
@@ -157,26 +159,17 @@ TokenSet TokenSet::parse(std::string_view text) {
             if (e.digest == *digest) {
                 throw TokenFileError(number, "the same token as " + e.name);
             }
+            // One name may hold two tokens while one replaces the other; both are the same
+            // caller, so they must be allowed the same.
+            if (e.name == fields[0] && e.scopes != *scopes) {
+                throw TokenFileError(number, "the name " + e.name +
+                                                 " has other scopes on an earlier line; a "
+                                                 "name's tokens share its scopes");
+            }
         }
-        names.emplace(fields[0]);
         set.entries_.push_back(Entry{std::string(fields[0]), *scopes, *digest});
     }
     return set;
-}
-
-TokenSet TokenSet::load(const std::string& path) {
-    std::ifstream in{path, std::ios::binary};
-    if (!in) {
-        throw std::runtime_error("cannot read the token file " + path + ": " +
-                                 std::strerror(errno));
-    }
-    std::ostringstream text;
-    text << in.rdbuf();
-    try {
-        return parse(text.str());
-    } catch (const TokenFileError& e) {
-        throw std::runtime_error(path + ": " + e.what());
-    }
 }
 
 std::optional<Caller> TokenSet::authenticate(std::optional<std::string_view> authorization) const {
@@ -205,7 +198,7 @@ std::optional<Caller> TokenSet::authenticate(std::optional<std::string_view> aut
 
 NewToken new_token(const std::string& name, std::uint8_t scopes) {
     if (!is_name(name)) {
-        throw std::invalid_argument("a token name is 1 to 64 of A-Z a-z 0-9 . _ - (not . or ..)");
+        throw std::invalid_argument("a token name " + std::string(kNameRule.substr(7)));
     }
     if (scopes == 0) throw std::invalid_argument("a token needs at least one scope");
     unsigned char bytes[32];

@@ -20,9 +20,11 @@
 //     <name> <scope>[,<scope>…] <SHA-256 of the token, 64 hex digits>
 //     ci-loader commands 2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae
 //
-// Names are ids ([A-Za-z0-9._-]{1,64}) and unique: the name is the `actor` of the events a
-// caller's commands append and the scope of its Idempotency-Keys. Scopes are `commands`,
-// `read` and `admin`. Two entries may not share a hash (one token, two names).
+// Names are ids ([A-Za-z0-9._-]{1,64}; not `anonymous` or `saga`, which Ordo writes itself):
+// the name is the `actor` of the events a caller's commands append and the scope of its
+// Idempotency-Keys. Scopes are `commands`, `read` and `admin`. A name may have several
+// lines, with the same scopes, so that a new token can be added before the old one goes
+// (rotation); two lines may not share a hash (one token, two names).
 namespace ordo::platform::http {
 
 using Sha256 = std::array<unsigned char, 32>;
@@ -51,8 +53,6 @@ class TokenSet {
     TokenSet() = default;
     // Throws TokenFileError for the first bad line.
     static TokenSet parse(std::string_view text);
-    // Reads and parses a file; throws std::runtime_error naming the path (and line).
-    static TokenSet load(const std::string& path);
 
     bool empty() const { return entries_.empty(); }
     const std::vector<Entry>& entries() const { return entries_; }

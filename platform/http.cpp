@@ -29,6 +29,7 @@ constexpr std::array kProblemTypes{
     ProblemType{"method_not_allowed", 405, "Method not allowed"},
     ProblemType{"request_timeout", 408, "Request timeout"},
     ProblemType{"conflict", 409, "Conflict"},
+    ProblemType{"gone", 410, "Gone"},
     ProblemType{"version_mismatch", 412, "Version mismatch"},
     ProblemType{"payload_too_large", 413, "Payload too large"},
     ProblemType{"unsupported_media_type", 415, "Unsupported media type"},

@@ -192,6 +192,7 @@ struct ServerState {
           connections_gauge_{registry.gauge("ordo_http_connections", "Open HTTP connections",
                                             {{"component", options_.component}})},
           pool_{options_.worker_threads, options_.max_queued},
+          tokens_required_{options_.tokens && !options_.tokens->empty()},
           tokens_{options_.tokens} {
         for (const char* reason : kRejectReasons) rejected(reason, 0);
     }
@@ -267,6 +268,8 @@ struct ServerState {
     std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
 
     WorkerPool pool_;
+    // Fixed when the server is built: no later token set can turn authentication off.
+    const bool tokens_required_;
     std::atomic<std::shared_ptr<const TokenSet>> tokens_;  // replaced by set_tokens()
 
     net::io_context ioc_{static_cast<int>(std::max<std::size_t>(options_.io_threads, 1))};
@@ -495,7 +498,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
         // The one access check: after routing, on the route the decoded path resolved to.
         const std::shared_ptr<const TokenSet> tokens = server_.tokens_.load();
-        const bool tokens_required = tokens && !tokens->empty();
+        const bool tokens_required = server_.tokens_required_;
         std::optional<Caller> caller;
         if (tokens_required) caller = tokens->authenticate(request.header("authorization"));
         request.caller = caller ? caller->name : tokens_required ? "" : "anonymous";
@@ -509,11 +512,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
                 respond(std::move(r), false);
                 return;
             }
-            case Verdict::forbidden:
-                respond(problem(403, "forbidden",
-                                "this token may not " + request.method + " " + match.route),
-                        false);
+            case Verdict::forbidden: {
+                Response r = problem(403, "forbidden",
+                                     "this token may not " + request.method + " " + match.route);
+                r.headers.emplace_back("WWW-Authenticate", "Bearer error=\"insufficient_scope\"");
+                respond(std::move(r), false);
                 return;
+            }
         }
         if (match.kind == Router::Match::Kind::malformed) {
             respond(problem(400, "bad_request", match.malformed), false);
@@ -884,6 +889,12 @@ std::uint16_t Server::port() const {
 }
 
 void Server::set_tokens(std::shared_ptr<const TokenSet> tokens) {
+    if (!impl_->tokens_required_) {
+        throw std::logic_error("a server started without tokens cannot be given tokens later");
+    }
+    if (!tokens || tokens->empty()) {
+        throw std::invalid_argument("an empty token set would refuse every caller");
+    }
     impl_->tokens_.store(std::move(tokens));
 }
 

@@ -60,7 +60,8 @@ class Server {
     std::uint16_t port() const;
 
     // Replaces the tokens for requests that arrive from now on (token rotation). Safe from
-    // any thread while the server runs.
+    // any thread while the server runs. Whether tokens are required is fixed when the server
+    // is built: this throws for a server built without tokens, and for a null or empty set.
     void set_tokens(std::shared_ptr<const TokenSet> tokens);
 
     // Stops accepting, lets requests in flight finish and their responses be written (with

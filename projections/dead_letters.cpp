@@ -114,6 +114,11 @@ void add_dead_letter_redirects(platform::http::Router& router, std::string comma
     while (!command_url.empty() && command_url.back() == '/') command_url.pop_back();
     for (const char* pattern : {kRetry, kSkip}) {
         router.add("POST", pattern, Access::admin, [command_url](Request& r) {
+            if (command_url.empty()) {
+                return problem(410, "gone",
+                               "dead-letter requests moved to the Command API: POST " + r.path +
+                                   " there");
+            }
             const std::string location = command_url + r.path;
             Response response = Response::json(
                 308, {{"location", location},

@@ -36,8 +36,10 @@ void add_dead_letter_routes(platform::http::Router& router, platform::pg::Pool& 
                             platform::Logger log);
 
 // The query service's former routes for the same requests answer 308 Permanent Redirect to
-// `command_url` (e.g. "http://127.0.0.1:8080") with the same path, for one release, so that
-// clients find the new home; they need the admin scope like the routes they point to.
+// `command_url` (e.g. "https://orders.example.com") with the same path, for one release, so
+// that clients find the new home; they need the admin scope like the routes they point to.
+// Without a `command_url` they answer 410 gone, naming the new route: a guessed default
+// would send admin tokens to the wrong place.
 void add_dead_letter_redirects(platform::http::Router& router, std::string command_url);
 
 }  // namespace ordo::projections

@@ -731,7 +731,8 @@ TEST(QueryApi, EachScopeReachesOnlyItsOwnRoutes) {
                                "forbidden"));
         EXPECT_TRUE(is_problem(client.get(target, testing::bearer("admin-token")), 403,
                                "forbidden"));
-        EXPECT_NE(status(target, "read-token"), 403);
+        const int read = status(target, "read-token");
+        EXPECT_TRUE(read == 200 || read == 404) << read;  // the route itself answered
     }
     for (const auto& target : admin) {
         SCOPED_TRACE(target);

@@ -105,6 +105,9 @@ TEST(ServeTokens, AServiceRefusesToStartWithoutTokensOrOpenBeyondLoopback) {
     write_file(raw, "loader commands my-secret-token\n");
     const auto empty = dir / "empty";
     write_file(empty, "# nobody yet\n");
+    const auto foreign = dir / "foreign";
+    write_file(foreign, read_file(good), 0644);
+    ASSERT_EQ(::chown(foreign.c_str(), 65534, 65534), 0);  // nobody's
 
     struct Case {
         std::string why;
@@ -123,6 +126,8 @@ TEST(ServeTokens, AServiceRefusesToStartWithoutTokensOrOpenBeyondLoopback) {
                   {{"ORDO_API_TOKENS_FILE", raw.string()}}},
                  {"a file without tokens", {"--address", loopback},
                   {{"ORDO_API_TOKENS_FILE", empty.string()}}},
+                 {"another user's file", {"--address", loopback},
+                  {{"ORDO_API_TOKENS_FILE", foreign.string()}}},
                  {"a missing file", {"--address", loopback},
                   {{"ORDO_API_TOKENS_FILE", (dir / "missing").string()}}}}) {
             SCOPED_TRACE(std::string(service) + ": " + c.why);
@@ -160,15 +165,33 @@ TEST(ServeTokens, AnIssuedTokenIsAdmittedAndRotatedWithAHangUp) {
                        {{"Authorization", "Bearer " + token}})
             .status;
     };
+    // Admitted or not, without appending anything: an invalid body is 422 past the check.
+    auto admitted = [&](const std::string& token) {
+        return client
+                   .post_json("/v1/inventory/sku-1/receipts", {{"quantity", 0}},
+                              {{"Authorization", "Bearer " + token}})
+                   .status == 422;
+    };
     EXPECT_EQ(receive(first.token), 200);
     EXPECT_EQ(receive(second.token), 401);
     EXPECT_EQ(receive(reader.token), 403);
 
-    // Rotation: the new token's line replaces the old one's, and a hang-up loads the file.
+    // Rotation as documented: the new token's line joins the old one's under the same name,
+    // a hang-up loads the file and both work; then the old line goes, and another hang-up.
+    write_file(file, first.line + "\n" + second.line + "\n" + reader.line + "\n");
+    service.signal(SIGHUP);
+    ASSERT_TRUE(eventually([&] { return admitted(second.token); }, 30s));
+    EXPECT_EQ(receive(second.token), 200);
+    EXPECT_EQ(receive(first.token), 200);
     write_file(file, second.line + "\n" + reader.line + "\n");
     service.signal(SIGHUP);
-    ASSERT_TRUE(eventually([&] { return receive(second.token) == 200; }, 30s));
+    ASSERT_TRUE(eventually([&] { return !admitted(first.token); }, 30s));
     EXPECT_EQ(receive(first.token), 401);
+    EXPECT_EQ(receive(second.token), 200);
+    // Both tokens were one caller: every event names "loader".
+    EXPECT_EQ(scalar(db.writer_url(),
+                     "SELECT count(*) FROM ordo.events WHERE metadata->>'actor' <> 'loader'"),
+              0);
 
     // A file that no longer loads leaves the tokens in force as they were.
     const Issued probe = issue(dir, "probe", "commands");
@@ -180,9 +203,61 @@ TEST(ServeTokens, AnIssuedTokenIsAdmittedAndRotatedWithAHangUp) {
     }, 30s));
     EXPECT_EQ(receive(second.token), 200);
     EXPECT_EQ(receive(probe.token), 401);
+    // Nor does an empty file switch authentication off.
+    write_file(file, "# everyone revoked by mistake\n");
+    service.signal(SIGHUP);
+    ASSERT_TRUE(eventually([&] {
+        return client.get("/metrics").body.find(
+                   "ordo_api_token_reloads_total{outcome=\"failed\"} 2") != std::string::npos;
+    }, 30s));
+    EXPECT_EQ(client
+                  .post_json("/v1/inventory/sku-1/receipts", {{"quantity", 1}})
+                  .status,
+              401);
+    EXPECT_EQ(receive(second.token), 200);
     EXPECT_EQ(service.wait(0ms), std::nullopt);  // and the service is still running
 
-    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM ordo.events"), 3);
+    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM ordo.events"), 6);  // the 200s
+}
+
+TEST(ServeTokens, TheMovedAdminRoutesPointOnlyWhereItIsSafe) {
+    TestDatabase db;
+    PrivateDir dir;
+    const Issued admin = issue(dir, "operator", "admin");
+    const auto file = dir / "tokens";
+    write_file(file, admin.line + "\n");
+    auto env = service_env(db);
+    env["ORDO_API_TOKENS_FILE"] = file.string();
+    const auto at = [](std::uint16_t port) { return "127.0.0.1:" + std::to_string(port); };
+    // A plain-http Command URL beyond loopback would send admin tokens in the clear.
+    for (const char* url : {"http://10.0.0.7:8080", "ftp://x", "http://localhost:8080"}) {
+        SCOPED_TRACE(url);
+        auto bad = env;
+        bad["ORDO_COMMAND_URL"] = url;
+        Process p{{ordo_binary(), "serve", "query", "--address", at(free_port())}, bad};
+        EXPECT_EQ(p.wait(60s), 2);
+    }
+    // Without one, the old route names the new one (410); with one, it redirects (308).
+    for (const std::string url : {"", "https://orders.example.com/"}) {
+        SCOPED_TRACE(url);
+        auto with = env;
+        with["ORDO_COMMAND_URL"] = url;
+        const auto port = free_port();
+        Process query{{ordo_binary(), "serve", "query", "--address", at(port)}, with};
+        ASSERT_TRUE(eventually([&] { return healthy(port); }, 60s));
+        HttpClient client{"127.0.0.1", port};
+        auto res = client.request("POST", "/v1/admin/dead-letters/3/retry", "",
+                                  {{"Authorization", "Bearer " + admin.token}});
+        if (url.empty()) {
+            EXPECT_EQ(res.status, 410) << res.body;
+            EXPECT_NE(res.body.find("/v1/admin/dead-letters/3/retry"), std::string::npos);
+        } else {
+            EXPECT_EQ(res.status, 308) << res.body;
+            EXPECT_EQ(res.header("location"),
+                      "https://orders.example.com/v1/admin/dead-letters/3/retry");
+        }
+        EXPECT_EQ(client.request("POST", "/v1/admin/dead-letters/3/retry").status, 401);
+    }
 }
 
 TEST(ServeTokens, TokenNewRefusesBadNamesAndScopes) {

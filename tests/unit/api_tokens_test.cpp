@@ -81,7 +81,9 @@ TEST(TokenSet, RefusesEachBadLineNamingItsNumber) {
              {"a read my-secret-token\n", 1, "not the token"},
              {"a read " + hash.substr(1) + "\n", 1, "64 hex digits"},
              {"a read " + hash + "\nb admin " + hash + "\n", 2, "the same token as a"},
-             {"a read " + hash + "\na admin " + to_hex(sha256("x")) + "\n", 2, "used twice"},
+             {"a read " + hash + "\na admin " + to_hex(sha256("x")) + "\n", 2, "other scopes"},
+             {"saga commands " + hash + "\n", 1, "a name is"},
+             {"anonymous read " + hash + "\n", 1, "a name is"},
          }) {
         SCOPED_TRACE(bad.text);
         try {
@@ -92,6 +94,15 @@ TEST(TokenSet, RefusesEachBadLineNamingItsNumber) {
             EXPECT_NE(std::string(e.what()).find(bad.says), std::string::npos) << e.what();
         }
     }
+}
+
+TEST(TokenSet, ANameMayHoldTwoTokensWhileOneReplacesTheOther) {
+    auto set = TokenSet::parse("ci commands " + to_hex(sha256("old")) + "\n" + "ci commands " +
+                               to_hex(sha256("new")) + "\n");
+    ASSERT_TRUE(set.authenticate("Bearer old"));
+    ASSERT_TRUE(set.authenticate("Bearer new"));
+    EXPECT_EQ(set.authenticate("Bearer old")->name, "ci");
+    EXPECT_EQ(set.authenticate("Bearer new")->name, "ci");
 }
 
 TEST(TokenSet, UppercaseHexIsTheSameHash) {

@@ -574,6 +574,7 @@ TEST(HttpServer, ATokenWithoutTheRoutesScopeIsForbidden) {
 
     auto res = client.request("PUT", "/v1/items/x", "", as("r-token"));
     expect_problem(res, 403, "forbidden");
+    EXPECT_EQ(res.header("www-authenticate"), "Bearer error=\"insufficient_scope\"");
     EXPECT_NE(res.json()["detail"].get<std::string>().find("PUT /v1/items/{sku}"),
               std::string::npos);
     expect_problem(client.get("/v1/items/x", as("a-token")), 403, "forbidden");
@@ -601,6 +602,23 @@ TEST(HttpServer, RotatedTokensApplyToTheNextRequest) {
     auto res = client.get("/v1/items/x", {{"Authorization", "Bearer new-token"}});
     ASSERT_EQ(res.status, 200);
     EXPECT_EQ(res.json()["caller"], "new");
+    // No later set can switch authentication off.
+    EXPECT_THROW(server.server().set_tokens(nullptr), std::invalid_argument);
+    EXPECT_THROW(server.server().set_tokens(std::make_shared<const TokenSet>()),
+                 std::invalid_argument);
+    expect_problem(client.get("/v1/items/x"), 401, "unauthorized");
+}
+
+TEST(HttpServer, EveryMethodOnAGuardedPathMeetsTheTokenCheck) {
+    ServerOptions options;
+    options.tokens = token_set({{"one", "read", "token-one"}});
+    TestServer server{test_router(), options};
+    auto client = server.client();
+    for (const char* method : {"OPTIONS", "DELETE", "PATCH", "TRACE", "BREW"}) {
+        SCOPED_TRACE(method);
+        auto res = client.request(method, "/v1/items/x");
+        EXPECT_EQ(res.status, 401);
+    }
 }
 
 TEST(HttpServer, EverySpellingOfAGuardedPathMeetsTheTokenCheck) {
