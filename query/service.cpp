@@ -357,8 +357,9 @@ json order_json(const pqxx::row& row) {
 
 }  // namespace
 
-QueryService::QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log)
-    : pool_{pool}, partitions_{partitions}, log_{std::move(log)} {
+QueryService::QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log,
+                           std::size_t max_waiting)
+    : pool_{pool}, partitions_{partitions}, log_{std::move(log)}, max_waiting_{max_waiting} {
     if (partitions_ < 1) throw std::invalid_argument("partitions must be at least 1");
 }
 
@@ -479,13 +480,27 @@ Response QueryService::serve(const Request& request, const std::optional<Checkpo
                              std::chrono::milliseconds wait, const Reads& reads,
                              const std::function<Response()>& answer) {
     try {
-        if (token && !wait_until_passed(reads, *token, std::chrono::steady_clock::now() + wait)) {
-            auto response =
-                problem(503, "projection_lagging",
-                        "the " + reads.projection + " projection has not reached " +
-                            token->token() + " within " + std::to_string(wait.count()) + " ms");
-            response.headers.emplace_back("Retry-After", "1");
-            return response;
+        // Most tokens have passed already: only a request that must wait takes a place.
+        if (token && !has_passed(reads, *token)) {
+            if (waiting_.fetch_add(1) >= max_waiting_) {
+                waiting_.fetch_sub(1);
+                return problem(503, "unavailable",
+                               "too many requests are waiting for their consistency token; "
+                               "retry shortly");
+            }
+            struct Leave {
+                std::atomic<std::size_t>& count;
+                ~Leave() { count.fetch_sub(1); }
+            } leave{waiting_};
+            if (!wait_until_passed(reads, *token, std::chrono::steady_clock::now() + wait)) {
+                auto response =
+                    problem(503, "projection_lagging",
+                            "the " + reads.projection + " projection has not reached " +
+                                token->token() + " within " + std::to_string(wait.count()) +
+                                " ms");
+                response.headers.emplace_back("Retry-After", "1");
+                return response;
+            }
         }
         return answer();
     } catch (const platform::Unavailable& e) {

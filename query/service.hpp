@@ -1,5 +1,8 @@
 #pragma once
 
+#include <atomic>
+#include <cstddef>
+
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -25,11 +28,18 @@ namespace ordo::query {
 // projection_lagging. `partitions` must be the projectors' partition count, or a single
 // resource's wait looks at the wrong partition.
 //
-// Thread-safe: handlers hold no state but the pool. A waiting request keeps its worker
-// thread but no database connection between polls.
+// Thread-safe: handlers hold no state but the pool and a count of waiting requests. A
+// waiting request keeps its worker thread but no database connection between polls; at most
+// `max_waiting` requests wait at once, and a request that would have to wait beyond that is
+// answered 503 unavailable with Retry-After at once, so that waits never take every worker
+// from the reads that need none. (Give the server more workers than `max_waiting`.)
 class QueryService {
    public:
-    QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log);
+    QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log,
+                 std::size_t max_waiting = 48);
+
+    // Requests waiting for a consistency token now.
+    std::size_t waiting() const { return waiting_.load(); }
 
     // Registers this class's prepared statements; add it to the pool's preparers.
     static void prepare(pqxx::connection& conn);
@@ -68,6 +78,8 @@ class QueryService {
     platform::pg::Pool& pool_;
     int partitions_;
     platform::Logger log_;
+    const std::size_t max_waiting_;
+    std::atomic<std::size_t> waiting_{0};
 };
 
 }  // namespace ordo::query

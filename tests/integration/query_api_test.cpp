@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -19,6 +21,7 @@
 #include "eventstore/event_store.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/problem.hpp"
 #include "tests/support/query_stack.hpp"
@@ -36,6 +39,7 @@ using nlohmann::json;
 using testing::error_fields;
 using testing::HttpClient;
 using testing::HttpHeaders;
+using testing::eventually;
 using testing::HttpResponse;
 using testing::is_problem;
 using testing::QueryStack;
@@ -596,6 +600,32 @@ TEST(QueryApi, ConsistencyTokenFromTheFutureIsProjectionLagging) {
                            "projection_lagging"));
     // Without a token the same read is answered from whatever is there.
     EXPECT_TRUE(is_ok(client.get("/v1/inventory/sku-1")));
+}
+
+TEST(QueryApi, WaitsAreBoundedAndOtherReadsStillAnswerWhileTheMostWait) {
+    QueryStack stack{{}, std::nullopt, /*max_waiting=*/2};
+    put_order(stack, {.order_id = "o-1"});
+    stack.set_checkpoints("orders", {5, 5});
+    // Two requests wait for a token the projection has not reached.
+    std::vector<std::future<HttpResponse>> waiting;
+    for (int i = 0; i < 2; ++i) {
+        waiting.push_back(std::async(std::launch::async, [&] {
+            return stack.client().get("/v1/orders/o-1?wait_ms=10000", token_header("50.1"));
+        }));
+    }
+    ASSERT_TRUE(eventually([&] { return stack.service().waiting() == 2; }, 30s));
+    auto client = stack.client();
+    // A third that would wait is told to come back, at once.
+    auto refused = client.get("/v1/orders/o-1?wait_ms=10000", token_header("50.1"));
+    EXPECT_TRUE(is_problem(refused, 503, "unavailable"));
+    EXPECT_EQ(refused.header("retry-after"), "1");
+    // Reads that need no wait are answered: without a token, and with one already passed.
+    EXPECT_TRUE(is_ok(client.get("/v1/orders/o-1")));
+    EXPECT_TRUE(is_ok(client.get("/v1/orders/o-1", token_header("5.5"))));
+    // The projection passes the token: the two waiting requests are answered.
+    stack.set_checkpoints("orders", {60, 1});
+    for (auto& w : waiting) EXPECT_TRUE(is_ok(w.get()));
+    EXPECT_EQ(stack.service().waiting(), 0U);
 }
 
 TEST(QueryApi, ConsistencyTokenWaitsForTheProjectionToCatchUp) {

@@ -6,13 +6,14 @@
 
 namespace ordo::testing {
 
-QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std::string> reader_url)
+QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std::string> reader_url,
+                       std::size_t max_waiting)
     : reader_{{.url = reader_url.value_or(db_.reader_url()),
                .size = 16,
                .name = "query",
                .preparers = {&query::QueryService::prepare}}},
       writer_{{.url = db_.writer_url(), .size = 4, .name = "test"}},
-      service_{reader_, kPartitions, platform::Logger::null_logger()} {
+      service_{reader_, kPartitions, platform::Logger::null_logger(), max_waiting} {
     platform::http::Router admin;
     projections::add_dead_letter_routes(admin, writer_, platform::Logger::null_logger());
     auto admin_options = options;

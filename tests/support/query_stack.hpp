@@ -23,7 +23,8 @@ class QueryStack {
 
     // `reader_url` replaces the test database's reader URL (e.g. one nothing listens on).
     explicit QueryStack(platform::http::ServerOptions options = {},
-                        std::optional<std::string> reader_url = std::nullopt);
+                        std::optional<std::string> reader_url = std::nullopt,
+                        std::size_t max_waiting = 48);
     ~QueryStack();
 
     std::uint16_t port() const { return server_->port(); }
@@ -36,6 +37,7 @@ class QueryStack {
     int partitions() const { return kPartitions; }
     platform::pg::Pool& reader() { return reader_; }  // the service's pool
     platform::pg::Pool& writer() { return writer_; }  // for the test's own rows
+    query::QueryService& service() { return service_; }
 
     // Upserts the checkpoint of one partition of a projection.
     void set_checkpoint(const std::string& projection, int partition, eventstore::Checkpoint at);
