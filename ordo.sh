@@ -82,9 +82,11 @@ case $command in
         trap '"$root/deploy/stack.sh" stop' EXIT
         ctest --test-dir "$build" --output-on-failure -j "${ORDO_TEST_JOBS:-4}" "$@"
         # Every fuzz target for a bounded time (ORDO_TEST_FUZZ_SECONDS=0 skips this).
+        # A failure is reported at the end, after the sanitizer pass has run too.
+        fuzz_failed=0
         if [[ ${ORDO_TEST_FUZZ_SECONDS:-20} != 0 ]]; then
             echo "fuzzing each target for ${ORDO_TEST_FUZZ_SECONDS:-20} s" >&2
-            fuzz_all "${ORDO_TEST_FUZZ_SECONDS:-20}"
+            fuzz_all "${ORDO_TEST_FUZZ_SECONDS:-20}" || fuzz_failed=1
         fi
         # The unit and integration tests again under address and undefined-behaviour
         # sanitizers (ORDO_TEST_SANITIZE=0 skips this).
@@ -97,6 +99,10 @@ case $command in
                 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
                 ctest --test-dir "$asan" --output-on-failure -j "${ORDO_TEST_JOBS:-4}" \
                 -L 'unit|integration' "$@"
+        fi
+        if [[ $fuzz_failed == 1 ]]; then
+            echo "a fuzz target failed (see .ordo/fuzz/)" >&2
+            exit 1
         fi
         ;;
     build) ;;

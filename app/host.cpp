@@ -2,7 +2,9 @@
 
 #include <thread>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -51,13 +53,30 @@ std::optional<std::pair<std::string, std::uint16_t>> parse_address(const std::st
 }
 
 bool is_safe_redirect_base(const std::string& url) {
-    if (url.rfind("https://", 0) == 0) return url.size() > 8;
+    if (url.rfind("https://", 0) == 0) {
+        const auto slash = url.find('/', 8);
+        const auto authority =
+            url.substr(8, slash == std::string::npos ? std::string::npos : slash - 8);
+        return !authority.empty() && authority.find('@') == std::string::npos;
+    }
     if (url.rfind("http://", 0) != 0) return false;
-    auto authority = url.substr(7, url.find('/', 7) == std::string::npos ? std::string::npos
-                                                                         : url.find('/', 7) - 7);
-    auto host = authority.substr(0, authority.rfind(':'));
-    if (host == "[::1]") return true;
-    return is_loopback(host);
+    const auto slash = url.find('/', 7);
+    const auto authority = url.substr(7, slash == std::string::npos ? std::string::npos : slash - 7);
+    if (authority.find('@') != std::string::npos) return false;  // no userinfo tricks
+    // The host must be a loopback address literal, not a name that merely starts like one.
+    std::string host;
+    if (!authority.empty() && authority.front() == '[') {
+        auto close = authority.find(']');
+        if (close == std::string::npos) return false;
+        host = authority.substr(1, close - 1);
+    } else {
+        host = authority.substr(0, authority.find(':'));
+    }
+    in6_addr v6{};
+    in_addr v4{};
+    if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_LOOPBACK(&v6);
+    if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+    return false;
 }
 
 bool is_loopback(const std::string& host) {
@@ -71,11 +90,16 @@ namespace {
 // file read is the file checked. Replace the file by rename for a reload to see either the
 // old or the new one whole.
 platform::http::TokenSet load_token_file(const std::string& file) {
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO put in the file's place must not hang the thread that reloads.
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         throw std::runtime_error("cannot read the token file " + file + ": " +
                                  std::strerror(errno));
     }
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
     std::string text;
     try {
         struct stat st {};
@@ -98,10 +122,8 @@ platform::http::TokenSet load_token_file(const std::string& file) {
             if (text.size() > (1U << 20)) throw std::runtime_error("it is larger than 1 MiB");
         }
     } catch (const std::runtime_error& e) {
-        ::close(fd);
         throw std::runtime_error("the token file " + file + " is refused: " + e.what());
     }
-    ::close(fd);
     platform::http::TokenSet set;
     try {
         set = platform::http::TokenSet::parse(text);

@@ -107,7 +107,10 @@ Reply Executor::run(const std::string& stream, const std::optional<Dedup>& dedup
     }
 }
 
-Executor::Expired Executor::expire(std::chrono::hours age, std::int64_t batch) {
+Executor::Expired Executor::expire(std::chrono::hours age, std::int64_t batch, int max_batches) {
+    if (batch < 1 || max_batches < 1) {
+        throw std::invalid_argument("expire needs a batch and max_batches of at least 1");
+    }
     // One cutoff for the whole run: keys recorded meanwhile are not its business.
     const auto cutoff = pool_.transact<pqxx::nontransaction>([&](auto& txn) {
         return txn
@@ -128,7 +131,7 @@ Executor::Expired Executor::expire(std::chrono::hours age, std::int64_t batch) {
         });
         ++expired.batches;
         expired.records += deleted;
-        if (deleted < batch) return expired;
+        if (deleted < batch || expired.batches >= max_batches) return expired;
     }
 }
 

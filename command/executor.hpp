@@ -74,13 +74,15 @@ class Executor {
               const std::function<Reply(pqxx::transaction_base&)>& unit);
 
     // Deletes dedup records older than `age`, in transactions of at most `batch` rows each
-    // (oldest first), so that expiry never holds a long transaction or a large lock set
-    // however many keys have piled up, and keeps going until none older is left.
+    // (oldest first), so that expiry never holds a long transaction or a large lock set,
+    // until none older is left or `max_batches` ran (the caller's loop must stay free to
+    // notice a stop signal; the next run goes on). Throws std::invalid_argument for a batch
+    // or max_batches below 1.
     struct Expired {
         std::int64_t records = 0;
         int batches = 0;
     };
-    Expired expire(std::chrono::hours age, std::int64_t batch = 5000);
+    Expired expire(std::chrono::hours age, std::int64_t batch = 5000, int max_batches = 100);
 
    private:
     platform::pg::Pool& pool_;

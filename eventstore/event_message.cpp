@@ -55,6 +55,11 @@ std::optional<PublishedEvent> from_message(const platform::jetstream::Message& m
     if (!key) return std::nullopt;
     try {
         auto j = nlohmann::json::parse(m.data);
+        // Numbers must be integers: get<int64_t>() of 1e300 would be undefined behaviour.
+        for (const char* name : {"position", "transaction_id", "version", "schema_version"}) {
+            if (!j.at(name).is_number_integer()) return std::nullopt;
+        }
+        if (j.at("position").get<std::int64_t>() < 0) return std::nullopt;  // not a checkpoint
         RecordedEvent e{j.at("position").get<std::int64_t>(),
                         j.at("transaction_id").get<std::uint64_t>(),
                         j.at("stream").get<std::string>(),

@@ -30,8 +30,8 @@ platform::jetstream::Message to_message(const RecordedEvent& event, int partitio
                                         const std::string& previous);
 
 // nullopt for anything that is not a message to_message wrote: a missing or malformed
-// order key, a body that is not JSON or lacks a field or has one of the wrong type. Never
-// throws.
+// order key, a body that is not JSON or lacks a field or has one of the wrong type (numbers
+// must be integers; the position not negative). Never throws.
 std::optional<PublishedEvent> from_message(const platform::jetstream::Message& message);
 
 }  // namespace ordo::eventstore

@@ -68,6 +68,12 @@ Response answer(platform::pg::Pool& pool, const platform::Logger& log, Request& 
         log.log(platform::LogLevel::info, "dead letter request", request.trace,
                 {{"dead_letter", *id}, {"status", result.status}, {"caller", request.caller}});
         return Response::json(202, {{"id", *id}, {"status", result.status}});
+    } catch (const platform::OutcomeUnknown& e) {
+        log.log(platform::LogLevel::warn, "dead letter request outcome unknown", request.trace,
+                {{"error", e.what()}});
+        return problem(503, "outcome_unknown",
+                       "the connection broke while the request was committing; asking again "
+                       "is safe");
     } catch (const platform::Unavailable& e) {
         log.log(platform::LogLevel::warn, "database unavailable", request.trace,
                 {{"error", e.what()}});

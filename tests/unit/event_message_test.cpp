@@ -56,6 +56,16 @@ TEST(EventMessage, AnythingElseReadsAsNothing) {
     j["version"] = "three";
     wrong_type.data = j.dump();
     EXPECT_FALSE(from_message(wrong_type));
+    // Found in review: numbers that are not integers, and a negative position (which no
+    // checkpoint token can carry), are not events either.
+    for (const auto& [field, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+             {"position", 1e300}, {"position", -1}, {"version", 2.5}, {"transaction_id", 7.0}}) {
+        auto k = nlohmann::json::parse(good.data);
+        k[field] = value;
+        auto odd = good;
+        odd.data = k.dump();
+        EXPECT_FALSE(from_message(odd)) << field << "=" << value.dump();
+    }
 }
 
 }  // namespace
