@@ -12,8 +12,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 
@@ -61,7 +61,8 @@ bool is_safe_redirect_base(const std::string& url) {
     }
     if (url.rfind("http://", 0) != 0) return false;
     const auto slash = url.find('/', 7);
-    const auto authority = url.substr(7, slash == std::string::npos ? std::string::npos : slash - 7);
+    const auto authority =
+        url.substr(7, slash == std::string::npos ? std::string::npos : slash - 7);
     if (authority.find('@') != std::string::npos) return false;  // no userinfo tricks
     // The host must be a loopback address literal, not a name that merely starts like one.
     std::string host;
@@ -106,8 +107,9 @@ platform::http::TokenSet load_token_file(const std::string& file) {
         if (::fstat(fd, &st) != 0) throw std::runtime_error(std::strerror(errno));
         if (!S_ISREG(st.st_mode)) throw std::runtime_error("it is not a regular file");
         if (st.st_uid != 0 && st.st_uid != ::geteuid()) {
-            throw std::runtime_error("it belongs to another user; it must be root's or this "
-                                     "service's");
+            throw std::runtime_error(
+                "it belongs to another user; it must be root's or this "
+                "service's");
         }
         if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
             throw std::runtime_error("it is writable by others; chmod go-w it (0600 or 0644)");
@@ -210,9 +212,10 @@ void raise_file_limit(std::size_t needed, const platform::Logger& log) {
         }
     }
     if (wanted < needed) {
-        log.warn("the open-file limit is below what the connection caps need; raise the hard "
-                 "limit (LimitNOFILE=, ulimit -Hn)",
-                 {{"needed", needed}, {"limit", static_cast<std::uint64_t>(wanted)}});
+        log.warn(
+            "the open-file limit is below what the connection caps need; raise the hard "
+            "limit (LimitNOFILE=, ulimit -Hn)",
+            {{"needed", needed}, {"limit", static_cast<std::uint64_t>(wanted)}});
     }
 }
 

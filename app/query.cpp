@@ -18,9 +18,10 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     auto tokens = api_tokens(options.tokens_file, options.insecure_no_auth, options.address, log);
     if (!tokens) return 2;
     if (!options.command_url.empty() && !is_safe_redirect_base(options.command_url)) {
-        log.error("ORDO_COMMAND_URL must be https://..., or http:// on a loopback address: "
-                  "admin clients follow it with their token",
-                  {{"command_url", options.command_url}});
+        log.error(
+            "ORDO_COMMAND_URL must be https://..., or http:// on a loopback address: "
+            "admin clients follow it with their token",
+            {{"command_url", options.command_url}});
         return 2;
     }
     StopSignals signals;

@@ -108,8 +108,8 @@ void FieldReader::only(std::initializer_list<std::string_view> known) {
     for (const auto& [key, value] : object_.items()) {
         if (std::find(known.begin(), known.end(), key) == known.end()) {
             // A field named "" still gets a name a client can read in the answer.
-            errors_.push_back({key.empty() ? field("\"\"") : field(key.c_str()),
-                               "is not a known field"});
+            errors_.push_back(
+                {key.empty() ? field("\"\"") : field(key.c_str()), "is not a known field"});
         }
     }
 }

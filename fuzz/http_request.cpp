@@ -31,16 +31,17 @@ Router make_router() {
                           "/v1/orders", "/v1/orders/{order_id}/cancel"}) {
         router.add("POST", p, Access::commands, none);
     }
-    for (const char* p : {"/v1/orders/{order_id}", "/v1/orders", "/v1/inventory/{sku}",
-                          "/v1/accounts/{account_id}", "/v1/sagas/{order_id}",
-                          "/v1/traces/{trace_id}"}) {
+    for (const char* p :
+         {"/v1/orders/{order_id}", "/v1/orders", "/v1/inventory/{sku}", "/v1/accounts/{account_id}",
+          "/v1/sagas/{order_id}", "/v1/traces/{trace_id}"}) {
         router.add("GET", p, Access::read, none);
     }
     router.add("GET", "/v1/admin/projections", Access::admin, none);
     router.add("GET", "/v1/admin/dead-letters", Access::admin, none);
     router.add("POST", "/v1/admin/dead-letters/{id}/retry", Access::admin, none);
     router.add("POST", "/v1/admin/dead-letters/{id}/skip", Access::admin, none);
-    for (const char* p : {"/healthz", "/readyz", "/metrics"}) router.add("GET", p, Access::open, none);
+    for (const char* p : {"/healthz", "/readyz", "/metrics"})
+        router.add("GET", p, Access::open, none);
     return router;
 }
 
@@ -50,10 +51,10 @@ const Router& router() {
 }
 
 const TokenSet& tokens() {
-    static const TokenSet t = TokenSet::parse(
-        "reader read " + to_hex(sha256("read-token")) + "\n" +
-        "writer commands " + to_hex(sha256("command-token")) + "\n" +
-        "operator admin " + to_hex(sha256("admin-token")) + "\n");
+    static const TokenSet t =
+        TokenSet::parse("reader read " + to_hex(sha256("read-token")) + "\n" + "writer commands " +
+                        to_hex(sha256("command-token")) + "\n" + "operator admin " +
+                        to_hex(sha256("admin-token")) + "\n");
     return t;
 }
 
@@ -148,8 +149,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     auto verdict = decide_access(match, true, caller ? &*caller : nullptr);
     if (match.kind == Router::Match::Kind::found) {
-        if (verdict == Verdict::allowed) ORDO_FUZZ_CHECK(caller ? caller->may(match.access)
-                                                                : match.access == Access::open);
+        if (verdict == Verdict::allowed)
+            ORDO_FUZZ_CHECK(caller ? caller->may(match.access) : match.access == Access::open);
         // One spelling: the canonical form routes to the same place.
         auto again = router().match(request.method, fill(match.route, match.params));
         ORDO_FUZZ_CHECK(again.kind == Router::Match::Kind::found && again.route == match.route &&

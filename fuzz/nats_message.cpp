@@ -29,7 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!decoded) return 0;
     const std::string previous =
         decoded->previous == ordo::eventstore::Checkpoint{} ? "" : decoded->previous.token();
-    auto again = ordo::eventstore::from_message(ordo::eventstore::to_message(decoded->event, 0, previous));
+    auto again =
+        ordo::eventstore::from_message(ordo::eventstore::to_message(decoded->event, 0, previous));
     // The relay writes the order key from the event itself; a hand-made message may carry
     // another key, so compare what the event says.
     ORDO_FUZZ_CHECK(again);

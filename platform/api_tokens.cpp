@@ -49,7 +49,9 @@ std::optional<Sha256> parse_hex(std::string_view hex) {
 constexpr std::string_view kNameRule =
     "a name is 1 to 64 of A-Z a-z 0-9 . _ - (not . or .., anonymous or saga)";
 
-bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+bool is_blank(char c) {
+    return c == ' ' || c == '\t' || c == '\r';
+}
 
 std::vector<std::string_view> fields_of(std::string_view line) {
     std::vector<std::string_view> fields;
@@ -124,8 +126,7 @@ std::string scope_names(std::uint8_t scopes) {
 }
 
 TokenFileError::TokenFileError(std::size_t line_number, const std::string& what)
-    : std::runtime_error("line " + std::to_string(line_number) + ": " + what),
-      line(line_number) {}
+    : std::runtime_error("line " + std::to_string(line_number) + ": " + what), line(line_number) {}
 
 TokenSet TokenSet::parse(std::string_view text) {
     TokenSet set;
@@ -140,14 +141,16 @@ TokenSet TokenSet::parse(std::string_view text) {
         auto fields = fields_of(line);
         if (fields.empty()) continue;
         if (fields.size() != 3) {
-            throw TokenFileError(number, "expected three fields: name, scopes, SHA-256 of the token");
+            throw TokenFileError(number,
+                                 "expected three fields: name, scopes, SHA-256 of the token");
         }
         if (!is_name(fields[0])) {
             throw TokenFileError(number, std::string(kNameRule));
         }
         auto scopes = parse_scopes(fields[1]);
         if (!scopes) {
-            throw TokenFileError(number, "scopes are a comma-separated list of commands, read, admin");
+            throw TokenFileError(number,
+                                 "scopes are a comma-separated list of commands, read, admin");
         }
         auto digest = parse_hex(fields[2]);
         if (!digest) {

@@ -232,10 +232,14 @@ std::vector<Router::Listed> Router::routes() const {
 
 std::string_view access_name(Access access) {
     switch (access) {
-        case Access::open: return "open";
-        case Access::commands: return "commands";
-        case Access::read: return "read";
-        case Access::admin: return "admin";
+        case Access::open:
+            return "open";
+        case Access::commands:
+            return "commands";
+        case Access::read:
+            return "read";
+        case Access::admin:
+            return "admin";
     }
     return "unknown";
 }

@@ -49,9 +49,8 @@ constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
 // Span attributes copied from a request are cut to this length.
 constexpr std::size_t kMaxSpanPathBytes = 1024;
 
-constexpr std::array kRejectReasons{"connection_limit", "client_connection_limit",
-                                    "queue_full",       "too_large",
-                                    "header_too_large", "timeout",
+constexpr std::array kRejectReasons{"connection_limit", "client_connection_limit", "queue_full",
+                                    "too_large",        "header_too_large",        "timeout",
                                     "bad_request"};
 
 char ascii_lower(char c) {
@@ -878,10 +877,11 @@ void Server::start() {
             }
         });
     }
-    s.logger_.info("http server listening",
-                   {{"address", s.options_.address},
-                    {"port", s.port_},
-                    {"auth", s.options_.tokens && !s.options_.tokens->empty() ? "bearer" : "none"}});
+    s.logger_.info(
+        "http server listening",
+        {{"address", s.options_.address},
+         {"port", s.port_},
+         {"auth", s.options_.tokens && !s.options_.tokens->empty() ? "bearer" : "none"}});
 }
 
 std::uint16_t Server::port() const {

@@ -111,8 +111,8 @@ class Pool {
         try {
             txn.commit();
         } catch (const pqxx::in_doubt_error& e) {
-            std::throw_with_nested(OutcomeUnknown(
-                std::string{"the connection broke during the commit: "} + e.what()));
+            std::throw_with_nested(
+                OutcomeUnknown(std::string{"the connection broke during the commit: "} + e.what()));
         }
     }
 

@@ -108,11 +108,10 @@ DeadLetterAnswer request_dead_letter(pqxx::work& tx, std::int64_t id, DeadLetter
 
 void add_dead_letter_routes(platform::http::Router& router, platform::pg::Pool& pool,
                             platform::Logger log) {
-    for (auto [pattern, what] : {std::pair{kRetry, DeadLetterRequest::retry},
-                                 std::pair{kSkip, DeadLetterRequest::skip}}) {
-        router.add("POST", pattern, Access::admin, [&pool, log, what = what](Request& r) {
-            return answer(pool, log, r, what);
-        });
+    for (auto [pattern, what] :
+         {std::pair{kRetry, DeadLetterRequest::retry}, std::pair{kSkip, DeadLetterRequest::skip}}) {
+        router.add("POST", pattern, Access::admin,
+                   [&pool, log, what = what](Request& r) { return answer(pool, log, r, what); });
     }
 }
 
@@ -121,14 +120,14 @@ void add_dead_letter_redirects(platform::http::Router& router, std::string comma
     for (const char* pattern : {kRetry, kSkip}) {
         router.add("POST", pattern, Access::admin, [command_url](Request& r) {
             if (command_url.empty()) {
-                return problem(410, "gone",
-                               "dead-letter requests moved to the Command API: POST " + r.path +
-                                   " there");
+                return problem(
+                    410, "gone",
+                    "dead-letter requests moved to the Command API: POST " + r.path + " there");
             }
             const std::string location = command_url + r.path;
-            Response response = Response::json(
-                308, {{"location", location},
-                      {"detail", "dead-letter requests moved to the Command API"}});
+            Response response =
+                Response::json(308, {{"location", location},
+                                     {"detail", "dead-letter requests moved to the Command API"}});
             response.headers.emplace_back("Location", location);
             return response;
         });

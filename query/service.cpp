@@ -496,8 +496,7 @@ Response QueryService::serve(const Request& request, const std::optional<Checkpo
                 auto response =
                     problem(503, "projection_lagging",
                             "the " + reads.projection + " projection has not reached " +
-                                token->token() + " within " + std::to_string(wait.count()) +
-                                " ms");
+                                token->token() + " within " + std::to_string(wait.count()) + " ms");
                 response.headers.emplace_back("Retry-After", "1");
                 return response;
             }

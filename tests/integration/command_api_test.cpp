@@ -21,9 +21,9 @@
 #include "platform/trace.hpp"
 #include "tests/support/command_stack.hpp"
 #include "tests/support/conditions.hpp"
-#include "tests/support/tokens.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/problem.hpp"
+#include "tests/support/tokens.hpp"
 
 // The Command API of docs/API.md, over HTTP against the command service wired as in
 // production, and its in-process command bus. Every test has a stack and a database of its own.
@@ -1186,8 +1186,9 @@ TEST(CommandApi, OldIdempotencyKeysExpireInBoundedBatchesAndNewOnesStay) {
            "WITH old AS (UPDATE ordo.command_log SET created_at = now() - interval '49 hours' "
            "WHERE key IN (SELECT key FROM ordo.command_log ORDER BY key LIMIT 25) RETURNING 1) "
            "SELECT count(*) FROM old");
-    ASSERT_EQ(scalar(url, "SELECT count(*) FROM ordo.command_log WHERE created_at < now() - "
-                          "interval '48 hours'"),
+    ASSERT_EQ(scalar(url,
+                     "SELECT count(*) FROM ordo.command_log WHERE created_at < now() - "
+                     "interval '48 hours'"),
               25);
 
     // A run stops after its batches, leaving the rest to the next.
@@ -1206,8 +1207,8 @@ TEST(CommandApi, OldIdempotencyKeysExpireInBoundedBatchesAndNewOnesStay) {
 
 TEST(CommandApi, IdempotencyKeysBelongToTheTokensName) {
     platform::http::ServerOptions options;
-    options.tokens = testing::token_set({{"alice", "commands", "alice-token"},
-                                         {"bob", "commands", "bob-token"}});
+    options.tokens = testing::token_set(
+        {{"alice", "commands", "alice-token"}, {"bob", "commands", "bob-token"}});
     CommandStack stack{options};
     auto client = stack.client();
     const std::string target = "/v1/inventory/sku-1/receipts";
@@ -1222,8 +1223,8 @@ TEST(CommandApi, IdempotencyKeysBelongToTheTokensName) {
     EXPECT_TRUE(bob.header("idempotent-replayed").empty());
     EXPECT_EQ(stack.event_count(), 2);
     // Alice's repeat is a replay of her first answer however she spells the header.
-    for (const char* authorization : {"Bearer alice-token", "bearer alice-token",
-                                      "BEARER   alice-token  "}) {
+    for (const char* authorization :
+         {"Bearer alice-token", "bearer alice-token", "BEARER   alice-token  "}) {
         SCOPED_TRACE(authorization);
         auto again = client.post_json(target, {{"quantity", 1}}, as(authorization));
         EXPECT_EQ(again.header("idempotent-replayed"), "true");

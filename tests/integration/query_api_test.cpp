@@ -37,9 +37,9 @@ using namespace std::chrono_literals;
 using eventstore::Checkpoint;
 using nlohmann::json;
 using testing::error_fields;
+using testing::eventually;
 using testing::HttpClient;
 using testing::HttpHeaders;
-using testing::eventually;
 using testing::HttpResponse;
 using testing::is_problem;
 using testing::QueryStack;
@@ -748,33 +748,33 @@ TEST(QueryApi, EachScopeReachesOnlyItsOwnRoutes) {
     QueryStack stack{options};
     put_order(stack, {.order_id = "o-1"});
     auto client = stack.client();
-    const std::vector<std::string> reads{"/v1/orders/o-1", "/v1/orders?customer_id=cust-1",
+    const std::vector<std::string> reads{"/v1/orders/o-1",      "/v1/orders?customer_id=cust-1",
                                          "/v1/inventory/sku-1", "/v1/accounts/acct-1",
-                                         "/v1/sagas/o-1", "/%761/orders/o-1"};
+                                         "/v1/sagas/o-1",       "/%761/orders/o-1"};
     const std::vector<std::string> admin{"/v1/admin/projections", "/v1/admin/dead-letters"};
     auto status = [&](const std::string& target, const std::string& token) {
         return client.get(target, testing::bearer(token)).status;
     };
     for (const auto& target : reads) {
         SCOPED_TRACE(target);
-        EXPECT_TRUE(is_problem(client.get(target, testing::bearer("command-token")), 403,
-                               "forbidden"));
-        EXPECT_TRUE(is_problem(client.get(target, testing::bearer("admin-token")), 403,
-                               "forbidden"));
+        EXPECT_TRUE(
+            is_problem(client.get(target, testing::bearer("command-token")), 403, "forbidden"));
+        EXPECT_TRUE(
+            is_problem(client.get(target, testing::bearer("admin-token")), 403, "forbidden"));
         const int read = status(target, "read-token");
         EXPECT_TRUE(read == 200 || read == 404) << read;  // the route itself answered
     }
     for (const auto& target : admin) {
         SCOPED_TRACE(target);
-        EXPECT_TRUE(is_problem(client.get(target, testing::bearer("read-token")), 403,
-                               "forbidden"));
-        EXPECT_TRUE(is_problem(client.get(target, testing::bearer("command-token")), 403,
-                               "forbidden"));
+        EXPECT_TRUE(
+            is_problem(client.get(target, testing::bearer("read-token")), 403, "forbidden"));
+        EXPECT_TRUE(
+            is_problem(client.get(target, testing::bearer("command-token")), 403, "forbidden"));
         EXPECT_EQ(status(target, "admin-token"), 200);
     }
     // Writes to dead letters are administration, whoever reads.
-    auto retry = client.request("POST", "/v1/admin/dead-letters/1/retry", "",
-                                testing::bearer("read-token"));
+    auto retry =
+        client.request("POST", "/v1/admin/dead-letters/1/retry", "", testing::bearer("read-token"));
     EXPECT_TRUE(is_problem(retry, 403, "forbidden"));
 }
 

@@ -167,8 +167,8 @@ TEST(DeadLetters, SkipPolicyParksThePoisonGoesOnAndARetryAfterAFixAppliesItOnce)
 
     fixed = true;
     const auto id = letter.at("id").get<std::int64_t>();
-    auto res =
-        stack.admin_client().request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/retry");
+    auto res = stack.admin_client().request(
+        "POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/retry");
     ASSERT_EQ(res.status, 202) << res.body;
     EXPECT_EQ(res.json().at("status"), "retry_requested");
     ASSERT_TRUE(eventually(
@@ -223,7 +223,8 @@ TEST(DeadLetters, HaltPolicyStopsThePartitionAtThePoisonUntilSkipped) {
     EXPECT_EQ(dead_letters(stack).at("dead_letters")[0].at("status"), "parked");
     EXPECT_EQ(admin.request("POST", "/v1/admin/dead-letters/999999/skip").status, 404);
     // The query service's old route points to the new one, for one release.
-    auto moved = stack.client().request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/skip");
+    auto moved =
+        stack.client().request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/skip");
     EXPECT_EQ(moved.status, 308);
     EXPECT_EQ(moved.header("location"), "http://127.0.0.1:" + std::to_string(stack.admin_port()) +
                                             "/v1/admin/dead-letters/" + std::to_string(id) +
@@ -232,8 +233,8 @@ TEST(DeadLetters, HaltPolicyStopsThePartitionAtThePoisonUntilSkipped) {
     EXPECT_EQ(stack.client().get("/v1/admin/dead-letters?status=lost").status, 422);
     EXPECT_EQ(stack.client().get("/v1/admin/dead-letters?limit=0").status, 422);
 
-    auto res =
-        stack.admin_client().request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/skip");
+    auto res = stack.admin_client().request(
+        "POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/skip");
     ASSERT_EQ(res.status, 202) << res.body;
     ASSERT_TRUE(eventually([&] { return applied(db) == 6; }));
     EXPECT_EQ(dead_letters(stack).at("dead_letters")[0].at("status"), "skipped");

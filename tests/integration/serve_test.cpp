@@ -124,15 +124,20 @@ TEST(ServeTokens, AServiceRefusesToStartWithoutTokensOrOpenBeyondLoopback) {
                  {"no tokens", {"--address", loopback}, {}},
                  {"open beyond loopback", {"--insecure-no-auth", "--address", "0.0.0.0:1"}, {}},
                  {"the old raw list", {"--address", loopback}, {{"ORDO_API_TOKENS", "secret"}}},
-                 {"a file others may write", {"--address", loopback},
+                 {"a file others may write",
+                  {"--address", loopback},
                   {{"ORDO_API_TOKENS_FILE", shared.string()}}},
-                 {"a raw token in the file", {"--address", loopback},
+                 {"a raw token in the file",
+                  {"--address", loopback},
                   {{"ORDO_API_TOKENS_FILE", raw.string()}}},
-                 {"a file without tokens", {"--address", loopback},
+                 {"a file without tokens",
+                  {"--address", loopback},
                   {{"ORDO_API_TOKENS_FILE", empty.string()}}},
-                 {"another user's file", {"--address", loopback},
+                 {"another user's file",
+                  {"--address", loopback},
                   {{"ORDO_API_TOKENS_FILE", as_root ? foreign.string() : shared.string()}}},
-                 {"a missing file", {"--address", loopback},
+                 {"a missing file",
+                  {"--address", loopback},
                   {{"ORDO_API_TOKENS_FILE", (dir / "missing").string()}}}}) {
             SCOPED_TRACE(std::string(service) + ": " + c.why);
             auto env = service_env(db);
@@ -157,9 +162,8 @@ TEST(ServeTokens, AnIssuedTokenIsAdmittedAndRotatedWithAHangUp) {
     const auto port = free_port();
     auto env = service_env(db);
     env["ORDO_API_TOKENS_FILE"] = file.string();
-    Process service{{ordo_binary(), "serve", "command", "--address",
-                     "127.0.0.1:" + std::to_string(port)},
-                    env};
+    Process service{
+        {ordo_binary(), "serve", "command", "--address", "127.0.0.1:" + std::to_string(port)}, env};
     ASSERT_TRUE(eventually([&] { return healthy(port); }, 60s));
 
     HttpClient client{"127.0.0.1", port};
@@ -201,23 +205,26 @@ TEST(ServeTokens, AnIssuedTokenIsAdmittedAndRotatedWithAHangUp) {
     const Issued probe = issue(dir, "probe", "commands");
     write_file(file, probe.line + "\nloader commands not-a-hash\n");
     service.signal(SIGHUP);
-    ASSERT_TRUE(eventually([&] {
-        return client.get("/metrics").body.find(
-                   "ordo_api_token_reloads_total{outcome=\"failed\"} 1") != std::string::npos;
-    }, 30s));
+    ASSERT_TRUE(eventually(
+        [&] {
+            return client.get("/metrics")
+                       .body.find("ordo_api_token_reloads_total{outcome=\"failed\"} 1") !=
+                   std::string::npos;
+        },
+        30s));
     EXPECT_EQ(receive(second.token), 200);
     EXPECT_EQ(receive(probe.token), 401);
     // Nor does an empty file switch authentication off.
     write_file(file, "# everyone revoked by mistake\n");
     service.signal(SIGHUP);
-    ASSERT_TRUE(eventually([&] {
-        return client.get("/metrics").body.find(
-                   "ordo_api_token_reloads_total{outcome=\"failed\"} 2") != std::string::npos;
-    }, 30s));
-    EXPECT_EQ(client
-                  .post_json("/v1/inventory/sku-1/receipts", {{"quantity", 1}})
-                  .status,
-              401);
+    ASSERT_TRUE(eventually(
+        [&] {
+            return client.get("/metrics")
+                       .body.find("ordo_api_token_reloads_total{outcome=\"failed\"} 2") !=
+                   std::string::npos;
+        },
+        30s));
+    EXPECT_EQ(client.post_json("/v1/inventory/sku-1/receipts", {{"quantity", 1}}).status, 401);
     EXPECT_EQ(receive(second.token), 200);
     EXPECT_EQ(service.wait(0ms), std::nullopt);  // and the service is still running
 
@@ -267,11 +274,10 @@ TEST(ServeTokens, TheMovedAdminRoutesPointOnlyWhereItIsSafe) {
 }
 
 TEST(ServeTokens, TokenNewRefusesBadNamesAndScopes) {
-    for (const auto& args : std::vector<std::vector<std::string>>{
-             {"bad name", "--scopes", "read"},
-             {"ok", "--scopes", "write"},
-             {"ok", "--scopes", ""},
-             {"ok"}}) {
+    for (const auto& args : std::vector<std::vector<std::string>>{{"bad name", "--scopes", "read"},
+                                                                  {"ok", "--scopes", "write"},
+                                                                  {"ok", "--scopes", ""},
+                                                                  {"ok"}}) {
         std::vector<std::string> argv{ordo_binary(), "token", "new"};
         argv.insert(argv.end(), args.begin(), args.end());
         Process p{argv};
@@ -296,10 +302,10 @@ TEST(ServeLimits, TheOpenFileLimitIsRaisedToWhatTheConnectionCapNeeds) {
     TestDatabase db;
     const auto port = free_port();
     // Started with a soft limit far below the cap of 1024 connections.
-    Process service{{"/bin/bash", "-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", ordo_binary(),
-                     "serve", "command", "--insecure-no-auth", "--address",
-                     "127.0.0.1:" + std::to_string(port)},
-                    service_env(db)};
+    Process service{
+        {"/bin/bash", "-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", ordo_binary(), "serve",
+         "command", "--insecure-no-auth", "--address", "127.0.0.1:" + std::to_string(port)},
+        service_env(db)};
     ASSERT_TRUE(eventually([&] { return healthy(port); }, 60s));
     auto limits = open_file_limits(service.pid());
     ASSERT_TRUE(limits);

@@ -26,10 +26,14 @@ TEST(Scopes, ParseAndNameTheThreeScopes) {
 }
 
 TEST(TokenSet, ReadsNamesScopesAndHashesSkippingCommentsAndBlankLines) {
-    auto set = TokenSet::parse("# issued 2026-12-04\n"
-                               "\n"
-                               "loader commands " + kHashOfAbc + "   # the CI loader\n"
-                               "  ops\tread,admin\t" + to_hex(sha256("ops-token")) + "\r\n");
+    auto set = TokenSet::parse(
+        "# issued 2026-12-04\n"
+        "\n"
+        "loader commands " +
+        kHashOfAbc +
+        "   # the CI loader\n"
+        "  ops\tread,admin\t" +
+        to_hex(sha256("ops-token")) + "\r\n");
     ASSERT_EQ(set.entries().size(), 2U);
     EXPECT_EQ(set.entries()[0].name, "loader");
     EXPECT_EQ(set.entries()[0].scopes, static_cast<std::uint8_t>(Access::commands));
@@ -53,8 +57,8 @@ TEST(TokenSet, RecognisesOnlyABearerTokenItKnows) {
     auto set = TokenSet::parse("loader commands " + kHashOfAbc + "\n");
     for (std::optional<std::string_view> header :
          std::initializer_list<std::optional<std::string_view>>{
-             std::nullopt, "", "Bearer", "Bearer ", "Bearer abcd", "Bearer ab", "Basic abc",
-             "abc", "Bearerabc", "Token abc"}) {
+             std::nullopt, "", "Bearer", "Bearer ", "Bearer abcd", "Bearer ab", "Basic abc", "abc",
+             "Bearerabc", "Token abc"}) {
         EXPECT_FALSE(set.authenticate(header)) << header.value_or("(none)");
     }
     const std::string hash_as_token = "Bearer " + kHashOfAbc;

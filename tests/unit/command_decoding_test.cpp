@@ -25,10 +25,12 @@ TEST(CommandDecoding, AReceiptAndADepositCarryTheirPathIds) {
     EXPECT_EQ(std::get<domain::inventory::ReceiveStock>(receipt),
               (domain::inventory::ReceiveStock{"sku-1", 3}));
     auto deposit = decode_deposit("acct-1", {{"amount", 100}});
-    EXPECT_EQ(std::get<domain::payments::Deposit>(deposit), (domain::payments::Deposit{"acct-1", 100}));
+    EXPECT_EQ(std::get<domain::payments::Deposit>(deposit),
+              (domain::payments::Deposit{"acct-1", 100}));
     EXPECT_EQ(refused(decode_receive_stock("sku-1", {{"quantity", 0}, {"qty", 1}})),
               (std::vector<std::string>{"quantity", "qty"}));
-    EXPECT_EQ(refused(decode_deposit("acct-1", json::object())), (std::vector<std::string>{"amount"}));
+    EXPECT_EQ(refused(decode_deposit("acct-1", json::object())),
+              (std::vector<std::string>{"amount"}));
     // Found by fuzzing: an empty field name is named too.
     EXPECT_EQ(refused(decode_deposit("acct-1", {{"amount", 1}, {"", 1}})),
               (std::vector<std::string>{"\"\""}));
@@ -38,12 +40,14 @@ TEST(CommandDecoding, AnOrderWithoutAnIdGetsANewOne) {
     const json body = {{"customer_id", "c-1"},
                        {"account_id", "a-1"},
                        {"lines", {{{"sku", "s-1"}, {"quantity", 2}, {"unit_price", 5}}}}};
-    auto order = std::get<domain::orders::PlaceOrder>(decode_place_order(body, [] { return "new-1"; }));
+    auto order =
+        std::get<domain::orders::PlaceOrder>(decode_place_order(body, [] { return "new-1"; }));
     EXPECT_EQ(order.order_id, "new-1");
     EXPECT_EQ(order.lines, (std::vector<domain::orders::OrderLine>{{"s-1", 2, 5}}));
     auto named = body;
     named["order_id"] = "o-7";
-    EXPECT_EQ(std::get<domain::orders::PlaceOrder>(decode_place_order(named, [] { return "x"; })).order_id,
+    EXPECT_EQ(std::get<domain::orders::PlaceOrder>(decode_place_order(named, [] { return "x"; }))
+                  .order_id,
               "o-7");
 }
 
@@ -65,7 +69,8 @@ TEST(CommandDecoding, ACancellationReadsItsIfMatch) {
     auto any = std::get<Cancellation>(decode_cancellation("o-1", {{"reason", "late"}}, "*"));
     EXPECT_EQ(any.command.reason, "late");
     EXPECT_EQ(any.if_match, std::nullopt);
-    EXPECT_EQ(std::get<Cancellation>(decode_cancellation("o-1", json::object(), "\"3\"")).if_match, 3);
+    EXPECT_EQ(std::get<Cancellation>(decode_cancellation("o-1", json::object(), "\"3\"")).if_match,
+              3);
     for (const char* bad : {"3", "\"\"", "\"-1\"", "\"3x\"", "\"99999999999999999999\""}) {
         EXPECT_EQ(refused(decode_cancellation("o-1", json::object(), bad)),
                   (std::vector<std::string>{"If-Match"}))

@@ -10,8 +10,17 @@ RecordedEvent sample() {
     metadata.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     metadata.span_id = "00f067aa0ba902b7";
     metadata.actor = "loader";
-    return RecordedEvent{42, 7,  "inventory-sku-1", "inventory", 3, "e-1", "StockReceived", 1,
-                         {{"sku", "sku-1"}, {"quantity", 5}}, metadata, "2026-12-04T03:00:00.000001Z"};
+    return RecordedEvent{42,
+                         7,
+                         "inventory-sku-1",
+                         "inventory",
+                         3,
+                         "e-1",
+                         "StockReceived",
+                         1,
+                         {{"sku", "sku-1"}, {"quantity", 5}},
+                         metadata,
+                         "2026-12-04T03:00:00.000001Z"};
 }
 
 TEST(EventMessage, WhatTheRelayWritesTheConsumersReadBack) {

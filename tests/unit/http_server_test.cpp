@@ -95,8 +95,9 @@ Router test_router(Gate* gate = nullptr, CallCounter* health_calls = nullptr) {
                                     {"query", req.query},
                                     {"caller", req.caller}});
     });
-    router.add("PUT", "/v1/items/{sku}", Access::admin,
-               [](Request& req) { return Response::json(200, {{"caller", req.caller}}); });
+    router.add("PUT", "/v1/items/{sku}", Access::admin, [](Request& req) {
+        return Response::json(200, {{"caller", req.caller}});
+    });
     router.add("POST", "/echo", Access::open, [](Request& req) {
         return Response::json(200, {{"size", req.body.size()},
                                     {"content_type", req.header("CONTENT-TYPE").value_or("")}});
@@ -215,9 +216,8 @@ TEST(Router, RefusesMalformedAndDuplicatePatterns) {
     EXPECT_THROW(router.add("GET", "/v1/x-{id}", Access::read, h), std::invalid_argument);
     EXPECT_THROW(router.add("GET", "/v1/{}", Access::read, h), std::invalid_argument);
     router.add("POST", "/v1/x/{id}", Access::read, h);
-    EXPECT_EQ(router.routes(),
-              (std::vector<Router::Listed>{{"GET", "/v1/x/{id}", Access::read},
-                                           {"POST", "/v1/x/{id}", Access::read}}));
+    EXPECT_EQ(router.routes(), (std::vector<Router::Listed>{{"GET", "/v1/x/{id}", Access::read},
+                                                            {"POST", "/v1/x/{id}", Access::read}}));
 }
 
 TEST(Problem, TakesTitleFromTheTableAndListsFieldErrors) {
@@ -550,9 +550,9 @@ TEST(HttpServer, BearerTokenGuardsTheV1Api) {
     expect_problem(client.get("/v1/items/x", {{"Authorization", "Basic token-two"}}), 401,
                    "unauthorized");
     // The file holds hashes: presenting a hash is not presenting the token.
-    expect_problem(client.get("/v1/items/x", {{"Authorization", "Bearer " + to_hex(sha256(
-                                                                     "token-one"))}}),
-                   401, "unauthorized");
+    expect_problem(
+        client.get("/v1/items/x", {{"Authorization", "Bearer " + to_hex(sha256("token-one"))}}),
+        401, "unauthorized");
     // Not even whether a route exists is told without a token.
     expect_problem(client.get("/v1/nothing-here"), 401, "unauthorized");
 
@@ -570,7 +570,9 @@ TEST(HttpServer, ATokenWithoutTheRoutesScopeIsForbidden) {
     options.tokens = token_set({{"reader", "read", "r-token"}, {"operator", "admin", "a-token"}});
     TestServer server{test_router(), options};
     auto client = server.client();
-    auto as = [](const char* token) { return HttpHeaders{{"Authorization", std::string("Bearer ") + token}}; };
+    auto as = [](const char* token) {
+        return HttpHeaders{{"Authorization", std::string("Bearer ") + token}};
+    };
 
     auto res = client.request("PUT", "/v1/items/x", "", as("r-token"));
     expect_problem(res, 403, "forbidden");
