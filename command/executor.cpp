@@ -111,11 +111,14 @@ Executor::Expired Executor::expire(std::chrono::hours age, std::int64_t batch, i
     if (batch < 1 || max_batches < 1) {
         throw std::invalid_argument("expire needs a batch and max_batches of at least 1");
     }
-    // One cutoff for the whole run: keys recorded meanwhile are not its business.
+    // One cutoff for the whole run: keys recorded meanwhile are not its business. It travels
+    // as ISO 8601 in UTC, which reads back exactly whatever the session's DateStyle or zone.
     const auto cutoff = pool_.transact<pqxx::nontransaction>([&](auto& txn) {
         return txn
-            .exec_params1("SELECT (now() - make_interval(hours => $1))::text",
-                          static_cast<int>(age.count()))[0]
+            .exec_params1(
+                "SELECT to_char((now() - make_interval(hours => $1)) AT TIME ZONE "
+                "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+                static_cast<int>(age.count()))[0]
             .template as<std::string>();
     });
     Expired expired;

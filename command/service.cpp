@@ -5,6 +5,7 @@
 
 #include "command/validation.hpp"
 #include "domain/ids.hpp"
+#include "platform/dependency_failure.hpp"
 #include "platform/errors.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
@@ -116,34 +117,19 @@ Response CommandService::run_http(
         return problem(422, "idempotency_key_reused", e.what());
     } catch (const eventstore::ConcurrencyConflict&) {
         return problem(503, "unavailable", "the stream is busy; retry shortly");
-    } catch (const platform::OutcomeUnknown& e) {
-        log_.log(platform::LogLevel::warn, "command outcome unknown", request.trace,
-                 {{"stream", stream}, {"error", e.what()}});
-        return problem(503, "outcome_unknown",
-                       key ? "the connection to the event store broke while the command was "
-                             "committing: it may or may not have taken effect; repeat it with "
-                             "the same Idempotency-Key to learn which"
-                           : "the connection to the event store broke while the command was "
-                             "committing: it may or may not have taken effect; read the "
-                             "resource before repeating it (an Idempotency-Key makes a repeat "
-                             "safe)");
-    } catch (const platform::Overloaded& e) {
-        log_.log(platform::LogLevel::warn, "command not started", request.trace,
-                 {{"stream", stream}, {"error", e.what()}});
-        return problem(503, "unavailable",
-                       "too many commands are waiting for this stream or for the database; "
-                       "nothing was done, retry shortly");
-    } catch (const platform::Unavailable& e) {
-        log_.log(platform::LogLevel::warn, "database unavailable", request.trace,
-                 {{"error", e.what()}});
-        return problem(503, "unavailable", "the event store is unavailable; retry shortly");
-    } catch (const std::exception& e) {
-        if (platform::pg::classify(std::current_exception()) == platform::FailureKind::transient) {
-            log_.log(platform::LogLevel::warn, "transient database failure", request.trace,
-                     {{"error", e.what()}});
-            return problem(503, "unavailable", "the event store is unavailable; retry shortly");
-        }
-        throw;
+    } catch (...) {
+        return platform::answer_dependency_failure(
+            log_, request.trace,
+            {.unavailable = "the event store is unavailable; retry shortly",
+             .overloaded = "too many commands are waiting for this stream or for the database; "
+                           "nothing was done, retry shortly",
+             .outcome_unknown =
+                 key ? "the connection to the event store broke while the command was "
+                       "committing: it may or may not have taken effect; repeat it with the same "
+                       "Idempotency-Key to learn which"
+                     : "the connection to the event store broke while the command was "
+                       "committing: it may or may not have taken effect; read the resource "
+                       "before repeating it (an Idempotency-Key makes a repeat safe)"});
     }
 }
 

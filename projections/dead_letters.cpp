@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "platform/errors.hpp"
+#include "platform/dependency_failure.hpp"
 
 namespace ordo::projections {
 namespace {
@@ -68,23 +68,14 @@ Response answer(platform::pg::Pool& pool, const platform::Logger& log, Request& 
         log.log(platform::LogLevel::info, "dead letter request", request.trace,
                 {{"dead_letter", *id}, {"status", result.status}, {"caller", request.caller}});
         return Response::json(202, {{"id", *id}, {"status", result.status}});
-    } catch (const platform::OutcomeUnknown& e) {
-        log.log(platform::LogLevel::warn, "dead letter request outcome unknown", request.trace,
-                {{"error", e.what()}});
-        return problem(503, "outcome_unknown",
-                       "the connection broke while the request was committing; asking again "
-                       "is safe");
-    } catch (const platform::Unavailable& e) {
-        log.log(platform::LogLevel::warn, "database unavailable", request.trace,
-                {{"error", e.what()}});
-        return problem(503, "unavailable", "the database is unavailable; retry shortly");
-    } catch (const std::exception& e) {
-        if (platform::pg::classify(std::current_exception()) != platform::FailureKind::transient) {
-            throw;
-        }
-        log.log(platform::LogLevel::warn, "transient database failure", request.trace,
-                {{"error", e.what()}});
-        return problem(503, "unavailable", "the database is unavailable; retry shortly");
+    } catch (...) {
+        const std::string unavailable = "the database is unavailable; retry shortly";
+        return platform::answer_dependency_failure(
+            log, request.trace,
+            {.unavailable = unavailable,
+             .overloaded = unavailable,
+             .outcome_unknown = "the connection broke while the request was committing; asking "
+                                "again is safe"});
     }
 }
 

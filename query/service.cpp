@@ -13,6 +13,7 @@
 #include <pqxx/pqxx>
 
 #include "domain/ids.hpp"
+#include "platform/dependency_failure.hpp"
 #include "platform/errors.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
@@ -502,17 +503,12 @@ Response QueryService::serve(const Request& request, const std::optional<Checkpo
             }
         }
         return answer();
-    } catch (const platform::Unavailable& e) {
-        log_.log(platform::LogLevel::warn, "database unavailable", request.trace,
-                 {{"error", e.what()}});
-        return problem(503, "unavailable", "the read models are unavailable; retry shortly");
-    } catch (const std::exception& e) {
-        if (platform::pg::classify(std::current_exception()) == platform::FailureKind::transient) {
-            log_.log(platform::LogLevel::warn, "transient database failure", request.trace,
-                     {{"error", e.what()}});
-            return problem(503, "unavailable", "the read models are unavailable; retry shortly");
-        }
-        throw;
+    } catch (...) {
+        const std::string unavailable = "the read models are unavailable; retry shortly";
+        return platform::answer_dependency_failure(log_, request.trace,
+                                                   {.unavailable = unavailable,
+                                                    .overloaded = unavailable,
+                                                    .outcome_unknown = unavailable});
     }
 }
 
