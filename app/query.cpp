@@ -34,10 +34,9 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
                              .preparers = {&query::QueryService::prepare}}};
     pool.register_metrics(registry);
     platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
-    // Waiting requests may take at most the workers beyond one per connection, so reads
-    // that need no wait always find a worker.
-    const std::size_t workers = options.pool_size * 4;
-    query::QueryService service{pool, partitions, log, workers - options.pool_size};
+    // Requests waiting for a consistency token are parked without a worker (up to the
+    // service's bound), so a worker per connection serves every read.
+    query::QueryService service{pool, partitions, log};
 
     platform::http::Router router;
     service.register_routes(router);
@@ -46,9 +45,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
 
     platform::http::ServerOptions server_options;
     server_options.tokens = *tokens;
-    // A request waiting on X-Consistency-Token sleeps on its worker without a connection,
-    // so there are more workers than connections.
-    server_options.worker_threads = workers;
+    server_options.worker_threads = options.pool_size;
     server_options.component = options.component;
     server_options.spans = spans.get();
     auto server = start_server(options.address, server_options, std::move(router), log, registry);

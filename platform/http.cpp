@@ -88,6 +88,12 @@ Response Response::json(int status, const nlohmann::json& body) {
     return r;
 }
 
+Response Response::later(std::function<void(Resume)> park) {
+    Response r;
+    r.park = std::move(park);
+    return r;
+}
+
 Response problem(int status, std::string type, std::string detail, std::vector<FieldError> errors) {
     const ProblemType* known = find_problem_type(type);
     nlohmann::json body = {{"type", type},

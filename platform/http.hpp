@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,13 +37,31 @@ struct Request {
     std::optional<std::string> header(std::string_view name) const;
 };
 
+struct Response;
+
+// Finishes a request whose handler answered Response::later. Call resume() once, from any
+// thread, with the work that makes the real answer: it runs on a worker like a handler. A
+// request never resumed is answered 500 when the last reference goes; one resumed while the
+// server's queue is full is answered 503, and one resumed after the server stopped, never.
+class Resumer {
+   public:
+    virtual ~Resumer() = default;
+    virtual void resume(std::function<Response()> answer) = 0;
+};
+using Resume = std::shared_ptr<Resumer>;
+
 struct Response {
     int status = 200;
     std::string content_type = "application/json";
     std::string body;
     Headers headers;  // extra headers; Content-Type and Content-Length are set by the server
+    // Set (by later()) when the answer must wait for something other than the handler's own
+    // work: the server frees the worker at once and calls this with the request's Resume.
+    std::function<void(Resume)> park;
 
     static Response json(int status, const nlohmann::json& body);
+    // An answer that comes later, without holding a worker meanwhile (see Resumer).
+    static Response later(std::function<void(Resume)> park);
 };
 
 // RFC 9457 problem documents. The title and usual status of every problem type live in one

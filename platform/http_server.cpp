@@ -267,6 +267,13 @@ struct ServerState {
     std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
 
     WorkerPool pool_;
+    // Parked requests (Response::later) reach pool_ through this, and only while it is open:
+    // stop() closes it before the pool and the connections go.
+    struct ResumeGate {
+        std::mutex mutex;
+        bool open = true;
+    };
+    std::shared_ptr<ResumeGate> resume_gate_ = std::make_shared<ResumeGate>();
     // Fixed when the server is built: no later token set can turn authentication off.
     const bool tokens_required_;
     std::atomic<std::shared_ptr<const TokenSet>> tokens_;  // replaced by set_tokens()
@@ -330,12 +337,96 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
     // From a worker, via post.
     void on_handled(Response response) {
+        auto keep = std::move(parked_self_);  // a parked request is answered: let go
         if (closed_) {
-            finish_request(response.status);
+            if (in_flight_) finish_request(response.status);  // not counted when it was cut
             return;
         }
         respond(std::move(response), false);
     }
+
+    // On a worker thread: the handler answered Response::later. The connection keeps itself
+    // alive while parked (the Resume holds it only weakly, so a server that stops can cut it),
+    // and `park` gets the Resume. The self-reference is posted before `park` runs, so that it
+    // is in place before any answer, which comes through the same strand.
+    void park(std::function<void(Resume)> park, Request request) {
+        auto self = shared_from_this();
+        net::post(socket_.get_executor(), [self] {
+            if (!self->closed_) self->parked_self_ = self;
+        });
+        auto resume = std::make_shared<ParkedRequest>(server_, self, std::move(request));
+        try {
+            park(std::move(resume));
+        } catch (const std::exception& e) {
+            // The Resume, dropped unresumed, answers 500.
+            server_.logger_.log(LogLevel::error, "parking a request failed", trace_,
+                                {{"route", route_label_}, {"error", e.what()}});
+        }
+    }
+
+    // Runs a parked request's answer on a worker, as run_handler runs a handler.
+    Response run_answer(const std::function<Response()>& answer, Request& request) {
+        Response response = run_handler([&](Request&) { return answer(); }, request);
+        if (!response.park) return response;
+        server_.logger_.log(LogLevel::error, "a resumed request asked to park again", request.trace,
+                            {{"route", request.route}});
+        return problem(500, "internal", "the server failed to handle the request");
+    }
+
+    // The Resume of one parked request.
+    class ParkedRequest : public Resumer {
+       public:
+        ParkedRequest(ServerState& server, const std::shared_ptr<Connection>& connection,
+                      Request request)
+            : server_{server},
+              gate_{server.resume_gate_},
+              connection_{connection},
+              request_{std::move(request)} {}
+
+        ~ParkedRequest() override {
+            if (resumed_) return;
+            finish(problem(500, "internal", "the server failed to handle the request"));
+        }
+
+        void resume(std::function<Response()> answer) override {
+            std::lock_guard lock{gate_->mutex};
+            if (resumed_.exchange(true) || !gate_->open) return;
+            auto connection = connection_.lock();
+            if (!connection) return;
+            bool queued = server_.pool_.try_submit(
+                [connection, answer = std::move(answer), request = std::move(request_)]() mutable {
+                    Response response = connection->run_answer(answer, request);
+                    net::post(connection->executor(),
+                              [connection, response = std::move(response)]() mutable {
+                                  connection->on_handled(std::move(response));
+                              });
+                });
+            if (!queued) {
+                server_.rejected("queue_full");
+                net::post(connection->executor(), [connection] {
+                    connection->on_handled(problem(503, "unavailable", "the server is busy"));
+                });
+            }
+        }
+
+       private:
+        void finish(Response response) {
+            std::lock_guard lock{gate_->mutex};
+            if (!gate_->open) return;
+            auto connection = connection_.lock();
+            if (!connection) return;
+            net::post(connection->executor(),
+                      [connection, response = std::move(response)]() mutable {
+                          connection->on_handled(std::move(response));
+                      });
+        }
+
+        ServerState& server_;  // used only while the gate is open
+        std::shared_ptr<ServerState::ResumeGate> gate_;
+        std::weak_ptr<Connection> connection_;
+        Request request_;
+        std::atomic<bool> resumed_{false};
+    };
 
    private:
     enum class State { idle, reading, handling, writing, closing };
@@ -543,6 +634,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
             [self = shared_from_this(), strand = socket_.get_executor(), handler = match.handler,
              request = std::move(request)]() mutable {
                 Response response = self->run_handler(*handler, request);
+                if (response.park) {
+                    self->park(std::move(response.park), std::move(request));
+                    return;
+                }
                 net::post(strand, [self, response = std::move(response)]() mutable {
                     self->on_handled(std::move(response));
                 });
@@ -729,6 +824,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
     void close() {
+        // A parked request cut by a stopping server: this may be the last reference.
+        auto keep = std::move(parked_self_);
+        if (keep) finish_request(503);
         if (closed_) return;
         closed_ = true;
         state_ = State::closing;
@@ -773,6 +871,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     State state_ = State::idle;
     bool first_request_ = true;
     bool closed_ = false;
+    std::shared_ptr<Connection> parked_self_;  // set while a request is parked
     bool timed_out_ = false;
     unsigned timer_generation_ = 0;
     std::size_t lingered_ = 0;
@@ -921,6 +1020,11 @@ void Server::stop(std::chrono::milliseconds drain) {
         s.logger_.warn("http server cutting connections still busy after the drain period",
                        {{"connections", left.size()}});
         for (auto& c : left) net::post(c->executor(), [c] { c->force_close(); });
+    }
+    // Parked requests resumed from now on are not answered: the pool and the connections go.
+    {
+        std::lock_guard gate{s.resume_gate_->mutex};
+        s.resume_gate_->open = false;
     }
     // Handlers still running finish here; their responses go nowhere if cut above. Every
     // socket is closed by now, so the io_context runs out of work and its threads return.

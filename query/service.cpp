@@ -17,6 +17,7 @@
 #include "platform/errors.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
+#include "query/progress_watch.hpp"
 
 namespace ordo::query {
 namespace {
@@ -331,16 +332,6 @@ json nullable_text(const pqxx::field& f) {
     return f.is_null() ? json(nullptr) : json(f.as<std::string>());
 }
 
-std::uint64_t parse_xid(const pqxx::field& f) {
-    auto text = f.as<std::string>();
-    std::uint64_t value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size()) {
-        throw std::runtime_error("not a transaction id: " + text);
-    }
-    return value;
-}
-
 // The columns of kOrderColumns, in order.
 json order_json(const pqxx::row& row) {
     json order;
@@ -360,9 +351,10 @@ json order_json(const pqxx::row& row) {
 
 QueryService::QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log,
                            std::size_t max_waiting)
-    : pool_{pool}, partitions_{partitions}, log_{std::move(log)}, max_waiting_{max_waiting} {
-    if (partitions_ < 1) throw std::invalid_argument("partitions must be at least 1");
-}
+    : pool_{pool},
+      partitions_{partitions},
+      log_{std::move(log)},
+      watch_{pool, partitions, max_waiting, log_.with_component("consistency")} {}
 
 void QueryService::prepare(pqxx::connection& conn) {
     conn.prepare("query_order",
@@ -418,12 +410,13 @@ void QueryService::prepare(pqxx::connection& conn) {
                      " FROM read.dead_letters WHERE ($1::text IS NULL OR projection = $1) "
                      "AND ($2::text IS NULL OR status = $2) AND ($3::int IS NULL OR partition = "
                      "$3) AND id > $4 ORDER BY id LIMIT $5");
-    conn.prepare("query_progress_one",
-                 "SELECT transaction_id, global_position FROM read.projection_progress "
-                 "WHERE projection = $1 AND partition = $2");
-    conn.prepare("query_progress_all",
-                 "SELECT transaction_id, global_position FROM read.projection_progress "
+    conn.prepare("query_progress_of",
+                 "SELECT projection, partition, transaction_id, global_position "
+                 "FROM read.projection_progress "
                  "WHERE projection = $1 AND partition >= 0 AND partition < $2");
+    conn.prepare("query_progress_every",
+                 "SELECT projection, partition, transaction_id, global_position "
+                 "FROM read.projection_progress WHERE partition >= 0 AND partition < $1");
 }
 
 void QueryService::register_routes(platform::http::Router& router) {
@@ -448,68 +441,71 @@ void QueryService::register_routes(platform::http::Router& router) {
 
 bool QueryService::has_passed(const Reads& reads, Checkpoint token) {
     return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
-        auto rows = reads.partition
-                        ? tx.exec_prepared("query_progress_one", reads.projection, *reads.partition)
-                        : tx.exec_prepared("query_progress_all", reads.projection, partitions_);
-        // A partition without a row has processed nothing yet: it has not passed.
-        const auto needed =
-            reads.partition ? std::size_t{1} : static_cast<std::size_t>(partitions_);
-        if (rows.size() < needed) return false;
-        return std::all_of(rows.begin(), rows.end(), [&](const pqxx::row& row) {
-            return Checkpoint{parse_xid(row[0]), row[1].as<std::int64_t>()} >= token;
-        });
+        return read_progress(tx, partitions_, reads.projection).passed(reads, token);
     });
 }
 
-bool QueryService::wait_until_passed(const Reads& reads, Checkpoint token,
-                                     std::chrono::steady_clock::time_point deadline) {
-    // Projectors commit a batch every few milliseconds under load; a short first pause
-    // catches those, a longer one afterwards keeps a lagging projection from being polled
-    // hard by every waiting request. No connection is held while sleeping.
-    std::chrono::milliseconds pause{10};
-    for (;;) {
-        if (has_passed(reads, token)) return true;
-        auto now = std::chrono::steady_clock::now();
-        if (now >= deadline) return false;
-        std::this_thread::sleep_for(
-            std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
-        pause = std::chrono::milliseconds{20};
+Response QueryService::guarded(const platform::TraceContext& trace,
+                               const std::function<Response()>& answer) {
+    try {
+        return answer();
+    } catch (...) {
+        const std::string unavailable = "the read models are unavailable; retry shortly";
+        return platform::answer_dependency_failure(log_, trace,
+                                                   {.unavailable = unavailable,
+                                                    .overloaded = unavailable,
+                                                    .outcome_unknown = unavailable});
     }
 }
 
 Response QueryService::serve(const Request& request, const std::optional<Checkpoint>& token,
                              std::chrono::milliseconds wait, const Reads& reads,
-                             const std::function<Response()>& answer) {
-    try {
-        // Most tokens have passed already: only a request that must wait takes a place.
-        if (token && !has_passed(reads, *token)) {
-            if (waiting_.fetch_add(1) >= max_waiting_) {
-                waiting_.fetch_sub(1);
+                             std::function<Response()> answer) {
+    // Most tokens have passed already: only a request that must wait is parked.
+    std::optional<bool> passed;
+    if (token) {
+        auto checked = guarded(request.trace, [&] {
+            passed = has_passed(reads, *token);
+            return Response{};
+        });
+        if (!passed) return checked;  // the check itself failed
+    }
+    if (!token || *passed) return guarded(request.trace, answer);
+
+    const auto deadline = std::chrono::steady_clock::now() + wait;
+    return Response::later([this, reads, token = *token, deadline, wait, trace = request.trace,
+                            answer = std::move(answer)](const platform::http::Resume& resume) {
+        auto woken = [this, reads, token, wait, trace, answer,
+                      resume](ProgressWatch::Outcome outcome) {
+            resume->resume([this, reads, token, wait, trace, answer, outcome] {
+                switch (outcome) {
+                    case ProgressWatch::Outcome::passed:
+                        return guarded(trace, answer);
+                    case ProgressWatch::Outcome::timed_out: {
+                        auto response = problem(
+                            503, "projection_lagging",
+                            "the " + reads.projection + " projection has not reached " +
+                                token.token() + " within " + std::to_string(wait.count()) + " ms");
+                        response.headers.emplace_back("Retry-After", "1");
+                        return response;
+                    }
+                    case ProgressWatch::Outcome::unavailable:
+                        break;
+                    case ProgressWatch::Outcome::stopped:
+                        return problem(503, "unavailable", "the service is stopping");
+                }
+                return problem(503, "unavailable",
+                               "the read models are unavailable; retry shortly");
+            });
+        };
+        if (!watch_.park(reads, token, deadline, std::move(woken))) {
+            resume->resume([] {
                 return problem(503, "unavailable",
                                "too many requests are waiting for their consistency token; "
                                "retry shortly");
-            }
-            struct Leave {
-                std::atomic<std::size_t>& count;
-                ~Leave() { count.fetch_sub(1); }
-            } leave{waiting_};
-            if (!wait_until_passed(reads, *token, std::chrono::steady_clock::now() + wait)) {
-                auto response =
-                    problem(503, "projection_lagging",
-                            "the " + reads.projection + " projection has not reached " +
-                                token->token() + " within " + std::to_string(wait.count()) + " ms");
-                response.headers.emplace_back("Retry-After", "1");
-                return response;
-            }
+            });
         }
-        return answer();
-    } catch (...) {
-        const std::string unavailable = "the read models are unavailable; retry shortly";
-        return platform::answer_dependency_failure(log_, request.trace,
-                                                   {.unavailable = unavailable,
-                                                    .overloaded = unavailable,
-                                                    .outcome_unknown = unavailable});
-    }
+    });
 }
 
 // --- routes ------------------------------------------------------------------------------
@@ -522,7 +518,7 @@ Response QueryService::get_order(Request& request) {
     in.only({"wait_ms"});
     if (!errors.empty()) return invalid(std::move(errors));
     Reads reads{"orders", platform::partition_of(domain::order_stream(*id), partitions_)};
-    return serve(request, consistency.token, consistency.wait, reads, [&] {
+    return serve(request, consistency.token, consistency.wait, reads, [=, this] {
         return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
             auto rows = tx.exec_prepared("query_order", *id);
             if (rows.empty()) return problem(404, "not_found", "no order " + *id);
@@ -546,35 +542,38 @@ Response QueryService::list_orders(Request& request) {
     auto consistency = in.consistency();
     in.only({"customer_id", "status", "limit", "cursor", "wait_ms"});
     if (!errors.empty()) return invalid(std::move(errors));
-    return serve(request, consistency.token, consistency.wait, Reads{"orders", std::nullopt}, [&] {
-        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
-            // One row more than the page tells whether another page follows.
-            const auto statement = list_orders_statement(status.has_value(), cursor.has_value());
-            pqxx::result rows;
-            if (status && cursor) {
-                rows = tx.exec_prepared(statement, *customer, *status, cursor->placed_position,
-                                        cursor->order_id, limit + 1);
-            } else if (status) {
-                rows = tx.exec_prepared(statement, *customer, *status, limit + 1);
-            } else if (cursor) {
-                rows = tx.exec_prepared(statement, *customer, cursor->placed_position,
-                                        cursor->order_id, limit + 1);
-            } else {
-                rows = tx.exec_prepared(statement, *customer, limit + 1);
-            }
-            const auto page = std::min<std::size_t>(rows.size(), static_cast<std::size_t>(limit));
-            json items = json::array();
-            for (std::size_t i = 0; i < page; ++i) items.push_back(order_json(rows[i]));
-            json next = nullptr;
-            if (rows.size() > page) {
-                const auto& last = rows[page - 1];
-                next = encode_cursor(
-                    {last[9].template as<std::int64_t>(), last[0].template as<std::string>()});
-            }
-            return Response::json(200,
-                                  {{"items", std::move(items)}, {"next_cursor", std::move(next)}});
+    return serve(
+        request, consistency.token, consistency.wait, Reads{"orders", std::nullopt}, [=, this] {
+            return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+                // One row more than the page tells whether another page follows.
+                const auto statement =
+                    list_orders_statement(status.has_value(), cursor.has_value());
+                pqxx::result rows;
+                if (status && cursor) {
+                    rows = tx.exec_prepared(statement, *customer, *status, cursor->placed_position,
+                                            cursor->order_id, limit + 1);
+                } else if (status) {
+                    rows = tx.exec_prepared(statement, *customer, *status, limit + 1);
+                } else if (cursor) {
+                    rows = tx.exec_prepared(statement, *customer, cursor->placed_position,
+                                            cursor->order_id, limit + 1);
+                } else {
+                    rows = tx.exec_prepared(statement, *customer, limit + 1);
+                }
+                const auto page =
+                    std::min<std::size_t>(rows.size(), static_cast<std::size_t>(limit));
+                json items = json::array();
+                for (std::size_t i = 0; i < page; ++i) items.push_back(order_json(rows[i]));
+                json next = nullptr;
+                if (rows.size() > page) {
+                    const auto& last = rows[page - 1];
+                    next = encode_cursor(
+                        {last[9].template as<std::int64_t>(), last[0].template as<std::string>()});
+                }
+                return Response::json(
+                    200, {{"items", std::move(items)}, {"next_cursor", std::move(next)}});
+            });
         });
-    });
 }
 
 Response QueryService::get_inventory(Request& request) {
@@ -585,7 +584,7 @@ Response QueryService::get_inventory(Request& request) {
     in.only({"wait_ms"});
     if (!errors.empty()) return invalid(std::move(errors));
     Reads reads{"inventory", platform::partition_of(domain::inventory_stream(*sku), partitions_)};
-    return serve(request, consistency.token, consistency.wait, reads, [&] {
+    return serve(request, consistency.token, consistency.wait, reads, [=, this] {
         return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
             auto rows = tx.exec_prepared("query_inventory", *sku);
             if (rows.empty())
@@ -610,7 +609,7 @@ Response QueryService::get_account(Request& request) {
     in.only({"wait_ms"});
     if (!errors.empty()) return invalid(std::move(errors));
     Reads reads{"accounts", platform::partition_of(domain::account_stream(*account), partitions_)};
-    return serve(request, consistency.token, consistency.wait, reads, [&] {
+    return serve(request, consistency.token, consistency.wait, reads, [=, this] {
         return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
             auto rows = tx.exec_prepared("query_account", *account);
             if (rows.empty()) return problem(404, "not_found", "no account " + *account);
@@ -636,7 +635,7 @@ Response QueryService::get_saga(Request& request) {
     // In choreography an order's saga is three streams, in up to three partitions: wait
     // for every partition rather than guess.
     Reads reads{"sagas", std::nullopt};
-    return serve(request, consistency.token, consistency.wait, reads, [&] {
+    return serve(request, consistency.token, consistency.wait, reads, [=, this] {
         return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
             auto rows = tx.exec_prepared("query_saga", *order);
             if (rows.empty()) return problem(404, "not_found", "no saga for order " + *order);
@@ -658,24 +657,27 @@ Response QueryService::get_trace(Request& request) {
     auto consistency = in.consistency();
     in.only({"wait_ms"});
     if (!errors.empty()) return invalid(std::move(errors));
-    return serve(request, consistency.token, consistency.wait, Reads{"traces", std::nullopt}, [&] {
-        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
-            auto rows = tx.exec_prepared("query_trace", *trace_id, kMaxTraceEvents);
-            if (rows.empty()) return problem(404, "not_found", "no events in trace " + *trace_id);
-            json events = json::array();
-            for (const auto& row : rows) {
-                Checkpoint position{parse_xid(row[3]), row[4].template as<std::int64_t>()};
-                events.push_back({{"stream", row[0].template as<std::string>()},
-                                  {"version", row[1].template as<std::int64_t>()},
-                                  {"type", row[2].template as<std::string>()},
-                                  {"position", position.token()},
-                                  {"recorded_at", row[5].template as<std::string>()},
-                                  {"causation_id", nullable_text(row[6])},
-                                  {"correlation_id", nullable_text(row[7])}});
-            }
-            return Response::json(200, {{"trace_id", *trace_id}, {"events", std::move(events)}});
+    return serve(
+        request, consistency.token, consistency.wait, Reads{"traces", std::nullopt}, [=, this] {
+            return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+                auto rows = tx.exec_prepared("query_trace", *trace_id, kMaxTraceEvents);
+                if (rows.empty())
+                    return problem(404, "not_found", "no events in trace " + *trace_id);
+                json events = json::array();
+                for (const auto& row : rows) {
+                    Checkpoint position{parse_xid(row[3]), row[4].template as<std::int64_t>()};
+                    events.push_back({{"stream", row[0].template as<std::string>()},
+                                      {"version", row[1].template as<std::int64_t>()},
+                                      {"type", row[2].template as<std::string>()},
+                                      {"position", position.token()},
+                                      {"recorded_at", row[5].template as<std::string>()},
+                                      {"causation_id", nullable_text(row[6])},
+                                      {"correlation_id", nullable_text(row[7])}});
+                }
+                return Response::json(200,
+                                      {{"trace_id", *trace_id}, {"events", std::move(events)}});
+            });
         });
-    });
 }
 
 Response QueryService::list_projections(Request& request) {
@@ -685,7 +687,7 @@ Response QueryService::list_projections(Request& request) {
     in.only({"wait_ms"});
     if (!errors.empty()) return invalid(std::move(errors));
     // Progress itself reads no projection: a token has nothing to wait for here.
-    return serve(request, std::nullopt, consistency.wait, Reads{}, [&] {
+    return serve(request, std::nullopt, consistency.wait, Reads{}, [=, this] {
         return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
             json list = json::array();
             for (const auto& row : tx.exec_prepared("query_projections")) {
@@ -757,7 +759,7 @@ Response QueryService::list_dead_letters(Request& request) {
     auto after = in.integer("cursor", 0, kMaxDeadLetterId, 0);
     in.only({"projection", "status", "partition", "limit", "cursor"});
     if (!errors.empty()) return invalid(std::move(errors));
-    return serve(request, std::nullopt, kDefaultWait, Reads{}, [&] {
+    return serve(request, std::nullopt, kDefaultWait, Reads{}, [=, this] {
         return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
             auto rows = tx.exec_prepared(
                 "query_dead_letters", projection ? projection->c_str() : nullptr,

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <atomic>
 #include <cstddef>
 
 #include <chrono>
@@ -13,6 +12,7 @@
 #include "eventstore/event_store.hpp"
 #include "platform/http.hpp"
 #include "platform/log.hpp"
+#include "query/progress_watch.hpp"
 
 namespace ordo::platform::pg {
 class Pool;
@@ -28,30 +28,23 @@ namespace ordo::query {
 // projection_lagging. `partitions` must be the projectors' partition count, or a single
 // resource's wait looks at the wrong partition.
 //
-// Thread-safe: handlers hold no state but the pool and a count of waiting requests. A
-// waiting request keeps its worker thread but no database connection between polls; at most
-// `max_waiting` requests wait at once, and a request that would have to wait beyond that is
-// answered 503 unavailable with Retry-After at once, so that waits never take every worker
-// from the reads that need none. (Give the server more workers than `max_waiting`.)
+// Thread-safe. A request that must wait holds no worker thread and no connection: it is
+// parked with the ProgressWatch, which one thread serves for all of them, and answered on a
+// worker once its partitions pass the token (or its wait runs out). At most `max_waiting`
+// requests are parked at once; one more is answered 503 unavailable with Retry-After at
+// once. Reads that need no wait never queue behind parked ones.
 class QueryService {
    public:
     QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log,
-                 std::size_t max_waiting = 48);
+                 std::size_t max_waiting = 1024);
 
-    // Requests waiting for a consistency token now.
-    std::size_t waiting() const { return waiting_.load(); }
+    // Requests parked for a consistency token now.
+    std::size_t waiting() const { return watch_.waiting(); }
 
     // Registers this class's prepared statements; add it to the pool's preparers.
     static void prepare(pqxx::connection& conn);
 
     void register_routes(platform::http::Router& router);
-
-    // Which projection a route reads, and which of its partitions: one (a single resource's
-    // stream) or all of them (lists, traces).
-    struct Reads {
-        std::string projection;
-        std::optional<int> partition;  // nullopt: every partition
-    };
 
    private:
     platform::http::Response get_order(platform::http::Request& request);
@@ -63,23 +56,21 @@ class QueryService {
     platform::http::Response list_projections(platform::http::Request& request);
     platform::http::Response list_dead_letters(platform::http::Request& request);
 
-    // Honours X-Consistency-Token for `reads`, then answers with `answer`; maps database
-    // failures to 503 unavailable.
+    // Honours X-Consistency-Token for `reads`, then answers with `answer` (at once, or later
+    // from a worker when the request had to be parked; `answer` must own what it uses).
     platform::http::Response serve(const platform::http::Request& request,
                                    const std::optional<eventstore::Checkpoint>& token,
                                    std::chrono::milliseconds wait, const Reads& reads,
-                                   const std::function<platform::http::Response()>& answer);
-
-    // Polls read.projection_progress until `reads` has passed `token` or `deadline` comes.
-    bool wait_until_passed(const Reads& reads, eventstore::Checkpoint token,
-                           std::chrono::steady_clock::time_point deadline);
+                                   std::function<platform::http::Response()> answer);
+    // Runs `answer`, mapping database failures to 503 unavailable.
+    platform::http::Response guarded(const platform::TraceContext& trace,
+                                     const std::function<platform::http::Response()>& answer);
     bool has_passed(const Reads& reads, eventstore::Checkpoint token);
 
     platform::pg::Pool& pool_;
     int partitions_;
     platform::Logger log_;
-    const std::size_t max_waiting_;
-    std::atomic<std::size_t> waiting_{0};
+    ProgressWatch watch_;  // last: stopped before the rest goes
 };
 
 }  // namespace ordo::query

@@ -602,30 +602,62 @@ TEST(QueryApi, ConsistencyTokenFromTheFutureIsProjectionLagging) {
     EXPECT_TRUE(is_ok(client.get("/v1/inventory/sku-1")));
 }
 
-TEST(QueryApi, WaitsAreBoundedAndOtherReadsStillAnswerWhileTheMostWait) {
-    QueryStack stack{{}, std::nullopt, /*max_waiting=*/2};
+TEST(QueryApi, ParkedWaitsHoldNoWorkerAreBoundedAndOtherReadsStillAnswer) {
+    // Two workers, and sixteen times as many parked waits: a wait that held a worker would
+    // leave nothing to answer the other reads below.
+    constexpr std::size_t kMaxWaiting = 32;
+    platform::http::ServerOptions options;
+    options.worker_threads = 2;
+    QueryStack stack{options, std::nullopt, kMaxWaiting};
     put_order(stack, {.order_id = "o-1"});
     stack.set_checkpoints("orders", {5, 5});
-    // Two requests wait for a token the projection has not reached.
+    // The most requests that may wait, for a token the projection has not reached.
     std::vector<std::future<HttpResponse>> waiting;
-    for (int i = 0; i < 2; ++i) {
+    for (std::size_t i = 0; i < kMaxWaiting; ++i) {
         waiting.push_back(std::async(std::launch::async, [&] {
             return stack.client().get("/v1/orders/o-1?wait_ms=10000", token_header("50.1"));
         }));
     }
-    ASSERT_TRUE(eventually([&] { return stack.service().waiting() == 2; }, 30s));
+    ASSERT_TRUE(eventually([&] { return stack.service().waiting() == kMaxWaiting; }, 30s));
     auto client = stack.client();
-    // A third that would wait is told to come back, at once.
+    // One more that would wait is told to come back, at once.
     auto refused = client.get("/v1/orders/o-1?wait_ms=10000", token_header("50.1"));
     EXPECT_TRUE(is_problem(refused, 503, "unavailable"));
     EXPECT_EQ(refused.header("retry-after"), "1");
-    // Reads that need no wait are answered: without a token, and with one already passed.
-    EXPECT_TRUE(is_ok(client.get("/v1/orders/o-1")));
-    EXPECT_TRUE(is_ok(client.get("/v1/orders/o-1", token_header("5.5"))));
-    // The projection passes the token: the two waiting requests are answered.
+    // Reads that need no wait are answered, by the two workers: without a token, with one
+    // already passed, and many of them.
+    for (int i = 0; i < 20; ++i) {
+        EXPECT_TRUE(is_ok(client.get("/v1/orders/o-1")));
+        EXPECT_TRUE(is_ok(client.get("/v1/orders/o-1", token_header("5.5"))));
+    }
+    EXPECT_EQ(stack.service().waiting(), kMaxWaiting);
+    // The projection passes the token: every parked request is answered from the read model.
     stack.set_checkpoints("orders", {60, 1});
-    for (auto& w : waiting) EXPECT_TRUE(is_ok(w.get()));
+    for (auto& w : waiting) {
+        auto res = w.get();
+        EXPECT_TRUE(is_ok(res));
+        EXPECT_EQ(json::parse(res.body).at("order_id"), "o-1");
+    }
     EXPECT_EQ(stack.service().waiting(), 0U);
+}
+
+TEST(QueryApi, AParkedWaitOnlyForItsOwnPartitionWakesWhenThatPartitionPasses) {
+    QueryStack stack;
+    put_order(stack, {.order_id = "o-1"});
+    const int partition = platform::partition_of(domain::order_stream("o-1"), stack.partitions());
+    stack.set_checkpoints("orders", {5, 5});
+    auto pending = std::async(std::launch::async, [&] {
+        return stack.client().get("/v1/orders/o-1?wait_ms=10000", token_header("50.1"));
+    });
+    ASSERT_TRUE(eventually([&] { return stack.service().waiting() == 1; }, 30s));
+    // Every other partition passes: the wait goes on.
+    for (int p = 0; p < stack.partitions(); ++p) {
+        if (p != partition) stack.set_checkpoint("orders", p, {60, 1});
+    }
+    EXPECT_EQ(pending.wait_for(300ms), std::future_status::timeout);
+    EXPECT_EQ(stack.service().waiting(), 1U);
+    stack.set_checkpoint("orders", partition, {60, 1});
+    EXPECT_TRUE(is_ok(pending.get()));
 }
 
 TEST(QueryApi, ConsistencyTokenWaitsForTheProjectionToCatchUp) {

@@ -28,7 +28,6 @@ QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std:
     projections::add_dead_letter_redirects(
         router, "http://127.0.0.1:" + std::to_string(admin_server_->port()));
     options.port = 0;
-    if (options.worker_threads < 16) options.worker_threads = 16;
     server_ = std::make_unique<platform::http::Server>(options, std::move(router),
                                                        platform::Logger::null_logger(), metrics_);
     server_->start();

@@ -24,7 +24,7 @@ class QueryStack {
     // `reader_url` replaces the test database's reader URL (e.g. one nothing listens on).
     explicit QueryStack(platform::http::ServerOptions options = {},
                         std::optional<std::string> reader_url = std::nullopt,
-                        std::size_t max_waiting = 48);
+                        std::size_t max_waiting = 1024);
     ~QueryStack();
 
     std::uint16_t port() const { return server_->port(); }

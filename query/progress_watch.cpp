@@ -1,0 +1,144 @@
+#include "query/progress_watch.hpp"
+
+#include <charconv>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "platform/pg.hpp"
+
+namespace ordo::query {
+
+std::uint64_t parse_xid(const pqxx::field& f) {
+    auto text = f.as<std::string>();
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size()) {
+        throw std::runtime_error("not a transaction id: " + text);
+    }
+    return value;
+}
+
+Progress read_progress(pqxx::transaction_base& tx, int partitions,
+                       const std::optional<std::string>& projection) {
+    Progress progress{partitions};
+    auto rows = projection ? tx.exec_prepared("query_progress_of", *projection, partitions)
+                           : tx.exec_prepared("query_progress_every", partitions);
+    for (const auto& row : rows) {
+        progress.set(row[0].as<std::string>(), row[1].as<int>(),
+                     eventstore::Checkpoint{parse_xid(row[2]), row[3].as<std::int64_t>()});
+    }
+    return progress;
+}
+
+struct ProgressWatch::Impl {
+    platform::pg::Pool& pool;
+    int partitions;
+    platform::Logger log;
+    std::chrono::milliseconds pause;
+
+    mutable std::mutex mutex;
+    std::condition_variable changed;
+    ParkedWaits waits;
+    std::map<ParkedWaits::Id, Wake> wakes;
+    ParkedWaits::Id next_id = 1;
+    bool stopping = false;
+    std::thread thread;
+
+    Impl(platform::pg::Pool& p, int n, std::size_t capacity, platform::Logger l,
+         std::chrono::milliseconds every)
+        : pool{p}, partitions{n}, log{std::move(l)}, pause{every}, waits{capacity} {}
+
+    // Takes the wakes of the waits that are over, under the lock.
+    std::vector<std::pair<Wake, Outcome>> take(const std::vector<ParkedWaits::Over>& over,
+                                               Outcome unpassed) {
+        std::vector<std::pair<Wake, Outcome>> due;
+        for (const auto& o : over) {
+            auto it = wakes.find(o.id);
+            due.emplace_back(std::move(it->second), o.passed ? Outcome::passed : unpassed);
+            wakes.erase(it);
+        }
+        return due;
+    }
+
+    void run() {
+        std::unique_lock lock{mutex};
+        for (;;) {
+            changed.wait(lock, [&] { return stopping || !waits.empty(); });
+            if (stopping) return;
+            lock.unlock();
+            std::optional<Progress> progress;
+            try {
+                progress = pool.transact<pqxx::nontransaction>(
+                    [&](auto& tx) { return read_progress(tx, partitions, std::nullopt); });
+            } catch (const std::exception& e) {
+                log.warn("could not read projection progress", {{"error", e.what()}});
+            }
+            lock.lock();
+            // Without progress the waits cannot be told apart: each learns the read models
+            // are unavailable now rather than at its deadline.
+            auto due = progress ? take(waits.settle(*progress, std::chrono::steady_clock::now()),
+                                       Outcome::timed_out)
+                                : take(waits.drain(), Outcome::unavailable);
+            lock.unlock();
+            for (auto& [wake, outcome] : due) wake(outcome);
+            lock.lock();
+            if (stopping || waits.empty()) continue;
+            auto until = std::chrono::steady_clock::now() + pause;
+            if (auto next = waits.next_deadline(); next && *next < until) until = *next;
+            changed.wait_until(lock, until, [&] { return stopping; });
+        }
+    }
+};
+
+ProgressWatch::ProgressWatch(platform::pg::Pool& pool, int partitions, std::size_t capacity,
+                             platform::Logger log, std::chrono::milliseconds pause)
+    : impl_{std::make_unique<Impl>(pool, partitions, capacity, std::move(log), pause)} {
+    if (partitions < 1) throw std::invalid_argument("partitions must be at least 1");
+    impl_->thread = std::thread{[this] { impl_->run(); }};
+}
+
+ProgressWatch::~ProgressWatch() {
+    stop();
+}
+
+bool ProgressWatch::park(Reads reads, eventstore::Checkpoint token,
+                         std::chrono::steady_clock::time_point deadline, Wake wake) {
+    std::lock_guard lock{impl_->mutex};
+    if (impl_->stopping) return false;
+    const auto id = impl_->next_id++;
+    if (!impl_->waits.park(id, std::move(reads), token, deadline)) return false;
+    impl_->wakes.emplace(id, std::move(wake));
+    impl_->changed.notify_all();
+    return true;
+}
+
+std::size_t ProgressWatch::waiting() const {
+    std::lock_guard lock{impl_->mutex};
+    return impl_->waits.size();
+}
+
+void ProgressWatch::stop() {
+    std::vector<std::pair<Wake, Outcome>> due;
+    {
+        std::lock_guard lock{impl_->mutex};
+        if (impl_->stopping && !impl_->thread.joinable()) return;
+        impl_->stopping = true;
+        impl_->changed.notify_all();
+    }
+    if (impl_->thread.joinable()) impl_->thread.join();
+    {
+        std::lock_guard lock{impl_->mutex};
+        due = impl_->take(impl_->waits.drain(), Outcome::stopped);
+    }
+    for (auto& [wake, outcome] : due) wake(outcome);
+}
+
+}  // namespace ordo::query
