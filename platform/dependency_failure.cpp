@@ -16,7 +16,8 @@ http::Response answer_dependency_failure(const Logger& log, const TraceContext& 
         std::rethrow_exception(error);
     } catch (const OutcomeUnknown& e) {
         log.log(LogLevel::warn, "outcome unknown", trace, {{"error", e.what()}});
-        return http::problem(503, "outcome_unknown", words.outcome_unknown);
+        if (!words.outcome_unknown) return http::problem(503, "unavailable", words.unavailable);
+        return http::problem(503, "outcome_unknown", *words.outcome_unknown);
     } catch (const Overloaded& e) {
         log.log(LogLevel::warn, "not started", trace, {{"error", e.what()}});
         return http::problem(503, "unavailable", words.overloaded);

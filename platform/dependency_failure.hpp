@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "platform/http.hpp"
@@ -9,9 +10,11 @@ namespace ordo::platform {
 
 // How a service names what a failed dependency left undone, in its own words.
 struct FailureWords {
-    std::string unavailable;      // the dependency cannot serve now; nothing is known to be done
-    std::string overloaded;       // nothing was started (a bounded queue or pool was full)
-    std::string outcome_unknown;  // a commit was under way when the connection broke
+    std::string unavailable;  // the dependency cannot serve now; nothing is known to be done
+    std::string overloaded;   // nothing was started (a bounded queue or pool was full)
+    // A commit was under way when the connection broke. Unset for work that commits nothing
+    // (reads): such a failure is then answered as `unavailable`.
+    std::optional<std::string> outcome_unknown;
 };
 
 // The one mapping from a dependency's failure to a request's answer, shared by every service:

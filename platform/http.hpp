@@ -40,9 +40,11 @@ struct Request {
 struct Response;
 
 // Finishes a request whose handler answered Response::later. Call resume() once, from any
-// thread, with the work that makes the real answer: it runs on a worker like a handler. A
-// request never resumed is answered 500 when the last reference goes; one resumed while the
-// server's queue is full is answered 503, and one resumed after the server stopped, never.
+// thread, with the work that makes the real answer: it runs on a worker like a handler, and
+// is queued even when the server's queue is full (parked requests are bounded already: one
+// per connection at most). Later calls are ignored. A request never resumed is answered 500
+// when the last reference goes; one resumed after the server stopped is not answered (the
+// stop cut its connection).
 class Resumer {
    public:
     virtual ~Resumer() = default;

@@ -125,16 +125,11 @@ class WorkerPool {
     }
 
     // False when the queue is full; the job is then not run.
-    bool try_submit(std::function<void()> job) {
-        {
-            std::lock_guard lock{mutex_};
-            // Jobs that idle workers are about to take do not count as waiting.
-            if (stopping_ || jobs_.size() >= max_queued_ + idle_) return false;
-            jobs_.push_back(std::move(job));
-        }
-        cv_.notify_one();
-        return true;
-    }
+    bool try_submit(std::function<void()> job) { return submit(std::move(job), true); }
+
+    // For work admitted earlier and bounded elsewhere (a parked request's answer: at most as
+    // many as may be parked): queued even when the queue is full. False only when stopping.
+    bool submit_admitted(std::function<void()> job) { return submit(std::move(job), false); }
 
     // Runs what is queued, then joins.
     void stop() {
@@ -150,6 +145,17 @@ class WorkerPool {
     }
 
    private:
+    bool submit(std::function<void()> job, bool bounded) {
+        {
+            std::lock_guard lock{mutex_};
+            // Jobs that idle workers are about to take do not count as waiting.
+            if (stopping_ || (bounded && jobs_.size() >= max_queued_ + idle_)) return false;
+            jobs_.push_back(std::move(job));
+        }
+        cv_.notify_one();
+        return true;
+    }
+
     void run() {
         std::unique_lock lock{mutex_};
         while (true) {
@@ -160,7 +166,8 @@ class WorkerPool {
             auto job = std::move(jobs_.front());
             jobs_.pop_front();
             lock.unlock();
-            job();  // jobs catch their own exceptions
+            job();          // jobs catch their own exceptions
+            job = nullptr;  // what it held goes before the lock is taken again
             lock.lock();
         }
     }
@@ -352,15 +359,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
     void park(std::function<void(Resume)> park, Request request) {
         auto self = shared_from_this();
         net::post(socket_.get_executor(), [self] {
-            if (!self->closed_) self->parked_self_ = self;
+            if (!self->closed_) {
+                self->parked_self_ = self;
+            } else if (self->in_flight_) {
+                self->finish_request(503);  // cut while its handler ran: no answer will come
+            }
         });
+        // Strand state is not ours to read here: log from the request's own copy.
+        const TraceContext trace = request.trace;
+        const std::string route = request.route;
         auto resume = std::make_shared<ParkedRequest>(server_, self, std::move(request));
         try {
             park(std::move(resume));
         } catch (const std::exception& e) {
             // The Resume, dropped unresumed, answers 500.
-            server_.logger_.log(LogLevel::error, "parking a request failed", trace_,
-                                {{"route", route_label_}, {"error", e.what()}});
+            server_.logger_.log(LogLevel::error, "parking a request failed", trace,
+                                {{"route", route}, {"error", e.what()}});
+        } catch (...) {
+            server_.logger_.log(LogLevel::error, "parking a request failed", trace,
+                                {{"route", route}, {"error", "unknown exception"}});
         }
     }
 
@@ -385,7 +402,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
         ~ParkedRequest() override {
             if (resumed_) return;
-            finish(problem(500, "internal", "the server failed to handle the request"));
+            try {
+                finish(problem(500, "internal", "the server failed to handle the request"));
+            } catch (...) {
+                // Nothing to answer with (out of memory): the connection is cut at stop.
+            }
         }
 
         void resume(std::function<Response()> answer) override {
@@ -393,7 +414,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
             if (resumed_.exchange(true) || !gate_->open) return;
             auto connection = connection_.lock();
             if (!connection) return;
-            bool queued = server_.pool_.try_submit(
+            // Not bounded by the queue: it was admitted when it parked, and at most as many
+            // as may park come back (a burst of them all passing one position must not be
+            // refused, nor crowd out requests that never parked).
+            server_.pool_.submit_admitted(
                 [connection, answer = std::move(answer), request = std::move(request_)]() mutable {
                     Response response = connection->run_answer(answer, request);
                     net::post(connection->executor(),
@@ -401,12 +425,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                   connection->on_handled(std::move(response));
                               });
                 });
-            if (!queued) {
-                server_.rejected("queue_full");
-                net::post(connection->executor(), [connection] {
-                    connection->on_handled(problem(503, "unavailable", "the server is busy"));
-                });
-            }
         }
 
        private:

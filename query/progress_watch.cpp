@@ -1,5 +1,6 @@
 #include "query/progress_watch.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <condition_variable>
 #include <map>
@@ -38,6 +39,10 @@ Progress read_progress(pqxx::transaction_base& tx, int partitions,
     return progress;
 }
 
+namespace {
+constexpr std::chrono::milliseconds kMinAcquire{200};
+}  // namespace
+
 struct ProgressWatch::Impl {
     platform::pg::Pool& pool;
     int partitions;
@@ -50,6 +55,8 @@ struct ProgressWatch::Impl {
     std::map<ParkedWaits::Id, Wake> wakes;
     ParkedWaits::Id next_id = 1;
     bool stopping = false;
+    std::uint64_t polls = 0;
+    std::mutex stop_mutex;  // one stop() at a time
     std::thread thread;
 
     Impl(platform::pg::Pool& p, int n, std::size_t capacity, platform::Logger l,
@@ -68,6 +75,17 @@ struct ProgressWatch::Impl {
         return due;
     }
 
+    // Wakes run outside the lock; one that throws (out of memory) must not end the thread.
+    void wake_all(std::vector<std::pair<Wake, Outcome>>& due) {
+        for (auto& [wake, outcome] : due) {
+            try {
+                wake(outcome);
+            } catch (const std::exception& e) {
+                log.error("waking a parked request failed", {{"error", e.what()}});
+            }
+        }
+    }
+
     void run() {
         std::unique_lock lock{mutex};
         for (;;) {
@@ -76,19 +94,25 @@ struct ProgressWatch::Impl {
             lock.unlock();
             std::optional<Progress> progress;
             try {
+                // A connection must come soon: deadlines of the waits are not kept meanwhile.
                 progress = pool.transact<pqxx::nontransaction>(
+                    std::chrono::steady_clock::now() + std::max(pause * 20, kMinAcquire),
                     [&](auto& tx) { return read_progress(tx, partitions, std::nullopt); });
             } catch (const std::exception& e) {
                 log.warn("could not read projection progress", {{"error", e.what()}});
             }
             lock.lock();
-            // Without progress the waits cannot be told apart: each learns the read models
-            // are unavailable now rather than at its deadline.
-            auto due = progress ? take(waits.settle(*progress, std::chrono::steady_clock::now()),
-                                       Outcome::timed_out)
-                                : take(waits.drain(), Outcome::unavailable);
+            ++polls;
+            // Without progress nothing has passed; the waits whose time is up learn that the
+            // read models are unavailable, the others keep waiting for a better read.
+            auto due =
+                progress
+                    ? take(waits.settle(*progress, std::chrono::steady_clock::now()),
+                           Outcome::timed_out)
+                    : take(waits.settle(Progress{partitions}, std::chrono::steady_clock::now()),
+                           Outcome::unavailable);
             lock.unlock();
-            for (auto& [wake, outcome] : due) wake(outcome);
+            wake_all(due);
             lock.lock();
             if (stopping || waits.empty()) continue;
             auto until = std::chrono::steady_clock::now() + pause;
@@ -125,20 +149,25 @@ std::size_t ProgressWatch::waiting() const {
     return impl_->waits.size();
 }
 
+std::uint64_t ProgressWatch::polls() const {
+    std::lock_guard lock{impl_->mutex};
+    return impl_->polls;
+}
+
 void ProgressWatch::stop() {
-    std::vector<std::pair<Wake, Outcome>> due;
+    std::lock_guard stopping{impl_->stop_mutex};
     {
         std::lock_guard lock{impl_->mutex};
-        if (impl_->stopping && !impl_->thread.joinable()) return;
         impl_->stopping = true;
         impl_->changed.notify_all();
     }
     if (impl_->thread.joinable()) impl_->thread.join();
+    std::vector<std::pair<Wake, Outcome>> due;
     {
         std::lock_guard lock{impl_->mutex};
         due = impl_->take(impl_->waits.drain(), Outcome::stopped);
     }
-    for (auto& [wake, outcome] : due) wake(outcome);
+    impl_->wake_all(due);
 }
 
 }  // namespace ordo::query

@@ -55,6 +55,8 @@ class ProgressWatch {
               std::chrono::steady_clock::time_point deadline, Wake wake);
 
     std::size_t waiting() const;
+    // How many times the thread has read the progress (lets tests wait for a fresh look).
+    std::uint64_t polls() const;
 
     // Ends every wait (Outcome::stopped) and joins the thread. Idempotent.
     void stop();

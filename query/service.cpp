@@ -451,10 +451,9 @@ Response QueryService::guarded(const platform::TraceContext& trace,
         return answer();
     } catch (...) {
         const std::string unavailable = "the read models are unavailable; retry shortly";
-        return platform::answer_dependency_failure(log_, trace,
-                                                   {.unavailable = unavailable,
-                                                    .overloaded = unavailable,
-                                                    .outcome_unknown = unavailable});
+        return platform::answer_dependency_failure(
+            log_, trace,
+            {.unavailable = unavailable, .overloaded = unavailable, .outcome_unknown = {}});
     }
 }
 

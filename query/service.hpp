@@ -40,6 +40,8 @@ class QueryService {
 
     // Requests parked for a consistency token now.
     std::size_t waiting() const { return watch_.waiting(); }
+    // How often the parked requests' progress has been read (for tests).
+    std::uint64_t consistency_polls() const { return watch_.polls(); }
 
     // Registers this class's prepared statements; add it to the pool's preparers.
     static void prepare(pqxx::connection& conn);

@@ -103,15 +103,20 @@ TEST(HttpPark, ParkedRequestsHoldNoWorkerAndAreAnsweredFromAnyThread) {
 
 TEST(HttpPark, ASecondResumeIsIgnored) {
     ParkServer s;
-    auto pending = s.get_async("/park");
+    auto pending = std::async(std::launch::async, [c = s.client()]() mutable {
+        auto res = c.get("/park");
+        return std::make_pair(std::move(c), std::move(res));
+    });
     ASSERT_TRUE(eventually([&] { return s.parked.size() == 1; }, 20s));
     auto r = s.parked.take().front();
     r->resume([] { return Response::json(200, {{"first", true}}); });
     r->resume([] { return Response::json(201, {{"second", true}}); });
-    auto res = pending.get();
+    auto [client, res] = pending.get();
     EXPECT_EQ(res.status, 200);
-    // The connection is in a clean state: the next request on it is answered normally.
-    EXPECT_EQ(s.client().get("/now").status, 200);
+    // The same connection carries the next request and its own answer, not a second one.
+    auto next = client.get("/now");
+    EXPECT_EQ(next.status, 200);
+    EXPECT_EQ(nlohmann::json::parse(next.body).value("now", false), true);
 }
 
 TEST(HttpPark, ARequestNeverResumedIsAnswered500) {
@@ -133,13 +138,19 @@ TEST(HttpPark, StoppingCutsParkedRequestsAndLaterResumesDoNothing) {
     auto s = std::make_unique<ParkServer>();
     auto pending = s->get_async("/park");
     ASSERT_TRUE(eventually([&] { return s->parked.size() == 1; }, 20s));
-    auto r = s->parked.take().front();
+    auto second = s->get_async("/park");
+    ASSERT_TRUE(eventually([&] { return s->parked.size() == 2; }, 20s));
+    auto parked = s->parked.take();
     s->server->stop(200ms);
-    // The client learns the connection is gone rather than waiting forever.
+    // The clients learn their connections are gone rather than waiting forever, and the
+    // requests cut are no longer counted in flight.
     EXPECT_THROW(pending.get(), std::runtime_error);
-    r->resume([] { return Response::json(200, {}); });  // after stop: nothing, no crash
+    EXPECT_THROW(second.get(), std::runtime_error);
+    EXPECT_EQ(
+        s->registry.gauge("ordo_http_requests_in_flight", "", {{"component", "http"}}).value(), 0);
+    parked[0]->resume([] { return Response::json(200, {}); });  // after stop: nothing happens
     s.reset();
-    r.reset();  // the last reference outlives the server: harmless
+    parked.clear();  // the last references, one never resumed, outlive the server: harmless
 }
 
 }  // namespace
