@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "app/host.hpp"
 #include "platform/log.hpp"
 #include "projections/rebuild.hpp"
 
@@ -31,6 +32,7 @@ struct ServeOptions {
     std::string nats_url;
     std::string tokens_file;  // ORDO_API_TOKENS_FILE; see platform/api_tokens.hpp
     bool insecure_no_auth = false;
+    ListenerTls tls;
     std::size_t pool_size = 16;
     // query: where the Command API answers, for the 308s of the moved dead-letter routes;
     // https, or http on a loopback address. Empty: they answer 410.
@@ -57,6 +59,9 @@ struct ProjectorOptions {
     std::string webhook_url;  // the webhook projection runs when set
     std::string webhook_event_types;
     int webhook_timeout_ms = 5000;
+    std::string webhook_secret_file;  // ORDO_WEBHOOK_SECRET_FILE: whsec_… lines, mode 0600
+    std::string tls_ca_file;          // ORDO_TLS_CA_FILE: CAs the webhook's https:// trusts
+    ListenerTls tls;
 };
 
 int run_projector(const ProjectorOptions& options, const platform::Logger& log);
@@ -71,6 +76,7 @@ struct RelayServeOptions {
     std::string subject_prefix = "ordo.events";
     int duplicate_window_seconds = 120;
     int max_age_hours = 168;
+    ListenerTls tls;
 };
 
 int run_relay(const RelayServeOptions& options, const platform::Logger& log);
@@ -91,6 +97,7 @@ struct SagasOptions {
     int step_timeout_ms = 10'000;
     int fulfillment_timeout_ms = 30'000;
     int lock_timeout_ms = 2'000;
+    ListenerTls tls;
 };
 
 int run_sagas(const SagasOptions& options, const platform::Logger& log);

@@ -32,7 +32,9 @@ StopSignals::StopSignals() {
 bool StopSignals::wait_for(std::chrono::seconds tick) {
     timespec timeout{static_cast<time_t>(tick.count()), 0};
     int sig = sigtimedwait(&set_, nullptr, &timeout);
-    if (sig == SIGHUP && on_hangup_) on_hangup_();
+    if (sig == SIGHUP) {
+        for (const auto& handler : on_hangup_) handler();
+    }
     return sig == SIGINT || sig == SIGTERM;
 }
 
@@ -86,16 +88,17 @@ bool is_loopback(const std::string& host) {
 
 namespace {
 
-// Loads the token file, refusing one that others could write: whoever can add a line can
-// let themselves in. The checks are made on the open file (fstat), not on its name, so the
-// file read is the file checked. Replace the file by rename for a reload to see either the
-// old or the new one whole.
-platform::http::TokenSet load_token_file(const std::string& file) {
+// Reads a file of security settings (`what`: "the token file"), refusing one owned by
+// another user than root or this service's, or one whose mode has any of `refused` bits
+// (`advice` says what to do about it). The checks are made on the open file (fstat), not on
+// its name, so the file read is the file checked. Replace such a file by rename for a reload
+// to see either the old or the new one whole.
+std::string read_protected_file(const std::string& file, const std::string& what, mode_t refused,
+                                const std::string& advice) {
     // O_NONBLOCK: a FIFO put in the file's place must not hang the thread that reloads.
     const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
-        throw std::runtime_error("cannot read the token file " + file + ": " +
-                                 std::strerror(errno));
+        throw std::runtime_error("cannot read " + what + " " + file + ": " + std::strerror(errno));
     }
     struct Closer {
         int fd;
@@ -111,9 +114,7 @@ platform::http::TokenSet load_token_file(const std::string& file) {
                 "it belongs to another user; it must be root's or this "
                 "service's");
         }
-        if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-            throw std::runtime_error("it is writable by others; chmod go-w it (0600 or 0644)");
-        }
+        if ((st.st_mode & refused) != 0) throw std::runtime_error(advice);
         char buf[4096];
         for (;;) {
             auto n = ::read(fd, buf, sizeof buf);
@@ -124,8 +125,17 @@ platform::http::TokenSet load_token_file(const std::string& file) {
             if (text.size() > (1U << 20)) throw std::runtime_error("it is larger than 1 MiB");
         }
     } catch (const std::runtime_error& e) {
-        throw std::runtime_error("the token file " + file + " is refused: " + e.what());
+        throw std::runtime_error(what + " " + file + " is refused: " + e.what());
     }
+    return text;
+}
+
+// Loads the token file, refusing one that others could write: whoever can add a line can
+// let themselves in.
+platform::http::TokenSet load_token_file(const std::string& file) {
+    const std::string text =
+        read_protected_file(file, "the token file", S_IWGRP | S_IWOTH,
+                            "it is writable by others; chmod go-w it (0600 or 0644)");
     platform::http::TokenSet set;
     try {
         set = platform::http::TokenSet::parse(text);
@@ -196,6 +206,11 @@ void reload_tokens_on_hangup(StopSignals& signals, platform::http::Server& serve
     });
 }
 
+std::string read_secret_file(const std::string& file) {
+    return read_protected_file(file, "the secret file", S_IRWXG | S_IRWXO,
+                               "others may read or write it; chmod 0600 it");
+}
+
 void raise_file_limit(std::size_t needed, const platform::Logger& log) {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
@@ -219,11 +234,10 @@ void raise_file_limit(std::size_t needed, const platform::Logger& log) {
     }
 }
 
-std::unique_ptr<platform::http::Server> start_server(const std::string& address,
-                                                     platform::http::ServerOptions options,
-                                                     platform::http::Router router,
-                                                     const platform::Logger& log,
-                                                     platform::metrics::Registry& registry) {
+std::unique_ptr<platform::http::Server> start_server(
+    StopSignals& signals, const std::string& address, const ListenerTls& tls,
+    platform::http::ServerOptions options, platform::http::Router router,
+    const platform::Logger& log, platform::metrics::Registry& registry) {
     auto parsed = parse_address(address);
     if (!parsed) {
         log.error("the address must be host:port", {{"address", address}});
@@ -231,14 +245,49 @@ std::unique_ptr<platform::http::Server> start_server(const std::string& address,
     }
     options.address = parsed->first;
     options.port = parsed->second;
+    if (tls.cert_file.empty() != tls.key_file.empty()) {
+        log.error(
+            "refusing to start: give both --tls-cert-file and --tls-key-file "
+            "(ORDO_TLS_CERT_FILE, ORDO_TLS_KEY_FILE), or neither");
+        return nullptr;
+    }
+    options.tls = {.certificate_chain_file = tls.cert_file, .private_key_file = tls.key_file};
+    const bool takes_tokens = options.tokens && !options.tokens->empty();
+    if (!options.tls.enabled() && takes_tokens && !is_loopback(options.address)) {
+        if (!tls.insecure_no_tls) {
+            log.error(
+                "refusing to take bearer tokens over plain HTTP beyond loopback: give "
+                "--tls-cert-file and --tls-key-file, or --insecure-no-tls when a proxy in front "
+                "terminates TLS",
+                {{"address", address}});
+            return nullptr;
+        }
+        log.warn("serving plain HTTP beyond loopback (--insecure-no-tls): TLS must end in front",
+                 {{"address", address}});
+    }
     raise_file_limit(options.max_connections + kFilesBesideConnections, log);
     auto server =
         std::make_unique<platform::http::Server>(options, std::move(router), log, registry);
     try {
         server->start();
     } catch (const std::exception& e) {
-        log.error("cannot listen", {{"address", address}, {"error", e.what()}});
+        log.error("refusing to start: cannot serve", {{"address", address}, {"error", e.what()}});
         return nullptr;
+    }
+    if (server->tls()) {
+        const char* help = "Reloads of the TLS certificate and key on SIGHUP, by outcome";
+        auto& loaded = registry.counter("ordo_tls_reloads_total", help, {{"outcome", "loaded"}});
+        auto& failed = registry.counter("ordo_tls_reloads_total", help, {{"outcome", "failed"}});
+        signals.on_hangup([server = server.get(), &loaded, &failed, log] {
+            try {
+                server->reload_tls();
+                loaded.inc();
+            } catch (const std::exception& e) {
+                failed.inc();
+                log.error("TLS certificate not reloaded; the previous one stays in use",
+                          {{"error", e.what()}});
+            }
+        });
     }
     return server;
 }
@@ -259,10 +308,20 @@ std::unique_ptr<platform::otlp::Exporter> span_exporter(const std::string& servi
     }
     std::string name = env("OTEL_SERVICE_NAME");
     if (name.empty()) name = service;
-    log.info("exporting spans", {{"url", url}, {"service_name", name}});
-    return std::make_unique<platform::otlp::Exporter>(
-        platform::otlp::ExporterOptions{.url = url, .service_name = name},
-        log.with_component("otlp"), registry, clock);
+    // The OpenTelemetry variables first, then the one CA setting of every outgoing client.
+    std::string ca_file = env("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE");
+    if (ca_file.empty()) ca_file = env("OTEL_EXPORTER_OTLP_CERTIFICATE");
+    if (ca_file.empty()) ca_file = env("ORDO_TLS_CA_FILE");
+    log.info("exporting spans", {{"url", url}, {"service_name", name}, {"ca_file", ca_file}});
+    try {
+        return std::make_unique<platform::otlp::Exporter>(
+            platform::otlp::ExporterOptions{.url = url, .service_name = name, .ca_file = ca_file},
+            log.with_component("otlp"), registry, clock);
+    } catch (const std::exception& e) {
+        log.error("spans are not exported: the collector's CA certificates did not load",
+                  {{"error", e.what()}});
+        return nullptr;
+    }
 }
 
 std::string instance_name() {

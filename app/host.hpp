@@ -30,11 +30,12 @@ class StopSignals {
     // Waits up to `tick`; true when a stop signal arrived.
     bool wait_for(std::chrono::seconds tick);
     void wait();
-    void on_hangup(std::function<void()> handler) { on_hangup_ = std::move(handler); }
+    // Adds a hang-up handler; all run in the order added.
+    void on_hangup(std::function<void()> handler) { on_hangup_.push_back(std::move(handler)); }
 
    private:
     sigset_t set_;
-    std::function<void()> on_hangup_;
+    std::vector<std::function<void()>> on_hangup_;
 };
 
 std::optional<std::pair<std::string, std::uint16_t>> parse_address(const std::string& address);
@@ -64,23 +65,43 @@ bool is_safe_redirect_base(const std::string& url);
 // addresses, not names).
 bool is_loopback(const std::string& host);
 
+// The contents of a secret file (a webhook signing secret, say), refused unless it belongs to
+// root or this service's user and neither group nor others may read or write it (0600 or
+// 0400): a secret others can read is not one. Throws std::runtime_error saying why.
+std::string read_secret_file(const std::string& file);
+
 // Raises this process's soft open-file limit to `needed` (up to the hard limit; logged when
 // that is lower), so that the connection caps, not the limit, decide what is refused.
 void raise_file_limit(std::size_t needed, const platform::Logger& log);
 // Files a service opens beside its HTTP connections: database pools, NATS, logs.
 inline constexpr std::size_t kFilesBesideConnections = 512;
 
+// HTTPS for a service's listener (--tls-cert-file, --tls-key-file: both or neither).
+struct ListenerTls {
+    std::string cert_file;  // PEM certificate chain, leaf first
+    std::string key_file;   // PEM private key, unencrypted
+    // Serve plain HTTP beyond loopback although the server takes bearer tokens: TLS ends in a
+    // proxy in front.
+    bool insecure_no_tls = false;
+};
+
 // Starts the component's HTTP server on `address` (raising the open-file limit for its
-// connection cap); nullptr (logged) when it cannot listen.
-std::unique_ptr<platform::http::Server> start_server(const std::string& address,
-                                                     platform::http::ServerOptions options,
-                                                     platform::http::Router router,
-                                                     const platform::Logger& log,
-                                                     platform::metrics::Registry& registry);
+// connection cap), over TLS when `tls` names the files; SIGHUP then reloads them, and a reload
+// that fails keeps the certificate in use (logged, counted in
+// ordo_tls_reloads_total{outcome="failed"}). A server that takes bearer tokens refuses plain
+// HTTP beyond loopback unless told `insecure_no_tls`: a token on plain HTTP is public.
+// nullptr (logged) when it must not or cannot start: only one of the files given, a
+// certificate or key that does not load, or an address it cannot listen on.
+std::unique_ptr<platform::http::Server> start_server(
+    StopSignals& signals, const std::string& address, const ListenerTls& tls,
+    platform::http::ServerOptions options, platform::http::Router router,
+    const platform::Logger& log, platform::metrics::Registry& registry);
 
 // The span exporter of service `service` ("ordo-command", ...) when
 // OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, used as is) is set;
-// OTEL_SERVICE_NAME overrides the name. nullptr when tracing export is off. Declare it
+// OTEL_SERVICE_NAME overrides the name. An https:// collector is verified against
+// OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE, OTEL_EXPORTER_OTLP_CERTIFICATE or ORDO_TLS_CA_FILE
+// (the first set), else the system's CAs. nullptr when tracing export is off. Declare it
 // before the server and workers that record into it, so that it outlives them.
 std::unique_ptr<platform::otlp::Exporter> span_exporter(const std::string& service,
                                                         const platform::Logger& log,

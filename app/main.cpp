@@ -25,6 +25,31 @@ int run_migrate(const std::string& migrator_url, const platform::Logger& log) {
 
 }  // namespace ordo::app
 
+namespace {
+
+// The listener's HTTPS options, alike on every `ordo serve` service; `insecure_no_tls` only
+// where the listener takes bearer tokens (the command and query APIs).
+void add_tls_options(CLI::App* service, ordo::app::ListenerTls& tls, bool takes_tokens) {
+    auto* cert = service
+                     ->add_option("--tls-cert-file", tls.cert_file,
+                                  "Serve HTTPS with this PEM certificate chain (leaf first); "
+                                  "SIGHUP reloads it")
+                     ->envname("ORDO_TLS_CERT_FILE");
+    auto* key = service
+                    ->add_option("--tls-key-file", tls.key_file,
+                                 "The certificate's PEM private key (unencrypted)")
+                    ->envname("ORDO_TLS_KEY_FILE");
+    if (takes_tokens) {
+        service
+            ->add_flag("--insecure-no-tls", tls.insecure_no_tls,
+                       "Serve plain HTTP beyond loopback (TLS ends in a proxy in front)")
+            ->excludes(cert)
+            ->excludes(key);
+    }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
     using namespace ordo;
     CLI::App cli{"ordo: CQRS and event sourcing on PostgreSQL and NATS JetStream"};
@@ -86,6 +111,7 @@ int main(int argc, char** argv) {
             ->envname("ORDO_API_TOKENS_FILE");
         s->add_flag("--insecure-no-auth", serve_options.insecure_no_auth,
                     "Serve /v1 routes without tokens (loopback addresses only)");
+        add_tls_options(s, serve_options.tls, true);
         s->add_option("--pool-size", serve_options.pool_size, "Database connections")
             ->envname("ORDO_DB_POOL_SIZE")
             ->check(CLI::Range(1, 256))
@@ -153,8 +179,20 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_projector
         ->add_option("--webhook-url", projector_options.webhook_url,
-                     "http:// URL to POST selected events to (the webhook projection)")
+                     "https:// (or http://) URL to POST selected events to (the webhook "
+                     "projection)")
         ->envname("ORDO_WEBHOOK_URL");
+    serve_projector
+        ->add_option("--webhook-secret-file", projector_options.webhook_secret_file,
+                     "File (mode 0600) of whsec_... secrets that sign each delivery (Standard "
+                     "Webhooks)")
+        ->envname("ORDO_WEBHOOK_SECRET_FILE");
+    serve_projector
+        ->add_option("--tls-ca-file", projector_options.tls_ca_file,
+                     "PEM CA certificates the webhook's https:// server is verified against, "
+                     "instead of the system's")
+        ->envname("ORDO_TLS_CA_FILE");
+    add_tls_options(serve_projector, projector_options.tls, false);
     serve_projector
         ->add_option("--webhook-event-types", projector_options.webhook_event_types,
                      "Comma-separated event types the webhook forwards (default all)")
@@ -205,6 +243,7 @@ int main(int argc, char** argv) {
         ->envname("ORDO_NATS_MAX_AGE")
         ->check(CLI::Range(1, 87600))
         ->capture_default_str();
+    add_tls_options(serve_relay, relay_options.tls, false);
     serve_relay->callback([&] {
         rc = app::run_relay(relay_options, platform::Logger::stderr_logger(
                                                "relay", platform::parse_log_level(log_level)));
@@ -231,6 +270,7 @@ int main(int argc, char** argv) {
         ->envname("ORDO_API_TOKENS_FILE");
     serve_query->add_flag("--insecure-no-auth", query_options.insecure_no_auth,
                           "Serve /v1 routes without tokens (loopback addresses only)");
+    add_tls_options(serve_query, query_options.tls, true);
     serve_query
         ->add_option("--command-url", query_options.command_url,
                      "Base URL of the Command API (https, or http on loopback), where moved "
@@ -305,6 +345,7 @@ int main(int argc, char** argv) {
         ->envname("ORDO_SAGA_LOCK_TIMEOUT_MS")
         ->check(CLI::Range(10, 600'000))
         ->capture_default_str();
+    add_tls_options(serve_sagas, sagas_options.tls, false);
     serve_sagas->callback([&] {
         rc = app::run_sagas(sagas_options, platform::Logger::stderr_logger(
                                                "sagas", platform::parse_log_level(log_level)));

@@ -14,6 +14,7 @@
 #include "projections/runtime.hpp"
 #include "projections/traced.hpp"
 #include "projections/webhook.hpp"
+#include "projections/webhook_signature.hpp"
 #include "sagas/intake.hpp"
 
 namespace ordo::app {
@@ -43,14 +44,26 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
         runtime_options.dead_letter_policies =
             projections::parse_dead_letter_policies(options.dead_letter_policy);
         if (!options.webhook_url.empty()) {
+            std::vector<std::string> keys;
+            if (!options.webhook_secret_file.empty()) {
+                keys = projections::webhook_signature::parse_secrets(
+                    read_secret_file(options.webhook_secret_file));
+            } else {
+                log.warn("webhook deliveries are not signed: set ORDO_WEBHOOK_SECRET_FILE");
+            }
+            if (options.webhook_url.rfind("https://", 0) != 0) {
+                log.warn("webhook deliveries go over plain HTTP", {{"url", options.webhook_url}});
+            }
             models.push_back(
                 std::make_unique<projections::WebhookProjection>(projections::WebhookOptions{
                     .url = options.webhook_url,
                     .event_types = projections::parse_event_types(options.webhook_event_types),
-                    .timeout = std::chrono::milliseconds{options.webhook_timeout_ms}}));
+                    .timeout = std::chrono::milliseconds{options.webhook_timeout_ms},
+                    .ca_file = options.tls_ca_file,
+                    .signing_keys = std::move(keys)}));
         }
-    } catch (const platform::InvalidInput& e) {
-        log.error(e.what());
+    } catch (const std::runtime_error& e) {  // platform::InvalidInput, an unreadable secret
+        log.error("refusing to start", {{"error", e.what()}});
         return 2;
     }
     if (!options.breaker_bucket.empty() && !options.nats_url.empty()) {
@@ -70,7 +83,8 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     server_options.worker_threads = 2;
     server_options.component = "projector";
     server_options.spans = spans.get();
-    auto server = start_server(options.address, server_options, std::move(router), log, registry);
+    auto server = start_server(signals, options.address, options.tls, server_options,
+                               std::move(router), log, registry);
     if (!server) return 1;
     log.info("projector running",
              {{"partitions", options.partitions}, {"metrics", options.address}});

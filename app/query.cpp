@@ -48,7 +48,8 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     server_options.worker_threads = options.pool_size;
     server_options.component = options.component;
     server_options.spans = spans.get();
-    auto server = start_server(options.address, server_options, std::move(router), log, registry);
+    auto server = start_server(signals, options.address, options.tls, server_options,
+                               std::move(router), log, registry);
     if (!server) return 1;
     reload_tokens_on_hangup(signals, *server, options.tokens_file, log, registry);
     log.info("query service listening", {{"address", options.address}, {"partitions", partitions}});

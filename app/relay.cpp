@@ -44,7 +44,8 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
     server_options.worker_threads = 2;
     server_options.component = "relay";
     server_options.spans = spans.get();
-    auto server = start_server(options.address, server_options, std::move(router), log, registry);
+    auto server = start_server(signals, options.address, options.tls, server_options,
+                               std::move(router), log, registry);
     if (!server) return 1;
     log.info("relay serving health and metrics", {{"address", options.address},
                                                   {"stream", options.stream},

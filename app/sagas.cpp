@@ -172,7 +172,8 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     server_options.worker_threads = 2;
     server_options.component = "sagas";
     server_options.spans = spans.get();
-    auto server = start_server(options.address, server_options, std::move(router), log, registry);
+    auto server = start_server(signals, options.address, options.tls, server_options,
+                               std::move(router), log, registry);
     if (!server) return 1;
     log.info("saga runner running",
              {{"mode", options.mode}, {"workers", options.workers}, {"metrics", options.address}});

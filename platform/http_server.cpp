@@ -17,6 +17,9 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
@@ -26,6 +29,7 @@
 
 #include "platform/connection_budget.hpp"
 #include "platform/otlp.hpp"
+#include "platform/tls.hpp"
 
 namespace ordo::platform::http {
 namespace {
@@ -33,6 +37,7 @@ namespace {
 namespace net = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
+namespace ssl = boost::asio::ssl;
 using tcp = net::ip::tcp;
 using SteadyClock = std::chrono::steady_clock;
 
@@ -110,6 +115,75 @@ ServerSpan server_span(const Message& msg) {
     if (traceparents != 1 || !parent) return {new_trace(), std::nullopt};
     if (auto state = TraceState::parse(states)) parent->tracestate = state->format();
     return {child_span(*parent), parent->span_id};
+}
+
+// A connection's byte stream: the TCP socket itself, or TLS over it. Beast reads and writes
+// through it without knowing which, so that every limit, timeout and answer of the server is
+// the same over both; only the start (the handshake) and the end (close_notify) differ.
+class Transport {
+   public:
+    using executor_type = tcp::socket::executor_type;
+
+    Transport(tcp::socket socket, std::shared_ptr<ssl::context> tls) : context_{std::move(tls)} {
+        if (context_) {
+            tls_.emplace(std::move(socket), *context_);
+        } else {
+            plain_.emplace(std::move(socket));
+        }
+    }
+
+    bool secure() const { return tls_.has_value(); }
+    tcp::socket& socket() { return tls_ ? tls_->next_layer() : *plain_; }
+    executor_type get_executor() { return socket().get_executor(); }
+
+    template <class Buffers, class Handler>
+    void async_read_some(const Buffers& buffers, Handler&& handler) {
+        if (tls_) {
+            tls_->async_read_some(buffers, std::forward<Handler>(handler));
+        } else {
+            plain_->async_read_some(buffers, std::forward<Handler>(handler));
+        }
+    }
+
+    template <class Buffers, class Handler>
+    void async_write_some(const Buffers& buffers, Handler&& handler) {
+        if (tls_) {
+            tls_->async_write_some(buffers, std::forward<Handler>(handler));
+        } else {
+            plain_->async_write_some(buffers, std::forward<Handler>(handler));
+        }
+    }
+
+    template <class Handler>
+    void async_handshake(Handler&& handler) {
+        tls_->async_handshake(ssl::stream_base::server, std::forward<Handler>(handler));
+    }
+
+    // Sends close_notify and waits for the peer's (TLS only).
+    template <class Handler>
+    void async_shutdown(Handler&& handler) {
+        tls_->async_shutdown(std::forward<Handler>(handler));
+    }
+
+    // The negotiated protocol ("TLSv1.3"), for logs.
+    std::string protocol() { return tls_ ? SSL_get_version(tls_->native_handle()) : "none"; }
+
+   private:
+    std::shared_ptr<ssl::context> context_;  // outlives the stream that uses it
+    std::optional<tcp::socket> plain_;
+    std::optional<ssl::stream<tcp::socket>> tls_;
+};
+
+// A server context from the identity files, with the project's TLS policy.
+std::shared_ptr<ssl::context> load_tls_context(const TlsFiles& files) {
+    if (files.certificate_chain_file.empty() || files.private_key_file.empty()) {
+        throw std::runtime_error("TLS needs both a certificate chain file and a private key file");
+    }
+    auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
+    tls::apply_policy(context->native_handle(), true);
+    tls::load_identity(context->native_handle(), files.certificate_chain_file,
+                       files.private_key_file);
+    return context;
 }
 
 // Handlers run here rather than on the IO threads. The queue is bounded: a request that would
@@ -273,6 +347,29 @@ struct ServerState {
     std::condition_variable connections_cv_;
     std::unordered_map<Connection*, std::weak_ptr<Connection>> connections_;
 
+    // The TLS context new connections take; null for plain HTTP. Replaced by reload_tls().
+    std::atomic<std::shared_ptr<ssl::context>> tls_context_;
+
+    void tls_loaded(const std::shared_ptr<ssl::context>& context) {
+        auto cert = tls::summary(context->native_handle());
+        registry_
+            .gauge("ordo_http_tls_certificate_expiry_timestamp_seconds",
+                   "When the certificate the server presents expires (Unix time)",
+                   {{"component", options_.component}})
+            .set(static_cast<double>(
+                std::chrono::duration_cast<std::chrono::seconds>(cert.not_after.time_since_epoch())
+                    .count()));
+        logger_.info("TLS certificate loaded", {{"file", options_.tls.certificate_chain_file},
+                                                {"subject", cert.subject},
+                                                {"serial", cert.serial}});
+    }
+
+    metrics::Counter& handshake_failures() {
+        return registry_.counter("ordo_http_tls_handshake_failures_total",
+                                 "TLS handshakes that failed or timed out",
+                                 {{"component", options_.component}});
+    }
+
     WorkerPool pool_;
     // Parked requests (Response::later) reach pool_ through this, and only while it is open:
     // stop() closes it before the pool and the connections go.
@@ -297,10 +394,11 @@ struct ServerState {
 // of its socket), so the state below needs no lock; workers hand results back by posting.
 class Connection : public std::enable_shared_from_this<Connection> {
    public:
-    Connection(ServerState& server, tcp::socket socket, std::string client,
-               ConnectionBudget::Verdict admission)
+    Connection(ServerState& server, tcp::socket socket, std::shared_ptr<ssl::context> tls,
+               std::string client, ConnectionBudget::Verdict admission)
         : server_{server},
-          socket_{std::move(socket)},
+          stream_{std::move(socket), std::move(tls)},
+          socket_{stream_.socket()},
           timer_{socket_.get_executor()},
           client_{std::move(client)},
           counted_{admission == ConnectionBudget::Verdict::admitted},
@@ -316,20 +414,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
     void start() {
-        if (admission_ == ConnectionBudget::Verdict::over_total) {
-            started_at_ = SteadyClock::now();
-            trace_ = new_trace();
-            reject("connection_limit", problem(503, "unavailable", "too many connections"));
+        if (stream_.secure()) {
+            handshake();
             return;
         }
-        if (admission_ == ConnectionBudget::Verdict::over_client) {
-            started_at_ = SteadyClock::now();
-            trace_ = new_trace();
-            reject("client_connection_limit",
-                   problem(503, "unavailable", "too many connections from this address"));
-            return;
-        }
-        wait_for_request();
+        admit();
     }
 
     // The server is stopping: a connection waiting for its next request goes now; one that
@@ -449,6 +538,49 @@ class Connection : public std::enable_shared_from_this<Connection> {
    private:
     enum class State { idle, reading, handling, writing, closing };
 
+    // Bounded by the read timeout; a connection over the caps only gets the linger time to
+    // complete it, as it would to read its 503. A failure is counted, logged at debug (scanners
+    // and plain-HTTP clients make plenty) and closes the connection.
+    void handshake() {
+        state_ = State::idle;
+        const bool admitted = admission_ == ConnectionBudget::Verdict::admitted;
+        arm_timer(admitted ? server_.options_.read_timeout
+                           : std::min(server_.options_.read_timeout, kLingerTimeout));
+        stream_.async_handshake([self = shared_from_this()](beast::error_code ec) {
+            self->disarm_timer();
+            if (self->closed_) return;
+            if (ec) {
+                self->server_.handshake_failures().inc();
+                if (self->server_.logger_.enabled(LogLevel::debug)) {
+                    self->server_.logger_.log(
+                        LogLevel::debug, "TLS handshake failed",
+                        {{"remote", self->remote_},
+                         {"error", self->timed_out_ ? std::string{"timed out"} : ec.message()}});
+                }
+                self->close();
+                return;
+            }
+            self->admit();
+        });
+    }
+
+    void admit() {
+        if (admission_ == ConnectionBudget::Verdict::over_total) {
+            started_at_ = SteadyClock::now();
+            trace_ = new_trace();
+            reject("connection_limit", problem(503, "unavailable", "too many connections"));
+            return;
+        }
+        if (admission_ == ConnectionBudget::Verdict::over_client) {
+            started_at_ = SteadyClock::now();
+            trace_ = new_trace();
+            reject("client_connection_limit",
+                   problem(503, "unavailable", "too many connections from this address"));
+            return;
+        }
+        wait_for_request();
+    }
+
     void wait_for_request() {
         state_ = State::idle;
         if (server_.stopping_) {
@@ -462,15 +594,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
         }
         // A new connection gets read_timeout to start talking; a kept-alive one idle_timeout.
         arm_timer(first_request_ ? server_.options_.read_timeout : server_.options_.idle_timeout);
-        socket_.async_wait(tcp::socket::wait_read,
-                           [self = shared_from_this()](beast::error_code ec) {
-                               self->disarm_timer();
-                               if (ec) {
-                                   self->close();  // idle timeout, shutdown, or socket error
-                                   return;
-                               }
-                               self->read_header();
-                           });
+        auto on_input = [self = shared_from_this()](beast::error_code ec) {
+            self->disarm_timer();
+            if (ec) {
+                self->close();  // idle timeout, shutdown, or socket error
+                return;
+            }
+            self->read_header();
+        };
+        if (!stream_.secure()) {
+            socket_.async_wait(tcp::socket::wait_read, std::move(on_input));
+            return;
+        }
+        // Over TLS, bytes on the socket need not be a request (and a request may already sit
+        // decrypted inside the TLS layer), so wait by reading what comes.
+        stream_.async_read_some(buffer_.prepare(kDrainChunk),
+                                [self = shared_from_this(), on_input = std::move(on_input)](
+                                    beast::error_code ec, std::size_t n) mutable {
+                                    self->buffer_.commit(n);
+                                    if (!ec && n == 0) ec = net::error::eof;
+                                    on_input(ec);
+                                });
     }
 
     void read_header() {
@@ -481,7 +625,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         parser_->header_limit(static_cast<std::uint32_t>(server_.options_.max_header_bytes));
         parser_->body_limit(server_.options_.max_body_bytes);
         arm_timer(server_.options_.read_timeout);
-        bhttp::async_read_header(socket_, buffer_, *parser_,
+        bhttp::async_read_header(stream_, buffer_, *parser_,
                                  [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                      self->on_header(ec);
                                  });
@@ -499,7 +643,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (!parser_->is_done() && msg.version() >= 11 &&
             lower(msg[bhttp::field::expect]) == "100-continue") {
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-            net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()),
+            net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
                              [self = shared_from_this()](beast::error_code ec, std::size_t) {
                                  if (ec) {
                                      self->close();
@@ -518,7 +662,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
             return;
         }
         bhttp::async_read(
-            socket_, buffer_, *parser_,
+            stream_, buffer_, *parser_,
             [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
     }
 
@@ -709,7 +853,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         state_ = State::writing;
         arm_timer(server_.options_.idle_timeout);
         bhttp::async_write(
-            socket_, *response_,
+            stream_, *response_,
             [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
                 self->on_write(ec, keep_alive);
             });
@@ -796,7 +940,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         span.attributes = {
             {"http.request.method", method},
             {"http.response.status_code", std::int64_t{status}},
-            {"url.scheme", std::string("http")},
+            {"url.scheme", std::string(stream_.secure() ? "https" : "http")},
             {"server.address", server_.options_.address},
             {"server.port", std::int64_t{server_.port_}},
             {"network.protocol.version", std::string(version_ == 10 ? "1.0" : "1.1")},
@@ -818,6 +962,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // Stop sending, then read and discard until the client closes (see kLingerTimeout).
     void linger() {
         state_ = State::closing;
+        if (stream_.secure()) {
+            // close_notify, then the client's: TLS reads and discards what comes meanwhile.
+            arm_timer(kLingerTimeout);
+            stream_.async_shutdown(
+                [self = shared_from_this()](beast::error_code) { self->close(); });
+            return;
+        }
         beast::error_code ec;
         socket_.shutdown(tcp::socket::shutdown_send, ec);
         if (ec) {
@@ -878,7 +1029,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
 
     ServerState& server_;
-    tcp::socket socket_;
+    Transport stream_;
+    tcp::socket& socket_;  // the stream's TCP socket
     net::steady_timer timer_;
     const std::string client_;  // the peer's address, without the port
     const bool counted_;        // admitted: holds a place in the connection budget
@@ -932,8 +1084,8 @@ void ServerState::on_accept(beast::error_code ec, tcp::socket socket) {
     std::string client = peer_ec ? std::string{"unknown"} : peer.address().to_string();
     auto admission = budget_.admit(client);
     if (admission == ConnectionBudget::Verdict::admitted) connections_gauge_.add(1);
-    auto connection =
-        std::make_shared<Connection>(*this, std::move(socket), std::move(client), admission);
+    auto connection = std::make_shared<Connection>(*this, std::move(socket), tls_context_.load(),
+                                                   std::move(client), admission);
     add_connection(connection.get(), connection);
     net::dispatch(connection->executor(), [connection] { connection->start(); });
     do_accept();
@@ -962,6 +1114,12 @@ void Server::start() {
     if (s.started_) throw std::logic_error("http server started twice");
     if (s.stopped_) throw std::logic_error("http server restarted after stop");
     std::string where = s.options_.address + ":" + std::to_string(s.options_.port);
+    if (s.options_.tls.enabled()) {
+        auto context = load_tls_context(s.options_.tls);
+        s.tls_context_.store(context);
+        s.tls_loaded(context);
+        s.handshake_failures();  // present at 0 from the start
+    }
 
     beast::error_code ec;
     auto address = net::ip::make_address(s.options_.address, ec);
@@ -998,11 +1156,24 @@ void Server::start() {
         "http server listening",
         {{"address", s.options_.address},
          {"port", s.port_},
+         {"tls", s.options_.tls.enabled()},
          {"auth", s.options_.tokens && !s.options_.tokens->empty() ? "bearer" : "none"}});
 }
 
 std::uint16_t Server::port() const {
     return impl_->port_;
+}
+
+bool Server::tls() const {
+    return impl_->options_.tls.enabled();
+}
+
+void Server::reload_tls() {
+    Impl& s = *impl_;
+    if (!s.options_.tls.enabled()) throw std::logic_error("this server does not serve TLS");
+    auto context = load_tls_context(s.options_.tls);
+    s.tls_context_.store(context);
+    s.tls_loaded(context);
 }
 
 void Server::set_tokens(std::shared_ptr<const TokenSet> tokens) {

@@ -18,6 +18,14 @@ class Exporter;
 
 namespace ordo::platform::http {
 
+// HTTPS: PEM files of the server's certificate chain (leaf first) and its private key. Both or
+// neither; neither serves plain HTTP.
+struct TlsFiles {
+    std::string certificate_chain_file;
+    std::string private_key_file;
+    bool enabled() const { return !certificate_chain_file.empty() || !private_key_file.empty(); }
+};
+
 struct ServerOptions {
     std::string address = "127.0.0.1";
     std::uint16_t port = 0;  // 0 picks an ephemeral port; port() reports it
@@ -34,6 +42,9 @@ struct ServerOptions {
     // Otherwise each route's access (Router::add) is checked against the token's scopes.
     std::shared_ptr<const TokenSet> tokens;
     std::string component = "http";
+    // When enabled, every connection is TLS (1.2 or 1.3, see platform/tls.hpp), its handshake
+    // bounded by read_timeout; every limit above applies to it as to plain HTTP.
+    TlsFiles tls;
     // When set, every request becomes a SERVER span named "{method} {route}" with the
     // semantic-convention attributes. Must outlive the server.
     otlp::Exporter* spans = nullptr;
@@ -54,10 +65,18 @@ class Server {
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // Binds, listens and starts the threads. Throws std::runtime_error naming the address when
-    // it cannot bind. Call once.
+    // Loads the TLS identity (when configured), binds, listens and starts the threads. Throws
+    // std::runtime_error naming the file when the certificate or key do not load, or the
+    // address when it cannot bind. Call once.
     void start();
     std::uint16_t port() const;
+    bool tls() const;
+
+    // Reads the certificate chain and key files again; connections accepted from then on use
+    // them, those already open keep theirs. Throws std::runtime_error (and changes nothing)
+    // when they do not load or do not match, or when the server does not serve TLS. Safe from
+    // any thread while the server runs.
+    void reload_tls();
 
     // Replaces the tokens for requests that arrive from now on (token rotation). Safe from
     // any thread while the server runs. Whether tokens are required is fixed when the server

@@ -80,6 +80,7 @@ struct Exporter::Impl {
         : options{std::move(o)},
           log{std::move(l)},
           clock{c},
+          client{http_client::ClientOptions{.ca_file = options.ca_file}},
           dropped_full{registry.counter("ordo_spans_dropped_total",
                                         "Spans not exported: the queue was full, or the "
                                         "collector refused or did not answer",
@@ -144,8 +145,8 @@ struct Exporter::Impl {
             // UTF-8 are replaced rather than failing the whole batch.
             auto body = encode(batch, options.service_name)
                             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            auto res = http_client::post(options.url, {{"Content-Type", "application/json"}}, body,
-                                         options.timeout);
+            auto res = client.post(options.url, {{"Content-Type", "application/json"}}, body,
+                                   options.timeout);
             if (res.status >= 200 && res.status < 300) {
                 exported.inc(static_cast<double>(batch.size()));
                 if (failing) log.info("span export recovered", {{"url", options.url}});
@@ -169,6 +170,7 @@ struct Exporter::Impl {
     ExporterOptions options;
     Logger log;
     const Clock& clock;
+    http_client::Client client;
     metrics::Counter& dropped_full;
     metrics::Counter& dropped_failed;
     metrics::Counter& exported;

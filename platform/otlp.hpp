@@ -50,8 +50,9 @@ nlohmann::json encode(const std::vector<Span>& spans, const std::string& service
 std::string traces_url(std::string endpoint);
 
 struct ExporterOptions {
-    std::string url;           // the full traces URL, http:// only
+    std::string url;           // the full traces URL, http:// or https://
     std::string service_name;  // resource attribute service.name
+    std::string ca_file;       // https: the CAs to trust instead of the system's (PEM)
     std::size_t max_queue = 2048;
     std::size_t max_batch = 512;
     std::chrono::milliseconds flush_interval{1000};  // a partial batch waits at most this
@@ -66,6 +67,7 @@ struct ExporterOptions {
 // Thread-safe. The Registry and Clock must outlive it.
 class Exporter {
    public:
+    // Throws platform::InvalidInput when the CA file cannot be loaded.
     Exporter(ExporterOptions options, Logger log, metrics::Registry& registry, const Clock& clock);
     // Sends what is queued (one attempt, bounded by the timeout), then joins the thread.
     ~Exporter();

@@ -6,6 +6,7 @@
 
 #include "platform/errors.hpp"
 #include "platform/trace.hpp"
+#include "projections/webhook_signature.hpp"
 
 namespace ordo::projections {
 namespace {
@@ -46,8 +47,17 @@ std::vector<std::string> parse_event_types(const std::string& text) {
 
 WebhookProjection::WebhookProjection(WebhookOptions options, HttpPost post)
     : options_{std::move(options)}, post_{std::move(post)} {
-    if (options_.url.rfind("http://", 0) != 0) {
-        throw platform::InvalidInput("webhook URL must start with http://: " + options_.url);
+    if (options_.url.rfind("https://", 0) != 0 && options_.url.rfind("http://", 0) != 0) {
+        throw platform::InvalidInput("webhook URL must start with https:// or http://: " +
+                                     options_.url);
+    }
+    if (!post_) {
+        platform::http_client::Client client{{.ca_file = options_.ca_file}};
+        post_ = [client](const std::string& url,
+                         const std::vector<std::pair<std::string, std::string>>& headers,
+                         const std::string& body, std::chrono::milliseconds timeout) {
+            return client.post(url, headers, body, timeout);
+        };
     }
 }
 
@@ -69,13 +79,26 @@ void WebhookProjection::apply(pqxx::transaction_base&, const eventstore::Recorde
     if (!types.empty() && std::find(types.begin(), types.end(), event.type) == types.end()) {
         return;
     }
-    std::vector<std::pair<std::string, std::string>> headers{{"Content-Type", "application/json"},
-                                                             {"Ordo-Event-Id", event.event_id}};
+    static const platform::SystemClock system_clock;
+    const platform::Clock& clock = options_.clock ? *options_.clock : system_clock;
+    const auto timestamp =
+        std::chrono::duration_cast<std::chrono::seconds>(clock.now().time_since_epoch()).count();
+    const std::string payload = body(event);
+    std::vector<std::pair<std::string, std::string>> headers{
+        {"Content-Type", "application/json"},
+        {"Ordo-Event-Id", event.event_id},
+        {"webhook-id", event.event_id},
+        {"webhook-timestamp", std::to_string(timestamp)}};
+    if (!options_.signing_keys.empty()) {
+        headers.emplace_back("webhook-signature",
+                             webhook_signature::signature_header(
+                                 options_.signing_keys, event.event_id, timestamp, payload));
+    }
     if (auto trace = platform::TraceContext::parse("00-" + event.metadata.trace_id + "-" +
                                                    event.metadata.span_id + "-01")) {
         headers.emplace_back("traceparent", trace->traceparent());
     }
-    auto response = post_(options_.url, headers, body(event), options_.timeout);
+    auto response = post_(options_.url, headers, payload, options_.timeout);
     if (response.status >= 200 && response.status < 300) return;
     auto detail = "webhook " + options_.url + " answered " + std::to_string(response.status) +
                   " for event " + event.event_id + ": " + response.body.substr(0, kMaxErrorBody);

@@ -19,10 +19,11 @@ namespace ordo::testing {
 
 // A local OTLP/HTTP JSON collector on a free port: it keeps every span it is sent, each with
 // the service.name of its resource added as "service". It can be told to hold requests
-// (a collector that accepts connections but does not answer) until released.
+// (a collector that accepts connections but does not answer) until released. Given TLS files,
+// it serves HTTPS (as "localhost").
 class OtlpReceiver {
    public:
-    OtlpReceiver() {
+    explicit OtlpReceiver(platform::http::TlsFiles tls = {}) {
         platform::http::Router router;
         router.add(
             "POST", "/v1/traces", platform::http::Access::open, [this](platform::http::Request& r) {
@@ -49,9 +50,10 @@ class OtlpReceiver {
                 }
                 return platform::http::Response::json(200, nlohmann::json::object());
             });
+        platform::http::ServerOptions options;
+        options.tls = std::move(tls);
         server_ = std::make_unique<platform::http::Server>(
-            platform::http::ServerOptions{}, std::move(router), platform::Logger::null_logger(),
-            registry_);
+            std::move(options), std::move(router), platform::Logger::null_logger(), registry_);
         server_->start();
     }
     ~OtlpReceiver() {
@@ -60,7 +62,10 @@ class OtlpReceiver {
     }
 
     // The endpoint to put in OTEL_EXPORTER_OTLP_ENDPOINT.
-    std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+    std::string endpoint() const {
+        return server_->tls() ? "https://localhost:" + std::to_string(server_->port())
+                              : "http://127.0.0.1:" + std::to_string(server_->port());
+    }
 
     std::vector<nlohmann::json> spans() const {
         std::lock_guard lock{mutex_};

@@ -22,6 +22,12 @@ using namespace std::chrono_literals;
 // Long enough never to fire on a healthy run.
 constexpr auto kGenerous = 20s;
 
+Response post(const std::string& url,
+              const std::vector<std::pair<std::string, std::string>>& headers,
+              const std::string& body, std::chrono::milliseconds timeout) {
+    return Client{}.post(url, headers, body, timeout);
+}
+
 struct Received {
     std::mutex mutex;
     std::string target;
@@ -105,7 +111,7 @@ TEST_F(HttpClientTest, UnreachableServerIsUnavailable) {
 }
 
 TEST(HttpClientUrl, RejectsWhatItCannotSend) {
-    EXPECT_THROW(post("https://example.com/", {}, "", 1s), InvalidInput);
+    EXPECT_THROW(post("ftp://example.com/", {}, "", 1s), InvalidInput);
     EXPECT_THROW(post("not a url", {}, "", 1s), InvalidInput);
     EXPECT_THROW(post("http:///nohost", {}, "", 1s), InvalidInput);
     EXPECT_THROW(post("http://u:p@127.0.0.1/", {}, "", 1s), InvalidInput);

@@ -16,6 +16,7 @@
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/otlp_receiver.hpp"
+#include "tests/support/tls.hpp"
 
 namespace ordo::platform::otlp {
 namespace {
@@ -109,6 +110,46 @@ TEST(OtlpExporter, SendsBatchesToTheCollector) {
     EXPECT_GE(receiver.requests(), 3);  // batches of at most three
     for (const auto& type : receiver.content_types()) EXPECT_EQ(type, "application/json");
     EXPECT_EQ(counter(registry, "ordo_spans_exported_total"), 7);
+}
+
+TEST(OtlpExporter, ExportsOverHttpsToACollectorItVerifies) {
+    testing::TestPki pki;
+    const auto identity = pki.issue();
+    OtlpReceiver receiver{
+        {.certificate_chain_file = identity.cert_file, .private_key_file = identity.key_file}};
+    ASSERT_EQ(receiver.endpoint().rfind("https://", 0), 0u);
+    ManualClock clock;
+    metrics::Registry registry;
+    {
+        Exporter exporter{{.url = traces_url(receiver.endpoint()),
+                           .service_name = "ordo-test",
+                           .ca_file = pki.ca_file(),
+                           .flush_interval = 50ms},
+                          Logger::null_logger(),
+                          registry,
+                          clock};
+        exporter.record(sample_span(clock));
+        ASSERT_TRUE(eventually([&] { return receiver.spans().size() == 1; }, kGenerous));
+    }
+    EXPECT_EQ(receiver.spans()[0]["service"], "ordo-test");
+    // Without the CA, the collector is not trusted: nothing is sent, the drop is counted.
+    metrics::Registry untrusting;
+    {
+        Exporter exporter{{.url = traces_url(receiver.endpoint()),
+                           .service_name = "ordo-test",
+                           .flush_interval = 50ms},
+                          Logger::null_logger(),
+                          untrusting,
+                          clock};
+        exporter.record(sample_span(clock));
+        ASSERT_TRUE(eventually(
+            [&] {
+                return counter(untrusting, "ordo_spans_dropped_total",
+                               {{"reason", "export_failed"}}) == 1;
+            },
+            kGenerous));
+    }
+    EXPECT_EQ(receiver.spans().size(), 1u);
 }
 
 TEST(OtlpExporter, SendsWhatIsQueuedWhenDestroyed) {
