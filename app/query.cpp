@@ -33,7 +33,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
                              .name = options.component,
                              .preparers = {&query::QueryService::prepare}}};
     pool.register_metrics(registry);
-    platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
+    platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
     // Waiting requests may take at most the workers beyond one per connection, so reads
     // that need no wait always find a worker.
     const std::size_t workers = options.pool_size * 4;
