@@ -274,6 +274,7 @@ nats_permissions() {
 # to a client's JetStream API requests and its consumers' deliveries arrive on its inbox,
 # _INBOX.>; no service may publish there, so none can forge another's replies.
 nats_write_config() {
+    # shellcheck disable=SC2016  # $JS is a literal subject token
     local api='$JS.API' s=$nats_stream kv="KV_$breaker_bucket"
     # The subjects cnats 3.4 uses, as a trace of the services shows: an ordered consumer is
     # an unnamed ephemeral consumer, deleted on unsubscribe, that asks for flow control.
