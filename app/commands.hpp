@@ -5,6 +5,7 @@
 
 #include "app/host.hpp"
 #include "platform/log.hpp"
+#include "platform/nats.hpp"
 #include "projections/rebuild.hpp"
 
 // The `ordo` binary's subcommands. Only this layer reads configuration and knows every
@@ -29,8 +30,8 @@ struct ServeOptions {
     std::string component = "command";
     std::string address = "127.0.0.1:8080";
     std::string database_url;
-    std::string nats_url;
-    std::string tokens_file;  // ORDO_API_TOKENS_FILE; see platform/api_tokens.hpp
+    platform::nats::ClientSettings nats;  // ORDO_<SERVICE>_NATS_URL, ORDO_NATS_CA_FILE
+    std::string tokens_file;              // ORDO_API_TOKENS_FILE; see platform/api_tokens.hpp
     bool insecure_no_auth = false;
     ListenerTls tls;
     std::size_t pool_size = 16;
@@ -47,7 +48,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
 struct ProjectorOptions {
     std::string address = "127.0.0.1:8091";  // health and metrics
     std::string database_url;
-    std::string nats_url;
+    platform::nats::ClientSettings nats;  // ORDO_<SERVICE>_NATS_URL, ORDO_NATS_CA_FILE
     int partitions = 16;
     std::string stream = "ORDO_EVENTS";
     std::string subject_prefix = "ordo.events";
@@ -70,7 +71,7 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log);
 struct RelayServeOptions {
     std::string address = "127.0.0.1:8090";  // health and metrics
     std::string database_url;
-    std::string nats_url;
+    platform::nats::ClientSettings nats;  // ORDO_<SERVICE>_NATS_URL, ORDO_NATS_CA_FILE
     int partitions = 16;
     std::string stream = "ORDO_EVENTS";
     std::string subject_prefix = "ordo.events";
@@ -87,7 +88,7 @@ int run_dev(const DevOptions& options, const platform::Logger& log);
 struct SagasOptions {
     std::string address = "127.0.0.1:8092";  // health and metrics
     std::string database_url;
-    std::string nats_url;
+    platform::nats::ClientSettings nats;  // ORDO_<SERVICE>_NATS_URL, ORDO_NATS_CA_FILE
     std::string mode = "orchestration";
     int partitions = 16;
     std::string stream = "ORDO_EVENTS";

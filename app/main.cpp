@@ -1,9 +1,12 @@
+#include <cctype>
+
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "app/commands.hpp"
 #include "app/two_phase.hpp"
 #include "eventstore/schema.hpp"
+#include "platform/config.hpp"
 #include "platform/migrator.hpp"
 
 namespace ordo::app {
@@ -22,6 +25,39 @@ int run_migrate(const std::string& migrator_url, const platform::Logger& log) {
         return 1;
     }
 }
+
+namespace {
+
+// `--nats-url` and `--nats-ca-file` of one service. Each service has a NATS user of its own,
+// so its URL (which may carry `user:password@`) comes from ORDO_<SERVICE>_NATS_URL, with
+// ORDO_NATS_URL as the fallback for a deployment without per-service users.
+std::string nats_url_variable(const std::string& service) {
+    std::string name = "ORDO_";
+    for (char c : service) name.push_back(static_cast<char>(std::toupper(c)));
+    return name + "_NATS_URL";
+}
+
+void add_nats_options(CLI::App* app, platform::nats::ClientSettings& settings,
+                      const std::string& service) {
+    settings.url = platform::env("ORDO_NATS_URL").value_or("");
+    app->add_option("--nats-url", settings.url,
+                    "NATS server URL(s), nats:// or tls://, may carry user:password@ "
+                    "(default ORDO_NATS_URL)")
+        ->envname(nats_url_variable(service));
+    app->add_option("--nats-ca-file", settings.ca_file,
+                    "CA certificate (PEM) the NATS server's certificate must chain to; "
+                    "requires TLS")
+        ->envname("ORDO_NATS_CA_FILE");
+}
+
+void require_nats(const platform::nats::ClientSettings& settings, const std::string& service) {
+    if (settings.url.empty()) {
+        throw CLI::RequiredError("--nats-url (or " + nats_url_variable(service) +
+                                 ", ORDO_NATS_URL)");
+    }
+}
+
+}  // namespace
 
 }  // namespace ordo::app
 
@@ -103,9 +139,7 @@ int main(int argc, char** argv) {
                       "PostgreSQL URL of the writer role")
             ->envname("ORDO_DATABASE_URL")
             ->required();
-        s->add_option("--nats-url", serve_options.nats_url, "NATS server URL")
-            ->envname("ORDO_NATS_URL")
-            ->required();
+        app::add_nats_options(s, serve_options.nats, "command");
         s->add_option("--tokens-file", serve_options.tokens_file,
                       "API tokens: one 'name scopes sha256' line each (ordo token new)")
             ->envname("ORDO_API_TOKENS_FILE");
@@ -119,6 +153,7 @@ int main(int argc, char** argv) {
     }
     serve_command->callback([&] {
         serve_options.component = "command";
+        app::require_nats(serve_options.nats, "command");
         rc = app::run_serve(serve_options, platform::Logger::stderr_logger(
                                                "command", platform::parse_log_level(log_level)));
     });
@@ -134,9 +169,7 @@ int main(int argc, char** argv) {
                      "PostgreSQL URL of the writer role")
         ->envname("ORDO_DATABASE_URL")
         ->required();
-    serve_projector->add_option("--nats-url", projector_options.nats_url, "NATS server URL")
-        ->envname("ORDO_NATS_URL")
-        ->required();
+    app::add_nats_options(serve_projector, projector_options.nats, "projector");
     serve_projector->add_option("--partitions", projector_options.partitions, "Partitions (P)")
         ->envname("ORDO_PARTITIONS")
         ->check(CLI::Range(1, 1024))
@@ -204,6 +237,7 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(10, 600000))
         ->capture_default_str();
     serve_projector->callback([&] {
+        app::require_nats(projector_options.nats, "projector");
         rc = app::run_projector(
             projector_options,
             platform::Logger::stderr_logger("projector", platform::parse_log_level(log_level)));
@@ -220,9 +254,7 @@ int main(int argc, char** argv) {
                      "PostgreSQL URL of the writer role")
         ->envname("ORDO_DATABASE_URL")
         ->required();
-    serve_relay->add_option("--nats-url", relay_options.nats_url, "NATS server URL")
-        ->envname("ORDO_NATS_URL")
-        ->required();
+    app::add_nats_options(serve_relay, relay_options.nats, "relay");
     serve_relay->add_option("--partitions", relay_options.partitions, "Partitions (P)")
         ->envname("ORDO_PARTITIONS")
         ->check(CLI::Range(1, 1024))
@@ -245,6 +277,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     add_tls_options(serve_relay, relay_options.tls, false);
     serve_relay->callback([&] {
+        app::require_nats(relay_options.nats, "relay");
         rc = app::run_relay(relay_options, platform::Logger::stderr_logger(
                                                "relay", platform::parse_log_level(log_level)));
     });
@@ -261,9 +294,7 @@ int main(int argc, char** argv) {
                      "PostgreSQL URL of the reader role")
         ->envname("ORDO_READER_URL")
         ->required();
-    serve_query->add_option("--nats-url", query_options.nats_url, "NATS server URL (for /readyz)")
-        ->envname("ORDO_NATS_URL")
-        ->required();
+    app::add_nats_options(serve_query, query_options.nats, "query");
     serve_query
         ->add_option("--tokens-file", query_options.tokens_file,
                      "API tokens: one 'name scopes sha256' line each (ordo token new)")
@@ -286,6 +317,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_query->callback([&] {
         query_options.component = "query";
+        app::require_nats(query_options.nats, "query");
         rc = app::run_query(
             query_options, query_partitions,
             platform::Logger::stderr_logger("query", platform::parse_log_level(log_level)));
@@ -302,9 +334,7 @@ int main(int argc, char** argv) {
                      "PostgreSQL URL of the writer role")
         ->envname("ORDO_DATABASE_URL")
         ->required();
-    serve_sagas->add_option("--nats-url", sagas_options.nats_url, "NATS server URL")
-        ->envname("ORDO_NATS_URL")
-        ->required();
+    app::add_nats_options(serve_sagas, sagas_options.nats, "sagas");
     serve_sagas->add_option("--mode", sagas_options.mode, "orchestration or choreography")
         ->envname("ORDO_SAGA_MODE")
         ->check(CLI::IsMember({"orchestration", "choreography"}))
@@ -347,6 +377,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     add_tls_options(serve_sagas, sagas_options.tls, false);
     serve_sagas->callback([&] {
+        app::require_nats(sagas_options.nats, "sagas");
         rc = app::run_sagas(sagas_options, platform::Logger::stderr_logger(
                                                "sagas", platform::parse_log_level(log_level)));
     });

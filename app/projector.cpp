@@ -26,13 +26,13 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     platform::metrics::Registry registry;
     auto spans = span_exporter("ordo-projector", log, registry);
     platform::pg::Pool health_pool{{.url = options.database_url, .size = 1, .name = "health"}};
-    platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
+    platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
     auto models = projections::read_models();
     models.push_back(sagas::saga_view_projection());
     projections::RuntimeOptions runtime_options{.database_url = options.database_url,
                                                 .partitions = options.partitions,
                                                 .instance = instance_name(),
-                                                .nats_url = options.nats_url,
+                                                .nats = options.nats,
                                                 .stream = options.stream,
                                                 .subject_prefix = options.subject_prefix};
     runtime_options.statement_timeout = std::chrono::milliseconds{options.statement_timeout_ms};
@@ -66,9 +66,9 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
         log.error("refusing to start", {{"error", e.what()}});
         return 2;
     }
-    if (!options.breaker_bucket.empty() && !options.nats_url.empty()) {
+    if (!options.breaker_bucket.empty() && !options.nats.url.empty()) {
         breaker_store = std::make_unique<platform::KvBreakerStore>(
-            options.nats_url, options.breaker_bucket, log.with_component("breaker-store"));
+            options.nats, options.breaker_bucket, log.with_component("breaker-store"));
         runtime_options.breaker_store = breaker_store.get();
     }
     models = projections::traced(std::move(models), spans.get(), log.with_component("projection"));

@@ -33,7 +33,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
                              .name = options.component,
                              .preparers = {&query::QueryService::prepare}}};
     pool.register_metrics(registry);
-    platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
+    platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
     // Requests waiting for a consistency token are parked without a worker (up to the
     // service's bound), so a worker per connection serves every read.
     query::QueryService service{pool, partitions, log};

@@ -20,8 +20,7 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
 
     platform::metrics::Registry registry;
     auto spans = span_exporter("ordo-relay", log, registry);
-    platform::jetstream::Client jetstream{options.nats_url, log.with_component("jetstream"),
-                                          &registry};
+    platform::jetstream::Client jetstream{options.nats, log.with_component("jetstream"), &registry};
     eventstore::Relay relay{
         {.database_url = options.database_url,
          .partitions = options.partitions,
@@ -37,7 +36,7 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
 
     // /readyz checks PostgreSQL and NATS through these; the relay has its own connections.
     platform::pg::Pool health_pool{{.url = options.database_url, .size = 1, .name = "health"}};
-    platform::nats::Connection health_nats{options.nats_url, log.with_component("nats"), &registry};
+    platform::nats::Connection health_nats{options.nats, log.with_component("nats"), &registry};
     platform::http::Router router;
     platform::add_service_routes(router, registry, health_pool, health_nats);
     platform::http::ServerOptions server_options;

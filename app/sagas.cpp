@@ -104,7 +104,7 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
                              .name = "sagas",
                              .preparers = {bounded_waits, &eventstore::EventStore::prepare}}};
     pool.register_metrics(registry);
-    platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
+    platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
     eventstore::AppendNotifier notifier{options.database_url, log.with_component("notifier")};
     // A step's command waits for its stream's turn and a connection for at most a third of
     // the runner's lease, so the process stays this runner's; past that the step is not
@@ -134,7 +134,7 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
                                  .partitions = options.partitions,
                                  .instance = instance_name() + "/sagas",
                                  .group = "sagas",
-                                 .nats_url = options.nats_url,
+                                 .nats = options.nats,
                                  .stream = options.stream,
                                  .subject_prefix = options.subject_prefix,
                                  .notifier = &notifier},

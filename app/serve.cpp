@@ -27,7 +27,7 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
                              .name = options.component,
                              .preparers = {&eventstore::EventStore::prepare}}};
     pool.register_metrics(registry);
-    platform::nats::Connection nats{options.nats_url, log.with_component("nats"), &registry};
+    platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
     eventstore::AppendNotifier notifier{options.database_url, log.with_component("notifier")};
     command::Executor executor{pool, &notifier, registry, log, {}};
     command::CommandService service{executor, log};

@@ -10,6 +10,10 @@
 # ORDO_PG_PORT (55432), ORDO_NATS_PORT (54222), ORDO_NATS_MONITOR_PORT (58222),
 # ORDO_PG_FSYNC (on), ORDO_PG_MAX_PREPARED_TRANSACTIONS (64; bench/two_phase raises it).
 # After start, $ORDO_STACK_DIR/stack.env holds the connection settings.
+#
+# Both servers speak TLS only, with certificates from a private CA the script makes once per
+# stack folder ($ORDO_STACK_DIR/tls/ca.crt; clients verify against it). NATS admits only the
+# users of its generated config, one per service with the least it needs (docs/security.md).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -68,6 +72,9 @@ wait_for() {  # wait_for <what> <seconds> <command...>
     done
 }
 
+# NATS users: one per service, and an administrator (operators, tools, the test suite).
+nats_users=(command query relay projector sagas admin)
+
 ensure_secrets() {
     local file="$dir/secrets"
     if [[ ! -f $file ]]; then
@@ -83,11 +90,73 @@ ensure_secrets() {
             } >"$file"
         )
     fi
+    # A stack made before NATS had users gains their passwords.
+    local user
+    for user in "${nats_users[@]}"; do
+        grep -q "^nats_$user=" "$file" || (umask 077 && echo "nats_$user=$(secret)" >>"$file")
+    done
     # shellcheck disable=SC1090
     source "$file"
 }
 
+# The stack's private CA and one server certificate per server, made with openssl into
+# $tls (ca.crt for every client to verify against). A server certificate names
+# 127.0.0.1 and localhost, lives 397 days and is made again when it is missing, not from this
+# CA, or within 30 days of expiry. Keys are made under umask 077 straight into the folder:
+# they never pass through a shared temporary folder.
+tls="$dir/tls"
+
+ensure_ca() {
+    mkdir -p "$tls"
+    chmod 755 "$tls"
+    [[ -s $tls/ca.key && -s $tls/ca.crt ]] && return
+    say "creating the stack's certificate authority in $tls"
+    (
+        umask 077
+        openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -noenc \
+            -keyout "$tls/ca.key" -out "$tls/ca.crt" -days 3650 -sha256 \
+            -subj "/CN=Ordo local stack CA" \
+            -addext "basicConstraints=critical,CA:TRUE,pathlen:0" \
+            -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    ) || die "cannot create the CA"
+    chmod 644 "$tls/ca.crt"
+    rm -f "$tls"/postgres.crt "$tls"/nats.crt  # issued by a CA that is gone
+}
+
+ensure_server_cert() {  # ensure_server_cert <name> <owner of the key>
+    local name=$1 owner=$2 crt="$tls/$1.crt" key="$tls/$1.key"
+    if [[ -s $crt && -s $key ]] && openssl x509 -in "$crt" -noout -checkend $((30 * 86400)) >/dev/null \
+        && openssl verify -CAfile "$tls/ca.crt" "$crt" >/dev/null 2>&1; then
+        chown "$owner" "$key"
+        return
+    fi
+    say "issuing the $name server certificate"
+    rm -f "$key" "$crt"
+    (
+        umask 077
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$key" 2>/dev/null
+        openssl req -new -key "$key" -subj "/CN=localhost" \
+            | openssl x509 -req -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+                -set_serial "0x$(openssl rand -hex 16)" -days 397 -sha256 -out "$crt" \
+                -extfile <(printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+                    "basicConstraints=critical,CA:FALSE" \
+                    "keyUsage=critical,digitalSignature,keyEncipherment" \
+                    "extendedKeyUsage=serverAuth") 2>/dev/null
+    ) || die "cannot issue the $name certificate"
+    chmod 644 "$crt"
+    chown "$owner" "$key"
+}
+
+ensure_tls() {
+    ensure_ca
+    ensure_server_cert postgres "$pg_user"
+    ensure_server_cert nats "$(id -un)"
+}
+
 pg_running() { as_pg "$pg_bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; }
+
+# The script's own connections verify the server like every client.
+export PGSSLMODE=verify-full PGSSLROOTCERT="$tls/ca.crt"
 
 pg_ready() { PGPASSWORD=$admin psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; }
 
@@ -116,8 +185,26 @@ fsync = ${ORDO_PG_FSYNC:-on}
 max_prepared_transactions = $max_prepared
 idle_in_transaction_session_timeout = '60s'
 log_min_messages = warning
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_min_protocol_version = 'TLSv1.2'
 CONF
-    chown "$pg_user" "$pgdata/postgresql.auto.conf"
+    # TCP only with TLS; the socket in $pgrun is the owner's own door.
+    cat >"$pgdata/pg_hba.conf" <<HBA
+local   all all                 scram-sha-256
+hostssl all all 127.0.0.1/32    scram-sha-256
+hostssl all all ::1/128         scram-sha-256
+host    all all 0.0.0.0/0       reject
+host    all all ::/0            reject
+HBA
+    # The server reads its key from the data folder, which its owner can always reach (the
+    # stack folder may not be).
+    install -m 644 -o "$pg_user" "$tls/postgres.crt" "$pgdata/server.crt"
+    install -m 600 -o "$pg_user" "$tls/postgres.key" "$pgdata/server.key"
+    chown "$pg_user" "$pgdata/postgresql.auto.conf" "$pgdata/pg_hba.conf"
+    # A running server takes the settings (TLS included) on reload.
+    if pg_running; then as_pg "$pg_bin/pg_ctl" -D "$pgdata" reload >/dev/null; fi
 }
 
 pg_start() {
@@ -163,11 +250,78 @@ nats_ready() (
     [[ $reply == *"200 OK"* ]]
 )
 
+# The subjects of the defaults the services run with; a stack for other names takes them from
+# the same settings as the services.
+nats_stream=${ORDO_NATS_STREAM:-ORDO_EVENTS}
+nats_subjects=${ORDO_NATS_SUBJECT_PREFIX:-ordo.events}
+breaker_bucket=${ORDO_BREAKER_BUCKET:-ordo_breakers}
+
+# nats_permissions <publish allow...> -- <subscribe allow...>: a permissions block that
+# allows exactly these subjects (none: nothing) and denies everything else.
+nats_permissions() {
+    local pub=() sub=() side=pub item
+    for item in "$@"; do
+        if [[ $item == -- ]]; then side=sub; continue; fi
+        if [[ $side == pub ]]; then pub+=("\"$item\""); else sub+=("\"$item\""); fi
+    done
+    local IFS=,
+    printf 'permissions: { publish: { %s }, subscribe: { %s } }' \
+        "$( ((${#pub[@]})) && echo "allow: [${pub[*]}]" || echo 'deny: ">"')" \
+        "$( ((${#sub[@]})) && echo "allow: [${sub[*]}]" || echo 'deny: ">"')"
+}
+
+# What each service may do, and nothing else (docs/security.md, "What NATS trusts"). Replies
+# to a client's JetStream API requests and its consumers' deliveries arrive on its inbox,
+# _INBOX.>; no service may publish there, so none can forge another's replies.
+nats_write_config() {
+    # shellcheck disable=SC2016  # $JS is a literal subject token
+    local api='$JS.API' s=$nats_stream kv="KV_$breaker_bucket"
+    # The subjects cnats 3.4 uses, as a trace of the services shows: an ordered consumer is
+    # an unnamed ephemeral consumer, deleted on unsubscribe, that asks for flow control.
+    local consume=("$api.CONSUMER.CREATE.$s" "$api.CONSUMER.DELETE.$s.*" "\$JS.FC.$s.>")
+    (
+        umask 077
+        cat >"$dir/nats.conf" <<CONF
+# Written by deploy/stack.sh; edits are lost at the next start.
+listen: "127.0.0.1:$nats_port"
+http: "127.0.0.1:$nats_monitor_port"
+pid_file: "$dir/nats.pid"
+log_file: "$dir/nats.log"
+jetstream { store_dir: "$dir/nats" }
+# Clients speak TLS 1.2 or later (the server's minimum) with the stack's certificate.
+tls {
+    cert_file: "$tls/nats.crt"
+    key_file: "$tls/nats.key"
+    timeout: 2
+}
+authorization {
+    users = [
+        { user: "ordo_command", password: "$nats_command", $(nats_permissions --) }
+        { user: "ordo_query", password: "$nats_query", $(nats_permissions --) }
+        { user: "ordo_relay", password: "$nats_relay", $(nats_permissions \
+            "$nats_subjects.>" "$api.STREAM.INFO.$s" "$api.STREAM.CREATE.$s" \
+            "$api.STREAM.UPDATE.$s" -- "_INBOX.>") }
+        { user: "ordo_projector", password: "$nats_projector", $(nats_permissions \
+            "${consume[@]}" "\$KV.$breaker_bucket.>" "$api.STREAM.INFO.$kv" \
+            "$api.STREAM.CREATE.$kv" "$api.DIRECT.GET.$kv.>" "$api.STREAM.MSG.GET.$kv" \
+            -- "_INBOX.>") }
+        { user: "ordo_sagas", password: "$nats_sagas", $(nats_permissions "${consume[@]}" -- "_INBOX.>") }
+        { user: "ordo_admin", password: "$nats_admin" }
+    ]
+}
+CONF
+    )
+}
+
 nats_start() {
     mkdir -p "$dir/nats"
-    if ! nats_running; then
-        setsid nats-server -js -a 127.0.0.1 -p "$nats_port" -m "$nats_monitor_port" \
-            -sd "$dir/nats" -P "$dir/nats.pid" -l "$dir/nats.log" </dev/null >/dev/null 2>&1 &
+    # A server of an older stack runs without a config file (and without TLS): restart it.
+    [[ -f $dir/nats.conf ]] || nats_stop
+    nats_write_config
+    if nats_running; then
+        kill -HUP "$(nats_pid)"  # takes changed users and permissions
+    else
+        setsid nats-server -c "$dir/nats.conf" </dev/null >/dev/null 2>&1 &
     fi
     wait_for "nats-server" 30 nats_ready
 }
@@ -192,19 +346,31 @@ nats_kill() {
 
 write_env() {
     local base="127.0.0.1:$pg_port"
+    # Every PostgreSQL URL verifies the server against the stack's CA and name. Values with
+    # `&` are in single quotes so that shells can source the file (ordo reads them alike).
+    local tls_query="sslmode=verify-full&sslrootcert=$tls/ca.crt"
     umask 077
     cat >"$dir/stack.env" <<ENV
 ORDO_PG_HOST=127.0.0.1
 ORDO_PG_PORT=$pg_port
-ORDO_PG_ADMIN_URL=postgresql://postgres:$admin@$base/postgres?connect_timeout=3
-ORDO_MIGRATOR_URL=postgresql://ordo_migrator:$migrator@$base/ordo?connect_timeout=3
-ORDO_DATABASE_URL=postgresql://ordo_writer:$writer@$base/ordo?connect_timeout=3
-ORDO_READER_URL=postgresql://ordo_reader:$reader@$base/ordo?connect_timeout=3
-ORDO_NATS_URL=nats://127.0.0.1:$nats_port
+ORDO_PG_ADMIN_URL='postgresql://postgres:$admin@$base/postgres?connect_timeout=3&$tls_query'
+ORDO_MIGRATOR_URL='postgresql://ordo_migrator:$migrator@$base/ordo?connect_timeout=3&$tls_query'
+ORDO_DATABASE_URL='postgresql://ordo_writer:$writer@$base/ordo?connect_timeout=3&$tls_query'
+ORDO_READER_URL='postgresql://ordo_reader:$reader@$base/ordo?connect_timeout=3&$tls_query'
+ORDO_NATS_URL=tls://127.0.0.1:$nats_port
+ORDO_NATS_CA_FILE=$tls/ca.crt
+ORDO_COMMAND_NATS_URL=tls://ordo_command:$nats_command@127.0.0.1:$nats_port
+ORDO_QUERY_NATS_URL=tls://ordo_query:$nats_query@127.0.0.1:$nats_port
+ORDO_RELAY_NATS_URL=tls://ordo_relay:$nats_relay@127.0.0.1:$nats_port
+ORDO_PROJECTOR_NATS_URL=tls://ordo_projector:$nats_projector@127.0.0.1:$nats_port
+ORDO_SAGAS_NATS_URL=tls://ordo_sagas:$nats_sagas@127.0.0.1:$nats_port
+ORDO_NATS_ADMIN_URL=tls://ordo_admin:$nats_admin@127.0.0.1:$nats_port
 ORDO_NATS_PORT=$nats_port
 ORDO_NATS_MONITOR_PORT=$nats_monitor_port
 ORDO_STACK_DIR=$dir
 PGPASSFILE=$dir/pgpass
+PGSSLMODE=verify-full
+PGSSLROOTCERT=$tls/ca.crt
 ENV
     # The same passwords for libpq, so that scripts can pass URLs without them on command
     # lines (psql, pgbench, ordo migrate --database-url).
@@ -219,6 +385,7 @@ PASS
 ensure_secrets
 case ${1:-} in
     start)
+        ensure_tls
         pg_start
         nats_start
         write_env
@@ -233,10 +400,10 @@ case ${1:-} in
         ;;
     wipe) nats_stop; pg_stop; rm -rf "$(dirname "$pg_home")/pg" "$dir"; [[ $pg_home == "$dir/pg" ]] || rm -rf "$(dirname "$pg_home")"; say "wiped $dir" ;;
     pg-stop) pg_stop ;;
-    pg-start) pg_start ;;
+    pg-start) ensure_tls; pg_start ;;
     pg-kill) pg_kill ;;
     nats-stop) nats_stop ;;
-    nats-start) nats_start ;;
+    nats-start) ensure_tls; nats_start ;;
     nats-kill) nats_kill ;;
     *) die "usage: stack.sh start|stop|status|wipe|pg-stop|pg-start|pg-kill|nats-stop|nats-start|nats-kill" ;;
 esac

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "platform/errors.hpp"
+#include "platform/nats_options.hpp"
 #include "platform/nats_status.hpp"
 
 namespace ordo::platform {
@@ -61,13 +62,18 @@ struct KvBreakerStore::Impl {
     }
 };
 
-KvBreakerStore::KvBreakerStore(const std::string& nats_url, std::string bucket, Logger log,
+KvBreakerStore::KvBreakerStore(const nats::ClientSettings& nats, std::string bucket, Logger log,
                                std::chrono::milliseconds timeout)
     : impl_{std::make_unique<Impl>(std::move(log))} {
     impl_->bucket = std::move(bucket);
     impl_->timeout = timeout;
     natsOptions_Create(&impl_->options);
-    natsOptions_SetURL(impl_->options, nats_url.c_str());
+    try {
+        nats::apply(impl_->options, nats);
+    } catch (...) {
+        natsOptions_Destroy(impl_->options);
+        throw;
+    }
     natsOptions_SetMaxReconnect(impl_->options, -1);
     natsOptions_SetReconnectWait(impl_->options, 250);
     natsOptions_SetTimeout(impl_->options, timeout.count());

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "platform/log.hpp"
+#include "platform/nats.hpp"
 #include "platform/shared_breaker.hpp"
 
 namespace ordo::platform {
@@ -15,7 +16,7 @@ namespace ordo::platform {
 // fall back to their local state. Thread-safe.
 class KvBreakerStore final : public BreakerStore {
    public:
-    KvBreakerStore(const std::string& nats_url, std::string bucket, Logger log,
+    KvBreakerStore(const nats::ClientSettings& nats, std::string bucket, Logger log,
                    std::chrono::milliseconds timeout = std::chrono::milliseconds{1000});
     ~KvBreakerStore() override;
     KvBreakerStore(const KvBreakerStore&) = delete;

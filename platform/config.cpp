@@ -15,7 +15,13 @@ std::map<std::string, std::string> read_env_file(const std::string& path) {
         if (line.empty() || line[0] == '#') continue;
         auto eq = line.find('=');
         if (eq == std::string::npos) continue;
-        out[line.substr(0, eq)] = line.substr(eq + 1);
+        auto value = line.substr(eq + 1);
+        // A value in single quotes (a URL with `&`, so that shells can source the file too)
+        // is taken literally, without them.
+        if (value.size() >= 2 && value.front() == '\'' && value.back() == '\'') {
+            value = value.substr(1, value.size() - 2);
+        }
+        out[line.substr(0, eq)] = std::move(value);
     }
     return out;
 }

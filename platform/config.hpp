@@ -6,7 +6,8 @@
 
 namespace ordo::platform {
 
-// Reads KEY=VALUE lines (blank lines and # comments ignored), as written by deploy/stack.sh.
+// Reads KEY=VALUE lines (blank lines and # comments ignored), as written by deploy/stack.sh;
+// a value in single quotes is read without them.
 std::map<std::string, std::string> read_env_file(const std::string& path);
 
 // Exports every entry that is not already set in the environment: explicit settings win.

@@ -14,6 +14,7 @@
 
 #include "platform/errors.hpp"
 #include "platform/metrics.hpp"
+#include "platform/nats_options.hpp"
 #include "platform/nats_status.hpp"
 
 namespace ordo::platform::jetstream {
@@ -148,7 +149,7 @@ struct Client::Impl {
     }
 };
 
-Client::Client(const std::string& url, Logger log, metrics::Registry* metrics)
+Client::Client(const nats::ClientSettings& settings, Logger log, metrics::Registry* metrics)
     : impl_{std::make_unique<Impl>(std::move(log))} {
     if (metrics) {
         impl_->reconnects = &metrics->counter(
@@ -156,7 +157,12 @@ Client::Client(const std::string& url, Logger log, metrics::Registry* metrics)
             {{"connection", "jetstream"}});
     }
     natsOptions_Create(&impl_->options);
-    natsOptions_SetURL(impl_->options, url.c_str());
+    try {
+        nats::apply(impl_->options, settings);
+    } catch (...) {
+        natsOptions_Destroy(impl_->options);
+        throw;
+    }
     natsOptions_SetMaxReconnect(impl_->options, -1);
     natsOptions_SetReconnectWait(impl_->options, 250);
     // With a connected callback, Connect returns at once when the server is away and keeps
@@ -167,7 +173,8 @@ Client::Client(const std::string& url, Logger log, metrics::Registry* metrics)
     natsOptions_SetClosedCB(impl_->options, &Impl::on_closed, impl_.get());
     auto status = natsConnection_Connect(&impl_->conn, impl_->options);
     if (status != NATS_OK && status != NATS_NOT_YET_CONNECTED) {
-        impl_->log.warn("NATS connection failed", {{"url", url}, {"error", describe(status)}});
+        impl_->log.warn("NATS connection failed",
+                        {{"url", nats::redacted(settings.url)}, {"error", describe(status)}});
     }
     if (impl_->conn) {
         jsOptions js_options;

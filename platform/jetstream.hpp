@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "platform/log.hpp"
+#include "platform/nats.hpp"
 
 namespace ordo::platform::metrics {
 class Registry;
@@ -42,8 +43,9 @@ class Client {
    public:
     class Subscription;
 
-    // Counts ordo_nats_reconnects_total in `metrics` when given.
-    Client(const std::string& url, Logger log, metrics::Registry* metrics = nullptr);
+    // Counts ordo_nats_reconnects_total in `metrics` when given. Throws
+    // std::invalid_argument for settings that can never work (see nats::ClientSettings).
+    Client(const nats::ClientSettings& settings, Logger log, metrics::Registry* metrics = nullptr);
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;

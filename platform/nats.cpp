@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "platform/metrics.hpp"
+#include "platform/nats_options.hpp"
 
 namespace ordo::platform::nats {
 
@@ -56,7 +57,7 @@ void on_reconnected(natsConnection*, void* closure) {
 }
 }  // namespace
 
-Connection::Connection(const std::string& url, Logger log, metrics::Registry* metrics)
+Connection::Connection(const ClientSettings& settings, Logger log, metrics::Registry* metrics)
     : impl_{std::make_unique<Impl>(std::move(log))} {
     if (metrics) {
         impl_->state.reconnects = &metrics->counter(
@@ -64,7 +65,12 @@ Connection::Connection(const std::string& url, Logger log, metrics::Registry* me
             {{"connection", "nats"}});
     }
     natsOptions_Create(&impl_->options);
-    natsOptions_SetURL(impl_->options, url.c_str());
+    try {
+        apply(impl_->options, settings);
+    } catch (...) {
+        natsOptions_Destroy(impl_->options);
+        throw;
+    }
     natsOptions_SetMaxReconnect(impl_->options, -1);
     natsOptions_SetReconnectWait(impl_->options, 250);
     // With a callback, a first connection that fails is retried in the background instead
@@ -75,8 +81,8 @@ Connection::Connection(const std::string& url, Logger log, metrics::Registry* me
     natsOptions_SetClosedCB(impl_->options, on_closed, &impl_->state);
     auto status = natsConnection_Connect(&impl_->conn, impl_->options);
     if (status != NATS_OK && status != NATS_NOT_YET_CONNECTED) {
-        impl_->state.log.warn("NATS connection failed",
-                              {{"url", url}, {"error", natsStatus_GetText(status)}});
+        impl_->state.log.warn("NATS connection failed", {{"url", redacted(settings.url)},
+                                                         {"error", natsStatus_GetText(status)}});
     }
 }
 

@@ -195,7 +195,7 @@ struct Runtime::Impl {
     void subscribe_live() {
         if (!nats) {
             nats = std::make_unique<platform::jetstream::Client>(
-                options.nats_url, log.with_component("nats"), &metrics);
+                options.nats, log.with_component("nats"), &metrics);
             subscriptions.resize(static_cast<std::size_t>(options.partitions));
         }
         // Older events are in the store; the live path only has to carry what comes next.
@@ -662,7 +662,7 @@ struct Runtime::Impl {
                 if (!session || !session->is_open()) connect_session();
                 if (std::chrono::steady_clock::now() >= next_balance) {
                     balance();
-                    if (!options.nats_url.empty()) subscribe_live();
+                    if (!options.nats.url.empty()) subscribe_live();
                     next_balance = std::chrono::steady_clock::now() + std::chrono::seconds(1);
                 }
                 bool all_idle = true;

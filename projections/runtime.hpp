@@ -10,6 +10,7 @@
 #include "platform/circuit_breaker.hpp"
 #include "platform/clock.hpp"
 #include "platform/log.hpp"
+#include "platform/nats.hpp"
 #include "projections/projection.hpp"
 
 namespace ordo::platform::metrics {
@@ -44,10 +45,10 @@ struct RuntimeOptions {
     std::string instance;  // unique per process
     // Runtimes of one group run the same projections and share their slots.
     std::string group = "projector";
-    // Live path: when nats_url is set, events also arrive from JetStream (an ordered consumer
+    // Live path: when nats.url is set, events also arrive from JetStream (an ordered consumer
     // per partition) and are applied from there while they follow the checkpoint without a
     // gap; anything else is read from the store. JetStream is a cache, the store the truth.
-    std::string nats_url;
+    platform::nats::ClientSettings nats;
     std::string stream = "ORDO_EVENTS";
     std::string subject_prefix = "ordo.events";
     // Bounds each statement of a batch: a read model locked or stalled past it counts as a

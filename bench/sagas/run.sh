@@ -129,10 +129,14 @@ for mode in $modes; do
     databases+=("$db")
     admin_psql "CREATE DATABASE $db OWNER ordo_migrator" >/dev/null
     "$build/ordo" migrate --database-url "$(db_url "$ORDO_MIGRATOR_URL")" 2>/dev/null
-    # A JetStream stream per run; the relay's retention (an hour) empties it afterwards.
+    # A JetStream stream per run; the relay's retention (an hour) empties it afterwards. The
+    # services' own NATS users may use only the default stream, so every service is the
+    # stack's NATS administrator here.
     suffix="${mode:0:5}$$"
     bench_url=$(db_url "$ORDO_DATABASE_URL")
-    common=(env ORDO_DATABASE_URL="$bench_url" ORDO_NATS_URL="$ORDO_NATS_URL"
+    common=(env ORDO_DATABASE_URL="$bench_url"
+        ORDO_COMMAND_NATS_URL="$ORDO_NATS_ADMIN_URL" ORDO_RELAY_NATS_URL="$ORDO_NATS_ADMIN_URL"
+        ORDO_PROJECTOR_NATS_URL="$ORDO_NATS_ADMIN_URL" ORDO_SAGAS_NATS_URL="$ORDO_NATS_ADMIN_URL"
         ORDO_NATS_STREAM="BENCH_SAGAS_${suffix^^}" ORDO_NATS_SUBJECT_PREFIX="benchsagas${suffix}.events"
         ORDO_NATS_MAX_AGE=1 ORDO_SAGA_MODE="$mode" ORDO_LOG_LEVEL=warn)
     command_port=$(free_port)

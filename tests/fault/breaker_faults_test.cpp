@@ -10,6 +10,7 @@
 #include "platform/trace.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -47,7 +48,8 @@ ProjectorProcess start_projector(const TestDatabase& db, const std::string& buck
         std::vector<std::string>{ordo_binary(), "serve", "projector", "--address",
                                  "127.0.0.1:" + std::to_string(port), "--partitions", "4"},
         std::map<std::string, std::string>{{"ORDO_DATABASE_URL", db.writer_url()},
-                                           {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+                                           {"ORDO_NATS_URL", nats_admin_url()},
+                                           {"ORDO_NATS_CA_FILE", nats_ca_file()},
                                            {"ORDO_BREAKER_BUCKET", bucket},
                                            {"ORDO_BREAKER_COOL_DOWN_MS", "400"},
                                            {"ORDO_BREAKER_CONSECUTIVE_FAILURES", "2"},
@@ -116,8 +118,7 @@ TEST(BreakerFaults, LockedReadModelOpensTheSharedBreakerOneProberThenCatchesUpEx
         }
     } join_writer{writer};
 
-    platform::KvBreakerStore store{stack_setting("ORDO_NATS_URL"), bucket,
-                                   platform::Logger::null_logger()};
+    platform::KvBreakerStore store{nats_admin(), bucket, platform::Logger::null_logger()};
     auto shared = [&] { return store.get("projection.inventory"); };
     // Opened, and at least two probes failed since.
     ASSERT_TRUE(eventually([&] {

@@ -10,6 +10,7 @@
 
 #include "tests/support/command_stack.hpp"
 #include "tests/support/conditions.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 
 namespace ordo::testing {
@@ -130,7 +131,8 @@ struct ServiceProcess {
         : process{{ordo_binary(), "serve", "command", "--insecure-no-auth", "--address",
                    "127.0.0.1:" + std::to_string(port)},
                   {{"ORDO_DATABASE_URL", db.writer_url()},
-                   {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+                   {"ORDO_NATS_URL", nats_admin_url()},
+                   {"ORDO_NATS_CA_FILE", nats_ca_file()},
                    {"ORDO_LOG_LEVEL", "warn"}}} {
         HttpClient client{"127.0.0.1", port, 2s};
         ready = eventually([&] {

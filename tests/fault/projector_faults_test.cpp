@@ -11,6 +11,7 @@
 #include "platform/trace.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -43,7 +44,8 @@ std::unique_ptr<Process> start_projector(const TestDatabase& db, std::uint16_t p
         std::vector<std::string>{ordo_binary(), "serve", "projector", "--address",
                                  "127.0.0.1:" + std::to_string(port), "--partitions", "8"},
         std::map<std::string, std::string>{{"ORDO_DATABASE_URL", db.writer_url()},
-                                           {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+                                           {"ORDO_NATS_URL", nats_admin_url()},
+                                           {"ORDO_NATS_CA_FILE", nats_ca_file()},
                                            {"ORDO_LOG_LEVEL", "warn"}});
 }
 

@@ -12,6 +12,7 @@
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
 #include "tests/support/conditions.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -29,7 +30,8 @@ TEST(ReadSideFaults, RelayKilledAndNatsRestartedWhileEventsFlowStillReachReadMod
     const auto stream = "RF_" + suffix;
     const auto prefix = "rf" + suffix + ".events";
     std::map<std::string, std::string> env{{"ORDO_DATABASE_URL", db.writer_url()},
-                                           {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+                                           {"ORDO_NATS_URL", nats_admin_url()},
+                                           {"ORDO_NATS_CA_FILE", nats_ca_file()},
                                            {"ORDO_PARTITIONS", "4"},
                                            {"ORDO_NATS_STREAM", stream},
                                            {"ORDO_NATS_SUBJECT_PREFIX", prefix},
@@ -69,8 +71,7 @@ TEST(ReadSideFaults, RelayKilledAndNatsRestartedWhileEventsFlowStillReachReadMod
         }
     }};
 
-    platform::jetstream::Client nats{stack_setting("ORDO_NATS_URL"),
-                                     platform::Logger::null_logger()};
+    platform::jetstream::Client nats{nats_admin(), platform::Logger::null_logger()};
     auto published = [&] {
         try {
             return nats.message_count(stream);

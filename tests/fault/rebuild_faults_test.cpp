@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include "tests/support/conditions.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -97,7 +98,8 @@ TEST(RebuildFaults, TheCommandRefusesWhileAProjectorOwnsTheProjection) {
     Process projector{{ordo_binary(), "serve", "projector", "--address",
                        "127.0.0.1:" + std::to_string(free_port()), "--partitions", "8"},
                       {{"ORDO_DATABASE_URL", db.writer_url()},
-                       {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+                       {"ORDO_NATS_URL", nats_admin_url()},
+                       {"ORDO_NATS_CA_FILE", nats_ca_file()},
                        {"ORDO_LOG_LEVEL", "warn"}}};
     ASSERT_TRUE(eventually(
         [&] { return scalar(db.admin_url(), "SELECT count(*) FROM read.trace_events") == 1000; }));

@@ -17,6 +17,7 @@
 #include "platform/trace.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -79,7 +80,8 @@ class RelayFaultTest : public ::testing::Test {
                                      "127.0.0.1:" + std::to_string(port), "--stream", stream_,
                                      "--subject-prefix", prefix_, "--partitions", "4"},
             std::map<std::string, std::string>{{"ORDO_DATABASE_URL", db_.writer_url()},
-                                               {"ORDO_NATS_URL", nats_url_},
+                                               {"ORDO_NATS_URL", nats_.url},
+                                               {"ORDO_NATS_CA_FILE", nats_.ca_file},
                                                {"ORDO_LOG_LEVEL", "warn"}});
     }
 
@@ -151,8 +153,8 @@ class RelayFaultTest : public ::testing::Test {
     platform::pg::Pool pool_{platform::pg::PoolOptions{
         .url = db_.writer_url(), .size = 4, .preparers = {&EventStore::prepare}}};
     EventStore store_{pool_};
-    std::string nats_url_ = stack_setting("ORDO_NATS_URL");
-    platform::jetstream::Client client_{nats_url_, platform::Logger::null_logger()};
+    platform::nats::ClientSettings nats_ = nats_admin();
+    platform::jetstream::Client client_{nats_, platform::Logger::null_logger()};
     std::string stream_;
     std::string prefix_;
     std::atomic<int> next_stream_{0};

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "tests/support/http_client.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -17,7 +18,8 @@ class Services {
     Services() : command_port_{free_port()}, query_port_{free_port()} {
         std::map<std::string, std::string> env{{"ORDO_DATABASE_URL", db_.writer_url()},
                                                {"ORDO_READER_URL", db_.reader_url()},
-                                               {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+                                               {"ORDO_NATS_URL", nats_admin_url()},
+                                               {"ORDO_NATS_CA_FILE", nats_ca_file()},
                                                {"ORDO_PARTITIONS", "4"},
                                                {"ORDO_LOG_LEVEL", "warn"}};
         auto at = [](std::uint16_t port) { return "127.0.0.1:" + std::to_string(port); };

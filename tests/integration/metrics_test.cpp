@@ -11,6 +11,7 @@
 #include "platform/trace.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -42,7 +43,8 @@ TEST(Metrics, EveryProcessPassesPromtoolCheckMetrics) {
     const auto suffix = platform::new_uuid().substr(0, 8);
     std::map<std::string, std::string> env{{"ORDO_DATABASE_URL", db.writer_url()},
                                            {"ORDO_READER_URL", db.reader_url()},
-                                           {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+                                           {"ORDO_NATS_URL", nats_admin_url()},
+                                           {"ORDO_NATS_CA_FILE", nats_ca_file()},
                                            {"ORDO_PARTITIONS", "4"},
                                            {"ORDO_NATS_STREAM", "MT_" + suffix},
                                            {"ORDO_NATS_SUBJECT_PREFIX", "mt" + suffix + ".events"},

@@ -21,6 +21,7 @@
 #include "platform/trace.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/otlp_receiver.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
@@ -50,7 +51,8 @@ class TracedStack {
         std::filesystem::create_directories(logs_);
         std::map<std::string, std::string> env{
             {"ORDO_DATABASE_URL", db_.writer_url()},
-            {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+            {"ORDO_NATS_URL", nats_admin_url()},
+            {"ORDO_NATS_CA_FILE", nats_ca_file()},
             {"ORDO_PARTITIONS", "4"},
             {"ORDO_NATS_STREAM", stream_},
             {"ORDO_NATS_SUBJECT_PREFIX", prefix_},
@@ -215,8 +217,7 @@ TEST(Observability, OneOrderIsOneTraceThroughEveryComponent) {
     }
 
     // NATS: the order's message carries the trace in its traceparent header.
-    platform::jetstream::Client nats{stack_setting("ORDO_NATS_URL"),
-                                     platform::Logger::null_logger()};
+    platform::jetstream::Client nats{nats_admin(), platform::Logger::null_logger()};
     std::mutex mutex;
     std::vector<platform::jetstream::Message> messages;
     auto sub = nats.subscribe_ordered(stack.stream(), stack.prefix() + ".>", std::nullopt,

@@ -10,6 +10,7 @@
 #include "projections/dead_letters.hpp"
 #include "query/service.hpp"
 #include "tests/support/command_stack.hpp"
+#include "tests/support/nats.hpp"
 
 namespace ordo {
 namespace {
@@ -100,8 +101,7 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheCommandServiceServes) {
     testing::TestDatabase db;
     platform::metrics::Registry registry;
     platform::pg::Pool pool{{.url = db.writer_url(), .size = 1, .preparers = {}}};
-    platform::nats::Connection nats{testing::stack_setting("ORDO_NATS_URL"),
-                                    platform::Logger::null_logger()};
+    platform::nats::Connection nats{testing::nats_admin(), platform::Logger::null_logger()};
     eventstore::AppendNotifier notifier{db.writer_url(), platform::Logger::null_logger()};
     command::Executor executor{pool, &notifier, registry, platform::Logger::null_logger(), {}};
     command::CommandService service{executor, platform::Logger::null_logger()};
@@ -117,8 +117,7 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheQueryServiceServes) {
     testing::TestDatabase db;
     platform::metrics::Registry registry;
     platform::pg::Pool pool{{.url = db.reader_url(), .size = 1, .preparers = {}}};
-    platform::nats::Connection nats{testing::stack_setting("ORDO_NATS_URL"),
-                                    platform::Logger::null_logger()};
+    platform::nats::Connection nats{testing::nats_admin(), platform::Logger::null_logger()};
     query::QueryService service{pool, 16, platform::Logger::null_logger()};
     platform::http::Router router;
     service.register_routes(router);

@@ -12,6 +12,7 @@
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
 #include "tests/support/conditions.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo::testing {
@@ -26,7 +27,7 @@ class ReadSide {
         : suffix_{platform::new_uuid().substr(0, 8)},
           stream_{"RS_" + suffix_},
           prefix_{"rs" + suffix_ + ".events"},
-          nats_{stack_setting("ORDO_NATS_URL"), platform::Logger::null_logger()},
+          nats_{nats_admin(), platform::Logger::null_logger()},
           pool_{{.url = db_.writer_url(),
                  .size = 4,
                  .preparers = {&eventstore::EventStore::prepare}}},
@@ -59,7 +60,7 @@ class ReadSide {
                 .batch = 100,
                 .poll_interval = poll,
                 .instance = "p-" + suffix_,
-                .nats_url = stack_setting("ORDO_NATS_URL"),
+                .nats = nats_admin(),
                 .stream = stream_,
                 .subject_prefix = prefix_};
     }

@@ -16,6 +16,7 @@
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
 #include "tests/support/conditions.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo::eventstore {
@@ -36,8 +37,8 @@ std::string header(const Message& m, const std::string& name) {
 // A relay running on a thread of its own until destroyed.
 class RunningRelay {
    public:
-    RunningRelay(RelayOptions options, const std::string& nats_url)
-        : client_{nats_url, platform::Logger::null_logger()},
+    RunningRelay(RelayOptions options, const platform::nats::ClientSettings& nats)
+        : client_{nats, platform::Logger::null_logger()},
           relay_{std::move(options), client_, platform::Logger::null_logger(), metrics_},
           thread_{[this] { relay_.run(stop_); }} {}
     ~RunningRelay() { stop(); }
@@ -85,7 +86,7 @@ class RelayTest : public ::testing::Test {
         return o;
     }
     std::unique_ptr<RunningRelay> start_relay() {
-        return std::make_unique<RunningRelay>(options(), nats_url_);
+        return std::make_unique<RunningRelay>(options(), nats_);
     }
 
     // Appends `count` events spread over several streams (so several partitions), some with
@@ -214,8 +215,8 @@ class RelayTest : public ::testing::Test {
         .url = db_.writer_url(), .size = 4, .preparers = {&EventStore::prepare}}};
     AppendNotifier notifier_{db_.writer_url(), platform::Logger::null_logger()};
     EventStore store_{pool_, &notifier_};
-    std::string nats_url_ = testing::stack_setting("ORDO_NATS_URL");
-    Client client_{nats_url_, platform::Logger::null_logger()};
+    platform::nats::ClientSettings nats_ = testing::nats_admin();
+    Client client_{nats_, platform::Logger::null_logger()};
     std::string stream_;
     std::string prefix_;
 };

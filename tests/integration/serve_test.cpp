@@ -13,6 +13,7 @@
 
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -78,7 +79,8 @@ Issued issue(const PrivateDir& dir, const std::string& name, const std::string& 
 std::map<std::string, std::string> service_env(TestDatabase& db) {
     return {{"ORDO_DATABASE_URL", db.writer_url()},
             {"ORDO_READER_URL", db.reader_url()},
-            {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+            {"ORDO_NATS_URL", nats_admin_url()},
+            {"ORDO_NATS_CA_FILE", nats_ca_file()},
             {"ORDO_PARTITIONS", "4"},
             {"ORDO_API_TOKENS", ""},
             {"ORDO_API_TOKENS_FILE", ""},

@@ -1,4 +1,5 @@
 #include "tests/support/saga_stack.hpp"
+#include "tests/support/nats.hpp"
 
 #include <gtest/gtest.h>
 
@@ -29,7 +30,8 @@ SagaStack::SagaStack(std::string mode, std::map<std::string, std::string> extra_
     : mode_{std::move(mode)}, command_port_{free_port()}, query_port_{free_port()} {
     env_ = {{"ORDO_DATABASE_URL", db_.writer_url()},
             {"ORDO_READER_URL", db_.reader_url()},
-            {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+            {"ORDO_NATS_URL", nats_admin_url()},
+            {"ORDO_NATS_CA_FILE", nats_ca_file()},
             // A stream nobody publishes to: every process reads the store.
             {"ORDO_NATS_STREAM", "ORDO_UNUSED_" + db_.name()},
             {"ORDO_NATS_SUBJECT_PREFIX", "unused." + db_.name()},

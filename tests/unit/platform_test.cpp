@@ -1,9 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
+
 #include "eventstore/event_store.hpp"
 #include "platform/clock.hpp"
 #include "platform/config.hpp"
 #include "platform/metrics.hpp"
+#include "platform/nats.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
@@ -116,6 +120,37 @@ TEST(Config, ReplacesTheDatabaseOfAUrl) {
     EXPECT_EQ(with_database("postgresql://u:p@h:1/ordo?connect_timeout=3", "t1"),
               "postgresql://u:p@h:1/t1?connect_timeout=3");
     EXPECT_EQ(with_database("postgresql://u:p@h:1", "t1"), "postgresql://u:p@h:1/t1");
+}
+
+TEST(Config, KeepsTheQueryOfAUrlWhoseDatabaseItReplaces) {
+    EXPECT_EQ(with_database("postgresql://u:p@h:1/ordo?connect_timeout=3&sslmode=verify-full&"
+                            "sslrootcert=/s/tls/ca.crt",
+                            "t1"),
+              "postgresql://u:p@h:1/t1?connect_timeout=3&sslmode=verify-full&"
+              "sslrootcert=/s/tls/ca.crt");
+}
+
+TEST(Config, ReadsAnEnvFileWithSingleQuotedValues) {
+    auto path = ::testing::TempDir() + "/ordo-env-file-test.env";
+    {
+        std::ofstream out{path};
+        out << "# comment\nA=plain\nB='x?a=1&b=2'\nC='\nD=''\n";
+    }
+    auto values = read_env_file(path);
+    std::remove(path.c_str());
+    EXPECT_EQ(values.at("A"), "plain");
+    EXPECT_EQ(values.at("B"), "x?a=1&b=2");
+    EXPECT_EQ(values.at("C"), "'");  // one quote alone is a value, not a quoting
+    EXPECT_EQ(values.at("D"), "");
+}
+
+TEST(NatsSettings, RedactsThePasswordOfEveryUrl) {
+    EXPECT_EQ(nats::redacted("tls://ordo_relay:s3cret@127.0.0.1:4222"),
+              "tls://ordo_relay:***@127.0.0.1:4222");
+    EXPECT_EQ(nats::redacted("nats://a:b@h1:4222,nats://h2:4222,tls://c:d@[::1]:4222"),
+              "nats://a:***@h1:4222,nats://h2:4222,tls://c:***@[::1]:4222");
+    EXPECT_EQ(nats::redacted("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+    EXPECT_EQ(nats::redacted("nats://token@h:4222"), "nats://token@h:4222");
 }
 
 TEST(Checkpoint, TokensRoundTripAndRejectGarbage) {

@@ -1,0 +1,28 @@
+#include "tests/support/nats.hpp"
+
+#include <cctype>
+
+#include "tests/support/test_database.hpp"
+
+namespace ordo::testing {
+
+std::string nats_admin_url() {
+    return stack_setting("ORDO_NATS_ADMIN_URL");
+}
+
+std::string nats_ca_file() {
+    return stack_setting("ORDO_NATS_CA_FILE");
+}
+
+platform::nats::ClientSettings nats_admin() {
+    return {.url = nats_admin_url(), .ca_file = nats_ca_file()};
+}
+
+platform::nats::ClientSettings nats_user(const std::string& service) {
+    std::string name = "ORDO_";
+    for (char c : service) name.push_back(static_cast<char>(std::toupper(c)));
+    name += "_NATS_URL";
+    return {.url = stack_setting(name.c_str()), .ca_file = nats_ca_file()};
+}
+
+}  // namespace ordo::testing

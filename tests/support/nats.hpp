@@ -1,0 +1,25 @@
+#pragma once
+
+#include <string>
+
+#include "platform/nats.hpp"
+
+// The test stack's NATS users. Tests name their streams, subjects and buckets after
+// themselves so that they can run in any order; the services' users of the stack may touch
+// only the default names (deploy/stack.sh), so test clients and the services that tests
+// spawn connect as the stack's administrator. tests/integration/nats_security_test.cpp
+// holds each service's own user to its permissions.
+namespace ordo::testing {
+
+// The administrator: may do anything.
+platform::nats::ClientSettings nats_admin();
+
+// The administrator's URL (with its password) and the stack's CA file, for the environment
+// of a spawned service: ORDO_NATS_URL and ORDO_NATS_CA_FILE.
+std::string nats_admin_url();
+std::string nats_ca_file();
+
+// One service's own user (command, query, relay, projector, sagas), as stack.env gives it.
+platform::nats::ClientSettings nats_user(const std::string& service);
+
+}  // namespace ordo::testing
