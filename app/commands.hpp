@@ -54,7 +54,8 @@ struct ProjectorOptions {
     int breaker_cool_down_ms = 1000;
     int breaker_consecutive_failures = 5;
     int statement_timeout_ms = 5000;
-    std::string webhook_url;  // the webhook projection runs when set
+    int live_buffer_mib = 16;  // live events held in memory, all partitions together
+    std::string webhook_url;   // the webhook projection runs when set
     std::string webhook_event_types;
     int webhook_timeout_ms = 5000;
 };
@@ -91,6 +92,7 @@ struct SagasOptions {
     int step_timeout_ms = 10'000;
     int fulfillment_timeout_ms = 30'000;
     int lock_timeout_ms = 2'000;
+    int live_buffer_mib = 16;  // the intake's live events held in memory
 };
 
 int run_sagas(const SagasOptions& options, const platform::Logger& log);

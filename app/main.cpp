@@ -152,6 +152,12 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(100, 600000))
         ->capture_default_str();
     serve_projector
+        ->add_option("--live-buffer-mib", projector_options.live_buffer_mib,
+                     "Bound on live events held in memory, all partitions together")
+        ->envname("ORDO_LIVE_BUFFER_MIB")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    serve_projector
         ->add_option("--webhook-url", projector_options.webhook_url,
                      "http:// URL to POST selected events to (the webhook projection)")
         ->envname("ORDO_WEBHOOK_URL");
@@ -304,6 +310,12 @@ int main(int argc, char** argv) {
                      "How long a step's command waits for a row lock before it is retried")
         ->envname("ORDO_SAGA_LOCK_TIMEOUT_MS")
         ->check(CLI::Range(10, 600'000))
+        ->capture_default_str();
+    serve_sagas
+        ->add_option("--live-buffer-mib", sagas_options.live_buffer_mib,
+                     "Bound on the intake's live events held in memory")
+        ->envname("ORDO_LIVE_BUFFER_MIB")
+        ->check(CLI::Range(1, 4096))
         ->capture_default_str();
     serve_sagas->callback([&] {
         rc = app::run_sagas(sagas_options, platform::Logger::stderr_logger(
