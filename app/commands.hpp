@@ -57,7 +57,8 @@ struct ProjectorOptions {
     int breaker_cool_down_ms = 1000;
     int breaker_consecutive_failures = 5;
     int statement_timeout_ms = 5000;
-    std::string webhook_url;  // the webhook projection runs when set
+    int live_buffer_mib = 16;  // live events held in memory, all partitions together
+    std::string webhook_url;   // the webhook projection runs when set
     std::string webhook_event_types;
     int webhook_timeout_ms = 5000;
     std::string webhook_secret_file;  // ORDO_WEBHOOK_SECRET_FILE: whsec_… lines, mode 0600
@@ -99,6 +100,7 @@ struct SagasOptions {
     int fulfillment_timeout_ms = 30'000;
     int lock_timeout_ms = 2'000;
     ListenerTls tls;
+    int live_buffer_mib = 16;  // the intake's live events held in memory
 };
 
 int run_sagas(const SagasOptions& options, const platform::Logger& log);

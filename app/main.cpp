@@ -211,6 +211,12 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(100, 600000))
         ->capture_default_str();
     serve_projector
+        ->add_option("--live-buffer-mib", projector_options.live_buffer_mib,
+                     "Bound on live events held in memory, all partitions together")
+        ->envname("ORDO_LIVE_BUFFER_MIB")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    serve_projector
         ->add_option("--webhook-url", projector_options.webhook_url,
                      "https:// (or http://) URL to POST selected events to (the webhook "
                      "projection)")
@@ -376,6 +382,12 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(10, 600'000))
         ->capture_default_str();
     add_tls_options(serve_sagas, sagas_options.tls, false);
+    serve_sagas
+        ->add_option("--live-buffer-mib", sagas_options.live_buffer_mib,
+                     "Bound on the intake's live events held in memory")
+        ->envname("ORDO_LIVE_BUFFER_MIB")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
     serve_sagas->callback([&] {
         app::require_nats(sagas_options.nats, "sagas");
         rc = app::run_sagas(sagas_options, platform::Logger::stderr_logger(

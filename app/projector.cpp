@@ -36,6 +36,7 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
                                                 .stream = options.stream,
                                                 .subject_prefix = options.subject_prefix};
     runtime_options.statement_timeout = std::chrono::milliseconds{options.statement_timeout_ms};
+    runtime_options.live_buffer_bytes = static_cast<std::size_t>(options.live_buffer_mib) << 20;
     runtime_options.breaker.cool_down = std::chrono::milliseconds{options.breaker_cool_down_ms};
     runtime_options.breaker.consecutive_failures =
         static_cast<std::size_t>(options.breaker_consecutive_failures);

@@ -130,17 +130,19 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     std::vector<std::unique_ptr<projections::Projection>> feeds;
     feeds.push_back(sagas::intake(*mode));
     feeds = projections::traced(std::move(feeds), spans.get(), log.with_component("saga-intake"));
-    projections::Runtime intake{{.database_url = options.database_url,
-                                 .partitions = options.partitions,
-                                 .instance = instance_name() + "/sagas",
-                                 .group = "sagas",
-                                 .nats = options.nats,
-                                 .stream = options.stream,
-                                 .subject_prefix = options.subject_prefix,
-                                 .notifier = &notifier},
-                                std::move(feeds),
-                                log.with_component("saga-intake"),
-                                registry};
+    projections::Runtime intake{
+        {.database_url = options.database_url,
+         .partitions = options.partitions,
+         .instance = instance_name() + "/sagas",
+         .group = "sagas",
+         .nats = options.nats,
+         .stream = options.stream,
+         .subject_prefix = options.subject_prefix,
+         .live_buffer_bytes = static_cast<std::size_t>(options.live_buffer_mib) << 20,
+         .notifier = &notifier},
+        std::move(feeds),
+        log.with_component("saga-intake"),
+        registry};
 
     // From the due index, so every runner reports the same figure whatever it processed:
     // sagas still running (one per order), and how late the most overdue one is — a saga

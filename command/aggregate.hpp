@@ -84,8 +84,10 @@ class UnreadableEvent : public std::runtime_error {
 // A snapshot is taken every kSnapshotEvery events, in the transaction that crosses the
 // mark, so loading a long stream reads at most that many events. A snapshot that does not
 // decode (an older state format) is ignored and the stream is folded from the start.
+// Format 2: inventory and account states hold a window of recent settlements instead of
+// every settled order; a format-1 snapshot cannot tell their order, so it is not used.
 inline constexpr std::int64_t kSnapshotEvery = 100;
-inline constexpr int kSnapshotFormat = 1;
+inline constexpr int kSnapshotFormat = 2;
 
 // Locks the stream's row for the rest of the transaction and folds its state.
 template <class Traits>

@@ -20,12 +20,12 @@ void apply(State& state, const StockReserved& event) {
 
 void apply(State& state, const ReservationReleased& event) {
     state.reservations.erase(event.order_id);
-    state.released.insert(event.order_id);
+    state.settled.record(event.order_id, Settlement::released);
 }
 
 void apply(State& state, const ReservationCommitted& event) {
     state.reservations.erase(event.order_id);
-    state.committed.insert(event.order_id);
+    state.settled.record(event.order_id, Settlement::committed);
     state.on_hand -= event.quantity;
 }
 
@@ -63,8 +63,7 @@ Decision decide(const State& state, const ReserveStock& command) {
     }
     // Once an order has had a reservation here, whatever became of it, a resent command
     // must not reserve again: after a release that would leak stock to a cancelled order.
-    if (state.reservations.contains(command.order_id) ||
-        state.released.contains(command.order_id) || state.committed.contains(command.order_id)) {
+    if (state.reservations.contains(command.order_id) || state.settled.find(command.order_id)) {
         return Events{};
     }
     if (command.quantity > state.available()) {
@@ -76,21 +75,22 @@ Decision decide(const State& state, const ReserveStock& command) {
 }
 
 Decision decide(const State& state, const ReleaseReservation& command) {
-    if (state.committed.contains(command.order_id)) {
+    const auto settled = state.settled.find(command.order_id);
+    if (settled == Settlement::committed) {
         return Rejection{"reservation_committed",
                          "the reservation for order " + command.order_id + " is committed"};
     }
     // Compensation runs blind: a release with nothing reserved records a release of 0, so
     // that a reservation arriving late (a resend that raced the compensation) is refused.
     // A sku that never had stock cannot take a reservation, so it needs no such record.
-    if (state.released.contains(command.order_id) || !state.exists()) return Events{};
+    if (settled == Settlement::released || !state.exists()) return Events{};
     const auto it = state.reservations.find(command.order_id);
     const std::int64_t quantity = it == state.reservations.end() ? 0 : it->second;
     return Events{ReservationReleased{command.sku, command.order_id, quantity}};
 }
 
 Decision decide(const State& state, const CommitReservation& command) {
-    if (state.committed.contains(command.order_id)) return Events{};
+    if (state.settled.find(command.order_id) == Settlement::committed) return Events{};
     const auto it = state.reservations.find(command.order_id);
     if (it == state.reservations.end()) {
         return Rejection{"no_reservation",

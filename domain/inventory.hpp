@@ -11,10 +11,14 @@
 #include <vector>
 
 #include "domain/decision.hpp"
+#include "domain/recent_settlements.hpp"
 
 // Stock of one sku, stream `inventory-<sku>`. At most one reservation per order: a
 // reservation is made once, then either released (compensation) or committed (the order
-// shipped), and a resent command never reserves twice nor re-reserves after a release.
+// shipped), and a resent command never reserves twice nor re-reserves after a release. The
+// state remembers the active reservations and the last kRecentSettlements settled orders,
+// not every order the sku ever saw (see RecentSettlements, and docs/security.md for why
+// that window is enough).
 // Invariants: available() >= 0; on_hand = receipts - committed.
 namespace ordo::domain::inventory {
 
@@ -84,13 +88,15 @@ using Event = std::variant<StockReceived, StockReserved, ReservationReleased, Re
 using Events = std::vector<Event>;
 using Decision = domain::Decision<Event>;
 
+// How an order's reservation ended.
+enum class Settlement { released, committed };
+
 struct State {
     std::string sku;
     std::int64_t on_hand = 0;
     std::int64_t received = 0;                         // sum of all receipts
     std::map<std::string, std::int64_t> reservations;  // active: order id -> quantity
-    std::set<std::string> released;                    // order ids
-    std::set<std::string> committed;                   // order ids
+    RecentSettlements<Settlement> settled;             // ended reservations, newest last
 
     std::int64_t reserved() const;
     std::int64_t available() const { return on_hand - reserved(); }
@@ -114,7 +120,11 @@ std::optional<Event> decode(std::string_view type, const nlohmann::json& payload
 
 // Snapshot of the state; decode_state returns nullopt for anything malformed (never throws).
 // It checks shape and types only, not the aggregate's invariants: a snapshot is a cache of
-// evolve over the stream, so it holds whatever that fold produced.
+// evolve over the stream, so it holds whatever that fold produced. The first format's
+// "released" and "committed" sets still decode: their ids become the settled window
+// (committed, then released, each by id, the newest kRecentSettlements kept), which does not
+// know their true order; the command side therefore folds from the start rather than trust
+// a snapshot of that format.
 nlohmann::json encode_state(const State& state);
 std::optional<State> decode_state(const nlohmann::json& json);
 

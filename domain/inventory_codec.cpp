@@ -1,10 +1,15 @@
 #include "domain/inventory.hpp"
 #include "domain/payload_reader.hpp"
+#include "domain/settlements_codec.hpp"
 
 #include <utility>
 
 namespace ordo::domain::inventory {
 namespace {
+
+constexpr detail::OutcomeNames kOutcomes{"released", "committed"};
+static_assert(static_cast<int>(Settlement::released) == 0 &&
+              static_cast<int>(Settlement::committed) == 1);
 
 nlohmann::json payload(const StockReceived& e) {
     return {{"sku", e.sku}, {"quantity", e.quantity}};
@@ -53,9 +58,11 @@ nlohmann::json encode_state(const State& state) {
     for (const auto& [order_id, quantity] : state.reservations) {
         reservations.push_back({{"order_id", order_id}, {"quantity", quantity}});
     }
-    return {{"sku", state.sku},           {"on_hand", state.on_hand},
-            {"received", state.received}, {"reservations", std::move(reservations)},
-            {"released", state.released}, {"committed", state.committed}};
+    return {{"sku", state.sku},
+            {"on_hand", state.on_hand},
+            {"received", state.received},
+            {"reservations", std::move(reservations)},
+            {"settled", detail::encode_settlements(state.settled, kOutcomes)}};
 }
 
 std::optional<State> decode_state(const nlohmann::json& json) {
@@ -63,7 +70,7 @@ std::optional<State> decode_state(const nlohmann::json& json) {
     return detail::decoded_if_ok<State>(
         in, State{in.text("sku"), in.integer("on_hand"), in.integer("received"),
                   detail::read_amounts_by_order(in, "reservations", "quantity"),
-                  detail::read_order_ids(in, "released"), detail::read_order_ids(in, "committed")});
+                  detail::read_settlements<Settlement>(in, json, kOutcomes)});
 }
 
 }  // namespace ordo::domain::inventory

@@ -20,12 +20,12 @@ void apply(State& state, const PaymentAuthorized& event) {
 
 void apply(State& state, const AuthorizationVoided& event) {
     state.holds.erase(event.order_id);
-    state.voided.insert(event.order_id);
+    state.settled.record(event.order_id, Settlement::voided);
 }
 
 void apply(State& state, const PaymentCaptured& event) {
     state.holds.erase(event.order_id);
-    state.captured.insert(event.order_id);
+    state.settled.record(event.order_id, Settlement::captured);
     state.balance -= event.amount;
 }
 
@@ -61,8 +61,7 @@ Decision decide(const State& state, const AuthorizePayment& command) {
     }
     // Once an order has had a hold here, whatever became of it, a resent command must not
     // hold again: after a void that would lock funds for a cancelled order.
-    if (state.holds.contains(command.order_id) || state.voided.contains(command.order_id) ||
-        state.captured.contains(command.order_id)) {
+    if (state.holds.contains(command.order_id) || state.settled.find(command.order_id)) {
         return Events{};
     }
     if (command.amount > state.available()) {
@@ -74,7 +73,8 @@ Decision decide(const State& state, const AuthorizePayment& command) {
 }
 
 Decision decide(const State& state, const VoidAuthorization& command) {
-    if (state.captured.contains(command.order_id)) {
+    const auto settled = state.settled.find(command.order_id);
+    if (settled == Settlement::captured) {
         return Rejection{"payment_captured",
                          "the payment for order " + command.order_id + " is captured"};
     }
@@ -82,14 +82,14 @@ Decision decide(const State& state, const VoidAuthorization& command) {
     // authorization arriving late (a resend that raced the compensation) is refused. An
     // account with no history gets no such record (it would appear in the read model); only
     // an authorization of 0 could still land there, and it holds nothing.
-    if (state.voided.contains(command.order_id) || state.account_id.empty()) return Events{};
+    if (settled == Settlement::voided || state.account_id.empty()) return Events{};
     const auto it = state.holds.find(command.order_id);
     const std::int64_t amount = it == state.holds.end() ? 0 : it->second;
     return Events{AuthorizationVoided{command.account_id, command.order_id, amount}};
 }
 
 Decision decide(const State& state, const CapturePayment& command) {
-    if (state.captured.contains(command.order_id)) return Events{};
+    if (state.settled.find(command.order_id) == Settlement::captured) return Events{};
     const auto it = state.holds.find(command.order_id);
     if (it == state.holds.end()) {
         return Rejection{"no_authorization",

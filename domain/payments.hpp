@@ -11,10 +11,13 @@
 #include <vector>
 
 #include "domain/decision.hpp"
+#include "domain/recent_settlements.hpp"
 
 // A customer's account, stream `account-<account_id>`. At most one authorization (hold) per
 // order: authorized once, then voided (compensation) or captured (the order confirmed), and
-// a resent command never holds twice nor holds again after a void.
+// a resent command never holds twice nor holds again after a void. The state remembers the
+// active holds and the last kRecentSettlements settled orders, not every order the account
+// ever paid for (see RecentSettlements).
 // Invariants: available() >= 0; balance = deposits - captured.
 namespace ordo::domain::payments {
 
@@ -86,13 +89,15 @@ using Event = std::variant<FundsDeposited, PaymentAuthorized, AuthorizationVoide
 using Events = std::vector<Event>;
 using Decision = domain::Decision<Event>;
 
+// How an order's hold ended.
+enum class Settlement { voided, captured };
+
 struct State {
     std::string account_id;
     std::int64_t balance = 0;
     std::int64_t deposited = 0;                 // sum of all deposits
     std::map<std::string, std::int64_t> holds;  // active: order id -> amount
-    std::set<std::string> voided;               // order ids
-    std::set<std::string> captured;             // order ids
+    RecentSettlements<Settlement> settled;      // ended holds, newest last
 
     std::int64_t held() const;
     std::int64_t available() const { return balance - held(); }
@@ -118,7 +123,8 @@ std::optional<Event> decode(std::string_view type, const nlohmann::json& payload
 
 // Snapshot of the state; decode_state returns nullopt for anything malformed (never throws).
 // It checks shape and types only, not the aggregate's invariants: a snapshot is a cache of
-// evolve over the stream, so it holds whatever that fold produced.
+// evolve over the stream, so it holds whatever that fold produced. The first format's
+// "voided" and "captured" sets still decode, as inventory::decode_state describes.
 nlohmann::json encode_state(const State& state);
 std::optional<State> decode_state(const nlohmann::json& json);
 

@@ -1,10 +1,15 @@
 #include "domain/payload_reader.hpp"
 #include "domain/payments.hpp"
+#include "domain/settlements_codec.hpp"
 
 #include <utility>
 
 namespace ordo::domain::payments {
 namespace {
+
+constexpr detail::OutcomeNames kOutcomes{"voided", "captured"};
+static_assert(static_cast<int>(Settlement::voided) == 0 &&
+              static_cast<int>(Settlement::captured) == 1);
 
 nlohmann::json payload(const FundsDeposited& e) {
     return {{"account_id", e.account_id}, {"amount", e.amount}};
@@ -49,9 +54,11 @@ nlohmann::json encode_state(const State& state) {
     for (const auto& [order_id, amount] : state.holds) {
         holds.push_back({{"order_id", order_id}, {"amount", amount}});
     }
-    return {{"account_id", state.account_id}, {"balance", state.balance},
-            {"deposited", state.deposited},   {"holds", std::move(holds)},
-            {"voided", state.voided},         {"captured", state.captured}};
+    return {{"account_id", state.account_id},
+            {"balance", state.balance},
+            {"deposited", state.deposited},
+            {"holds", std::move(holds)},
+            {"settled", detail::encode_settlements(state.settled, kOutcomes)}};
 }
 
 std::optional<State> decode_state(const nlohmann::json& json) {
@@ -59,7 +66,7 @@ std::optional<State> decode_state(const nlohmann::json& json) {
     return detail::decoded_if_ok<State>(
         in, State{in.text("account_id"), in.integer("balance"), in.integer("deposited"),
                   detail::read_amounts_by_order(in, "holds", "amount"),
-                  detail::read_order_ids(in, "voided"), detail::read_order_ids(in, "captured")});
+                  detail::read_settlements<Settlement>(in, json, kOutcomes)});
 }
 
 }  // namespace ordo::domain::payments

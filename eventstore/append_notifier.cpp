@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "platform/pg.hpp"
+
 namespace ordo::eventstore {
 
 AppendNotifier::AppendNotifier(std::string url, platform::Logger log)
@@ -40,7 +42,8 @@ void AppendNotifier::run() {
         }
         try {
             if (!conn || !conn->is_open()) {
-                conn = std::make_unique<pqxx::connection>(url_);
+                conn = std::make_unique<pqxx::connection>(
+                    platform::pg::connection_url(url_, "ordo-notifier"));
                 pqxx::nontransaction setup{*conn};
                 setup.exec("SET synchronous_commit = off");
             }
@@ -93,7 +96,7 @@ void AppendListener::run() {
     auto backoff = std::chrono::milliseconds(100);
     while (!stopping_) {
         try {
-            pqxx::connection conn{url_};
+            pqxx::connection conn{platform::pg::connection_url(url_, "ordo-listener")};
             Receiver receiver{conn, *this};
             backoff = std::chrono::milliseconds(100);
             // In slices, so that stopping is noticed.

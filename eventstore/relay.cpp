@@ -138,7 +138,9 @@ std::uint64_t parse_u64(const std::string& text) {
 class LeaderSession {
    public:
     LeaderSession(const std::string& url, int shard)
-        : conn_{url}, shard_{shard}, listener_{conn_, woken_} {
+        : conn_{platform::pg::connection_url(url, "ordo-relay")},
+          shard_{shard},
+          listener_{conn_, woken_} {
         pqxx::nontransaction tx{conn_};
         tx.exec("SET application_name = 'ordo-relay'; SET statement_timeout = 15000");
         backend_pid_ = conn_.backendpid();

@@ -1,7 +1,9 @@
 #include "platform/config.hpp"
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <stdexcept>
 
 namespace ordo::platform {
@@ -43,6 +45,107 @@ std::string with_database(const std::string& url, const std::string& database) {
     auto query = url.find('?', slash);
     return url.substr(0, slash + 1) + database +
            (query == std::string::npos ? std::string{} : url.substr(query));
+}
+
+namespace {
+
+bool is_uri(const std::string& url) {
+    return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0;
+}
+
+// The parameter names in a URI's query ("?a=1&b=2").
+std::set<std::string> uri_parameters(const std::string& url) {
+    std::set<std::string> names;
+    auto query = url.find('?');
+    if (query == std::string::npos) return names;
+    std::size_t start = query + 1;
+    while (start <= url.size()) {
+        auto end = url.find('&', start);
+        if (end == std::string::npos) end = url.size();
+        auto part = url.substr(start, end - start);
+        names.insert(part.substr(0, part.find('=')));
+        start = end + 1;
+    }
+    return names;
+}
+
+// The keywords of a key=value connection string ("host=h dbname='my db'"): blanks may
+// surround '=', a value may be single-quoted with backslash escapes.
+std::set<std::string> keyword_parameters(const std::string& conninfo) {
+    std::set<std::string> names;
+    std::size_t i = 0;
+    const auto n = conninfo.size();
+    auto blank = [&](std::size_t at) {
+        return std::isspace(static_cast<unsigned char>(conninfo[at])) != 0;
+    };
+    while (i < n) {
+        while (i < n && blank(i)) ++i;
+        if (i >= n) break;
+        const auto key_start = i;
+        while (i < n && conninfo[i] != '=' && !blank(i)) ++i;
+        names.insert(conninfo.substr(key_start, i - key_start));
+        while (i < n && blank(i)) ++i;
+        if (i < n && conninfo[i] == '=') ++i;
+        while (i < n && blank(i)) ++i;
+        if (i < n && conninfo[i] == '\'') {
+            for (++i; i < n && conninfo[i] != '\''; ++i) {
+                if (conninfo[i] == '\\') ++i;
+            }
+            ++i;
+        } else {
+            while (i < n && !blank(i)) ++i;
+        }
+    }
+    return names;
+}
+
+std::string percent_encoded(const std::string& text) {
+    static constexpr char kHex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : text) {
+        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += kHex[c >> 4];
+            out += kHex[c & 0xf];
+        }
+    }
+    return out;
+}
+
+std::string quoted(const std::string& value) {
+    std::string out = "'";
+    for (char c : value) {
+        if (c == '\'' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "'";
+}
+
+}  // namespace
+
+std::string with_default_parameters(const std::string& url, const ConnectionParameters& defaults) {
+    const bool uri = is_uri(url);
+    const auto present = uri ? uri_parameters(url) : keyword_parameters(url);
+    std::string out = url;
+    bool query = uri && url.find('?') != std::string::npos;
+    for (const auto& [name, value] : defaults) {
+        if (present.count(name) > 0) continue;
+        if (uri) {
+            if (!query) {
+                out += '?';
+                query = true;
+            } else if (out.back() != '?' && out.back() != '&') {
+                out += '&';
+            }
+            out += name + "=" + percent_encoded(value);
+        } else {
+            if (!out.empty() && !std::isspace(static_cast<unsigned char>(out.back()))) out += ' ';
+            out += name + "=" + quoted(value);
+        }
+    }
+    return out;
 }
 
 }  // namespace ordo::platform

@@ -3,6 +3,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace ordo::platform {
 
@@ -17,5 +19,13 @@ std::optional<std::string> env(const char* name);
 
 // Replaces the database name in a postgresql:// URL (used to point a role at another database).
 std::string with_database(const std::string& url, const std::string& database);
+
+// Connection parameters by name, in the order they are to be written.
+using ConnectionParameters = std::vector<std::pair<std::string, std::string>>;
+
+// `url` with each of `defaults` that it does not set itself appended: a value the URL
+// names wins over the default. Takes both forms libpq reads, a postgresql:// (or
+// postgres://) URI, whose query gets the parameters percent-encoded, and key=value pairs.
+std::string with_default_parameters(const std::string& url, const ConnectionParameters& defaults);
 
 }  // namespace ordo::platform

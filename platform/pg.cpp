@@ -1,10 +1,130 @@
 #include "platform/pg.hpp"
 
-#include <algorithm>
+#include <sys/socket.h>
 
+#include <algorithm>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "platform/config.hpp"
+#include "platform/deadlines.hpp"
 #include "platform/metrics.hpp"
 
 namespace ordo::platform::pg {
+
+std::optional<std::chrono::milliseconds> operation_bound(const PoolOptions& options) {
+    if (options.operation_timeout > std::chrono::milliseconds::zero()) {
+        return options.operation_timeout;
+    }
+    if (options.statement_timeout <= std::chrono::milliseconds::zero()) return std::nullopt;
+    return std::max<std::chrono::milliseconds>(2 * options.statement_timeout,
+                                               std::chrono::seconds(1));
+}
+
+std::string connection_url(const std::string& url, const std::string& application_name) {
+    return with_default_parameters(url, {{"keepalives", "1"},
+                                         {"keepalives_idle", "5"},
+                                         {"keepalives_interval", "2"},
+                                         {"keepalives_count", "3"},
+                                         {"tcp_user_timeout", "10000"},
+                                         {"connect_timeout", "5"},
+                                         {"application_name", application_name}});
+}
+
+// Shuts down the sockets of operations past their deadline. It only shuts a socket down,
+// never closes it, and only while its Watch is armed, under the same lock that disarming
+// takes: the descriptor still belongs to the connection being watched. No cancel request
+// is sent: it needs a new connection to the postmaster, which may be the process that
+// stopped answering.
+class Pool::Watchdog {
+   public:
+    explicit Watchdog(std::chrono::milliseconds bound)
+        : bound_{bound}, thread_{[this] { run(); }} {}
+
+    ~Watchdog() {
+        {
+            std::lock_guard lock{mutex_};
+            stopping_ = true;
+        }
+        wake_.notify_one();
+        thread_.join();
+    }
+
+    std::uint64_t arm(int socket) {
+        std::lock_guard lock{mutex_};
+        const auto id = deadlines_.arm(std::chrono::steady_clock::now() + bound_);
+        sockets_[id] = socket;
+        wake_.notify_one();
+        return id;
+    }
+
+    // True when it fired.
+    bool disarm(std::uint64_t id) {
+        std::lock_guard lock{mutex_};
+        if (fired_.erase(id) > 0) return true;
+        deadlines_.disarm(id);
+        sockets_.erase(id);
+        return false;
+    }
+
+    std::chrono::milliseconds bound() const { return bound_; }
+
+   private:
+    void run() {
+        std::unique_lock lock{mutex_};
+        while (!stopping_) {
+            for (auto id : deadlines_.take_due(std::chrono::steady_clock::now())) {
+                ::shutdown(sockets_.at(id), SHUT_RDWR);
+                sockets_.erase(id);
+                fired_.insert(id);
+            }
+            if (auto next = deadlines_.next()) {
+                wake_.wait_until(lock, *next);
+            } else {
+                wake_.wait(lock);
+            }
+        }
+    }
+
+    const std::chrono::milliseconds bound_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    Deadlines deadlines_;
+    std::map<std::uint64_t, int> sockets_;
+    std::set<std::uint64_t> fired_;
+    bool stopping_ = false;
+    std::thread thread_;  // last: starts once the rest exists
+};
+
+Pool::Watch::Watch(Pool& pool, pqxx::connection& conn) : watchdog_{pool.watchdog_.get()} {
+    if (watchdog_ && conn.sock() >= 0) {
+        id_ = watchdog_->arm(conn.sock());
+    } else {
+        ended_ = true;
+    }
+}
+
+bool Pool::Watch::end() {
+    if (!ended_) {
+        ended_ = true;
+        fired_ = watchdog_->disarm(id_);
+    }
+    return fired_;
+}
+
+void Pool::gave_up() const {
+    try {
+        throw;
+    } catch (const OutcomeUnknown&) {
+        throw;
+    } catch (...) {
+        std::throw_with_nested(
+            Unavailable("the database did not answer within " +
+                        std::to_string(watchdog_ ? watchdog_->bound().count() : 0) + " ms (pool " +
+                        options_.name + ")"));
+    }
+}
 
 Pool::Lease::Lease(Pool& pool, std::unique_ptr<pqxx::connection> conn)
     : pool_{&pool}, conn_{std::move(conn)} {}
@@ -16,16 +136,34 @@ Pool::Lease::~Lease() {
     if (conn_) pool_->release(std::move(conn_), discard_);
 }
 
-Pool::Pool(PoolOptions options) : options_{std::move(options)} {}
+Pool::Pool(PoolOptions options) : options_{std::move(options)} {
+    if (auto bound = operation_bound(options_)) watchdog_ = std::make_unique<Watchdog>(*bound);
+}
+
+Pool::~Pool() = default;
 
 std::unique_ptr<pqxx::connection> Pool::connect() {
-    auto conn = std::make_unique<pqxx::connection>(options_.url);
-    pqxx::nontransaction setup{*conn};
-    setup.exec("SET statement_timeout = " + std::to_string(options_.statement_timeout.count()) +
-               "; SET idle_in_transaction_session_timeout = " +
-               std::to_string(options_.idle_in_transaction_timeout.count()));
-    setup.commit();
-    for (const auto& prepare : options_.preparers) prepare(*conn);
+    auto conn = std::make_unique<pqxx::connection>(
+        connection_url(options_.url, "ordo-" + options_.name + "-pool"));
+    // A connection that broke is discarded; it must not come back by itself without the
+    // session settings below, nor on another socket than the one being watched.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    conn->inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+    Watch watch{*this, *conn};
+    try {
+        pqxx::nontransaction setup{*conn};
+        setup.exec("SET statement_timeout = " + std::to_string(options_.statement_timeout.count()) +
+                   "; SET idle_in_transaction_session_timeout = " +
+                   std::to_string(options_.idle_in_transaction_timeout.count()));
+        setup.commit();
+        for (const auto& prepare : options_.preparers) prepare(*conn);
+    } catch (...) {
+        if (watch.end()) gave_up();
+        throw;
+    }
+    if (watch.end()) throw Unavailable("the database did not answer while connecting");
     return conn;
 }
 

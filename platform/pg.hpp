@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,12 +31,34 @@ struct PoolOptions {
     std::chrono::milliseconds acquire_timeout{2000};
     std::chrono::milliseconds statement_timeout{5000};
     std::chrono::milliseconds idle_in_transaction_timeout{10000};
-    std::string name = "default";  // label for metrics
+    std::string name = "default";  // label for metrics; application_name "ordo-<name>-pool"
     std::vector<Preparer> preparers;
+    // Client-side bound on one transaction of transact(), from the lease to the end of the
+    // commit (and on a new connection's setup). Zero: derived, see operation_bound().
+    std::chrono::milliseconds operation_timeout{0};
 };
+
+// How long transact() lets one transaction run before it gives up on the server:
+// `operation_timeout` when set; otherwise twice the statement timeout, so that the server
+// cancels a slow statement first, with its own clear error, and this bound catches a server
+// that says nothing at all (stopped, or its host gone on a path that still acknowledges).
+// Nullopt (no bound) when both are zero.
+std::optional<std::chrono::milliseconds> operation_bound(const PoolOptions& options);
+
+// `url` with the parameters that let libpq notice a dead peer, unless the URL sets them
+// itself: TCP keepalives (idle 5 s, then every 2 s, 3 probes), tcp_user_timeout 10 s (data
+// unacknowledged that long breaks the connection), connect_timeout 5 s, and
+// application_name (how an operator finds the connections in pg_stat_activity).
+std::string connection_url(const std::string& url, const std::string& application_name);
 
 // A bounded pool of connections. Connections are opened lazily and discarded after a
 // connection-level failure, so the pool heals by itself when Postgres comes back.
+// Connections carry connection_url()'s parameters and never reconnect by themselves. A
+// transaction that outlives operation_bound() has its socket shut down by a watchdog
+// thread: the blocked call fails, the connection is discarded, and transact() throws
+// Unavailable (OutcomeUnknown when the commit was under way). Keepalives cannot do this
+// alone: a stopped server process on a host that is up still has its kernel acknowledge
+// every packet.
 // Waiters are served in arrival order: a released connection goes to the longest waiter,
 // so no caller can be overtaken again and again until its deadline passes.
 // Thread-safe.
@@ -60,6 +83,7 @@ class Pool {
     };
 
     explicit Pool(PoolOptions options);
+    ~Pool();
     Pool(const Pool&) = delete;
     Pool& operator=(const Pool&) = delete;
 
@@ -81,18 +105,23 @@ class Pool {
     template <class Txn = pqxx::work, class Fn>
     auto transact(std::chrono::steady_clock::time_point deadline, Fn&& work) {
         auto lease = acquire(deadline);
+        Watch watch{*this, *lease};
         try {
             Txn txn{*lease};
             if constexpr (std::is_void_v<decltype(work(txn))>) {
                 work(txn);
                 commit(txn);
+                if (watch.end()) lease.discard();
             } else {
                 auto result = work(txn);
                 commit(txn);
+                if (watch.end()) lease.discard();
                 return result;
             }
         } catch (...) {
-            if (is_connection_failure(std::current_exception())) lease.discard();
+            const bool timed_out = watch.end();
+            if (timed_out || is_connection_failure(std::current_exception())) lease.discard();
+            if (timed_out) gave_up();
             throw;
         }
     }
@@ -117,6 +146,30 @@ class Pool {
     }
 
    private:
+    class Watchdog;
+
+    // The watchdog's hold on one connection for one operation: armed when made, disarmed
+    // by end() (or the destructor), before the connection can be closed or reused.
+    class Watch {
+       public:
+        Watch(Pool& pool, pqxx::connection& conn);
+        Watch(const Watch&) = delete;
+        Watch& operator=(const Watch&) = delete;
+        ~Watch() { end(); }
+        // Disarms; true when the bound had passed and the socket was shut down.
+        bool end();
+
+       private:
+        Watchdog* watchdog_;
+        std::uint64_t id_ = 0;
+        bool ended_ = false;
+        bool fired_ = false;
+    };
+
+    // In a catch block after the watchdog fired: rethrows what is being handled as
+    // Unavailable (nested), unless it is OutcomeUnknown already.
+    [[noreturn]] void gave_up() const;
+
     // A caller waiting for a connection. The releaser hands it a connection, or the right
     // to open one (the slot of a connection that was discarded).
     struct Waiter {
@@ -139,6 +192,7 @@ class Pool {
     std::vector<std::unique_ptr<pqxx::connection>> idle_;
     std::size_t open_ = 0;  // idle + leased + being opened
     std::size_t leased_ = 0;
+    std::unique_ptr<Watchdog> watchdog_;  // null without an operation bound
 };
 
 // The one place where database failures are classified. Transient: the connection was

@@ -48,6 +48,9 @@ constexpr std::size_t kMaxErrorLength = 4000;
 // More poison events than this in a row, with no event applied between them, means the sink
 // is failing, not the events.
 constexpr std::size_t kMaxPoisonInARow = 3;
+// A batch of many statements (a read model writes a row per order line) may take far
+// longer than one statement; past this the server is taken for gone (see pg::Pool).
+constexpr std::chrono::milliseconds kBatchTimeout{60'000};
 // Lag is counted up to this many events per partition: enough to tell "far behind".
 constexpr std::int64_t kMaxLagCount = 100'000;
 
@@ -68,11 +71,12 @@ std::string pg_array(const std::vector<std::string>& items) {
     return out + "}";
 }
 
-// The newest live events of one partition, shared by the projections on it.
-struct LiveBuffer {
-    static constexpr std::size_t kCapacity = 20'000;
+// The live events of one partition, shared by the projections on it: filled by its
+// JetStream consumer's thread, read and trimmed by the runtime's.
+struct PartitionBuffer {
+    explicit PartitionBuffer(std::size_t max_bytes) : events{max_bytes} {}
     std::mutex mutex;
-    std::deque<LiveEvent> events;
+    LiveBuffer events;
 };
 
 }  // namespace
@@ -92,7 +96,9 @@ struct Runtime::Impl {
     platform::metrics::Counter& applied_store;
     platform::metrics::Counter& applied_live;
     platform::metrics::Counter& retries;
-    std::vector<std::unique_ptr<LiveBuffer>> live;
+    std::vector<std::unique_ptr<PartitionBuffer>> live;
+    platform::metrics::Gauge& live_bytes;
+    platform::metrics::Counter& live_refused;
     std::unique_ptr<platform::jetstream::Client> nats;
     std::vector<std::unique_ptr<platform::jetstream::Client::Subscription>> subscriptions;
     bool live_warned = false;
@@ -117,6 +123,14 @@ struct Runtime::Impl {
                                  "Events applied to read models", {{"source", "live"}})},
           retries{m.counter("ordo_projection_retries_total",
                             "Batches retried after a transient failure")},
+          live_bytes{m.gauge("ordo_projection_live_buffer_bytes",
+                             "Bytes of live JetStream events buffered, not yet applied by every "
+                             "projection of their partition",
+                             {{"runtime", options.group}})},
+          live_refused{m.counter("ordo_projection_live_refused_total",
+                                 "Live events not buffered because the buffer was full (the "
+                                 "store carries them instead)",
+                                 {{"runtime", options.group}})},
           clock{options.clock ? *options.clock : system_clock},
           dead_lettered{m.counter("ordo_projection_dead_letters_total",
                                   "Poison events parked in ordo.dead_letters")} {
@@ -135,9 +149,19 @@ struct Runtime::Impl {
             .size = 2,
             .statement_timeout = options.statement_timeout,
             .name = "projector",
-            .preparers = {relaxed_commit, &eventstore::EventStore::prepare}});
+            .preparers = {relaxed_commit, &eventstore::EventStore::prepare},
+            .operation_timeout =
+                std::max<std::chrono::milliseconds>(kBatchTimeout, 4 * options.statement_timeout)});
         pool->register_metrics(m);
-        for (int p = 0; p < options.partitions; ++p) live.push_back(std::make_unique<LiveBuffer>());
+        const auto per_partition =
+            options.live_buffer_bytes / static_cast<std::size_t>(std::max(options.partitions, 1));
+        for (int p = 0; p < options.partitions; ++p) {
+            live.push_back(std::make_unique<PartitionBuffer>(per_partition));
+        }
+        m.gauge("ordo_projection_live_buffer_limit_bytes",
+                "Bound on the bytes of live events buffered (all partitions)",
+                {{"runtime", options.group}})
+            .set(static_cast<double>(per_partition * live.size()));
     }
 
     ~Impl() {
@@ -210,12 +234,14 @@ struct Runtime::Impl {
                     [this, buffer](platform::jetstream::Message m) {
                         auto event = eventstore::from_message(m);
                         if (!event) return;
+                        bool kept = false;
                         {
                             std::lock_guard lock{buffer->mutex};
-                            buffer->events.push_back(std::move(*event));
-                            if (buffer->events.size() > LiveBuffer::kCapacity)
-                                buffer->events.pop_front();
+                            const auto before = buffer->events.bytes();
+                            kept = buffer->events.push(std::move(*event));
+                            live_bytes.add(static_cast<double>(buffer->events.bytes() - before));
                         }
+                        if (!kept) live_refused.inc();
                         woken = true;
                     });
             } catch (const std::exception& e) {
@@ -234,9 +260,33 @@ struct Runtime::Impl {
                                                     bool& rest_empty) {
         auto& buffer = *live[static_cast<std::size_t>(partition)];
         std::lock_guard lock{buffer.mutex};
-        auto run = continuing_run(buffer.events, at, partition, options.partitions, options.batch);
+        auto run = buffer.events.run(at, partition, options.partitions, options.batch);
         rest_empty = run.rest_empty;
         return std::move(run.events);
+    }
+
+    // Forgets the live events that every owned slot of their partition has applied; a
+    // partition with no owned slot needs none (a slot taken later starts from the store).
+    void trim_live() {
+        std::vector<std::optional<Checkpoint>> applied(live.size());
+        std::vector<bool> owned_any(live.size(), false);
+        for (const auto& s : slots) {
+            if (!s.owned) continue;
+            const auto p = static_cast<std::size_t>(s.partition);
+            owned_any[p] = true;
+            if (!applied[p] || s.at < *applied[p]) applied[p] = s.at;
+        }
+        for (std::size_t p = 0; p < live.size(); ++p) {
+            auto& buffer = *live[p];
+            std::lock_guard lock{buffer.mutex};
+            const auto before = buffer.events.bytes();
+            if (!owned_any[p]) {
+                buffer.events.clear();
+            } else {
+                buffer.events.trim(*applied[p]);
+            }
+            live_bytes.add(-static_cast<double>(before - buffer.events.bytes()));
+        }
     }
 
     struct Listener final : pqxx::notification_receiver {
@@ -248,7 +298,8 @@ struct Runtime::Impl {
 
     void connect_session() {
         listener.reset();
-        session = std::make_unique<pqxx::connection>(options.database_url);
+        session = std::make_unique<pqxx::connection>(platform::pg::connection_url(
+            options.database_url, "ordo-" + options.group + "-session"));
         listener = std::make_unique<Listener>(*session, woken);
         for (auto& s : slots) s.owned = false;
         owned = 0;
@@ -308,6 +359,7 @@ struct Runtime::Impl {
             // The checkpoint row, locked: a batch commits only over the checkpoint it read,
             // so an instance that lost the slot mid-batch cannot apply it a second time.
             const Checkpoint at = lock_checkpoint(txn, slot);
+            slot.at = at;
             bool live_drained = false;
             auto run = live_run(slot.partition, at, live_drained);
             if (!run.empty()) {
@@ -690,6 +742,7 @@ struct Runtime::Impl {
                     all_idle = all_idle && s.idle;
                 }
                 backoff = std::chrono::milliseconds(100);
+                trim_live();
                 if (clock.steady_now() >= next_status) write_status();
                 if (all_idle) wait_for_events(stop);
             } catch (const std::exception& e) {
@@ -712,7 +765,7 @@ struct Runtime::Impl {
         for (auto& s : slots) {
             auto& buffer = *live[static_cast<std::size_t>(s.partition)];
             std::lock_guard lock{buffer.mutex};
-            const bool waiting = !buffer.events.empty() && buffer.events.back().key > s.at;
+            const bool waiting = buffer.events.has_after(s.at);
             (waiting ? first : then).push_back(&s);
         }
         first.insert(first.end(), then.begin(), then.end());

@@ -51,6 +51,11 @@ struct RuntimeOptions {
     platform::nats::ClientSettings nats;
     std::string stream = "ORDO_EVENTS";
     std::string subject_prefix = "ordo.events";
+    // Bound on the live events held in memory, split evenly between the partitions. Past
+    // it a partition takes new events from the store instead (see LiveBuffer): the bound
+    // costs catch-up reads, never events. Events are trimmed once every projection of their
+    // partition has applied them.
+    std::size_t live_buffer_bytes = std::size_t{16} << 20;
     // Bounds each statement of a batch: a read model locked or stalled past it counts as a
     // sink failure.
     std::chrono::milliseconds statement_timeout{5000};

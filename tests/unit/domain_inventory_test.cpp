@@ -184,8 +184,99 @@ TEST(InventoryState, KeepsTheStockArithmeticThroughAMixedHistory) {
     EXPECT_EQ(state.on_hand, 17 - 3);
     EXPECT_EQ(state.reserved(), 2);
     EXPECT_EQ(state.available(), 12);
-    EXPECT_EQ(state.committed, (std::set<std::string>{"order-1"}));
-    EXPECT_EQ(state.released, (std::set<std::string>{"order-2"}));
+    EXPECT_EQ(state.settled.find("order-1"), Settlement::committed);
+    EXPECT_EQ(state.settled.find("order-2"), Settlement::released);
+    EXPECT_EQ(state.settled.find("order-3"), std::nullopt) << "active, not settled";
+}
+
+// `orders` orders reserved and then committed (even ones) or released (odd ones), in turn.
+Events settled_orders(int orders, int first = 0) {
+    Events history;
+    for (int i = first; i < first + orders; ++i) {
+        const auto order = "order-" + std::to_string(i);
+        history.push_back(StockReserved{"sku-1", order, 1});
+        if (i % 2 == 0) {
+            history.push_back(ReservationCommitted{"sku-1", order, 1});
+        } else {
+            history.push_back(ReservationReleased{"sku-1", order, 1});
+        }
+    }
+    return history;
+}
+
+Events with_stock(Events history) {
+    history.insert(history.begin(), StockReceived{"sku-1", 1'000'000});
+    return history;
+}
+
+// The state no longer grows with every order: however long the history, it holds the
+// active reservations and a window of the latest settlements.
+TEST(InventoryState, StaysBoundedOverALongHistory) {
+    const int orders = 20'000;
+    const State state = given(with_stock(settled_orders(orders))).state();
+    EXPECT_EQ(state.settled.size(), kRecentSettlements);
+    EXPECT_TRUE(state.reservations.empty());
+    EXPECT_EQ(state.on_hand, 1'000'000 - orders / 2) << "every commit still counted";
+    EXPECT_LT(encode_state(state).dump().size(), 64u * 1024) << "a snapshot stays small";
+    // The newest settlements are the ones remembered.
+    EXPECT_EQ(state.settled.find("order-" + std::to_string(orders - 1)), Settlement::released);
+    EXPECT_EQ(state.settled.find("order-" + std::to_string(orders - 2)), Settlement::committed);
+    EXPECT_EQ(state.settled.find("order-0"), std::nullopt);
+}
+
+// Within the window every guarantee of the full history holds: a late duplicate of any of
+// the last kRecentSettlements settled orders is ignored or refused exactly as before.
+TEST(InventoryDecider, LateDuplicatesOfRecentlySettledOrdersChangeNothing) {
+    const int orders = static_cast<int>(kRecentSettlements);
+    const Events history = with_stock(settled_orders(orders + 500));
+    const std::string oldest_kept = "order-" + std::to_string(500);  // even: committed
+    const std::string released = "order-" + std::to_string(501);
+    given(history).when(ReserveStock{"sku-1", oldest_kept, 1}).then_nothing();
+    given(history).when(ReserveStock{"sku-1", released, 1}).then_nothing();
+    given(history).when(CommitReservation{"sku-1", oldest_kept}).then_nothing();
+    given(history).when(ReleaseReservation{"sku-1", released}).then_nothing();
+    given(history)
+        .when(ReleaseReservation{"sku-1", oldest_kept})
+        .then_rejected("reservation_committed");
+    given(history).when(CommitReservation{"sku-1", released}).then_rejected("no_reservation");
+}
+
+// An order settled longer ago than the window is decided like one never seen. The process
+// layer never sends it such a command (docs/security.md, "Bounded state"); this pins what
+// the decider does if something else did.
+TEST(InventoryDecider, AnOrderSettledBeyondTheWindowIsForgotten) {
+    const Events history = with_stock(settled_orders(static_cast<int>(kRecentSettlements) + 2));
+    given(history)
+        .when(ReserveStock{"sku-1", "order-0", 1})
+        .then({StockReserved{"sku-1", "order-0", 1}});
+    given(history).when(CommitReservation{"sku-1", "order-0"}).then_rejected("no_reservation");
+}
+
+// A blind release (compensation before any reservation arrived) is remembered like any
+// other settlement, so the reservation arriving after it is still refused.
+TEST(InventoryDecider, ABlindReleaseStillFencesOffALateReservation) {
+    Events history = with_stock({ReservationReleased{"sku-1", "order-late", 0}});
+    const Events more = settled_orders(static_cast<int>(kRecentSettlements) - 1);
+    history.insert(history.end(), more.begin(), more.end());
+    given(history).when(ReserveStock{"sku-1", "order-late", 1}).then_nothing();
+}
+
+// What the state holds is a function of the history alone: folding it in one go or resuming
+// from a snapshot of any prefix gives the same state.
+TEST(InventoryState, ResumingFromASnapshotGivesTheSameState) {
+    const Events history = with_stock(settled_orders(static_cast<int>(kRecentSettlements) + 300));
+    const State whole = given(history).state();
+    for (std::size_t cut : {std::size_t{1}, std::size_t{700}, history.size() - 1}) {
+        auto resumed = decode_state(nlohmann::json::parse(
+            encode_state(
+                given(Events(history.begin(), history.begin() + static_cast<long>(cut))).state())
+                .dump()));
+        ASSERT_TRUE(resumed.has_value());
+        State state = std::move(*resumed);
+        for (std::size_t i = cut; i < history.size(); ++i)
+            state = evolve(std::move(state), history[i]);
+        EXPECT_EQ(state, whole) << "cut at " << cut;
+    }
 }
 
 }  // namespace

@@ -185,8 +185,60 @@ TEST(PaymentsState, KeepsTheMoneyArithmeticThroughAMixedHistory) {
     EXPECT_EQ(state.balance, 120 - 30);
     EXPECT_EQ(state.held(), 15);
     EXPECT_EQ(state.available(), 75);
-    EXPECT_EQ(state.captured, (std::set<std::string>{"order-1"}));
-    EXPECT_EQ(state.voided, (std::set<std::string>{"order-2"}));
+    EXPECT_EQ(state.settled.find("order-1"), Settlement::captured);
+    EXPECT_EQ(state.settled.find("order-2"), Settlement::voided);
+    EXPECT_EQ(state.settled.find("order-3"), std::nullopt) << "held, not settled";
+}
+
+// `orders` holds authorized and then captured (even ones) or voided (odd ones), in turn.
+Events settled_orders(int orders) {
+    Events history{FundsDeposited{"acct-1", 1'000'000'000}};
+    for (int i = 0; i < orders; ++i) {
+        const auto order = "order-" + std::to_string(i);
+        history.push_back(PaymentAuthorized{"acct-1", order, 10});
+        if (i % 2 == 0) {
+            history.push_back(PaymentCaptured{"acct-1", order, 10});
+        } else {
+            history.push_back(AuthorizationVoided{"acct-1", order, 10});
+        }
+    }
+    return history;
+}
+
+TEST(PaymentsState, StaysBoundedOverALongHistory) {
+    const int orders = 20'000;
+    const State state = given(settled_orders(orders)).state();
+    EXPECT_EQ(state.settled.size(), kRecentSettlements);
+    EXPECT_TRUE(state.holds.empty());
+    EXPECT_EQ(state.balance, 1'000'000'000 - 10 * (orders / 2)) << "every capture counted";
+    EXPECT_LT(encode_state(state).dump().size(), 64u * 1024) << "a snapshot stays small";
+    EXPECT_EQ(state.settled.find("order-" + std::to_string(orders - 1)), Settlement::voided);
+    EXPECT_EQ(state.settled.find("order-0"), std::nullopt);
+}
+
+TEST(PaymentsDecider, LateDuplicatesOfRecentlySettledOrdersChangeNothing) {
+    const Events history = settled_orders(static_cast<int>(kRecentSettlements) + 500);
+    const std::string captured = "order-500";
+    const std::string voided = "order-501";
+    given(history).when(AuthorizePayment{"acct-1", captured, 10}).then_nothing();
+    given(history).when(AuthorizePayment{"acct-1", voided, 10}).then_nothing();
+    given(history).when(CapturePayment{"acct-1", captured}).then_nothing();
+    given(history).when(VoidAuthorization{"acct-1", voided}).then_nothing();
+    given(history).when(VoidAuthorization{"acct-1", captured}).then_rejected("payment_captured");
+    given(history).when(CapturePayment{"acct-1", voided}).then_rejected("no_authorization");
+}
+
+TEST(PaymentsDecider, AnOrderSettledBeyondTheWindowIsForgotten) {
+    const Events history = settled_orders(static_cast<int>(kRecentSettlements) + 2);
+    given(history)
+        .when(AuthorizePayment{"acct-1", "order-0", 10})
+        .then({PaymentAuthorized{"acct-1", "order-0", 10}});
+}
+
+TEST(PaymentsDecider, ABlindVoidStillFencesOffALateAuthorization) {
+    Events history = settled_orders(static_cast<int>(kRecentSettlements) - 1);
+    history.insert(history.begin() + 1, AuthorizationVoided{"acct-1", "order-late", 0});
+    given(history).when(AuthorizePayment{"acct-1", "order-late", 10}).then_nothing();
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "domain/inventory.hpp"
 #include "domain/orders.hpp"
 #include "domain/payments.hpp"
+#include "domain/recent_settlements.hpp"
 
 namespace ordo::domain {
 namespace {
@@ -94,8 +95,7 @@ TEST(InventoryStateCodec, RoundTripsAFoldedHistory) {
     const inventory::State state = inventory_state();
     // The history reached every kind of field, so the round trip covers them all.
     ASSERT_EQ(state.reservations.size(), 1U);
-    ASSERT_EQ(state.released.size(), 1U);
-    ASSERT_EQ(state.committed.size(), 2U);
+    ASSERT_EQ(state.settled.size(), 3U);
     ASSERT_EQ(state.on_hand, 10);
     ASSERT_EQ(state.received, 15);
     expect_round_trip(state, inventory::decode_state);
@@ -107,7 +107,48 @@ TEST(InventoryStateCodec, EncodesAStableShape) {
     EXPECT_EQ(encode_state(inventory_state()), json::parse(R"({
         "sku": "sku-1", "on_hand": 10, "received": 15,
         "reservations": [{"order_id": "order-1", "quantity": 3}],
+        "settled": [{"order_id": "order-2", "outcome": "released"},
+                    {"order_id": "order-3", "outcome": "committed"},
+                    {"order_id": "order-4", "outcome": "committed"}]})"));
+}
+
+// A snapshot of the first format, with every settled order in two sets, still decodes: its
+// orders become the settled window. (The command side folds such streams from the start,
+// since the sets lost the order of settlement; see command/aggregate.hpp.)
+TEST(InventoryStateCodec, DecodesTheFirstFormatsSets) {
+    const auto decoded = inventory::decode_state(json::parse(R"({
+        "sku": "sku-1", "on_hand": 10, "received": 15,
+        "reservations": [{"order_id": "order-1", "quantity": 3}],
         "released": ["order-2"], "committed": ["order-3", "order-4"]})"));
+    ASSERT_TRUE(decoded.has_value());
+    EXPECT_EQ(decoded->reservations, inventory_state().reservations);
+    EXPECT_EQ(decoded->settled.find("order-2"), inventory::Settlement::released);
+    EXPECT_EQ(decoded->settled.find("order-3"), inventory::Settlement::committed);
+    EXPECT_EQ(decoded->settled.find("order-4"), inventory::Settlement::committed);
+    EXPECT_EQ(decoded->settled.size(), 3U);
+    // What it decodes to is a state of the new format, and round-trips as one.
+    expect_round_trip(*decoded, inventory::decode_state);
+
+    // More settled orders than a state keeps: the window keeps kRecentSettlements of them.
+    json many = {{"sku", "sku-1"},
+                 {"on_hand", 0},
+                 {"received", 0},
+                 {"reservations", json::array()},
+                 {"released", json::array()},
+                 {"committed", json::array()}};
+    for (std::size_t i = 0; i < kRecentSettlements + 10; ++i) {
+        many["committed"].push_back("order-" + std::to_string(i));
+    }
+    const auto trimmed = inventory::decode_state(many);
+    ASSERT_TRUE(trimmed.has_value());
+    EXPECT_EQ(trimmed->settled.size(), kRecentSettlements);
+
+    json duplicate_id = many;
+    duplicate_id["committed"].push_back("order-3");
+    expect_rejected(duplicate_id, inventory::decode_state);
+    json non_string_id = many;
+    non_string_id["released"].push_back(7);
+    expect_rejected(non_string_id, inventory::decode_state);
 }
 
 TEST(InventoryStateCodec, RejectsMalformedSnapshots) {
@@ -135,12 +176,23 @@ TEST(InventoryStateCodec, RejectsMalformedSnapshots) {
     expect_rejected(duplicate_reservation, inventory::decode_state);
 
     json non_string_id = valid;
-    non_string_id["released"].push_back(7);
+    non_string_id["settled"][0]["order_id"] = 7;
     expect_rejected(non_string_id, inventory::decode_state);
 
-    json duplicate_id = valid;
-    duplicate_id["committed"].push_back("order-3");
-    expect_rejected(duplicate_id, inventory::decode_state);
+    json unknown_outcome = valid;
+    unknown_outcome["settled"][0]["outcome"] = "voided";
+    expect_rejected(unknown_outcome, inventory::decode_state);
+
+    json entry_not_an_object = valid;
+    entry_not_an_object["settled"][1] = "order-3";
+    expect_rejected(entry_not_an_object, inventory::decode_state);
+
+    // No fold holds more than the window.
+    json too_many = valid;
+    while (too_many["settled"].size() <= kRecentSettlements) {
+        too_many["settled"].push_back({{"order_id", "o"}, {"outcome", "released"}});
+    }
+    expect_rejected(too_many, inventory::decode_state);
 }
 
 TEST(InventoryStateCodec, ChecksShapeNotInvariants) {
@@ -176,8 +228,7 @@ payments::State payments_state() {
 TEST(PaymentsStateCodec, RoundTripsAFoldedHistory) {
     const payments::State state = payments_state();
     ASSERT_EQ(state.holds.size(), 2U);
-    ASSERT_EQ(state.voided.size(), 1U);
-    ASSERT_EQ(state.captured.size(), 1U);
+    ASSERT_EQ(state.settled.size(), 2U);
     ASSERT_EQ(state.balance, 1'000'000'000'900);
     expect_round_trip(state, payments::decode_state);
     expect_round_trip(payments::State{}, payments::decode_state);
@@ -187,7 +238,22 @@ TEST(PaymentsStateCodec, EncodesAStableShape) {
     EXPECT_EQ(encode_state(payments_state()), json::parse(R"({
         "account_id": "acct-1", "balance": 1000000000900, "deposited": 1000000001000,
         "holds": [{"order_id": "order-1", "amount": 300}, {"order_id": "order-2", "amount": 0}],
+        "settled": [{"order_id": "order-3", "outcome": "voided"},
+                    {"order_id": "order-4", "outcome": "captured"}]})"));
+}
+
+TEST(PaymentsStateCodec, DecodesTheFirstFormatsSets) {
+    const auto decoded = payments::decode_state(json::parse(R"({
+        "account_id": "acct-1", "balance": 1000000000900, "deposited": 1000000001000,
+        "holds": [{"order_id": "order-1", "amount": 300}, {"order_id": "order-2", "amount": 0}],
         "voided": ["order-3"], "captured": ["order-4"]})"));
+    ASSERT_TRUE(decoded.has_value());
+    EXPECT_EQ(decoded->holds, payments_state().holds);
+    EXPECT_EQ(decoded->balance, payments_state().balance);
+    EXPECT_EQ(decoded->settled.size(), 2U);
+    EXPECT_EQ(decoded->settled.find("order-3"), payments::Settlement::voided);
+    EXPECT_EQ(decoded->settled.find("order-4"), payments::Settlement::captured);
+    expect_round_trip(*decoded, payments::decode_state);
 }
 
 TEST(PaymentsStateCodec, RejectsMalformedSnapshots) {
@@ -207,12 +273,12 @@ TEST(PaymentsStateCodec, RejectsMalformedSnapshots) {
     expect_rejected(duplicate_hold, payments::decode_state);
 
     json non_string_id = valid;
-    non_string_id["captured"][0] = nullptr;
+    non_string_id["settled"][1]["order_id"] = nullptr;
     expect_rejected(non_string_id, payments::decode_state);
 
-    json duplicate_id = valid;
-    duplicate_id["voided"].push_back("order-3");
-    expect_rejected(duplicate_id, payments::decode_state);
+    json unknown_outcome = valid;
+    unknown_outcome["settled"][1]["outcome"] = "committed";
+    expect_rejected(unknown_outcome, payments::decode_state);
 }
 
 TEST(PaymentsStateCodec, ChecksShapeNotInvariants) {

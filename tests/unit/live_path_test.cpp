@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "platform/partition.hpp"
 #include "projections/live_path.hpp"
 
@@ -73,6 +75,97 @@ TEST(LivePath, AnEventOfAnotherPartitionStopsTheRun) {
     auto run = continuing_run(buffered, {}, 1, kPartitions, 100);
     EXPECT_EQ(positions(run), (std::vector<std::int64_t>{1}));
     EXPECT_FALSE(run.rest_empty);
+}
+
+// An order of `lines` lines, as OrderPlaced carries it.
+nlohmann::json order_payload(int lines) {
+    nlohmann::json payload{{"order_id", "order-00000000-0000-0000-0000-000000000001"},
+                           {"customer_id", "customer-1"},
+                           {"account_id", "account-1"},
+                           {"total", 100 * lines},
+                           {"lines", nlohmann::json::array()}};
+    for (int i = 0; i < lines; ++i) {
+        payload["lines"].push_back(
+            {{"sku", "sku-" + std::to_string(i)}, {"quantity", 1}, {"unit_price", 100}});
+    }
+    return payload;
+}
+
+LiveEvent big(std::int64_t position, int lines = 100) {
+    auto e = live(position);
+    e.event.payload = order_payload(lines);
+    return e;
+}
+
+TEST(LiveFootprint, CountsTheDecodedPayloadNotJustTheEvent) {
+    const auto small = footprint(live(1));
+    const auto order = footprint(big(1));
+    EXPECT_GE(small, sizeof(LiveEvent));
+    // A 100-line order is some 5 KiB on the wire and several times that decoded.
+    EXPECT_GT(order, small + 100 * 3 * sizeof(nlohmann::json));
+    EXPECT_GT(order, nlohmann::json(order_payload(100)).dump().size());
+    EXPECT_GT(footprint(big(1, 100)), footprint(big(1, 10)));
+}
+
+TEST(LiveBuffer, RefusesWhatWouldPassTheBoundAndCountsBytes) {
+    const auto one = footprint(big(1));
+    LiveBuffer buffer{3 * one};
+    EXPECT_TRUE(buffer.push(big(1)));
+    EXPECT_TRUE(buffer.push(big(2)));
+    EXPECT_TRUE(buffer.push(big(3)));
+    EXPECT_EQ(buffer.bytes(), 3 * one);
+    EXPECT_FALSE(buffer.push(big(4))) << "full: the newest is refused, no older one evicted";
+    EXPECT_EQ(buffer.size(), 3u);
+    EXPECT_EQ(buffer.bytes(), 3 * one);
+    // An event larger than the whole bound is never buffered: the store carries it.
+    LiveBuffer tiny{one - 1};
+    EXPECT_FALSE(tiny.push(big(1)));
+    EXPECT_EQ(tiny.bytes(), 0u);
+}
+
+TEST(LiveBuffer, TrimsWhatWasAppliedAndFreesItsBytes) {
+    LiveBuffer buffer{1 << 20};
+    for (std::int64_t p = 1; p <= 4; ++p) ASSERT_TRUE(buffer.push(live(p)));
+    const auto all = buffer.bytes();
+    buffer.trim({100, 2});
+    EXPECT_EQ(buffer.size(), 2u);
+    EXPECT_EQ(buffer.bytes(), all - footprint(live(1)) - footprint(live(2)));
+    EXPECT_EQ(positions(buffer.run({100, 2}, 1, kPartitions, 100)),
+              (std::vector<std::int64_t>{3, 4}));
+    buffer.trim({100, 9});
+    EXPECT_EQ(buffer.size(), 0u);
+    EXPECT_EQ(buffer.bytes(), 0u);
+    EXPECT_FALSE(buffer.has_after({100, 0}));
+}
+
+// The bound never loses an event nor reorders them: what did not fit leaves a gap, the
+// run stops before it, the store fills it, and the live path resumes after it.
+TEST(LiveBuffer, AFullBufferFallsBackToTheStoreWithoutLosingOrReordering) {
+    const auto one = footprint(big(1));
+    LiveBuffer buffer{2 * one};
+    Checkpoint applied{};
+    std::vector<std::int64_t> order;  // positions in the order they would be applied
+    auto apply = [&](const std::vector<std::int64_t>& run) {
+        for (auto p : run) order.push_back(p);
+        if (!run.empty()) applied = {100, run.back()};
+    };
+    // Events 1..6 arrive while the projector is busy: 3..6 do not fit.
+    for (std::int64_t p = 1; p <= 6; ++p) buffer.push(big(p));
+    apply(positions(buffer.run(applied, 1, kPartitions, 100)));
+    EXPECT_EQ(order, (std::vector<std::int64_t>{1, 2}));
+    buffer.trim(applied);
+    // 7 arrives and fits now, after the gap.
+    ASSERT_TRUE(buffer.push(big(7)));
+    auto run = buffer.run(applied, 1, kPartitions, 100);
+    EXPECT_TRUE(run.events.empty()) << "3..6 are missing: the store's turn";
+    EXPECT_FALSE(run.rest_empty);
+    // The store carries 3..6 (the runtime reads past the checkpoint from the store).
+    apply({3, 4, 5, 6});
+    buffer.trim(applied);
+    apply(positions(buffer.run(applied, 1, kPartitions, 100)));
+    EXPECT_EQ(order, (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6, 7}));
+    buffer.trim(applied);
+    EXPECT_EQ(buffer.bytes(), 0u);
 }
 
 }  // namespace
