@@ -7,6 +7,7 @@
 #include <pqxx/pqxx>
 
 #include "tests/support/conditions.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/problem.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
@@ -58,7 +59,8 @@ TEST(DatabaseStall, AStoppedServerProcessFailsTheRequestWithin503AndTheServiceRe
     Process service{{ordo_binary(), "serve", "command", "--insecure-no-auth", "--address",
                      "127.0.0.1:" + std::to_string(port)},
                     {{"ORDO_DATABASE_URL", db.writer_url()},
-                     {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
+                     {"ORDO_NATS_URL", nats_admin_url()},
+                     {"ORDO_NATS_CA_FILE", nats_ca_file()},
                      {"ORDO_LOG_LEVEL", "warn"}}};
     HttpClient client{"127.0.0.1", port, 300s};
     ASSERT_TRUE(eventually([&] {

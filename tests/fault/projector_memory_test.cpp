@@ -12,6 +12,7 @@
 #include "platform/trace.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -123,8 +124,8 @@ TEST(ProjectorMemory, ResidentSetStaysBoundedUnderLargeOrdersAndReadModelsComple
     const auto suffix = platform::new_uuid().substr(0, 8);
     const std::string stream = "M_" + suffix;
     const std::string prefix = "m" + suffix + ".events";
-    const std::string nats_url = stack_setting("ORDO_NATS_URL");
-    platform::jetstream::Client nats{nats_url, platform::Logger::null_logger()};
+    const std::string nats_url = nats_admin_url();
+    platform::jetstream::Client nats{nats_admin(), platform::Logger::null_logger()};
     struct DeleteStream {
         platform::jetstream::Client& nats;
         std::string stream;
@@ -138,6 +139,7 @@ TEST(ProjectorMemory, ResidentSetStaysBoundedUnderLargeOrdersAndReadModelsComple
 
     const std::map<std::string, std::string> env{{"ORDO_DATABASE_URL", db.writer_url()},
                                                  {"ORDO_NATS_URL", nats_url},
+                                                 {"ORDO_NATS_CA_FILE", nats_ca_file()},
                                                  {"ORDO_NATS_STREAM", stream},
                                                  {"ORDO_NATS_SUBJECT_PREFIX", prefix},
                                                  {"ORDO_PARTITIONS", "4"},
