@@ -75,8 +75,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     for (auto* s : {serve_command}) {
         s->add_option("--database-url", serve_options.database_url,
-                      "PostgreSQL URL of the writer role")
-            ->envname("ORDO_DATABASE_URL")
+                      "PostgreSQL URL of the ordo_command role")
+            ->envname("ORDO_COMMAND_DATABASE_URL")
             ->required();
         s->add_option("--nats-url", serve_options.nats_url, "NATS server URL")
             ->envname("ORDO_NATS_URL")
@@ -105,8 +105,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_projector
         ->add_option("--database-url", projector_options.database_url,
-                     "PostgreSQL URL of the writer role")
-        ->envname("ORDO_DATABASE_URL")
+                     "PostgreSQL URL of the ordo_projector role")
+        ->envname("ORDO_PROJECTOR_DATABASE_URL")
         ->required();
     serve_projector->add_option("--nats-url", projector_options.nats_url, "NATS server URL")
         ->envname("ORDO_NATS_URL")
@@ -179,8 +179,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_relay
         ->add_option("--database-url", relay_options.database_url,
-                     "PostgreSQL URL of the writer role")
-        ->envname("ORDO_DATABASE_URL")
+                     "PostgreSQL URL of the ordo_relay role")
+        ->envname("ORDO_RELAY_DATABASE_URL")
         ->required();
     serve_relay->add_option("--nats-url", relay_options.nats_url, "NATS server URL")
         ->envname("ORDO_NATS_URL")
@@ -210,7 +210,8 @@ int main(int argc, char** argv) {
                                                "relay", platform::parse_log_level(log_level)));
     });
 
-    auto* serve_query = serve->add_subcommand("query", "The query API (REST) on the reader role");
+    auto* serve_query =
+        serve->add_subcommand("query", "The query API (REST) on the read-only role");
     app::ServeOptions query_options;
     query_options.address = "127.0.0.1:8081";
     int query_partitions = 16;
@@ -219,8 +220,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_query
         ->add_option("--database-url", query_options.database_url,
-                     "PostgreSQL URL of the reader role")
-        ->envname("ORDO_READER_URL")
+                     "PostgreSQL URL of the ordo_query role")
+        ->envname("ORDO_QUERY_DATABASE_URL")
         ->required();
     serve_query->add_option("--nats-url", query_options.nats_url, "NATS server URL (for /readyz)")
         ->envname("ORDO_NATS_URL")
@@ -259,8 +260,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_sagas
         ->add_option("--database-url", sagas_options.database_url,
-                     "PostgreSQL URL of the writer role")
-        ->envname("ORDO_DATABASE_URL")
+                     "PostgreSQL URL of the ordo_sagas role")
+        ->envname("ORDO_SAGAS_DATABASE_URL")
         ->required();
     serve_sagas->add_option("--nats-url", sagas_options.nats_url, "NATS server URL")
         ->envname("ORDO_NATS_URL")
@@ -384,8 +385,9 @@ int main(int argc, char** argv) {
     app::DeadLetterOptions dead_letter_options;
     dead_letters
         ->add_option("--database-url", dead_letter_options.database_url,
-                     "PostgreSQL URL of the writer role")
-        ->envname("ORDO_DATABASE_URL")
+                     "PostgreSQL URL of the ordo_command role (it takes the Command API's "
+                     "dead-letter requests)")
+        ->envname("ORDO_COMMAND_DATABASE_URL")
         ->required();
     auto* dead_list = dead_letters->add_subcommand("list", "One JSON line per dead letter");
     dead_list->add_option("--projection", dead_letter_options.projection, "Only this projection");

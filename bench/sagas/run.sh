@@ -131,8 +131,13 @@ for mode in $modes; do
     "$build/ordo" migrate --database-url "$(db_url "$ORDO_MIGRATOR_URL")" 2>/dev/null
     # A JetStream stream per run; the relay's retention (an hour) empties it afterwards.
     suffix="${mode:0:5}$$"
-    bench_url=$(db_url "$ORDO_DATABASE_URL")
-    common=(env ORDO_DATABASE_URL="$bench_url" ORDO_NATS_URL="$ORDO_NATS_URL"
+    # The figures read events and the saga schedule, as the sagas role may.
+    bench_url=$(db_url "$ORDO_SAGAS_DATABASE_URL")
+    # Each service on its own role, as in a deployment.
+    common=(env ORDO_COMMAND_DATABASE_URL="$(db_url "$ORDO_COMMAND_DATABASE_URL")"
+        ORDO_RELAY_DATABASE_URL="$(db_url "$ORDO_RELAY_DATABASE_URL")"
+        ORDO_PROJECTOR_DATABASE_URL="$(db_url "$ORDO_PROJECTOR_DATABASE_URL")"
+        ORDO_SAGAS_DATABASE_URL="$(db_url "$ORDO_SAGAS_DATABASE_URL")" ORDO_NATS_URL="$ORDO_NATS_URL"
         ORDO_NATS_STREAM="BENCH_SAGAS_${suffix^^}" ORDO_NATS_SUBJECT_PREFIX="benchsagas${suffix}.events"
         ORDO_NATS_MAX_AGE=1 ORDO_SAGA_MODE="$mode" ORDO_LOG_LEVEL=warn)
     command_port=$(free_port)

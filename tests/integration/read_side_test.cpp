@@ -27,7 +27,7 @@ class ReadSide {
           stream_{"RS_" + suffix_},
           prefix_{"rs" + suffix_ + ".events"},
           nats_{stack_setting("ORDO_NATS_URL"), platform::Logger::null_logger()},
-          pool_{{.url = db_.writer_url(),
+          pool_{{.url = db_.command_url(),
                  .size = 4,
                  .preparers = {&eventstore::EventStore::prepare}}},
           store_{pool_} {
@@ -40,7 +40,7 @@ class ReadSide {
 
     void start_relay() {
         relay_ = std::make_unique<eventstore::Relay>(
-            eventstore::RelayOptions{.database_url = db_.writer_url(),
+            eventstore::RelayOptions{.database_url = db_.relay_url(),
                                      .partitions = 4,
                                      .stream = stream_,
                                      .subject_prefix = prefix_,
@@ -54,7 +54,7 @@ class ReadSide {
     }
 
     projections::RuntimeOptions projector_options(std::chrono::milliseconds poll) const {
-        return {.database_url = db_.writer_url(),
+        return {.database_url = db_.projector_url(),
                 .partitions = 4,
                 .batch = 100,
                 .poll_interval = poll,
@@ -79,8 +79,8 @@ class ReadSide {
     }
 
     bool read_models_hold(int total) const {
-        return scalar(db_.writer_url(), "SELECT count(*) FROM read.trace_events") == total &&
-               scalar(db_.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
+        return scalar(db_.migrator_url(), "SELECT count(*) FROM read.trace_events") == total &&
+               scalar(db_.migrator_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
                    total;
     }
 
