@@ -4,6 +4,7 @@
 #include "app/commands.hpp"
 #include "app/two_phase.hpp"
 #include "eventstore/schema.hpp"
+#include "platform/config.hpp"
 #include "platform/migrator.hpp"
 
 namespace ordo::app {
@@ -433,6 +434,16 @@ int main(int argc, char** argv) {
         ->required();
     token_new->callback([&] { rc = app::run_token_new(token_name, token_scopes); });
 
+    // The shared roles' URLs of earlier releases: an upgrade that still sets only these would
+    // otherwise learn no more than "--database-url is required".
+    for (const char* retired : {"ORDO_DATABASE_URL", "ORDO_READER_URL"}) {
+        if (platform::env(retired)) {
+            platform::Logger::stderr_logger("ordo").warn(
+                "this variable is no longer read: each service connects as its own role, from "
+                "ORDO_<SERVICE>_DATABASE_URL (docs/operations.md, upgrading)",
+                {{"variable", retired}});
+        }
+    }
     CLI11_PARSE(cli, argc, argv);
     return rc;
 }

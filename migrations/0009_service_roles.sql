@@ -25,7 +25,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ordo FROM ordo_writer, ordo_reader;
 REVOKE ALL ON SCHEMA ordo, read FROM ordo_writer, ordo_reader;
 
 GRANT USAGE ON SCHEMA ordo TO ordo_command, ordo_relay, ordo_projector, ordo_sagas;
-GRANT USAGE ON SCHEMA read TO ordo_projector, ordo_sagas, ordo_query;
+GRANT USAGE ON SCHEMA read TO ordo_projector, ordo_query;
 
 -- Appends: through the function only.
 ALTER FUNCTION ordo.append_events(text, bigint, jsonb) SECURITY DEFINER;
@@ -87,12 +87,11 @@ GRANT UPDATE (status, attempts, error, resolved_at)
 GRANT UPDATE (instance, breaker, lag_events, lag_seconds, halted_on, updated_at)
     ON ordo.projection_status TO ordo_projector, ordo_sagas;
 
--- Read models: the projector writes its four (table grants, because `ordo rebuild` copies
--- a table's grants to its replacement and column grants would be lost), the sagas intake
--- writes read.sagas, and nobody deletes rows.
-GRANT SELECT, INSERT, UPDATE ON read.orders, read.inventory, read.accounts, read.trace_events
-    TO ordo_projector;
-GRANT SELECT, INSERT, UPDATE ON read.sagas TO ordo_sagas;
+-- Read models: the projector writes all five, the saga view included (table grants,
+-- because `ordo rebuild` copies a table's grants to its replacement and column grants would
+-- be lost); nobody deletes rows.
+GRANT SELECT, INSERT, UPDATE ON read.orders, read.inventory, read.accounts, read.trace_events,
+    read.sagas TO ordo_projector;
 
 -- The saga runner's due index.
 GRANT SELECT, INSERT, DELETE ON ordo.saga_schedule TO ordo_sagas;

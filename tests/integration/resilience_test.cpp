@@ -88,8 +88,9 @@ Appended append(const TestDatabase& db, const std::string& sku, const std::vecto
     return out;
 }
 
+// Created by the owner, as a migration would create it, with the projector's grants.
 void create_poison_table(const TestDatabase& db) {
-    pqxx::connection conn{db.admin_url()};
+    pqxx::connection conn{db.migrator_url()};
     pqxx::work tx{conn};
     tx.exec(
         "CREATE TABLE read.poison_applied (event_id text PRIMARY KEY, n integer NOT NULL); "
