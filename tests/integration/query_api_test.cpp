@@ -695,7 +695,7 @@ TEST(QueryApi, SingleResourcesWaitForTheirPartitionListsForAll) {
     EXPECT_TRUE(is_ok(client.get("/v1/admin/projections", token_header("999999.1"))));
 }
 
-// --- the reader role, authentication, availability ---------------------------------------
+// --- the query role, authentication, availability ---------------------------------------
 
 TEST(QueryApi, ServiceRunsOnTheReaderRoleThatCannotSeeTheEventStore) {
     QueryStack stack;
