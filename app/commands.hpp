@@ -42,7 +42,7 @@ struct ServeOptions {
 
 int run_serve(const ServeOptions& options, const platform::Logger& log);
 
-// `ordo serve query`: the Query API, on the reader role.
+// `ordo serve query`: the Query API, on the read-only ordo_query role.
 int run_query(const ServeOptions& options, int partitions, const platform::Logger& log);
 
 struct ProjectorOptions {
@@ -105,7 +105,8 @@ struct SagasOptions {
 
 int run_sagas(const SagasOptions& options, const platform::Logger& log);
 
-// `ordo dead-letters list|retry <id>|skip <id>`, on the writer role. Exit status 0 done,
+// `ordo dead-letters list|retry <id>|skip <id>`, on the command role (the same requests as
+// the Command API's admin routes). Exit status 0 done,
 // 1 failed, 4 no such letter, 5 not parked.
 struct DeadLetterOptions {
     std::string action;  // list, retry, skip

@@ -136,8 +136,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     for (auto* s : {serve_command}) {
         s->add_option("--database-url", serve_options.database_url,
-                      "PostgreSQL URL of the writer role")
-            ->envname("ORDO_DATABASE_URL")
+                      "PostgreSQL URL of the ordo_command role")
+            ->envname("ORDO_COMMAND_DATABASE_URL")
             ->required();
         app::add_nats_options(s, serve_options.nats, "command");
         s->add_option("--tokens-file", serve_options.tokens_file,
@@ -166,8 +166,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_projector
         ->add_option("--database-url", projector_options.database_url,
-                     "PostgreSQL URL of the writer role")
-        ->envname("ORDO_DATABASE_URL")
+                     "PostgreSQL URL of the ordo_projector role")
+        ->envname("ORDO_PROJECTOR_DATABASE_URL")
         ->required();
     app::add_nats_options(serve_projector, projector_options.nats, "projector");
     serve_projector->add_option("--partitions", projector_options.partitions, "Partitions (P)")
@@ -257,8 +257,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_relay
         ->add_option("--database-url", relay_options.database_url,
-                     "PostgreSQL URL of the writer role")
-        ->envname("ORDO_DATABASE_URL")
+                     "PostgreSQL URL of the ordo_relay role")
+        ->envname("ORDO_RELAY_DATABASE_URL")
         ->required();
     app::add_nats_options(serve_relay, relay_options.nats, "relay");
     serve_relay->add_option("--partitions", relay_options.partitions, "Partitions (P)")
@@ -288,7 +288,8 @@ int main(int argc, char** argv) {
                                                "relay", platform::parse_log_level(log_level)));
     });
 
-    auto* serve_query = serve->add_subcommand("query", "The query API (REST) on the reader role");
+    auto* serve_query =
+        serve->add_subcommand("query", "The query API (REST) on the read-only role");
     app::ServeOptions query_options;
     query_options.address = "127.0.0.1:8081";
     int query_partitions = 16;
@@ -297,8 +298,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_query
         ->add_option("--database-url", query_options.database_url,
-                     "PostgreSQL URL of the reader role")
-        ->envname("ORDO_READER_URL")
+                     "PostgreSQL URL of the ordo_query role")
+        ->envname("ORDO_QUERY_DATABASE_URL")
         ->required();
     app::add_nats_options(serve_query, query_options.nats, "query");
     serve_query
@@ -337,8 +338,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_sagas
         ->add_option("--database-url", sagas_options.database_url,
-                     "PostgreSQL URL of the writer role")
-        ->envname("ORDO_DATABASE_URL")
+                     "PostgreSQL URL of the ordo_sagas role")
+        ->envname("ORDO_SAGAS_DATABASE_URL")
         ->required();
     app::add_nats_options(serve_sagas, sagas_options.nats, "sagas");
     serve_sagas->add_option("--mode", sagas_options.mode, "orchestration or choreography")
@@ -468,8 +469,9 @@ int main(int argc, char** argv) {
     app::DeadLetterOptions dead_letter_options;
     dead_letters
         ->add_option("--database-url", dead_letter_options.database_url,
-                     "PostgreSQL URL of the writer role")
-        ->envname("ORDO_DATABASE_URL")
+                     "PostgreSQL URL of the ordo_command role (it takes the Command API's "
+                     "dead-letter requests)")
+        ->envname("ORDO_COMMAND_DATABASE_URL")
         ->required();
     auto* dead_list = dead_letters->add_subcommand("list", "One JSON line per dead letter");
     dead_list->add_option("--projection", dead_letter_options.projection, "Only this projection");
@@ -515,6 +517,16 @@ int main(int argc, char** argv) {
         ->required();
     token_new->callback([&] { rc = app::run_token_new(token_name, token_scopes); });
 
+    // The shared roles' URLs of earlier releases: an upgrade that still sets only these would
+    // otherwise learn no more than "--database-url is required".
+    for (const char* retired : {"ORDO_DATABASE_URL", "ORDO_READER_URL"}) {
+        if (platform::env(retired)) {
+            platform::Logger::stderr_logger("ordo").warn(
+                "this variable is no longer read: each service connects as its own role, from "
+                "ORDO_<SERVICE>_DATABASE_URL (docs/operations.md, upgrading)",
+                {{"variable", retired}});
+        }
+    }
     CLI11_PARSE(cli, argc, argv);
     return rc;
 }

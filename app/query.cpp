@@ -11,8 +11,8 @@
 
 namespace ordo::app {
 
-// `ordo serve query`: the Query API on the reader role. `options.database_url` must be the
-// reader's (ORDO_READER_URL): the service needs nothing else, and a bug in it can then
+// `ordo serve query`: the Query API on the read-only ordo_query role
+// (ORDO_QUERY_DATABASE_URL): the service needs nothing else, and a bug in it can then
 // neither write nor read the event store.
 int run_query(const ServeOptions& options, int partitions, const platform::Logger& log) {
     auto tokens = api_tokens(options.tokens_file, options.insecure_no_auth, options.address, log);

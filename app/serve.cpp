@@ -14,7 +14,7 @@
 
 namespace ordo::app {
 
-// `ordo serve command`: the Command API on the writer role.
+// `ordo serve command`: the Command API on the ordo_command role.
 int run_serve(const ServeOptions& options, const platform::Logger& log) {
     auto tokens = api_tokens(options.tokens_file, options.insecure_no_auth, options.address, log);
     if (!tokens) return 2;

@@ -72,28 +72,22 @@ wait_for() {  # wait_for <what> <seconds> <command...>
     done
 }
 
-# NATS users: one per service, and an administrator (operators, tools, the test suite).
-nats_users=(command query relay projector sagas admin)
+# One password per database role (ordo_<name>) and per NATS user (nats_<name>, one per
+# service and an administrator for operators, tools and the test suite), generated once; a
+# secrets file from an older release gets those it lacks added.
+roles="migrator command relay projector sagas query"
+nats_users="command query relay projector sagas admin"
 
 ensure_secrets() {
-    local file="$dir/secrets"
-    if [[ ! -f $file ]]; then
-        # Only this file is private; a umask left behind would also close the folders the
-        # cluster's owner must traverse.
-        (
-            umask 077
-            {
-                echo "admin=$(secret)"
-                echo "migrator=$(secret)"
-                echo "writer=$(secret)"
-                echo "reader=$(secret)"
-            } >"$file"
-        )
-    fi
-    # A stack made before NATS had users gains their passwords.
-    local user
-    for user in "${nats_users[@]}"; do
-        grep -q "^nats_$user=" "$file" || (umask 077 && echo "nats_$user=$(secret)" >>"$file")
+    local file="$dir/secrets" name
+    # Only this file is private; a umask left behind would also close the folders the
+    # cluster's owner must traverse.
+    (umask 077 && touch "$file")
+    for name in admin $roles; do
+        grep -q "^$name=" "$file" || echo "$name=$(secret)" >>"$file"
+    done
+    for name in $nats_users; do
+        grep -q "^nats_$name=" "$file" || echo "nats_$name=$(secret)" >>"$file"
     done
     # shellcheck disable=SC1090
     source "$file"
@@ -218,8 +212,9 @@ pg_start() {
     wait_for PostgreSQL 60 pg_ready
     # The roles' passwords go in on standard input, never on a command line.
     {
-        printf "\\set migrator_password '%s'\n\\set writer_password '%s'\n" "$migrator" "$writer"
-        printf "\\set reader_password '%s'\n" "$reader"
+        for name in $roles; do
+            printf "\\set %s_password '%s'\n" "$name" "${!name}"
+        done
         cat "$root/deploy/postgres/roles.sql"
     } | PGPASSWORD=$admin psql -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -qAt \
         -v ON_ERROR_STOP=1 -f - >/dev/null
@@ -355,8 +350,11 @@ ORDO_PG_HOST=127.0.0.1
 ORDO_PG_PORT=$pg_port
 ORDO_PG_ADMIN_URL='postgresql://postgres:$admin@$base/postgres?connect_timeout=3&$tls_query'
 ORDO_MIGRATOR_URL='postgresql://ordo_migrator:$migrator@$base/ordo?connect_timeout=3&$tls_query'
-ORDO_DATABASE_URL='postgresql://ordo_writer:$writer@$base/ordo?connect_timeout=3&$tls_query'
-ORDO_READER_URL='postgresql://ordo_reader:$reader@$base/ordo?connect_timeout=3&$tls_query'
+ORDO_COMMAND_DATABASE_URL='postgresql://ordo_command:$command@$base/ordo?connect_timeout=3&$tls_query'
+ORDO_RELAY_DATABASE_URL='postgresql://ordo_relay:$relay@$base/ordo?connect_timeout=3&$tls_query'
+ORDO_PROJECTOR_DATABASE_URL='postgresql://ordo_projector:$projector@$base/ordo?connect_timeout=3&$tls_query'
+ORDO_SAGAS_DATABASE_URL='postgresql://ordo_sagas:$sagas@$base/ordo?connect_timeout=3&$tls_query'
+ORDO_QUERY_DATABASE_URL='postgresql://ordo_query:$query@$base/ordo?connect_timeout=3&$tls_query'
 ORDO_NATS_URL=tls://127.0.0.1:$nats_port
 ORDO_NATS_CA_FILE=$tls/ca.crt
 ORDO_COMMAND_NATS_URL=tls://ordo_command:$nats_command@127.0.0.1:$nats_port
@@ -374,12 +372,10 @@ PGSSLROOTCERT=$tls/ca.crt
 ENV
     # The same passwords for libpq, so that scripts can pass URLs without them on command
     # lines (psql, pgbench, ordo migrate --database-url).
-    cat >"$dir/pgpass" <<PASS
-127.0.0.1:$pg_port:*:postgres:$admin
-127.0.0.1:$pg_port:*:ordo_migrator:$migrator
-127.0.0.1:$pg_port:*:ordo_writer:$writer
-127.0.0.1:$pg_port:*:ordo_reader:$reader
-PASS
+    {
+        echo "127.0.0.1:$pg_port:*:postgres:$admin"
+        for name in $roles; do echo "127.0.0.1:$pg_port:*:ordo_$name:${!name}"; done
+    } >"$dir/pgpass"
 }
 
 ensure_secrets

@@ -17,7 +17,7 @@ class Exporter;
 namespace ordo::eventstore {
 
 struct RelayOptions {
-    std::string database_url;  // the writer role
+    std::string database_url;  // the ordo_relay role
     int partitions = 16;       // P: subject <prefix>.<stream_hash mod P>.<category>
     std::string stream = "ORDO_EVENTS";
     std::string subject_prefix = "ordo.events";

@@ -26,12 +26,12 @@ struct DeadLetterAnswer {
 
 // Moves parked letter `id` to retry_requested or skip_requested under a row lock. Asking
 // again for what was already asked is `requested` again (idempotent); a letter in any other
-// state is `not_parked` and unchanged. Needs the writer role; the caller commits.
+// state is `not_parked` and unchanged. Needs the command role (or the owner); the caller commits.
 DeadLetterAnswer request_dead_letter(pqxx::work& tx, std::int64_t id, DeadLetterRequest what);
 
 // POST /v1/admin/dead-letters/{id}/retry and …/skip, under the admin scope: 202 with the
 // new status, 404, 409 for a letter that is not parked, 422 for a bad id or query, 503
-// while the database is unavailable. For the command service, on the writer role.
+// while the database is unavailable. For the command service, on its role.
 void add_dead_letter_routes(platform::http::Router& router, platform::pg::Pool& pool,
                             platform::Logger log);
 

@@ -57,7 +57,7 @@ using ProjectionFactory =
 
 struct RebuildOptions {
     // A role that owns the projection's tables (the migrator): only the owner may create
-    // and drop them, and the writer and reader roles are kept away from DDL.
+    // and drop them, and the service roles are kept away from DDL.
     std::string database_url;
     int partitions = 16;                 // P of the projection runtime whose checkpoints it sets
     std::size_t batch = 20'000;          // events per transaction

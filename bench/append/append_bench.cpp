@@ -149,9 +149,10 @@ int main() try {
             "CREATE INDEX ON bench_raw ((metadata->>'trace_id'))");
         tx.commit();
     }
-    platform::pg::Pool pool{{.url = platform::with_database(required("ORDO_DATABASE_URL"), db),
-                             .size = 16,
-                             .preparers = {&eventstore::EventStore::prepare}}};
+    platform::pg::Pool pool{
+        {.url = platform::with_database(required("ORDO_COMMAND_DATABASE_URL"), db),
+         .size = 16,
+         .preparers = {&eventstore::EventStore::prepare}}};
 
     eventstore::AppendNotifier notifier{pool.options().url, platform::Logger::null_logger()};
     std::vector<Scenario> scenarios = {{"single event, 1 writer", 1, 1},

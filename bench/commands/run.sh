@@ -14,7 +14,7 @@ admin_psql "CREATE DATABASE $db OWNER ordo_migrator"
 port=$((20000 + RANDOM % 20000))
 "$build/ordo" migrate --database-url "$(db_url "$ORDO_MIGRATOR_URL")" 2>/dev/null
 ORDO_LOG_LEVEL=warn "$build/ordo" serve command --insecure-no-auth \
-    --address "127.0.0.1:$port" --database-url "$(db_url "$ORDO_DATABASE_URL")" &
+    --address "127.0.0.1:$port" --database-url "$(db_url "$ORDO_COMMAND_DATABASE_URL")" &
 service=$!
 cleanup() {
     kill "$service" 2>/dev/null || true

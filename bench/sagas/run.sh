@@ -133,8 +133,13 @@ for mode in $modes; do
     # services' own NATS users may use only the default stream, so every service is the
     # stack's NATS administrator here.
     suffix="${mode:0:5}$$"
-    bench_url=$(db_url "$ORDO_DATABASE_URL")
-    common=(env ORDO_DATABASE_URL="$bench_url"
+    # The figures read events and the saga schedule, as the sagas role may.
+    bench_url=$(db_url "$ORDO_SAGAS_DATABASE_URL")
+    # Each service on its own role, as in a deployment.
+    common=(env ORDO_COMMAND_DATABASE_URL="$(db_url "$ORDO_COMMAND_DATABASE_URL")"
+        ORDO_RELAY_DATABASE_URL="$(db_url "$ORDO_RELAY_DATABASE_URL")"
+        ORDO_PROJECTOR_DATABASE_URL="$(db_url "$ORDO_PROJECTOR_DATABASE_URL")"
+        ORDO_SAGAS_DATABASE_URL="$(db_url "$ORDO_SAGAS_DATABASE_URL")"
         ORDO_COMMAND_NATS_URL="$ORDO_NATS_ADMIN_URL" ORDO_RELAY_NATS_URL="$ORDO_NATS_ADMIN_URL"
         ORDO_PROJECTOR_NATS_URL="$ORDO_NATS_ADMIN_URL" ORDO_SAGAS_NATS_URL="$ORDO_NATS_ADMIN_URL"
         ORDO_NATS_STREAM="BENCH_SAGAS_${suffix^^}" ORDO_NATS_SUBJECT_PREFIX="benchsagas${suffix}.events"

@@ -24,7 +24,7 @@ constexpr int kSkus = 40;
 // Appends `count` receipts of 1 over kSkus skus, from `first` on.
 void append_receipts(const TestDatabase& db, int first, int count) {
     platform::pg::Pool pool{
-        {.url = db.writer_url(), .size = 2, .preparers = {&eventstore::EventStore::prepare}}};
+        {.url = db.command_url(), .size = 2, .preparers = {&eventstore::EventStore::prepare}}};
     eventstore::EventStore store{pool};
     auto trace = platform::new_trace();
     for (int i = first; i < first + count; ++i) {
@@ -47,7 +47,7 @@ ProjectorProcess start_projector(const TestDatabase& db, const std::string& buck
     auto process = std::make_unique<Process>(
         std::vector<std::string>{ordo_binary(), "serve", "projector", "--address",
                                  "127.0.0.1:" + std::to_string(port), "--partitions", "4"},
-        std::map<std::string, std::string>{{"ORDO_DATABASE_URL", db.writer_url()},
+        std::map<std::string, std::string>{{"ORDO_PROJECTOR_DATABASE_URL", db.projector_url()},
                                            {"ORDO_NATS_URL", nats_admin_url()},
                                            {"ORDO_NATS_CA_FILE", nats_ca_file()},
                                            {"ORDO_BREAKER_BUCKET", bucket},
@@ -78,16 +78,16 @@ double probes(std::uint16_t port) {
 // Exactly once: the stock of each sku is its number of receipts in the store.
 void expect_inventory_matches_store(const TestDatabase& db, int total) {
     ASSERT_TRUE(eventually([&] {
-        return scalar(db.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
+        return scalar(db.migrator_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
                total;
     })) << "stock "
-        << scalar(db.writer_url(), "SELECT sum(on_hand) FROM read.inventory") << ", expected "
+        << scalar(db.migrator_url(), "SELECT sum(on_hand) FROM read.inventory") << ", expected "
         << total;
-    EXPECT_EQ(scalar(db.writer_url(),
+    EXPECT_EQ(scalar(db.migrator_url(),
                      "SELECT count(*) FROM read.inventory i WHERE on_hand <> (SELECT count(*) FROM "
                      "ordo.events e WHERE e.stream_id = 'inventory-' || i.sku)"),
               0);
-    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM read.inventory"), kSkus);
+    EXPECT_EQ(scalar(db.migrator_url(), "SELECT count(*) FROM read.inventory"), kSkus);
 }
 
 // The read model's table is locked past the statement timeout while events flow: the
@@ -144,16 +144,17 @@ TEST(BreakerFaults, LockedReadModelOpensTheSharedBreakerOneProberThenCatchesUpEx
     })) << "probes a "
         << probes(a.port) << ", b " << probes(b.port) << ", level " << shared()->value.level;
     // Paused, not skipped: nothing was parked, and other projections went on.
-    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM ordo.dead_letters"), 0);
+    EXPECT_EQ(scalar(db.migrator_url(), "SELECT count(*) FROM ordo.dead_letters"), 0);
     if (writer.joinable()) writer.join();
-    ASSERT_TRUE(eventually(
-        [&] { return scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") == 800; }));
+    ASSERT_TRUE(eventually([&] {
+        return scalar(db.migrator_url(), "SELECT count(*) FROM read.trace_events") == 800;
+    }));
     // The admin view shows it: no owned inventory partition reports a closed breaker.
     ASSERT_TRUE(eventually([&] {
-        return scalar(db.writer_url(),
+        return scalar(db.migrator_url(),
                       "SELECT count(*) FROM ordo.projection_status WHERE "
                       "projection = 'inventory' AND breaker = 'closed'") == 0 &&
-               scalar(db.writer_url(),
+               scalar(db.migrator_url(),
                       "SELECT count(*) FROM ordo.projection_status WHERE "
                       "projection = 'inventory'") == 4;
     }));

@@ -72,7 +72,7 @@ class ReceiptLoad {
 
 // Every request is retried with its key until it succeeds; then each key must have taken
 // effect exactly once: one event per key, acknowledged ones replayed unchanged.
-void settle_and_check(std::uint16_t port, const std::string& writer_url,
+void settle_and_check(std::uint16_t port, const std::string& store_url,
                       const std::map<std::string, std::pair<int, int>>& sent) {
     HttpClient client{"127.0.0.1", port, 10s};
     std::map<int, int> per_sku;
@@ -95,7 +95,7 @@ void settle_and_check(std::uint16_t port, const std::string& writer_url,
                 << "acknowledged " << key << " was lost";
         }
     }
-    pqxx::connection conn{writer_url};
+    pqxx::connection conn{store_url};
     pqxx::nontransaction tx{conn};
     for (const auto& [sku, count] : per_sku) {
         auto row = tx.exec_params1(
@@ -123,14 +123,14 @@ TEST(CommandFaults, PostgresStoppedMidLoadAnswers503ThenRecoversWithNothingLostO
     ASSERT_TRUE(eventually([&] { return load.ok() >= ok_before + 40; }))
         << "the service recovers by itself when PostgreSQL returns";
     load.stop();
-    settle_and_check(stack.port(), stack.database().writer_url(), load.sent());
+    settle_and_check(stack.port(), stack.database().command_url(), load.sent());
 }
 
 struct ServiceProcess {
     ServiceProcess(const TestDatabase& db, std::uint16_t port)
         : process{{ordo_binary(), "serve", "command", "--insecure-no-auth", "--address",
                    "127.0.0.1:" + std::to_string(port)},
-                  {{"ORDO_DATABASE_URL", db.writer_url()},
+                  {{"ORDO_COMMAND_DATABASE_URL", db.command_url()},
                    {"ORDO_NATS_URL", nats_admin_url()},
                    {"ORDO_NATS_CA_FILE", nats_ca_file()},
                    {"ORDO_LOG_LEVEL", "warn"}}} {
@@ -164,7 +164,7 @@ TEST(CommandFaults, Sigkill9OfTheServiceLosesNoAcknowledgedCommandAndDuplicatesN
     }
     ServiceProcess second{db, port};
     ASSERT_TRUE(second.ready);
-    settle_and_check(port, db.writer_url(), sent);
+    settle_and_check(port, db.command_url(), sent);
 }
 
 TEST(CommandFaults, SigtermStopsTheServiceCleanly) {
@@ -183,7 +183,7 @@ TEST(CommandFaults, SigtermStopsTheServiceCleanly) {
 TEST(CommandFaults, RefusesToStartWithoutTokensUnlessToldToBeInsecure) {
     Process service{{ordo_binary(), "serve", "command", "--address",
                      "127.0.0.1:" + std::to_string(free_port())},
-                    {{"ORDO_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none"},
+                    {{"ORDO_COMMAND_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none"},
                      {"ORDO_NATS_URL", "nats://127.0.0.1:1"},
                      {"ORDO_API_TOKENS", ""}}};
     auto status = service.wait(30s);

@@ -58,7 +58,7 @@ TEST(DatabaseStall, AStoppedServerProcessFailsTheRequestWithin503AndTheServiceRe
     const auto port = free_port();
     Process service{{ordo_binary(), "serve", "command", "--insecure-no-auth", "--address",
                      "127.0.0.1:" + std::to_string(port)},
-                    {{"ORDO_DATABASE_URL", db.writer_url()},
+                    {{"ORDO_COMMAND_DATABASE_URL", db.command_url()},
                      {"ORDO_NATS_URL", nats_admin_url()},
                      {"ORDO_NATS_CA_FILE", nats_ca_file()},
                      {"ORDO_LOG_LEVEL", "warn"}}};

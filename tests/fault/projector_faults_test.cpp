@@ -23,7 +23,7 @@ using namespace std::chrono_literals;
 // Appends `count` receipts of 1, spread over 50 skus, each with a trace id.
 void append_receipts(const TestDatabase& db, int count) {
     platform::pg::Pool pool{
-        {.url = db.writer_url(), .size = 4, .preparers = {&eventstore::EventStore::prepare}}};
+        {.url = db.command_url(), .size = 4, .preparers = {&eventstore::EventStore::prepare}}};
     eventstore::EventStore store{pool};
     auto trace = platform::new_trace();
     for (int i = 0; i < count; i += 10) {
@@ -43,7 +43,7 @@ std::unique_ptr<Process> start_projector(const TestDatabase& db, std::uint16_t p
     return std::make_unique<Process>(
         std::vector<std::string>{ordo_binary(), "serve", "projector", "--address",
                                  "127.0.0.1:" + std::to_string(port), "--partitions", "8"},
-        std::map<std::string, std::string>{{"ORDO_DATABASE_URL", db.writer_url()},
+        std::map<std::string, std::string>{{"ORDO_PROJECTOR_DATABASE_URL", db.projector_url()},
                                            {"ORDO_NATS_URL", nats_admin_url()},
                                            {"ORDO_NATS_CA_FILE", nats_ca_file()},
                                            {"ORDO_LOG_LEVEL", "warn"}});
@@ -52,20 +52,20 @@ std::unique_ptr<Process> start_projector(const TestDatabase& db, std::uint16_t p
 // Exactly once: every event counted once in the trace index and once in the stock.
 void expect_exactly_once(const TestDatabase& db, int total) {
     ASSERT_TRUE(eventually([&] {
-        return scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") == total &&
-               scalar(db.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
+        return scalar(db.migrator_url(), "SELECT count(*) FROM read.trace_events") == total &&
+               scalar(db.migrator_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
                    total;
     })) << "trace events "
-        << scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") << ", stock "
-        << scalar(db.writer_url(), "SELECT sum(on_hand) FROM read.inventory") << ", expected "
+        << scalar(db.migrator_url(), "SELECT count(*) FROM read.trace_events") << ", stock "
+        << scalar(db.migrator_url(), "SELECT sum(on_hand) FROM read.inventory") << ", expected "
         << total;
-    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM read.inventory"), 50);
-    EXPECT_EQ(scalar(db.writer_url(),
+    EXPECT_EQ(scalar(db.migrator_url(), "SELECT count(*) FROM read.inventory"), 50);
+    EXPECT_EQ(scalar(db.migrator_url(),
                      "SELECT count(*) FROM read.inventory i WHERE on_hand <> (SELECT count(*) FROM "
                      "ordo.events e WHERE e.stream_id = 'inventory-' || i.sku)"),
               0);
     // Applied in stream order: each row carries the version of its stream's last event.
-    EXPECT_EQ(scalar(db.writer_url(),
+    EXPECT_EQ(scalar(db.migrator_url(),
                      "SELECT count(*) FROM read.inventory i WHERE version <> (SELECT "
                      "max(stream_version) FROM ordo.events e WHERE e.stream_id = 'inventory-' || "
                      "i.sku)"),
@@ -78,10 +78,10 @@ TEST(ProjectorFaults, SigkillMidBatchThenRestartAppliesEveryEventOnce) {
     append_receipts(db, kTotal);
     auto projector = start_projector(db);
     ASSERT_TRUE(eventually(
-        [&] { return scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") > 0; }));
+        [&] { return scalar(db.migrator_url(), "SELECT count(*) FROM read.trace_events") > 0; }));
     projector->signal(SIGKILL);
     ASSERT_TRUE(projector->wait(10s));
-    EXPECT_LT(scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events"), kTotal)
+    EXPECT_LT(scalar(db.migrator_url(), "SELECT count(*) FROM read.trace_events"), kTotal)
         << "killed after it had finished: the test proves nothing";
     projector = start_projector(db);
     expect_exactly_once(db, kTotal);
@@ -94,11 +94,12 @@ TEST(ProjectorFaults, TerminatedConnectionsAreRetriedWithoutLossOrDoubles) {
     auto projector = start_projector(db);
     for (int round = 0; round < 5; ++round) {
         ASSERT_TRUE(eventually([&] {
-            return scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") > round * 200;
+            return scalar(db.migrator_url(), "SELECT count(*) FROM read.trace_events") >
+                   round * 200;
         }));
         scalar(db.admin_url(),
                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '" +
-                   db.name() + "' AND usename = 'ordo_writer' AND pid <> pg_backend_pid()");
+                   db.name() + "' AND usename = 'ordo_projector' AND pid <> pg_backend_pid()");
     }
     expect_exactly_once(db, kTotal);
 }

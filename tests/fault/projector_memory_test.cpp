@@ -137,13 +137,13 @@ TEST(ProjectorMemory, ResidentSetStaysBoundedUnderLargeOrdersAndReadModelsComple
         }
     } delete_stream{nats, stream};
 
-    const std::map<std::string, std::string> env{{"ORDO_DATABASE_URL", db.writer_url()},
-                                                 {"ORDO_NATS_URL", nats_url},
+    auto env = db.service_env();
+    env.merge(std::map<std::string, std::string>{{"ORDO_NATS_URL", nats_url},
                                                  {"ORDO_NATS_CA_FILE", nats_ca_file()},
                                                  {"ORDO_NATS_STREAM", stream},
                                                  {"ORDO_NATS_SUBJECT_PREFIX", prefix},
                                                  {"ORDO_PARTITIONS", "4"},
-                                                 {"ORDO_LOG_LEVEL", "warn"}};
+                                                 {"ORDO_LOG_LEVEL", "warn"}});
     auto at = [](std::uint16_t port) { return "127.0.0.1:" + std::to_string(port); };
     const auto command_port = free_port();
     const auto projector_port = free_port();
@@ -176,9 +176,9 @@ TEST(ProjectorMemory, ResidentSetStaysBoundedUnderLargeOrdersAndReadModelsComple
     ASSERT_EQ(failed, 0);
 
     ASSERT_TRUE(eventually(
-        [&] { return scalar(db.writer_url(), "SELECT count(*) FROM read.orders") == kOrders; },
+        [&] { return scalar(db.migrator_url(), "SELECT count(*) FROM read.orders") == kOrders; },
         600s, 200ms))
-        << scalar(db.writer_url(), "SELECT count(*) FROM read.orders") << " of " << kOrders;
+        << scalar(db.migrator_url(), "SELECT count(*) FROM read.orders") << " of " << kOrders;
     peak.stop();
     ASSERT_GT(peak.samples(), 10);
     if (!kAddressSanitizer) {
@@ -190,12 +190,12 @@ TEST(ProjectorMemory, ResidentSetStaysBoundedUnderLargeOrdersAndReadModelsComple
     // Complete and correct: every order once, with all its lines and its total.
     std::int64_t expected_total = 0;
     for (int n = 0; n < kOrders; ++n) expected_total += total_of(n);
-    EXPECT_EQ(scalar(db.writer_url(),
+    EXPECT_EQ(scalar(db.migrator_url(),
                      "SELECT count(*) FROM read.orders WHERE jsonb_array_length(lines) = 100 "
                      "AND status = 'pending'"),
               kOrders);
-    EXPECT_EQ(scalar(db.writer_url(), "SELECT sum(total) FROM read.orders"), expected_total);
-    EXPECT_EQ(scalar(db.writer_url(),
+    EXPECT_EQ(scalar(db.migrator_url(), "SELECT sum(total) FROM read.orders"), expected_total);
+    EXPECT_EQ(scalar(db.migrator_url(),
                      "SELECT count(*) FROM read.trace_events WHERE event_type = 'OrderPlaced'"),
               kOrders);
     // The live path carried events (the buffer was in use, not bypassed).

@@ -29,13 +29,13 @@ TEST(ReadSideFaults, RelayKilledAndNatsRestartedWhileEventsFlowStillReachReadMod
     const auto suffix = platform::new_uuid().substr(0, 8);
     const auto stream = "RF_" + suffix;
     const auto prefix = "rf" + suffix + ".events";
-    std::map<std::string, std::string> env{{"ORDO_DATABASE_URL", db.writer_url()},
-                                           {"ORDO_NATS_URL", nats_admin_url()},
-                                           {"ORDO_NATS_CA_FILE", nats_ca_file()},
-                                           {"ORDO_PARTITIONS", "4"},
-                                           {"ORDO_NATS_STREAM", stream},
-                                           {"ORDO_NATS_SUBJECT_PREFIX", prefix},
-                                           {"ORDO_LOG_LEVEL", "error"}};
+    auto env = db.service_env();
+    env.merge(std::map<std::string, std::string>{{"ORDO_NATS_URL", nats_admin_url()},
+                                                 {"ORDO_NATS_CA_FILE", nats_ca_file()},
+                                                 {"ORDO_PARTITIONS", "4"},
+                                                 {"ORDO_NATS_STREAM", stream},
+                                                 {"ORDO_NATS_SUBJECT_PREFIX", prefix},
+                                                 {"ORDO_LOG_LEVEL", "error"}});
     auto start = [&](const char* service) {
         return std::make_unique<Process>(
             std::vector<std::string>{ordo_binary(), "serve", service, "--address",
@@ -49,8 +49,8 @@ TEST(ReadSideFaults, RelayKilledAndNatsRestartedWhileEventsFlowStillReachReadMod
     std::atomic<int> appended{0};
     std::thread appender{[&] {
         platform::pg::Pool pool{
-            {.url = db.writer_url(), .size = 2, .preparers = {&eventstore::EventStore::prepare}}};
-        eventstore::AppendNotifier notifier{db.writer_url(), platform::Logger::null_logger()};
+            {.url = db.command_url(), .size = 2, .preparers = {&eventstore::EventStore::prepare}}};
+        eventstore::AppendNotifier notifier{db.command_url(), platform::Logger::null_logger()};
         eventstore::EventStore store{pool, &notifier};
         auto trace = platform::new_trace();
         while (appended < kTotal) {
@@ -90,14 +90,14 @@ TEST(ReadSideFaults, RelayKilledAndNatsRestartedWhileEventsFlowStillReachReadMod
 
     appender.join();
     ASSERT_TRUE(eventually([&] {
-        return scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") == kTotal &&
-               scalar(db.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
+        return scalar(db.migrator_url(), "SELECT count(*) FROM read.trace_events") == kTotal &&
+               scalar(db.migrator_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
                    kTotal;
     })) << "trace events "
-        << scalar(db.writer_url(), "SELECT count(*) FROM read.trace_events") << ", stock "
-        << scalar(db.writer_url(), "SELECT sum(on_hand) FROM read.inventory");
+        << scalar(db.migrator_url(), "SELECT count(*) FROM read.trace_events") << ", stock "
+        << scalar(db.migrator_url(), "SELECT sum(on_hand) FROM read.inventory");
     EXPECT_EQ(
-        scalar(db.writer_url(),
+        scalar(db.migrator_url(),
                "SELECT count(*) FROM read.inventory i WHERE on_hand <> (SELECT count(*) FROM "
                "ordo.events e WHERE e.stream_id = 'inventory-' || i.sku) OR version <> (SELECT "
                "max(stream_version) FROM ordo.events e WHERE e.stream_id = 'inventory-' || i.sku)"),

@@ -15,7 +15,7 @@ using namespace std::chrono_literals;
 // Appends `count` traced StockReceived events over 500 skus in one statement, after the
 // events already there; far faster than appends through the API.
 void generate_receipts(const TestDatabase& db, int count) {
-    scalar(db.writer_url(),
+    scalar(db.migrator_url(),
            "WITH base AS (SELECT count(*) AS n FROM ordo.events), ins AS (INSERT INTO "
            "ordo.events (stream_id, category, stream_version, event_id, event_type, payload, "
            "metadata) SELECT 'inventory-sku-' || (g % 500), 'inventory', g / 500 + 1, "
@@ -70,7 +70,7 @@ TEST(RebuildFaults, SigkillMidRebuildLeavesTheLiveModelAndTheNextRunFinishes) {
     EXPECT_GT(left, 0);
     EXPECT_LT(left, kFirst + kMore) << "the kill came after the replay: the test proves nothing";
     // The live model and its checkpoints are as they were; readers still see them.
-    EXPECT_EQ(scalar(db.reader_url(), "SELECT count(*) FROM read.trace_events"), kFirst);
+    EXPECT_EQ(scalar(db.query_url(), "SELECT count(*) FROM read.trace_events"), kFirst);
     EXPECT_EQ(scalar(db.admin_url(), "SELECT sum(hashtext(t::text)) FROM read.trace_events t"),
               live_sum);
     EXPECT_EQ(checkpoints(db), live_checkpoints);
@@ -78,7 +78,7 @@ TEST(RebuildFaults, SigkillMidRebuildLeavesTheLiveModelAndTheNextRunFinishes) {
     // Run again: the leftover shadow schema goes, the rebuild completes.
     auto again = start_rebuild(db, "traces");
     ASSERT_EQ(again->wait(300s), 0);
-    EXPECT_EQ(scalar(db.reader_url(), "SELECT count(*) FROM read.trace_events"), kFirst + kMore);
+    EXPECT_EQ(scalar(db.query_url(), "SELECT count(*) FROM read.trace_events"), kFirst + kMore);
     EXPECT_EQ(scalar(db.admin_url(),
                      "SELECT count(*) FROM read.trace_events t JOIN ordo.events e ON "
                      "e.global_position = t.global_position AND e.transaction_id = "
@@ -97,7 +97,7 @@ TEST(RebuildFaults, TheCommandRefusesWhileAProjectorOwnsTheProjection) {
     generate_receipts(db, 1000);
     Process projector{{ordo_binary(), "serve", "projector", "--address",
                        "127.0.0.1:" + std::to_string(free_port()), "--partitions", "8"},
-                      {{"ORDO_DATABASE_URL", db.writer_url()},
+                      {{"ORDO_PROJECTOR_DATABASE_URL", db.projector_url()},
                        {"ORDO_NATS_URL", nats_admin_url()},
                        {"ORDO_NATS_CA_FILE", nats_ca_file()},
                        {"ORDO_LOG_LEVEL", "warn"}}};

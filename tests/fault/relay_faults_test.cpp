@@ -79,7 +79,7 @@ class RelayFaultTest : public ::testing::Test {
             std::vector<std::string>{ordo_binary(), "serve", "relay", "--address",
                                      "127.0.0.1:" + std::to_string(port), "--stream", stream_,
                                      "--subject-prefix", prefix_, "--partitions", "4"},
-            std::map<std::string, std::string>{{"ORDO_DATABASE_URL", db_.writer_url()},
+            std::map<std::string, std::string>{{"ORDO_RELAY_DATABASE_URL", db_.relay_url()},
                                                {"ORDO_NATS_URL", nats_.url},
                                                {"ORDO_NATS_CA_FILE", nats_.ca_file},
                                                {"ORDO_LOG_LEVEL", "warn"}});
@@ -110,7 +110,7 @@ class RelayFaultTest : public ::testing::Test {
     }
 
     bool caught_up() {
-        pqxx::connection conn{db_.writer_url()};
+        pqxx::connection conn{db_.relay_url()};
         pqxx::nontransaction tx{conn};
         auto row = tx.exec1(
             "SELECT (SELECT (transaction_id, global_position) FROM ordo.relay_checkpoint "
@@ -123,7 +123,7 @@ class RelayFaultTest : public ::testing::Test {
     // Events at or below the relay's checkpoint. Only for tests that append from one thread:
     // then positions are dense and in commit order, so the position is the count.
     std::uint64_t covered() {
-        if (!probe_) probe_ = std::make_unique<pqxx::connection>(db_.writer_url());
+        if (!probe_) probe_ = std::make_unique<pqxx::connection>(db_.relay_url());
         pqxx::nontransaction tx{*probe_};
         auto rows = tx.exec("SELECT global_position FROM ordo.relay_checkpoint WHERE shard = 0");
         return rows.empty() ? 0 : rows[0][0].as<std::uint64_t>();
@@ -151,7 +151,7 @@ class RelayFaultTest : public ::testing::Test {
 
     TestDatabase db_;
     platform::pg::Pool pool_{platform::pg::PoolOptions{
-        .url = db_.writer_url(), .size = 4, .preparers = {&EventStore::prepare}}};
+        .url = db_.command_url(), .size = 4, .preparers = {&EventStore::prepare}}};
     EventStore store_{pool_};
     platform::nats::ClientSettings nats_ = nats_admin();
     platform::jetstream::Client client_{nats_, platform::Logger::null_logger()};

@@ -1181,7 +1181,7 @@ TEST(CommandApi, OldIdempotencyKeysExpireInBoundedBatchesAndNewOnesStay) {
                                     {{"Idempotency-Key", "k-" + std::to_string(i)}});
         ASSERT_EQ(res.status, 200) << res.body;
     }
-    const auto& url = stack.database().writer_url();
+    const auto url = stack.database().migrator_url();  // ages rows by hand
     scalar(url,
            "WITH old AS (UPDATE ordo.command_log SET created_at = now() - interval '49 hours' "
            "WHERE key IN (SELECT key FROM ordo.command_log ORDER BY key LIMIT 25) RETURNING 1) "

@@ -16,12 +16,11 @@ using namespace std::chrono_literals;
 class Services {
    public:
     Services() : command_port_{free_port()}, query_port_{free_port()} {
-        std::map<std::string, std::string> env{{"ORDO_DATABASE_URL", db_.writer_url()},
-                                               {"ORDO_READER_URL", db_.reader_url()},
-                                               {"ORDO_NATS_URL", nats_admin_url()},
-                                               {"ORDO_NATS_CA_FILE", nats_ca_file()},
-                                               {"ORDO_PARTITIONS", "4"},
-                                               {"ORDO_LOG_LEVEL", "warn"}};
+        auto env = db_.service_env();
+        env.merge(std::map<std::string, std::string>{{"ORDO_NATS_URL", nats_admin_url()},
+                                                     {"ORDO_NATS_CA_FILE", nats_ca_file()},
+                                                     {"ORDO_PARTITIONS", "4"},
+                                                     {"ORDO_LOG_LEVEL", "warn"}});
         auto at = [](std::uint16_t port) { return "127.0.0.1:" + std::to_string(port); };
         command_ = std::make_unique<Process>(
             std::vector<std::string>{ordo_binary(), "serve", "command", "--insecure-no-auth",

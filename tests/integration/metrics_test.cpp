@@ -41,15 +41,15 @@ TEST(Metrics, EveryProcessPassesPromtoolCheckMetrics) {
         GTEST_SKIP() << "promtool is not installed (deploy/install.sh installs it)";
     TestDatabase db;
     const auto suffix = platform::new_uuid().substr(0, 8);
-    std::map<std::string, std::string> env{{"ORDO_DATABASE_URL", db.writer_url()},
-                                           {"ORDO_READER_URL", db.reader_url()},
-                                           {"ORDO_NATS_URL", nats_admin_url()},
+    auto env = db.service_env();
+    env.merge(
+        std::map<std::string, std::string>{{"ORDO_NATS_URL", nats_admin_url()},
                                            {"ORDO_NATS_CA_FILE", nats_ca_file()},
                                            {"ORDO_PARTITIONS", "4"},
                                            {"ORDO_NATS_STREAM", "MT_" + suffix},
                                            {"ORDO_NATS_SUBJECT_PREFIX", "mt" + suffix + ".events"},
                                            {"ORDO_BREAKER_BUCKET", ""},
-                                           {"ORDO_LOG_LEVEL", "warn"}};
+                                           {"ORDO_LOG_LEVEL", "warn"}});
     std::map<std::string, std::uint16_t> ports;
     std::vector<std::unique_ptr<Process>> processes;
     for (const char* service : {"command", "query", "relay", "projector", "sagas"}) {

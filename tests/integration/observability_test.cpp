@@ -49,8 +49,8 @@ class TracedStack {
         prefix_ = "ob" + suffix + ".events";
         logs_ = std::filesystem::temp_directory_path() / ("ordo-observability-" + suffix);
         std::filesystem::create_directories(logs_);
-        std::map<std::string, std::string> env{
-            {"ORDO_DATABASE_URL", db_.writer_url()},
+        auto env = db_.service_env();  // each service on its own role
+        env.merge(std::map<std::string, std::string>{
             {"ORDO_NATS_URL", nats_admin_url()},
             {"ORDO_NATS_CA_FILE", nats_ca_file()},
             {"ORDO_PARTITIONS", "4"},
@@ -58,13 +58,10 @@ class TracedStack {
             {"ORDO_NATS_SUBJECT_PREFIX", prefix_},
             {"ORDO_BREAKER_BUCKET", ""},
             {"ORDO_LOG_LEVEL", "debug"},
-            {"OTEL_EXPORTER_OTLP_ENDPOINT", receiver_.endpoint()}};
+            {"OTEL_EXPORTER_OTLP_ENDPOINT", receiver_.endpoint()}});
         for (const char* service : kServices) {
             auto port = free_port();
             ports_[service] = port;
-            auto service_env = env;
-            // The query service reads with the reader role only.
-            if (std::string{service} == "query") service_env["ORDO_READER_URL"] = db_.reader_url();
             std::vector<std::string> argv{"/bin/sh",
                                           "-c",
                                           "exec \"$0\" \"$@\" 2>>'" + log_path(service) + "'",
@@ -76,7 +73,7 @@ class TracedStack {
             if (std::string{service} == "command" || std::string{service} == "query") {
                 argv.push_back("--insecure-no-auth");
             }
-            processes_.push_back(std::make_unique<Process>(argv, service_env));
+            processes_.push_back(std::make_unique<Process>(argv, env));
         }
         for (const auto& [service, port] : ports_) {
             if (!wait_healthy(port)) throw std::runtime_error(service + " did not come up");
@@ -187,7 +184,7 @@ TEST(Observability, OneOrderIsOneTraceThroughEveryComponent) {
     // events and those of the commands it sent carry the same trace.
     std::vector<StoredEvent> events;
     ASSERT_TRUE(eventually([&] {
-        events = events_of_trace(stack.db().writer_url(), trace_id);
+        events = events_of_trace(stack.db().command_url(), trace_id);
         std::set<std::string> types;
         for (const auto& e : events) types.insert(e.type);
         return types.count("OrderConfirmed") > 0;
@@ -255,7 +252,7 @@ TEST(Observability, OneOrderIsOneTraceThroughEveryComponent) {
     // The saga may still be finishing: compare with the store once both agree.
     auto same_as_store = [&] {
         view = queries.get("/v1/traces/" + trace_id, {{"traceparent", traceparent}});
-        events = events_of_trace(stack.db().writer_url(), trace_id);
+        events = events_of_trace(stack.db().command_url(), trace_id);
         if (view.status != 200) return false;
         auto items = view.json()["events"];
         if (items.size() != events.size()) return false;

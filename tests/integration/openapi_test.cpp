@@ -100,9 +100,9 @@ void expect_documented_exactly(const platform::http::Router& router, bool query_
 TEST(OpenApi, DescribesExactlyTheRoutesTheCommandServiceServes) {
     testing::TestDatabase db;
     platform::metrics::Registry registry;
-    platform::pg::Pool pool{{.url = db.writer_url(), .size = 1, .preparers = {}}};
+    platform::pg::Pool pool{{.url = db.command_url(), .size = 1, .preparers = {}}};
     platform::nats::Connection nats{testing::nats_admin(), platform::Logger::null_logger()};
-    eventstore::AppendNotifier notifier{db.writer_url(), platform::Logger::null_logger()};
+    eventstore::AppendNotifier notifier{db.command_url(), platform::Logger::null_logger()};
     command::Executor executor{pool, &notifier, registry, platform::Logger::null_logger(), {}};
     command::CommandService service{executor, platform::Logger::null_logger()};
     platform::http::Router router;
@@ -116,7 +116,7 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheCommandServiceServes) {
 TEST(OpenApi, DescribesExactlyTheRoutesTheQueryServiceServes) {
     testing::TestDatabase db;
     platform::metrics::Registry registry;
-    platform::pg::Pool pool{{.url = db.reader_url(), .size = 1, .preparers = {}}};
+    platform::pg::Pool pool{{.url = db.query_url(), .size = 1, .preparers = {}}};
     platform::nats::Connection nats{testing::nats_admin(), platform::Logger::null_logger()};
     query::QueryService service{pool, 16, platform::Logger::null_logger()};
     platform::http::Router router;

@@ -27,8 +27,8 @@
 #include "tests/support/query_stack.hpp"
 #include "tests/support/tokens.hpp"
 
-// The Query API of docs/API.md over HTTP, against the query service on the reader role. The
-// read models are filled by the test directly (writer role), so that each test states
+// The Query API of docs/API.md over HTTP, against the query service on the query role. The
+// read models are filled by the test directly (owner role), so that each test states
 // exactly what the projections have written. Every test has a stack and a database of its own.
 namespace ordo {
 namespace {
@@ -69,7 +69,7 @@ const json kLines = json::array({{{"sku", "sku-1"}, {"quantity", 2}, {"unit_pric
                                  {{"sku", "sku-2"}, {"quantity", 1}, {"unit_price", 700}}});
 
 void put_order(QueryStack& stack, const OrderRow& o) {
-    stack.writer().transact([&](auto& tx) {
+    stack.fixtures().transact([&](auto& tx) {
         tx.exec_params(
             "INSERT INTO read.orders (order_id, customer_id, account_id, status, lines, total, "
             "cancel_reason, version, placed_position, placed_at, updated_at) VALUES ($1, $2, "
@@ -84,7 +84,7 @@ void put_order(QueryStack& stack, const OrderRow& o) {
 
 void put_inventory(QueryStack& stack, const std::string& sku, std::int64_t on_hand,
                    std::int64_t reserved, std::int64_t version) {
-    stack.writer().transact([&](auto& tx) {
+    stack.fixtures().transact([&](auto& tx) {
         tx.exec_params(
             "INSERT INTO read.inventory (sku, on_hand, reserved, version, updated_at) "
             "VALUES ($1, $2, $3, $4, now()) ON CONFLICT (sku) DO UPDATE SET on_hand = $2, "
@@ -95,7 +95,7 @@ void put_inventory(QueryStack& stack, const std::string& sku, std::int64_t on_ha
 
 void put_account(QueryStack& stack, const std::string& account, std::int64_t balance,
                  std::int64_t held, std::int64_t version) {
-    stack.writer().transact([&](auto& tx) {
+    stack.fixtures().transact([&](auto& tx) {
         tx.exec_params(
             "INSERT INTO read.accounts (account_id, balance, held, version, updated_at) "
             "VALUES ($1, $2, $3, $4, now()) ON CONFLICT (account_id) DO UPDATE SET balance = $2, "
@@ -119,7 +119,7 @@ const json kSagaSteps = json::array({{{"name", "reserve_stock"},
 
 void put_saga(QueryStack& stack, const std::string& order_id, const std::string& status,
               std::int64_t version) {
-    stack.writer().transact([&](auto& tx) {
+    stack.fixtures().transact([&](auto& tx) {
         tx.exec_params(
             "INSERT INTO read.sagas (order_id, saga_id, mode, status, steps, version, updated_at) "
             "VALUES ($1, $2, 'orchestration', $3, $4::jsonb, $5, now()) ON CONFLICT (order_id) "
@@ -139,7 +139,7 @@ struct TraceRow {
 };
 
 void put_trace_event(QueryStack& stack, const TraceRow& t) {
-    stack.writer().transact([&](auto& tx) {
+    stack.fixtures().transact([&](auto& tx) {
         tx.exec_params(
             "INSERT INTO read.trace_events (trace_id, transaction_id, global_position, stream_id, "
             "stream_version, event_type, recorded_at, causation_id, correlation_id) VALUES "
@@ -526,7 +526,7 @@ TEST(QueryApi, AdminProjectionsListsEveryPartitionWithItsCheckpoint) {
     stack.set_checkpoint("orders", 1, {12, 40});
     stack.set_checkpoint("orders", 0, {11, 30});
     stack.set_checkpoint("inventory", 0, {7, 3});
-    stack.writer().transact([](auto& tx) {
+    stack.fixtures().transact([](auto& tx) {
         tx.exec(
             "UPDATE ordo.projection_checkpoints SET owner = 'projector-a', "
             "last_event_at = now() - interval '90 seconds' "
@@ -732,7 +732,7 @@ TEST(QueryApi, SingleResourcesWaitForTheirPartitionListsForAll) {
     EXPECT_TRUE(is_ok(client.get("/v1/admin/projections", token_header("999999.1"))));
 }
 
-// --- the reader role, authentication, availability ---------------------------------------
+// --- the query role, authentication, availability ---------------------------------------
 
 TEST(QueryApi, ServiceRunsOnTheReaderRoleThatCannotSeeTheEventStore) {
     QueryStack stack;
@@ -816,7 +816,7 @@ TEST(QueryApi, EachScopeReachesOnlyItsOwnRoutes) {
 }
 
 TEST(QueryApi, UnreachableDatabaseIsUnavailable) {
-    QueryStack stack{{}, "postgresql://ordo_reader:none@127.0.0.1:1/ordo?connect_timeout=2"};
+    QueryStack stack{{}, "postgresql://ordo_query:none@127.0.0.1:1/ordo?connect_timeout=2"};
     auto client = stack.client();
     for (const char* target :
          {"/v1/orders/o-1", "/v1/orders?customer_id=cust-1", "/v1/admin/projections"}) {

@@ -28,7 +28,7 @@ class ReadSide {
           stream_{"RS_" + suffix_},
           prefix_{"rs" + suffix_ + ".events"},
           nats_{nats_admin(), platform::Logger::null_logger()},
-          pool_{{.url = db_.writer_url(),
+          pool_{{.url = db_.command_url(),
                  .size = 4,
                  .preparers = {&eventstore::EventStore::prepare}}},
           store_{pool_} {
@@ -41,7 +41,7 @@ class ReadSide {
 
     void start_relay() {
         relay_ = std::make_unique<eventstore::Relay>(
-            eventstore::RelayOptions{.database_url = db_.writer_url(),
+            eventstore::RelayOptions{.database_url = db_.relay_url(),
                                      .partitions = 4,
                                      .stream = stream_,
                                      .subject_prefix = prefix_,
@@ -55,7 +55,7 @@ class ReadSide {
     }
 
     projections::RuntimeOptions projector_options(std::chrono::milliseconds poll) const {
-        return {.database_url = db_.writer_url(),
+        return {.database_url = db_.projector_url(),
                 .partitions = 4,
                 .batch = 100,
                 .poll_interval = poll,
@@ -80,8 +80,8 @@ class ReadSide {
     }
 
     bool read_models_hold(int total) const {
-        return scalar(db_.writer_url(), "SELECT count(*) FROM read.trace_events") == total &&
-               scalar(db_.writer_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
+        return scalar(db_.migrator_url(), "SELECT count(*) FROM read.trace_events") == total &&
+               scalar(db_.migrator_url(), "SELECT coalesce(sum(on_hand), 0) FROM read.inventory") ==
                    total;
     }
 

@@ -35,7 +35,7 @@ const std::vector<std::string> kTables{"read.orders", "read.inventory", "read.ac
 class History {
    public:
     explicit History(const TestDatabase& db)
-        : pool_{{.url = db.writer_url(),
+        : pool_{{.url = db.command_url(),
                  .size = 2,
                  .preparers = {&eventstore::EventStore::prepare}}},
           store_{pool_} {}
@@ -246,7 +246,7 @@ TEST(Rebuild, RebuiltModelsEqualTheLiveOnesRowForRowAndTheRuntimeContinuesExactl
               0);
     // The query service's role reads the new tables.
     for (const auto& t : kTables) {
-        EXPECT_EQ(scalar(db.reader_url(), "SELECT count(*) FROM " + t),
+        EXPECT_EQ(scalar(db.query_url(), "SELECT count(*) FROM " + t),
                   static_cast<std::int64_t>(live.tables.at(t).size()))
             << t;
     }
@@ -327,7 +327,7 @@ TEST(Rebuild, ReadersSeeTheOldModelUntilTheSwapWhichWaitsForThem) {
     history.round(5, 9);  // in the store, not yet in the live model
 
     // A query service transaction that has read the old table holds it until it ends.
-    pqxx::connection reader{db.reader_url()};
+    pqxx::connection reader{db.query_url()};
     pqxx::work query{reader};
     EXPECT_EQ(query.exec1("SELECT count(*) FROM read.orders")[0].as<std::int64_t>(), before);
 
@@ -340,7 +340,7 @@ TEST(Rebuild, ReadersSeeTheOldModelUntilTheSwapWhichWaitsForThem) {
     EXPECT_EQ(query.exec1("SELECT count(*) FROM read.orders")[0].as<std::int64_t>(), before);
     query.commit();
     EXPECT_TRUE(done.get().swapped);
-    EXPECT_EQ(scalar(db.reader_url(), "SELECT count(*) FROM read.orders"), before + 4 + 1);
+    EXPECT_EQ(scalar(db.query_url(), "SELECT count(*) FROM read.orders"), before + 4 + 1);
 }
 
 TEST(Rebuild, DryRunReportsThePlanAndChangesNothing) {

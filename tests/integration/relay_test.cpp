@@ -76,7 +76,7 @@ class RelayTest : public ::testing::Test {
 
     RelayOptions options() {
         RelayOptions o;
-        o.database_url = db_.writer_url();
+        o.database_url = db_.relay_url();
         o.partitions = kPartitions;
         o.stream = stream_;
         o.subject_prefix = prefix_;
@@ -119,7 +119,7 @@ class RelayTest : public ::testing::Test {
     }
 
     Checkpoint relay_checkpoint() {
-        pqxx::connection conn{db_.writer_url()};
+        pqxx::connection conn{db_.relay_url()};
         pqxx::nontransaction tx{conn};
         auto rows = tx.exec(
             "SELECT transaction_id::text, global_position FROM ordo.relay_checkpoint "
@@ -128,7 +128,7 @@ class RelayTest : public ::testing::Test {
         return {std::stoull(rows[0][0].as<std::string>()), rows[0][1].as<std::int64_t>()};
     }
     Checkpoint last_event() {
-        pqxx::connection conn{db_.writer_url()};
+        pqxx::connection conn{db_.relay_url()};
         pqxx::nontransaction tx{conn};
         auto row = tx.exec1(
             "SELECT transaction_id::text AS txid, global_position FROM ordo.events "
@@ -212,8 +212,8 @@ class RelayTest : public ::testing::Test {
 
     testing::TestDatabase db_;
     platform::pg::Pool pool_{platform::pg::PoolOptions{
-        .url = db_.writer_url(), .size = 4, .preparers = {&EventStore::prepare}}};
-    AppendNotifier notifier_{db_.writer_url(), platform::Logger::null_logger()};
+        .url = db_.command_url(), .size = 4, .preparers = {&EventStore::prepare}}};
+    AppendNotifier notifier_{db_.command_url(), platform::Logger::null_logger()};
     EventStore store_{pool_, &notifier_};
     platform::nats::ClientSettings nats_ = testing::nats_admin();
     Client client_{nats_, platform::Logger::null_logger()};

@@ -72,7 +72,7 @@ struct Appended {
 Appended append(const TestDatabase& db, const std::string& sku, const std::vector<int>& quantities,
                 const std::string& type = "StockReceived") {
     platform::pg::Pool pool{
-        {.url = db.writer_url(), .size = 1, .preparers = {&eventstore::EventStore::prepare}}};
+        {.url = db.command_url(), .size = 1, .preparers = {&eventstore::EventStore::prepare}}};
     eventstore::EventStore store{pool};
     auto trace = platform::new_trace();
     Appended out{{}, trace.trace_id_hex()};
@@ -88,12 +88,13 @@ Appended append(const TestDatabase& db, const std::string& sku, const std::vecto
     return out;
 }
 
+// Created by the owner, as a migration would create it, with the projector's grants.
 void create_poison_table(const TestDatabase& db) {
-    pqxx::connection conn{db.admin_url()};
+    pqxx::connection conn{db.migrator_url()};
     pqxx::work tx{conn};
     tx.exec(
         "CREATE TABLE read.poison_applied (event_id text PRIMARY KEY, n integer NOT NULL); "
-        "GRANT SELECT, INSERT, UPDATE ON read.poison_applied TO ordo_writer");
+        "GRANT SELECT, INSERT, UPDATE ON read.poison_applied TO ordo_projector");
     tx.commit();
 }
 
@@ -126,11 +127,11 @@ int partition_of(const std::string& sku) {
 }
 
 std::int64_t applied(const TestDatabase& db) {
-    return scalar(db.writer_url(), "SELECT count(*) FROM read.poison_applied");
+    return scalar(db.migrator_url(), "SELECT count(*) FROM read.poison_applied");
 }
 
 std::int64_t applied_twice(const TestDatabase& db) {
-    return scalar(db.writer_url(), "SELECT count(*) FROM read.poison_applied WHERE n <> 1");
+    return scalar(db.migrator_url(), "SELECT count(*) FROM read.poison_applied WHERE n <> 1");
 }
 
 TEST(DeadLetters, SkipPolicyParksThePoisonGoesOnAndARetryAfterAFixAppliesItOnce) {
@@ -200,12 +201,13 @@ TEST(DeadLetters, HaltPolicyStopsThePartitionAtThePoisonUntilSkipped) {
         return p.is_object() && p.at("halted_on_dead_letter") == id && p.at("lag_events") == 3;
     })) << partition_status(stack, partition_of("s2")).dump();
     EXPECT_EQ(applied(db), 4);
-    EXPECT_EQ(scalar(db.writer_url(),
-                     "SELECT global_position FROM ordo.projection_checkpoints WHERE projection = "
-                     "'poison' AND partition = " +
-                         std::to_string(partition_of("s2"))),
-              scalar(db.writer_url(), "SELECT global_position FROM ordo.events WHERE event_id = '" +
-                                          events.event_ids[3] + "'"));
+    EXPECT_EQ(
+        scalar(db.migrator_url(),
+               "SELECT global_position FROM ordo.projection_checkpoints WHERE projection = "
+               "'poison' AND partition = " +
+                   std::to_string(partition_of("s2"))),
+        scalar(db.migrator_url(), "SELECT global_position FROM ordo.events WHERE event_id = '" +
+                                      events.event_ids[3] + "'"));
 
     // Bad requests are refused with the field that is wrong, and change nothing.
     auto admin = stack.admin_client();
@@ -239,8 +241,8 @@ TEST(DeadLetters, HaltPolicyStopsThePartitionAtThePoisonUntilSkipped) {
     ASSERT_TRUE(eventually([&] { return applied(db) == 6; }));
     EXPECT_EQ(dead_letters(stack).at("dead_letters")[0].at("status"), "skipped");
     EXPECT_EQ(
-        scalar(db.writer_url(), "SELECT count(*) FROM read.poison_applied WHERE event_id = '" +
-                                    events.event_ids[4] + "'"),
+        scalar(db.migrator_url(), "SELECT count(*) FROM read.poison_applied WHERE event_id = '" +
+                                      events.event_ids[4] + "'"),
         0);
     EXPECT_EQ(applied_twice(db), 0);
     ASSERT_TRUE(eventually([&] {
@@ -264,8 +266,9 @@ TEST(DeadLetters, HaltedPartitionRetriedFromTheCommandLineAfterAFixAppliesThePoi
 
     // Retried before the fix: it fails again, stays parked, one more attempt counted.
     auto cli = [&](const std::string& action, std::int64_t which) {
-        return run({"/usr/bin/env", "ORDO_DATABASE_URL=" + db.writer_url(), "ORDO_LOG_LEVEL=error",
-                    ordo_binary(), "dead-letters", action, std::to_string(which)});
+        return run({"/usr/bin/env", "ORDO_COMMAND_DATABASE_URL=" + db.command_url(),
+                    "ORDO_LOG_LEVEL=error", ordo_binary(), "dead-letters", action,
+                    std::to_string(which)});
     };
     ASSERT_EQ(cli("retry", id), 0);
     ASSERT_TRUE(eventually([&] {
@@ -365,13 +368,13 @@ TEST(DeadLetters, ASinkFailingOnEveryTrickledEventPausesThePartitionInsteadOfPar
             << parked().dump();
     }
     const auto checkpoint_position = [&] {
-        return scalar(db.writer_url(),
+        return scalar(db.migrator_url(),
                       "SELECT global_position FROM ordo.projection_checkpoints WHERE projection = "
                       "'poison' AND partition = " +
                           std::to_string(partition_of("t1")));
     };
     const auto last_parked =
-        scalar(db.writer_url(),
+        scalar(db.migrator_url(),
                "SELECT global_position FROM ordo.events WHERE event_id = '" + ids[2] + "'");
     ASSERT_EQ(checkpoint_position(), last_parked);
     // From then on the sink is blamed: the partition waits at its checkpoint, the breaker opens.
@@ -405,7 +408,7 @@ TEST(DeadLetters, ASinkFailingOnEveryTrickledEventPausesThePartitionInsteadOfPar
         [&] { return dead_letters(stack, "?status=resolved").at("dead_letters").size() == 3; }));
     EXPECT_EQ(applied_twice(db), 0) << "every event applied exactly once";
     for (const auto& id : ids) {
-        EXPECT_EQ(scalar(db.writer_url(),
+        EXPECT_EQ(scalar(db.migrator_url(),
                          "SELECT count(*) FROM read.poison_applied WHERE event_id = '" + id + "'"),
                   1);
     }
@@ -444,7 +447,7 @@ TEST(Webhook, ReceiverDownAndBackGetsEverySelectedEventNoneLost) {
         return metric(projector.metrics(), "ordo_breaker_state{breaker=\"webhook\"}") == 1;
     })) << projector.metrics().render();
     // Paused at the checkpoint, not skipping: nothing was parked.
-    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM ordo.dead_letters"), 0);
+    EXPECT_EQ(scalar(db.migrator_url(), "SELECT count(*) FROM ordo.dead_letters"), 0);
 
     receiver.start();
     ASSERT_TRUE(eventually([&] { return receiver.ids() == expected; }));
@@ -460,7 +463,7 @@ TEST(Webhook, ReceiverDownAndBackGetsEverySelectedEventNoneLost) {
         metric(projector.metrics(),
                "ordo_breaker_transitions_total{breaker=\"webhook\",from=\"closed\",to=\"open\"}"),
         1);
-    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM ordo.dead_letters"), 0);
+    EXPECT_EQ(scalar(db.migrator_url(), "SELECT count(*) FROM ordo.dead_letters"), 0);
 }
 
 TEST(Webhook, ConfigurationIsChecked) {

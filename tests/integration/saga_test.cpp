@@ -195,7 +195,7 @@ TEST_P(Saga, TwoHundredConcurrentOrdersForScarceStockAndFundsKeepEveryInvariant)
 // appends nothing, because the events it derives are the same, ids and all.
 TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
     TestDatabase db;
-    pqxx::connection conn{db.writer_url()};
+    pqxx::connection conn{db.sagas_url()};
     eventstore::EventStore::prepare(conn);
     nlohmann::json placed = {{"order_id", "o-again"},
                              {"customer_id", "c"},
@@ -259,7 +259,7 @@ class SlowBus final : public sagas::CommandBus {
 TEST(SagaRunner, ALongProcessKeepsItsLeaseAndNoOtherRunnerSendsItsCommands) {
     TestDatabase db;
     {
-        pqxx::connection conn{db.writer_url()};
+        pqxx::connection conn{db.sagas_url()};
         eventstore::EventStore::prepare(conn);
         pqxx::work txn{conn};
         eventstore::EventStore::append(
@@ -290,7 +290,7 @@ TEST(SagaRunner, ALongProcessKeepsItsLeaseAndNoOtherRunnerSendsItsCommands) {
     // A runner as `ordo serve sagas` runs it, with its own pool and metrics.
     struct Instance {
         Instance(const TestDatabase& db, SlowBus b)
-            : pool{{.url = db.writer_url(),
+            : pool{{.url = db.sagas_url(),
                     .size = 4,
                     .preparers = {&eventstore::EventStore::prepare}}},
               bus{std::move(b)} {}
@@ -365,7 +365,7 @@ class OverloadedBus final : public sagas::CommandBus {
 TEST(SagaRunner, ACommandTheCommandSideWouldNotStartIsNoAttempt) {
     TestDatabase db;
     {
-        pqxx::connection conn{db.writer_url()};
+        pqxx::connection conn{db.sagas_url()};
         eventstore::EventStore::prepare(conn);
         pqxx::work txn{conn};
         eventstore::EventStore::append(
@@ -389,7 +389,7 @@ TEST(SagaRunner, ACommandTheCommandSideWouldNotStartIsNoAttempt) {
     options.policy.actions.max_attempts = 1;
     options.policy.settlements.max_attempts = 1;
     platform::pg::Pool pool{
-        {.url = db.writer_url(), .size = 4, .preparers = {&eventstore::EventStore::prepare}}};
+        {.url = db.sagas_url(), .size = 4, .preparers = {&eventstore::EventStore::prepare}}};
     OverloadedBus bus{3};
     platform::metrics::Registry metrics;
     platform::SystemClock clock;

@@ -77,14 +77,14 @@ Issued issue(const PrivateDir& dir, const std::string& name, const std::string& 
 }
 
 std::map<std::string, std::string> service_env(TestDatabase& db) {
-    return {{"ORDO_DATABASE_URL", db.writer_url()},
-            {"ORDO_READER_URL", db.reader_url()},
-            {"ORDO_NATS_URL", nats_admin_url()},
-            {"ORDO_NATS_CA_FILE", nats_ca_file()},
-            {"ORDO_PARTITIONS", "4"},
-            {"ORDO_API_TOKENS", ""},
-            {"ORDO_API_TOKENS_FILE", ""},
-            {"ORDO_LOG_LEVEL", "warn"}};
+    auto env = db.service_env();
+    env.merge(std::map<std::string, std::string>{{"ORDO_NATS_URL", nats_admin_url()},
+                                                 {"ORDO_NATS_CA_FILE", nats_ca_file()},
+                                                 {"ORDO_PARTITIONS", "4"},
+                                                 {"ORDO_API_TOKENS", ""},
+                                                 {"ORDO_API_TOKENS_FILE", ""},
+                                                 {"ORDO_LOG_LEVEL", "warn"}});
+    return env;
 }
 
 bool healthy(std::uint16_t port) {
@@ -199,7 +199,7 @@ TEST(ServeTokens, AnIssuedTokenIsAdmittedAndRotatedWithAHangUp) {
     EXPECT_EQ(receive(first.token), 401);
     EXPECT_EQ(receive(second.token), 200);
     // Both tokens were one caller: every event names "loader".
-    EXPECT_EQ(scalar(db.writer_url(),
+    EXPECT_EQ(scalar(db.migrator_url(),
                      "SELECT count(*) FROM ordo.events WHERE metadata->>'actor' <> 'loader'"),
               0);
 
@@ -230,7 +230,7 @@ TEST(ServeTokens, AnIssuedTokenIsAdmittedAndRotatedWithAHangUp) {
     EXPECT_EQ(receive(second.token), 200);
     EXPECT_EQ(service.wait(0ms), std::nullopt);  // and the service is still running
 
-    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM ordo.events"), 6);  // the 200s
+    EXPECT_EQ(scalar(db.migrator_url(), "SELECT count(*) FROM ordo.events"), 6);  // the 200s
 }
 
 TEST(ServeTokens, TheMovedAdminRoutesPointOnlyWhereItIsSafe) {

@@ -24,6 +24,7 @@
 #include "projections/webhook.hpp"
 #include "projections/webhook_signature.hpp"
 #include "tests/support/conditions.hpp"
+#include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/projector.hpp"
 #include "tests/support/test_database.hpp"
@@ -47,15 +48,16 @@ void copy_identity(const TestPki::Issued& from, const std::string& cert, const s
 }
 
 std::map<std::string, std::string> service_env(TestDatabase& db) {
-    return {{"ORDO_DATABASE_URL", db.writer_url()},
-            {"ORDO_READER_URL", db.reader_url()},
-            {"ORDO_NATS_URL", stack_setting("ORDO_NATS_URL")},
-            {"ORDO_PARTITIONS", "4"},
-            {"ORDO_API_TOKENS", ""},
-            {"ORDO_API_TOKENS_FILE", ""},
-            {"ORDO_TLS_CERT_FILE", ""},
-            {"ORDO_TLS_KEY_FILE", ""},
-            {"ORDO_LOG_LEVEL", "warn"}};
+    auto env = db.service_env();
+    env.merge(std::map<std::string, std::string>{{"ORDO_NATS_URL", nats_admin_url()},
+                                                 {"ORDO_NATS_CA_FILE", nats_ca_file()},
+                                                 {"ORDO_PARTITIONS", "4"},
+                                                 {"ORDO_API_TOKENS", ""},
+                                                 {"ORDO_API_TOKENS_FILE", ""},
+                                                 {"ORDO_TLS_CERT_FILE", ""},
+                                                 {"ORDO_TLS_KEY_FILE", ""},
+                                                 {"ORDO_LOG_LEVEL", "warn"}});
+    return env;
 }
 
 // The token file line for `token`, as `ordo token new` prints it.
@@ -189,7 +191,7 @@ TEST(ServeTls, AHangUpSwapsTheCertificateAndABadOneKeepsTheOld) {
                   .status,
               200);
     EXPECT_EQ(service.wait(0ms), std::nullopt);  // still running
-    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM ordo.events"), 2);
+    EXPECT_EQ(scalar(db.migrator_url(), "SELECT count(*) FROM ordo.events"), 2);
 }
 
 // --- webhooks over HTTPS ----------------------------------------------------------------
@@ -272,7 +274,7 @@ class SignedReceiver {
 
 std::vector<std::string> append_receipts(const TestDatabase& db, const std::string& sku, int n) {
     platform::pg::Pool pool{
-        {.url = db.writer_url(), .size = 1, .preparers = {&eventstore::EventStore::prepare}}};
+        {.url = db.command_url(), .size = 1, .preparers = {&eventstore::EventStore::prepare}}};
     eventstore::EventStore store{pool};
     auto trace = platform::new_trace();
     std::vector<std::string> ids;
@@ -343,7 +345,7 @@ TEST(WebhookTls, DeliversOverHttpsSignedSoTheReceiverCanVerify) {
     ASSERT_TRUE(eventually([&] { return receiver.ids().size() == ids.size(); }, 60s));
     EXPECT_EQ(receiver.ids(), std::set<std::string>(ids.begin(), ids.end()));
     EXPECT_EQ(receiver.refused(), 0);
-    EXPECT_EQ(scalar(db.writer_url(), "SELECT count(*) FROM ordo.dead_letters"), 0);
+    EXPECT_EQ(scalar(db.migrator_url(), "SELECT count(*) FROM ordo.dead_letters"), 0);
 }
 
 TEST(WebhookTls, AReceiverWithAnUntrustedCertificateGetsNothingAndTheEventIsParked) {
@@ -361,7 +363,7 @@ TEST(WebhookTls, AReceiverWithAnUntrustedCertificateGetsNothingAndTheEventIsPark
     // Permanent, not retried forever: the first event is parked and its partition halts.
     ASSERT_TRUE(eventually(
         [&] {
-            return scalar(db.writer_url(),
+            return scalar(db.migrator_url(),
                           "SELECT count(*) FROM ordo.dead_letters WHERE error LIKE "
                           "'%certificate%not trusted%'") == 1;
         },

@@ -8,10 +8,10 @@ namespace ordo::testing {
 
 CommandStack::CommandStack(platform::http::ServerOptions options, std::size_t pool_size,
                            command::Executor::Options executor)
-    : pool_{{.url = db_.writer_url(),
+    : pool_{{.url = db_.command_url(),
              .size = pool_size,
              .preparers = {&eventstore::EventStore::prepare}}},
-      notifier_{db_.writer_url(), platform::Logger::null_logger()},
+      notifier_{db_.command_url(), platform::Logger::null_logger()},
       executor_{pool_, &notifier_, metrics_, platform::Logger::null_logger(), executor},
       service_{executor_, platform::Logger::null_logger()} {
     platform::http::Router router;

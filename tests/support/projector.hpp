@@ -41,7 +41,7 @@ class Projector {
     static projections::RuntimeOptions options(const TestDatabase& db, std::string instance,
                                                int partitions) {
         using namespace std::chrono_literals;
-        return {.database_url = db.writer_url(),
+        return {.database_url = db.projector_url(),
                 .partitions = partitions,
                 .batch = 50,
                 .poll_interval = 200ms,

@@ -8,14 +8,15 @@ namespace ordo::testing {
 
 QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std::string> reader_url,
                        std::size_t max_waiting)
-    : reader_{{.url = reader_url.value_or(db_.reader_url()),
+    : reader_{{.url = reader_url.value_or(db_.query_url()),
                .size = 16,
                .name = "query",
                .preparers = {&query::QueryService::prepare}}},
-      writer_{{.url = db_.writer_url(), .size = 4, .name = "test"}},
+      command_{{.url = db_.command_url(), .size = 4, .name = "command"}},
+      fixtures_{{.url = db_.migrator_url(), .size = 2, .name = "test"}},
       service_{reader_, kPartitions, platform::Logger::null_logger(), max_waiting} {
     platform::http::Router admin;
-    projections::add_dead_letter_routes(admin, writer_, platform::Logger::null_logger());
+    projections::add_dead_letter_routes(admin, command_, platform::Logger::null_logger());
     auto admin_options = options;
     admin_options.port = 0;
     admin_options.component = "command";
@@ -40,7 +41,7 @@ QueryStack::~QueryStack() {
 
 void QueryStack::set_checkpoint(const std::string& projection, int partition,
                                 eventstore::Checkpoint at) {
-    writer_.transact([&](auto& tx) {
+    fixtures_.transact([&](auto& tx) {
         tx.exec_params(
             "INSERT INTO ordo.projection_checkpoints (projection, partition, transaction_id, "
             "global_position, updated_at) VALUES ($1, $2, $3::text::xid8, $4, now()) "

@@ -15,13 +15,14 @@
 namespace ordo::testing {
 
 // The query service wired as `ordo serve query` wires it, in-process, on an ephemeral port,
-// over a database of its own: the service on the reader role, and a writer-role pool for
-// the test to put read-model rows and projection checkpoints in place directly.
+// over a database of its own: the service on the ordo_query role, the Command API's
+// dead-letter routes on the ordo_command role, and a pool on the owner role for the test to
+// put read-model rows and projection checkpoints in place directly.
 class QueryStack {
    public:
     static constexpr int kPartitions = 4;
 
-    // `reader_url` replaces the test database's reader URL (e.g. one nothing listens on).
+    // `reader_url` replaces the test database's query-role URL (e.g. one nothing listens on).
     explicit QueryStack(platform::http::ServerOptions options = {},
                         std::optional<std::string> reader_url = std::nullopt,
                         std::size_t max_waiting = 1024);
@@ -29,14 +30,14 @@ class QueryStack {
 
     std::uint16_t port() const { return server_->port(); }
     HttpClient client() const { return HttpClient{"127.0.0.1", port()}; }
-    // The Command API's dead-letter routes over the same database (writer role), where the
+    // The Command API's dead-letter routes over the same database (command role), where the
     // query service's old routes redirect.
     std::uint16_t admin_port() const { return admin_server_->port(); }
     HttpClient admin_client() const { return HttpClient{"127.0.0.1", admin_port()}; }
     TestDatabase& database() { return db_; }
     int partitions() const { return kPartitions; }
-    platform::pg::Pool& reader() { return reader_; }  // the service's pool
-    platform::pg::Pool& writer() { return writer_; }  // for the test's own rows
+    platform::pg::Pool& reader() { return reader_; }      // the service's pool
+    platform::pg::Pool& fixtures() { return fixtures_; }  // for the test's own rows
     query::QueryService& service() { return service_; }
 
     // Upserts the checkpoint of one partition of a projection.
@@ -48,7 +49,8 @@ class QueryStack {
     TestDatabase db_;
     platform::metrics::Registry metrics_;
     platform::pg::Pool reader_;
-    platform::pg::Pool writer_;
+    platform::pg::Pool command_;
+    platform::pg::Pool fixtures_;
     query::QueryService service_;
     std::unique_ptr<platform::http::Server> admin_server_;
     std::unique_ptr<platform::http::Server> server_;

@@ -28,20 +28,20 @@ void expect_up(std::uint16_t port) {
 
 SagaStack::SagaStack(std::string mode, std::map<std::string, std::string> extra_env)
     : mode_{std::move(mode)}, command_port_{free_port()}, query_port_{free_port()} {
-    env_ = {{"ORDO_DATABASE_URL", db_.writer_url()},
-            {"ORDO_READER_URL", db_.reader_url()},
-            {"ORDO_NATS_URL", nats_admin_url()},
-            {"ORDO_NATS_CA_FILE", nats_ca_file()},
-            // A stream nobody publishes to: every process reads the store.
-            {"ORDO_NATS_STREAM", "ORDO_UNUSED_" + db_.name()},
-            {"ORDO_NATS_SUBJECT_PREFIX", "unused." + db_.name()},
-            {"ORDO_PARTITIONS", "4"},
-            {"ORDO_SAGA_MODE", mode_},
-            // Deadlines far beyond any machine's pace: an order that should be confirmed is
-            // not cancelled because the machine is slow. Tests of deadlines set their own.
-            {"ORDO_SAGA_STEP_TIMEOUT_MS", "120000"},
-            {"ORDO_SAGA_TIMEOUT_MS", "120000"},
-            {"ORDO_LOG_LEVEL", "error"}};
+    env_ = db_.service_env();
+    env_.merge(std::map<std::string, std::string>{
+        {"ORDO_NATS_URL", nats_admin_url()},
+        {"ORDO_NATS_CA_FILE", nats_ca_file()},
+        // A stream nobody publishes to: every process reads the store.
+        {"ORDO_NATS_STREAM", "ORDO_UNUSED_" + db_.name()},
+        {"ORDO_NATS_SUBJECT_PREFIX", "unused." + db_.name()},
+        {"ORDO_PARTITIONS", "4"},
+        {"ORDO_SAGA_MODE", mode_},
+        // Deadlines far beyond any machine's pace: an order that should be confirmed is
+        // not cancelled because the machine is slow. Tests of deadlines set their own.
+        {"ORDO_SAGA_STEP_TIMEOUT_MS", "120000"},
+        {"ORDO_SAGA_TIMEOUT_MS", "120000"},
+        {"ORDO_LOG_LEVEL", "error"}});
     for (auto& [k, v] : extra_env) env_[k] = v;
     command_ = start("command", command_port_);
     projector_ = start("projector", free_port());

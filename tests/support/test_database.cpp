@@ -53,11 +53,27 @@ std::string TestDatabase::admin_url() const {
 std::string TestDatabase::migrator_url() const {
     return platform::with_database(stack_setting("ORDO_MIGRATOR_URL"), name_);
 }
-std::string TestDatabase::writer_url() const {
-    return platform::with_database(stack_setting("ORDO_DATABASE_URL"), name_);
+std::string TestDatabase::command_url() const {
+    return platform::with_database(stack_setting("ORDO_COMMAND_DATABASE_URL"), name_);
 }
-std::string TestDatabase::reader_url() const {
-    return platform::with_database(stack_setting("ORDO_READER_URL"), name_);
+std::string TestDatabase::relay_url() const {
+    return platform::with_database(stack_setting("ORDO_RELAY_DATABASE_URL"), name_);
+}
+std::string TestDatabase::projector_url() const {
+    return platform::with_database(stack_setting("ORDO_PROJECTOR_DATABASE_URL"), name_);
+}
+std::string TestDatabase::sagas_url() const {
+    return platform::with_database(stack_setting("ORDO_SAGAS_DATABASE_URL"), name_);
+}
+std::string TestDatabase::query_url() const {
+    return platform::with_database(stack_setting("ORDO_QUERY_DATABASE_URL"), name_);
+}
+std::map<std::string, std::string> TestDatabase::service_env() const {
+    return {{"ORDO_COMMAND_DATABASE_URL", command_url()},
+            {"ORDO_RELAY_DATABASE_URL", relay_url()},
+            {"ORDO_PROJECTOR_DATABASE_URL", projector_url()},
+            {"ORDO_SAGAS_DATABASE_URL", sagas_url()},
+            {"ORDO_QUERY_DATABASE_URL", query_url()}};
 }
 
 }  // namespace ordo::testing

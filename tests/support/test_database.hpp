@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <string>
 
 namespace ordo::testing {
@@ -21,8 +22,16 @@ class TestDatabase {
     const std::string& name() const { return name_; }
     std::string admin_url() const;
     std::string migrator_url() const;
-    std::string writer_url() const;
-    std::string reader_url() const;
+    // One URL per service role (migration 0009), each the role of the service a test stands
+    // for: a test that acts as the projector connects as ordo_projector, and so on.
+    std::string command_url() const;
+    std::string relay_url() const;
+    std::string projector_url() const;
+    std::string sagas_url() const;
+    std::string query_url() const;
+    // ORDO_<SERVICE>_DATABASE_URL for all five services, for a test that starts `ordo serve`
+    // processes: each picks its own, as under `ordo dev`.
+    std::map<std::string, std::string> service_env() const;
 
    private:
     std::string name_;
