@@ -90,10 +90,12 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     }
 
     // The query service redirects the moved admin routes to wherever the Command API is.
+    // Every child serves HTTPS when the TLS files are set, the Command API included.
     if (!platform::env("ORDO_COMMAND_URL")) {
         auto address = platform::env("ORDO_COMMAND_ADDR").value_or("127.0.0.1:8080");
-        if (address.rfind("127.", 0) == 0) {  // plain http only on loopback
-            ::setenv("ORDO_COMMAND_URL", ("http://" + address).c_str(), 1);
+        const bool tls = platform::env("ORDO_TLS_CERT_FILE").value_or("") != "";
+        if (tls || address.rfind("127.", 0) == 0) {  // plain http only on loopback
+            ::setenv("ORDO_COMMAND_URL", ((tls ? "https://" : "http://") + address).c_str(), 1);
         }
     }
 

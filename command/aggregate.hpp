@@ -66,6 +66,7 @@ struct Loaded {
     typename Traits::State state{};
     std::int64_t version = 0;                    // 0: no such stream
     std::optional<eventstore::Checkpoint> last;  // of the newest event
+    std::int64_t folded = 0;                     // events read past the snapshot
 };
 
 struct Executed {
@@ -121,6 +122,7 @@ Loaded<Traits> load(pqxx::transaction_base& txn, const std::string& stream) {
             loaded.state = evolve(std::move(loaded.state), *event);
             loaded.version = recorded.version;
             loaded.last = recorded.checkpoint();
+            ++loaded.folded;
         }
         if (page.size() < kPage) break;
     }
@@ -180,7 +182,11 @@ Executed execute(pqxx::transaction_base& txn, const std::string& stream, const C
     auto expected = loaded.version == 0 ? eventstore::ExpectedVersion::no_stream()
                                         : eventstore::ExpectedVersion::exact(loaded.version);
     auto appended = eventstore::EventStore::append(txn, stream, expected, batch);
-    if (appended.last_version / kSnapshotEvery > loaded.version / kSnapshotEvery) {
+    // Every kSnapshotEvery versions; and at once when this load read as many events past
+    // its snapshot (none usable: a stream of an older snapshot format), so that a long
+    // stream is folded from its start once, not on every command until the next mark.
+    if (appended.last_version / kSnapshotEvery > loaded.version / kSnapshotEvery ||
+        loaded.folded >= kSnapshotEvery) {
         auto state = std::move(loaded.state);
         for (const auto& event : events) state = evolve(std::move(state), event);
         save_snapshot<Traits>(txn, stream, state, appended.last_version);

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
     build-essential cmake ninja-build pkg-config ccache git
     libpqxx-dev libboost1.81-dev libboost-url1.81-dev nlohmann-json3-dev libnats-dev
-    libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libssl-dev
+    libspdlog-dev libfmt-dev libcli11-dev libgtest-dev libgmock-dev libssl-dev openssl
     postgresql-15 postgresql-client-15 nats-server
     prometheus prometheus-alertmanager
     wrk

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +25,10 @@ class Projection {
     // recreates and swaps. Empty means it keeps no tables and cannot be rebuilt.
     virtual std::vector<std::string> tables() const { return {}; }
     virtual void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) = 0;
+    // How long one apply may take beyond its database work (a webhook's call), at worst.
+    // The runtime sizes this projection's batches so that a batch of such applies stays
+    // well inside its transaction bound; zero means database work only.
+    virtual std::chrono::milliseconds worst_apply() const { return std::chrono::milliseconds{0}; }
 };
 
 }  // namespace ordo::projections

@@ -27,6 +27,7 @@ using eventstore::Checkpoint;
 struct Slot {
     Projection* projection;
     int partition;
+    std::size_t batch;  // events per transaction (batch_for)
     bool owned = false;
     bool idle = false;  // caught up at the last look
     int failures = 0;   // consecutive
@@ -53,6 +54,11 @@ constexpr std::size_t kMaxPoisonInARow = 3;
 constexpr std::chrono::milliseconds kBatchTimeout{60'000};
 // Lag is counted up to this many events per partition: enough to tell "far behind".
 constexpr std::int64_t kMaxLagCount = 100'000;
+
+// A batch's transaction is cut past this (pg::Pool's operation bound).
+std::chrono::milliseconds transaction_bound(const RuntimeOptions& options) {
+    return std::max<std::chrono::milliseconds>(kBatchTimeout, 4 * options.statement_timeout);
+}
 
 std::string clipped(std::string text) {
     if (text.size() > kMaxErrorLength) text.resize(kMaxErrorLength);
@@ -135,7 +141,10 @@ struct Runtime::Impl {
           dead_lettered{m.counter("ordo_projection_dead_letters_total",
                                   "Poison events parked in ordo.dead_letters")} {
         for (auto& projection : projections) {
-            for (int p = 0; p < options.partitions; ++p) slots.push_back({projection.get(), p});
+            const auto batch = batch_for(*projection, options.batch, transaction_bound(options));
+            for (int p = 0; p < options.partitions; ++p) {
+                slots.push_back({projection.get(), p, batch});
+            }
             add_sink(projection->name());
         }
         // Read-model rows and the checkpoint commit together, so a commit lost in a crash
@@ -150,8 +159,7 @@ struct Runtime::Impl {
             .statement_timeout = options.statement_timeout,
             .name = "projector",
             .preparers = {relaxed_commit, &eventstore::EventStore::prepare},
-            .operation_timeout =
-                std::max<std::chrono::milliseconds>(kBatchTimeout, 4 * options.statement_timeout)});
+            .operation_timeout = transaction_bound(options)});
         pool->register_metrics(m);
         const auto per_partition =
             options.live_buffer_bytes / static_cast<std::size_t>(std::max(options.partitions, 1));
@@ -256,11 +264,11 @@ struct Runtime::Impl {
     }
 
     // The live events that continue `at` without a gap, up to a batch.
-    std::vector<eventstore::RecordedEvent> live_run(int partition, Checkpoint at,
+    std::vector<eventstore::RecordedEvent> live_run(int partition, Checkpoint at, std::size_t batch,
                                                     bool& rest_empty) {
         auto& buffer = *live[static_cast<std::size_t>(partition)];
         std::lock_guard lock{buffer.mutex};
-        auto run = buffer.events.run(at, partition, options.partitions, options.batch);
+        auto run = buffer.events.run(at, partition, options.partitions, batch);
         rest_empty = run.rest_empty;
         return std::move(run.events);
     }
@@ -361,7 +369,7 @@ struct Runtime::Impl {
             const Checkpoint at = lock_checkpoint(txn, slot);
             slot.at = at;
             bool live_drained = false;
-            auto run = live_run(slot.partition, at, live_drained);
+            auto run = live_run(slot.partition, at, slot.batch, live_drained);
             if (!run.empty()) {
                 const auto categories = slot.projection->categories();
                 for (const auto& event : run) {
@@ -376,9 +384,9 @@ struct Runtime::Impl {
                 return run.size();
             }
             auto head = eventstore::EventStore::head(txn);
-            auto rows = eventstore::EventStore::read_partition(
-                txn, at, options.partitions, slot.partition, slot.projection->categories(),
-                options.batch);
+            auto rows =
+                eventstore::EventStore::read_partition(txn, at, options.partitions, slot.partition,
+                                                       slot.projection->categories(), slot.batch);
             Checkpoint next = at;
             std::string last_event_at;
             for (const auto& event : rows) {
@@ -386,8 +394,8 @@ struct Runtime::Impl {
                 next = event.checkpoint();
                 last_event_at = event.recorded_at;
             }
-            if (rows.size() < options.batch && head && *head > next) next = *head;
-            slot.idle = rows.size() < options.batch;
+            if (rows.size() < slot.batch && head && *head > next) next = *head;
+            slot.idle = rows.size() < slot.batch;
             if (next == at) return 0;
             save(txn, slot, next, last_event_at);
             applied_store.inc(static_cast<double>(rows.size()));
@@ -455,9 +463,9 @@ struct Runtime::Impl {
             parked = 0;
             poison = slot.poison;
             const auto at = lock_checkpoint(txn, slot);
-            auto rows = eventstore::EventStore::read_partition(
-                txn, at, options.partitions, slot.partition, slot.projection->categories(),
-                options.batch);
+            auto rows =
+                eventstore::EventStore::read_partition(txn, at, options.partitions, slot.partition,
+                                                       slot.projection->categories(), slot.batch);
             Checkpoint next = at;
             std::string last_event_at;
             std::size_t count = 0;
@@ -838,6 +846,14 @@ void Runtime::run(const std::atomic<bool>& stop) {
 
 std::size_t Runtime::owned_slots() const {
     return impl_->owned;
+}
+
+std::size_t batch_for(const Projection& projection, std::size_t batch,
+                      std::chrono::milliseconds bound) {
+    const auto worst = projection.worst_apply();
+    if (worst.count() <= 0) return std::max<std::size_t>(batch, 1);
+    const auto fits = static_cast<std::size_t>((bound / 2) / worst);
+    return std::clamp<std::size_t>(fits, 1, std::max<std::size_t>(batch, 1));
 }
 
 int slot_lock_key(const std::string& projection) {

@@ -111,4 +111,11 @@ class Runtime {
 // The first key of the advisory lock (key, partition) that owns a projection's slot.
 int slot_lock_key(const std::string& projection);
 
+// How many events one transaction of `projection` applies: `batch`, or fewer when its
+// applies may take long beyond the database (Projection::worst_apply, a webhook's calls), so
+// that a whole batch stays within half of the transaction `bound`; at least one. Otherwise a
+// batch that calls out slowly would hit the bound, roll back and be sent again, for ever.
+std::size_t batch_for(const Projection& projection, std::size_t batch,
+                      std::chrono::milliseconds bound);
+
 }  // namespace ordo::projections

@@ -380,7 +380,7 @@ void QueryService::prepare(pqxx::connection& conn) {
             ", causation_id, correlation_id FROM read.trace_events AS t WHERE trace_id = $1 "
             // Qualified: a bare name would sort by the output column, the text.
             "ORDER BY t.transaction_id, t.global_position LIMIT $2");
-    // Lag in events would need the head of ordo.events, which the reader role cannot see
+    // Lag in events would need the head of ordo.events, which the query role cannot see
     // (least privilege); the projector can publish it as a metric instead. lag_seconds is
     // the age of the last event a partition applied: on a quiet system it grows although
     // nothing is pending, so read it together with the checkpoint.

@@ -20,7 +20,7 @@ class Pool;
 
 namespace ordo::query {
 
-// The Query API: read models over HTTP, on the reader role (it sees only schema `read`).
+// The Query API: read models over HTTP, on the query role (it sees only schema `read`).
 //
 // Single resources carry ETag "<version>" and answer If-None-Match with 304. A request with
 // X-Consistency-Token waits, up to ?wait_ms=, until the projections the route reads have

@@ -2,6 +2,7 @@
 
 #include <pqxx/pqxx>
 
+#include "command/aggregate.hpp"
 #include "tests/support/command_stack.hpp"
 
 namespace ordo::testing {
@@ -50,6 +51,30 @@ TEST(Snapshots, AnUnreadableSnapshotIsIgnored) {
     ASSERT_TRUE(too_many.rejection);
     EXPECT_EQ(too_many.rejection->code, "insufficient_stock");
     EXPECT_FALSE(reserve(stack, "o-2", 100).rejection);
+}
+
+TEST(Snapshots, AStreamWithoutAUsableSnapshotIsSnapshottedByItsNextCommand) {
+    CommandStack stack;
+    auto client = stack.client();
+    for (int i = 0; i < 150; ++i) {
+        ASSERT_EQ(client.post_json("/v1/inventory/sku-s/receipts", {{"quantity", 1}}).status, 200);
+    }
+    ASSERT_EQ(snapshot_version(stack, "inventory-sku-s"), 100);
+    // As a snapshot of an earlier state format reads: not at all.
+    stack.pool().transact(
+        [](pqxx::work& tx) { tx.exec("UPDATE ordo.snapshots SET schema_version = 1"); });
+    // The next command folds all 150 events once, and leaves a snapshot of the current
+    // format at its version, though 151 is no multiple of 100.
+    ASSERT_EQ(client.post_json("/v1/inventory/sku-s/receipts", {{"quantity", 1}}).status, 200);
+    EXPECT_EQ(snapshot_version(stack, "inventory-sku-s"), 151);
+    EXPECT_EQ(stack.pool().transact<pqxx::nontransaction>([](auto& tx) {
+        return tx.exec1("SELECT schema_version FROM ordo.snapshots")[0].template as<int>();
+    }),
+              command::kSnapshotFormat);
+    // And the state it holds is the whole history's: 151 on hand.
+    auto too_many = reserve(stack, "o-1", 152);
+    ASSERT_TRUE(too_many.rejection);
+    EXPECT_FALSE(reserve(stack, "o-2", 151).rejection);
 }
 
 }  // namespace
