@@ -35,6 +35,8 @@ struct ServeOptions {
     bool insecure_no_auth = false;
     ListenerTls tls;
     std::size_t pool_size = 16;
+    std::size_t max_connections = 1024;
+    std::size_t max_connections_per_client = 256;  // from one client address
     // query: where the Command API answers, for the 308s of the moved dead-letter routes;
     // https, or http on a loopback address. Empty: they answer 410.
     std::string command_url;

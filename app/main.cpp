@@ -84,6 +84,22 @@ void add_tls_options(CLI::App* service, ordo::app::ListenerTls& tls, bool takes_
     }
 }
 
+// The caps on open connections of an API listener. Behind a proxy every client shares the
+// proxy's address, so the per-client cap must then be raised to the total.
+void add_connection_options(CLI::App* service, ordo::app::ServeOptions& options) {
+    service->add_option("--max-connections", options.max_connections, "Open connections at most")
+        ->envname("ORDO_MAX_CONNECTIONS")
+        ->check(CLI::Range(1, 65536))
+        ->capture_default_str();
+    service
+        ->add_option("--max-connections-per-client", options.max_connections_per_client,
+                     "Open connections at most from one client address (raise it behind a "
+                     "proxy)")
+        ->envname("ORDO_MAX_CONNECTIONS_PER_CLIENT")
+        ->check(CLI::Range(1, 65536))
+        ->capture_default_str();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -146,6 +162,7 @@ int main(int argc, char** argv) {
         s->add_flag("--insecure-no-auth", serve_options.insecure_no_auth,
                     "Serve /v1 routes without tokens (loopback addresses only)");
         add_tls_options(s, serve_options.tls, true);
+        add_connection_options(s, serve_options);
         s->add_option("--pool-size", serve_options.pool_size, "Database connections")
             ->envname("ORDO_DB_POOL_SIZE")
             ->check(CLI::Range(1, 256))
@@ -309,6 +326,7 @@ int main(int argc, char** argv) {
     serve_query->add_flag("--insecure-no-auth", query_options.insecure_no_auth,
                           "Serve /v1 routes without tokens (loopback addresses only)");
     add_tls_options(serve_query, query_options.tls, true);
+    add_connection_options(serve_query, query_options);
     serve_query
         ->add_option("--command-url", query_options.command_url,
                      "Base URL of the Command API (https, or http on loopback), where moved "

@@ -39,6 +39,8 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
     platform::http::ServerOptions server_options;
     server_options.tokens = *tokens;
     server_options.worker_threads = options.pool_size;
+    server_options.max_connections = options.max_connections;
+    server_options.max_connections_per_client = options.max_connections_per_client;
     server_options.component = options.component;
     server_options.spans = spans.get();
     auto server = start_server(signals, options.address, options.tls, server_options,

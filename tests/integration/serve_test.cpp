@@ -315,5 +315,44 @@ TEST(ServeLimits, TheOpenFileLimitIsRaisedToWhatTheConnectionCapNeeds) {
     EXPECT_GT(limits->first, 256);
 }
 
+TEST(ServeLimits, ThePerClientConnectionCapIsASetting) {
+    TestDatabase db;
+    const auto port = free_port();
+    auto env = service_env(db);
+    env["ORDO_MAX_CONNECTIONS_PER_CLIENT"] = "2";
+    Process service{{ordo_binary(), "serve", "command", "--insecure-no-auth", "--address",
+                     "127.0.0.1:" + std::to_string(port)},
+                    env};
+    ASSERT_TRUE(eventually([&] { return healthy(port); }, 60s));
+    // Two kept-alive connections from this address use the cap up.
+    HttpClient first{"127.0.0.1", port};
+    HttpClient second{"127.0.0.1", port};
+    ASSERT_EQ(first.get("/healthz").status, 200);
+    ASSERT_EQ(second.get("/healthz").status, 200);
+    auto refused = HttpClient{"127.0.0.1", port}.get("/healthz");
+    EXPECT_EQ(refused.status, 503);
+    EXPECT_NE(refused.body.find("too many connections from this address"), std::string::npos);
+    // One closes: a new connection is admitted again.
+    first.close();
+    EXPECT_TRUE(eventually(
+        [&] {
+            try {
+                return HttpClient{"127.0.0.1", port}.get("/healthz").status == 200;
+            } catch (const std::exception&) {
+                return false;
+            }
+        },
+        30s));
+    // A bad value is refused at start, naming the setting.
+    auto bad = env;
+    bad["ORDO_MAX_CONNECTIONS_PER_CLIENT"] = "0";
+    Process refused_start{{"/bin/sh", "-c",
+                           "\"$0\" serve command --insecure-no-auth --address \"$1\" 2>&1 | "
+                           "grep -q -- --max-connections-per-client",
+                           ordo_binary(), "127.0.0.1:" + std::to_string(free_port())},
+                          bad};
+    EXPECT_EQ(refused_start.wait(30s), 0);  // it ended, and its message named the setting
+}
+
 }  // namespace
 }  // namespace ordo::testing
