@@ -45,6 +45,10 @@ using SteadyClock = std::chrono::steady_clock;
 // sending (or these limits pass): closing with unread input makes the kernel send a reset,
 // which can destroy our response before the client reads it.
 constexpr std::chrono::milliseconds kLingerTimeout{2'000};
+// Connections over the caps that are still being told so (they linger up to kLingerTimeout):
+// beyond this many at once, a refused connection is closed at once without an answer, so a
+// flood of refused connections holds a bounded number of descriptors.
+constexpr std::size_t kMaxRefusing = 64;
 constexpr std::size_t kLingerBytes = 4 << 20;
 constexpr std::size_t kDrainChunk = 16 * 1024;
 // Pause before accepting again after accept() fails (e.g. out of descriptors), so that the
@@ -54,8 +58,13 @@ constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
 // Span attributes copied from a request are cut to this length.
 constexpr std::size_t kMaxSpanPathBytes = 1024;
 
-constexpr std::array kRejectReasons{"connection_limit", "client_connection_limit", "queue_full",
-                                    "too_large",        "header_too_large",        "timeout",
+constexpr std::array kRejectReasons{"connection_limit",
+                                    "client_connection_limit",
+                                    "refused_unanswered",
+                                    "queue_full",
+                                    "too_large",
+                                    "header_too_large",
+                                    "timeout",
                                     "bad_request"};
 
 char ascii_lower(char c) {
@@ -338,6 +347,7 @@ struct ServerState {
     metrics::Gauge& in_flight_;
     metrics::Gauge& connections_gauge_;
     std::atomic<bool> stopping_{false};
+    std::atomic<std::size_t> refusing_{0};  // connections over the caps being answered
     ConnectionBudget budget_{options_.max_connections, options_.max_connections_per_client};
 
     std::mutex histograms_mutex_;
@@ -1006,6 +1016,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (counted_) {
             server_.budget_.release(client_);
             server_.connections_gauge_.add(-1);
+        } else {
+            server_.refusing_.fetch_sub(1);
         }
     }
 
@@ -1083,7 +1095,17 @@ void ServerState::on_accept(beast::error_code ec, tcp::socket socket) {
     auto peer = socket.remote_endpoint(peer_ec);
     std::string client = peer_ec ? std::string{"unknown"} : peer.address().to_string();
     auto admission = budget_.admit(client);
-    if (admission == ConnectionBudget::Verdict::admitted) connections_gauge_.add(1);
+    if (admission == ConnectionBudget::Verdict::admitted) {
+        connections_gauge_.add(1);
+    } else if (refusing_.fetch_add(1) >= kMaxRefusing) {
+        // Too many refusals in their linger already: this one gets no answer.
+        refusing_.fetch_sub(1);
+        rejected("refused_unanswered");
+        beast::error_code ignored;
+        socket.close(ignored);
+        do_accept();
+        return;
+    }
     auto connection = std::make_shared<Connection>(*this, std::move(socket), tls_context_.load(),
                                                    std::move(client), admission);
     add_connection(connection.get(), connection);
