@@ -7,7 +7,8 @@
 // The test stack's NATS users. Tests name their streams, subjects and buckets after
 // themselves so that they can run in any order; the services' users of the stack may touch
 // only the default names (deploy/stack.sh), so test clients and the services that tests
-// spawn connect as the stack's administrator. tests/integration/nats_security_test.cpp
+// spawn connect as the stack's administrator (Process keeps a shell's per-service settings
+// from reaching them). tests/integration/nats_security_test.cpp
 // holds each service's own user to its permissions.
 namespace ordo::testing {
 

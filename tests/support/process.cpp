@@ -17,11 +17,28 @@ extern char** environ;
 
 namespace ordo::testing {
 
+namespace {
+
+// A per-service credential of the stack (ORDO_COMMAND_NATS_URL, ORDO_QUERY_DATABASE_URL...):
+// a shell that loaded stack.env would otherwise hand the child a service's own user, which
+// may touch only the default names, in place of what the test gave it.
+bool is_stack_credential(const std::string& name) {
+    auto ends_with = [&](const std::string& tail) {
+        return name.size() > tail.size() &&
+               name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+    };
+    return name.rfind("ORDO_", 0) == 0 && (ends_with("_NATS_URL") || ends_with("_DATABASE_URL"));
+}
+
+}  // namespace
+
 Process::Process(std::vector<std::string> argv, const std::map<std::string, std::string>& env) {
     std::vector<std::string> env_strings;
     for (char** e = environ; *e; ++e) {
         std::string entry{*e};
-        if (!env.count(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);  // ours win
+        const auto name = entry.substr(0, entry.find('='));
+        if (env.count(name) || is_stack_credential(name)) continue;  // the test's own win
+        env_strings.push_back(entry);
     }
     for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
     std::vector<char*> args, envp;
