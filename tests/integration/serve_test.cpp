@@ -77,10 +77,8 @@ Issued issue(const PrivateDir& dir, const std::string& name, const std::string& 
 }
 
 std::map<std::string, std::string> service_env(TestDatabase& db) {
-    auto env = db.service_env();
-    env.merge(std::map<std::string, std::string>{{"ORDO_NATS_URL", nats_admin_url()},
-                                                 {"ORDO_NATS_CA_FILE", nats_ca_file()},
-                                                 {"ORDO_PARTITIONS", "4"},
+    auto env = spawned_service_env(db);
+    env.merge(std::map<std::string, std::string>{{"ORDO_PARTITIONS", "4"},
                                                  {"ORDO_API_TOKENS", ""},
                                                  {"ORDO_API_TOKENS_FILE", ""},
                                                  {"ORDO_LOG_LEVEL", "warn"}});

@@ -25,4 +25,11 @@ platform::nats::ClientSettings nats_user(const std::string& service) {
     return {.url = stack_setting(name.c_str()), .ca_file = nats_ca_file()};
 }
 
+std::map<std::string, std::string> spawned_service_env(const TestDatabase& db) {
+    auto env = db.service_env();
+    env["ORDO_NATS_URL"] = nats_admin_url();
+    env["ORDO_NATS_CA_FILE"] = nats_ca_file();
+    return env;
+}
+
 }  // namespace ordo::testing

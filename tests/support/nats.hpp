@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <string>
 
 #include "platform/nats.hpp"
@@ -19,6 +20,12 @@ platform::nats::ClientSettings nats_admin();
 // of a spawned service: ORDO_NATS_URL and ORDO_NATS_CA_FILE.
 std::string nats_admin_url();
 std::string nats_ca_file();
+
+class TestDatabase;
+
+// The environment of a service a test spawns: every service's database URL on `db` (each its
+// own role) and NATS as the administrator over the stack's TLS.
+std::map<std::string, std::string> spawned_service_env(const TestDatabase& db);
 
 // One service's own user (command, query, relay, projector, sagas), as stack.env gives it.
 platform::nats::ClientSettings nats_user(const std::string& service);
