@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "app/host.hpp"
+#include "eventstore/topology.hpp"
 #include "platform/log.hpp"
 #include "platform/nats.hpp"
 #include "projections/rebuild.hpp"
@@ -51,9 +52,9 @@ struct ProjectorOptions {
     std::string address = "127.0.0.1:8091";  // health and metrics
     std::string database_url;
     platform::nats::ClientSettings nats;  // ORDO_<SERVICE>_NATS_URL, ORDO_NATS_CA_FILE
-    int partitions = 16;
-    std::string stream = "ORDO_EVENTS";
-    std::string subject_prefix = "ordo.events";
+    int partitions = eventstore::kDefaultPartitions;
+    std::string stream = eventstore::kDefaultJetStream;
+    std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     std::string dead_letter_policy;  // "orders=halt,inventory=skip"; unnamed ones skip
     std::string breaker_bucket = "ordo_breakers";  // NATS KV bucket; empty: no sharing
     int breaker_cool_down_ms = 1000;
@@ -75,9 +76,9 @@ struct RelayServeOptions {
     std::string address = "127.0.0.1:8090";  // health and metrics
     std::string database_url;
     platform::nats::ClientSettings nats;  // ORDO_<SERVICE>_NATS_URL, ORDO_NATS_CA_FILE
-    int partitions = 16;
-    std::string stream = "ORDO_EVENTS";
-    std::string subject_prefix = "ordo.events";
+    int partitions = eventstore::kDefaultPartitions;
+    std::string stream = eventstore::kDefaultJetStream;
+    std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     int duplicate_window_seconds = 120;
     int max_age_hours = 168;
     ListenerTls tls;
@@ -93,9 +94,9 @@ struct SagasOptions {
     std::string database_url;
     platform::nats::ClientSettings nats;  // ORDO_<SERVICE>_NATS_URL, ORDO_NATS_CA_FILE
     std::string mode = "orchestration";
-    int partitions = 16;
-    std::string stream = "ORDO_EVENTS";
-    std::string subject_prefix = "ordo.events";
+    int partitions = eventstore::kDefaultPartitions;
+    std::string stream = eventstore::kDefaultJetStream;
+    std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     int workers = 8;
     std::size_t pool_size = 16;
     int step_timeout_ms = 10'000;

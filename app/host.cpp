@@ -17,7 +17,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <pqxx/pqxx>
+
+#include "eventstore/topology.hpp"
 #include "platform/config.hpp"
+#include "platform/pg.hpp"
 
 namespace ordo::app {
 
@@ -342,6 +346,42 @@ int run_until_stopped(StopSignals& signals, platform::http::Server& server,
     server.stop(std::chrono::seconds(5));
     log.info("stopped");
     return 0;
+}
+
+std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& database_url,
+                                       int partitions, const platform::Logger& log) {
+    bool waiting_logged = false;
+    for (;;) {
+        try {
+            pqxx::connection connection{
+                platform::pg::connection_url(database_url, "ordo-partition-count")};
+            pqxx::work txn{connection};
+            txn.exec0("SET TRANSACTION READ WRITE");  // the query role reads only by default
+            eventstore::claim_partition_count(txn, partitions);
+            txn.commit();
+            return std::nullopt;
+        } catch (const eventstore::PartitionCountMismatch& e) {
+            log.error(
+                "refusing to start: wrong partition count",
+                {{"recorded", e.recorded()}, {"configured", partitions}, {"error", e.what()}});
+            return 2;
+        } catch (const std::exception& e) {
+            if (!signals || platform::pg::classify(std::current_exception()) !=
+                                platform::FailureKind::transient) {
+                log.error(
+                    "refusing to start: the database cannot record the partition count "
+                    "(are its migrations applied? `ordo migrate`)",
+                    {{"error", e.what()}});
+                return 2;
+            }
+            if (!waiting_logged) {
+                log.warn("waiting for the database to check the partition count",
+                         {{"error", e.what()}});
+                waiting_logged = true;
+            }
+        }
+        if (signals->wait_for(std::chrono::seconds(1))) return 0;
+    }
 }
 
 }  // namespace ordo::app

@@ -113,6 +113,17 @@ using Loop = std::function<void(const std::atomic<bool>& stop)>;
 int run_until_stopped(StopSignals& signals, platform::http::Server& server,
                       const std::vector<Loop>& loops, const platform::Logger& log);
 
+// Before a service that works per partition (relay, projector, sagas, query, rebuild) starts
+// its work: records its partition count in the database if none is recorded yet, or checks
+// that it is the recorded one (eventstore::claim_partition_count). While the database
+// cannot be reached it retries every second (logged once), so a service may start before
+// its database; without `signals` (a one-shot command) it tries once. Returns nullopt to go
+// on, else the exit code: 2 (logged, naming both counts) on a mismatch or a database that
+// cannot answer (not migrated, or unreachable for a one-shot command), 0 when a stop signal
+// came first.
+std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& database_url,
+                                       int partitions, const platform::Logger& log);
+
 // "<host>:<pid>", naming this process in checkpoints and logs.
 std::string instance_name();
 

@@ -6,6 +6,7 @@
 #include "app/commands.hpp"
 #include "app/two_phase.hpp"
 #include "eventstore/schema.hpp"
+#include "eventstore/topology.hpp"
 #include "platform/config.hpp"
 #include "platform/migrator.hpp"
 
@@ -189,7 +190,7 @@ int main(int argc, char** argv) {
     app::add_nats_options(serve_projector, projector_options.nats, "projector");
     serve_projector->add_option("--partitions", projector_options.partitions, "Partitions (P)")
         ->envname("ORDO_PARTITIONS")
-        ->check(CLI::Range(1, 1024))
+        ->check(CLI::Range(1, eventstore::kMaxPartitions))
         ->capture_default_str();
     serve_projector->add_option("--stream", projector_options.stream, "JetStream stream")
         ->envname("ORDO_NATS_STREAM")
@@ -280,7 +281,7 @@ int main(int argc, char** argv) {
     app::add_nats_options(serve_relay, relay_options.nats, "relay");
     serve_relay->add_option("--partitions", relay_options.partitions, "Partitions (P)")
         ->envname("ORDO_PARTITIONS")
-        ->check(CLI::Range(1, 1024))
+        ->check(CLI::Range(1, eventstore::kMaxPartitions))
         ->capture_default_str();
     serve_relay->add_option("--stream", relay_options.stream, "JetStream stream")
         ->envname("ORDO_NATS_STREAM")
@@ -309,7 +310,7 @@ int main(int argc, char** argv) {
         serve->add_subcommand("query", "The query API (REST) on the read-only role");
     app::ServeOptions query_options;
     query_options.address = "127.0.0.1:8081";
-    int query_partitions = 16;
+    int query_partitions = eventstore::kDefaultPartitions;
     serve_query->add_option("--address", query_options.address, "host:port to listen on")
         ->envname("ORDO_QUERY_ADDR")
         ->capture_default_str();
@@ -334,7 +335,7 @@ int main(int argc, char** argv) {
         ->envname("ORDO_COMMAND_URL");
     serve_query->add_option("--partitions", query_partitions, "Partitions (P) of the projections")
         ->envname("ORDO_PARTITIONS")
-        ->check(CLI::Range(1, 1024))
+        ->check(CLI::Range(1, eventstore::kMaxPartitions))
         ->capture_default_str();
     serve_query->add_option("--pool-size", query_options.pool_size, "Database connections")
         ->envname("ORDO_DB_POOL_SIZE")
@@ -366,7 +367,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve_sagas->add_option("--partitions", sagas_options.partitions, "Partitions (P)")
         ->envname("ORDO_PARTITIONS")
-        ->check(CLI::Range(1, 1024))
+        ->check(CLI::Range(1, eventstore::kMaxPartitions))
         ->capture_default_str();
     serve_sagas->add_option("--stream", sagas_options.stream, "JetStream stream")
         ->envname("ORDO_NATS_STREAM")
@@ -457,7 +458,7 @@ int main(int argc, char** argv) {
         ->add_option("--partitions", rebuild_options.rebuild.partitions,
                      "Partitions (P) of the projection runtime")
         ->envname("ORDO_PARTITIONS")
-        ->check(CLI::Range(1, 1024))
+        ->check(CLI::Range(1, eventstore::kMaxPartitions))
         ->capture_default_str();
     rebuild->add_option("--batch", rebuild_options.rebuild.batch, "Events per transaction")
         ->check(CLI::Range(1, 1'000'000))

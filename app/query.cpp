@@ -25,6 +25,8 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
         return 2;
     }
     StopSignals signals;
+    // Before serving: a read compares its token with the checkpoint of its partition.
+    if (auto rc = agree_on_partitions(&signals, options.database_url, partitions, log)) return *rc;
 
     platform::metrics::Registry registry;
     auto spans = span_exporter("ordo-query", log, registry);

@@ -92,6 +92,10 @@ void print_plan(const projections::RebuildPlan& plan, const projections::Rebuild
 }  // namespace
 
 int run_rebuild(const RebuildCommandOptions& options, const platform::Logger& log) {
+    if (auto rc = agree_on_partitions(nullptr, options.rebuild.database_url,
+                                      options.rebuild.partitions, log)) {
+        return *rc;
+    }
     ProgressLine progress{options.projection};
     platform::SystemClock clock;
     try {

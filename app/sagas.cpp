@@ -177,6 +177,9 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     auto server = start_server(signals, options.address, options.tls, server_options,
                                std::move(router), log, registry);
     if (!server) return 1;
+    if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions, log)) {
+        return *rc;
+    }
     log.info("saga runner running",
              {{"mode", options.mode}, {"workers", options.workers}, {"metrics", options.address}});
 

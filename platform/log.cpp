@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "platform/trace.hpp"
+#include "platform/utc_time.hpp"
 
 namespace ordo::platform {
 namespace {
@@ -25,19 +26,6 @@ const char* level_name(LogLevel level) {
             return "error";
     }
     return "info";
-}
-
-std::string utc_now() {
-    auto now = std::chrono::system_clock::now();
-    auto secs = std::chrono::time_point_cast<std::chrono::seconds>(now);
-    auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now - secs).count();
-    std::time_t t = std::chrono::system_clock::to_time_t(secs);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[40];
-    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-    std::snprintf(buf + n, sizeof buf - n, ".%06lldZ", static_cast<long long>(micros));
-    return buf;
 }
 
 }  // namespace
@@ -73,7 +61,7 @@ bool Logger::enabled(LogLevel level) const {
 
 void Logger::log(LogLevel level, std::string_view message, const nlohmann::json& fields) const {
     if (!enabled(level)) return;
-    nlohmann::json line = {{"time", utc_now()},
+    nlohmann::json line = {{"time", format_utc(std::chrono::system_clock::now())},
                            {"level", level_name(level)},
                            {"component", component_},
                            {"message", message}};

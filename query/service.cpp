@@ -17,6 +17,7 @@
 #include "platform/errors.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
+#include "platform/utc_time.hpp"
 #include "query/progress_watch.hpp"
 
 namespace ordo::query {
@@ -38,15 +39,9 @@ constexpr std::chrono::milliseconds kMaxWait{10000};
 // traceparent on any number of commands, so the answer is bounded all the same.
 constexpr std::int64_t kMaxTraceEvents = 10000;
 
-constexpr const char* kUtc = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
-
-std::string rfc3339(const char* column) {
-    return std::string{"to_char("} + column + " AT TIME ZONE 'UTC', " + kUtc + ")";
-}
-
 const std::string kOrderColumns =
     "order_id, customer_id, account_id, status, lines::text, total, cancel_reason, version, " +
-    rfc3339("updated_at") + ", placed_position";
+    platform::sql_utc("updated_at") + ", placed_position";
 
 // The list query in its four shapes (status filter or not, first page or after a cursor),
 // each prepared, so that every shape gets a plan that uses the (customer_id[, status],
@@ -376,7 +371,7 @@ void QueryService::prepare(pqxx::connection& conn) {
     conn.prepare(
         "query_trace",
         "SELECT stream_id, stream_version, event_type, transaction_id::text, global_position, " +
-            rfc3339("recorded_at") +
+            platform::sql_utc("recorded_at") +
             ", causation_id, correlation_id FROM read.trace_events AS t WHERE trace_id = $1 "
             // Qualified: a bare name would sort by the output column, the text.
             "ORDER BY t.transaction_id, t.global_position LIMIT $2");
@@ -390,9 +385,9 @@ void QueryService::prepare(pqxx::connection& conn) {
                  "SELECT p.projection, p.partition, p.owner, p.transaction_id, "
                  "p.global_position, CASE WHEN p.last_event_at IS NOT NULL "
                  "THEN greatest(0, extract(epoch FROM now() - p.last_event_at))::float8 END, " +
-                     rfc3339("p.updated_at") +
+                     platform::sql_utc("p.updated_at") +
                      ", s.breaker, s.lag_events, s.lag_seconds, s.halted_on, " +
-                     rfc3339("s.updated_at") +
+                     platform::sql_utc("s.updated_at") +
                      ", (SELECT count(*) FROM read.dead_letters d WHERE d.projection = "
                      "p.projection AND d.partition = p.partition AND d.status IN ('parked', "
                      "'retry_requested', 'skip_requested')) "
@@ -404,9 +399,9 @@ void QueryService::prepare(pqxx::connection& conn) {
                  "SELECT id, projection, partition, transaction_id, global_position, stream_id, "
                  "stream_version, event_id, event_type, payload::text, metadata::text, error, "
                  "attempts, policy, status, " +
-                     rfc3339("recorded_at") + ", " + rfc3339("created_at") + ", " +
-                     rfc3339("updated_at") + ", " + rfc3339("requested_at") + ", " +
-                     rfc3339("resolved_at") +
+                     platform::sql_utc("recorded_at") + ", " + platform::sql_utc("created_at") +
+                     ", " + platform::sql_utc("updated_at") + ", " +
+                     platform::sql_utc("requested_at") + ", " + platform::sql_utc("resolved_at") +
                      " FROM read.dead_letters WHERE ($1::text IS NULL OR projection = $1) "
                      "AND ($2::text IS NULL OR status = $2) AND ($3::int IS NULL OR partition = "
                      "$3) AND id > $4 ORDER BY id LIMIT $5");

@@ -10,6 +10,10 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "eventstore/topology.hpp"
+#include "platform/errors.hpp"
 
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
@@ -363,6 +367,58 @@ TEST(ServeLimits, ThePerClientConnectionCapIsASetting) {
                            ordo_binary(), "127.0.0.1:" + std::to_string(free_port())},
                           bad};
     EXPECT_EQ(refused_start.wait(30s), 0);  // it ended, and its message named the setting
+}
+
+// The partition count is recorded by the first service of a database; every other count is
+// refused, by the store function and by each service that works per partition.
+TEST(ServePartitions, EveryServiceKeepsToThePartitionCountItsDatabaseRecorded) {
+    TestDatabase db;
+    {
+        pqxx::connection relay{db.relay_url()};
+        pqxx::work txn{relay};
+        EXPECT_THROW(eventstore::claim_partition_count(txn, 0), platform::InvalidInput);
+        eventstore::claim_partition_count(txn, 4);  // the first: recorded
+        eventstore::claim_partition_count(txn, 4);  // the same again: agreed
+        txn.commit();
+    }
+    {
+        pqxx::connection sagas{db.sagas_url()};
+        pqxx::work txn{sagas};
+        try {
+            eventstore::claim_partition_count(txn, 8);
+            ADD_FAILURE() << "another count was accepted";
+        } catch (const eventstore::PartitionCountMismatch& e) {
+            EXPECT_EQ(e.recorded(), 4);
+        }
+    }
+    {
+        // The query role's sessions read only by default; it checks in a READ WRITE one.
+        pqxx::connection query{db.query_url()};
+        pqxx::work txn{query};
+        txn.exec0("SET TRANSACTION READ WRITE");
+        eventstore::claim_partition_count(txn, 4);
+        txn.commit();
+    }
+    auto env = service_env(db);
+    env["ORDO_PARTITIONS"] = "8";
+    for (const std::string service : {"projector", "query", "sagas", "relay"}) {
+        // Each ends at once, saying why; grep's status is the pipe's.
+        Process refused{{"/bin/sh", "-c",
+                         "\"$0\" serve \"$1\" --address \"$2\" $3 2>&1 | "
+                         "grep -q 'partitioned 4 ways'",
+                         ordo_binary(), service, "127.0.0.1:" + std::to_string(free_port()),
+                         service == "query" ? "--insecure-no-auth" : ""},
+                        env};
+        EXPECT_EQ(refused.wait(60s), 0) << service;
+    }
+    // With the recorded count a service runs.
+    const auto port = free_port();
+    env["ORDO_PARTITIONS"] = "4";
+    Process agreed{
+        {ordo_binary(), "serve", "projector", "--address", "127.0.0.1:" + std::to_string(port)},
+        env};
+    EXPECT_TRUE(eventually([&] { return healthy(port); }, 60s));
+    EXPECT_FALSE(agreed.wait(2s)) << "the projector ended";
 }
 
 }  // namespace

@@ -1,0 +1,39 @@
+// How streams are spread over partitions and where their events go on the wire: the defaults
+// every service's options start from, and the partition count a database is set up for.
+#pragma once
+
+#include <stdexcept>
+
+namespace pqxx {
+class transaction_base;
+}
+
+namespace ordo::eventstore {
+
+// P: a stream's partition is platform::partition_of(stream, P). Every service of one
+// database must use the same P (see claim_partition_count).
+inline constexpr int kDefaultPartitions = 16;
+inline constexpr int kMaxPartitions = 1024;
+// The JetStream stream the relay publishes to, and its subjects'
+// "<prefix>.<partition>.<category>" prefix.
+inline constexpr const char* kDefaultJetStream = "ORDO_EVENTS";
+inline constexpr const char* kDefaultSubjectPrefix = "ordo.events";
+
+// The database is set up for another partition count than this service was started with.
+class PartitionCountMismatch : public std::runtime_error {
+   public:
+    PartitionCountMismatch(int recorded, int requested);
+    int recorded() const { return recorded_; }
+
+   private:
+    int recorded_;
+};
+
+// Records `partitions` as the database's partition count when none is recorded yet (the first
+// service to start decides), in the caller's transaction, which must be able to write (the
+// query role's sessions are read-only by default: open it READ WRITE; the function runs as
+// its owner, so no role needs grants on the table). Throws PartitionCountMismatch when
+// another count is recorded, platform::InvalidInput outside 1..kMaxPartitions.
+void claim_partition_count(pqxx::transaction_base& txn, int partitions);
+
+}  // namespace ordo::eventstore
