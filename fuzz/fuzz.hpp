@@ -1,3 +1,5 @@
+// ORDO_FUZZ_CHECK: how the fuzz targets state a property every input must keep; a broken one
+// aborts, so that libFuzzer reports it and saves the input.
 #pragma once
 
 #include <cstdio>

@@ -1,3 +1,5 @@
+// Token files read line by line (name, scopes, SHA-256 in hex), bearer tokens checked against
+// every entry in constant time, and new tokens drawn from the operating system's generator.
 #include "platform/api_tokens.hpp"
 
 #include <openssl/evp.h>

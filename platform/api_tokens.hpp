@@ -1,3 +1,5 @@
+// The API's bearer tokens: the token file's format, its parsing into a TokenSet, the
+// constant-time check of an Authorization header, and the making of new tokens.
 #pragma once
 
 #include <array>

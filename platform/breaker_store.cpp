@@ -1,3 +1,5 @@
+// The key-value breaker store on cnats: the bucket opened or created on first use, and get,
+// create and compare-and-set update, each bounded by the timeout; a lost race is no error.
 #include "platform/breaker_store.hpp"
 
 #include <mutex>

@@ -1,3 +1,5 @@
+// The BreakerStore on a NATS JetStream key-value bucket, where a fleet's shared circuit
+// breakers keep their states.
 #pragma once
 
 #include <chrono>

@@ -1,3 +1,5 @@
+// The circuit breaker's state machine: calls and probes admitted, outcomes counted in the
+// window, trips, cool-downs with growth and jitter, transitions reported off the lock.
 #include "platform/circuit_breaker.hpp"
 
 #include <algorithm>

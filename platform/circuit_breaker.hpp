@@ -1,3 +1,5 @@
+// A circuit breaker over calls to a dependency: closed, open and half-open, a sliding window
+// of outcomes, and a cool-down that grows with each reopening. Time and jitter are injected.
 #pragma once
 
 #include <chrono>

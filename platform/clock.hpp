@@ -1,3 +1,5 @@
+// The Clock that breakers, deadlines and retries read time through: the system clock for the
+// services, and a manual clock that tests move by hand.
 #pragma once
 
 #include <atomic>

@@ -1,3 +1,5 @@
+// Env files read and exported (explicit settings win), and PostgreSQL URIs and key=value
+// connection strings rewritten: their database replaced, missing defaults appended.
 #include "platform/config.hpp"
 
 #include <cctype>

@@ -1,3 +1,5 @@
+// Service configuration helpers: env files as deploy/stack.sh writes them, environment
+// lookups, and PostgreSQL connection strings given another database or default parameters.
 #pragma once
 
 #include <map>

@@ -1,3 +1,4 @@
+// Connections admitted against the total and per-client caps, and released, under one lock.
 #include "platform/connection_budget.hpp"
 
 namespace ordo::platform {

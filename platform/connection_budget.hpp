@@ -1,3 +1,5 @@
+// The HTTP server's cap on open connections: a total, and a share per client address, so
+// that one client cannot take them all.
 #pragma once
 
 #include <cstddef>

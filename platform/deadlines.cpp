@@ -1,3 +1,5 @@
+// The deadline set as two indexes kept in step: by time, to take what is due, and by id, to
+// disarm.
 #include "platform/deadlines.hpp"
 
 namespace ordo::platform {

@@ -1,3 +1,5 @@
+// A set of armed deadlines, each firing once or disarmed, for an owner that sleeps until the
+// next one (the connection pool's watchdog).
 #pragma once
 
 #include <chrono>

@@ -1,3 +1,5 @@
+// Answers the exception in flight: OutcomeUnknown, Overloaded, Unavailable or a transient
+// database error becomes a logged 503; anything else is rethrown.
 #include "platform/dependency_failure.hpp"
 
 #include <exception>

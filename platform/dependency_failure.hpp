@@ -1,3 +1,5 @@
+// The one mapping from a failed dependency (PostgreSQL, NATS) to a 503 answer, shared by every
+// service, each naming in its own words what was left undone.
 #pragma once
 
 #include <optional>

@@ -1,3 +1,5 @@
+// The few error types that infrastructure failures become at adapter boundaries, and the one
+// verdict on whether a failure is transient or permanent.
 #pragma once
 
 #include <stdexcept>

@@ -1,3 +1,5 @@
+// The table of problem types, the router's patterns and most-specific matching with strict
+// path decoding, the access decision, and the parsing of request targets.
 #include "platform/http.hpp"
 
 #include <algorithm>

@@ -1,3 +1,5 @@
+// The plain HTTP types handlers see (requests, responses, problem documents, access scopes)
+// and the Router that maps a method and a path, spelt one way only, to a handler.
 #pragma once
 
 #include <cstdint>

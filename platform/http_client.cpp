@@ -1,3 +1,5 @@
+// The outgoing client on Beast and OpenSSL: URL parsing, then one deadline over resolving,
+// connecting, the TLS handshake (SNI, chain and host name checked), writing and reading.
 #include "platform/http_client.hpp"
 
 #include <arpa/inet.h>

@@ -1,3 +1,5 @@
+// The services' outgoing HTTP client: one POST per call on a fresh connection, http:// or
+// verified https://, the whole exchange bounded by one timeout.
 #pragma once
 
 #include <chrono>

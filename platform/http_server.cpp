@@ -1,3 +1,5 @@
+// The server on Beast and Asio: accepts within the connection budget, TLS handshakes, reads
+// under limits and timeouts, the worker pool, parked requests, spans and lingering closes.
 #include "platform/http_server.hpp"
 
 #include <array>

@@ -1,3 +1,5 @@
+// The HTTP/1.1 server every Ordo service runs, plain or TLS: its options and limits, so that
+// handlers, on a bounded worker pool, only ever see a complete, authorised request.
 #pragma once
 
 #include <chrono>

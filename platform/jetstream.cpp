@@ -1,3 +1,5 @@
+// The JetStream client on cnats: streams created or updated, windowed batch publishing with
+// per-message acks, ordered subscriptions, and the one reading of cnats status codes.
 #include "platform/jetstream.hpp"
 
 #include <algorithm>

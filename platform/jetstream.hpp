@@ -1,3 +1,5 @@
+// The JetStream adapter: a reconnecting NATS connection that ensures streams, publishes
+// batches with a window of unacknowledged messages, and runs ordered push consumers.
 #pragma once
 
 #include <chrono>

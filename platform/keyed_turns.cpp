@@ -1,3 +1,5 @@
+// A waiting line per key under one mutex: a released turn goes to the first waiter; a full
+// line or a passed deadline throws Overloaded.
 #include "platform/keyed_turns.hpp"
 
 #include <utility>

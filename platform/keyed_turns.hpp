@@ -1,3 +1,5 @@
+// Turns per key in arrival order, bounded: commands on one busy stream queue here, in the
+// process, instead of each holding a database connection.
 #pragma once
 
 #include <chrono>

@@ -1,3 +1,5 @@
+// The logger on spdlog: one shared stderr sink (or a null one for silence), each line a JSON
+// object built here, and log levels parsed from text.
 #include "platform/log.hpp"
 
 #include <chrono>

@@ -1,3 +1,5 @@
+// The structured logger: one JSON object per line with time, level, component, message,
+// trace ids and fields.
 #pragma once
 
 #include <memory>

@@ -1,3 +1,5 @@
+// Atomic updates of counters, gauges and histogram buckets, and the Prometheus text rendering
+// with escaped label values and the shortest numbers that read back the same.
 #include "platform/metrics.hpp"
 
 #include <algorithm>

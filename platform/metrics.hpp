@@ -1,3 +1,5 @@
+// Prometheus metrics: counters, gauges and histograms in a registry that renders the text
+// format; series references stay valid, so hot paths look them up once.
 #pragma once
 
 #include <atomic>

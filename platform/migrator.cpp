@@ -1,3 +1,5 @@
+// Migrations under an advisory lock: the ordo_migrations.applied table, the applied files
+// checked against their checksums, then each new file in its own transaction.
 #include "platform/migrator.hpp"
 
 #include <algorithm>

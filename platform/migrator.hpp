@@ -1,3 +1,5 @@
+// The schema migrator: numbered SQL files applied in order, each once, with its checksum
+// recorded; a history this binary cannot safely extend is refused.
 #pragma once
 
 #include <stdexcept>

@@ -1,3 +1,5 @@
+// The reconnecting NATS connection on cnats: reconnects logged and counted from cnats'
+// callbacks, and a close that waits for the last callback before freeing what they use.
 #include "platform/nats.hpp"
 
 #include <atomic>

@@ -1,3 +1,5 @@
+// How a client reaches NATS (URLs, TLS, passwords kept out of logs), and the plain
+// reconnecting NATS connection whose state the readiness check reads.
 #pragma once
 
 #include <memory>

@@ -1,3 +1,5 @@
+// NATS URLs taken apart (scheme, host, password redacted) and applied to cnats options: TLS
+// for tls:// or a CA file, with the first URL's host as the name the certificate must carry.
 #include "platform/nats_options.hpp"
 
 #include <stdexcept>

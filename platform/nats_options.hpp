@@ -1,3 +1,4 @@
+// ClientSettings applied to cnats options: the URLs, and TLS with its CA and expected host.
 #pragma once
 
 #include <nats/nats.h>

@@ -1,3 +1,4 @@
+// cnats status codes read one way for every adapter: described, and transient or not.
 #pragma once
 
 #include <string>

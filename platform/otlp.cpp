@@ -1,3 +1,5 @@
+// Spans encoded in OTLP's JSON mapping, and the exporter's thread: batches sent when full or
+// due, backoff while the collector fails, dropped spans counted.
 #include "platform/otlp.hpp"
 
 #include <algorithm>

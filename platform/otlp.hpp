@@ -1,3 +1,5 @@
+// Spans, and their export to an OpenTelemetry collector as OTLP/HTTP JSON from a bounded
+// queue on a background thread, so that a slow collector never delays a request.
 #pragma once
 
 #include <array>

@@ -1,3 +1,5 @@
+// Which partition a stream belongs to: the FNV-1a hash of its id modulo the partition count,
+// fixed forever and computed the same way in SQL.
 #pragma once
 
 #include <cstdint>

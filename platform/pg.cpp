@@ -1,3 +1,5 @@
+// The pool at work: connections opened with keepalive parameters, waiters served in arrival
+// order, the watchdog that shuts overdue sockets down, failures classified by SQLSTATE.
 #include "platform/pg.hpp"
 
 #include <sys/socket.h>

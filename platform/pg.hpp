@@ -1,3 +1,5 @@
+// The PostgreSQL connection pool: bounded, lazily opened connections, a watchdog over each
+// transaction, and the one classification of database failures.
 #pragma once
 
 #include <chrono>

@@ -1,3 +1,4 @@
+// /healthz, /readyz (a SELECT 1 through the pool, and whether NATS is connected) and /metrics.
 #include "platform/service_routes.hpp"
 
 #include <nlohmann/json.hpp>

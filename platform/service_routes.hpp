@@ -1,3 +1,4 @@
+// The routes every service serves besides its own: health, readiness and metrics.
 #pragma once
 
 #include "platform/http.hpp"

@@ -1,3 +1,6 @@
+// The shared breaker's decisions: the fleet's state adopted, the probe claimed by
+// compare-and-set, openings and verdicts published; the local breaker alone while the store
+// cannot be reached.
 #include "platform/shared_breaker.hpp"
 
 #include <nlohmann/json.hpp>

@@ -1,3 +1,5 @@
+// Circuit breakers shared by a fleet: the state instances exchange, the store that holds it,
+// and a local breaker kept in step so that one instance alone probes a recovering dependency.
 #pragma once
 
 #include <chrono>

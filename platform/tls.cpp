@@ -1,3 +1,5 @@
+// The TLS policy on OpenSSL (protocol floor, cipher list, no compression or renegotiation),
+// identities loaded without passphrase prompts, certificate summaries and error text.
 #include "platform/tls.hpp"
 
 #include <openssl/bn.h>

@@ -1,3 +1,5 @@
+// The TLS policy every Ordo endpoint shares, the loading of a server's certificate chain and
+// key, and a summary of the loaded certificate.
 #pragma once
 
 #include <chrono>

@@ -1,3 +1,5 @@
+// The traceparent and tracestate grammars, hex ids, and ids drawn from a seeded or per-thread
+// random generator.
 #include "platform/trace.hpp"
 
 #include <algorithm>

@@ -1,3 +1,5 @@
+// W3C trace context: traceparent and tracestate parsed strictly and formatted, and fresh
+// trace, span and UUID ids.
 #pragma once
 
 #include <array>

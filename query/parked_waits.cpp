@@ -1,3 +1,5 @@
+// Whether a read's partitions have passed a token, and the parking, settling and draining of
+// waits against progress and deadlines.
 #include "query/parked_waits.hpp"
 
 #include <algorithm>

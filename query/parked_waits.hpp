@@ -1,3 +1,5 @@
+// The bookkeeping of reads parked until the projections pass their consistency token: which
+// partitions each needs, and when each wait is over. Pure, so the decisions are unit tested.
 #pragma once
 
 #include <chrono>

@@ -1,3 +1,5 @@
+// Projection progress read from read.projection_progress, and the watch's thread: it polls
+// while anything waits, settles the waits, and runs their wakes outside the lock.
 #include "query/progress_watch.hpp"
 
 #include <algorithm>

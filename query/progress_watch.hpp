@@ -1,3 +1,5 @@
+// The one thread that reads projection progress for every parked read and wakes each when its
+// token is passed or its deadline comes.
 #pragma once
 
 #include <chrono>

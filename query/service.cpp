@@ -1,3 +1,5 @@
+// The Query API's routes: strict request reading, the prepared list queries and their
+// checksummed cursor, ETag answers, and the consistency wait before a read.
 #include "query/service.hpp"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// The Query API: read models over HTTP, with ETags and read-your-writes consistency tokens.
 #pragma once
 
 #include <cstddef>

@@ -1,3 +1,5 @@
+// The in-process command stack on a test database of its own (command role), and a count of
+// the events stored.
 #include "tests/support/command_stack.hpp"
 
 #include <pqxx/pqxx>

@@ -1,3 +1,4 @@
+// A test fixture: the command service wired as `ordo serve command` wires it, in-process.
 #pragma once
 
 #include <memory>

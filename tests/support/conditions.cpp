@@ -1,3 +1,5 @@
+// One value read by SQL on a fresh connection, and whether every stored event's transaction
+// is older than the oldest one still running in the cluster.
 #include "tests/support/conditions.hpp"
 
 #include <pqxx/pqxx>

@@ -1,3 +1,5 @@
+// What tests wait on and read: eventually() polls a condition within a bound, scalar() reads
+// one value, store_settled() tells whether every stored event is visible to readers.
 #pragma once
 
 #include <chrono>

@@ -1,3 +1,5 @@
+// The test HTTP client on Beast: each operation asynchronous under the timeout, a request on a
+// stale keep-alive connection sent once more on a new one, raw exchanges, the health wait.
 #include "tests/support/http_client.hpp"
 
 #include <algorithm>

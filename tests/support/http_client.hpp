@@ -1,3 +1,5 @@
+// The HTTP client tests use against real servers (keep-alive, bounded by a timeout), raw
+// byte exchanges for abuse tests, and a wait for /healthz.
 #pragma once
 
 #include <chrono>

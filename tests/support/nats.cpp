@@ -1,3 +1,5 @@
+// NATS settings read from the test stack: the administrator's URL and CA file, a service's
+// own URL, and the environment handed to spawned services.
 #include "tests/support/nats.hpp"
 
 #include <cctype>

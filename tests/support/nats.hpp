@@ -1,3 +1,5 @@
+// The test stack's NATS users: the administrator that tests connect as, each service's own
+// user, and the environment of a service a test spawns.
 #pragma once
 
 #include <map>

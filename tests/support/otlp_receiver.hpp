@@ -1,3 +1,5 @@
+// A local OTLP/HTTP JSON collector for tests: it keeps the spans it is sent, can hold requests
+// unanswered, and serves HTTPS when given TLS files.
 #pragma once
 
 #include <condition_variable>

@@ -1,3 +1,5 @@
+// The checks behind is_problem (status, content type, members, field errors), and the fields
+// a problem document's errors name.
 #include "tests/support/problem.hpp"
 
 #include <nlohmann/json.hpp>

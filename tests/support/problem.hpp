@@ -1,3 +1,5 @@
+// A gtest assertion that a response is an RFC 9457 problem document of a status and type,
+// and the fields its errors name.
 #pragma once
 
 #include <set>

@@ -1,3 +1,5 @@
+// Children spawned with the test's environment (the stack's per-service credentials kept out)
+// and waited for with a timeout, stack.sh runs, and the free-port lookup.
 #include "tests/support/process.hpp"
 
 #include <netinet/in.h>

@@ -1,3 +1,5 @@
+// Child processes for fault tests (started, signalled, reaped), deploy/stack.sh actions, the
+// ordo binary under test, and a free port.
 #pragma once
 
 #include <sys/types.h>

@@ -1,3 +1,5 @@
+// A test fixture: a projection runtime on its own thread, as `ordo serve projector` runs it,
+// with test timings.
 #pragma once
 
 #include <atomic>

@@ -1,3 +1,5 @@
+// The in-process query stack: the query and dead-letter servers over one test database, and
+// projection checkpoints written directly.
 #include "tests/support/query_stack.hpp"
 
 #include <pqxx/pqxx>

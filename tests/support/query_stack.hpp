@@ -1,3 +1,5 @@
+// A test fixture: the query service wired as `ordo serve query` wires it, in-process, with the
+// dead-letter routes beside it and a pool for the test's own rows.
 #pragma once
 
 #include <memory>

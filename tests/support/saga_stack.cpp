@@ -1,3 +1,5 @@
+// The saga stack's processes and helpers: a trigger that fails an account's payments, orders
+// driven through the APIs, and the SQL checks of every invariant.
 #include "tests/support/saga_stack.hpp"
 #include "tests/support/nats.hpp"
 

@@ -1,3 +1,6 @@
+// A test fixture: command, projector, query and saga processes over one test database, with
+// helpers that drive orders, and the API's invariants checked against the store and the
+// read models.
 #pragma once
 
 #include <cstdint>

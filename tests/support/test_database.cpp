@@ -1,3 +1,5 @@
+// Test stack settings from the environment or stack.env, and each test's database created,
+// migrated and dropped, with its URL for every service role.
 #include "tests/support/test_database.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,5 @@
+// A fresh, migrated database per test, with a URL per service role, and the test stack's
+// settings.
 #pragma once
 
 #include <map>

@@ -1,3 +1,5 @@
+// The test CA through the openssl command, and the TLS client, one-shot HTTPS request and
+// response parser on OpenSSL.
 #include "tests/support/tls.hpp"
 
 #include <arpa/inet.h>

@@ -1,3 +1,5 @@
+// Test TLS: a throwaway certificate authority, and a TLS client that offers chosen protocol
+// versions and reports what the server presented.
 #pragma once
 
 #include <chrono>

@@ -1,3 +1,4 @@
+// Token sets for tests, built from (name, scopes, token) entries, and bearer headers.
 #pragma once
 
 #include <memory>
