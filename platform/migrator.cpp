@@ -8,11 +8,12 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "platform/advisory_locks.hpp"
+
 namespace ordo::platform::pg {
 namespace {
 
-// Any fixed 64-bit key; it only has to differ from the other advisory locks Ordo takes.
-constexpr long long kMigrationLockKey = 0x6f72646f6d696772;  // "ordomigr"
+constexpr std::int64_t kMigrationLockKey = advisory_locks::kMigrations;
 
 std::string checksum(pqxx::connection& conn, const std::string& text) {
     pqxx::nontransaction tx{conn};
