@@ -85,10 +85,10 @@ class Runtime {
             platform::Logger log, platform::metrics::Registry& metrics);
     ~Runtime();
 
-    // Calls `hook` on the runtime's thread after each transaction that applied events has
-    // committed: for whoever must hear of what the projections did (a projection that
-    // appends to the store, whose waiters are told by the composition root). Call before
-    // run().
+    // Calls `hook` on the runtime's thread after each batch that applied events has
+    // committed (poison isolation and dead-letter retries do not call it): for whoever must
+    // hear of what the projections did, such as the waiters for the appends of a projection
+    // that appends to the store. Call before run().
     void on_batch_committed(std::function<void()> hook);
 
     // Runs until `stop` is set. Survives Postgres restarts: it reconnects and carries on.
