@@ -1,3 +1,5 @@
+// `ordo dead-letters list|retry|skip`: the operator's view of dead letters, through their owner.
+
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -10,35 +12,27 @@
 namespace ordo::app {
 namespace {
 
-constexpr const char* kUtc = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
-
 int list(pqxx::connection& conn, const DeadLetterOptions& options) {
     pqxx::nontransaction tx{conn};
-    auto rows = tx.exec_params(
-        std::string{"SELECT id, projection, partition, transaction_id::text AS txid, "
-                    "global_position, stream_id, stream_version, event_id::text, event_type, "
-                    "error, attempts, policy, status, to_char(created_at AT TIME ZONE 'UTC', "} +
-            kUtc +
-            ") FROM ordo.dead_letters WHERE ($1::text IS NULL OR projection = $1) AND "
-            "($2::text IS NULL OR status = $2) ORDER BY id LIMIT $3",
-        options.projection.empty() ? nullptr : options.projection.c_str(),
-        options.status.empty() ? nullptr : options.status.c_str(), options.limit);
+    projections::DeadLetterFilter filter{.projection = options.projection, .limit = options.limit};
+    if (!options.status.empty())
+        filter.status = projections::parse_dead_letter_status(options.status);
     // One JSON object per line: easy to read, easy to pipe into jq.
-    for (const auto& row : rows) {
-        std::cout << nlohmann::json{{"id", row[0].as<std::int64_t>()},
-                                    {"projection", row[1].as<std::string>()},
-                                    {"partition", row[2].as<int>()},
-                                    {"transaction_id", row[3].as<std::string>()},
-                                    {"global_position", row[4].as<std::int64_t>()},
-                                    {"stream", row[5].as<std::string>()},
-                                    {"version", row[6].as<std::int64_t>()},
-                                    {"event_id", row[7].as<std::string>()},
-                                    {"type", row[8].as<std::string>()},
-                                    {"error", row[9].as<std::string>()},
-                                    {"attempts", row[10].as<int>()},
-                                    {"policy", row[11].as<std::string>()},
-                                    {"status", row[12].as<std::string>()},
-                                    {"created_at", row[13].as<std::string>()}}
+    for (const auto& letter : projections::list_dead_letters(tx, filter)) {
+        std::cout << nlohmann::json{{"id", letter.id},
+                                    {"projection", letter.projection},
+                                    {"partition", letter.partition},
+                                    {"transaction_id", letter.transaction_id},
+                                    {"global_position", letter.global_position},
+                                    {"stream", letter.stream},
+                                    {"version", letter.version},
+                                    {"event_id", letter.event_id},
+                                    {"type", letter.type},
+                                    {"error", letter.error},
+                                    {"attempts", letter.attempts},
+                                    {"policy", letter.policy},
+                                    {"status", letter.status},
+                                    {"created_at", letter.created_at}}
                          .dump()
                   << "\n";
     }

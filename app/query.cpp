@@ -6,7 +6,7 @@
 #include "platform/nats.hpp"
 #include "platform/pg.hpp"
 #include "platform/service_routes.hpp"
-#include "projections/dead_letters.hpp"
+#include "projections/dead_letter_routes.hpp"
 #include "query/service.hpp"
 
 namespace ordo::app {

@@ -138,11 +138,13 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
          .nats = options.nats,
          .stream = options.stream,
          .subject_prefix = options.subject_prefix,
-         .live_buffer_bytes = static_cast<std::size_t>(options.live_buffer_mib) << 20,
-         .notifier = &notifier},
+         .live_buffer_bytes = static_cast<std::size_t>(options.live_buffer_mib) << 20},
         std::move(feeds),
         log.with_component("saga-intake"),
         registry};
+    // The intake appends saga events: whoever waits for appends hears of them once a batch
+    // has committed.
+    intake.on_batch_committed([&notifier] { notifier.signal(); });
 
     // From the due index, so every runner reports the same figure whatever it processed:
     // sagas still running (one per order), and how late the most overdue one is — a saga

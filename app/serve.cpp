@@ -10,7 +10,7 @@
 #include "platform/nats.hpp"
 #include "platform/pg.hpp"
 #include "platform/service_routes.hpp"
-#include "projections/dead_letters.hpp"
+#include "projections/dead_letter_routes.hpp"
 
 namespace ordo::app {
 

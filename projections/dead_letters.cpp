@@ -1,128 +1,203 @@
+// The dead-letter owner: status rules and the statements on ordo.dead_letters.
+
 #include "projections/dead_letters.hpp"
 
-#include <algorithm>
-#include <charconv>
-#include <optional>
+#include <array>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
-#include "platform/dependency_failure.hpp"
+#include "platform/errors.hpp"
 
 namespace ordo::projections {
 namespace {
 
-using platform::http::Access;
-using platform::http::FieldError;
-using platform::http::problem;
-using platform::http::Request;
-using platform::http::Response;
+constexpr std::array<std::pair<DeadLetterStatus, const char*>, 5> kStatusNames{{
+    {DeadLetterStatus::parked, "parked"},
+    {DeadLetterStatus::retry_requested, "retry_requested"},
+    {DeadLetterStatus::skip_requested, "skip_requested"},
+    {DeadLetterStatus::resolved, "resolved"},
+    {DeadLetterStatus::skipped, "skipped"},
+}};
 
-const char* status_for(DeadLetterRequest what) {
-    return what == DeadLetterRequest::retry ? "retry_requested" : "skip_requested";
-}
-
-std::optional<std::int64_t> positive_id(const std::string& text) {
-    if (text.empty() || text.size() > 18 ||
-        !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        return std::nullopt;
-    }
-    std::int64_t value = 0;
-    std::from_chars(text.data(), text.data() + text.size(), value);
-    if (value < 1) return std::nullopt;
-    return value;
-}
-
-Response answer(platform::pg::Pool& pool, const platform::Logger& log, Request& request,
-                DeadLetterRequest what) {
-    std::vector<FieldError> errors;
-    auto id = positive_id(request.params.at("id"));
-    if (!id) errors.push_back({"path.id", "must be a positive integer"});
-    for (const auto& [name, value] : request.query) {
-        errors.push_back({"query." + name, "is not a parameter of this route"});
-    }
-    if (request.body.find_first_not_of(" \t\r\n") != std::string::npos) {
-        // A discarded (unparsable) value compares unequal to nothing, so ask for it first.
-        auto body = nlohmann::json::parse(request.body, nullptr, false);
-        if (body.is_discarded() || !body.is_object() || !body.empty()) {
-            errors.push_back({"body", "must be empty or {}"});
-        }
-    }
-    if (!errors.empty()) {
-        return problem(422, "validation_failed", "the request has invalid fields",
-                       std::move(errors));
-    }
-    try {
-        auto result = pool.transact<pqxx::work>(
-            [&](pqxx::work& tx) { return request_dead_letter(tx, *id, what); });
-        const std::string name = std::to_string(*id);
-        switch (result.kind) {
-            case DeadLetterAnswer::Kind::not_found:
-                return problem(404, "not_found", "no dead letter " + name);
-            case DeadLetterAnswer::Kind::not_parked:
-                return problem(409, "conflict",
-                               "dead letter " + name + " is " + result.status +
-                                   "; only a parked one can be retried or skipped");
-            case DeadLetterAnswer::Kind::requested:
-                break;
-        }
-        log.log(platform::LogLevel::info, "dead letter request", request.trace,
-                {{"dead_letter", *id}, {"status", result.status}, {"caller", request.caller}});
-        return Response::json(202, {{"id", *id}, {"status", result.status}});
-    } catch (...) {
-        const std::string unavailable = "the database is unavailable; retry shortly";
-        return platform::answer_dependency_failure(
-            log, request.trace,
-            {.unavailable = unavailable,
-             .overloaded = unavailable,
-             .outcome_unknown = "the connection broke while the request was committing; asking "
-                                "again is safe"});
-    }
-}
-
-constexpr const char* kRetry = "/v1/admin/dead-letters/{id}/retry";
-constexpr const char* kSkip = "/v1/admin/dead-letters/{id}/skip";
+constexpr const char* kUtc = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
 
 }  // namespace
 
+const char* to_string(DeadLetterPolicy policy) {
+    return policy == DeadLetterPolicy::halt ? "halt" : "skip";
+}
+
+std::map<std::string, DeadLetterPolicy> parse_dead_letter_policies(const std::string& text) {
+    auto trim = [](std::string t) {
+        auto first = t.find_first_not_of(" \t");
+        auto last = t.find_last_not_of(" \t");
+        return first == std::string::npos ? std::string{} : t.substr(first, last - first + 1);
+    };
+    std::map<std::string, DeadLetterPolicy> out;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        auto end = text.find(',', start);
+        if (end == std::string::npos) end = text.size();
+        auto part = trim(text.substr(start, end - start));
+        start = end + 1;
+        if (part.empty()) continue;
+        auto eq = part.find('=');
+        auto name = eq == std::string::npos ? std::string{} : trim(part.substr(0, eq));
+        auto policy = eq == std::string::npos ? std::string{} : trim(part.substr(eq + 1));
+        if (name.empty() || (policy != "skip" && policy != "halt")) {
+            throw platform::InvalidInput("dead-letter policy \"" + part +
+                                         "\" is not <projection>=skip or <projection>=halt");
+        }
+        out[name] = policy == "halt" ? DeadLetterPolicy::halt : DeadLetterPolicy::skip;
+    }
+    return out;
+}
+
+const char* to_string(DeadLetterStatus status) {
+    for (const auto& [value, name] : kStatusNames) {
+        if (value == status) return name;
+    }
+    return "parked";
+}
+
+DeadLetterStatus parse_dead_letter_status(std::string_view text) {
+    for (const auto& [value, name] : kStatusNames) {
+        if (text == name) return value;
+    }
+    throw platform::InvalidInput("\"" + std::string{text} + "\" is not a dead-letter status");
+}
+
+std::optional<DeadLetterStatus> after_request(DeadLetterStatus current, DeadLetterRequest what) {
+    const auto wanted = what == DeadLetterRequest::retry ? DeadLetterStatus::retry_requested
+                                                         : DeadLetterStatus::skip_requested;
+    if (current == wanted) return current;  // asked already
+    if (current != DeadLetterStatus::parked) return std::nullopt;
+    return wanted;
+}
+
+Settlement settlement_of(DeadLetterStatus status) {
+    switch (status) {
+        case DeadLetterStatus::retry_requested:
+            return Settlement::apply_again;
+        case DeadLetterStatus::skip_requested:
+            return Settlement::give_up;
+        default:
+            return Settlement::wait;
+    }
+}
+
+DeadLetterStatus settled(Settlement settlement, bool applied) {
+    switch (settlement) {
+        case Settlement::apply_again:
+            return applied ? DeadLetterStatus::resolved : DeadLetterStatus::parked;
+        case Settlement::give_up:
+            return DeadLetterStatus::skipped;
+        case Settlement::wait:
+            break;
+    }
+    return DeadLetterStatus::parked;
+}
+
+std::int64_t park_dead_letter(pqxx::transaction_base& txn, const std::string& projection,
+                              int partition, const eventstore::RecordedEvent& event,
+                              const std::string& error, DeadLetterPolicy policy) {
+    return txn
+        .exec_params1(
+            "INSERT INTO ordo.dead_letters (projection, partition, transaction_id, "
+            "global_position, stream_id, stream_version, event_id, event_type, "
+            "schema_version, category, payload, metadata, recorded_at, error, policy) "
+            "VALUES ($1, $2, $3::text::xid8, $4, $5, $6, $7::uuid, $8, $9, $10, $11::jsonb, "
+            "$12::jsonb, $13::timestamptz, $14, $15) "
+            "ON CONFLICT (projection, transaction_id, global_position) DO UPDATE SET "
+            "attempts = ordo.dead_letters.attempts + 1, error = EXCLUDED.error, "
+            "status = 'parked' RETURNING id",
+            projection, partition, std::to_string(event.transaction_id), event.position,
+            event.stream_id, event.version, event.event_id, event.type, event.schema_version,
+            event.category, event.payload.dump(), event.metadata.to_json().dump(),
+            event.recorded_at, error, to_string(policy))[0]
+        .as<std::int64_t>();
+}
+
+std::vector<OpenDeadLetter> lock_open_dead_letters(pqxx::transaction_base& txn,
+                                                   const std::string& projection, int partition) {
+    auto rows = txn.exec_params(
+        std::string{"SELECT id, status, policy, global_position, transaction_id::text AS txid, "
+                    "stream_id, category, stream_version, event_id::text, event_type, "
+                    "schema_version, payload::text, metadata::text, "
+                    "to_char(recorded_at AT TIME ZONE 'UTC', "} +
+            kUtc +
+            ") FROM ordo.dead_letters WHERE projection = $1 AND partition = $2 "
+            "AND status IN ('parked', 'retry_requested', 'skip_requested') ORDER BY id "
+            "FOR UPDATE",
+        projection, partition);
+    std::vector<OpenDeadLetter> out;
+    out.reserve(rows.size());
+    for (const auto& row : rows) {
+        out.push_back(OpenDeadLetter{
+            row[0].as<std::int64_t>(), parse_dead_letter_status(row[1].as<std::string>()),
+            row[2].as<std::string>() == "halt" ? DeadLetterPolicy::halt : DeadLetterPolicy::skip,
+            eventstore::RecordedEvent{
+                row[3].as<std::int64_t>(), std::stoull(row[4].c_str()), row[5].as<std::string>(),
+                row[6].as<std::string>(), row[7].as<std::int64_t>(), row[8].as<std::string>(),
+                row[9].as<std::string>(), row[10].as<int>(),
+                nlohmann::json::parse(row[11].as<std::string>()),
+                eventstore::Metadata::from_json(nlohmann::json::parse(row[12].as<std::string>())),
+                row[13].as<std::string>()}});
+    }
+    return out;
+}
+
+void settle_dead_letter(pqxx::transaction_base& txn, const OpenDeadLetter& letter,
+                        DeadLetterStatus outcome, const std::string& error) {
+    if (outcome == DeadLetterStatus::parked) {
+        txn.exec_params(
+            "UPDATE ordo.dead_letters SET status = 'parked', attempts = attempts + 1, "
+            "error = $2 WHERE id = $1",
+            letter.id, error);
+        return;
+    }
+    txn.exec_params("UPDATE ordo.dead_letters SET status = $2, resolved_at = now() WHERE id = $1",
+                    letter.id, to_string(outcome));
+}
+
 DeadLetterAnswer request_dead_letter(pqxx::work& tx, std::int64_t id, DeadLetterRequest what) {
-    const std::string wanted = status_for(what);
     auto current =
         tx.exec_params("SELECT status FROM ordo.dead_letters WHERE id = $1 FOR UPDATE", id);
     if (current.empty()) return {DeadLetterAnswer::Kind::not_found, ""};
-    auto now = current[0][0].as<std::string>();
-    if (now == wanted) return {DeadLetterAnswer::Kind::requested, now};  // asked already
-    if (now != "parked") return {DeadLetterAnswer::Kind::not_parked, now};
-    tx.exec_params("UPDATE ordo.dead_letters SET status = $2, requested_at = now() WHERE id = $1",
-                   id, wanted);
-    return {DeadLetterAnswer::Kind::requested, wanted};
+    const auto now = current[0][0].as<std::string>();
+    const auto after = after_request(parse_dead_letter_status(now), what);
+    if (!after) return {DeadLetterAnswer::Kind::not_parked, now};
+    if (to_string(*after) != now) {
+        tx.exec_params(
+            "UPDATE ordo.dead_letters SET status = $2, requested_at = now() WHERE id = $1", id,
+            to_string(*after));
+    }
+    return {DeadLetterAnswer::Kind::requested, to_string(*after)};
 }
 
-void add_dead_letter_routes(platform::http::Router& router, platform::pg::Pool& pool,
-                            platform::Logger log) {
-    for (auto [pattern, what] :
-         {std::pair{kRetry, DeadLetterRequest::retry}, std::pair{kSkip, DeadLetterRequest::skip}}) {
-        router.add("POST", pattern, Access::admin,
-                   [&pool, log, what = what](Request& r) { return answer(pool, log, r, what); });
+std::vector<ListedDeadLetter> list_dead_letters(pqxx::transaction_base& tx,
+                                                const DeadLetterFilter& filter) {
+    const char* status = filter.status ? to_string(*filter.status) : nullptr;
+    auto rows = tx.exec_params(
+        std::string{"SELECT id, projection, partition, transaction_id::text AS txid, "
+                    "global_position, stream_id, stream_version, event_id::text, event_type, "
+                    "error, attempts, policy, status, to_char(created_at AT TIME ZONE 'UTC', "} +
+            kUtc +
+            ") FROM ordo.dead_letters WHERE ($1::text IS NULL OR projection = $1) AND "
+            "($2::text IS NULL OR status = $2) ORDER BY id LIMIT $3",
+        filter.projection.empty() ? nullptr : filter.projection.c_str(), status, filter.limit);
+    std::vector<ListedDeadLetter> out;
+    out.reserve(rows.size());
+    for (const auto& row : rows) {
+        out.push_back({row[0].as<std::int64_t>(), row[1].as<std::string>(), row[2].as<int>(),
+                       row[3].as<std::string>(), row[4].as<std::int64_t>(),
+                       row[5].as<std::string>(), row[6].as<std::int64_t>(),
+                       row[7].as<std::string>(), row[8].as<std::string>(), row[9].as<std::string>(),
+                       row[10].as<int>(), row[11].as<std::string>(), row[12].as<std::string>(),
+                       row[13].as<std::string>()});
     }
-}
-
-void add_dead_letter_redirects(platform::http::Router& router, std::string command_url) {
-    while (!command_url.empty() && command_url.back() == '/') command_url.pop_back();
-    for (const char* pattern : {kRetry, kSkip}) {
-        router.add("POST", pattern, Access::admin, [command_url](Request& r) {
-            if (command_url.empty()) {
-                return problem(
-                    410, "gone",
-                    "dead-letter requests moved to the Command API: POST " + r.path + " there");
-            }
-            const std::string location = command_url + r.path;
-            Response response =
-                Response::json(308, {{"location", location},
-                                     {"detail", "dead-letter requests moved to the Command API"}});
-            response.headers.emplace_back("Location", location);
-            return response;
-        });
-    }
+    return out;
 }
 
 }  // namespace ordo::projections

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -11,7 +12,9 @@
 #include "platform/clock.hpp"
 #include "platform/log.hpp"
 #include "platform/nats.hpp"
+#include "projections/dead_letters.hpp"
 #include "projections/projection.hpp"
+#include "projections/slot_leases.hpp"  // slot_lock_key, which an offline rebuild takes too
 
 namespace ordo::platform::metrics {
 class Registry;
@@ -21,19 +24,7 @@ namespace ordo::platform {
 class BreakerStore;
 }
 
-namespace ordo::eventstore {
-class AppendNotifier;
-}
-
 namespace ordo::projections {
-
-// What a partition does after parking a poison event in ordo.dead_letters: go on past it,
-// or wait at it until an operator retries or skips it.
-enum class DeadLetterPolicy { skip, halt };
-
-// "orders=halt,inventory=skip" (blanks allowed around the parts); throws
-// platform::InvalidInput naming the bad part.
-std::map<std::string, DeadLetterPolicy> parse_dead_letter_policies(const std::string& text);
 
 struct RuntimeOptions {
     std::string database_url;
@@ -68,34 +59,37 @@ struct RuntimeOptions {
     // How often the lag and breaker state of owned slots go to ordo.projection_status.
     std::chrono::milliseconds status_interval{2000};
     const platform::Clock* clock = nullptr;  // the system clock when null
-    // Signalled after a batch commits, for projections that append to the store (the saga
-    // intake), so that whoever waits for those appends hears of them.
-    eventstore::AppendNotifier* notifier = nullptr;
 };
 
-// Runs projections over the event store, partition by partition.
+// Runs projections over the event store, partition by partition, composed of parts that
+// each do one job:
+// - SlotLeases (slot_leases.hpp): which (projection, partition) slots this process owns,
+//   through advisory locks on its session, shared fairly with the group over heartbeats;
+// - LiveFeed (live_feed.hpp): the JetStream consumer per partition and its bounded buffer;
+// - CheckpointedBatch (checkpointed_batch.hpp): a batch applied with its checkpoint in one
+//   transaction — from the live buffer when it continues the checkpoint without a gap,
+//   otherwise from the store below the xid horizon — so an event takes effect exactly once;
+//   poison isolation; the carrying out of dead-letter requests;
+// - dead letters (dead_letters.hpp): the one owner of their statuses and transitions;
+// - SinkBreakers (sink_breakers.hpp): one breaker per projection, shared with the fleet;
+// - ProjectionStatus (projection_status.hpp): lag and breaker state for the admin view.
 //
-// Each (projection, partition) slot is owned by one process at a time through a Postgres
-// advisory lock held on the runtime's session; processes share the slots fairly, counting
-// each other through heartbeats, and a survivor takes over the slots of one that died.
-// An owned slot takes its partition's events after its checkpoint — from the live JetStream
-// buffer when they continue the checkpoint without a gap (each message names its
-// partition predecessor), otherwise from the store below the xid horizon — and applies a
-// batch and the new checkpoint in one transaction, on the checkpoint row locked: an event
-// takes effect exactly once, whatever crashes in between.
-//
-// Each projection's sink sits behind a circuit breaker: transient failures (connections
-// refused, timeouts) feed it, and while it is open the projection's partitions stay at their
+// Each projection's sink sits behind its breaker: transient failures (connections refused,
+// timeouts) feed it, and while it is open the projection's partitions stay at their
 // checkpoints, acknowledging and skipping nothing, until a probe succeeds. A permanent
-// failure is an event's own: the batch is applied again one event at a time to find it, it
-// is parked in ordo.dead_letters, and the partition skips it or halts at it by policy.
-// Retry and skip requests on dead letters are carried out here, each in one transaction with
-// its resolution (and, for a halted partition, the checkpoint).
+// failure is an event's own: it is found, parked as a dead letter, and the partition skips
+// it or halts at it by policy.
 class Runtime {
    public:
     Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,
             platform::Logger log, platform::metrics::Registry& metrics);
     ~Runtime();
+
+    // Calls `hook` on the runtime's thread after each batch that applied events has
+    // committed (poison isolation and dead-letter retries do not call it): for whoever must
+    // hear of what the projections did, such as the waiters for the appends of a projection
+    // that appends to the store. Call before run().
+    void on_batch_committed(std::function<void()> hook);
 
     // Runs until `stop` is set. Survives Postgres restarts: it reconnects and carries on.
     void run(const std::atomic<bool>& stop);
@@ -107,9 +101,6 @@ class Runtime {
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
-
-// The first key of the advisory lock (key, partition) that owns a projection's slot.
-int slot_lock_key(const std::string& projection);
 
 // How many events one transaction of `projection` applies: `batch`, or fewer when its
 // applies may take long beyond the database (Projection::worst_apply, a webhook's calls), so

@@ -7,7 +7,7 @@
 
 #include "platform/nats.hpp"
 #include "platform/service_routes.hpp"
-#include "projections/dead_letters.hpp"
+#include "projections/dead_letter_routes.hpp"
 #include "query/service.hpp"
 #include "tests/support/command_stack.hpp"
 #include "tests/support/nats.hpp"

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <thread>
 
 #include <pqxx/pqxx>
@@ -115,6 +116,38 @@ TEST(Projections, AnIdlePartitionStillPassesNewPositions) {
                           std::to_string(token->transaction_id) + "'::xid8, " +
                           std::to_string(token->position) + ")") == 4 * 16;
     }));
+}
+
+// Whoever subscribes to "a batch committed" (the saga intake's notifier) hears of it after
+// the commit: by then another connection sees the batch's rows.
+TEST(Projections, ABatchCommittedHookRunsAfterTheCommitOfEachBatchThatAppliedEvents) {
+    CommandStack stack;
+    auto client = stack.client();
+    for (int i = 0; i < 6; ++i) receive(client, "sku-" + std::to_string(i), 1);
+
+    platform::metrics::Registry metrics;
+    projections::Runtime runtime{Projector::options(stack.database(), "p-hook", 2),
+                                 projections::read_models(), platform::Logger::null_logger(),
+                                 metrics};
+    std::atomic<int> calls{0};
+    std::atomic<std::int64_t> seen_at_first_call{-1};
+    runtime.on_batch_committed([&] {
+        if (calls++ == 0) {
+            // Only the inventory levels and the trace index read inventory events.
+            seen_at_first_call = scalar(stack,
+                                        "SELECT (SELECT count(*) FROM read.trace_events) + "
+                                        "(SELECT count(*) FROM read.inventory)");
+        }
+    });
+    std::atomic<bool> stop{false};
+    std::thread thread{[&] { runtime.run(stop); }};
+    const bool caught_up =
+        eventually([&] { return scalar(stack, "SELECT count(*) FROM read.trace_events") == 6; });
+    stop = true;
+    thread.join();
+    ASSERT_TRUE(caught_up);
+    EXPECT_GT(calls.load(), 0);
+    EXPECT_GT(seen_at_first_call.load(), 0);  // the first batch was visible when it was told
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 
 #include <pqxx/pqxx>
 
-#include "projections/dead_letters.hpp"
+#include "projections/dead_letter_routes.hpp"
 
 namespace ordo::testing {
 

@@ -1,0 +1,74 @@
+#pragma once
+
+// The live path of a projection runtime: an ordered JetStream consumer per partition feeding
+// that partition's bounded LiveBuffer (projections/live_path.hpp holds the logic). JetStream
+// is a cache, the store the truth: whatever the feed misses, refuses or cannot decode, the
+// partition reads from the store.
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eventstore/event_store.hpp"
+#include "platform/log.hpp"
+#include "platform/nats.hpp"
+#include "projections/live_path.hpp"
+
+namespace ordo::platform::jetstream {
+struct Message;
+}
+
+namespace ordo::platform::metrics {
+class Registry;
+}
+
+namespace ordo::projections {
+
+struct Slot;
+
+struct LiveFeedOptions {
+    platform::nats::ClientSettings nats;  // no url: no live path, the store carries all
+    std::string stream = "ORDO_EVENTS";
+    std::string subject_prefix = "ordo.events";
+    int partitions = 16;
+    std::size_t buffer_bytes = std::size_t{16} << 20;  // split evenly between the partitions
+    std::string group;                                 // the runtime's, as a metric label
+};
+
+// A JetStream message as a live event, or nullopt when it is not one.
+std::optional<LiveEvent> decode_live_event(const platform::jetstream::Message& message);
+
+// The buffers are filled by the consumers' threads and read and trimmed by the runtime's;
+// every method is thread-safe. `woken` is set whenever an event arrives.
+class LiveFeed {
+   public:
+    LiveFeed(LiveFeedOptions options, std::atomic<bool>& woken, platform::Logger log,
+             platform::metrics::Registry& metrics);
+    ~LiveFeed();
+    LiveFeed(const LiveFeed&) = delete;
+    LiveFeed& operator=(const LiveFeed&) = delete;
+
+    bool enabled() const;
+    // Subscribes the partitions that have no live consumer yet. A stream that does not
+    // exist yet (no relay has run) is retried at the next call; meanwhile the store carries
+    // everything.
+    void subscribe();
+
+    // The buffered events of `partition` that continue `at` without a gap, up to `batch`.
+    LiveRun run(int partition, eventstore::Checkpoint at, std::size_t batch) const;
+    // Some buffered event of `partition` lies beyond `at`.
+    bool has_after(int partition, eventstore::Checkpoint at) const;
+
+    // Forgets the live events that every owned slot of their partition has applied; a
+    // partition with no owned slot needs none (a slot taken later starts from the store).
+    void trim(const std::vector<Slot>& slots);
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ordo::projections

@@ -1,0 +1,31 @@
+#pragma once
+
+// One (projection, partition) slot of a projection runtime: what the runtime's parts know
+// of it between steps. Owned by the runtime's thread; no part keeps one past a call.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "eventstore/event_store.hpp"
+#include "projections/projection.hpp"
+
+namespace ordo::projections {
+
+struct Slot {
+    Projection* projection;
+    int partition;
+    std::size_t batch;  // events per transaction (batch_for)
+    bool owned = false;
+    bool idle = false;  // caught up at the last look
+    int failures = 0;   // consecutive
+    std::chrono::steady_clock::time_point retry_at{};
+    std::optional<std::int64_t> halted_on;  // the dead letter a halted partition waits at
+    // Events that failed for good in a row, across batches: with little traffic a batch
+    // holds one event, so a sink that fails on every event shows only over several.
+    std::size_t poison = 0;
+    eventstore::Checkpoint at{};  // as of its last save: tells which slots have live events waiting
+};
+
+}  // namespace ordo::projections

@@ -1,0 +1,156 @@
+// Slot leases: advisory locks on the runtime's session, balanced fairly over heartbeats.
+
+#include "projections/slot_leases.hpp"
+
+#include <algorithm>
+
+#include <pqxx/pqxx>
+
+#include "eventstore/append_notifier.hpp"
+#include "platform/partition.hpp"
+#include "platform/pg.hpp"
+
+namespace ordo::projections {
+
+int slot_lock_key(const std::string& projection) {
+    return static_cast<int>(platform::stream_hash("ordo.projection." + projection) & 0x7fffffff);
+}
+
+std::size_t fair_share(std::size_t slots, std::size_t live_instances) {
+    live_instances = std::max<std::size_t>(live_instances, 1);
+    return (slots + live_instances - 1) / live_instances;
+}
+
+std::size_t search_start(const std::string& instance, std::size_t slots) {
+    return slots == 0 ? 0 : platform::stream_hash(instance) % slots;
+}
+
+BalanceMoves rebalance(const std::vector<bool>& owned, std::size_t fair, std::size_t start,
+                       const std::function<bool(std::size_t)>& try_take) {
+    const auto n = owned.size();
+    BalanceMoves moves;
+    if (n == 0) return moves;
+    auto holding = owned;
+    auto held = static_cast<std::size_t>(std::count(holding.begin(), holding.end(), true));
+    for (std::size_t i = 0; i < n && held < fair; ++i) {
+        const auto s = (start + i) % n;
+        if (holding[s] || !try_take(s)) continue;
+        holding[s] = true;
+        ++held;
+        moves.taken.push_back(s);
+    }
+    for (std::size_t i = 0; i < n && held > fair; ++i) {
+        const auto s = (start + n - 1 - i) % n;
+        if (!holding[s]) continue;
+        holding[s] = false;
+        --held;
+        moves.released.push_back(s);
+    }
+    return moves;
+}
+
+namespace {
+
+struct Listener final : pqxx::notification_receiver {
+    Listener(pqxx::connection& c, std::atomic<bool>& flag)
+        : notification_receiver{c, eventstore::AppendNotifier::kChannel}, woken{flag} {}
+    void operator()(const std::string&, int) override { woken = true; }
+    std::atomic<bool>& woken;
+};
+
+}  // namespace
+
+struct SlotLeases::Impl {
+    SlotLeaseOptions options;
+    std::atomic<bool>& woken;
+    std::unique_ptr<pqxx::connection> session;  // holds the advisory locks, listens
+    std::unique_ptr<pqxx::notification_receiver> listener;
+    std::atomic<std::size_t> owned{0};  // read by other threads (owned_slots)
+    eventstore::HorizonWait horizon_wait{options.poll_interval};
+};
+
+SlotLeases::SlotLeases(SlotLeaseOptions options, std::atomic<bool>& woken)
+    : impl_{new Impl{std::move(options), woken}} {}
+
+SlotLeases::~SlotLeases() = default;
+
+bool SlotLeases::connected() const {
+    return impl_->session && impl_->session->is_open();
+}
+
+void SlotLeases::connect(std::vector<Slot>& slots) {
+    auto& d = *impl_;
+    d.listener.reset();
+    d.session = std::make_unique<pqxx::connection>(platform::pg::connection_url(
+        d.options.database_url, "ordo-" + d.options.group + "-session"));
+    d.listener = std::make_unique<Listener>(*d.session, d.woken);
+    for (auto& s : slots) s.owned = false;
+    d.owned = 0;
+}
+
+void SlotLeases::drop_if_broken() {
+    auto& d = *impl_;
+    if (d.session && !d.session->is_open()) d.session.reset();
+}
+
+void SlotLeases::balance(std::vector<Slot>& slots) {
+    auto& d = *impl_;
+    pqxx::nontransaction tx{*d.session};
+    auto live = tx.exec_params1(
+                      "WITH beat AS (INSERT INTO ordo.projector_instances (instance, "
+                      "heartbeat_at, runtime_group) VALUES ($1, now(), $3) ON CONFLICT "
+                      "(instance) DO UPDATE SET heartbeat_at = now()) SELECT count(*) + 1 "
+                      "FROM ordo.projector_instances WHERE heartbeat_at > now() - "
+                      "make_interval(secs => $2) AND instance <> $1 AND runtime_group = $3",
+                      d.options.instance, static_cast<double>(d.options.instance_ttl.count()),
+                      d.options.group)[0]
+                    .as<std::size_t>();
+    std::vector<bool> owned;
+    owned.reserve(slots.size());
+    for (const auto& s : slots) owned.push_back(s.owned);
+    // A slot is marked owned the moment its lock is taken, so that a failure later in the
+    // balance leaves no lock held on the session that the slots do not show.
+    auto moves =
+        rebalance(owned, fair_share(slots.size(), live),
+                  search_start(d.options.instance, slots.size()), [&](std::size_t i) {
+                      auto& s = slots[i];
+                      s.owned = tx.exec_params1("SELECT pg_try_advisory_lock($1, $2)",
+                                                slot_lock_key(s.projection->name()), s.partition)[0]
+                                    .as<bool>();
+                      if (s.owned) s.idle = false;
+                      return s.owned;
+                  });
+    for (auto i : moves.released) {
+        auto& s = slots[i];
+        tx.exec_params("SELECT pg_advisory_unlock($1, $2)", slot_lock_key(s.projection->name()),
+                       s.partition);
+        s.owned = false;
+    }
+    d.owned = static_cast<std::size_t>(
+        std::count_if(slots.begin(), slots.end(), [](const Slot& s) { return s.owned; }));
+}
+
+std::size_t SlotLeases::owned() const {
+    return impl_->owned;
+}
+
+void SlotLeases::wait_for_events(const std::atomic<bool>& stop) {
+    auto& d = *impl_;
+    bool hidden = false;
+    {
+        pqxx::nontransaction tx{*d.session};
+        hidden = eventstore::EventStore::hidden_by_horizon(tx);
+    }
+    const auto deadline = std::chrono::steady_clock::now() + d.horizon_wait.next(hidden);
+    for (auto now = std::chrono::steady_clock::now(); !stop && !d.woken && now < deadline;
+         now = std::chrono::steady_clock::now()) {
+        // In slices: a stop, and a live event (its callback sets `woken` without a
+        // word to this connection), are noticed within 10 ms.
+        const auto slice = std::min<std::int64_t>(
+            10'000, std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count());
+        d.session->await_notification(0, static_cast<long>(slice));
+    }
+    d.woken = false;
+}
+
+}  // namespace ordo::projections
