@@ -240,7 +240,9 @@ struct Runtime::Impl {
                 subscription = nats->subscribe_ordered(
                     options.stream, options.subject_prefix + "." + std::to_string(p) + ".>", since,
                     [this, buffer](platform::jetstream::Message m) {
-                        auto event = eventstore::from_message(m);
+                        auto decoded = eventstore::decode_wire(options.subject_prefix, m.subject,
+                                                               m.headers, m.data);
+                        auto* event = std::get_if<eventstore::PublishedEvent>(&decoded);
                         if (!event) return;
                         bool kept = false;
                         {

@@ -10,11 +10,11 @@
 
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
-#include "eventstore/relay.hpp"
 #include "platform/jetstream.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
+#include "relay/relay.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/nats.hpp"
 #include "tests/support/test_database.hpp"
@@ -25,6 +25,8 @@ namespace {
 using namespace std::chrono_literals;
 using platform::jetstream::Client;
 using platform::jetstream::Message;
+using relay::Relay;
+using relay::RelayOptions;
 using testing::eventually;
 
 constexpr int kPartitions = 4;

@@ -1,4 +1,5 @@
-#include "eventstore/relay.hpp"
+// The relay's leader election, publish loop and checkpoint (see relay.hpp).
+#include "relay/relay.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -12,16 +13,22 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/append_notifier.hpp"
-#include "eventstore/event_message.hpp"
 #include "eventstore/event_store.hpp"
+#include "eventstore/wire.hpp"
 #include "platform/errors.hpp"
 #include "platform/otlp.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
 
-namespace ordo::eventstore {
+namespace ordo::relay {
 namespace {
+
+using eventstore::AppendNotifier;
+using eventstore::Checkpoint;
+using eventstore::EventStore;
+using eventstore::HorizonWait;
+using eventstore::RecordedEvent;
 
 using namespace std::chrono_literals;
 using platform::jetstream::Message;
@@ -42,16 +49,16 @@ class LeadershipLost : public std::runtime_error {
 // The relay's position and, per partition, the order key of the last event published there.
 struct RelayState {
     Checkpoint checkpoint;
-    std::map<int, std::string> previous;
+    std::map<int, Checkpoint> previous;
 
     // Moves past `event`, which was published to `partition`.
     void advance(const RecordedEvent& event, int partition) {
         checkpoint = event.checkpoint();
-        previous[partition] = checkpoint.token();
+        previous[partition] = checkpoint;
     }
     std::string previous_json() const {
         auto j = nlohmann::json::object();
-        for (const auto& [partition, key] : previous) j[std::to_string(partition)] = key;
+        for (const auto& [partition, key] : previous) j[std::to_string(partition)] = key.token();
         return j.dump();
     }
 };
@@ -89,7 +96,7 @@ void record_publish_spans(platform::otlp::Exporter& exporter, const std::string&
                           platform::Clock::time_point ended, const platform::Logger& log) {
     for (std::size_t i = 0; i < events.size(); ++i) {
         const auto& e = events[i];
-        auto parent = traceparent_of(e.metadata);
+        auto parent = eventstore::traceparent_of(e.metadata);
         if (!parent) continue;
         auto context = platform::TraceContext::parse(*parent);
         platform::otlp::Span span;
@@ -174,7 +181,12 @@ class LeaderSession {
         state.checkpoint = {parse_u64(row[0].as<std::string>()), row[1].as<std::int64_t>()};
         const auto previous = nlohmann::json::parse(row[2].as<std::string>());
         for (const auto& [partition, key] : previous.items()) {
-            state.previous[std::stoi(partition)] = key.get<std::string>();
+            auto checkpoint = Checkpoint::parse_token(key.get<std::string>());
+            if (!checkpoint) {
+                throw std::runtime_error("the relay checkpoint's previous key of partition " +
+                                         partition + " is not an order key: " + key.dump());
+            }
+            state.previous[std::stoi(partition)] = *checkpoint;
         }
         return state;
     }
@@ -413,11 +425,11 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         for (const auto& e : events) {
             int partition = platform::partition_of(e.stream_id, options.partitions);
             partitions.push_back(partition);
-            auto subject =
-                options.subject_prefix + "." + std::to_string(partition) + "." + e.category;
             auto& last = previous[partition];
-            batch.emplace_back(std::move(subject), to_message(e, partition, last));
-            last = e.checkpoint().token();
+            auto wire = eventstore::encode_wire(e, options.subject_prefix, partition, last);
+            batch.emplace_back(std::move(wire.subject), Message{.headers = std::move(wire.headers),
+                                                                .data = std::move(wire.body)});
+            last = e.checkpoint();
         }
 
         const auto publish_started =
@@ -428,7 +440,7 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
                                  publish_started, options.spans->now(), log);
         } else if (log.enabled(platform::LogLevel::debug)) {
             for (std::size_t i = 0; i < acked; ++i) {
-                if (auto parent = traceparent_of(events[i].metadata)) {
+                if (auto parent = eventstore::traceparent_of(events[i].metadata)) {
                     log.log(platform::LogLevel::debug, "published",
                             *platform::TraceContext::parse(*parent),
                             {{"subject", batch[i].first},
@@ -482,4 +494,4 @@ bool Relay::is_leader() const {
     return impl_->leader;
 }
 
-}  // namespace ordo::eventstore
+}  // namespace ordo::relay
