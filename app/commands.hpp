@@ -71,7 +71,7 @@ struct ProjectorOptions {
 
 int run_projector(const ProjectorOptions& options, const platform::Logger& log);
 
-// `ordo serve relay`: the event store's relay to JetStream (eventstore::Relay).
+// `ordo serve relay`: the event store's relay to JetStream (relay::Relay).
 struct RelayServeOptions {
     std::string address = "127.0.0.1:8090";  // health and metrics
     std::string database_url;

@@ -5,12 +5,12 @@
 
 #include "app/commands.hpp"
 #include "app/host.hpp"
-#include "eventstore/relay.hpp"
 #include "platform/jetstream.hpp"
 #include "platform/metrics.hpp"
 #include "platform/nats.hpp"
 #include "platform/pg.hpp"
 #include "platform/service_routes.hpp"
+#include "relay/relay.hpp"
 
 namespace ordo::app {
 
@@ -21,18 +21,17 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
     platform::metrics::Registry registry;
     auto spans = span_exporter("ordo-relay", log, registry);
     platform::jetstream::Client jetstream{options.nats, log.with_component("jetstream"), &registry};
-    eventstore::Relay relay{
-        {.database_url = options.database_url,
-         .partitions = options.partitions,
-         .stream = options.stream,
-         .subject_prefix = options.subject_prefix,
-         .duplicate_window = std::chrono::seconds(options.duplicate_window_seconds),
-         .max_age = std::chrono::hours(options.max_age_hours),
-         .instance = instance_name(),
-         .spans = spans.get()},
-        jetstream,
-        log,
-        registry};
+    relay::Relay relay{{.database_url = options.database_url,
+                        .partitions = options.partitions,
+                        .stream = options.stream,
+                        .subject_prefix = options.subject_prefix,
+                        .duplicate_window = std::chrono::seconds(options.duplicate_window_seconds),
+                        .max_age = std::chrono::hours(options.max_age_hours),
+                        .instance = instance_name(),
+                        .spans = spans.get()},
+                       jetstream,
+                       log,
+                       registry};
 
     // /readyz checks PostgreSQL and NATS through these; the relay has its own connections.
     platform::pg::Pool health_pool{{.url = options.database_url, .size = 1, .name = "health"}};

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <mutex>
 
-#include "eventstore/event_message.hpp"
+#include "eventstore/wire.hpp"
 #include "platform/jetstream.hpp"
 #include "platform/metrics.hpp"
 #include "projections/slot.hpp"
@@ -24,8 +24,10 @@ struct PartitionBuffer {
 
 }  // namespace
 
-std::optional<LiveEvent> decode_live_event(const platform::jetstream::Message& message) {
-    return eventstore::from_message(message);
+std::variant<LiveEvent, eventstore::WireRefusal> decode_live_event(
+    std::string_view subject_prefix, const platform::jetstream::Message& message) {
+    return eventstore::decode_wire(subject_prefix, message.subject, message.headers,
+                                   message.data);
 }
 
 struct LiveFeed::Impl {
@@ -35,6 +37,7 @@ struct LiveFeed::Impl {
     platform::metrics::Registry& metrics;
     platform::metrics::Gauge& live_bytes;
     platform::metrics::Counter& live_refused;
+    platform::metrics::Counter& undecodable;
     std::vector<std::unique_ptr<PartitionBuffer>> buffers;
     std::unique_ptr<platform::jetstream::Client> nats;
     std::vector<std::unique_ptr<platform::jetstream::Client::Subscription>> subscriptions;
@@ -53,7 +56,11 @@ struct LiveFeed::Impl {
           live_refused{m.counter("ordo_projection_live_refused_total",
                                  "Live events not buffered because the buffer was full (the "
                                  "store carries them instead)",
-                                 {{"runtime", options.group}})} {
+                                 {{"runtime", options.group}})},
+          undecodable{m.counter("ordo_projection_live_undecodable_total",
+                                "Live messages dropped because they are not events as the relay "
+                                "writes them (the store carries the events instead)",
+                                {{"runtime", options.group}})} {
         const auto per_partition =
             options.buffer_bytes / static_cast<std::size_t>(std::max(options.partitions, 1));
         for (int p = 0; p < options.partitions; ++p) {
@@ -74,8 +81,17 @@ struct LiveFeed::Impl {
     }
 
     void take(PartitionBuffer& buffer, const platform::jetstream::Message& message) {
-        auto event = decode_live_event(message);
-        if (!event) return;
+        auto decoded = decode_live_event(options.subject_prefix, message);
+        auto* event = std::get_if<LiveEvent>(&decoded);
+        if (!event) {
+            // A gap in the live chain, which the store fills; counted, and logged at debug
+            // level only, since one bad publisher could otherwise flood the log.
+            undecodable.inc();
+            log.log(platform::LogLevel::debug, "live message dropped",
+                    {{"subject", message.subject},
+                     {"reason", std::get<eventstore::WireRefusal>(decoded).reason}});
+            return;
+        }
         bool kept = false;
         {
             std::lock_guard lock{buffer.mutex};

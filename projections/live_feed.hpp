@@ -10,6 +10,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 #include "eventstore/event_store.hpp"
@@ -38,8 +40,9 @@ struct LiveFeedOptions {
     std::string group;                                 // the runtime's, as a metric label
 };
 
-// A JetStream message as a live event, or nullopt when it is not one.
-std::optional<LiveEvent> decode_live_event(const platform::jetstream::Message& message);
+// A JetStream message under `subject_prefix` as a live event, or why it is not one.
+std::variant<LiveEvent, eventstore::WireRefusal> decode_live_event(
+    std::string_view subject_prefix, const platform::jetstream::Message& message);
 
 // The buffers are filled by the consumers' threads and read and trimmed by the runtime's;
 // every method is thread-safe. `woken` is set whenever an event arrives.

@@ -6,8 +6,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "eventstore/event_message.hpp"
 #include "eventstore/event_store.hpp"
+#include "eventstore/wire.hpp"
 
 namespace ordo::projections {
 

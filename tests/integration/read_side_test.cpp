@@ -4,13 +4,13 @@
 
 #include <pqxx/pqxx>
 
-#include "eventstore/relay.hpp"
 #include "platform/jetstream.hpp"
 #include "platform/metrics.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
+#include "relay/relay.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/nats.hpp"
 #include "tests/support/test_database.hpp"
@@ -40,13 +40,13 @@ class ReadSide {
     }
 
     void start_relay() {
-        relay_ = std::make_unique<eventstore::Relay>(
-            eventstore::RelayOptions{.database_url = db_.relay_url(),
-                                     .partitions = 4,
-                                     .stream = stream_,
-                                     .subject_prefix = prefix_,
-                                     .poll_interval = 100ms},
-            nats_, platform::Logger::null_logger(), relay_metrics_);
+        relay_ =
+            std::make_unique<relay::Relay>(relay::RelayOptions{.database_url = db_.relay_url(),
+                                                               .partitions = 4,
+                                                               .stream = stream_,
+                                                               .subject_prefix = prefix_,
+                                                               .poll_interval = 100ms},
+                                           nats_, platform::Logger::null_logger(), relay_metrics_);
         relay_thread_ = std::thread{[this] { relay_->run(relay_stop_); }};
     }
     void stop_relay() {
@@ -91,7 +91,7 @@ class ReadSide {
     platform::pg::Pool pool_;
     eventstore::EventStore store_;
     platform::metrics::Registry relay_metrics_;
-    std::unique_ptr<eventstore::Relay> relay_;
+    std::unique_ptr<relay::Relay> relay_;
     std::atomic<bool> relay_stop_{false};
     std::thread relay_thread_;
 };

@@ -10,11 +10,12 @@
 
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
-#include "eventstore/relay.hpp"
+#include "eventstore/wire.hpp"
 #include "platform/jetstream.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
+#include "relay/relay.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/nats.hpp"
 #include "tests/support/test_database.hpp"
@@ -25,6 +26,8 @@ namespace {
 using namespace std::chrono_literals;
 using platform::jetstream::Client;
 using platform::jetstream::Message;
+using relay::Relay;
+using relay::RelayOptions;
 using testing::eventually;
 
 constexpr int kPartitions = 4;
@@ -190,6 +193,20 @@ class RelayTest : public ::testing::Test {
             auto key = Checkpoint::parse_token(header(m, "ordo-order-key"));
             ASSERT_TRUE(key) << header(m, "ordo-order-key");
             EXPECT_EQ(header(m, "ordo-previous"), last_key[partition]);
+            // What consumers read: the message, as delivered, decodes to this event.
+            auto decoded = decode_wire(prefix_, m.subject, m.headers, m.data);
+            if (auto* refusal = std::get_if<WireRefusal>(&decoded)) {
+                ADD_FAILURE() << "refused: " << refusal->reason;
+            } else {
+                const auto& read = std::get<PublishedEvent>(decoded);
+                EXPECT_EQ(read.key, *key);
+                EXPECT_EQ(read.previous,
+                          Checkpoint::parse_token(last_key[partition]).value_or(Checkpoint{}));
+                EXPECT_EQ(read.event.event_id, id);
+                EXPECT_EQ(read.event.stream_id, stream);
+                EXPECT_EQ(read.event.payload, event.payload);
+                EXPECT_EQ(read.event.metadata.trace_id, event.metadata.trace_id);
+            }
             if (auto previous = Checkpoint::parse_token(last_key[partition])) {
                 EXPECT_LT(*previous, *key) << "order keys rise within a partition";
             }

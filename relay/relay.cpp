@@ -1,60 +1,36 @@
-#include "eventstore/relay.hpp"
+// The relay's leader election, publish loop and checkpoint (see relay.hpp).
+#include "relay/relay.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 #include <ctime>
-#include <map>
 #include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
-#include <pqxx/pqxx>
 
-#include "eventstore/append_notifier.hpp"
-#include "eventstore/event_message.hpp"
 #include "eventstore/event_store.hpp"
+#include "eventstore/wire.hpp"
 #include "platform/errors.hpp"
 #include "platform/otlp.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
+#include "relay/leader_session.hpp"
 
-namespace ordo::eventstore {
+namespace ordo::relay {
 namespace {
+
+using eventstore::Checkpoint;
+using eventstore::EventStore;
+using eventstore::HorizonWait;
+using eventstore::RecordedEvent;
 
 using namespace std::chrono_literals;
 using platform::jetstream::Message;
 
-// First key of the relay's advisory lock (two-int form: key, shard). It only has to differ
-// from the other advisory locks Ordo takes; the migrator uses the one-bigint form.
-constexpr int kRelayLockKey = 0x72656c61;  // "rela"
-
 constexpr auto kStandbyRetry = 1s;
 constexpr auto kMaxBackoff = 5s;
-
-// Thrown when the session that held the lock is gone or no longer holds it.
-class LeadershipLost : public std::runtime_error {
-   public:
-    using std::runtime_error::runtime_error;
-};
-
-// The relay's position and, per partition, the order key of the last event published there.
-struct RelayState {
-    Checkpoint checkpoint;
-    std::map<int, std::string> previous;
-
-    // Moves past `event`, which was published to `partition`.
-    void advance(const RecordedEvent& event, int partition) {
-        checkpoint = event.checkpoint();
-        previous[partition] = checkpoint.token();
-    }
-    std::string previous_json() const {
-        auto j = nlohmann::json::object();
-        for (const auto& [partition, key] : previous) j[std::to_string(partition)] = key;
-        return j.dump();
-    }
-};
 
 // Sleeps up to `duration`; returns early (false) when `stop` is set.
 bool pause(const std::atomic<bool>& stop, std::chrono::milliseconds duration) {
@@ -89,7 +65,7 @@ void record_publish_spans(platform::otlp::Exporter& exporter, const std::string&
                           platform::Clock::time_point ended, const platform::Logger& log) {
     for (std::size_t i = 0; i < events.size(); ++i) {
         const auto& e = events[i];
-        auto parent = traceparent_of(e.metadata);
+        auto parent = eventstore::traceparent_of(e.metadata);
         if (!parent) continue;
         auto context = platform::TraceContext::parse(*parent);
         platform::otlp::Span span;
@@ -123,124 +99,6 @@ void record_publish_spans(platform::otlp::Exporter& exporter, const std::string&
         exporter.record(std::move(span));
     }
 }
-
-std::uint64_t parse_u64(const std::string& text) {
-    std::uint64_t value = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || ptr != text.data() + text.size()) {
-        throw std::runtime_error("not an unsigned integer: " + text);
-    }
-    return value;
-}
-
-// The leader's own PostgreSQL session: it holds the advisory lock, listens for appends and
-// writes the checkpoint, so a checkpoint is only ever written while the lock is held.
-class LeaderSession {
-   public:
-    LeaderSession(const std::string& url, int shard)
-        : conn_{platform::pg::connection_url(url, "ordo-relay")},
-          shard_{shard},
-          listener_{conn_, woken_} {
-        pqxx::nontransaction tx{conn_};
-        tx.exec("SET application_name = 'ordo-relay'; SET statement_timeout = 15000");
-        backend_pid_ = conn_.backendpid();
-    }
-
-    bool try_lock() {
-        check();
-        pqxx::nontransaction tx{conn_};
-        return tx
-            .exec_params1("SELECT pg_try_advisory_lock($1::int, $2::int)", kRelayLockKey, shard_)[0]
-            .as<bool>();
-    }
-
-    void unlock() {
-        pqxx::nontransaction tx{conn_};
-        tx.exec_params("SELECT pg_advisory_unlock($1::int, $2::int)", kRelayLockKey, shard_);
-    }
-
-    RelayState load() {
-        check();
-        pqxx::nontransaction tx{conn_};
-        tx.exec_params(
-            "INSERT INTO ordo.relay_checkpoint (shard) VALUES ($1) "
-            "ON CONFLICT (shard) DO NOTHING",
-            shard_);
-        auto row = tx.exec_params1(
-            "SELECT transaction_id::text, global_position, previous::text "
-            "FROM ordo.relay_checkpoint WHERE shard = $1",
-            shard_);
-        RelayState state;
-        state.checkpoint = {parse_u64(row[0].as<std::string>()), row[1].as<std::int64_t>()};
-        const auto previous = nlohmann::json::parse(row[2].as<std::string>());
-        for (const auto& [partition, key] : previous.items()) {
-            state.previous[std::stoi(partition)] = key.get<std::string>();
-        }
-        return state;
-    }
-
-    // Writes only while this very session holds the lock: a session that pqxx silently
-    // re-established, or one whose lock was released, writes nothing.
-    void save(const RelayState& state) {
-        check();
-        pqxx::nontransaction tx{conn_};
-        auto result = tx.exec_params(
-            "UPDATE ordo.relay_checkpoint SET transaction_id = $2::text::xid8, "
-            "global_position = $3, previous = $4::jsonb, updated_at = now() "
-            "WHERE shard = $1 AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-            "AND pid = pg_backend_pid() AND granted AND classid = $5::int::oid "
-            "AND objid = $1::int::oid AND objsubid = 2)",
-            shard_, std::to_string(state.checkpoint.transaction_id), state.checkpoint.position,
-            state.previous_json(), kRelayLockKey);
-        if (result.affected_rows() != 1) {
-            throw LeadershipLost("the relay lock is no longer held by this session");
-        }
-    }
-
-    bool hidden_by_horizon() {
-        check();
-        pqxx::nontransaction tx{conn_};
-        return EventStore::hidden_by_horizon(tx);
-    }
-
-    std::int64_t max_position() {
-        check();
-        pqxx::nontransaction tx{conn_};
-        return tx.exec1("SELECT coalesce(max(global_position), 0) FROM ordo.events")[0]
-            .as<std::int64_t>();
-    }
-
-    // Returns when an append was announced or after `timeout`.
-    void wait_for_appends(std::chrono::milliseconds timeout) {
-        if (!woken_) {
-            auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
-            conn_.await_notification(us / 1'000'000, us % 1'000'000);
-        }
-        woken_ = false;
-        check();
-    }
-
-   private:
-    struct Listener final : pqxx::notification_receiver {
-        Listener(pqxx::connection_base& conn, bool& woken)
-            : pqxx::notification_receiver{conn, AppendNotifier::kChannel}, woken_{woken} {}
-        void operator()(const std::string&, int) override { woken_ = true; }
-        bool& woken_;
-    };
-
-    // libpqxx 6 re-opens a broken connection by itself; that new session holds no lock.
-    void check() {
-        if (!conn_.is_open() || conn_.backendpid() != backend_pid_) {
-            throw LeadershipLost("the relay's database session was lost");
-        }
-    }
-
-    pqxx::connection conn_;
-    int shard_;
-    bool woken_ = false;
-    Listener listener_;
-    int backend_pid_ = 0;
-};
 
 }  // namespace
 
@@ -413,11 +271,11 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         for (const auto& e : events) {
             int partition = platform::partition_of(e.stream_id, options.partitions);
             partitions.push_back(partition);
-            auto subject =
-                options.subject_prefix + "." + std::to_string(partition) + "." + e.category;
             auto& last = previous[partition];
-            batch.emplace_back(std::move(subject), to_message(e, partition, last));
-            last = e.checkpoint().token();
+            auto wire = eventstore::encode_wire(e, options.subject_prefix, partition, last);
+            batch.emplace_back(std::move(wire.subject), Message{.headers = std::move(wire.headers),
+                                                                .data = std::move(wire.body)});
+            last = e.checkpoint();
         }
 
         const auto publish_started =
@@ -428,7 +286,7 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
                                  publish_started, options.spans->now(), log);
         } else if (log.enabled(platform::LogLevel::debug)) {
             for (std::size_t i = 0; i < acked; ++i) {
-                if (auto parent = traceparent_of(events[i].metadata)) {
+                if (auto parent = eventstore::traceparent_of(events[i].metadata)) {
                     log.log(platform::LogLevel::debug, "published",
                             *platform::TraceContext::parse(*parent),
                             {{"subject", batch[i].first},
@@ -482,4 +340,4 @@ bool Relay::is_leader() const {
     return impl_->leader;
 }
 
-}  // namespace ordo::eventstore
+}  // namespace ordo::relay

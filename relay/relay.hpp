@@ -1,5 +1,7 @@
 #pragma once
 
+// The relay: publishes the event store to NATS JetStream, one leader per shard.
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -14,7 +16,7 @@ namespace ordo::platform::otlp {
 class Exporter;
 }
 
-namespace ordo::eventstore {
+namespace ordo::relay {
 
 struct RelayOptions {
     std::string database_url;  // the ordo_relay role
@@ -57,4 +59,4 @@ class Relay {
     std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace ordo::eventstore
+}  // namespace ordo::relay

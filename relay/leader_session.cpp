@@ -1,0 +1,183 @@
+// The relay leader's PostgreSQL session: advisory lock, append listener, checkpoint row.
+#include "relay/leader_session.hpp"
+
+#include <charconv>
+#include <stdexcept>
+
+#include <pqxx/pqxx>
+
+#include "eventstore/append_notifier.hpp"
+#include "platform/pg.hpp"
+
+namespace ordo::relay {
+namespace {
+
+using eventstore::AppendNotifier;
+using eventstore::Checkpoint;
+using eventstore::EventStore;
+
+// First key of the relay's advisory lock (two-int form: key, shard). It only has to differ
+// from the other advisory locks Ordo takes; the migrator uses the one-bigint form.
+constexpr int kRelayLockKey = 0x72656c61;  // "rela"
+
+// Thrown when the session that held the lock is gone or no longer holds it.
+class LeadershipLost : public std::runtime_error {
+   public:
+    using std::runtime_error::runtime_error;
+};
+
+std::uint64_t parse_u64(const std::string& text) {
+    std::uint64_t value = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || ptr != text.data() + text.size()) {
+        throw std::runtime_error("not an unsigned integer: " + text);
+    }
+    return value;
+}
+
+}  // namespace
+
+// The session itself; LeaderSession forwards to it so that libpqxx stays out of the header.
+class LeaderSession::Connection {
+   public:
+    Connection(const std::string& url, int shard)
+        : conn_{platform::pg::connection_url(url, "ordo-relay")},
+          shard_{shard},
+          listener_{conn_, woken_} {
+        pqxx::nontransaction tx{conn_};
+        tx.exec("SET application_name = 'ordo-relay'; SET statement_timeout = 15000");
+        backend_pid_ = conn_.backendpid();
+    }
+
+    bool try_lock() {
+        check();
+        pqxx::nontransaction tx{conn_};
+        return tx
+            .exec_params1("SELECT pg_try_advisory_lock($1::int, $2::int)", kRelayLockKey, shard_)[0]
+            .as<bool>();
+    }
+
+    void unlock() {
+        pqxx::nontransaction tx{conn_};
+        tx.exec_params("SELECT pg_advisory_unlock($1::int, $2::int)", kRelayLockKey, shard_);
+    }
+
+    RelayState load() {
+        check();
+        pqxx::nontransaction tx{conn_};
+        tx.exec_params(
+            "INSERT INTO ordo.relay_checkpoint (shard) VALUES ($1) "
+            "ON CONFLICT (shard) DO NOTHING",
+            shard_);
+        auto row = tx.exec_params1(
+            "SELECT transaction_id::text, global_position, previous::text "
+            "FROM ordo.relay_checkpoint WHERE shard = $1",
+            shard_);
+        RelayState state;
+        state.checkpoint = {parse_u64(row[0].as<std::string>()), row[1].as<std::int64_t>()};
+        const auto previous = nlohmann::json::parse(row[2].as<std::string>());
+        for (const auto& [partition, key] : previous.items()) {
+            auto checkpoint = Checkpoint::parse_token(key.get<std::string>());
+            if (!checkpoint) {
+                throw std::runtime_error("the relay checkpoint's previous key of partition " +
+                                         partition + " is not an order key: " + key.dump());
+            }
+            state.previous[std::stoi(partition)] = *checkpoint;
+        }
+        return state;
+    }
+
+    void save(const RelayState& state) {
+        check();
+        pqxx::nontransaction tx{conn_};
+        auto result = tx.exec_params(
+            "UPDATE ordo.relay_checkpoint SET transaction_id = $2::text::xid8, "
+            "global_position = $3, previous = $4::jsonb, updated_at = now() "
+            "WHERE shard = $1 AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+            "AND pid = pg_backend_pid() AND granted AND classid = $5::int::oid "
+            "AND objid = $1::int::oid AND objsubid = 2)",
+            shard_, std::to_string(state.checkpoint.transaction_id), state.checkpoint.position,
+            state.previous_json(), kRelayLockKey);
+        if (result.affected_rows() != 1) {
+            throw LeadershipLost("the relay lock is no longer held by this session");
+        }
+    }
+
+    bool hidden_by_horizon() {
+        check();
+        pqxx::nontransaction tx{conn_};
+        return EventStore::hidden_by_horizon(tx);
+    }
+
+    std::int64_t max_position() {
+        check();
+        pqxx::nontransaction tx{conn_};
+        return tx.exec1("SELECT coalesce(max(global_position), 0) FROM ordo.events")[0]
+            .as<std::int64_t>();
+    }
+
+    void wait_for_appends(std::chrono::milliseconds timeout) {
+        if (!woken_) {
+            auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
+            conn_.await_notification(us / 1'000'000, us % 1'000'000);
+        }
+        woken_ = false;
+        check();
+    }
+
+   private:
+    struct Listener final : pqxx::notification_receiver {
+        Listener(pqxx::connection_base& conn, bool& woken)
+            : pqxx::notification_receiver{conn, AppendNotifier::kChannel}, woken_{woken} {}
+        void operator()(const std::string&, int) override { woken_ = true; }
+        bool& woken_;
+    };
+
+    // libpqxx 6 re-opens a broken connection by itself; that new session holds no lock.
+    void check() {
+        if (!conn_.is_open() || conn_.backendpid() != backend_pid_) {
+            throw LeadershipLost("the relay's database session was lost");
+        }
+    }
+
+    pqxx::connection conn_;
+    int shard_;
+    bool woken_ = false;
+    Listener listener_;
+    int backend_pid_ = 0;
+};
+
+LeaderSession::LeaderSession(const std::string& url, int shard)
+    : connection_{std::make_unique<Connection>(url, shard)} {}
+
+LeaderSession::~LeaderSession() = default;
+
+bool LeaderSession::try_lock() {
+    return connection_->try_lock();
+}
+
+void LeaderSession::unlock() {
+    connection_->unlock();
+}
+
+RelayState LeaderSession::load() {
+    return connection_->load();
+}
+
+void LeaderSession::save(const RelayState& state) {
+    connection_->save(state);
+}
+
+bool LeaderSession::hidden_by_horizon() {
+    return connection_->hidden_by_horizon();
+}
+
+std::int64_t LeaderSession::max_position() {
+    return connection_->max_position();
+}
+
+void LeaderSession::wait_for_appends(std::chrono::milliseconds timeout) {
+    connection_->wait_for_appends(timeout);
+}
+
+}  // namespace ordo::relay
