@@ -26,8 +26,7 @@ struct PartitionBuffer {
 
 std::variant<LiveEvent, eventstore::WireRefusal> decode_live_event(
     std::string_view subject_prefix, const platform::jetstream::Message& message) {
-    return eventstore::decode_wire(subject_prefix, message.subject, message.headers,
-                                   message.data);
+    return eventstore::decode_wire(subject_prefix, message.subject, message.headers, message.data);
 }
 
 struct LiveFeed::Impl {

@@ -11,6 +11,7 @@
 
 #include <pqxx/pqxx>
 
+#include "platform/advisory_locks.hpp"
 #include "platform/errors.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
@@ -22,7 +23,7 @@ using eventstore::Checkpoint;
 
 // One rebuild of a projection at a time.
 std::int64_t rebuild_lock_key(const std::string& projection) {
-    return static_cast<std::int64_t>(platform::stream_hash("ordo.rebuild." + projection));
+    return platform::pg::advisory_locks::rebuild(projection);
 }
 
 struct TableName {

@@ -7,13 +7,14 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/append_notifier.hpp"
+#include "platform/advisory_locks.hpp"
 #include "platform/partition.hpp"
 #include "platform/pg.hpp"
 
 namespace ordo::projections {
 
 int slot_lock_key(const std::string& projection) {
-    return static_cast<int>(platform::stream_hash("ordo.projection." + projection) & 0x7fffffff);
+    return platform::pg::advisory_locks::projection_slot(projection);
 }
 
 std::size_t fair_share(std::size_t slots, std::size_t live_instances) {

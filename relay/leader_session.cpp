@@ -7,6 +7,7 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/append_notifier.hpp"
+#include "platform/advisory_locks.hpp"
 #include "platform/pg.hpp"
 
 namespace ordo::relay {
@@ -16,9 +17,8 @@ using eventstore::AppendNotifier;
 using eventstore::Checkpoint;
 using eventstore::EventStore;
 
-// First key of the relay's advisory lock (two-int form: key, shard). It only has to differ
-// from the other advisory locks Ordo takes; the migrator uses the one-bigint form.
-constexpr int kRelayLockKey = 0x72656c61;  // "rela"
+// First key of the relay's advisory lock (two-int form: key, shard).
+constexpr int kRelayLockKey = platform::pg::advisory_locks::kRelayLeader;
 
 // Thrown when the session that held the lock is gone or no longer holds it.
 class LeadershipLost : public std::runtime_error {
