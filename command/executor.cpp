@@ -3,9 +3,6 @@
 #include <random>
 #include <thread>
 
-#include <pqxx/pqxx>
-
-#include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
 #include "platform/errors.hpp"
 #include "platform/metrics.hpp"
@@ -14,32 +11,35 @@
 namespace ordo::command {
 namespace {
 
-constexpr const char* kFingerprint = "encode(sha256(convert_to($2, 'UTF8')), 'hex')";
-
-std::optional<Reply> claim_or_replay(pqxx::transaction_base& txn, const Dedup& dedup) {
-    // The first request inserts the row and holds it until commit; a concurrent repeat
-    // waits here, then finds the finished row and replays it.
-    auto claimed = txn.exec_params(
-        std::string{"INSERT INTO ordo.command_log (key, fingerprint, status, response) "
-                    "VALUES ($1, "} +
-            kFingerprint + ", 0, 'null') ON CONFLICT (key) DO NOTHING RETURNING 1",
-        dedup.key, dedup.fingerprint);
-    if (!claimed.empty()) return std::nullopt;
-    auto row = txn.exec_params1(std::string{"SELECT fingerprint = "} + kFingerprint +
-                                    ", status, response::text FROM ordo.command_log WHERE key = $1",
-                                dedup.key, dedup.fingerprint);
-    if (!row[0].as<bool>()) {
+// The first request claims the key until its session ends; a concurrent repeat waits,
+// then finds the finished outcome and replays it.
+std::optional<Reply> claim_or_replay(eventstore::Session& session, const Dedup& dedup) {
+    auto claim = session.claim_key(dedup.key, dedup.fingerprint);
+    if (std::holds_alternative<eventstore::KeyClaimed>(claim)) return std::nullopt;
+    if (std::holds_alternative<eventstore::KeyTakenByOtherRequest>(claim)) {
         throw KeyReused("this key was already used for a different request");
     }
-    return Reply{row[1].as<int>(), nlohmann::json::parse(row[2].as<std::string>()), true, false};
+    auto& finished = std::get<eventstore::KeyFinished>(claim);
+    return Reply{finished.status, std::move(finished.response), true, false};
 }
 
 }  // namespace
 
+Executor::Executor(eventstore::Store& store, platform::metrics::Registry& metrics,
+                   platform::Logger log, Options options)
+    : Executor(nullptr, &store, metrics, std::move(log), options) {}
+
 Executor::Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifier,
                    platform::metrics::Registry& metrics, platform::Logger log, Options options)
-    : pool_{pool},
-      notifier_{notifier},
+    : Executor(std::make_unique<eventstore::EventStore>(pool, notifier), nullptr, metrics,
+               std::move(log), options) {}
+
+Executor::~Executor() = default;
+
+Executor::Executor(std::unique_ptr<eventstore::Store> owned, eventstore::Store* borrowed,
+                   platform::metrics::Registry& metrics, platform::Logger log, Options options)
+    : owned_{std::move(owned)},
+      store_{borrowed ? *borrowed : *owned_},
       log_{std::move(log)},
       options_{options},
       conflicts_{metrics.counter("ordo_command_conflicts_total",
@@ -59,7 +59,7 @@ Executor::Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifie
 }
 
 Reply Executor::run(const std::string& stream, const std::optional<Dedup>& dedup,
-                    const std::function<Reply(pqxx::transaction_base&)>& unit) {
+                    const std::function<Reply(eventstore::Session&)>& unit) {
     thread_local std::mt19937 rng{std::random_device{}()};
     const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
     std::optional<platform::KeyedTurns::Turn> turn;
@@ -72,27 +72,21 @@ Reply Executor::run(const std::string& stream, const std::optional<Dedup>& dedup
     for (int attempt = 1;; ++attempt) {
         try {
             // Later attempts have started already: they wait for a connection as long as
-            // the pool allows, not only what is left of the start timeout.
-            auto by = attempt == 1
-                          ? deadline
-                          : std::chrono::steady_clock::now() + pool_.options().acquire_timeout;
-            auto reply = pool_.transact(by, [&](pqxx::work& txn) -> Reply {
+            // the store allows, not only what is left of the start timeout.
+            auto by = attempt == 1 ? std::optional{deadline} : std::nullopt;
+            auto reply = store_.transact(by, [&](eventstore::Session& session) -> Reply {
                 if (dedup) {
-                    if (auto stored = claim_or_replay(txn, *dedup)) return *stored;
+                    if (auto stored = claim_or_replay(session, *dedup)) return *stored;
                 }
-                auto reply = unit(txn);
+                auto reply = unit(session);
                 if (dedup) {
                     if (reply.status >= 500) throw std::logic_error("a 5xx outcome is not final");
-                    txn.exec_params(
-                        "UPDATE ordo.command_log SET status = $2, response = $3::jsonb "
-                        "WHERE key = $1",
-                        dedup->key, reply.status, reply.body.dump());
+                    session.record_outcome(dedup->key, reply.status, reply.body);
                 }
                 return reply;
             });
             if (reply.replayed) replays_.inc();
             if (reply.appended) appends_.inc();
-            if (reply.appended && notifier_) notifier_->signal();
             return reply;
         } catch (const eventstore::ConcurrencyConflict&) {
             conflicts_.inc();
@@ -111,27 +105,11 @@ Executor::Expired Executor::expire(std::chrono::hours age, std::int64_t batch, i
     if (batch < 1 || max_batches < 1) {
         throw std::invalid_argument("expire needs a batch and max_batches of at least 1");
     }
-    // One cutoff for the whole run: keys recorded meanwhile are not its business. It travels
-    // as ISO 8601 in UTC, which reads back exactly whatever the session's DateStyle or zone.
-    const auto cutoff = pool_.transact<pqxx::nontransaction>([&](auto& txn) {
-        return txn
-            .exec_params1(
-                "SELECT to_char((now() - make_interval(hours => $1)) AT TIME ZONE "
-                "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-                static_cast<int>(age.count()))[0]
-            .template as<std::string>();
-    });
+    // One cutoff for the whole run: keys recorded meanwhile are not its business.
+    const auto cutoff = store_.key_cutoff(age);
     Expired expired;
     for (;;) {
-        auto deleted = pool_.transact([&](pqxx::work& txn) {
-            return static_cast<std::int64_t>(
-                txn.exec_params(
-                       "DELETE FROM ordo.command_log WHERE key IN (SELECT key FROM "
-                       "ordo.command_log WHERE created_at < $1::timestamptz ORDER BY created_at "
-                       "LIMIT $2 FOR UPDATE SKIP LOCKED)",
-                       cutoff, batch)
-                    .affected_rows());
-        });
+        auto deleted = store_.expire_keys(cutoff, batch);
         ++expired.batches;
         expired.records += deleted;
         if (deleted < batch || expired.batches >= max_batches) return expired;

@@ -2,12 +2,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
-#include <pqxx/transaction_base>
 
+#include "eventstore/store.hpp"
 #include "platform/keyed_turns.hpp"
 #include "platform/log.hpp"
 
@@ -44,7 +45,8 @@ class KeyReused : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Runs one command as one transaction: dedup record, load, decide, append. A concurrency
+// Runs one command as one unit of work of the store (one transaction on PostgreSQL): dedup
+// record, load, decide, append. A concurrency
 // conflict re-runs the whole unit (bounded, with jittered backoff); a dedup key makes the
 // first outcome final, so a repeat returns it without deciding again. Only outcomes
 // below 500 are recorded: a failure leaves nothing behind and may be retried.
@@ -64,14 +66,21 @@ class Executor {
         std::size_t max_waiting = 8192;
     };
 
+    // On any store: the PostgreSQL one in production, MemoryStore in unit tests. `store`
+    // outlives the executor.
+    Executor(eventstore::Store& store, platform::metrics::Registry& metrics, platform::Logger log,
+             Options options);
+    // On the PostgreSQL store of `pool` (prepared with EventStore::prepare), which signals
+    // `notifier` (optional) after each command that appended.
     Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifier,
              platform::metrics::Registry& metrics, platform::Logger log, Options options);
+    ~Executor();
 
-    // `unit` runs inside the transaction, on `stream` (the one stream it writes), and may
+    // `unit` runs inside the session, on `stream` (the one stream it writes), and may
     // throw eventstore::ConcurrencyConflict to ask for a retry. Throws KeyReused,
     // platform::Overloaded (not started), platform::Unavailable.
     Reply run(const std::string& stream, const std::optional<Dedup>& dedup,
-              const std::function<Reply(pqxx::transaction_base&)>& unit);
+              const std::function<Reply(eventstore::Session&)>& unit);
 
     // Deletes dedup records older than `age`, in transactions of at most `batch` rows each
     // (oldest first), so that expiry never holds a long transaction or a large lock set,
@@ -85,8 +94,12 @@ class Executor {
     Expired expire(std::chrono::hours age, std::int64_t batch = 5000, int max_batches = 100);
 
    private:
-    platform::pg::Pool& pool_;
-    eventstore::AppendNotifier* notifier_;
+    // Either `owned` or `borrowed` is the store.
+    Executor(std::unique_ptr<eventstore::Store> owned, eventstore::Store* borrowed,
+             platform::metrics::Registry& metrics, platform::Logger log, Options options);
+
+    std::unique_ptr<eventstore::Store> owned_;  // when built on a pool
+    eventstore::Store& store_;
     platform::Logger log_;
     Options options_;
     platform::metrics::Counter& conflicts_;

@@ -86,7 +86,7 @@ void CommandService::register_routes(platform::http::Router& router) {
 
 Response CommandService::run_http(
     Request& request, const std::string& stream,
-    const std::function<Reply(pqxx::transaction_base&, const CommandContext&)>& unit) {
+    const std::function<Reply(eventstore::Session&, const CommandContext&)>& unit) {
     std::optional<Dedup> dedup;
     auto key = request.header("idempotency-key");
     if (key) {
@@ -104,8 +104,8 @@ Response CommandService::run_http(
     CommandContext context{request.trace, key ? *key : command_id, key ? *key : command_id,
                            command_id, request.caller};
     try {
-        auto reply = executor_.run(stream, dedup,
-                                   [&](pqxx::transaction_base& txn) { return unit(txn, context); });
+        auto reply = executor_.run(
+            stream, dedup, [&](eventstore::Session& session) { return unit(session, context); });
         Response response;
         response.status = reply.status;
         response.content_type =
@@ -141,8 +141,8 @@ Response CommandService::receive_stock(Request& request) {
     if (auto* errors = std::get_if<std::vector<FieldError>>(&decoded)) return invalid(*errors);
     const auto& command = std::get<domain::inventory::ReceiveStock>(decoded);
     auto stream = domain::inventory_stream(command.sku);
-    return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
-        auto done = execute<InventoryTraits>(txn, stream, command, ctx);
+    return run_http(request, stream, [&](eventstore::Session& session, const CommandContext& ctx) {
+        auto done = execute<InventoryTraits>(session, stream, command, ctx);
         return done.rejection ? rejected(*done.rejection)
                               : accepted(200, nlohmann::json::object(), stream, done);
     });
@@ -156,8 +156,8 @@ Response CommandService::deposit(Request& request) {
     if (auto* errors = std::get_if<std::vector<FieldError>>(&decoded)) return invalid(*errors);
     const auto& command = std::get<domain::payments::Deposit>(decoded);
     auto stream = domain::account_stream(command.account_id);
-    return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
-        auto done = execute<AccountTraits>(txn, stream, command, ctx);
+    return run_http(request, stream, [&](eventstore::Session& session, const CommandContext& ctx) {
+        auto done = execute<AccountTraits>(session, stream, command, ctx);
         return done.rejection ? rejected(*done.rejection)
                               : accepted(200, nlohmann::json::object(), stream, done);
     });
@@ -171,8 +171,8 @@ Response CommandService::place_order(Request& request) {
     const auto& command = std::get<domain::orders::PlaceOrder>(decoded);
     const auto& id = command.order_id;
     auto stream = domain::order_stream(id);
-    return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
-        auto done = execute<OrderTraits>(txn, stream, command, ctx);
+    return run_http(request, stream, [&](eventstore::Session& session, const CommandContext& ctx) {
+        auto done = execute<OrderTraits>(session, stream, command, ctx);
         return done.rejection ? rejected(*done.rejection)
                               : accepted(202, {{"order_id", id}}, stream, done);
     });
@@ -190,9 +190,9 @@ Response CommandService::cancel_order(Request& request) {
     const auto& if_match = cancellation.if_match;
     const auto& id = command.order_id;
     auto stream = domain::order_stream(id);
-    return run_http(request, stream, [&](pqxx::transaction_base& txn, const CommandContext& ctx) {
+    return run_http(request, stream, [&](eventstore::Session& session, const CommandContext& ctx) {
         auto done = execute<OrderTraits>(
-            txn, stream, command, ctx,
+            session, stream, command, ctx,
             [&](const Loaded<OrderTraits>& loaded) -> std::optional<domain::Rejection> {
                 if (loaded.version == 0)
                     return domain::Rejection{"order_not_found", "no order " + id};
@@ -248,17 +248,17 @@ BusOutcome CommandService::send(const std::string& command_id, const InternalCom
     try {
         reply = executor_.run(
             stream, Dedup{"cmd:" + command_id, stream + "\n" + fingerprint},
-            [&, stream = stream](pqxx::transaction_base& txn) {
+            [&, stream = stream](eventstore::Session& session) {
                 auto done = std::visit(
                     Overloaded{
                         [&](const auto& c) -> Executed {
                             using C = std::decay_t<decltype(c)>;
                             if constexpr (std::is_constructible_v<inventory::Command, C>) {
-                                return execute<InventoryTraits>(txn, stream, c, ctx);
+                                return execute<InventoryTraits>(session, stream, c, ctx);
                             } else if constexpr (std::is_constructible_v<payments::Command, C>) {
-                                return execute<AccountTraits>(txn, stream, c, ctx);
+                                return execute<AccountTraits>(session, stream, c, ctx);
                             } else {
-                                return execute<OrderTraits>(txn, stream, c, ctx);
+                                return execute<OrderTraits>(session, stream, c, ctx);
                             }
                         },
                     },

@@ -48,7 +48,7 @@ class CommandService {
     // Runs a unit for an HTTP request: Idempotency-Key, error mapping, headers.
     platform::http::Response run_http(
         platform::http::Request& request, const std::string& stream,
-        const std::function<Reply(pqxx::transaction_base&, const CommandContext&)>& unit);
+        const std::function<Reply(eventstore::Session&, const CommandContext&)>& unit);
 
     Executor& executor_;
     platform::Logger log_;

@@ -1,3 +1,4 @@
+// The PostgreSQL event store: its statements, its sessions, its unit of work.
 #include "eventstore/event_store.hpp"
 
 #include <charconv>
@@ -12,30 +13,10 @@
 namespace ordo::eventstore {
 namespace {
 
-constexpr std::size_t kMaxEventsPerAppend = 10'000;
-constexpr std::size_t kMaxStreamIdLength = 200;
-constexpr std::size_t kMaxEventTypeLength = 200;
-
 constexpr const char* kEventColumns =
     "global_position, transaction_id::text AS txid, stream_id, category, stream_version, "
     "event_id::text, event_type, schema_version, payload::text, metadata::text, "
     "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
-
-bool is_id_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-}
-
-bool is_uuid(std::string_view s) {
-    if (s.size() != 36) return false;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        char c = s[i];
-        if (dash != (c == '-')) return false;
-        if (!dash && !std::isxdigit(static_cast<unsigned char>(c))) return false;
-    }
-    return true;
-}
 
 std::uint64_t parse_u64(const std::string& text) {
     std::uint64_t value = 0;
@@ -44,30 +25,6 @@ std::uint64_t parse_u64(const std::string& text) {
         throw std::runtime_error("not an unsigned integer: " + text);
     }
     return value;
-}
-
-void validate(const std::string& stream, const std::vector<NewEvent>& events) {
-    if (!is_valid_stream_id(stream)) {
-        throw platform::InvalidInput("invalid stream id '" + stream +
-                                     "': expected <category>-<id> of [A-Za-z0-9._-]");
-    }
-    if (events.empty()) throw platform::InvalidInput("an append needs at least one event");
-    if (events.size() > kMaxEventsPerAppend) {
-        throw platform::InvalidInput("at most " + std::to_string(kMaxEventsPerAppend) +
-                                     " events per append");
-    }
-    std::set<std::string> ids;
-    for (const auto& e : events) {
-        if (!is_uuid(e.event_id)) {
-            throw platform::InvalidInput("event id '" + e.event_id + "' is not a UUID");
-        }
-        if (!ids.insert(e.event_id).second) {
-            throw platform::InvalidInput("event id " + e.event_id + " appears twice in one append");
-        }
-        if (e.type.empty() || e.type.size() > kMaxEventTypeLength) {
-            throw platform::InvalidInput("event type must be 1 to 200 characters");
-        }
-    }
 }
 
 std::string encode_batch(const std::vector<NewEvent>& events) {
@@ -98,116 +55,23 @@ RecordedEvent to_event(const pqxx::row& row) {
     };
 }
 
-}  // namespace
-
-ExpectedVersion ExpectedVersion::exact(std::int64_t version) {
-    if (version < 1) throw platform::InvalidInput("an exact expected version is at least 1");
-    return ExpectedVersion{version};
+// A text[] literal of categories (ids of [A-Za-z0-9._]: nothing to quote).
+std::string category_array(const std::vector<std::string>& categories) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < categories.size(); ++i) out += (i ? "," : "") + categories[i];
+    return out + "}";
 }
 
-std::string ExpectedVersion::to_string() const {
-    if (value_ < 0) return "any";
-    if (value_ == 0) return "no stream";
-    return std::to_string(value_);
+std::vector<RecordedEvent> events_of(const pqxx::result& rows) {
+    std::vector<RecordedEvent> out;
+    out.reserve(rows.size());
+    for (const auto& row : rows) out.push_back(to_event(row));
+    return out;
 }
 
-nlohmann::json Metadata::to_json() const {
-    return {{"trace_id", trace_id},
-            {"span_id", span_id},
-            {"correlation_id", correlation_id},
-            {"causation_id", causation_id},
-            {"command_id", command_id},
-            {"actor", actor}};
-}
-
-Metadata Metadata::from_json(const nlohmann::json& j) {
-    auto get = [&](const char* key) {
-        auto it = j.find(key);
-        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};
-    };
-    return {get("trace_id"),     get("span_id"),    get("correlation_id"),
-            get("causation_id"), get("command_id"), get("actor")};
-}
-
-std::string Checkpoint::token() const {
-    return std::to_string(transaction_id) + "." + std::to_string(position);
-}
-
-std::optional<Checkpoint> Checkpoint::parse_token(std::string_view token) {
-    auto dot = token.find('.');
-    if (dot == std::string_view::npos || token.size() > 48) return std::nullopt;
-    Checkpoint c;
-    auto first = token.substr(0, dot);
-    auto second = token.substr(dot + 1);
-    auto r1 = std::from_chars(first.data(), first.data() + first.size(), c.transaction_id);
-    auto r2 = std::from_chars(second.data(), second.data() + second.size(), c.position);
-    if (r1.ec != std::errc{} || r1.ptr != first.data() + first.size() || r2.ec != std::errc{} ||
-        r2.ptr != second.data() + second.size() || first.empty() || second.empty() ||
-        c.position < 0) {
-        return std::nullopt;
-    }
-    return c;
-}
-
-ConcurrencyConflict::ConcurrencyConflict(std::string stream, ExpectedVersion expected,
-                                         std::int64_t actual)
-    : std::runtime_error("stream " + stream + " is at version " + std::to_string(actual) +
-                         ", expected " + expected.to_string()),
-      stream_{std::move(stream)},
-      actual_{actual} {}
-
-EventIdReused::EventIdReused(std::string event_id)
-    : std::runtime_error("event id " + event_id +
-                         " is already stored with other content or in another place"),
-      event_id_{std::move(event_id)} {}
-
-bool is_valid_stream_id(std::string_view stream) {
-    auto dash = stream.find('-');
-    if (stream.empty() || stream.size() > kMaxStreamIdLength || dash == 0 ||
-        dash == std::string_view::npos || dash + 1 == stream.size()) {
-        return false;
-    }
-    for (char c : stream) {
-        if (!is_id_char(c)) return false;
-    }
-    return true;
-}
-
-std::string category_of(std::string_view stream) {
-    return std::string{stream.substr(0, stream.find('-'))};
-}
-
-void EventStore::prepare(pqxx::connection& conn) {
-    conn.prepare("ordo_append", "SELECT * FROM ordo.append_events($1, $2, $3::jsonb)");
-    conn.prepare("ordo_read_stream",
-                 std::string{"SELECT "} + kEventColumns +
-                     " FROM ordo.events WHERE stream_id = $1 AND stream_version >= $2"
-                     " ORDER BY stream_version LIMIT $3");
-    conn.prepare("ordo_read_all",
-                 std::string{"SELECT "} + kEventColumns +
-                     " FROM ordo.events"
-                     " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
-                     "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-                     " ORDER BY transaction_id, global_position LIMIT $3");
-    conn.prepare("ordo_read_partition",
-                 std::string{"SELECT "} + kEventColumns +
-                     " FROM ordo.events"
-                     " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
-                     "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-                     "   AND stream_hash % $3 = $4"
-                     "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
-                     " ORDER BY transaction_id, global_position LIMIT $6");
-    conn.prepare("ordo_head",
-                 "SELECT transaction_id::text AS txid, global_position FROM ordo.events"
-                 " WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-                 " ORDER BY transaction_id DESC, global_position DESC LIMIT 1");
-    conn.prepare("ordo_stream_version",
-                 "SELECT coalesce((SELECT version FROM ordo.streams WHERE stream_id = $1), 0)");
-}
-
-AppendResult EventStore::append(pqxx::transaction_base& txn, const std::string& stream,
-                                ExpectedVersion expected, const std::vector<NewEvent>& events) {
-    validate(stream, events);
+// The statement of ordo.append_events and its outcome; the caller validated the batch.
+AppendResult append_in(pqxx::transaction_base& txn, const std::string& stream,
+                       ExpectedVersion expected, const std::vector<NewEvent>& events) {
     pqxx::result rows;
     try {
         rows = txn.exec_prepared("ordo_append", stream, expected.encoded(), encode_batch(events));
@@ -236,12 +100,140 @@ AppendResult EventStore::append(pqxx::transaction_base& txn, const std::string& 
     return result;
 }
 
+std::int64_t stream_version_in(pqxx::transaction_base& txn, const std::string& stream) {
+    return txn.exec_prepared1("ordo_stream_version", stream)[0].as<std::int64_t>();
+}
+
+// The fingerprint is stored as its SHA-256: fixed size whatever the request.
+constexpr const char* kFingerprint = "encode(sha256(convert_to($2, 'UTF8')), 'hex')";
+
+}  // namespace
+
+void EventStore::prepare(pqxx::connection& conn) {
+    conn.prepare("ordo_append", "SELECT * FROM ordo.append_events($1, $2, $3::jsonb)");
+    conn.prepare("ordo_read_stream",
+                 std::string{"SELECT "} + kEventColumns +
+                     " FROM ordo.events WHERE stream_id = $1 AND stream_version >= $2"
+                     " ORDER BY stream_version LIMIT $3");
+    conn.prepare("ordo_read_all",
+                 std::string{"SELECT "} + kEventColumns +
+                     " FROM ordo.events"
+                     " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
+                     "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+                     " ORDER BY transaction_id, global_position LIMIT $3");
+    conn.prepare("ordo_read_partition",
+                 std::string{"SELECT "} + kEventColumns +
+                     " FROM ordo.events"
+                     " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
+                     "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+                     "   AND stream_hash % $3 = $4"
+                     "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
+                     " ORDER BY transaction_id, global_position LIMIT $6");
+    conn.prepare("ordo_read_range",
+                 std::string{"SELECT "} + kEventColumns +
+                     " FROM ordo.events"
+                     " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
+                     "   AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)"
+                     "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
+                     " ORDER BY transaction_id, global_position LIMIT $6");
+    conn.prepare("ordo_head",
+                 "SELECT transaction_id::text AS txid, global_position FROM ordo.events"
+                 " WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+                 " ORDER BY transaction_id DESC, global_position DESC LIMIT 1");
+    conn.prepare("ordo_stream_version",
+                 "SELECT coalesce((SELECT version FROM ordo.streams WHERE stream_id = $1), 0)");
+}
+
+std::vector<RecordedEvent> PgSession::read_stream(const std::string& stream,
+                                                  std::int64_t from_version,
+                                                  std::size_t max_count) {
+    return events_of(txn_.exec_prepared("ordo_read_stream", stream, from_version,
+                                        static_cast<std::int64_t>(max_count)));
+}
+
+std::vector<RecordedEvent> PgSession::read_all(Checkpoint after, std::size_t max_count) {
+    return events_of(txn_.exec_prepared("ordo_read_all", std::to_string(after.transaction_id),
+                                        after.position, static_cast<std::int64_t>(max_count)));
+}
+
+AppendResult PgSession::append(const std::string& stream, ExpectedVersion expected,
+                               const std::vector<NewEvent>& events) {
+    check_append(stream, events);
+    auto result = append_in(txn_, stream, expected, events);
+    appended_ = appended_ || !result.replayed;
+    return result;
+}
+
+std::optional<Snapshot> PgSession::lock_stream(const std::string& stream, int format) {
+    // One round trip: lock the stream's row (so commands on one hot stream queue instead of
+    // deciding on stale state and burning retries) and read its snapshot.
+    auto row = txn_.exec_params1(
+        "WITH locked AS (SELECT 1 FROM ordo.streams WHERE stream_id = $1 FOR UPDATE) "
+        "SELECT s.stream_version, s.state::text, (SELECT count(*) FROM locked) "
+        "FROM (SELECT 1) AS one LEFT JOIN ordo.snapshots AS s "
+        "ON s.stream_id = $1 AND s.schema_version = $2",
+        stream, format);
+    if (row[0].is_null()) return std::nullopt;
+    return Snapshot{row[0].as<std::int64_t>(), nlohmann::json::parse(row[1].c_str())};
+}
+
+void PgSession::save_snapshot(const std::string& stream, const Snapshot& snapshot, int format) {
+    txn_.exec_params(
+        "INSERT INTO ordo.snapshots (stream_id, stream_version, schema_version, state) "
+        "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (stream_id) DO UPDATE "
+        "SET stream_version = EXCLUDED.stream_version, schema_version = EXCLUDED.schema_version, "
+        "state = EXCLUDED.state, taken_at = now() "
+        "WHERE ordo.snapshots.stream_version < EXCLUDED.stream_version",
+        stream, snapshot.version, format, snapshot.state.dump());
+}
+
+std::optional<Checkpoint> PgSession::checkpoint_at(const std::string& stream,
+                                                   std::int64_t version) {
+    auto rows = txn_.exec_params(
+        "SELECT transaction_id::text, global_position FROM ordo.events "
+        "WHERE stream_id = $1 AND stream_version = $2",
+        stream, version);
+    if (rows.empty()) return std::nullopt;
+    return Checkpoint{parse_u64(rows[0][0].as<std::string>()), rows[0][1].as<std::int64_t>()};
+}
+
+std::int64_t PgSession::stream_version(const std::string& stream) {
+    return stream_version_in(txn_, stream);
+}
+
+KeyClaim PgSession::claim_key(const std::string& key, const std::string& fingerprint) {
+    // The first request inserts the row and holds it until commit; a concurrent repeat
+    // waits here, then finds the finished row and replays it.
+    auto claimed = txn_.exec_params(
+        std::string{"INSERT INTO ordo.command_log (key, fingerprint, status, response) "
+                    "VALUES ($1, "} +
+            kFingerprint + ", 0, 'null') ON CONFLICT (key) DO NOTHING RETURNING 1",
+        key, fingerprint);
+    if (!claimed.empty()) return KeyClaimed{};
+    auto row =
+        txn_.exec_params1(std::string{"SELECT fingerprint = "} + kFingerprint +
+                              ", status, response::text FROM ordo.command_log WHERE key = $1",
+                          key, fingerprint);
+    if (!row[0].as<bool>()) return KeyTakenByOtherRequest{};
+    return KeyFinished{row[1].as<int>(), nlohmann::json::parse(row[2].as<std::string>())};
+}
+
+void PgSession::record_outcome(const std::string& key, int status, const nlohmann::json& response) {
+    txn_.exec_params("UPDATE ordo.command_log SET status = $2, response = $3::jsonb WHERE key = $1",
+                     key, status, response.dump());
+}
+
+AppendResult EventStore::append(pqxx::transaction_base& txn, const std::string& stream,
+                                ExpectedVersion expected, const std::vector<NewEvent>& events) {
+    return PgSession{txn}.append(stream, expected, events);
+}
+
 AppendResult EventStore::append(const std::string& stream, ExpectedVersion expected,
                                 const std::vector<NewEvent>& events) {
-    validate(stream, events);
+    check_append(stream, events);
     // One statement in autocommit is atomic and saves the BEGIN and COMMIT round trips.
     auto result = pool_.transact<pqxx::nontransaction>(
-        [&](auto& txn) { return append(txn, stream, expected, events); });
+        [&](auto& txn) { return append_in(txn, stream, expected, events); });
     if (notifier_ && !result.replayed) notifier_->signal();
     return result;
 }
@@ -250,49 +242,49 @@ std::vector<RecordedEvent> EventStore::read_stream(pqxx::transaction_base& txn,
                                                    const std::string& stream,
                                                    std::int64_t from_version,
                                                    std::size_t max_count) {
-    std::vector<RecordedEvent> out;
-    for (const auto& row : txn.exec_prepared("ordo_read_stream", stream, from_version,
-                                             static_cast<std::int64_t>(max_count))) {
-        out.push_back(to_event(row));
-    }
-    return out;
+    return PgSession{txn}.read_stream(stream, from_version, max_count);
 }
 
 std::vector<RecordedEvent> EventStore::read_stream(const std::string& stream,
                                                    std::int64_t from_version,
                                                    std::size_t max_count) {
     return pool_.transact<pqxx::nontransaction>(
-        [&](auto& txn) { return read_stream(txn, stream, from_version, max_count); });
+        [&](auto& txn) { return PgSession{txn}.read_stream(stream, from_version, max_count); });
 }
 
 std::vector<RecordedEvent> EventStore::read_all(Checkpoint after, std::size_t max_count) {
-    return pool_.transact<pqxx::nontransaction>([&](auto& txn) {
-        std::vector<RecordedEvent> out;
-        for (const auto& row :
-             txn.exec_prepared("ordo_read_all", std::to_string(after.transaction_id),
-                               after.position, static_cast<std::int64_t>(max_count))) {
-            out.push_back(to_event(row));
-        }
-        return out;
-    });
+    return pool_.transact<pqxx::nontransaction>(
+        [&](auto& txn) { return PgSession{txn}.read_all(after, max_count); });
 }
 
 std::vector<RecordedEvent> EventStore::read_partition(pqxx::transaction_base& txn, Checkpoint after,
                                                       int partitions, int partition,
                                                       const std::vector<std::string>& categories,
                                                       std::size_t max_count) {
-    std::string category_array = "{";
-    for (std::size_t i = 0; i < categories.size(); ++i) {
-        category_array += (i ? "," : "") + categories[i];
-    }
-    category_array += "}";
-    std::vector<RecordedEvent> out;
-    for (const auto& row : txn.exec_prepared(
-             "ordo_read_partition", std::to_string(after.transaction_id), after.position,
-             partitions, partition, category_array, static_cast<std::int64_t>(max_count))) {
-        out.push_back(to_event(row));
-    }
-    return out;
+    return events_of(txn.exec_prepared(
+        "ordo_read_partition", std::to_string(after.transaction_id), after.position, partitions,
+        partition, category_array(categories), static_cast<std::int64_t>(max_count)));
+}
+
+std::vector<RecordedEvent> EventStore::read_range(pqxx::transaction_base& txn, Checkpoint after,
+                                                  Checkpoint until,
+                                                  const std::vector<std::string>& categories,
+                                                  std::size_t max_count) {
+    return events_of(txn.exec_prepared("ordo_read_range", std::to_string(after.transaction_id),
+                                       after.position, std::to_string(until.transaction_id),
+                                       until.position, category_array(categories),
+                                       static_cast<std::int64_t>(max_count)));
+}
+
+std::int64_t EventStore::count_until(pqxx::transaction_base& txn, Checkpoint until,
+                                     const std::vector<std::string>& categories) {
+    return txn
+        .exec_params1(
+            "SELECT count(*) FROM ordo.events WHERE (transaction_id, "
+            "global_position) <= ($1::text::xid8, $2::bigint) AND "
+            "(cardinality($3::text[]) = 0 OR category = ANY($3::text[]))",
+            std::to_string(until.transaction_id), until.position, category_array(categories))[0]
+        .as<std::int64_t>();
 }
 
 std::optional<Checkpoint> EventStore::head(pqxx::transaction_base& txn) {
@@ -310,17 +302,48 @@ bool EventStore::hidden_by_horizon(pqxx::transaction_base& txn) {
 }
 
 std::int64_t EventStore::stream_version(const std::string& stream) {
-    return pool_.transact<pqxx::nontransaction>([&](auto& txn) {
-        return txn.exec_prepared1("ordo_stream_version", stream)[0].template as<std::int64_t>();
+    return pool_.transact<pqxx::nontransaction>(
+        [&](auto& txn) { return stream_version_in(txn, stream); });
+}
+
+KeyCutoff EventStore::key_cutoff(std::chrono::hours age) {
+    // Microseconds since the epoch (extract is exact numeric): no text round trip that a
+    // session's DateStyle or time zone could bend.
+    const auto micros = pool_.transact<pqxx::nontransaction>([&](auto& txn) {
+        return txn
+            .exec_params1(
+                "SELECT (extract(epoch FROM now() - make_interval(hours => $1)) * 1000000)"
+                "::bigint",
+                static_cast<int>(age.count()))[0]
+            .template as<std::int64_t>();
+    });
+    return KeyCutoff{std::chrono::microseconds{micros}};
+}
+
+std::int64_t EventStore::expire_keys(KeyCutoff cutoff, std::int64_t batch) {
+    return pool_.transact([&](pqxx::work& txn) {
+        return static_cast<std::int64_t>(
+            txn.exec_params("DELETE FROM ordo.command_log WHERE key IN (SELECT key FROM "
+                            "ordo.command_log WHERE created_at < "
+                            "'epoch'::timestamptz + $1::bigint * interval '1 microsecond' "
+                            "ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                            static_cast<std::int64_t>(cutoff.time_since_epoch().count()), batch)
+                .affected_rows());
     });
 }
 
-const char* EventStore::event_columns() {
-    return kEventColumns;
-}
-
-RecordedEvent EventStore::event_from_row(const pqxx::row& row) {
-    return to_event(row);
+void EventStore::run_session(std::optional<Deadline> deadline,
+                             const std::function<void(Session&)>& work) {
+    const auto by =
+        deadline.value_or(std::chrono::steady_clock::now() + pool_.options().acquire_timeout);
+    bool appended = false;
+    pool_.transact(by, [&](pqxx::work& txn) {
+        PgSession session{txn};
+        work(session);
+        appended = session.appended();
+    });
+    // Only after the commit: a listener woken earlier could read before the events exist.
+    if (appended && notifier_) notifier_->signal();
 }
 
 }  // namespace ordo::eventstore

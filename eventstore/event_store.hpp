@@ -12,138 +12,75 @@
 #include <pqxx/connection>
 #include <pqxx/transaction_base>
 
+#include "eventstore/events.hpp"
+#include "eventstore/store.hpp"
+
 namespace ordo::platform::pg {
 class Pool;
 }
 
 namespace ordo::eventstore {
 
-// What the appender believes the stream's version to be.
-class ExpectedVersion {
+class AppendNotifier;
+
+// A Session on a PostgreSQL transaction: the caller's own (the projection runtime and the
+// saga intake append inside transactions that also carry their checkpoints), or one that
+// EventStore::transact opened. The transaction must be on a connection prepared with
+// EventStore::prepare; committing it is the owner's business, and so is signalling an
+// AppendNotifier after the commit when appended() says events were written.
+class PgSession final : public Session {
    public:
-    static ExpectedVersion any() { return ExpectedVersion{-1}; }
-    static ExpectedVersion no_stream() { return ExpectedVersion{0}; }
-    static ExpectedVersion exact(std::int64_t version);  // version >= 1
-    bool is_any() const { return value_ < 0; }
-    // -1 any, 0 no stream, n exactly n: the encoding the append function takes.
-    std::int64_t encoded() const { return value_; }
-    std::string to_string() const;
+    explicit PgSession(pqxx::transaction_base& txn) : txn_{txn} {}
+
+    std::vector<RecordedEvent> read_stream(const std::string& stream, std::int64_t from_version,
+                                           std::size_t max_count) override;
+    std::vector<RecordedEvent> read_all(Checkpoint after, std::size_t max_count) override;
+    AppendResult append(const std::string& stream, ExpectedVersion expected,
+                        const std::vector<NewEvent>& events) override;
+    std::optional<Snapshot> lock_stream(const std::string& stream, int format) override;
+    void save_snapshot(const std::string& stream, const Snapshot& snapshot, int format) override;
+    std::optional<Checkpoint> checkpoint_at(const std::string& stream,
+                                            std::int64_t version) override;
+    std::int64_t stream_version(const std::string& stream) override;
+    KeyClaim claim_key(const std::string& key, const std::string& fingerprint) override;
+    void record_outcome(const std::string& key, int status,
+                        const nlohmann::json& response) override;
+
+    // Whether an append of this session wrote events (not only replayed stored ones).
+    bool appended() const { return appended_; }
 
    private:
-    explicit ExpectedVersion(std::int64_t v) : value_{v} {}
-    std::int64_t value_;
+    pqxx::transaction_base& txn_;
+    bool appended_ = false;
 };
-
-struct Metadata {
-    std::string trace_id;
-    std::string span_id;
-    std::string correlation_id;
-    std::string causation_id;
-    std::string command_id;
-    std::string actor;
-
-    nlohmann::json to_json() const;
-    static Metadata from_json(const nlohmann::json& j);
-};
-
-struct NewEvent {
-    std::string event_id;  // UUID; the idempotency key of the event
-    std::string type;
-    nlohmann::json payload;
-    Metadata metadata;
-    int schema_version = 1;
-};
-
-// A position in the global commit order: (transaction id, global position). Everything a
-// subscriber has processed is at or below its checkpoint.
-struct Checkpoint {
-    std::uint64_t transaction_id = 0;
-    std::int64_t position = 0;
-
-    // Opaque to clients: the consistency token of the API.
-    std::string token() const;
-    static std::optional<Checkpoint> parse_token(std::string_view token);
-    auto operator<=>(const Checkpoint&) const = default;
-};
-
-struct RecordedEvent {
-    std::int64_t position;
-    std::uint64_t transaction_id;
-    std::string stream_id;
-    std::string category;
-    std::int64_t version;
-    std::string event_id;
-    std::string type;
-    int schema_version;
-    nlohmann::json payload;
-    Metadata metadata;
-    std::string recorded_at;  // RFC 3339, UTC
-
-    Checkpoint checkpoint() const { return {transaction_id, position}; }
-};
-
-struct AppendResult {
-    std::int64_t first_version;
-    std::int64_t last_version;  // the stream's version after the append
-    std::vector<std::int64_t> positions;
-    Checkpoint checkpoint;  // of the last event
-    bool replayed;          // the events were already stored: nothing was written
-};
-
-// The stream's version was not what the appender expected.
-class ConcurrencyConflict : public std::runtime_error {
-   public:
-    ConcurrencyConflict(std::string stream, ExpectedVersion expected, std::int64_t actual);
-    const std::string& stream() const { return stream_; }
-    std::int64_t actual_version() const { return actual_; }
-
-   private:
-    std::string stream_;
-    std::int64_t actual_;
-};
-
-// An event id that is already stored with other content or at another place.
-class EventIdReused : public std::runtime_error {
-   public:
-    explicit EventIdReused(std::string event_id);
-    const std::string& event_id() const { return event_id_; }
-
-   private:
-    std::string event_id_;
-};
-
-// Stream ids are "<category>-<id>"; the category is everything before the first '-'.
-bool is_valid_stream_id(std::string_view stream);
-std::string category_of(std::string_view stream);
 
 // The PostgreSQL event store. Appends to one stream serialize on that stream's row; appends
 // to different streams run in parallel. Every append is durable and idempotent by event
 // id. Thread-safe: all state lives in the database and the pool.
-class AppendNotifier;
-
-class EventStore {
+class EventStore final : public Store {
    public:
-    // `notifier` (optional) is signalled after each append this class commits; callers that
-    // append in their own transaction signal it themselves after their commit.
+    // `notifier` (optional) is signalled after each append this class commits (alone or in
+    // a session of transact); callers that append in their own transaction (PgSession)
+    // signal it themselves after their commit.
     explicit EventStore(platform::pg::Pool& pool, AppendNotifier* notifier = nullptr)
         : pool_{pool}, notifier_{notifier} {}
 
     // Registers this class's prepared statements; add it to the pool's preparers.
     static void prepare(pqxx::connection& conn);
 
-    // Appends in a transaction of its own. Throws ConcurrencyConflict, EventIdReused,
-    // platform::InvalidInput (empty batch, bad ids) or platform::Unavailable.
+    // Appends in autocommit: one statement, no BEGIN and COMMIT round trips. Throws
+    // ConcurrencyConflict, EventIdReused, platform::InvalidInput (empty batch, bad ids) or
+    // platform::Unavailable.
     AppendResult append(const std::string& stream, ExpectedVersion expected,
-                        const std::vector<NewEvent>& events);
+                        const std::vector<NewEvent>& events) override;
 
-    // Appends inside the caller's transaction (which must be on a prepared connection),
-    // so other writes — an idempotency record, a checkpoint — commit atomically with it.
+    // Appends inside the caller's transaction; PgSession{txn}.append.
     static AppendResult append(pqxx::transaction_base& txn, const std::string& stream,
                                ExpectedVersion expected, const std::vector<NewEvent>& events);
 
     // Events of one stream with version >= from_version, in version order.
     std::vector<RecordedEvent> read_stream(const std::string& stream, std::int64_t from_version,
-                                           std::size_t max_count);
+                                           std::size_t max_count) override;
     static std::vector<RecordedEvent> read_stream(pqxx::transaction_base& txn,
                                                   const std::string& stream,
                                                   std::int64_t from_version, std::size_t max_count);
@@ -151,7 +88,7 @@ class EventStore {
     // Events committed after `after` in (transaction id, position) order, only below the
     // horizon of transactions still running, so a later call never finds an event that
     // sorts before one already returned.
-    std::vector<RecordedEvent> read_all(Checkpoint after, std::size_t max_count);
+    std::vector<RecordedEvent> read_all(Checkpoint after, std::size_t max_count) override;
 
     // Like read_all, inside the caller's transaction, only for the streams of one partition
     // (stream_hash mod partitions) and, when `categories` is not empty, of those categories.
@@ -159,6 +96,18 @@ class EventStore {
                                                      int partitions, int partition,
                                                      const std::vector<std::string>& categories,
                                                      std::size_t max_count);
+
+    // The events after `after` up to and including `until`, in commit order, of `categories`
+    // (all when empty). Bounded above by a fixed checkpoint instead of the live horizon, so
+    // every call is an index range scan whatever the table's statistics say (the rebuild's
+    // replay reads this way, `until` being a head() taken before it started).
+    static std::vector<RecordedEvent> read_range(pqxx::transaction_base& txn, Checkpoint after,
+                                                 Checkpoint until,
+                                                 const std::vector<std::string>& categories,
+                                                 std::size_t max_count);
+    // How many events of `categories` (all when empty) are at or before `until`.
+    static std::int64_t count_until(pqxx::transaction_base& txn, Checkpoint until,
+                                    const std::vector<std::string>& categories);
 
     // The newest event below the horizon, if any. Read before read_partition in the same
     // transaction: a partition read that returns less than asked has then seen every
@@ -172,12 +121,15 @@ class EventStore {
     static bool hidden_by_horizon(pqxx::transaction_base& txn);
 
     // 0 when the stream does not exist.
-    std::int64_t stream_version(const std::string& stream);
+    std::int64_t stream_version(const std::string& stream) override;
 
-    // For reads of their own (the rebuild's range scans): the select list of an event, and
-    // the event from a row selected with it.
-    static const char* event_columns();
-    static RecordedEvent event_from_row(const pqxx::row& row);
+    // The cutoff comes from the database's clock, the one that stamps the keys.
+    KeyCutoff key_cutoff(std::chrono::hours age) override;
+    std::int64_t expire_keys(KeyCutoff cutoff, std::int64_t batch) override;
+
+   protected:
+    void run_session(std::optional<Deadline> deadline,
+                     const std::function<void(Session&)>& work) override;
 
    private:
     platform::pg::Pool& pool_;

@@ -41,12 +41,6 @@ TableName split_table(const std::string& qualified) {
     return {qualified.substr(0, dot), qualified.substr(dot + 1)};
 }
 
-std::string category_array(const std::vector<std::string>& categories) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < categories.size(); ++i) out += (i ? "," : "") + categories[i];
-    return out + "}";
-}
-
 std::unique_ptr<Projection> take(std::vector<std::unique_ptr<Projection>> all,
                                  const std::string& name) {
     std::string known;
@@ -82,26 +76,17 @@ std::vector<std::string> live_owners(pqxx::transaction_base& txn, const std::str
     return owners;
 }
 
-// The events after `after` up to `horizon`, in commit order. Unlike the runtime's partition
-// read, it is bounded above by the horizon fixed at the start, which lets every batch be an
-// index range scan whatever the table's statistics say.
-const std::string kReadRange =
-    std::string{"SELECT "} + eventstore::EventStore::event_columns() +
-    " FROM ordo.events "
-    "WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) "
-    "  AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint) "
-    "  AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[])) "
-    "ORDER BY transaction_id, global_position LIMIT $6";
-
 // Reads the replay's batches on a connection and thread of its own, up to two batches
 // ahead of the writer, so that reading the store and writing the model overlap. Its
 // read-only transactions take no xid: they do not hold the horizon back.
 class BatchReader {
    public:
-    BatchReader(const std::string& url, Checkpoint horizon, std::string categories,
+    // The reads are EventStore::read_range: bounded above by the horizon fixed at the
+    // start, so every batch is an index range scan whatever the table's statistics say.
+    BatchReader(const std::string& url, Checkpoint horizon, std::vector<std::string> categories,
                 std::size_t batch)
         : conn_{url}, horizon_{horizon}, categories_{std::move(categories)}, batch_{batch} {
-        conn_.prepare("ordo_rebuild_read", kReadRange);
+        eventstore::EventStore::prepare(conn_);
         thread_ = std::thread{[this] { run(); }};
     }
     ~BatchReader() {
@@ -140,12 +125,8 @@ class BatchReader {
                 std::vector<eventstore::RecordedEvent> events;
                 {
                     pqxx::read_transaction txn{conn_};
-                    for (const auto& row : txn.exec_prepared(
-                             "ordo_rebuild_read", std::to_string(at.transaction_id), at.position,
-                             std::to_string(horizon_.transaction_id), horizon_.position,
-                             categories_, static_cast<std::int64_t>(batch_))) {
-                        events.push_back(eventstore::EventStore::event_from_row(row));
-                    }
+                    events =
+                        eventstore::EventStore::read_range(txn, at, horizon_, categories_, batch_);
                 }
                 last = events.size() < batch_;
                 if (!events.empty()) at = events.back().checkpoint();
@@ -165,7 +146,7 @@ class BatchReader {
 
     pqxx::connection conn_;
     Checkpoint horizon_;
-    std::string categories_;
+    std::vector<std::string> categories_;
     std::size_t batch_;
     std::mutex mutex_;
     std::condition_variable changed_;
@@ -308,13 +289,7 @@ class Rebuilder {
                              shadow_schema_)[0]
                 .as<int>() > 0;
         plan.horizon = eventstore::EventStore::head(txn).value_or(Checkpoint{});
-        plan.events = txn.exec_params1(
-                             "SELECT count(*) FROM ordo.events WHERE (transaction_id, "
-                             "global_position) <= ($1::text::xid8, $2::bigint) AND "
-                             "(cardinality($3::text[]) = 0 OR category = ANY($3::text[]))",
-                             std::to_string(plan.horizon.transaction_id), plan.horizon.position,
-                             category_array(live_->categories()))[0]
-                          .as<std::int64_t>();
+        plan.events = eventstore::EventStore::count_until(txn, plan.horizon, live_->categories());
         for (const auto& row :
              txn.exec_params("SELECT partition, transaction_id::text AS txid, global_position FROM "
                              "ordo.projection_checkpoints WHERE projection = $1 ORDER BY partition",
@@ -445,8 +420,7 @@ class Rebuilder {
         report_progress(done, plan.events, started, false);
         // Events above the horizon committed after the start: the live runtime takes them
         // from the checkpoints the swap sets.
-        BatchReader reader{options_.database_url, plan.horizon, category_array(categories),
-                           options_.batch};
+        BatchReader reader{options_.database_url, plan.horizon, categories, options_.batch};
         for (;;) {
             auto events = reader.next();
             if (events.empty()) break;

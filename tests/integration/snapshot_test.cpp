@@ -70,7 +70,7 @@ TEST(Snapshots, AStreamWithoutAUsableSnapshotIsSnapshottedByItsNextCommand) {
     EXPECT_EQ(stack.pool().transact<pqxx::nontransaction>([](auto& tx) {
         return tx.exec1("SELECT schema_version FROM ordo.snapshots")[0].template as<int>();
     }),
-              command::kSnapshotFormat);
+              eventstore::kSnapshotFormat);
     // And the state it holds is the whole history's: 151 on hand.
     auto too_many = reserve(stack, "o-1", 152);
     ASSERT_TRUE(too_many.rejection);

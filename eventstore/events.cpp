@@ -1,0 +1,137 @@
+// The event store's vocabulary: expected versions, metadata, checkpoints, refusals, and the
+// append's input rules.
+#include "eventstore/events.hpp"
+
+#include <cctype>
+#include <charconv>
+#include <set>
+
+#include "platform/errors.hpp"
+
+namespace ordo::eventstore {
+namespace {
+
+constexpr std::size_t kMaxEventsPerAppend = 10'000;
+constexpr std::size_t kMaxStreamIdLength = 200;
+constexpr std::size_t kMaxEventTypeLength = 200;
+
+bool is_id_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+bool is_uuid(std::string_view s) {
+    if (s.size() != 36) return false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        char c = s[i];
+        if (dash != (c == '-')) return false;
+        if (!dash && !std::isxdigit(static_cast<unsigned char>(c))) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+void check_append(const std::string& stream, const std::vector<NewEvent>& events) {
+    if (!is_valid_stream_id(stream)) {
+        throw platform::InvalidInput("invalid stream id '" + stream +
+                                     "': expected <category>-<id> of [A-Za-z0-9._-]");
+    }
+    if (events.empty()) throw platform::InvalidInput("an append needs at least one event");
+    if (events.size() > kMaxEventsPerAppend) {
+        throw platform::InvalidInput("at most " + std::to_string(kMaxEventsPerAppend) +
+                                     " events per append");
+    }
+    std::set<std::string> ids;
+    for (const auto& e : events) {
+        if (!is_uuid(e.event_id)) {
+            throw platform::InvalidInput("event id '" + e.event_id + "' is not a UUID");
+        }
+        if (!ids.insert(e.event_id).second) {
+            throw platform::InvalidInput("event id " + e.event_id + " appears twice in one append");
+        }
+        if (e.type.empty() || e.type.size() > kMaxEventTypeLength) {
+            throw platform::InvalidInput("event type must be 1 to 200 characters");
+        }
+    }
+}
+
+ExpectedVersion ExpectedVersion::exact(std::int64_t version) {
+    if (version < 1) throw platform::InvalidInput("an exact expected version is at least 1");
+    return ExpectedVersion{version};
+}
+
+std::string ExpectedVersion::to_string() const {
+    if (value_ < 0) return "any";
+    if (value_ == 0) return "no stream";
+    return std::to_string(value_);
+}
+
+nlohmann::json Metadata::to_json() const {
+    return {{"trace_id", trace_id},
+            {"span_id", span_id},
+            {"correlation_id", correlation_id},
+            {"causation_id", causation_id},
+            {"command_id", command_id},
+            {"actor", actor}};
+}
+
+Metadata Metadata::from_json(const nlohmann::json& j) {
+    auto get = [&](const char* key) {
+        auto it = j.find(key);
+        return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};
+    };
+    return {get("trace_id"),     get("span_id"),    get("correlation_id"),
+            get("causation_id"), get("command_id"), get("actor")};
+}
+
+std::string Checkpoint::token() const {
+    return std::to_string(transaction_id) + "." + std::to_string(position);
+}
+
+std::optional<Checkpoint> Checkpoint::parse_token(std::string_view token) {
+    auto dot = token.find('.');
+    if (dot == std::string_view::npos || token.size() > 48) return std::nullopt;
+    Checkpoint c;
+    auto first = token.substr(0, dot);
+    auto second = token.substr(dot + 1);
+    auto r1 = std::from_chars(first.data(), first.data() + first.size(), c.transaction_id);
+    auto r2 = std::from_chars(second.data(), second.data() + second.size(), c.position);
+    if (r1.ec != std::errc{} || r1.ptr != first.data() + first.size() || r2.ec != std::errc{} ||
+        r2.ptr != second.data() + second.size() || first.empty() || second.empty() ||
+        c.position < 0) {
+        return std::nullopt;
+    }
+    return c;
+}
+
+ConcurrencyConflict::ConcurrencyConflict(std::string stream, ExpectedVersion expected,
+                                         std::int64_t actual)
+    : std::runtime_error("stream " + stream + " is at version " + std::to_string(actual) +
+                         ", expected " + expected.to_string()),
+      stream_{std::move(stream)},
+      actual_{actual} {}
+
+EventIdReused::EventIdReused(std::string event_id)
+    : std::runtime_error("event id " + event_id +
+                         " is already stored with other content or in another place"),
+      event_id_{std::move(event_id)} {}
+
+bool is_valid_stream_id(std::string_view stream) {
+    auto dash = stream.find('-');
+    if (stream.empty() || stream.size() > kMaxStreamIdLength || dash == 0 ||
+        dash == std::string_view::npos || dash + 1 == stream.size()) {
+        return false;
+    }
+    for (char c : stream) {
+        if (!is_id_char(c)) return false;
+    }
+    return true;
+}
+
+std::string category_of(std::string_view stream) {
+    return std::string{stream.substr(0, stream.find('-'))};
+}
+
+}  // namespace ordo::eventstore

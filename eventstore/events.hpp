@@ -1,0 +1,121 @@
+#pragma once
+
+// The event store's vocabulary, shared by every implementation of the store: expected
+// versions, events new and recorded, checkpoints, append results, and the append's refusals.
+
+#include <compare>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace ordo::eventstore {
+
+// What the appender believes the stream's version to be.
+class ExpectedVersion {
+   public:
+    static ExpectedVersion any() { return ExpectedVersion{-1}; }
+    static ExpectedVersion no_stream() { return ExpectedVersion{0}; }
+    static ExpectedVersion exact(std::int64_t version);  // version >= 1
+    bool is_any() const { return value_ < 0; }
+    // -1 any, 0 no stream, n exactly n: the encoding the append function takes.
+    std::int64_t encoded() const { return value_; }
+    std::string to_string() const;
+
+   private:
+    explicit ExpectedVersion(std::int64_t v) : value_{v} {}
+    std::int64_t value_;
+};
+
+struct Metadata {
+    std::string trace_id;
+    std::string span_id;
+    std::string correlation_id;
+    std::string causation_id;
+    std::string command_id;
+    std::string actor;
+
+    nlohmann::json to_json() const;
+    static Metadata from_json(const nlohmann::json& j);
+};
+
+struct NewEvent {
+    std::string event_id;  // UUID; the idempotency key of the event
+    std::string type;
+    nlohmann::json payload;
+    Metadata metadata;
+    int schema_version = 1;
+};
+
+// A position in the global commit order: (transaction id, global position). Everything a
+// subscriber has processed is at or below its checkpoint.
+struct Checkpoint {
+    std::uint64_t transaction_id = 0;
+    std::int64_t position = 0;
+
+    // Opaque to clients: the consistency token of the API.
+    std::string token() const;
+    static std::optional<Checkpoint> parse_token(std::string_view token);
+    auto operator<=>(const Checkpoint&) const = default;
+};
+
+struct RecordedEvent {
+    std::int64_t position;
+    std::uint64_t transaction_id;
+    std::string stream_id;
+    std::string category;
+    std::int64_t version;
+    std::string event_id;
+    std::string type;
+    int schema_version;
+    nlohmann::json payload;
+    Metadata metadata;
+    std::string recorded_at;  // RFC 3339, UTC
+
+    Checkpoint checkpoint() const { return {transaction_id, position}; }
+};
+
+struct AppendResult {
+    std::int64_t first_version;
+    std::int64_t last_version;  // the stream's version after the append
+    std::vector<std::int64_t> positions;
+    Checkpoint checkpoint;  // of the last event
+    bool replayed;          // the events were already stored: nothing was written
+};
+
+// The stream's version was not what the appender expected.
+class ConcurrencyConflict : public std::runtime_error {
+   public:
+    ConcurrencyConflict(std::string stream, ExpectedVersion expected, std::int64_t actual);
+    const std::string& stream() const { return stream_; }
+    std::int64_t actual_version() const { return actual_; }
+
+   private:
+    std::string stream_;
+    std::int64_t actual_;
+};
+
+// An event id that is already stored with other content or at another place.
+class EventIdReused : public std::runtime_error {
+   public:
+    explicit EventIdReused(std::string event_id);
+    const std::string& event_id() const { return event_id_; }
+
+   private:
+    std::string event_id_;
+};
+
+// Stream ids are "<category>-<id>"; the category is everything before the first '-'.
+bool is_valid_stream_id(std::string_view stream);
+std::string category_of(std::string_view stream);
+
+// Refuses with platform::InvalidInput what no store accepts in an append: a bad stream id, an
+// empty or oversized batch, event ids that are not UUIDs or repeat, bad event types. Every
+// Store's append calls it first, so both implementations refuse with the same texts.
+void check_append(const std::string& stream, const std::vector<NewEvent>& events);
+
+}  // namespace ordo::eventstore

@@ -1,0 +1,143 @@
+#pragma once
+
+// The event-sourced repository: load a decider's state from its stream (snapshot, then
+// events), decide a command, append what was decided at the version it was decided on, and
+// keep snapshots. Generic over a decider's Traits, written once for every aggregate.
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "domain/decision.hpp"
+#include "eventstore/store.hpp"
+#include "platform/trace.hpp"
+
+// The decider's functions (evolve, decide, event_type, encode_payload) are found by
+// argument-dependent lookup in its domain namespace; Traits supplies what has no argument
+// to look up by: State, Event, decode(type, payload), encode_state, decode_state.
+namespace ordo::eventstore {
+
+template <class Traits>
+struct Loaded {
+    typename Traits::State state{};
+    std::int64_t version = 0;        // 0: no such stream
+    std::optional<Checkpoint> last;  // of the newest event
+    std::int64_t folded = 0;         // events read past the snapshot
+};
+
+struct Executed {
+    std::optional<domain::Rejection> rejection;
+    std::int64_t version = 0;  // the stream's version afterwards
+    std::optional<Checkpoint> checkpoint;
+    bool appended = false;
+};
+
+// An event the decider cannot read: a bug or a newer writer, never the client's fault.
+class UnreadableEvent : public std::runtime_error {
+   public:
+    using std::runtime_error::runtime_error;
+};
+
+// A snapshot is taken every kSnapshotEvery events, in the transaction that crosses the
+// mark, so loading a long stream reads at most that many events. A snapshot that does not
+// decode (an older state format) is ignored and the stream is folded from the start.
+// Format 2: inventory and account states hold a window of recent settlements instead of
+// every settled order; a format-1 snapshot cannot tell their order, so it is not used.
+inline constexpr std::int64_t kSnapshotEvery = 100;
+inline constexpr int kSnapshotFormat = 2;
+
+// Events are read a page at a time: bounded memory per read, whatever the stream's length.
+inline constexpr std::size_t kLoadPage = 1000;
+
+// Locks the stream for the rest of the session and folds its state. An event that does not
+// decode throws UnreadableEvent naming its id, type and stream.
+template <class Traits>
+Loaded<Traits> load(Session& session, const std::string& stream) {
+    Loaded<Traits> loaded;
+    // The lock makes commands on one hot stream queue instead of deciding on stale state
+    // and burning retries; the append still checks the expected version.
+    if (auto snapshot = session.lock_stream(stream, kSnapshotFormat)) {
+        if (auto state = Traits::decode_state(snapshot->state)) {
+            loaded.state = std::move(*state);
+            loaded.version = snapshot->version;
+        }
+    }
+    const auto from_snapshot = loaded.version;
+    for (;;) {
+        auto page = session.read_stream(stream, loaded.version + 1, kLoadPage);
+        for (const auto& recorded : page) {
+            auto event = Traits::decode(recorded.type, recorded.payload);
+            if (!event) {
+                throw UnreadableEvent("cannot read event " + recorded.event_id + " (" +
+                                      recorded.type + ") of " + stream);
+            }
+            loaded.state = evolve(std::move(loaded.state), *event);
+            loaded.version = recorded.version;
+            loaded.last = recorded.checkpoint();
+            ++loaded.folded;
+        }
+        if (page.size() < kLoadPage) break;
+    }
+    // Nothing after the snapshot: the position is that of the snapshot's last event.
+    if (!loaded.last && from_snapshot > 0)
+        loaded.last = session.checkpoint_at(stream, from_snapshot);
+    return loaded;
+}
+
+// Decides `command` against the stream's current state and appends the result with the
+// version it was decided on; a concurrent writer (only possible on a new stream) makes the
+// append throw ConcurrencyConflict, and the caller runs the whole session again.
+// `precondition` may refuse on the loaded stream before the decider sees the command.
+template <class Traits, class Command, class Check>
+Executed execute(Session& session, const std::string& stream, const Command& command,
+                 const Metadata& metadata, Check&& precondition) {
+    auto loaded = load<Traits>(session, stream);
+    Executed result{std::nullopt, loaded.version, loaded.last, false};
+    if (auto refused = precondition(loaded)) {
+        result.rejection = std::move(*refused);
+        return result;
+    }
+    auto decision = decide(loaded.state, command);
+    if (auto* rejection = std::get_if<domain::Rejection>(&decision)) {
+        result.rejection = std::move(*rejection);
+        return result;
+    }
+    const auto& events = std::get<std::vector<typename Traits::Event>>(decision);
+    if (events.empty()) return result;  // already done: nothing to append
+    std::vector<NewEvent> batch;
+    batch.reserve(events.size());
+    for (const auto& event : events) {
+        batch.push_back({platform::new_uuid(), std::string{event_type(event)},
+                         encode_payload(event), metadata});
+    }
+    auto expected =
+        loaded.version == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exact(loaded.version);
+    auto appended = session.append(stream, expected, batch);
+    // Every kSnapshotEvery versions; and at once when this load read as many events past
+    // its snapshot (none usable: a stream of an older snapshot format), so that a long
+    // stream is folded from its start once, not on every command until the next mark.
+    if (appended.last_version / kSnapshotEvery > loaded.version / kSnapshotEvery ||
+        loaded.folded >= kSnapshotEvery) {
+        auto state = std::move(loaded.state);
+        for (const auto& event : events) state = evolve(std::move(state), event);
+        session.save_snapshot(stream, {appended.last_version, Traits::encode_state(state)},
+                              kSnapshotFormat);
+    }
+    result.version = appended.last_version;
+    result.checkpoint = appended.checkpoint;
+    result.appended = true;
+    return result;
+}
+
+template <class Traits, class Command>
+Executed execute(Session& session, const std::string& stream, const Command& command,
+                 const Metadata& metadata) {
+    return execute<Traits>(session, stream, command, metadata, [](const Loaded<Traits>&) {
+        return std::optional<domain::Rejection>{};
+    });
+}
+
+}  // namespace ordo::eventstore

@@ -1,0 +1,135 @@
+#pragma once
+
+// The seam between Ordo's runtimes and the event store: readers, writers, and the unit of
+// work in which the write side's several steps commit together. Everything that touches the
+// store's tables (events, streams, snapshots, command log) goes through these interfaces;
+// EventStore (PostgreSQL) and MemoryStore (tests) implement them.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eventstore/events.hpp"
+
+namespace ordo::eventstore {
+
+// Reads committed history. A stream's events come in version order; read_all returns only
+// what commits in (transaction id, position) order after `after`, so a later call never finds
+// an event that sorts before one already returned.
+class EventReader {
+   public:
+    virtual ~EventReader() = default;
+    // Events of `stream` with version >= from_version, at most max_count, in version order.
+    virtual std::vector<RecordedEvent> read_stream(const std::string& stream,
+                                                   std::int64_t from_version,
+                                                   std::size_t max_count) = 0;
+    // Events committed after `after`, at most max_count, in commit order.
+    virtual std::vector<RecordedEvent> read_all(Checkpoint after, std::size_t max_count) = 0;
+};
+
+// Appends to one stream at an expected version. Appends to one stream serialize; an append
+// is idempotent by event id: re-appending stored events at the same place writes nothing and
+// returns their versions and positions (replayed). Throws ConcurrencyConflict (with the
+// actual version), EventIdReused, platform::InvalidInput (see check_append).
+class EventWriter {
+   public:
+    virtual ~EventWriter() = default;
+    virtual AppendResult append(const std::string& stream, ExpectedVersion expected,
+                                const std::vector<NewEvent>& events) = 0;
+};
+
+// A stream's saved state: the version it was folded to and the state in the decider's own
+// JSON encoding, of one snapshot format.
+struct Snapshot {
+    std::int64_t version = 0;
+    nlohmann::json state;
+};
+
+// The command log: a request's key either is new (claimed by this session until it ends),
+// or names a finished request with the same fingerprint (its outcome), or names a different
+// request (a refusal, not an error of the store).
+struct KeyClaimed {};
+struct KeyFinished {
+    int status = 0;
+    nlohmann::json response;
+};
+struct KeyTakenByOtherRequest {};
+using KeyClaim = std::variant<KeyClaimed, KeyFinished, KeyTakenByOtherRequest>;
+
+// The write side's unit of work: everything done through one Session commits together or
+// not at all. A session sees its own writes. Not thread-safe: one session, one thread.
+class Session : public EventReader, public EventWriter {
+   public:
+    // Locks `stream` until the session ends (another session's lock_stream or append on it
+    // waits) and returns its snapshot of `format`, if one is saved. On PostgreSQL the lock
+    // and the read are one round trip. A stream that does not exist yet is not locked: the
+    // first commands on a new stream still race, and the append's expected version decides.
+    virtual std::optional<Snapshot> lock_stream(const std::string& stream, int format) = 0;
+    // Saves a snapshot unless one of a newer version is already saved.
+    virtual void save_snapshot(const std::string& stream, const Snapshot& snapshot, int format) = 0;
+    // The checkpoint of the stored event at `version` of `stream`, if there is one.
+    virtual std::optional<Checkpoint> checkpoint_at(const std::string& stream,
+                                                    std::int64_t version) = 0;
+    // 0 when the stream does not exist.
+    virtual std::int64_t stream_version(const std::string& stream) = 0;
+
+    // Claims `key` for the request that `fingerprint` identifies, or says how it was taken.
+    // A concurrent session claiming the same key waits until this one ends.
+    virtual KeyClaim claim_key(const std::string& key, const std::string& fingerprint) = 0;
+    // Records the final outcome of the request that claimed `key` in this session.
+    virtual void record_outcome(const std::string& key, int status,
+                                const nlohmann::json& response) = 0;
+};
+
+// Command-log keys older than a cutoff may be expired; the cutoff is microsecond-exact so
+// that one cutoff means the same instant to every batch of a run.
+using KeyCutoff = std::chrono::sys_time<std::chrono::microseconds>;
+
+// The event store as a whole. Reads and appends called on it directly run on their own
+// (an append in a transaction of its own); transact runs a unit of work. Thread-safe.
+class Store : public EventReader, public EventWriter {
+   public:
+    using Deadline = std::chrono::steady_clock::time_point;
+
+    // 0 when the stream does not exist.
+    virtual std::int64_t stream_version(const std::string& stream) = 0;
+
+    // Runs `work` with a Session and commits; an exception from `work` (or from the commit)
+    // rolls everything back and propagates. No retries here: what to retry is the caller's
+    // call. Waits for a connection until `deadline`, or the store's own default wait when
+    // none is given; throws platform::Overloaded having done nothing when it passes.
+    template <class Fn>
+    auto transact(std::optional<Deadline> deadline, Fn&& work) {
+        using Result = std::invoke_result_t<Fn&, Session&>;
+        if constexpr (std::is_void_v<Result>) {
+            run_session(deadline, [&](Session& s) { work(s); });
+        } else {
+            std::optional<Result> result;
+            run_session(deadline, [&](Session& s) { result.emplace(work(s)); });
+            return std::move(*result);
+        }
+    }
+    template <class Fn>
+    auto transact(Fn&& work) {
+        return transact(std::nullopt, std::forward<Fn>(work));
+    }
+
+    // The instant `age` before the store's now: keys recorded before it may be expired.
+    virtual KeyCutoff key_cutoff(std::chrono::hours age) = 0;
+    // Deletes at most `batch` command-log keys recorded before `cutoff`, oldest first, in a
+    // transaction of its own (skipping keys a running session holds); returns how many.
+    virtual std::int64_t expire_keys(KeyCutoff cutoff, std::int64_t batch) = 0;
+
+   protected:
+    virtual void run_session(std::optional<Deadline> deadline,
+                             const std::function<void(Session&)>& work) = 0;
+};
+
+}  // namespace ordo::eventstore

@@ -1,0 +1,443 @@
+#pragma once
+
+// The contract of eventstore::Store as one typed test suite: every implementation runs it
+// (MemoryStore as a unit test, EventStore on PostgreSQL as an integration test). A Harness
+// type provides `eventstore::Store& store()` and `void let_time_pass()` (after it, the
+// store's clock reads later than for any key recorded before).
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "eventstore/store.hpp"
+#include "platform/errors.hpp"
+#include "platform/trace.hpp"
+
+namespace ordo::testing {
+
+inline eventstore::NewEvent new_event(std::string type, nlohmann::json payload = {{"n", 1}}) {
+    return eventstore::NewEvent{platform::new_uuid(), std::move(type), std::move(payload), {}};
+}
+
+template <class Harness>
+class StoreContract : public ::testing::Test {
+   protected:
+    eventstore::Store& store() { return harness_.store(); }
+
+    // PostgreSQL's read_all shows only what is below the cluster-wide horizon, which other
+    // tests' transactions hold back for moments; so reads poll until `count` events came.
+    std::vector<eventstore::RecordedEvent> read_all(eventstore::Checkpoint after,
+                                                    std::size_t count) {
+        std::vector<eventstore::RecordedEvent> out;
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        while (out.size() < count && std::chrono::steady_clock::now() < deadline) {
+            auto batch = store().read_all(after, count - out.size());
+            if (batch.empty()) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                continue;
+            }
+            after = batch.back().checkpoint();
+            out.insert(out.end(), batch.begin(), batch.end());
+        }
+        return out;
+    }
+
+    // The text of the InvalidInput an append refuses with; empty when it does not.
+    std::string refusal(const std::string& stream,
+                        const std::vector<eventstore::NewEvent>& events) {
+        try {
+            store().append(stream, eventstore::ExpectedVersion::any(), events);
+        } catch (const platform::InvalidInput& e) {
+            return e.what();
+        }
+        return {};
+    }
+
+    Harness harness_;
+};
+
+TYPED_TEST_SUITE_P(StoreContract);
+
+using eventstore::Checkpoint;
+using eventstore::ConcurrencyConflict;
+using eventstore::EventIdReused;
+using eventstore::ExpectedVersion;
+using eventstore::KeyClaimed;
+using eventstore::KeyFinished;
+using eventstore::KeyTakenByOtherRequest;
+using eventstore::Session;
+
+TYPED_TEST_P(StoreContract, AppendsAndReadsAStreamInVersionOrderAPageAtATime) {
+    auto& store = this->store();
+    EXPECT_EQ(store.stream_version("order-1"), 0);
+    auto first = store.append("order-1", ExpectedVersion::no_stream(),
+                              {new_event("A", {{"n", 1}}), new_event("B", {{"n", 2}})});
+    EXPECT_FALSE(first.replayed);
+    EXPECT_EQ(first.first_version, 1);
+    EXPECT_EQ(first.last_version, 2);
+    ASSERT_EQ(first.positions.size(), 2u);
+    EXPECT_LT(first.positions[0], first.positions[1]);
+    auto second = store.append("order-1", ExpectedVersion::exact(2), {new_event("C")});
+    EXPECT_EQ(second.first_version, 3);
+    EXPECT_EQ(second.last_version, 3);
+    EXPECT_LT(first.checkpoint, second.checkpoint);
+    EXPECT_EQ(store.stream_version("order-1"), 3);
+
+    auto all = store.read_stream("order-1", 1, 100);
+    ASSERT_EQ(all.size(), 3u);
+    EXPECT_EQ(all[0].type, "A");
+    EXPECT_EQ(all[0].payload, (nlohmann::json{{"n", 1}}));
+    EXPECT_EQ(all[0].stream_id, "order-1");
+    EXPECT_EQ(all[0].category, "order");
+    EXPECT_EQ(all[2].version, 3);
+    EXPECT_EQ(all[2].checkpoint(), second.checkpoint);
+    auto page = store.read_stream("order-1", 2, 1);
+    ASSERT_EQ(page.size(), 1u);
+    EXPECT_EQ(page[0].type, "B");
+    EXPECT_TRUE(store.read_stream("order-1", 4, 100).empty());
+    EXPECT_TRUE(store.read_stream("order-none", 1, 100).empty());
+}
+
+TYPED_TEST_P(StoreContract, KeepsMetadataAndSchemaVersion) {
+    auto event = new_event("A");
+    event.metadata = {"t", "s", "corr", "cause", "cmd", "actor"};
+    event.schema_version = 3;
+    this->store().append("order-m", ExpectedVersion::any(), {event});
+    auto read = this->store().read_stream("order-m", 1, 1);
+    ASSERT_EQ(read.size(), 1u);
+    EXPECT_EQ(read[0].event_id, event.event_id);
+    EXPECT_EQ(read[0].schema_version, 3);
+    EXPECT_EQ(read[0].metadata.to_json(), event.metadata.to_json());
+    EXPECT_FALSE(read[0].recorded_at.empty());
+}
+
+TYPED_TEST_P(StoreContract, ExpectedVersionsConflictWithTheActualVersion) {
+    auto& store = this->store();
+    store.append("order-c", ExpectedVersion::any(), {new_event("A"), new_event("B")});
+    try {
+        store.append("order-c", ExpectedVersion::no_stream(), {new_event("C")});
+        FAIL() << "no_stream on an existing stream appended";
+    } catch (const ConcurrencyConflict& e) {
+        EXPECT_EQ(e.actual_version(), 2);
+        EXPECT_EQ(e.stream(), "order-c");
+    }
+    try {
+        store.append("order-c", ExpectedVersion::exact(1), {new_event("C")});
+        FAIL() << "a stale exact version appended";
+    } catch (const ConcurrencyConflict& e) {
+        EXPECT_EQ(e.actual_version(), 2);
+    }
+    EXPECT_THROW(store.append("order-new", ExpectedVersion::exact(1), {new_event("C")}),
+                 ConcurrencyConflict);
+    EXPECT_EQ(store.append("order-c", ExpectedVersion::any(), {new_event("C")}).last_version, 3);
+    EXPECT_EQ(store.stream_version("order-c"), 3);
+    EXPECT_EQ(store.stream_version("order-new"), 0);
+}
+
+TYPED_TEST_P(StoreContract, ReAppendingStoredEventsReplaysAndWritesNothing) {
+    auto& store = this->store();
+    store.append("order-r", ExpectedVersion::any(), {new_event("Before")});
+    const std::vector batch{new_event("A"), new_event("B")};
+    auto first = store.append("order-r", ExpectedVersion::exact(1), batch);
+    for (auto expected : {ExpectedVersion::any(), ExpectedVersion::exact(1)}) {
+        auto again = store.append("order-r", expected, batch);
+        EXPECT_TRUE(again.replayed);
+        EXPECT_EQ(again.first_version, 2);
+        EXPECT_EQ(again.last_version, 3);
+        EXPECT_EQ(again.positions, first.positions);
+        EXPECT_EQ(again.checkpoint, first.checkpoint);
+    }
+    // A replay at another expected version than the batch was written at is a conflict.
+    EXPECT_THROW(store.append("order-r", ExpectedVersion::exact(3), batch), ConcurrencyConflict);
+    EXPECT_EQ(store.read_stream("order-r", 1, 100).size(), 3u);
+}
+
+TYPED_TEST_P(StoreContract, AnEventIdStoredWithOtherContentOrElsewhereIsReused) {
+    auto& store = this->store();
+    auto stored = new_event("A", {{"n", 1}});
+    store.append("order-u", ExpectedVersion::any(), {stored});
+
+    auto other_payload = stored;
+    other_payload.payload = {{"n", 2}};
+    auto other_type = stored;
+    other_type.type = "B";
+    for (const auto& reused : {other_payload, other_type}) {
+        try {
+            store.append("order-u", ExpectedVersion::any(), {reused});
+            FAIL() << "reused id appended";
+        } catch (const EventIdReused& e) {
+            EXPECT_EQ(e.event_id(), stored.event_id);
+        }
+    }
+    EXPECT_THROW(store.append("order-elsewhere", ExpectedVersion::any(), {stored}), EventIdReused);
+    // Part of a batch stored: not a replay.
+    EXPECT_THROW(store.append("order-u", ExpectedVersion::any(), {stored, new_event("C")}),
+                 EventIdReused);
+    EXPECT_EQ(store.stream_version("order-u"), 1);
+    EXPECT_EQ(store.stream_version("order-elsewhere"), 0);
+}
+
+TYPED_TEST_P(StoreContract, RefusesInvalidInputWithTheSameTexts) {
+    auto bad_id = new_event("X");
+    bad_id.event_id = "not-a-uuid";
+    auto twice = new_event("X");
+    auto no_type = new_event("");
+    EXPECT_EQ(this->refusal("order-x", {}), "an append needs at least one event");
+    EXPECT_EQ(this->refusal("nocategory", {new_event("X")}),
+              "invalid stream id 'nocategory': expected <category>-<id> of [A-Za-z0-9._-]");
+    EXPECT_EQ(this->refusal("order-bad id", {new_event("X")}),
+              "invalid stream id 'order-bad id': expected <category>-<id> of [A-Za-z0-9._-]");
+    EXPECT_EQ(this->refusal("order-x", {bad_id}), "event id 'not-a-uuid' is not a UUID");
+    EXPECT_EQ(this->refusal("order-x", {twice, twice}),
+              "event id " + twice.event_id + " appears twice in one append");
+    EXPECT_EQ(this->refusal("order-x", {no_type}), "event type must be 1 to 200 characters");
+    EXPECT_EQ(this->refusal("order-x", std::vector<eventstore::NewEvent>(10'001, new_event("X"))),
+              "at most 10000 events per append");
+    EXPECT_THROW(ExpectedVersion::exact(0), platform::InvalidInput);
+    this->store().transact([&](Session& s) {
+        EXPECT_THROW(s.append("order-x", ExpectedVersion::any(), {}), platform::InvalidInput);
+    });
+    EXPECT_EQ(this->store().stream_version("order-x"), 0);
+}
+
+TYPED_TEST_P(StoreContract, ReadsAllInCommitOrderAfterACheckpoint) {
+    auto& store = this->store();
+    store.append("order-a", ExpectedVersion::any(), {new_event("A1")});
+    store.append("payment-b", ExpectedVersion::any(), {new_event("B1"), new_event("B2")});
+    store.transact([](Session& s) {
+        s.append("order-a", ExpectedVersion::exact(1), {new_event("A2")});
+        s.append("order-c", ExpectedVersion::no_stream(), {new_event("C1")});
+    });
+    auto all = this->read_all(Checkpoint{}, 5);
+    ASSERT_EQ(all.size(), 5u);
+    std::vector<std::string> types;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        types.push_back(all[i].type);
+        if (i > 0) {
+            EXPECT_LT(all[i - 1].checkpoint(), all[i].checkpoint());
+        }
+    }
+    EXPECT_EQ(types, (std::vector<std::string>{"A1", "B1", "B2", "A2", "C1"}));
+    // One transaction: one transaction id for everything it appended.
+    EXPECT_EQ(all[1].transaction_id, all[2].transaction_id);
+    EXPECT_EQ(all[3].transaction_id, all[4].transaction_id);
+    EXPECT_NE(all[0].transaction_id, all[1].transaction_id);
+
+    auto after = store.read_all(all[2].checkpoint(), 100);
+    ASSERT_EQ(after.size(), 2u);
+    EXPECT_EQ(after[0].type, "A2");
+    auto bounded = store.read_all(Checkpoint{}, 2);
+    EXPECT_EQ(bounded.size(), 2u);
+    EXPECT_TRUE(store.read_all(all[4].checkpoint(), 100).empty());
+}
+
+TYPED_TEST_P(StoreContract, SnapshotsOfOneFormatAndNeverOlder) {
+    auto& store = this->store();
+    store.append("order-s", ExpectedVersion::any(), {new_event("A"), new_event("B")});
+    store.transact([](Session& s) {
+        EXPECT_FALSE(s.lock_stream("order-s", 2));
+        s.save_snapshot("order-s", {2, {{"state", 2}}}, 2);
+        auto seen = s.lock_stream("order-s", 2);  // a session sees its own writes
+        ASSERT_TRUE(seen);
+        EXPECT_EQ(seen->version, 2);
+    });
+    store.transact([](Session& s) {
+        auto snapshot = s.lock_stream("order-s", 2);
+        ASSERT_TRUE(snapshot);
+        EXPECT_EQ(snapshot->version, 2);
+        EXPECT_EQ(snapshot->state, (nlohmann::json{{"state", 2}}));
+        EXPECT_FALSE(s.lock_stream("order-s", 1));           // another format is not this one's
+        s.save_snapshot("order-s", {1, {{"state", 1}}}, 2);  // older: kept out
+    });
+    store.transact([](Session& s) {
+        EXPECT_EQ(s.lock_stream("order-s", 2)->version, 2);
+        s.save_snapshot("order-s", {3, {{"state", 3}}}, 2);
+        EXPECT_EQ(s.lock_stream("order-s", 2)->state, (nlohmann::json{{"state", 3}}));
+        EXPECT_FALSE(s.lock_stream("order-none", 2));
+    });
+}
+
+TYPED_TEST_P(StoreContract, FindsTheCheckpointOfAStreamVersion) {
+    auto& store = this->store();
+    auto appended =
+        store.append("order-p", ExpectedVersion::any(), {new_event("A"), new_event("B")});
+    store.transact([&](Session& s) {
+        EXPECT_EQ(s.checkpoint_at("order-p", 2), appended.checkpoint);
+        EXPECT_EQ(s.checkpoint_at("order-p", 1)->position, appended.positions[0]);
+        EXPECT_FALSE(s.checkpoint_at("order-p", 3));
+        EXPECT_FALSE(s.checkpoint_at("order-none", 1));
+        EXPECT_EQ(s.stream_version("order-p"), 2);
+        EXPECT_EQ(s.stream_version("order-none"), 0);
+    });
+}
+
+TYPED_TEST_P(StoreContract, TheCommandLogClaimsReplaysAndRefusesAKey) {
+    auto& store = this->store();
+    store.transact([](Session& s) {
+        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("http:k", "asked")));
+        s.record_outcome("http:k", 201, {{"done", true}});
+    });
+    store.transact([](Session& s) {
+        auto claim = s.claim_key("http:k", "asked");
+        ASSERT_TRUE(std::holds_alternative<KeyFinished>(claim));
+        EXPECT_EQ(std::get<KeyFinished>(claim).status, 201);
+        EXPECT_EQ(std::get<KeyFinished>(claim).response, (nlohmann::json{{"done", true}}));
+        EXPECT_TRUE(std::holds_alternative<KeyTakenByOtherRequest>(s.claim_key("http:k", "other")));
+        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("http:k2", "other")));
+    });
+}
+
+TYPED_TEST_P(StoreContract, ExpiresKeysOlderThanTheCutoffInBoundedBatches) {
+    auto& store = this->store();
+    store.transact([](Session& s) {
+        for (int i = 0; i < 5; ++i) s.claim_key("old-" + std::to_string(i), "f");
+    });
+    this->harness_.let_time_pass();
+    const auto cutoff = store.key_cutoff(std::chrono::hours{0});
+    store.transact([](Session& s) { s.claim_key("new", "f"); });
+    EXPECT_EQ(store.expire_keys(store.key_cutoff(std::chrono::hours{48}), 10), 0);
+    EXPECT_EQ(store.expire_keys(cutoff, 2), 2);
+    EXPECT_EQ(store.expire_keys(cutoff, 2), 2);
+    EXPECT_EQ(store.expire_keys(cutoff, 2), 1);
+    EXPECT_EQ(store.expire_keys(cutoff, 2), 0);
+    store.transact([](Session& s) {
+        EXPECT_TRUE(std::holds_alternative<KeyFinished>(s.claim_key("new", "f")));
+        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("old-0", "f")));
+    });
+}
+
+TYPED_TEST_P(StoreContract, AFailedSessionLeavesNothingBehind) {
+    auto& store = this->store();
+    store.append("order-f", ExpectedVersion::any(), {new_event("A")});
+    EXPECT_THROW(store.transact([](Session& s) {
+        s.claim_key("http:f", "asked");
+        s.append("order-f", ExpectedVersion::exact(1), {new_event("B")});
+        s.append("order-g", ExpectedVersion::no_stream(), {new_event("C")});
+        s.save_snapshot("order-f", {2, {{"state", 2}}}, 2);
+        EXPECT_EQ(s.stream_version("order-f"), 2);
+        throw std::runtime_error("the unit failed");
+    }),
+                 std::runtime_error);
+    EXPECT_EQ(store.stream_version("order-f"), 1);
+    EXPECT_EQ(store.stream_version("order-g"), 0);
+    auto marker = store.append("order-h", ExpectedVersion::any(), {new_event("Marker")});
+    auto all = this->read_all(Checkpoint{}, 2);
+    ASSERT_EQ(all.size(), 2u);
+    EXPECT_EQ(all[1].checkpoint(), marker.checkpoint);
+    store.transact([](Session& s) {
+        EXPECT_FALSE(s.lock_stream("order-f", 2));
+        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("http:f", "asked")));
+    });
+    // A refusal inside a session rolls it back as well when it propagates.
+    EXPECT_THROW(store.transact([](Session& s) {
+        s.append("order-f", ExpectedVersion::exact(1), {new_event("B")});
+        s.append("order-f", ExpectedVersion::exact(1), {new_event("B2")});
+    }),
+                 ConcurrencyConflict);
+    EXPECT_EQ(store.stream_version("order-f"), 1);
+}
+
+TYPED_TEST_P(StoreContract, ConcurrentAppendersWithExactVersionsGetOneWinnerPerVersion) {
+    auto& store = this->store();
+    constexpr int kWriters = 6;
+    constexpr int kEach = 15;
+    std::atomic<int> conflicts{0};
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+        writers.emplace_back([&, w] {
+            for (int i = 0; i < kEach;) {
+                auto version = store.stream_version("order-hot");
+                auto expected =
+                    version == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exact(version);
+                try {
+                    store.append("order-hot", expected,
+                                 {new_event("W", {{"writer", w}, {"i", i}})});
+                    ++i;
+                } catch (const ConcurrencyConflict&) {
+                    ++conflicts;
+                }
+            }
+        });
+    }
+    for (auto& t : writers) t.join();
+    const std::vector<eventstore::RecordedEvent> events = store.read_stream("order-hot", 1, 1000);
+    ASSERT_EQ(events.size(), std::size_t{kWriters * kEach});
+    std::set<std::pair<int, int>> written;
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        EXPECT_EQ(events[i].version, static_cast<std::int64_t>(i + 1));
+        written.insert({events[i].payload["writer"].get<int>(), events[i].payload["i"].get<int>()});
+    }
+    EXPECT_EQ(written.size(), std::size_t{kWriters * kEach});  // each write landed once
+}
+
+TYPED_TEST_P(StoreContract, SessionsThatLockAStreamTakeTurnsOnIt) {
+    auto& store = this->store();
+    // lock_stream locks an existing stream only: the stream exists before the race.
+    store.append("order-turns", ExpectedVersion::no_stream(), {new_event("Opened")});
+    constexpr int kWriters = 6;
+    constexpr int kEach = 10;
+    std::atomic<int> conflicts{0};
+    std::vector<std::thread> writers;
+    for (int w = 0; w < kWriters; ++w) {
+        writers.emplace_back([&] {
+            for (int i = 0; i < kEach; ++i) {
+                try {
+                    store.transact([](Session& s) {
+                        s.lock_stream("order-turns", 2);
+                        auto version = s.stream_version("order-turns");
+                        s.append("order-turns", ExpectedVersion::exact(version), {new_event("T")});
+                    });
+                } catch (const ConcurrencyConflict&) {
+                    ++conflicts;
+                }
+            }
+        });
+    }
+    for (auto& t : writers) t.join();
+    EXPECT_EQ(conflicts.load(), 0);
+    EXPECT_EQ(store.stream_version("order-turns"), 1 + kWriters * kEach);
+}
+
+TYPED_TEST_P(StoreContract, ConcurrentClaimsOfOneKeyMakeOneOwner) {
+    auto& store = this->store();
+    constexpr int kClaimers = 6;
+    std::atomic<int> claimed{0};
+    std::atomic<int> finished{0};
+    std::vector<std::thread> claimers;
+    for (int c = 0; c < kClaimers; ++c) {
+        claimers.emplace_back([&] {
+            store.transact([&](Session& s) {
+                auto claim = s.claim_key("cmd:once", "asked");
+                if (std::holds_alternative<KeyClaimed>(claim)) {
+                    ++claimed;
+                    s.record_outcome("cmd:once", 200, {{"ok", true}});
+                } else if (std::holds_alternative<KeyFinished>(claim) &&
+                           std::get<KeyFinished>(claim).status == 200) {
+                    ++finished;
+                }
+            });
+        });
+    }
+    for (auto& t : claimers) t.join();
+    EXPECT_EQ(claimed.load(), 1);
+    EXPECT_EQ(finished.load(), kClaimers - 1);
+}
+
+REGISTER_TYPED_TEST_SUITE_P(
+    StoreContract, AppendsAndReadsAStreamInVersionOrderAPageAtATime, KeepsMetadataAndSchemaVersion,
+    ExpectedVersionsConflictWithTheActualVersion, ReAppendingStoredEventsReplaysAndWritesNothing,
+    AnEventIdStoredWithOtherContentOrElsewhereIsReused, RefusesInvalidInputWithTheSameTexts,
+    ReadsAllInCommitOrderAfterACheckpoint, SnapshotsOfOneFormatAndNeverOlder,
+    FindsTheCheckpointOfAStreamVersion, TheCommandLogClaimsReplaysAndRefusesAKey,
+    ExpiresKeysOlderThanTheCutoffInBoundedBatches, AFailedSessionLeavesNothingBehind,
+    ConcurrentAppendersWithExactVersionsGetOneWinnerPerVersion,
+    SessionsThatLockAStreamTakeTurnsOnIt, ConcurrentClaimsOfOneKeyMakeOneOwner);
+
+}  // namespace ordo::testing

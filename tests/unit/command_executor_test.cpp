@@ -1,0 +1,225 @@
+// The command executor and the repository on the in-memory store: given a stream's past
+// events, when a command runs through the executor, then these events are stored (or this
+// refusal, and nothing).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "command/aggregate.hpp"
+#include "command/executor.hpp"
+#include "eventstore/memory_store.hpp"
+#include "platform/clock.hpp"
+#include "platform/metrics.hpp"
+
+namespace ordo::command {
+namespace {
+
+using domain::inventory::ReceiveStock;
+using domain::inventory::ReserveStock;
+using domain::inventory::StockReceived;
+using domain::inventory::StockReserved;
+using eventstore::Session;
+
+constexpr const char* kStream = "inventory-sku-1";
+
+class ExecutorOnMemory : public ::testing::Test {
+   protected:
+    // given: these events are the stream's history.
+    void given(const std::vector<domain::inventory::Event>& history) {
+        std::vector<eventstore::NewEvent> batch;
+        for (const auto& e : history) {
+            batch.push_back(
+                {platform::new_uuid(), std::string{event_type(e)}, encode_payload(e), {}});
+        }
+        store_.append(kStream, eventstore::ExpectedVersion::any(), batch);
+    }
+
+    // A unit that runs `command` on the stream and answers 200 (or 409 when refused).
+    template <class Command>
+    std::function<Reply(Session&)> unit(Command command) {
+        return [this, command](Session& session) {
+            ++runs_;
+            auto done = execute<InventoryTraits>(session, kStream, command, CommandContext{});
+            return Reply{
+                done.rejection ? 409 : 200, {{"version", done.version}}, false, done.appended};
+        };
+    }
+
+    // then: the stream holds exactly these event types, in order.
+    std::vector<std::string> stored_types() {
+        std::vector<std::string> types;
+        for (const auto& e : store_.read_stream(kStream, 1, 10'000)) types.push_back(e.type);
+        return types;
+    }
+
+    double counter(const char* name) { return metrics_.counter(name, "").value(); }
+
+    platform::ManualClock clock_;
+    eventstore::MemoryStore store_{clock_};
+    platform::metrics::Registry metrics_;
+    Executor executor_{
+        store_, metrics_, platform::Logger::null_logger(),
+        Executor::Options{.max_attempts = 3, .base_backoff = std::chrono::milliseconds{1}}};
+    int runs_ = 0;
+};
+
+TEST_F(ExecutorOnMemory, AppendsWhatTheDeciderDecidedAtTheVersionItDecidedOn) {
+    given({StockReceived{"sku-1", 5}});
+    auto reply = executor_.run(kStream, std::nullopt, unit(ReserveStock{"sku-1", "o-1", 3}));
+    EXPECT_EQ(reply.status, 200);
+    EXPECT_TRUE(reply.appended);
+    EXPECT_EQ(reply.body["version"], 2);
+    EXPECT_EQ(stored_types(), (std::vector<std::string>{"StockReceived", "StockReserved"}));
+    EXPECT_EQ(counter("ordo_command_appends_total"), 1);
+}
+
+TEST_F(ExecutorOnMemory, ARefusalAppendsNothing) {
+    given({StockReceived{"sku-1", 5}});
+    auto reply = executor_.run(kStream, std::nullopt, unit(ReserveStock{"sku-1", "o-1", 6}));
+    EXPECT_EQ(reply.status, 409);
+    EXPECT_FALSE(reply.appended);
+    EXPECT_EQ(stored_types(), (std::vector<std::string>{"StockReceived"}));
+    EXPECT_EQ(counter("ordo_command_appends_total"), 0);
+}
+
+TEST_F(ExecutorOnMemory, AConflictRunsTheWholeUnitAgainOnAFreshSession) {
+    given({StockReceived{"sku-1", 5}});
+    auto decide_once = unit(ReserveStock{"sku-1", "o-1", 3});
+    auto reply = executor_.run(kStream, std::nullopt, [&](Session& session) {
+        auto reply = decide_once(session);
+        // A writer got in between (as on a new stream): this attempt's append must vanish.
+        if (runs_ == 1) {
+            throw eventstore::ConcurrencyConflict(kStream, eventstore::ExpectedVersion::exact(1),
+                                                  2);
+        }
+        return reply;
+    });
+    EXPECT_EQ(runs_, 2);
+    EXPECT_EQ(reply.body["version"], 2);
+    EXPECT_EQ(stored_types(), (std::vector<std::string>{"StockReceived", "StockReserved"}));
+    EXPECT_EQ(counter("ordo_command_conflicts_total"), 1);
+}
+
+TEST_F(ExecutorOnMemory, ConflictsBeyondMaxAttemptsPropagate) {
+    EXPECT_THROW(executor_.run(kStream, std::nullopt,
+                               [&](Session& session) -> Reply {
+                                   ++runs_;
+                                   session.append(
+                                       kStream, eventstore::ExpectedVersion::exact(7),
+                                       {{platform::new_uuid(), "StockReceived", {}, {}}});
+                                   return {};
+                               }),
+                 eventstore::ConcurrencyConflict);
+    EXPECT_EQ(runs_, 3);
+    EXPECT_EQ(counter("ordo_command_conflicts_total"), 3);
+    EXPECT_TRUE(stored_types().empty());
+}
+
+TEST_F(ExecutorOnMemory, ARepeatedKeyReplaysTheFirstOutcomeWithoutDecidingAgain) {
+    given({StockReceived{"sku-1", 5}});
+    const Dedup dedup{"http:caller:k1", "reserve o-1 3"};
+    auto first = executor_.run(kStream, dedup, unit(ReserveStock{"sku-1", "o-1", 3}));
+    auto again = executor_.run(kStream, dedup, unit(ReserveStock{"sku-1", "o-1", 3}));
+    EXPECT_EQ(runs_, 1);
+    EXPECT_FALSE(first.replayed);
+    EXPECT_TRUE(again.replayed);
+    EXPECT_FALSE(again.appended);
+    EXPECT_EQ(again.status, first.status);
+    EXPECT_EQ(again.body, first.body);
+    EXPECT_EQ(stored_types(), (std::vector<std::string>{"StockReceived", "StockReserved"}));
+    EXPECT_EQ(counter("ordo_command_replays_total"), 1);
+}
+
+TEST_F(ExecutorOnMemory, AKeyUsedForAnotherRequestIsRefused) {
+    given({StockReceived{"sku-1", 5}});
+    executor_.run(kStream, Dedup{"http:caller:k1", "reserve o-1 3"},
+                  unit(ReserveStock{"sku-1", "o-1", 3}));
+    EXPECT_THROW(executor_.run(kStream, Dedup{"http:caller:k1", "reserve o-2 1"},
+                               unit(ReserveStock{"sku-1", "o-2", 1})),
+                 KeyReused);
+    EXPECT_EQ(runs_, 1);
+    EXPECT_EQ(stored_types(), (std::vector<std::string>{"StockReceived", "StockReserved"}));
+}
+
+TEST_F(ExecutorOnMemory, AServerErrorIsNeitherRecordedNorCommitted) {
+    given({StockReceived{"sku-1", 5}});
+    const Dedup dedup{"cmd:c1", "reserve o-1 3"};
+    auto decide = unit(ReserveStock{"sku-1", "o-1", 3});
+    EXPECT_THROW(executor_.run(kStream, dedup,
+                               [&](Session& session) {
+                                   auto reply = decide(session);
+                                   reply.status = 503;
+                                   return reply;
+                               }),
+                 std::logic_error);
+    EXPECT_EQ(store_.key_count(), 0u);
+    EXPECT_EQ(stored_types(), (std::vector<std::string>{"StockReceived"}));
+    // The key is still free: the request may be retried and then takes effect.
+    auto retried = executor_.run(kStream, dedup, unit(ReserveStock{"sku-1", "o-1", 3}));
+    EXPECT_FALSE(retried.replayed);
+    EXPECT_TRUE(retried.appended);
+}
+
+TEST_F(ExecutorOnMemory, AFailedUnitLeavesNothingBehind) {
+    given({StockReceived{"sku-1", 5}});
+    auto decide = unit(ReserveStock{"sku-1", "o-1", 3});
+    EXPECT_THROW(executor_.run(kStream, Dedup{"cmd:c1", "f"},
+                               [&](Session& session) -> Reply {
+                                   decide(session);
+                                   throw std::runtime_error("the unit broke after appending");
+                               }),
+                 std::runtime_error);
+    EXPECT_EQ(runs_, 1);  // not a conflict: not retried
+    EXPECT_EQ(store_.key_count(), 0u);
+    EXPECT_EQ(stored_types(), (std::vector<std::string>{"StockReceived"}));
+    EXPECT_EQ(counter("ordo_command_appends_total"), 0);
+}
+
+TEST_F(ExecutorOnMemory, ExpiresKeysOlderThanTheAgeInBoundedBatches) {
+    for (int i = 0; i < 3; ++i) {
+        executor_.run(kStream, Dedup{"cmd:old-" + std::to_string(i), "f"},
+                      unit(ReceiveStock{"sku-1", 1}));
+    }
+    clock_.advance(std::chrono::hours{49});
+    executor_.run(kStream, Dedup{"cmd:new", "f"}, unit(ReceiveStock{"sku-1", 1}));
+    auto first = executor_.expire(std::chrono::hours{48}, 2, 1);
+    EXPECT_EQ(first.records, 2);
+    EXPECT_EQ(first.batches, 1);
+    auto rest = executor_.expire(std::chrono::hours{48}, 2);
+    EXPECT_EQ(rest.records, 1);
+    EXPECT_EQ(store_.key_count(), 1u);
+    EXPECT_THROW(executor_.expire(std::chrono::hours{48}, 0), std::invalid_argument);
+}
+
+TEST_F(ExecutorOnMemory, SnapshotsEveryHundredVersionsAndLoadsFromTheSnapshot) {
+    given(std::vector<domain::inventory::Event>(99, StockReceived{"sku-1", 1}));
+    executor_.run(kStream, std::nullopt, unit(ReceiveStock{"sku-1", 1}));
+    auto snapshot = store_.transact(
+        [](Session& s) { return s.lock_stream(kStream, eventstore::kSnapshotFormat); });
+    ASSERT_TRUE(snapshot);
+    EXPECT_EQ(snapshot->version, eventstore::kSnapshotEvery);
+    store_.transact([](Session& s) {
+        auto loaded = eventstore::load<InventoryTraits>(s, kStream);
+        EXPECT_EQ(loaded.version, 100);
+        EXPECT_EQ(loaded.folded, 0);  // everything came from the snapshot
+        EXPECT_EQ(loaded.state.on_hand, 100);
+        EXPECT_TRUE(loaded.last);
+    });
+}
+
+TEST_F(ExecutorOnMemory, AnUnreadableEventNamesItsIdTypeAndStream) {
+    given({StockReceived{"sku-1", 5}});
+    const auto id = platform::new_uuid();
+    store_.append(kStream, eventstore::ExpectedVersion::exact(1), {{id, "FromTheFuture", {}, {}}});
+    try {
+        executor_.run(kStream, std::nullopt, unit(ReserveStock{"sku-1", "o-1", 3}));
+        FAIL() << "an unreadable event was folded";
+    } catch (const eventstore::UnreadableEvent& e) {
+        EXPECT_EQ(std::string{e.what()},
+                  "cannot read event " + id + " (FromTheFuture) of " + kStream);
+    }
+}
+
+}  // namespace
+}  // namespace ordo::command
