@@ -18,8 +18,8 @@ struct Driver {
     std::int64_t now_ms = 1'000'000;
     Events log;
     State state;
-    std::function<Attempt(const Step&)> answer = [](const Step&) {
-        return Attempt{Attempt::Result::kSucceeded, "", ""};
+    std::function<domain::CommandOutcome(const Step&)> answer = [](const Step&) {
+        return domain::CommandOutcome{domain::CommandSucceeded{}};
     };
 
     void add(const Events& events) {
@@ -70,14 +70,17 @@ Driver started(ProcessKind kind) {
     return d;
 }
 
-Attempt rejected(std::string code) {
-    return {Attempt::Result::kRejected, std::move(code), "no"};
+domain::CommandOutcome rejected(std::string code) {
+    return domain::CommandRejected{{std::move(code), "no"}, {}};
 }
-Attempt failed() {
-    return {Attempt::Result::kTransientFailure, "", "database unavailable"};
+domain::CommandOutcome failed() {
+    return domain::CommandFailed{"database unavailable"};
 }
-Attempt ok() {
-    return {Attempt::Result::kSucceeded, "", ""};
+domain::CommandOutcome ok() {
+    return domain::CommandSucceeded{};
+}
+domain::CommandOutcome not_sent() {
+    return domain::CommandNotSent{"overloaded"};
 }
 
 TEST(Orchestration, HappyPathReservesAndAuthorizesInParallelThenConfirmsThenSettles) {
@@ -89,7 +92,9 @@ TEST(Orchestration, HappyPathReservesAndAuthorizesInParallelThenConfirmsThenSett
               (std::vector<std::string>{"reserve:sku-1", "reserve:sku-2", "authorize", "confirm",
                                         "commit:sku-1", "commit:sku-2", "capture"}));
     EXPECT_EQ(d.state.status, ProcessStatus::kCompleted);
-    EXPECT_EQ(d.state.step("authorize")->command["amount"], 250);
+    EXPECT_EQ(
+        std::get<domain::payments::AuthorizePayment>(d.state.step("authorize")->command).amount,
+        250);
 }
 
 TEST(Orchestration, OutOfStockCompensatesEveryActionThenCancels) {
@@ -104,7 +109,8 @@ TEST(Orchestration, OutOfStockCompensatesEveryActionThenCancels) {
     EXPECT_EQ(d.status_of("release:sku-2"), "succeeded");  // blind: harmless
     EXPECT_EQ(d.status_of("void"), "succeeded");
     EXPECT_EQ(d.status_of("cancel"), "succeeded");
-    EXPECT_EQ(d.state.step("cancel")->command["reason"], "insufficient_stock");
+    EXPECT_EQ(std::get<domain::orders::CancelOrder>(d.state.step("cancel")->command).reason,
+              "insufficient_stock");
     EXPECT_EQ(d.status_of("confirm"), "absent");
 }
 
@@ -146,14 +152,12 @@ TEST(Orchestration, TransientFailuresRetryWithBackoffUntilTheDeadlineThenTimeOut
 // and the attempt that finally runs is its first.
 TEST(Orchestration, ACommandThatWasNotSentIsNoAttempt) {
     Step last{"reserve:sku-1", StepKind::kAction};
-    EXPECT_TRUE(
-        record_attempt(last, 8, {Attempt::Result::kNotSent, "", "overloaded"}, Policy{}, 0, 0.5)
-            .empty());
+    EXPECT_TRUE(record_attempt(last, 8, not_sent(), Policy{}, 0, 0.5).empty());
 
     auto d = started(ProcessKind::kFulfillment);
     std::map<std::string, int> refused;
     d.answer = [&](const Step& s) {
-        if (refused[s.name]++ < 10) return Attempt{Attempt::Result::kNotSent, "", "overloaded"};
+        if (refused[s.name]++ < 10) return not_sent();
         return ok();
     };
     d.run();
@@ -224,7 +228,8 @@ TEST(Orchestration, AConfirmThatGaveUpCompensatesOnceTheOrderIsCancelled) {
     d.answer = [](const Step& s) { return s.name == "confirm" ? failed() : ok(); };
     d.run_to_end();
     EXPECT_EQ(d.status_of("cancel"), "succeeded");
-    EXPECT_EQ(d.state.step("cancel")->command["reason"], "timeout");
+    EXPECT_EQ(std::get<domain::orders::CancelOrder>(d.state.step("cancel")->command).reason,
+              "timeout");
     EXPECT_EQ(d.status_of("release:sku-1"), "succeeded");
     EXPECT_EQ(d.status_of("void"), "succeeded");
     EXPECT_EQ(d.status_of("capture"), "absent");
@@ -289,7 +294,8 @@ TEST(Choreography, AllocationFailureCancelsTheOrderAndReleasesWhatWasReserved) {
     auto orders = started(ProcessKind::kOrders);
     orders.add({FactObserved{"stock_allocation_failed", "insufficient_stock", orders.now_ms}});
     orders.run();
-    EXPECT_EQ(orders.state.step("cancel")->command["reason"], "insufficient_stock");
+    EXPECT_EQ(std::get<domain::orders::CancelOrder>(orders.state.step("cancel")->command).reason,
+              "insufficient_stock");
     EXPECT_EQ(orders.state.status, ProcessStatus::kCompensated);
     auto payments = started(ProcessKind::kPayments);
     payments.add({FactObserved{"order_cancelled", "insufficient_stock", payments.now_ms}});
@@ -307,7 +313,8 @@ TEST(Choreography, TheOrdersDeadlineCancelsAndPaymentsVoidsWhatItHeld) {
     ASSERT_EQ(orders.state.deadlines.size(), 1u);
     orders.now_ms += orders.policy.fulfillment_timeout_ms;
     orders.run();
-    EXPECT_EQ(orders.state.step("cancel")->command["reason"], "timeout");
+    EXPECT_EQ(std::get<domain::orders::CancelOrder>(orders.state.step("cancel")->command).reason,
+              "timeout");
     auto payments = started(ProcessKind::kPayments);
     payments.answer = [](const Step&) { return failed(); };
     payments.add({FactObserved{"stock_allocated", "", payments.now_ms}});
@@ -410,7 +417,9 @@ TEST(Choreography, AConfirmThatGaveUpAsksTheOrderThroughACancel) {
         };
         orders.run_to_end();
         EXPECT_EQ(orders.status_of("confirm"), "failed");
-        EXPECT_EQ(orders.state.step("cancel")->command["reason"], "timeout");
+        EXPECT_EQ(
+            std::get<domain::orders::CancelOrder>(orders.state.step("cancel")->command).reason,
+            "timeout");
         EXPECT_EQ(orders.state.status,
                   was_confirmed ? ProcessStatus::kCompleted : ProcessStatus::kCompensated);
     }
