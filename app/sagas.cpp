@@ -1,7 +1,6 @@
 #include <cmath>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include "app/commands.hpp"
@@ -10,7 +9,6 @@
 #include "command/service.hpp"
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
-#include "platform/errors.hpp"
 #include "platform/metrics.hpp"
 #include "platform/nats.hpp"
 #include "platform/pg.hpp"

@@ -20,7 +20,6 @@
 #include "domain/commands.hpp"
 #include "domain/inventory.hpp"
 #include "domain/orders.hpp"
-#include "platform/errors.hpp"
 #include "platform/trace.hpp"
 #include "tests/support/command_stack.hpp"
 #include "tests/support/conditions.hpp"

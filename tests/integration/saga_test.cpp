@@ -8,7 +8,6 @@
 #include <thread>
 
 #include "eventstore/event_store.hpp"
-#include "platform/errors.hpp"
 #include "platform/metrics.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
