@@ -1,7 +1,6 @@
 #include <cmath>
 #include <thread>
 
-#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include "app/commands.hpp"
@@ -10,7 +9,6 @@
 #include "command/service.hpp"
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
-#include "platform/errors.hpp"
 #include "platform/metrics.hpp"
 #include "platform/nats.hpp"
 #include "platform/pg.hpp"
@@ -23,39 +21,15 @@
 namespace ordo::app {
 namespace {
 
-// The saga's commands as the command side's in-process bus takes them.
-command::InternalCommand to_internal(const nlohmann::json& c) {
-    using namespace domain;
-    const auto type = c.at("type").get<std::string>();
-    auto str = [&](const char* key) { return c.at(key).get<std::string>(); };
-    if (type == "ReserveStock") {
-        return inventory::ReserveStock{str("sku"), str("order_id"),
-                                       c.at("quantity").get<std::int64_t>()};
-    }
-    if (type == "ReleaseReservation")
-        return inventory::ReleaseReservation{str("sku"), str("order_id")};
-    if (type == "CommitReservation")
-        return inventory::CommitReservation{str("sku"), str("order_id")};
-    if (type == "AuthorizePayment") {
-        return payments::AuthorizePayment{str("account_id"), str("order_id"),
-                                          c.at("amount").get<std::int64_t>()};
-    }
-    if (type == "VoidAuthorization") {
-        return payments::VoidAuthorization{str("account_id"), str("order_id")};
-    }
-    if (type == "CapturePayment")
-        return payments::CapturePayment{str("account_id"), str("order_id")};
-    if (type == "ConfirmOrder") return orders::ConfirmOrder{str("order_id")};
-    if (type == "CancelOrder") return orders::CancelOrder{str("order_id"), str("reason")};
-    throw platform::InvalidInput("unknown saga command " + type);
-}
-
+// The runner's bus in the sagas service: this process's command service, each command
+// carrying the saga's trace and correlation.
 class InProcessBus final : public sagas::CommandBus {
    public:
     explicit InProcessBus(command::CommandService& service) : service_{service} {}
 
-    sagas::Attempt send(const std::string& command_id, const nlohmann::json& command,
-                        const eventstore::Metadata& cause) override {
+    domain::CommandOutcome send(const std::string& command_id,
+                                const domain::InternalCommand& command,
+                                const eventstore::Metadata& cause) override {
         command::CommandContext context;
         // The command continues the saga's trace as a new span.
         auto parent = platform::TraceContext::parse(
@@ -65,16 +39,7 @@ class InProcessBus final : public sagas::CommandBus {
         context.correlation_id = cause.correlation_id;
         context.causation_id = cause.causation_id;
         context.actor = "saga";
-        try {
-            auto outcome = service_.send(command_id, to_internal(command), context);
-            if (outcome.rejection) {
-                return {sagas::Attempt::Result::kRejected, outcome.rejection->code,
-                        outcome.rejection->message};
-            }
-            return {sagas::Attempt::Result::kSucceeded, "", ""};
-        } catch (const platform::InvalidInput& e) {
-            return {sagas::Attempt::Result::kRejected, "invalid_command", e.what()};
-        }
+        return service_.send(command_id, command, context);
     }
 
    private:

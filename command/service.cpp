@@ -208,84 +208,91 @@ Response CommandService::cancel_order(Request& request) {
     });
 }
 
-BusOutcome CommandService::send(const std::string& command_id, const InternalCommand& command,
-                                const CommandContext& context) {
+namespace {
+
+// What the command log keeps of a bus command's outcome, and back: a replay answers with
+// the body the first run recorded.
+nlohmann::json bus_record(const std::string& stream, const Executed& done) {
+    nlohmann::json body = {{"stream", stream},
+                           {"version", done.version},
+                           {"position", done.checkpoint ? done.checkpoint->token() : ""}};
+    if (done.rejection) {
+        body["rejection"] = {{"code", done.rejection->code}, {"message", done.rejection->message}};
+    }
+    return body;
+}
+
+domain::CommandOutcome bus_outcome(const Reply& reply) {
+    domain::CommandReceipt receipt{reply.body.value("stream", ""),
+                                   reply.body.value("version", std::int64_t{0}),
+                                   reply.body.value("position", ""), reply.replayed};
+    if (reply.body.contains("rejection")) {
+        const auto& rejection = reply.body["rejection"];
+        return domain::CommandRejected{
+            {rejection.value("code", ""), rejection.value("message", "")}, std::move(receipt)};
+    }
+    return domain::CommandSucceeded{std::move(receipt)};
+}
+
+// A fingerprint of what a command asks, for its command-log record (stored: a change makes
+// an id sent before it look reused).
+std::string fingerprint(const domain::InternalCommand& command) {
     using namespace domain;
-    // Which stream a command goes to, and a fingerprint of what it asks.
-    auto [stream, fingerprint] = std::visit(
+    return std::visit(
         Overloaded{
             [](const inventory::ReserveStock& c) {
-                return std::pair{inventory_stream(c.sku),
-                                 "reserve " + c.order_id + " " + std::to_string(c.quantity)};
+                return "reserve " + c.order_id + " " + std::to_string(c.quantity);
             },
-            [](const inventory::ReleaseReservation& c) {
-                return std::pair{inventory_stream(c.sku), "release " + c.order_id};
-            },
-            [](const inventory::CommitReservation& c) {
-                return std::pair{inventory_stream(c.sku), "commit " + c.order_id};
-            },
+            [](const inventory::ReleaseReservation& c) { return "release " + c.order_id; },
+            [](const inventory::CommitReservation& c) { return "commit " + c.order_id; },
             [](const payments::AuthorizePayment& c) {
-                return std::pair{account_stream(c.account_id),
-                                 "authorize " + c.order_id + " " + std::to_string(c.amount)};
+                return "authorize " + c.order_id + " " + std::to_string(c.amount);
             },
-            [](const payments::VoidAuthorization& c) {
-                return std::pair{account_stream(c.account_id), "void " + c.order_id};
-            },
-            [](const payments::CapturePayment& c) {
-                return std::pair{account_stream(c.account_id), "capture " + c.order_id};
-            },
-            [](const orders::ConfirmOrder& c) {
-                return std::pair{order_stream(c.order_id), std::string{"confirm"}};
-            },
-            [](const orders::CancelOrder& c) {
-                return std::pair{order_stream(c.order_id), "cancel " + c.reason};
-            },
+            [](const payments::VoidAuthorization& c) { return "void " + c.order_id; },
+            [](const payments::CapturePayment& c) { return "capture " + c.order_id; },
+            [](const orders::ConfirmOrder&) { return std::string{"confirm"}; },
+            [](const orders::CancelOrder& c) { return "cancel " + c.reason; },
         },
         command);
+}
+
+}  // namespace
+
+domain::CommandOutcome CommandService::send(const std::string& command_id,
+                                            const domain::InternalCommand& command,
+                                            const CommandContext& context) {
+    using namespace domain;
+    const auto stream = target_stream(command);
     auto ctx = context;
     ctx.command_id = command_id;
-    Reply reply;
     try {
-        reply = executor_.run(
-            stream, Dedup{"cmd:" + command_id, stream + "\n" + fingerprint},
-            [&, stream = stream](eventstore::Session& session) {
+        return bus_outcome(executor_.run(
+            stream, Dedup{"cmd:" + command_id, stream + "\n" + fingerprint(command)},
+            [&](eventstore::Session& session) {
                 auto done = std::visit(
-                    Overloaded{
-                        [&](const auto& c) -> Executed {
-                            using C = std::decay_t<decltype(c)>;
-                            if constexpr (std::is_constructible_v<inventory::Command, C>) {
-                                return execute<InventoryTraits>(session, stream, c, ctx);
-                            } else if constexpr (std::is_constructible_v<payments::Command, C>) {
-                                return execute<AccountTraits>(session, stream, c, ctx);
-                            } else {
-                                return execute<OrderTraits>(session, stream, c, ctx);
-                            }
-                        },
+                    [&](const auto& c) -> Executed {
+                        using C = std::decay_t<decltype(c)>;
+                        if constexpr (std::is_constructible_v<inventory::Command, C>) {
+                            return execute<InventoryTraits>(session, stream, c, ctx);
+                        } else if constexpr (std::is_constructible_v<payments::Command, C>) {
+                            return execute<AccountTraits>(session, stream, c, ctx);
+                        } else {
+                            return execute<OrderTraits>(session, stream, c, ctx);
+                        }
                     },
                     command);
-                nlohmann::json body = {
-                    {"stream", stream},
-                    {"version", done.version},
-                    {"position", done.checkpoint ? done.checkpoint->token() : ""}};
-                if (done.rejection) {
-                    body["rejection"] = {{"code", done.rejection->code},
-                                         {"message", done.rejection->message}};
-                }
-                return Reply{done.rejection ? 409 : 200, body, false, done.appended};
-            });
+                return Reply{.body = bus_record(stream, done), .appended = done.appended};
+            }));
+    } catch (const platform::Overloaded& e) {
+        return CommandNotSent{e.what()};
+    } catch (const platform::Unavailable& e) {
+        return CommandFailed{e.what()};
     } catch (const eventstore::ConcurrencyConflict& e) {
-        throw platform::Unavailable(std::string{"stream busy: "} + e.what());
+        return CommandFailed{std::string{"stream busy: "} + e.what()};
+    } catch (const platform::InvalidInput& e) {
+        // Ids the event store refuses: no retry would change that.
+        return CommandRejected{{"invalid_command", e.what()}, {}};
     }
-    BusOutcome outcome;
-    outcome.stream = reply.body.value("stream", "");
-    outcome.version = reply.body.value("version", std::int64_t{0});
-    outcome.position = reply.body.value("position", "");
-    outcome.replayed = reply.replayed;
-    if (reply.body.contains("rejection")) {
-        outcome.rejection = domain::Rejection{reply.body["rejection"].value("code", ""),
-                                              reply.body["rejection"].value("message", "")};
-    }
-    return outcome;
 }
 
 }  // namespace ordo::command

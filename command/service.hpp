@@ -6,26 +6,11 @@
 
 #include "command/aggregate.hpp"
 #include "command/executor.hpp"
+#include "domain/commands.hpp"
 #include "platform/http.hpp"
 #include "platform/log.hpp"
 
 namespace ordo::command {
-
-// Commands that other components (the saga runtime) send in-process. Each carries a
-// command id: a command id already handled returns its first outcome and appends nothing.
-using InternalCommand =
-    std::variant<domain::inventory::ReserveStock, domain::inventory::ReleaseReservation,
-                 domain::inventory::CommitReservation, domain::payments::AuthorizePayment,
-                 domain::payments::VoidAuthorization, domain::payments::CapturePayment,
-                 domain::orders::ConfirmOrder, domain::orders::CancelOrder>;
-
-struct BusOutcome {
-    std::optional<domain::Rejection> rejection;  // a business "no"
-    std::string stream;
-    std::int64_t version = 0;
-    std::string position;  // consistency token; empty if the stream has no events
-    bool replayed = false;
-};
 
 // The command side: the REST routes of the Command API and the in-process command bus.
 // Thread-safe; every request runs as one database transaction through the Executor.
@@ -35,9 +20,13 @@ class CommandService {
 
     void register_routes(platform::http::Router& router);
 
-    // Throws platform::Unavailable when the database cannot be reached.
-    BusOutcome send(const std::string& command_id, const InternalCommand& command,
-                    const CommandContext& context);
+    // The in-process command bus. A command id already handled answers with its first
+    // outcome and appends nothing. Every outcome is a value (a database that cannot be
+    // reached is CommandFailed, a command that could not start CommandNotSent); throws only
+    // KeyReused, for an id already used for a different command.
+    domain::CommandOutcome send(const std::string& command_id,
+                                const domain::InternalCommand& command,
+                                const CommandContext& context);
 
    private:
     platform::http::Response receive_stock(platform::http::Request& request);

@@ -32,6 +32,7 @@ struct ReceiveStock {
 };
 
 struct ReserveStock {
+    static constexpr std::string_view kType = "ReserveStock";
     std::string sku;
     std::string order_id;
     std::int64_t quantity = 0;
@@ -39,12 +40,14 @@ struct ReserveStock {
 };
 
 struct ReleaseReservation {
+    static constexpr std::string_view kType = "ReleaseReservation";
     std::string sku;
     std::string order_id;
     bool operator==(const ReleaseReservation&) const = default;
 };
 
 struct CommitReservation {
+    static constexpr std::string_view kType = "CommitReservation";
     std::string sku;
     std::string order_id;
     bool operator==(const CommitReservation&) const = default;

@@ -62,12 +62,14 @@ struct RequestCancellation {
 };
 
 struct ConfirmOrder {
+    static constexpr std::string_view kType = "ConfirmOrder";
     std::string order_id;
     bool operator==(const ConfirmOrder&) const = default;
 };
 
 // The saga's cancel, after compensation; `reason` is one of kCancelReasons.
 struct CancelOrder {
+    static constexpr std::string_view kType = "CancelOrder";
     std::string order_id;
     std::string reason;
     bool operator==(const CancelOrder&) const = default;

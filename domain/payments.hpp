@@ -33,6 +33,7 @@ struct Deposit {
 // other hold, so the saga's capture and void work the same for every order, and it needs no
 // funds, so it succeeds even on an account that has never received a deposit.
 struct AuthorizePayment {
+    static constexpr std::string_view kType = "AuthorizePayment";
     std::string account_id;
     std::string order_id;
     std::int64_t amount = 0;
@@ -40,12 +41,14 @@ struct AuthorizePayment {
 };
 
 struct VoidAuthorization {
+    static constexpr std::string_view kType = "VoidAuthorization";
     std::string account_id;
     std::string order_id;
     bool operator==(const VoidAuthorization&) const = default;
 };
 
 struct CapturePayment {
+    static constexpr std::string_view kType = "CapturePayment";
     std::string account_id;
     std::string order_id;
     bool operator==(const CapturePayment&) const = default;

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "domain/overloaded.hpp"
+
 namespace ordo::sagas {
 namespace {
 
@@ -28,29 +30,33 @@ std::string reserve_step(const std::string& sku) {
     return "reserve:" + sku;
 }
 
-nlohmann::json reserve(const OrderInfo& o, const orders::OrderLine& l) {
-    return {{"type", "ReserveStock"},
-            {"sku", l.sku},
-            {"order_id", o.order_id},
-            {"quantity", l.quantity}};
+// The commands the steps send, from the order the process started with.
+namespace inventory = domain::inventory;
+namespace payments = domain::payments;
+
+inventory::ReserveStock reserve(const OrderInfo& o, const orders::OrderLine& l) {
+    return {l.sku, o.order_id, l.quantity};
 }
-nlohmann::json on_sku(std::string_view type, const OrderInfo& o, const std::string& sku) {
-    return {{"type", type}, {"sku", sku}, {"order_id", o.order_id}};
+inventory::ReleaseReservation release(const OrderInfo& o, const std::string& sku) {
+    return {sku, o.order_id};
 }
-nlohmann::json authorize(const OrderInfo& o) {
-    return {{"type", "AuthorizePayment"},
-            {"account_id", o.account_id},
-            {"order_id", o.order_id},
-            {"amount", o.total}};
+inventory::CommitReservation commit(const OrderInfo& o, const std::string& sku) {
+    return {sku, o.order_id};
 }
-nlohmann::json on_account(std::string_view type, const OrderInfo& o) {
-    return {{"type", type}, {"account_id", o.account_id}, {"order_id", o.order_id}};
+payments::AuthorizePayment authorize(const OrderInfo& o) {
+    return {o.account_id, o.order_id, o.total};
 }
-nlohmann::json confirm(const OrderInfo& o) {
-    return {{"type", "ConfirmOrder"}, {"order_id", o.order_id}};
+payments::VoidAuthorization void_authorization(const OrderInfo& o) {
+    return {o.account_id, o.order_id};
 }
-nlohmann::json cancel(const OrderInfo& o, std::string_view reason) {
-    return {{"type", "CancelOrder"}, {"order_id", o.order_id}, {"reason", reason}};
+payments::CapturePayment capture(const OrderInfo& o) {
+    return {o.account_id, o.order_id};
+}
+orders::ConfirmOrder confirm(const OrderInfo& o) {
+    return {o.order_id};
+}
+orders::CancelOrder cancel(const OrderInfo& o, std::string_view reason) {
+    return {o.order_id, std::string{reason}};
 }
 
 // Builds a process's next events, folding each into a working copy of the state so that
@@ -66,7 +72,7 @@ class Planner {
         state_ = evolve(std::move(state_), e);
         out_.push_back(std::move(e));
     }
-    void schedule(std::string name, StepKind kind, nlohmann::json command,
+    void schedule(std::string name, StepKind kind, domain::InternalCommand command,
                   std::int64_t deadline_ms = 0) {
         if (state_.step(name)) return;
         emit(StepScheduled{std::move(name), kind, std::move(command), deadline_ms, now_ms_});
@@ -89,16 +95,13 @@ class Planner {
     // Compensates every action step, blind: a release or void of something never done is
     // harmless, and an attempt whose outcome was lost in a crash may well have taken effect.
     void compensate_actions() {
-        std::vector<std::pair<std::string, nlohmann::json>> undo;
+        std::vector<std::pair<std::string, domain::InternalCommand>> undo;
         for (const auto& s : state_.steps) {
             if (s.kind != StepKind::kAction) continue;
-            const auto type = s.command.value("type", "");
-            if (type == "ReserveStock") {
-                const auto sku = s.command.value("sku", "");
-                undo.emplace_back("release:" + sku,
-                                  on_sku("ReleaseReservation", state_.order, sku));
-            } else if (type == "AuthorizePayment") {
-                undo.emplace_back("void", on_account("VoidAuthorization", state_.order));
+            if (const auto* r = std::get_if<inventory::ReserveStock>(&s.command)) {
+                undo.emplace_back("release:" + r->sku, release(state_.order, r->sku));
+            } else if (std::holds_alternative<payments::AuthorizePayment>(s.command)) {
+                undo.emplace_back("void", void_authorization(state_.order));
             }
         }
         for (auto& [name, command] : undo) {
@@ -199,7 +202,7 @@ std::string reason_of_rejected_action(const State& s) {
     for (const auto& step : s.steps) {
         if (step.kind != StepKind::kAction) continue;
         if (step.status == StepStatus::kRejected) {
-            return step.command.value("type", "") == "ReserveStock"
+            return std::holds_alternative<inventory::ReserveStock>(step.command)
                        ? std::string{orders::kReasonInsufficientStock}
                        : std::string{orders::kReasonInsufficientFunds};
         }
@@ -289,10 +292,9 @@ void advance_orchestration(Planner& p, const Policy& policy, std::int64_t now_ms
     if (!confirmed) return;
     if (summarize(s, StepKind::kForward).total == 0) {
         for (const auto& line : o.lines) {
-            p.schedule("commit:" + line.sku, StepKind::kForward,
-                       on_sku("CommitReservation", o, line.sku));
+            p.schedule("commit:" + line.sku, StepKind::kForward, commit(o, line.sku));
         }
-        p.schedule("capture", StepKind::kForward, on_account("CapturePayment", o));
+        p.schedule("capture", StepKind::kForward, capture(o));
     }
     settle_forward(p);
 }
@@ -329,8 +331,7 @@ void advance_inventory(Planner& p) {
     }
     if (s.has(kOrderConfirmed)) {
         for (const auto& line : o.lines) {
-            p.schedule("commit:" + line.sku, StepKind::kForward,
-                       on_sku("CommitReservation", o, line.sku));
+            p.schedule("commit:" + line.sku, StepKind::kForward, commit(o, line.sku));
         }
         settle_forward(p);
     }
@@ -355,7 +356,7 @@ void advance_payments(Planner& p) {
         }
     }
     if (s.has(kOrderConfirmed)) {
-        p.schedule("capture", StepKind::kForward, on_account("CapturePayment", o));
+        p.schedule("capture", StepKind::kForward, capture(o));
         settle_forward(p);
     }
 }
@@ -399,7 +400,8 @@ void advance_orders(Planner& p, const Policy& policy, std::int64_t now_ms) {
         return;
     }
     if (cancel_step->status == StepStatus::kSucceeded) {
-        p.end(ProcessStatus::kCompensated, cancel_step->command.value("reason", ""));
+        const auto* asked = std::get_if<orders::CancelOrder>(&cancel_step->command);
+        p.end(ProcessStatus::kCompensated, asked ? asked->reason : "");
     } else if (cancel_step->status == StepStatus::kRejected) {
         // Confirmed before the cancel got there: the order stands.
         p.end(ProcessStatus::kCompleted, "");
@@ -538,24 +540,27 @@ Events advance(ProcessKind kind, const State& state, const Policy& policy, std::
     return p.take();
 }
 
-Events record_attempt(const Step& step, int attempt, const Attempt& outcome, const Policy& policy,
-                      std::int64_t now_ms, double jitter) {
-    switch (outcome.result) {
-        case Attempt::Result::kSucceeded:
-            return {StepSucceeded{step.name, attempt, now_ms}};
-        case Attempt::Result::kRejected:
-            return {StepRejected{step.name, attempt, outcome.code, outcome.message, now_ms}};
-        case Attempt::Result::kTransientFailure:
-            break;
-        case Attempt::Result::kNotSent:
-            return {};
-    }
-    const auto& retry = policy.retries(step.kind);
-    if (attempt >= retry.max_attempts) {
-        return {StepGaveUp{step.name, attempt, outcome.message, now_ms}};
-    }
-    return {StepAttemptFailed{step.name, attempt, outcome.message,
-                              now_ms + retry.delay_ms(attempt, jitter), now_ms}};
+Events record_attempt(const Step& step, int attempt, const domain::CommandOutcome& outcome,
+                      const Policy& policy, std::int64_t now_ms, double jitter) {
+    return std::visit(
+        domain::Overloaded{
+            [&](const domain::CommandSucceeded&) -> Events {
+                return {StepSucceeded{step.name, attempt, now_ms}};
+            },
+            [&](const domain::CommandRejected& r) -> Events {
+                return {StepRejected{step.name, attempt, r.reason.code, r.reason.message, now_ms}};
+            },
+            [&](const domain::CommandFailed& f) -> Events {
+                const auto& retry = policy.retries(step.kind);
+                if (attempt >= retry.max_attempts) {
+                    return {StepGaveUp{step.name, attempt, f.message, now_ms}};
+                }
+                return {StepAttemptFailed{step.name, attempt, f.message,
+                                          now_ms + retry.delay_ms(attempt, jitter), now_ms}};
+            },
+            [](const domain::CommandNotSent&) -> Events { return {}; },
+        },
+        outcome);
 }
 
 std::vector<Step> due_steps(const State& state, std::int64_t now_ms) {

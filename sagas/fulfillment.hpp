@@ -79,16 +79,11 @@ std::vector<Delivery> route(Mode placing, std::optional<Mode> running, std::stri
 // compensation, facts to publish, its end. Folding them in and asking again yields nothing.
 Events advance(ProcessKind kind, const State& state, const Policy& policy, std::int64_t now_ms);
 
-// The outcome of one attempt of a step, as events. kNotSent: the command side refused to
-// start the command (its queues were full, or no connection came free in time), so it
-// certainly did nothing; that is no attempt and records nothing: the step stays due.
-struct Attempt {
-    enum class Result { kSucceeded, kRejected, kTransientFailure, kNotSent } result;
-    std::string code;     // rejection code
-    std::string message;  // rejection message or failure
-};
-Events record_attempt(const Step& step, int attempt, const Attempt& outcome, const Policy& policy,
-                      std::int64_t now_ms, double jitter);
+// The outcome of one attempt of a step, as events. CommandNotSent: the command side refused
+// to start the command, so it certainly did nothing; that is no attempt and records
+// nothing: the step stays due.
+Events record_attempt(const Step& step, int attempt, const domain::CommandOutcome& outcome,
+                      const Policy& policy, std::int64_t now_ms, double jitter);
 
 // Steps whose next attempt is due at `now_ms`.
 std::vector<Step> due_steps(const State& state, std::int64_t now_ms);

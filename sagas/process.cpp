@@ -124,7 +124,7 @@ nlohmann::json encode_payload(const Event& event) {
             [](const StepScheduled& e) -> nlohmann::json {
                 return {{"name", e.name},
                         {"kind", to_string(e.kind)},
-                        {"command", e.command},
+                        {"command", domain::encode_command(e.command)},
                         {"deadline_ms", e.deadline_ms},
                         {"at_ms", e.at_ms}};
             },
@@ -187,7 +187,10 @@ std::optional<Event> decode(std::string_view type, const nlohmann::json& p) {
         if (type == StepScheduled::kType) {
             auto kind = enum_of<StepKind>(kStepKinds, str("kind"));
             if (!kind) return std::nullopt;
-            return StepScheduled{str("name"), *kind, p.at("command"), ms("deadline_ms"),
+            auto command = domain::decode_command(p.at("command"));
+            auto* read = std::get_if<domain::InternalCommand>(&command);
+            if (!read) return std::nullopt;
+            return StepScheduled{str("name"), *kind, std::move(*read), ms("deadline_ms"),
                                  ms("at_ms")};
         }
         if (type == StepSucceeded::kType) {

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "domain/commands.hpp"
 #include "domain/orders.hpp"
 
 // A process (a saga, or one context's reactor in choreography) is an event-sourced stream:
@@ -30,7 +31,7 @@ std::string_view to_string(StepStatus status);
 struct Step {
     std::string name;
     StepKind kind = StepKind::kAction;
-    nlohmann::json command;  // {"type": "ReserveStock", ...fields}
+    domain::InternalCommand command;
     StepStatus status = StepStatus::kPending;
     int attempts = 0;  // attempts whose outcome is recorded
     std::int64_t scheduled_ms = 0;
@@ -82,7 +83,7 @@ struct StepScheduled {
     static constexpr std::string_view kType = "StepScheduled";
     std::string name;
     StepKind kind = StepKind::kAction;
-    nlohmann::json command;
+    domain::InternalCommand command;  // stored as domain::encode_command's JSON
     std::int64_t deadline_ms = 0;
     std::int64_t at_ms = 0;
 };

@@ -8,6 +8,7 @@
 
 #include <pqxx/pqxx>
 
+#include "domain/overloaded.hpp"
 #include "eventstore/append_notifier.hpp"
 #include "platform/errors.hpp"
 #include "platform/metrics.hpp"
@@ -248,54 +249,50 @@ struct Runner::Impl {
     Sent attempt(const std::string& stream, const Loaded& loaded, const std::vector<Step>& due) {
         thread_local std::mt19937_64 rng{std::random_device{}()};
         std::uniform_real_distribution<double> jitter{0.0, 1.0};
-        std::vector<std::future<Attempt>> sent;
+        std::vector<std::future<domain::CommandOutcome>> sent;
         for (const auto& step : due) {
             const int number = step.attempts + 1;
             auto id = stream + "/" + step.name + "/" + std::to_string(number);
             auto cause = metadata(loaded, loaded.scheduled_by.count(step.name)
                                               ? loaded.scheduled_by.at(step.name)
                                               : loaded.last_event_id);
-            sent.push_back(std::async(
-                std::launch::async, [this, id, command = step.command, cause]() -> Attempt {
-                    try {
-                        return bus.send(id, command, cause);
-                    } catch (const platform::Overloaded& e) {
-                        return {Attempt::Result::kNotSent, "", e.what()};
-                    } catch (const std::exception& e) {
-                        return {Attempt::Result::kTransientFailure, "", e.what()};
-                    }
-                }));
+            sent.push_back(
+                std::async(std::launch::async,
+                           [this, id, command = step.command, cause]() -> domain::CommandOutcome {
+                               try {
+                                   return bus.send(id, command, cause);
+                               } catch (const std::exception& e) {
+                                   return domain::CommandFailed{e.what()};
+                               }
+                           }));
         }
         Sent result;
         for (std::size_t i = 0; i < due.size(); ++i) {
             auto outcome = sent[i].get();
-            switch (outcome.result) {
-                case Attempt::Result::kSucceeded:
-                    attempts_ok.inc();
-                    break;
-                case Attempt::Result::kRejected:
-                    attempts_rejected.inc();
-                    break;
-                case Attempt::Result::kTransientFailure:
-                    attempts_failed.inc();
-                    log.warn("saga step failed; it will be retried",
-                             {{"stream", stream},
-                              {"step", due[i].name},
-                              {"attempt", due[i].attempts + 1},
-                              {"error", outcome.message},
-                              {"trace_id", loaded.origin.trace_id}});
-                    break;
-                case Attempt::Result::kNotSent:
-                    not_sent.inc();
-                    result.not_sent = true;
-                    log.log(platform::LogLevel::debug,
-                            "saga step not sent: the command side is overloaded",
-                            {{"stream", stream},
-                             {"step", due[i].name},
-                             {"error", outcome.message},
-                             {"trace_id", loaded.origin.trace_id}});
-                    break;
-            }
+            std::visit(domain::Overloaded{
+                           [&](const domain::CommandSucceeded&) { attempts_ok.inc(); },
+                           [&](const domain::CommandRejected&) { attempts_rejected.inc(); },
+                           [&](const domain::CommandFailed& failed) {
+                               attempts_failed.inc();
+                               log.warn("saga step failed; it will be retried",
+                                        {{"stream", stream},
+                                         {"step", due[i].name},
+                                         {"attempt", due[i].attempts + 1},
+                                         {"error", failed.message},
+                                         {"trace_id", loaded.origin.trace_id}});
+                           },
+                           [&](const domain::CommandNotSent& refused) {
+                               not_sent.inc();
+                               result.not_sent = true;
+                               log.log(platform::LogLevel::debug,
+                                       "saga step not sent: the command side is overloaded",
+                                       {{"stream", stream},
+                                        {"step", due[i].name},
+                                        {"error", refused.message},
+                                        {"trace_id", loaded.origin.trace_id}});
+                           },
+                       },
+                       outcome);
             for (auto& e : record_attempt(due[i], due[i].attempts + 1, outcome, options.policy,
                                           now_ms(), jitter(rng))) {
                 result.recorded.push_back(std::move(e));

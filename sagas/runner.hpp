@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "domain/commands.hpp"
 #include "eventstore/event_store.hpp"
 #include "platform/clock.hpp"
 #include "platform/log.hpp"
@@ -30,9 +31,11 @@ class CommandBus {
    public:
     virtual ~CommandBus() = default;
     // `cause` becomes the metadata of the events the command appends: the trace, the
-    // correlation, and the process event that decided the command as causation.
-    virtual Attempt send(const std::string& command_id, const nlohmann::json& command,
-                         const eventstore::Metadata& cause) = 0;
+    // correlation, and the process event that decided the command as causation. Every
+    // outcome is a value; an exception is taken as a transient failure (CommandFailed).
+    virtual domain::CommandOutcome send(const std::string& command_id,
+                                        const domain::InternalCommand& command,
+                                        const eventstore::Metadata& cause) = 0;
 };
 
 struct RunnerOptions {

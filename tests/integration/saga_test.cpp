@@ -8,7 +8,6 @@
 #include <thread>
 
 #include "eventstore/event_store.hpp"
-#include "platform/errors.hpp"
 #include "platform/metrics.hpp"
 #include "platform/pg.hpp"
 #include "platform/trace.hpp"
@@ -237,12 +236,12 @@ class SlowBus final : public sagas::CommandBus {
             std::vector<std::pair<std::string, std::string>>& sent, std::mutex& mutex)
         : runner_{std::move(runner)}, delay_{delay}, sent_{sent}, mutex_{mutex} {}
 
-    sagas::Attempt send(const std::string& command_id, const nlohmann::json&,
-                        const eventstore::Metadata&) override {
+    domain::CommandOutcome send(const std::string& command_id, const domain::InternalCommand&,
+                                const eventstore::Metadata&) override {
         std::this_thread::sleep_for(delay_);
         std::lock_guard lock{mutex_};
         sent_.emplace_back(runner_, command_id);
-        return {sagas::Attempt::Result::kSucceeded, "", ""};
+        return domain::CommandSucceeded{};
     }
 
    private:
@@ -333,20 +332,19 @@ TEST(SagaRunner, ALongProcessKeepsItsLeaseAndNoOtherRunnerSendsItsCommands) {
     for (const auto& [id, n] : times) EXPECT_EQ(n, 1) << id;
 }
 
-// A command side that refuses to start each command the first `refusals` times
-// (platform::Overloaded: its queues are full, or no connection came free in time), then
-// runs it.
+// A command side that refuses to start each command the first `refusals` times (not sent:
+// its queues are full, or no connection came free in time), then runs it.
 class OverloadedBus final : public sagas::CommandBus {
    public:
     explicit OverloadedBus(int refusals) : refusals_{refusals} {}
 
-    sagas::Attempt send(const std::string& command_id, const nlohmann::json&,
-                        const eventstore::Metadata&) override {
+    domain::CommandOutcome send(const std::string& command_id, const domain::InternalCommand&,
+                                const eventstore::Metadata&) override {
         std::lock_guard lock{mutex_};
         if (++sends_[command_id] <= refusals_) {
-            throw platform::Overloaded("no database connection came free in time");
+            return domain::CommandNotSent{"no database connection came free in time"};
         }
-        return {sagas::Attempt::Result::kSucceeded, "", ""};
+        return domain::CommandSucceeded{};
     }
     std::map<std::string, int> sends() {
         std::lock_guard lock{mutex_};

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "sagas/fulfillment.hpp"
+#include "sagas/runner.hpp"
 
 namespace ordo::sagas {
 namespace {
@@ -18,8 +19,8 @@ struct Driver {
     std::int64_t now_ms = 1'000'000;
     Events log;
     State state;
-    std::function<Attempt(const Step&)> answer = [](const Step&) {
-        return Attempt{Attempt::Result::kSucceeded, "", ""};
+    std::function<domain::CommandOutcome(const Step&)> answer = [](const Step&) {
+        return domain::CommandOutcome{domain::CommandSucceeded{}};
     };
 
     void add(const Events& events) {
@@ -70,14 +71,38 @@ Driver started(ProcessKind kind) {
     return d;
 }
 
-Attempt rejected(std::string code) {
-    return {Attempt::Result::kRejected, std::move(code), "no"};
+domain::CommandOutcome rejected(std::string code) {
+    return domain::CommandRejected{{std::move(code), "no"}, {}};
 }
-Attempt failed() {
-    return {Attempt::Result::kTransientFailure, "", "database unavailable"};
+domain::CommandOutcome failed() {
+    return domain::CommandFailed{"database unavailable"};
 }
-Attempt ok() {
-    return {Attempt::Result::kSucceeded, "", ""};
+domain::CommandOutcome ok() {
+    return domain::CommandSucceeded{};
+}
+domain::CommandOutcome not_sent() {
+    return domain::CommandNotSent{"overloaded"};
+}
+
+// A step's command is stored inside its StepScheduled event as it always was: processes
+// already in the store load, and new events read the same.
+TEST(ProcessEvents, AStoredStepScheduledKeepsItsFormAndLoadsItsTypedCommand) {
+    const std::string stored =
+        R"({"at_ms":1000,"command":{"order_id":"o-1","quantity":2,"sku":"sku-1",)"
+        R"("type":"ReserveStock"},"deadline_ms":11000,"kind":"action","name":"reserve:sku-1"})";
+    auto decoded = decode("StepScheduled", nlohmann::json::parse(stored));
+    ASSERT_TRUE(decoded.has_value());
+    const auto& step = std::get<StepScheduled>(*decoded);
+    EXPECT_EQ(step.command,
+              (domain::InternalCommand{domain::inventory::ReserveStock{"sku-1", "o-1", 2}}));
+    EXPECT_EQ(encode_payload(*decoded).dump(), stored);
+}
+
+TEST(ProcessEvents, AStepScheduledWithAnUnknownCommandIsUndecodable) {
+    auto payload = nlohmann::json::parse(
+        R"({"at_ms":1,"command":{"type":"ShipParcel","order_id":"o-1"},"deadline_ms":0,)"
+        R"("kind":"forward","name":"ship"})");
+    EXPECT_FALSE(decode("StepScheduled", payload).has_value());
 }
 
 TEST(Orchestration, HappyPathReservesAndAuthorizesInParallelThenConfirmsThenSettles) {
@@ -89,7 +114,9 @@ TEST(Orchestration, HappyPathReservesAndAuthorizesInParallelThenConfirmsThenSett
               (std::vector<std::string>{"reserve:sku-1", "reserve:sku-2", "authorize", "confirm",
                                         "commit:sku-1", "commit:sku-2", "capture"}));
     EXPECT_EQ(d.state.status, ProcessStatus::kCompleted);
-    EXPECT_EQ(d.state.step("authorize")->command["amount"], 250);
+    EXPECT_EQ(
+        std::get<domain::payments::AuthorizePayment>(d.state.step("authorize")->command).amount,
+        250);
 }
 
 TEST(Orchestration, OutOfStockCompensatesEveryActionThenCancels) {
@@ -104,8 +131,107 @@ TEST(Orchestration, OutOfStockCompensatesEveryActionThenCancels) {
     EXPECT_EQ(d.status_of("release:sku-2"), "succeeded");  // blind: harmless
     EXPECT_EQ(d.status_of("void"), "succeeded");
     EXPECT_EQ(d.status_of("cancel"), "succeeded");
-    EXPECT_EQ(d.state.step("cancel")->command["reason"], "insufficient_stock");
+    EXPECT_EQ(std::get<domain::orders::CancelOrder>(d.state.step("cancel")->command).reason,
+              "insufficient_stock");
     EXPECT_EQ(d.status_of("confirm"), "absent");
+}
+
+// A command side that answers each typed command with `answer` and keeps what it was sent,
+// in order, under the command ids the runner gives attempts.
+struct FakeBus final : CommandBus {
+    std::vector<std::pair<std::string, domain::InternalCommand>> sent;
+    std::function<domain::CommandOutcome(const domain::InternalCommand&)> answer =
+        [](const domain::InternalCommand&) { return ok(); };
+
+    domain::CommandOutcome send(const std::string& command_id,
+                                const domain::InternalCommand& command,
+                                const eventstore::Metadata&) override {
+        sent.emplace_back(command_id, command);
+        return answer(command);
+    }
+    std::vector<domain::InternalCommand> commands() const {
+        std::vector<domain::InternalCommand> out;
+        for (const auto& [id, command] : sent) out.push_back(command);
+        return out;
+    }
+};
+
+// Sends every attempt of the driven process through `bus`, as the runner does.
+void through(Driver& d, FakeBus& bus) {
+    d.answer = [&d, &bus](const Step& s) {
+        return bus.send(stream_of(d.kind, kOrder.order_id) + "/" + s.name + "/" +
+                            std::to_string(s.attempts + 1),
+                        s.command, {});
+    };
+}
+
+TEST(Orchestration, SendsTheTypedCommandOfEachStepInTurn) {
+    auto d = started(ProcessKind::kFulfillment);
+    FakeBus bus;
+    through(d, bus);
+    d.run();
+    using namespace domain;
+    EXPECT_EQ(bus.commands(), (std::vector<InternalCommand>{
+                                  inventory::ReserveStock{"sku-1", "o-1", 2},
+                                  inventory::ReserveStock{"sku-2", "o-1", 1},
+                                  payments::AuthorizePayment{"a-1", "o-1", 250},
+                                  orders::ConfirmOrder{"o-1"},
+                                  inventory::CommitReservation{"sku-1", "o-1"},
+                                  inventory::CommitReservation{"sku-2", "o-1"},
+                                  payments::CapturePayment{"a-1", "o-1"},
+                              }));
+    EXPECT_EQ(bus.sent.front().first, "saga.fulfillment-o-1/reserve:sku-1/1");
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompleted);
+}
+
+TEST(Orchestration, AnswersToTypedCommandsDecideTheCompensation) {
+    auto d = started(ProcessKind::kFulfillment);
+    FakeBus bus;
+    using namespace domain;
+    bus.answer = [](const InternalCommand& c) {
+        const auto* reserve = std::get_if<inventory::ReserveStock>(&c);
+        return reserve && reserve->sku == "sku-2" ? rejected("insufficient_stock") : ok();
+    };
+    through(d, bus);
+    d.run();
+    const auto sent = bus.commands();
+    ASSERT_EQ(sent.size(), 7u);
+    EXPECT_EQ(std::vector<InternalCommand>(sent.begin() + 3, sent.end()),
+              (std::vector<InternalCommand>{
+                  inventory::ReleaseReservation{"sku-1", "o-1"},
+                  inventory::ReleaseReservation{"sku-2", "o-1"},
+                  payments::VoidAuthorization{"a-1", "o-1"},
+                  orders::CancelOrder{"o-1", std::string{orders::kReasonInsufficientStock}},
+              }));
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompensated);
+}
+
+// A transient failure is retried as the same typed command under the next attempt's id.
+TEST(Orchestration, RetriesSendTheSameCommandUnderTheNextAttemptsId) {
+    auto d = started(ProcessKind::kFulfillment);
+    FakeBus bus;
+    int failures = 0;
+    bus.answer = [&](const domain::InternalCommand& c) {
+        if (std::holds_alternative<domain::payments::AuthorizePayment>(c) && failures++ < 2) {
+            return failed();
+        }
+        return ok();
+    };
+    through(d, bus);
+    d.run_to_end();
+    std::vector<std::string> authorize_ids;
+    for (const auto& [id, command] : bus.sent) {
+        if (std::holds_alternative<domain::payments::AuthorizePayment>(command)) {
+            EXPECT_EQ(
+                command,
+                (domain::InternalCommand{domain::payments::AuthorizePayment{"a-1", "o-1", 250}}));
+            authorize_ids.push_back(id);
+        }
+    }
+    EXPECT_EQ(authorize_ids, (std::vector<std::string>{"saga.fulfillment-o-1/authorize/1",
+                                                       "saga.fulfillment-o-1/authorize/2",
+                                                       "saga.fulfillment-o-1/authorize/3"}));
+    EXPECT_EQ(d.state.status, ProcessStatus::kCompleted);
 }
 
 TEST(Orchestration, InsufficientFundsCancelsWithThatReason) {
@@ -146,14 +272,12 @@ TEST(Orchestration, TransientFailuresRetryWithBackoffUntilTheDeadlineThenTimeOut
 // and the attempt that finally runs is its first.
 TEST(Orchestration, ACommandThatWasNotSentIsNoAttempt) {
     Step last{"reserve:sku-1", StepKind::kAction};
-    EXPECT_TRUE(
-        record_attempt(last, 8, {Attempt::Result::kNotSent, "", "overloaded"}, Policy{}, 0, 0.5)
-            .empty());
+    EXPECT_TRUE(record_attempt(last, 8, not_sent(), Policy{}, 0, 0.5).empty());
 
     auto d = started(ProcessKind::kFulfillment);
     std::map<std::string, int> refused;
     d.answer = [&](const Step& s) {
-        if (refused[s.name]++ < 10) return Attempt{Attempt::Result::kNotSent, "", "overloaded"};
+        if (refused[s.name]++ < 10) return not_sent();
         return ok();
     };
     d.run();
@@ -224,7 +348,8 @@ TEST(Orchestration, AConfirmThatGaveUpCompensatesOnceTheOrderIsCancelled) {
     d.answer = [](const Step& s) { return s.name == "confirm" ? failed() : ok(); };
     d.run_to_end();
     EXPECT_EQ(d.status_of("cancel"), "succeeded");
-    EXPECT_EQ(d.state.step("cancel")->command["reason"], "timeout");
+    EXPECT_EQ(std::get<domain::orders::CancelOrder>(d.state.step("cancel")->command).reason,
+              "timeout");
     EXPECT_EQ(d.status_of("release:sku-1"), "succeeded");
     EXPECT_EQ(d.status_of("void"), "succeeded");
     EXPECT_EQ(d.status_of("capture"), "absent");
@@ -289,7 +414,8 @@ TEST(Choreography, AllocationFailureCancelsTheOrderAndReleasesWhatWasReserved) {
     auto orders = started(ProcessKind::kOrders);
     orders.add({FactObserved{"stock_allocation_failed", "insufficient_stock", orders.now_ms}});
     orders.run();
-    EXPECT_EQ(orders.state.step("cancel")->command["reason"], "insufficient_stock");
+    EXPECT_EQ(std::get<domain::orders::CancelOrder>(orders.state.step("cancel")->command).reason,
+              "insufficient_stock");
     EXPECT_EQ(orders.state.status, ProcessStatus::kCompensated);
     auto payments = started(ProcessKind::kPayments);
     payments.add({FactObserved{"order_cancelled", "insufficient_stock", payments.now_ms}});
@@ -307,7 +433,8 @@ TEST(Choreography, TheOrdersDeadlineCancelsAndPaymentsVoidsWhatItHeld) {
     ASSERT_EQ(orders.state.deadlines.size(), 1u);
     orders.now_ms += orders.policy.fulfillment_timeout_ms;
     orders.run();
-    EXPECT_EQ(orders.state.step("cancel")->command["reason"], "timeout");
+    EXPECT_EQ(std::get<domain::orders::CancelOrder>(orders.state.step("cancel")->command).reason,
+              "timeout");
     auto payments = started(ProcessKind::kPayments);
     payments.answer = [](const Step&) { return failed(); };
     payments.add({FactObserved{"stock_allocated", "", payments.now_ms}});
@@ -410,7 +537,9 @@ TEST(Choreography, AConfirmThatGaveUpAsksTheOrderThroughACancel) {
         };
         orders.run_to_end();
         EXPECT_EQ(orders.status_of("confirm"), "failed");
-        EXPECT_EQ(orders.state.step("cancel")->command["reason"], "timeout");
+        EXPECT_EQ(
+            std::get<domain::orders::CancelOrder>(orders.state.step("cancel")->command).reason,
+            "timeout");
         EXPECT_EQ(orders.state.status,
                   was_confirmed ? ProcessStatus::kCompleted : ProcessStatus::kCompensated);
     }
