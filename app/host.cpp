@@ -349,15 +349,19 @@ int run_until_stopped(StopSignals& signals, platform::http::Server& server,
 }
 
 std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& database_url,
-                                       int partitions, const platform::Logger& log) {
-    bool waiting_logged = false;
+                                       int partitions, PartitionRole role,
+                                       const platform::Logger& log) {
+    std::string last_error;
     for (;;) {
         try {
             pqxx::connection connection{
                 platform::pg::connection_url(database_url, "ordo-partition-count")};
             pqxx::work txn{connection};
-            txn.exec0("SET TRANSACTION READ WRITE");  // the query role reads only by default
-            eventstore::claim_partition_count(txn, partitions);
+            if (role == PartitionRole::record) {
+                eventstore::claim_partition_count(txn, partitions);
+            } else {
+                eventstore::check_partition_count(txn, partitions);
+            }
             txn.commit();
             return std::nullopt;
         } catch (const eventstore::PartitionCountMismatch& e) {
@@ -366,18 +370,19 @@ std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& 
                 {{"recorded", e.recorded()}, {"configured", partitions}, {"error", e.what()}});
             return 2;
         } catch (const std::exception& e) {
-            if (!signals || platform::pg::classify(std::current_exception()) !=
-                                platform::FailureKind::transient) {
+            if (!signals) {
                 log.error(
-                    "refusing to start: the database cannot record the partition count "
-                    "(are its migrations applied? `ordo migrate`)",
+                    "cannot check the partition count (is the database up and migrated? "
+                    "`ordo migrate`)",
                     {{"error", e.what()}});
                 return 2;
             }
-            if (!waiting_logged) {
-                log.warn("waiting for the database to check the partition count",
-                         {{"error", e.what()}});
-                waiting_logged = true;
+            if (e.what() != last_error) {
+                log.warn(
+                    "waiting for the database to check the partition count (is it up and "
+                    "migrated?)",
+                    {{"error", e.what()}});
+                last_error = e.what();
             }
         }
         if (signals->wait_for(std::chrono::seconds(1))) return 0;

@@ -113,16 +113,19 @@ using Loop = std::function<void(const std::atomic<bool>& stop)>;
 int run_until_stopped(StopSignals& signals, platform::http::Server& server,
                       const std::vector<Loop>& loops, const platform::Logger& log);
 
-// Before a service that works per partition (relay, projector, sagas, query, rebuild) starts
-// its work: records its partition count in the database if none is recorded yet, or checks
-// that it is the recorded one (eventstore::claim_partition_count). While the database
-// cannot be reached it retries every second (logged once), so a service may start before
-// its database; without `signals` (a one-shot command) it tries once. Returns nullopt to go
-// on, else the exit code: 2 (logged, naming both counts) on a mismatch or a database that
-// cannot answer (not migrated, or unreachable for a one-shot command), 0 when a stop signal
-// came first.
+// Before a process that works per partition starts its work: a `record`er (relay, projector,
+// sagas) records its partition count in the database if none is recorded yet
+// (eventstore::claim_partition_count); a `compare`r (the query service, `ordo rebuild`)
+// only checks it against the recorded one (check_partition_count). A service (`signals`
+// given) retries every second while the database cannot answer — down, or not migrated
+// yet — logging each new error once, so it may start before its database; a one-shot
+// command (no `signals`) tries once. Returns nullopt to go on, else the exit code: 2
+// (logged, naming both counts) on a mismatch or, for a one-shot command, any failure; 0
+// when a stop signal came first.
+enum class PartitionRole { record, compare };
 std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& database_url,
-                                       int partitions, const platform::Logger& log);
+                                       int partitions, PartitionRole role,
+                                       const platform::Logger& log);
 
 // "<host>:<pid>", naming this process in checkpoints and logs.
 std::string instance_name();

@@ -87,7 +87,8 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     auto server = start_server(signals, options.address, options.tls, server_options,
                                std::move(router), log, registry);
     if (!server) return 1;
-    if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions, log)) {
+    if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
+                                      PartitionRole::record, log)) {
         return *rc;
     }
     log.info("projector running",

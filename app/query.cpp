@@ -26,7 +26,9 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     }
     StopSignals signals;
     // Before serving: a read compares its token with the checkpoint of its partition.
-    if (auto rc = agree_on_partitions(&signals, options.database_url, partitions, log)) return *rc;
+    if (auto rc = agree_on_partitions(&signals, options.database_url, partitions,
+                                      PartitionRole::compare, log))
+        return *rc;
 
     platform::metrics::Registry registry;
     auto spans = span_exporter("ordo-query", log, registry);

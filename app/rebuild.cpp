@@ -93,7 +93,7 @@ void print_plan(const projections::RebuildPlan& plan, const projections::Rebuild
 
 int run_rebuild(const RebuildCommandOptions& options, const platform::Logger& log) {
     if (auto rc = agree_on_partitions(nullptr, options.rebuild.database_url,
-                                      options.rebuild.partitions, log)) {
+                                      options.rebuild.partitions, PartitionRole::compare, log)) {
         return *rc;
     }
     ProgressLine progress{options.projection};

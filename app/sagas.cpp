@@ -31,11 +31,17 @@ class InProcessBus final : public sagas::CommandBus {
                                 const domain::InternalCommand& command,
                                 const eventstore::Metadata& cause) override {
         command::CommandContext context;
-        // The command continues the saga's trace as a new span.
-        auto parent = platform::TraceContext::parse(
-            "00-" + cause.trace_id + "-" +
-            (cause.span_id.empty() ? std::string(16, '1') : cause.span_id) + "-01");
-        context.trace = parent ? platform::child_span(*parent) : platform::new_trace();
+        // The command continues the saga's trace as a new span: a child of the span that
+        // caused it, or, when the cause names a trace but no span, a span of its own in that
+        // trace.
+        if (auto parent = eventstore::trace_of(cause)) {
+            context.trace = platform::child_span(*parent);
+        } else {
+            context.trace = platform::new_trace();
+            if (auto trace_id = platform::parse_trace_id(cause.trace_id)) {
+                context.trace.trace_id = *trace_id;
+            }
+        }
         context.correlation_id = cause.correlation_id;
         context.causation_id = cause.causation_id;
         context.actor = "saga";
@@ -144,7 +150,8 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     auto server = start_server(signals, options.address, options.tls, server_options,
                                std::move(router), log, registry);
     if (!server) return 1;
-    if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions, log)) {
+    if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
+                                      PartitionRole::record, log)) {
         return *rc;
     }
     log.info("saga runner running",

@@ -64,8 +64,10 @@ struct CommandContext {
 
 // The event metadata of a command: who asked, under which trace.
 inline eventstore::Metadata metadata_of(const CommandContext& context) {
-    return {context.trace.trace_id_hex(), context.trace.span_id_hex(), context.correlation_id,
-            context.causation_id,         context.command_id,          context.actor};
+    eventstore::Metadata m{
+        {}, {}, context.correlation_id, context.causation_id, context.command_id, context.actor};
+    eventstore::set_trace(m, context.trace);
+    return m;
 }
 
 using eventstore::Executed;

@@ -80,27 +80,40 @@ void AppendListener::wait(std::uint64_t seen, std::chrono::milliseconds timeout)
     announced_.wait_for(lock, timeout, [&] { return count_ != seen; });
 }
 
+struct AppendSubscription::Receiver final : pqxx::notification_receiver {
+    Receiver(pqxx::connection_base& c, std::function<void()> f)
+        : notification_receiver{c, AppendNotifier::kChannel}, on_append{std::move(f)} {}
+    void operator()(const std::string&, int) override { on_append(); }
+    std::function<void()> on_append;
+};
+
+AppendSubscription::AppendSubscription(pqxx::connection_base& connection,
+                                       std::function<void()> on_append)
+    : connection_{connection},
+      receiver_{std::make_unique<Receiver>(connection, std::move(on_append))} {}
+
+AppendSubscription::~AppendSubscription() = default;
+
+void AppendSubscription::await(std::chrono::microseconds timeout) {
+    const auto us = std::max<std::int64_t>(timeout.count(), 0);
+    connection_.await_notification(us / 1'000'000, us % 1'000'000);
+}
+
 void AppendListener::run() {
-    struct Receiver final : pqxx::notification_receiver {
-        Receiver(pqxx::connection& c, AppendListener& l)
-            : notification_receiver{c, AppendNotifier::kChannel}, listener{l} {}
-        void operator()(const std::string&, int) override {
-            {
-                std::lock_guard lock{listener.mutex_};
-                ++listener.count_;
-            }
-            listener.announced_.notify_one();
-        }
-        AppendListener& listener;
-    };
     auto backoff = std::chrono::milliseconds(100);
     while (!stopping_) {
         try {
             pqxx::connection conn{platform::pg::connection_url(url_, "ordo-listener")};
-            Receiver receiver{conn, *this};
+            AppendSubscription subscription{conn, [this] {
+                                                {
+                                                    std::lock_guard lock{mutex_};
+                                                    ++count_;
+                                                }
+                                                announced_.notify_one();
+                                            }};
             backoff = std::chrono::milliseconds(100);
             // In slices, so that stopping is noticed.
-            while (!stopping_) conn.await_notification(0, 100'000);
+            while (!stopping_) subscription.await(std::chrono::milliseconds(100));
         } catch (const std::exception& e) {
             log_.warn("cannot listen for appends; polling meanwhile", {{"error", e.what()}});
             for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stopping_;

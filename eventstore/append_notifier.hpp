@@ -4,11 +4,17 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
 #include "platform/log.hpp"
+
+namespace pqxx {
+class connection_base;
+}
 
 namespace ordo::eventstore {
 
@@ -39,6 +45,27 @@ class AppendNotifier {
     bool pending_ = false;
     bool stopping_ = false;
     std::thread thread_;
+};
+
+// The one way Ordo listens for append notifications: LISTEN on a connection its owner
+// already holds (a relay leader's or a slot owner's session, which also holds their advisory
+// locks, or AppendListener's own). `on_append` runs on the owner's thread, inside await(),
+// once per notification. Lives no longer than the connection.
+class AppendSubscription {
+   public:
+    AppendSubscription(pqxx::connection_base& connection, std::function<void()> on_append);
+    ~AppendSubscription();
+    AppendSubscription(const AppendSubscription&) = delete;
+    AppendSubscription& operator=(const AppendSubscription&) = delete;
+
+    // Waits up to `timeout` for a notification on the connection (running on_append for each
+    // that came). Throws what the connection throws when it breaks.
+    void await(std::chrono::microseconds timeout);
+
+   private:
+    struct Receiver;
+    pqxx::connection_base& connection_;
+    std::unique_ptr<Receiver> receiver_;
 };
 
 // Listens for append notifications on a connection of its own and wakes the threads that

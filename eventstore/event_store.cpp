@@ -9,14 +9,15 @@
 #include "eventstore/append_notifier.hpp"
 #include "platform/errors.hpp"
 #include "platform/pg.hpp"
+#include "platform/utc_time.hpp"
 
 namespace ordo::eventstore {
 namespace {
 
-constexpr const char* kEventColumns =
+const std::string kEventColumns =
     "global_position, transaction_id::text AS txid, stream_id, category, stream_version, "
-    "event_id::text, event_type, schema_version, payload::text, metadata::text, "
-    "to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+    "event_id::text, event_type, schema_version, payload::text, metadata::text, " +
+    platform::sql_utc("recorded_at");
 
 std::uint64_t parse_u64(const std::string& text) {
     std::uint64_t value = 0;

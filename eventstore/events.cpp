@@ -48,7 +48,11 @@ void check_append(const std::string& stream, const std::vector<NewEvent>& events
         if (!is_uuid(e.event_id)) {
             throw platform::InvalidInput("event id '" + e.event_id + "' is not a UUID");
         }
-        if (!ids.insert(e.event_id).second) {
+        // A UUID is one value however its hex digits are cased.
+        std::string canonical = e.event_id;
+        for (auto& c : canonical)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (!ids.insert(std::move(canonical)).second) {
             throw platform::InvalidInput("event id " + e.event_id + " appears twice in one append");
         }
         if (e.type.empty() || e.type.size() > kMaxEventTypeLength) {
@@ -69,12 +73,17 @@ std::string ExpectedVersion::to_string() const {
 }
 
 nlohmann::json Metadata::to_json() const {
-    return {{"trace_id", trace_id},
-            {"span_id", span_id},
-            {"correlation_id", correlation_id},
-            {"causation_id", causation_id},
-            {"command_id", command_id},
-            {"actor", actor}};
+    nlohmann::json j{{"trace_id", trace_id},
+                     {"span_id", span_id},
+                     {"correlation_id", correlation_id},
+                     {"causation_id", causation_id},
+                     {"command_id", command_id},
+                     {"actor", actor}};
+    // Only when they say more than the defaults, so that most events keep the shape they
+    // always had.
+    if (trace_flags != "01") j["trace_flags"] = trace_flags;
+    if (!tracestate.empty()) j["tracestate"] = tracestate;
+    return j;
 }
 
 Metadata Metadata::from_json(const nlohmann::json& j) {
@@ -82,8 +91,36 @@ Metadata Metadata::from_json(const nlohmann::json& j) {
         auto it = j.find(key);
         return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};
     };
-    return {get("trace_id"),     get("span_id"),    get("correlation_id"),
-            get("causation_id"), get("command_id"), get("actor")};
+    Metadata m{get("trace_id"),     get("span_id"),    get("correlation_id"),
+               get("causation_id"), get("command_id"), get("actor")};
+    if (auto flags = get("trace_flags"); !flags.empty()) m.trace_flags = flags;
+    m.tracestate = get("tracestate");
+    return m;
+}
+
+std::optional<platform::TraceContext> trace_of(const Metadata& metadata) {
+    if (metadata.trace_id.size() != 32 || metadata.span_id.size() != 16 ||
+        metadata.trace_flags.size() != 2) {
+        return std::nullopt;
+    }
+    auto trace = platform::TraceContext::parse("00-" + metadata.trace_id + "-" + metadata.span_id +
+                                               "-" + metadata.trace_flags);
+    if (!trace) return std::nullopt;
+    if (!metadata.tracestate.empty()) {
+        // Stored as it was validated; one that no longer parses is dropped, the trace kept.
+        if (auto state = platform::TraceState::parse(metadata.tracestate)) {
+            trace->tracestate = state->format();
+        }
+    }
+    return trace;
+}
+
+void set_trace(Metadata& metadata, const platform::TraceContext& trace) {
+    metadata.trace_id = trace.trace_id_hex();
+    metadata.span_id = trace.span_id_hex();
+    static constexpr char kHex[] = "0123456789abcdef";
+    metadata.trace_flags = {kHex[trace.flags >> 4], kHex[trace.flags & 0x0f]};
+    metadata.tracestate = trace.tracestate;
 }
 
 std::string Checkpoint::token() const {

@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "platform/trace.hpp"
+
 namespace ordo::eventstore {
 
 // What the appender believes the stream's version to be.
@@ -32,16 +34,24 @@ class ExpectedVersion {
 };
 
 struct Metadata {
-    std::string trace_id;
+    std::string trace_id;  // W3C trace context of the writer's span, in lower-case hex
     std::string span_id;
     std::string correlation_id;
     std::string causation_id;
     std::string command_id;
     std::string actor;
+    std::string trace_flags = "01";  // two hex digits; stored only when not "01"
+    std::string tracestate;          // the W3C tracestate that came along; stored when any
 
     nlohmann::json to_json() const;
     static Metadata from_json(const nlohmann::json& j);
 };
+
+// The one mapping between a trace context and event metadata, both ways, flags and
+// tracestate kept. trace_of is nullopt when the metadata holds no valid trace (ids missing or
+// malformed); readers then start a trace of their own.
+std::optional<platform::TraceContext> trace_of(const Metadata& metadata);
+void set_trace(Metadata& metadata, const platform::TraceContext& trace);
 
 struct NewEvent {
     std::string event_id;  // UUID; the idempotency key of the event

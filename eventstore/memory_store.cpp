@@ -76,12 +76,16 @@ std::vector<RecordedEvent> read_stream_of(const Tables& t, const std::string& st
     return out;
 }
 
-std::vector<RecordedEvent> read_all_of(const Tables& t, Checkpoint after, std::size_t max_count) {
+// `running`: the reading session's own transaction (0: none), whose appends are not
+// committed and so, as on PostgreSQL (they sit above the horizon), not read.
+std::vector<RecordedEvent> read_all_of(const Tables& t, Checkpoint after, std::size_t max_count,
+                                       std::uint64_t running = 0) {
     auto first = std::upper_bound(
         t.events.begin(), t.events.end(), after,
         [](const Checkpoint& c, const RecordedEvent& e) { return c < e.checkpoint(); });
     std::vector<RecordedEvent> out;
     for (auto it = first; it != t.events.end() && out.size() < max_count; ++it) {
+        if (running != 0 && it->transaction_id == running) break;  // the newest: all after it
         out.push_back(*it);
     }
     return out;
@@ -173,7 +177,7 @@ class MemorySession final : public Session {
         return read_stream_of(t_, stream, from_version, max_count);
     }
     std::vector<RecordedEvent> read_all(Checkpoint after, std::size_t max_count) override {
-        return read_all_of(t_, after, max_count);
+        return read_all_of(t_, after, max_count, transaction_);
     }
     AppendResult append(const std::string& stream, ExpectedVersion expected,
                         const std::vector<NewEvent>& events) override {

@@ -64,7 +64,12 @@ struct KeyTakenByOtherRequest {};
 using KeyClaim = std::variant<KeyClaimed, KeyFinished, KeyTakenByOtherRequest>;
 
 // The write side's unit of work: everything done through one Session commits together or
-// not at all. A session sees its own writes. Not thread-safe: one session, one thread.
+// not at all. A session sees its own writes, except in read_all, which returns committed
+// history only (on PostgreSQL the session's appends sit above the horizon until it commits).
+// Not thread-safe: one session, one thread; on MemoryStore a session holds the whole store,
+// so calling the Store itself from inside transact on the same thread deadlocks, and a
+// rolled-back session's transaction id and positions are used again (PostgreSQL never reuses
+// them: tests must not depend on either).
 class Session : public EventReader, public EventWriter {
    public:
     // Locks `stream` until the session ends (another session's lock_stream or append on it

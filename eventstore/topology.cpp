@@ -17,14 +17,30 @@ PartitionCountMismatch::PartitionCountMismatch(int recorded, int requested)
                          "database must use the recorded count"),
       recorded_{recorded} {}
 
-void claim_partition_count(pqxx::transaction_base& txn, int partitions) {
+namespace {
+
+void check_range(int partitions) {
     if (partitions < 1 || partitions > kMaxPartitions) {
         throw platform::InvalidInput("the partition count must be 1 to " +
                                      std::to_string(kMaxPartitions));
     }
+}
+
+}  // namespace
+
+void claim_partition_count(pqxx::transaction_base& txn, int partitions) {
+    check_range(partitions);
     const auto recorded =
         txn.exec_params1("SELECT ordo.claim_partition_count($1)", partitions)[0].as<int>();
     if (recorded != partitions) throw PartitionCountMismatch(recorded, partitions);
+}
+
+void check_partition_count(pqxx::transaction_base& txn, int partitions) {
+    check_range(partitions);
+    const auto recorded = txn.exec1("SELECT ordo.recorded_partition_count()")[0];
+    if (!recorded.is_null() && recorded.as<int>() != partitions) {
+        throw PartitionCountMismatch(recorded.as<int>(), partitions);
+    }
 }
 
 }  // namespace ordo::eventstore

@@ -30,10 +30,15 @@ class PartitionCountMismatch : public std::runtime_error {
 };
 
 // Records `partitions` as the database's partition count when none is recorded yet (the first
-// service to start decides), in the caller's transaction, which must be able to write (the
-// query role's sessions are read-only by default: open it READ WRITE; the function runs as
-// its owner, so no role needs grants on the table). Throws PartitionCountMismatch when
-// another count is recorded, platform::InvalidInput outside 1..kMaxPartitions.
+// long-running writer to start decides: relay, projector, sagas), in the caller's
+// transaction; the function runs as its owner, so no role needs grants on the table. Throws
+// PartitionCountMismatch when another count is recorded, platform::InvalidInput outside
+// 1..kMaxPartitions.
 void claim_partition_count(pqxx::transaction_base& txn, int partitions);
+
+// Compares only, for readers and one-shot tools (the query service, `ordo rebuild`), so
+// that a tool run with a default never decides for the fleet: throws PartitionCountMismatch
+// when another count is recorded; nothing is recorded when none is.
+void check_partition_count(pqxx::transaction_base& txn, int partitions);
 
 }  // namespace ordo::eventstore

@@ -189,10 +189,9 @@ PublishedEvent decode(std::string_view prefix, std::string_view subject,
 }  // namespace
 
 std::optional<std::string> traceparent_of(const Metadata& metadata) {
-    if (metadata.trace_id.size() != 32 || metadata.span_id.size() != 16) return std::nullopt;
-    auto candidate = "00-" + metadata.trace_id + "-" + metadata.span_id + "-01";
-    if (!platform::TraceContext::parse(candidate)) return std::nullopt;
-    return candidate;
+    auto trace = trace_of(metadata);
+    if (!trace) return std::nullopt;
+    return trace->traceparent();
 }
 
 WireMessage encode_wire(const RecordedEvent& e, std::string_view subject_prefix, int partition,

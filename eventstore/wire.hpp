@@ -9,7 +9,7 @@
 #include <string_view>
 #include <variant>
 
-#include "eventstore/event_store.hpp"
+#include "eventstore/events.hpp"
 
 // A message is subject + headers + body:
 //   subject  <prefix>.<partition>.<category>

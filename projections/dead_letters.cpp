@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "platform/errors.hpp"
+#include "platform/utc_time.hpp"
 
 namespace ordo::projections {
 namespace {
@@ -19,8 +20,6 @@ constexpr std::array<std::pair<DeadLetterStatus, const char*>, 5> kStatusNames{{
     {DeadLetterStatus::resolved, "resolved"},
     {DeadLetterStatus::skipped, "skipped"},
 }};
-
-constexpr const char* kUtc = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'";
 
 }  // namespace
 
@@ -124,10 +123,9 @@ std::vector<OpenDeadLetter> lock_open_dead_letters(pqxx::transaction_base& txn,
     auto rows = txn.exec_params(
         std::string{"SELECT id, status, policy, global_position, transaction_id::text AS txid, "
                     "stream_id, category, stream_version, event_id::text, event_type, "
-                    "schema_version, payload::text, metadata::text, "
-                    "to_char(recorded_at AT TIME ZONE 'UTC', "} +
-            kUtc +
-            ") FROM ordo.dead_letters WHERE projection = $1 AND partition = $2 "
+                    "schema_version, payload::text, metadata::text, "} +
+            platform::sql_utc("recorded_at") +
+            " FROM ordo.dead_letters WHERE projection = $1 AND partition = $2 "
             "AND status IN ('parked', 'retry_requested', 'skip_requested') ORDER BY id "
             "FOR UPDATE",
         projection, partition);
@@ -182,9 +180,9 @@ std::vector<ListedDeadLetter> list_dead_letters(pqxx::transaction_base& tx,
     auto rows = tx.exec_params(
         std::string{"SELECT id, projection, partition, transaction_id::text AS txid, "
                     "global_position, stream_id, stream_version, event_id::text, event_type, "
-                    "error, attempts, policy, status, to_char(created_at AT TIME ZONE 'UTC', "} +
-            kUtc +
-            ") FROM ordo.dead_letters WHERE ($1::text IS NULL OR projection = $1) AND "
+                    "error, attempts, policy, status, "} +
+            platform::sql_utc("created_at") +
+            " FROM ordo.dead_letters WHERE ($1::text IS NULL OR projection = $1) AND "
             "($2::text IS NULL OR status = $2) ORDER BY id LIMIT $3",
         filter.projection.empty() ? nullptr : filter.projection.c_str(), status, filter.limit);
     std::vector<ListedDeadLetter> out;

@@ -50,22 +50,11 @@ BalanceMoves rebalance(const std::vector<bool>& owned, std::size_t fair, std::si
     return moves;
 }
 
-namespace {
-
-struct Listener final : pqxx::notification_receiver {
-    Listener(pqxx::connection& c, std::atomic<bool>& flag)
-        : notification_receiver{c, eventstore::AppendNotifier::kChannel}, woken{flag} {}
-    void operator()(const std::string&, int) override { woken = true; }
-    std::atomic<bool>& woken;
-};
-
-}  // namespace
-
 struct SlotLeases::Impl {
     SlotLeaseOptions options;
     std::atomic<bool>& woken;
     std::unique_ptr<pqxx::connection> session;  // holds the advisory locks, listens
-    std::unique_ptr<pqxx::notification_receiver> listener;
+    std::unique_ptr<eventstore::AppendSubscription> appends;
     std::atomic<std::size_t> owned{0};  // read by other threads (owned_slots)
     eventstore::HorizonWait horizon_wait{options.poll_interval};
 };
@@ -76,22 +65,31 @@ SlotLeases::SlotLeases(SlotLeaseOptions options, std::atomic<bool>& woken)
 SlotLeases::~SlotLeases() = default;
 
 bool SlotLeases::connected() const {
-    return impl_->session && impl_->session->is_open();
+    return impl_->session && impl_->appends && impl_->session->is_open();
 }
 
 void SlotLeases::connect(std::vector<Slot>& slots) {
     auto& d = *impl_;
-    d.listener.reset();
-    d.session = std::make_unique<pqxx::connection>(platform::pg::connection_url(
-        d.options.database_url, "ordo-" + d.options.group + "-session"));
-    d.listener = std::make_unique<Listener>(*d.session, d.woken);
+    // The locks died with the old session: no slot is owned from here on, whatever fails next.
     for (auto& s : slots) s.owned = false;
     d.owned = 0;
+    d.appends.reset();  // before the connection it is registered with
+    d.session.reset();
+    // Both or neither: a session that cannot LISTEN is not kept (connected() stays false and
+    // the next round connects again).
+    auto session = std::make_unique<pqxx::connection>(platform::pg::connection_url(
+        d.options.database_url, "ordo-" + d.options.group + "-session"));
+    d.appends = std::make_unique<eventstore::AppendSubscription>(
+        *session, [&woken = d.woken] { woken = true; });
+    d.session = std::move(session);
 }
 
 void SlotLeases::drop_if_broken() {
     auto& d = *impl_;
-    if (d.session && !d.session->is_open()) d.session.reset();
+    if (d.session && !d.session->is_open()) {
+        d.appends.reset();  // before the connection it is registered with
+        d.session.reset();
+    }
 }
 
 void SlotLeases::balance(std::vector<Slot>& slots) {
@@ -147,9 +145,9 @@ void SlotLeases::wait_for_events(const std::atomic<bool>& stop) {
          now = std::chrono::steady_clock::now()) {
         // In slices: a stop, and a live event (its callback sets `woken` without a
         // word to this connection), are noticed within 10 ms.
-        const auto slice = std::min<std::int64_t>(
-            10'000, std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count());
-        d.session->await_notification(0, static_cast<long>(slice));
+        d.appends->await(std::min<std::chrono::microseconds>(
+            std::chrono::milliseconds(10),
+            std::chrono::duration_cast<std::chrono::microseconds>(deadline - now)));
     }
     d.woken = false;
 }

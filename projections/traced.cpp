@@ -14,16 +14,12 @@ TracedProjection::TracedProjection(std::unique_ptr<Projection> inner,
     : inner_{std::move(inner)}, spans_{spans}, log_{std::move(log)} {}
 
 void TracedProjection::apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) {
-    auto trace_id = platform::parse_trace_id(event.metadata.trace_id);
-    auto parent_id = platform::parse_span_id(event.metadata.span_id);
-    if (!trace_id || !parent_id || (!spans_ && !log_.enabled(platform::LogLevel::debug))) {
+    auto parent = eventstore::trace_of(event.metadata);
+    if (!parent || (!spans_ && !log_.enabled(platform::LogLevel::debug))) {
         inner_->apply(txn, event);
         return;
     }
-    platform::TraceContext parent;
-    parent.trace_id = *trace_id;
-    parent.span_id = *parent_id;
-    auto context = platform::child_span(parent);
+    auto context = platform::child_span(*parent);
     auto start = spans_ ? spans_->now() : platform::Clock::time_point{};
     std::string error;
     std::exception_ptr failure;  // passed on unchanged: the runtime classifies it
@@ -47,7 +43,7 @@ void TracedProjection::apply(pqxx::transaction_base& txn, const eventstore::Reco
     if (spans_) {
         platform::otlp::Span span;
         span.context = context;
-        span.parent_span_id = parent.span_id;
+        span.parent_span_id = parent->span_id;
         span.name = "process " + event.category;
         span.kind = platform::otlp::SpanKind::consumer;
         span.start = start;

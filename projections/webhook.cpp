@@ -94,9 +94,9 @@ void WebhookProjection::apply(pqxx::transaction_base&, const eventstore::Recorde
                              webhook_signature::signature_header(
                                  options_.signing_keys, event.event_id, timestamp, payload));
     }
-    if (auto trace = platform::TraceContext::parse("00-" + event.metadata.trace_id + "-" +
-                                                   event.metadata.span_id + "-01")) {
+    if (auto trace = eventstore::trace_of(event.metadata)) {
         headers.emplace_back("traceparent", trace->traceparent());
+        if (!trace->tracestate.empty()) headers.emplace_back("tracestate", trace->tracestate);
     }
     auto response = post_(options_.url, headers, payload, options_.timeout);
     if (response.status >= 200 && response.status < 300) return;

@@ -43,7 +43,7 @@ class LeaderSession::Connection {
     Connection(const std::string& url, int shard)
         : conn_{platform::pg::connection_url(url, "ordo-relay")},
           shard_{shard},
-          listener_{conn_, woken_} {
+          appends_{conn_, [this] { woken_ = true; }} {
         pqxx::nontransaction tx{conn_};
         tx.exec("SET application_name = 'ordo-relay'; SET statement_timeout = 15000");
         backend_pid_ = conn_.backendpid();
@@ -118,21 +118,13 @@ class LeaderSession::Connection {
 
     void wait_for_appends(std::chrono::milliseconds timeout) {
         if (!woken_) {
-            auto us = std::chrono::duration_cast<std::chrono::microseconds>(timeout).count();
-            conn_.await_notification(us / 1'000'000, us % 1'000'000);
+            appends_.await(timeout);
         }
         woken_ = false;
         check();
     }
 
    private:
-    struct Listener final : pqxx::notification_receiver {
-        Listener(pqxx::connection_base& conn, bool& woken)
-            : pqxx::notification_receiver{conn, AppendNotifier::kChannel}, woken_{woken} {}
-        void operator()(const std::string&, int) override { woken_ = true; }
-        bool& woken_;
-    };
-
     // libpqxx 6 re-opens a broken connection by itself; that new session holds no lock.
     void check() {
         if (!conn_.is_open() || conn_.backendpid() != backend_pid_) {
@@ -143,7 +135,7 @@ class LeaderSession::Connection {
     pqxx::connection conn_;
     int shard_;
     bool woken_ = false;
-    Listener listener_;
+    eventstore::AppendSubscription appends_;
     int backend_pid_ = 0;
 };
 

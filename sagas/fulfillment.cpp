@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "domain/overloaded.hpp"
+#include "platform/utc_time.hpp"
 
 namespace ordo::sagas {
 namespace {
@@ -411,15 +412,7 @@ void advance_orders(Planner& p, const Policy& policy, std::int64_t now_ms) {
 }
 
 std::string iso_time(std::int64_t ms) {
-    if (ms <= 0) return "";
-    std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    char buf[96];
-    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                  static_cast<int>(ms % 1000));
-    return buf;
+    return ms <= 0 ? "" : platform::format_utc_ms(ms);
 }
 
 }  // namespace

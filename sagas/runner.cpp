@@ -165,11 +165,9 @@ struct Runner::Impl {
     }
 
     eventstore::Metadata metadata(const Loaded& loaded, const std::string& causation) const {
-        eventstore::Metadata m;
-        m.trace_id = loaded.origin.trace_id;
-        m.span_id = loaded.origin.span_id;
-        m.correlation_id = loaded.origin.correlation_id;
+        eventstore::Metadata m = loaded.origin;  // the trace whole: ids, flags, tracestate
         m.causation_id = causation;
+        m.command_id.clear();
         m.actor = "saga";
         return m;
     }

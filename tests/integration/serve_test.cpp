@@ -369,10 +369,18 @@ TEST(ServeLimits, ThePerClientConnectionCapIsASetting) {
     EXPECT_EQ(refused_start.wait(30s), 0);  // it ended, and its message named the setting
 }
 
-// The partition count is recorded by the first service of a database; every other count is
-// refused, by the store function and by each service that works per partition.
+// The partition count is recorded by the first long-running writer of a database; every
+// other count is refused, by the store functions and by each service that works per
+// partition. Readers only compare: they never record.
 TEST(ServePartitions, EveryServiceKeepsToThePartitionCountItsDatabaseRecorded) {
     TestDatabase db;
+    {
+        // Nothing recorded yet: a reader goes on, and records nothing.
+        pqxx::connection query{db.query_url()};
+        pqxx::work txn{query};
+        eventstore::check_partition_count(txn, 8);
+        txn.commit();
+    }
     {
         pqxx::connection relay{db.relay_url()};
         pqxx::work txn{relay};
@@ -392,12 +400,10 @@ TEST(ServePartitions, EveryServiceKeepsToThePartitionCountItsDatabaseRecorded) {
         }
     }
     {
-        // The query role's sessions read only by default; it checks in a READ WRITE one.
         pqxx::connection query{db.query_url()};
         pqxx::work txn{query};
-        txn.exec0("SET TRANSACTION READ WRITE");
-        eventstore::claim_partition_count(txn, 4);
-        txn.commit();
+        eventstore::check_partition_count(txn, 4);
+        EXPECT_THROW(eventstore::check_partition_count(txn, 8), eventstore::PartitionCountMismatch);
     }
     auto env = service_env(db);
     env["ORDO_PARTITIONS"] = "8";

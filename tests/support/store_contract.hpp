@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <set>
 #include <stdexcept>
@@ -197,6 +198,11 @@ TYPED_TEST_P(StoreContract, RefusesInvalidInputWithTheSameTexts) {
     EXPECT_EQ(this->refusal("order-x", {bad_id}), "event id 'not-a-uuid' is not a UUID");
     EXPECT_EQ(this->refusal("order-x", {twice, twice}),
               "event id " + twice.event_id + " appears twice in one append");
+    auto upper = twice;  // the same UUID, its hex digits in capitals
+    for (auto& c : upper.event_id)
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    EXPECT_EQ(this->refusal("order-x", {twice, upper}),
+              "event id " + upper.event_id + " appears twice in one append");
     EXPECT_EQ(this->refusal("order-x", {no_type}), "event type must be 1 to 200 characters");
     EXPECT_EQ(this->refusal("order-x", std::vector<eventstore::NewEvent>(10'001, new_event("X"))),
               "at most 10000 events per append");
@@ -205,6 +211,22 @@ TYPED_TEST_P(StoreContract, RefusesInvalidInputWithTheSameTexts) {
         EXPECT_THROW(s.append("order-x", ExpectedVersion::any(), {}), platform::InvalidInput);
     });
     EXPECT_EQ(this->store().stream_version("order-x"), 0);
+}
+
+// A session sees its own appends in its streams, but reading all returns committed history
+// only: on PostgreSQL what the session appended sits above the horizon until it commits.
+TYPED_TEST_P(StoreContract, ASessionReadsAllOnlyWhatIsCommitted) {
+    auto& store = this->store();
+    auto first = store.append("order-r", ExpectedVersion::any(), {new_event("A")});
+    ASSERT_EQ(this->read_all(Checkpoint{}, 1).size(), 1u);  // past the horizon
+    store.transact([&](Session& s) {
+        s.append("order-r", ExpectedVersion::exact(1), {new_event("B")});
+        EXPECT_EQ(s.read_stream("order-r", 1, 10).size(), 2u);
+        auto all = s.read_all(Checkpoint{}, 10);
+        ASSERT_EQ(all.size(), 1u);
+        EXPECT_EQ(all[0].checkpoint(), first.checkpoint);
+    });
+    EXPECT_EQ(this->read_all(Checkpoint{}, 2).size(), 2u);
 }
 
 TYPED_TEST_P(StoreContract, ReadsAllInCommitOrderAfterACheckpoint) {
@@ -434,10 +456,10 @@ REGISTER_TYPED_TEST_SUITE_P(
     StoreContract, AppendsAndReadsAStreamInVersionOrderAPageAtATime, KeepsMetadataAndSchemaVersion,
     ExpectedVersionsConflictWithTheActualVersion, ReAppendingStoredEventsReplaysAndWritesNothing,
     AnEventIdStoredWithOtherContentOrElsewhereIsReused, RefusesInvalidInputWithTheSameTexts,
-    ReadsAllInCommitOrderAfterACheckpoint, SnapshotsOfOneFormatAndNeverOlder,
-    FindsTheCheckpointOfAStreamVersion, TheCommandLogClaimsReplaysAndRefusesAKey,
-    ExpiresKeysOlderThanTheCutoffInBoundedBatches, AFailedSessionLeavesNothingBehind,
-    ConcurrentAppendersWithExactVersionsGetOneWinnerPerVersion,
+    ASessionReadsAllOnlyWhatIsCommitted, ReadsAllInCommitOrderAfterACheckpoint,
+    SnapshotsOfOneFormatAndNeverOlder, FindsTheCheckpointOfAStreamVersion,
+    TheCommandLogClaimsReplaysAndRefusesAKey, ExpiresKeysOlderThanTheCutoffInBoundedBatches,
+    AFailedSessionLeavesNothingBehind, ConcurrentAppendersWithExactVersionsGetOneWinnerPerVersion,
     SessionsThatLockAStreamTakeTurnsOnIt, ConcurrentClaimsOfOneKeyMakeOneOwner);
 
 }  // namespace ordo::testing

@@ -2,8 +2,10 @@
 -- stream_hash mod P, and the projection checkpoints, the NATS subjects and the consistency
 -- tokens' comparisons are all per partition. A service started with another P would apply
 -- events to the wrong checkpoints and answer reads against the wrong ones. So the first
--- service that starts records its P here, and every later one compares (see
--- eventstore/topology.hpp); changing P is a migration of its own, never a flag.
+-- long-running writer (relay, projector, sagas) that starts records its P here, and every
+-- later process compares (see eventstore/topology.hpp); readers and one-shot tools (the
+-- query service, `ordo rebuild`) only compare, so that a tool run with a default never
+-- decides for the fleet. Changing P is a migration of its own, never a flag.
 CREATE TABLE ordo.topology (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     partitions integer NOT NULL CHECK (partitions BETWEEN 1 AND 1024),
@@ -23,6 +25,14 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION ordo.claim_partition_count(integer) FROM PUBLIC;
-GRANT USAGE ON SCHEMA ordo TO ordo_query;
 GRANT EXECUTE ON FUNCTION ordo.claim_partition_count(integer)
-    TO ordo_relay, ordo_projector, ordo_sagas, ordo_query;
+    TO ordo_relay, ordo_projector, ordo_sagas;
+
+-- The recorded count, or NULL while none is: for those that only compare.
+CREATE FUNCTION ordo.recorded_partition_count() RETURNS integer
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, ordo AS $$
+    SELECT partitions FROM ordo.topology
+$$;
+REVOKE ALL ON FUNCTION ordo.recorded_partition_count() FROM PUBLIC;
+GRANT USAGE ON SCHEMA ordo TO ordo_query;
+GRANT EXECUTE ON FUNCTION ordo.recorded_partition_count() TO ordo_query;
