@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "eventstore/event_store.hpp"
+#include "eventstore/topology.hpp"
 #include "platform/log.hpp"
 #include "platform/nats.hpp"
 #include "projections/live_path.hpp"
@@ -33,9 +34,9 @@ struct Slot;
 
 struct LiveFeedOptions {
     platform::nats::ClientSettings nats;  // no url: no live path, the store carries all
-    std::string stream = "ORDO_EVENTS";
-    std::string subject_prefix = "ordo.events";
-    int partitions = 16;
+    std::string stream = eventstore::kDefaultJetStream;
+    std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
+    int partitions = eventstore::kDefaultPartitions;
     std::size_t buffer_bytes = std::size_t{16} << 20;  // split evenly between the partitions
     std::string group;                                 // the runtime's, as a metric label
 };

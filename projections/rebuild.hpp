@@ -14,6 +14,7 @@
 #include <pqxx/transaction_base>
 
 #include "eventstore/event_store.hpp"
+#include "eventstore/topology.hpp"
 #include "platform/clock.hpp"
 #include "platform/log.hpp"
 #include "projections/projection.hpp"
@@ -59,7 +60,8 @@ struct RebuildOptions {
     // A role that owns the projection's tables (the migrator): only the owner may create
     // and drop them, and the service roles are kept away from DDL.
     std::string database_url;
-    int partitions = 16;                 // P of the projection runtime whose checkpoints it sets
+    // P of the projection runtime whose checkpoints it sets.
+    int partitions = eventstore::kDefaultPartitions;
     std::size_t batch = 20'000;          // events per transaction
     bool dry_run = false;                // report the plan, change nothing
     bool wait = false;                   // wait until no live projector owns the projection

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "eventstore/topology.hpp"
 #include "platform/circuit_breaker.hpp"
 #include "platform/clock.hpp"
 #include "platform/log.hpp"
@@ -28,7 +29,7 @@ namespace ordo::projections {
 
 struct RuntimeOptions {
     std::string database_url;
-    int partitions = 16;
+    int partitions = eventstore::kDefaultPartitions;
     std::size_t batch = 500;
     std::chrono::milliseconds poll_interval{500};
     // An instance counts as alive while its heartbeat is this recent.
@@ -40,8 +41,8 @@ struct RuntimeOptions {
     // per partition) and are applied from there while they follow the checkpoint without a
     // gap; anything else is read from the store. JetStream is a cache, the store the truth.
     platform::nats::ClientSettings nats;
-    std::string stream = "ORDO_EVENTS";
-    std::string subject_prefix = "ordo.events";
+    std::string stream = eventstore::kDefaultJetStream;
+    std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     // Bound on the live events held in memory, split evenly between the partitions. Past
     // it a partition takes new events from the store instead (see LiveBuffer): the bound
     // costs catch-up reads, never events. Events are trimmed once every projection of their

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "eventstore/topology.hpp"
 #include "platform/jetstream.hpp"
 #include "platform/log.hpp"
 #include "platform/metrics.hpp"
@@ -20,9 +21,10 @@ namespace ordo::relay {
 
 struct RelayOptions {
     std::string database_url;  // the ordo_relay role
-    int partitions = 16;       // P: subject <prefix>.<stream_hash mod P>.<category>
-    std::string stream = "ORDO_EVENTS";
-    std::string subject_prefix = "ordo.events";
+    // P: subject <prefix>.<stream_hash mod P>.<category>.
+    int partitions = eventstore::kDefaultPartitions;
+    std::string stream = eventstore::kDefaultJetStream;
+    std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     std::chrono::seconds duplicate_window{120};
     std::chrono::hours max_age{168};
     std::size_t batch = 500;                          // events read and published per round
