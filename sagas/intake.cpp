@@ -42,12 +42,12 @@ std::optional<Mode> running_mode(pqxx::transaction_base& txn, const eventstore::
     }
     const auto order_id = e.payload["order_id"].get<std::string>();
     const auto orchestrated = stream_of(ProcessKind::kFulfillment, order_id);
-    auto rows = txn.exec_params(
-        "SELECT stream_id FROM ordo.streams WHERE stream_id IN ($1, $2) ORDER BY stream_id <> $1",
-        orchestrated, stream_of(ProcessKind::kOrders, order_id));
-    if (rows.empty()) return std::nullopt;
-    return rows[0][0].as<std::string>() == orchestrated ? Mode::kOrchestration
-                                                        : Mode::kChoreography;
+    eventstore::PgSession store{txn};
+    if (store.stream_version(orchestrated) > 0) return Mode::kOrchestration;
+    if (store.stream_version(stream_of(ProcessKind::kOrders, order_id)) > 0) {
+        return Mode::kChoreography;
+    }
+    return std::nullopt;
 }
 
 // One intake whatever the mode, with one checkpoint: switching the mode neither replays

@@ -351,9 +351,8 @@ struct Runner::Impl {
                 "$2::timestamptz FOR UPDATE",
                 claim.stream, claim.lease);
             if (ours.empty()) return;
-            auto current = txn.exec_params("SELECT version FROM ordo.streams WHERE stream_id = $1",
-                                           claim.stream);
-            const bool moved = !current.empty() && current[0][0].as<std::int64_t>() != version;
+            const auto current = eventstore::PgSession{txn}.stream_version(claim.stream);
+            const bool moved = current != 0 && current != version;
             if (moved) {
                 txn.exec_params(
                     "UPDATE ordo.saga_schedule SET due_at = now(), leased_until = NULL WHERE "
