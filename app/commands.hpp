@@ -5,8 +5,8 @@
 
 #include "app/host.hpp"
 #include "eventstore/topology.hpp"
-#include "platform/log.hpp"
-#include "platform/nats.hpp"
+#include "platform/core/log.hpp"
+#include "platform/nats/nats.hpp"
 #include "projections/rebuild.hpp"
 
 // The `ordo` binary's subcommands. Only this layer reads configuration and knows every
@@ -32,7 +32,7 @@ struct ServeOptions {
     std::string address = "127.0.0.1:8080";
     std::string database_url;
     platform::nats::ClientSettings nats;  // ORDO_<SERVICE>_NATS_URL, ORDO_NATS_CA_FILE
-    std::string tokens_file;              // ORDO_API_TOKENS_FILE; see platform/api_tokens.hpp
+    std::string tokens_file;              // ORDO_API_TOKENS_FILE; see platform/http/api_tokens.hpp
     bool insecure_no_auth = false;
     ListenerTls tls;
     std::size_t pool_size = 16;

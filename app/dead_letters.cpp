@@ -6,7 +6,7 @@
 #include <pqxx/pqxx>
 
 #include "app/commands.hpp"
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 #include "projections/dead_letters.hpp"
 
 namespace ordo::app {

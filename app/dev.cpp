@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/commands.hpp"
-#include "platform/config.hpp"
+#include "platform/core/config.hpp"
 
 extern char** environ;
 

@@ -20,8 +20,8 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/topology.hpp"
-#include "platform/config.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/config.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::app {
 

@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "platform/http_server.hpp"
-#include "platform/log.hpp"
-#include "platform/otlp.hpp"
+#include "platform/core/log.hpp"
+#include "platform/http/http_server.hpp"
+#include "platform/http/otlp.hpp"
 
 // What every `ordo serve` process does the same way: stop signals, addresses, tokens, the
 // HTTP server, a name for this instance.
@@ -41,7 +41,7 @@ class StopSignals {
 std::optional<std::pair<std::string, std::uint16_t>> parse_address(const std::string& address);
 
 // The API tokens of a service listening on `address`, from the token file (see
-// platform/api_tokens.hpp). nullopt (logged) when the service must not start: the file is
+// platform/http/api_tokens.hpp). nullopt (logged) when the service must not start: the file is
 // missing, unreadable, writable by others or empty; ORDO_API_TOKENS (the old raw-token list)
 // is set; or there is no file and the service was not told to run without
 // (`--insecure-no-auth`), or was told so but listens beyond loopback. A null set means no

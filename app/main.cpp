@@ -7,8 +7,8 @@
 #include "app/two_phase.hpp"
 #include "eventstore/schema.hpp"
 #include "eventstore/topology.hpp"
-#include "platform/config.hpp"
-#include "platform/migrator.hpp"
+#include "platform/core/config.hpp"
+#include "platform/pg/migrator.hpp"
 
 namespace ordo::app {
 

@@ -2,10 +2,10 @@
 
 #include "app/commands.hpp"
 #include "app/host.hpp"
-#include "platform/metrics.hpp"
-#include "platform/nats.hpp"
-#include "platform/pg.hpp"
-#include "platform/service_routes.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/nats/nats.hpp"
+#include "platform/pg/pg.hpp"
+#include "platform/service/service_routes.hpp"
 #include "projections/dead_letter_routes.hpp"
 #include "query/service.hpp"
 

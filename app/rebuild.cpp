@@ -4,7 +4,7 @@
 #include <iostream>
 
 #include "app/commands.hpp"
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 #include "projections/read_models.hpp"
 #include "projections/rebuild.hpp"
 #include "sagas/intake.hpp"

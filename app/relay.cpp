@@ -5,11 +5,11 @@
 
 #include "app/commands.hpp"
 #include "app/host.hpp"
-#include "platform/jetstream.hpp"
-#include "platform/metrics.hpp"
-#include "platform/nats.hpp"
-#include "platform/pg.hpp"
-#include "platform/service_routes.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/nats/jetstream.hpp"
+#include "platform/nats/nats.hpp"
+#include "platform/pg/pg.hpp"
+#include "platform/service/service_routes.hpp"
 #include "relay/relay.hpp"
 
 namespace ordo::app {

@@ -6,10 +6,10 @@
 #include "command/service.hpp"
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
-#include "platform/metrics.hpp"
-#include "platform/nats.hpp"
-#include "platform/pg.hpp"
-#include "platform/service_routes.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/nats/nats.hpp"
+#include "platform/pg/pg.hpp"
+#include "platform/service/service_routes.hpp"
 #include "projections/dead_letter_routes.hpp"
 
 namespace ordo::app {

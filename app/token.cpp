@@ -1,7 +1,7 @@
 #include <iostream>
 
 #include "app/commands.hpp"
-#include "platform/api_tokens.hpp"
+#include "platform/http/api_tokens.hpp"
 
 namespace ordo::app {
 

@@ -10,9 +10,9 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
-#include "platform/config.hpp"
-#include "platform/errors.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/config.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::app::two_phase {
 namespace {

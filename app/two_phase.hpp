@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "platform/log.hpp"
+#include "platform/core/log.hpp"
 
 // Two-phase commit across PostgreSQL databases is kept only as a measured contrast to the
 // sagas (docs/sagas.md). This is the part an operator needs: the global transaction id

@@ -9,7 +9,7 @@
 #include "domain/orders.hpp"
 #include "domain/payments.hpp"
 #include "eventstore/repository.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
 
 // The command side's three aggregates as the repository sees them (eventstore/repository.hpp):
 // each decider's Traits, and a command's context as its events' metadata. The Traits stay

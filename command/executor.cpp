@@ -4,9 +4,9 @@
 #include <thread>
 
 #include "eventstore/event_store.hpp"
-#include "platform/errors.hpp"
-#include "platform/metrics.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::command {
 namespace {

@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "eventstore/store.hpp"
-#include "platform/keyed_turns.hpp"
-#include "platform/log.hpp"
+#include "platform/core/keyed_turns.hpp"
+#include "platform/core/log.hpp"
 
 namespace ordo::platform::pg {
 class Pool;

@@ -5,10 +5,10 @@
 
 #include "command/validation.hpp"
 #include "domain/ids.hpp"
-#include "platform/dependency_failure.hpp"
-#include "platform/errors.hpp"
-#include "platform/partition.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/partition.hpp"
+#include "platform/pg/pg.hpp"
+#include "platform/service/dependency_failure.hpp"
 
 namespace ordo::command {
 namespace {

@@ -7,8 +7,8 @@
 #include "command/aggregate.hpp"
 #include "command/executor.hpp"
 #include "domain/commands.hpp"
-#include "platform/http.hpp"
-#include "platform/log.hpp"
+#include "platform/core/log.hpp"
+#include "platform/http/http.hpp"
 
 namespace ordo::command {
 

@@ -14,7 +14,7 @@
 #include "domain/inventory.hpp"
 #include "domain/orders.hpp"
 #include "domain/payments.hpp"
-#include "platform/http.hpp"
+#include "platform/http/http.hpp"
 
 // Request validation for the command API. Every problem is collected with the field it
 // concerns, so a client learns everything that is wrong in one round trip.

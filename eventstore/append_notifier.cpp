@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
-#include "platform/pg.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::eventstore {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <thread>
 
-#include "platform/log.hpp"
+#include "platform/core/log.hpp"
 
 namespace pqxx {
 class connection_base;

@@ -7,9 +7,9 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/append_notifier.hpp"
-#include "platform/errors.hpp"
-#include "platform/pg.hpp"
-#include "platform/utc_time.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/utc_time.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::eventstore {
 namespace {

@@ -6,7 +6,7 @@
 #include <charconv>
 #include <set>
 
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 
 namespace ordo::eventstore {
 namespace {

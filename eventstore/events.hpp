@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
 
 namespace ordo::eventstore {
 

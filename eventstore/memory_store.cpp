@@ -11,8 +11,8 @@
 #include <set>
 #include <unordered_map>
 
-#include "platform/clock.hpp"
-#include "platform/errors.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/core/errors.hpp"
 
 namespace ordo::eventstore {
 namespace {

@@ -13,7 +13,7 @@
 
 #include "domain/decision.hpp"
 #include "eventstore/store.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
 
 // The decider's functions (evolve, decide, event_type, encode_payload) are found by
 // argument-dependent lookup in its domain namespace; Traits supplies what has no argument

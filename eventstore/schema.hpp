@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "platform/migrator.hpp"
+#include "platform/pg/migrator.hpp"
 
 namespace ordo::eventstore {
 

@@ -6,7 +6,7 @@
 
 #include <pqxx/pqxx>
 
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 
 namespace ordo::eventstore {
 

@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
 
 namespace ordo::eventstore {
 namespace {

@@ -16,8 +16,8 @@
 
 #include "command/validation.hpp"
 #include "fuzz/fuzz.hpp"
-#include "platform/api_tokens.hpp"
-#include "platform/http.hpp"
+#include "platform/http/api_tokens.hpp"
+#include "platform/http/http.hpp"
 
 namespace {
 

@@ -1,7 +1,7 @@
 -- The read side: partition hashes on events, relay and projection checkpoints, read models.
 
 -- FNV-1a (32 bit) over the UTF-8 bytes of a stream id. Partition = stream_hash mod P. The
--- same function is in platform/partition.hpp; docs/architecture.md specifies it for other
+-- same function is in platform/core/partition.hpp; docs/architecture.md specifies it for other
 -- languages.
 CREATE FUNCTION ordo.stream_hash(p_stream text) RETURNS bigint
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$

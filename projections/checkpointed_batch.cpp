@@ -8,8 +8,8 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
-#include "platform/errors.hpp"
-#include "platform/metrics.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/metrics.hpp"
 #include "projections/live_feed.hpp"
 
 namespace ordo::projections {

@@ -10,8 +10,8 @@
 #include <memory>
 #include <string>
 
-#include "platform/log.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/log.hpp"
+#include "platform/pg/pg.hpp"
 #include "projections/dead_letters.hpp"
 #include "projections/slot.hpp"
 

@@ -8,7 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "platform/dependency_failure.hpp"
+#include "platform/service/dependency_failure.hpp"
 #include "projections/dead_letters.hpp"
 
 namespace ordo::projections {

@@ -4,9 +4,9 @@
 // ask the dead-letter owner (projections/dead_letters.hpp), and the query service's former
 // routes, which point to them.
 
-#include "platform/http.hpp"
-#include "platform/log.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/log.hpp"
+#include "platform/http/http.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::projections {
 

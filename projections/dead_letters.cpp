@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "platform/errors.hpp"
-#include "platform/utc_time.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/utc_time.hpp"
 
 namespace ordo::projections {
 namespace {

@@ -7,8 +7,8 @@
 #include <mutex>
 
 #include "eventstore/wire.hpp"
-#include "platform/jetstream.hpp"
-#include "platform/metrics.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/nats/jetstream.hpp"
 #include "projections/slot.hpp"
 
 namespace ordo::projections {

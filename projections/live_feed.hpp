@@ -16,8 +16,8 @@
 
 #include "eventstore/event_store.hpp"
 #include "eventstore/topology.hpp"
-#include "platform/log.hpp"
-#include "platform/nats.hpp"
+#include "platform/core/log.hpp"
+#include "platform/nats/nats.hpp"
 #include "projections/live_path.hpp"
 
 namespace ordo::platform::jetstream {

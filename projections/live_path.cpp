@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "platform/partition.hpp"
+#include "platform/core/partition.hpp"
 
 namespace ordo::projections {
 

@@ -7,7 +7,7 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/lag.hpp"
-#include "platform/metrics.hpp"
+#include "platform/core/metrics.hpp"
 #include "projections/sink_breakers.hpp"
 
 namespace ordo::projections {

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "platform/clock.hpp"
-#include "platform/log.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/core/log.hpp"
+#include "platform/pg/pg.hpp"
 #include "projections/slot.hpp"
 
 namespace ordo::platform::metrics {

@@ -12,7 +12,7 @@
 #include "domain/inventory.hpp"
 #include "domain/orders.hpp"
 #include "domain/payments.hpp"
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 #include "projections/rebuild.hpp"
 
 namespace ordo::projections {

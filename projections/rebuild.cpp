@@ -11,10 +11,10 @@
 
 #include <pqxx/pqxx>
 
-#include "platform/advisory_locks.hpp"
-#include "platform/errors.hpp"
-#include "platform/partition.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/partition.hpp"
+#include "platform/pg/advisory_locks.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::projections {
 namespace {

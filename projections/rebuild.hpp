@@ -15,8 +15,8 @@
 
 #include "eventstore/event_store.hpp"
 #include "eventstore/topology.hpp"
-#include "platform/clock.hpp"
-#include "platform/log.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/core/log.hpp"
 #include "projections/projection.hpp"
 
 namespace ordo::projections {

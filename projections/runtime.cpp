@@ -8,8 +8,8 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
-#include "platform/metrics.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/pg/pg.hpp"
 #include "projections/checkpointed_batch.hpp"
 #include "projections/live_feed.hpp"
 #include "projections/projection_status.hpp"

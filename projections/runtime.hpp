@@ -9,10 +9,10 @@
 #include <vector>
 
 #include "eventstore/topology.hpp"
-#include "platform/circuit_breaker.hpp"
-#include "platform/clock.hpp"
-#include "platform/log.hpp"
-#include "platform/nats.hpp"
+#include "platform/core/circuit_breaker.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/core/log.hpp"
+#include "platform/nats/nats.hpp"
 #include "projections/dead_letters.hpp"
 #include "projections/projection.hpp"
 #include "projections/slot_leases.hpp"  // slot_lock_key, which an offline rebuild takes too

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "platform/metrics.hpp"
+#include "platform/core/metrics.hpp"
 
 namespace ordo::projections {
 namespace {

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "platform/circuit_breaker.hpp"
-#include "platform/clock.hpp"
-#include "platform/log.hpp"
-#include "platform/shared_breaker.hpp"
+#include "platform/core/circuit_breaker.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/core/log.hpp"
+#include "platform/core/shared_breaker.hpp"
 
 namespace ordo::platform::metrics {
 class Registry;

@@ -7,9 +7,9 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/append_notifier.hpp"
-#include "platform/advisory_locks.hpp"
-#include "platform/partition.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/partition.hpp"
+#include "platform/pg/advisory_locks.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::projections {
 

@@ -20,7 +20,7 @@
 namespace ordo::projections {
 
 // The first key of the advisory lock (key, partition) that owns a projection's slot (see
-// platform/advisory_locks.hpp).
+// platform/pg/advisory_locks.hpp).
 int slot_lock_key(const std::string& projection);
 
 // ---- The balancing arithmetic, pure.

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "platform/log.hpp"
+#include "platform/core/log.hpp"
 #include "projections/projection.hpp"
 
 namespace ordo::platform::otlp {

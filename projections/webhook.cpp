@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "platform/errors.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/trace.hpp"
 #include "projections/webhook_signature.hpp"
 
 namespace ordo::projections {

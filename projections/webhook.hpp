@@ -6,8 +6,8 @@
 #include <utility>
 #include <vector>
 
-#include "platform/clock.hpp"
-#include "platform/http_client.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/http/http_client.hpp"
 #include "projections/projection.hpp"
 
 namespace ordo::projections {

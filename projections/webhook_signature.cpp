@@ -3,7 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 
 namespace ordo::projections::webhook_signature {
 namespace {

@@ -11,7 +11,7 @@
 #include <string>
 
 #include "eventstore/event_store.hpp"
-#include "platform/log.hpp"
+#include "platform/core/log.hpp"
 #include "query/parked_waits.hpp"
 
 namespace pqxx {

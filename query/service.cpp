@@ -15,11 +15,11 @@
 #include <pqxx/pqxx>
 
 #include "domain/ids.hpp"
-#include "platform/dependency_failure.hpp"
-#include "platform/errors.hpp"
-#include "platform/partition.hpp"
-#include "platform/pg.hpp"
-#include "platform/utc_time.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/partition.hpp"
+#include "platform/core/utc_time.hpp"
+#include "platform/pg/pg.hpp"
+#include "platform/service/dependency_failure.hpp"
 #include "query/progress_watch.hpp"
 
 namespace ordo::query {

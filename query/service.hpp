@@ -11,8 +11,8 @@
 #include <pqxx/connection>
 
 #include "eventstore/event_store.hpp"
-#include "platform/http.hpp"
-#include "platform/log.hpp"
+#include "platform/core/log.hpp"
+#include "platform/http/http.hpp"
 #include "query/progress_watch.hpp"
 
 namespace ordo::platform::pg {

@@ -7,8 +7,8 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/append_notifier.hpp"
-#include "platform/advisory_locks.hpp"
-#include "platform/pg.hpp"
+#include "platform/pg/advisory_locks.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::relay {
 namespace {

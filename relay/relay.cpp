@@ -11,11 +11,11 @@
 
 #include "eventstore/event_store.hpp"
 #include "eventstore/wire.hpp"
-#include "platform/errors.hpp"
-#include "platform/otlp.hpp"
-#include "platform/partition.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/partition.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/http/otlp.hpp"
+#include "platform/pg/pg.hpp"
 #include "relay/leader_session.hpp"
 
 namespace ordo::relay {

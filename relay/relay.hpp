@@ -9,9 +9,9 @@
 #include <string>
 
 #include "eventstore/topology.hpp"
-#include "platform/jetstream.hpp"
-#include "platform/log.hpp"
-#include "platform/metrics.hpp"
+#include "platform/core/log.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/nats/jetstream.hpp"
 
 namespace ordo::platform::otlp {
 class Exporter;

@@ -6,7 +6,7 @@
 #include <ctime>
 
 #include "domain/overloaded.hpp"
-#include "platform/utc_time.hpp"
+#include "platform/core/utc_time.hpp"
 
 namespace ordo::sagas {
 namespace {

@@ -6,7 +6,7 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 
 namespace ordo::sagas {
 namespace {

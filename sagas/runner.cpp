@@ -10,10 +10,10 @@
 
 #include "domain/overloaded.hpp"
 #include "eventstore/append_notifier.hpp"
-#include "platform/errors.hpp"
-#include "platform/metrics.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::sagas {
 namespace {

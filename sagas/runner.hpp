@@ -8,8 +8,8 @@
 
 #include "domain/commands.hpp"
 #include "eventstore/event_store.hpp"
-#include "platform/clock.hpp"
-#include "platform/log.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/core/log.hpp"
 #include "sagas/fulfillment.hpp"
 
 namespace ordo::platform::pg {

@@ -13,9 +13,9 @@
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
 #include "eventstore/schema.hpp"
-#include "platform/config.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/config.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/pg/pg.hpp"
 
 using namespace ordo;
 using Clock = std::chrono::steady_clock;

@@ -8,9 +8,9 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/schema.hpp"
-#include "platform/clock.hpp"
-#include "platform/config.hpp"
-#include "platform/migrator.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/core/config.hpp"
+#include "platform/pg/migrator.hpp"
 #include "projections/read_models.hpp"
 #include "projections/rebuild.hpp"
 

@@ -23,7 +23,7 @@
 #include <pqxx/pqxx>
 
 #include "app/two_phase.hpp"
-#include "platform/config.hpp"
+#include "platform/core/config.hpp"
 
 using namespace ordo;
 using Clock = std::chrono::steady_clock;

@@ -5,9 +5,9 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
-#include "platform/breaker_store.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/nats/breaker_store.hpp"
+#include "platform/pg/pg.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"

@@ -7,9 +7,9 @@
 #include <fstream>
 #include <thread>
 
-#include "platform/jetstream.hpp"
-#include "platform/log.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/log.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/nats/jetstream.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"

@@ -8,9 +8,9 @@
 
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
-#include "platform/jetstream.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/nats/jetstream.hpp"
+#include "platform/pg/pg.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"

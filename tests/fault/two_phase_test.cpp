@@ -8,8 +8,8 @@
 #include <pqxx/pqxx>
 
 #include "app/two_phase.hpp"
-#include "platform/config.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/config.hpp"
+#include "platform/core/trace.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/test_database.hpp"

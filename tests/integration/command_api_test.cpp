@@ -20,7 +20,7 @@
 #include "domain/commands.hpp"
 #include "domain/inventory.hpp"
 #include "domain/orders.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
 #include "tests/support/command_stack.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"

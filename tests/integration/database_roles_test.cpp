@@ -6,8 +6,8 @@
 
 #include <pqxx/pqxx>
 
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/pg/pg.hpp"
 #include "tests/support/test_database.hpp"
 
 // What each service's database role (migration 0009) is refused, and a few things it must

@@ -10,9 +10,9 @@
 
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
-#include "platform/errors.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/pg/pg.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/test_database.hpp"
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"

@@ -6,7 +6,7 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/schema.hpp"
-#include "platform/migrator.hpp"
+#include "platform/pg/migrator.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo {

@@ -15,10 +15,10 @@
 
 #include <nats/nats.h>
 
-#include "platform/breaker_store.hpp"
-#include "platform/jetstream.hpp"
-#include "platform/nats_options.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/nats/breaker_store.hpp"
+#include "platform/nats/jetstream.hpp"
+#include "platform/nats/nats_options.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/nats.hpp"
 #include "tests/support/test_database.hpp"

@@ -16,9 +16,9 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
-#include "platform/jetstream.hpp"
-#include "platform/log.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/log.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/nats/jetstream.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"

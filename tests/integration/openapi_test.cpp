@@ -5,8 +5,8 @@
 #include <optional>
 #include <set>
 
-#include "platform/nats.hpp"
-#include "platform/service_routes.hpp"
+#include "platform/nats/nats.hpp"
+#include "platform/service/service_routes.hpp"
 #include "projections/dead_letter_routes.hpp"
 #include "query/service.hpp"
 #include "tests/support/command_stack.hpp"

@@ -1,7 +1,7 @@
 // The Store contract (tests/support/store_contract.hpp) on PostgreSQL, as the command
 // service's role sees it.
 #include "eventstore/event_store.hpp"
-#include "platform/pg.hpp"
+#include "platform/pg/pg.hpp"
 #include "tests/support/store_contract.hpp"
 #include "tests/support/test_database.hpp"
 

@@ -5,7 +5,7 @@
 
 #include <pqxx/pqxx>
 
-#include "platform/metrics.hpp"
+#include "platform/core/metrics.hpp"
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
 #include "tests/support/command_stack.hpp"

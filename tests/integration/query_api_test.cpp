@@ -19,8 +19,8 @@
 
 #include "domain/ids.hpp"
 #include "eventstore/event_store.hpp"
-#include "platform/partition.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/partition.hpp"
+#include "platform/pg/pg.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/problem.hpp"

@@ -4,10 +4,10 @@
 
 #include <pqxx/pqxx>
 
-#include "platform/jetstream.hpp"
-#include "platform/metrics.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/nats/jetstream.hpp"
+#include "platform/pg/pg.hpp"
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
 #include "relay/relay.hpp"

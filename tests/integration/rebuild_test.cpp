@@ -6,10 +6,10 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
-#include "platform/errors.hpp"
-#include "platform/metrics.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/pg/pg.hpp"
 #include "projections/read_models.hpp"
 #include "projections/rebuild.hpp"
 #include "projections/runtime.hpp"

@@ -7,11 +7,11 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
-#include "platform/http_server.hpp"
-#include "platform/metrics.hpp"
-#include "platform/partition.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/core/partition.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/http/http_server.hpp"
+#include "platform/pg/pg.hpp"
 #include "projections/runtime.hpp"
 #include "projections/webhook.hpp"
 #include "tests/support/conditions.hpp"

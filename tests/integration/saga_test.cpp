@@ -8,9 +8,9 @@
 #include <thread>
 
 #include "eventstore/event_store.hpp"
-#include "platform/metrics.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/pg/pg.hpp"
 #include "sagas/intake.hpp"
 #include "sagas/runner.hpp"
 #include "tests/support/conditions.hpp"

@@ -13,7 +13,7 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/topology.hpp"
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"

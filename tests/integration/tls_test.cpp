@@ -16,10 +16,10 @@
 #include <nlohmann/json.hpp>
 
 #include "eventstore/event_store.hpp"
-#include "platform/http_server.hpp"
-#include "platform/metrics.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/http/http_server.hpp"
+#include "platform/pg/pg.hpp"
 #include "projections/runtime.hpp"
 #include "projections/webhook.hpp"
 #include "projections/webhook_signature.hpp"

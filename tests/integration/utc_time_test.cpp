@@ -4,7 +4,7 @@
 
 #include <pqxx/pqxx>
 
-#include "platform/utc_time.hpp"
+#include "platform/core/utc_time.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo::testing {

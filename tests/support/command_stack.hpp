@@ -6,9 +6,9 @@
 #include "command/executor.hpp"
 #include "command/service.hpp"
 #include "eventstore/append_notifier.hpp"
-#include "platform/http_server.hpp"
-#include "platform/metrics.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/http/http_server.hpp"
+#include "platform/pg/pg.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/test_database.hpp"
 

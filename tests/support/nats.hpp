@@ -5,7 +5,7 @@
 #include <map>
 #include <string>
 
-#include "platform/nats.hpp"
+#include "platform/nats/nats.hpp"
 
 // The test stack's NATS users. Tests name their streams, subjects and buckets after
 // themselves so that they can run in any order; the services' users of the stack may touch

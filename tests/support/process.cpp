@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "platform/config.hpp"
+#include "platform/core/config.hpp"
 #include "tests/support/test_database.hpp"
 
 extern char** environ;

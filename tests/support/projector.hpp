@@ -9,8 +9,8 @@
 #include <thread>
 #include <vector>
 
-#include "platform/log.hpp"
-#include "platform/metrics.hpp"
+#include "platform/core/log.hpp"
+#include "platform/core/metrics.hpp"
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
 #include "tests/support/test_database.hpp"

@@ -7,9 +7,9 @@
 #include <string>
 
 #include "eventstore/event_store.hpp"
-#include "platform/http_server.hpp"
-#include "platform/metrics.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/http/http_server.hpp"
+#include "platform/pg/pg.hpp"
 #include "query/service.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/test_database.hpp"

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "eventstore/store.hpp"
-#include "platform/errors.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/trace.hpp"
 
 namespace ordo::testing {
 

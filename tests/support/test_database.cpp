@@ -7,8 +7,8 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/schema.hpp"
-#include "platform/config.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/config.hpp"
+#include "platform/core/trace.hpp"
 
 namespace ordo::testing {
 

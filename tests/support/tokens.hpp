@@ -6,7 +6,7 @@
 #include <tuple>
 #include <vector>
 
-#include "platform/api_tokens.hpp"
+#include "platform/http/api_tokens.hpp"
 #include "tests/support/http_client.hpp"
 
 namespace ordo::testing {

@@ -1,14 +1,14 @@
 // The advisory-lock registry: every purpose keeps to keys of its own, and the keys are the
 // ones earlier releases took (a projector of the previous release and one of this must
 // contend for the same slot during a rolling upgrade).
-#include "platform/advisory_locks.hpp"
+#include "platform/pg/advisory_locks.hpp"
 
 #include <gtest/gtest.h>
 
 #include <set>
 #include <string>
 
-#include "platform/partition.hpp"
+#include "platform/core/partition.hpp"
 #include "projections/read_models.hpp"
 
 namespace ordo::platform::pg::advisory_locks {

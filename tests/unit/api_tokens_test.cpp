@@ -1,4 +1,4 @@
-#include "platform/api_tokens.hpp"
+#include "platform/http/api_tokens.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,10 +1,10 @@
-#include "platform/circuit_breaker.hpp"
+#include "platform/core/circuit_breaker.hpp"
 
 #include <map>
 
 #include <gtest/gtest.h>
 
-#include "platform/shared_breaker.hpp"
+#include "platform/core/shared_breaker.hpp"
 
 namespace ordo::platform {
 namespace {

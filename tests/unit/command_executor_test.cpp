@@ -9,8 +9,8 @@
 #include "command/aggregate.hpp"
 #include "command/executor.hpp"
 #include "eventstore/memory_store.hpp"
-#include "platform/clock.hpp"
-#include "platform/metrics.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/core/metrics.hpp"
 
 namespace ordo::command {
 namespace {

@@ -1,4 +1,4 @@
-#include "platform/connection_budget.hpp"
+#include "platform/core/connection_budget.hpp"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 #include "projections/dead_letters.hpp"
 
 namespace ordo::projections {

@@ -1,4 +1,4 @@
-#include "platform/http_client.hpp"
+#include "platform/http/http_client.hpp"
 
 #include <chrono>
 #include <future>
@@ -8,11 +8,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "platform/errors.hpp"
-#include "platform/http.hpp"
-#include "platform/http_server.hpp"
-#include "platform/log.hpp"
-#include "platform/metrics.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/log.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/http/http.hpp"
+#include "platform/http/http_server.hpp"
 
 namespace ordo::platform::http_client {
 namespace {

@@ -13,10 +13,10 @@
 
 #include <gtest/gtest.h>
 
-#include "platform/http.hpp"
-#include "platform/http_server.hpp"
-#include "platform/log.hpp"
-#include "platform/metrics.hpp"
+#include "platform/core/log.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/http/http.hpp"
+#include "platform/http/http_server.hpp"
 #include "tests/support/http_client.hpp"
 
 namespace ordo::platform::http {

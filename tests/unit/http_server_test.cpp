@@ -1,4 +1,4 @@
-#include "platform/http_server.hpp"
+#include "platform/http/http_server.hpp"
 
 #include <chrono>
 #include <condition_variable>
@@ -17,10 +17,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "platform/http.hpp"
-#include "platform/log.hpp"
-#include "platform/metrics.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/log.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/http/http.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/tokens.hpp"
 

@@ -15,12 +15,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "platform/errors.hpp"
-#include "platform/http.hpp"
-#include "platform/http_client.hpp"
-#include "platform/http_server.hpp"
-#include "platform/log.hpp"
-#include "platform/metrics.hpp"
+#include "platform/core/errors.hpp"
+#include "platform/core/log.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/http/http.hpp"
+#include "platform/http/http_client.hpp"
+#include "platform/http/http_server.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/tls.hpp"

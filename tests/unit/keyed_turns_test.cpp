@@ -1,4 +1,4 @@
-#include "platform/keyed_turns.hpp"
+#include "platform/core/keyed_turns.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 
 namespace {
 

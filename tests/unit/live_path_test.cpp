@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "platform/partition.hpp"
+#include "platform/core/partition.hpp"
 #include "projections/live_path.hpp"
 
 namespace ordo::projections {

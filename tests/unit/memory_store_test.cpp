@@ -1,6 +1,6 @@
 // The Store contract (tests/support/store_contract.hpp) on the in-memory store.
 #include "eventstore/memory_store.hpp"
-#include "platform/clock.hpp"
+#include "platform/core/clock.hpp"
 #include "tests/support/store_contract.hpp"
 
 namespace ordo::testing {

@@ -1,4 +1,4 @@
-#include "platform/otlp.hpp"
+#include "platform/http/otlp.hpp"
 
 #include <chrono>
 #include <memory>
@@ -7,12 +7,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "platform/clock.hpp"
-#include "platform/http.hpp"
-#include "platform/http_server.hpp"
-#include "platform/log.hpp"
-#include "platform/metrics.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/core/log.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/http/http.hpp"
+#include "platform/http/http_server.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/otlp_receiver.hpp"

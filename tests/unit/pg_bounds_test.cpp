@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 
-#include "platform/config.hpp"
-#include "platform/deadlines.hpp"
-#include "platform/pg.hpp"
+#include "platform/core/config.hpp"
+#include "platform/core/deadlines.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::platform {
 namespace {

@@ -4,13 +4,13 @@
 #include <fstream>
 
 #include "eventstore/event_store.hpp"
-#include "platform/clock.hpp"
-#include "platform/config.hpp"
-#include "platform/metrics.hpp"
-#include "platform/nats.hpp"
-#include "platform/partition.hpp"
-#include "platform/pg.hpp"
-#include "platform/trace.hpp"
+#include "platform/core/clock.hpp"
+#include "platform/core/config.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/core/partition.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/nats/nats.hpp"
+#include "platform/pg/pg.hpp"
 
 namespace ordo::platform {
 namespace {

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "platform/http.hpp"
+#include "platform/http/http.hpp"
 
 namespace ordo::platform::http {
 namespace {

@@ -3,7 +3,7 @@
 
 #include <gtest/gtest.h>
 
-#include "platform/trace.hpp"
+#include "platform/core/trace.hpp"
 
 // Cases of the W3C trace-context test suite (test/test.py of w3c/trace-context), applied to
 // the parsers directly: what the suite expects a vendor to continue, restart or discard.

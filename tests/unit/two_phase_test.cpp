@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "app/two_phase.hpp"
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 
 namespace ordo::app::two_phase {
 namespace {

@@ -1,5 +1,5 @@
 // The one UTC time format, in C++ (tests/integration/utc_time_test.cpp checks PostgreSQL's).
-#include "platform/utc_time.hpp"
+#include "platform/core/utc_time.hpp"
 
 #include <gtest/gtest.h>
 

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "platform/errors.hpp"
+#include "platform/core/errors.hpp"
 
 namespace ordo::projections::webhook_signature {
 namespace {

@@ -1,0 +1,177 @@
+// The plain HTTP types handlers see (requests, responses, problem documents, access scopes)
+// and the Router that maps a method and a path, spelt one way only, to a handler.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "platform/core/trace.hpp"
+
+// Plain HTTP types and the router. No Beast here: handlers and their tests see only these.
+namespace ordo::platform::http {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+struct Request {
+    std::string method;
+    std::string target;                        // as received, e.g. "/v1/orders?limit=10"
+    std::string path;                          // the target's path, still percent-encoded
+    std::map<std::string, std::string> query;  // decoded ('+' is a space); first value wins
+    Headers headers;                           // names lower-cased, in arrival order
+    std::string body;
+    std::map<std::string, std::string> params;  // path parameters, percent-decoded
+    std::string route;                          // the matched template, "/v1/orders/{order_id}"
+    TraceContext trace;                         // the server span of this request
+    std::string remote;                         // peer "address:port"
+    // The name of the caller's token (TokenSet); "anonymous" when the server has no tokens.
+    std::string caller;
+
+    // Case-insensitive; the first occurrence when a header is repeated.
+    std::optional<std::string> header(std::string_view name) const;
+};
+
+struct Response;
+
+// Finishes a request whose handler answered Response::later. Call resume() once, from any
+// thread, with the work that makes the real answer: it runs on a worker like a handler, and
+// is queued even when the server's queue is full (parked requests are bounded already: one
+// per connection at most). Later calls are ignored. A request never resumed is answered 500
+// when the last reference goes; one resumed after the server stopped is not answered (the
+// stop cut its connection).
+class Resumer {
+   public:
+    virtual ~Resumer() = default;
+    virtual void resume(std::function<Response()> answer) = 0;
+};
+using Resume = std::shared_ptr<Resumer>;
+
+struct Response {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+    Headers headers;  // extra headers; Content-Type and Content-Length are set by the server
+    // Set (by later()) when the answer must wait for something other than the handler's own
+    // work: the server frees the worker at once and calls this with the request's Resume.
+    std::function<void(Resume)> park;
+
+    static Response json(int status, const nlohmann::json& body);
+    // An answer that comes later, without holding a worker meanwhile (see Resumer).
+    static Response later(std::function<void(Resume)> park);
+};
+
+// RFC 9457 problem documents. The title and usual status of every problem type live in one
+// table in http.cpp, so that the same code always reads the same to clients.
+struct FieldError {
+    std::string field;
+    std::string message;
+};
+
+Response problem(int status, std::string type, std::string detail,
+                 std::vector<FieldError> errors = {});
+// The status comes from the table; an unknown type is a 500.
+Response problem(std::string type, std::string detail, std::vector<FieldError> errors = {});
+std::optional<int> problem_status(std::string_view type);
+
+using Handler = std::function<Response(Request&)>;
+
+// What a route asks of its caller: nothing (health, metrics), or a token holding one scope.
+// Every route names its access when it is added; there is no default, so a route cannot be
+// left open by omission.
+enum class Access : std::uint8_t { open = 0, commands = 1, read = 2, admin = 4 };
+
+// The scope's name as tokens and the OpenAPI document spell it ("commands", "read",
+// "admin"); "open" for Access::open.
+std::string_view access_name(Access access);
+
+// Who sent a request, as the server's token check found it.
+struct Caller {
+    std::string name;
+    std::uint8_t scopes = 0;  // a set of Access bits
+    bool may(Access access) const {
+        return access == Access::open || (scopes & static_cast<std::uint8_t>(access)) != 0;
+    }
+};
+
+// Maps (method, path) to a handler. Patterns are literal segments and whole-segment
+// parameters: "/v1/inventory/{sku}/receipts". Where several patterns match a path, the one
+// with a literal earlier wins ("/v1/orders/summary" over "/v1/orders/{order_id}").
+// Built once before the server starts; match() is const and safe from any thread.
+//
+// A path has one spelling: match() decodes each segment once and refuses (Kind::malformed)
+// a path with an empty segment ("//v1", a trailing '/'), a dot segment in any spelling ("."
+// "..", "%2e"), a malformed escape, or a segment that decodes to a '/', a '\\' or a control
+// character. Everything else that reaches a handler went through exactly one route, so the
+// route's access is the whole truth about what the request needs.
+class Router {
+   public:
+    // Throws std::invalid_argument for a malformed pattern or a duplicate (method, pattern).
+    void add(std::string method, std::string pattern, Access access, Handler handler);
+
+    struct Match {
+        enum class Kind { found, not_found, method_not_allowed, malformed };
+        Kind kind = Kind::not_found;
+        const Handler* handler = nullptr;           // set when found; owned by the router
+        std::string route;                          // set when found
+        std::map<std::string, std::string> params;  // set when found
+        std::vector<std::string> allowed;           // set when method_not_allowed, sorted
+        // found: the route's; method_not_allowed: open when some method on the path is open,
+        // else the access of one of them.
+        Access access = Access::open;
+        std::string malformed;  // set when malformed: what is wrong with the path
+    };
+    // `path` is percent-encoded, as in Request::path.
+    Match match(std::string_view method, std::string_view path) const;
+
+    // Every route in registration order, for checking the OpenAPI description.
+    struct Listed {
+        std::string method;
+        std::string pattern;
+        Access access;
+        bool operator==(const Listed&) const = default;
+    };
+    std::vector<Listed> routes() const;
+
+   private:
+    struct Segment {
+        std::string text;  // the literal, or the parameter's name
+        bool parameter = false;
+    };
+    struct Route {
+        std::string method;
+        std::string pattern;
+        std::vector<Segment> segments;
+        Access access;
+        Handler handler;
+    };
+    std::vector<Route> routes_;
+};
+
+// The server's access decision, made once per request after routing, on the decoded route.
+// `tokens_required`: the server was given tokens; `caller`: whom the request's token names,
+// null when it carried none or an unknown one. A path that matches no route (or is malformed)
+// needs some valid token, so that routes are not revealed to strangers; a 405 is told freely
+// only on a path with an open route.
+enum class Verdict { allowed, unauthenticated, forbidden };
+Verdict decide_access(const Router::Match& match, bool tokens_required, const Caller* caller);
+
+// Splits a request target into its path (still encoded) and decoded query. nullopt when the
+// query or an absolute-form target is malformed.
+struct Target {
+    std::string path;
+    std::map<std::string, std::string> query;
+};
+std::optional<Target> parse_target(std::string_view target);
+
+// Percent-decodes one path segment; nullopt for a malformed escape.
+std::optional<std::string> decode_segment(std::string_view segment);
+
+}  // namespace ordo::platform::http
