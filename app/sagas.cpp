@@ -1,4 +1,3 @@
-#include <cmath>
 #include <thread>
 
 #include <pqxx/pqxx>
@@ -16,6 +15,7 @@
 #include "projections/runtime.hpp"
 #include "projections/traced.hpp"
 #include "sagas/intake.hpp"
+#include "sagas/pg_schedule.hpp"
 #include "sagas/runner.hpp"
 
 namespace ordo::app {
@@ -95,7 +95,10 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     runner_options.workers = options.workers;
     runner_options.policy.step_timeout_ms = options.step_timeout_ms;
     runner_options.policy.fulfillment_timeout_ms = options.fulfillment_timeout_ms;
-    sagas::Runner runner{runner_options, pool, bus, &notifier, clock, log.with_component("saga"),
+    // The runner's appends wake whoever waits for appends, as the command side's do.
+    eventstore::EventStore store{pool, &notifier};
+    sagas::PgSchedule schedule{pool};
+    sagas::Runner runner{runner_options, store, schedule, bus, clock, log.with_component("saga"),
                          registry};
 
     std::vector<std::unique_ptr<projections::Projection>> feeds;
@@ -117,29 +120,9 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     // has committed.
     intake.on_batch_committed([&notifier] { notifier.signal(); });
 
-    // From the due index, so every runner reports the same figure whatever it processed:
-    // sagas still running (one per order), and how late the most overdue one is — a saga
-    // due but not taken up means no runner is making progress.
-    auto schedule_figure = [&pool](const char* sql) {
-        return [&pool, sql]() -> double {
-            try {
-                return pool.transact<pqxx::read_transaction>(
-                    [&](auto& tx) { return tx.exec1(sql)[0].template as<double>(); });
-            } catch (const std::exception&) {
-                return std::nan("");
-            }
-        };
-    };
-    registry.gauge_callback(
-        "ordo_sagas_running", "Sagas (orders) not yet ended", {},
-        schedule_figure("SELECT count(*) FROM ordo.saga_schedule WHERE stream_id LIKE "
-                        "'saga.fulfillment-%' OR stream_id LIKE 'orders.fulfillment-%'"));
-    registry.gauge_callback(
-        "ordo_saga_overdue_seconds",
-        "How long the most overdue saga process has waited for a runner (0: none overdue)", {},
-        schedule_figure("SELECT coalesce(extract(epoch FROM max(now() - due_at)), 0) FROM "
-                        "ordo.saga_schedule WHERE due_at < now() AND (leased_until IS NULL OR "
-                        "leased_until < now())"));
+    // Sagas still running (one per order), and how late the most overdue one is: a saga due
+    // but not taken up means no runner is making progress.
+    schedule.register_metrics(registry);
 
     platform::http::Router router;
     platform::add_service_routes(router, registry, pool, nats);

@@ -7,6 +7,8 @@
 
 #include "eventstore/event_store.hpp"
 #include "platform/core/errors.hpp"
+#include "sagas/pg_schedule.hpp"
+#include "sagas/process_stream.hpp"
 
 namespace ordo::sagas {
 namespace {
@@ -82,10 +84,7 @@ class Intake final : public projections::Projection {
             }
             // Ids derived from the source event: a repeat is recognised and appends nothing.
             eventstore::EventStore::append(txn, stream, eventstore::ExpectedVersion::any(), batch);
-            txn.exec_params(
-                "INSERT INTO ordo.saga_schedule (stream_id, due_at) VALUES ($1, now()) "
-                "ON CONFLICT (stream_id) DO UPDATE SET due_at = now()",
-                stream);
+            PgSchedule::mark_due(txn, stream);
         }
     }
 
@@ -115,6 +114,7 @@ class SagaViewProjection final : public projections::Projection {
             id->kind == ProcessKind::kFulfillment ? Mode::kOrchestration : Mode::kChoreography;
         std::vector<std::pair<ProcessKind, State>> processes;
         std::int64_t version = 0;
+        eventstore::PgSession session{txn};
         const auto kinds =
             mode == Mode::kOrchestration
                 ? std::vector<ProcessKind>{ProcessKind::kFulfillment}
@@ -123,23 +123,11 @@ class SagaViewProjection final : public projections::Projection {
         for (auto kind : kinds) {
             const auto stream = stream_of(kind, id->order_id);
             // Up to the event being applied for its own stream: the view follows the log.
-            const auto limit = kind == id->kind ? e.version : std::int64_t{1} << 62;
-            State state;
-            bool any = false;
-            for (std::int64_t from = 1; from <= limit;) {
-                auto batch = eventstore::EventStore::read_stream(txn, stream, from, 500);
-                for (const auto& r : batch) {
-                    if (r.version > limit) break;
-                    if (auto event = decode(r.type, r.payload)) {
-                        state = evolve(std::move(state), *event);
-                    }
-                    version += 1;
-                    any = true;
-                    from = r.version + 1;
-                }
-                if (batch.size() < 500) break;
-            }
-            if (any) processes.emplace_back(kind, std::move(state));
+            LoadOptions up_to_applied{.unreadable = Unreadable::kSkip};
+            if (kind == id->kind) up_to_applied.up_to = e.version;
+            auto loaded = load_process(session, stream, up_to_applied);
+            version += loaded.version;
+            if (loaded.version > 0) processes.emplace_back(kind, std::move(loaded.state));
         }
         auto view = saga_view(mode, id->order_id, processes);
         txn.exec_params("INSERT INTO " + schema_ +

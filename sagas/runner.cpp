@@ -2,11 +2,8 @@
 
 #include <algorithm>
 #include <future>
-#include <map>
 #include <random>
 #include <thread>
-
-#include <pqxx/pqxx>
 
 #include "domain/overloaded.hpp"
 #include "eventstore/append_notifier.hpp"
@@ -14,6 +11,7 @@
 #include "platform/core/metrics.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/pg/pg.hpp"
+#include "sagas/process_stream.hpp"
 
 namespace ordo::sagas {
 namespace {
@@ -22,14 +20,7 @@ std::int64_t to_ms(platform::Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-// A process as loaded: its state, version, and what its events' metadata carries on.
-struct Loaded {
-    State state;
-    std::int64_t version = 0;
-    eventstore::Metadata origin;                      // of its first event: trace, correlation
-    std::string last_event_id;                        // causation for what comes next
-    std::map<std::string, std::string> scheduled_by;  // step -> id of its StepScheduled event
-};
+using Loaded = LoadedProcess;
 
 // Per-kind outcome counters: the saga metrics count one per order, so in choreography
 // they follow the orders reactor, which decides the order's fate.
@@ -45,9 +36,9 @@ struct Outcomes {
 
 struct Runner::Impl {
     RunnerOptions options;
-    platform::pg::Pool& pool;
+    eventstore::Store& store;
+    ProcessSchedule& schedule;
     CommandBus& bus;
-    eventstore::AppendNotifier* notifier;
     const platform::Clock& clock;
     platform::Logger log;
     Outcomes outcomes;
@@ -59,12 +50,12 @@ struct Runner::Impl {
     platform::metrics::Counter& parked;
     platform::metrics::Counter& lost_leases;
 
-    Impl(RunnerOptions o, platform::pg::Pool& p, CommandBus& b, eventstore::AppendNotifier* n,
+    Impl(RunnerOptions o, eventstore::Store& st, ProcessSchedule& sc, CommandBus& b,
          const platform::Clock& c, platform::Logger l, platform::metrics::Registry& m)
         : options{std::move(o)},
-          pool{p},
+          store{st},
+          schedule{sc},
           bus{b},
-          notifier{n},
           clock{c},
           log{std::move(l)},
           outcomes{m.counter("ordo_sagas_started_total", "Sagas started"),
@@ -94,74 +85,27 @@ struct Runner::Impl {
 
     std::int64_t now_ms() const { return to_ms(clock.now()); }
 
-    // A claimed process and the lease that makes it this runner's.
-    struct Claim {
-        std::string stream;
-        std::string lease;  // leased_until, as the database wrote it
-        std::chrono::steady_clock::time_point taken = std::chrono::steady_clock::now();
+    // A claimed process, and when its lease was last taken or renewed.
+    struct Held {
+        Claim claim;
+        std::chrono::steady_clock::time_point taken;
     };
 
     // Extends the lease once a third of it has passed, so a long process (many rounds, slow
     // commands) stays this runner's as long as no round takes two thirds of the lease;
     // false when another runner took it over meanwhile.
-    bool keep_lease(Claim& claim) {
-        const auto now = std::chrono::steady_clock::now();
-        if (now - claim.taken < options.lease / 3) return true;
-        auto renewed = pool.transact([&](pqxx::work& txn) {
-            return txn.exec_params(
-                "UPDATE ordo.saga_schedule SET leased_until = clock_timestamp() + "
-                "make_interval(secs => $3) WHERE stream_id = $1 AND leased_until = "
-                "$2::timestamptz RETURNING leased_until::text",
-                claim.stream, claim.lease, static_cast<double>(options.lease.count()));
-        });
-        if (renewed.empty()) return false;
-        claim.lease = renewed[0][0].as<std::string>();
-        claim.taken = now;
+    bool keep_lease(Held& held) {
+        const auto now = clock.steady_now();
+        if (now - held.taken < options.lease / 3) return true;
+        if (!schedule.renew(held.claim, options.lease)) return false;
+        held.taken = now;
         return true;
     }
 
-    // Due and lease times are the database's clock, the one the intake writes with.
-    std::vector<Claim> claim() {
-        return pool.transact([&](pqxx::work& txn) {
-            std::vector<Claim> claims;
-            for (const auto& row : txn.exec_params(
-                     "UPDATE ordo.saga_schedule SET leased_until = clock_timestamp() + "
-                     "make_interval(secs => $2) WHERE stream_id IN (SELECT stream_id FROM "
-                     "ordo.saga_schedule WHERE due_at <= now() AND (leased_until IS NULL OR "
-                     "leased_until < now()) ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
-                     "RETURNING stream_id, leased_until::text",
-                     static_cast<long>(options.claim_batch),
-                     static_cast<double>(options.lease.count()))) {
-                claims.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
-            }
-            return claims;
-        });
-    }
-
+    // One read transaction, as the fold pages through the stream.
     Loaded load(const std::string& stream) {
-        return pool.transact<pqxx::read_transaction>([&](auto& txn) {
-            Loaded loaded;
-            for (std::int64_t from = 1;;) {
-                auto batch = eventstore::EventStore::read_stream(txn, stream, from, 500);
-                for (const auto& e : batch) {
-                    if (loaded.version == 0) loaded.origin = e.metadata;
-                    loaded.version = e.version;
-                    loaded.last_event_id = e.event_id;
-                    auto event = decode(e.type, e.payload);
-                    if (!event) {
-                        throw platform::InvalidInput("undecodable event " + e.type + " at " +
-                                                     stream + "@" + std::to_string(e.version));
-                    }
-                    if (const auto* s = std::get_if<StepScheduled>(&*event)) {
-                        loaded.scheduled_by[s->name] = e.event_id;
-                    }
-                    loaded.state = evolve(std::move(loaded.state), *event);
-                }
-                if (batch.size() < 500) break;
-                from = loaded.version + 1;
-            }
-            return loaded;
-        });
+        return store.transact(
+            [&](eventstore::Session& session) { return load_process(session, stream); });
     }
 
     eventstore::Metadata metadata(const Loaded& loaded, const std::string& causation) const {
@@ -182,24 +126,16 @@ struct Runner::Impl {
         }
         eventstore::AppendResult result;
         try {
-            result = pool.transact([&](pqxx::work& txn) {
-                return eventstore::EventStore::append(
-                    txn, stream, eventstore::ExpectedVersion::exact(loaded.version), batch);
-            });
+            result =
+                store.append(stream, eventstore::ExpectedVersion::exact(loaded.version), batch);
         } catch (const eventstore::ConcurrencyConflict&) {
             conflicts.inc();
             return false;
         }
-        if (notifier) notifier->signal();
         for (std::size_t i = 0; i < events.size(); ++i) {
-            if (const auto* s = std::get_if<StepScheduled>(&events[i])) {
-                loaded.scheduled_by[s->name] = batch[i].event_id;
-            }
-            loaded.state = evolve(std::move(loaded.state), events[i]);
+            loaded.apply(events[i], batch[i].event_id, batch[i].metadata,
+                         result.first_version + static_cast<std::int64_t>(i));
         }
-        if (loaded.version == 0) loaded.origin = batch.front().metadata;
-        loaded.version = result.last_version;
-        loaded.last_event_id = batch.back().event_id;
         return true;
     }
 
@@ -302,14 +238,14 @@ struct Runner::Impl {
     // Runs one process until nothing is due now; returns the version it ended at and when
     // it next needs attention. Stops early if the lease was lost: the process is another
     // runner's then, and rescheduling it is too.
-    std::pair<std::int64_t, std::optional<std::int64_t>> process(Claim& claim) {
-        const auto& stream = claim.stream;
+    std::pair<std::int64_t, std::optional<std::int64_t>> process(Held& held) {
+        const auto& stream = held.claim.stream;
         const auto id = parse_stream(stream);
         if (!id) throw platform::InvalidInput("not a process stream: " + stream);
         auto loaded = load(stream);
         for (int round = 0;; ++round) {
             if (round > 200) return {loaded.version, now_ms() + 1000};  // let others run
-            if (!keep_lease(claim)) {
+            if (!keep_lease(held)) {
                 lost_leases.inc();
                 return {loaded.version, std::nullopt};
             }
@@ -341,68 +277,35 @@ struct Runner::Impl {
         }
     }
 
-    // Files the next wake-up; a process that got new events meanwhile is due at once. Only
-    // while the lease is still this runner's: a runner that overran its lease leaves the
-    // row to the one that took it over.
+    // Files the next wake-up as a delay from now: the schedule's clock decides when a
+    // process is due, so a runner whose clock is off neither spins on it nor wakes it late.
     void reschedule(const Claim& claim, std::int64_t version, std::optional<std::int64_t> wake_ms) {
-        pool.transact([&](pqxx::work& txn) {
-            auto ours = txn.exec_params(
-                "SELECT 1 FROM ordo.saga_schedule WHERE stream_id = $1 AND leased_until = "
-                "$2::timestamptz FOR UPDATE",
-                claim.stream, claim.lease);
-            if (ours.empty()) return;
-            const auto current = eventstore::PgSession{txn}.stream_version(claim.stream);
-            const bool moved = current != 0 && current != version;
-            if (moved) {
-                txn.exec_params(
-                    "UPDATE ordo.saga_schedule SET due_at = now(), leased_until = NULL WHERE "
-                    "stream_id = $1",
-                    claim.stream);
-            } else if (wake_ms) {
-                // As a delay from now on the database's clock, which decides when a row is
-                // due: a runner whose clock is off neither spins on a row nor wakes it late.
-                const auto delay_ms = std::max<std::int64_t>(0, *wake_ms - now_ms());
-                txn.exec_params(
-                    "UPDATE ordo.saga_schedule SET due_at = now() + make_interval(secs => "
-                    "$2::float8 / 1000), leased_until = NULL WHERE stream_id = $1",
-                    claim.stream, delay_ms);
-            } else {
-                txn.exec_params("DELETE FROM ordo.saga_schedule WHERE stream_id = $1",
-                                claim.stream);
-            }
-        });
-    }
-
-    // Takes a process that failed out of the way for `delay`, so the others go on.
-    void set_aside(const Claim& claim, std::chrono::seconds delay) {
-        pool.transact([&](pqxx::work& txn) {
-            txn.exec_params(
-                "UPDATE ordo.saga_schedule SET due_at = now() + make_interval(secs => $3), "
-                "leased_until = NULL WHERE stream_id = $1 AND leased_until = $2::timestamptz",
-                claim.stream, claim.lease, static_cast<double>(delay.count()));
-        });
+        std::optional<std::chrono::milliseconds> wake_in;
+        if (wake_ms) wake_in = std::chrono::milliseconds{*wake_ms - now_ms()};
+        schedule.reschedule(claim, version, wake_in);
     }
 
     std::size_t run_due() {
-        auto claims = claim();
+        auto claims = schedule.claim(options.claim_batch, options.lease);
         for (auto& claim : claims) {
+            Held held{claim, clock.steady_now()};
             try {
-                auto [version, wake] = process(claim);
-                reschedule(claim, version, wake);
+                auto [version, wake] = process(held);
+                reschedule(held.claim, version, wake);
             } catch (const std::exception& e) {
                 const bool transient = platform::pg::classify(std::current_exception()) ==
                                        platform::FailureKind::transient;
                 if (transient) {
                     log.warn("saga process failed; it will be tried again",
                              {{"stream", claim.stream}, {"error", e.what()}});
-                    set_aside(claim, std::chrono::seconds(1));
+                    schedule.set_aside(held.claim, std::chrono::seconds(1));
                 } else {
                     // A process that cannot be read or run needs an operator: it is parked
                     // and tried again hourly.
                     log.error("saga process cannot be run; parked",
                               {{"stream", claim.stream}, {"error", e.what()}});
                     parked.inc();
-                    set_aside(claim, std::chrono::hours(1));
+                    schedule.set_aside(held.claim, std::chrono::hours(1));
                 }
             }
         }
@@ -437,10 +340,10 @@ struct Runner::Impl {
     }
 };
 
-Runner::Runner(RunnerOptions options, platform::pg::Pool& pool, CommandBus& bus,
-               eventstore::AppendNotifier* notifier, const platform::Clock& clock,
-               platform::Logger log, platform::metrics::Registry& metrics)
-    : impl_{std::make_unique<Impl>(std::move(options), pool, bus, notifier, clock, std::move(log),
+Runner::Runner(RunnerOptions options, eventstore::Store& store, ProcessSchedule& schedule,
+               CommandBus& bus, const platform::Clock& clock, platform::Logger log,
+               platform::metrics::Registry& metrics)
+    : impl_{std::make_unique<Impl>(std::move(options), store, schedule, bus, clock, std::move(log),
                                    metrics)} {}
 
 Runner::~Runner() = default;

@@ -7,21 +7,18 @@
 #include <string>
 
 #include "domain/commands.hpp"
-#include "eventstore/event_store.hpp"
+#include "eventstore/store.hpp"
 #include "platform/core/clock.hpp"
 #include "platform/core/log.hpp"
 #include "sagas/fulfillment.hpp"
+#include "sagas/schedule.hpp"
 
-namespace ordo::platform::pg {
-class Pool;
-}
 namespace ordo::platform::metrics {
 class Registry;
 }
 namespace ordo::eventstore {
-class AppendNotifier;
 class AppendListener;
-}  // namespace ordo::eventstore
+}
 
 namespace ordo::sagas {
 
@@ -57,18 +54,20 @@ struct RunnerOptions {
 };
 
 // Runs the processes that are due: the ones the intake woke up, the ones with a retry due
-// and the ones with a deadline. Due processes sit in ordo.saga_schedule; any number of
-// runners (threads, processes) claim them with FOR UPDATE SKIP LOCKED and a lease, so
-// they share the work and a crashed runner's processes are picked up when its lease ends.
+// and the ones with a deadline. Due processes sit in the schedule; any number of runners
+// (threads, processes) claim them with a lease, so they share the work and a crashed
+// runner's processes are picked up when its lease ends.
 //
-// Processing one process: load its stream, fold, append what `advance` decides (with the
-// expected version: a concurrent writer makes it start over), send the due steps'
-// commands in parallel with ids `<stream>/<step>/<attempt>`, append their outcomes, and
-// repeat until nothing is due now; then file the next wake-up time.
+// Processing one process: load its stream from the store, fold, append what `advance`
+// decides (with the expected version: a concurrent writer makes it reload), send the due
+// steps' commands in parallel with ids `<stream>/<step>/<attempt>`, append their outcomes,
+// and repeat until nothing is due now; then file the next wake-up time.
 class Runner {
    public:
-    Runner(RunnerOptions options, platform::pg::Pool& pool, CommandBus& bus,
-           eventstore::AppendNotifier* notifier, const platform::Clock& clock, platform::Logger log,
+    // `store`, `schedule`, `bus`, `clock` and `metrics` must outlive the runner. Whoever
+    // waits for appends hears of the runner's through the store.
+    Runner(RunnerOptions options, eventstore::Store& store, ProcessSchedule& schedule,
+           CommandBus& bus, const platform::Clock& clock, platform::Logger log,
            platform::metrics::Registry& metrics);
     ~Runner();
 

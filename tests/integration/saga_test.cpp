@@ -12,6 +12,7 @@
 #include "platform/core/trace.hpp"
 #include "platform/pg/pg.hpp"
 #include "sagas/intake.hpp"
+#include "sagas/pg_schedule.hpp"
 #include "sagas/runner.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/saga_stack.hpp"
@@ -292,8 +293,12 @@ TEST(SagaRunner, ALongProcessKeepsItsLeaseAndNoOtherRunnerSendsItsCommands) {
             : pool{{.url = db.sagas_url(),
                     .size = 4,
                     .preparers = {&eventstore::EventStore::prepare}}},
+              store{pool},
+              schedule{pool},
               bus{std::move(b)} {}
         platform::pg::Pool pool;
+        eventstore::EventStore store;
+        sagas::PgSchedule schedule;
         SlowBus bus;
         platform::metrics::Registry metrics;
         std::unique_ptr<sagas::Runner> runner;
@@ -301,7 +306,7 @@ TEST(SagaRunner, ALongProcessKeepsItsLeaseAndNoOtherRunnerSendsItsCommands) {
     };
     auto start = [&](const std::string& name) {
         auto i = std::make_unique<Instance>(db, SlowBus{name, kDelay, sent, mutex});
-        i->runner = std::make_unique<sagas::Runner>(options, i->pool, i->bus, nullptr, clock,
+        i->runner = std::make_unique<sagas::Runner>(options, i->store, i->schedule, i->bus, clock,
                                                     platform::Logger::null_logger(), i->metrics);
         i->thread = std::thread{[&stop, r = i->runner.get()] { r->run(stop); }};
         return i;
@@ -388,10 +393,12 @@ TEST(SagaRunner, ACommandTheCommandSideWouldNotStartIsNoAttempt) {
     options.policy.settlements.max_attempts = 1;
     platform::pg::Pool pool{
         {.url = db.sagas_url(), .size = 4, .preparers = {&eventstore::EventStore::prepare}}};
+    eventstore::EventStore store{pool};
+    sagas::PgSchedule schedule{pool};
     OverloadedBus bus{3};
     platform::metrics::Registry metrics;
     platform::SystemClock clock;
-    sagas::Runner runner{options, pool, bus, nullptr, clock, platform::Logger::null_logger(),
+    sagas::Runner runner{options, store, schedule, bus, clock, platform::Logger::null_logger(),
                          metrics};
     std::atomic<bool> stop{false};
     std::thread thread{[&] { runner.run(stop); }};
