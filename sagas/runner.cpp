@@ -20,8 +20,6 @@ std::int64_t to_ms(platform::Clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
-using Loaded = LoadedProcess;
-
 // Per-kind outcome counters: the saga metrics count one per order, so in choreography
 // they follow the orders reactor, which decides the order's fate.
 struct Outcomes {
@@ -102,13 +100,14 @@ struct Runner::Impl {
         return true;
     }
 
-    // One read transaction, as the fold pages through the stream.
-    Loaded load(const std::string& stream) {
+    // Folds the stream in a session of its own. No stream lock: the append's expected
+    // version catches a writer that got in between.
+    LoadedProcess load(const std::string& stream) {
         return store.transact(
             [&](eventstore::Session& session) { return load_process(session, stream); });
     }
 
-    eventstore::Metadata metadata(const Loaded& loaded, const std::string& causation) const {
+    eventstore::Metadata metadata(const LoadedProcess& loaded, const std::string& causation) const {
         eventstore::Metadata m = loaded.origin;  // the trace whole: ids, flags, tracestate
         m.causation_id = causation;
         m.command_id.clear();
@@ -118,7 +117,7 @@ struct Runner::Impl {
 
     // Appends at the loaded version and folds the events into `loaded`, so the next round
     // needs no reload; false when another writer got there first.
-    bool append(const std::string& stream, Loaded& loaded, const Events& events) {
+    bool append(const std::string& stream, LoadedProcess& loaded, const Events& events) {
         std::vector<eventstore::NewEvent> batch;
         for (const auto& e : events) {
             batch.push_back({platform::new_uuid(), event_type(e), encode_payload(e),
@@ -140,7 +139,8 @@ struct Runner::Impl {
     }
 
     // `fresh`: the process had decided nothing before these events.
-    void count_outcome(ProcessKind kind, const Loaded& process, const Events& events, bool fresh) {
+    void count_outcome(ProcessKind kind, const LoadedProcess& process, const Events& events,
+                       bool fresh) {
         // One count per order: the orchestrator, or the orders reactor in choreography.
         if (kind != ProcessKind::kFulfillment && kind != ProcessKind::kOrders) return;
         if (fresh && std::any_of(events.begin(), events.end(), [](const Event& e) {
@@ -180,7 +180,8 @@ struct Runner::Impl {
     };
 
     // Sends the due steps' commands at once and returns their outcomes as events.
-    Sent attempt(const std::string& stream, const Loaded& loaded, const std::vector<Step>& due) {
+    Sent attempt(const std::string& stream, const LoadedProcess& loaded,
+                 const std::vector<Step>& due) {
         thread_local std::mt19937_64 rng{std::random_device{}()};
         std::uniform_real_distribution<double> jitter{0.0, 1.0};
         std::vector<std::future<domain::CommandOutcome>> sent;
