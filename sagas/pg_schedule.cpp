@@ -2,6 +2,7 @@
 // and the schedule's gauges.
 #include "sagas/pg_schedule.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include <pqxx/pqxx>

@@ -35,7 +35,8 @@ class PgSchedule final : public ProcessSchedule {
     void set_aside(const Claim& claim, std::chrono::seconds delay) override;
 
     // Gauges read from the due index, so every runner reports the same figures whatever it
-    // processed: ordo_sagas_running, ordo_saga_overdue_seconds.
+    // processed: ordo_sagas_running, ordo_saga_overdue_seconds. The gauges read through this
+    // schedule: it must outlive every scrape of `registry`.
     void register_metrics(platform::metrics::Registry& registry);
 
    private:

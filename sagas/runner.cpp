@@ -288,8 +288,11 @@ struct Runner::Impl {
 
     std::size_t run_due() {
         auto claims = schedule.claim(options.claim_batch, options.lease);
+        // Every lease of the batch was taken now: a process that waits for the ones before
+        // it is checked (and renewed) before it runs once a third of its lease has passed.
+        const auto claimed_at = clock.steady_now();
         for (auto& claim : claims) {
-            Held held{claim, clock.steady_now()};
+            Held held{claim, claimed_at};
             try {
                 auto [version, wake] = process(held);
                 reschedule(held.claim, version, wake);

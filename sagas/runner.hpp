@@ -74,8 +74,8 @@ class Runner {
     // Runs `workers` threads until `stop` is set; survives database outages.
     void run(const std::atomic<bool>& stop);
 
-    // Claims and runs one batch of due processes; returns how many. Throws when the store
-    // or the schedule fails (a process that fails is set aside instead).
+    // Claims and runs one batch of due processes; returns how many. A process that fails is
+    // set aside (or parked); throws only when the schedule fails to claim or set aside.
     std::size_t run_due();
 
    private:

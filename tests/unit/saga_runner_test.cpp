@@ -82,11 +82,12 @@ class SagaRunnerOnMemory : public ::testing::Test {
    protected:
     SagaRunnerOnMemory() { options_.workers = 1; }
 
-    // given: the intake saw OrderPlaced for o-1 (one line of sku-1) and marked its process
-    // due, as it does in the projection runtime's transaction.
-    void place() {
+    // given: OrderPlaced for the order (one line of sku-1) became its process's first events
+    // and marked the process due, as the intake does (here in two steps, not one
+    // transaction: the runner cannot tell).
+    void place(const std::string& order_id = "o-1") {
         const nlohmann::json placed{
-            {"order_id", "o-1"},
+            {"order_id", order_id},
             {"customer_id", "c-1"},
             {"account_id", "a-1"},
             {"lines", {{{"sku", "sku-1"}, {"quantity", 1}, {"unit_price", 5}}}},
@@ -305,6 +306,28 @@ TEST_F(SagaRunnerOnMemory, ARunnerWhoseLeaseAnotherTookStopsWithoutRescheduling)
     ASSERT_TRUE(row.has_value());
     EXPECT_EQ(row->leased_until, clock_.now() + options_.lease);
     EXPECT_TRUE(schedule_.renew(*taken_over, options_.lease));
+}
+
+TEST_F(SagaRunnerOnMemory, ProcessesClaimedTogetherAreFencedFromTheClaimOn) {
+    options_.claim_batch = 2;
+    std::vector<Claim> taken_over;
+    // While o-1's first commands are out, both leases pass and another runner claims both.
+    bus_.on_send = [&](const std::string& id) {
+        if (id != kStream + "/authorize/1") return;
+        clock_.advance(options_.lease + 1s);
+        taken_over = schedule_.claim(2, options_.lease);
+    };
+    place("o-1");
+    clock_.advance(1ms);  // o-1 is the older: claimed and run first
+    place("o-2");
+    EXPECT_EQ(runner().run_due(), 2u);
+
+    ASSERT_EQ(taken_over.size(), 2u);
+    // o-2 waited its turn under a lease that ran out meanwhile: the runner checks before it
+    // runs it, finds it lost, and leaves it to the other runner.
+    EXPECT_EQ(counter("ordo_saga_leases_lost_total"), 2);
+    for (const auto& id : bus_.sent())
+        EXPECT_EQ(id.rfind("saga.fulfillment-o-2/", 0), std::string::npos) << id;
 }
 
 TEST(MemorySchedule, ALeasedProcessIsNotClaimedAgainUntilItsLeasePasses) {
