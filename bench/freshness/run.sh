@@ -95,8 +95,14 @@ freshness() {  # freshness <phase name>: the client's figures, then the hop tabl
 results=()
 tables=()
 peak=$(wrk_receipts 16 "$peak_seconds")
-# The projector and relay catch up on the peak's events before the idle phase.
-sleep 3
+# The relay and the projector catch up on the peak's events before the idle phase: every
+# projection partition at the head of the log (an idle partition moves up to it).
+caught_up="SELECT (SELECT coalesce(max(global_position), 0) FROM ordo.events) <=
+    (SELECT coalesce(min(global_position), 0) FROM ordo.projection_checkpoints)"
+for _ in $(seq 600); do
+    [[ $(psql "$(db_url "$ORDO_MIGRATOR_URL")" -qAtc "$caught_up") == t ]] && break
+    sleep 0.5
+done
 freshness idle
 # About half the peak: 16 connections, each pausing so that 16 / (pause + latency) is near
 # peak / 2 (wrk paces by a pause per connection, not by rate).
