@@ -459,7 +459,8 @@ Response QueryService::guarded(const platform::TraceContext& trace,
 Response QueryService::serve(const Request& request, const std::optional<Checkpoint>& token,
                              std::chrono::milliseconds wait, const Reads& reads,
                              std::function<Response()> answer) {
-    // Most tokens have passed already: only a request that must wait is parked.
+    // A read with a token observes how long its token took to pass, checked at once or
+    // parked; reads that time out are not observed (they are answered 503).
     const auto arrived = std::chrono::steady_clock::now();
     auto observe_wait = [token_wait = token_wait_, arrived] {
         if (token_wait) {
@@ -467,6 +468,7 @@ Response QueryService::serve(const Request& request, const std::optional<Checkpo
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count());
         }
     };
+    // Most tokens have passed already: only a request that must wait is parked.
     std::optional<bool> passed;
     if (token) {
         auto checked = guarded(request.trace, [&] {
