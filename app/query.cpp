@@ -40,7 +40,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
     // Requests waiting for a consistency token are parked without a worker (up to the
     // service's bound), so a worker per connection serves every read.
-    query::QueryService service{pool, partitions, log};
+    query::QueryService service{pool, partitions, log, query::QueryService::kMaxWaiting, &registry};
 
     platform::http::Router router;
     service.register_routes(router);

@@ -3,12 +3,16 @@
 #include "projections/checkpointed_batch.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
 #include "platform/core/errors.hpp"
+#include "platform/core/hops.hpp"
 #include "platform/core/metrics.hpp"
 #include "projections/live_feed.hpp"
 
@@ -54,6 +58,21 @@ struct CheckpointedBatch::Impl {
     platform::metrics::Counter& applied_store;
     platform::metrics::Counter& applied_live;
     platform::metrics::Counter& dead_lettered;
+    platform::metrics::Registry& metrics;
+
+    // From each applied event's recorded_at (its transaction's start) to the commit of the
+    // batch that applied it: the time to visible through this projection.
+    void observe_committed(const Slot& slot, const char* source,
+                           const std::vector<std::string>& recorded_at) {
+        if (recorded_at.empty()) return;
+        auto& hop =
+            platform::metrics::hop(metrics, "projector_committed",
+                                   {{"projection", slot.projection->name()}, {"source", source}});
+        const auto now = std::chrono::system_clock::now();
+        for (const auto& at : recorded_at) {
+            if (auto age = platform::metrics::seconds_since(at, now)) hop.observe(*age);
+        }
+    }
 
     Checkpoint lock_checkpoint(pqxx::transaction_base& txn, const Slot& slot) {
         const auto name = slot.projection->name();
@@ -90,21 +109,29 @@ CheckpointedBatch::CheckpointedBatch(platform::pg::Pool& pool, const LiveFeed& l
                      metrics.counter("ordo_projection_events_applied_total",
                                      "Events applied to read models", {{"source", "live"}}),
                      metrics.counter("ordo_projection_dead_letters_total",
-                                     "Poison events parked in ordo.dead_letters")}} {}
+                                     "Poison events parked in ordo.dead_letters"),
+                     metrics}} {}
 
 CheckpointedBatch::~CheckpointedBatch() = default;
 
 std::size_t CheckpointedBatch::apply_next(Slot& slot) {
     auto& d = *impl_;
-    return d.pool.transact([&](pqxx::work& txn) -> std::size_t {
+    std::vector<std::string> applied_at;  // recorded_at of the events applied
+    const char* source = "live";
+    auto applied = d.pool.transact([&](pqxx::work& txn) -> std::size_t {
+        applied_at.clear();
         // The checkpoint row, locked: a batch commits only over the checkpoint it read,
         // so an instance that lost the slot mid-batch cannot apply it a second time.
         const Checkpoint at = d.lock_checkpoint(txn, slot);
         slot.at = at;
         auto run = d.live.run(slot.partition, at, slot.batch);
         if (!run.events.empty()) {
+            source = "live";
             for (const auto& event : run.events) {
-                if (handles(*slot.projection, event)) slot.projection->apply(txn, event);
+                if (handles(*slot.projection, event)) {
+                    slot.projection->apply(txn, event);
+                    applied_at.push_back(event.recorded_at);
+                }
             }
             d.save(txn, slot, run.events.back().checkpoint(), run.events.back().recorded_at);
             slot.idle = run.rest_empty;
@@ -116,10 +143,12 @@ std::size_t CheckpointedBatch::apply_next(Slot& slot) {
             txn, at, d.partitions, slot.partition, slot.projection->categories(), slot.batch);
         Checkpoint next = at;
         std::string last_event_at;
+        source = "store";
         for (const auto& event : rows) {
             slot.projection->apply(txn, event);
             next = event.checkpoint();
             last_event_at = event.recorded_at;
+            applied_at.push_back(event.recorded_at);
         }
         if (rows.size() < slot.batch && head && *head > next) next = *head;
         slot.idle = rows.size() < slot.batch;
@@ -128,6 +157,8 @@ std::size_t CheckpointedBatch::apply_next(Slot& slot) {
         d.applied_store.inc(static_cast<double>(rows.size()));
         return rows.size();
     });
+    d.observe_committed(slot, source, applied_at);
+    return applied;
 }
 
 std::size_t CheckpointedBatch::isolate(Slot& slot, DeadLetterPolicy policy) {

@@ -16,6 +16,7 @@
 
 #include "domain/ids.hpp"
 #include "platform/core/errors.hpp"
+#include "platform/core/hops.hpp"
 #include "platform/core/partition.hpp"
 #include "platform/core/utc_time.hpp"
 #include "platform/pg/pg.hpp"
@@ -347,10 +348,11 @@ json order_json(const pqxx::row& row) {
 }  // namespace
 
 QueryService::QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log,
-                           std::size_t max_waiting)
+                           std::size_t max_waiting, platform::metrics::Registry* metrics)
     : pool_{pool},
       partitions_{partitions},
       log_{std::move(log)},
+      token_wait_{metrics ? &platform::metrics::hop(*metrics, "query_token_wait") : nullptr},
       watch_{pool, partitions, max_waiting, log_.with_component("consistency")} {}
 
 void QueryService::prepare(pqxx::connection& conn) {
@@ -457,6 +459,15 @@ Response QueryService::guarded(const platform::TraceContext& trace,
 Response QueryService::serve(const Request& request, const std::optional<Checkpoint>& token,
                              std::chrono::milliseconds wait, const Reads& reads,
                              std::function<Response()> answer) {
+    // A read with a token observes how long its token took to pass, checked at once or
+    // parked; reads that time out are not observed (they are answered 503).
+    const auto arrived = std::chrono::steady_clock::now();
+    auto observe_wait = [token_wait = token_wait_, arrived] {
+        if (token_wait) {
+            token_wait->observe(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - arrived).count());
+        }
+    };
     // Most tokens have passed already: only a request that must wait is parked.
     std::optional<bool> passed;
     if (token) {
@@ -466,13 +477,16 @@ Response QueryService::serve(const Request& request, const std::optional<Checkpo
         });
         if (!passed) return checked;  // the check itself failed
     }
+    if (token && *passed) observe_wait();
     if (!token || *passed) return guarded(request.trace, answer);
 
     const auto deadline = std::chrono::steady_clock::now() + wait;
     return Response::later([this, reads, token = *token, deadline, wait, trace = request.trace,
-                            answer = std::move(answer)](const platform::http::Resume& resume) {
-        auto woken = [this, reads, token, wait, trace, answer,
-                      resume](ProgressWatch::Outcome outcome) {
+                            answer = std::move(answer),
+                            observe_wait](const platform::http::Resume& resume) {
+        auto woken = [this, reads, token, wait, trace, answer, resume,
+                      observe_wait](ProgressWatch::Outcome outcome) {
+            if (outcome == ProgressWatch::Outcome::passed) observe_wait();
             resume->resume([this, reads, token, wait, trace, answer, outcome] {
                 switch (outcome) {
                     case ProgressWatch::Outcome::passed:

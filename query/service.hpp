@@ -18,6 +18,10 @@
 namespace ordo::platform::pg {
 class Pool;
 }
+namespace ordo::platform::metrics {
+class Histogram;
+class Registry;
+}  // namespace ordo::platform::metrics
 
 namespace ordo::query {
 
@@ -36,8 +40,13 @@ namespace ordo::query {
 // once. Reads that need no wait never queue behind parked ones.
 class QueryService {
    public:
+    static constexpr std::size_t kMaxWaiting = 1024;
+
+    // With `metrics`, a read with a consistency token observes how long it waited for the
+    // token (hop "query_token_wait" of ordo_hop_seconds).
     QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log,
-                 std::size_t max_waiting = 1024);
+                 std::size_t max_waiting = kMaxWaiting,
+                 platform::metrics::Registry* metrics = nullptr);
 
     // Requests parked for a consistency token now.
     std::size_t waiting() const { return watch_.waiting(); }
@@ -73,7 +82,8 @@ class QueryService {
     platform::pg::Pool& pool_;
     int partitions_;
     platform::Logger log_;
-    ProgressWatch watch_;  // last: stopped before the rest goes
+    platform::metrics::Histogram* token_wait_;  // null without metrics
+    ProgressWatch watch_;                       // last: stopped before the rest goes
 };
 
 }  // namespace ordo::query

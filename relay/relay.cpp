@@ -2,8 +2,6 @@
 #include "relay/relay.hpp"
 
 #include <algorithm>
-#include <cstdio>
-#include <ctime>
 #include <optional>
 #include <thread>
 
@@ -12,6 +10,7 @@
 #include "eventstore/event_store.hpp"
 #include "eventstore/wire.hpp"
 #include "platform/core/errors.hpp"
+#include "platform/core/hops.hpp"
 #include "platform/core/partition.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/http/otlp.hpp"
@@ -41,17 +40,6 @@ bool pause(const std::atomic<bool>& stop, std::chrono::milliseconds duration) {
         std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(left, 50ms));
     }
     return false;
-}
-
-std::optional<std::chrono::system_clock::time_point> parse_recorded_at(const std::string& text) {
-    std::tm tm{};
-    int micros = 0;
-    int n = std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%6dZ", &tm.tm_year, &tm.tm_mon,
-                        &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &micros);
-    if (n < 6) return std::nullopt;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::microseconds(micros);
 }
 
 // A PRODUCER span for each published event that carries a trace: a child of the span that
@@ -131,7 +119,9 @@ struct Relay::Impl {
               labels)},
           leader_gauge{registry.gauge("ordo_relay_leader",
                                       "1 while this process holds the relay lock of the shard",
-                                      labels)} {
+                                      labels)},
+          read_hop{platform::metrics::hop(registry, "relay_read", labels)},
+          acked_hop{platform::metrics::hop(registry, "relay_acked", labels)} {
         if (options.instance.empty()) options.instance = "relay";
         pool.register_metrics(registry);
     }
@@ -158,6 +148,10 @@ struct Relay::Impl {
     platform::metrics::Gauge& lag_events;
     platform::metrics::Gauge& lag_seconds;
     platform::metrics::Gauge& leader_gauge;
+    // From an event's recorded_at (its transaction's start: PostgreSQL keeps no commit time
+    // unless track_commit_timestamp is on) to the relay reading it, and to JetStream's ack.
+    platform::metrics::Histogram& read_hop;
+    platform::metrics::Histogram& acked_hop;
     std::atomic<bool> leader{false};
 };
 
@@ -257,6 +251,12 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
             retry_later();
             continue;
         }
+        const auto read_at = std::chrono::system_clock::now();
+        for (const auto& e : events) {
+            if (auto age = platform::metrics::seconds_since(e.recorded_at, read_at)) {
+                read_hop.observe(*age);
+            }
+        }
         if (events.empty()) {
             lag_seconds.set(0);
             session.wait_for_appends(horizon_wait.next(session.hidden_by_horizon()));
@@ -296,6 +296,12 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
                 }
             }
         }
+        const auto acked_at = std::chrono::system_clock::now();
+        for (std::size_t i = 0; i < acked; ++i) {
+            if (auto age = platform::metrics::seconds_since(events[i].recorded_at, acked_at)) {
+                acked_hop.observe(*age);
+            }
+        }
         if (acked > 0) {
             published.inc(static_cast<double>(acked));
             auto next = state;
@@ -307,9 +313,9 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         }
         const bool behind = acked < events.size() || events.size() >= options.batch;
         if (behind) {
-            if (auto at = parse_recorded_at(events[acked > 0 ? acked - 1 : 0].recorded_at)) {
-                auto age = std::chrono::duration<double>(std::chrono::system_clock::now() - *at);
-                lag_seconds.set(std::max(0.0, age.count()));
+            if (auto age = platform::metrics::seconds_since(
+                    events[acked > 0 ? acked - 1 : 0].recorded_at, acked_at)) {
+                lag_seconds.set(*age);
             }
         } else {
             lag_seconds.set(0);

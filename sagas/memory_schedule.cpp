@@ -28,7 +28,9 @@ std::vector<Claim> MemorySchedule::claim(std::size_t batch, std::chrono::seconds
         auto& entry = rows_.at(stream);
         entry.row.leased_until = now + lease;
         entry.lease = lease_token(now + lease);
-        claims.push_back({stream, entry.lease});
+        claims.push_back(
+            {stream, entry.lease,
+             std::chrono::duration_cast<std::chrono::milliseconds>(now - entry.row.due_at)});
     }
     return claims;
 }

@@ -28,9 +28,11 @@ std::vector<Claim> PgSchedule::claim(std::size_t batch, std::chrono::seconds lea
                  "make_interval(secs => $2) WHERE stream_id IN (SELECT stream_id FROM "
                  "ordo.saga_schedule WHERE due_at <= now() AND (leased_until IS NULL OR "
                  "leased_until < now()) ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
-                 "RETURNING stream_id, leased_until::text",
+                 "RETURNING stream_id, leased_until::text, greatest(0, extract(epoch FROM "
+                 "clock_timestamp() - due_at) * 1000)::bigint",
                  static_cast<long>(batch), static_cast<double>(lease.count()))) {
-            claims.push_back({row[0].as<std::string>(), row[1].as<std::string>()});
+            claims.push_back({row[0].as<std::string>(), row[1].as<std::string>(),
+                              std::chrono::milliseconds{row[2].as<std::int64_t>()}});
         }
         return claims;
     });

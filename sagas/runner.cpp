@@ -8,6 +8,7 @@
 #include "domain/overloaded.hpp"
 #include "eventstore/append_notifier.hpp"
 #include "platform/core/errors.hpp"
+#include "platform/core/hops.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/pg/pg.hpp"
@@ -47,6 +48,11 @@ struct Runner::Impl {
     platform::metrics::Counter& conflicts;
     platform::metrics::Counter& parked;
     platform::metrics::Counter& lost_leases;
+    // From a step's first scheduling to its command answered, to its outcome recorded; and
+    // from a process falling due to a runner claiming it.
+    platform::metrics::Histogram& answered_hop;
+    platform::metrics::Histogram& recorded_hop;
+    platform::metrics::Histogram& queue_hop;
 
     Impl(RunnerOptions o, eventstore::Store& st, ProcessSchedule& sc, CommandBus& b,
          const platform::Clock& c, platform::Logger l, platform::metrics::Registry& m)
@@ -79,9 +85,15 @@ struct Runner::Impl {
                            "Saga processes that could not be run and wait for an operator")},
           lost_leases{m.counter("ordo_saga_leases_lost_total",
                                 "Saga processes another runner took over mid-run (a runner "
-                                "stalled past its lease)")} {}
+                                "stalled past its lease)")},
+          answered_hop{platform::metrics::hop(m, "saga_command_answered")},
+          recorded_hop{platform::metrics::hop(m, "saga_outcome_recorded")},
+          queue_hop{platform::metrics::hop(m, "saga_queue_wait")} {}
 
     std::int64_t now_ms() const { return to_ms(clock.now()); }
+    double seconds_since(std::int64_t ms) const {
+        return static_cast<double>(std::max<std::int64_t>(0, now_ms() - ms)) / 1000.0;
+    }
 
     // A claimed process, and when its lease was last taken or renewed.
     struct Held {
@@ -204,6 +216,7 @@ struct Runner::Impl {
         Sent result;
         for (std::size_t i = 0; i < due.size(); ++i) {
             auto outcome = sent[i].get();
+            if (due[i].attempts == 0) answered_hop.observe(seconds_since(due[i].scheduled_ms));
             std::visit(domain::Overloaded{
                            [&](const domain::CommandSucceeded&) { attempts_ok.inc(); },
                            [&](const domain::CommandRejected&) { attempts_rejected.inc(); },
@@ -267,6 +280,10 @@ struct Runner::Impl {
             auto sent = attempt(stream, loaded, due);
             if (!sent.recorded.empty() && !append(stream, loaded, sent.recorded)) {
                 loaded = load(stream);
+            } else if (!sent.recorded.empty() && !sent.not_sent) {
+                for (const auto& step : due) {
+                    if (step.attempts == 0) recorded_hop.observe(seconds_since(step.scheduled_ms));
+                }
             }
             if (sent.not_sent) {
                 // Back off instead of sending again at once into an overloaded command side.
@@ -288,6 +305,9 @@ struct Runner::Impl {
 
     std::size_t run_due() {
         auto claims = schedule.claim(options.claim_batch, options.lease);
+        for (const auto& claim : claims) {
+            queue_hop.observe(std::chrono::duration<double>(claim.overdue).count());
+        }
         // Every lease of the batch was taken now: a process that waits for the ones before
         // it is checked (and renewed) before it runs once a third of its lease has passed.
         const auto claimed_at = clock.steady_now();

@@ -18,6 +18,8 @@ namespace ordo::sagas {
 struct Claim {
     std::string stream;
     std::string lease;  // opaque: the lease's end as the schedule wrote it
+    // How long the process had been due when it was claimed (the queue's wait).
+    std::chrono::milliseconds overdue{0};
 };
 
 // Due and lease times are the schedule's own clock (the database's on PostgreSQL, the one

@@ -7,7 +7,11 @@
 # Then ORDO_BENCH_PACED_ORDERS (100) at ORDO_BENCH_PACED_RATE (10) orders/s, for the latency
 # of a saga that does not queue. ORDO_BENCH_MODES (orchestration choreography),
 # ORDO_BENCH_TIMEOUT (300 s for each phase). A burst that queues longer than the saga's
-# fulfillment deadline (30 s) ends in cancellations; the table counts them.
+# fulfillment deadline (30 s) ends in cancellations; the table counts them. Then, per mode,
+# what one order of the burst cost (committed transactions in the database, from
+# pg_stat_database, and events appended, per order placed) and the hop breakdown of the
+# burst and of the paced phase from the services' /metrics (ordo_hop_seconds,
+# docs/performance.md).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -47,6 +51,7 @@ free_port() {  # a random port below the ephemeral range that nothing listens on
 }
 services=()
 databases=()
+scratch=$(mktemp -d)
 stop_services() {
     for pid in "${services[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${services[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -55,6 +60,7 @@ stop_services() {
 cleanup() {
     stop_services
     for d in "${databases[@]}"; do admin_psql "DROP DATABASE IF EXISTS $d WITH (FORCE)" || true; done
+    rm -rf "$scratch"
 }
 trap cleanup EXIT
 
@@ -123,7 +129,20 @@ FROM timed
 SQL
 }
 
+scrape() {  # scrape <file>: every service's /metrics, one after another
+    for port in "${ports[@]}"; do curl -fsS "http://127.0.0.1:$port/metrics"; done >"$1"
+}
+# committed <database>: its committed transactions so far. The statistics reach the view up
+# to a second late, so it waits that out first.
+committed() {
+    sleep 1.5
+    admin_psql "SELECT xact_commit FROM pg_stat_database WHERE datname = '$1'"
+}
+cmake --build "$build" --target ordo_bench_hops >/dev/null
+
 results=()
+costs=()
+hop_tables=()
 for mode in $modes; do
     db="ordo_bench_sagas_${mode}_$$"
     databases+=("$db")
@@ -164,6 +183,10 @@ for mode in $modes; do
 
     # Burst: every order at once, so the saga runner's capacity shows. Paced: a few orders a
     # second, well below it, so the latency is the saga's own and not a queue's.
+    start_position=$(psql "$bench_url" -qAt -c \
+        "SELECT coalesce(max(global_position), 0) FROM ordo.events")
+    start_commits=$(committed "$db")
+    scrape "$scratch/before"
     post_orders "$orders" "$connections" 0
     burst=$(figures 0)
     # The burst's orders are settled, but its reactors may still commit and capture: wait
@@ -172,9 +195,18 @@ for mode in $modes; do
         [[ $(psql "$bench_url" -qAt -c "SELECT count(*) FROM ordo.saga_schedule") == 0 ]] && break
         sleep 0.5
     done
+    scrape "$scratch/burst"
+    end_commits=$(committed "$db")
+    # Every event the burst appended, over the orders it placed.
+    costs+=("$mode $(psql "$bench_url" -qAt -F ' ' -c "SELECT count(*) FILTER (WHERE
+        event_type = 'OrderPlaced'), count(*) FROM ordo.events WHERE global_position >
+        $start_position") $((end_commits - start_commits))")
+    hop_tables+=("$mode burst:" "$("$build/bench/hops" "$scratch/before" "$scratch/burst")")
     after=$(psql "$bench_url" -qAt -c "SELECT coalesce(max(global_position), 0) FROM ordo.events")
     post_orders "$paced_orders" 4 $((4000 / paced_rate))
     paced=$(figures "$after")
+    scrape "$scratch/paced"
+    hop_tables+=("$mode paced:" "$("$build/bench/hops" "$scratch/burst" "$scratch/paced")")
     results+=("$mode|$burst|$(cut -d'|' -f6,7 <<<"$paced")")
     stop_services
 done
@@ -193,3 +225,21 @@ for row in "${results[@]}"; do
 done
 echo "p50/p99 in ms from OrderPlaced to OrderConfirmed, by the events' recorded_at" \
     "(transaction start); placed, confirmed and cancelled count the burst"
+
+echo
+echo "cost of one order in the burst (until every saga process ended):"
+printf '%-14s %7s %9s %16s %14s %16s\n' mode orders events "events/order" transactions \
+    "transactions/order"
+for row in "${costs[@]}"; do
+    read -r mode placed events commits <<<"$row"
+    printf '%-14s %7s %9s %16s %14s %16s\n' "$mode" "$placed" "$events" \
+        "$(awk -v a="$events" -v b="$placed" 'BEGIN {printf "%.1f", b ? a / b : 0}')" "$commits" \
+        "$(awk -v a="$commits" -v b="$placed" 'BEGIN {printf "%.1f", b ? a / b : 0}')"
+done
+echo "transactions: pg_stat_database.xact_commit of the benchmark's database, every service's" \
+    "committed transactions (read-only ones and idle polls included)"
+for ((i = 0; i < ${#hop_tables[@]}; i += 2)); do
+    echo
+    echo "hops, ${hop_tables[$i]}"
+    echo "${hop_tables[$((i + 1))]}"
+done

@@ -95,6 +95,22 @@ std::vector<double> default_latency_buckets() {
     return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
 
+std::optional<double> quantile(const std::vector<double>& bounds,
+                               const std::vector<std::uint64_t>& cumulative, double q) {
+    if (cumulative.size() != bounds.size() + 1 || cumulative.back() == 0 || q < 0 || q > 1) {
+        return std::nullopt;
+    }
+    const double rank = q * static_cast<double>(cumulative.back());
+    for (std::size_t i = 0; i < bounds.size(); ++i) {
+        if (static_cast<double>(cumulative[i]) < rank || cumulative[i] == 0) continue;
+        const double lower = i == 0 ? 0.0 : bounds[i - 1];
+        const auto below = i == 0 ? std::uint64_t{0} : cumulative[i - 1];
+        const auto in_bucket = static_cast<double>(cumulative[i] - below);
+        return lower + (bounds[i] - lower) * (rank - static_cast<double>(below)) / in_bucket;
+    }
+    return bounds.empty() ? std::nullopt : std::optional<double>{bounds.back()};
+}
+
 Registry::Series& Registry::series_for(const std::string& name, const std::string& help, Type type,
                                        const Labels& labels) {
     auto [it, inserted] = families_.try_emplace(name, Family{type, help, {}});

@@ -3,10 +3,12 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +54,15 @@ class Histogram {
 
 // Latency buckets in seconds, 1 ms to 10 s.
 std::vector<double> default_latency_buckets();
+
+// The q-quantile (0 <= q <= 1) of a histogram given its finite upper bounds, ascending, and
+// its cumulative counts per bound with the +Inf count last (as cumulative_counts() and the
+// text format give them), interpolated linearly inside the bucket the way Prometheus'
+// histogram_quantile does: the first bucket starts at 0, and a quantile that falls in the
+// +Inf bucket is the highest finite bound. nullopt when the histogram is empty or the
+// counts do not fit the bounds.
+std::optional<double> quantile(const std::vector<double>& bounds,
+                               const std::vector<std::uint64_t>& cumulative, double q);
 
 // A registry of metric families rendered in the Prometheus text format (version 0.0.4).
 // Lookups take a lock; the returned references are stable for the registry's lifetime,

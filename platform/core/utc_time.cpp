@@ -31,6 +31,43 @@ std::string format_utc_ms(std::int64_t epoch_ms, TimePrecision precision) {
                       precision);
 }
 
+std::optional<std::chrono::system_clock::time_point> parse_utc(std::string_view text) {
+    // "YYYY-MM-DDTHH:MM:SS" then ".f" (1 to 9 digits) or nothing, then "Z".
+    auto digits = [&](std::size_t at, std::size_t n) -> std::optional<int> {
+        if (at + n > text.size()) return std::nullopt;
+        int value = 0;
+        for (std::size_t i = at; i < at + n; ++i) {
+            if (text[i] < '0' || text[i] > '9') return std::nullopt;
+            value = value * 10 + (text[i] - '0');
+        }
+        return value;
+    };
+    auto year = digits(0, 4), month = digits(5, 2), day = digits(8, 2), hour = digits(11, 2),
+         minute = digits(14, 2), second = digits(17, 2);
+    if (!year || !month || !day || !hour || !minute || !second || text[4] != '-' ||
+        text[7] != '-' || text[10] != 'T' || text[13] != ':' || text[16] != ':') {
+        return std::nullopt;
+    }
+    std::size_t at = 19;
+    std::int64_t nanos = 0;
+    if (at < text.size() && text[at] == '.') {
+        std::size_t n = 0;
+        for (++at; at < text.size() && text[at] >= '0' && text[at] <= '9'; ++at, ++n) {
+            if (n < 9) nanos = nanos * 10 + (text[at] - '0');
+        }
+        if (n == 0 || n > 9) return std::nullopt;
+        for (; n < 9; ++n) nanos *= 10;
+    }
+    if (at + 1 != text.size() || text[at] != 'Z') return std::nullopt;
+    using namespace std::chrono;
+    const year_month_day date{std::chrono::year{*year}, std::chrono::month(*month),
+                              std::chrono::day(*day)};
+    if (!date.ok() || *hour > 23 || *minute > 59 || *second > 60) return std::nullopt;
+    const auto time =
+        sys_days{date} + hours{*hour} + minutes{*minute} + seconds{*second} + nanoseconds{nanos};
+    return time_point_cast<system_clock::duration>(time);
+}
+
 std::string sql_utc(std::string_view column) {
     return "to_char(" + std::string{column} +
            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";

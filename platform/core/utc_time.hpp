@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,10 @@ std::string format_utc(std::chrono::system_clock::time_point at,
 // The same for milliseconds since the epoch.
 std::string format_utc_ms(std::int64_t epoch_ms,
                           TimePrecision precision = TimePrecision::milliseconds);
+
+// The time format_utc wrote (microseconds or milliseconds, or whole seconds), nullopt for
+// anything else; the inverse readers of stored times (recorded_at) use.
+std::optional<std::chrono::system_clock::time_point> parse_utc(std::string_view text);
 
 // A select-list expression that formats the timestamptz `column` the way format_utc does in
 // microseconds, whatever the session's DateStyle or time zone.

@@ -6,7 +6,10 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "platform/core/trace.hpp"
 #include "tests/support/conditions.hpp"
@@ -75,10 +78,35 @@ TEST(Metrics, EveryProcessPassesPromtoolCheckMetrics) {
     }
     // Some traffic, so that request histograms and command counters have series.
     HttpClient commands{"127.0.0.1", ports["command"]};
-    ASSERT_EQ(commands.post_json("/v1/inventory/sku-m/receipts", {{"quantity", 1}}).status, 200);
+    auto receipt = commands.post_json("/v1/inventory/sku-m/receipts", {{"quantity", 1}});
+    ASSERT_EQ(receipt.status, 200);
     EXPECT_EQ(commands.post_json("/v1/inventory/sku-m/receipts", {{"quantity", 0}}).status, 422);
     HttpClient queries{"127.0.0.1", ports["query"]};
     EXPECT_EQ(queries.get("/v1/inventory/nothing-here").status, 404);
+    // A read with the receipt's consistency token: the receipt then has gone through every
+    // hop up to the query service, and each service has observed its own.
+    const auto token = nlohmann::json::parse(receipt.body).at("position").get<std::string>();
+    EXPECT_EQ(
+        queries.get("/v1/inventory/sku-m?wait_ms=30000", {{"X-Consistency-Token", token}}).status,
+        200);
+    for (const auto& [service, hop] : std::vector<std::pair<std::string, std::string>>{
+             {"relay", "hop=\"relay_read\""},
+             {"relay", "hop=\"relay_acked\""},
+             {"projector", "hop=\"projector_committed\",projection=\"inventory\""},
+             {"query", "hop=\"query_token_wait\""}}) {
+        EXPECT_TRUE(eventually(
+            [&, &service = service, &hop = hop] {
+                auto res = scrape(service);
+                if (!res) return false;
+                const auto at = res->body.find("ordo_hop_seconds_count{" + hop);
+                if (at == std::string::npos) return false;
+                const auto end = res->body.find('\n', at);
+                const auto space = res->body.rfind(' ', end);
+                return std::stod(res->body.substr(space + 1, end - space - 1)) >= 1;
+            },
+            30s))
+            << service << " observed no " << hop;
+    }
 
     std::set<std::string> all;
     const auto dir = std::filesystem::temp_directory_path() / ("ordo-metrics-" + suffix);
@@ -108,7 +136,8 @@ TEST(Metrics, EveryProcessPassesPromtoolCheckMetrics) {
     for (const char* family :
          {"ordo_command_appends_total", "ordo_command_conflicts_total", "ordo_relay_lag_events",
           "ordo_relay_lag_seconds", "ordo_relay_published_total", "ordo_projection_lag_events",
-          "ordo_projection_lag_seconds", "ordo_sagas_started_total", "ordo_http_rejected_total"}) {
+          "ordo_projection_lag_seconds", "ordo_sagas_started_total", "ordo_http_rejected_total",
+          "ordo_hop_seconds"}) {
         EXPECT_TRUE(all.count(family)) << "no process exposes " << family;
     }
     for (auto& p : processes) p->signal(SIGTERM);
