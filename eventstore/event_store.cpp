@@ -1,7 +1,6 @@
 // The PostgreSQL event store: its statements, its sessions, its unit of work.
 #include "eventstore/event_store.hpp"
 
-#include <charconv>
 #include <set>
 
 #include <pqxx/pqxx>
@@ -19,15 +18,6 @@ const std::string kEventColumns =
     "event_id::text, event_type, schema_version, payload::text, metadata::text, " +
     platform::sql_utc("recorded_at");
 
-std::uint64_t parse_u64(const std::string& text) {
-    std::uint64_t value = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || ptr != text.data() + text.size()) {
-        throw std::runtime_error("not an unsigned integer: " + text);
-    }
-    return value;
-}
-
 std::string encode_batch(const std::vector<NewEvent>& events) {
     auto batch = nlohmann::json::array();
     for (const auto& e : events) {
@@ -43,7 +33,7 @@ std::string encode_batch(const std::vector<NewEvent>& events) {
 RecordedEvent to_event(const pqxx::row& row) {
     return RecordedEvent{
         row[0].as<std::int64_t>(),
-        parse_u64(row[1].as<std::string>()),
+        transaction_id_from_xid8(row[1].as<std::string>()),
         row[2].as<std::string>(),
         row[3].as<std::string>(),
         row[4].as<std::int64_t>(),
@@ -94,7 +84,8 @@ AppendResult append_in(pqxx::transaction_base& txn, const std::string& stream,
     result.replayed = outcome == "replayed";
     for (const auto& row : rows) {
         result.positions.push_back(row[3].as<std::int64_t>());
-        result.checkpoint = {parse_u64(row[4].as<std::string>()), row[3].as<std::int64_t>()};
+        result.checkpoint = {transaction_id_from_xid8(row[4].as<std::string>()),
+                             row[3].as<std::int64_t>()};
     }
     result.first_version = rows.front()[2].as<std::int64_t>();
     result.last_version = rows.back()[2].as<std::int64_t>();
@@ -195,7 +186,8 @@ std::optional<Checkpoint> PgSession::checkpoint_at(const std::string& stream,
         "WHERE stream_id = $1 AND stream_version = $2",
         stream, version);
     if (rows.empty()) return std::nullopt;
-    return Checkpoint{parse_u64(rows[0][0].as<std::string>()), rows[0][1].as<std::int64_t>()};
+    return Checkpoint{transaction_id_from_xid8(rows[0][0].as<std::string>()),
+                      rows[0][1].as<std::int64_t>()};
 }
 
 std::int64_t PgSession::stream_version(const std::string& stream) {
@@ -291,7 +283,8 @@ std::int64_t EventStore::count_until(pqxx::transaction_base& txn, Checkpoint unt
 std::optional<Checkpoint> EventStore::head(pqxx::transaction_base& txn) {
     auto rows = txn.exec_prepared("ordo_head");
     if (rows.empty()) return std::nullopt;
-    return Checkpoint{parse_u64(rows[0][0].as<std::string>()), rows[0][1].as<std::int64_t>()};
+    return Checkpoint{transaction_id_from_xid8(rows[0][0].as<std::string>()),
+                      rows[0][1].as<std::int64_t>()};
 }
 
 bool EventStore::hidden_by_horizon(pqxx::transaction_base& txn) {

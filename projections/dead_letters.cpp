@@ -136,9 +136,9 @@ std::vector<OpenDeadLetter> lock_open_dead_letters(pqxx::transaction_base& txn,
             row[0].as<std::int64_t>(), parse_dead_letter_status(row[1].as<std::string>()),
             row[2].as<std::string>() == "halt" ? DeadLetterPolicy::halt : DeadLetterPolicy::skip,
             eventstore::RecordedEvent{
-                row[3].as<std::int64_t>(), std::stoull(row[4].c_str()), row[5].as<std::string>(),
-                row[6].as<std::string>(), row[7].as<std::int64_t>(), row[8].as<std::string>(),
-                row[9].as<std::string>(), row[10].as<int>(),
+                row[3].as<std::int64_t>(), eventstore::transaction_id_from_xid8(row[4].c_str()),
+                row[5].as<std::string>(), row[6].as<std::string>(), row[7].as<std::int64_t>(),
+                row[8].as<std::string>(), row[9].as<std::string>(), row[10].as<int>(),
                 nlohmann::json::parse(row[11].as<std::string>()),
                 eventstore::Metadata::from_json(nlohmann::json::parse(row[12].as<std::string>())),
                 row[13].as<std::string>()}});
