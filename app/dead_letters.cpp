@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
-#include "app/commands.hpp"
+#include "app/subcommands.hpp"
 #include "platform/core/errors.hpp"
 #include "projections/dead_letters.hpp"
 

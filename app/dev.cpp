@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "app/commands.hpp"
+#include "app/subcommands.hpp"
 #include "platform/core/config.hpp"
 
 extern char** environ;

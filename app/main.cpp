@@ -3,7 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include "app/commands.hpp"
+#include "app/subcommands.hpp"
 #include "app/two_phase.hpp"
 #include "eventstore/schema.hpp"
 #include "eventstore/topology.hpp"

@@ -2,8 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "app/commands.hpp"
 #include "app/host.hpp"
+#include "app/subcommands.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/breaker_store.hpp"

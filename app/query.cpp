@@ -1,7 +1,7 @@
 #include <nlohmann/json.hpp>
 
-#include "app/commands.hpp"
 #include "app/host.hpp"
+#include "app/subcommands.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/nats.hpp"
 #include "platform/pg/pg.hpp"

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "app/commands.hpp"
+#include "app/subcommands.hpp"
 #include "platform/core/errors.hpp"
 #include "projections/read_models.hpp"
 #include "projections/rebuild.hpp"

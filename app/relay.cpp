@@ -3,8 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "app/commands.hpp"
 #include "app/host.hpp"
+#include "app/subcommands.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/jetstream.hpp"
 #include "platform/nats/nats.hpp"

@@ -2,8 +2,8 @@
 
 #include <pqxx/pqxx>
 
-#include "app/commands.hpp"
 #include "app/host.hpp"
+#include "app/subcommands.hpp"
 #include "command/executor.hpp"
 #include "command/service.hpp"
 #include "eventstore/append_notifier.hpp"

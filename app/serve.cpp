@@ -1,7 +1,7 @@
 #include <nlohmann/json.hpp>
 
-#include "app/commands.hpp"
 #include "app/host.hpp"
+#include "app/subcommands.hpp"
 #include "command/executor.hpp"
 #include "command/service.hpp"
 #include "eventstore/append_notifier.hpp"

@@ -1,6 +1,6 @@
 #include <iostream>
 
-#include "app/commands.hpp"
+#include "app/subcommands.hpp"
 #include "platform/http/api_tokens.hpp"
 
 namespace ordo::app {

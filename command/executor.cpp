@@ -13,14 +13,14 @@ namespace {
 
 // The first request claims the key until its session ends; a concurrent repeat waits,
 // then finds the finished outcome and replays it.
-std::optional<Reply> claim_or_replay(eventstore::Session& session, const Dedup& dedup) {
+std::optional<ApiResponse> claim_or_replay(eventstore::Session& session, const Dedup& dedup) {
     auto claim = session.claim_key(dedup.key, dedup.fingerprint);
     if (std::holds_alternative<eventstore::KeyClaimed>(claim)) return std::nullopt;
     if (std::holds_alternative<eventstore::KeyTakenByOtherRequest>(claim)) {
         throw KeyReused("this key was already used for a different request");
     }
     auto& finished = std::get<eventstore::KeyFinished>(claim);
-    return Reply{finished.status, std::move(finished.response), true, false};
+    return ApiResponse{finished.status, std::move(finished.response), true, false};
 }
 
 }  // namespace
@@ -58,8 +58,8 @@ Executor::Executor(std::unique_ptr<eventstore::Store> owned, eventstore::Store* 
                            [this] { return static_cast<double>(turns_.waiting()); });
 }
 
-Reply Executor::run(const std::string& stream, const std::optional<Dedup>& dedup,
-                    const std::function<Reply(eventstore::Session&)>& unit) {
+ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>& dedup,
+                          const std::function<ApiResponse(eventstore::Session&)>& unit) {
     thread_local std::mt19937 rng{std::random_device{}()};
     const auto deadline = std::chrono::steady_clock::now() + options_.start_timeout;
     std::optional<platform::KeyedTurns::Turn> turn;
@@ -74,7 +74,7 @@ Reply Executor::run(const std::string& stream, const std::optional<Dedup>& dedup
             // Later attempts have started already: they wait for a connection as long as
             // the store allows, not only what is left of the start timeout.
             auto by = attempt == 1 ? std::optional{deadline} : std::nullopt;
-            auto reply = store_.transact(by, [&](eventstore::Session& session) -> Reply {
+            auto reply = store_.transact(by, [&](eventstore::Session& session) -> ApiResponse {
                 if (dedup) {
                     if (auto stored = claim_or_replay(session, *dedup)) return *stored;
                 }

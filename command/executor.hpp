@@ -25,8 +25,9 @@ class AppendNotifier;
 
 namespace ordo::command {
 
-// The outcome of a command as the API reports it: an HTTP status and a JSON body.
-struct Reply {
+// A command's answer as the HTTP API gives it: a status and a JSON body, which the command
+// log stores for replays. A bus command's domain::CommandOutcome is read from it.
+struct ApiResponse {
     int status = 200;
     nlohmann::json body;
     bool replayed = false;  // the stored outcome of an earlier identical request
@@ -79,8 +80,8 @@ class Executor {
     // `unit` runs inside the session, on `stream` (the one stream it writes), and may
     // throw eventstore::ConcurrencyConflict to ask for a retry. Throws KeyReused,
     // platform::Overloaded (not started), platform::Unavailable.
-    Reply run(const std::string& stream, const std::optional<Dedup>& dedup,
-              const std::function<Reply(eventstore::Session&)>& unit);
+    ApiResponse run(const std::string& stream, const std::optional<Dedup>& dedup,
+                    const std::function<ApiResponse(eventstore::Session&)>& unit);
 
     // Deletes dedup records older than `age`, in transactions of at most `batch` rows each
     // (oldest first), so that expiry never holds a long transaction or a large lock set,

@@ -33,17 +33,18 @@ std::pair<int, std::string> problem_for(const domain::Rejection& rejection) {
     return {422, "validation_failed"};
 }
 
-Reply rejected(const domain::Rejection& rejection) {
+ApiResponse rejected(const domain::Rejection& rejection) {
     auto [status, type] = problem_for(rejection);
     auto response = problem(status, type, rejection.message);
-    return Reply{status, nlohmann::json::parse(response.body), false, false};
+    return ApiResponse{status, nlohmann::json::parse(response.body), false, false};
 }
 
-Reply accepted(int status, nlohmann::json body, const std::string& stream, const Executed& done) {
+ApiResponse accepted(int status, nlohmann::json body, const std::string& stream,
+                     const Executed& done) {
     body["stream"] = stream;
     body["version"] = done.version;
     body["position"] = done.checkpoint ? done.checkpoint->token() : "";
-    return Reply{status, std::move(body), false, done.appended};
+    return ApiResponse{status, std::move(body), false, done.appended};
 }
 
 Response invalid(std::vector<platform::http::FieldError> errors) {
@@ -86,7 +87,7 @@ void CommandService::register_routes(platform::http::Router& router) {
 
 Response CommandService::run_http(
     Request& request, const std::string& stream,
-    const std::function<Reply(eventstore::Session&, const CommandContext&)>& unit) {
+    const std::function<ApiResponse(eventstore::Session&, const CommandContext&)>& unit) {
     std::optional<Dedup> dedup;
     auto key = request.header("idempotency-key");
     if (key) {
@@ -222,7 +223,7 @@ nlohmann::json bus_record(const std::string& stream, const Executed& done) {
     return body;
 }
 
-domain::CommandOutcome bus_outcome(const Reply& reply) {
+domain::CommandOutcome bus_outcome(const ApiResponse& reply) {
     domain::CommandReceipt receipt{reply.body.value("stream", ""),
                                    reply.body.value("version", std::int64_t{0}),
                                    reply.body.value("position", ""), reply.replayed};
@@ -281,7 +282,7 @@ domain::CommandOutcome CommandService::send(const std::string& command_id,
                         }
                     },
                     command);
-                return Reply{.body = bus_record(stream, done), .appended = done.appended};
+                return ApiResponse{.body = bus_record(stream, done), .appended = done.appended};
             }));
     } catch (const platform::Overloaded& e) {
         return CommandNotSent{e.what()};

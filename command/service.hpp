@@ -37,7 +37,7 @@ class CommandService {
     // Runs a unit for an HTTP request: Idempotency-Key, error mapping, headers.
     platform::http::Response run_http(
         platform::http::Request& request, const std::string& stream,
-        const std::function<Reply(eventstore::Session&, const CommandContext&)>& unit);
+        const std::function<ApiResponse(eventstore::Session&, const CommandContext&)>& unit);
 
     Executor& executor_;
     platform::Logger log_;

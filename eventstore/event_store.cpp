@@ -1,7 +1,6 @@
 // The PostgreSQL event store: its statements, its sessions, its unit of work.
 #include "eventstore/event_store.hpp"
 
-#include <charconv>
 #include <set>
 
 #include <pqxx/pqxx>
@@ -13,20 +12,6 @@
 
 namespace ordo::eventstore {
 namespace {
-
-const std::string kEventColumns =
-    "global_position, transaction_id::text AS txid, stream_id, category, stream_version, "
-    "event_id::text, event_type, schema_version, payload::text, metadata::text, " +
-    platform::sql_utc("recorded_at");
-
-std::uint64_t parse_u64(const std::string& text) {
-    std::uint64_t value = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || ptr != text.data() + text.size()) {
-        throw std::runtime_error("not an unsigned integer: " + text);
-    }
-    return value;
-}
 
 std::string encode_batch(const std::vector<NewEvent>& events) {
     auto batch = nlohmann::json::array();
@@ -40,22 +25,6 @@ std::string encode_batch(const std::vector<NewEvent>& events) {
     return batch.dump();
 }
 
-RecordedEvent to_event(const pqxx::row& row) {
-    return RecordedEvent{
-        row[0].as<std::int64_t>(),
-        parse_u64(row[1].as<std::string>()),
-        row[2].as<std::string>(),
-        row[3].as<std::string>(),
-        row[4].as<std::int64_t>(),
-        row[5].as<std::string>(),
-        row[6].as<std::string>(),
-        row[7].as<int>(),
-        nlohmann::json::parse(row[8].as<std::string>()),
-        Metadata::from_json(nlohmann::json::parse(row[9].as<std::string>())),
-        row[10].as<std::string>(),
-    };
-}
-
 // A text[] literal of categories (ids of [A-Za-z0-9._]: nothing to quote).
 std::string category_array(const std::vector<std::string>& categories) {
     std::string out = "{";
@@ -66,7 +35,7 @@ std::string category_array(const std::vector<std::string>& categories) {
 std::vector<RecordedEvent> events_of(const pqxx::result& rows) {
     std::vector<RecordedEvent> out;
     out.reserve(rows.size());
-    for (const auto& row : rows) out.push_back(to_event(row));
+    for (const auto& row : rows) out.push_back(EventStore::event_from_row(row));
     return out;
 }
 
@@ -94,7 +63,8 @@ AppendResult append_in(pqxx::transaction_base& txn, const std::string& stream,
     result.replayed = outcome == "replayed";
     for (const auto& row : rows) {
         result.positions.push_back(row[3].as<std::int64_t>());
-        result.checkpoint = {parse_u64(row[4].as<std::string>()), row[3].as<std::int64_t>()};
+        result.checkpoint = {transaction_id_from_xid8(row[4].as<std::string>()),
+                             row[3].as<std::int64_t>()};
     }
     result.first_version = rows.front()[2].as<std::int64_t>();
     result.last_version = rows.back()[2].as<std::int64_t>();
@@ -110,20 +80,44 @@ constexpr const char* kFingerprint = "encode(sha256(convert_to($2, 'UTF8')), 'he
 
 }  // namespace
 
+const std::string& EventStore::event_columns() {
+    static const std::string columns =
+        "global_position, transaction_id::text AS txid, stream_id, category, stream_version, "
+        "event_id::text, event_type, schema_version, payload::text, metadata::text, " +
+        platform::sql_utc("recorded_at");
+    return columns;
+}
+
+RecordedEvent EventStore::event_from_row(const pqxx::row& row, pqxx::row::size_type first) {
+    return RecordedEvent{
+        row[first].as<std::int64_t>(),
+        transaction_id_from_xid8(row[first + 1].as<std::string>()),
+        row[first + 2].as<std::string>(),
+        row[first + 3].as<std::string>(),
+        row[first + 4].as<std::int64_t>(),
+        row[first + 5].as<std::string>(),
+        row[first + 6].as<std::string>(),
+        row[first + 7].as<int>(),
+        nlohmann::json::parse(row[first + 8].as<std::string>()),
+        Metadata::from_json(nlohmann::json::parse(row[first + 9].as<std::string>())),
+        row[first + 10].as<std::string>(),
+    };
+}
+
 void EventStore::prepare(pqxx::connection& conn) {
     conn.prepare("ordo_append", "SELECT * FROM ordo.append_events($1, $2, $3::jsonb)");
     conn.prepare("ordo_read_stream",
-                 std::string{"SELECT "} + kEventColumns +
+                 "SELECT " + event_columns() +
                      " FROM ordo.events WHERE stream_id = $1 AND stream_version >= $2"
                      " ORDER BY stream_version LIMIT $3");
     conn.prepare("ordo_read_all",
-                 std::string{"SELECT "} + kEventColumns +
+                 "SELECT " + event_columns() +
                      " FROM ordo.events"
                      " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
                      "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
                      " ORDER BY transaction_id, global_position LIMIT $3");
     conn.prepare("ordo_read_partition",
-                 std::string{"SELECT "} + kEventColumns +
+                 "SELECT " + event_columns() +
                      " FROM ordo.events"
                      " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
                      "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
@@ -131,7 +125,7 @@ void EventStore::prepare(pqxx::connection& conn) {
                      "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
                      " ORDER BY transaction_id, global_position LIMIT $6");
     conn.prepare("ordo_read_range",
-                 std::string{"SELECT "} + kEventColumns +
+                 "SELECT " + event_columns() +
                      " FROM ordo.events"
                      " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
                      "   AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)"
@@ -195,7 +189,8 @@ std::optional<Checkpoint> PgSession::checkpoint_at(const std::string& stream,
         "WHERE stream_id = $1 AND stream_version = $2",
         stream, version);
     if (rows.empty()) return std::nullopt;
-    return Checkpoint{parse_u64(rows[0][0].as<std::string>()), rows[0][1].as<std::int64_t>()};
+    return Checkpoint{transaction_id_from_xid8(rows[0][0].as<std::string>()),
+                      rows[0][1].as<std::int64_t>()};
 }
 
 std::int64_t PgSession::stream_version(const std::string& stream) {
@@ -291,7 +286,8 @@ std::int64_t EventStore::count_until(pqxx::transaction_base& txn, Checkpoint unt
 std::optional<Checkpoint> EventStore::head(pqxx::transaction_base& txn) {
     auto rows = txn.exec_prepared("ordo_head");
     if (rows.empty()) return std::nullopt;
-    return Checkpoint{parse_u64(rows[0][0].as<std::string>()), rows[0][1].as<std::int64_t>()};
+    return Checkpoint{transaction_id_from_xid8(rows[0][0].as<std::string>()),
+                      rows[0][1].as<std::int64_t>()};
 }
 
 bool EventStore::hidden_by_horizon(pqxx::transaction_base& txn) {

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 #include <pqxx/connection>
+#include <pqxx/row>
 #include <pqxx/transaction_base>
 
 #include "eventstore/events.hpp"
@@ -122,6 +123,13 @@ class EventStore final : public Store {
 
     // 0 when the stream does not exist.
     std::int64_t stream_version(const std::string& stream) override;
+
+    // The columns of a recorded event under the names ordo.events gives them, in the order
+    // event_from_row reads them: every statement here selects them, and so does whatever
+    // reads a table that keeps events under the same names (ordo.dead_letters).
+    static const std::string& event_columns();
+    // The event in `row`, whose event_columns() begin at column `first`.
+    static RecordedEvent event_from_row(const pqxx::row& row, pqxx::row::size_type first = 0);
 
     // The cutoff comes from the database's clock, the one that stamps the keys.
     KeyCutoff key_cutoff(std::chrono::hours age) override;

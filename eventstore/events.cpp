@@ -130,17 +130,32 @@ std::string Checkpoint::token() const {
 std::optional<Checkpoint> Checkpoint::parse_token(std::string_view token) {
     auto dot = token.find('.');
     if (dot == std::string_view::npos || token.size() > 48) return std::nullopt;
+    auto transaction_id = parse_transaction_id(token.substr(0, dot));
+    if (!transaction_id) return std::nullopt;
     Checkpoint c;
-    auto first = token.substr(0, dot);
+    c.transaction_id = *transaction_id;
     auto second = token.substr(dot + 1);
-    auto r1 = std::from_chars(first.data(), first.data() + first.size(), c.transaction_id);
-    auto r2 = std::from_chars(second.data(), second.data() + second.size(), c.position);
-    if (r1.ec != std::errc{} || r1.ptr != first.data() + first.size() || r2.ec != std::errc{} ||
-        r2.ptr != second.data() + second.size() || first.empty() || second.empty() ||
+    auto [end, ec] = std::from_chars(second.data(), second.data() + second.size(), c.position);
+    if (ec != std::errc{} || end != second.data() + second.size() || second.empty() ||
         c.position < 0) {
         return std::nullopt;
     }
     return c;
+}
+
+std::optional<std::uint64_t> parse_transaction_id(std::string_view text) {
+    // from_chars takes no sign and no blanks for an unsigned type, and says when the value
+    // does not fit; an empty text is invalid_argument.
+    std::uint64_t value = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+    return value;
+}
+
+std::uint64_t transaction_id_from_xid8(std::string_view text) {
+    auto value = parse_transaction_id(text);
+    if (!value) throw std::runtime_error("not a transaction id: '" + std::string{text} + "'");
+    return *value;
 }
 
 ConcurrencyConflict::ConcurrencyConflict(std::string stream, ExpectedVersion expected,

@@ -73,6 +73,15 @@ struct Checkpoint {
     auto operator<=>(const Checkpoint&) const = default;
 };
 
+// A transaction id in decimal, as PostgreSQL prints an xid8 and a checkpoint token carries it:
+// ASCII digits only (no sign, no blanks), at most 2^64 - 1. nullopt for anything else, so a
+// malformed or overflowing id is refused, never wrapped or cut short.
+std::optional<std::uint64_t> parse_transaction_id(std::string_view text);
+
+// The same for the text of an xid8 column, where anything but a transaction id is a broken
+// invariant of the database: throws std::runtime_error naming the text.
+std::uint64_t transaction_id_from_xid8(std::string_view text);
+
 struct RecordedEvent {
     std::int64_t position;
     std::uint64_t transaction_id;

@@ -84,7 +84,8 @@ struct CheckpointedBatch::Impl {
             "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
             "WHERE projection = $1 AND partition = $2 FOR UPDATE",
             name, slot.partition);
-        return Checkpoint{std::stoull(row[0].c_str()), row[1].as<std::int64_t>()};
+        return Checkpoint{eventstore::transaction_id_from_xid8(row[0].c_str()),
+                          row[1].as<std::int64_t>()};
     }
 
     void save(pqxx::transaction_base& txn, Slot& slot, Checkpoint next,

@@ -120,11 +120,9 @@ std::int64_t park_dead_letter(pqxx::transaction_base& txn, const std::string& pr
 
 std::vector<OpenDeadLetter> lock_open_dead_letters(pqxx::transaction_base& txn,
                                                    const std::string& projection, int partition) {
+    // The parked event's columns are the event store's, under its names.
     auto rows = txn.exec_params(
-        std::string{"SELECT id, status, policy, global_position, transaction_id::text AS txid, "
-                    "stream_id, category, stream_version, event_id::text, event_type, "
-                    "schema_version, payload::text, metadata::text, "} +
-            platform::sql_utc("recorded_at") +
+        "SELECT id, status, policy, " + eventstore::EventStore::event_columns() +
             " FROM ordo.dead_letters WHERE projection = $1 AND partition = $2 "
             "AND status IN ('parked', 'retry_requested', 'skip_requested') ORDER BY id "
             "FOR UPDATE",
@@ -135,13 +133,7 @@ std::vector<OpenDeadLetter> lock_open_dead_letters(pqxx::transaction_base& txn,
         out.push_back(OpenDeadLetter{
             row[0].as<std::int64_t>(), parse_dead_letter_status(row[1].as<std::string>()),
             row[2].as<std::string>() == "halt" ? DeadLetterPolicy::halt : DeadLetterPolicy::skip,
-            eventstore::RecordedEvent{
-                row[3].as<std::int64_t>(), std::stoull(row[4].c_str()), row[5].as<std::string>(),
-                row[6].as<std::string>(), row[7].as<std::int64_t>(), row[8].as<std::string>(),
-                row[9].as<std::string>(), row[10].as<int>(),
-                nlohmann::json::parse(row[11].as<std::string>()),
-                eventstore::Metadata::from_json(nlohmann::json::parse(row[12].as<std::string>())),
-                row[13].as<std::string>()}});
+            eventstore::EventStore::event_from_row(row, 3)});
     }
     return out;
 }

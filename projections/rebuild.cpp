@@ -295,8 +295,8 @@ class Rebuilder {
                              "ordo.projection_checkpoints WHERE projection = $1 ORDER BY partition",
                              plan.projection)) {
             plan.checkpoints.push_back(
-                {row[0].as<int>(),
-                 Checkpoint{std::stoull(row[1].as<std::string>()), row[2].as<std::int64_t>()}});
+                {row[0].as<int>(), Checkpoint{eventstore::transaction_id_from_xid8(row[1].c_str()),
+                                              row[2].as<std::int64_t>()}});
         }
         plan.live_owners = live_owners(txn, plan.projection, options_);
         return plan;

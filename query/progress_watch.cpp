@@ -3,7 +3,6 @@
 #include "query/progress_watch.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -19,16 +18,6 @@
 
 namespace ordo::query {
 
-std::uint64_t parse_xid(const pqxx::field& f) {
-    auto text = f.as<std::string>();
-    std::uint64_t value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size()) {
-        throw std::runtime_error("not a transaction id: " + text);
-    }
-    return value;
-}
-
 Progress read_progress(pqxx::transaction_base& tx, int partitions,
                        const std::optional<std::string>& projection) {
     Progress progress{partitions};
@@ -36,7 +25,8 @@ Progress read_progress(pqxx::transaction_base& tx, int partitions,
                            : tx.exec_prepared("query_progress_every", partitions);
     for (const auto& row : rows) {
         progress.set(row[0].as<std::string>(), row[1].as<int>(),
-                     eventstore::Checkpoint{parse_xid(row[2]), row[3].as<std::int64_t>()});
+                     eventstore::Checkpoint{eventstore::transaction_id_from_xid8(row[2].c_str()),
+                                            row[3].as<std::int64_t>()});
     }
     return progress;
 }

@@ -15,7 +15,6 @@
 #include "query/parked_waits.hpp"
 
 namespace pqxx {
-class field;
 class transaction_base;
 }  // namespace pqxx
 
@@ -24,9 +23,6 @@ class Pool;
 }
 
 namespace ordo::query {
-
-// A transaction id as read.projection_progress and the trace rows spell it (xid8 text).
-std::uint64_t parse_xid(const pqxx::field& f);
 
 // Reads where the projections' partitions stand: `projection`'s only, or every projection's.
 Progress read_progress(pqxx::transaction_base& tx, int partitions,

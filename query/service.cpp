@@ -675,7 +675,8 @@ Response QueryService::get_trace(Request& request) {
                     return problem(404, "not_found", "no events in trace " + *trace_id);
                 json events = json::array();
                 for (const auto& row : rows) {
-                    Checkpoint position{parse_xid(row[3]), row[4].template as<std::int64_t>()};
+                    Checkpoint position{eventstore::transaction_id_from_xid8(row[3].c_str()),
+                                        row[4].template as<std::int64_t>()};
                     events.push_back({{"stream", row[0].template as<std::string>()},
                                       {"version", row[1].template as<std::int64_t>()},
                                       {"type", row[2].template as<std::string>()},
@@ -701,7 +702,8 @@ Response QueryService::list_projections(Request& request) {
         return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
             json list = json::array();
             for (const auto& row : tx.exec_prepared("query_projections")) {
-                Checkpoint checkpoint{parse_xid(row[3]), row[4].template as<std::int64_t>()};
+                Checkpoint checkpoint{eventstore::transaction_id_from_xid8(row[3].c_str()),
+                                      row[4].template as<std::int64_t>()};
                 list.push_back(
                     {{"projection", row[0].template as<std::string>()},
                      {"partition", row[1].template as<int>()},
@@ -734,7 +736,9 @@ json dead_letter_json(const pqxx::row& row) {
     return {{"id", row[0].as<std::int64_t>()},
             {"projection", row[1].as<std::string>()},
             {"partition", row[2].as<int>()},
-            {"checkpoint", Checkpoint{parse_xid(row[3]), row[4].as<std::int64_t>()}.token()},
+            {"checkpoint", Checkpoint{eventstore::transaction_id_from_xid8(row[3].c_str()),
+                                      row[4].as<std::int64_t>()}
+                               .token()},
             {"stream", row[5].as<std::string>()},
             {"version", row[6].as<std::int64_t>()},
             {"event_id", row[7].as<std::string>()},

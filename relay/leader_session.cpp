@@ -1,7 +1,6 @@
 // The relay leader's PostgreSQL session: advisory lock, append listener, checkpoint row.
 #include "relay/leader_session.hpp"
 
-#include <charconv>
 #include <stdexcept>
 
 #include <pqxx/pqxx>
@@ -25,15 +24,6 @@ class LeadershipLost : public std::runtime_error {
    public:
     using std::runtime_error::runtime_error;
 };
-
-std::uint64_t parse_u64(const std::string& text) {
-    std::uint64_t value = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || ptr != text.data() + text.size()) {
-        throw std::runtime_error("not an unsigned integer: " + text);
-    }
-    return value;
-}
 
 }  // namespace
 
@@ -74,7 +64,8 @@ class LeaderSession::Connection {
             "FROM ordo.relay_checkpoint WHERE shard = $1",
             shard_);
         RelayState state;
-        state.checkpoint = {parse_u64(row[0].as<std::string>()), row[1].as<std::int64_t>()};
+        state.checkpoint = {eventstore::transaction_id_from_xid8(row[0].c_str()),
+                            row[1].as<std::int64_t>()};
         const auto previous = nlohmann::json::parse(row[2].as<std::string>());
         for (const auto& [partition, key] : previous.items()) {
             auto checkpoint = Checkpoint::parse_token(key.get<std::string>());

@@ -1,8 +1,9 @@
+// What only the PostgreSQL event store promises: its horizon, concurrent replays, append-only
+// tables, append notifications, a pool that survives its connections. What every store
+// promises is the Store contract (tests/support/store_contract.hpp, pg_store_contract_test).
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <map>
-#include <mutex>
 #include <set>
 #include <thread>
 
@@ -21,6 +22,7 @@ namespace {
 
 using platform::pg::Pool;
 using platform::pg::PoolOptions;
+using testing::read_all_until;
 
 NewEvent event(std::string type, nlohmann::json payload) {
     return NewEvent{platform::new_uuid(), std::move(type), std::move(payload), {}};
@@ -33,148 +35,6 @@ class EventStoreTest : public ::testing::Test {
         PoolOptions{.url = db_.command_url(), .size = 16, .preparers = {&EventStore::prepare}}};
     EventStore store_{pool_};
 };
-
-TEST_F(EventStoreTest, AppendsAndReadsAStreamInVersionOrder) {
-    auto first =
-        store_.append("order-1", ExpectedVersion::no_stream(),
-                      {event("OrderPlaced", {{"n", 1}}), event("OrderConfirmed", {{"n", 2}})});
-    EXPECT_EQ(first.first_version, 1);
-    EXPECT_EQ(first.last_version, 2);
-    EXPECT_FALSE(first.replayed);
-    ASSERT_EQ(first.positions.size(), 2u);
-    EXPECT_LT(first.positions[0], first.positions[1]);
-
-    auto second = store_.append("order-1", ExpectedVersion::exact(2), {event("Note", {{"n", 3}})});
-    EXPECT_EQ(second.last_version, 3);
-
-    auto events = store_.read_stream("order-1", 2, 100);
-    ASSERT_EQ(events.size(), 2u);
-    EXPECT_EQ(events[0].version, 2);
-    EXPECT_EQ(events[0].type, "OrderConfirmed");
-    EXPECT_EQ(events[1].payload["n"], 3);
-    EXPECT_EQ(events[1].category, "order");
-    EXPECT_EQ(store_.stream_version("order-1"), 3);
-    EXPECT_EQ(store_.stream_version("order-unknown"), 0);
-}
-
-TEST_F(EventStoreTest, KeepsEveryMetadataField) {
-    auto e = event("OrderPlaced", {{"order_id", "o-1"}});
-    e.metadata = {"trace", "span", "corr", "cause", "cmd", "alice"};
-    store_.append("order-meta", ExpectedVersion::any(), {e});
-    auto read = store_.read_stream("order-meta", 1, 10).at(0);
-    EXPECT_EQ(read.metadata.trace_id, "trace");
-    EXPECT_EQ(read.metadata.span_id, "span");
-    EXPECT_EQ(read.metadata.correlation_id, "corr");
-    EXPECT_EQ(read.metadata.causation_id, "cause");
-    EXPECT_EQ(read.metadata.command_id, "cmd");
-    EXPECT_EQ(read.metadata.actor, "alice");
-    EXPECT_EQ(read.event_id, e.event_id);
-}
-
-TEST_F(EventStoreTest, ConflictCarriesTheActualVersion) {
-    store_.append("account-a", ExpectedVersion::no_stream(), {event("FundsDeposited", {})});
-    try {
-        store_.append("account-a", ExpectedVersion::no_stream(), {event("FundsDeposited", {})});
-        FAIL() << "expected a conflict";
-    } catch (const ConcurrencyConflict& c) {
-        EXPECT_EQ(c.actual_version(), 1);
-    }
-    EXPECT_THROW(store_.append("account-a", ExpectedVersion::exact(5), {event("X", {})}),
-                 ConcurrencyConflict);
-    EXPECT_EQ(store_.stream_version("account-a"), 1);
-}
-
-TEST_F(EventStoreTest, EightWritersWithExactVersionsProduceOneWinnerPerVersion) {
-    constexpr int kWriters = 8;
-    constexpr int kEventsEach = 25;
-    std::mutex mutex;
-    std::map<std::int64_t, int> winner;  // version -> writer
-    std::atomic<int> conflicts{0};
-    std::vector<std::thread> writers;
-    for (int w = 0; w < kWriters; ++w) {
-        writers.emplace_back([&, w] {
-            int written = 0;
-            while (written < kEventsEach) {
-                auto version = store_.stream_version("inventory-hot");
-                auto expected =
-                    version == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exact(version);
-                try {
-                    auto r = store_.append("inventory-hot", expected,
-                                           {event("StockReceived", {{"writer", w}})});
-                    std::lock_guard lock{mutex};
-                    EXPECT_TRUE(winner.emplace(r.last_version, w).second)
-                        << "version " << r.last_version << " won twice";
-                    ++written;
-                } catch (const ConcurrencyConflict&) {
-                    ++conflicts;
-                }
-            }
-        });
-    }
-    for (auto& t : writers) t.join();
-
-    auto events = store_.read_stream("inventory-hot", 1, 10'000);
-    ASSERT_EQ(events.size(), static_cast<std::size_t>(kWriters * kEventsEach));
-    for (std::size_t i = 0; i < events.size(); ++i) {
-        EXPECT_EQ(events[i].version, static_cast<std::int64_t>(i + 1));
-        EXPECT_EQ(events[i].payload["writer"], winner.at(events[i].version));
-    }
-    EXPECT_EQ(winner.size(), events.size());
-}
-
-TEST_F(EventStoreTest, ReAppendingStoredEventsReplaysInEveryMode) {
-    auto a = event("StockReceived", {{"quantity", 5}});
-    auto b = event("StockReceived", {{"quantity", 6}});
-    auto c = event("StockReceived", {{"quantity", 7}});
-
-    auto original = store_.append("inventory-i", ExpectedVersion::no_stream(), {a, b});
-    auto again = store_.append("inventory-i", ExpectedVersion::no_stream(), {a, b});
-    EXPECT_TRUE(again.replayed);
-    EXPECT_EQ(again.positions, original.positions);
-    EXPECT_EQ(again.first_version, 1);
-    EXPECT_EQ(again.last_version, 2);
-
-    auto third = store_.append("inventory-i", ExpectedVersion::exact(2), {c});
-    auto third_again = store_.append("inventory-i", ExpectedVersion::exact(2), {c});
-    EXPECT_TRUE(third_again.replayed);
-    EXPECT_EQ(third_again.positions, third.positions);
-    EXPECT_EQ(third_again.last_version, 3);
-
-    auto any_again = store_.append("inventory-i", ExpectedVersion::any(), {b});
-    EXPECT_TRUE(any_again.replayed);
-    EXPECT_EQ(any_again.first_version, 2);
-    EXPECT_EQ(any_again.positions, std::vector<std::int64_t>{original.positions[1]});
-
-    EXPECT_EQ(store_.read_stream("inventory-i", 1, 100).size(), 3u);
-    EXPECT_EQ(store_.stream_version("inventory-i"), 3);
-}
-
-TEST_F(EventStoreTest, ReplayAtAnotherExpectedVersionIsAConflict) {
-    auto a = event("StockReceived", {{"quantity", 5}});
-    store_.append("inventory-j", ExpectedVersion::no_stream(), {a});
-    store_.append("inventory-j", ExpectedVersion::exact(1), {event("StockReceived", {})});
-    EXPECT_THROW(store_.append("inventory-j", ExpectedVersion::exact(2), {a}), ConcurrencyConflict);
-}
-
-TEST_F(EventStoreTest, ReusedIdWithOtherContentIsRefused) {
-    auto a = event("StockReceived", {{"quantity", 5}});
-    store_.append("inventory-k", ExpectedVersion::any(), {a});
-
-    auto changed = a;
-    changed.payload = {{"quantity", 6}};
-    EXPECT_THROW(store_.append("inventory-k", ExpectedVersion::any(), {changed}), EventIdReused);
-
-    auto other_stream = a;
-    EXPECT_THROW(store_.append("inventory-other", ExpectedVersion::any(), {other_stream}),
-                 EventIdReused);
-
-    // A batch that repeats only part of what is stored is not a replay either.
-    EXPECT_THROW(store_.append("inventory-k", ExpectedVersion::any(),
-                               {a, event("StockReceived", {{"quantity", 1}})}),
-                 EventIdReused);
-    EXPECT_EQ(store_.stream_version("inventory-k"), 1);
-    EXPECT_EQ(store_.stream_version("inventory-other"), 0);
-}
 
 TEST_F(EventStoreTest, ConcurrentReAppendsOfOneBatchWriteItOnce) {
     auto batch =
@@ -190,40 +50,6 @@ TEST_F(EventStoreTest, ConcurrentReAppendsOfOneBatchWriteItOnce) {
     for (auto& t : threads) t.join();
     EXPECT_EQ(replays.load(), 7);
     EXPECT_EQ(store_.read_stream("order-race", 1, 100).size(), 2u);
-}
-
-TEST_F(EventStoreTest, RefusesInvalidInputBeforeTouchingTheDatabase) {
-    EXPECT_THROW(store_.append("order-x", ExpectedVersion::any(), {}), platform::InvalidInput);
-    EXPECT_THROW(store_.append("nocategory", ExpectedVersion::any(), {event("X", {})}),
-                 platform::InvalidInput);
-    EXPECT_THROW(store_.append("order-bad id", ExpectedVersion::any(), {event("X", {})}),
-                 platform::InvalidInput);
-    auto bad_id = event("X", {});
-    bad_id.event_id = "not-a-uuid";
-    EXPECT_THROW(store_.append("order-x", ExpectedVersion::any(), {bad_id}),
-                 platform::InvalidInput);
-    auto twice = event("X", {});
-    EXPECT_THROW(store_.append("order-x", ExpectedVersion::any(), {twice, twice}),
-                 platform::InvalidInput);
-    EXPECT_THROW(ExpectedVersion::exact(0), platform::InvalidInput);
-    EXPECT_EQ(store_.stream_version("order-x"), 0);
-}
-
-// The horizon is cluster-wide: transactions of tests running in parallel in other
-// databases hold it back too. So reads poll until the expected events are visible.
-std::vector<RecordedEvent> read_all_until(EventStore& store, Checkpoint after, std::size_t count) {
-    std::vector<RecordedEvent> out;
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (out.size() < count && std::chrono::steady_clock::now() < deadline) {
-        auto batch = store.read_all(after, count - out.size());
-        if (batch.empty()) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
-            continue;
-        }
-        after = batch.back().checkpoint();
-        out.insert(out.end(), batch.begin(), batch.end());
-    }
-    return out;
 }
 
 TEST_F(EventStoreTest, ReadAllWaitsForAnOpenTransactionAndNeverSkipsIt) {

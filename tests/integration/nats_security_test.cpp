@@ -29,7 +29,7 @@ namespace {
 using namespace std::chrono_literals;
 using platform::nats::ClientSettings;
 
-// The defaults the stack's users are scoped to (app/commands.hpp, deploy/stack.sh).
+// The defaults the stack's users are scoped to (app/subcommands.hpp, deploy/stack.sh).
 constexpr const char* kStream = "ORDO_EVENTS";
 constexpr const char* kSubjects = "ordo.events";
 constexpr const char* kBreakerBucket = "ordo_breakers";

@@ -128,7 +128,8 @@ class RelayTest : public ::testing::Test {
             "SELECT transaction_id::text, global_position FROM ordo.relay_checkpoint "
             "WHERE shard = 0");
         if (rows.empty()) return {};
-        return {std::stoull(rows[0][0].as<std::string>()), rows[0][1].as<std::int64_t>()};
+        return {eventstore::transaction_id_from_xid8(rows[0][0].c_str()),
+                rows[0][1].as<std::int64_t>()};
     }
     Checkpoint last_event() {
         pqxx::connection conn{db_.relay_url()};
@@ -136,7 +137,7 @@ class RelayTest : public ::testing::Test {
         auto row = tx.exec1(
             "SELECT transaction_id::text AS txid, global_position FROM ordo.events "
             "ORDER BY transaction_id DESC, global_position DESC LIMIT 1");
-        return {std::stoull(row[0].as<std::string>()), row[1].as<std::int64_t>()};
+        return {eventstore::transaction_id_from_xid8(row[0].c_str()), row[1].as<std::int64_t>()};
     }
     // The relay has published everything and recorded it.
     bool caught_up() { return relay_checkpoint() == last_event(); }

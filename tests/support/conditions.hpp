@@ -1,11 +1,15 @@
 // What tests wait on and read: eventually() polls a condition within a bound, scalar() reads
-// one value, store_settled() tells whether every stored event is visible to readers.
+// one value, store_settled() tells whether every stored event is visible to readers,
+// read_all_until() reads the store's history until the events a test expects have come.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <string>
 #include <thread>
+#include <vector>
+
+#include "eventstore/store.hpp"
 
 namespace ordo::testing {
 
@@ -30,5 +34,13 @@ std::int64_t scalar(const std::string& url, const std::string& sql);
 // oldest transaction still running anywhere in the cluster). Tests share one cluster, so a
 // transaction of another test can hold that horizon below events this test just appended.
 bool store_settled(const std::string& url);
+
+// Up to `count` events of `store.read_all` after `after`, polling until they have come.
+// PostgreSQL's read_all shows only what is below the cluster-wide horizon, which other
+// tests' transactions hold back for moments. Fewer than `count` after 60 s: the caller's
+// assertion on the size fails, it does not hang.
+std::vector<eventstore::RecordedEvent> read_all_until(eventstore::Store& store,
+                                                      eventstore::Checkpoint after,
+                                                      std::size_t count);
 
 }  // namespace ordo::testing

@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -20,6 +22,7 @@
 #include "eventstore/store.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/core/trace.hpp"
+#include "tests/support/conditions.hpp"
 
 namespace ordo::testing {
 
@@ -32,22 +35,10 @@ class StoreContract : public ::testing::Test {
    protected:
     eventstore::Store& store() { return harness_.store(); }
 
-    // PostgreSQL's read_all shows only what is below the cluster-wide horizon, which other
-    // tests' transactions hold back for moments; so reads poll until `count` events came.
+    // Polls past the horizon (read_all_until): reads until `count` events came.
     std::vector<eventstore::RecordedEvent> read_all(eventstore::Checkpoint after,
                                                     std::size_t count) {
-        std::vector<eventstore::RecordedEvent> out;
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-        while (out.size() < count && std::chrono::steady_clock::now() < deadline) {
-            auto batch = store().read_all(after, count - out.size());
-            if (batch.empty()) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(20));
-                continue;
-            }
-            after = batch.back().checkpoint();
-            out.insert(out.end(), batch.begin(), batch.end());
-        }
-        return out;
+        return read_all_until(store(), after, count);
     }
 
     // The text of the InvalidInput an append refuses with; empty when it does not.
@@ -102,6 +93,7 @@ TYPED_TEST_P(StoreContract, AppendsAndReadsAStreamInVersionOrderAPageAtATime) {
     auto page = store.read_stream("order-1", 2, 1);
     ASSERT_EQ(page.size(), 1u);
     EXPECT_EQ(page[0].type, "B");
+    EXPECT_EQ(page[0].version, 2);
     EXPECT_TRUE(store.read_stream("order-1", 4, 100).empty());
     EXPECT_TRUE(store.read_stream("order-none", 1, 100).empty());
 }
@@ -157,7 +149,21 @@ TYPED_TEST_P(StoreContract, ReAppendingStoredEventsReplaysAndWritesNothing) {
     }
     // A replay at another expected version than the batch was written at is a conflict.
     EXPECT_THROW(store.append("order-r", ExpectedVersion::exact(3), batch), ConcurrencyConflict);
+    // A batch that opened its stream replays at no_stream, though the stream exists now.
+    const std::vector opening{new_event("Opened")};
+    auto opened = store.append("order-o", ExpectedVersion::no_stream(), opening);
+    auto opened_again = store.append("order-o", ExpectedVersion::no_stream(), opening);
+    EXPECT_TRUE(opened_again.replayed);
+    EXPECT_EQ(opened_again.last_version, 1);
+    EXPECT_EQ(opened_again.positions, opened.positions);
+    // Any stored part of a batch replays alone, at the versions it was stored at.
+    auto tail = store.append("order-r", ExpectedVersion::any(), {batch[1]});
+    EXPECT_TRUE(tail.replayed);
+    EXPECT_EQ(tail.first_version, 3);
+    EXPECT_EQ(tail.last_version, 3);
+    EXPECT_EQ(tail.positions, std::vector<std::int64_t>{first.positions[1]});
     EXPECT_EQ(store.read_stream("order-r", 1, 100).size(), 3u);
+    EXPECT_EQ(store.stream_version("order-o"), 1);
 }
 
 TYPED_TEST_P(StoreContract, AnEventIdStoredWithOtherContentOrElsewhereIsReused) {
@@ -371,6 +377,8 @@ TYPED_TEST_P(StoreContract, ConcurrentAppendersWithExactVersionsGetOneWinnerPerV
     constexpr int kWriters = 6;
     constexpr int kEach = 15;
     std::atomic<int> conflicts{0};
+    std::mutex mutex;
+    std::map<std::int64_t, std::pair<int, int>> winners;  // version -> the write told it
     std::vector<std::thread> writers;
     for (int w = 0; w < kWriters; ++w) {
         writers.emplace_back([&, w] {
@@ -379,8 +387,11 @@ TYPED_TEST_P(StoreContract, ConcurrentAppendersWithExactVersionsGetOneWinnerPerV
                 auto expected =
                     version == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exact(version);
                 try {
-                    store.append("order-hot", expected,
-                                 {new_event("W", {{"writer", w}, {"i", i}})});
+                    auto appended = store.append("order-hot", expected,
+                                                 {new_event("W", {{"writer", w}, {"i", i}})});
+                    std::lock_guard lock{mutex};
+                    EXPECT_TRUE(winners.emplace(appended.last_version, std::pair{w, i}).second)
+                        << "version " << appended.last_version << " won twice";
                     ++i;
                 } catch (const ConcurrencyConflict&) {
                     ++conflicts;
@@ -391,10 +402,15 @@ TYPED_TEST_P(StoreContract, ConcurrentAppendersWithExactVersionsGetOneWinnerPerV
     for (auto& t : writers) t.join();
     const std::vector<eventstore::RecordedEvent> events = store.read_stream("order-hot", 1, 1000);
     ASSERT_EQ(events.size(), std::size_t{kWriters * kEach});
+    EXPECT_EQ(winners.size(), events.size());
     std::set<std::pair<int, int>> written;
     for (std::size_t i = 0; i < events.size(); ++i) {
         EXPECT_EQ(events[i].version, static_cast<std::int64_t>(i + 1));
-        written.insert({events[i].payload["writer"].get<int>(), events[i].payload["i"].get<int>()});
+        const std::pair write{events[i].payload["writer"].get<int>(),
+                              events[i].payload["i"].get<int>()};
+        written.insert(write);
+        // The version an append reported is the one its event holds.
+        EXPECT_EQ(winners[events[i].version], write) << "at version " << events[i].version;
     }
     EXPECT_EQ(written.size(), std::size_t{kWriters * kEach});  // each write landed once
 }

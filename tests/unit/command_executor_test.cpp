@@ -37,11 +37,11 @@ class ExecutorOnMemory : public ::testing::Test {
 
     // A unit that runs `command` on the stream and answers 200 (or 409 when refused).
     template <class Command>
-    std::function<Reply(Session&)> unit(Command command) {
+    std::function<ApiResponse(Session&)> unit(Command command) {
         return [this, command](Session& session) {
             ++runs_;
             auto done = execute<InventoryTraits>(session, kStream, command, CommandContext{});
-            return Reply{
+            return ApiResponse{
                 done.rejection ? 409 : 200, {{"version", done.version}}, false, done.appended};
         };
     }
@@ -103,7 +103,7 @@ TEST_F(ExecutorOnMemory, AConflictRunsTheWholeUnitAgainOnAFreshSession) {
 
 TEST_F(ExecutorOnMemory, ConflictsBeyondMaxAttemptsPropagate) {
     EXPECT_THROW(executor_.run(kStream, std::nullopt,
-                               [&](Session& session) -> Reply {
+                               [&](Session& session) -> ApiResponse {
                                    ++runs_;
                                    session.append(
                                        kStream, eventstore::ExpectedVersion::exact(7),
@@ -165,7 +165,7 @@ TEST_F(ExecutorOnMemory, AFailedUnitLeavesNothingBehind) {
     given({StockReceived{"sku-1", 5}});
     auto decide = unit(ReserveStock{"sku-1", "o-1", 3});
     EXPECT_THROW(executor_.run(kStream, Dedup{"cmd:c1", "f"},
-                               [&](Session& session) -> Reply {
+                               [&](Session& session) -> ApiResponse {
                                    decide(session);
                                    throw std::runtime_error("the unit broke after appending");
                                }),

@@ -2,6 +2,9 @@
 
 #include <cstdio>
 #include <fstream>
+#include <limits>
+#include <stdexcept>
+#include <string_view>
 
 #include "eventstore/event_store.hpp"
 #include "platform/core/clock.hpp"
@@ -161,6 +164,29 @@ TEST(Checkpoint, TokensRoundTripAndRejectGarbage) {
         EXPECT_FALSE(eventstore::Checkpoint::parse_token(bad)) << bad;
     }
     EXPECT_LT((eventstore::Checkpoint{1, 9}), (eventstore::Checkpoint{2, 1}));
+}
+
+TEST(TransactionIds, AreDecimalDigitsThatFitSixtyFourBits) {
+    EXPECT_EQ(eventstore::parse_transaction_id("0"), 0u);
+    EXPECT_EQ(eventstore::parse_transaction_id("007"), 7u);
+    EXPECT_EQ(eventstore::parse_transaction_id("18446744073709551615"),
+              std::numeric_limits<std::uint64_t>::max());
+    for (const char* bad : {"", " 1", "1 ", "+1", "-1", "-0", "1a", "a1", "0x10", "1.5",
+                            "18446744073709551616", "99999999999999999999999"}) {
+        EXPECT_FALSE(eventstore::parse_transaction_id(bad)) << bad;
+    }
+    // A digit past the end of the view is not read.
+    EXPECT_EQ(eventstore::parse_transaction_id(std::string_view{"123"}.substr(0, 2)), 12u);
+
+    EXPECT_EQ(eventstore::transaction_id_from_xid8("18446744073709551615"),
+              std::numeric_limits<std::uint64_t>::max());
+    EXPECT_THROW(eventstore::transaction_id_from_xid8(""), std::runtime_error);
+    EXPECT_THROW(eventstore::transaction_id_from_xid8("18446744073709551616"), std::runtime_error);
+    // The token carries the transaction id in the same form, with the same limits.
+    EXPECT_EQ(eventstore::Checkpoint::parse_token("18446744073709551615.1"),
+              (eventstore::Checkpoint{std::numeric_limits<std::uint64_t>::max(), 1}));
+    EXPECT_FALSE(eventstore::Checkpoint::parse_token("18446744073709551616.1"));
+    EXPECT_FALSE(eventstore::Checkpoint::parse_token("+1.1"));
 }
 
 TEST(StreamIds, CategoryIsThePartBeforeTheFirstDash) {
