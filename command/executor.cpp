@@ -23,6 +23,14 @@ std::optional<ApiResponse> claim_or_replay(eventstore::Session& session, const D
     return ApiResponse{finished.status, std::move(finished.response), true, false};
 }
 
+std::unique_ptr<eventstore::Store> pg_store(platform::pg::Pool& pool,
+                                            eventstore::AppendNotifier* notifier,
+                                            platform::metrics::Registry& metrics) {
+    auto store = std::make_unique<eventstore::EventStore>(pool, notifier);
+    store->register_metrics(metrics);
+    return store;
+}
+
 }  // namespace
 
 Executor::Executor(eventstore::Store& store, platform::metrics::Registry& metrics,
@@ -31,8 +39,7 @@ Executor::Executor(eventstore::Store& store, platform::metrics::Registry& metric
 
 Executor::Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifier,
                    platform::metrics::Registry& metrics, platform::Logger log, Options options)
-    : Executor(std::make_unique<eventstore::EventStore>(pool, notifier), nullptr, metrics,
-               std::move(log), options) {}
+    : Executor(pg_store(pool, notifier, metrics), nullptr, metrics, std::move(log), options) {}
 
 Executor::~Executor() = default;
 

@@ -7,6 +7,7 @@
 
 #include "eventstore/append_notifier.hpp"
 #include "platform/core/errors.hpp"
+#include "platform/core/metrics.hpp"
 #include "platform/core/utc_time.hpp"
 #include "platform/pg/pg.hpp"
 
@@ -329,16 +330,69 @@ std::int64_t EventStore::expire_keys(KeyCutoff cutoff, std::int64_t batch) {
     });
 }
 
+EventStore::EventStore(platform::pg::Pool& pool, AppendNotifier* notifier,
+                       std::optional<GroupCommit::Options> grouping)
+    : pool_{pool},
+      notifier_{notifier},
+      group_{grouping.value_or(
+                 GroupCommit::Options{.max_in_flight = std::max<std::size_t>(1, pool.size() / 2)}),
+             [this](auto& batch, auto by) { run_batch(batch, by); }} {}
+
 void EventStore::run_session(std::optional<Deadline> deadline,
                              const std::function<void(Session&)>& work) {
-    const auto by =
-        deadline.value_or(std::chrono::steady_clock::now() + pool_.options().acquire_timeout);
+    group_.run(
+        deadline.value_or(std::chrono::steady_clock::now() + pool_.options().acquire_timeout),
+        work);
+}
+
+void EventStore::register_metrics(platform::metrics::Registry& registry) {
+    batch_units_ = &registry.histogram("ordo_store_batch_units",
+                                       "Units of work (commands, saga steps) per group-committed "
+                                       "transaction",
+                                       {}, {1, 2, 4, 8, 16, 32, 64, 128});
+    registry.gauge_callback("ordo_store_queued",
+                            "Units of work waiting for a group-commit transaction", {},
+                            [this] { return static_cast<double>(group_.queued()); });
+}
+
+void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by) {
+    if (auto* units = batch_units_.load()) units->observe(static_cast<double>(batch.size()));
     bool appended = false;
-    pool_.transact(by, [&](pqxx::work& txn) {
-        PgSession session{txn};
-        work(session);
-        appended = session.appended();
-    });
+    if (batch.size() == 1) {
+        // Alone: no savepoint, exactly one transaction's round trips. Its failure is the
+        // batch's, which is the same thing here.
+        pool_.transact(by, [&](pqxx::work& txn) {
+            PgSession session{txn};
+            (*batch.front()->work)(session);
+            appended = session.appended();
+        });
+    } else {
+        pool_.transact(by, [&](pqxx::work& txn) {
+            for (auto* unit : batch) {
+                // A savepoint per unit, by hand: a failed statement aborts the transaction
+                // until it is rolled back to the savepoint, and a rollback that fails must
+                // fail the batch (a COMMIT of an aborted transaction rolls back without an
+                // error), so it is not left to a destructor that swallows what it throws.
+                txn.exec0("SAVEPOINT unit");
+                PgSession session{txn};
+                try {
+                    (*unit->work)(session);
+                } catch (const pqxx::broken_connection&) {
+                    throw;  // the batch is lost: nothing can be rolled back or committed
+                } catch (const pqxx::deadlock_detected&) {
+                    // This transaction lost a deadlock against another (two batches locking
+                    // the same streams in different orders): the unit runs again in a later
+                    // batch, once this one has let go of its locks.
+                    unit->error = std::current_exception();
+                    unit->retry = true;
+                } catch (...) {
+                    unit->error = std::current_exception();
+                }
+                txn.exec0(unit->error ? "ROLLBACK TO SAVEPOINT unit" : "RELEASE SAVEPOINT unit");
+                appended = appended || (!unit->error && session.appended());
+            }
+        });
+    }
     // Only after the commit: a listener woken earlier could read before the events exist.
     if (appended && notifier_) notifier_->signal();
 }

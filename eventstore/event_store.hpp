@@ -1,6 +1,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -14,11 +15,16 @@
 #include <pqxx/transaction_base>
 
 #include "eventstore/events.hpp"
+#include "eventstore/group_commit.hpp"
 #include "eventstore/store.hpp"
 
 namespace ordo::platform::pg {
 class Pool;
 }
+namespace ordo::platform::metrics {
+class Histogram;
+class Registry;
+}  // namespace ordo::platform::metrics
 
 namespace ordo::eventstore {
 
@@ -63,8 +69,14 @@ class EventStore final : public Store {
     // `notifier` (optional) is signalled after each append this class commits (alone or in
     // a session of transact); callers that append in their own transaction (PgSession)
     // signal it themselves after their commit.
-    explicit EventStore(platform::pg::Pool& pool, AppendNotifier* notifier = nullptr)
-        : pool_{pool}, notifier_{notifier} {}
+    //
+    // Sessions of transact are group-committed (see GroupCommit): concurrent ones share a
+    // transaction, each inside a savepoint of its own, so one that fails rolls back alone.
+    // A session alone runs in a transaction of its own, as if there were no grouping. Left
+    // unset, at most half the pool's connections carry batches at once, so reads and the
+    // other users of the pool always find one.
+    explicit EventStore(platform::pg::Pool& pool, AppendNotifier* notifier = nullptr,
+                        std::optional<GroupCommit::Options> grouping = std::nullopt);
 
     // Registers this class's prepared statements; add it to the pool's preparers.
     static void prepare(pqxx::connection& conn);
@@ -135,13 +147,22 @@ class EventStore final : public Store {
     KeyCutoff key_cutoff(std::chrono::hours age) override;
     std::int64_t expire_keys(KeyCutoff cutoff, std::int64_t batch) override;
 
+    // The queue of group commit: its batches so far and what waits now.
+    const GroupCommit& grouping() const { return group_; }
+    // Exports the batch sizes (ordo_store_batch_units) and the queue (ordo_store_queued).
+    void register_metrics(platform::metrics::Registry& registry);
+
    protected:
     void run_session(std::optional<Deadline> deadline,
                      const std::function<void(Session&)>& work) override;
 
    private:
+    void run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by);
+
     platform::pg::Pool& pool_;
     AppendNotifier* notifier_;
+    std::atomic<platform::metrics::Histogram*> batch_units_{nullptr};
+    GroupCommit group_;
 };
 
 // How long a reader that found nothing new waits for appends: its poll interval, or, while

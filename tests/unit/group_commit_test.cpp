@@ -1,0 +1,281 @@
+// Group commit's queue: who leads, what a batch holds, and whose failure is whose. The batch
+// runner here is a fake that records its batches and can be held open, so a test decides
+// exactly which units queue behind a running batch.
+#include "eventstore/group_commit.hpp"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "eventstore/memory_store.hpp"
+#include "platform/core/errors.hpp"
+
+namespace ordo::eventstore {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A batch runner that runs units on a MemoryStore session, records which units each batch
+// held (by the names their work appends), and can hold its first batch until released.
+class Batches {
+   public:
+    GroupCommit::Runner runner() {
+        return [this](std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline) {
+            if (hold_first_) {
+                hold_first_ = false;
+                held_.set_value();
+                release_.get_future().wait();
+            }
+            std::vector<std::string> names;
+            store_.transact([&](Session& session) {
+                for (auto* unit : batch) {
+                    try {
+                        (*unit->work)(session);
+                    } catch (...) {
+                        unit->error = std::current_exception();
+                    }
+                    names.push_back(last_name_);
+                    if (on_unit_) on_unit_(*unit);
+                }
+            });
+            std::lock_guard lock{mutex_};
+            if (fail_batch_) {
+                fail_batch_ = false;
+                throw std::runtime_error("the commit failed");
+            }
+            seen_.push_back(names);
+        };
+    }
+
+    // The first batch waits in the runner until release(); held() is ready once it does.
+    void hold_first() { hold_first_ = true; }
+    std::future<void> held() { return held_.get_future(); }
+    void release() { release_.set_value(); }
+    void fail_next_batch() { fail_batch_ = true; }
+    void on_unit(std::function<void(GroupCommit::Unit&)> f) { on_unit_ = std::move(f); }
+
+    // Work that names itself (and fails when `fails`).
+    GroupCommit::Work work(std::string name, bool fails = false) {
+        return [this, name, fails](Session&) {
+            last_name_ = name;
+            if (fails) throw std::invalid_argument(name + " refused");
+        };
+    }
+
+    std::vector<std::vector<std::string>> seen() {
+        std::lock_guard lock{mutex_};
+        return seen_;
+    }
+
+   private:
+    MemoryStore store_;
+    std::mutex mutex_;
+    std::vector<std::vector<std::string>> seen_;
+    std::string last_name_;
+    bool hold_first_ = false;
+    bool fail_batch_ = false;
+    std::promise<void> held_;
+    std::promise<void> release_;
+    std::function<void(GroupCommit::Unit&)> on_unit_;
+};
+
+GroupCommit::Deadline in(std::chrono::milliseconds d) {
+    return std::chrono::steady_clock::now() + d;
+}
+
+// Waits (without a fixed sleep) until `count` units are queued.
+void until_queued(const GroupCommit& group, std::size_t count) {
+    while (group.queued() < count) std::this_thread::yield();
+}
+
+TEST(GroupCommit, ALoneUnitIsABatchOfOneAndWaitsForNothing) {
+    Batches batches;
+    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
+    auto a = batches.work("a");
+    group.run(in(1s), a);
+    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"a"}}));
+    EXPECT_EQ(group.stats().largest, 1u);
+}
+
+// Starts `name`'s run on a thread once the queue holds `queued_before` units, and waits
+// until it has queued too: arrival order is the start order.
+struct Runs {
+    GroupCommit& group;
+    Batches& batches;
+    std::vector<GroupCommit::Work> works;
+    std::vector<std::future<void>> done;
+
+    void start(const std::string& name, bool fails = false,
+               std::chrono::milliseconds deadline = 5s) {
+        works.reserve(32);
+        works.push_back(batches.work(name, fails));
+        const auto before = group.queued();
+        auto& work = works.back();
+        done.push_back(std::async(std::launch::async,
+                                  [this, &work, deadline] { group.run(in(deadline), work); }));
+        until_queued(group, before + 1);
+    }
+};
+
+TEST(GroupCommit, UnitsThatQueueBehindABusySlotShareTheNextBatchInArrivalOrder) {
+    Batches batches;
+    batches.hold_first();
+    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
+    auto held = batches.held();
+    Runs runs{group, batches, {}, {}};
+    runs.works.reserve(32);
+    runs.works.push_back(batches.work("first"));
+    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
+    held.wait();  // the first batch is running: the slot is busy
+    for (auto name : {"b", "c", "d"}) runs.start(name);
+    batches.release();
+    first.get();
+    for (auto& d : runs.done) d.get();
+    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"first"}, {"b", "c", "d"}}));
+}
+
+TEST(GroupCommit, ABatchHoldsAtMostMaxBatchUnits) {
+    Batches batches;
+    batches.hold_first();
+    GroupCommit group{{.max_batch = 2, .max_in_flight = 1}, batches.runner()};
+    auto held = batches.held();
+    Runs runs{group, batches, {}, {}};
+    runs.works.reserve(32);
+    runs.works.push_back(batches.work("first"));
+    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
+    held.wait();
+    for (auto name : {"b", "c", "d", "e", "f"}) runs.start(name);
+    batches.release();
+    first.get();
+    for (auto& d : runs.done) d.get();
+    EXPECT_EQ(batches.seen(),
+              (std::vector<std::vector<std::string>>{{"first"}, {"b", "c"}, {"d", "e"}, {"f"}}));
+    EXPECT_EQ(group.stats().batches, 4u);
+    EXPECT_EQ(group.stats().units, 6u);
+}
+
+TEST(GroupCommit, AUnitThatFailsFailsAloneAndTheOthersCommit) {
+    Batches batches;
+    batches.hold_first();
+    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
+    auto held = batches.held();
+    Runs runs{group, batches, {}, {}};
+    runs.works.reserve(32);
+    runs.works.push_back(batches.work("first"));
+    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
+    held.wait();
+    runs.start("b");
+    runs.start("c", /*fails=*/true);
+    runs.start("d");
+    batches.release();
+    first.get();
+    EXPECT_NO_THROW(runs.done[0].get());
+    EXPECT_THROW(runs.done[1].get(), std::invalid_argument);
+    EXPECT_NO_THROW(runs.done[2].get());
+}
+
+TEST(GroupCommit, ABatchThatFailsAsAWholeFailsEveryUnitThatHadNotFailedAlone) {
+    Batches batches;
+    batches.hold_first();
+    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
+    auto held = batches.held();
+    Runs runs{group, batches, {}, {}};
+    runs.works.reserve(32);
+    runs.works.push_back(batches.work("first"));
+    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
+    held.wait();
+    runs.start("b");
+    runs.start("c", /*fails=*/true);
+    batches.fail_next_batch();  // the first batch's commit fails
+    batches.release();
+    EXPECT_THROW(first.get(), std::runtime_error);
+    EXPECT_NO_THROW(runs.done[0].get());  // b and c ran in the second batch, which committed
+    EXPECT_THROW(runs.done[1].get(), std::invalid_argument);
+    // A failed batch with a unit that failed alone: that unit keeps its own error.
+    batches.fail_next_batch();
+    auto e = batches.work("e", /*fails=*/true);
+    EXPECT_THROW(group.run(in(1s), e), std::invalid_argument);
+    batches.fail_next_batch();
+    auto f = batches.work("f");
+    EXPECT_THROW(group.run(in(1s), f), std::runtime_error);
+}
+
+TEST(GroupCommit, AUnitAskedToRetryRunsOnceMoreInALaterBatchThenFailsWithItsError) {
+    Batches batches;
+    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
+    int asked = 0;
+    batches.on_unit([&](GroupCommit::Unit& unit) {
+        if (asked++ < 1) {
+            unit.error = std::make_exception_ptr(std::runtime_error("deadlock"));
+            unit.retry = true;
+        }
+    });
+    auto a = batches.work("a");
+    EXPECT_NO_THROW(group.run(in(1s), a));
+    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"a"}, {"a"}}));
+
+    asked = -10;  // ask every time: the second ask is final
+    auto b = batches.work("b");
+    EXPECT_THROW(group.run(in(1s), b), std::runtime_error);
+    EXPECT_EQ(batches.seen().size(), 4u);
+}
+
+TEST(GroupCommit, AUnitStillQueuedAtItsDeadlineIsOverloadedAndNeverRuns) {
+    Batches batches;
+    batches.hold_first();
+    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
+    auto held = batches.held();
+    auto first_work = batches.work("first");
+    auto first = std::async(std::launch::async, [&] { group.run(in(5s), first_work); });
+    held.wait();
+    auto late = batches.work("late");
+    // The slot stays busy until after this returns: the deadline passes in the queue.
+    EXPECT_THROW(group.run(in(20ms), late), platform::Overloaded);
+    EXPECT_EQ(group.queued(), 0u);
+    batches.release();
+    first.get();
+    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"first"}}));
+}
+
+TEST(GroupCommit, TheQueueIsBounded) {
+    Batches batches;
+    batches.hold_first();
+    GroupCommit group{{.max_batch = 8, .max_in_flight = 1, .max_queued = 1}, batches.runner()};
+    auto held = batches.held();
+    Runs runs{group, batches, {}, {}};
+    runs.works.reserve(32);
+    runs.works.push_back(batches.work("first"));
+    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
+    held.wait();
+    runs.start("b");
+    auto c = batches.work("c");
+    EXPECT_THROW(group.run(in(5s), c), platform::Overloaded);
+    batches.release();
+    first.get();
+    runs.done[0].get();
+    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"first"}, {"b"}}));
+}
+
+TEST(GroupCommit, BatchesRunSideBySideUpToMaxInFlight) {
+    Batches batches;
+    batches.hold_first();
+    GroupCommit group{{.max_batch = 8, .max_in_flight = 2}, batches.runner()};
+    auto held = batches.held();
+    auto first_work = batches.work("first");
+    auto first = std::async(std::launch::async, [&] { group.run(in(5s), first_work); });
+    held.wait();
+    // One slot is still free: this unit leads a batch of its own at once, while the first
+    // batch is held.
+    auto b = batches.work("b");
+    group.run(in(5s), b);
+    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"b"}}));
+    batches.release();
+    first.get();
+}
+
+}  // namespace
+}  // namespace ordo::eventstore
