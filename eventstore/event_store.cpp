@@ -334,9 +334,14 @@ EventStore::EventStore(platform::pg::Pool& pool, AppendNotifier* notifier,
                        std::optional<GroupCommit::Options> grouping)
     : pool_{pool},
       notifier_{notifier},
-      group_{grouping.value_or(
-                 GroupCommit::Options{.max_in_flight = std::max<std::size_t>(1, pool.size() / 2)}),
+      group_{grouping.value_or(GroupCommit::Options{.max_in_flight = pool.size()}),
              [this](auto& batch, auto by) { run_batch(batch, by); }} {}
+
+namespace {
+// How long a unit of a shared batch waits for a lock before it is run again alone.
+constexpr std::chrono::milliseconds kBatchLockWait{50};
+constexpr std::string_view kLockNotAvailable = "55P03";
+}  // namespace
 
 void EventStore::run_session(std::optional<Deadline> deadline,
                              const std::function<void(Session&)>& work) {
@@ -368,6 +373,9 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
         });
     } else {
         pool_.transact(by, [&](pqxx::work& txn) {
+            // A unit that waits for a lock (a stream another process is writing) would hold up
+            // every unit after it: it gives up soon and runs again alone, where it may wait.
+            txn.exec0("SET LOCAL lock_timeout = " + std::to_string(kBatchLockWait.count()));
             for (auto* unit : batch) {
                 // A savepoint per unit, by hand: a failed statement aborts the transaction
                 // until it is rolled back to the savepoint, and a rollback that fails must
@@ -381,10 +389,13 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
                     throw;  // the batch is lost: nothing can be rolled back or committed
                 } catch (const pqxx::deadlock_detected&) {
                     // This transaction lost a deadlock against another (two batches locking
-                    // the same streams in different orders): the unit runs again in a later
-                    // batch, once this one has let go of its locks.
+                    // the same streams in different orders): the unit runs again alone, once
+                    // this batch has let go of its locks.
                     unit->error = std::current_exception();
                     unit->retry = true;
+                } catch (const pqxx::sql_error& e) {
+                    unit->error = std::current_exception();
+                    unit->retry = e.sqlstate() == kLockNotAvailable;
                 } catch (...) {
                     unit->error = std::current_exception();
                 }

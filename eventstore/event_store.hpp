@@ -72,9 +72,11 @@ class EventStore final : public Store {
     //
     // Sessions of transact are group-committed (see GroupCommit): concurrent ones share a
     // transaction, each inside a savepoint of its own, so one that fails rolls back alone.
-    // A session alone runs in a transaction of its own, as if there were no grouping. Left
-    // unset, at most half the pool's connections carry batches at once, so reads and the
-    // other users of the pool always find one.
+    // A session alone runs in a transaction of its own, as if there were no grouping; so
+    // does one that waited for a lock in a shared batch longer than a moment (it is run
+    // again alone), so one stream held up elsewhere holds up no other. Left unset, batches
+    // may use every connection of the pool, as single sessions could: grouping starts where
+    // they would have queued for one.
     explicit EventStore(platform::pg::Pool& pool, AppendNotifier* notifier = nullptr,
                         std::optional<GroupCommit::Options> grouping = std::nullopt);
 

@@ -49,6 +49,8 @@ void GroupCommit::lead(std::unique_lock<std::mutex>& lock) {
     Deadline by = Deadline::min();
     while (!queue_.empty() && batch.size() < options_.max_batch) {
         auto* unit = queue_.front();
+        // A unit queued again runs alone: one batch of its own, none shared.
+        if (!batch.empty() && (unit->retried || batch.front()->retried)) break;
         queue_.pop_front();
         unit->taken = true;
         batch.push_back(unit);

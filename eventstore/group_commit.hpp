@@ -30,8 +30,9 @@ class Session;
 // - A unit fails alone: its own exception is its own, the others' outcomes stand. A batch
 //   that fails as a whole (the commit, the connection) fails every unit that had not
 //   failed alone, with the batch's exception: nothing of the batch was committed.
-// - A unit the batch asks to retry (it lost a deadlock to another transaction) is queued
-//   again once, at the front, and runs in a later batch; a second loss is its error.
+// - A unit the batch asks to retry (it waited too long for a lock, or lost a deadlock) is
+//   queued again once, at the front, and runs in a batch of its own: a lock wait then
+//   holds up no one else. A second ask is its error.
 // - A unit still queued when its deadline passes is taken out and throws
 //   platform::Overloaded: it never ran. Waiting is bounded by `max_queued` too.
 // Thread-safe.
@@ -57,7 +58,7 @@ class GroupCommit {
        private:
         friend class GroupCommit;
         bool taken = false;    // in a running batch
-        bool retried = false;  // queued again once already
+        bool retried = false;  // queued again once already: runs alone
         bool done = false;
     };
 

@@ -204,24 +204,40 @@ TEST(GroupCommit, ABatchThatFailsAsAWholeFailsEveryUnitThatHadNotFailedAlone) {
     EXPECT_THROW(group.run(in(1s), f), std::runtime_error);
 }
 
-TEST(GroupCommit, AUnitAskedToRetryRunsOnceMoreInALaterBatchThenFailsWithItsError) {
+TEST(GroupCommit, AUnitAskedToRetryRunsOnceMoreAloneThenFailsWithItsError) {
     Batches batches;
+    batches.hold_first();
     GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
-    int asked = 0;
+    auto held = batches.held();
+    Runs runs{group, batches, {}, {}};
+    runs.works.reserve(32);
+    runs.works.push_back(batches.work("first"));
+    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
+    held.wait();
+    int asks = 1;  // b, the first unit after the first batch, is asked to retry once
     batches.on_unit([&](GroupCommit::Unit& unit) {
-        if (asked++ < 1) {
-            unit.error = std::make_exception_ptr(std::runtime_error("deadlock"));
+        if (asks > 0 && unit.work == &runs.works[1]) {
+            --asks;
+            unit.error = std::make_exception_ptr(std::runtime_error("lock wait"));
             unit.retry = true;
         }
     });
-    auto a = batches.work("a");
-    EXPECT_NO_THROW(group.run(in(1s), a));
-    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"a"}, {"a"}}));
+    for (auto name : {"b", "c", "d"}) runs.start(name);
+    batches.release();
+    first.get();
+    for (auto& d : runs.done) EXPECT_NO_THROW(d.get());
+    // b ran again in a batch of its own, before anything queued after it.
+    EXPECT_EQ(batches.seen(),
+              (std::vector<std::vector<std::string>>{{"first"}, {"b", "c", "d"}, {"b"}}));
 
-    asked = -10;  // ask every time: the second ask is final
-    auto b = batches.work("b");
-    EXPECT_THROW(group.run(in(1s), b), std::runtime_error);
-    EXPECT_EQ(batches.seen().size(), 4u);
+    asks = 2;  // asked every time: the second ask is final
+    batches.on_unit([&](GroupCommit::Unit& unit) {
+        unit.error = std::make_exception_ptr(std::runtime_error("deadlock"));
+        unit.retry = true;
+    });
+    auto e = batches.work("e");
+    EXPECT_THROW(group.run(in(1s), e), std::runtime_error);
+    EXPECT_EQ(batches.seen().size(), 5u);
 }
 
 TEST(GroupCommit, AUnitStillQueuedAtItsDeadlineIsOverloadedAndNeverRuns) {
