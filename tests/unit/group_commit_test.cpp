@@ -101,17 +101,20 @@ TEST(GroupCommit, ALoneUnitIsABatchOfOneAndWaitsForNothing) {
     EXPECT_EQ(group.stats().largest, 1u);
 }
 
-// Starts `name`'s run on a thread once the queue holds `queued_before` units, and waits
-// until it has queued too: arrival order is the start order.
+// Units run on threads of their own. start() returns once the unit has queued, so arrival
+// order is start order. Works stay where they are (a unit holds a pointer to its work).
 struct Runs {
+    static constexpr std::size_t kMost = 32;
     GroupCommit& group;
     Batches& batches;
     std::vector<GroupCommit::Work> works;
     std::vector<std::future<void>> done;
 
+    Runs(GroupCommit& g, Batches& b) : group{g}, batches{b} { works.reserve(kMost); }
+
     void start(const std::string& name, bool fails = false,
                std::chrono::milliseconds deadline = 5s) {
-        works.reserve(32);
+        ASSERT_LT(works.size(), kMost);
         works.push_back(batches.work(name, fails));
         const auto before = group.queued();
         auto& work = works.back();
@@ -121,176 +124,135 @@ struct Runs {
     }
 };
 
-TEST(GroupCommit, UnitsThatQueueBehindABusySlotShareTheNextBatchInArrivalOrder) {
+// A group whose first batch ("first", alone) is running and held in the runner: with one
+// slot, the units started next queue behind it until release().
+struct HeldGroup {
+    explicit HeldGroup(GroupCommit::Options options) : group{options, batches.runner()} {
+        batches.hold_first();
+        auto held = batches.held();
+        first = std::async(std::launch::async, [this] { group.run(in(5s), first_work); });
+        held.wait();
+    }
+    void release() { batches.release(); }
+
     Batches batches;
-    batches.hold_first();
-    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
-    auto held = batches.held();
-    Runs runs{group, batches, {}, {}};
-    runs.works.reserve(32);
-    runs.works.push_back(batches.work("first"));
-    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
-    held.wait();  // the first batch is running: the slot is busy
-    for (auto name : {"b", "c", "d"}) runs.start(name);
-    batches.release();
-    first.get();
-    for (auto& d : runs.done) d.get();
-    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"first"}, {"b", "c", "d"}}));
+    GroupCommit group;
+    Runs runs{group, batches};
+    GroupCommit::Work first_work = batches.work("first");
+    std::future<void> first;
+};
+
+using Seen = std::vector<std::vector<std::string>>;
+
+TEST(GroupCommit, UnitsThatQueueBehindABusySlotShareTheNextBatchInArrivalOrder) {
+    HeldGroup g{{.max_batch = 8, .max_in_flight = 1}};
+    for (auto name : {"b", "c", "d"}) g.runs.start(name);
+    g.release();
+    g.first.get();
+    for (auto& d : g.runs.done) d.get();
+    EXPECT_EQ(g.batches.seen(), (Seen{{"first"}, {"b", "c", "d"}}));
 }
 
 TEST(GroupCommit, ABatchHoldsAtMostMaxBatchUnits) {
-    Batches batches;
-    batches.hold_first();
-    GroupCommit group{{.max_batch = 2, .max_in_flight = 1}, batches.runner()};
-    auto held = batches.held();
-    Runs runs{group, batches, {}, {}};
-    runs.works.reserve(32);
-    runs.works.push_back(batches.work("first"));
-    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
-    held.wait();
-    for (auto name : {"b", "c", "d", "e", "f"}) runs.start(name);
-    batches.release();
-    first.get();
-    for (auto& d : runs.done) d.get();
-    EXPECT_EQ(batches.seen(),
-              (std::vector<std::vector<std::string>>{{"first"}, {"b", "c"}, {"d", "e"}, {"f"}}));
-    EXPECT_EQ(group.stats().batches, 4u);
-    EXPECT_EQ(group.stats().units, 6u);
+    HeldGroup g{{.max_batch = 2, .max_in_flight = 1}};
+    for (auto name : {"b", "c", "d", "e", "f"}) g.runs.start(name);
+    g.release();
+    g.first.get();
+    for (auto& d : g.runs.done) d.get();
+    EXPECT_EQ(g.batches.seen(), (Seen{{"first"}, {"b", "c"}, {"d", "e"}, {"f"}}));
+    EXPECT_EQ(g.group.stats().batches, 4u);
+    EXPECT_EQ(g.group.stats().units, 6u);
 }
 
 TEST(GroupCommit, AUnitThatFailsFailsAloneAndTheOthersCommit) {
-    Batches batches;
-    batches.hold_first();
-    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
-    auto held = batches.held();
-    Runs runs{group, batches, {}, {}};
-    runs.works.reserve(32);
-    runs.works.push_back(batches.work("first"));
-    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
-    held.wait();
-    runs.start("b");
-    runs.start("c", /*fails=*/true);
-    runs.start("d");
-    batches.release();
-    first.get();
-    EXPECT_NO_THROW(runs.done[0].get());
-    EXPECT_THROW(runs.done[1].get(), std::invalid_argument);
-    EXPECT_NO_THROW(runs.done[2].get());
+    HeldGroup g{{.max_batch = 8, .max_in_flight = 1}};
+    g.runs.start("b");
+    g.runs.start("c", /*fails=*/true);
+    g.runs.start("d");
+    g.release();
+    g.first.get();
+    EXPECT_NO_THROW(g.runs.done[0].get());
+    EXPECT_THROW(g.runs.done[1].get(), std::invalid_argument);
+    EXPECT_NO_THROW(g.runs.done[2].get());
+    EXPECT_EQ(g.batches.seen(), (Seen{{"first"}, {"b", "c", "d"}}));
 }
 
 TEST(GroupCommit, ABatchThatFailsAsAWholeFailsEveryUnitThatHadNotFailedAlone) {
-    Batches batches;
-    batches.hold_first();
-    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
-    auto held = batches.held();
-    Runs runs{group, batches, {}, {}};
-    runs.works.reserve(32);
-    runs.works.push_back(batches.work("first"));
-    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
-    held.wait();
-    runs.start("b");
-    runs.start("c", /*fails=*/true);
-    batches.fail_next_batch();  // the first batch's commit fails
-    batches.release();
-    EXPECT_THROW(first.get(), std::runtime_error);
-    EXPECT_NO_THROW(runs.done[0].get());  // b and c ran in the second batch, which committed
-    EXPECT_THROW(runs.done[1].get(), std::invalid_argument);
+    HeldGroup g{{.max_batch = 8, .max_in_flight = 1}};
+    g.runs.start("b");
+    g.runs.start("c", /*fails=*/true);
+    g.batches.fail_next_batch();  // the first batch's commit fails
+    g.release();
+    EXPECT_THROW(g.first.get(), std::runtime_error);
+    EXPECT_NO_THROW(g.runs.done[0].get());  // b and c ran in the second batch, which committed
+    EXPECT_THROW(g.runs.done[1].get(), std::invalid_argument);
     // A failed batch with a unit that failed alone: that unit keeps its own error.
-    batches.fail_next_batch();
-    auto e = batches.work("e", /*fails=*/true);
-    EXPECT_THROW(group.run(in(1s), e), std::invalid_argument);
-    batches.fail_next_batch();
-    auto f = batches.work("f");
-    EXPECT_THROW(group.run(in(1s), f), std::runtime_error);
+    g.batches.fail_next_batch();
+    auto e = g.batches.work("e", /*fails=*/true);
+    EXPECT_THROW(g.group.run(in(1s), e), std::invalid_argument);
+    g.batches.fail_next_batch();
+    auto f = g.batches.work("f");
+    EXPECT_THROW(g.group.run(in(1s), f), std::runtime_error);
 }
 
 TEST(GroupCommit, AUnitAskedToRetryRunsOnceMoreAloneThenFailsWithItsError) {
-    Batches batches;
-    batches.hold_first();
-    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
-    auto held = batches.held();
-    Runs runs{group, batches, {}, {}};
-    runs.works.reserve(32);
-    runs.works.push_back(batches.work("first"));
-    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
-    held.wait();
+    HeldGroup g{{.max_batch = 8, .max_in_flight = 1}};
     int asks = 1;  // b, the first unit after the first batch, is asked to retry once
-    batches.on_unit([&](GroupCommit::Unit& unit) {
-        if (asks > 0 && unit.work == &runs.works[1]) {
+    g.batches.on_unit([&](GroupCommit::Unit& unit) {
+        if (asks > 0 && unit.work == &g.runs.works[0]) {
             --asks;
             unit.error = std::make_exception_ptr(std::runtime_error("lock wait"));
             unit.retry = true;
         }
     });
-    for (auto name : {"b", "c", "d"}) runs.start(name);
-    batches.release();
-    first.get();
-    for (auto& d : runs.done) EXPECT_NO_THROW(d.get());
+    for (auto name : {"b", "c", "d"}) g.runs.start(name);
+    g.release();
+    g.first.get();
+    for (auto& d : g.runs.done) EXPECT_NO_THROW(d.get());
     // b ran again in a batch of its own, before anything queued after it.
-    EXPECT_EQ(batches.seen(),
-              (std::vector<std::vector<std::string>>{{"first"}, {"b", "c", "d"}, {"b"}}));
+    EXPECT_EQ(g.batches.seen(), (Seen{{"first"}, {"b", "c", "d"}, {"b"}}));
 
-    asks = 2;  // asked every time: the second ask is final
-    batches.on_unit([&](GroupCommit::Unit& unit) {
+    // Asked every time: the second ask is final.
+    g.batches.on_unit([&](GroupCommit::Unit& unit) {
         unit.error = std::make_exception_ptr(std::runtime_error("deadlock"));
         unit.retry = true;
     });
-    auto e = batches.work("e");
-    EXPECT_THROW(group.run(in(1s), e), std::runtime_error);
-    EXPECT_EQ(batches.seen().size(), 5u);
+    auto e = g.batches.work("e");
+    EXPECT_THROW(g.group.run(in(1s), e), std::runtime_error);
+    EXPECT_EQ(g.batches.seen().size(), 5u);
 }
 
 TEST(GroupCommit, AUnitStillQueuedAtItsDeadlineIsOverloadedAndNeverRuns) {
-    Batches batches;
-    batches.hold_first();
-    GroupCommit group{{.max_batch = 8, .max_in_flight = 1}, batches.runner()};
-    auto held = batches.held();
-    auto first_work = batches.work("first");
-    auto first = std::async(std::launch::async, [&] { group.run(in(5s), first_work); });
-    held.wait();
-    auto late = batches.work("late");
+    HeldGroup g{{.max_batch = 8, .max_in_flight = 1}};
+    auto late = g.batches.work("late");
     // The slot stays busy until after this returns: the deadline passes in the queue.
-    EXPECT_THROW(group.run(in(20ms), late), platform::Overloaded);
-    EXPECT_EQ(group.queued(), 0u);
-    batches.release();
-    first.get();
-    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"first"}}));
+    EXPECT_THROW(g.group.run(in(20ms), late), platform::Overloaded);
+    EXPECT_EQ(g.group.queued(), 0u);
+    g.release();
+    g.first.get();
+    EXPECT_EQ(g.batches.seen(), (Seen{{"first"}}));
 }
 
 TEST(GroupCommit, TheQueueIsBounded) {
-    Batches batches;
-    batches.hold_first();
-    GroupCommit group{{.max_batch = 8, .max_in_flight = 1, .max_queued = 1}, batches.runner()};
-    auto held = batches.held();
-    Runs runs{group, batches, {}, {}};
-    runs.works.reserve(32);
-    runs.works.push_back(batches.work("first"));
-    auto first = std::async(std::launch::async, [&] { group.run(in(5s), runs.works.front()); });
-    held.wait();
-    runs.start("b");
-    auto c = batches.work("c");
-    EXPECT_THROW(group.run(in(5s), c), platform::Overloaded);
-    batches.release();
-    first.get();
-    runs.done[0].get();
-    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"first"}, {"b"}}));
+    HeldGroup g{{.max_batch = 8, .max_in_flight = 1, .max_queued = 1}};
+    g.runs.start("b");
+    auto c = g.batches.work("c");
+    EXPECT_THROW(g.group.run(in(5s), c), platform::Overloaded);
+    g.release();
+    g.first.get();
+    g.runs.done[0].get();
+    EXPECT_EQ(g.batches.seen(), (Seen{{"first"}, {"b"}}));
 }
 
 TEST(GroupCommit, BatchesRunSideBySideUpToMaxInFlight) {
-    Batches batches;
-    batches.hold_first();
-    GroupCommit group{{.max_batch = 8, .max_in_flight = 2}, batches.runner()};
-    auto held = batches.held();
-    auto first_work = batches.work("first");
-    auto first = std::async(std::launch::async, [&] { group.run(in(5s), first_work); });
-    held.wait();
+    HeldGroup g{{.max_batch = 8, .max_in_flight = 2}};
     // One slot is still free: this unit leads a batch of its own at once, while the first
     // batch is held.
-    auto b = batches.work("b");
-    group.run(in(5s), b);
-    EXPECT_EQ(batches.seen(), (std::vector<std::vector<std::string>>{{"b"}}));
-    batches.release();
-    first.get();
+    auto b = g.batches.work("b");
+    g.group.run(in(5s), b);
+    EXPECT_EQ(g.batches.seen(), (Seen{{"b"}}));
+    g.release();
+    g.first.get();
 }
 
 }  // namespace
