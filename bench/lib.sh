@@ -25,3 +25,25 @@ db_url() {
     url=$(no_password "$1")
     echo "${url%%/ordo\?*}/$db?${url#*\?}"
 }
+
+# psql as the stack's administrator, quiet and unaligned: one statement, its rows.
+admin_psql() { psql "$(no_password "$ORDO_PG_ADMIN_URL")" -qAtc "$1"; }
+
+# A random port below the ephemeral range that nothing listens on.
+free_port() {
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 12000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
+}
+
+# Waits until the service on port $1 answers /readyz with 200 (30 s at most).
+wait_ready() {
+    for _ in $(seq 300); do
+        curl -fs "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "service on port $1 did not become ready" >&2
+    exit 1
+}

@@ -9,7 +9,6 @@ seconds=${ORDO_BENCH_SECONDS:-10}
 start_stack
 
 db="ordo_bench_commands_$$"
-admin_psql() { psql "$(no_password "$ORDO_PG_ADMIN_URL")" -qAtc "$1" >/dev/null; }
 admin_psql "CREATE DATABASE $db OWNER ordo_migrator"
 port=$((20000 + RANDOM % 20000))
 "$build/ordo" migrate --database-url "$(db_url "$ORDO_MIGRATOR_URL")" 2>/dev/null

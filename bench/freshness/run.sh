@@ -22,14 +22,6 @@ done
 start_stack
 cmake --build "$build" --target ordo_bench_freshness ordo_bench_hops >/dev/null
 
-admin_psql() { psql "$(no_password "$ORDO_PG_ADMIN_URL")" -qAtc "$1"; }
-free_port() {  # a random port below the ephemeral range that nothing listens on
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 12000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-    done
-}
 db="ordo_bench_freshness_$$"
 services=()
 scratch=$(mktemp -d)
@@ -40,14 +32,6 @@ cleanup() {
     rm -rf "$scratch"
 }
 trap cleanup EXIT
-wait_ready() {  # wait_ready <port>: /readyz answers 200
-    for _ in $(seq 300); do
-        curl -fs "http://127.0.0.1:$1/readyz" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    echo "service on port $1 did not become ready" >&2
-    exit 1
-}
 
 admin_psql "CREATE DATABASE $db OWNER ordo_migrator" >/dev/null
 "$build/ordo" migrate --database-url "$(db_url "$ORDO_MIGRATOR_URL")" 2>/dev/null
