@@ -1,3 +1,6 @@
+// `ordo dev`: the local stack (PostgreSQL and NATS, through deploy/stack.sh) with every chosen
+// `ordo serve` component on it, each restarted when it dies; one stop signal ends them all.
+
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>

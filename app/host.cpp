@@ -1,3 +1,6 @@
+// What every `ordo serve` process does the same way (see host.hpp): stop signals, token and secret
+// files, the HTTP server, span export, and the partition count agreed with the database.
+
 #include "app/host.hpp"
 
 #include <thread>

@@ -1,5 +1,7 @@
 #pragma once
 
+// The hosting pieces every `ordo serve` command shares.
+
 #include <signal.h>
 
 #include <atomic>

@@ -1,3 +1,6 @@
+// The `ordo` binary's entry point: every subcommand's command line, its flags with their ORDO_*
+// variable defaults, handed to the run_* functions; and `ordo migrate` itself.
+
 #include <cctype>
 
 #include <CLI/CLI.hpp>

@@ -1,3 +1,5 @@
+// `ordo serve projector`: the process that runs the projection runtime over every read model.
+
 #include <thread>
 
 #include <nlohmann/json.hpp>

@@ -1,3 +1,5 @@
+// `ordo serve query`: the Query API process, on the read-only database role.
+
 #include <nlohmann/json.hpp>
 
 #include "app/host.hpp"

@@ -1,3 +1,6 @@
+// `ordo rebuild`: an offline rebuild of one projection from the command line, with progress on
+// stderr.
+
 #include <unistd.h>
 
 #include <cstdio>

@@ -1,3 +1,5 @@
+// `ordo serve relay`: the process that publishes the event store to JetStream.
+
 #include <atomic>
 #include <thread>
 

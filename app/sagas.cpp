@@ -1,3 +1,6 @@
+// `ordo serve sagas`: the saga intake and runner in one process, the runner sending its commands
+// through an in-process command service.
+
 #include <thread>
 
 #include <pqxx/pqxx>

@@ -1,3 +1,5 @@
+// `ordo serve command`: the Command API process, and the periodic expiry of old idempotency keys.
+
 #include <nlohmann/json.hpp>
 
 #include "app/host.hpp"

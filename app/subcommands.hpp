@@ -1,5 +1,7 @@
 #pragma once
 
+// The options and entry points of the `ordo` subcommands.
+
 #include <string>
 #include <vector>
 

@@ -1,3 +1,5 @@
+// `ordo token new`: prints a fresh API token once, with the token-file line that admits it.
+
 #include <iostream>
 
 #include "app/subcommands.hpp"

@@ -1,3 +1,6 @@
+// Two-phase commit gids and `ordo 2pc-recover`: lists orphaned prepared transactions and resolves
+// them by the in-doubt rule, or commits or rolls one back by hand.
+
 #include "app/two_phase.hpp"
 
 #include <algorithm>

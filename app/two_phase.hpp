@@ -1,5 +1,7 @@
 #pragma once
 
+// Recovery for the two-phase commit contrast: gids, the in-doubt rule, `ordo 2pc-recover`.
+
 #include <cstddef>
 #include <optional>
 #include <string>

@@ -1,5 +1,7 @@
 #pragma once
 
+// The command side's aggregate traits and the context a command's events carry.
+
 #include <optional>
 #include <string>
 #include <variant>

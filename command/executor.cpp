@@ -1,3 +1,6 @@
+// The Executor: a command as one unit of work, with idempotency-key claims and replays, retries
+// on conflict, and the batched expiry of old keys.
+
 #include "command/executor.hpp"
 
 #include <random>

@@ -1,5 +1,7 @@
 #pragma once
 
+// The Executor that runs each command as one unit of work, and the answers it records.
+
 #include <cstdint>
 #include <functional>
 #include <memory>

@@ -1,3 +1,6 @@
+// The Command API's routes and the in-process command bus: request bodies, Idempotency-Key,
+// rejections mapped to problem responses, and bus outcomes as the command log records them.
+
 #include "command/service.hpp"
 #include "domain/overloaded.hpp"
 

@@ -1,5 +1,7 @@
 #pragma once
 
+// CommandService: the Command API's routes and the in-process command bus.
+
 #include <optional>
 #include <string>
 #include <variant>

@@ -1,3 +1,6 @@
+// Validation of Command API requests: JSON bodies of bounded depth, field readers that collect
+// every error, and the request bodies read into domain commands.
+
 #include "command/validation.hpp"
 
 #include <algorithm>

@@ -1,5 +1,7 @@
 #pragma once
 
+// Validation of the Command API's requests.
+
 #include <cstdint>
 #include <functional>
 #include <initializer_list>

@@ -1,5 +1,7 @@
 #pragma once
 
+// What a decider returns for a command: the events to append, or a business rejection.
+
 #include <string>
 #include <variant>
 #include <vector>

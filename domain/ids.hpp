@@ -1,5 +1,7 @@
 #pragma once
 
+// The domain's identifiers: what a valid id is, and the stream names built from ids.
+
 #include <string>
 #include <string_view>
 

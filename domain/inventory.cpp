@@ -1,3 +1,5 @@
+// The inventory decider: how stock events fold into a sku's state, and how its commands decide.
+
 #include "domain/inventory.hpp"
 
 #include <limits>

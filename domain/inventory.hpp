@@ -1,5 +1,7 @@
 #pragma once
 
+// The inventory aggregate: its commands, events, state and decider.
+
 #include <cstdint>
 #include <map>
 #include <nlohmann/json.hpp>

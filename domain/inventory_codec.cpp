@@ -1,3 +1,5 @@
+// How inventory events and a sku's snapshot state are stored: JSON payloads by event type name.
+
 #include "domain/inventory.hpp"
 #include "domain/payload_reader.hpp"
 #include "domain/settlements_codec.hpp"

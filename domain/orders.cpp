@@ -1,3 +1,6 @@
+// The orders decider: how order events fold into state, and the rules for placing, confirming and
+// cancelling an order.
+
 #include "domain/orders.hpp"
 
 #include <set>

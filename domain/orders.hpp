@@ -1,5 +1,7 @@
 #pragma once
 
+// The order aggregate: its commands, events, state and decider.
+
 #include <array>
 #include <cstdint>
 #include <nlohmann/json.hpp>

@@ -1,3 +1,5 @@
+// How order events and an order's snapshot state are stored: JSON payloads by event type name.
+
 #include "domain/orders.hpp"
 #include "domain/payload_reader.hpp"
 

@@ -1,5 +1,7 @@
 #pragma once
 
+// Overloaded: the helper for visiting a std::variant with one lambda per alternative.
+
 namespace ordo::domain {
 
 // Visits a variant with one lambda per alternative: std::visit(Overloaded{...}, v).

@@ -1,5 +1,7 @@
 #pragma once
 
+// The reader the domain codecs decode event and snapshot payloads with.
+
 #include <cstdint>
 #include <limits>
 #include <map>

@@ -1,3 +1,6 @@
+// The payments decider: how account events fold into state, and the rules for deposits, holds,
+// voids and captures.
+
 #include "domain/payments.hpp"
 
 #include <limits>

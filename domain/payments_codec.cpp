@@ -1,3 +1,5 @@
+// How account events and an account's snapshot state are stored: JSON payloads by event type name.
+
 #include "domain/payload_reader.hpp"
 #include "domain/payments.hpp"
 #include "domain/settlements_codec.hpp"

@@ -1,5 +1,7 @@
 #pragma once
 
+// RecentSettlements: the bounded memory of settled orders that inventory and accounts keep.
+
 #include <algorithm>
 #include <cstddef>
 #include <deque>

@@ -1,5 +1,7 @@
 #pragma once
 
+// Encoding and decoding of RecentSettlements in snapshots.
+
 #include <array>
 #include <string>
 #include <string_view>

@@ -1,3 +1,6 @@
+// Append notifications over PostgreSQL NOTIFY/LISTEN: the coalescing sender, the subscription on
+// an owner's connection, and the listener with a connection of its own.
+
 #include "eventstore/append_notifier.hpp"
 
 #include <memory>

@@ -1,5 +1,7 @@
 #pragma once
 
+// Append notifications: NOTIFY ordo_events after commits, and the ways to listen for them.
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>

@@ -1,5 +1,7 @@
 #pragma once
 
+// The PostgreSQL event store: its sessions, EventStore itself, and HorizonWait for readers.
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>

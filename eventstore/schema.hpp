@@ -1,5 +1,7 @@
 #pragma once
 
+// The database migrations built into the binary.
+
 #include <vector>
 
 #include "platform/pg/migrator.hpp"

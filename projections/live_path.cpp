@@ -1,3 +1,6 @@
+// The live path's pure parts: runs of JetStream events that continue a checkpoint, their heap
+// footprint, and the bounded LiveBuffer.
+
 #include "projections/live_path.hpp"
 
 #include <nlohmann/json.hpp>

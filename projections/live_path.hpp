@@ -1,5 +1,8 @@
 #pragma once
 
+// The projection runtime's live path: JetStream events buffered within a bound and applied only
+// while they continue the checkpoint without a gap.
+
 #include <cstddef>
 #include <deque>
 #include <vector>

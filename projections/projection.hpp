@@ -1,5 +1,7 @@
 #pragma once
 
+// The Projection interface that read models and other event sinks implement.
+
 #include <chrono>
 
 #include <string>

@@ -1,3 +1,6 @@
+// The Query API's read models (orders, inventory, accounts, traces): apply() per event, and the
+// rebuild's bulk path, which folds a batch per key and merges it with set-based SQL.
+
 #include "projections/read_models.hpp"
 #include "domain/overloaded.hpp"
 

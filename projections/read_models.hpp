@@ -1,5 +1,7 @@
 #pragma once
 
+// The Query API's read models.
+
 #include <memory>
 #include <string>
 #include <vector>

@@ -1,3 +1,6 @@
+// The offline rebuild of a projection: replays the store into a shadow schema and swaps it in,
+// refusing while a live projector owns the projection.
+
 #include "projections/rebuild.hpp"
 #include "projections/runtime.hpp"
 

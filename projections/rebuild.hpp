@@ -1,5 +1,7 @@
 #pragma once
 
+// The offline rebuild of a projection: the bulk apply interface, options, plan, progress, report.
+
 #include <chrono>
 #include <cstdint>
 #include <functional>

@@ -1,5 +1,7 @@
 #pragma once
 
+// The projection runtime: its options, the Runtime, and how its batches are sized.
+
 #include <atomic>
 #include <chrono>
 #include <functional>

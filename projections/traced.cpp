@@ -1,3 +1,5 @@
+// TracedProjection: each apply continues the event's trace with a span and a debug log line.
+
 #include "projections/traced.hpp"
 
 #include <exception>

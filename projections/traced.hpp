@@ -1,5 +1,7 @@
 #pragma once
 
+// Projections wrapped so that applying an event continues its trace.
+
 #include <memory>
 #include <string>
 #include <vector>

@@ -1,3 +1,5 @@
+// The webhook projection: POSTs selected events to an HTTP endpoint, signed when keys are set.
+
 #include "projections/webhook.hpp"
 
 #include <algorithm>

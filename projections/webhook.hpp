@@ -1,5 +1,7 @@
 #pragma once
 
+// The webhook projection: a sink that forwards events to an HTTP endpoint.
+
 #include <chrono>
 #include <functional>
 #include <string>

@@ -1,3 +1,5 @@
+// Standard Webhooks signatures: base64, the whsec_ secrets text, HMAC-SHA256 signing.
+
 #include "projections/webhook_signature.hpp"
 
 #include <openssl/evp.h>

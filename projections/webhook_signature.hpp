@@ -1,5 +1,7 @@
 #pragma once
 
+// How webhook deliveries are signed.
+
 #include <cstdint>
 #include <string>
 #include <string_view>

@@ -1,3 +1,6 @@
+// The fulfillment rules: what each process does next in orchestration and choreography, how events
+// are routed to processes, process streams, the retry policy, and the saga view.
+
 #include "sagas/fulfillment.hpp"
 
 #include <algorithm>

@@ -1,5 +1,7 @@
 #pragma once
 
+// Order fulfillment as sagas, orchestrated or choreographed.
+
 #include <cstdint>
 #include <optional>
 #include <string>

@@ -1,3 +1,6 @@
+// The saga side's projections: the intake that feeds process streams from other contexts' events,
+// and the saga view of the Query API (read.sagas).
+
 #include "sagas/intake.hpp"
 
 #include <cstdio>

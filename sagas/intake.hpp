@@ -1,5 +1,7 @@
 #pragma once
 
+// The saga intake and the saga view: projections that feed and show the processes.
+
 #include <memory>
 #include <string>
 #include <vector>

@@ -1,3 +1,5 @@
+// The process vocabulary's names, payloads and fold: how a process's events build its state.
+
 #include "sagas/process.hpp"
 #include "domain/overloaded.hpp"
 

@@ -1,5 +1,7 @@
 #pragma once
 
+// The vocabulary and fold every saga process shares.
+
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>

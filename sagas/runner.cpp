@@ -1,3 +1,6 @@
+// The saga runner: workers claim due processes under a lease, send their steps' commands over the
+// bus, and record the outcomes.
+
 #include "sagas/runner.hpp"
 
 #include <algorithm>

@@ -1,5 +1,7 @@
 #pragma once
 
+// The saga runner, and the command bus through which processes send their commands.
+
 #include <atomic>
 #include <chrono>
 #include <functional>

@@ -1,3 +1,6 @@
+// Fault: a read model locked past its statement timeout under two projectors opens the shared
+// breaker, one instance probes, and every event is applied exactly once after the lock.
+
 #include <gtest/gtest.h>
 
 #include <thread>

@@ -1,3 +1,6 @@
+// Fault: the command service with PostgreSQL stopped mid-load, SIGKILL and SIGTERM: no acknowledged
+// command lost or doubled, a clean stop; and no start without tokens unless told so.
+
 #include <gtest/gtest.h>
 
 #include <signal.h>

@@ -1,3 +1,6 @@
+// Fault: a stopped PostgreSQL server process behind the command service: the request fails with
+// 503 in bounded time and the service recovers.
+
 #include <gtest/gtest.h>
 
 #include <signal.h>

@@ -1,3 +1,6 @@
+// Fault: projectors killed mid-batch, their connections terminated, one of two killed: every
+// event still reaches the read models exactly once.
+
 #include <gtest/gtest.h>
 
 #include <signal.h>

@@ -1,3 +1,6 @@
+// Fault: a projector fed large orders stays under its documented memory bound, and every order
+// reaches the read model whole.
+
 #include <gtest/gtest.h>
 
 #include <sys/types.h>

@@ -1,3 +1,6 @@
+// Fault: the relay killed and NATS restarted while events flow: every event still reaches the
+// read models exactly once.
+
 #include <gtest/gtest.h>
 
 #include <signal.h>

@@ -1,3 +1,6 @@
+// Fault: relay processes killed or NATS restarted mid-publish: JetStream loses nothing and keeps
+// no duplicate of what is republished.
+
 #include <gtest/gtest.h>
 
 #include <signal.h>

@@ -1,3 +1,6 @@
+// Fault, in both saga modes: runners killed mid-flight (every saga finishes, no step twice), and
+// the mode switched (orders in flight finish in theirs).
+
 #include <gtest/gtest.h>
 
 #include "tests/support/conditions.hpp"

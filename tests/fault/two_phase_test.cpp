@@ -1,3 +1,6 @@
+// `ordo 2pc-recover` against real prepared transactions: orphans resolved by the rule, an
+// unreachable participant left to an operator, resolution by hand, unsafe gids refused.
+
 #include <gtest/gtest.h>
 
 #include <algorithm>

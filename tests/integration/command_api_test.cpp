@@ -1,3 +1,6 @@
+// The Command API over HTTP against a real PostgreSQL: appends, validation, limits, idempotency
+// keys, concurrency, pool bounds, tokens and scopes.
+
 #include <gtest/gtest.h>
 
 #include <cstdint>

@@ -1,3 +1,5 @@
+// The database roles: each service's role can do what its service needs and nothing more.
+
 #include <gtest/gtest.h>
 
 #include <optional>

@@ -1,3 +1,6 @@
+// End to end: a write is visible to a read with its consistency token; a token from the future
+// waits, then answers that the projection lags.
+
 #include <gtest/gtest.h>
 
 #include <thread>

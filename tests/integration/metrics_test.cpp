@@ -1,3 +1,6 @@
+// Every `ordo serve` process's /metrics passes promtool, and together they expose the families
+// the dashboards and alert rules read.
+
 #include <gtest/gtest.h>
 
 #include <filesystem>

@@ -1,3 +1,6 @@
+// Migrations: applied once with checksums, edited or unknown ones refused, failures leave nothing,
+// concurrent runs, and the upgrade from shared roles to one role per service.
+
 #include <gtest/gtest.h>
 
 #include <algorithm>

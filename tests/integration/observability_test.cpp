@@ -1,3 +1,5 @@
+// Observability: one order is one trace through every service, in their logs and exported spans.
+
 #include <gtest/gtest.h>
 
 #include <unistd.h>

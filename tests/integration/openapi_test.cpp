@@ -1,3 +1,5 @@
+// The OpenAPI documents describe exactly the routes the command and query services serve.
+
 #include <gtest/gtest.h>
 
 #include <fstream>

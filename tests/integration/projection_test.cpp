@@ -1,3 +1,6 @@
+// The projection runtime on PostgreSQL: read models follow the store exactly once, projectors share
+// slots and take over, idle partitions advance, batch-committed hooks run.
+
 #include <gtest/gtest.h>
 
 #include <atomic>

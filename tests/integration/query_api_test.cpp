@@ -1,3 +1,6 @@
+// The Query API over HTTP: read model resources, paging and filters, consistency-token waits, the
+// read-only role, tokens and scopes.
+
 #include <gtest/gtest.h>
 
 #include <future>

@@ -1,3 +1,6 @@
+// The read side live over JetStream: events reach every read model once, and a purged stream is
+// caught up from the store.
+
 #include <gtest/gtest.h>
 
 #include <thread>

@@ -1,3 +1,6 @@
+// Rebuilds: rebuilt models equal the live ones and the runtime continues exactly once; refusals,
+// readers kept on the old model until the swap, dry runs.
+
 #include <gtest/gtest.h>
 
 #include <future>

@@ -1,3 +1,6 @@
+// The relay: every event published once with its subject, headers and partition chain; restarts,
+// a second relay taking over, and a lost database session.
+
 #include <gtest/gtest.h>
 
 #include <atomic>

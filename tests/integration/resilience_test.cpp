@@ -1,3 +1,6 @@
+// Dead letters under skip and halt policies, retries after a fix, a failing sink pausing its
+// partition; webhooks that lose nothing while the receiver is down, and their configuration.
+
 #include <gtest/gtest.h>
 
 #include <mutex>

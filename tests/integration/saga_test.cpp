@@ -1,3 +1,6 @@
+// The sagas on PostgreSQL in both modes: confirmation, compensation, deadlines, customer cancels,
+// invariants under concurrency; intake idempotence and runner leases.
+
 #include <gtest/gtest.h>
 
 #include <atomic>

@@ -1,3 +1,6 @@
+// Snapshots: long streams are snapshotted and load from them; an unreadable one is ignored and
+// replaced by the next command.
+
 #include <gtest/gtest.h>
 
 #include <pqxx/pqxx>

@@ -1,3 +1,5 @@
+// API tokens: SHA-256, scopes, the token file's lines and matching, rotation, `ordo token new`.
+
 #include "platform/http/api_tokens.hpp"
 
 #include <gtest/gtest.h>

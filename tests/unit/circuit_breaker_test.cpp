@@ -1,3 +1,6 @@
+// The circuit breaker's states, windows and cool-downs, and the breaker a fleet shares through a
+// store.
+
 #include "platform/core/circuit_breaker.hpp"
 
 #include <map>

@@ -1,3 +1,5 @@
+// The connection budget: the total cap comes first, and no client address takes every place.
+
 #include "platform/core/connection_budget.hpp"
 
 #include <gtest/gtest.h>

@@ -1,5 +1,7 @@
 #pragma once
 
+// Given-when-then scenarios for the deciders' unit tests.
+
 #include <gtest/gtest.h>
 
 #include <optional>

@@ -1,3 +1,5 @@
+// The domain's event codecs: round trips, stored names and fields, malformed payloads refused.
+
 #include <gtest/gtest.h>
 
 #include <cstdint>

@@ -1,3 +1,5 @@
+// Domain ids: the allowed alphabet and length, the two dot names refused, stream names.
+
 #include <gtest/gtest.h>
 
 #include <string>

@@ -1,3 +1,6 @@
+// The inventory decider and state: receipts, reservations, releases, commits, limits, resends,
+// late duplicates, snapshots.
+
 #include <gtest/gtest.h>
 
 #include "domain/inventory.hpp"

@@ -1,3 +1,5 @@
+// The orders decider: placing, cancellation requests, confirmation, cancellation, limits, repeats.
+
 #include <gtest/gtest.h>
 
 #include "domain/orders.hpp"

@@ -1,3 +1,6 @@
+// The payments decider and state: deposits, holds, voids, captures, limits, resends, late
+// duplicates.
+
 #include <gtest/gtest.h>
 
 #include "domain/payments.hpp"

@@ -1,3 +1,6 @@
+// The aggregates' snapshot codecs: round trips, stable shapes, the first format's sets, malformed
+// snapshots refused.
+
 #include <gtest/gtest.h>
 
 #include <cstdint>

@@ -1,3 +1,5 @@
+// HorizonWait: the normal poll, and quick growing retries while committed events are still hidden.
+
 #include <gtest/gtest.h>
 
 #include "eventstore/event_store.hpp"

@@ -1,3 +1,5 @@
+// The HTTP client: posts, error statuses, timeouts, unreachable servers, URLs it refuses.
+
 #include "platform/http/http_client.hpp"
 
 #include <chrono>

@@ -1,3 +1,6 @@
+// The HTTP router and server: routing and path spellings, limits and timeouts, keep-alive, bearer
+// tokens and scopes, traces, metrics.
+
 #include "platform/http/http_server.hpp"
 
 #include <chrono>

@@ -1,3 +1,5 @@
+// KeyedTurns: turns per key in arrival order, deadlines, and the bounds on lines and the table.
+
 #include "platform/core/keyed_turns.hpp"
 
 #include <gtest/gtest.h>

@@ -1,3 +1,6 @@
+// The live path: runs that continue a checkpoint, gaps, copies, other partitions; footprints; the
+// bounded buffer.
+
 #include <gtest/gtest.h>
 
 #include <string>

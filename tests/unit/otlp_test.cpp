@@ -1,3 +1,6 @@
+// OTLP trace export: the JSON encoding, the exporter's batches, TLS and hanging collectors; the
+// HTTP server's spans.
+
 #include "platform/http/otlp.hpp"
 
 #include <chrono>

@@ -1,3 +1,5 @@
+// Bounds on PostgreSQL work: connection parameters, the operation bound, deadlines.
+
 #include <gtest/gtest.h>
 
 #include "platform/core/config.hpp"

@@ -1,3 +1,6 @@
+// Platform basics: trace context, ids, metrics, the manual clock, failure classes, config,
+// checkpoint tokens, stream ids and partitions.
+
 #include <gtest/gtest.h>
 
 #include <cstdio>

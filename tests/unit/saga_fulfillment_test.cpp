@@ -1,3 +1,6 @@
+// Fulfillment processes without IO: orchestration and choreography step by step, routing, process
+// streams, the retry policy.
+
 #include <functional>
 #include <map>
 

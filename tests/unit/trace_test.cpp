@@ -1,3 +1,5 @@
+// W3C Trace Context: traceparent parsing and child spans, tracestate's grammar and limits.
+
 #include <string>
 #include <vector>
 

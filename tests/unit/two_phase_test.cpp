@@ -1,3 +1,5 @@
+// Two-phase commit recovery's gid format and in-doubt decision rule.
+
 #include <gtest/gtest.h>
 
 #include "app/two_phase.hpp"

@@ -1,3 +1,5 @@
+// Webhook signatures: the published test vector, tampering, rotation, secrets, base64.
+
 #include "projections/webhook_signature.hpp"
 
 #include <string>
