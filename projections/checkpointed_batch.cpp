@@ -8,9 +8,6 @@
 #include <string>
 #include <vector>
 
-#include <pqxx/pqxx>
-
-#include "eventstore/event_store.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/core/hops.hpp"
 #include "platform/core/metrics.hpp"
@@ -47,13 +44,17 @@ bool handles(const Projection& projection, const eventstore::RecordedEvent& even
            std::find(categories.begin(), categories.end(), event.category) != categories.end();
 }
 
+// Moves the slot's checkpoint, in the transaction and in the slot.
+void save(SlotTxn& txn, Slot& slot, Checkpoint next, const std::string& last_event_at) {
+    slot.at = next;
+    txn.save_checkpoint(slot.projection->name(), slot.partition, next, last_event_at);
+}
+
 }  // namespace
 
 struct CheckpointedBatch::Impl {
-    platform::pg::Pool& pool;
+    SlotStore& store;
     const LiveFeed& live;
-    int partitions;
-    std::string instance;
     platform::Logger log;
     platform::metrics::Counter& applied_store;
     platform::metrics::Counter& applied_live;
@@ -74,37 +75,14 @@ struct CheckpointedBatch::Impl {
         }
     }
 
-    Checkpoint lock_checkpoint(pqxx::transaction_base& txn, const Slot& slot) {
-        const auto name = slot.projection->name();
-        txn.exec_params(
-            "INSERT INTO ordo.projection_checkpoints (projection, partition) VALUES ($1, $2) "
-            "ON CONFLICT DO NOTHING",
-            name, slot.partition);
-        auto row = txn.exec_params1(
-            "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
-            "WHERE projection = $1 AND partition = $2 FOR UPDATE",
-            name, slot.partition);
-        return Checkpoint{eventstore::transaction_id_from_xid8(row[0].c_str()),
-                          row[1].as<std::int64_t>()};
-    }
-
-    void save(pqxx::transaction_base& txn, Slot& slot, Checkpoint next,
-              const std::string& last_event_at) {
-        slot.at = next;
-        txn.exec_params(
-            "UPDATE ordo.projection_checkpoints SET transaction_id = $3::text::xid8, "
-            "global_position = $4, owner = $5, updated_at = now(), "
-            "last_event_at = coalesce($6::timestamptz, last_event_at) "
-            "WHERE projection = $1 AND partition = $2",
-            slot.projection->name(), slot.partition, std::to_string(next.transaction_id),
-            next.position, instance, last_event_at.empty() ? nullptr : last_event_at.c_str());
+    bool transient(const std::exception_ptr& error) const {
+        return store.classify(error) == platform::FailureKind::transient;
     }
 };
 
-CheckpointedBatch::CheckpointedBatch(platform::pg::Pool& pool, const LiveFeed& live, int partitions,
-                                     std::string instance, platform::Logger log,
+CheckpointedBatch::CheckpointedBatch(SlotStore& store, const LiveFeed& live, platform::Logger log,
                                      platform::metrics::Registry& metrics)
-    : impl_{new Impl{pool, live, partitions, std::move(instance), std::move(log),
+    : impl_{new Impl{store, live, std::move(log),
                      metrics.counter("ordo_projection_events_applied_total",
                                      "Events applied to read models", {{"source", "store"}}),
                      metrics.counter("ordo_projection_events_applied_total",
@@ -119,11 +97,14 @@ std::size_t CheckpointedBatch::apply_next(Slot& slot) {
     auto& d = *impl_;
     std::vector<std::string> applied_at;  // recorded_at of the events applied
     const char* source = "live";
-    auto applied = d.pool.transact([&](pqxx::work& txn) -> std::size_t {
+    const auto name = slot.projection->name();
+    std::size_t applied = 0;
+    d.store.transact([&](SlotTxn& txn) {
+        applied = 0;
         applied_at.clear();
-        // The checkpoint row, locked: a batch commits only over the checkpoint it read,
-        // so an instance that lost the slot mid-batch cannot apply it a second time.
-        const Checkpoint at = d.lock_checkpoint(txn, slot);
+        // The checkpoint, locked: a batch commits only over the checkpoint it read, so an
+        // instance that lost the slot mid-batch cannot apply it a second time.
+        const Checkpoint at = txn.lock_checkpoint(name, slot.partition);
         slot.at = at;
         auto run = d.live.run(slot.partition, at, slot.batch);
         if (!run.events.empty()) {
@@ -134,14 +115,15 @@ std::size_t CheckpointedBatch::apply_next(Slot& slot) {
                     applied_at.push_back(event.recorded_at);
                 }
             }
-            d.save(txn, slot, run.events.back().checkpoint(), run.events.back().recorded_at);
+            save(txn, slot, run.events.back().checkpoint(), run.events.back().recorded_at);
             slot.idle = run.rest_empty;
             d.applied_live.inc(static_cast<double>(run.events.size()));
-            return run.events.size();
+            applied = run.events.size();
+            return;
         }
-        auto head = eventstore::EventStore::head(txn);
-        auto rows = eventstore::EventStore::read_partition(
-            txn, at, d.partitions, slot.partition, slot.projection->categories(), slot.batch);
+        auto head = txn.head();
+        auto rows =
+            txn.read_partition(at, slot.partition, slot.projection->categories(), slot.batch);
         Checkpoint next = at;
         std::string last_event_at;
         source = "store";
@@ -153,10 +135,10 @@ std::size_t CheckpointedBatch::apply_next(Slot& slot) {
         }
         if (rows.size() < slot.batch && head && *head > next) next = *head;
         slot.idle = rows.size() < slot.batch;
-        if (next == at) return 0;
-        d.save(txn, slot, next, last_event_at);
+        if (next == at) return;
+        save(txn, slot, next, last_event_at);
         d.applied_store.inc(static_cast<double>(rows.size()));
-        return rows.size();
+        applied = rows.size();
     });
     d.observe_committed(slot, source, applied_at);
     return applied;
@@ -167,32 +149,30 @@ std::size_t CheckpointedBatch::isolate(Slot& slot, DeadLetterPolicy policy) {
     const auto name = slot.projection->name();
     std::size_t parked = 0;
     std::size_t poison = 0;
-    auto applied = d.pool.transact([&](pqxx::work& txn) -> std::size_t {
+    std::size_t applied = 0;
+    d.store.transact([&](SlotTxn& txn) {
         parked = 0;
+        applied = 0;
         poison = slot.poison;
-        const auto at = d.lock_checkpoint(txn, slot);
-        auto rows = eventstore::EventStore::read_partition(
-            txn, at, d.partitions, slot.partition, slot.projection->categories(), slot.batch);
+        const auto at = txn.lock_checkpoint(name, slot.partition);
+        auto rows =
+            txn.read_partition(at, slot.partition, slot.projection->categories(), slot.batch);
         Checkpoint next = at;
         std::string last_event_at;
-        std::size_t count = 0;
         for (const auto& event : rows) {
             try {
-                pqxx::subtransaction one{txn, "event"};
-                slot.projection->apply(one, event);
-                one.commit();
+                txn.savepoint([&](ReadModelTxn& one) { slot.projection->apply(one, event); });
                 poison = 0;
             } catch (const std::exception&) {
                 const auto error = std::current_exception();
-                if (platform::pg::classify(error) == platform::FailureKind::transient) throw;
+                if (d.transient(error)) throw;
                 if (++poison > kMaxPoisonInARow) {
                     throw platform::Unavailable(
                         "projection " + name +
                         " fails on every event; not parking them: " + describe(error));
                 }
                 ++parked;
-                auto id =
-                    park_dead_letter(txn, name, slot.partition, event, describe(error), policy);
+                auto id = txn.park(name, slot.partition, event, describe(error), policy);
                 d.log.error("poison event parked in dead letters", {{"projection", name},
                                                                     {"partition", slot.partition},
                                                                     {"dead_letter", id},
@@ -207,10 +187,9 @@ std::size_t CheckpointedBatch::isolate(Slot& slot, DeadLetterPolicy policy) {
             }
             next = event.checkpoint();
             last_event_at = event.recorded_at;
-            ++count;
+            ++applied;
         }
-        if (next != at) d.save(txn, slot, next, last_event_at);
-        return count;
+        if (next != at) save(txn, slot, next, last_event_at);
     });
     slot.poison = poison;
     d.dead_lettered.inc(static_cast<double>(parked));
@@ -221,9 +200,10 @@ std::size_t CheckpointedBatch::isolate(Slot& slot, DeadLetterPolicy policy) {
 bool CheckpointedBatch::settle(Slot& slot) {
     auto& d = *impl_;
     const auto name = slot.projection->name();
-    bool halted = d.pool.transact([&](pqxx::work& txn) -> bool {
-        std::optional<std::int64_t> halted_on;
-        for (const auto& letter : lock_open_dead_letters(txn, name, slot.partition)) {
+    std::optional<std::int64_t> halted_on;
+    d.store.transact([&](SlotTxn& txn) {
+        halted_on.reset();
+        for (const auto& letter : txn.lock_open_letters(name, slot.partition)) {
             const bool halts = letter.policy == DeadLetterPolicy::halt;
             const auto settlement = settlement_of(letter.status);
             if (settlement == Settlement::wait) {
@@ -233,16 +213,16 @@ bool CheckpointedBatch::settle(Slot& slot) {
             bool applied = false;
             if (settlement == Settlement::apply_again) {
                 try {
-                    pqxx::subtransaction one{txn, "retry"};
-                    if (handles(*slot.projection, letter.event)) {
-                        slot.projection->apply(one, letter.event);
-                    }
-                    one.commit();
+                    txn.savepoint([&](ReadModelTxn& one) {
+                        if (handles(*slot.projection, letter.event)) {
+                            slot.projection->apply(one, letter.event);
+                        }
+                    });
                     applied = true;
                 } catch (const std::exception&) {
                     const auto error = std::current_exception();
-                    if (platform::pg::classify(error) == platform::FailureKind::transient) throw;
-                    settle_dead_letter(txn, letter, settled(settlement, false), describe(error));
+                    if (d.transient(error)) throw;
+                    txn.settle(letter, settled(settlement, false), describe(error));
                     d.log.warn("dead letter retried and failed again; parked",
                                {{"projection", name},
                                 {"dead_letter", letter.id},
@@ -252,22 +232,21 @@ bool CheckpointedBatch::settle(Slot& slot) {
                 }
             }
             const auto outcome = settled(settlement, applied);
-            settle_dead_letter(txn, letter, outcome);
+            txn.settle(letter, outcome, {});
             if (halts && !halted_on) {
                 // The partition waited just before this event: it goes on after it.
-                if (d.lock_checkpoint(txn, slot) < letter.event.checkpoint()) {
-                    d.save(txn, slot, letter.event.checkpoint(), letter.event.recorded_at);
+                if (txn.lock_checkpoint(name, slot.partition) < letter.event.checkpoint()) {
+                    save(txn, slot, letter.event.checkpoint(), letter.event.recorded_at);
                 }
             }
             d.log.info("dead letter settled", {{"projection", name},
                                                {"dead_letter", letter.id},
                                                {"outcome", to_string(outcome)}});
         }
-        slot.halted_on = halted_on;
-        return halted_on.has_value();
     });
-    if (halted) slot.idle = true;
-    return halted;
+    slot.halted_on = halted_on;
+    if (halted_on) slot.idle = true;
+    return halted_on.has_value();
 }
 
 }  // namespace ordo::projections

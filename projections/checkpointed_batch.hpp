@@ -11,9 +11,9 @@
 #include <string>
 
 #include "platform/core/log.hpp"
-#include "platform/pg/pg.hpp"
 #include "projections/dead_letters.hpp"
 #include "projections/slot.hpp"
+#include "projections/slot_store.hpp"
 
 namespace ordo::platform::metrics {
 class Registry;
@@ -23,12 +23,11 @@ namespace ordo::projections {
 
 class LiveFeed;
 
-// Used by the runtime's thread only; every call is one transaction on `pool` and leaves the
+// Used by the runtime's thread only; every call is one transaction of `store` and leaves the
 // slot's checkpoint (Slot::at), idleness and halt as committed.
 class CheckpointedBatch {
    public:
-    CheckpointedBatch(platform::pg::Pool& pool, const LiveFeed& live, int partitions,
-                      std::string instance, platform::Logger log,
+    CheckpointedBatch(SlotStore& store, const LiveFeed& live, platform::Logger log,
                       platform::metrics::Registry& metrics);
     ~CheckpointedBatch();
     CheckpointedBatch(const CheckpointedBatch&) = delete;

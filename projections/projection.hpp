@@ -1,11 +1,13 @@
 #pragma once
 
-// The Projection interface that read models and other event sinks implement.
+// The Projection interface that read models and other event sinks implement, and the
+// transaction they apply in (ReadModelTxn, with SqlReadModelTxn for PostgreSQL).
 
 #include <chrono>
-
+#include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <pqxx/transaction_base>
@@ -13,6 +15,41 @@
 #include "eventstore/event_store.hpp"
 
 namespace ordo::projections {
+
+// What a projection applies an event through: the transaction its changes commit in,
+// together with the slot's checkpoint. SQL read models write through sql(); a read model
+// kept in memory (a test's) hands its changes to on_commit, so that they take effect exactly
+// when the checkpoint moves past the event.
+class ReadModelTxn {
+   public:
+    virtual ~ReadModelTxn() = default;
+    // The SQL transaction. Throws std::logic_error where the read models are not SQL (the
+    // in-memory slot store): a projection that writes SQL runs on PostgreSQL only.
+    virtual pqxx::transaction_base& sql() = 0;
+    // Runs `change` once the transaction has committed; never when it, or the savepoint
+    // around the apply that called this, rolls back.
+    virtual void on_commit(std::function<void()> change) = 0;
+};
+
+// A ReadModelTxn over a pqxx transaction. Whoever commits the transaction runs the changes
+// it takes out afterwards; a savepoint's changes pass to its parent with keep_in().
+class SqlReadModelTxn final : public ReadModelTxn {
+   public:
+    explicit SqlReadModelTxn(pqxx::transaction_base& txn) : txn_{txn} {}
+    pqxx::transaction_base& sql() override { return txn_; }
+    void on_commit(std::function<void()> change) override { changes_.push_back(std::move(change)); }
+    // The changes handed to on_commit, in order, taken out.
+    std::vector<std::function<void()>> take_changes() { return std::exchange(changes_, {}); }
+    // Hands the changes to `parent`, to run when it commits (a savepoint released).
+    void keep_in(ReadModelTxn& parent) {
+        for (auto& change : changes_) parent.on_commit(std::move(change));
+        changes_.clear();
+    }
+
+   private:
+    pqxx::transaction_base& txn_;
+    std::vector<std::function<void()>> changes_;
+};
 
 // A read model fed by events. The runtime calls apply() for each event of the categories
 // it names, in stream order, inside a transaction that also advances the projection's
@@ -26,7 +63,7 @@ class Projection {
     // The schema-qualified tables it writes, all of its state: what an offline rebuild
     // recreates and swaps. Empty means it keeps no tables and cannot be rebuilt.
     virtual std::vector<std::string> tables() const { return {}; }
-    virtual void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) = 0;
+    virtual void apply(ReadModelTxn& txn, const eventstore::RecordedEvent& event) = 0;
     // How long one apply may take beyond its database work (a webhook's call), at worst.
     // The runtime sizes this projection's batches so that a batch of such applies stays
     // well inside its transaction bound; zero means database work only.

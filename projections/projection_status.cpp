@@ -4,9 +4,6 @@
 
 #include <map>
 
-#include <pqxx/pqxx>
-
-#include "eventstore/lag.hpp"
 #include "platform/core/metrics.hpp"
 #include "projections/sink_breakers.hpp"
 
@@ -19,8 +16,7 @@ constexpr std::int64_t kMaxLagCount = 100'000;
 }  // namespace
 
 struct ProjectionStatus::Impl {
-    platform::pg::Pool& pool;
-    int partitions;
+    SlotStore& store;
     std::string instance;
     std::chrono::milliseconds interval;
     const platform::Clock& clock;
@@ -31,7 +27,7 @@ struct ProjectionStatus::Impl {
 
     void write(const std::vector<Projection*>& projections, const std::vector<Slot>& slots,
                SinkBreakers& breakers) {
-        pool.transact([&](pqxx::work& txn) {
+        store.transact([&](SlotTxn& txn) {
             for (const auto* projection : projections) {
                 const auto name = projection->name();
                 std::vector<int> owned_partitions;
@@ -44,8 +40,7 @@ struct ProjectionStatus::Impl {
                 if (owned_slots.empty()) continue;
                 const auto breaker = platform::to_string(breakers.of(name).state());
                 for (const auto& lag :
-                     eventstore::partition_lag(txn, name, partitions, projection->categories(),
-                                               owned_partitions, kMaxLagCount)) {
+                     txn.lag(name, projection->categories(), owned_partitions, kMaxLagCount)) {
                     const platform::metrics::Labels labels{
                         {"projection", name}, {"partition", std::to_string(lag.partition)}};
                     metrics
@@ -58,28 +53,22 @@ struct ProjectionStatus::Impl {
                         .gauge("ordo_projection_lag_seconds",
                                "How long the oldest event not yet applied has waited", labels)
                         .set(lag.oldest_seconds);
-                    const auto* slot = owned_slots.at(lag.partition);
-                    txn.exec_params(
-                        "INSERT INTO ordo.projection_status (projection, partition, "
-                        "instance, breaker, lag_events, lag_seconds, halted_on, updated_at) "
-                        "VALUES ($1, $2, $3, $4, $5, $6, $7, now()) ON CONFLICT (projection, "
-                        "partition) DO UPDATE SET instance = EXCLUDED.instance, breaker = "
-                        "EXCLUDED.breaker, lag_events = EXCLUDED.lag_events, lag_seconds = "
-                        "EXCLUDED.lag_seconds, halted_on = EXCLUDED.halted_on, updated_at = "
-                        "now()",
-                        name, lag.partition, instance, breaker, lag.events, lag.oldest_seconds,
-                        slot->halted_on);
+                    txn.record_status({.projection = name,
+                                       .partition = lag.partition,
+                                       .instance = instance,
+                                       .breaker = breaker,
+                                       .lag = lag,
+                                       .halted_on = owned_slots.at(lag.partition)->halted_on});
                 }
             }
         });
     }
 };
 
-ProjectionStatus::ProjectionStatus(platform::pg::Pool& pool, int partitions, std::string instance,
+ProjectionStatus::ProjectionStatus(SlotStore& store, std::string instance,
                                    std::chrono::milliseconds interval, const platform::Clock& clock,
                                    platform::Logger log, platform::metrics::Registry& metrics)
-    : impl_{new Impl{pool, partitions, std::move(instance), interval, clock, std::move(log),
-                     metrics}} {}
+    : impl_{new Impl{store, std::move(instance), interval, clock, std::move(log), metrics}} {}
 
 ProjectionStatus::~ProjectionStatus() = default;
 

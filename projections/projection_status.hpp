@@ -1,8 +1,8 @@
 #pragma once
 
 // What a runtime shows of the slots it owns: how far each lags (eventstore/lag.hpp) and its
-// projection's breaker state, in ordo.projection_status (the admin view) and the lag gauges.
-// Best effort: a failure to write it is logged once and never stops the projections.
+// projection's breaker state, in the slot store (ordo.projection_status: the admin view) and the
+// lag gauges. Best effort: a failure to write it is logged once and never stops the projections.
 
 #include <chrono>
 #include <memory>
@@ -11,8 +11,8 @@
 
 #include "platform/core/clock.hpp"
 #include "platform/core/log.hpp"
-#include "platform/pg/pg.hpp"
 #include "projections/slot.hpp"
+#include "projections/slot_store.hpp"
 
 namespace ordo::platform::metrics {
 class Registry;
@@ -25,9 +25,9 @@ class SinkBreakers;
 // Used by the runtime's thread only.
 class ProjectionStatus {
    public:
-    ProjectionStatus(platform::pg::Pool& pool, int partitions, std::string instance,
-                     std::chrono::milliseconds interval, const platform::Clock& clock,
-                     platform::Logger log, platform::metrics::Registry& metrics);
+    ProjectionStatus(SlotStore& store, std::string instance, std::chrono::milliseconds interval,
+                     const platform::Clock& clock, platform::Logger log,
+                     platform::metrics::Registry& metrics);
     ~ProjectionStatus();
     ProjectionStatus(const ProjectionStatus&) = delete;
     ProjectionStatus& operator=(const ProjectionStatus&) = delete;

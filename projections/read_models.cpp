@@ -167,7 +167,8 @@ class InventoryLevels final : public Projection, public BulkProjection {
     std::string name() const override { return "inventory"; }
     std::vector<std::string> categories() const override { return {"inventory"}; }
     std::vector<std::string> tables() const override { return {table_}; }
-    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) override {
+    void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& e) override {
+        auto& txn = target.sql();
         auto [on_hand, reserved] = stock_change(e);
         txn.exec_params("INSERT INTO " + table_ +
                             " AS i (sku, on_hand, reserved, version, updated_at) "
@@ -209,7 +210,8 @@ class AccountBalances final : public Projection, public BulkProjection {
     std::string name() const override { return "accounts"; }
     std::vector<std::string> categories() const override { return {"account"}; }
     std::vector<std::string> tables() const override { return {table_}; }
-    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) override {
+    void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& e) override {
+        auto& txn = target.sql();
         auto change = money_change(e);
         txn.exec_params(
             (change.creates ? "INSERT INTO " + table_ +
@@ -263,7 +265,8 @@ class OrderSummaries final : public Projection, public BulkProjection {
     std::string name() const override { return "orders"; }
     std::vector<std::string> categories() const override { return {"order"}; }
     std::vector<std::string> tables() const override { return {table_}; }
-    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) override {
+    void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& e) override {
+        auto& txn = target.sql();
         using namespace domain::orders;
         auto event = decode(e.type, e.payload);
         if (!event) throw UndecodableEvent(e);
@@ -414,7 +417,8 @@ class TraceIndex final : public Projection, public BulkProjection {
     std::string name() const override { return "traces"; }
     std::vector<std::string> categories() const override { return {}; }
     std::vector<std::string> tables() const override { return {table_}; }
-    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) override {
+    void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& e) override {
+        auto& txn = target.sql();
         if (e.metadata.trace_id.empty()) return;
         txn.exec_params(
             "INSERT INTO " + table_ +

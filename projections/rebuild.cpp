@@ -428,12 +428,14 @@ class Rebuilder {
             auto events = reader.next();
             if (events.empty()) break;
             pqxx::work txn{conn_};
+            SqlReadModelTxn target{txn};
             if (fast) {
                 fast->apply_batch(txn, events);
             } else {
-                for (const auto& e : events) shadow_->apply(txn, e);
+                for (const auto& e : events) shadow_->apply(target, e);
             }
             txn.commit();
+            for (auto& change : target.take_changes()) change();
             for (const auto& e : events) {
                 last_event_at_[platform::partition_of(e.stream_id, options_.partitions)] =
                     e.recorded_at;

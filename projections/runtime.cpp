@@ -5,13 +5,10 @@
 #include <algorithm>
 #include <thread>
 
-#include <pqxx/pqxx>
-
-#include "eventstore/event_store.hpp"
 #include "platform/core/metrics.hpp"
-#include "platform/pg/pg.hpp"
 #include "projections/checkpointed_batch.hpp"
 #include "projections/live_feed.hpp"
+#include "projections/pg_slot_store.hpp"
 #include "projections/projection_status.hpp"
 #include "projections/sink_breakers.hpp"
 #include "projections/slot.hpp"
@@ -34,25 +31,6 @@ std::vector<std::string> names_of(const std::vector<std::unique_ptr<Projection>>
     return names;
 }
 
-std::unique_ptr<platform::pg::Pool> batch_pool(const RuntimeOptions& options,
-                                               platform::metrics::Registry& metrics) {
-    // Read-model rows and the checkpoint commit together, so a commit lost in a crash
-    // is simply applied again: no need to wait for each one to reach the disk.
-    auto relaxed_commit = [](pqxx::connection& c) {
-        pqxx::nontransaction tx{c};
-        tx.exec("SET synchronous_commit = off");
-    };
-    auto pool = std::make_unique<platform::pg::Pool>(
-        platform::pg::PoolOptions{.url = options.database_url,
-                                  .size = 2,
-                                  .statement_timeout = options.statement_timeout,
-                                  .name = "projector",
-                                  .preparers = {relaxed_commit, &eventstore::EventStore::prepare},
-                                  .operation_timeout = transaction_bound(options)});
-    pool->register_metrics(metrics);
-    return pool;
-}
-
 }  // namespace
 
 struct Runtime::Impl {
@@ -61,44 +39,43 @@ struct Runtime::Impl {
     std::vector<Projection*> projection_list;
     platform::Logger log;
     std::vector<Slot> slots;
-    std::atomic<bool> woken{false};  // an append was notified or a live event arrived
     platform::SystemClock system_clock;
     const platform::Clock& clock;
     platform::metrics::Counter& retries;
     std::vector<std::function<void()>> committed_hooks;
-    std::unique_ptr<platform::pg::Pool> pool;
-    SlotLeases leases;
+    std::unique_ptr<SlotStore> own_store;  // PostgreSQL's, unless given
+    std::unique_ptr<SlotLeasing> own_leases;
+    SlotStore& store;
+    SlotLeasing& leases;
     LiveFeed live;
     ProjectionStatus status;
     SinkBreakers breakers;
     CheckpointedBatch batches;
 
     Impl(RuntimeOptions o, std::vector<std::unique_ptr<Projection>> p, platform::Logger l,
-         platform::metrics::Registry& m)
+         platform::metrics::Registry& m, std::unique_ptr<SlotStore> owned_store,
+         std::unique_ptr<SlotLeasing> owned_leases, SlotStore* given_store,
+         SlotLeasing* given_leases)
         : options{std::move(o)},
           projections{std::move(p)},
           log{std::move(l)},
           clock{options.clock ? *options.clock : system_clock},
           retries{m.counter("ordo_projection_retries_total",
                             "Batches retried after a transient failure")},
-          pool{batch_pool(options, m)},
-          leases{{.database_url = options.database_url,
-                  .instance = options.instance,
-                  .group = options.group,
-                  .instance_ttl = options.instance_ttl,
-                  .poll_interval = options.poll_interval},
-                 woken},
+          own_store{std::move(owned_store)},
+          own_leases{std::move(owned_leases)},
+          store{given_store ? *given_store : *own_store},
+          leases{given_leases ? *given_leases : *own_leases},
           live{{.nats = options.nats,
                 .stream = options.stream,
                 .subject_prefix = options.subject_prefix,
                 .partitions = options.partitions,
                 .buffer_bytes = options.live_buffer_bytes,
                 .group = options.group},
-               woken,
+               leases.woken,
                log,
                m},
-          status{*pool, options.partitions, options.instance, options.status_interval, clock, log,
-                 m},
+          status{store, options.instance, options.status_interval, clock, log, m},
           breakers{names_of(projections),
                    options.breaker,
                    options.breaker_store,
@@ -107,7 +84,7 @@ struct Runtime::Impl {
                    log,
                    m,
                    [this] { status.soon(); }},
-          batches{*pool, live, options.partitions, options.instance, log, m} {
+          batches{store, live, log, m} {
         for (auto& projection : projections) {
             projection_list.push_back(projection.get());
             const auto batch = batch_for(*projection, options.batch, transaction_bound(options));
@@ -151,8 +128,7 @@ struct Runtime::Impl {
                            clock.steady_now() - started);
             return true;
         } catch (const std::exception&) {
-            if (platform::pg::classify(std::current_exception()) ==
-                platform::FailureKind::transient) {
+            if (store.classify(std::current_exception()) == platform::FailureKind::transient) {
                 breaker.record(platform::CallOutcome::failure, clock.steady_now() - started);
                 throw;
             }
@@ -163,7 +139,7 @@ struct Runtime::Impl {
             breaker.record(platform::CallOutcome::success, clock.steady_now() - started);
             return true;
         } catch (const std::exception&) {
-            breaker.record(platform::outcome_of(platform::pg::classify(std::current_exception())),
+            breaker.record(platform::outcome_of(store.classify(std::current_exception())),
                            clock.steady_now() - started);
             throw;
         }
@@ -191,7 +167,7 @@ struct Runtime::Impl {
                     } catch (const std::exception& e) {
                         // One slot's failure pauses that slot at its checkpoint, not the
                         // others; it is retried with a growing pause.
-                        const auto kind = platform::pg::classify(std::current_exception());
+                        const auto kind = store.classify(std::current_exception());
                         retries.inc();
                         s.failures = std::min(s.failures + 1, 8);
                         s.retry_at = now + std::chrono::milliseconds(100 << s.failures);
@@ -209,7 +185,7 @@ struct Runtime::Impl {
                 status.write_if_due(projection_list, slots, breakers);
                 if (all_idle) leases.wait_for_events(stop);
             } catch (const std::exception& e) {
-                auto kind = platform::pg::classify(std::current_exception());
+                auto kind = store.classify(std::current_exception());
                 retries.inc();
                 log.warn(
                     "projection step failed; retrying",
@@ -239,9 +215,29 @@ struct Runtime::Impl {
 };
 
 Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,
-                 platform::Logger log, platform::metrics::Registry& metrics)
+                 platform::Logger log, platform::metrics::Registry& metrics) {
+    auto store = std::make_unique<PgSlotStore>(
+        PgSlotStoreOptions{.database_url = options.database_url,
+                           .partitions = options.partitions,
+                           .instance = options.instance,
+                           .statement_timeout = options.statement_timeout,
+                           .transaction_bound = transaction_bound(options)},
+        metrics);
+    auto leases =
+        std::make_unique<SlotLeases>(SlotLeaseOptions{.database_url = options.database_url,
+                                                      .instance = options.instance,
+                                                      .group = options.group,
+                                                      .instance_ttl = options.instance_ttl,
+                                                      .poll_interval = options.poll_interval});
+    impl_ = std::make_unique<Impl>(std::move(options), std::move(projections), std::move(log),
+                                   metrics, std::move(store), std::move(leases), nullptr, nullptr);
+}
+
+Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,
+                 platform::Logger log, platform::metrics::Registry& metrics, SlotStore& store,
+                 SlotLeasing& leases)
     : impl_{std::make_unique<Impl>(std::move(options), std::move(projections), std::move(log),
-                                   metrics)} {}
+                                   metrics, nullptr, nullptr, &store, &leases)} {}
 
 Runtime::~Runtime() = default;
 

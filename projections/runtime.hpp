@@ -18,6 +18,7 @@
 #include "projections/dead_letters.hpp"
 #include "projections/projection.hpp"
 #include "projections/slot_leases.hpp"  // slot_lock_key, which an offline rebuild takes too
+#include "projections/slot_store.hpp"
 
 namespace ordo::platform::metrics {
 class Registry;
@@ -82,10 +83,17 @@ struct RuntimeOptions {
 // checkpoints, acknowledging and skipping nothing, until a probe succeeds. A permanent
 // failure is an event's own: it is found, parked as a dead letter, and the partition skips
 // it or halts at it by policy.
+//
+// The slots' transactions and leases go through the seam of slot_store.hpp: on PostgreSQL
+// (PgSlotStore, SlotLeases at options.database_url) by default, or on the given ones.
 class Runtime {
    public:
     Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,
             platform::Logger log, platform::metrics::Registry& metrics);
+    // On `store` and `leases`, which must outlive the runtime (options.database_url unused).
+    Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,
+            platform::Logger log, platform::metrics::Registry& metrics, SlotStore& store,
+            SlotLeasing& leases);
     ~Runtime();
 
     // Calls `hook` on the runtime's thread after each batch that applied events has

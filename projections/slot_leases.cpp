@@ -52,15 +52,13 @@ BalanceMoves rebalance(const std::vector<bool>& owned, std::size_t fair, std::si
 
 struct SlotLeases::Impl {
     SlotLeaseOptions options;
-    std::atomic<bool>& woken;
     std::unique_ptr<pqxx::connection> session;  // holds the advisory locks, listens
     std::unique_ptr<eventstore::AppendSubscription> appends;
     std::atomic<std::size_t> owned{0};  // read by other threads (owned_slots)
     eventstore::HorizonWait horizon_wait{options.poll_interval};
 };
 
-SlotLeases::SlotLeases(SlotLeaseOptions options, std::atomic<bool>& woken)
-    : impl_{new Impl{std::move(options), woken}} {}
+SlotLeases::SlotLeases(SlotLeaseOptions options) : impl_{new Impl{std::move(options)}} {}
 
 SlotLeases::~SlotLeases() = default;
 
@@ -79,8 +77,8 @@ void SlotLeases::connect(std::vector<Slot>& slots) {
     // the next round connects again).
     auto session = std::make_unique<pqxx::connection>(platform::pg::connection_url(
         d.options.database_url, "ordo-" + d.options.group + "-session"));
-    d.appends = std::make_unique<eventstore::AppendSubscription>(
-        *session, [&woken = d.woken] { woken = true; });
+    d.appends =
+        std::make_unique<eventstore::AppendSubscription>(*session, [this] { woken = true; });
     d.session = std::move(session);
 }
 
@@ -141,7 +139,7 @@ void SlotLeases::wait_for_events(const std::atomic<bool>& stop) {
         hidden = eventstore::EventStore::hidden_by_horizon(tx);
     }
     const auto deadline = std::chrono::steady_clock::now() + d.horizon_wait.next(hidden);
-    for (auto now = std::chrono::steady_clock::now(); !stop && !d.woken && now < deadline;
+    for (auto now = std::chrono::steady_clock::now(); !stop && !woken && now < deadline;
          now = std::chrono::steady_clock::now()) {
         // In slices: a stop, and a live event (its callback sets `woken` without a
         // word to this connection), are noticed within 10 ms.
@@ -149,7 +147,7 @@ void SlotLeases::wait_for_events(const std::atomic<bool>& stop) {
             std::chrono::milliseconds(10),
             std::chrono::duration_cast<std::chrono::microseconds>(deadline - now)));
     }
-    d.woken = false;
+    woken = false;
 }
 
 }  // namespace ordo::projections

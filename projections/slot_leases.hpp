@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "projections/slot.hpp"
+#include "projections/slot_store.hpp"
 
 namespace ordo::projections {
 
@@ -56,28 +57,22 @@ struct SlotLeaseOptions {
     std::chrono::milliseconds poll_interval{500};
 };
 
-// Used by the runtime's thread only.
-class SlotLeases {
+// The leases on PostgreSQL. Used by the runtime's thread only.
+class SlotLeases final : public SlotLeasing {
    public:
-    // `woken` is set by an append notification.
-    SlotLeases(SlotLeaseOptions options, std::atomic<bool>& woken);
-    ~SlotLeases();
+    explicit SlotLeases(SlotLeaseOptions options);
+    ~SlotLeases() override;
     SlotLeases(const SlotLeases&) = delete;
     SlotLeases& operator=(const SlotLeases&) = delete;
 
-    bool connected() const;
-    // A new session: every slot is unowned until the next balance.
-    void connect(std::vector<Slot>& slots);
-    // Forgets a session that broke (its locks are gone with it).
-    void drop_if_broken();
-
-    // Heartbeat, then take or give back slots until this instance holds its fair share.
-    void balance(std::vector<Slot>& slots);
-    std::size_t owned() const;
-
-    // Waits for an append notification or a live event (`woken`), a stop, or the poll
-    // interval — shorter while committed events are hidden by the horizon.
-    void wait_for_events(const std::atomic<bool>& stop);
+    bool connected() const override;
+    void connect(std::vector<Slot>& slots) override;
+    void drop_if_broken() override;
+    void balance(std::vector<Slot>& slots) override;
+    std::size_t owned() const override;
+    // Waits in slices of 10 ms, for an append notification on the session or `woken`; the
+    // poll interval is shorter while committed events are hidden by the horizon.
+    void wait_for_events(const std::atomic<bool>& stop) override;
 
    private:
     struct Impl;

@@ -15,7 +15,7 @@ TracedProjection::TracedProjection(std::unique_ptr<Projection> inner,
                                    platform::otlp::Exporter* spans, platform::Logger log)
     : inner_{std::move(inner)}, spans_{spans}, log_{std::move(log)} {}
 
-void TracedProjection::apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) {
+void TracedProjection::apply(ReadModelTxn& txn, const eventstore::RecordedEvent& event) {
     auto parent = eventstore::trace_of(event.metadata);
     if (!parent || (!spans_ && !log_.enabled(platform::LogLevel::debug))) {
         inner_->apply(txn, event);

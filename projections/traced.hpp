@@ -29,7 +29,7 @@ class TracedProjection final : public Projection {
     std::string name() const override { return inner_->name(); }
     std::vector<std::string> categories() const override { return inner_->categories(); }
     std::vector<std::string> tables() const override { return inner_->tables(); }
-    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) override;
+    void apply(ReadModelTxn& txn, const eventstore::RecordedEvent& event) override;
 
    private:
     std::unique_ptr<Projection> inner_;

@@ -76,7 +76,7 @@ std::string WebhookProjection::body(const eventstore::RecordedEvent& event) {
         .dump();
 }
 
-void WebhookProjection::apply(pqxx::transaction_base&, const eventstore::RecordedEvent& event) {
+void WebhookProjection::apply(ReadModelTxn&, const eventstore::RecordedEvent& event) {
     const auto& types = options_.event_types;
     if (!types.empty() && std::find(types.begin(), types.end(), event.type) == types.end()) {
         return;

@@ -54,7 +54,7 @@ class WebhookProjection final : public Projection {
 
     std::string name() const override { return options_.name; }
     std::vector<std::string> categories() const override { return {}; }
-    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) override;
+    void apply(ReadModelTxn& txn, const eventstore::RecordedEvent& event) override;
     std::chrono::milliseconds worst_apply() const override { return options_.timeout; }
 
     // The JSON body POSTed for `event`.

@@ -68,7 +68,8 @@ class Intake final : public projections::Projection {
                 std::string{category(ProcessKind::kPayments)}};
     }
 
-    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) override {
+    void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& e) override {
+        auto& txn = target.sql();
         // Times from the source event, not the clock: applying the same event again yields
         // the same events, which the store then recognises by their ids.
         for (auto& delivery :
@@ -110,7 +111,8 @@ class SagaViewProjection final : public projections::Projection {
         return all;
     }
 
-    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) override {
+    void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& e) override {
+        auto& txn = target.sql();
         const auto id = parse_stream(e.stream_id);
         if (!id) return;
         const Mode mode =

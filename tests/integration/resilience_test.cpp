@@ -38,7 +38,8 @@ class PoisonProjection final : public projections::Projection {
         : fixed_{fixed}, every_{every} {}
     std::string name() const override { return "poison"; }
     std::vector<std::string> categories() const override { return {"inventory"}; }
-    void apply(pqxx::transaction_base& txn, const eventstore::RecordedEvent& event) override {
+    void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& event) override {
+        auto& txn = target.sql();
         if (every_ && !fixed_) throw std::runtime_error("the sink refuses every event");
         if (event.payload.at("quantity").get<int>() == kPoison && !fixed_) {
             throw std::runtime_error("cannot apply a receipt of 13");

@@ -218,7 +218,8 @@ TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
     auto feed = sagas::intake(sagas::Mode::kChoreography);
     for (int i = 0; i < 2; ++i) {
         pqxx::work txn{conn};
-        feed->apply(txn, event);
+        projections::SqlReadModelTxn target{txn};
+        feed->apply(target, event);
         txn.commit();
     }
     for (const auto* stream : {"inventory.fulfillment-o-again", "payments.fulfillment-o-again",
@@ -276,7 +277,8 @@ TEST(SagaRunner, ALongProcessKeepsItsLeaseAndNoOtherRunnerSendsItsCommands) {
                {"total", 5}},
               {}}});
         auto placed = eventstore::EventStore::read_stream(txn, "order-o-lease", 1, 1).at(0);
-        sagas::intake(sagas::Mode::kOrchestration)->apply(txn, placed);
+        projections::SqlReadModelTxn target{txn};
+        sagas::intake(sagas::Mode::kOrchestration)->apply(target, placed);
         txn.commit();
     }
     std::vector<std::pair<std::string, std::string>> sent;
@@ -385,7 +387,8 @@ TEST(SagaRunner, ACommandTheCommandSideWouldNotStartIsNoAttempt) {
                {"total", 5}},
               {}}});
         auto placed = eventstore::EventStore::read_stream(txn, "order-o-busy", 1, 1).at(0);
-        sagas::intake(sagas::Mode::kOrchestration)->apply(txn, placed);
+        projections::SqlReadModelTxn target{txn};
+        sagas::intake(sagas::Mode::kOrchestration)->apply(target, placed);
         txn.commit();
     }
     sagas::RunnerOptions options;

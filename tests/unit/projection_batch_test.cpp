@@ -17,7 +17,7 @@ class Slow final : public Projection {
     explicit Slow(std::chrono::milliseconds worst) : worst_{worst} {}
     std::string name() const override { return "slow"; }
     std::vector<std::string> categories() const override { return {}; }
-    void apply(pqxx::transaction_base&, const eventstore::RecordedEvent&) override {}
+    void apply(ReadModelTxn&, const eventstore::RecordedEvent&) override {}
     std::chrono::milliseconds worst_apply() const override { return worst_; }
 
    private:

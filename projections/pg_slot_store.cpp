@@ -1,0 +1,149 @@
+// The slot store on PostgreSQL: the statements of a slot's transactions.
+
+#include "projections/pg_slot_store.hpp"
+
+#include <pqxx/pqxx>
+
+#include "platform/core/metrics.hpp"
+#include "platform/pg/pg.hpp"
+
+namespace ordo::projections {
+namespace {
+
+using eventstore::Checkpoint;
+
+class PgSlotTxn final : public SlotTxn {
+   public:
+    PgSlotTxn(pqxx::work& txn, const PgSlotStoreOptions& options)
+        : txn_{txn}, read_models_{txn}, options_{options} {}
+
+    pqxx::transaction_base& sql() override { return txn_; }
+    void on_commit(std::function<void()> change) override {
+        read_models_.on_commit(std::move(change));
+    }
+    std::vector<std::function<void()>> take_changes() { return read_models_.take_changes(); }
+
+    Checkpoint lock_checkpoint(const std::string& projection, int partition) override {
+        txn_.exec_params(
+            "INSERT INTO ordo.projection_checkpoints (projection, partition) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING",
+            projection, partition);
+        auto row = txn_.exec_params1(
+            "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
+            "WHERE projection = $1 AND partition = $2 FOR UPDATE",
+            projection, partition);
+        return Checkpoint{eventstore::transaction_id_from_xid8(row[0].c_str()),
+                          row[1].as<std::int64_t>()};
+    }
+
+    void save_checkpoint(const std::string& projection, int partition, Checkpoint next,
+                         const std::string& last_event_at) override {
+        txn_.exec_params(
+            "UPDATE ordo.projection_checkpoints SET transaction_id = $3::text::xid8, "
+            "global_position = $4, owner = $5, updated_at = now(), "
+            "last_event_at = coalesce($6::timestamptz, last_event_at) "
+            "WHERE projection = $1 AND partition = $2",
+            projection, partition, std::to_string(next.transaction_id), next.position,
+            options_.instance, last_event_at.empty() ? nullptr : last_event_at.c_str());
+    }
+
+    std::vector<eventstore::RecordedEvent> read_partition(
+        Checkpoint after, int partition, const std::vector<std::string>& categories,
+        std::size_t limit) override {
+        return eventstore::EventStore::read_partition(txn_, after, options_.partitions, partition,
+                                                      categories, limit);
+    }
+
+    std::optional<Checkpoint> head() override { return eventstore::EventStore::head(txn_); }
+
+    void savepoint(const std::function<void(ReadModelTxn&)>& work) override {
+        pqxx::subtransaction one{txn_, "apply"};
+        SqlReadModelTxn inner{one};
+        work(inner);
+        one.commit();
+        inner.keep_in(read_models_);
+    }
+
+    std::int64_t park(const std::string& projection, int partition,
+                      const eventstore::RecordedEvent& event, const std::string& error,
+                      DeadLetterPolicy policy) override {
+        return park_dead_letter(txn_, projection, partition, event, error, policy);
+    }
+    std::vector<OpenDeadLetter> lock_open_letters(const std::string& projection,
+                                                  int partition) override {
+        return lock_open_dead_letters(txn_, projection, partition);
+    }
+    void settle(const OpenDeadLetter& letter, DeadLetterStatus outcome,
+                const std::string& error) override {
+        settle_dead_letter(txn_, letter, outcome, error);
+    }
+
+    std::vector<eventstore::PartitionLag> lag(const std::string& projection,
+                                              const std::vector<std::string>& categories,
+                                              const std::vector<int>& partitions,
+                                              std::int64_t max_count) override {
+        return eventstore::partition_lag(txn_, projection, options_.partitions, categories,
+                                         partitions, max_count);
+    }
+
+    void record_status(const SlotStatus& s) override {
+        txn_.exec_params(
+            "INSERT INTO ordo.projection_status (projection, partition, instance, breaker, "
+            "lag_events, lag_seconds, halted_on, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
+            "$7, now()) ON CONFLICT (projection, partition) DO UPDATE SET instance = "
+            "EXCLUDED.instance, breaker = EXCLUDED.breaker, lag_events = EXCLUDED.lag_events, "
+            "lag_seconds = EXCLUDED.lag_seconds, halted_on = EXCLUDED.halted_on, updated_at = "
+            "now()",
+            s.projection, s.partition, s.instance, s.breaker, s.lag.events, s.lag.oldest_seconds,
+            s.halted_on);
+    }
+
+   private:
+    pqxx::work& txn_;
+    SqlReadModelTxn read_models_;
+    const PgSlotStoreOptions& options_;
+};
+
+}  // namespace
+
+struct PgSlotStore::Impl {
+    PgSlotStoreOptions options;
+    platform::pg::Pool pool;
+    Impl(PgSlotStoreOptions o, platform::pg::PoolOptions p)
+        : options{std::move(o)}, pool{std::move(p)} {}
+};
+
+PgSlotStore::PgSlotStore(PgSlotStoreOptions options, platform::metrics::Registry& metrics) {
+    // Read-model rows and the checkpoint commit together, so a commit lost in a crash is
+    // simply applied again: no need to wait for each one to reach the disk.
+    auto relaxed_commit = [](pqxx::connection& c) {
+        pqxx::nontransaction tx{c};
+        tx.exec("SET synchronous_commit = off");
+    };
+    platform::pg::PoolOptions pool{.url = options.database_url,
+                                   .size = 2,
+                                   .statement_timeout = options.statement_timeout,
+                                   .name = "projector",
+                                   .preparers = {relaxed_commit, &eventstore::EventStore::prepare},
+                                   .operation_timeout = options.transaction_bound};
+    impl_ = std::make_unique<Impl>(std::move(options), std::move(pool));
+    impl_->pool.register_metrics(metrics);
+}
+
+PgSlotStore::~PgSlotStore() = default;
+
+void PgSlotStore::transact(const std::function<void(SlotTxn&)>& work) {
+    std::vector<std::function<void()>> changes;
+    impl_->pool.transact([&](pqxx::work& txn) {
+        PgSlotTxn slot_txn{txn, impl_->options};
+        work(slot_txn);
+        changes = slot_txn.take_changes();
+    });
+    for (auto& change : changes) change();
+}
+
+platform::FailureKind PgSlotStore::classify(const std::exception_ptr& error) const {
+    return platform::pg::classify(error);
+}
+
+}  // namespace ordo::projections

@@ -1,0 +1,45 @@
+#pragma once
+
+// The projection runtime's slot store on PostgreSQL: checkpoints in ordo.projection_checkpoints,
+// dead letters in ordo.dead_letters, status in ordo.projection_status, read models in the
+// same database, each slot transaction one pqxx transaction on the runtime's own pool.
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "eventstore/topology.hpp"
+#include "projections/slot_store.hpp"
+
+namespace ordo::platform::metrics {
+class Registry;
+}
+
+namespace ordo::projections {
+
+struct PgSlotStoreOptions {
+    std::string database_url;
+    int partitions = eventstore::kDefaultPartitions;
+    std::string instance;  // the checkpoints' owner
+    // Bounds each statement: a read model locked or stalled past it counts as a sink failure.
+    std::chrono::milliseconds statement_timeout{5000};
+    // Bounds each transaction (pg::Pool's operation bound).
+    std::chrono::milliseconds transaction_bound{60'000};
+};
+
+class PgSlotStore final : public SlotStore {
+   public:
+    PgSlotStore(PgSlotStoreOptions options, platform::metrics::Registry& metrics);
+    ~PgSlotStore() override;
+    PgSlotStore(const PgSlotStore&) = delete;
+    PgSlotStore& operator=(const PgSlotStore&) = delete;
+
+    void transact(const std::function<void(SlotTxn&)>& work) override;
+    platform::FailureKind classify(const std::exception_ptr& error) const override;
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ordo::projections

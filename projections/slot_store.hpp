@@ -1,0 +1,113 @@
+#pragma once
+
+// The seam between the projection runtime and the database that holds its checkpoints, dead
+// letters and read models: one transaction of a slot (SlotTxn), the store that runs them
+// (SlotStore), and the leases that say which slots a runtime owns (SlotLeasing).
+// PostgreSQL implements them (pg_slot_store.hpp, slot_leases.hpp); memory_slot_store.hpp
+// holds in-memory ones that honour the same contract, for the runtime's unit tests.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eventstore/event_store.hpp"
+#include "eventstore/lag.hpp"
+#include "platform/core/errors.hpp"
+#include "projections/dead_letters.hpp"
+#include "projections/projection.hpp"
+#include "projections/slot.hpp"
+
+namespace ordo::projections {
+
+// What the admin view shows of one owned slot.
+struct SlotStatus {
+    std::string projection;
+    int partition = 0;
+    std::string instance;
+    std::string breaker;
+    eventstore::PartitionLag lag;
+    std::optional<std::int64_t> halted_on;
+};
+
+// One transaction of the slot store. Read-model changes (the ReadModelTxn part), checkpoint
+// moves, dead letters and status rows done through it commit together or not at all. Used
+// by one thread.
+class SlotTxn : public ReadModelTxn {
+   public:
+    // The checkpoint of (projection, partition), zero for a new one, locked until the
+    // transaction ends: a batch commits only over the checkpoint it read, so a runtime that
+    // lost the slot meanwhile cannot apply the batch a second time.
+    virtual eventstore::Checkpoint lock_checkpoint(const std::string& projection,
+                                                   int partition) = 0;
+    // Moves the checkpoint (locked first) to `next`; `last_event_at` (RFC 3339, may be empty:
+    // unchanged) is when the last event applied was recorded.
+    virtual void save_checkpoint(const std::string& projection, int partition,
+                                 eventstore::Checkpoint next, const std::string& last_event_at) = 0;
+    // Committed events of `partition` after `after`, below the horizon, in commit order, of
+    // `categories` (all when empty), at most `limit`.
+    virtual std::vector<eventstore::RecordedEvent> read_partition(
+        eventstore::Checkpoint after, int partition, const std::vector<std::string>& categories,
+        std::size_t limit) = 0;
+    // The newest committed event below the horizon, if any. Read before read_partition, so
+    // that a partition with nothing more may move up to it.
+    virtual std::optional<eventstore::Checkpoint> head() = 0;
+    // Runs `work` under a savepoint: when it throws, what it did through the ReadModelTxn it
+    // was given is undone and the exception propagates; the transaction goes on.
+    virtual void savepoint(const std::function<void(ReadModelTxn&)>& work) = 0;
+
+    // Dead letters (dead_letters.hpp states the rules).
+    virtual std::int64_t park(const std::string& projection, int partition,
+                              const eventstore::RecordedEvent& event, const std::string& error,
+                              DeadLetterPolicy policy) = 0;
+    virtual std::vector<OpenDeadLetter> lock_open_letters(const std::string& projection,
+                                                          int partition) = 0;
+    virtual void settle(const OpenDeadLetter& letter, DeadLetterStatus outcome,
+                        const std::string& error) = 0;
+
+    // The lag of `projection` on `partitions` (those with a checkpoint), counted up to
+    // `max_count` events each (eventstore/lag.hpp).
+    virtual std::vector<eventstore::PartitionLag> lag(const std::string& projection,
+                                                      const std::vector<std::string>& categories,
+                                                      const std::vector<int>& partitions,
+                                                      std::int64_t max_count) = 0;
+    virtual void record_status(const SlotStatus& status) = 0;
+};
+
+// Runs slot transactions. Thread-safe.
+class SlotStore {
+   public:
+    virtual ~SlotStore() = default;
+    // Runs `work` in one transaction and commits, then runs the changes handed to on_commit.
+    // An exception from `work` or the commit rolls everything back and propagates.
+    virtual void transact(const std::function<void(SlotTxn&)>& work) = 0;
+    // Whether a failure of this store (or of a projection applying through it) may pass by
+    // itself: a lost connection, a timeout, platform::Unavailable. Anything else is permanent.
+    virtual platform::FailureKind classify(const std::exception_ptr& error) const = 0;
+};
+
+// Which slots a runtime owns, shared with the other runtimes of its group. Used by the
+// runtime's thread only; `woken` may be set from any thread.
+class SlotLeasing {
+   public:
+    virtual ~SlotLeasing() = default;
+    virtual bool connected() const = 0;
+    // A new session: every slot is unowned until the next balance.
+    virtual void connect(std::vector<Slot>& slots) = 0;
+    // Forgets a session that broke (the leases went with it).
+    virtual void drop_if_broken() = 0;
+    // Heartbeat, then take or give back slots until this runtime holds its fair share.
+    virtual void balance(std::vector<Slot>& slots) = 0;
+    virtual std::size_t owned() const = 0;
+    // Waits for `woken`, a stop, or the poll interval; clears `woken`.
+    virtual void wait_for_events(const std::atomic<bool>& stop) = 0;
+
+    // Set by an append notification or a live event: there may be something to apply.
+    std::atomic<bool> woken{false};
+};
+
+}  // namespace ordo::projections
