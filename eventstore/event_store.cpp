@@ -227,12 +227,13 @@ AppendResult EventStore::append(pqxx::transaction_base& txn, const std::string& 
 
 AppendResult EventStore::append(const std::string& stream, ExpectedVersion expected,
                                 const std::vector<NewEvent>& events) {
-    check_append(stream, events);
-    // One statement in autocommit is atomic and saves the BEGIN and COMMIT round trips.
-    auto result = pool_.transact<pqxx::nontransaction>(
-        [&](auto& txn) { return append_in(txn, stream, expected, events); });
-    if (notifier_ && !result.replayed) notifier_->signal();
-    return result;
+    check_append(stream, events);  // bad input fails here, before it waits for a batch
+    std::optional<AppendResult> result;
+    group_.run(
+        std::chrono::steady_clock::now() + pool_.options().acquire_timeout,
+        [&](Session& session) { result = session.append(stream, expected, events); },
+        /*one_statement=*/true);
+    return *result;
 }
 
 std::vector<RecordedEvent> EventStore::read_stream(pqxx::transaction_base& txn,
@@ -364,13 +365,19 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
     if (auto* units = batch_units_.load()) units->observe(static_cast<double>(batch.size()));
     bool appended = false;
     if (batch.size() == 1) {
-        // Alone: no savepoint, exactly one transaction's round trips. Its failure is the
+        // Alone: no savepoint, exactly one transaction's round trips, and a single statement
+        // in autocommit, which is atomic, saves the BEGIN and COMMIT ones. Its failure is the
         // batch's, which is the same thing here.
-        pool_.transact(by, [&](pqxx::work& txn) {
+        auto alone = [&](pqxx::transaction_base& txn) {
             PgSession session{txn};
             (*batch.front()->work)(session);
             appended = session.appended();
-        });
+        };
+        if (batch.front()->one_statement) {
+            pool_.transact<pqxx::nontransaction>(by, alone);
+        } else {
+            pool_.transact(by, [&](pqxx::work& txn) { alone(txn); });
+        }
     } else {
         pool_.transact(by, [&](pqxx::work& txn) {
             // A unit that waits for a lock (a stream another process is writing) would hold up

@@ -85,8 +85,10 @@ class EventStore final : public Store {
     // Registers this class's prepared statements; add it to the pool's preparers.
     static void prepare(pqxx::connection& conn);
 
-    // Appends in autocommit: one statement, no BEGIN and COMMIT round trips. Throws
-    // ConcurrencyConflict, EventIdReused, platform::InvalidInput (empty batch, bad ids) or
+    // Appends as a unit of group commit: alone, in autocommit (one statement, no BEGIN and
+    // COMMIT round trips); under load, in a batch shared with other appends and sessions.
+    // Throws ConcurrencyConflict, EventIdReused, platform::InvalidInput (empty batch, bad
+    // ids), platform::Overloaded (no transaction came free in the pool's wait) or
     // platform::Unavailable.
     AppendResult append(const std::string& stream, ExpectedVersion expected,
                         const std::vector<NewEvent>& events) override;

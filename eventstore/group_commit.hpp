@@ -52,6 +52,8 @@ class GroupCommit {
     struct Unit {
         const Work* work = nullptr;
         Deadline deadline;
+        // The unit is one statement (a single append): alone, it needs no transaction.
+        bool one_statement = false;
         std::exception_ptr error;
         bool retry = false;
 
@@ -71,7 +73,7 @@ class GroupCommit {
 
     // Runs `work` in some batch; returns when that batch committed, or throws the unit's own
     // error, the batch's error, or platform::Overloaded.
-    void run(Deadline deadline, const Work& work);
+    void run(Deadline deadline, const Work& work, bool one_statement = false);
 
     struct Stats {
         std::uint64_t batches = 0;

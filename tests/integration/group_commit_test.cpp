@@ -101,5 +101,52 @@ TEST(GroupCommitOnPostgres, QueuedUnitsShareATransactionAndEachFailureIsItsOwn) 
     EXPECT_EQ(stats.largest, 5u);
 }
 
+TEST(GroupCommitOnPostgres, DirectAppendsJoinTheBatchesAndAloneRunInAutocommit) {
+    testing::TestDatabase db;
+    Pool pool{PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
+    EventStore store{pool, nullptr, GroupCommit::Options{.max_batch = 16, .max_in_flight = 1}};
+
+    // Alone: one batch of one unit each, no transaction of its own needed.
+    const auto replayed = one_event();
+    store.append("alone-1", ExpectedVersion::no_stream(), replayed);
+    EXPECT_EQ(store.grouping().stats().batches, 1u);
+
+    // Queued behind a running batch: appends share the next transaction, each with its own
+    // outcome (a conflict fails alone, a re-append of stored events replays).
+    std::promise<void> held, go;
+    auto first = std::async(std::launch::async, [&] {
+        store.transact([&](Session& s) {
+            append_new(s, "first-1");
+            held.set_value();
+            go.get_future().wait();
+        });
+    });
+    held.get_future().wait();
+    std::vector<std::future<AppendResult>> appends;
+    auto queue = [&](std::string stream, ExpectedVersion expected, std::vector<NewEvent> events) {
+        const auto before = store.grouping().queued();
+        appends.push_back(std::async(std::launch::async, [&store, stream, expected, events] {
+            return store.append(stream, expected, events);
+        }));
+        while (store.grouping().queued() < before + 1) std::this_thread::yield();
+    };
+    queue("d-1", ExpectedVersion::no_stream(), one_event());
+    queue("d-2", ExpectedVersion::exact(3), one_event());
+    queue("alone-1", ExpectedVersion::no_stream(), replayed);
+    queue("d-3", ExpectedVersion::any(), one_event());
+    go.set_value();
+    first.get();
+
+    EXPECT_EQ(appends[0].get().last_version, 1);
+    EXPECT_THROW(appends[1].get(), ConcurrencyConflict);
+    EXPECT_TRUE(appends[2].get().replayed);
+    EXPECT_EQ(appends[3].get().last_version, 1);
+    EXPECT_EQ(store.stream_version("d-2"), 0);
+    EXPECT_EQ(store.stream_version("alone-1"), 1);
+    const auto stats = store.grouping().stats();
+    EXPECT_EQ(stats.batches, 3u);  // the lone append, the held batch, the four appends
+    EXPECT_EQ(stats.largest, 4u);
+}
+
 }  // namespace
 }  // namespace ordo::eventstore
