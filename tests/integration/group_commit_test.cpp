@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 
@@ -25,6 +26,22 @@ std::vector<NewEvent> one_event() {
 
 void append_new(Session& session, const std::string& stream) {
     session.append(stream, ExpectedVersion::no_stream(), one_event());
+}
+
+// A batch (appending to "first-1") that holds the store's only batch slot until `go` is set;
+// returns once it runs.
+std::future<void> hold_a_batch(EventStore& store, std::promise<void>& go) {
+    auto held = std::make_shared<std::promise<void>>();
+    auto running_now = held->get_future();
+    auto running = std::async(std::launch::async, [&store, &go, held] {
+        store.transact([&](Session& s) {
+            append_new(s, "first-1");
+            held->set_value();
+            go.get_future().wait();
+        });
+    });
+    running_now.wait();
+    return running;
 }
 
 TEST(GroupCommitOnPostgres, QueuedUnitsShareATransactionAndEachFailureIsItsOwn) {
@@ -54,15 +71,8 @@ TEST(GroupCommitOnPostgres, QueuedUnitsShareATransactionAndEachFailureIsItsOwn) 
     locked.get_future().wait();
 
     // The first batch holds the only slot until released; the others queue behind it.
-    std::promise<void> held, go;
-    auto first = std::async(std::launch::async, [&] {
-        store.transact([&](Session& s) {
-            append_new(s, "first-1");
-            held.set_value();
-            go.get_future().wait();
-        });
-    });
-    held.get_future().wait();
+    std::promise<void> go;
+    auto first = hold_a_batch(store, go);
 
     std::vector<std::future<void>> units;
     auto queue = [&](std::function<void(Session&)> work) {
@@ -113,15 +123,8 @@ TEST(GroupCommitOnPostgres, DirectAppendsJoinTheBatchesAndAloneRunInAutocommit) 
 
     // Queued behind a running batch: appends share the next transaction, each with its own
     // outcome (a conflict fails alone, a re-append of stored events replays).
-    std::promise<void> held, go;
-    auto first = std::async(std::launch::async, [&] {
-        store.transact([&](Session& s) {
-            append_new(s, "first-1");
-            held.set_value();
-            go.get_future().wait();
-        });
-    });
-    held.get_future().wait();
+    std::promise<void> go;
+    auto first = hold_a_batch(store, go);
     std::vector<std::future<AppendResult>> appends;
     auto queue = [&](std::string stream, ExpectedVersion expected, std::vector<NewEvent> events) {
         const auto before = store.grouping().queued();

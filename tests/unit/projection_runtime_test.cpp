@@ -144,6 +144,17 @@ class ProjectionRuntime : public ::testing::Test {
         return ref;
     }
 
+    // A ledger that refuses receipts of 13, its dead letters under `policy`.
+    Ledger& start_poisoned(DeadLetterPolicy policy) {
+        auto o = options("p-1");
+        o.dead_letter_policies = {{"ledger", policy}};
+        auto ledger = std::make_unique<Ledger>();
+        ledger->poison = 13;
+        auto& ref = *ledger;
+        start(std::move(ledger), std::move(o));
+        return ref;
+    }
+
     // The checkpoint of the partition of `stream` has reached its last event.
     bool caught_up(const std::string& stream) {
         const auto events = store.read_stream(stream, 1, 10'000);
@@ -203,12 +214,7 @@ TEST_F(ProjectionRuntime, EventsAppendedWhileRunningAreAppliedOnce) {
 
 TEST_F(ProjectionRuntime, APoisonEventIsParkedAndTheSkipPolicyGoesOnPastIt) {
     auto ids_written = receive("sku-1", {1, 13, 2, 3});
-    auto o = options("p-1");
-    o.default_dead_letter_policy = DeadLetterPolicy::skip;
-    auto ledger_ptr = std::make_unique<Ledger>();
-    ledger_ptr->poison = 13;
-    auto& ledger = *ledger_ptr;
-    start(std::move(ledger_ptr), o);
+    auto& ledger = start_poisoned(DeadLetterPolicy::skip);
 
     ASSERT_TRUE(eventually([&] { return ledger.distinct() == 3; }, 20s));
     ASSERT_TRUE(eventually([&] { return caught_up("inventory-sku-1"); }, 20s));
@@ -232,12 +238,7 @@ TEST_F(ProjectionRuntime, TheHaltPolicyWaitsAtThePoisonUntilAnOperatorSkipsIt) {
         other = "sku-x" + std::to_string(i);
     }
     auto elsewhere = receive(other, {4, 5});
-    auto o = options("p-1");
-    o.dead_letter_policies = {{"ledger", DeadLetterPolicy::halt}};
-    auto ledger_ptr = std::make_unique<Ledger>();
-    ledger_ptr->poison = 13;
-    auto& ledger = *ledger_ptr;
-    start(std::move(ledger_ptr), o);
+    auto& ledger = start_poisoned(DeadLetterPolicy::halt);
 
     // Then the partition stops before the poison; the other goes on.
     ASSERT_TRUE(eventually([&] { return slots.dead_letters().size() == 1; }, 20s));
@@ -273,12 +274,7 @@ TEST_F(ProjectionRuntime, TheHaltPolicyWaitsAtThePoisonUntilAnOperatorSkipsIt) {
 
 TEST_F(ProjectionRuntime, ARetriedLetterTakesEffectOnceWhenTheSinkIsFixed) {
     auto written = receive("sku-1", {13, 1});
-    auto o = options("p-1");
-    o.dead_letter_policies = {{"ledger", DeadLetterPolicy::halt}};
-    auto ledger_ptr = std::make_unique<Ledger>();
-    ledger_ptr->poison = 13;
-    auto& ledger = *ledger_ptr;
-    start(std::move(ledger_ptr), o);
+    auto& ledger = start_poisoned(DeadLetterPolicy::halt);
     ASSERT_TRUE(eventually([&] { return slots.dead_letters().size() == 1; }, 20s));
     const auto id = slots.dead_letters()[0].id;
 
