@@ -277,6 +277,7 @@ bool MemoryLeases::connected() const {
 void MemoryLeases::connect(std::vector<Slot>& slots) {
     for (auto& s : slots) s.owned = false;
     owned_ = 0;
+    if (ended_) throw platform::Unavailable("this runtime's lease session has ended");
     std::lock_guard lock{table_.mutex_};
     table_.alive_.insert(instance_);
     connected_ = true;
@@ -285,6 +286,7 @@ void MemoryLeases::connect(std::vector<Slot>& slots) {
 void MemoryLeases::drop_if_broken() {}
 
 void MemoryLeases::disconnect() {
+    ended_ = true;
     std::lock_guard lock{table_.mutex_};
     table_.alive_.erase(instance_);
     std::erase_if(table_.holders_, [&](const auto& h) { return h.second == instance_; });
@@ -293,6 +295,7 @@ void MemoryLeases::disconnect() {
 
 void MemoryLeases::balance(std::vector<Slot>& slots) {
     std::lock_guard lock{table_.mutex_};
+    if (!connected_) return;  // ended meanwhile: this runtime is not among the live ones
     // A lease lost with the session (disconnect) is not this runtime's any more.
     for (auto& s : slots) {
         auto it = table_.holders_.find({s.projection->name(), s.partition});

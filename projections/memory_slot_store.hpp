@@ -33,7 +33,9 @@ struct MemoryDeadLetter {
 };
 
 // Transactions run one at a time (one of the orders PostgreSQL could choose); an exception
-// leaves nothing of one behind, and on_commit changes run after it committed. Thread-safe.
+// leaves nothing of one behind, and on_commit changes run after it committed, outside the
+// store's lock (so two threads' changes may interleave). Thread-safe. Never call it from
+// inside a MemoryStore session: the locks would be taken in the other order.
 class MemorySlotStore final : public SlotStore {
    public:
     // Events come from `events`, which must outlive the store, split into `partitions` by
@@ -94,8 +96,8 @@ class MemoryLeases final : public SlotLeasing {
     std::size_t owned() const override;
     void wait_for_events(const std::atomic<bool>& stop) override;
 
-    // The session dies: its slots are free for the others, and the runtime finds out at its
-    // next step (connected() is false).
+    // The session dies for good: its slots are free for the others, the runtime finds out at
+    // its next step (connected() is false) and cannot connect again. Any thread.
     void disconnect();
 
    private:
@@ -103,6 +105,7 @@ class MemoryLeases final : public SlotLeasing {
     std::string instance_;
     std::chrono::milliseconds poll_interval_;
     std::atomic<bool> connected_{false};
+    std::atomic<bool> ended_{false};
     std::atomic<std::size_t> owned_{0};
     std::uint64_t seen_notifications_ = 0;
 };

@@ -83,7 +83,9 @@ class SlotStore {
    public:
     virtual ~SlotStore() = default;
     // Runs `work` in one transaction and commits, then runs the changes handed to on_commit.
-    // An exception from `work` or the commit rolls everything back and propagates.
+    // An exception from `work` or the commit rolls everything back and propagates (but a
+    // commit whose outcome is unknown, OutcomeUnknown, may have committed: its changes are
+    // not run, and the runtime's retry finds the checkpoint moved).
     virtual void transact(const std::function<void(SlotTxn&)>& work) = 0;
     // Whether a failure of this store (or of a projection applying through it) may pass by
     // itself: a lost connection, a timeout, platform::Unavailable. Anything else is permanent.
@@ -91,7 +93,7 @@ class SlotStore {
 };
 
 // Which slots a runtime owns, shared with the other runtimes of its group. Used by the
-// runtime's thread only; `woken` may be set from any thread.
+// runtime's thread, but owned() and `woken` from any thread.
 class SlotLeasing {
    public:
     virtual ~SlotLeasing() = default;

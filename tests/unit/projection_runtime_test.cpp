@@ -253,8 +253,10 @@ TEST_F(ProjectionRuntime, TheHaltPolicyWaitsAtThePoisonUntilAnOperatorSkipsIt) {
     ASSERT_TRUE(eventually(
         [&] {
             auto s = slots.statuses();
-            return std::any_of(s.begin(), s.end(),
-                               [&](const SlotStatus& st) { return st.halted_on == letter.id; });
+            // Halted at the letter, with the poison and the two events behind it waiting.
+            return std::any_of(s.begin(), s.end(), [&](const SlotStatus& st) {
+                return st.halted_on == letter.id && st.lag.events == 3;
+            });
         },
         20s));
     EXPECT_EQ(ledger.times(blocked[2]), 0);
@@ -351,20 +353,31 @@ TEST_F(ProjectionRuntime, RuntimesShareTheSlotsAndASurvivorTakesOverTheRest) {
 TEST_F(ProjectionRuntime, TwoRuntimesApplyEachEventOnceBetweenThem) {
     // Two runtimes of one group, each with its own ledger: together they apply every event
     // once (each slot is one runtime's at a time; the checkpoint moves with the read model).
+    // Events come before, while the slots are shared out, and after both hold their shares.
     std::vector<std::string> all;
-    for (int i = 0; i < 12; ++i) {
-        auto written = receive("sku-" + std::to_string(i), {1, 2, 3});
-        all.insert(all.end(), written.begin(), written.end());
-    }
+    auto write = [&](int from, int to) {
+        for (int i = from; i < to; ++i) {
+            auto written = receive("sku-" + std::to_string(i), {1, 2, 3});
+            all.insert(all.end(), written.begin(), written.end());
+        }
+    };
+    write(0, 6);
     auto a = std::make_unique<Ledger>();
     auto b = std::make_unique<Ledger>();
     auto& first = *a;
     auto& second = *b;
-    start(std::move(a), options("p-1"));
-    start(std::move(b), options("p-2"));
+    auto& one = start(std::move(a), options("p-1"));
+    auto& two = start(std::move(b), options("p-2"));
+    write(6, 12);
+    ASSERT_TRUE(eventually(
+        [&] { return one.runtime->owned_slots() == 2 && two.runtime->owned_slots() == 2; }, 20s));
+    write(12, 24);
     ASSERT_TRUE(
         eventually([&] { return first.distinct() + second.distinct() == all.size(); }, 20s));
     for (const auto& id : all) EXPECT_EQ(first.times(id) + second.times(id), 1) << id;
+    // Both took part.
+    EXPECT_GT(first.distinct(), 0U);
+    EXPECT_GT(second.distinct(), 0U);
 }
 
 TEST_F(ProjectionRuntime, StatusShowsOwnedSlotsCaughtUpWithTheirBreakers) {
