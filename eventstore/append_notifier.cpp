@@ -3,7 +3,11 @@
 
 #include "eventstore/append_notifier.hpp"
 
+#include <cerrno>
 #include <memory>
+#include <system_error>
+
+#include <poll.h>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -97,9 +101,21 @@ AppendSubscription::AppendSubscription(pqxx::connection_base& connection,
 
 AppendSubscription::~AppendSubscription() = default;
 
-void AppendSubscription::await(std::chrono::microseconds timeout) {
+void AppendSubscription::await(std::chrono::microseconds timeout, int bell) {
     const auto us = std::max<std::int64_t>(timeout.count(), 0);
-    connection_.await_notification(us / 1'000'000, us % 1'000'000);
+    if (bell < 0) {
+        connection_.await_notification(us / 1'000'000, us % 1'000'000);
+        return;
+    }
+    if (connection_.get_notifs() > 0) return;  // some had arrived already
+    const int socket = connection_.sock();
+    if (socket < 0) throw pqxx::broken_connection{"the listening connection is closed"};
+    pollfd both[] = {{socket, POLLIN, 0}, {bell, POLLIN, 0}};
+    const auto ms = static_cast<int>((us + 999) / 1000);
+    if (::poll(both, 2, ms) < 0 && errno != EINTR) {
+        throw std::system_error(errno, std::generic_category(), "poll");
+    }
+    if (both[0].revents != 0) connection_.get_notifs();  // reads the socket; throws if broken
 }
 
 void AppendListener::run() {

@@ -61,8 +61,9 @@ class AppendSubscription {
     AppendSubscription& operator=(const AppendSubscription&) = delete;
 
     // Waits up to `timeout` for a notification on the connection (running on_append for each
-    // that came). Throws what the connection throws when it breaks.
-    void await(std::chrono::microseconds timeout);
+    // that came), or until `bell` — a descriptor another thread makes readable to wake this
+    // one, -1 for none — is readable. Throws what the connection throws when it breaks.
+    void await(std::chrono::microseconds timeout, int bell = -1);
 
    private:
     struct Receiver;

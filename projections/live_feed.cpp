@@ -31,7 +31,7 @@ std::variant<LiveEvent, eventstore::WireRefusal> decode_live_event(
 
 struct LiveFeed::Impl {
     LiveFeedOptions options;
-    std::atomic<bool>& woken;
+    std::function<void()> arrived;
     platform::Logger log;
     platform::metrics::Registry& metrics;
     platform::metrics::Gauge& live_bytes;
@@ -42,10 +42,10 @@ struct LiveFeed::Impl {
     std::vector<std::unique_ptr<platform::jetstream::Client::Subscription>> subscriptions;
     bool warned = false;
 
-    Impl(LiveFeedOptions o, std::atomic<bool>& w, platform::Logger l,
+    Impl(LiveFeedOptions o, std::function<void()> a, platform::Logger l,
          platform::metrics::Registry& m)
         : options{std::move(o)},
-          woken{w},
+          arrived{std::move(a)},
           log{std::move(l)},
           metrics{m},
           live_bytes{m.gauge("ordo_projection_live_buffer_bytes",
@@ -99,13 +99,14 @@ struct LiveFeed::Impl {
             live_bytes.add(static_cast<double>(buffer.events.bytes() - before));
         }
         if (!kept) live_refused.inc();
-        woken = true;
+        arrived();
     }
 };
 
-LiveFeed::LiveFeed(LiveFeedOptions options, std::atomic<bool>& woken, platform::Logger log,
+LiveFeed::LiveFeed(LiveFeedOptions options, std::function<void()> arrived, platform::Logger log,
                    platform::metrics::Registry& metrics)
-    : impl_{std::make_unique<Impl>(std::move(options), woken, std::move(log), metrics)} {}
+    : impl_{std::make_unique<Impl>(std::move(options), std::move(arrived), std::move(log),
+                                   metrics)} {}
 
 LiveFeed::~LiveFeed() = default;
 

@@ -5,8 +5,8 @@
 // is a cache, the store the truth: whatever the feed misses, refuses or cannot decode, the
 // partition reads from the store.
 
-#include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,10 +46,11 @@ std::variant<LiveEvent, eventstore::WireRefusal> decode_live_event(
     std::string_view subject_prefix, const platform::jetstream::Message& message);
 
 // The buffers are filled by the consumers' threads and read and trimmed by the runtime's;
-// every method is thread-safe. `woken` is set whenever an event arrives.
+// every method is thread-safe. `arrived` runs (on a consumer's thread) whenever an event
+// arrives.
 class LiveFeed {
    public:
-    LiveFeed(LiveFeedOptions options, std::atomic<bool>& woken, platform::Logger log,
+    LiveFeed(LiveFeedOptions options, std::function<void()> arrived, platform::Logger log,
              platform::metrics::Registry& metrics);
     ~LiveFeed();
     LiveFeed(const LiveFeed&) = delete;

@@ -330,16 +330,27 @@ std::size_t MemoryLeases::owned() const {
     return owned_;
 }
 
-void MemoryLeases::wait_for_events(const std::atomic<bool>& stop) {
+bool MemoryLeases::wait_for_events(const std::atomic<bool>& stop,
+                                   std::chrono::steady_clock::time_point until) {
     std::unique_lock lock{table_.mutex_};
-    const auto deadline = std::chrono::steady_clock::now() + poll_interval_;
-    // In slices, so that a stop or `woken` (set without a word to the table) is noticed.
-    while (!stop && !woken && table_.notifications_ == seen_notifications_ &&
-           std::chrono::steady_clock::now() < deadline) {
-        table_.changed_.wait_for(lock, std::chrono::milliseconds(10));
+    const auto poll_at = std::chrono::steady_clock::now() + poll_interval_;
+    const auto deadline = std::min(poll_at, until);
+    auto now = std::chrono::steady_clock::now();
+    // In slices, so that a stop (set without a word to the table) is noticed.
+    for (; !stop && !woken && !appended && now < deadline; now = std::chrono::steady_clock::now()) {
+        if (table_.notifications_ != seen_notifications_) {
+            seen_notifications_ = table_.notifications_;
+            appended = true;
+            break;
+        }
+        table_.changed_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(
+                                           std::chrono::milliseconds(10), deadline - now));
     }
-    seen_notifications_ = table_.notifications_;
-    woken = false;
+    return now >= poll_at;
+}
+
+void MemoryLeases::ring() {
+    table_.changed_.notify_all();
 }
 
 }  // namespace ordo::projections

@@ -94,11 +94,15 @@ class MemoryLeases final : public SlotLeasing {
     void drop_if_broken() override;
     void balance(std::vector<Slot>& slots) override;
     std::size_t owned() const override;
-    void wait_for_events(const std::atomic<bool>& stop) override;
+    bool wait_for_events(const std::atomic<bool>& stop,
+                         std::chrono::steady_clock::time_point until) override;
 
     // The session dies for good: its slots are free for the others, the runtime finds out at
     // its next step (connected() is false) and cannot connect again. Any thread.
     void disconnect();
+
+   protected:
+    void ring() override;
 
    private:
     MemoryLeaseTable& table_;

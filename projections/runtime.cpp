@@ -42,6 +42,7 @@ struct Runtime::Impl {
     platform::SystemClock system_clock;
     const platform::Clock& clock;
     platform::metrics::Counter& retries;
+    platform::metrics::Counter& sweeps;
     std::vector<std::function<void()>> committed_hooks;
     std::unique_ptr<SlotStore> own_store;  // PostgreSQL's, unless given
     std::unique_ptr<SlotLeasing> own_leases;
@@ -62,6 +63,10 @@ struct Runtime::Impl {
           clock{options.clock ? *options.clock : system_clock},
           retries{m.counter("ordo_projection_retries_total",
                             "Batches retried after a transient failure")},
+          sweeps{m.counter("ordo_projection_sweeps_total",
+                           "Looks at every owned partition in the store (see "
+                           "RuntimeOptions::sweep_interval)",
+                           {{"runtime", options.group}})},
           own_store{std::move(owned_store)},
           own_leases{std::move(owned_leases)},
           store{given_store ? *given_store : *own_store},
@@ -72,7 +77,7 @@ struct Runtime::Impl {
                 .partitions = options.partitions,
                 .buffer_bytes = options.live_buffer_bytes,
                 .group = options.group},
-               leases.woken,
+               [this] { leases.live_event(); },
                log,
                m},
           status{store, options.instance, options.status_interval, clock, log, m},
@@ -145,45 +150,90 @@ struct Runtime::Impl {
         }
     }
 
+    // One look at a slot, its failure kept to it: the slot pauses at its checkpoint and is
+    // retried with a growing pause, the others go on. False when the slot was not looked at
+    // (its breaker is open).
+    bool visit(Slot& s, std::chrono::steady_clock::time_point now) {
+        try {
+            if (!attempt(s)) return false;  // breaker open: paused at the checkpoint
+            s.failures = 0;
+        } catch (const std::exception& e) {
+            const auto kind = store.classify(std::current_exception());
+            retries.inc();
+            s.failures = std::min(s.failures + 1, 8);
+            s.retry_at = now + std::chrono::milliseconds(100 << s.failures);
+            log.warn("projection batch failed; the partition waits at its checkpoint",
+                     {{"projection", s.projection->name()},
+                      {"partition", s.partition},
+                      {"error", e.what()},
+                      {"transient", kind == platform::FailureKind::transient}});
+            if (!leases.connected()) throw;
+        }
+        return true;
+    }
+
+    // The look at every owned slot in the store: for events no live run brought (the relay
+    // is behind or down, the live buffer was full, a gap) and to move idle partitions'
+    // checkpoints up to the head. Started by an append notification, the poll interval, a
+    // new session; done a slot at a time from `next`, giving way to live events between
+    // slots, so that what just happened never waits for the idle partitions.
+    struct Sweep {
+        bool pending = true;
+        std::size_t next = 0;
+        std::chrono::steady_clock::time_point not_before{};
+    };
+
+    // One pass: slots with live events or still catching up, then the sweep, if due, until
+    // it ends or a live event comes. True when there is more to do at once.
+    bool pass(const std::atomic<bool>& stop, Sweep& sweep) {
+        if (leases.appended.exchange(false)) sweep.pending = true;
+        leases.woken = false;  // a live event from here on is seen below or wakes the next pass
+        const auto now = std::chrono::steady_clock::now();
+        bool busy = false;
+        for (auto& s : slots) {
+            if (!s.owned || stop || now < s.retry_at) continue;
+            if (s.idle && !live.has_after(s.partition, s.at)) continue;
+            if (visit(s, now)) busy = busy || !s.idle;
+        }
+        if (!sweep.pending || now < sweep.not_before) return busy;
+        while (sweep.next < slots.size() && !stop && !leases.woken) {
+            auto& s = slots[sweep.next++];
+            if (!s.owned || now < s.retry_at) continue;
+            if (visit(s, now)) busy = busy || !s.idle;
+        }
+        if (sweep.next < slots.size()) return true;  // a live event came: back after it
+        sweeps.inc();
+        sweep = {.pending = false,
+                 .next = 0,
+                 .not_before = now + (live.enabled() ? options.sweep_interval
+                                                     : std::chrono::milliseconds{0})};
+        return busy;
+    }
+
     void run(const std::atomic<bool>& stop) {
         auto backoff = std::chrono::milliseconds(100);
         auto next_balance = std::chrono::steady_clock::now();
+        Sweep sweep;
         while (!stop) {
             try {
-                if (!leases.connected()) leases.connect(slots);
+                if (!leases.connected()) {
+                    leases.connect(slots);
+                    sweep = {};
+                }
                 if (std::chrono::steady_clock::now() >= next_balance) {
                     leases.balance(slots);
                     if (live.enabled()) live.subscribe();
                     next_balance = std::chrono::steady_clock::now() + std::chrono::seconds(1);
                 }
-                bool all_idle = true;
-                const auto now = std::chrono::steady_clock::now();
-                for (Slot* slot : in_live_order()) {
-                    Slot& s = *slot;
-                    if (!s.owned || stop || now < s.retry_at) continue;
-                    try {
-                        if (!attempt(s)) continue;  // breaker open: paused at the checkpoint
-                        s.failures = 0;
-                    } catch (const std::exception& e) {
-                        // One slot's failure pauses that slot at its checkpoint, not the
-                        // others; it is retried with a growing pause.
-                        const auto kind = store.classify(std::current_exception());
-                        retries.inc();
-                        s.failures = std::min(s.failures + 1, 8);
-                        s.retry_at = now + std::chrono::milliseconds(100 << s.failures);
-                        log.warn("projection batch failed; the partition waits at its checkpoint",
-                                 {{"projection", s.projection->name()},
-                                  {"partition", s.partition},
-                                  {"error", e.what()},
-                                  {"transient", kind == platform::FailureKind::transient}});
-                        if (!leases.connected()) throw;
-                    }
-                    all_idle = all_idle && s.idle;
-                }
+                const bool busy = pass(stop, sweep);
                 backoff = std::chrono::milliseconds(100);
                 live.trim(slots);
                 status.write_if_due(projection_list, slots, breakers);
-                if (all_idle) leases.wait_for_events(stop);
+                if (!busy && !leases.woken) {
+                    const auto until = sweep.pending ? sweep.not_before
+                                                     : std::chrono::steady_clock::time_point::max();
+                    if (leases.wait_for_events(stop, until)) sweep.pending = true;
+                }
             } catch (const std::exception& e) {
                 auto kind = store.classify(std::current_exception());
                 retries.inc();
@@ -195,15 +245,6 @@ struct Runtime::Impl {
                 backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
             }
         }
-    }
-
-    // The slots, those with live events past their checkpoint first: what just happened is
-    // applied before the idle partitions are looked at, whatever their number.
-    std::vector<Slot*> in_live_order() {
-        std::vector<Slot*> first, then;
-        for (auto& s : slots) (live.has_after(s.partition, s.at) ? first : then).push_back(&s);
-        first.insert(first.end(), then.begin(), then.end());
-        return first;
     }
 
     static void sleep_unless_stopped(const std::atomic<bool>& stop, std::chrono::milliseconds d) {

@@ -35,6 +35,11 @@ struct RuntimeOptions {
     int partitions = eventstore::kDefaultPartitions;
     std::size_t batch = 500;
     std::chrono::milliseconds poll_interval{500};
+    // With a live path, a look at every owned partition in the store (a sweep: what the live
+    // path did not bring, and idle partitions' checkpoints moved up to the head) starts at
+    // most this often, however many append notifications come; live events never wait for
+    // one. Without a live path the store is all there is, and a sweep starts at once.
+    std::chrono::milliseconds sweep_interval{100};
     // An instance counts as alive while its heartbeat is this recent.
     std::chrono::seconds instance_ttl{10};
     std::string instance;  // unique per process

@@ -3,6 +3,11 @@
 #include "projections/slot_leases.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <system_error>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <pqxx/pqxx>
 
@@ -51,14 +56,23 @@ BalanceMoves rebalance(const std::vector<bool>& owned, std::size_t fair, std::si
 }
 
 struct SlotLeases::Impl {
+    explicit Impl(SlotLeaseOptions o) : options{std::move(o)} {
+        if (bell < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    }
+    ~Impl() { ::close(bell); }
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+
     SlotLeaseOptions options;
-    std::unique_ptr<pqxx::connection> session;  // holds the advisory locks, listens
+    int bell = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);  // readable once live_event() rang
+    std::unique_ptr<pqxx::connection> session;            // holds the advisory locks, listens
     std::unique_ptr<eventstore::AppendSubscription> appends;
     std::atomic<std::size_t> owned{0};  // read by other threads (owned_slots)
     eventstore::HorizonWait horizon_wait{options.poll_interval};
 };
 
-SlotLeases::SlotLeases(SlotLeaseOptions options) : impl_{new Impl{std::move(options)}} {}
+SlotLeases::SlotLeases(SlotLeaseOptions options)
+    : impl_{std::make_unique<Impl>(std::move(options))} {}
 
 SlotLeases::~SlotLeases() = default;
 
@@ -78,7 +92,7 @@ void SlotLeases::connect(std::vector<Slot>& slots) {
     auto session = std::make_unique<pqxx::connection>(platform::pg::connection_url(
         d.options.database_url, "ordo-" + d.options.group + "-session"));
     d.appends =
-        std::make_unique<eventstore::AppendSubscription>(*session, [this] { woken = true; });
+        std::make_unique<eventstore::AppendSubscription>(*session, [this] { appended = true; });
     d.session = std::move(session);
 }
 
@@ -131,23 +145,33 @@ std::size_t SlotLeases::owned() const {
     return impl_->owned;
 }
 
-void SlotLeases::wait_for_events(const std::atomic<bool>& stop) {
+bool SlotLeases::wait_for_events(const std::atomic<bool>& stop,
+                                 std::chrono::steady_clock::time_point until) {
     auto& d = *impl_;
     bool hidden = false;
     {
         pqxx::nontransaction tx{*d.session};
         hidden = eventstore::EventStore::hidden_by_horizon(tx);
     }
-    const auto deadline = std::chrono::steady_clock::now() + d.horizon_wait.next(hidden);
-    for (auto now = std::chrono::steady_clock::now(); !stop && !woken && now < deadline;
-         now = std::chrono::steady_clock::now()) {
-        // In slices: a stop, and a live event (its callback sets `woken` without a
-        // word to this connection), are noticed within 10 ms.
+    const auto poll_at = std::chrono::steady_clock::now() + d.horizon_wait.next(hidden);
+    const auto deadline = std::min(poll_at, until);
+    auto now = std::chrono::steady_clock::now();
+    for (; !stop && !woken && !appended && now < deadline; now = std::chrono::steady_clock::now()) {
         d.appends->await(std::min<std::chrono::microseconds>(
-            std::chrono::milliseconds(10),
-            std::chrono::duration_cast<std::chrono::microseconds>(deadline - now)));
+                             std::chrono::milliseconds(10),
+                             std::chrono::duration_cast<std::chrono::microseconds>(deadline - now)),
+                         d.bell);
     }
-    woken = false;
+    std::uint64_t rung = 0;
+    while (::read(d.bell, &rung, sizeof rung) > 0) {
+    }
+    return now >= poll_at;
+}
+
+void SlotLeases::ring() {
+    const std::uint64_t one = 1;
+    // Nonblocking: a full counter means a wake is pending already.
+    [[maybe_unused]] auto written = ::write(impl_->bell, &one, sizeof one);
 }
 
 }  // namespace ordo::projections

@@ -70,9 +70,14 @@ class SlotLeases final : public SlotLeasing {
     void drop_if_broken() override;
     void balance(std::vector<Slot>& slots) override;
     std::size_t owned() const override;
-    // Waits in slices of 10 ms, for an append notification on the session or `woken`; the
-    // poll interval is shorter while committed events are hidden by the horizon.
-    void wait_for_events(const std::atomic<bool>& stop) override;
+    // Listens on the session and on an eventfd that live_event() writes to, in slices of
+    // 10 ms (to notice a stop); the poll interval is shorter while committed events are
+    // hidden by the horizon.
+    bool wait_for_events(const std::atomic<bool>& stop,
+                         std::chrono::steady_clock::time_point until) override;
+
+   protected:
+    void ring() override;
 
    private:
     struct Impl;

@@ -105,11 +105,28 @@ class SlotLeasing {
     // Heartbeat, then take or give back slots until this runtime holds its fair share.
     virtual void balance(std::vector<Slot>& slots) = 0;
     virtual std::size_t owned() const = 0;
-    // Waits for `woken`, a stop, or the poll interval; clears `woken`.
-    virtual void wait_for_events(const std::atomic<bool>& stop) = 0;
+    // Waits until there may be something to apply — a live event (`woken`), an append
+    // notification (`appended`) — or a stop, or `until`, or the poll interval. Clears
+    // neither flag: the runtime does, when it looks. True when the poll interval passed:
+    // time for the look at the store that catches whatever no notification announced.
+    virtual bool wait_for_events(const std::atomic<bool>& stop,
+                                 std::chrono::steady_clock::time_point until) = 0;
 
-    // Set by an append notification or a live event: there may be something to apply.
+    // A live event arrived (any thread): sets `woken` and wakes wait_for_events at once.
+    void live_event() {
+        woken = true;
+        ring();
+    }
+
+    // Live events arrived since the runtime last cleared this.
     std::atomic<bool> woken{false};
+    // An append notification came since the runtime last cleared this: the store has events
+    // the live path may not bring.
+    std::atomic<bool> appended{false};
+
+   protected:
+    // Wakes a wait_for_events under way (any thread).
+    virtual void ring() = 0;
 };
 
 }  // namespace ordo::projections

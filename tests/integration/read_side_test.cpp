@@ -7,6 +7,7 @@
 
 #include <pqxx/pqxx>
 
+#include "eventstore/append_notifier.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/nats/jetstream.hpp"
@@ -118,6 +119,39 @@ TEST(ReadSide, LiveEventsFromJetStreamReachEveryReadModelOnce) {
     side.append(300);
     EXPECT_TRUE(eventually([&] { return side.read_models_hold(300); }));
     EXPECT_GT(counter(metrics, "ordo_projection_events_applied_total{source=\"live\"}"), 0);
+    stop = true;
+    worker.join();
+}
+
+TEST(ReadSide, LiveEventsDoNotWaitForTheStoreSweepThatNotificationsAskFor) {
+    ReadSide side;
+    side.start_relay();
+    platform::metrics::Registry metrics;
+    std::atomic<bool> stop{false};
+    // Polling and sweeping once a minute: after the first sweep, the append notifications
+    // below may ask for another but get none within the test, so every event must come live.
+    auto options = side.projector_options(60s);
+    options.sweep_interval = 60s;
+    projections::Runtime runtime{options, projections::read_models(),
+                                 platform::Logger::null_logger(), metrics};
+    std::thread worker{[&] { runtime.run(stop); }};
+    const std::string sweeps = "ordo_projection_sweeps_total{runtime=\"projector\"}";
+    ASSERT_TRUE(eventually([&] { return counter(metrics, sweeps) == 1; }));
+
+    eventstore::AppendNotifier notifier{side.db_.command_url(), platform::Logger::null_logger()};
+    eventstore::EventStore notifying{side.pool_, &notifier};
+    auto trace = platform::new_trace();
+    for (int i = 0; i < 200; ++i) {
+        auto sku = "sku-" + std::to_string(i % 20);
+        notifying.append("inventory-" + sku, eventstore::ExpectedVersion::any(),
+                         {{platform::new_uuid(),
+                           "StockReceived",
+                           {{"sku", sku}, {"quantity", 1}},
+                           {trace.trace_id_hex(), trace.span_id_hex(), "", "", "", "test"}}});
+    }
+    EXPECT_TRUE(eventually([&] { return side.read_models_hold(200); }));
+    EXPECT_EQ(counter(metrics, "ordo_projection_events_applied_total{source=\"store\"}"), 0);
+    EXPECT_EQ(counter(metrics, sweeps), 1);
     stop = true;
     worker.join();
 }
