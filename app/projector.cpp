@@ -6,6 +6,7 @@
 
 #include "app/host.hpp"
 #include "app/subcommands.hpp"
+#include "eventstore/append_notifier.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/breaker_store.hpp"
@@ -76,6 +77,10 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     }
     models = projections::traced(std::move(models), spans.get(), log.with_component("projection"));
     projections::Runtime runtime{std::move(runtime_options), std::move(models), log, registry};
+    // Consistency-token waits in the query service wake on this instead of their next poll.
+    eventstore::AppendNotifier progress{options.database_url, log.with_component("notifier"),
+                                        eventstore::AppendNotifier::kProgressChannel};
+    runtime.on_batch_committed([&progress] { progress.signal(); });
     registry.gauge_callback("ordo_projection_owned_slots",
                             "(projection, partition) slots this instance owns", {},
                             [&runtime] { return static_cast<double>(runtime.owned_slots()); });

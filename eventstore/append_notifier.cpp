@@ -16,8 +16,10 @@
 
 namespace ordo::eventstore {
 
-AppendNotifier::AppendNotifier(std::string url, platform::Logger log)
-    : url_{std::move(url)}, log_{std::move(log)}, thread_{[this] { run(); }} {}
+AppendNotifier::AppendNotifier(std::string url, platform::Logger log, std::string channel)
+    : url_{std::move(url)}, log_{std::move(log)}, channel_{std::move(channel)}, thread_{[this] {
+          run();
+      }} {}
 
 AppendNotifier::~AppendNotifier() {
     {
@@ -55,12 +57,12 @@ void AppendNotifier::run() {
                 setup.exec("SET synchronous_commit = off");
             }
             pqxx::nontransaction tx{*conn};
-            tx.exec(std::string{"NOTIFY "} + kChannel);
+            tx.exec("NOTIFY " + tx.quote_name(channel_));
             backoff = std::chrono::milliseconds(100);
         } catch (const std::exception& e) {
             conn.reset();
-            log_.warn("could not send the append notification; subscribers fall back to polling",
-                      {{"error", e.what()}});
+            log_.warn("could not send a notification; listeners fall back to polling",
+                      {{"channel", channel_}, {"error", e.what()}});
             std::unique_lock lock{mutex_};
             wake_.wait_for(lock, backoff, [&] { return stopping_; });
             backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
@@ -69,8 +71,13 @@ void AppendNotifier::run() {
     }
 }
 
-AppendListener::AppendListener(std::string url, platform::Logger log)
-    : url_{std::move(url)}, log_{std::move(log)}, thread_{[this] { run(); }} {}
+AppendListener::AppendListener(std::string url, platform::Logger log, std::string channel,
+                               std::function<void()> on_notify)
+    : url_{std::move(url)},
+      log_{std::move(log)},
+      channel_{std::move(channel)},
+      on_notify_{std::move(on_notify)},
+      thread_{[this] { run(); }} {}
 
 AppendListener::~AppendListener() {
     stopping_ = true;
@@ -88,16 +95,16 @@ void AppendListener::wait(std::uint64_t seen, std::chrono::milliseconds timeout)
 }
 
 struct AppendSubscription::Receiver final : pqxx::notification_receiver {
-    Receiver(pqxx::connection_base& c, std::function<void()> f)
-        : notification_receiver{c, AppendNotifier::kChannel}, on_append{std::move(f)} {}
+    Receiver(pqxx::connection_base& c, std::function<void()> f, const std::string& channel)
+        : notification_receiver{c, channel}, on_append{std::move(f)} {}
     void operator()(const std::string&, int) override { on_append(); }
     std::function<void()> on_append;
 };
 
 AppendSubscription::AppendSubscription(pqxx::connection_base& connection,
-                                       std::function<void()> on_append)
+                                       std::function<void()> on_append, const std::string& channel)
     : connection_{connection},
-      receiver_{std::make_unique<Receiver>(connection, std::move(on_append))} {}
+      receiver_{std::make_unique<Receiver>(connection, std::move(on_append), channel)} {}
 
 AppendSubscription::~AppendSubscription() = default;
 
@@ -123,18 +130,22 @@ void AppendListener::run() {
     while (!stopping_) {
         try {
             pqxx::connection conn{platform::pg::connection_url(url_, "ordo-listener")};
-            AppendSubscription subscription{conn, [this] {
+            AppendSubscription subscription{conn,
+                                            [this] {
                                                 {
                                                     std::lock_guard lock{mutex_};
                                                     ++count_;
                                                 }
                                                 announced_.notify_one();
-                                            }};
+                                                if (on_notify_) on_notify_();
+                                            },
+                                            channel_};
             backoff = std::chrono::milliseconds(100);
             // In slices, so that stopping is noticed.
             while (!stopping_) subscription.await(std::chrono::milliseconds(100));
         } catch (const std::exception& e) {
-            log_.warn("cannot listen for appends; polling meanwhile", {{"error", e.what()}});
+            log_.warn("cannot listen for notifications; polling meanwhile",
+                      {{"channel", channel_}, {"error", e.what()}});
             for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stopping_;
                  waited += std::chrono::milliseconds(20)) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -25,11 +25,15 @@ namespace ordo::eventstore {
 // lock through the commit's WAL flush and so serialize every commit in the cluster; sent
 // from here, on a connection with synchronous_commit off, it costs appenders nothing.
 // A notification lost to a crash is covered by the subscribers' polling fallback.
+// The same sender serves a second channel, kProgressChannel: the projector's committed
+// checkpoints, which the query service's consistency-token waits listen for.
 class AppendNotifier {
    public:
     static constexpr const char* kChannel = "ordo_events";
+    static constexpr const char* kProgressChannel = "ordo_progress";
 
-    AppendNotifier(std::string url, platform::Logger log);
+    // `channel`: one of the two above.
+    AppendNotifier(std::string url, platform::Logger log, std::string channel = kChannel);
     ~AppendNotifier();
     AppendNotifier(const AppendNotifier&) = delete;
     AppendNotifier& operator=(const AppendNotifier&) = delete;
@@ -42,6 +46,7 @@ class AppendNotifier {
 
     std::string url_;
     platform::Logger log_;
+    std::string channel_;
     std::mutex mutex_;
     std::condition_variable wake_;
     bool pending_ = false;
@@ -55,7 +60,8 @@ class AppendNotifier {
 // once per notification. Lives no longer than the connection.
 class AppendSubscription {
    public:
-    AppendSubscription(pqxx::connection_base& connection, std::function<void()> on_append);
+    AppendSubscription(pqxx::connection_base& connection, std::function<void()> on_append,
+                       const std::string& channel = AppendNotifier::kChannel);
     ~AppendSubscription();
     AppendSubscription(const AppendSubscription&) = delete;
     AppendSubscription& operator=(const AppendSubscription&) = delete;
@@ -71,12 +77,15 @@ class AppendSubscription {
     std::unique_ptr<Receiver> receiver_;
 };
 
-// Listens for append notifications on a connection of its own and wakes the threads that
-// wait for them: workers that would otherwise poll. Reconnects after a failure; meanwhile
-// waits simply time out, which makes them polls.
+// Listens for append notifications (or those of `channel`) on a connection of its own and
+// wakes the threads that wait for them: workers that would otherwise poll. Reconnects after a
+// failure; meanwhile waits simply time out, which makes them polls. `on_notify`, when given,
+// runs on the listener's thread for each notification, and must be quick.
 class AppendListener {
    public:
-    AppendListener(std::string url, platform::Logger log);
+    AppendListener(std::string url, platform::Logger log,
+                   std::string channel = AppendNotifier::kChannel,
+                   std::function<void()> on_notify = {});
     ~AppendListener();
     AppendListener(const AppendListener&) = delete;
     AppendListener& operator=(const AppendListener&) = delete;
@@ -93,6 +102,8 @@ class AppendListener {
 
     std::string url_;
     platform::Logger log_;
+    std::string channel_;
+    std::function<void()> on_notify_;
     mutable std::mutex mutex_;
     std::condition_variable announced_;
     std::uint64_t count_ = 0;

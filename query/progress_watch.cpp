@@ -1,5 +1,6 @@
-// Projection progress read from read.projection_progress, and the watch's thread: it polls
-// while anything waits, settles the waits, and runs their wakes outside the lock.
+// Projection progress read from read.projection_progress, and the watch's thread: it reads
+// whenever a projector announces a commit, and polls while anything waits as the safety net;
+// settles the waits, and runs their wakes outside the lock.
 #include "query/progress_watch.hpp"
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "eventstore/append_notifier.hpp"
 #include "platform/pg/pg.hpp"
 
 namespace ordo::query {
@@ -47,13 +49,27 @@ struct ProgressWatch::Impl {
     std::map<ParkedWaits::Id, Wake> wakes;
     ParkedWaits::Id next_id = 1;
     bool stopping = false;
+    bool committed = false;  // a projector committed progress since the last read
     std::uint64_t polls = 0;
     std::mutex stop_mutex;  // one stop() at a time
     std::thread thread;
+    // Last: its thread, which touches the members above, ends first.
+    eventstore::AppendListener progress;
 
     Impl(platform::pg::Pool& p, int n, std::size_t capacity, platform::Logger l,
          std::chrono::milliseconds every)
-        : pool{p}, partitions{n}, log{std::move(l)}, pause{every}, waits{capacity} {}
+        : pool{p},
+          partitions{n},
+          log{std::move(l)},
+          pause{every},
+          waits{capacity},
+          progress{pool.options().url, log, eventstore::AppendNotifier::kProgressChannel, [this] {
+                       {
+                           std::lock_guard lock{mutex};
+                           committed = true;
+                       }
+                       changed.notify_all();
+                   }} {}
 
     // Takes the wakes of the waits that are over, under the lock.
     std::vector<std::pair<Wake, Outcome>> take(const std::vector<ParkedWaits::Over>& over,
@@ -83,6 +99,7 @@ struct ProgressWatch::Impl {
         for (;;) {
             changed.wait(lock, [&] { return stopping || !waits.empty(); });
             if (stopping) return;
+            committed = false;
             lock.unlock();
             std::optional<Progress> progress;
             try {
@@ -109,7 +126,7 @@ struct ProgressWatch::Impl {
             if (stopping || waits.empty()) continue;
             auto until = std::chrono::steady_clock::now() + pause;
             if (auto next = waits.next_deadline(); next && *next < until) until = *next;
-            changed.wait_until(lock, until, [&] { return stopping; });
+            changed.wait_until(lock, until, [&] { return stopping || committed; });
         }
     }
 };

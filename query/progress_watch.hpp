@@ -29,8 +29,10 @@ Progress read_progress(pqxx::transaction_base& tx, int partitions,
                        const std::optional<std::string>& projection);
 
 // Holds requests that wait for a consistency token without holding a thread each: one thread
-// reads read.projection_progress for all of them at once (every `pause` while any waits) and
-// wakes each when its partitions pass its token or its deadline comes. At most `capacity`
+// reads read.projection_progress for all of them at once — when a projector announces a
+// committed batch (NOTIFY ordo_progress, listened for on a connection of its own), and every
+// `pause` while any waits in case a notification is lost — and wakes each when its
+// partitions pass its token or its deadline comes. At most `capacity`
 // wait at once; park() refuses beyond that, so a flood of waits costs a bounded amount of
 // memory and one query per pause, whatever its size.
 //

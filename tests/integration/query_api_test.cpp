@@ -6,6 +6,7 @@
 #include <future>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -21,9 +22,11 @@
 #include <pqxx/pqxx>
 
 #include "domain/ids.hpp"
+#include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
 #include "platform/core/partition.hpp"
 #include "platform/pg/pg.hpp"
+#include "query/progress_watch.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/problem.hpp"
@@ -666,6 +669,30 @@ TEST(QueryApi, AParkedWaitOnlyForItsOwnPartitionWakesWhenThatPartitionPasses) {
     EXPECT_EQ(pending.wait_for(0s), std::future_status::timeout);
     stack.set_checkpoint("orders", partition, {60, 1});
     EXPECT_TRUE(is_ok(pending.get()));
+}
+
+TEST(QueryApi, AParkedWaitWakesOnTheProjectorsNotificationNotItsNextPoll) {
+    QueryStack stack;
+    // Polling once a minute: within the test only the notification can wake the wait.
+    query::ProgressWatch watch{stack.reader(), stack.partitions(), 8,
+                               platform::Logger::null_logger(), 60s};
+    stack.set_checkpoints("orders", {5, 5});
+    std::atomic<int> outcome{-1};
+    ASSERT_TRUE(
+        watch.park({"orders", 1}, Checkpoint{50, 1}, std::chrono::steady_clock::now() + 10min,
+                   [&](query::ProgressWatch::Outcome o) { outcome = static_cast<int>(o); }));
+    ASSERT_TRUE(eventually([&] { return watch.polls() == 1; }, 30s));
+    stack.set_checkpoint("orders", 1, {60, 1});
+    eventstore::AppendNotifier projector{stack.database().projector_url(),
+                                         platform::Logger::null_logger(),
+                                         eventstore::AppendNotifier::kProgressChannel};
+    // Sent until heard: the watch's listener may still be connecting.
+    EXPECT_TRUE(eventually(
+        [&] {
+            projector.signal();
+            return outcome == static_cast<int>(query::ProgressWatch::Outcome::passed);
+        },
+        30s));
 }
 
 TEST(QueryApi, ConsistencyTokenWaitsForTheProjectionToCatchUp) {
