@@ -292,12 +292,13 @@ std::optional<Checkpoint> EventStore::head(pqxx::transaction_base& txn) {
                       rows[0][1].as<std::int64_t>()};
 }
 
-bool EventStore::hidden_by_horizon(pqxx::transaction_base& txn) {
-    return txn
-        .exec1(
-            "SELECT EXISTS (SELECT 1 FROM ordo.events WHERE transaction_id >= "
-            "pg_snapshot_xmin(pg_current_snapshot()))")[0]
-        .as<bool>();
+std::optional<double> EventStore::hidden_for(pqxx::transaction_base& txn) {
+    // Only the events at or above the horizon are read (the commit-order index's tail).
+    auto age = txn.exec1(
+        "SELECT extract(epoch FROM clock_timestamp() - min(recorded_at))::float8 "
+        "FROM ordo.events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())")[0];
+    if (age.is_null()) return std::nullopt;  // no event hidden
+    return age.as<double>();
 }
 
 std::int64_t EventStore::stream_version(const std::string& stream) {

@@ -133,11 +133,13 @@ class EventStore final : public Store {
     // event of its partition up to this head.
     static std::optional<Checkpoint> head(pqxx::transaction_base& txn);
 
-    // Whether committed events are still hidden by the horizon: a transaction that began
-    // before they committed is running somewhere in the cluster. Readers below the horizon
+    // How long committed events have been hidden by the horizon: seconds since the oldest
+    // of them was recorded, nullopt when none is. They are hidden while a transaction that
+    // began before they committed runs somewhere in the cluster; readers below the horizon
     // see them as soon as it ends, so they look again soon (see HorizonWait) instead of
-    // waiting for the next NOTIFY, which may be long in coming.
-    static bool hidden_by_horizon(pqxx::transaction_base& txn);
+    // waiting for the next NOTIFY, which may be long in coming. The age is what such a
+    // transaction adds to every reader's latency (the relay exports it).
+    static std::optional<double> hidden_for(pqxx::transaction_base& txn);
 
     // 0 when the stream does not exist.
     std::int64_t stream_version(const std::string& stream) override;

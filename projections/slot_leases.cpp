@@ -151,7 +151,7 @@ bool SlotLeases::wait_for_events(const std::atomic<bool>& stop,
     bool hidden = false;
     {
         pqxx::nontransaction tx{*d.session};
-        hidden = eventstore::EventStore::hidden_by_horizon(tx);
+        hidden = eventstore::EventStore::hidden_for(tx).has_value();
     }
     const auto poll_at = std::chrono::steady_clock::now() + d.horizon_wait.next(hidden);
     const auto deadline = std::min(poll_at, until);

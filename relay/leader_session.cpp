@@ -94,10 +94,10 @@ class LeaderSession::Connection {
         }
     }
 
-    bool hidden_by_horizon() {
+    std::optional<double> hidden_for() {
         check();
         pqxx::nontransaction tx{conn_};
-        return EventStore::hidden_by_horizon(tx);
+        return EventStore::hidden_for(tx);
     }
 
     std::int64_t max_position() {
@@ -151,8 +151,8 @@ void LeaderSession::save(const RelayState& state) {
     connection_->save(state);
 }
 
-bool LeaderSession::hidden_by_horizon() {
-    return connection_->hidden_by_horizon();
+std::optional<double> LeaderSession::hidden_for() {
+    return connection_->hidden_for();
 }
 
 std::int64_t LeaderSession::max_position() {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -53,7 +54,8 @@ class LeaderSession {
     // re-established, or one whose lock was released, writes nothing (and throws).
     void save(const RelayState& state);
 
-    bool hidden_by_horizon();
+    // EventStore::hidden_for on the session.
+    std::optional<double> hidden_for();
     std::int64_t max_position();
     // Returns when an append was announced or after `timeout`.
     void wait_for_appends(std::chrono::milliseconds timeout);

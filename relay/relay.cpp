@@ -117,6 +117,11 @@ struct Relay::Impl {
               "ordo_relay_lag_seconds",
               "Age of the last published event while the relay is behind; 0 when caught up",
               labels)},
+          horizon_hidden{registry.gauge(
+              "ordo_horizon_hidden_seconds",
+              "How long committed events have been hidden from every reader by a transaction "
+              "still running in the cluster (the xid horizon): what it adds to read-your-writes",
+              labels)},
           leader_gauge{registry.gauge("ordo_relay_leader",
                                       "1 while this process holds the relay lock of the shard",
                                       labels)},
@@ -129,6 +134,13 @@ struct Relay::Impl {
     void run(const std::atomic<bool>& stop);
     void lead(LeaderSession& session, const std::atomic<bool>& stop);
     bool publish_stream_config();
+    // Exports how long events have been hidden by the horizon; true when some are.
+    bool observe_horizon(LeaderSession& session) {
+        const auto hidden = session.hidden_for();
+        horizon_hidden.set(hidden.value_or(0));
+        horizon_observed = std::chrono::steady_clock::now();
+        return hidden.has_value();
+    }
     void set_leader(bool value) {
         leader = value;
         leader_gauge.set(value ? 1 : 0);
@@ -147,12 +159,14 @@ struct Relay::Impl {
     platform::metrics::Counter& publish_failures;
     platform::metrics::Gauge& lag_events;
     platform::metrics::Gauge& lag_seconds;
+    platform::metrics::Gauge& horizon_hidden;
     platform::metrics::Gauge& leader_gauge;
     // From an event's recorded_at (its transaction's start: PostgreSQL keeps no commit time
     // unless track_commit_timestamp is on) to the relay reading it, and to JetStream's ack.
     platform::metrics::Histogram& read_hop;
     platform::metrics::Histogram& acked_hop;
     std::atomic<bool> leader{false};
+    std::chrono::steady_clock::time_point horizon_observed{};
 };
 
 void Relay::Impl::run(const std::atomic<bool>& stop) {
@@ -259,8 +273,12 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         }
         if (events.empty()) {
             lag_seconds.set(0);
-            session.wait_for_appends(horizon_wait.next(session.hidden_by_horizon()));
+            session.wait_for_appends(horizon_wait.next(observe_horizon(session)));
             continue;
+        }
+        // While busy, the horizon's age is looked at about once a second.
+        if (std::chrono::steady_clock::now() >= horizon_observed + std::chrono::seconds(1)) {
+            observe_horizon(session);
         }
 
         std::vector<std::pair<std::string, Message>> batch;

@@ -70,10 +70,13 @@ TEST_F(EventStoreTest, ReadAllWaitsForAnOpenTransactionAndNeverSkipsIt) {
     EXPECT_TRUE(store_.read_all(first.back().checkpoint(), 100).empty())
         << "events committed after the open transaction began are held back";
     {
-        // Readers learn that committed events are waiting, so they look again soon.
+        // Readers learn that committed events are waiting, so they look again soon, and
+        // for how long: the age grows while the open transaction holds them back.
         pqxx::connection c{db_.command_url()};
-        pqxx::read_transaction tx{c};
-        EXPECT_TRUE(EventStore::hidden_by_horizon(tx));
+        ASSERT_TRUE(testing::eventually([&] {
+            pqxx::nontransaction tx{c};
+            return EventStore::hidden_for(tx).value_or(0) >= 0.3;
+        }));
     }
 
     slow.commit();
@@ -88,7 +91,7 @@ TEST_F(EventStoreTest, ReadAllWaitsForAnOpenTransactionAndNeverSkipsIt) {
     EXPECT_TRUE(testing::eventually([&] {
         pqxx::connection c{db_.command_url()};
         pqxx::read_transaction tx{c};
-        return !EventStore::hidden_by_horizon(tx);
+        return !EventStore::hidden_for(tx);
     }));
 }
 

@@ -56,6 +56,9 @@ class RunningRelay {
     double published() {
         return metrics_.counter("ordo_relay_published_total", "", {{"shard", "0"}}).value();
     }
+    double horizon_hidden() {
+        return metrics_.gauge("ordo_horizon_hidden_seconds", "", {{"shard", "0"}}).value();
+    }
 
    private:
     platform::metrics::Registry metrics_;
@@ -249,6 +252,24 @@ TEST_F(RelayTest, PublishesEveryEventOnceWithSubjectsHeadersAndPerPartitionChain
     EXPECT_TRUE(relay->is_leader());
     EXPECT_EQ(relay->published(), 120);
     check_stream(appended);
+}
+
+TEST_F(RelayTest, ExportsHowLongAnOpenTransactionHidesCommittedEvents) {
+    auto relay = start_relay();
+    append(1);
+    ASSERT_TRUE(eventually([&] { return caught_up(); }));
+    // A writer that has appended but not committed holds the horizon; what commits after it
+    // began stays hidden from the relay, and the gauge shows for how long.
+    pqxx::connection slow_conn{db_.command_url()};
+    EventStore::prepare(slow_conn);
+    pqxx::work slow{slow_conn};
+    EventStore::append(slow, "order-slow", ExpectedVersion::any(),
+                       {{platform::new_uuid(), "Slow", {}, {}}});
+    append(1, 1);
+    EXPECT_TRUE(eventually([&] { return relay->horizon_hidden() >= 0.5; }));
+    slow.commit();
+    EXPECT_TRUE(eventually([&] { return relay->horizon_hidden() == 0 && caught_up(); }));
+    EXPECT_EQ(relay->published(), 3);
 }
 
 TEST_F(RelayTest, PublishesTheBacklogThenOnlyNewEventsAfterARestart) {
