@@ -76,10 +76,11 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
         runtime_options.breaker_store = breaker_store.get();
     }
     models = projections::traced(std::move(models), spans.get(), log.with_component("projection"));
-    projections::Runtime runtime{std::move(runtime_options), std::move(models), log, registry};
     // Consistency-token waits in the query service wake on this instead of their next poll.
+    // Before the runtime, whose hook uses it: it outlives the hook.
     eventstore::AppendNotifier progress{options.database_url, log.with_component("notifier"),
                                         eventstore::AppendNotifier::kProgressChannel};
+    projections::Runtime runtime{std::move(runtime_options), std::move(models), log, registry};
     runtime.on_batch_committed([&progress] { progress.signal(); });
     registry.gauge_callback("ordo_projection_owned_slots",
                             "(projection, partition) slots this instance owns", {},

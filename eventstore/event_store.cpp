@@ -293,12 +293,14 @@ std::optional<Checkpoint> EventStore::head(pqxx::transaction_base& txn) {
 }
 
 std::optional<double> EventStore::hidden_for(pqxx::transaction_base& txn) {
-    // Only the events at or above the horizon are read (the commit-order index's tail).
-    auto age = txn.exec1(
-        "SELECT extract(epoch FROM clock_timestamp() - min(recorded_at))::float8 "
-        "FROM ordo.events WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())")[0];
-    if (age.is_null()) return std::nullopt;  // no event hidden
-    return age.as<double>();
+    // One probe of the commit-order index: the first hidden event in commit order, whose
+    // transaction is the oldest that committed above the horizon.
+    auto rows = txn.exec(
+        "SELECT extract(epoch FROM clock_timestamp() - recorded_at)::float8 FROM ordo.events "
+        "WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()) "
+        "ORDER BY transaction_id, global_position LIMIT 1");
+    if (rows.empty()) return std::nullopt;  // no event hidden
+    return rows[0][0].as<double>();
 }
 
 std::int64_t EventStore::stream_version(const std::string& stream) {

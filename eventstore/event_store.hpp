@@ -133,12 +133,12 @@ class EventStore final : public Store {
     // event of its partition up to this head.
     static std::optional<Checkpoint> head(pqxx::transaction_base& txn);
 
-    // How long committed events have been hidden by the horizon: seconds since the oldest
-    // of them was recorded, nullopt when none is. They are hidden while a transaction that
-    // began before they committed runs somewhere in the cluster; readers below the horizon
-    // see them as soon as it ends, so they look again soon (see HorizonWait) instead of
-    // waiting for the next NOTIFY, which may be long in coming. The age is what such a
-    // transaction adds to every reader's latency (the relay exports it).
+    // How long committed events have been hidden by the horizon: seconds since the first of
+    // them in commit order was recorded (its transaction's start), nullopt when none is. They are
+    // hidden while a transaction that began before they committed runs somewhere in the cluster;
+    // readers below the horizon see them as soon as it ends, so they look again soon (see
+    // HorizonWait) instead of waiting for the next NOTIFY, which may be long in coming. The age is
+    // what such a transaction adds to every reader's latency (the relay exports it).
     static std::optional<double> hidden_for(pqxx::transaction_base& txn);
 
     // 0 when the stream does not exist.

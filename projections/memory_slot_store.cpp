@@ -333,8 +333,9 @@ std::size_t MemoryLeases::owned() const {
 bool MemoryLeases::wait_for_events(const std::atomic<bool>& stop,
                                    std::chrono::steady_clock::time_point until) {
     std::unique_lock lock{table_.mutex_};
-    const auto poll_at = std::chrono::steady_clock::now() + poll_interval_;
-    const auto deadline = std::min(poll_at, until);
+    // Kept across waits, as SlotLeases does: events that cut waits short do not put it off.
+    poll_at_ = std::min(poll_at_, std::chrono::steady_clock::now() + poll_interval_);
+    const auto deadline = std::min(poll_at_, until);
     auto now = std::chrono::steady_clock::now();
     // In slices, so that a stop (set without a word to the table) is noticed.
     for (; !stop && !woken && !appended && now < deadline; now = std::chrono::steady_clock::now()) {
@@ -346,7 +347,9 @@ bool MemoryLeases::wait_for_events(const std::atomic<bool>& stop,
         table_.changed_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(
                                            std::chrono::milliseconds(10), deadline - now));
     }
-    return now >= poll_at;
+    if (now < poll_at_) return false;
+    poll_at_ = std::chrono::steady_clock::time_point::max();
+    return true;
 }
 
 void MemoryLeases::ring() {

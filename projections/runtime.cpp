@@ -190,23 +190,38 @@ struct Runtime::Impl {
         leases.woken = false;  // a live event from here on is seen below or wakes the next pass
         const auto now = std::chrono::steady_clock::now();
         bool busy = false;
+        // Live events first, then partitions still catching up (a batch each).
+        std::vector<Slot*> catching_up;
         for (auto& s : slots) {
             if (!s.owned || stop || now < s.retry_at) continue;
-            if (s.idle && !live.has_after(s.partition, s.at)) continue;
+            if (!live.has_after(s.partition, s.at)) {
+                if (!s.idle) catching_up.push_back(&s);
+                continue;
+            }
             if (visit(s, now)) busy = busy || !s.idle;
         }
+        for (Slot* s : catching_up) {
+            if (!stop && visit(*s, now)) busy = busy || !s->idle;
+        }
         if (!sweep.pending || now < sweep.not_before) return busy;
-        while (sweep.next < slots.size() && !stop && !leases.woken) {
+        // At least one slot per pass, so that a steady flow of live events slows the sweep
+        // down but cannot stop it.
+        bool progressed = false;
+        while (sweep.next < slots.size() && !stop && !(progressed && leases.woken)) {
             auto& s = slots[sweep.next++];
             if (!s.owned || now < s.retry_at) continue;
             if (visit(s, now)) busy = busy || !s.idle;
+            progressed = true;
         }
         if (sweep.next < slots.size()) return true;  // a live event came: back after it
         sweeps.inc();
-        sweep = {.pending = false,
-                 .next = 0,
-                 .not_before = now + (live.enabled() ? options.sweep_interval
-                                                     : std::chrono::milliseconds{0})};
+        // From the sweep's end: a sweep that takes longer than the interval must not start
+        // the next one at once.
+        sweep = {
+            .pending = false,
+            .next = 0,
+            .not_before = std::chrono::steady_clock::now() +
+                          (live.enabled() ? options.sweep_interval : std::chrono::milliseconds{0})};
         return busy;
     }
 

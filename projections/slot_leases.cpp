@@ -65,7 +65,15 @@ struct SlotLeases::Impl {
 
     SlotLeaseOptions options;
     int bell = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);  // readable once live_event() rang
-    std::unique_ptr<pqxx::connection> session;            // holds the advisory locks, listens
+    // When the look at the store that no notification asked for is due.
+    std::chrono::steady_clock::time_point poll_at = std::chrono::steady_clock::time_point::max();
+
+    void drain_bell() const {
+        std::uint64_t rung = 0;
+        while (::read(bell, &rung, sizeof rung) > 0) {
+        }
+    }
+    std::unique_ptr<pqxx::connection> session;  // holds the advisory locks, listens
     std::unique_ptr<eventstore::AppendSubscription> appends;
     std::atomic<std::size_t> owned{0};  // read by other threads (owned_slots)
     eventstore::HorizonWait horizon_wait{options.poll_interval};
@@ -148,24 +156,30 @@ std::size_t SlotLeases::owned() const {
 bool SlotLeases::wait_for_events(const std::atomic<bool>& stop,
                                  std::chrono::steady_clock::time_point until) {
     auto& d = *impl_;
+    // A ring that came before `woken` was last cleared is stale: left in the eventfd, it
+    // would make every poll below return at once.
+    d.drain_bell();
     bool hidden = false;
     {
         pqxx::nontransaction tx{*d.session};
         hidden = eventstore::EventStore::hidden_for(tx).has_value();
     }
-    const auto poll_at = std::chrono::steady_clock::now() + d.horizon_wait.next(hidden);
-    const auto deadline = std::min(poll_at, until);
-    auto now = std::chrono::steady_clock::now();
-    for (; !stop && !woken && !appended && now < deadline; now = std::chrono::steady_clock::now()) {
+    // The poll is due at a time kept across waits: live events that cut every wait short
+    // must not put it off for ever.
+    const auto now = std::chrono::steady_clock::now();
+    d.poll_at = std::min(d.poll_at, now + d.horizon_wait.next(hidden));
+    const auto deadline = std::min(d.poll_at, until);
+    for (auto at = now; !stop && !woken && !appended && at < deadline;
+         at = std::chrono::steady_clock::now()) {
         d.appends->await(std::min<std::chrono::microseconds>(
                              std::chrono::milliseconds(10),
-                             std::chrono::duration_cast<std::chrono::microseconds>(deadline - now)),
+                             std::chrono::duration_cast<std::chrono::microseconds>(deadline - at)),
                          d.bell);
     }
-    std::uint64_t rung = 0;
-    while (::read(d.bell, &rung, sizeof rung) > 0) {
-    }
-    return now >= poll_at;
+    d.drain_bell();
+    if (std::chrono::steady_clock::now() < d.poll_at) return false;
+    d.poll_at = std::chrono::steady_clock::time_point::max();
+    return true;
 }
 
 void SlotLeases::ring() {

@@ -124,7 +124,12 @@ struct ProgressWatch::Impl {
             wake_all(due);
             lock.lock();
             if (stopping || waits.empty()) continue;
-            auto until = std::chrono::steady_clock::now() + pause;
+            // At most one read per pause / 5 however many commits are announced: under load
+            // a projector commits far more often than a read is worth.
+            const auto read_at = std::chrono::steady_clock::now();
+            changed.wait_until(lock, read_at + pause / 5, [&] { return stopping; });
+            if (stopping) continue;
+            auto until = read_at + pause;
             if (auto next = waits.next_deadline(); next && *next < until) until = *next;
             changed.wait_until(lock, until, [&] { return stopping || committed; });
         }

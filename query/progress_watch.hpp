@@ -32,9 +32,10 @@ Progress read_progress(pqxx::transaction_base& tx, int partitions,
 // reads read.projection_progress for all of them at once — when a projector announces a
 // committed batch (NOTIFY ordo_progress, listened for on a connection of its own), and every
 // `pause` while any waits in case a notification is lost — and wakes each when its
-// partitions pass its token or its deadline comes. At most `capacity`
-// wait at once; park() refuses beyond that, so a flood of waits costs a bounded amount of
-// memory and one query per pause, whatever its size.
+// partitions pass its token or its deadline comes. Reads are at least `pause` / 5 apart,
+// however many commits are announced. At most `capacity` wait at once; park() refuses
+// beyond that, so a flood of waits costs a bounded amount of memory and at most five
+// queries per pause, whatever its size.
 //
 // Thread-safe. `wake` runs on the watch's thread, once per parked wait, and must be quick
 // (hand the real work to another thread).

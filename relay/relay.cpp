@@ -144,6 +144,7 @@ struct Relay::Impl {
     void set_leader(bool value) {
         leader = value;
         leader_gauge.set(value ? 1 : 0);
+        if (!value) horizon_hidden.set(0);  // the leader's to tell
     }
     nlohmann::json fields() const {
         return {{"shard", options.shard}, {"instance", options.instance}};

@@ -128,10 +128,11 @@ TEST(ReadSide, LiveEventsDoNotWaitForTheStoreSweepThatNotificationsAskFor) {
     side.start_relay();
     platform::metrics::Registry metrics;
     std::atomic<bool> stop{false};
-    // Polling and sweeping once a minute: after the first sweep, the append notifications
-    // below may ask for another but get none within the test, so every event must come live.
-    auto options = side.projector_options(60s);
-    options.sweep_interval = 60s;
+    // Polling and sweeping every ten minutes: after the first sweep, the append
+    // notifications below may ask for another but get none within the test, so every event
+    // must come live.
+    auto options = side.projector_options(10min);
+    options.sweep_interval = 10min;
     projections::Runtime runtime{options, projections::read_models(),
                                  platform::Logger::null_logger(), metrics};
     std::thread worker{[&] { runtime.run(stop); }};
