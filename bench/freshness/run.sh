@@ -80,9 +80,12 @@ results=()
 tables=()
 peak=$(wrk_receipts 16 "$peak_seconds")
 # The relay and the projector catch up on the peak's events before the idle phase: every
-# projection partition at the head of the log (an idle partition moves up to it).
-caught_up="SELECT (SELECT coalesce(max(global_position), 0) FROM ordo.events) <=
-    (SELECT coalesce(min(global_position), 0) FROM ordo.projection_checkpoints)"
+# projection partition at the head of the log (an idle partition moves up to it). The head
+# in commit order, (transaction_id, global_position): positions are taken before commit, so
+# the highest position need not be the last event committed.
+caught_up="SELECT NOT EXISTS (SELECT 1 FROM ordo.projection_checkpoints c
+    WHERE (c.transaction_id, c.global_position) < (SELECT transaction_id, global_position
+        FROM ordo.events ORDER BY transaction_id DESC, global_position DESC LIMIT 1))"
 for _ in $(seq 600); do
     [[ $(psql "$(db_url "$ORDO_MIGRATOR_URL")" -qAtc "$caught_up") == t ]] && break
     sleep 0.5
