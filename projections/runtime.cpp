@@ -180,13 +180,17 @@ struct Runtime::Impl {
     struct Sweep {
         bool pending = true;
         std::size_t next = 0;
+        // Asked for again while under way: the slots already passed may have missed it.
+        bool again = false;
         std::chrono::steady_clock::time_point not_before{};
     };
 
     // One pass: slots with live events or still catching up, then the sweep, if due, until
     // it ends or a live event comes. True when there is more to do at once.
     bool pass(const std::atomic<bool>& stop, Sweep& sweep) {
-        if (leases.appended.exchange(false)) sweep.pending = true;
+        if (leases.appended.exchange(false)) {
+            (sweep.pending && sweep.next > 0 ? sweep.again : sweep.pending) = true;
+        }
         leases.woken = false;  // a live event from here on is seen below or wakes the next pass
         const auto now = std::chrono::steady_clock::now();
         bool busy = false;
@@ -218,8 +222,9 @@ struct Runtime::Impl {
         // From the sweep's end: a sweep that takes longer than the interval must not start
         // the next one at once.
         sweep = {
-            .pending = false,
+            .pending = sweep.again,
             .next = 0,
+            .again = false,
             .not_before = std::chrono::steady_clock::now() +
                           (live.enabled() ? options.sweep_interval : std::chrono::milliseconds{0})};
         return busy;

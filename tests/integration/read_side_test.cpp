@@ -69,17 +69,18 @@ class ReadSide {
                 .subject_prefix = prefix_};
     }
 
-    // Receipts of 1 over 20 skus, appended without NOTIFY: only JetStream or polling can
-    // tell a projector about them.
-    void append(int count) {
+    // Receipts of 1 over 20 skus, appended through `store`: by default the test's own, which
+    // sends no NOTIFY, so that only JetStream or polling can tell a projector about them.
+    void append(int count, eventstore::EventStore* store = nullptr) {
         auto trace = platform::new_trace();
         for (int i = 0; i < count; ++i) {
             auto sku = "sku-" + std::to_string(i % 20);
-            store_.append("inventory-" + sku, eventstore::ExpectedVersion::any(),
-                          {{platform::new_uuid(),
-                            "StockReceived",
-                            {{"sku", sku}, {"quantity", 1}},
-                            {trace.trace_id_hex(), trace.span_id_hex(), "", "", "", "test"}}});
+            (store ? *store : store_)
+                .append("inventory-" + sku, eventstore::ExpectedVersion::any(),
+                        {{platform::new_uuid(),
+                          "StockReceived",
+                          {{"sku", sku}, {"quantity", 1}},
+                          {trace.trace_id_hex(), trace.span_id_hex(), "", "", "", "test"}}});
         }
     }
 
@@ -141,15 +142,7 @@ TEST(ReadSide, LiveEventsDoNotWaitForTheStoreSweepThatNotificationsAskFor) {
 
     eventstore::AppendNotifier notifier{side.db_.command_url(), platform::Logger::null_logger()};
     eventstore::EventStore notifying{side.pool_, &notifier};
-    auto trace = platform::new_trace();
-    for (int i = 0; i < 200; ++i) {
-        auto sku = "sku-" + std::to_string(i % 20);
-        notifying.append("inventory-" + sku, eventstore::ExpectedVersion::any(),
-                         {{platform::new_uuid(),
-                           "StockReceived",
-                           {{"sku", sku}, {"quantity", 1}},
-                           {trace.trace_id_hex(), trace.span_id_hex(), "", "", "", "test"}}});
-    }
+    side.append(200, &notifying);
     EXPECT_TRUE(eventually([&] { return side.read_models_hold(200); }));
     EXPECT_EQ(counter(metrics, "ordo_projection_events_applied_total{source=\"store\"}"), 0);
     EXPECT_EQ(counter(metrics, sweeps), 1);
