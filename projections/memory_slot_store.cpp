@@ -333,9 +333,8 @@ std::size_t MemoryLeases::owned() const {
 bool MemoryLeases::wait_for_events(const std::atomic<bool>& stop,
                                    std::chrono::steady_clock::time_point until) {
     std::unique_lock lock{table_.mutex_};
-    // Kept across waits, as SlotLeases does: events that cut waits short do not put it off.
-    poll_at_ = std::min(poll_at_, std::chrono::steady_clock::now() + poll_interval_);
-    const auto deadline = std::min(poll_at_, until);
+    const auto deadline =
+        std::min(poll_.at_most(std::chrono::steady_clock::now() + poll_interval_), until);
     auto now = std::chrono::steady_clock::now();
     // In slices, so that a stop (set without a word to the table) is noticed.
     for (; !stop && !woken && !appended && now < deadline; now = std::chrono::steady_clock::now()) {
@@ -347,9 +346,7 @@ bool MemoryLeases::wait_for_events(const std::atomic<bool>& stop,
         table_.changed_.wait_for(lock, std::min<std::chrono::steady_clock::duration>(
                                            std::chrono::milliseconds(10), deadline - now));
     }
-    if (now < poll_at_) return false;
-    poll_at_ = std::chrono::steady_clock::time_point::max();
-    return true;
+    return poll_.passed(now);
 }
 
 void MemoryLeases::ring() {

@@ -112,7 +112,7 @@ class MemoryLeases final : public SlotLeasing {
     std::atomic<bool> ended_{false};
     std::atomic<std::size_t> owned_{0};
     std::uint64_t seen_notifications_ = 0;
-    std::chrono::steady_clock::time_point poll_at_ = std::chrono::steady_clock::time_point::max();
+    PollDeadline poll_;
 };
 
 }  // namespace ordo::projections

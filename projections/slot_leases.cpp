@@ -65,18 +65,17 @@ struct SlotLeases::Impl {
 
     SlotLeaseOptions options;
     int bell = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);  // readable once live_event() rang
-    // When the look at the store that no notification asked for is due.
-    std::chrono::steady_clock::time_point poll_at = std::chrono::steady_clock::time_point::max();
+    PollDeadline poll;  // the look at the store that no notification asked for
+    std::unique_ptr<pqxx::connection> session;  // holds the advisory locks, listens
+    std::unique_ptr<eventstore::AppendSubscription> appends;
+    std::atomic<std::size_t> owned{0};  // read by other threads (owned_slots)
+    eventstore::HorizonWait horizon_wait{options.poll_interval};
 
     void drain_bell() const {
         std::uint64_t rung = 0;
         while (::read(bell, &rung, sizeof rung) > 0) {
         }
     }
-    std::unique_ptr<pqxx::connection> session;  // holds the advisory locks, listens
-    std::unique_ptr<eventstore::AppendSubscription> appends;
-    std::atomic<std::size_t> owned{0};  // read by other threads (owned_slots)
-    eventstore::HorizonWait horizon_wait{options.poll_interval};
 };
 
 SlotLeases::SlotLeases(SlotLeaseOptions options)
@@ -164,11 +163,8 @@ bool SlotLeases::wait_for_events(const std::atomic<bool>& stop,
         pqxx::nontransaction tx{*d.session};
         hidden = eventstore::EventStore::hidden_for(tx).has_value();
     }
-    // The poll is due at a time kept across waits: live events that cut every wait short
-    // must not put it off for ever.
     const auto now = std::chrono::steady_clock::now();
-    d.poll_at = std::min(d.poll_at, now + d.horizon_wait.next(hidden));
-    const auto deadline = std::min(d.poll_at, until);
+    const auto deadline = std::min(d.poll.at_most(now + d.horizon_wait.next(hidden)), until);
     for (auto at = now; !stop && !woken && !appended && at < deadline;
          at = std::chrono::steady_clock::now()) {
         d.appends->await(std::min<std::chrono::microseconds>(
@@ -177,9 +173,7 @@ bool SlotLeases::wait_for_events(const std::atomic<bool>& stop,
                          d.bell);
     }
     d.drain_bell();
-    if (std::chrono::steady_clock::now() < d.poll_at) return false;
-    d.poll_at = std::chrono::steady_clock::time_point::max();
-    return true;
+    return d.poll.passed(std::chrono::steady_clock::now());
 }
 
 void SlotLeases::ring() {

@@ -6,7 +6,9 @@
 // PostgreSQL implements them (pg_slot_store.hpp, slot_leases.hpp); memory_slot_store.hpp
 // holds in-memory ones that honour the same contract, for the runtime's unit tests.
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -90,6 +92,27 @@ class SlotStore {
     // Whether a failure of this store (or of a projection applying through it) may pass by
     // itself: a lost connection, a timeout, platform::Unavailable. Anything else is permanent.
     virtual platform::FailureKind classify(const std::exception_ptr& error) const = 0;
+};
+
+// The safety-net poll's deadline, kept across waits: events that cut every wait short must
+// not put it off for ever. Pure; each SlotLeasing keeps one.
+class PollDeadline {
+   public:
+    using TimePoint = std::chrono::steady_clock::time_point;
+    // The deadline: `candidate`, unless an earlier one is set already.
+    TimePoint at_most(TimePoint candidate) {
+        at_ = std::min(at_, candidate);
+        return at_;
+    }
+    // True once `now` has reached the deadline, which is then cleared.
+    bool passed(TimePoint now) {
+        if (now < at_) return false;
+        at_ = TimePoint::max();
+        return true;
+    }
+
+   private:
+    TimePoint at_ = TimePoint::max();
 };
 
 // Which slots a runtime owns, shared with the other runtimes of its group. Used by the

@@ -175,6 +175,22 @@ class ProjectionRuntime : public ::testing::Test {
     std::vector<std::unique_ptr<Running>> running;
 };
 
+TEST(PollDeadline, WaitsCutShortDoNotPutThePollOffAndItClearsOncePassed) {
+    PollDeadline poll;
+    const auto t0 = std::chrono::steady_clock::time_point{} + 1h;
+    EXPECT_EQ(poll.at_most(t0 + 500ms), t0 + 500ms);
+    // Each later wait, cut short by a live event, proposes a deadline a poll interval on.
+    EXPECT_EQ(poll.at_most(t0 + 100ms + 500ms), t0 + 500ms);
+    EXPECT_FALSE(poll.passed(t0 + 499ms));
+    EXPECT_EQ(poll.at_most(t0 + 499ms + 500ms), t0 + 500ms);
+    EXPECT_TRUE(poll.passed(t0 + 500ms));
+    // Cleared: the next wait sets a new one.
+    EXPECT_FALSE(poll.passed(t0 + 501ms));
+    EXPECT_EQ(poll.at_most(t0 + 501ms + 500ms), t0 + 1001ms);
+    // An earlier candidate (events hidden by the horizon: look again soon) wins.
+    EXPECT_EQ(poll.at_most(t0 + 506ms), t0 + 506ms);
+}
+
 TEST_F(ProjectionRuntime, AppliesEveryEventOfItsCategoriesOnceInStreamOrder) {
     // Given receipts on eight skus (spread over the partitions) and events of another category.
     std::map<std::string, std::vector<std::string>> written;
