@@ -156,6 +156,34 @@ TEST_F(EventStoreTest, EvenTheOwnerCannotRewriteHistory) {
     EXPECT_EQ(store_.read_stream("order-z", 1, 10).at(0).payload["v"], 1);
 }
 
+// A young store's statistics say its tables are empty, and a pooled session keeps the plans
+// it made then: an append's look for already-stored event ids must still be index probes, or
+// every append reads the whole events table. Counted in one transaction of one session, from
+// an empty store to hundreds of appends and a replay.
+TEST_F(EventStoreTest, AppendsProbeTheIndexesWhateverTheStatisticsSay) {
+    pqxx::connection conn{db_.command_url()};
+    pqxx::work tx{conn};
+    auto append = [&](const std::string& stream, const nlohmann::json& batch) {
+        return tx.exec_params("SELECT out_outcome FROM ordo.append_events($1, -1, $2::jsonb)",
+                              stream, batch.dump());
+    };
+    nlohmann::json last;
+    for (int i = 0; i < 400; ++i) {
+        last = nlohmann::json::array(
+            {{{"event_id", platform::new_uuid()}, {"type", "A"}, {"payload", {{"n", i}}}}});
+        EXPECT_EQ(append("order-" + std::to_string(i % 50), last)[0][0].as<std::string>(),
+                  "appended");
+    }
+    EXPECT_EQ(append("order-49", last)[0][0].as<std::string>(), "replayed");
+    auto scans = tx.exec(
+        "SELECT relname, seq_scan FROM pg_stat_xact_user_tables WHERE schemaname = 'ordo' AND "
+        "relname IN ('events', 'streams') ORDER BY relname");
+    ASSERT_EQ(scans.size(), 2u);
+    for (const auto& row : scans) {
+        EXPECT_EQ(row[1].as<long>(), 0) << row[0].as<std::string>() << " was scanned";
+    }
+}
+
 TEST_F(EventStoreTest, AnAppendWakesListeners) {
     pqxx::connection listening{db_.command_url()};
     int received = 0;
