@@ -130,13 +130,21 @@ struct Runner::Impl {
         return m;
     }
 
-    // Appends at the loaded version and folds the events into `loaded`, so the next round
-    // needs no reload; false when another writer got there first.
-    bool append(const std::string& stream, LoadedProcess& loaded, const Events& events) {
+    // Appends `events`, then `then`, at the loaded version in one append, and folds them into
+    // `loaded`, so the next round needs no reload; false when another writer got there first.
+    // `events` are caused by the process's last event, `then` by the last of `events` (what
+    // was decided on them).
+    bool append(const std::string& stream, LoadedProcess& loaded, const Events& events,
+                const Events& then = {}) {
         std::vector<eventstore::NewEvent> batch;
         for (const auto& e : events) {
             batch.push_back({platform::new_uuid(), event_type(e), encode_payload(e),
                              metadata(loaded, loaded.last_event_id)});
+        }
+        const auto cause = batch.empty() ? loaded.last_event_id : batch.back().event_id;
+        for (const auto& e : then) {
+            batch.push_back(
+                {platform::new_uuid(), event_type(e), encode_payload(e), metadata(loaded, cause)});
         }
         eventstore::AppendResult result;
         try {
@@ -146,8 +154,9 @@ struct Runner::Impl {
             conflicts.inc();
             return false;
         }
-        for (std::size_t i = 0; i < events.size(); ++i) {
-            loaded.apply(events[i], batch[i].event_id, batch[i].metadata,
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            const auto& e = i < events.size() ? events[i] : then[i - events.size()];
+            loaded.apply(e, batch[i].event_id, batch[i].metadata,
                          result.first_version + static_cast<std::int64_t>(i));
         }
         return true;
@@ -281,12 +290,28 @@ struct Runner::Impl {
             // A resend after a conflict carries the same command ids: answered from the
             // command log, it changes nothing.
             auto sent = attempt(stream, loaded, due);
-            if (!sent.recorded.empty() && !append(stream, loaded, sent.recorded)) {
+            // What the outcomes lead to (the next step, compensation, the end) is decided on
+            // them at once and appended with them: one transaction per step, not two. A
+            // runner that lost the process meanwhile records the outcomes it holds (the
+            // commands were sent) but decides nothing more: that is the new holder's part.
+            const bool held_still = keep_lease(held);
+            Events decided;
+            if (!sent.recorded.empty() && !sent.not_sent && held_still) {
+                auto after = loaded.state;
+                for (const auto& e : sent.recorded) after = evolve(std::move(after), e);
+                decided = advance(id->kind, after, options.policy, now_ms());
+            }
+            if (!sent.recorded.empty() && !append(stream, loaded, sent.recorded, decided)) {
                 loaded = load(stream);
             } else if (!sent.recorded.empty() && !sent.not_sent) {
                 for (const auto& step : due) {
                     if (step.attempts == 0) recorded_hop.observe(seconds_since(step.scheduled_ms));
                 }
+                count_outcome(id->kind, loaded, decided, false);
+            }
+            if (!held_still) {
+                lost_leases.inc();
+                return {loaded.version, std::nullopt};
             }
             if (sent.not_sent) {
                 // Back off instead of sending again at once into an overloaded command side.

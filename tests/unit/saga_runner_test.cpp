@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -159,6 +160,20 @@ TEST_F(SagaRunnerOnMemory, RunsAStartedProcessToItsEndSendingEachStepOnce) {
     EXPECT_EQ(count("StepSucceeded"), 5);
     // Each command is caused by the event that scheduled its step.
     EXPECT_EQ(bus_.causation_of(kStream + "/confirm/1"), loaded.scheduled_by.at("confirm"));
+    // A round's outcomes and what they lead to are one append: the intake's, the first
+    // steps, then {reserve, authorize -> confirm}, {confirm -> commit, capture},
+    // {commit, capture -> the end}. What was decided on the outcomes names the last as cause.
+    const auto stored = store_.read_stream(kStream, 1, 10'000);
+    std::set<std::uint64_t> transactions;
+    for (std::size_t i = 0; i < stored.size(); ++i) {
+        transactions.insert(stored[i].transaction_id);
+        const bool decided = stored[i].type == "StepScheduled" || stored[i].type == "ProcessEnded";
+        if (!decided || i == 0 || stored[i - 1].type == "StepScheduled") continue;
+        if (stored[i - 1].type == "ProcessStarted" || stored[i - 1].type == "DeadlineSet") continue;
+        EXPECT_EQ(stored[i].transaction_id, stored[i - 1].transaction_id) << i;
+        EXPECT_EQ(stored[i].metadata.causation_id, stored[i - 1].event_id) << i;
+    }
+    EXPECT_EQ(transactions.size(), 5u);
     // Nothing left to wake it for: off the schedule.
     EXPECT_FALSE(schedule_.row(kStream).has_value());
     EXPECT_EQ(counter("ordo_sagas_started_total"), 1);
