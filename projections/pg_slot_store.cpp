@@ -23,15 +23,24 @@ class PgSlotTxn final : public SlotTxn {
     }
     std::vector<std::function<void()>> take_changes() { return read_models_.take_changes(); }
 
+    // One round trip on every step but a slot's first: the row is created only when missing
+    // (concurrent creators meet in ON CONFLICT, then both lock the one row).
     Checkpoint lock_checkpoint(const std::string& projection, int partition) override {
-        txn_.exec_params(
-            "INSERT INTO ordo.projection_checkpoints (projection, partition) VALUES ($1, $2) "
-            "ON CONFLICT DO NOTHING",
-            projection, partition);
-        auto row = txn_.exec_params1(
-            "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
-            "WHERE projection = $1 AND partition = $2 FOR UPDATE",
-            projection, partition);
+        auto lock = [&] {
+            return txn_.exec_params(
+                "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
+                "WHERE projection = $1 AND partition = $2 FOR UPDATE",
+                projection, partition);
+        };
+        auto rows = lock();
+        if (rows.empty()) {
+            txn_.exec_params(
+                "INSERT INTO ordo.projection_checkpoints (projection, partition) VALUES ($1, $2) "
+                "ON CONFLICT DO NOTHING",
+                projection, partition);
+            rows = lock();
+        }
+        const auto row = rows.at(0);
         return Checkpoint{eventstore::transaction_id_from_xid8(row[0].c_str()),
                           row[1].as<std::int64_t>()};
     }
