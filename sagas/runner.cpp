@@ -115,12 +115,10 @@ struct Runner::Impl {
         return true;
     }
 
-    // Folds the stream in a session of its own. No stream lock: the append's expected
-    // version catches a writer that got in between.
-    LoadedProcess load(const std::string& stream) {
-        return store.transact(
-            [&](eventstore::Session& session) { return load_process(session, stream); });
-    }
+    // Folds the stream from committed history, a read of its own per page (no transaction:
+    // a stream's events never change, so pages read apart fold the same). No stream lock:
+    // the append's expected version catches a writer that got in between.
+    LoadedProcess load(const std::string& stream) { return load_process(store, stream); }
 
     eventstore::Metadata metadata(const LoadedProcess& loaded, const std::string& causation) const {
         eventstore::Metadata m = loaded.origin;  // the trace whole: ids, flags, tracestate
