@@ -39,8 +39,9 @@ struct State {
 
 class MemorySlotTxn final : public SlotTxn {
    public:
-    MemorySlotTxn(State& state, eventstore::EventReader& events, int partitions)
-        : state_{state}, events_{events}, partitions_{partitions} {}
+    MemorySlotTxn(State& state, eventstore::EventReader& events, int partitions,
+                  std::size_t& letter_looks)
+        : state_{state}, events_{events}, partitions_{partitions}, letter_looks_{letter_looks} {}
 
     pqxx::transaction_base& sql() override {
         throw std::logic_error("this projection writes SQL; the in-memory slot store has none");
@@ -121,6 +122,7 @@ class MemorySlotTxn final : public SlotTxn {
 
     std::vector<OpenDeadLetter> lock_open_letters(const std::string& projection,
                                                   int partition) override {
+        ++letter_looks_;
         std::vector<OpenDeadLetter> out;
         for (const auto& letter : state_.letters) {
             if (letter.projection == projection && letter.partition == partition &&
@@ -172,6 +174,7 @@ class MemorySlotTxn final : public SlotTxn {
     State& state_;
     eventstore::EventReader& events_;
     int partitions_;
+    std::size_t& letter_looks_;
     std::vector<std::function<void()>> changes_;
 };
 
@@ -183,10 +186,11 @@ struct MemorySlotStore::Impl {
     std::mutex mutex;  // held through a transaction: they run one at a time
     State state;
     int failing_commits = 0;
+    std::size_t letter_looks = 0;  // counted whether the transaction commits or not
 };
 
 MemorySlotStore::MemorySlotStore(eventstore::EventReader& events, int partitions)
-    : impl_{new Impl{events, partitions, {}, {}, 0}} {}
+    : impl_{new Impl{events, partitions, {}, {}, 0, 0}} {}
 
 MemorySlotStore::~MemorySlotStore() = default;
 
@@ -196,7 +200,7 @@ void MemorySlotStore::transact(const std::function<void(SlotTxn&)>& work) {
     {
         std::lock_guard lock{d.mutex};
         State working = d.state;
-        MemorySlotTxn txn{working, d.events, d.partitions};
+        MemorySlotTxn txn{working, d.events, d.partitions, d.letter_looks};
         work(txn);
         changes = txn.take_changes();
         if (d.failing_commits > 0 && !changes.empty()) {
@@ -232,6 +236,11 @@ Checkpoint MemorySlotStore::checkpoint(const std::string& projection, int partit
 std::vector<MemoryDeadLetter> MemorySlotStore::dead_letters() {
     std::lock_guard lock{impl_->mutex};
     return impl_->state.letters;
+}
+
+std::size_t MemorySlotStore::letter_looks() {
+    std::lock_guard lock{impl_->mutex};
+    return impl_->letter_looks;
 }
 
 std::vector<SlotStatus> MemorySlotStore::statuses() {

@@ -56,6 +56,8 @@ class MemorySlotStore final : public SlotStore {
     eventstore::Checkpoint checkpoint(const std::string& projection, int partition);
     std::vector<MemoryDeadLetter> dead_letters();
     std::vector<SlotStatus> statuses();
+    // How many times a transaction looked for a slot's open dead letters.
+    std::size_t letter_looks();
     // An operator's request on letter `id` by the rules of after_request; the status it
     // leaves, or nullopt when refused or not found.
     std::optional<DeadLetterStatus> request(std::int64_t id, DeadLetterRequest what);

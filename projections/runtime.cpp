@@ -114,16 +114,25 @@ struct Runtime::Impl {
         return applied;
     }
 
+    // Settles the slot's open dead letters when they are due a look (settle_interval); true
+    // when one halts the slot.
+    bool settle(Slot& s, std::chrono::steady_clock::time_point now) {
+        if (!s.halted_on && now < s.settle_due) return false;
+        const bool halted = batches.settle(s);
+        s.settle_due = now + options.settle_interval;
+        return halted;
+    }
+
     // One attempt at a slot, behind its projection's breaker. While the breaker is open the
     // slot is not touched: it stays at its checkpoint. False when the breaker refused.
-    bool attempt(Slot& s) {
+    bool attempt(Slot& s, std::chrono::steady_clock::time_point now) {
         auto& breaker = breakers.of(s.projection->name());
         if (!breaker.allow()) return false;
         const auto started = clock.steady_now();
         const bool probing = breaker.state() == platform::BreakerState::half_open;
         try {
             std::size_t applied = 0;
-            if (!batches.settle(s)) applied = step(s);
+            if (!settle(s, now)) applied = step(s);
             if (applied > 0) s.poison = 0;
             // A step with nothing to apply never reached the read model: while closed it says
             // nothing about the sink, or idle partitions would mask a failing one. As a probe
@@ -141,6 +150,7 @@ struct Runtime::Impl {
         // A permanent failure: some event of the batch cannot be applied.
         try {
             batches.isolate(s, policy_of(s.projection->name()));
+            s.settle_due = {};  // what it parked is looked at on the next visit
             breaker.record(platform::CallOutcome::success, clock.steady_now() - started);
             return true;
         } catch (const std::exception&) {
@@ -155,7 +165,7 @@ struct Runtime::Impl {
     // (its breaker is open).
     bool visit(Slot& s, std::chrono::steady_clock::time_point now) {
         try {
-            if (!attempt(s)) return false;  // breaker open: paused at the checkpoint
+            if (!attempt(s, now)) return false;  // breaker open: paused at the checkpoint
             s.failures = 0;
         } catch (const std::exception& e) {
             const auto kind = store.classify(std::current_exception());
@@ -197,6 +207,7 @@ struct Runtime::Impl {
         // Live events first, then partitions still catching up (a batch each).
         std::vector<Slot*> catching_up;
         for (auto& s : slots) {
+            if (!s.owned) s.settle_due = {};  // owned again, it looks at its letters first
             if (!s.owned || stop || now < s.retry_at) continue;
             if (!live.has_after(s.partition, s.at)) {
                 if (!s.idle) catching_up.push_back(&s);

@@ -40,6 +40,11 @@ struct RuntimeOptions {
     // most this often, however many append notifications come; live events never wait for
     // one. Without a live path the store is all there is, and a sweep starts at once.
     std::chrono::milliseconds sweep_interval{100};
+    // A slot's open dead letters (an operator's retry or skip, a letter parked by the
+    // instance that owned the slot before) are looked at on its first visit, on every visit
+    // while a letter halts it, after it parked one, and otherwise at most this often: a step
+    // is then one transaction, not two, and an operator's request waits this long at most.
+    std::chrono::milliseconds settle_interval{500};
     // An instance counts as alive while its heartbeat is this recent.
     std::chrono::seconds instance_ttl{10};
     std::string instance;  // unique per process

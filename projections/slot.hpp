@@ -25,6 +25,9 @@ struct Slot {
     // Events that failed for good in a row, across batches: with little traffic a batch
     // holds one event, so a sink that fails on every event shows only over several.
     std::size_t poison = 0;
+    // When its open dead letters are next looked at (RuntimeOptions::settle_interval); the
+    // epoch: at its next visit.
+    std::chrono::steady_clock::time_point settle_due{};
     eventstore::Checkpoint at{};  // as of its last save: tells which slots have live events waiting
 };
 

@@ -315,6 +315,20 @@ TEST_F(ProjectionRuntime, ARetriedLetterTakesEffectOnceWhenTheSinkIsFixed) {
     EXPECT_EQ(ledger.order_of("inventory-sku-1"), written);
 }
 
+// A step is one transaction: open dead letters are looked at on a slot's first visit and
+// then once per settle_interval, not before every step.
+TEST_F(ProjectionRuntime, DeadLettersAreLookedAtOncePerIntervalNotBeforeEveryStep) {
+    auto o = options("p-1");
+    o.settle_interval = 10min;
+    auto& ledger = start_ledger(o);
+    for (std::size_t i = 1; i <= 20; ++i) {
+        receive("sku-1", {1});
+        ASSERT_TRUE(eventually([&] { return ledger.distinct() == i; }, 20s));
+    }
+    // Each owned slot's first visit, and no more.
+    EXPECT_EQ(slots.letter_looks(), static_cast<std::size_t>(kPartitions));
+}
+
 TEST_F(ProjectionRuntime, TransientFailuresAreRetriedWithNothingLostRepeatedOrParked) {
     auto written = receive("sku-1", {1, 2, 3, 4, 5, 6, 7});
     // Commits that fail after the read model was written, and applies that fail outright.
