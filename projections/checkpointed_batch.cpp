@@ -144,6 +144,41 @@ std::size_t CheckpointedBatch::apply_next(Slot& slot) {
     return applied;
 }
 
+std::vector<std::size_t> CheckpointedBatch::apply_live(const std::vector<Slot*>& slots,
+                                                       std::size_t max_events) {
+    auto& d = *impl_;
+    std::vector<std::size_t> applied;
+    std::vector<std::vector<std::string>> applied_at;
+    d.store.transact([&](SlotTxn& txn) {
+        applied.assign(slots.size(), kNotLive);
+        applied_at.assign(slots.size(), {});
+        std::size_t budget = max_events;
+        for (std::size_t i = 0; i < slots.size() && budget > 0; ++i) {
+            Slot& slot = *slots[i];
+            const Checkpoint at = txn.lock_checkpoint(slot.projection->name(), slot.partition);
+            slot.at = at;
+            auto run = d.live.run(slot.partition, at, std::min(slot.batch, budget));
+            if (run.events.empty()) continue;
+            budget -= run.events.size();
+            for (const auto& event : run.events) {
+                if (handles(*slot.projection, event)) {
+                    slot.projection->apply(txn, event);
+                    applied_at[i].push_back(event.recorded_at);
+                }
+            }
+            save(txn, slot, run.events.back().checkpoint(), run.events.back().recorded_at);
+            slot.idle = run.rest_empty;
+            applied[i] = run.events.size();
+        }
+    });
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+        if (applied[i] == kNotLive) continue;
+        d.applied_live.inc(static_cast<double>(applied[i]));
+        d.observe_committed(*slots[i], "live", applied_at[i]);
+    }
+    return applied;
+}
+
 std::size_t CheckpointedBatch::isolate(Slot& slot, DeadLetterPolicy policy) {
     auto& d = *impl_;
     const auto name = slot.projection->name();

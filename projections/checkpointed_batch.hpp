@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "platform/core/log.hpp"
 #include "projections/dead_letters.hpp"
@@ -38,6 +39,19 @@ class CheckpointedBatch {
     // there is none, moves its checkpoint up to the head of the log below the horizon so
     // that consistency tokens see an idle partition as caught up. Events applied.
     std::size_t apply_next(Slot& slot);
+
+    // What apply_live says of a slot it left alone.
+    static constexpr std::size_t kNotLive = static_cast<std::size_t>(-1);
+
+    // The live runs of several slots in one transaction, at most `max_events` events in all
+    // (each slot's run also within its own batch): each slot's checkpoint locked, its live
+    // events applied and its checkpoint saved, all committed together, so N slots with live
+    // events cost one commit, not N. Events applied per slot, in the order given, or kNotLive
+    // for a slot it left alone: its live events do not continue its checkpoint (it must read
+    // the store), or the budget was spent. Throws whatever any apply or the commit threw;
+    // then nothing of it committed and each slot is the caller's to step alone, with its own
+    // isolation.
+    std::vector<std::size_t> apply_live(const std::vector<Slot*>& slots, std::size_t max_events);
 
     // After a batch failed for good: its events again, one at a time under a savepoint each,
     // to find the poison. It is parked, and the partition goes on past it (skip) or stops

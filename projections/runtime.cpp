@@ -43,6 +43,7 @@ struct Runtime::Impl {
     const platform::Clock& clock;
     platform::metrics::Counter& retries;
     platform::metrics::Counter& sweeps;
+    platform::metrics::Counter& shared_commits;
     std::vector<std::function<void()>> committed_hooks;
     std::unique_ptr<SlotStore> own_store;  // PostgreSQL's, unless given
     std::unique_ptr<SlotLeasing> own_leases;
@@ -67,6 +68,10 @@ struct Runtime::Impl {
                            "Looks at every owned partition in the store (see "
                            "RuntimeOptions::sweep_interval)",
                            {{"runtime", options.group}})},
+          shared_commits{m.counter("ordo_projection_shared_commits_total",
+                                   "Transactions that committed the live events of several "
+                                   "slots together",
+                                   {{"runtime", options.group}})},
           own_store{std::move(owned_store)},
           own_leases{std::move(owned_leases)},
           store{given_store ? *given_store : *own_store},
@@ -182,6 +187,60 @@ struct Runtime::Impl {
         return true;
     }
 
+    // Slots with live events: those with nothing unusual about them (breaker closed, no
+    // dead letters due a look, no slow sink) go together in one transaction, a batch's worth
+    // of events in all; the rest, and all of them if that transaction fails, one at a time
+    // with their own retries and poison isolation. True when some slot has more to do.
+    bool visit_live(const std::vector<Slot*>& live_slots,
+                    std::chrono::steady_clock::time_point now) {
+        std::vector<Slot*> together;
+        std::vector<Slot*> alone;
+        for (Slot* s : live_slots) {
+            const bool plain =
+                breakers.of(s->projection->name()).state() == platform::BreakerState::closed &&
+                !s->halted_on && now < s->settle_due && s->poison == 0 &&
+                s->projection->worst_apply() == std::chrono::milliseconds{0};
+            (plain ? together : alone).push_back(s);
+        }
+        bool busy = false;
+        if (together.size() > 1) {
+            const auto started = clock.steady_now();
+            try {
+                const auto applied = batches.apply_live(together, options.batch);
+                const auto elapsed = clock.steady_now() - started;
+                shared_commits.inc();
+                bool any = false;
+                for (std::size_t i = 0; i < together.size(); ++i) {
+                    Slot& s = *together[i];
+                    if (applied[i] == CheckpointedBatch::kNotLive) {
+                        alone.push_back(&s);
+                        continue;
+                    }
+                    breakers.of(s.projection->name())
+                        .record(applied[i] > 0 ? platform::CallOutcome::success
+                                               : platform::CallOutcome::ignored,
+                                elapsed);
+                    s.failures = 0;
+                    if (applied[i] > 0) s.poison = 0;
+                    any = any || applied[i] > 0;
+                    busy = busy || !s.idle;
+                }
+                if (any) {
+                    for (const auto& hook : committed_hooks) hook();
+                }
+            } catch (const std::exception&) {
+                // Nothing of it committed: each slot again alone, where a failure is its own.
+                alone.insert(alone.end(), together.begin(), together.end());
+            }
+        } else {
+            alone.insert(alone.end(), together.begin(), together.end());
+        }
+        for (Slot* s : alone) {
+            if (visit(*s, now)) busy = busy || !s->idle;
+        }
+        return busy;
+    }
+
     // The look at every owned slot in the store: for events no live run brought (the relay
     // is behind or down, the live buffer was full, a gap) and to move idle partitions'
     // checkpoints up to the head. Started by an append notification, the poll interval, a
@@ -205,6 +264,7 @@ struct Runtime::Impl {
         const auto now = std::chrono::steady_clock::now();
         bool busy = false;
         // Live events first, then partitions still catching up (a batch each).
+        std::vector<Slot*> live_slots;
         std::vector<Slot*> catching_up;
         for (auto& s : slots) {
             if (!s.owned) s.settle_due = {};  // owned again, it looks at its letters first
@@ -213,8 +273,9 @@ struct Runtime::Impl {
                 if (!s.idle) catching_up.push_back(&s);
                 continue;
             }
-            if (visit(s, now)) busy = busy || !s.idle;
+            live_slots.push_back(&s);
         }
+        busy = visit_live(live_slots, now) || busy;
         for (Slot* s : catching_up) {
             if (!stop && visit(*s, now)) busy = busy || !s->idle;
         }

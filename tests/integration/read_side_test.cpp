@@ -120,6 +120,8 @@ TEST(ReadSide, LiveEventsFromJetStreamReachEveryReadModelOnce) {
     side.append(300);
     EXPECT_TRUE(eventually([&] { return side.read_models_hold(300); }));
     EXPECT_GT(counter(metrics, "ordo_projection_events_applied_total{source=\"live\"}"), 0);
+    // An event is live for every projection's slot of its partition: they commit together.
+    EXPECT_GT(counter(metrics, "ordo_projection_shared_commits_total{runtime=\"projector\"}"), 0);
     stop = true;
     worker.join();
 }
