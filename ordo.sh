@@ -3,7 +3,8 @@
 #   ./ordo.sh dev  [ordo dev flags]   install what is missing, build, run the whole stack
 #   ./ordo.sh test [ctest flags]      install what is missing, build, run every test
 # Also: ./ordo.sh build (install and build only); ./ordo.sh fuzz [seconds] (every libFuzzer
-# target for that long, default 60; clang, in build-fuzz/).
+# target for that long, default 60; clang, in build-fuzz/); ./ordo.sh bench (every
+# benchmark, then one table of ratios against same-run baselines; bench/all.sh).
 # ORDO_SANITIZE=1 builds with address and undefined-behaviour sanitizers (in build-asan/).
 set -euo pipefail
 
@@ -106,11 +107,14 @@ case $command in
         fi
         ;;
     build) ;;
+    bench)
+        exec "$root/bench/all.sh"
+        ;;
     fuzz)
         fuzz_all "${1:-60}"
         ;;
     *)
-        echo "usage: ordo.sh dev|test|build|fuzz [args]" >&2
+        echo "usage: ordo.sh dev|test|build|bench|fuzz [args]" >&2
         exit 2
         ;;
 esac

@@ -1,6 +1,13 @@
 // Append throughput of the event store beside raw PostgreSQL INSERT throughput (pgbench with
-// a custom script into a table of the same shape), measured in the same run on the same
-// cluster, with the ratio. Run through bench/append/run.sh.
+// a custom script into a table of the same shape) and beside two public PostgreSQL event
+// stores, Message DB (its SQL, driven by pgbench calling write_message) and Emmett's
+// PostgreSQL store (appendToStream from Node), all measured in the same run on the same
+// cluster in one fresh database, with the ratios: the peers do the same job (append with an
+// optimistic concurrency check) and show what that job costs elsewhere.
+// Run through bench/append/run.sh, which installs the peers (ORDO_BENCH_PEERS=0 skips them).
+#include <sys/wait.h>
+
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -32,6 +39,59 @@ std::string required(const char* name) {
     auto v = platform::env(name);
     if (!v) throw std::runtime_error(std::string{name} + " is not set (source the stack.env)");
     return *v;
+}
+
+// `text` as one single-quoted word for /bin/sh.
+std::string shell_quote(const std::string& text) {
+    std::string out = "'";
+    for (char c : text) out += c == '\'' ? std::string{"'\\''"} : std::string(1, c);
+    return out + "'";
+}
+
+struct CommandResult {
+    int status;  // the exit status, or -1 when the command did not exit normally
+    std::string output;
+};
+
+// Runs `cmd` through /bin/sh; returns its exit status and its output (stdout and stderr).
+CommandResult run_command(const std::string& cmd) {
+    std::FILE* pipe = ::popen((cmd + " 2>&1").c_str(), "r");
+    if (!pipe) throw std::runtime_error("cannot run: " + cmd);
+    std::string output;
+    std::array<char, 4096> buffer{};
+    while (auto n = std::fread(buffer.data(), 1, buffer.size(), pipe))
+        output.append(buffer.data(), n);
+    int status = ::pclose(pipe);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+// The peer event stores' install folder, or why they are not measured in this run.
+struct Peers {
+    std::filesystem::path dir;  // node_modules and the Emmett driver script; empty when off
+    std::string why_not;        // set when off
+    bool on() const { return why_not.empty(); }
+};
+
+// Reads ORDO_BENCH_PEERS (1, the default, or 0) and ORDO_BENCH_PEERS_DIR (the folder
+// bench/append/peers/install.sh installed into) and checks that node and the packages are
+// there.
+Peers find_peers() {
+    auto setting = platform::env("ORDO_BENCH_PEERS").value_or("1");
+    if (setting == "0") return {{}, "ORDO_BENCH_PEERS=0"};
+    if (setting != "1") throw std::runtime_error("ORDO_BENCH_PEERS must be 0 or 1, not " + setting);
+    auto dir = platform::env("ORDO_BENCH_PEERS_DIR");
+    if (!dir || dir->empty())
+        return {{},
+                "ORDO_BENCH_PEERS_DIR is not set (bench/append/run.sh installs the peers "
+                "and sets it)"};
+    if (run_command("node --version").status != 0) return {{}, "node is not installed"};
+    std::filesystem::path folder{*dir};
+    if (!std::filesystem::exists(folder / "installed.lock") ||
+        !std::filesystem::exists(folder / "emmett_append.mjs"))
+        return {{},
+                "they are not installed in " + folder.string() +
+                    " (is npm installed? see bench/append/peers/install.sh)"};
+    return {folder, ""};
 }
 
 // Appends for `seconds` with `writers` threads, each over its own 100 streams with exact
@@ -72,9 +132,8 @@ double measure_ordo(platform::pg::Pool& pool, eventstore::AppendNotifier& notifi
     return static_cast<double>(events.load()) / elapsed;
 }
 
-// pgbench with a custom INSERT script; returns rows per second.
-// The URL without its password, for a command line: pgbench finds the password in
-// PGPASSFILE, which the stack's settings name.
+// The URL without its password, for a command line: pgbench, psql and the Emmett driver find
+// the password in PGPASSFILE, which the stack's settings name.
 std::string without_password(const std::string& url) {
     auto scheme = url.find("://");
     auto at = url.find('@');
@@ -84,53 +143,174 @@ std::string without_password(const std::string& url) {
     return url.substr(0, colon) + url.substr(at);
 }
 
-double measure_raw(const std::string& url, const Scenario& s, int seconds) {
+// The payload and metadata every column writes, as SQL literals.
+constexpr const char* kPayloadSql = R"('{"sku": "sku-1", "quantity": 1}')";
+constexpr const char* kMetadataSql =
+    "'{\"trace_id\": \"0af7651916cd43dd8448eb211c80319c\", \"span_id\": "
+    "\"b7ad6b7169203331\", \"correlation_id\": \"c\", \"causation_id\": \"c\", "
+    "\"command_id\": \"cmd\", \"actor\": \"bench\"}'";
+
+// Runs pgbench with the custom `script` for the scenario's writers (one connection each) and
+// `seconds`; `options` go before the database URL, `environment` (VAR=value words) before
+// the command. Returns transactions per second; a failed or aborted run is an error.
+double run_pgbench(const std::string& url, const std::string& script, const Scenario& s,
+                   int seconds, const std::string& options = "",
+                   const std::string& environment = "") {
     // A private folder of a random name for the script, not a guessable path in /tmp.
     std::string folder = (std::filesystem::temp_directory_path() / "ordo-bench-XXXXXX").string();
     if (!::mkdtemp(folder.data())) throw std::runtime_error("cannot create a private folder");
-    const std::string script = folder + "/insert.sql";
-    {
-        std::ofstream out{script};
-        out << "\\set s random(1, 1000000000000000)\n"
-               "INSERT INTO bench_raw (stream_id, category, stream_version, event_id, event_type, "
-               "payload, metadata) SELECT 'bench-' || :s, 'bench', g, gen_random_uuid(), "
-               "'StockReceived', '{\"sku\": \"sku-1\", \"quantity\": 1}', "
-               "'{\"trace_id\": \"0af7651916cd43dd8448eb211c80319c\", \"span_id\": "
-               "\"b7ad6b7169203331\", \"correlation_id\": \"c\", \"causation_id\": \"c\", "
-               "\"command_id\": \"cmd\", \"actor\": \"bench\"}' FROM generate_series(1, "
-            << s.batch << ") AS g;\n";
-    }
-    std::string cmd = "pgbench -n -f " + script + " -c " + std::to_string(s.writers) + " -j " +
-                      std::to_string(std::min(s.writers, 4)) + " -T " + std::to_string(seconds) +
-                      " '" + without_password(url) + "' 2>&1";
-    std::FILE* pipe = ::popen(cmd.c_str(), "r");
-    if (!pipe) throw std::runtime_error("cannot run pgbench");
-    char line[512];
-    double tps = 0;
-    std::string all;
-    while (std::fgets(line, sizeof line, pipe)) {
-        all += line;
-        if (std::sscanf(line, "tps = %lf", &tps) == 1) break;
-    }
-    while (std::fgets(line, sizeof line, pipe)) {
-    }
-    ::pclose(pipe);
+    const std::string file = folder + "/script.sql";
+    std::ofstream{file} << script;
+    std::string cmd = environment + " pgbench -n -f " + shell_quote(file) + " -c " +
+                      std::to_string(s.writers) + " -j " + std::to_string(std::min(s.writers, 4)) +
+                      " -T " + std::to_string(seconds) + " " + options + " " +
+                      shell_quote(without_password(url));
+    auto result = run_command(cmd);
     std::filesystem::remove_all(folder);
-    if (tps == 0) throw std::runtime_error("pgbench failed:\n" + all);
-    return tps * s.batch;
+    double tps = 0;
+    auto at = result.output.find("\ntps = ");
+    if (at != std::string::npos) std::sscanf(result.output.c_str() + at, "\ntps = %lf", &tps);
+    if (result.status != 0 || tps == 0 || result.output.find("aborted") != std::string::npos)
+        throw std::runtime_error("pgbench failed:\n" + result.output);
+    return tps;
+}
+
+// pgbench inserting the scenario's batch into bench_raw per transaction; returns rows per
+// second.
+double measure_raw(const std::string& url, const Scenario& s, int seconds) {
+    std::string script =
+        "\\set s random(1, 1000000000000000)\n"
+        "INSERT INTO bench_raw (stream_id, category, stream_version, event_id, event_type, "
+        "payload, metadata) SELECT 'bench-' || :s, 'bench', g, gen_random_uuid(), "
+        "'StockReceived', " +
+        std::string{kPayloadSql} + ", " + kMetadataSql + " FROM generate_series(1, " +
+        std::to_string(s.batch) + ") AS g;\n";
+    return run_pgbench(url, script, s, seconds) * s.batch;
+}
+
+// Message DB's functions name its objects without their schema: its documentation has
+// callers put message_store on the search path.
+constexpr const char* kMessageDbSearchPath =
+    "PGOPTIONS='-c client_min_messages=warning -c search_path=message_store,public'";
+
+// Installs Message DB's SQL from its npm package into the benchmark's database, as the
+// administrator, in the order of the package's install scripts (database/install.sh and the
+// install-*.sh it sources). Adapted: no `message_store` database (the benchmark's own is
+// used), and neither the `message_store` role (roles/) nor its grants (privileges/), since
+// the benchmark writes as the administrator, as the raw INSERT baseline does.
+void install_message_db(const Peers& peers, const std::string& url) {
+    auto sql = peers.dir / "node_modules/@eventide/message-db/database";
+    const std::vector<std::string> files = {"extensions/pgcrypto.sql",
+                                            "schema/message-store.sql",
+                                            "types/message.sql",
+                                            "tables/messages.sql",
+                                            "functions/message-store-version.sql",
+                                            "functions/hash-64.sql",
+                                            "functions/acquire-lock.sql",
+                                            "functions/category.sql",
+                                            "functions/is-category.sql",
+                                            "functions/id.sql",
+                                            "functions/cardinal-id.sql",
+                                            "functions/stream-version.sql",
+                                            "functions/write-message.sql",
+                                            "functions/get-stream-messages.sql",
+                                            "functions/get-category-messages.sql",
+                                            "functions/get-last-stream-message.sql",
+                                            "indexes/messages-id.sql",
+                                            "indexes/messages-stream.sql",
+                                            "indexes/messages-category.sql",
+                                            "views/stream-summary.sql",
+                                            "views/type-summary.sql",
+                                            "views/stream-type-summary.sql",
+                                            "views/type-stream-summary.sql",
+                                            "views/category-type-summary.sql",
+                                            "views/type-category-summary.sql"};
+    std::string cmd = std::string{kMessageDbSearchPath} + " psql -q -v ON_ERROR_STOP=1";
+    for (const auto& f : files) {
+        if (!std::filesystem::exists(sql / f))
+            throw std::runtime_error("Message DB's " + (sql / f).string() + " is missing");
+        cmd += " -f " + shell_quote((sql / f).string());
+    }
+    auto result = run_command(cmd + " " + shell_quote(without_password(url)));
+    if (result.status != 0)
+        throw std::runtime_error("installing Message DB failed:\n" + result.output);
+}
+
+// pgbench calling Message DB's write_message with exact expected versions: client c writes
+// to its 100 streams bench-r<round>c<c>s<k> in turn (k = n % 100 on its n-th transaction),
+// so the stream stands at version (n / 100) * batch - 1 (-1: no stream). A transaction is
+// one statement that writes the batch's messages in order, the i-th expecting version
+// e + i, and returns n + 1 for the next one. Returns messages per second.
+// All streams are in one category, `bench`, as in the other columns (one entity type);
+// write_message locks the category for the transaction, so Message DB's writers take turns.
+double measure_message_db(const std::string& url, const Scenario& s, int seconds, int round) {
+    const auto batch = std::to_string(s.batch);
+    std::string script = "\\set k :n % 100\n";
+    script += "\\set e (:n / 100) * " + batch + " - 1\n";
+    script += "SELECT max(message_store.write_message(gen_random_uuid()::varchar, 'bench-r" +
+              std::to_string(round) + "c' || :client_id || 's' || :k, 'StockReceived', ";
+    script += std::string{kPayloadSql} + ", " + kMetadataSql + ", :e + g)) AS last, ";
+    script += ":n + 1 AS n FROM generate_series(0, " + batch + " - 1) AS g \\gset\n";
+    return run_pgbench(url, script, s, seconds, "-D n=0", kMessageDbSearchPath) * s.batch;
+}
+
+// Emmett's appendToStream from Node (peers/emmett_append.mjs) for the scenario; returns
+// events per second.
+double measure_emmett(const Peers& peers, const std::string& url, const Scenario& s, int seconds,
+                      int round) {
+    std::string cmd = "node " + shell_quote((peers.dir / "emmett_append.mjs").string()) + " " +
+                      shell_quote(without_password(url)) + " " + std::to_string(s.writers) + " " +
+                      std::to_string(s.batch) + " " + std::to_string(seconds) + " " +
+                      std::to_string(round);
+    auto result = run_command(cmd);
+    double rate = 0;
+    auto at = result.output.find("events/s = ");
+    if (at != std::string::npos) std::sscanf(result.output.c_str() + at, "events/s = %lf", &rate);
+    if (result.status != 0 || rate == 0)
+        throw std::runtime_error("the Emmett driver failed:\n" + result.output);
+    return rate;
+}
+
+// Drops the benchmark's database when main ends, also when a measurement failed.
+struct DropDatabase {
+    std::string admin_url, db;
+    ~DropDatabase() {
+        try {
+            pqxx::connection admin{admin_url};
+            pqxx::nontransaction tx{admin};
+            tx.exec("DROP DATABASE " + db + " WITH (FORCE)");
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "bench/append: dropping database %s: %s\n", db.c_str(), e.what());
+        }
+    }
+};
+
+// A rate or a ratio for the table, or n/a when the peers are off.
+std::string cell(bool on, double value, int decimals) {
+    if (!on) return "n/a";
+    std::array<char, 32> text{};
+    std::snprintf(text.data(), text.size(), "%.*f", decimals, value);
+    return text.data();
 }
 
 }  // namespace
 
 int main() try {
-    int seconds = std::stoi(platform::env("ORDO_BENCH_SECONDS").value_or("5"));
+    auto seconds_setting = platform::env("ORDO_BENCH_SECONDS").value_or("5");
+    int seconds = 0;
+    if (std::sscanf(seconds_setting.c_str(), "%d", &seconds) != 1 || seconds < 1 ||
+        std::to_string(seconds) != seconds_setting)
+        throw std::runtime_error("ORDO_BENCH_SECONDS must be a whole number of seconds >= 1, not " +
+                                 seconds_setting);
     auto admin_url = required("ORDO_PG_ADMIN_URL");
+    auto peers = find_peers();
     std::string db = "ordo_bench_" + platform::new_uuid().substr(0, 8);
     {
         pqxx::connection admin{admin_url};
         pqxx::nontransaction tx{admin};
         tx.exec("CREATE DATABASE " + db + " OWNER ordo_migrator");
     }
+    DropDatabase drop{admin_url, db};
     auto migrator_url = platform::with_database(required("ORDO_MIGRATOR_URL"), db);
     platform::pg::migrate(migrator_url, eventstore::migrations(), platform::Logger::null_logger());
     auto raw_url = platform::with_database(admin_url, db);
@@ -149,6 +329,7 @@ int main() try {
             "CREATE INDEX ON bench_raw ((metadata->>'trace_id'))");
         tx.commit();
     }
+    if (peers.on()) install_message_db(peers, raw_url);
     platform::pg::Pool pool{
         {.url = platform::with_database(required("ORDO_COMMAND_DATABASE_URL"), db),
          .size = 16,
@@ -160,18 +341,27 @@ int main() try {
                                        {"single event, 16 writers", 16, 1},
                                        {"100-event batches, 4 writers", 4, 100}};
     std::printf("append benchmark: %d s per measurement, events per second\n", seconds);
-    std::printf("%-30s %14s %16s %8s\n", "scenario", "ordo append", "raw INSERT", "ratio");
+    // Columns are two or more spaces apart (bench/all.sh splits on that); a ratio is ordo's
+    // rate over the column before it.
+    std::printf("%-30s %14s %16s %8s %14s %10s %14s %13s\n", "scenario", "ordo append",
+                "raw INSERT", "ratio", "Message DB", "ordo/MDB", "Emmett", "ordo/Emmett");
     int round = 0;
     for (const auto& s : scenarios) {
-        double ordo_rate = measure_ordo(pool, notifier, s, seconds, round++);
+        // The four in sequence, each alone on the cluster while it runs.
+        double ordo_rate = measure_ordo(pool, notifier, s, seconds, round);
         double raw_rate = measure_raw(raw_url, s, seconds);
-        std::printf("%-30s %14.0f %16.0f %8.2f\n", s.name.c_str(), ordo_rate, raw_rate,
-                    ordo_rate / raw_rate);
+        double mdb_rate = peers.on() ? measure_message_db(raw_url, s, seconds, round) : 0;
+        double emmett_rate = peers.on() ? measure_emmett(peers, raw_url, s, seconds, round) : 0;
+        ++round;
+        std::printf("%-30s %14.0f %16.0f %8.2f %14s %10s %14s %13s\n", s.name.c_str(), ordo_rate,
+                    raw_rate, ordo_rate / raw_rate, cell(peers.on(), mdb_rate, 0).c_str(),
+                    cell(peers.on(), ordo_rate / mdb_rate, 2).c_str(),
+                    cell(peers.on(), emmett_rate, 0).c_str(),
+                    cell(peers.on(), ordo_rate / emmett_rate, 2).c_str());
         std::fflush(stdout);
     }
-    pqxx::connection admin{admin_url};
-    pqxx::nontransaction tx{admin};
-    tx.exec("DROP DATABASE " + db + " WITH (FORCE)");
+    if (!peers.on())
+        std::printf("peer event stores not measured (n/a): %s\n", peers.why_not.c_str());
     return 0;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "bench/append: %s\n", e.what());

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Every benchmark in turn (`./ordo.sh bench`), then one table: what each measured beside the
+# baseline it measured in the same run (raw INSERT, raw COPY, the append rate REST is held
+# to, the peer event stores when bench/append ran them) and the latency percentiles beside
+# their goals. Each benchmark's whole output (hop tables included) stays in
+# .ordo/bench/<UTC time>/. ORDO_BENCH_ONLY="append sagas" runs a subset; every benchmark
+# keeps its own settings (ORDO_BENCH_SECONDS, ORDO_BENCH_ORDERS, ...). The rebuild benchmark
+# runs on ORDO_BENCH_EVENTS (here 200,000 unless set) without its slow per-event variant.
+set -euo pipefail
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+all="append commands freshness sagas rebuild"
+only=${ORDO_BENCH_ONLY:-$all}
+for b in $only; do
+    [[ " $all " == *" $b "* ]] || { echo "ORDO_BENCH_ONLY: one or more of: $all (not $b)" >&2; exit 2; }
+done
+out="$root/.ordo/bench/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+
+failed=()
+for b in $only; do
+    echo "bench/$b ..." >&2
+    started=$SECONDS
+    if [[ $b == rebuild ]]; then
+        run=(env "ORDO_BENCH_EVENTS=${ORDO_BENCH_EVENTS:-200000}" ORDO_BENCH_PER_EVENT=0)
+    else
+        run=(env)
+    fi
+    if "${run[@]}" "$root/bench/$b/run.sh" >"$out/$b.txt" 2>"$out/$b.log"; then
+        echo "bench/$b done in $((SECONDS - started)) s" >&2
+    else
+        echo "bench/$b failed; see $out/$b.log" >&2
+        failed+=("$b")
+    fi
+done
+
+row() { printf '%-10s %-40s %18s  %-30s %7s\n' "$@"; }
+echo
+echo "Ordo benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+row benchmark measure Ordo "baseline (same run) or goal" ratio
+for b in $only; do
+    file="$out/$b.txt"
+    [[ -s $file ]] || { row "$b" "no figures (failed)" - - -; continue; }
+    case $b in
+        append)
+            # scenario, ordo, raw, ratio[, peer, ratio]...: columns are two or more spaces apart.
+            awk -F'  +' -v fmt='%-10s %-40s %18s  %-30s %7s\n' '
+                /^(single event|100-event)/ {
+                    printf fmt, "append", $1, $2 "/s", "raw INSERT " $3 "/s", $4
+                    if (NF >= 6 && $5 != "n/a") printf fmt, "append", $1, $2 "/s", "Message DB " $5 "/s", $6
+                    if (NF >= 8 && $7 != "n/a") printf fmt, "append", $1, $2 "/s", "Emmett " $7 "/s", $8
+                }' "$file"
+            ;;
+        commands)
+            awk -v fmt='%-10s %-40s %18s  %-30s %7s\n' '
+                $1 ~ /^(16|64)$/ && NF >= 7 {
+                    printf fmt, "commands", "REST, " $1 " connections", $2 "/s", "append, 16 writers " $6 "/s", $7
+                    printf fmt, "commands", "REST, " $1 " connections, p50 / p99", $3 " / " $4, "goal p99 <= 50 ms", "-"
+                }' "$file"
+            ;;
+        freshness)
+            awk -v fmt='%-10s %-40s %18s  %-30s %7s\n' '
+                $1 == "idle" || $1 == "half-load" {
+                    printf fmt, "freshness", "answered -> visible p50 / p99, " $1, $3 " / " $4 " ms", "goal <= 5 / <= 25 ms", "-"
+                }' "$file"
+            ;;
+        sagas)
+            awk -v fmt='%-10s %-40s %18s  %-30s %7s\n' '
+                ($1 == "orchestration" || $1 == "choreography") && NF == 10 {
+                    goal = $1 == "orchestration" ? 500 : 300
+                    printf fmt, "sagas", "completed sagas/s, " $1, $6, "goal >= " goal, sprintf("%.2f", $6 / goal)
+                    printf fmt, "sagas", "paced p50 / p99, " $1, $9 " / " $10 " ms", "goal <= 30 / <= 100 ms", "-"
+                }' "$file"
+            ;;
+        rebuild)
+            awk -F'  +' -v fmt='%-10s %-40s %18s  %-30s %7s\n' '
+                /^raw COPY/ { copy = $4 }
+                /^(ordo rebuild|raw multi-row)/ { printf fmt, "rebuild", $1, $4 " rows/s", "raw COPY " copy " rows/s", $5 }
+                ' "$file"
+            ;;
+    esac
+done
+echo "each benchmark's whole output: $out"
+if ((${#failed[@]})); then
+    echo "failed: ${failed[*]}" >&2
+    exit 1
+fi
