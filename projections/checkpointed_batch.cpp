@@ -50,6 +50,31 @@ void save(SlotTxn& txn, Slot& slot, Checkpoint next, const std::string& last_eve
     txn.save_checkpoint(slot.projection->name(), slot.partition, next, last_event_at);
 }
 
+// The checkpoint, locked: a batch commits only over the checkpoint it read, so an instance
+// that lost the slot mid-batch cannot apply it a second time.
+Checkpoint lock(SlotTxn& txn, Slot& slot) {
+    slot.at = txn.lock_checkpoint(slot.projection->name(), slot.partition);
+    return slot.at;
+}
+
+// Applies the live run that continues the slot's checkpoint `at`, at most `limit` events,
+// and saves the checkpoint after it; the events taken (0: no live run continues `at`, the
+// store must be read). `applied_at` gets the recorded_at of each event applied.
+std::size_t apply_live_run(SlotTxn& txn, Slot& slot, const LiveFeed& live, Checkpoint at,
+                           std::size_t limit, std::vector<std::string>& applied_at) {
+    auto run = live.run(slot.partition, at, limit);
+    if (run.events.empty()) return 0;
+    for (const auto& event : run.events) {
+        if (handles(*slot.projection, event)) {
+            slot.projection->apply(txn, event);
+            applied_at.push_back(event.recorded_at);
+        }
+    }
+    save(txn, slot, run.events.back().checkpoint(), run.events.back().recorded_at);
+    slot.idle = run.rest_empty;
+    return run.events.size();
+}
+
 }  // namespace
 
 struct CheckpointedBatch::Impl {
@@ -97,28 +122,14 @@ std::size_t CheckpointedBatch::apply_next(Slot& slot) {
     auto& d = *impl_;
     std::vector<std::string> applied_at;  // recorded_at of the events applied
     const char* source = "live";
-    const auto name = slot.projection->name();
     std::size_t applied = 0;
     d.store.transact([&](SlotTxn& txn) {
-        applied = 0;
         applied_at.clear();
-        // The checkpoint, locked: a batch commits only over the checkpoint it read, so an
-        // instance that lost the slot mid-batch cannot apply it a second time.
-        const Checkpoint at = txn.lock_checkpoint(name, slot.partition);
-        slot.at = at;
-        auto run = d.live.run(slot.partition, at, slot.batch);
-        if (!run.events.empty()) {
+        const Checkpoint at = lock(txn, slot);
+        applied = apply_live_run(txn, slot, d.live, at, slot.batch, applied_at);
+        if (applied > 0) {
             source = "live";
-            for (const auto& event : run.events) {
-                if (handles(*slot.projection, event)) {
-                    slot.projection->apply(txn, event);
-                    applied_at.push_back(event.recorded_at);
-                }
-            }
-            save(txn, slot, run.events.back().checkpoint(), run.events.back().recorded_at);
-            slot.idle = run.rest_empty;
-            d.applied_live.inc(static_cast<double>(run.events.size()));
-            applied = run.events.size();
+            d.applied_live.inc(static_cast<double>(applied));
             return;
         }
         auto head = txn.head();
@@ -155,20 +166,11 @@ std::vector<std::size_t> CheckpointedBatch::apply_live(const std::vector<Slot*>&
         std::size_t budget = max_events;
         for (std::size_t i = 0; i < slots.size() && budget > 0; ++i) {
             Slot& slot = *slots[i];
-            const Checkpoint at = txn.lock_checkpoint(slot.projection->name(), slot.partition);
-            slot.at = at;
-            auto run = d.live.run(slot.partition, at, std::min(slot.batch, budget));
-            if (run.events.empty()) continue;
-            budget -= run.events.size();
-            for (const auto& event : run.events) {
-                if (handles(*slot.projection, event)) {
-                    slot.projection->apply(txn, event);
-                    applied_at[i].push_back(event.recorded_at);
-                }
-            }
-            save(txn, slot, run.events.back().checkpoint(), run.events.back().recorded_at);
-            slot.idle = run.rest_empty;
-            applied[i] = run.events.size();
+            const auto taken = apply_live_run(txn, slot, d.live, lock(txn, slot),
+                                              std::min(slot.batch, budget), applied_at[i]);
+            if (taken == 0) continue;
+            budget -= taken;
+            applied[i] = taken;
         }
     });
     for (std::size_t i = 0; i < slots.size(); ++i) {
