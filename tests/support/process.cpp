@@ -1,16 +1,24 @@
 // Children spawned with the test's environment (the stack's per-service credentials kept out)
-// and waited for with a timeout, stack.sh runs, and the free-port lookup.
+// and waited for with a timeout, stack.sh runs, and ports reserved for services under test.
 #include "tests/support/process.hpp"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <set>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "platform/core/config.hpp"
 #include "tests/support/test_database.hpp"
@@ -30,6 +38,31 @@ bool is_stack_credential(const std::string& name) {
                name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
     };
     return name.rfind("ORDO_", 0) == 0 && (ends_with("_NATS_URL") || ends_with("_DATABASE_URL"));
+}
+
+// Whether a loopback port can be bound now (SO_REUSEADDR, as the services bind).
+bool bindable(std::uint16_t port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return false;
+    const int on = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+}
+
+// Ports for services under test: [low, high) below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), at least 1024 wide; above it if it starts too low.
+std::pair<std::uint32_t, std::uint32_t> test_port_range() {
+    std::uint32_t first = 32768, last = 60999;
+    if (std::ifstream range{"/proc/sys/net/ipv4/ip_local_port_range"}; range) range >> first >> last;
+    if (first >= 10000 + 1024) return {10000, std::min<std::uint32_t>(first, 24000)};
+    if (last + 1024 < 65535) return {last + 1, 65535};
+    return {10000, 24000};  // the whole range is ephemeral: the flock and bind checks remain
 }
 
 }  // namespace
@@ -101,15 +134,38 @@ std::string ordo_binary() {
 }
 
 std::uint16_t free_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
+    // A port the kernel handed out and took back (bind to 0, close) is in the ephemeral range,
+    // where any process's next outgoing connection may take it before the service under test
+    // binds it: parallel tests lost that race. So ports come from below the ephemeral range,
+    // where the kernel never picks one for a connect, and each is reserved across the test
+    // processes by an flock held until this process ends (the kernel drops it even on a kill).
+    static std::mutex mutex;
+    static std::set<std::uint16_t> taken;  // this process's reservations, fds left open
+    std::lock_guard lock{mutex};
+    auto [low, high] = test_port_range();
+    const auto dir = std::filesystem::temp_directory_path() / "ordo-test-ports";
+    std::filesystem::create_directories(dir);
+    std::mt19937 pick{std::random_device{}()};
+    const auto span = static_cast<std::uint32_t>(high - low);
+    for (int attempt = 0; attempt < 4096; ++attempt) {
+        const auto port = static_cast<std::uint16_t>(low + pick() % span);
+        if (taken.contains(port)) continue;
+        const auto path = dir / std::to_string(port);
+        const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        if (fd < 0) continue;
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            ::close(fd);
+            continue;
+        }
+        if (!bindable(port)) {  // something outside the tests listens there
+            ::close(fd);
+            continue;
+        }
+        taken.insert(port);  // fd stays open: the reservation lasts as long as the process
+        return port;
+    }
+    throw std::runtime_error("free_port: no free loopback port in " + std::to_string(low) + "-" +
+                             std::to_string(high));
 }
 
 }  // namespace ordo::testing

@@ -39,7 +39,8 @@ void stack(const std::string& action);
 // The ordo binary under test.
 std::string ordo_binary();
 
-// A free loopback TCP port.
+// A loopback TCP port no other test process holds and the kernel will not hand to a
+// connect (below the ephemeral range), reserved until this process ends.
 std::uint16_t free_port();
 
 }  // namespace ordo::testing
