@@ -59,7 +59,8 @@ bool bindable(std::uint16_t port) {
 // (net.ipv4.ip_local_port_range), at least 1024 wide; above it if it starts too low.
 std::pair<std::uint32_t, std::uint32_t> test_port_range() {
     std::uint32_t first = 32768, last = 60999;
-    if (std::ifstream range{"/proc/sys/net/ipv4/ip_local_port_range"}; range) range >> first >> last;
+    if (std::ifstream range{"/proc/sys/net/ipv4/ip_local_port_range"}; range)
+        range >> first >> last;
     if (first >= 10000 + 1024) return {10000, std::min<std::uint32_t>(first, 24000)};
     if (last + 1024 < 65535) return {last + 1, 65535};
     return {10000, 24000};  // the whole range is ephemeral: the flock and bind checks remain
