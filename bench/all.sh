@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark in turn (`./ordo.sh bench`), then one table: what each measured beside the
-# baseline it measured in the same run (raw INSERT, raw COPY, the append rate REST is held
-# to, the peer event stores when bench/append ran them) and the latency percentiles beside
-# their goals. Each benchmark's whole output (hop tables included) stays in
+# baseline it measured in the same run (raw INSERT, raw COPY, raw JetStream async publishing,
+# the append rate REST is held to, the peer event stores when bench/append ran them) and the
+# latency percentiles beside their goals. Each benchmark's whole output (hop tables included) stays in
 # .ordo/bench/<UTC time>/. ORDO_BENCH_ONLY="append sagas" runs a subset; every benchmark
 # keeps its own settings (ORDO_BENCH_SECONDS, ORDO_BENCH_ORDERS, ...). The rebuild benchmark
 # runs on ORDO_BENCH_EVENTS (here 200,000 unless set) without its slow per-event variant.
@@ -10,7 +10,7 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-all="append commands freshness sagas rebuild"
+all="append commands freshness sagas rebuild relay"
 only=${ORDO_BENCH_ONLY:-$all}
 for b in $only; do
     [[ " $all " == *" $b "* ]] || { echo "ORDO_BENCH_ONLY: one or more of: $all (not $b)" >&2; exit 2; }
@@ -72,6 +72,13 @@ for b in $only; do
                     printf fmt, "sagas", "completed sagas/s, " $1, $6, "goal >= " goal, sprintf("%.2f", $6 / goal)
                     printf fmt, "sagas", "paced p50 / p99, " $1, $9 " / " $10 " ms", "goal <= 30 / <= 100 ms", "-"
                 }' "$file"
+            ;;
+        relay)
+            awk -F'  +' -v fmt='%-10s %-40s %18s  %-30s %7s\n' '
+                /^raw JetStream/ { raw[++n] = $2 }
+                /^ordo relay/ { ordo = $2; ratio = $3 }
+                END { if (n == 2) printf fmt, "relay", "store -> JetStream, from a backlog", ordo "/s", sprintf("raw JetStream publish %.0f/s", (raw[1] + raw[2]) / 2), ratio }
+                ' "$file"
             ;;
         rebuild)
             awk -F'  +' -v fmt='%-10s %-40s %18s  %-30s %7s\n' '
