@@ -2,6 +2,7 @@
 #include "relay/relay.hpp"
 
 #include <algorithm>
+#include <future>
 #include <optional>
 #include <thread>
 
@@ -131,6 +132,16 @@ struct Relay::Impl {
         pool.register_metrics(registry);
     }
 
+    // One round of the publish loop: the events after `from`, read in commit order, and their
+    // messages, chained per partition from `from`.
+    struct Round {
+        RelayState from;
+        std::vector<RecordedEvent> events;
+        std::vector<std::pair<std::string, Message>> batch;  // (subject, message) per event
+        std::vector<int> partitions;                         // per event
+    };
+    Round prepare(const RelayState& from);
+
     void run(const std::atomic<bool>& stop);
     void lead(LeaderSession& session, const std::atomic<bool>& stop);
     bool publish_stream_config();
@@ -227,10 +238,35 @@ bool Relay::Impl::publish_stream_config() {
     }
 }
 
+Relay::Impl::Round Relay::Impl::prepare(const RelayState& from) {
+    Round round{.from = from, .events = store.read_all(from.checkpoint, options.batch)};
+    const auto read_at = std::chrono::system_clock::now();
+    for (const auto& e : round.events) {
+        if (auto age = platform::metrics::seconds_since(e.recorded_at, read_at)) {
+            read_hop.observe(*age);
+        }
+    }
+    round.batch.reserve(round.events.size());
+    round.partitions.reserve(round.events.size());
+    auto previous = from.previous;
+    for (const auto& e : round.events) {
+        const int partition = platform::partition_of(e.stream_id, options.partitions);
+        round.partitions.push_back(partition);
+        auto& last = previous[partition];
+        auto wire = eventstore::encode_wire(e, options.subject_prefix, partition, last);
+        round.batch.emplace_back(
+            std::move(wire.subject),
+            Message{.headers = std::move(wire.headers), .data = std::move(wire.body)});
+        last = e.checkpoint();
+    }
+    return round;
+}
+
 void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
     RelayState state = session.load();
     bool stream_ready = false;
     HorizonWait horizon_wait{options.poll_interval};
+    std::future<Round> ahead;  // the next round, read while this one publishes
     auto backoff = std::chrono::milliseconds(100);
     auto retry_later = [&] {
         pause(stop, backoff);
@@ -256,9 +292,10 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
             }
         }
 
-        std::vector<RecordedEvent> events;
+        Round round;
         try {
-            events = store.read_all(state.checkpoint, options.batch);
+            round = ahead.valid() ? ahead.get() : prepare(state);
+            if (round.from.checkpoint != state.checkpoint) round = prepare(state);
         } catch (const std::exception& e) {
             auto f = fields();
             f["error"] = e.what();
@@ -266,12 +303,9 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
             retry_later();
             continue;
         }
-        const auto read_at = std::chrono::system_clock::now();
-        for (const auto& e : events) {
-            if (auto age = platform::metrics::seconds_since(e.recorded_at, read_at)) {
-                read_hop.observe(*age);
-            }
-        }
+        const auto& events = round.events;
+        const auto& batch = round.batch;
+        const auto& partitions = round.partitions;
         if (events.empty()) {
             lag_seconds.set(0);
             session.wait_for_appends(horizon_wait.next(observe_horizon(session)));
@@ -281,20 +315,12 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         if (std::chrono::steady_clock::now() >= horizon_observed + std::chrono::seconds(1)) {
             observe_horizon(session);
         }
-
-        std::vector<std::pair<std::string, Message>> batch;
-        batch.reserve(events.size());
-        std::vector<int> partitions;
-        partitions.reserve(events.size());
-        auto previous = state.previous;
-        for (const auto& e : events) {
-            int partition = platform::partition_of(e.stream_id, options.partitions);
-            partitions.push_back(partition);
-            auto& last = previous[partition];
-            auto wire = eventstore::encode_wire(e, options.subject_prefix, partition, last);
-            batch.emplace_back(std::move(wire.subject), Message{.headers = std::move(wire.headers),
-                                                                .data = std::move(wire.body)});
-            last = e.checkpoint();
+        // A full batch means a backlog: the next round is read and encoded while this one
+        // publishes, from where this one ends if JetStream acknowledges all of it.
+        if (events.size() >= options.batch) {
+            RelayState after = state;
+            for (std::size_t i = 0; i < events.size(); ++i) after.advance(events[i], partitions[i]);
+            ahead = std::async(std::launch::async, [this, after] { return prepare(after); });
         }
 
         const auto publish_started =
@@ -341,7 +367,9 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         }
         if (acked < events.size()) {
             // Never past an unacknowledged event: retry the rest after a pause. The client
-            // has logged why.
+            // has logged why. A round read ahead starts past them: dropped.
+            if (ahead.valid()) ahead.wait();
+            ahead = {};
             publish_failures.inc();
             stream_ready = false;
             retry_later();

@@ -85,6 +85,11 @@ struct Batch {
     std::unordered_map<natsMsg*, std::size_t> index;  // messages cnats owns now
     std::vector<char> acked;
     std::size_t in_flight = 0;
+    // The publisher, once the window is full, waits until in_flight is down to `refill`
+    // (about half the window) and then sends that many at once: an acknowledgement wakes it
+    // only when in_flight reaches `refill` or 0, or on a failure, not once per message,
+    // which cost a thread switch per message.
+    std::size_t refill = 0;
     bool failed = false;
     std::string error;
 };
@@ -143,9 +148,11 @@ struct Client::Impl {
                     }
                     batch->index.erase(it);
                     --batch->in_flight;
+                    if (!ack || batch->in_flight == batch->refill || batch->in_flight == 0) {
+                        self->progress.notify_all();
+                    }
                 }
             }
-            self->progress.notify_all();
         }
         natsMsg_Destroy(msg);
     }
@@ -265,6 +272,7 @@ std::size_t Client::publish_batch(const std::vector<std::pair<std::string, Messa
 
     Batch batch;
     batch.acked.assign(items.size(), 0);
+    batch.refill = window / 2;
     {
         std::lock_guard lock{impl_->mutex};
         impl_->batch = &batch;
@@ -278,9 +286,12 @@ std::size_t Client::publish_batch(const std::vector<std::pair<std::string, Messa
 
     std::unique_lock lock{impl_->mutex};
     for (std::size_t i = 0; i < items.size(); ++i) {
-        bool room = impl_->progress.wait_for(
-            lock, wait_bound, [&] { return batch.failed || batch.in_flight < window; });
-        if (!room || batch.failed) break;
+        if (batch.in_flight >= window) {
+            bool room = impl_->progress.wait_for(
+                lock, wait_bound, [&] { return batch.failed || batch.in_flight <= batch.refill; });
+            if (!room) break;
+        }
+        if (batch.failed) break;
         natsMsg* msg = to_nats(items[i].first, items[i].second);
         if (!msg) {
             batch.failed = true;
