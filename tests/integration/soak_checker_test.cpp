@@ -1,0 +1,106 @@
+// The soak's checker finds what it is there to find: an acknowledged command whose event is
+// missing, one stored twice, an event no client sent, and a JetStream stream that lacks
+// events; and it does not count a repeated cancel (accepted, nothing appended) as lost.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "eventstore/event_store.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/nats/jetstream.hpp"
+#include "platform/pg/pg.hpp"
+#include "tests/soak/checker.hpp"
+#include "tests/support/nats.hpp"
+#include "tests/support/test_database.hpp"
+
+namespace ordo::soak {
+namespace {
+
+using namespace std::chrono_literals;
+using eventstore::ExpectedVersion;
+
+class SoakChecker : public ::testing::Test {
+   protected:
+    // Appends one event on `stream` made by the command with Idempotency-Key `key`.
+    void append(const std::string& stream, const std::string& type, const std::string& key) {
+        store_.append(stream, ExpectedVersion::any(),
+                      {{platform::new_uuid(), type, {{"n", 1}}, {"", "", key, key, key, "soak"}}});
+    }
+    static CommandRecord acked(std::string kind, std::string key, std::string path) {
+        return {
+            .kind = std::move(kind), .key = std::move(key), .path = std::move(path), .status = 202};
+    }
+
+    testing::TestDatabase db_;
+    platform::pg::Pool pool_{
+        {.url = db_.command_url(), .size = 2, .preparers = {&eventstore::EventStore::prepare}}};
+    eventstore::EventStore store_{pool_};
+};
+
+TEST_F(SoakChecker, FindsALostADuplicatedAndAnUnsentCommandAndMissingMessages) {
+    append("inventory-sku-a", "StockReceived", "k-ok");
+    append("inventory-sku-a", "StockReceived", "k-twice");
+    append("inventory-sku-a", "StockReceived", "k-twice");
+    append("inventory-sku-b", "StockReceived", "k-unsent");
+    append("order-o1", "OrderCancellationRequested", "k-cancel-1");
+
+    WorkloadResult work;
+    work.commands = {acked("receipt", "k-ok", "/v1/inventory/sku-a/receipts"),
+                     acked("receipt", "k-twice", "/v1/inventory/sku-a/receipts"),
+                     acked("receipt", "k-lost", "/v1/inventory/sku-c/receipts"),
+                     acked("cancel", "k-cancel-1", "/v1/orders/o1/cancel"),
+                     // Accepted after the first: the order had a cancellation requested.
+                     acked("cancel", "k-cancel-2", "/v1/orders/o1/cancel"),
+                     acked("cancel", "k-cancel-3", "/v1/orders/o2/cancel")};
+
+    // A stream that holds none of the events.
+    const std::string stream = "ORDO_SOAK_CHECK_" + db_.name();
+    const std::string subjects = "soakcheck." + db_.name() + ".>";
+    platform::jetstream::Client nats{testing::nats_admin(), platform::Logger::null_logger()};
+    ASSERT_TRUE([&] {
+        for (int i = 0; i < 200 && !nats.connected(); ++i) std::this_thread::sleep_for(25ms);
+        return nats.connected();
+    }());
+    nats.ensure_stream({.name = stream, .subjects = {subjects}});
+    struct Drop {
+        platform::jetstream::Client& nats;
+        std::string stream;
+        ~Drop() { nats.delete_stream(stream); }
+    } drop{nats, stream};
+
+    const auto start = std::chrono::steady_clock::now();
+    const std::function<Millis()> now = [start] {
+        return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
+    };
+    const std::vector<FaultRecord> faults = {
+        {.planned = {.at = 0ms, .length = 100ms, .spec = {FaultKind::kNatsKill, ""}},
+         .began = 0ms,
+         .ended = 100ms}};
+    const auto result = check(db_, stream, subjects, work, faults, 1s, now);
+
+    auto reported = [&](const std::string& text) {
+        return std::any_of(result.violations.begin(), result.violations.end(),
+                           [&](const std::string& v) { return v.find(text) != std::string::npos; });
+    };
+    std::string all;
+    for (const auto& v : result.violations) all += v + "\n";
+    EXPECT_EQ(result.lost, 2) << all;
+    EXPECT_EQ(result.duplicated, 1) << all;
+    EXPECT_TRUE(
+        reported("receipt k-lost on /v1/inventory/sku-c/receipts: acknowledged but not "
+                 "stored; faults around it: nats-kill#0"))
+        << all;
+    EXPECT_TRUE(reported("receipt k-twice on /v1/inventory/sku-a/receipts: stored 2 times")) << all;
+    EXPECT_TRUE(reported("cancel k-cancel-3 on /v1/orders/o2/cancel: acknowledged, and no cancel"))
+        << all;
+    EXPECT_TRUE(reported("caused by k-unsent, which no client sent")) << all;
+    EXPECT_TRUE(reported("JetStream holds 0 messages")) << all;
+    EXPECT_TRUE(reported("did not settle")) << all;
+    EXPECT_FALSE(reported("k-ok")) << all;
+    EXPECT_FALSE(reported("k-cancel-1")) << all;
+    EXPECT_FALSE(reported("k-cancel-2")) << all;
+    EXPECT_EQ(result.events, 5);
+}
+
+}  // namespace
+}  // namespace ordo::soak

@@ -1,0 +1,244 @@
+// The soak's checker (see checker.hpp).
+#include "tests/soak/checker.hpp"
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include <pqxx/pqxx>
+
+#include "platform/nats/jetstream.hpp"
+#include "tests/support/nats.hpp"
+#include "tests/support/saga_stack.hpp"
+#include "tests/support/test_database.hpp"
+
+namespace ordo::soak {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string seconds(Millis t) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1fs", static_cast<double>(t.count()) / 1000);
+    return text;
+}
+
+// The faults that overlap [from, to], for a violation's message.
+std::string faults_around(const std::vector<FaultRecord>& faults, Millis from, Millis to) {
+    std::string out;
+    for (const auto& f : faults) {
+        if (f.ended < from - 5s || f.began > to + 5s) continue;
+        out += (out.empty() ? "" : ", ") + f.planned.spec.name() + "#" +
+               std::to_string(f.planned.instance) + " at " + seconds(f.began) + "-" +
+               seconds(f.ended);
+    }
+    return out.empty() ? "no fault around it" : "faults around it: " + out;
+}
+
+// A PostgreSQL array literal of `texts`, each quoted, for a $n::text[] parameter.
+std::string text_array(const std::vector<std::string>& texts) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+        out += i ? ",\"" : "\"";
+        for (char c : texts[i]) {
+            if (c == '"' || c == '\\') out += '\\';
+            out += c;
+        }
+        out += '"';
+    }
+    return out + "}";
+}
+
+std::int64_t count(pqxx::connection& conn, const std::string& sql) {
+    pqxx::read_transaction tx{conn};
+    return tx.exec1(sql)[0].as<std::int64_t>();
+}
+
+// Settled: no order pending, no saga running, every projection checkpoint at the head of the
+// log in commit order, JetStream holding as many messages as the store has events.
+bool settled(pqxx::connection& conn, platform::jetstream::Client& nats, const std::string& stream) {
+    if (count(conn, "SELECT count(*) FROM read.orders WHERE status = 'pending'") != 0) return false;
+    if (count(conn, "SELECT count(*) FROM read.sagas WHERE status = 'running'") != 0) return false;
+    if (count(conn,
+              "SELECT count(*) FROM ordo.projection_checkpoints c WHERE (c.transaction_id, "
+              "c.global_position) < (SELECT transaction_id, global_position FROM ordo.events "
+              "ORDER BY transaction_id DESC, global_position DESC LIMIT 1)") != 0)
+        return false;
+    const auto events = count(conn, "SELECT count(*) FROM ordo.events");
+    std::int64_t messages = -1;
+    try {
+        messages = static_cast<std::int64_t>(nats.message_count(stream));
+    } catch (const std::exception&) {
+        return false;
+    }
+    return messages >= events;
+}
+
+}  // namespace
+
+CheckResult check(const testing::TestDatabase& db, const std::string& stream,
+                  const std::string& subjects, const WorkloadResult& work,
+                  const std::vector<FaultRecord>& faults, Millis settle_bound,
+                  const std::function<Millis()>& now) {
+    CheckResult result;
+    pqxx::connection conn{db.admin_url()};
+    platform::jetstream::Client nats{testing::nats_admin(), platform::Logger::null_logger()};
+
+    // Settle: the faults are over; the services finish what the load left behind.
+    const auto load_end = work.load_time;
+    std::vector<std::string> invariants;
+    for (;;) {
+        if (settled(conn, nats, stream) &&
+            (invariants = testing::invariant_violations(db)).empty()) {
+            result.settled_after = now() - load_end;
+            break;
+        }
+        if (now() - load_end > settle_bound) break;
+        std::this_thread::sleep_for(250ms);
+    }
+    if (result.settled_after < 0ms) {
+        result.violations.push_back("the system did not settle within " + seconds(settle_bound) +
+                                    " after the load");
+        for (auto& v : testing::invariant_violations(db)) {
+            result.violations.push_back("invariant: " + v);
+        }
+    }
+
+    // Each command's events by its Idempotency-Key (the causation of what it appended).
+    std::vector<std::string> sent;
+    for (const auto& c : work.commands) sent.push_back(c.key);
+    const auto keys = text_array(sent);
+    std::map<std::string, std::int64_t> stored;
+    {
+        pqxx::read_transaction tx{conn};
+        for (const auto& row :
+             tx.exec_params("SELECT metadata->>'causation_id', count(*) FROM ordo.events WHERE "
+                            "metadata->>'causation_id' = ANY($1::text[]) GROUP BY 1",
+                            keys)) {
+            stored[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+        }
+        result.events = tx.exec1("SELECT count(*) FROM ordo.events")[0].as<std::int64_t>();
+    }
+    // A command's event once (a refused one's never, a given-up one's at most once), except
+    // that a cancel of an order whose cancellation was already requested is accepted and
+    // appends nothing: per order, the acknowledged cancels have one event between them.
+    auto stored_for = [&](const CommandRecord& c) {
+        auto it = stored.find(c.key);
+        return it == stored.end() ? std::int64_t{0} : it->second;
+    };
+    auto report = [&](const CommandRecord& c, const std::string& what) {
+        result.violations.push_back(c.kind + " " + c.key + " on " + c.path + ": " + what + "; " +
+                                    faults_around(faults, c.first_sent, c.ended));
+    };
+    std::map<std::string, std::vector<const CommandRecord*>> cancels;  // by order path
+    for (const auto& c : work.commands) {
+        const auto n = stored_for(c);
+        const bool acked = c.status >= 200 && c.status < 300;
+        if (n > 1) {
+            ++result.duplicated;
+            report(c, "stored " + std::to_string(n) + " times");
+        } else if (!acked && c.status != 0 && n != 0) {
+            report(c, "refused (" + std::to_string(c.status) + ") but stored");
+        } else if (c.kind == "cancel") {
+            cancels[c.path].push_back(&c);
+        } else if (acked && n == 0) {
+            ++result.lost;
+            report(c, "acknowledged but not stored");
+        }
+    }
+    for (const auto& [path, sent] : cancels) {
+        std::int64_t events = 0;
+        const CommandRecord* first_acked = nullptr;
+        for (const auto* c : sent) {
+            events += stored_for(*c);
+            if (!first_acked && c->status >= 200 && c->status < 300) first_acked = c;
+        }
+        if (first_acked && events == 0) {
+            ++result.lost;
+            report(*first_acked, "acknowledged, and no cancel of this order stored");
+        } else if (events > 1) {
+            ++result.duplicated;
+            report(*sent.front(), std::to_string(events) + " cancellation requests stored");
+        }
+    }
+
+    // Events made by commands (their causation is no event) that no client sent.
+    {
+        pqxx::read_transaction tx{conn};
+        for (const auto& row : tx.exec_params(
+                 "SELECT e.stream_id, e.event_type, e.metadata->>'causation_id' FROM ordo.events e "
+                 "WHERE NOT (coalesce(e.metadata->>'causation_id', '') = ANY($1::text[])) AND NOT "
+                 "EXISTS "
+                 "(SELECT 1 FROM ordo.events c WHERE c.event_id::text = "
+                 "e.metadata->>'causation_id') LIMIT 20",
+                 keys)) {
+            result.violations.push_back(
+                "event " + row[1].as<std::string>() + " on " + row[0].as<std::string>() +
+                " caused by " + row[2].as<std::string>("(none)") + ", which no client sent");
+        }
+        const auto letters =
+            tx.exec1("SELECT count(*) FROM ordo.dead_letters")[0].as<std::int64_t>();
+        if (letters != 0) {
+            result.violations.push_back(std::to_string(letters) +
+                                        " dead letters, and the soak injected no poison");
+        }
+    }
+
+    // JetStream: every event once per Nats-Msg-Id, nothing else.
+    std::mutex mutex;
+    std::set<std::string> ids;
+    std::int64_t messages = 0;
+    {
+        auto subscription = nats.subscribe_ordered(
+            stream, subjects, std::nullopt, [&](platform::jetstream::Message m) {
+                std::lock_guard lock{mutex};
+                ++messages;
+                if (auto it = m.headers.find("nats-msg-id"); it != m.headers.end())
+                    ids.insert(it->second);
+            });
+        // Read all the stream holds (nothing more comes once settled), 60 s at most.
+        std::int64_t held = -1;
+        try {
+            held = static_cast<std::int64_t>(nats.message_count(stream));
+        } catch (const std::exception& e) {
+            result.violations.push_back(std::string{"cannot count the JetStream stream: "} +
+                                        e.what());
+        }
+        const auto until = now() + 60s;
+        while (held >= 0 && now() < until) {
+            {
+                std::lock_guard lock{mutex};
+                if (messages >= held) break;
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+    }
+    result.jetstream_messages = messages;
+    std::set<std::string> event_ids;
+    {
+        pqxx::read_transaction tx{conn};
+        for (const auto& row : tx.exec("SELECT event_id::text FROM ordo.events"))
+            event_ids.insert(row[0].as<std::string>());
+    }
+    if (messages != result.events || ids != event_ids) {
+        std::int64_t missing = 0, extra = 0;
+        for (const auto& id : event_ids) missing += ids.contains(id) ? 0 : 1;
+        for (const auto& id : ids) extra += event_ids.contains(id) ? 0 : 1;
+        result.violations.push_back("JetStream holds " + std::to_string(messages) +
+                                    " messages with " + std::to_string(ids.size()) +
+                                    " distinct ids for " + std::to_string(result.events) +
+                                    " events: " + std::to_string(missing) + " missing, " +
+                                    std::to_string(extra) + " unknown");
+    }
+
+    for (const auto& u : work.unexpected) result.violations.push_back("unexpected answer: " + u);
+    for (const auto& f : faults) {
+        if (!f.error.empty())
+            result.violations.push_back("fault " + f.planned.spec.name() + " at " +
+                                        seconds(f.began) + ": " + f.error);
+    }
+    return result;
+}
+
+}  // namespace ordo::soak

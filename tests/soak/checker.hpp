@@ -1,0 +1,49 @@
+// The soak's checker: once the load has stopped and the system has settled, everything the
+// clients were told is checked against the store, the read models and JetStream.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tests/soak/schedule.hpp"
+#include "tests/soak/workload.hpp"
+
+namespace ordo::testing {
+class TestDatabase;
+}
+
+namespace ordo::soak {
+
+// A fault as it happened, on the soak's clock.
+struct FaultRecord {
+    PlannedFault planned;
+    Millis began{0};
+    Millis ended{0};
+    std::string error;  // why it could not be done or undone; empty when it went as planned
+};
+
+struct CheckResult {
+    std::vector<std::string> violations;
+    Millis settled_after{-1};  // from the end of the load; -1: never settled within the bound
+    std::int64_t events = 0;
+    std::int64_t lost = 0;        // acknowledged commands without their event
+    std::int64_t duplicated = 0;  // commands whose event is stored more than once
+    std::int64_t jetstream_messages = 0;
+};
+
+// Waits up to `settle_bound` for the system to settle (every order ended with its saga, the
+// relay and every projection at the head, every invariant holding), then checks: each
+// acknowledged command's event stored exactly once (a refused one's not at all, a given-up
+// one's at most once); no command-made event that no client sent; every API invariant;
+// JetStream holding every event once per Nats-Msg-Id; no dead letter. A violation names the
+// streams or commands and the faults around them.
+// `db` is the database the services ran on; `stream` their JetStream stream and `subjects`
+// its subjects (SoakStack::subjects).
+CheckResult check(const testing::TestDatabase& db, const std::string& stream,
+                  const std::string& subjects, const WorkloadResult& work,
+                  const std::vector<FaultRecord>& faults, Millis settle_bound,
+                  const std::function<Millis()>& now);
+
+}  // namespace ordo::soak

@@ -1,0 +1,121 @@
+// The soak's fault plan and outage figures (see schedule.hpp).
+#include "tests/soak/schedule.hpp"
+
+#include <algorithm>
+#include <random>
+
+namespace ordo::soak {
+
+std::string FaultSpec::name() const {
+    switch (kind) {
+        case FaultKind::kKill:
+            return "kill:" + service;
+        case FaultKind::kPause:
+            return "pause:" + service;
+        case FaultKind::kNatsRestart:
+            return "nats-restart";
+        case FaultKind::kNatsKill:
+            return "nats-kill";
+        case FaultKind::kPgFast:
+            return "pg-fast";
+        case FaultKind::kPgImmediate:
+            return "pg-immediate";
+        case FaultKind::kPgTerminate:
+            return "pg-terminate";
+    }
+    return "?";
+}
+
+std::vector<FaultSpec> all_fault_specs() {
+    std::vector<FaultSpec> all;
+    for (auto kind : {FaultKind::kKill, FaultKind::kPause}) {
+        for (auto service : kServices) all.push_back({kind, std::string{service}});
+    }
+    for (auto kind : {FaultKind::kNatsRestart, FaultKind::kNatsKill, FaultKind::kPgFast,
+                      FaultKind::kPgImmediate, FaultKind::kPgTerminate}) {
+        all.push_back({kind, ""});
+    }
+    return all;
+}
+
+std::optional<std::vector<FaultSpec>> parse_fault_specs(std::string_view text, std::string& error) {
+    const auto all = all_fault_specs();
+    std::vector<FaultSpec> chosen;
+    auto has = [&](const std::string& name) {
+        return std::any_of(chosen.begin(), chosen.end(),
+                           [&](const FaultSpec& s) { return s.name() == name; });
+    };
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        auto end = text.find(',', start);
+        if (end == std::string_view::npos) end = text.size();
+        std::string word{text.substr(start, end - start)};
+        start = end + 1;
+        if (word.empty()) {
+            if (end == text.size()) break;
+            error = "an empty fault name in \"" + std::string{text} + "\"";
+            return std::nullopt;
+        }
+        const bool remove = word.front() == '-';
+        if (remove) word.erase(0, 1);
+        if (word == "all" || word == "none") {
+            if (remove) {
+                error = "\"-" + word + "\" means nothing";
+                return std::nullopt;
+            }
+            chosen = word == "all" ? all : std::vector<FaultSpec>{};
+            continue;
+        }
+        auto it = std::find_if(all.begin(), all.end(),
+                               [&](const FaultSpec& s) { return s.name() == word; });
+        if (it == all.end()) {
+            error = "unknown fault \"" + word + "\"; known: all, none";
+            for (const auto& s : all) error += ", " + s.name();
+            return std::nullopt;
+        }
+        if (remove) {
+            std::erase_if(chosen, [&](const FaultSpec& s) { return s.name() == word; });
+        } else if (!has(word)) {
+            chosen.push_back(*it);
+        }
+    }
+    return chosen;
+}
+
+std::vector<PlannedFault> plan_faults(const std::vector<FaultSpec>& kinds,
+                                      const PlanOptions& options) {
+    std::vector<PlannedFault> plan;
+    if (kinds.empty()) return plan;
+    std::mt19937_64 random{options.seed};
+    auto between = [&](Millis low, Millis high) {
+        if (high <= low) return low;
+        std::uniform_int_distribution<std::int64_t> pick{low.count(), high.count()};
+        return Millis{pick(random)};
+    };
+    std::vector<std::size_t> round(kinds.size());
+    for (std::size_t i = 0; i < round.size(); ++i) round[i] = i;
+    std::shuffle(round.begin(), round.end(), random);
+    Millis at = between(options.min_gap, options.max_gap);
+    for (std::size_t n = 0;; ++n) {
+        const auto length = between(options.min_length, options.max_length);
+        if (at + length > options.duration) break;
+        const auto& spec = kinds[n < round.size() ? round[n] : random() % kinds.size()];
+        const int instance = static_cast<int>(random() % 2);
+        plan.push_back({at, length, spec, instance});
+        at += length + between(options.min_gap, options.max_gap);
+    }
+    return plan;
+}
+
+OutageFigures outages_of_fault(const std::vector<Outage>& outages, Millis began, Millis ended,
+                               Millis next_began) {
+    OutageFigures figures;
+    for (const auto& o : outages) {
+        if (o.from < began || o.from >= next_began) continue;
+        figures.longest = std::max(figures.longest, o.to - o.from);
+        figures.recovered_after = std::max(figures.recovered_after, o.to - ended);
+    }
+    return figures;
+}
+
+}  // namespace ordo::soak

@@ -1,0 +1,124 @@
+// The soak's fault plan (seeded, replayable, every kind once before any twice, one fault at a
+// time within the run) and its outage figure.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "tests/soak/schedule.hpp"
+
+namespace ordo::soak {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(SoakFaults, NamesParseAndUnknownOnesAreRefusedByName) {
+    std::string error;
+    auto all = parse_fault_specs("all", error);
+    ASSERT_TRUE(all);
+    EXPECT_EQ(all->size(), all_fault_specs().size());
+    EXPECT_EQ(all->size(), 15u);  // kill and pause of five services, two NATS, three PostgreSQL
+
+    auto some = parse_fault_specs("all,-pg-immediate,-kill:relay", error);
+    ASSERT_TRUE(some);
+    EXPECT_EQ(some->size(), 13u);
+    for (const auto& s : *some) {
+        EXPECT_NE(s.name(), "pg-immediate");
+        EXPECT_NE(s.name(), "kill:relay");
+    }
+
+    auto listed = parse_fault_specs("pause:command,nats-kill,pause:command", error);
+    ASSERT_TRUE(listed);
+    ASSERT_EQ(listed->size(), 2u);
+    EXPECT_EQ((*listed)[0].kind, FaultKind::kPause);
+    EXPECT_EQ((*listed)[0].service, "command");
+    EXPECT_EQ((*listed)[1].kind, FaultKind::kNatsKill);
+
+    auto none = parse_fault_specs("none", error);
+    ASSERT_TRUE(none);
+    EXPECT_TRUE(none->empty());
+
+    EXPECT_FALSE(parse_fault_specs("all,kill:webserver", error));
+    EXPECT_NE(error.find("unknown fault \"kill:webserver\""), std::string::npos) << error;
+    EXPECT_FALSE(parse_fault_specs("kill:relay,,nats-kill", error));
+    EXPECT_FALSE(parse_fault_specs("-all", error));
+}
+
+TEST(SoakFaults, ThePlanIsTheSameForTheSameSeedAndCoversEveryKindFirst) {
+    const auto kinds = all_fault_specs();
+    PlanOptions options{.seed = 42,
+                        .duration = 120s,
+                        .min_gap = 1000ms,
+                        .max_gap = 2500ms,
+                        .min_length = 400ms,
+                        .max_length = 2000ms};
+    const auto plan = plan_faults(kinds, options);
+    const auto again = plan_faults(kinds, options);
+    ASSERT_EQ(plan.size(), again.size());
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+        EXPECT_EQ(plan[i].at, again[i].at);
+        EXPECT_EQ(plan[i].length, again[i].length);
+        EXPECT_EQ(plan[i].spec.name(), again[i].spec.name());
+        EXPECT_EQ(plan[i].instance, again[i].instance);
+    }
+    ASSERT_GE(plan.size(), kinds.size());
+    std::set<std::string> first_round;
+    for (std::size_t i = 0; i < kinds.size(); ++i) first_round.insert(plan[i].spec.name());
+    EXPECT_EQ(first_round.size(), kinds.size()) << "every kind once before any kind twice";
+
+    options.seed = 43;
+    const auto other = plan_faults(kinds, options);
+    bool differs = other.size() != plan.size();
+    for (std::size_t i = 0; !differs && i < plan.size(); ++i) {
+        differs = other[i].spec.name() != plan[i].spec.name() || other[i].at != plan[i].at;
+    }
+    EXPECT_TRUE(differs) << "another seed, another plan";
+}
+
+TEST(SoakFaults, FaultsComeOneAtATimeWithTheirGapsAndEndWithinTheRun) {
+    PlanOptions options{.seed = 7,
+                        .duration = 60s,
+                        .min_gap = 1000ms,
+                        .max_gap = 2000ms,
+                        .min_length = 500ms,
+                        .max_length = 1500ms};
+    const auto plan = plan_faults(all_fault_specs(), options);
+    ASSERT_FALSE(plan.empty());
+    EXPECT_GE(plan.front().at, 1000ms);
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+        EXPECT_GE(plan[i].length, 500ms);
+        EXPECT_LE(plan[i].length, 1500ms);
+        EXPECT_LE(plan[i].at + plan[i].length, 60s);
+        EXPECT_TRUE(plan[i].instance == 0 || plan[i].instance == 1);
+        if (i > 0) {
+            const auto gap = plan[i].at - (plan[i - 1].at + plan[i - 1].length);
+            EXPECT_GE(gap, 1000ms);
+            EXPECT_LE(gap, 2000ms);
+        }
+    }
+    EXPECT_TRUE(plan_faults({}, options).empty());
+    options.duration = 900ms;  // too short for one fault after the first gap
+    EXPECT_TRUE(plan_faults(all_fault_specs(), options).empty());
+}
+
+TEST(SoakFaults, OutagesCountForTheFaultTheyBeganUnder) {
+    const std::vector<Outage> outages = {{1000ms, 1500ms},     // before the fault
+                                         {10500ms, 12000ms},   // during it
+                                         {14000ms, 19000ms},   // during it, outlasting it
+                                         {21000ms, 29000ms},   // after it ended, before the next
+                                         {40000ms, 60000ms}};  // under the next fault
+    const auto f = outages_of_fault(outages, 10000ms, 15000ms, 35000ms);
+    EXPECT_EQ(f.longest, 8000ms);
+    EXPECT_EQ(f.recovered_after, 14000ms);
+    const auto g = outages_of_fault(outages, 10000ms, 15000ms, 20000ms);
+    EXPECT_EQ(g.longest, 5000ms);
+    EXPECT_EQ(g.recovered_after, 4000ms);
+    const auto quiet = outages_of_fault(outages, 2000ms, 3000ms, 9000ms);
+    EXPECT_EQ(quiet.longest, 0ms);
+    EXPECT_EQ(quiet.recovered_after, 0ms);
+    const auto early = outages_of_fault({{1000ms, 1200ms}}, 1000ms, 5000ms, 9000ms);
+    EXPECT_EQ(early.longest, 200ms);
+    EXPECT_EQ(early.recovered_after, 0ms) << "an outage over before the fault ended";
+}
+
+}  // namespace
+}  // namespace ordo::soak
