@@ -81,7 +81,24 @@ struct SlotLeases::Impl {
 SlotLeases::SlotLeases(SlotLeaseOptions options)
     : impl_{std::make_unique<Impl>(std::move(options))} {}
 
-SlotLeases::~SlotLeases() = default;
+SlotLeases::~SlotLeases() {
+    // A clean stop says goodbye: its heartbeat is set in the past, so the other instances
+    // stop counting it at their next balance (their fair share grows now, not instance_ttl
+    // later, and the slots it held do not stall meanwhile) and an offline rebuild need not
+    // wait for the heartbeat to age. Its slot locks go with the session. A crash says
+    // nothing; its heartbeat ages out.
+    auto& d = *impl_;
+    if (!d.session || !d.session->is_open()) return;
+    try {
+        d.appends.reset();  // before the connection it is registered with
+        pqxx::nontransaction tx{*d.session};
+        tx.exec_params(
+            "UPDATE ordo.projector_instances SET heartbeat_at = '-infinity' WHERE instance = $1",
+            d.options.instance);
+    } catch (const std::exception&) {
+        // Gone with the connection: the heartbeat ages out as after a crash.
+    }
+}
 
 bool SlotLeases::connected() const {
     return impl_->session && impl_->appends && impl_->session->is_open();

@@ -102,6 +102,31 @@ TEST(Projections, TwoProjectorsShareTheSlotsAndTheSurvivorTakesOver) {
     EXPECT_EQ(scalar(stack, "SELECT sum(on_hand) FROM read.inventory"), 80);
 }
 
+// Found by the soak: a projector stopped cleanly was still counted by the others until its
+// heartbeat aged (instance_ttl), so the survivor kept only its half of the slots and the other
+// half stalled meanwhile. A clean stop now says goodbye.
+TEST(Projections, ACleanlyStoppedProjectorIsNotCountedSoTheSurvivorTakesEverySlotAtOnce) {
+    CommandStack stack;
+    auto client = stack.client();
+    auto options = [&](std::string instance) {
+        auto o = Projector::options(stack.database(), std::move(instance), 4);
+        o.instance_ttl = 300s;  // far longer than the test waits
+        return o;
+    };
+    Projector first{options("p-stays"), projections::read_models()};
+    auto second = std::make_unique<Projector>(options("p-leaves"), projections::read_models());
+    const std::size_t total = 4 * 4;  // four projections, four partitions
+    ASSERT_TRUE(
+        eventually([&] { return first.owned() == total / 2 && second->owned() == total / 2; }));
+
+    second.reset();  // stopped cleanly
+    EXPECT_TRUE(eventually([&] { return first.owned() == total; }, 30s))
+        << "the survivor still holds " << first.owned() << " of " << total << " slots";
+    for (int i = 0; i < 20; ++i) receive(client, "sku-" + std::to_string(i), 1);
+    EXPECT_TRUE(eventually(
+        [&] { return scalar(stack, "SELECT count(*) FROM read.inventory") == 20; }, 30s));
+}
+
 TEST(Projections, AnIdlePartitionStillPassesNewPositions) {
     CommandStack stack;
     auto client = stack.client();

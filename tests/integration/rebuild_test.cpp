@@ -321,6 +321,23 @@ TEST(Rebuild, RefusesWhileALiveProjectorOwnsItUnlessToldToWaitOrForce) {
     expect_same(state_of(db), after, "rebuilds after the forced and the waiting one");
 }
 
+// Found by the soak: right after its projectors stopped cleanly, a rebuild was refused as if
+// they still owned the projection, until their heartbeats aged (owner_ttl, 10 s by default).
+TEST(Rebuild, RunsRightAfterItsProjectorsStoppedCleanly) {
+    TestDatabase db;
+    History history{db};
+    history.round(0, 10);
+    auto options = Projector::options(db, "p-stopping", kPartitions);
+    options.instance_ttl = 300s;
+    auto projector = std::make_unique<Projector>(options, projections::read_models());
+    ASSERT_TRUE(eventually([&] { return caught_up(db); }));
+    projector.reset();  // stopped cleanly
+
+    auto rebuild_options = options_for(db);
+    rebuild_options.owner_ttl = 300s;  // a heartbeat this old still counts: only the goodbye helps
+    EXPECT_TRUE(rebuild("orders", rebuild_options).swapped);
+}
+
 TEST(Rebuild, ReadersSeeTheOldModelUntilTheSwapWhichWaitsForThem) {
     TestDatabase db;
     History history{db};
