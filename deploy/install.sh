@@ -10,6 +10,8 @@ packages=(
     postgresql-15 postgresql-client-15 nats-server
     prometheus prometheus-alertmanager
     wrk
+    # clock faults in the soak (tests/soak): a service's wall clock jumped
+    libfaketime
     # libFuzzer and the sanitizer runtimes clang links in (not always pulled in with it)
     clang-16 libfuzzer-16-dev libclang-rt-16-dev
 )

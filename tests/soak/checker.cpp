@@ -1,6 +1,8 @@
 // The soak's checker (see checker.hpp).
 #include "tests/soak/checker.hpp"
 
+#include <algorithm>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
@@ -10,6 +12,7 @@
 
 #include "platform/nats/jetstream.hpp"
 #include "tests/support/nats.hpp"
+#include "tests/support/process.hpp"
 #include "tests/support/saga_stack.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -239,6 +242,52 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
                                         seconds(f.began) + ": " + f.error);
     }
     return result;
+}
+
+std::vector<std::string> differences_from_rebuild(const testing::TestDatabase& db, int partitions) {
+    static const std::vector<std::pair<std::string, std::string>> kModels = {
+        {"orders", "read.orders"},
+        {"inventory", "read.inventory"},
+        {"accounts", "read.accounts"},
+        {"traces", "read.trace_events"},
+        {"sagas", "read.sagas"}};
+    auto rows_of = [&](const std::string& table) {
+        pqxx::connection conn{db.admin_url()};
+        pqxx::read_transaction tx{conn};
+        std::multiset<std::string> rows;
+        for (const auto& row : tx.exec("SELECT t::text FROM " + table + " t")) {
+            rows.insert(row[0].as<std::string>());
+        }
+        return rows;
+    };
+    std::vector<std::string> out;
+    for (const auto& [projection, table] : kModels) {
+        const auto live = rows_of(table);
+        testing::Process rebuild{{testing::ordo_binary(), "rebuild", projection, "--database-url",
+                                  db.migrator_url(), "--partitions", std::to_string(partitions)},
+                                 {{"ORDO_LOG_LEVEL", "error"}}};
+        if (auto rc = rebuild.wait(std::chrono::minutes(10)); rc != 0) {
+            out.push_back("ordo rebuild " + projection + " failed with " +
+                          (rc ? std::to_string(*rc) : std::string{"a timeout"}));
+            continue;
+        }
+        const auto rebuilt = rows_of(table);
+        if (live == rebuilt) continue;
+        std::vector<std::string> only_live, only_rebuilt;
+        std::set_difference(live.begin(), live.end(), rebuilt.begin(), rebuilt.end(),
+                            std::back_inserter(only_live));
+        std::set_difference(rebuilt.begin(), rebuilt.end(), live.begin(), live.end(),
+                            std::back_inserter(only_rebuilt));
+        std::string what = table + " differs from its rebuild: " +
+                           std::to_string(only_live.size()) + " rows only live, " +
+                           std::to_string(only_rebuilt.size()) + " only rebuilt";
+        for (std::size_t i = 0; i < std::min<std::size_t>(3, only_live.size()); ++i)
+            what += "\n    live:    " + only_live[i];
+        for (std::size_t i = 0; i < std::min<std::size_t>(3, only_rebuilt.size()); ++i)
+            what += "\n    rebuilt: " + only_rebuilt[i];
+        out.push_back(what);
+    }
+    return out;
 }
 
 }  // namespace ordo::soak

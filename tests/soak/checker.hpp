@@ -46,4 +46,9 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
                   const std::vector<FaultRecord>& faults, Millis settle_bound,
                   const std::function<Millis()>& now);
 
+// Every read model row for row against a fresh offline rebuild (`ordo rebuild` of each
+// projection, swapped in) from the same store; call with every projector stopped. Returns
+// the differences, a few rows of each table that differs.
+std::vector<std::string> differences_from_rebuild(const testing::TestDatabase& db, int partitions);
+
 }  // namespace ordo::soak

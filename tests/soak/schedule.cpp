@@ -12,6 +12,8 @@ std::string FaultSpec::name() const {
             return "kill:" + service;
         case FaultKind::kPause:
             return "pause:" + service;
+        case FaultKind::kClock:
+            return "clock:" + service;
         case FaultKind::kNatsRestart:
             return "nats-restart";
         case FaultKind::kNatsKill:
@@ -28,7 +30,7 @@ std::string FaultSpec::name() const {
 
 std::vector<FaultSpec> all_fault_specs() {
     std::vector<FaultSpec> all;
-    for (auto kind : {FaultKind::kKill, FaultKind::kPause}) {
+    for (auto kind : {FaultKind::kKill, FaultKind::kPause, FaultKind::kClock}) {
         for (auto service : kServices) all.push_back({kind, std::string{service}});
     }
     for (auto kind : {FaultKind::kNatsRestart, FaultKind::kNatsKill, FaultKind::kPgFast,

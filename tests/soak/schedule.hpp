@@ -18,6 +18,7 @@ using Millis = std::chrono::milliseconds;
 enum class FaultKind {
     kKill,   // SIGKILL a service instance; it is started again after the fault
     kPause,  // SIGSTOP a service instance for the fault's length, then SIGCONT (a gray failure)
+    kClock,  // a service instance's wall clock jumped 5 minutes forward, then back
     kNatsRestart,  // nats-server stopped cleanly, started again
     kNatsKill,     // nats-server SIGKILLed, started again
     kPgFast,       // PostgreSQL fast shutdown, started again
@@ -28,11 +29,11 @@ enum class FaultKind {
 // The service kinds the soak runs two instances of.
 inline constexpr std::string_view kServices[] = {"command", "query", "relay", "projector", "sagas"};
 
-// One kind of fault as the command line names it: "kill:relay", "pause:command",
+// One kind of fault as the command line names it: "kill:relay", "pause:command", "clock:sagas",
 // "nats-restart", "nats-kill", "pg-fast", "pg-immediate", "pg-terminate".
 struct FaultSpec {
     FaultKind kind;
-    std::string service;  // for kill and pause
+    std::string service;  // for kill, pause and clock
     std::string name() const;
 };
 

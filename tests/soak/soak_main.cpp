@@ -129,6 +129,10 @@ int main(int argc, char** argv) try {
     stack.ensure_all_up();
     auto result = check(stack.database(), stack.stream(), stack.subjects(), work, done,
                         Millis{settle_s * 1000}, now);
+    // Then every read model against a fresh rebuild, the projectors stopped as for any
+    // offline rebuild.
+    stack.stop("projector");
+    auto rebuilt = differences_from_rebuild(stack.database(), SoakStack::kPartitions);
 
     // Figures.
     std::int64_t acked = 0, refused = 0, given_up = 0;
@@ -160,6 +164,9 @@ int main(int argc, char** argv) try {
     figure("JetStream messages", std::to_string(result.jetstream_messages));
     figure("settled after the load",
            result.settled_after < 0ms ? "never" : seconds(result.settled_after));
+    figure("read models equal to a fresh rebuild",
+           rebuilt.empty() ? "all 5" : std::to_string(rebuilt.size()) + " differ");
+    for (auto& d : rebuilt) result.violations.push_back(std::move(d));
     figure("events lost (must be 0)", std::to_string(result.lost));
     figure("effects duplicated (must be 0)", std::to_string(result.duplicated));
     // Per fault kind: how often, the longest stretch a client got no answer (503s, timeouts,

@@ -18,6 +18,8 @@ namespace ordo::soak {
 
 class SoakStack {
    public:
+    static constexpr int kPartitions = 4;
+
     // `mode`: the saga mode, orchestration or choreography.
     explicit SoakStack(const std::string& mode);
     ~SoakStack();
@@ -38,6 +40,8 @@ class SoakStack {
 
     // Every instance alive and answering /healthz (a killed one is started again).
     void ensure_all_up();
+    // Stops both instances of `service` (SIGTERM, as an operator would) and keeps them down.
+    void stop(const std::string& service);
 
    private:
     struct Instance {
@@ -47,7 +51,12 @@ class SoakStack {
     void start(const std::string& service, int index);
     void terminate_service_connections();
 
+    // The file whose offset libfaketime, preloaded into every instance, applies to its wall
+    // clock ("+0" normally); clock faults write it.
+    std::string clock_file(const std::string& service, int index) const;
+
     testing::TestDatabase db_;
+    std::string clock_dir_;
     std::string stream_;
     std::string prefix_;
     std::map<std::string, std::string> env_;

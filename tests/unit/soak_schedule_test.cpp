@@ -16,22 +16,24 @@ TEST(SoakFaults, NamesParseAndUnknownOnesAreRefusedByName) {
     auto all = parse_fault_specs("all", error);
     ASSERT_TRUE(all);
     EXPECT_EQ(all->size(), all_fault_specs().size());
-    EXPECT_EQ(all->size(), 15u);  // kill and pause of five services, two NATS, three PostgreSQL
+    EXPECT_EQ(all->size(), 20u);  // kill, pause, clock of five services; two NATS; three PostgreSQL
 
     auto some = parse_fault_specs("all,-pg-immediate,-kill:relay", error);
     ASSERT_TRUE(some);
-    EXPECT_EQ(some->size(), 13u);
+    EXPECT_EQ(some->size(), 18u);
     for (const auto& s : *some) {
         EXPECT_NE(s.name(), "pg-immediate");
         EXPECT_NE(s.name(), "kill:relay");
     }
 
-    auto listed = parse_fault_specs("pause:command,nats-kill,pause:command", error);
+    auto listed = parse_fault_specs("pause:command,nats-kill,pause:command,clock:sagas", error);
     ASSERT_TRUE(listed);
-    ASSERT_EQ(listed->size(), 2u);
+    ASSERT_EQ(listed->size(), 3u);
     EXPECT_EQ((*listed)[0].kind, FaultKind::kPause);
     EXPECT_EQ((*listed)[0].service, "command");
     EXPECT_EQ((*listed)[1].kind, FaultKind::kNatsKill);
+    EXPECT_EQ((*listed)[2].kind, FaultKind::kClock);
+    EXPECT_EQ((*listed)[2].service, "sagas");
 
     auto none = parse_fault_specs("none", error);
     ASSERT_TRUE(none);
