@@ -29,11 +29,12 @@ db_url() {
 # psql as the stack's administrator, quiet and unaligned: one statement, its rows.
 admin_psql() { psql "$(no_password "$ORDO_PG_ADMIN_URL")" -qAtc "$1"; }
 
-# A random port below the ephemeral range that nothing listens on.
+# A random port below the ephemeral range that nothing listens on, above the ports tests
+# reserve for their services (10000-24000) and the test stack's (25xxx).
 free_port() {
     local port
     while :; do
-        port=$((20000 + RANDOM % 12000))
+        port=$((26000 + RANDOM % 6000))
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
     done
 }

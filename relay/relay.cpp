@@ -139,6 +139,7 @@ struct Relay::Impl {
         std::vector<RecordedEvent> events;
         std::vector<std::pair<std::string, Message>> batch;  // (subject, message) per event
         std::vector<int> partitions;                         // per event
+        std::chrono::system_clock::time_point read_at{};
     };
     Round prepare(const RelayState& from);
 
@@ -239,13 +240,9 @@ bool Relay::Impl::publish_stream_config() {
 }
 
 Relay::Impl::Round Relay::Impl::prepare(const RelayState& from) {
-    Round round{.from = from, .events = store.read_all(from.checkpoint, options.batch)};
-    const auto read_at = std::chrono::system_clock::now();
-    for (const auto& e : round.events) {
-        if (auto age = platform::metrics::seconds_since(e.recorded_at, read_at)) {
-            read_hop.observe(*age);
-        }
-    }
+    Round round{.from = from,
+                .events = store.read_all(from.checkpoint, options.batch),
+                .read_at = std::chrono::system_clock::now()};
     round.batch.reserve(round.events.size());
     round.partitions.reserve(round.events.size());
     auto previous = from.previous;
@@ -306,6 +303,13 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         const auto& events = round.events;
         const auto& batch = round.batch;
         const auto& partitions = round.partitions;
+        // Observed for the round that is published: a round read ahead and dropped is read
+        // again, and counted then.
+        for (const auto& e : events) {
+            if (auto age = platform::metrics::seconds_since(e.recorded_at, round.read_at)) {
+                read_hop.observe(*age);
+            }
+        }
         if (events.empty()) {
             lag_seconds.set(0);
             session.wait_for_appends(horizon_wait.next(observe_horizon(session)));

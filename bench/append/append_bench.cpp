@@ -17,6 +17,7 @@
 
 #include <pqxx/pqxx>
 
+#include "bench/support/scratch_database.hpp"
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
 #include "eventstore/schema.hpp"
@@ -25,6 +26,7 @@
 #include "platform/pg/pg.hpp"
 
 using namespace ordo;
+using ordo::bench::required;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -34,12 +36,6 @@ struct Scenario {
     int writers;
     int batch;
 };
-
-std::string required(const char* name) {
-    auto v = platform::env(name);
-    if (!v) throw std::runtime_error(std::string{name} + " is not set (source the stack.env)");
-    return *v;
-}
 
 // `text` as one single-quoted word for /bin/sh.
 std::string shell_quote(const std::string& text) {
@@ -271,20 +267,6 @@ double measure_emmett(const Peers& peers, const std::string& url, const Scenario
     return rate;
 }
 
-// Drops the benchmark's database when main ends, also when a measurement failed.
-struct DropDatabase {
-    std::string admin_url, db;
-    ~DropDatabase() {
-        try {
-            pqxx::connection admin{admin_url};
-            pqxx::nontransaction tx{admin};
-            tx.exec("DROP DATABASE " + db + " WITH (FORCE)");
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "bench/append: dropping database %s: %s\n", db.c_str(), e.what());
-        }
-    }
-};
-
 // A rate or a ratio for the table, or n/a when the peers are off.
 std::string cell(bool on, double value, int decimals) {
     if (!on) return "n/a";
@@ -302,18 +284,9 @@ int main() try {
         std::to_string(seconds) != seconds_setting)
         throw std::runtime_error("ORDO_BENCH_SECONDS must be a whole number of seconds >= 1, not " +
                                  seconds_setting);
-    auto admin_url = required("ORDO_PG_ADMIN_URL");
     auto peers = find_peers();
-    std::string db = "ordo_bench_" + platform::new_uuid().substr(0, 8);
-    {
-        pqxx::connection admin{admin_url};
-        pqxx::nontransaction tx{admin};
-        tx.exec("CREATE DATABASE " + db + " OWNER ordo_migrator");
-    }
-    DropDatabase drop{admin_url, db};
-    auto migrator_url = platform::with_database(required("ORDO_MIGRATOR_URL"), db);
-    platform::pg::migrate(migrator_url, eventstore::migrations(), platform::Logger::null_logger());
-    auto raw_url = platform::with_database(admin_url, db);
+    const bench::ScratchDatabase db{"append"};
+    auto raw_url = db.url("ORDO_PG_ADMIN_URL");
     {
         pqxx::connection conn{raw_url};
         pqxx::work tx{conn};
@@ -330,10 +303,9 @@ int main() try {
         tx.commit();
     }
     if (peers.on()) install_message_db(peers, raw_url);
-    platform::pg::Pool pool{
-        {.url = platform::with_database(required("ORDO_COMMAND_DATABASE_URL"), db),
-         .size = 16,
-         .preparers = {&eventstore::EventStore::prepare}}};
+    platform::pg::Pool pool{{.url = db.url("ORDO_COMMAND_DATABASE_URL"),
+                             .size = 16,
+                             .preparers = {&eventstore::EventStore::prepare}}};
 
     eventstore::AppendNotifier notifier{pool.options().url, platform::Logger::null_logger()};
     std::vector<Scenario> scenarios = {{"single event, 1 writer", 1, 1},

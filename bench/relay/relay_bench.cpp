@@ -13,15 +13,14 @@
 #include <atomic>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <pqxx/pqxx>
-
+#include "bench/support/scratch_database.hpp"
 #include "eventstore/event_store.hpp"
-#include "eventstore/schema.hpp"
 #include "eventstore/topology.hpp"
 #include "eventstore/wire.hpp"
 #include "platform/core/config.hpp"
@@ -34,16 +33,11 @@
 #include "relay/relay.hpp"
 
 using namespace ordo;
+using ordo::bench::required;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string required(const char* name) {
-    auto v = platform::env(name);
-    if (!v) throw std::runtime_error(std::string{name} + " is not set (source the stack.env)");
-    return *v;
-}
 
 double seconds_since(Clock::time_point start) {
     return std::chrono::duration<double>(Clock::now() - start).count();
@@ -137,6 +131,9 @@ double raw_publish(const platform::nats::ClientSettings& settings,
         js_options.PublishAsync.AckHandlerClosure = &acks;
         check(natsConnection_JetStream(&js, conn, &js_options), "natsConnection_JetStream");
 
+        jsPubOptions each;  // the relay's acknowledgement bound, as the relay gives it
+        jsPubOptions_Init(&each);
+        each.MaxWait = 5000;
         const auto started = Clock::now();
         for (const auto& m : messages) {
             natsMsg* msg = nullptr;
@@ -144,9 +141,14 @@ double raw_publish(const platform::nats::ClientSettings& settings,
                                  static_cast<int>(m.body.size())),
                   "natsMsg_Create");
             for (const auto& [name, value] : m.headers) {
-                check(natsMsgHeader_Set(msg, name.c_str(), value.c_str()), "natsMsgHeader_Set");
+                if (value.empty()) continue;  // as the relay's client: an empty header is not sent
+                if (auto status = natsMsgHeader_Set(msg, name.c_str(), value.c_str());
+                    status != NATS_OK) {
+                    natsMsg_Destroy(msg);
+                    check(status, "natsMsgHeader_Set");
+                }
             }
-            if (auto status = js_PublishMsgAsync(js, &msg, nullptr); status != NATS_OK) {
+            if (auto status = js_PublishMsgAsync(js, &msg, &each); status != NATS_OK) {
                 natsMsg_Destroy(msg);
                 check(status, "js_PublishMsgAsync");
             }
@@ -165,55 +167,71 @@ double raw_publish(const platform::nats::ClientSettings& settings,
         natsOptions_Destroy(options);
         return static_cast<double>(messages.size()) / elapsed;
     } catch (...) {
-        if (js) jsCtx_Destroy(js);
+        if (js) {
+            // No acknowledgement handler may run after `acks` is gone.
+            jsPubOptions drain;
+            jsPubOptions_Init(&drain);
+            drain.MaxWait = 10000;
+            js_PublishAsyncComplete(js, &drain);
+            jsCtx_Destroy(js);
+        }
         if (conn) natsConnection_Destroy(conn);
         natsOptions_Destroy(options);
         throw;
     }
 }
 
+// A JetStream client as the benchmark's own code uses it: connected, or an error.
+std::unique_ptr<platform::jetstream::Client> connect(const platform::nats::ClientSettings& nats) {
+    auto client =
+        std::make_unique<platform::jetstream::Client>(nats, platform::Logger::null_logger());
+    for (int i = 0; i < 100 && !client->connected(); ++i) std::this_thread::sleep_for(50ms);
+    if (!client->connected()) throw std::runtime_error("cannot reach NATS");
+    return client;
+}
+
 // The relay from an empty checkpoint until JetStream holds all `count` events; events per
-// second. Checked afterwards: exactly `count` messages, none twice.
-double relay_publish(relay::RelayOptions options, platform::jetstream::Client& client, long count) {
+// second, timed from the moment it leads. It publishes on a connection of its own; `observer`
+// (another) counts the stream. Checked afterwards: exactly `count` messages, none twice.
+double relay_publish(const relay::RelayOptions& options, const platform::nats::ClientSettings& nats,
+                     platform::jetstream::Client& observer, long count) {
+    auto publisher = connect(nats);
     platform::metrics::Registry registry;
-    relay::Relay relay{options, client, platform::Logger::null_logger(), registry};
+    relay::Relay relay{options, *publisher, platform::Logger::null_logger(), registry};
     std::atomic<bool> stop{false};
-    const auto started = Clock::now();
     std::thread leader{[&] { relay.run(stop); }};
+    // Stopped and joined however this function ends.
+    struct Join {
+        std::atomic<bool>& stop;
+        std::thread& thread;
+        ~Join() {
+            stop = true;
+            thread.join();
+        }
+    } join{stop, leader};
+
+    auto started = Clock::now();
+    while (!relay.is_leader()) {
+        if (seconds_since(started) > 60) throw std::runtime_error("the relay did not lead in 60 s");
+        std::this_thread::sleep_for(1ms);
+    }
+    started = Clock::now();
     double elapsed = 0;
     for (;;) {
-        if (static_cast<long>(client.message_count(options.stream)) >= count) {
+        if (static_cast<long>(observer.message_count(options.stream)) >= count) {
             elapsed = seconds_since(started);
             break;
         }
-        if (seconds_since(started) > 600) {
-            stop = true;
-            leader.join();
+        if (seconds_since(started) > 600)
             throw std::runtime_error("the relay did not publish the store within 600 s");
-        }
         std::this_thread::sleep_for(2ms);  // the measurement's own look, not the relay's
     }
-    stop = true;
-    leader.join();
-    const auto stored = static_cast<long>(client.message_count(options.stream));
+    const auto stored = static_cast<long>(observer.message_count(options.stream));
     if (stored != count)
         throw std::runtime_error("the relay's stream holds " + std::to_string(stored) +
                                  " messages for " + std::to_string(count) + " events");
     return static_cast<double>(count) / elapsed;
 }
-
-struct DropDatabase {
-    std::string admin_url, db;
-    ~DropDatabase() {
-        try {
-            pqxx::connection admin{admin_url};
-            pqxx::nontransaction tx{admin};
-            tx.exec("DROP DATABASE " + db + " WITH (FORCE)");
-        } catch (const std::exception& e) {
-            std::fprintf(stderr, "bench/relay: dropping database %s: %s\n", db.c_str(), e.what());
-        }
-    }
-};
 
 // Deletes the run's JetStream streams when main ends, also when a measurement failed.
 struct DeleteStreams {
@@ -241,29 +259,18 @@ int main() try {
             "ORDO_BENCH_EVENTS must be a whole number from 1000 to "
             "10000000, not " +
             events_setting);
-    const auto admin_url = required("ORDO_PG_ADMIN_URL");
-    const auto tag = platform::new_uuid().substr(0, 8);
-    const std::string db = "ordo_bench_relay_" + tag;
-    {
-        pqxx::connection admin{admin_url};
-        pqxx::nontransaction tx{admin};
-        tx.exec("CREATE DATABASE " + db + " OWNER ordo_migrator");
-    }
-    DropDatabase drop{admin_url, db};
-    platform::pg::migrate(platform::with_database(required("ORDO_MIGRATOR_URL"), db),
-                          eventstore::migrations(), platform::Logger::null_logger());
-    platform::pg::Pool pool{
-        {.url = platform::with_database(required("ORDO_COMMAND_DATABASE_URL"), db),
-         .size = 4,
-         .preparers = {&eventstore::EventStore::prepare}}};
+    const bench::ScratchDatabase db{"relay"};
+    const auto tag = db.name().substr(db.name().size() - 8);
+    platform::pg::Pool pool{{.url = db.url("ORDO_COMMAND_DATABASE_URL"),
+                             .size = 4,
+                             .preparers = {&eventstore::EventStore::prepare}}};
 
     // The services' own NATS users may use only the default stream: the administrator
     // publishes every run here, the relay's run included.
     const platform::nats::ClientSettings nats{required("ORDO_NATS_ADMIN_URL"),
                                               platform::env("ORDO_NATS_CA_FILE").value_or("")};
-    platform::jetstream::Client client{nats, platform::Logger::null_logger()};
-    for (int i = 0; i < 100 && !client.connected(); ++i) std::this_thread::sleep_for(50ms);
-    if (!client.connected()) throw std::runtime_error("cannot reach NATS");
+    auto observer = connect(nats);
+    auto& client = *observer;
 
     relay::RelayOptions relay_options;
     const auto fill_started = Clock::now();
@@ -295,13 +302,13 @@ int main() try {
 
     const double raw1 = raw_run("raw1");
     auto [relay_stream, relay_prefix] = stream_for("relay");
-    relay_options.database_url = platform::with_database(required("ORDO_RELAY_DATABASE_URL"), db);
+    relay_options.database_url = db.url("ORDO_RELAY_DATABASE_URL");
     relay_options.stream = relay_stream;
     relay_options.subject_prefix = relay_prefix;
     relay_options.duplicate_window = std::chrono::seconds{120};
     relay_options.max_age = std::chrono::hours{1};
     relay_options.instance = "bench";
-    const double relayed = relay_publish(relay_options, client, count);
+    const double relayed = relay_publish(relay_options, nats, client, count);
     const double raw2 = raw_run("raw2");
     const double raw = (raw1 + raw2) / 2;
 

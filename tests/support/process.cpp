@@ -144,7 +144,9 @@ std::uint16_t free_port() {
     static std::set<std::uint16_t> taken;  // this process's reservations, fds left open
     std::lock_guard lock{mutex};
     auto [low, high] = test_port_range();
-    const auto dir = std::filesystem::temp_directory_path() / "ordo-test-ports";
+    // Per user: another user's directory and lock files would not be ours to lock.
+    const auto dir =
+        std::filesystem::temp_directory_path() / ("ordo-test-ports-" + std::to_string(::getuid()));
     std::filesystem::create_directories(dir);
     std::mt19937 pick{std::random_device{}()};
     const auto span = static_cast<std::uint32_t>(high - low);
@@ -152,7 +154,7 @@ std::uint16_t free_port() {
         const auto port = static_cast<std::uint16_t>(low + pick() % span);
         if (taken.contains(port)) continue;
         const auto path = dir / std::to_string(port);
-        const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
         if (fd < 0) continue;
         if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
             ::close(fd);
