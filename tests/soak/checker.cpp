@@ -21,20 +21,14 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string seconds(Millis t) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.1fs", static_cast<double>(t.count()) / 1000);
-    return text;
-}
-
 // The faults that overlap [from, to], for a violation's message.
 std::string faults_around(const std::vector<FaultRecord>& faults, Millis from, Millis to) {
     std::string out;
     for (const auto& f : faults) {
         if (f.ended < from - 5s || f.began > to + 5s) continue;
         out += (out.empty() ? "" : ", ") + f.planned.spec.name() + "#" +
-               std::to_string(f.planned.instance) + " at " + seconds(f.began) + "-" +
-               seconds(f.ended);
+               std::to_string(f.planned.instance) + " at " + seconds_text(f.began) + "-" +
+               seconds_text(f.ended);
     }
     return out.empty() ? "no fault around it" : "faults around it: " + out;
 }
@@ -101,8 +95,8 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
         std::this_thread::sleep_for(250ms);
     }
     if (result.settled_after < 0ms) {
-        result.violations.push_back("the system did not settle within " + seconds(settle_bound) +
-                                    " after the load");
+        result.violations.push_back("the system did not settle within " +
+                                    seconds_text(settle_bound) + " after the load");
         for (auto& v : testing::invariant_violations(db)) {
             result.violations.push_back("invariant: " + v);
         }
@@ -116,8 +110,9 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
     {
         pqxx::read_transaction tx{conn};
         for (const auto& row :
-             tx.exec_params("SELECT metadata->>'causation_id', count(*) FROM ordo.events WHERE "
-                            "metadata->>'causation_id' = ANY($1::text[]) GROUP BY 1",
+             tx.exec_params("SELECT e.metadata->>'causation_id', count(*) FROM ordo.events e "
+                            "JOIN unnest($1::text[]) AS sent(key) ON sent.key = "
+                            "e.metadata->>'causation_id' GROUP BY 1",
                             keys)) {
             stored[row[0].as<std::string>()] = row[1].as<std::int64_t>();
         }
@@ -170,11 +165,14 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
     {
         pqxx::read_transaction tx{conn};
         for (const auto& row : tx.exec_params(
+                 // Hash anti-joins and index probes: linear in the events, however many.
                  "SELECT e.stream_id, e.event_type, e.metadata->>'causation_id' FROM ordo.events e "
-                 "WHERE NOT (coalesce(e.metadata->>'causation_id', '') = ANY($1::text[])) AND NOT "
-                 "EXISTS "
-                 "(SELECT 1 FROM ordo.events c WHERE c.event_id::text = "
-                 "e.metadata->>'causation_id') LIMIT 20",
+                 "LEFT JOIN unnest($1::text[]) AS sent(key) ON sent.key = "
+                 "coalesce(e.metadata->>'causation_id', '') WHERE sent.key IS NULL AND NOT EXISTS "
+                 "(SELECT 1 FROM ordo.events c WHERE c.event_id = CASE WHEN "
+                 "e.metadata->>'causation_id' ~ "
+                 "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN "
+                 "(e.metadata->>'causation_id')::uuid END) LIMIT 20",
                  keys)) {
             result.violations.push_back(
                 "event " + row[1].as<std::string>() + " on " + row[0].as<std::string>() +
@@ -239,7 +237,7 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
     for (const auto& f : faults) {
         if (!f.error.empty())
             result.violations.push_back("fault " + f.planned.spec.name() + " at " +
-                                        seconds(f.began) + ": " + f.error);
+                                        seconds_text(f.began) + ": " + f.error);
     }
     return result;
 }
@@ -278,9 +276,9 @@ std::vector<std::string> differences_from_rebuild(const testing::TestDatabase& d
                             std::back_inserter(only_live));
         std::set_difference(rebuilt.begin(), rebuilt.end(), live.begin(), live.end(),
                             std::back_inserter(only_rebuilt));
-        std::string what = table + " differs from its rebuild: " +
-                           std::to_string(only_live.size()) + " rows only live, " +
-                           std::to_string(only_rebuilt.size()) + " only rebuilt";
+        std::string what =
+            table + " differs from its rebuild: " + std::to_string(only_live.size()) +
+            " rows only live, " + std::to_string(only_rebuilt.size()) + " only rebuilt";
         for (std::size_t i = 0; i < std::min<std::size_t>(3, only_live.size()); ++i)
             what += "\n    live:    " + only_live[i];
         for (std::size_t i = 0; i < std::min<std::size_t>(3, only_rebuilt.size()); ++i)

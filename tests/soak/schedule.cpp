@@ -2,6 +2,7 @@
 #include "tests/soak/schedule.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <random>
 
 namespace ordo::soak {
@@ -107,6 +108,12 @@ std::vector<PlannedFault> plan_faults(const std::vector<FaultSpec>& kinds,
         at += length + between(options.min_gap, options.max_gap);
     }
     return plan;
+}
+
+std::string seconds_text(Millis t) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(t.count()) / 1000);
+    return text;
 }
 
 OutageFigures outages_of_fault(const std::vector<Outage>& outages, Millis began, Millis ended,

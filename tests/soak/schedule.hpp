@@ -79,6 +79,9 @@ struct OutageFigures {
     Millis longest{0};
     Millis recovered_after{0};
 };
+// `t` as seconds with one decimal, "12.3 s", for the soak's lines and tables.
+std::string seconds_text(Millis t);
+
 OutageFigures outages_of_fault(const std::vector<Outage>& outages, Millis began, Millis ended,
                                Millis next_began);
 

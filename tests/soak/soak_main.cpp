@@ -23,15 +23,7 @@
 using namespace ordo::soak;
 using namespace std::chrono_literals;
 
-namespace {
-
-std::string seconds(Millis t) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(t.count()) / 1000);
-    return text;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 int main(int argc, char** argv) try {
     CLI::App app{"Mixed load with faults injected, then every acknowledged command checked"};
@@ -113,9 +105,9 @@ int main(int argc, char** argv) try {
                 }
             }
             record.ended = now();
-            std::printf("  %8s  %-18s #%d  for %s%s%s\n", seconds(record.began).c_str(),
+            std::printf("  %8s  %-18s #%d  for %s%s%s\n", seconds_text(record.began).c_str(),
                         fault.spec.name().c_str(), fault.instance,
-                        seconds(record.ended - record.began).c_str(),
+                        seconds_text(record.ended - record.began).c_str(),
                         record.error.empty() ? "" : "  FAILED: ", record.error.c_str());
             std::fflush(stdout);
             done.push_back(std::move(record));
@@ -163,7 +155,7 @@ int main(int argc, char** argv) try {
     figure("events stored", std::to_string(result.events));
     figure("JetStream messages", std::to_string(result.jetstream_messages));
     figure("settled after the load",
-           result.settled_after < 0ms ? "never" : seconds(result.settled_after));
+           result.settled_after < 0ms ? "never" : seconds_text(result.settled_after));
     figure("read models equal to a fresh rebuild",
            rebuilt.empty() ? "all 5" : std::to_string(rebuilt.size()) + " differ");
     for (auto& d : rebuilt) result.violations.push_back(std::move(d));
@@ -186,7 +178,8 @@ int main(int argc, char** argv) try {
     }
     for (const auto& [name, figures] : by_kind) {
         std::printf("%-20s %6d %24s %24s\n", name.c_str(), std::get<0>(figures),
-                    seconds(std::get<1>(figures)).c_str(), seconds(std::get<2>(figures)).c_str());
+                    seconds_text(std::get<1>(figures)).c_str(),
+                    seconds_text(std::get<2>(figures)).c_str());
     }
     for (const auto& spec : *kinds) {
         if (!by_kind.contains(spec.name()))
