@@ -1,9 +1,12 @@
 // The soak's checker finds what it is there to find: an acknowledged command whose event is
-// missing, one stored twice, an event no client sent, and a JetStream stream that lacks
-// events; and it does not count a repeated cancel (accepted, nothing appended) as lost.
+// missing, one stored twice, an event no client sent, a JetStream stream that lacks events,
+// and a webhook delivery missing or unknown; and it does not count a repeated cancel
+// (accepted, nothing appended) as lost, nor a webhook's redelivery as a violation.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 
 #include "eventstore/event_store.hpp"
 #include "platform/core/trace.hpp"
@@ -21,10 +24,12 @@ using eventstore::ExpectedVersion;
 
 class SoakChecker : public ::testing::Test {
    protected:
-    // Appends one event on `stream` made by the command with Idempotency-Key `key`.
-    void append(const std::string& stream, const std::string& type, const std::string& key) {
+    // Appends one event on `stream` made by the command with Idempotency-Key `key`; its id.
+    std::string append(const std::string& stream, const std::string& type, const std::string& key) {
+        auto id = platform::new_uuid();
         store_.append(stream, ExpectedVersion::any(),
-                      {{platform::new_uuid(), type, {{"n", 1}}, {"", "", key, key, key, "soak"}}});
+                      {{id, type, {{"n", 1}}, {"", "", key, key, key, "soak"}}});
+        return id;
     }
     static CommandRecord acked(std::string kind, std::string key, std::string path) {
         return {
@@ -43,6 +48,12 @@ TEST_F(SoakChecker, FindsALostADuplicatedAndAnUnsentCommandAndMissingMessages) {
     append("inventory-sku-a", "StockReceived", "k-twice");
     append("inventory-sku-b", "StockReceived", "k-unsent");
     append("order-o1", "OrderCancellationRequested", "k-cancel-1");
+    const auto placed = append("order-o3", "OrderPlaced", "k-place-3");
+    append("order-o4", "OrderPlaced", "k-place-4");
+    // The receiver saw o3's twice (a redelivery), o4's never, and an id the store lacks.
+    const auto log =
+        (std::filesystem::temp_directory_path() / (db_.name() + "-webhook.log")).string();
+    std::ofstream{log} << placed << "\n" << placed << "\nnot-an-event\n";
 
     WorkloadResult work;
     work.commands = {acked("receipt", "k-ok", "/v1/inventory/sku-a/receipts"),
@@ -51,7 +62,9 @@ TEST_F(SoakChecker, FindsALostADuplicatedAndAnUnsentCommandAndMissingMessages) {
                      acked("cancel", "k-cancel-1", "/v1/orders/o1/cancel"),
                      // Accepted after the first: the order had a cancellation requested.
                      acked("cancel", "k-cancel-2", "/v1/orders/o1/cancel"),
-                     acked("cancel", "k-cancel-3", "/v1/orders/o2/cancel")};
+                     acked("cancel", "k-cancel-3", "/v1/orders/o2/cancel"),
+                     acked("place", "k-place-3", "/v1/orders"),
+                     acked("place", "k-place-4", "/v1/orders")};
 
     // A stream that holds none of the events.
     const std::string stream = "ORDO_SOAK_CHECK_" + db_.name();
@@ -76,7 +89,10 @@ TEST_F(SoakChecker, FindsALostADuplicatedAndAnUnsentCommandAndMissingMessages) {
         {.planned = {.at = 0ms, .length = 100ms, .spec = {FaultKind::kNatsKill, ""}},
          .began = 0ms,
          .ended = 100ms}};
-    const auto result = check(db_, stream, subjects, work, faults, 1s, now);
+    const auto result =
+        check(db_, stream, subjects, {.event_types = "OrderPlaced,OrderConfirmed", .log = log},
+              work, faults, 1s, now);
+    std::filesystem::remove(log);
 
     auto reported = [&](const std::string& text) {
         return std::any_of(result.violations.begin(), result.violations.end(),
@@ -99,7 +115,13 @@ TEST_F(SoakChecker, FindsALostADuplicatedAndAnUnsentCommandAndMissingMessages) {
     EXPECT_FALSE(reported("k-ok")) << all;
     EXPECT_FALSE(reported("k-cancel-1")) << all;
     EXPECT_FALSE(reported("k-cancel-2")) << all;
-    EXPECT_EQ(result.events, 5);
+    EXPECT_TRUE(
+        reported("the webhook receiver logged 2 distinct ids for 2 events: 1 never "
+                 "delivered, 1 unknown"))
+        << all;
+    EXPECT_EQ(result.webhook_events, 2);
+    EXPECT_EQ(result.webhook_deliveries, 3);
+    EXPECT_EQ(result.events, 7);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include "tests/soak/checker.hpp"
 
 #include <algorithm>
+#include <fstream>
 #include <iterator>
 #include <map>
 #include <mutex>
@@ -75,9 +76,9 @@ bool settled(pqxx::connection& conn, platform::jetstream::Client& nats, const st
 }  // namespace
 
 CheckResult check(const testing::TestDatabase& db, const std::string& stream,
-                  const std::string& subjects, const WorkloadResult& work,
-                  const std::vector<FaultRecord>& faults, Millis settle_bound,
-                  const std::function<Millis()>& now) {
+                  const std::string& subjects, const WebhookExpectation& webhook,
+                  const WorkloadResult& work, const std::vector<FaultRecord>& faults,
+                  Millis settle_bound, const std::function<Millis()>& now) {
     CheckResult result;
     pqxx::connection conn{db.admin_url()};
     platform::jetstream::Client nats{testing::nats_admin(), platform::Logger::null_logger()};
@@ -190,7 +191,7 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
     std::mutex mutex;
     std::set<std::string> ids;
     std::int64_t messages = 0;
-    {
+    try {
         auto subscription = nats.subscribe_ordered(
             stream, subjects, std::nullopt, [&](platform::jetstream::Message m) {
                 std::lock_guard lock{mutex};
@@ -214,6 +215,9 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
             }
             std::this_thread::sleep_for(20ms);
         }
+    } catch (const std::exception& e) {
+        result.violations.push_back(std::string{"cannot read the JetStream stream back: "} +
+                                    e.what());
     }
     result.jetstream_messages = messages;
     std::set<std::string> event_ids;
@@ -231,6 +235,38 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
                                     " distinct ids for " + std::to_string(result.events) +
                                     " events: " + std::to_string(missing) + " missing, " +
                                     std::to_string(extra) + " unknown");
+    }
+
+    // The webhook: settled means its checkpoints are at the head too, so every event of its
+    // types has been answered 200 at least once by now.
+    {
+        std::set<std::string> forwarded;
+        {
+            pqxx::read_transaction tx{conn};
+            for (const auto& row :
+                 tx.exec_params("SELECT event_id::text FROM ordo.events WHERE event_type = "
+                                "ANY(string_to_array($1, ','))",
+                                webhook.event_types)) {
+                forwarded.insert(row[0].as<std::string>());
+            }
+        }
+        std::set<std::string> delivered;
+        std::ifstream log{webhook.log};
+        for (std::string line; std::getline(log, line);) {
+            ++result.webhook_deliveries;
+            delivered.insert(line);
+        }
+        result.webhook_events = static_cast<std::int64_t>(forwarded.size());
+        std::int64_t missing = 0, unknown = 0;
+        for (const auto& id : forwarded) missing += delivered.contains(id) ? 0 : 1;
+        for (const auto& id : delivered) unknown += forwarded.contains(id) ? 0 : 1;
+        if (missing != 0 || unknown != 0) {
+            result.violations.push_back(
+                "the webhook receiver logged " + std::to_string(delivered.size()) +
+                " distinct ids for " + std::to_string(forwarded.size()) +
+                " events: " + std::to_string(missing) + " never delivered, " +
+                std::to_string(unknown) + " unknown");
+        }
     }
 
     for (const auto& u : work.unexpected) result.violations.push_back("unexpected answer: " + u);

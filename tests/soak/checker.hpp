@@ -21,7 +21,8 @@ struct FaultRecord {
     PlannedFault planned;
     Millis began{0};
     Millis ended{0};
-    std::string error;  // why it could not be done or undone; empty when it went as planned
+    std::string error;   // why it could not be done or undone; empty when it went as planned
+    std::string remedy;  // what undoing it took beyond the undo itself (SoakStack::end)
 };
 
 struct CheckResult {
@@ -31,20 +32,31 @@ struct CheckResult {
     std::int64_t lost = 0;        // acknowledged commands without their event
     std::int64_t duplicated = 0;  // commands whose event is stored more than once
     std::int64_t jetstream_messages = 0;
+    std::int64_t webhook_events = 0;      // stored events of the types the webhook forwards
+    std::int64_t webhook_deliveries = 0;  // deliveries the receiver logged, redeliveries too
+};
+
+// What the webhook receiver is to have seen: the event types forwarded (comma-separated, as
+// for ORDO_WEBHOOK_EVENT_TYPES) and its log, one webhook-id per delivery.
+struct WebhookExpectation {
+    std::string event_types;
+    std::string log;
 };
 
 // Waits up to `settle_bound` for the system to settle (every order ended with its saga, the
 // relay and every projection at the head, every invariant holding), then checks: each
 // acknowledged command's event stored exactly once (a refused one's not at all, a given-up
 // one's at most once); no command-made event that no client sent; every API invariant;
-// JetStream holding every event once per Nats-Msg-Id; no dead letter. A violation names the
-// streams or commands and the faults around them.
+// JetStream holding every event once per Nats-Msg-Id; every event of the webhook's types
+// delivered at least once and nothing else delivered (redeliveries are at-least-once
+// delivery, counted: the receiver deduplicates by webhook-id); no dead letter. A violation
+// names the streams or commands and the faults around them.
 // `db` is the database the services ran on; `stream` their JetStream stream and `subjects`
 // its subjects (SoakStack::subjects).
 CheckResult check(const testing::TestDatabase& db, const std::string& stream,
-                  const std::string& subjects, const WorkloadResult& work,
-                  const std::vector<FaultRecord>& faults, Millis settle_bound,
-                  const std::function<Millis()>& now);
+                  const std::string& subjects, const WebhookExpectation& webhook,
+                  const WorkloadResult& work, const std::vector<FaultRecord>& faults,
+                  Millis settle_bound, const std::function<Millis()>& now);
 
 // Every read model row for row against a fresh offline rebuild (`ordo rebuild` of each
 // projection, swapped in) from the same store; call with every projector stopped. Returns

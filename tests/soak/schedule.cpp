@@ -25,6 +25,12 @@ std::string FaultSpec::name() const {
             return "pg-immediate";
         case FaultKind::kPgTerminate:
             return "pg-terminate";
+        case FaultKind::kWebhookDown:
+            return "webhook-down";
+        case FaultKind::kSlowSink:
+            return "slow-sink";
+        case FaultKind::kNatsDiskFull:
+            return "nats-disk-full";
     }
     return "?";
 }
@@ -35,7 +41,8 @@ std::vector<FaultSpec> all_fault_specs() {
         for (auto service : kServices) all.push_back({kind, std::string{service}});
     }
     for (auto kind : {FaultKind::kNatsRestart, FaultKind::kNatsKill, FaultKind::kPgFast,
-                      FaultKind::kPgImmediate, FaultKind::kPgTerminate}) {
+                      FaultKind::kPgImmediate, FaultKind::kPgTerminate, FaultKind::kWebhookDown,
+                      FaultKind::kSlowSink, FaultKind::kNatsDiskFull}) {
         all.push_back({kind, ""});
     }
     return all;

@@ -19,18 +19,22 @@ enum class FaultKind {
     kKill,   // SIGKILL a service instance; it is started again after the fault
     kPause,  // SIGSTOP a service instance for the fault's length, then SIGCONT (a gray failure)
     kClock,  // a service instance's wall clock jumped 5 minutes forward, then back
-    kNatsRestart,  // nats-server stopped cleanly, started again
-    kNatsKill,     // nats-server SIGKILLed, started again
-    kPgFast,       // PostgreSQL fast shutdown, started again
-    kPgImmediate,  // PostgreSQL's postmaster SIGKILLed (immediate), started again
-    kPgTerminate,  // pg_terminate_backend of every service connection to the soak's database
+    kNatsRestart,   // nats-server stopped cleanly, started again
+    kNatsKill,      // nats-server SIGKILLed, started again
+    kPgFast,        // PostgreSQL fast shutdown, started again
+    kPgImmediate,   // PostgreSQL's postmaster SIGKILLed (immediate), started again
+    kPgTerminate,   // pg_terminate_backend of every service connection to the soak's database
+    kWebhookDown,   // the webhook receiver SIGKILLed, started again
+    kSlowSink,      // the webhook receiver holds each delivery, some past the sender's timeout
+    kNatsDiskFull,  // the filesystem of the NATS store filled up, then freed
 };
 
 // The service kinds the soak runs two instances of.
 inline constexpr std::string_view kServices[] = {"command", "query", "relay", "projector", "sagas"};
 
 // One kind of fault as the command line names it: "kill:relay", "pause:command", "clock:sagas",
-// "nats-restart", "nats-kill", "pg-fast", "pg-immediate", "pg-terminate".
+// "nats-restart", "nats-kill", "pg-fast", "pg-immediate", "pg-terminate", "webhook-down",
+// "slow-sink", "nats-disk-full".
 struct FaultSpec {
     FaultKind kind;
     std::string service;  // for kill, pause and clock

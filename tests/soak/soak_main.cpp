@@ -8,6 +8,7 @@
 // meanwhile. See docs/reliability.md.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -22,8 +23,6 @@
 
 using namespace ordo::soak;
 using namespace std::chrono_literals;
-
-namespace {}  // namespace
 
 int main(int argc, char** argv) try {
     CLI::App app{"Mixed load with faults injected, then every acknowledged command checked"};
@@ -82,7 +81,10 @@ int main(int argc, char** argv) try {
                 faults_text.c_str());
     std::fflush(stdout);
 
-    SoakStack stack{mode};
+    const bool nats_disk = std::any_of(kinds->begin(), kinds->end(), [](const FaultSpec& s) {
+        return s.kind == FaultKind::kNatsDiskFull;
+    });
+    SoakStack stack{mode, nats_disk};
     const auto start = std::chrono::steady_clock::now();
     const std::function<Millis()> now = [start] {
         return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
@@ -96,7 +98,7 @@ int main(int argc, char** argv) try {
             try {
                 stack.begin(fault);
                 std::this_thread::sleep_for(fault.length);
-                stack.end(fault);
+                record.remedy = stack.end(fault);
             } catch (const std::exception& e) {
                 record.error = e.what();
                 try {
@@ -105,9 +107,10 @@ int main(int argc, char** argv) try {
                 }
             }
             record.ended = now();
-            std::printf("  %8s  %-18s #%d  for %s%s%s\n", seconds_text(record.began).c_str(),
+            std::printf("  %8s  %-18s #%d  for %s%s%s%s%s\n", seconds_text(record.began).c_str(),
                         fault.spec.name().c_str(), fault.instance,
                         seconds_text(record.ended - record.began).c_str(),
+                        record.remedy.empty() ? "" : "  then: ", record.remedy.c_str(),
                         record.error.empty() ? "" : "  FAILED: ", record.error.c_str());
             std::fflush(stdout);
             done.push_back(std::move(record));
@@ -119,8 +122,9 @@ int main(int argc, char** argv) try {
     auto work = run_workload(workload, stack.ports("command"), stack.ports("query"), now);
     injector.join();
     stack.ensure_all_up();
-    auto result = check(stack.database(), stack.stream(), stack.subjects(), work, done,
-                        Millis{settle_s * 1000}, now);
+    auto result = check(stack.database(), stack.stream(), stack.subjects(),
+                        {.event_types = SoakStack::kWebhookEventTypes, .log = stack.webhook_log()},
+                        work, done, Millis{settle_s * 1000}, now);
     // Then every read model against a fresh rebuild, the projectors stopped as for any
     // offline rebuild.
     stack.stop("projector");
@@ -154,6 +158,8 @@ int main(int argc, char** argv) try {
                                                         std::to_string(work.reads_failed));
     figure("events stored", std::to_string(result.events));
     figure("JetStream messages", std::to_string(result.jetstream_messages));
+    figure("webhook events / deliveries", std::to_string(result.webhook_events) + " / " +
+                                              std::to_string(result.webhook_deliveries));
     figure("settled after the load",
            result.settled_after < 0ms ? "never" : seconds_text(result.settled_after));
     figure("read models equal to a fresh rebuild",

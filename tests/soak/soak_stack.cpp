@@ -1,7 +1,14 @@
 // Two of every service as processes, and the faults done to them (see soak_stack.hpp).
 #include "tests/soak/soak_stack.hpp"
 
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -34,53 +41,85 @@ void write_file(const std::string& path, const std::string& text) {
     if (!out) throw std::runtime_error("cannot write " + path);
 }
 
+// The receiver's binary, beside ordo-soak.
+std::string receiver_binary() {
+    return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "ordo-soak-receiver")
+        .string();
+}
+
+// The NATS store's filesystem: big enough for hours of soak, small enough to fill in a moment.
+constexpr const char* kNatsStoreSize = "size=1g,mode=0700";
+constexpr const char* kNatsStoreSource = "ordo-soak-nats";
+
 }  // namespace
 
-SoakStack::SoakStack(const std::string& mode) {
-    clock_dir_ = (std::filesystem::temp_directory_path() / ("ordo-soak-" + db_.name())).string();
-    std::filesystem::create_directories(clock_dir_);
-    stream_ = "ORDO_SOAK_" + db_.name();
-    prefix_ = "soak." + db_.name() + ".events";
-    env_ = testing::spawned_service_env(db_);
-    env_.merge(std::map<std::string, std::string>{
-        {"ORDO_NATS_STREAM", stream_},
-        {"ORDO_NATS_SUBJECT_PREFIX", prefix_},
-        {"ORDO_BREAKER_BUCKET", "ORDO_SOAK_BREAKERS_" + db_.name()},
-        {"ORDO_PARTITIONS", std::to_string(kPartitions)},
-        {"ORDO_SAGA_MODE", mode},
-        // A fault may hold a step up for seconds; deadlines are long enough that most orders
-        // still confirm, short enough that some expire and compensate during a long soak.
-        {"ORDO_SAGA_STEP_TIMEOUT_MS", "30000"},
-        {"ORDO_SAGA_TIMEOUT_MS", "90000"},
-        {"ORDO_LOG_LEVEL", "error"},
-        // Every instance runs with libfaketime preloaded and its offset file at "+0": a
-        // clock fault moves the wall clock only (the monotonic clock is left alone, as an
-        // NTP step leaves it), re-read at most once a second.
-        {"LD_PRELOAD", faketime_library()},
-        {"FAKETIME_DONT_FAKE_MONOTONIC", "1"},
-        {"FAKETIME_CACHE_DURATION", "1"}});
-    for (auto service : kServices) {
-        auto& instances = services_[std::string{service}];
-        for (int i = 0; i < 2; ++i) instances.push_back({testing::free_port(), nullptr});
+SoakStack::SoakStack(const std::string& mode, bool nats_disk) {
+    work_dir_ = (std::filesystem::temp_directory_path() / ("ordo-soak-" + db_.name())).string();
+    std::filesystem::create_directories(work_dir_);
+    webhook_log_ = work_dir_ + "/webhook.log";
+    if (nats_disk) mount_nats_store();
+    try {
+        stream_ = "ORDO_SOAK_" + db_.name();
+        prefix_ = "soak." + db_.name() + ".events";
+        env_ = testing::spawned_service_env(db_);
+        env_.merge(std::map<std::string, std::string>{
+            {"ORDO_NATS_STREAM", stream_},
+            {"ORDO_NATS_SUBJECT_PREFIX", prefix_},
+            {"ORDO_BREAKER_BUCKET", "ORDO_SOAK_BREAKERS_" + db_.name()},
+            {"ORDO_PARTITIONS", std::to_string(kPartitions)},
+            {"ORDO_SAGA_MODE", mode},
+            // A fault may hold a step up for seconds; deadlines are long enough that most orders
+            // still confirm, short enough that some expire and compensate during a long soak.
+            {"ORDO_SAGA_STEP_TIMEOUT_MS", "30000"},
+            {"ORDO_SAGA_TIMEOUT_MS", "90000"},
+            {"ORDO_LOG_LEVEL", "error"},
+            // The projectors deliver the order events to the receiver; its timeout is short so
+            // that a slow receiver makes some deliveries time out and go again.
+            {"ORDO_WEBHOOK_EVENT_TYPES", kWebhookEventTypes},
+            {"ORDO_WEBHOOK_TIMEOUT_MS", "1000"},
+            // Every instance runs with libfaketime preloaded and its offset file at "+0": a
+            // clock fault moves the wall clock only (the monotonic clock is left alone, as an
+            // NTP step leaves it), re-read at most once a second.
+            {"LD_PRELOAD", faketime_library()},
+            {"FAKETIME_DONT_FAKE_MONOTONIC", "1"},
+            {"FAKETIME_CACHE_DURATION", "1"}});
+        receiver_.port = testing::free_port();
+        env_["ORDO_WEBHOOK_URL"] = "http://127.0.0.1:" + std::to_string(receiver_.port) + "/hook";
+        start_receiver();
+        for (auto service : kServices) {
+            auto& instances = services_[std::string{service}];
+            for (int i = 0; i < 2; ++i) instances.push_back({testing::free_port(), nullptr});
+        }
+        for (auto service : kServices) {
+            for (int i = 0; i < 2; ++i) start(std::string{service}, i);
+        }
+        ensure_all_up();
+    } catch (...) {
+        release();  // no destructor runs for a constructor that throws
+        throw;
     }
-    for (auto service : kServices) {
-        for (int i = 0; i < 2; ++i) start(std::string{service}, i);
-    }
-    ensure_all_up();
 }
 
 std::string SoakStack::clock_file(const std::string& service, int index) const {
-    return clock_dir_ + "/" + service + "-" + std::to_string(index);
+    return work_dir_ + "/" + service + "-" + std::to_string(index);
 }
 
 SoakStack::~SoakStack() {
+    release();
+}
+
+void SoakStack::release() noexcept {
     for (auto& [service, instances] : services_) {
         for (auto& instance : instances) {
-            if (instance.process) instance.process->signal(SIGCONT);  // a paused one can die
+            if (!instance.process) continue;
+            instance.process->signal(SIGCONT);  // a paused one can die
+            instance.process.reset();           // SIGKILLed and reaped
         }
     }
+    receiver_.process.reset();
+    unmount_nats_store();
     std::error_code ignored;
-    std::filesystem::remove_all(clock_dir_, ignored);
+    std::filesystem::remove_all(work_dir_, ignored);
 }
 
 std::vector<std::uint16_t> SoakStack::ports(const std::string& service) const {
@@ -101,8 +140,101 @@ void SoakStack::start(const std::string& service, int index) {
     instance.process = std::make_unique<testing::Process>(argv, env);
 }
 
+void SoakStack::start_receiver() {
+    receiver_.process = std::make_unique<testing::Process>(std::vector<std::string>{
+        receiver_binary(), "--port", std::to_string(receiver_.port), "--log", webhook_log_,
+        "--slow-min-ms", "200", "--slow-max-ms", "2000"});
+    if (!testing::wait_healthy(receiver_.port, 30s)) {
+        throw std::runtime_error("the webhook receiver is not healthy on port " +
+                                 std::to_string(receiver_.port));
+    }
+}
+
+namespace {
+// Whether `dir` is a mount point of the soak's NATS store filesystem (one a killed soak left).
+bool soak_store_mounted(const std::string& dir) {
+    std::ifstream mounts{"/proc/self/mounts"};
+    for (std::string source, target, rest;
+         mounts >> source >> target && std::getline(mounts, rest);) {
+        if (source == kNatsStoreSource && target == dir) return true;
+    }
+    return false;
+}
+// Whether nats-server's JetStream answers its monitoring endpoint within a few seconds.
+bool jetstream_answers() {
+    const auto port =
+        static_cast<std::uint16_t>(std::stoi(testing::stack_setting("ORDO_NATS_MONITOR_PORT")));
+    try {
+        testing::HttpClient monitor{"127.0.0.1", port, 5s};
+        return monitor.get("/jsz").status == 200;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+}  // namespace
+
+void SoakStack::mount_nats_store() {
+    const auto store =
+        std::filesystem::weakly_canonical(testing::stack_setting("ORDO_STACK_DIR") + "/nats")
+            .string();
+    testing::stack("nats-stop");
+    std::filesystem::create_directories(store);
+    while (soak_store_mounted(store) && ::umount2(store.c_str(), MNT_DETACH) == 0) {
+    }
+    if (::mount(kNatsStoreSource, store.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                kNatsStoreSize) != 0) {
+        const int error = errno;
+        testing::stack("nats-start");
+        throw std::runtime_error("cannot mount a filesystem for the NATS store on " + store + ": " +
+                                 std::strerror(error) +
+                                 " (the nats-disk-full fault needs root; leave it out with "
+                                 "--faults all,-nats-disk-full)");
+    }
+    nats_store_ = store;
+    testing::stack("nats-start");
+}
+
+void SoakStack::unmount_nats_store() noexcept {
+    if (nats_store_.empty()) return;
+    try {
+        testing::stack("nats-stop");
+    } catch (const std::exception&) {
+        try {
+            testing::stack("nats-kill");  // a hung one ignores SIGTERM
+        } catch (const std::exception&) {
+        }
+    }
+    ::umount2(nats_store_.c_str(), MNT_DETACH);
+    nats_store_.clear();
+    try {
+        testing::stack("nats-start");
+    } catch (const std::exception&) {
+    }
+}
+
+void SoakStack::fill_disk() {
+    const auto ballast = nats_store_ + "/ballast";
+    const int fd = ::open(ballast.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot create " + ballast + ": " + std::strerror(errno));
+    struct statvfs fs {};
+    if (::fstatvfs(fd, &fs) == 0 && fs.f_bavail > 0) {
+        ::posix_fallocate(fd, 0, static_cast<off_t>(fs.f_bavail * fs.f_frsize));
+    }
+    // Whatever fallocate left: page by page until the filesystem says it is full.
+    static const char page[4096] = {};
+    while (::write(fd, page, sizeof page) > 0) {
+    }
+    ::close(fd);
+}
+
+void SoakStack::empty_disk() {
+    std::error_code ignored;
+    std::filesystem::remove(nats_store_ + "/ballast", ignored);
+}
+
 void SoakStack::ensure_all_up() {
     std::lock_guard lock{mutex_};
+    if (!receiver_.process || receiver_.process->wait(0ms)) start_receiver();
     for (auto& [service, instances] : services_) {
         for (std::size_t i = 0; i < instances.size(); ++i) {
             auto& instance = instances[i];
@@ -174,10 +306,23 @@ void SoakStack::begin(const PlannedFault& fault) {
         case FaultKind::kPgTerminate:
             terminate_service_connections();
             return;
+        case FaultKind::kWebhookDown:
+            receiver_.process->signal(SIGKILL);
+            receiver_.process->wait(10s);
+            return;
+        case FaultKind::kSlowSink:
+            receiver_.process->signal(SIGUSR1);
+            return;
+        case FaultKind::kNatsDiskFull:
+            if (nats_store_.empty())
+                throw std::logic_error("the NATS store has no disk of its own");
+            fill_disk();
+            return;
     }
 }
 
-void SoakStack::end(const PlannedFault& fault) {
+std::string SoakStack::end(const PlannedFault& fault) {
+    std::string remedy;
     {
         std::lock_guard lock{mutex_};
         switch (fault.spec.kind) {
@@ -203,9 +348,28 @@ void SoakStack::end(const PlannedFault& fault) {
                 break;
             case FaultKind::kPgTerminate:
                 break;
+            case FaultKind::kWebhookDown:
+                start_receiver();
+                break;
+            case FaultKind::kSlowSink:
+                receiver_.process->signal(SIGUSR2);
+                break;
+            case FaultKind::kNatsDiskFull:
+                empty_disk();
+                // nats-server 2.9 may leave JetStream hung after a write failed for want of
+                // space (its API unanswered, SIGTERM ignored): then the operator's remedy,
+                // a kill and a start.
+                if (!jetstream_answers()) {
+                    testing::stack("nats-kill");
+                    testing::stack("nats-start");
+                    remedy =
+                        "JetStream hung after the space was freed: nats-server killed and started";
+                }
+                break;
         }
     }
     ensure_all_up();
+    return remedy;
 }
 
 }  // namespace ordo::soak

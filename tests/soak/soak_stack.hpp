@@ -1,6 +1,6 @@
 // The system under soak: two instances of every Ordo service as real processes over a fresh
 // database and a JetStream stream of their own, on the local test stack's PostgreSQL and
-// nats-server, and the faults done to them.
+// nats-server, a webhook receiver the projectors deliver to, and the faults done to them.
 #pragma once
 
 #include <cstdint>
@@ -20,8 +20,14 @@ class SoakStack {
    public:
     static constexpr int kPartitions = 4;
 
-    // `mode`: the saga mode, orchestration or choreography.
-    explicit SoakStack(const std::string& mode);
+    // The event types the projectors forward to the webhook receiver.
+    static constexpr const char* kWebhookEventTypes = "OrderPlaced,OrderConfirmed,OrderCancelled";
+
+    // `mode`: the saga mode, orchestration or choreography. With `nats_disk` the NATS store
+    // is moved onto a small filesystem of its own (a tmpfs mounted over the test stack's
+    // store directory, which needs root) for the disk-full fault; the destructor moves it
+    // back.
+    SoakStack(const std::string& mode, bool nats_disk);
     ~SoakStack();
     SoakStack(const SoakStack&) = delete;
     SoakStack& operator=(const SoakStack&) = delete;
@@ -32,11 +38,14 @@ class SoakStack {
     std::string subjects() const { return prefix_ + ".>"; }
     // The two instances' ports of a service kind.
     std::vector<std::uint16_t> ports(const std::string& service) const;
+    // The receiver's log: one line per delivery, the webhook-id (the event's id).
+    const std::string& webhook_log() const { return webhook_log_; }
 
     // Starts the fault (kill, SIGSTOP, a server stopped...); end() brings back what it took
-    // away. Throws when a service or server does not come back.
+    // away, and returns what it had to do beyond that, as an operator would (empty when
+    // nothing). Throws when a service or server does not come back.
     void begin(const PlannedFault& fault);
-    void end(const PlannedFault& fault);
+    std::string end(const PlannedFault& fault);
 
     // Every instance alive and answering /healthz (a killed one is started again).
     void ensure_all_up();
@@ -49,18 +58,30 @@ class SoakStack {
         std::unique_ptr<testing::Process> process;
     };
     void start(const std::string& service, int index);
+    void start_receiver();
+    // Every process ended, the NATS store moved back, the work directory removed.
+    void release() noexcept;
     void terminate_service_connections();
+    void mount_nats_store();
+    void unmount_nats_store() noexcept;
+    // Fills the NATS store's filesystem to the last byte (a ballast file); empty_disk()
+    // removes it.
+    void fill_disk();
+    void empty_disk();
 
     // The file whose offset libfaketime, preloaded into every instance, applies to its wall
     // clock ("+0" normally); clock faults write it.
     std::string clock_file(const std::string& service, int index) const;
 
     testing::TestDatabase db_;
-    std::string clock_dir_;
+    std::string work_dir_;  // clock files and the receiver's log
     std::string stream_;
     std::string prefix_;
     std::map<std::string, std::string> env_;
     std::map<std::string, std::vector<Instance>> services_;
+    Instance receiver_;
+    std::string webhook_log_;
+    std::string nats_store_;  // the mounted store directory; empty when not mounted
     std::mutex mutex_;
 };
 

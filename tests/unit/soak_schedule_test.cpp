@@ -16,15 +16,22 @@ TEST(SoakFaults, NamesParseAndUnknownOnesAreRefusedByName) {
     auto all = parse_fault_specs("all", error);
     ASSERT_TRUE(all);
     EXPECT_EQ(all->size(), all_fault_specs().size());
-    EXPECT_EQ(all->size(), 20u);  // kill, pause, clock of five services; two NATS; three PostgreSQL
+    // kill, pause, clock of five services; three NATS; three PostgreSQL; two webhook receiver
+    EXPECT_EQ(all->size(), 23u);
 
-    auto some = parse_fault_specs("all,-pg-immediate,-kill:relay", error);
+    auto some = parse_fault_specs("all,-pg-immediate,-kill:relay,-nats-disk-full", error);
     ASSERT_TRUE(some);
-    EXPECT_EQ(some->size(), 18u);
+    EXPECT_EQ(some->size(), 20u);
     for (const auto& s : *some) {
         EXPECT_NE(s.name(), "pg-immediate");
         EXPECT_NE(s.name(), "kill:relay");
+        EXPECT_NE(s.name(), "nats-disk-full");
     }
+    auto sinks = parse_fault_specs("webhook-down,slow-sink", error);
+    ASSERT_TRUE(sinks);
+    ASSERT_EQ(sinks->size(), 2u);
+    EXPECT_EQ((*sinks)[0].kind, FaultKind::kWebhookDown);
+    EXPECT_EQ((*sinks)[1].kind, FaultKind::kSlowSink);
 
     auto listed = parse_fault_specs("pause:command,nats-kill,pause:command,clock:sagas", error);
     ASSERT_TRUE(listed);
