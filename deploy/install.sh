@@ -14,6 +14,9 @@ packages=(
     libfaketime
     # libFuzzer and the sanitizer runtimes clang links in (not always pulled in with it)
     clang-16 libfuzzer-16-dev libclang-rt-16-dev
+    # the deploy artifacts' offline checks: systemd-analyze for the units, PyYAML for the
+    # Kubernetes manifests (deploy/systemd/check.sh, deploy/kubernetes/check.py)
+    systemd python3-yaml
 )
 
 missing=()
