@@ -3,7 +3,7 @@
 
 - ordo.yaml: a Deployment for every service, each with its image, `serve <service>`, the
   shared ConfigMap and its own Secret, readiness on /readyz and liveness on /healthz at
-  its container port, resource requests and a memory limit, Prometheus scrape annotations
+  its container port behind a startup probe, resource requests and a memory limit, Prometheus scrape annotations
   on that port, a non-root read-only sandbox, and a PodDisruptionBudget selecting exactly
   its pods; the command and query APIs behind a Service; the migration Job.
 - monitoring.yaml: the PrometheusRule's groups identical to deploy/prometheus/alerts.yml,
@@ -18,7 +18,12 @@ import copy
 import pathlib
 import sys
 
-import yaml
+try:
+    import yaml
+except ImportError:  # ctest's skip code; deploy/install.sh installs python3-yaml
+    print("PyYAML not found; install the python3-yaml package (deploy/install.sh)",
+          file=sys.stderr)
+    sys.exit(77)
 
 HERE = pathlib.Path(__file__).resolve().parent
 ALERTS = HERE.parent / "prometheus" / "alerts.yml"
@@ -131,7 +136,8 @@ def check_ordo():
              f"{where}: ORDO_{service.upper()}_ADDR is not 0.0.0.0:{port}")
         ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
         need(ports.get("https") == port, f"{where}: container port https is not {port}")
-        for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        for probe, path in (("startupProbe", "/healthz"), ("readinessProbe", "/readyz"),
+                            ("livenessProbe", "/healthz")):
             get = c.get(probe, {}).get("httpGet", {})
             need(get.get("path") == path and get.get("port") in ("https", port) and
                  get.get("scheme") == "HTTPS", f"{where}: {probe} is not HTTPS {path} on {port}")
@@ -151,6 +157,7 @@ def check_ordo():
              f"{where}: no Prometheus scrape annotations for port {port}")
         mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
         need("/etc/ordo/tls" in mounts, f"{where}: the TLS Secret is not mounted")
+        need("/etc/ordo/pg-ca" in mounts, f"{where}: PostgreSQL's CA is not mounted")
         if service in API_SERVICES:
             need("/etc/ordo/tokens" in mounts, f"{where}: the token file is not mounted")
             svc = services.get(name)
@@ -160,9 +167,9 @@ def check_ordo():
         need(pdb is not None and pdb["spec"]["selector"]["matchLabels"] ==
              spec["selector"]["matchLabels"] and pdb["spec"].get("minAvailable", 0) >= 1,
              f"ordo.yaml: no PodDisruptionBudget keeping one {name} pod")
-    jobs = by_kind(docs, "Job")
-    job = jobs.get("ordo-migrate")
-    if need(job is not None, "ordo.yaml: no migration Job ordo-migrate"):
+    jobs = [j for name, j in by_kind(docs, "Job").items() if name.startswith("ordo-migrate")]
+    job = jobs[0] if len(jobs) == 1 else None
+    if need(job is not None, "ordo.yaml: not exactly one migration Job ordo-migrate-<release>"):
         c = job["spec"]["template"]["spec"]["containers"][0]
         need(c.get("args") == ["migrate"], "ordo.yaml: the Job does not run `ordo migrate`")
 

@@ -7,7 +7,7 @@
 # deploy/install.sh installs it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-binary=${1:?usage: check.sh ORDO_BINARY}
+binary=$(realpath "${1:?usage: check.sh ORDO_BINARY}")
 if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "systemd-analyze not found; install the systemd package (deploy/install.sh)" >&2
     exit 77

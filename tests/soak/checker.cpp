@@ -53,10 +53,21 @@ std::int64_t count(pqxx::connection& conn, const std::string& sql) {
     return tx.exec1(sql)[0].as<std::int64_t>();
 }
 
-// Settled: no order pending, no saga running, every projection checkpoint at the head of the
-// log in commit order, JetStream holding as many messages as the store has events.
-bool settled(pqxx::connection& conn, platform::jetstream::Client& nats, const std::string& stream) {
+// Settled: no order pending, no saga running, every projection (the webhook's too, when one
+// is expected) with a checkpoint in every partition and each at the head of the log in
+// commit order, JetStream holding as many messages as the store has events.
+bool settled(pqxx::connection& conn, platform::jetstream::Client& nats, const std::string& stream,
+             bool webhook) {
     if (count(conn, "SELECT count(*) FROM read.orders WHERE status = 'pending'") != 0) return false;
+    if (count(conn,
+              "SELECT count(*) FROM (SELECT projection FROM ordo.projection_checkpoints GROUP BY "
+              "projection HAVING count(*) < (SELECT partitions FROM ordo.topology)) AS partial") !=
+        0)
+        return false;
+    if (webhook && count(conn,
+                         "SELECT count(*) FROM ordo.projection_checkpoints WHERE projection = "
+                         "'webhook'") == 0)
+        return false;
     if (count(conn, "SELECT count(*) FROM read.sagas WHERE status = 'running'") != 0) return false;
     if (count(conn,
               "SELECT count(*) FROM ordo.projection_checkpoints c WHERE (c.transaction_id, "
@@ -87,7 +98,7 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
     const auto load_end = work.load_time;
     std::vector<std::string> invariants;
     for (;;) {
-        if (settled(conn, nats, stream) &&
+        if (settled(conn, nats, stream, !webhook.event_types.empty()) &&
             (invariants = testing::invariant_violations(db)).empty()) {
             result.settled_after = now() - load_end;
             break;

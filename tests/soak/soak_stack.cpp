@@ -57,8 +57,8 @@ SoakStack::SoakStack(const std::string& mode, bool nats_disk) {
     work_dir_ = (std::filesystem::temp_directory_path() / ("ordo-soak-" + db_.name())).string();
     std::filesystem::create_directories(work_dir_);
     webhook_log_ = work_dir_ + "/webhook.log";
-    if (nats_disk) mount_nats_store();
     try {
+        mount_nats_store(nats_disk);
         stream_ = "ORDO_SOAK_" + db_.name();
         prefix_ = "soak." + db_.name() + ".events";
         env_ = testing::spawned_service_env(db_);
@@ -160,37 +160,46 @@ bool soak_store_mounted(const std::string& dir) {
     }
     return false;
 }
-// Whether nats-server's JetStream answers its monitoring endpoint within a few seconds.
+// Whether nats-server's JetStream answers its monitoring endpoint within a few seconds, and
+// is enabled.
 bool jetstream_answers() {
     const auto port =
         static_cast<std::uint16_t>(std::stoi(testing::stack_setting("ORDO_NATS_MONITOR_PORT")));
     try {
+        // A JetStream that switched itself off still answers, saying so.
         testing::HttpClient monitor{"127.0.0.1", port, 5s};
-        return monitor.get("/jsz").status == 200;
+        const auto answer = monitor.get("/jsz");
+        return answer.status == 200 && !answer.json().value("disabled", false);
     } catch (const std::exception&) {
         return false;
     }
 }
 }  // namespace
 
-void SoakStack::mount_nats_store() {
+void SoakStack::mount_nats_store(bool mount) {
     const auto store =
         std::filesystem::weakly_canonical(testing::stack_setting("ORDO_STACK_DIR") + "/nats")
             .string();
+    // A soak that was killed left its filesystem over the store: take it away first, so that
+    // the tests after this one never run on a ballast-filled tmpfs.
+    const bool stale = soak_store_mounted(store);
+    if (!stale && !mount) return;
     testing::stack("nats-stop");
-    std::filesystem::create_directories(store);
     while (soak_store_mounted(store) && ::umount2(store.c_str(), MNT_DETACH) == 0) {
     }
-    if (::mount(kNatsStoreSource, store.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                kNatsStoreSize) != 0) {
-        const int error = errno;
-        testing::stack("nats-start");
-        throw std::runtime_error("cannot mount a filesystem for the NATS store on " + store + ": " +
-                                 std::strerror(error) +
-                                 " (the nats-disk-full fault needs root; leave it out with "
-                                 "--faults all,-nats-disk-full)");
+    if (mount) {
+        std::filesystem::create_directories(store);
+        if (::mount(kNatsStoreSource, store.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                    kNatsStoreSize) != 0) {
+            const int error = errno;
+            testing::stack("nats-start");
+            throw std::runtime_error("cannot mount a filesystem for the NATS store on " + store +
+                                     ": " + std::strerror(error) +
+                                     " (the nats-disk-full fault needs root; leave it out with "
+                                     "--faults all,-nats-disk-full)");
+        }
+        nats_store_ = store;  // from here on release() takes it away, whatever throws next
     }
-    nats_store_ = store;
     testing::stack("nats-start");
 }
 
@@ -220,9 +229,14 @@ void SoakStack::fill_disk() {
     if (::fstatvfs(fd, &fs) == 0 && fs.f_bavail > 0) {
         ::posix_fallocate(fd, 0, static_cast<off_t>(fs.f_bavail * fs.f_frsize));
     }
-    // Whatever fallocate left: page by page until the filesystem says it is full.
+    // Whatever fallocate left, after what it reserved: page by page until the filesystem
+    // says it is full.
+    ::lseek(fd, 0, SEEK_END);
     static const char page[4096] = {};
-    while (::write(fd, page, sizeof page) > 0) {
+    for (;;) {
+        const auto n = ::write(fd, page, sizeof page);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
     }
     ::close(fd);
 }

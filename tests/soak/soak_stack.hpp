@@ -62,7 +62,9 @@ class SoakStack {
     // Every process ended, the NATS store moved back, the work directory removed.
     void release() noexcept;
     void terminate_service_connections();
-    void mount_nats_store();
+    // With `mount`, the NATS store onto a filesystem of its own; either way, away from one
+    // a killed soak left behind.
+    void mount_nats_store(bool mount);
     void unmount_nats_store() noexcept;
     // Fills the NATS store's filesystem to the last byte (a ballast file); empty_disk()
     // removes it.
