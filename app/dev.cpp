@@ -1,11 +1,14 @@
 // `ordo dev`: the local stack (PostgreSQL and NATS, through deploy/stack.sh) with every chosen
 // `ordo serve` component on it, each restarted when it dies; one stop signal ends them all.
+// `ordo dev --ha`: the same on the highly available cluster (deploy/cluster.sh), two
+// instances of every component, the Command and Query APIs behind HAProxy.
 
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <map>
 #include <thread>
@@ -43,6 +46,34 @@ std::string self_path() {
     auto n = readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (n <= 0) return "ordo";
     return std::string(buf, static_cast<std::size_t>(n));
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        auto end = text.find(',', start);
+        if (end == std::string::npos) end = text.size();
+        if (end > start) out.push_back(text.substr(start, end - start));
+        start = end + 1;
+    }
+    return out;
+}
+
+// ORDO_HA_<SERVICE>_ADDRS, as deploy/cluster.sh writes them into stack.env.
+std::string ha_addresses_variable(const std::string& service) {
+    std::string name = "ORDO_HA_";
+    for (char c : service) name.push_back(static_cast<char>(std::toupper(c)));
+    return name + "_ADDRS";
+}
+
+// The host:port list of a PostgreSQL URL (what lies between '@' and the next '/'), without
+// the password.
+std::string hosts_of(const std::string& url) {
+    auto at = url.find('@');
+    if (at == std::string::npos) return "?";
+    auto slash = url.find('/', at);
+    return url.substr(at + 1, slash == std::string::npos ? std::string::npos : slash - at - 1);
 }
 
 // Keeps the services running: restarts one that dies, with a growing pause.
@@ -94,7 +125,10 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
 
     // The query service redirects the moved admin routes to wherever the Command API is.
     // Every child serves HTTPS when the TLS files are set, the Command API included.
-    if (!platform::env("ORDO_COMMAND_URL")) {
+    if (options.ha) {
+        if (auto url = platform::env("ORDO_HA_COMMAND_URL"))
+            ::setenv("ORDO_COMMAND_URL", url->c_str(), 0);
+    } else if (!platform::env("ORDO_COMMAND_URL")) {
         auto address = platform::env("ORDO_COMMAND_ADDR").value_or("127.0.0.1:8080");
         const bool tls = platform::env("ORDO_TLS_CERT_FILE").value_or("") != "";
         if (tls || address.rfind("127.", 0) == 0) {  // plain http only on loopback
@@ -108,7 +142,26 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
         std::vector<std::string> argv{exe, "serve", service};
         const bool serves_api = service == "command" || service == "query";
         if (serves_api && open_api) argv.push_back("--insecure-no-auth");
-        children.push_back(Child{service, argv});
+        if (!options.ha) {
+            children.push_back(Child{service, argv});
+            continue;
+        }
+        // Two instances, on the addresses the cluster's HAProxy (command, query) and
+        // monitoring expect.
+        const auto variable = ha_addresses_variable(service);
+        auto addresses = split_list(platform::env(variable.c_str()).value_or(""));
+        if (addresses.size() != 2) {
+            log.error("the cluster's settings name no two addresses for a service",
+                      {{"service", service}, {"variable", variable}});
+            stop_stack();
+            return 1;
+        }
+        for (std::size_t i = 0; i < addresses.size(); ++i) {
+            auto instance = argv;
+            instance.push_back("--address");
+            instance.push_back(addresses[i]);
+            children.push_back(Child{service + "-" + std::to_string(i), instance});
+        }
     }
     for (auto& c : children) c.pid = spawn(c.argv);
     if (options.monitoring && run_to_end({"/bin/bash", options.monitoring_script, "start"}) != 0) {
@@ -116,11 +169,22 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
                   {{"script", options.monitoring_script}});
     }
 
-    log.info("ordo dev is up; Ctrl-C stops everything",
-             {{"postgres", "127.0.0.1:" + platform::env("ORDO_PG_PORT").value_or("?")},
-              {"nats", platform::env("ORDO_NATS_URL").value_or("?")},
-              {"services", options.services},
-              {"data_dir", options.data_dir}});
+    if (options.ha) {
+        log.info("ordo dev --ha is up; Ctrl-C stops everything",
+                 {{"command_api", platform::env("ORDO_HA_COMMAND_URL").value_or("?")},
+                  {"query_api", platform::env("ORDO_HA_QUERY_URL").value_or("?")},
+                  {"haproxy_stats", platform::env("ORDO_HA_STATS_URL").value_or("?")},
+                  {"postgres", hosts_of(platform::env("ORDO_PG_ADMIN_URL").value_or(""))},
+                  {"nats", platform::env("ORDO_NATS_URL").value_or("?")},
+                  {"services", options.services},
+                  {"data_dir", options.data_dir}});
+    } else {
+        log.info("ordo dev is up; Ctrl-C stops everything",
+                 {{"postgres", "127.0.0.1:" + platform::env("ORDO_PG_PORT").value_or("?")},
+                  {"nats", platform::env("ORDO_NATS_URL").value_or("?")},
+                  {"services", options.services},
+                  {"data_dir", options.data_dir}});
+    }
 
     for (;;) {
         timespec tick{0, 200'000'000};

@@ -54,6 +54,17 @@ void add_nats_options(CLI::App* app, platform::nats::ClientSettings& settings,
         ->envname("ORDO_NATS_CA_FILE");
 }
 
+// `--nats-replicas`: how many copies of what the service creates in JetStream (the event
+// stream, the breaker bucket) a cluster keeps; 3 on a three-node cluster.
+void add_replicas_option(CLI::App* app, int& replicas, const std::string& what) {
+    app->add_option("--nats-replicas", replicas,
+                    what + " copies over a JetStream cluster (1 on a single server, 3 on a "
+                           "three-node cluster), set when created or updated")
+        ->envname("ORDO_NATS_REPLICAS")
+        ->check(CLI::Range(1, 5))
+        ->capture_default_str();
+}
+
 void require_nats(const platform::nats::ClientSettings& settings, const std::string& service) {
     if (settings.url.empty()) {
         throw CLI::RequiredError("--nats-url (or " + nats_url_variable(service) +
@@ -137,12 +148,23 @@ int main(int argc, char** argv) {
     dev->add_option("--stack-script", dev_options.stack_script, "The stack script")
         ->capture_default_str();
     dev->add_flag("--fresh", dev_options.fresh, "Wipe the data folder first");
+    dev->add_flag("--ha", dev_options.ha,
+                  "The highly available cluster instead: etcd, Patroni, three NATS nodes, "
+                  "HAProxy and two of every service (deploy/cluster.sh; data in .ordo/cluster)");
     dev_options.monitoring_script = std::string{ORDO_SOURCE_DIR} + "/deploy/monitoring.sh";
     dev->add_flag("--monitoring", dev_options.monitoring,
                   "Also run Prometheus and Alertmanager (deploy/monitoring.sh)");
     dev->add_flag("!--keep-stack", dev_options.stop_stack,
                   "Leave PostgreSQL and NATS running on exit");
     dev->callback([&] {
+        if (dev_options.ha) {
+            if (dev->count("--data-dir") == 0 && !platform::env("ORDO_STACK_DIR")) {
+                dev_options.data_dir = std::string{ORDO_SOURCE_DIR} + "/.ordo/cluster";
+            }
+            if (dev->count("--stack-script") == 0) {
+                dev_options.stack_script = std::string{ORDO_SOURCE_DIR} + "/deploy/cluster.sh";
+            }
+        }
         rc = app::run_dev(dev_options, platform::Logger::stderr_logger(
                                            "dev", platform::parse_log_level(log_level)));
     });
@@ -212,6 +234,8 @@ int main(int argc, char** argv) {
                      "NATS KV bucket the fleet shares breaker states in; empty: each alone")
         ->envname("ORDO_BREAKER_BUCKET")
         ->capture_default_str();
+    app::add_replicas_option(serve_projector, projector_options.nats_replicas,
+                             "The breaker bucket's");
     serve_projector
         ->add_option("--breaker-cool-down-ms", projector_options.breaker_cool_down_ms,
                      "First cool-down of an open breaker")
@@ -302,6 +326,7 @@ int main(int argc, char** argv) {
         ->envname("ORDO_NATS_MAX_AGE")
         ->check(CLI::Range(1, 87600))
         ->capture_default_str();
+    app::add_replicas_option(serve_relay, relay_options.nats_replicas, "The stream's");
     add_tls_options(serve_relay, relay_options.tls, false);
     serve_relay->callback([&] {
         app::require_nats(relay_options.nats, "relay");

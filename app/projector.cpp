@@ -72,7 +72,8 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     }
     if (!options.breaker_bucket.empty() && !options.nats.url.empty()) {
         breaker_store = std::make_unique<platform::KvBreakerStore>(
-            options.nats, options.breaker_bucket, log.with_component("breaker-store"));
+            options.nats, options.breaker_bucket, log.with_component("breaker-store"),
+            std::chrono::milliseconds{1000}, options.nats_replicas);
         runtime_options.breaker_store = breaker_store.get();
     }
     models = projections::traced(std::move(models), spans.get(), log.with_component("projection"));

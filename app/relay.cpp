@@ -29,6 +29,7 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
                         .subject_prefix = options.subject_prefix,
                         .duplicate_window = std::chrono::seconds(options.duplicate_window_seconds),
                         .max_age = std::chrono::hours(options.max_age_hours),
+                        .replicas = options.nats_replicas,
                         .instance = instance_name(),
                         .spans = spans.get()},
                        jetstream,

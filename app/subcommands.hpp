@@ -19,7 +19,10 @@ int run_migrate(const std::string& migrator_url, const platform::Logger& log);
 
 struct DevOptions {
     std::string data_dir;      // the stack's folder (Postgres cluster, NATS store)
-    std::string stack_script;  // deploy/stack.sh
+    std::string stack_script;  // deploy/stack.sh, or deploy/cluster.sh with `ha`
+    // The highly available cluster (deploy/cluster.sh) with two instances of every service,
+    // on the addresses its stack.env names (ORDO_HA_<SERVICE>_ADDRS).
+    bool ha = false;
     bool fresh = false;        // wipe the data first
     bool stop_stack = true;    // stop Postgres and NATS on exit
     // Also run Prometheus and Alertmanager (this script, start/stop) against the services.
@@ -59,6 +62,7 @@ struct ProjectorOptions {
     std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     std::string dead_letter_policy;  // "orders=halt,inventory=skip"; unnamed ones skip
     std::string breaker_bucket = "ordo_breakers";  // NATS KV bucket; empty: no sharing
+    int nats_replicas = 1;  // the bucket's copies over a JetStream cluster
     int breaker_cool_down_ms = 1000;
     int breaker_consecutive_failures = 5;
     int statement_timeout_ms = 5000;
@@ -83,6 +87,7 @@ struct RelayServeOptions {
     std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     int duplicate_window_seconds = 120;
     int max_age_hours = 168;
+    int nats_replicas = 1;  // the stream's copies over a JetStream cluster
     ListenerTls tls;
 };
 

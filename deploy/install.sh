@@ -17,6 +17,8 @@ packages=(
     # the deploy artifacts' offline checks: systemd-analyze for the units, PyYAML for the
     # Kubernetes manifests (deploy/systemd/check.sh, deploy/kubernetes/check.py)
     systemd python3-yaml
+    # the highly available cluster (deploy/cluster.sh, `ordo dev --ha`, the HA fault test)
+    patroni python3-etcd etcd-server etcd-client haproxy curl
 )
 
 missing=()

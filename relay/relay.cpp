@@ -228,7 +228,8 @@ bool Relay::Impl::publish_stream_config() {
         client.ensure_stream({.name = options.stream,
                               .subjects = {options.subject_prefix + ".>"},
                               .duplicate_window = options.duplicate_window,
-                              .max_age = options.max_age});
+                              .max_age = options.max_age,
+                              .replicas = options.replicas});
         return true;
     } catch (const std::exception& e) {
         auto f = fields();

@@ -27,6 +27,7 @@ struct RelayOptions {
     std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     std::chrono::seconds duplicate_window{120};
     std::chrono::hours max_age{168};
+    int replicas = 1;  // the stream's copies over a JetStream cluster
     std::size_t batch = 500;                          // events read and published per round
     std::size_t window = 256;                         // unacknowledged publishes at once
     std::chrono::milliseconds poll_interval{500};     // when no NOTIFY arrives

@@ -38,6 +38,7 @@ struct KvBreakerStore::Impl {
     Logger log;
     std::string bucket;
     std::chrono::milliseconds timeout{};
+    int replicas = 1;
     natsOptions* options = nullptr;
     natsConnection* conn = nullptr;
     jsCtx* js = nullptr;
@@ -55,6 +56,7 @@ struct KvBreakerStore::Impl {
         kvConfig_Init(&config);
         config.Bucket = bucket.c_str();
         config.History = 1;
+        config.Replicas = replicas;
         status = js_CreateKeyValue(&kv, js, &config);
         if (status != NATS_OK) {
             kv = nullptr;
@@ -65,10 +67,11 @@ struct KvBreakerStore::Impl {
 };
 
 KvBreakerStore::KvBreakerStore(const nats::ClientSettings& nats, std::string bucket, Logger log,
-                               std::chrono::milliseconds timeout)
+                               std::chrono::milliseconds timeout, int replicas)
     : impl_{std::make_unique<Impl>(std::move(log))} {
     impl_->bucket = std::move(bucket);
     impl_->timeout = timeout;
+    impl_->replicas = replicas;
     natsOptions_Create(&impl_->options);
     try {
         nats::apply(impl_->options, nats);

@@ -18,8 +18,10 @@ namespace ordo::platform {
 // fall back to their local state. Thread-safe.
 class KvBreakerStore final : public BreakerStore {
    public:
+    // `replicas`: the bucket's copies over a JetStream cluster, when this store creates it.
     KvBreakerStore(const nats::ClientSettings& nats, std::string bucket, Logger log,
-                   std::chrono::milliseconds timeout = std::chrono::milliseconds{1000});
+                   std::chrono::milliseconds timeout = std::chrono::milliseconds{1000},
+                   int replicas = 1);
     ~KvBreakerStore() override;
     KvBreakerStore(const KvBreakerStore&) = delete;
     KvBreakerStore& operator=(const KvBreakerStore&) = delete;

@@ -237,6 +237,7 @@ void Client::ensure_stream(const StreamConfig& config) {
     sc.MaxAge = std::chrono::duration_cast<std::chrono::nanoseconds>(config.max_age).count();
     sc.Duplicates =
         std::chrono::duration_cast<std::chrono::nanoseconds>(config.duplicate_window).count();
+    sc.Replicas = config.replicas;
 
     jsStreamInfo* info = nullptr;
     jsErrCode code{};

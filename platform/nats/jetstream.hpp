@@ -36,6 +36,9 @@ struct StreamConfig {
     std::vector<std::string> subjects;
     std::chrono::seconds duplicate_window{120};  // Nats-Msg-Id deduplication
     std::chrono::hours max_age{168};
+    // Copies kept over a JetStream cluster's nodes (R3 survives the loss of one node); a
+    // single server holds 1.
+    int replicas = 1;
 };
 
 // One NATS connection with a JetStream context. It reconnects by itself, forever; calls made

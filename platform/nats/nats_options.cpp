@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string_view>
+#include <vector>
 
 namespace ordo::platform::nats {
 namespace {
@@ -61,8 +62,33 @@ std::string redacted(const std::string& url) {
     return out;
 }
 
+namespace {
+// Every URL of a comma-separated list, blanks around each trimmed.
+std::vector<std::string> urls_of(std::string_view list) {
+    std::vector<std::string> out;
+    for (;;) {
+        auto end = list.find(',');
+        auto url = list.substr(0, end);
+        while (!url.empty() && url.front() == ' ') url.remove_prefix(1);
+        while (!url.empty() && url.back() == ' ') url.remove_suffix(1);
+        if (!url.empty()) out.emplace_back(url);
+        if (end == std::string_view::npos) return out;
+        list.remove_prefix(end + 1);
+    }
+}
+}  // namespace
+
 void apply(natsOptions* options, const ClientSettings& settings) {
-    natsOptions_SetURL(options, settings.url.c_str());
+    // natsOptions_SetURL takes one URL; a cluster's list goes in as the server pool, which
+    // cnats connects and reconnects to in turn (each URL with its own credentials).
+    const auto urls = urls_of(settings.url);
+    if (urls.size() <= 1) {
+        natsOptions_SetURL(options, settings.url.c_str());
+    } else {
+        std::vector<const char*> servers;
+        for (const auto& url : urls) servers.push_back(url.c_str());
+        natsOptions_SetServers(options, servers.data(), static_cast<int>(servers.size()));
+    }
     auto first = parts_of(first_url(settings.url));
     // cnats reads no scheme: a tls:// URL has to ask for TLS itself.
     const bool secure = first.scheme == "tls" || !settings.ca_file.empty();
