@@ -125,9 +125,36 @@ etcd_healthy() {
 
 # --- PostgreSQL under Patroni ---------------------------------------------------------------
 
-# Patroni's configuration of member $1. Synchronous mode: a commit returns only once the
-# standby has it, and only a synchronous standby may be promoted, so a failover loses no
-# acknowledged commit. ttl 10 s with a 2 s loop: a lost primary is replaced in about 10 s.
+# The cluster-wide settings Patroni keeps in etcd, as JSON (YAML takes it as it is). Synchronous
+# mode: a commit returns only once the standby has it, and only a synchronous standby may be
+# promoted, so a failover loses no acknowledged commit. remote_apply: the standby has also
+# applied it, so whatever a commit made (a new database too) is there when a client's
+# connection tries the standby first: libpq moves on to the next host of a multi-host URL when
+# a server is not the primary, but stops at a server's error such as a database that does not
+# exist there yet. ttl 10 s with a 2 s loop: a lost primary is replaced in about 10 s.
+dcs_config() {
+    cat <<JSON | tr -d ' \n'
+{"ttl": 10, "loop_wait": 2, "retry_timeout": 3, "maximum_lag_on_failover": 1048576,
+ "synchronous_mode": true,
+ "postgresql": {"use_pg_rewind": true, "use_slots": true, "parameters": {
+   "synchronous_commit": "remote_apply", "max_connections": 400, "shared_buffers": "256MB",
+   "max_prepared_transactions": 64, "max_wal_senders": 10, "max_replication_slots": 10,
+   "wal_keep_size": "256MB", "idle_in_transaction_session_timeout": "60s",
+   "log_min_messages": "warning"}}}
+JSON
+}
+
+# The settings above on a cluster bootstrapped before they changed (Patroni takes them from
+# its bootstrap section only once).
+patroni_configure() {
+    local m
+    m=$(primary) || die "no PostgreSQL primary to configure"
+    curl -sf --max-time 10 -o /dev/null -u "patroni:$patroni_api" -X PATCH \
+        -H 'Content-Type: application/json' -d "$(dcs_config)" \
+        "http://127.0.0.1:$(patroni_port "$m")/config" || die "Patroni refused its settings"
+}
+
+# Patroni's configuration of member $1.
 patroni_config() {
     local m=$1 data="$pg_home/$1"
     local ssl="sslmode: verify-full
@@ -150,24 +177,7 @@ etcd3:
   protocol: https
   cacert: $tls/ca.crt
 bootstrap:
-  dcs:
-    ttl: 10
-    loop_wait: 2
-    retry_timeout: 3
-    maximum_lag_on_failover: 1048576
-    synchronous_mode: true
-    postgresql:
-      use_pg_rewind: true
-      use_slots: true
-      parameters:
-        max_connections: 400
-        shared_buffers: 256MB
-        max_prepared_transactions: 64
-        max_wal_senders: 10
-        max_replication_slots: 10
-        wal_keep_size: 256MB
-        idle_in_transaction_session_timeout: 60s
-        log_min_messages: warning
+  dcs: $(dcs_config)
   initdb:
     - encoding: UTF8
     - no-locale
@@ -272,6 +282,7 @@ pg_start_all() {
     wait_for "a PostgreSQL primary" 120 has_primary
     wait_for "PostgreSQL ready for writes" 60 \
         bash -c "PGPASSWORD='$admin' psql '$(pg_url_of)' -Atqc 'select 1' >/dev/null 2>&1"
+    patroni_configure
     apply_roles "$(pg_url_of)"
     wait_for "the PostgreSQL standby in sync" 180 pg_in_sync
 }
@@ -439,6 +450,7 @@ write_cluster_env() {
         "ORDO_NATS_MONITOR_PORT=$(nats_monitor_port 0)" \
         "ORDO_STACK_TOPOLOGY=ha" \
         "ORDO_STACK_SCRIPT=$root/deploy/cluster.sh" \
+        "ORDO_CLUSTER_BASE_PORT=$base" \
         "ORDO_NATS_REPLICAS=3" \
         "ORDO_HA_COMMAND_URL=http://127.0.0.1:$haproxy_command" \
         "ORDO_HA_QUERY_URL=http://127.0.0.1:$haproxy_query" \
@@ -515,7 +527,7 @@ case ${1:-} in
     pg-primary-kill)
         m=$(primary) || die "no primary to kill"
         pg_kill_member "$m"
-        echo "$m"
+        say "killed pg$m, the primary"
         ;;
     nats-node-kill)
         [[ ${2:-} =~ ^[0-2]$ ]] || die "usage: cluster.sh nats-node-kill <0-2>"

@@ -60,6 +60,12 @@ Message to_message(natsMsg* msg) {
         }
         std::free(static_cast<void*>(keys));
     }
+    if (jsMsgMetaData* meta = nullptr; natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+        out.stored = std::chrono::system_clock::time_point{
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                std::chrono::nanoseconds{meta->Timestamp})};
+        jsMsgMetaData_Destroy(meta);
+    }
     return out;
 }
 

@@ -29,6 +29,8 @@ struct Message {
     std::string subject;
     std::map<std::string, std::string> headers;
     std::string data;
+    // When the stream stored it: set on messages delivered from a stream, else the epoch.
+    std::chrono::system_clock::time_point stored{};
 };
 
 struct StreamConfig {

@@ -11,6 +11,7 @@
 
 #include <pqxx/pqxx>
 
+#include "platform/core/utc_time.hpp"
 #include "platform/nats/jetstream.hpp"
 #include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
@@ -209,6 +210,12 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
                 ++messages;
                 if (auto it = m.headers.find("nats-msg-id"); it != m.headers.end())
                     ids.insert(it->second);
+                if (auto it = m.headers.find("ordo-recorded-at"); it != m.headers.end()) {
+                    if (auto recorded = platform::parse_utc(it->second)) {
+                        result.publish_delays.emplace_back(
+                            *recorded, std::chrono::duration_cast<Millis>(m.stored - *recorded));
+                    }
+                }
             });
         // Read all the stream holds (nothing more comes once settled), 60 s at most.
         std::int64_t held = -1;

@@ -2,9 +2,11 @@
 // clients were told is checked against the store, the read models and JetStream.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/soak/schedule.hpp"
@@ -34,6 +36,9 @@ struct CheckResult {
     std::int64_t jetstream_messages = 0;
     std::int64_t webhook_events = 0;      // stored events of the types the webhook forwards
     std::int64_t webhook_deliveries = 0;  // deliveries the receiver logged, redeliveries too
+    // Per JetStream message: when its event was appended (recorded_at, wall clock) and how
+    // long until the stream stored it.
+    std::vector<std::pair<std::chrono::system_clock::time_point, Millis>> publish_delays;
 };
 
 // What the webhook receiver is to have seen: the event types forwarded (comma-separated, as

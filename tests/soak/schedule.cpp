@@ -31,8 +31,32 @@ std::string FaultSpec::name() const {
             return "slow-sink";
         case FaultKind::kNatsDiskFull:
             return "nats-disk-full";
+        case FaultKind::kNatsNode:
+            return "nats-node";
+        case FaultKind::kPgFailover:
+            return "pg-failover";
     }
     return "?";
+}
+
+bool applies_to(FaultKind kind, Topology topology) {
+    switch (kind) {
+        case FaultKind::kNatsRestart:
+        case FaultKind::kNatsKill:
+        case FaultKind::kPgFast:
+        case FaultKind::kPgImmediate:
+        case FaultKind::kNatsDiskFull:
+            return topology == Topology::kSingle;
+        case FaultKind::kNatsNode:
+        case FaultKind::kPgFailover:
+            return topology == Topology::kCluster;
+        default:
+            return true;
+    }
+}
+
+int targets_of(FaultKind kind) {
+    return kind == FaultKind::kNatsNode ? 3 : 2;
 }
 
 std::vector<FaultSpec> all_fault_specs() {
@@ -42,7 +66,8 @@ std::vector<FaultSpec> all_fault_specs() {
     }
     for (auto kind : {FaultKind::kNatsRestart, FaultKind::kNatsKill, FaultKind::kPgFast,
                       FaultKind::kPgImmediate, FaultKind::kPgTerminate, FaultKind::kWebhookDown,
-                      FaultKind::kSlowSink, FaultKind::kNatsDiskFull}) {
+                      FaultKind::kSlowSink, FaultKind::kNatsDiskFull, FaultKind::kNatsNode,
+                      FaultKind::kPgFailover}) {
         all.push_back({kind, ""});
     }
     return all;
@@ -110,7 +135,8 @@ std::vector<PlannedFault> plan_faults(const std::vector<FaultSpec>& kinds,
         const auto length = between(options.min_length, options.max_length);
         if (at + length > options.duration) break;
         const auto& spec = kinds[n < round.size() ? round[n] : random() % kinds.size()];
-        const int instance = static_cast<int>(random() % 2);
+        // One draw per fault whatever its kind, so that a seed's plan keeps its times.
+        const int instance = static_cast<int>(random() % static_cast<unsigned>(targets_of(spec.kind)));
         plan.push_back({at, length, spec, instance});
         at += length + between(options.min_gap, options.max_gap);
     }
@@ -123,9 +149,23 @@ std::string seconds_text(Millis t) {
     return text;
 }
 
-OutageFigures outages_of_fault(const std::vector<Outage>& outages, Millis began, Millis ended,
+Millis longest_publish_delay(const std::vector<PublishDelay>& delays, Millis began,
+                             Millis next_began) {
+    Millis longest{0};
+    for (const auto& d : delays) {
+        if (d.recorded >= began && d.recorded < next_began) longest = std::max(longest, d.delay);
+    }
+    return longest;
+}
+
+OutageFigures outages_of_fault(const std::vector<Outage>& outages,
+                               const std::vector<FailedAttempt>& failed, Millis began, Millis ended,
                                Millis next_began) {
     OutageFigures figures;
+    for (const auto& f : failed) {
+        if (f.at < began || f.at >= next_began) continue;
+        ++(f.status == 503 ? figures.answered_503 : figures.other_failures);
+    }
     for (const auto& o : outages) {
         if (o.from < began || o.from >= next_began) continue;
         figures.longest = std::max(figures.longest, o.to - o.from);

@@ -5,7 +5,8 @@
 //
 // It runs against the local test stack (deploy/stack.sh; ORDO_STACK_DIR and the ports as for
 // the tests) and restarts its PostgreSQL and nats-server: nothing else may use that stack
-// meanwhile. See docs/reliability.md.
+// meanwhile. Pointed at the highly available cluster (ORDO_STACK_DIR of deploy/cluster.sh),
+// it kills NATS nodes and the PostgreSQL primary instead. See docs/reliability.md.
 #include <CLI/CLI.hpp>
 
 #include <unistd.h>
@@ -16,7 +17,6 @@
 #include <map>
 #include <random>
 #include <thread>
-#include <tuple>
 
 #include "tests/soak/checker.hpp"
 #include "tests/soak/schedule.hpp"
@@ -68,6 +68,20 @@ int main(int argc, char** argv) try {
     }
     // The disk-full fault mounts a filesystem, which only root may: without root it is left
     // out, and said so, rather than failing the run.
+    // The kinds the stack has no target for (a single server's stop on the cluster, a node of
+    // the cluster on the single stack) are left out, and said so.
+    const auto topology = stack_topology();
+    std::string left_out;
+    std::erase_if(*kinds, [&](const FaultSpec& s) {
+        if (applies_to(s.kind, topology)) return false;
+        left_out += (left_out.empty() ? "" : ", ") + s.name();
+        return true;
+    });
+    if (!left_out.empty()) {
+        std::printf("soak: left out on this %s: %s\n",
+                    topology == Topology::kCluster ? "cluster" : "single-server stack",
+                    left_out.c_str());
+    }
     const auto is_disk_full = [](const FaultSpec& s) { return s.kind == FaultKind::kNatsDiskFull; };
     if (::geteuid() != 0 && std::any_of(kinds->begin(), kinds->end(), is_disk_full)) {
         std::erase_if(*kinds, is_disk_full);
@@ -94,6 +108,7 @@ int main(int argc, char** argv) try {
     const bool nats_disk = std::any_of(kinds->begin(), kinds->end(), is_disk_full);
     SoakStack stack{mode, nats_disk};
     const auto start = std::chrono::steady_clock::now();
+    const auto wall_start = std::chrono::system_clock::now();
     const std::function<Millis()> now = [start] {
         return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
     };
@@ -127,7 +142,8 @@ int main(int argc, char** argv) try {
 
     const WorkloadOptions workload{
         .seed = seed, .clients = clients, .rate = rate, .duration = Millis{duration_s * 1000}};
-    auto work = run_workload(workload, stack.ports("command"), stack.ports("query"), now);
+    auto work =
+        run_workload(workload, stack.client_ports("command"), stack.client_ports("query"), now);
     injector.join();
     stack.ensure_all_up();
     auto result = check(stack.database(), stack.stream(), stack.subjects(),
@@ -177,27 +193,48 @@ int main(int argc, char** argv) try {
     figure("effects duplicated (must be 0)", std::to_string(result.duplicated));
     // Per fault kind: how often, the longest stretch a client got no answer (503s, timeouts,
     // refused connections) that began under such a fault, and the longest it went on after
-    // the fault was undone.
-    std::printf("\n%-20s %6s %24s %24s\n", "fault", "count", "longest without answer",
-                "recovered after undone");
-    std::map<std::string, std::tuple<int, Millis, Millis>> by_kind;
+    // the fault was undone; the command attempts that failed under it, 503s and the others
+    // (timeouts, refused connections, 502, 504), all retried.
+    // And how long publishing to JetStream stalled: the longest an event appended under the
+    // fault took to be stored in the stream.
+    std::vector<PublishDelay> delays;
+    for (const auto& [recorded, delay] : result.publish_delays) {
+        delays.push_back(
+            {std::chrono::duration_cast<Millis>(recorded - wall_start), delay});
+    }
+    std::printf("\n%-20s %6s %24s %24s %8s %10s %18s\n", "fault", "count",
+                "longest without answer", "recovered after undone", "503s", "no answer",
+                "publish stalled");
+    struct KindFigures {
+        int count = 0;
+        OutageFigures worst;  // longest and recovery: the worst; attempts: the sum
+        Millis publish_stalled{0};
+    };
+    std::map<std::string, KindFigures> by_kind;
     for (std::size_t i = 0; i < done.size(); ++i) {
         const auto& f = done[i];
         const auto next = i + 1 < done.size() ? done[i + 1].began : Millis::max();
-        const auto figures = outages_of_fault(work.outages, f.began, f.ended, next);
-        auto& [n, longest, recovered] = by_kind[f.planned.spec.name()];
-        ++n;
-        longest = std::max(longest, figures.longest);
-        recovered = std::max(recovered, figures.recovered_after);
+        const auto figures =
+            outages_of_fault(work.outages, work.failed_attempts, f.began, f.ended, next);
+        auto& kind = by_kind[f.planned.spec.name()];
+        ++kind.count;
+        kind.worst.longest = std::max(kind.worst.longest, figures.longest);
+        kind.worst.recovered_after = std::max(kind.worst.recovered_after, figures.recovered_after);
+        kind.worst.answered_503 += figures.answered_503;
+        kind.worst.other_failures += figures.other_failures;
+        kind.publish_stalled =
+            std::max(kind.publish_stalled, longest_publish_delay(delays, f.began, next));
     }
-    for (const auto& [name, figures] : by_kind) {
-        std::printf("%-20s %6d %24s %24s\n", name.c_str(), std::get<0>(figures),
-                    seconds_text(std::get<1>(figures)).c_str(),
-                    seconds_text(std::get<2>(figures)).c_str());
+    for (const auto& [name, kind] : by_kind) {
+        std::printf("%-20s %6d %24s %24s %8d %10d %18s\n", name.c_str(), kind.count,
+                    seconds_text(kind.worst.longest).c_str(),
+                    seconds_text(kind.worst.recovered_after).c_str(), kind.worst.answered_503,
+                    kind.worst.other_failures, seconds_text(kind.publish_stalled).c_str());
     }
     for (const auto& spec : *kinds) {
         if (!by_kind.contains(spec.name()))
-            std::printf("%-20s %6d %24s %24s\n", spec.name().c_str(), 0, "-", "-");
+            std::printf("%-20s %6d %24s %24s %8s %10s %18s\n", spec.name().c_str(), 0, "-", "-",
+                        "-", "-", "-");
     }
     if (result.violations.empty()) {
         std::printf("\nsoak: every check passed\n");

@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -47,13 +48,34 @@ std::string receiver_binary() {
         .string();
 }
 
+// The port of a "host:port" or "http://host:port" address.
+std::uint16_t port_of(const std::string& address) {
+    return static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+}
+
+// The cluster's two addresses of a service that HAProxy forwards to (ORDO_HA_<SERVICE>_ADDRS).
+std::vector<std::uint16_t> cluster_ports(const std::string& service) {
+    std::string variable = "ORDO_HA_";
+    for (char c : service) variable.push_back(static_cast<char>(std::toupper(c)));
+    variable += "_ADDRS";
+    const auto list = testing::stack_setting(variable.c_str());
+    const auto comma = list.find(',');
+    return {port_of(list.substr(0, comma)), port_of(list.substr(comma + 1))};
+}
+
 // The NATS store's filesystem: big enough for hours of soak, small enough to fill in a moment.
 constexpr const char* kNatsStoreSize = "size=1g,mode=0700";
 constexpr const char* kNatsStoreSource = "ordo-soak-nats";
 
 }  // namespace
 
-SoakStack::SoakStack(const std::string& mode, bool nats_disk) {
+Topology stack_topology() {
+    return testing::find_stack_setting("ORDO_STACK_TOPOLOGY").value_or("") == "ha"
+               ? Topology::kCluster
+               : Topology::kSingle;
+}
+
+SoakStack::SoakStack(const std::string& mode, bool nats_disk) : topology_{stack_topology()} {
     work_dir_ = (std::filesystem::temp_directory_path() / ("ordo-soak-" + db_.name())).string();
     std::filesystem::create_directories(work_dir_);
     webhook_log_ = work_dir_ + "/webhook.log";
@@ -83,12 +105,20 @@ SoakStack::SoakStack(const std::string& mode, bool nats_disk) {
             {"LD_PRELOAD", faketime_library()},
             {"FAKETIME_DONT_FAKE_MONOTONIC", "1"},
             {"FAKETIME_CACHE_DURATION", "1"}});
+        if (auto replicas = testing::find_stack_setting("ORDO_NATS_REPLICAS"))
+            env_["ORDO_NATS_REPLICAS"] = *replicas;
         receiver_.port = testing::free_port();
         env_["ORDO_WEBHOOK_URL"] = "http://127.0.0.1:" + std::to_string(receiver_.port) + "/hook";
         start_receiver();
         for (auto service : kServices) {
             auto& instances = services_[std::string{service}];
-            for (int i = 0; i < 2; ++i) instances.push_back({testing::free_port(), nullptr});
+            const bool behind_proxy = service == "command" || service == "query";
+            if (topology_ == Topology::kCluster && behind_proxy) {
+                for (auto port : cluster_ports(std::string{service}))
+                    instances.push_back({port, nullptr});
+            } else {
+                for (int i = 0; i < 2; ++i) instances.push_back({testing::free_port(), nullptr});
+            }
         }
         for (auto service : kServices) {
             for (int i = 0; i < 2; ++i) start(std::string{service}, i);
@@ -126,6 +156,12 @@ std::vector<std::uint16_t> SoakStack::ports(const std::string& service) const {
     std::vector<std::uint16_t> out;
     for (const auto& instance : services_.at(service)) out.push_back(instance.port);
     return out;
+}
+
+std::vector<std::uint16_t> SoakStack::client_ports(const std::string& service) const {
+    if (topology_ == Topology::kSingle) return ports(service);
+    return {port_of(testing::stack_setting(service == "command" ? "ORDO_HA_COMMAND_URL"
+                                                                   : "ORDO_HA_QUERY_URL"))};
 }
 
 void SoakStack::start(const std::string& service, int index) {
@@ -332,6 +368,12 @@ void SoakStack::begin(const PlannedFault& fault) {
                 throw std::logic_error("the NATS store has no disk of its own");
             fill_disk();
             return;
+        case FaultKind::kNatsNode:
+            testing::stack("nats-node-kill", {std::to_string(fault.instance)});
+            return;
+        case FaultKind::kPgFailover:
+            testing::stack("pg-primary-kill");
+            return;
     }
 }
 
@@ -379,6 +421,12 @@ std::string SoakStack::end(const PlannedFault& fault) {
                     remedy =
                         "JetStream hung after the space was freed: nats-server killed and started";
                 }
+                break;
+            case FaultKind::kNatsNode:
+            case FaultKind::kPgFailover:
+                // Whatever was killed started again, and the cluster whole: the old primary
+                // a synchronous standby, every NATS node current.
+                testing::stack("restore");
                 break;
         }
     }

@@ -1,6 +1,9 @@
 // The system under soak: two instances of every Ordo service as real processes over a fresh
 // database and a JetStream stream of their own, on the local test stack's PostgreSQL and
 // nats-server, a webhook receiver the projectors deliver to, and the faults done to them.
+// On the highly available cluster (deploy/cluster.sh, whose stack.env says
+// ORDO_STACK_TOPOLOGY=ha) the command and query instances listen where its HAProxy forwards
+// to, clients go through HAProxy, and the servers' faults are the cluster's.
 #pragma once
 
 #include <cstdint>
@@ -15,6 +18,9 @@
 #include "tests/support/test_database.hpp"
 
 namespace ordo::soak {
+
+// The test stack's topology, as its stack.env says (ORDO_STACK_TOPOLOGY=ha: the cluster).
+Topology stack_topology();
 
 class SoakStack {
    public:
@@ -32,12 +38,16 @@ class SoakStack {
     SoakStack(const SoakStack&) = delete;
     SoakStack& operator=(const SoakStack&) = delete;
 
+    Topology topology() const { return topology_; }
     const testing::TestDatabase& database() const { return db_; }
     const std::string& stream() const { return stream_; }
     // The subjects the relays publish on: <prefix>.>.
     std::string subjects() const { return prefix_ + ".>"; }
     // The two instances' ports of a service kind.
     std::vector<std::uint16_t> ports(const std::string& service) const;
+    // Where clients send a service's requests (command, query): the two instances, or on the
+    // cluster the one HAProxy frontend.
+    std::vector<std::uint16_t> client_ports(const std::string& service) const;
     // The receiver's log: one line per delivery, the webhook-id (the event's id).
     const std::string& webhook_log() const { return webhook_log_; }
 
@@ -75,6 +85,7 @@ class SoakStack {
     // clock ("+0" normally); clock faults write it.
     std::string clock_file(const std::string& service, int index) const;
 
+    Topology topology_ = Topology::kSingle;
     testing::TestDatabase db_;
     std::string work_dir_;  // clock files and the receiver's log
     std::string stream_;

@@ -54,6 +54,7 @@ class Client {
         std::lock_guard lock{mutex_};
         for (auto& c : done_) shared_.commands.push_back(std::move(c));
         for (auto& o : outages_) shared_.outages.push_back(o);
+        for (auto& f : failed_) shared_.failed_attempts.push_back(f);
         for (auto& u : unexpected_) shared_.unexpected.push_back(std::move(u));
         shared_.reads += reads_;
         shared_.reads_lagging += lagging_;
@@ -152,6 +153,7 @@ class Client {
                 done_.push_back(std::move(c));
                 return ok;
             }
+            failed_.push_back({now_(), status});
             if (!outage) outage = now_();
             if (now_() - c.first_sent > options_.give_up) {
                 outages_.push_back({*outage, now_()});
@@ -202,6 +204,7 @@ class Client {
     std::string token_;
     std::vector<CommandRecord> done_;
     std::vector<Outage> outages_;
+    std::vector<FailedAttempt> failed_;
     std::vector<std::string> unexpected_;
     std::int64_t reads_ = 0, lagging_ = 0, read_failures_ = 0;
 };

@@ -45,6 +45,9 @@ struct CommandRecord {
 struct WorkloadResult {
     std::vector<CommandRecord> commands;
     std::vector<Outage> outages;  // per client, stretches without an answer
+    // Every attempt of a command that a client had to make again: when, and its status (503,
+    // 502, 504; 0 for a timeout or a refused connection).
+    std::vector<FailedAttempt> failed_attempts;
     // Answers no client should ever see: 500s, and 4xx for well-formed commands.
     std::vector<std::string> unexpected;
     std::int64_t reads = 0, reads_lagging = 0, reads_failed = 0;

@@ -118,15 +118,20 @@ int run(const std::vector<std::string>& argv) {
     return p.wait(std::chrono::minutes(2)).value_or(-1);
 }
 
-void stack(const std::string& action) {
+void stack(const std::string& action, const std::vector<std::string>& arguments) {
     std::map<std::string, std::string> env;
-    for (const char* name :
-         {"ORDO_STACK_DIR", "ORDO_PG_PORT", "ORDO_NATS_PORT", "ORDO_NATS_MONITOR_PORT"}) {
-        env[name] = stack_setting(name);
+    for (const char* name : {"ORDO_STACK_DIR", "ORDO_PG_PORT", "ORDO_NATS_PORT",
+                             "ORDO_NATS_MONITOR_PORT", "ORDO_CLUSTER_BASE_PORT"}) {
+        if (auto value = find_stack_setting(name)) env[name] = *value;
     }
-    Process script{{"/bin/bash", std::string{ORDO_SOURCE_DIR} + "/deploy/stack.sh", action}, env};
-    if (int rc = script.wait(std::chrono::minutes(2)).value_or(-1); rc != 0) {
-        throw std::runtime_error("stack.sh " + action + " failed with " + std::to_string(rc));
+    const auto script = find_stack_setting("ORDO_STACK_SCRIPT")
+                            .value_or(std::string{ORDO_SOURCE_DIR} + "/deploy/stack.sh");
+    std::vector<std::string> argv{"/bin/bash", script, action};
+    argv.insert(argv.end(), arguments.begin(), arguments.end());
+    Process process{argv, env};
+    // A failover and the rejoin of the old primary take longer than a restart.
+    if (int rc = process.wait(std::chrono::minutes(5)).value_or(-1); rc != 0) {
+        throw std::runtime_error(script + " " + action + " failed with " + std::to_string(rc));
     }
 }
 

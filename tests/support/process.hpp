@@ -33,8 +33,10 @@ class Process {
 // Runs a command to its end; its exit status.
 int run(const std::vector<std::string>& argv);
 
-// deploy/stack.sh with the test stack's settings (pg-stop, pg-start, nats-kill, ...).
-void stack(const std::string& action);
+// The test stack's script with its settings: deploy/stack.sh (pg-stop, pg-start, nats-kill,
+// ...), or the script the stack's settings name (ORDO_STACK_SCRIPT: deploy/cluster.sh, with
+// nats-node-kill <n>, pg-primary-kill, restore). Throws when it fails.
+void stack(const std::string& action, const std::vector<std::string>& arguments = {});
 
 // The ordo binary under test.
 std::string ordo_binary();

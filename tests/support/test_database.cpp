@@ -12,7 +12,7 @@
 
 namespace ordo::testing {
 
-std::string stack_setting(const char* name) {
+std::optional<std::string> find_stack_setting(const char* name) {
     if (auto value = platform::env(name)) return *value;
     auto dir =
         platform::env("ORDO_STACK_DIR").value_or(std::string{ORDO_SOURCE_DIR} + "/.ordo/test");
@@ -21,6 +21,11 @@ std::string stack_setting(const char* name) {
         if (auto it = values.find(name); it != values.end()) return it->second;
     } catch (const std::exception&) {
     }
+    return std::nullopt;
+}
+
+std::string stack_setting(const char* name) {
+    if (auto value = find_stack_setting(name)) return *value;
     throw std::runtime_error(std::string{name} +
                              " is not set and no test stack was found; start one with "
                              "`ORDO_STACK_DIR=.ordo/test deploy/stack.sh start`");

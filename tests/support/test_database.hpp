@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 
 namespace ordo::testing {
@@ -11,6 +12,8 @@ namespace ordo::testing {
 // the stack's stack.env. A missing setting fails the test with a message saying how to
 // start the stack.
 std::string stack_setting(const char* name);
+// The same, nullopt when the setting is not there (the cluster's ORDO_HA_* on a single stack).
+std::optional<std::string> find_stack_setting(const char* name);
 
 // A fresh, migrated database for one test, dropped when the test ends. Every integration
 // test gets its own, so tests run in any order and in parallel.

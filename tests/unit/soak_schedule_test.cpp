@@ -16,12 +16,13 @@ TEST(SoakFaults, NamesParseAndUnknownOnesAreRefusedByName) {
     auto all = parse_fault_specs("all", error);
     ASSERT_TRUE(all);
     EXPECT_EQ(all->size(), all_fault_specs().size());
-    // kill, pause, clock of five services; three NATS; three PostgreSQL; two webhook receiver
-    EXPECT_EQ(all->size(), 23u);
+    // kill, pause, clock of five services; three NATS; three PostgreSQL; two webhook receiver;
+    // a NATS node and a PostgreSQL failover on the cluster
+    EXPECT_EQ(all->size(), 25u);
 
     auto some = parse_fault_specs("all,-pg-immediate,-kill:relay,-nats-disk-full", error);
     ASSERT_TRUE(some);
-    EXPECT_EQ(some->size(), 20u);
+    EXPECT_EQ(some->size(), 22u);
     for (const auto& s : *some) {
         EXPECT_NE(s.name(), "pg-immediate");
         EXPECT_NE(s.name(), "kill:relay");
@@ -97,7 +98,8 @@ TEST(SoakFaults, FaultsComeOneAtATimeWithTheirGapsAndEndWithinTheRun) {
         EXPECT_GE(plan[i].length, 500ms);
         EXPECT_LE(plan[i].length, 1500ms);
         EXPECT_LE(plan[i].at + plan[i].length, 60s);
-        EXPECT_TRUE(plan[i].instance == 0 || plan[i].instance == 1);
+        EXPECT_GE(plan[i].instance, 0);
+        EXPECT_LT(plan[i].instance, targets_of(plan[i].spec.kind));
         if (i > 0) {
             const auto gap = plan[i].at - (plan[i - 1].at + plan[i - 1].length);
             EXPECT_GE(gap, 1000ms);
@@ -115,18 +117,56 @@ TEST(SoakFaults, OutagesCountForTheFaultTheyBeganUnder) {
                                          {14000ms, 19000ms},   // during it, outlasting it
                                          {21000ms, 29000ms},   // after it ended, before the next
                                          {40000ms, 60000ms}};  // under the next fault
-    const auto f = outages_of_fault(outages, 10000ms, 15000ms, 35000ms);
+    const auto f = outages_of_fault(outages, {}, 10000ms, 15000ms, 35000ms);
     EXPECT_EQ(f.longest, 8000ms);
     EXPECT_EQ(f.recovered_after, 14000ms);
-    const auto g = outages_of_fault(outages, 10000ms, 15000ms, 20000ms);
+    const auto g = outages_of_fault(outages, {}, 10000ms, 15000ms, 20000ms);
     EXPECT_EQ(g.longest, 5000ms);
     EXPECT_EQ(g.recovered_after, 4000ms);
-    const auto quiet = outages_of_fault(outages, 2000ms, 3000ms, 9000ms);
+    const auto quiet = outages_of_fault(outages, {}, 2000ms, 3000ms, 9000ms);
     EXPECT_EQ(quiet.longest, 0ms);
     EXPECT_EQ(quiet.recovered_after, 0ms);
-    const auto early = outages_of_fault({{1000ms, 1200ms}}, 1000ms, 5000ms, 9000ms);
+    const auto early = outages_of_fault({{1000ms, 1200ms}}, {}, 1000ms, 5000ms, 9000ms);
     EXPECT_EQ(early.longest, 200ms);
     EXPECT_EQ(early.recovered_after, 0ms) << "an outage over before the fault ended";
+
+    // Failed attempts count for the fault they came under, 503s apart from the rest.
+    const std::vector<FailedAttempt> failed = {
+        {9000ms, 503}, {10000ms, 503}, {12000ms, 0}, {16000ms, 503}, {19000ms, 504}, {20000ms, 503}};
+    const auto counted = outages_of_fault(outages, failed, 10000ms, 15000ms, 20000ms);
+    EXPECT_EQ(counted.answered_503, 2);
+    EXPECT_EQ(counted.other_failures, 2);
+}
+
+TEST(SoakFaults, PublishingStalledIsTheLongestDelayOfEventsAppendedUnderTheFault) {
+    const std::vector<PublishDelay> delays = {
+        {9000ms, 9000ms}, {10000ms, 40ms}, {12000ms, 7000ms}, {19999ms, 300ms}, {20000ms, 9000ms}};
+    EXPECT_EQ(longest_publish_delay(delays, 10000ms, 20000ms), 7000ms);
+    EXPECT_EQ(longest_publish_delay(delays, 13000ms, 20000ms), 300ms);
+    EXPECT_EQ(longest_publish_delay(delays, 30000ms, 40000ms), 0ms);
+}
+
+TEST(SoakFaults, EachTopologyTakesTheFaultsItHasTargetsFor) {
+    int single = 0, cluster = 0;
+    for (const auto& spec : all_fault_specs()) {
+        single += applies_to(spec.kind, Topology::kSingle) ? 1 : 0;
+        cluster += applies_to(spec.kind, Topology::kCluster) ? 1 : 0;
+    }
+    EXPECT_EQ(single, 23);   // everything but the cluster's node and failover faults
+    EXPECT_EQ(cluster, 20);  // services, pg-terminate, the receiver, nats-node, pg-failover
+    EXPECT_FALSE(applies_to(FaultKind::kPgImmediate, Topology::kCluster));
+    EXPECT_FALSE(applies_to(FaultKind::kNatsDiskFull, Topology::kCluster));
+    EXPECT_FALSE(applies_to(FaultKind::kPgFailover, Topology::kSingle));
+    EXPECT_TRUE(applies_to(FaultKind::kPgTerminate, Topology::kCluster));
+
+    // A NATS node fault picks one of three nodes, and over a long plan each of them.
+    std::string error;
+    auto nodes = parse_fault_specs("nats-node", error);
+    ASSERT_TRUE(nodes);
+    const auto plan = plan_faults(*nodes, {.seed = 5, .duration = 600s});
+    std::set<int> picked;
+    for (const auto& f : plan) picked.insert(f.instance);
+    EXPECT_EQ(picked, (std::set<int>{0, 1, 2}));
 }
 
 }  // namespace
