@@ -11,7 +11,8 @@
   `check.py --write` writes monitoring.yaml from alerts.yml.
 - postgres-cluster.yaml: a CloudNativePG Cluster of three with a synchronous standby and
   every service role managed.
-- nats-values.yaml: a three-node JetStream cluster with TLS and a user per service.
+- nats-values.yaml: a three-node JetStream cluster with TLS and a user per service, and
+  ordo.yaml's ORDO_NATS_REPLICAS at its size.
 Prints what is wrong and exits 1; exits 0 when all holds.
 """
 import copy
@@ -201,6 +202,10 @@ def check_nats():
     config = values.get("config", {})
     need(config.get("cluster", {}).get("enabled") is True and
          config["cluster"].get("replicas") == 3, "nats-values.yaml: not a three-node cluster")
+    ordo_config = by_kind(load_all("ordo.yaml"), "ConfigMap").get("ordo") or {}
+    need(ordo_config.get("data", {}).get("ORDO_NATS_REPLICAS") == "3",
+         "ordo.yaml: ORDO_NATS_REPLICAS is not 3, the NATS cluster's size: a node lost would "
+         "take the stream's only copy")
     need(config.get("jetstream", {}).get("enabled") is True, "nats-values.yaml: no JetStream")
     need(config.get("nats", {}).get("tls", {}).get("enabled") is True,
          "nats-values.yaml: clients without TLS")
