@@ -14,6 +14,10 @@ command=${1:-}
 
 "$root/deploy/install.sh"
 
+# The compiler cache keyed on paths relative to the checkout, so that a fresh clone elsewhere
+# (as CI makes) reuses what an earlier build compiled.
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
+
 build_in() {  # build_in <dir> <ON|OFF sanitizers> [targets...] (default: everything)
     local dir=$1 sanitize=$2
     shift 2
@@ -94,7 +98,8 @@ case $command in
         if [[ ${ORDO_TEST_SANITIZE:-1} == 1 && ${ORDO_SANITIZE:-0} != 1 ]]; then
             asan=${ORDO_ASAN_BUILD_DIR:-$root/build-asan}
             echo "building and testing with sanitizers in $asan" >&2
-            build_in "$asan" ON
+            # Only what that pass runs: the binary, the unit and the integration tests.
+            build_in "$asan" ON ordo ordo_unit_tests ordo_integration_tests
             ORDO_BIN="$asan/ordo" ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
                 LSAN_OPTIONS=suppressions="$root/tests/lsan.supp" \
                 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

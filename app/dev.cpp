@@ -23,13 +23,26 @@ extern char** environ;
 namespace ordo::app {
 namespace {
 
+// Children start with no signal blocked and the stop signals at their defaults: `ordo dev`
+// blocks them for itself (sigtimedwait), and a blocked mask is inherited through exec, so a
+// server that does not reset it (Patroni does not) would never see the SIGTERM that stops it.
 pid_t spawn(const std::vector<std::string>& argv) {
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&defaults, s);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setsigdefault(&attributes, &defaults);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     pid_t pid = 0;
-    if (posix_spawn(&pid, args[0], nullptr, nullptr, args.data(), environ) != 0) return -1;
-    return pid;
+    const int failed = posix_spawn(&pid, args[0], nullptr, &attributes, args.data(), environ);
+    posix_spawnattr_destroy(&attributes);
+    return failed != 0 ? -1 : pid;
 }
 
 int run_to_end(const std::vector<std::string>& argv) {

@@ -404,6 +404,9 @@ defaults
     option redispatch
     retry-on conn-failure
     default-server inter 500ms fall 2 rise 2
+    # HAProxy's own 503, when no instance is ready (during a failover), in the APIs' shape and
+    # with their hint to retry.
+    http-error status 503 content-type application/problem+json string "{\\"type\\":\\"unavailable\\",\\"title\\":\\"Service unavailable\\",\\"status\\":503,\\"detail\\":\\"no instance is ready\\"}" hdr Retry-After 1
 listen stats
     bind 127.0.0.1:$haproxy_stats
     stats enable

@@ -20,6 +20,9 @@ done < <(compgen -e | grep -E '^(ORDO_|PG)')
 export ORDO_STACK_DIR=${ORDO_TEST_CLUSTER_DIR:-$root/.ordo/test-cluster}
 export ORDO_CLUSTER_BASE_PORT=${ORDO_TEST_CLUSTER_BASE_PORT:-26000}
 
+# A fresh cluster every run: what an earlier run left in JetStream (its streams, replicas
+# still catching up) must not slow or decide this one.
+"$root/deploy/cluster.sh" wipe
 "$root/deploy/cluster.sh" start
 trap '"$root/deploy/cluster.sh" stop' EXIT
 "$soak" "$@"

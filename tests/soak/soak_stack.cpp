@@ -17,6 +17,7 @@
 
 #include <pqxx/pqxx>
 
+#include "platform/nats/jetstream.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"
 
@@ -147,6 +148,16 @@ void SoakStack::release() noexcept {
         }
     }
     receiver_.process.reset();
+    // The run's stream and breaker bucket go with its database: runs must not pile up in a
+    // stack's JetStream.
+    if (!stream_.empty()) {
+        try {
+            platform::jetstream::Client nats{testing::nats_admin(), platform::Logger::null_logger()};
+            nats.delete_stream(stream_);
+            nats.delete_stream("KV_" + env_["ORDO_BREAKER_BUCKET"]);
+        } catch (const std::exception&) {
+        }
+    }
     unmount_nats_store();
     std::error_code ignored;
     std::filesystem::remove_all(work_dir_, ignored);

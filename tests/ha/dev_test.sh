@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# `ordo dev --ha` end to end: it brings the cluster and two of every service up, the README's
+# order flow works through HAProxy, killing one command instance changes nothing a client
+# sees, and one SIGTERM stops every process it started.
+#
+#   tests/ha/dev_test.sh <ordo binary>
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ordo=$1
+
+while read -r name; do unset "$name"; done < <(compgen -e | grep -E '^(ORDO_|PG)')
+export ORDO_STACK_DIR=${ORDO_TEST_DEV_CLUSTER_DIR:-$root/.ordo/test-dev-cluster}
+export ORDO_CLUSTER_BASE_PORT=${ORDO_TEST_DEV_CLUSTER_BASE_PORT:-26100}
+command_api=http://127.0.0.1:$((ORDO_CLUSTER_BASE_PORT + 80))
+query_api=http://127.0.0.1:$((ORDO_CLUSTER_BASE_PORT + 81))
+log=$(mktemp)
+
+fail() {
+    echo "FAILED: $*" >&2
+    tail -20 "$log" >&2
+    exit 1
+}
+
+# until_true <seconds> <what> <command...>: the command, every 0.2 s, until it succeeds.
+until_true() {
+    local seconds=$1 what=$2
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@"; do
+        ((SECONDS < deadline)) || fail "$what within ${seconds}s"
+        sleep 0.2
+    done
+}
+
+"$ordo" dev --ha >"$log" 2>&1 &
+dev=$!
+cleanup() {
+    kill -TERM "$dev" 2>/dev/null || true
+    wait "$dev" 2>/dev/null || true
+    "$root/deploy/cluster.sh" stop >/dev/null 2>&1 || true
+    rm -f "$log"
+}
+trap cleanup EXIT
+
+ready() { curl -sf -o /dev/null --max-time 2 "$1/readyz"; }
+until_true 240 "the Command API ready through HAProxy" ready "$command_api"
+until_true 60 "the Query API ready through HAProxy" ready "$query_api"
+grep -q '"message":"ordo dev --ha is up' "$log" || fail "no line saying where everything listens"
+
+post() {  # post <path> <json>: prints the answer, fails on a status other than 2xx
+    curl -sf --max-time 10 -X POST "$command_api$1" -H 'Content-Type: application/json' \
+        -H "Idempotency-Key: dev-test-$1" -d "$2"
+}
+post /v1/inventory/sku-1/receipts '{"quantity": 5}' >/dev/null || fail "a receipt"
+post /v1/accounts/acct-1/deposits '{"amount": 1000}' >/dev/null || fail "a deposit"
+
+# One command instance killed: HAProxy sends everything to the other.
+pid=$(pgrep -f -- "serve command .*--address 127\.0\.0\.1:$((ORDO_CLUSTER_BASE_PORT + 90))" || true)
+[[ $pid =~ ^[0-9]+$ ]] || fail "not one first command instance: '$pid'"
+kill -KILL "$pid"
+post /v1/orders '{"order_id": "o-1", "customer_id": "c-1", "account_id": "acct-1",
+    "lines": [{"sku": "sku-1", "quantity": 2, "unit_price": 100}]}' >/dev/null \
+    || fail "an order with one command instance killed"
+
+confirmed() { curl -sf --max-time 5 "$query_api/v1/orders/o-1" | grep -q '"status":"confirmed"'; }
+until_true 60 "the order confirmed" confirmed
+available() {
+    curl -sf --max-time 5 "$query_api/v1/inventory/sku-1" | grep -q '"available":3'
+}
+until_true 30 "the stock reserved" available
+
+# One SIGTERM ends it all: the services, then the cluster.
+kill -TERM "$dev"
+wait "$dev" || fail "ordo dev --ha exited with $?"
+left=$(pgrep -f -- "$ORDO_STACK_DIR|--address 127\.0\.0\.1:$((ORDO_CLUSTER_BASE_PORT / 100))[0-9]{2}" || true)
+[[ -z $left ]] || fail "processes left after the stop: $(ps -o pid=,args= -p "${left//$'\n'/,}")"
+for port in $((ORDO_CLUSTER_BASE_PORT + 90)) $((ORDO_CLUSTER_BASE_PORT + 30)) \
+    $((ORDO_CLUSTER_BASE_PORT + 50)) $((ORDO_CLUSTER_BASE_PORT + 80)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then fail "port $port still open"; fi
+done
+echo "ordo dev --ha: up, order confirmed through HAProxy with a command instance killed, stopped"
