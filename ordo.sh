@@ -14,10 +14,6 @@ command=${1:-}
 
 "$root/deploy/install.sh"
 
-# The compiler cache keyed on paths relative to the checkout, so that a fresh clone elsewhere
-# (as CI makes) reuses what an earlier build compiled.
-export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
-
 build_in() {  # build_in <dir> <ON|OFF sanitizers> [targets...] (default: everything)
     local dir=$1 sanitize=$2
     shift 2
