@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/subcommands.hpp"
+#include "platform/core/comma_list.hpp"
 #include "platform/core/config.hpp"
 
 extern char** environ;
@@ -59,18 +60,6 @@ std::string self_path() {
     auto n = readlink("/proc/self/exe", buf, sizeof buf - 1);
     if (n <= 0) return "ordo";
     return std::string(buf, static_cast<std::size_t>(n));
-}
-
-std::vector<std::string> split_list(const std::string& text) {
-    std::vector<std::string> out;
-    std::size_t start = 0;
-    while (start < text.size()) {
-        auto end = text.find(',', start);
-        if (end == std::string::npos) end = text.size();
-        if (end > start) out.push_back(text.substr(start, end - start));
-        start = end + 1;
-    }
-    return out;
 }
 
 // ORDO_HA_<SERVICE>_ADDRS, as deploy/cluster.sh writes them into stack.env.
@@ -162,7 +151,7 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
         // Two instances, on the addresses the cluster's HAProxy (command, query) and
         // monitoring expect.
         const auto variable = ha_addresses_variable(service);
-        auto addresses = split_list(platform::env(variable.c_str()).value_or(""));
+        auto addresses = platform::comma_list(platform::env(variable.c_str()).value_or(""));
         if (addresses.size() != 2) {
             log.error("the cluster's settings name no two addresses for a service",
                       {{"service", service}, {"variable", variable}});

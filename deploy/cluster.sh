@@ -81,7 +81,7 @@ ensure_tls() {
     ensure_server_cert nats-route "$(id -un)" serverAuth,clientAuth
 }
 
-# --- etcd: Patroni's consensus store, three members; peers authenticate each other by TLS --------------------------------
+# --- etcd: Patroni's consensus store, three members; peers authenticate each other by TLS
 
 etcd_cluster() {
     local out="" m
@@ -149,9 +149,11 @@ JSON
 patroni_configure() {
     local m
     m=$(primary) || die "no PostgreSQL primary to configure"
-    curl -sf --max-time 10 -o /dev/null -u "patroni:$patroni_api" -X PATCH \
-        -H 'Content-Type: application/json' -d "$(dcs_config)" \
-        "http://127.0.0.1:$(patroni_port "$m")/config" || die "Patroni refused its settings"
+    # The password goes to curl on standard input, never on a command line.
+    printf 'user = "patroni:%s"\n' "$patroni_api" \
+        | curl -sf --max-time 10 -o /dev/null -K - -X PATCH \
+            -H 'Content-Type: application/json' -d "$(dcs_config)" \
+            "http://127.0.0.1:$(patroni_port "$m")/config" || die "Patroni refused its settings"
 }
 
 # Patroni's configuration of member $1.
@@ -259,6 +261,9 @@ primary() {
 
 has_primary() { primary >/dev/null; }
 
+# The primary takes a connection (the password in the environment, not on a command line).
+pg_writable() { PGPASSWORD=$admin psql "$(pg_url_of)" -Atqc 'select 1' >/dev/null 2>&1; }
+
 pg_url_of() {  # a URL to the cluster's primary for the superuser
     local hosts="" m
     for m in $pg_members; do hosts+="${hosts:+,}127.0.0.1:$(pg_port "$m")"; done
@@ -280,8 +285,7 @@ pg_start_all() {
     local m
     for m in $pg_members; do patroni_start "$m"; done
     wait_for "a PostgreSQL primary" 120 has_primary
-    wait_for "PostgreSQL ready for writes" 60 \
-        bash -c "PGPASSWORD='$admin' psql '$(pg_url_of)' -Atqc 'select 1' >/dev/null 2>&1"
+    wait_for "PostgreSQL ready for writes" 60 pg_writable
     patroni_configure
     apply_roles "$(pg_url_of)"
     wait_for "the PostgreSQL standby in sync" 180 pg_in_sync

@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "platform/core/comma_list.hpp"
+
 namespace ordo::platform::nats {
 namespace {
 
@@ -62,26 +64,11 @@ std::string redacted(const std::string& url) {
     return out;
 }
 
-namespace {
-// Every URL of a comma-separated list, blanks around each trimmed.
-std::vector<std::string> urls_of(std::string_view list) {
-    std::vector<std::string> out;
-    for (;;) {
-        auto end = list.find(',');
-        auto url = list.substr(0, end);
-        while (!url.empty() && url.front() == ' ') url.remove_prefix(1);
-        while (!url.empty() && url.back() == ' ') url.remove_suffix(1);
-        if (!url.empty()) out.emplace_back(url);
-        if (end == std::string_view::npos) return out;
-        list.remove_prefix(end + 1);
-    }
-}
-}  // namespace
 
 void apply(natsOptions* options, const ClientSettings& settings) {
     // natsOptions_SetURL takes one URL; a cluster's list goes in as the server pool, which
     // cnats connects and reconnects to in turn (each URL with its own credentials).
-    const auto urls = urls_of(settings.url);
+    const auto urls = comma_list(settings.url);
     if (urls.size() <= 1) {
         natsOptions_SetURL(options, settings.url.c_str());
     } else {

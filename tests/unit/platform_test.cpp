@@ -11,6 +11,7 @@
 
 #include "eventstore/event_store.hpp"
 #include "platform/core/clock.hpp"
+#include "platform/core/comma_list.hpp"
 #include "platform/core/config.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/core/partition.hpp"
@@ -59,6 +60,15 @@ TEST(TraceContext, ChildKeepsTheTraceAndGetsANewSpan) {
     auto child = ids.child_of(parent);
     EXPECT_EQ(child.trace_id, parent.trace_id);
     EXPECT_NE(child.span_id, parent.span_id);
+}
+
+TEST(CommaList, TrimsEachItemAndDropsEmptyOnes) {
+    using List = std::vector<std::string>;
+    EXPECT_EQ(comma_list("tls://a:1, tls://b:2,,tls://c:3 "),
+              (List{"tls://a:1", "tls://b:2", "tls://c:3"}));
+    EXPECT_EQ(comma_list("127.0.0.1:8080"), (List{"127.0.0.1:8080"}));
+    EXPECT_TRUE(comma_list("").empty());
+    EXPECT_TRUE(comma_list(" , ,").empty());
 }
 
 TEST(IdGenerator, MakesVersion4Uuids) {
