@@ -90,6 +90,20 @@ struct Child {
 }  // namespace
 
 int run_dev(const DevOptions& options, const platform::Logger& log) {
+    // A folder holds one kind of stack: the cluster's script in a single stack's folder would
+    // share its secrets and nest its NATS stores in the single server's.
+    if (const auto env_file = options.data_dir + "/stack.env";
+        ::access(env_file.c_str(), F_OK) == 0) {
+        const auto settings = platform::read_env_file(env_file);
+        const auto it = settings.find("ORDO_STACK_TOPOLOGY");
+        const bool cluster = it != settings.end() && it->second == "ha";
+        if (cluster != options.ha) {
+            log.error(options.ha ? "the data folder holds a single-server stack, not a cluster"
+                                 : "the data folder holds a cluster; run ordo dev --ha",
+                      {{"data_dir", options.data_dir}});
+            return 2;
+        }
+    }
     ::setenv("ORDO_STACK_DIR", options.data_dir.c_str(), 1);
     if (options.fresh && run_to_end({"/bin/bash", options.stack_script, "wipe"}) != 0) {
         log.error("could not wipe the data folder", {{"data_dir", options.data_dir}});

@@ -58,8 +58,9 @@ void add_nats_options(CLI::App* app, platform::nats::ClientSettings& settings,
 // stream, the breaker bucket) a cluster keeps; 3 on a three-node cluster.
 void add_replicas_option(CLI::App* app, int& replicas, const std::string& what) {
     app->add_option("--nats-replicas", replicas,
-                    what + " copies over a JetStream cluster (1 on a single server, 3 on a "
-                           "three-node cluster), set when created or updated")
+                    what +
+                        " copies over a JetStream cluster (1 on a single server, 3 on a "
+                        "three-node cluster), set when created or updated")
         ->envname("ORDO_NATS_REPLICAS")
         ->check(CLI::Range(1, 5))
         ->capture_default_str();

@@ -23,8 +23,8 @@ struct DevOptions {
     // The highly available cluster (deploy/cluster.sh) with two instances of every service,
     // on the addresses its stack.env names (ORDO_HA_<SERVICE>_ADDRS).
     bool ha = false;
-    bool fresh = false;        // wipe the data first
-    bool stop_stack = true;    // stop Postgres and NATS on exit
+    bool fresh = false;      // wipe the data first
+    bool stop_stack = true;  // stop Postgres and NATS on exit
     // Also run Prometheus and Alertmanager (this script, start/stop) against the services.
     bool monitoring = false;
     std::string monitoring_script;  // deploy/monitoring.sh
@@ -62,7 +62,7 @@ struct ProjectorOptions {
     std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     std::string dead_letter_policy;  // "orders=halt,inventory=skip"; unnamed ones skip
     std::string breaker_bucket = "ordo_breakers";  // NATS KV bucket; empty: no sharing
-    int nats_replicas = 1;  // the bucket's copies over a JetStream cluster
+    int nats_replicas = 1;                         // the bucket's copies over a JetStream cluster
     int breaker_cool_down_ms = 1000;
     int breaker_consecutive_failures = 5;
     int statement_timeout_ms = 5000;

@@ -160,7 +160,7 @@ patroni_configure() {
 patroni_config() {
     local m=$1 data="$pg_home/$1"
     local ssl="sslmode: verify-full
-      sslrootcert: $tls/ca.crt"
+      sslrootcert: $data/ca.crt"
     cat <<YAML
 # Written by deploy/cluster.sh; edits are lost at the next start.
 scope: ordo
@@ -177,7 +177,7 @@ restapi:
 etcd3:
   hosts: $(etcd_endpoints | sed 's|https://||g')
   protocol: https
-  cacert: $tls/ca.crt
+  cacert: $data/ca.crt
 bootstrap:
   dcs: $(dcs_config)
   initdb:
@@ -224,6 +224,9 @@ patroni_start() {  # patroni_start <member>
     local m=$1 data="$pg_home/$1"
     alive "$dir/patroni$m.pid" && return 0
     mkdir -p "$data/run"
+    # Everything Patroni and PostgreSQL read lives in the member's folder, which their owner
+    # can always reach (the stack folder may not be).
+    install -m 644 -o "$pg_user" "$tls/ca.crt" "$data/ca.crt"
     install -m 644 -o "$pg_user" "$tls/postgres.crt" "$data/server.crt"
     install -m 600 -o "$pg_user" "$tls/postgres.key" "$data/server.key"
     (umask 077 && patroni_config "$m" >"$data/patroni.yml")
@@ -235,7 +238,7 @@ patroni_start() {  # patroni_start <member>
     local as_owner=()
     [[ $(id -u) -eq 0 ]] && as_owner=(setpriv --reuid="$pg_user" --regid="$pg_user" --init-groups)
     launch "$dir/patroni$m.pid" "$dir/patroni$m.log" \
-        env HOME="$data" "${as_owner[@]}" patroni "$data/patroni.yml"
+        env HOME="$data" PGSSLROOTCERT="$data/ca.crt" "${as_owner[@]}" patroni "$data/patroni.yml"
 }
 
 # What member $1's Patroni says of itself ("primary", "replica", "" when it does not answer;
@@ -260,6 +263,7 @@ primary() {
 }
 
 has_primary() { primary >/dev/null; }
+promoted_other_than() { local m; m=$(primary) && [[ $m != "$1" ]]; }
 
 # The primary takes a connection (the password in the environment, not on a command line).
 pg_writable() { PGPASSWORD=$admin psql "$(pg_url_of)" -Atqc 'select 1' >/dev/null 2>&1; }
@@ -302,9 +306,15 @@ pg_kill_member() {  # the machine lost: Patroni and its PostgreSQL SIGKILLed
 }
 
 pg_stop_all() {
-    local m
+    local m postmaster
     for m in $pg_members; do
         kill_pidfile "$dir/patroni$m.pid" TERM  # Patroni stops its PostgreSQL first
+        # A PostgreSQL whose Patroni was already gone (killed, crashed) runs on by itself.
+        postmaster=$(head -1 "$pg_home/$m/data/postmaster.pid" 2>/dev/null || true)
+        if [[ $postmaster =~ ^[0-9]+$ ]] && kill -0 "$postmaster" 2>/dev/null; then
+            kill -TERM "$postmaster" 2>/dev/null || true
+            wait_for "PostgreSQL member $m to stop" 60 bash -c "! kill -0 $postmaster 2>/dev/null"
+        fi
     done
 }
 
@@ -360,7 +370,7 @@ nats_node_running() { alive "$dir/nats$1.pid"; }
 nats_node_ready() (
     { exec 3<>"/dev/tcp/127.0.0.1/$(nats_monitor_port "$1")"; } 2>/dev/null || exit 1
     printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3
-    reply=$(cat <&3)
+    reply=$(timeout 3 cat <&3)
     [[ $reply == *"200 OK"* ]]
 )
 
@@ -389,12 +399,11 @@ nats_stop_all() {
 # --- HAProxy in front of the Command and Query APIs -----------------------------------------
 
 haproxy_config() {
-    local backend offset i
+    local backend name front offset i
     cat <<CONF
 # Written by deploy/cluster.sh; edits are lost at the next start.
 global
     maxconn 4096
-    pidfile $dir/haproxy.pid
     log stderr format short local0 warning
 defaults
     mode http
@@ -434,6 +443,8 @@ CONF
     done
 }
 
+haproxy_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$haproxy_stats") 2>/dev/null; }
+
 haproxy_start() {
     haproxy_config >"$dir/haproxy.cfg"
     haproxy -c -q -f "$dir/haproxy.cfg" || die "HAProxy refused its configuration"
@@ -444,7 +455,7 @@ haproxy_start() {
     else
         haproxy -D -f "$dir/haproxy.cfg" -p "$dir/haproxy.pid" 2>>"$dir/haproxy.log"
     fi
-    wait_for "HAProxy" 30 bash -c "exec 3<>/dev/tcp/127.0.0.1/$haproxy_stats" 2>/dev/null
+    wait_for "HAProxy" 30 haproxy_listening
 }
 
 # --- the whole ------------------------------------------------------------------------------
@@ -470,6 +481,7 @@ write_cluster_env() {
 }
 
 start_all() {
+    rm -f "$dir/pg-killed"  # a fault test's, interrupted
     ensure_tls
     etcd_start
     pg_start_all
@@ -497,11 +509,18 @@ stop_all() {
 }
 
 # After faults: every member started again, then in sync (a killed primary comes back as a
-# standby, rewound by Patroni if it had WAL the new primary never saw).
+# standby, rewound by Patroni if it had WAL the new primary never saw). A killed primary stays
+# down until another member has been promoted: started again within the leader key's ttl, it
+# would find its own key and lead again, and no failover would have happened.
 restore() {
     ensure_tls
     etcd_start
-    local m
+    local m killed
+    killed=$(cat "$dir/pg-killed" 2>/dev/null || true)
+    if [[ -n $killed ]]; then
+        wait_for "a standby promoted in place of pg$killed" 120 promoted_other_than "$killed"
+        rm -f "$dir/pg-killed"
+    fi
     for m in $pg_members; do patroni_start "$m"; done
     wait_for "the PostgreSQL standby in sync" 180 pg_in_sync
     for m in $nats_nodes; do nats_node_start "$m"; done
@@ -534,6 +553,7 @@ case ${1:-} in
     pg-primary-kill)
         m=$(primary) || die "no primary to kill"
         pg_kill_member "$m"
+        echo "$m" >"$dir/pg-killed"
         say "killed pg$m, the primary"
         ;;
     nats-node-kill)

@@ -27,10 +27,10 @@ struct RelayOptions {
     std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     std::chrono::seconds duplicate_window{120};
     std::chrono::hours max_age{168};
-    int replicas = 1;  // the stream's copies over a JetStream cluster
-    std::size_t batch = 500;                          // events read and published per round
-    std::size_t window = 256;                         // unacknowledged publishes at once
-    std::chrono::milliseconds poll_interval{500};     // when no NOTIFY arrives
+    int replicas = 1;                              // the stream's copies over a JetStream cluster
+    std::size_t batch = 500;                       // events read and published per round
+    std::size_t window = 256;                      // unacknowledged publishes at once
+    std::chrono::milliseconds poll_interval{500};  // when no NOTIFY arrives
     std::chrono::milliseconds publish_timeout{5000};  // per acknowledgement
     int shard = 0;                                    // the event-store shard this relay serves
     std::string instance;                             // names this process in logs

@@ -248,6 +248,11 @@ void Client::ensure_stream(const StreamConfig& config) {
     jsStreamInfo* info = nullptr;
     jsErrCode code{};
     auto status = js_GetStreamInfo(&info, impl_->js, config.name.c_str(), nullptr, &code);
+    // Never fewer copies than the stream has: a process started without the replicas setting
+    // (by hand, or an older one during a rollout) must not take a cluster's copies away.
+    if (status == NATS_OK && info && info->Config && info->Config->Replicas > sc.Replicas) {
+        sc.Replicas = info->Config->Replicas;
+    }
     jsStreamInfo_Destroy(info);
     info = nullptr;
     if (status == NATS_NOT_FOUND || code == JSStreamNotFoundErr) {

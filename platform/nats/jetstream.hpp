@@ -39,7 +39,7 @@ struct StreamConfig {
     std::chrono::seconds duplicate_window{120};  // Nats-Msg-Id deduplication
     std::chrono::hours max_age{168};
     // Copies kept over a JetStream cluster's nodes (R3 survives the loss of one node); a
-    // single server holds 1.
+    // single server holds 1. An existing stream with more keeps them (never lowered).
     int replicas = 1;
 };
 

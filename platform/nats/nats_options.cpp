@@ -64,7 +64,6 @@ std::string redacted(const std::string& url) {
     return out;
 }
 
-
 void apply(natsOptions* options, const ClientSettings& settings) {
     // natsOptions_SetURL takes one URL; a cluster's list goes in as the server pool, which
     // cnats connects and reconnects to in turn (each URL with its own credentials).

@@ -9,9 +9,10 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ordo=$1
 
+cluster_dir=${ORDO_TEST_DEV_CLUSTER_DIR:-$root/.ordo/test-dev-cluster}
+cluster_base_port=${ORDO_TEST_DEV_CLUSTER_BASE_PORT:-26100}
 while read -r name; do unset "$name"; done < <(compgen -e | grep -E '^(ORDO_|PG)')
-export ORDO_STACK_DIR=${ORDO_TEST_DEV_CLUSTER_DIR:-$root/.ordo/test-dev-cluster}
-export ORDO_CLUSTER_BASE_PORT=${ORDO_TEST_DEV_CLUSTER_BASE_PORT:-26100}
+export ORDO_STACK_DIR=$cluster_dir ORDO_CLUSTER_BASE_PORT=$cluster_base_port
 command_api=http://127.0.0.1:$((ORDO_CLUSTER_BASE_PORT + 80))
 query_api=http://127.0.0.1:$((ORDO_CLUSTER_BASE_PORT + 81))
 log=$(mktemp)

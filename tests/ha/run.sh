@@ -12,17 +12,18 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 soak=$1
 shift
 
+cluster_dir=${ORDO_TEST_CLUSTER_DIR:-$root/.ordo/test-cluster}
+cluster_base_port=${ORDO_TEST_CLUSTER_BASE_PORT:-26000}
 # Only the cluster's settings: those of the single-server test stack, which the test command
 # exports, would send the soak there.
 while read -r name; do
     [[ $name == ORDO_BIN ]] || unset "$name"
 done < <(compgen -e | grep -E '^(ORDO_|PG)')
-export ORDO_STACK_DIR=${ORDO_TEST_CLUSTER_DIR:-$root/.ordo/test-cluster}
-export ORDO_CLUSTER_BASE_PORT=${ORDO_TEST_CLUSTER_BASE_PORT:-26000}
+export ORDO_STACK_DIR=$cluster_dir ORDO_CLUSTER_BASE_PORT=$cluster_base_port
 
 # A fresh cluster every run: what an earlier run left in JetStream (its streams, replicas
 # still catching up) must not slow or decide this one.
 "$root/deploy/cluster.sh" wipe
+trap '"$root/deploy/cluster.sh" stop' EXIT  # before start: a start that fails stops too
 "$root/deploy/cluster.sh" start
-trap '"$root/deploy/cluster.sh" stop' EXIT
 "$soak" "$@"

@@ -136,7 +136,8 @@ std::vector<PlannedFault> plan_faults(const std::vector<FaultSpec>& kinds,
         if (at + length > options.duration) break;
         const auto& spec = kinds[n < round.size() ? round[n] : random() % kinds.size()];
         // One draw per fault whatever its kind, so that a seed's plan keeps its times.
-        const int instance = static_cast<int>(random() % static_cast<unsigned>(targets_of(spec.kind)));
+        const int instance =
+            static_cast<int>(random() % static_cast<unsigned>(targets_of(spec.kind)));
         plan.push_back({at, length, spec, instance});
         at += length + between(options.min_gap, options.max_gap);
     }

@@ -199,12 +199,10 @@ int main(int argc, char** argv) try {
     // fault took to be stored in the stream.
     std::vector<PublishDelay> delays;
     for (const auto& [recorded, delay] : result.publish_delays) {
-        delays.push_back(
-            {std::chrono::duration_cast<Millis>(recorded - wall_start), delay});
+        delays.push_back({std::chrono::duration_cast<Millis>(recorded - wall_start), delay});
     }
-    std::printf("\n%-20s %6s %24s %24s %8s %10s %18s\n", "fault", "count",
-                "longest without answer", "recovered after undone", "503s", "no answer",
-                "publish stalled");
+    std::printf("\n%-20s %6s %24s %24s %8s %10s %18s\n", "fault", "count", "longest without answer",
+                "recovered after undone", "503s", "no answer", "publish stalled");
     struct KindFigures {
         int count = 0;
         OutageFigures worst;  // longest and recovery: the worst; attempts: the sum

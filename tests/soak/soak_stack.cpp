@@ -9,6 +9,7 @@
 #include <cctype>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +18,7 @@
 
 #include <pqxx/pqxx>
 
+#include "platform/core/comma_list.hpp"
 #include "platform/nats/jetstream.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"
@@ -59,9 +61,11 @@ std::vector<std::uint16_t> cluster_ports(const std::string& service) {
     std::string variable = "ORDO_HA_";
     for (char c : service) variable.push_back(static_cast<char>(std::toupper(c)));
     variable += "_ADDRS";
-    const auto list = testing::stack_setting(variable.c_str());
-    const auto comma = list.find(',');
-    return {port_of(list.substr(0, comma)), port_of(list.substr(comma + 1))};
+    const auto addresses = platform::comma_list(testing::stack_setting(variable.c_str()));
+    if (addresses.size() != 2)
+        throw std::runtime_error(variable + " names " + std::to_string(addresses.size()) +
+                                 " addresses, not two");
+    return {port_of(addresses[0]), port_of(addresses[1])};
 }
 
 // The NATS store's filesystem: big enough for hours of soak, small enough to fill in a moment.
@@ -152,10 +156,13 @@ void SoakStack::release() noexcept {
     // stack's JetStream.
     if (!stream_.empty()) {
         try {
-            platform::jetstream::Client nats{testing::nats_admin(), platform::Logger::null_logger()};
+            platform::jetstream::Client nats{testing::nats_admin(),
+                                             platform::Logger::null_logger()};
             nats.delete_stream(stream_);
             nats.delete_stream("KV_" + env_["ORDO_BREAKER_BUCKET"]);
-        } catch (const std::exception&) {
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "soak: could not delete the run's stream %s: %s\n",
+                         stream_.c_str(), e.what());
         }
     }
     unmount_nats_store();
@@ -172,7 +179,7 @@ std::vector<std::uint16_t> SoakStack::ports(const std::string& service) const {
 std::vector<std::uint16_t> SoakStack::client_ports(const std::string& service) const {
     if (topology_ == Topology::kSingle) return ports(service);
     return {port_of(testing::stack_setting(service == "command" ? "ORDO_HA_COMMAND_URL"
-                                                                   : "ORDO_HA_QUERY_URL"))};
+                                                                : "ORDO_HA_QUERY_URL"))};
 }
 
 void SoakStack::start(const std::string& service, int index) {

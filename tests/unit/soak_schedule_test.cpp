@@ -131,8 +131,8 @@ TEST(SoakFaults, OutagesCountForTheFaultTheyBeganUnder) {
     EXPECT_EQ(early.recovered_after, 0ms) << "an outage over before the fault ended";
 
     // Failed attempts count for the fault they came under, 503s apart from the rest.
-    const std::vector<FailedAttempt> failed = {
-        {9000ms, 503}, {10000ms, 503}, {12000ms, 0}, {16000ms, 503}, {19000ms, 504}, {20000ms, 503}};
+    const std::vector<FailedAttempt> failed = {{9000ms, 503},  {10000ms, 503}, {12000ms, 0},
+                                               {16000ms, 503}, {19000ms, 504}, {20000ms, 503}};
     const auto counted = outages_of_fault(outages, failed, 10000ms, 15000ms, 20000ms);
     EXPECT_EQ(counted.answered_503, 2);
     EXPECT_EQ(counted.other_failures, 2);
