@@ -237,8 +237,10 @@ patroni_start() {  # patroni_start <member>
     # that a SIGKILL leaves the agent running behind).
     local as_owner=()
     [[ $(id -u) -eq 0 ]] && as_owner=(setpriv --reuid="$pg_user" --regid="$pg_user" --init-groups)
+    # From its own folder: the caller's working directory (a checkout in a 0700 folder) may be
+    # closed to the postgres user, and initdb and pg_ctl then refuse to start.
     launch "$dir/patroni$m.pid" "$dir/patroni$m.log" \
-        env HOME="$data" PGSSLROOTCERT="$data/ca.crt" "${as_owner[@]}" patroni "$data/patroni.yml"
+        env --chdir="$data" HOME="$data" PGSSLROOTCERT="$data/ca.crt" "${as_owner[@]}" patroni "$data/patroni.yml"
 }
 
 # What member $1's Patroni says of itself ("primary", "replica", "" when it does not answer;
