@@ -369,12 +369,7 @@ nats_node_start() {
 
 nats_node_running() { alive "$dir/nats$1.pid"; }
 
-nats_node_ready() (
-    { exec 3<>"/dev/tcp/127.0.0.1/$(nats_monitor_port "$1")"; } 2>/dev/null || exit 1
-    printf 'GET /healthz HTTP/1.0\r\n\r\n' >&3
-    reply=$(timeout 3 cat <&3)
-    [[ $reply == *"200 OK"* ]]
-)
+nats_node_ready() { nats_healthy "$(nats_monitor_port "$1")"; }
 
 nats_all_ready() {
     local n

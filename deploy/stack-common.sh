@@ -138,6 +138,16 @@ nats_stream=${ORDO_NATS_STREAM:-ORDO_EVENTS}
 nats_subjects=${ORDO_NATS_SUBJECT_PREFIX:-ordo.events}
 breaker_bucket=${ORDO_BREAKER_BUCKET:-ordo_breakers}
 
+# nats_healthy <monitoring port> [query]: whether that nats-server's /healthz answers 200
+# within 3 s (with `?js-enabled-only=true`, only that JetStream runs; without, also that every
+# stream it holds a copy of is current).
+nats_healthy() (
+    { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || exit 1
+    printf 'GET /healthz%s HTTP/1.0\r\n\r\n' "${2:-}" >&3
+    reply=$(timeout 3 cat <&3)
+    [[ $reply == *"200 OK"* ]]
+)
+
 # nats_permissions <publish allow...> -- <subscribe allow...>: a permissions block that
 # allows exactly these subjects (none: nothing) and denies everything else.
 nats_permissions() {

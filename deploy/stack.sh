@@ -117,12 +117,7 @@ nats_pid() { cat "$dir/nats.pid" 2>/dev/null || true; }
 
 nats_running() { local pid; pid=$(nats_pid); [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; }
 
-nats_ready() (
-    { exec 3<>"/dev/tcp/127.0.0.1/$nats_monitor_port"; } 2>/dev/null || exit 1
-    printf 'GET /healthz?js-enabled-only=true HTTP/1.0\r\n\r\n' >&3
-    reply=$(cat <&3)
-    [[ $reply == *"200 OK"* ]]
-)
+nats_ready() { nats_healthy "$nats_monitor_port" '?js-enabled-only=true'; }
 
 nats_write_config() {
     (

@@ -43,7 +43,9 @@ std::string lower(std::string text) {
     return text;
 }
 
-Message to_message(natsMsg* msg) {
+// `stored_time`: also parse the delivery's metadata for the time the stream stored it (a
+// string parse and allocations per message, so only for those who asked).
+Message to_message(natsMsg* msg, bool stored_time) {
     Message out;
     out.subject = natsMsg_GetSubject(msg);
     if (int length = natsMsg_GetDataLength(msg); length > 0) {
@@ -60,7 +62,7 @@ Message to_message(natsMsg* msg) {
         }
         std::free(static_cast<void*>(keys));
     }
-    if (jsMsgMetaData* meta = nullptr; natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
+    if (jsMsgMetaData* meta = nullptr; stored_time && natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
         out.stored = std::chrono::system_clock::time_point{
             std::chrono::duration_cast<std::chrono::system_clock::duration>(
                 std::chrono::nanoseconds{meta->Timestamp})};
@@ -353,10 +355,11 @@ struct Client::Subscription::Impl {
     // What the cnats callbacks see. It outlives the natsSubscription: the completion
     // callback releases it, after the last message callback has returned.
     struct Shared {
-        Shared(std::function<void(Message)> f, Logger l)
-            : on_message{std::move(f)}, log{std::move(l)} {}
+        Shared(std::function<void(Message)> f, Logger l, bool stored)
+            : on_message{std::move(f)}, log{std::move(l)}, stored_time{stored} {}
         std::function<void(Message)> on_message;
         Logger log;
+        bool stored_time;
         std::mutex mutex;
         std::condition_variable done_cv;
         bool done = false;
@@ -367,7 +370,7 @@ struct Client::Subscription::Impl {
     static void on_msg(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
         auto& shared = **static_cast<std::shared_ptr<Shared>*>(closure);
         try {
-            shared.on_message(to_message(msg));
+            shared.on_message(to_message(msg, shared.stored_time));
         } catch (const std::exception& e) {
             shared.log.error("JetStream message handler failed", {{"error", e.what()}});
         }
@@ -402,10 +405,11 @@ Client::Subscription::~Subscription() {
 std::unique_ptr<Client::Subscription> Client::subscribe_ordered(
     const std::string& stream, const std::string& filter,
     std::optional<std::chrono::system_clock::time_point> start_time,
-    std::function<void(Message)> on_message) {
+    std::function<void(Message)> on_message, bool stored_time) {
     if (!impl_->js) throw Unavailable("NATS is not connected");
     auto impl = std::make_unique<Subscription::Impl>();
-    impl->shared = std::make_shared<Subscription::Impl::Shared>(std::move(on_message), impl_->log);
+    impl->shared = std::make_shared<Subscription::Impl::Shared>(std::move(on_message), impl_->log,
+                                                                stored_time);
 
     jsSubOptions options;
     jsSubOptions_Init(&options);

@@ -29,7 +29,8 @@ struct Message {
     std::string subject;
     std::map<std::string, std::string> headers;
     std::string data;
-    // When the stream stored it: set on messages delivered from a stream, else the epoch.
+    // When the stream stored it: set on deliveries of a subscription that asked for it
+    // (subscribe_ordered's `stored_time`), else the epoch.
     std::chrono::system_clock::time_point stored{};
 };
 
@@ -75,11 +76,12 @@ class Client {
     // from the first message stored at or after `start_time` (all when nullopt) to
     // `on_message`, one at a time, in stream order, on a cnats thread. cnats recreates the
     // consumer after a gap or a reconnect. Destroying the subscription unsubscribes and waits
-    // for a callback in progress; never destroy it from inside `on_message`.
+    // for a callback in progress; never destroy it from inside `on_message`. With
+    // `stored_time`, each Message carries when the stream stored it (parsed per message).
     std::unique_ptr<Subscription> subscribe_ordered(
         const std::string& stream, const std::string& filter,
         std::optional<std::chrono::system_clock::time_point> start_time,
-        std::function<void(Message)> on_message);
+        std::function<void(Message)> on_message, bool stored_time = false);
 
     // For tests and tools.
     void purge_stream(const std::string& stream);

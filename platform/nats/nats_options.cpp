@@ -33,13 +33,6 @@ Parts parts_of(std::string_view url) {
     return out;
 }
 
-std::string_view first_url(std::string_view urls) {
-    auto end = urls.find(',');
-    auto url = urls.substr(0, end);
-    while (!url.empty() && url.front() == ' ') url.remove_prefix(1);
-    return url;
-}
-
 }  // namespace
 
 std::string redacted(const std::string& url) {
@@ -68,14 +61,14 @@ void apply(natsOptions* options, const ClientSettings& settings) {
     // natsOptions_SetURL takes one URL; a cluster's list goes in as the server pool, which
     // cnats connects and reconnects to in turn (each URL with its own credentials).
     const auto urls = comma_list(settings.url);
-    if (urls.size() <= 1) {
-        natsOptions_SetURL(options, settings.url.c_str());
-    } else {
+    if (urls.size() > 1) {
         std::vector<const char*> servers;
         for (const auto& url : urls) servers.push_back(url.c_str());
         natsOptions_SetServers(options, servers.data(), static_cast<int>(servers.size()));
+    } else {
+        natsOptions_SetURL(options, urls.empty() ? settings.url.c_str() : urls.front().c_str());
     }
-    auto first = parts_of(first_url(settings.url));
+    auto first = parts_of(urls.empty() ? std::string_view{} : std::string_view{urls.front()});
     // cnats reads no scheme: a tls:// URL has to ask for TLS itself.
     const bool secure = first.scheme == "tls" || !settings.ca_file.empty();
     if (!secure) return;

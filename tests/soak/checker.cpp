@@ -205,7 +205,8 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
     std::int64_t messages = 0;
     try {
         auto subscription = nats.subscribe_ordered(
-            stream, subjects, std::nullopt, [&](platform::jetstream::Message m) {
+            stream, subjects, std::nullopt,
+            [&](platform::jetstream::Message m) {
                 std::lock_guard lock{mutex};
                 ++messages;
                 if (auto it = m.headers.find("nats-msg-id"); it != m.headers.end())
@@ -216,7 +217,8 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
                             *recorded, std::chrono::duration_cast<Millis>(m.stored - *recorded));
                     }
                 }
-            });
+            },
+            /*stored_time=*/true);
         // Read all the stream holds (nothing more comes once settled), 60 s at most.
         std::int64_t held = -1;
         try {
