@@ -4,18 +4,22 @@
 
 #include "app/host.hpp"
 #include "app/subcommands.hpp"
+#include "eventstore/event_store.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/nats.hpp"
 #include "platform/pg/pg.hpp"
 #include "platform/service/service_routes.hpp"
 #include "projections/dead_letter_routes.hpp"
+#include "query/events_api.hpp"
 #include "query/service.hpp"
+#include "query/subscriptions.hpp"
 
 namespace ordo::app {
 
 // `ordo serve query`: the Query API on the read-only ordo_query role
-// (ORDO_QUERY_DATABASE_URL): the service needs nothing else, and a bug in it can then
-// neither write nor read the event store.
+// (ORDO_QUERY_DATABASE_URL): the service needs nothing else, and a bug in it can then write
+// nothing. Of the event store it reads the events table alone (for the events API), never
+// streams, snapshots or the command log.
 int run_query(const ServeOptions& options, int partitions, const platform::Logger& log) {
     auto tokens = api_tokens(options.tokens_file, options.insecure_no_auth, options.address, log);
     if (!tokens) return 2;
@@ -34,18 +38,24 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
 
     platform::metrics::Registry registry;
     auto spans = span_exporter("ordo-query", log, registry);
-    platform::pg::Pool pool{{.url = options.database_url,
-                             .size = options.pool_size,
-                             .name = options.component,
-                             .preparers = {&query::QueryService::prepare}}};
+    platform::pg::Pool pool{
+        {.url = options.database_url,
+         .size = options.pool_size,
+         .name = options.component,
+         .preparers = {&query::QueryService::prepare, &eventstore::EventStore::prepare_reader}}};
     pool.register_metrics(registry);
     platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
     // Requests waiting for a consistency token are parked without a worker (up to the
     // service's bound), so a worker per connection serves every read.
     query::QueryService service{pool, partitions, log, query::QueryService::kMaxWaiting, &registry};
 
+    query::Subscriptions subscriptions{
+        pool, options.database_url, {}, log.with_component("subscriptions"), &registry};
+    query::EventsApi events{pool, subscriptions, log.with_component("events")};
+
     platform::http::Router router;
     service.register_routes(router);
+    events.register_routes(router);
     projections::add_dead_letter_redirects(router, options.command_url);
     platform::add_service_routes(router, registry, pool, nats);
 
@@ -65,6 +75,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     signals.wait();
     log.info("draining requests in flight");
     server->stop(std::chrono::seconds(10));
+    subscriptions.stop();
     log.info("stopped");
     return 0;
 }

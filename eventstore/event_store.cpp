@@ -26,10 +26,11 @@ std::string encode_batch(const std::vector<NewEvent>& events) {
     return batch.dump();
 }
 
-// A text[] literal of categories (ids of [A-Za-z0-9._]: nothing to quote).
-std::string category_array(const std::vector<std::string>& categories) {
+// A text[] literal of names (categories, event types: [A-Za-z0-9._-], no quote or backslash
+// to escape). Each is quoted, so that a name such as NULL stays a name.
+std::string text_array(const std::vector<std::string>& names) {
     std::string out = "{";
-    for (std::size_t i = 0; i < categories.size(); ++i) out += (i ? "," : "") + categories[i];
+    for (std::size_t i = 0; i < names.size(); ++i) out += (i ? ",\"" : "\"") + names[i] + "\"";
     return out + "}";
 }
 
@@ -105,6 +106,21 @@ RecordedEvent EventStore::event_from_row(const pqxx::row& row, pqxx::row::size_t
     };
 }
 
+void EventStore::prepare_reader(pqxx::connection& conn) {
+    conn.prepare("ordo_read_range",
+                 "SELECT " + event_columns() +
+                     " FROM ordo.events"
+                     " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
+                     "   AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)"
+                     "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
+                     "   AND (cardinality($7::text[]) = 0 OR event_type = ANY($7::text[]))"
+                     " ORDER BY transaction_id, global_position LIMIT $6");
+    conn.prepare("ordo_head",
+                 "SELECT transaction_id::text AS txid, global_position FROM ordo.events"
+                 " WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+                 " ORDER BY transaction_id DESC, global_position DESC LIMIT 1");
+}
+
 void EventStore::prepare(pqxx::connection& conn) {
     conn.prepare("ordo_append", "SELECT * FROM ordo.append_events($1, $2, $3::jsonb)");
     conn.prepare("ordo_read_stream",
@@ -125,17 +141,7 @@ void EventStore::prepare(pqxx::connection& conn) {
                      "   AND stream_hash % $3 = $4"
                      "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
                      " ORDER BY transaction_id, global_position LIMIT $6");
-    conn.prepare("ordo_read_range",
-                 "SELECT " + event_columns() +
-                     " FROM ordo.events"
-                     " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
-                     "   AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)"
-                     "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
-                     " ORDER BY transaction_id, global_position LIMIT $6");
-    conn.prepare("ordo_head",
-                 "SELECT transaction_id::text AS txid, global_position FROM ordo.events"
-                 " WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
-                 " ORDER BY transaction_id DESC, global_position DESC LIMIT 1");
+    prepare_reader(conn);
     conn.prepare("ordo_stream_version",
                  "SELECT coalesce((SELECT version FROM ordo.streams WHERE stream_id = $1), 0)");
 }
@@ -261,17 +267,18 @@ std::vector<RecordedEvent> EventStore::read_partition(pqxx::transaction_base& tx
                                                       std::size_t max_count) {
     return events_of(txn.exec_prepared(
         "ordo_read_partition", std::to_string(after.transaction_id), after.position, partitions,
-        partition, category_array(categories), static_cast<std::int64_t>(max_count)));
+        partition, text_array(categories), static_cast<std::int64_t>(max_count)));
 }
 
 std::vector<RecordedEvent> EventStore::read_range(pqxx::transaction_base& txn, Checkpoint after,
                                                   Checkpoint until,
                                                   const std::vector<std::string>& categories,
-                                                  std::size_t max_count) {
+                                                  std::size_t max_count,
+                                                  const std::vector<std::string>& types) {
     return events_of(txn.exec_prepared("ordo_read_range", std::to_string(after.transaction_id),
                                        after.position, std::to_string(until.transaction_id),
-                                       until.position, category_array(categories),
-                                       static_cast<std::int64_t>(max_count)));
+                                       until.position, text_array(categories),
+                                       static_cast<std::int64_t>(max_count), text_array(types)));
 }
 
 std::int64_t EventStore::count_until(pqxx::transaction_base& txn, Checkpoint until,
@@ -281,7 +288,7 @@ std::int64_t EventStore::count_until(pqxx::transaction_base& txn, Checkpoint unt
             "SELECT count(*) FROM ordo.events WHERE (transaction_id, "
             "global_position) <= ($1::text::xid8, $2::bigint) AND "
             "(cardinality($3::text[]) = 0 OR category = ANY($3::text[]))",
-            std::to_string(until.transaction_id), until.position, category_array(categories))[0]
+            std::to_string(until.transaction_id), until.position, text_array(categories))[0]
         .as<std::int64_t>();
 }
 

@@ -84,6 +84,9 @@ class EventStore final : public Store {
 
     // Registers this class's prepared statements; add it to the pool's preparers.
     static void prepare(pqxx::connection& conn);
+    // Only those of head() and read_range(), for a pool that reads history and nothing else
+    // of the store (the query service's events API).
+    static void prepare_reader(pqxx::connection& conn);
 
     // Appends as a unit of group commit: alone, in autocommit (one statement, no BEGIN and
     // COMMIT round trips); under load, in a batch shared with other appends and sessions.
@@ -117,13 +120,15 @@ class EventStore final : public Store {
                                                      std::size_t max_count);
 
     // The events after `after` up to and including `until`, in commit order, of `categories`
-    // (all when empty). Bounded above by a fixed checkpoint instead of the live horizon, so
-    // every call is an index range scan whatever the table's statistics say (the rebuild's
-    // replay reads this way, `until` being a head() taken before it started).
+    // and `types` (all when empty). Bounded above by a fixed checkpoint instead of the live
+    // horizon, so every call is an index range scan whatever the table's statistics say (the
+    // rebuild's replay and the events API read this way, `until` being a head() taken
+    // before). A read that returns less than `max_count` has seen everything up to `until`.
     static std::vector<RecordedEvent> read_range(pqxx::transaction_base& txn, Checkpoint after,
                                                  Checkpoint until,
                                                  const std::vector<std::string>& categories,
-                                                 std::size_t max_count);
+                                                 std::size_t max_count,
+                                                 const std::vector<std::string>& types = {});
     // How many events of `categories` (all when empty) are at or before `until`.
     static std::int64_t count_until(pqxx::transaction_base& txn, Checkpoint until,
                                     const std::vector<std::string>& categories);

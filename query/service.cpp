@@ -22,6 +22,7 @@
 #include "platform/pg/pg.hpp"
 #include "platform/service/dependency_failure.hpp"
 #include "query/progress_watch.hpp"
+#include "query/request_reader.hpp"
 
 namespace ordo::query {
 namespace {
@@ -36,8 +37,6 @@ using platform::http::Response;
 
 constexpr std::int64_t kDefaultLimit = 20;
 constexpr std::int64_t kMaxLimit = 100;
-constexpr std::chrono::milliseconds kDefaultWait{2000};
-constexpr std::chrono::milliseconds kMaxWait{10000};
 // A trace is one request and the saga it starts: dozens of events. A client can reuse a
 // traceparent on any number of commands, so the answer is bounded all the same.
 constexpr std::int64_t kMaxTraceEvents = 10000;
@@ -68,136 +67,6 @@ std::string list_orders_statement(bool with_status, bool after_cursor) {
     return std::string{"query_list_orders"} + (with_status ? "_status" : "") +
            (after_cursor ? "_after" : "");
 }
-
-// --- request reading ---------------------------------------------------------------------
-
-Response invalid(std::vector<FieldError> errors) {
-    return problem(422, "validation_failed", "the request has invalid fields", std::move(errors));
-}
-
-// Digits only, no sign: "007" is 7. nullopt when it is not a number at all; values beyond
-// int64 saturate, so that range checks report them as too large.
-std::optional<std::int64_t> parse_count(std::string_view text) {
-    if (text.empty()) return std::nullopt;
-    if (!std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        return std::nullopt;
-    }
-    std::int64_t value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec == std::errc::result_out_of_range) return std::numeric_limits<std::int64_t>::max();
-    if (ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
-    return value;
-}
-
-// The consistency a request asks for: the position to wait for, and how long at most.
-struct Consistency {
-    std::optional<Checkpoint> token;
-    std::chrono::milliseconds wait = kDefaultWait;
-};
-
-// Reads a GET's path parameters, query string and headers, collecting every problem with
-// the field it concerns ("path.sku", "query.limit", "X-Consistency-Token").
-class RequestReader {
-   public:
-    RequestReader(const Request& request, std::vector<FieldError>& errors)
-        : request_{request}, errors_{errors} {}
-
-    std::optional<std::string> path_id(const char* name) {
-        const auto& value = request_.params.at(name);
-        if (domain::is_valid_id(value)) return value;
-        errors_.push_back(
-            {std::string{"path."} + name, "must be 1 to 64 characters of [A-Za-z0-9._-]"});
-        return std::nullopt;
-    }
-
-    // A W3C trace id: 32 lower-case hex digits.
-    std::optional<std::string> path_trace_id(const char* name) {
-        const auto& value = request_.params.at(name);
-        bool ok = value.size() == 32 && std::all_of(value.begin(), value.end(), [](char c) {
-                      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-                  });
-        if (ok) return value;
-        errors_.push_back(
-            {std::string{"path."} + name, "must be 32 lower-case hexadecimal digits"});
-        return std::nullopt;
-    }
-
-    const std::string* query(const char* name) const {
-        auto it = request_.query.find(name);
-        return it == request_.query.end() ? nullptr : &it->second;
-    }
-
-    std::optional<std::string> id(const char* name) {
-        const auto* value = query(name);
-        if (value == nullptr) {
-            errors_.push_back({field(name), "is required"});
-            return std::nullopt;
-        }
-        if (domain::is_valid_id(*value)) return *value;
-        errors_.push_back({field(name), "must be 1 to 64 characters of [A-Za-z0-9._-]"});
-        return std::nullopt;
-    }
-
-    std::optional<std::string> one_of(const char* name,
-                                      std::initializer_list<std::string_view> allowed,
-                                      const char* message) {
-        const auto* value = query(name);
-        if (value == nullptr) return std::nullopt;
-        if (std::find(allowed.begin(), allowed.end(), *value) != allowed.end()) return *value;
-        errors_.push_back({field(name), message});
-        return std::nullopt;
-    }
-
-    std::int64_t integer(const char* name, std::int64_t min, std::int64_t max,
-                         std::int64_t fallback) {
-        const auto* value = query(name);
-        if (value == nullptr) return fallback;
-        auto number = parse_count(*value);
-        if (!number || *number < min || *number > max) {
-            errors_.push_back({field(name), "must be an integer from " + std::to_string(min) +
-                                                " to " + std::to_string(max)});
-            return fallback;
-        }
-        return *number;
-    }
-
-    // X-Consistency-Token and ?wait_ms=. A wait beyond the cap is cut to it: the cap is the
-    // server's limit, not a mistake of the client's.
-    Consistency consistency() {
-        Consistency out;
-        if (const auto* value = query("wait_ms")) {
-            auto number = parse_count(*value);
-            if (!number) {
-                errors_.push_back({field("wait_ms"), "must be a whole number of milliseconds"});
-            } else {
-                out.wait =
-                    std::chrono::milliseconds{std::min<std::int64_t>(*number, kMaxWait.count())};
-            }
-        }
-        if (auto header = request_.header("x-consistency-token")) {
-            out.token = Checkpoint::parse_token(*header);
-            if (!out.token) {
-                errors_.push_back(
-                    {"X-Consistency-Token", "must be a position returned by the command API"});
-            }
-        }
-        return out;
-    }
-
-    // Unknown parameters are refused, so that a misspelt one (`wait_msec`) is not ignored.
-    void only(std::initializer_list<std::string_view> known) {
-        for (const auto& [name, value] : request_.query) {
-            if (std::find(known.begin(), known.end(), name) == known.end()) {
-                errors_.push_back({field(name.c_str()), "is not a known parameter"});
-            }
-        }
-    }
-
-   private:
-    static std::string field(const char* name) { return std::string{"query."} + name; }
-    const Request& request_;
-    std::vector<FieldError>& errors_;
-};
 
 // --- the list cursor ---------------------------------------------------------------------
 

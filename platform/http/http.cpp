@@ -96,6 +96,13 @@ Response Response::later(std::function<void(Resume)> park) {
     return r;
 }
 
+Response Response::streamed(std::string content_type, std::function<void(Stream)> open) {
+    Response r;
+    r.content_type = std::move(content_type);
+    r.open_stream = std::move(open);
+    return r;
+}
+
 Response problem(int status, std::string type, std::string detail, std::vector<FieldError> errors) {
     const ProblemType* known = find_problem_type(type);
     nlohmann::json body = {{"type", type},

@@ -2,6 +2,7 @@
 // and the Router that maps a method and a path, spelt one way only, to a handler.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -54,6 +55,27 @@ class Resumer {
 };
 using Resume = std::shared_ptr<Resumer>;
 
+// The sending end of a response streamed in pieces (server-sent events), once its status line
+// and headers are on their way. Pieces go out in the order sent and nothing else is written
+// after them; the connection closes when the stream ends, so a streamed response is always
+// the last on its connection. send() never blocks: the sender watches pending() and decides
+// what a client that does not read gets (the server buffers whatever it is given). Safe from
+// any thread.
+class StreamSink {
+   public:
+    virtual ~StreamSink() = default;
+    // Queues `bytes` after what is queued. False, and nothing queued, once the stream has
+    // ended: the client went away, the server is stopping, or end() was called.
+    virtual bool send(std::string bytes) = 0;
+    // Bytes queued and not yet written to the connection.
+    virtual std::size_t pending() const = 0;
+    // Writes what is queued (for a short linger at most: a client that reads nothing does not
+    // hold the connection), then closes the connection. Idempotent.
+    virtual void end() = 0;
+    virtual bool ended() const = 0;
+};
+using Stream = std::shared_ptr<StreamSink>;
+
 struct Response {
     int status = 200;
     std::string content_type = "application/json";
@@ -62,10 +84,17 @@ struct Response {
     // Set (by later()) when the answer must wait for something other than the handler's own
     // work: the server frees the worker at once and calls this with the request's Resume.
     std::function<void(Resume)> park;
+    // Set (by streamed()) when the body is sent in pieces after the headers: the server writes
+    // the status line and headers, then calls this, on the connection's own thread, with the
+    // stream. It must be quick: hand the stream to whatever sends.
+    std::function<void(Stream)> open_stream;
 
     static Response json(int status, const nlohmann::json& body);
     // An answer that comes later, without holding a worker meanwhile (see Resumer).
     static Response later(std::function<void(Resume)> park);
+    // A 200 whose body follows as a stream (see StreamSink), with no Content-Length and
+    // "Connection: close". Not from a resumed answer.
+    static Response streamed(std::string content_type, std::function<void(Stream)> open);
 };
 
 // RFC 9457 problem documents. The title and usual status of every problem type live in one

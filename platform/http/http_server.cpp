@@ -437,6 +437,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // is busy finishes the request and answers with "Connection: close".
     void on_server_stop() {
         if (state_ == State::idle) close();
+        if (state_ == State::streaming) end_stream();
     }
 
     void force_close() { close(); }
@@ -448,6 +449,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         auto keep = std::move(parked_self_);  // a parked request is answered: let go
         if (closed_) {
             if (in_flight_) finish_request(response.status);  // not counted when it was cut
+            return;
+        }
+        if (response.open_stream) {
+            start_stream(std::move(response));
             return;
         }
         respond(std::move(response), false);
@@ -485,9 +490,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // Runs a parked request's answer on a worker, as run_handler runs a handler.
     Response run_answer(const std::function<Response()>& answer, Request& request) {
         Response response = run_handler([&](Request&) { return answer(); }, request);
-        if (!response.park) return response;
-        server_.logger_.log(LogLevel::error, "a resumed request asked to park again", request.trace,
-                            {{"route", request.route}});
+        if (!response.park && !response.open_stream) return response;
+        server_.logger_.log(LogLevel::error, "a resumed request asked to park or stream",
+                            request.trace, {{"route", request.route}});
         return problem(500, "internal", "the server failed to handle the request");
     }
 
@@ -547,8 +552,135 @@ class Connection : public std::enable_shared_from_this<Connection> {
         std::atomic<bool> resumed_{false};
     };
 
+    // The StreamSink of a streamed response: queues onto the connection's strand.
+    class Sink : public StreamSink {
+       public:
+        explicit Sink(const std::shared_ptr<Connection>& connection) : connection_{connection} {}
+
+        bool send(std::string bytes) override {
+            if (ended_.load()) return false;
+            auto connection = connection_.lock();
+            if (!connection) {
+                ended_ = true;
+                return false;
+            }
+            pending_.fetch_add(bytes.size());
+            net::post(connection->executor(), [connection, bytes = std::move(bytes)]() mutable {
+                connection->push(std::move(bytes));
+            });
+            return true;
+        }
+        std::size_t pending() const override { return pending_.load(); }
+        void end() override {
+            if (ended_.exchange(true)) return;
+            if (auto connection = connection_.lock()) {
+                net::post(connection->executor(), [connection] { connection->end_stream(); });
+            }
+        }
+        bool ended() const override { return ended_.load(); }
+
+       private:
+        friend class Connection;
+        std::weak_ptr<Connection> connection_;
+        std::atomic<std::size_t> pending_{0};
+        std::atomic<bool> ended_{false};
+    };
+
    private:
-    enum class State { idle, reading, handling, writing, closing };
+    enum class State { idle, reading, handling, writing, streaming, closing };
+
+    // A streamed response: the status line and headers, then the sink's pieces in order. The
+    // connection reads only to notice the client leaving, and closes when the stream ends,
+    // the client leaves, or a write fails; no request follows on it.
+    void start_stream(Response response) {
+        std::string head = version_ == 10 ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.1 200 OK\r\n";
+        for (const auto& [name, value] : response.headers) head += name + ": " + value + "\r\n";
+        head += "Content-Type: " + response.content_type + "\r\n";
+        head += "traceparent: " + trace_.traceparent() + "\r\n";
+        if (!trace_.tracestate.empty()) head += "tracestate: " + trace_.tracestate + "\r\n";
+        head += "Cache-Control: no-store\r\nConnection: close\r\n\r\n";
+        finish_request(200);
+        state_ = State::streaming;
+        disarm_timer();
+        sink_ = std::make_shared<Sink>(shared_from_this());
+        sink_->pending_.fetch_add(head.size());
+        push(std::move(head));
+        watch_peer();
+        try {
+            response.open_stream(sink_);
+        } catch (const std::exception& e) {
+            server_.logger_.log(LogLevel::error, "opening a stream failed", trace_,
+                                {{"error", e.what()}});
+            sink_->end();
+        }
+    }
+
+    void push(std::string bytes) {
+        if (closed_ || stream_ending_) {
+            sink_->pending_.fetch_sub(bytes.size());
+            return;
+        }
+        stream_queue_.push_back(std::move(bytes));
+        write_next();
+    }
+
+    void write_next() {
+        if (stream_writing_ || closed_) return;
+        if (stream_queue_.empty()) {
+            if (stream_ended_) finish_stream();
+            return;
+        }
+        stream_writing_ = true;
+        net::async_write(stream_, net::buffer(stream_queue_.front()),
+                         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             self->stream_writing_ = false;
+                             self->sink_->pending_.fetch_sub(self->stream_queue_.front().size());
+                             self->stream_queue_.pop_front();
+                             if (ec) {
+                                 self->close();
+                                 return;
+                             }
+                             self->write_next();
+                         });
+    }
+
+    // What is queued still goes out, for kLingerTimeout at most.
+    void end_stream() {
+        if (closed_ || stream_ended_) return;
+        sink_->ended_ = true;
+        stream_ended_ = true;
+        arm_timer(kLingerTimeout);
+        write_next();
+    }
+
+    // Everything is written. Over TCP the client gets a FIN and the watch's read ends when it
+    // closes its side (or the linger timer cuts it); over TLS the connection just closes, since
+    // a close_notify exchange would read beside the watch's pending read.
+    void finish_stream() {
+        if (stream_.secure()) {
+            close();
+            return;
+        }
+        stream_ending_ = true;
+        beast::error_code ec;
+        socket_.shutdown(tcp::socket::shutdown_send, ec);
+        if (ec) close();
+    }
+
+    // Reads and discards what the client sends while it is streamed to; its end (or an
+    // error) closes the connection.
+    void watch_peer() {
+        buffer_.clear();
+        stream_.async_read_some(buffer_.prepare(kDrainChunk),
+                                [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                                    if (ec || n == 0) {
+                                        self->close();
+                                        return;
+                                    }
+                                    self->buffer_.clear();
+                                    self->watch_peer();
+                                });
+    }
 
     // Bounded by the read timeout; a connection over the caps only gets the linger time to
     // complete it, as it would to read its 503. A failure is counted, logged at debug (scanners
@@ -1011,6 +1143,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (closed_) return;
         closed_ = true;
         state_ = State::closing;
+        if (sink_) sink_->ended_ = true;
         disarm_timer();
         beast::error_code ignored;
         socket_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -1056,6 +1189,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool first_request_ = true;
     bool closed_ = false;
     std::shared_ptr<Connection> parked_self_;  // set while a request is parked
+    // A streamed response: its sink, the pieces not yet written, and how far its end got.
+    std::shared_ptr<Sink> sink_;
+    std::deque<std::string> stream_queue_;
+    bool stream_writing_ = false;
+    bool stream_ended_ = false;   // end() came: what is queued is the last
+    bool stream_ending_ = false;  // everything is written; waiting for the client to close
     bool timed_out_ = false;
     unsigned timer_generation_ = 0;
     std::size_t lingered_ = 0;

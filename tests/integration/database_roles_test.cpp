@@ -178,11 +178,15 @@ TEST_F(DatabaseRoles, TheOldSharedRolesCanNeitherLogInNorTouchAnything) {
     }
 }
 
-TEST_F(DatabaseRoles, QueryRoleReadsTheReadSchemaAndNothingElse) {
+// The read schema, and of the event store only the events (for the events API).
+TEST_F(DatabaseRoles, QueryRoleReadsTheReadSchemaAndTheEventsAndNothingElse) {
     expect_outcomes(
         db_.query_url(),
         with_common({
-            {"SELECT count(*) FROM ordo.events", std::nullopt, kRefused},
+            {"SELECT count(*) FROM ordo.events WHERE stream_id = $1", "order-seed", kAllowed},
+            {"UPDATE ordo.events SET payload = '{}' WHERE stream_id = $1", "order-seed", kRefused},
+            {"SELECT count(*) FROM ordo.streams", std::nullopt, kRefused},
+            {"SELECT count(*) FROM ordo.snapshots", std::nullopt, kRefused},
             {"SELECT count(*) FROM ordo.command_log", std::nullopt, kRefused},
             {"SELECT count(*) FROM ordo.dead_letters", std::nullopt, kRefused},
             {"SELECT count(*) FROM ordo.projection_checkpoints", std::nullopt, kRefused},

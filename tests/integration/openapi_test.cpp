@@ -10,7 +10,9 @@
 #include "platform/nats/nats.hpp"
 #include "platform/service/service_routes.hpp"
 #include "projections/dead_letter_routes.hpp"
+#include "query/events_api.hpp"
 #include "query/service.hpp"
+#include "query/subscriptions.hpp"
 #include "tests/support/command_stack.hpp"
 #include "tests/support/nats.hpp"
 
@@ -121,8 +123,11 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheQueryServiceServes) {
     platform::pg::Pool pool{{.url = db.query_url(), .size = 1, .preparers = {}}};
     platform::nats::Connection nats{testing::nats_admin(), platform::Logger::null_logger()};
     query::QueryService service{pool, 16, platform::Logger::null_logger()};
+    query::Subscriptions subscriptions{pool, db.query_url(), {}, platform::Logger::null_logger()};
+    query::EventsApi events{pool, subscriptions, platform::Logger::null_logger()};
     platform::http::Router router;
     service.register_routes(router);
+    events.register_routes(router);
     projections::add_dead_letter_redirects(router, "http://127.0.0.1:8080");
     platform::add_service_routes(router, registry, pool, nats);
 

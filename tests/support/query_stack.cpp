@@ -9,14 +9,18 @@
 namespace ordo::testing {
 
 QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std::string> reader_url,
-                       std::size_t max_waiting)
+                       std::size_t max_waiting, query::Subscriptions::Options subscriptions)
     : reader_{{.url = reader_url.value_or(db_.query_url()),
                .size = 16,
                .name = "query",
-               .preparers = {&query::QueryService::prepare}}},
+               .preparers = {&query::QueryService::prepare,
+                             &eventstore::EventStore::prepare_reader}}},
       command_{{.url = db_.command_url(), .size = 4, .name = "command"}},
       fixtures_{{.url = db_.migrator_url(), .size = 2, .name = "test"}},
-      service_{reader_, kPartitions, platform::Logger::null_logger(), max_waiting} {
+      service_{reader_, kPartitions, platform::Logger::null_logger(), max_waiting},
+      subscriptions_{reader_, reader_url.value_or(db_.query_url()), subscriptions,
+                     platform::Logger::null_logger(), &metrics_},
+      events_{reader_, subscriptions_, platform::Logger::null_logger()} {
     platform::http::Router admin;
     projections::add_dead_letter_routes(admin, command_, platform::Logger::null_logger());
     auto admin_options = options;
@@ -28,6 +32,7 @@ QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std:
 
     platform::http::Router router;
     service_.register_routes(router);
+    events_.register_routes(router);
     projections::add_dead_letter_redirects(
         router, "http://127.0.0.1:" + std::to_string(admin_server_->port()));
     options.port = 0;
@@ -39,6 +44,7 @@ QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std:
 QueryStack::~QueryStack() {
     server_->stop(std::chrono::seconds(5));
     admin_server_->stop(std::chrono::seconds(5));
+    subscriptions_.stop();
 }
 
 void QueryStack::set_checkpoint(const std::string& projection, int partition,

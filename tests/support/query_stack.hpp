@@ -10,7 +10,9 @@
 #include "platform/core/metrics.hpp"
 #include "platform/http/http_server.hpp"
 #include "platform/pg/pg.hpp"
+#include "query/events_api.hpp"
 #include "query/service.hpp"
+#include "query/subscriptions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -27,7 +29,8 @@ class QueryStack {
     // `reader_url` replaces the test database's query-role URL (e.g. one nothing listens on).
     explicit QueryStack(platform::http::ServerOptions options = {},
                         std::optional<std::string> reader_url = std::nullopt,
-                        std::size_t max_waiting = 1024);
+                        std::size_t max_waiting = 1024,
+                        query::Subscriptions::Options subscriptions = {});
     ~QueryStack();
 
     std::uint16_t port() const { return server_->port(); }
@@ -41,6 +44,8 @@ class QueryStack {
     platform::pg::Pool& reader() { return reader_; }      // the service's pool
     platform::pg::Pool& fixtures() { return fixtures_; }  // for the test's own rows
     query::QueryService& service() { return service_; }
+    query::Subscriptions& subscriptions() { return subscriptions_; }
+    platform::metrics::Registry& metrics() { return metrics_; }
 
     // Upserts the checkpoint of one partition of a projection.
     void set_checkpoint(const std::string& projection, int partition, eventstore::Checkpoint at);
@@ -54,6 +59,8 @@ class QueryStack {
     platform::pg::Pool command_;
     platform::pg::Pool fixtures_;
     query::QueryService service_;
+    query::Subscriptions subscriptions_;
+    query::EventsApi events_;
     std::unique_ptr<platform::http::Server> admin_server_;
     std::unique_ptr<platform::http::Server> server_;
 };

@@ -24,7 +24,9 @@
 #include "platform/core/metrics.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/http/http.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
+#include "tests/support/sse_client.hpp"
 #include "tests/support/tokens.hpp"
 
 namespace ordo::platform::http {
@@ -716,6 +718,100 @@ TEST(HttpServer, StopLetsTheRequestInFlightFinish) {
     ASSERT_EQ(stopping.wait_for(kGenerous), std::future_status::ready);
     stopping.get();
     EXPECT_THROW(server.client().get("/healthz"), std::runtime_error);  // no longer listening
+}
+
+// A route whose answer is a stream; the test gets each stream as it opens.
+class StreamRoute {
+   public:
+    Router router() {
+        Router r;
+        r.add("GET", "/stream", Access::read, [this](Request&) {
+            return Response::streamed("text/event-stream", [this](Stream stream) {
+                std::lock_guard lock{mutex_};
+                streams_.push_back(std::move(stream));
+                cv_.notify_all();
+            });
+        });
+        return r;
+    }
+    Stream wait_stream(std::size_t n = 1) {
+        std::unique_lock lock{mutex_};
+        if (!cv_.wait_for(lock, kGenerous, [&] { return streams_.size() >= n; })) return nullptr;
+        return streams_[n - 1];
+    }
+
+   private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<Stream> streams_;
+};
+
+TEST(HttpServer, StreamsPiecesInOrderAfterTheHeadAndClosesWhenTheStreamEnds) {
+    StreamRoute route;
+    TestServer server{route.router()};
+    ordo::testing::SseClient client{server.port(), "/stream"};
+    auto stream = route.wait_stream();
+    ASSERT_TRUE(stream);
+    EXPECT_TRUE(stream->send("one "));
+    EXPECT_TRUE(stream->send("two"));
+    stream->end();
+    EXPECT_FALSE(stream->send("after the end"));
+    ASSERT_EQ(client.status(), 200);
+    EXPECT_NE(client.head().find("Content-Type: text/event-stream"), std::string::npos);
+    EXPECT_NE(client.head().find("Connection: close"), std::string::npos);
+    EXPECT_NE(client.head().find("traceparent: "), std::string::npos);
+    EXPECT_EQ(client.head().find("Content-Length"), std::string::npos);
+    EXPECT_EQ(client.body(), "one two");
+    EXPECT_TRUE(client.closed());
+    EXPECT_TRUE(ordo::testing::eventually([&] { return stream->pending() == 0; }, 20s));
+}
+
+TEST(HttpServer, AStreamEndsWhenItsClientGoesAway) {
+    StreamRoute route;
+    TestServer server{route.router()};
+    ordo::testing::SseClient client{server.port(), "/stream"};
+    auto stream = route.wait_stream();
+    ASSERT_TRUE(stream);
+    ASSERT_TRUE(stream->send("hello"));
+    ASSERT_EQ(client.status(), 200);
+    client.abort();
+    EXPECT_TRUE(ordo::testing::eventually([&] { return stream->ended(); }, 20s));
+    EXPECT_FALSE(stream->send("nobody listens"));
+    // The server goes on serving others.
+    ordo::testing::SseClient next{server.port(), "/stream"};
+    EXPECT_EQ(next.status(), 200);
+    EXPECT_TRUE(route.wait_stream(2));
+}
+
+TEST(HttpServer, PendingCountsWhatAClientHasNotReadYet) {
+    StreamRoute route;
+    TestServer server{route.router()};
+    ordo::testing::SseClient client{server.port(), "/stream", {}, 4096};
+    auto stream = route.wait_stream();
+    ASSERT_TRUE(stream);
+    const std::string piece(64 * 1024, 'x');
+    constexpr std::size_t kPieces = 64;
+    // More than the socket buffers on both sides hold: the rest waits in the server.
+    for (std::size_t i = 0; i < kPieces; ++i) ASSERT_TRUE(stream->send(piece));
+    EXPECT_GT(stream->pending(), 0U);
+    EXPECT_LE(stream->pending(), kPieces * piece.size() + 1024);  // the head, too
+    ASSERT_EQ(client.status(), 200);
+    EXPECT_EQ(client.read(kPieces * piece.size()).size(), kPieces * piece.size());
+    EXPECT_TRUE(ordo::testing::eventually([&] { return stream->pending() == 0; }, 20s));
+    EXPECT_FALSE(stream->ended());
+}
+
+TEST(HttpServer, StoppingTheServerEndsItsStreams) {
+    StreamRoute route;
+    TestServer server{route.router()};
+    ordo::testing::SseClient client{server.port(), "/stream"};
+    auto stream = route.wait_stream();
+    ASSERT_TRUE(stream);
+    ASSERT_TRUE(stream->send("before the stop"));
+    server.server().stop(std::chrono::seconds(10));
+    EXPECT_TRUE(stream->ended());
+    EXPECT_EQ(client.body(), "before the stop");
+    EXPECT_TRUE(client.closed());
 }
 
 }  // namespace

@@ -1,0 +1,97 @@
+#include "query/events_api.hpp"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "eventstore/event_store.hpp"
+#include "platform/http/http.hpp"
+#include "platform/pg/pg.hpp"
+#include "platform/service/dependency_failure.hpp"
+#include "query/request_reader.hpp"
+
+namespace ordo::query {
+namespace {
+
+using eventstore::Checkpoint;
+using eventstore::EventStore;
+using platform::http::Access;
+using platform::http::FieldError;
+using platform::http::Request;
+using platform::http::Response;
+
+EventSelection selection(RequestReader& in) {
+    return {in.id_list("category", EventsApi::kMaxNames), in.id_list("type", EventsApi::kMaxNames)};
+}
+
+}  // namespace
+
+EventsApi::EventsApi(platform::pg::Pool& pool, Subscriptions& subscriptions, platform::Logger log)
+    : pool_{pool}, subscriptions_{subscriptions}, log_{std::move(log)} {}
+
+void EventsApi::register_routes(platform::http::Router& router) {
+    router.add("GET", "/v1/events", Access::read, [this](Request& r) { return page(r); });
+    router.add("GET", "/v1/events/stream", Access::read, [this](Request& r) { return stream(r); });
+}
+
+Response EventsApi::page(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    auto after = in.position("after").value_or(Checkpoint{});
+    auto selected = selection(in);
+    auto limit = in.integer("limit", 1, kMaxLimit, kDefaultLimit);
+    in.only({"after", "category", "type", "limit"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    try {
+        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            // Everything up to the head is committed and stays as it is: the page and the
+            // position to go on from are exact, whatever commits meanwhile.
+            const auto head = EventStore::head(tx).value_or(Checkpoint{});
+            auto events = EventStore::read_range(tx, after, head, selected.categories,
+                                                 static_cast<std::size_t>(limit), selected.types);
+            const bool full = static_cast<std::int64_t>(events.size()) == limit;
+            const Checkpoint next = full ? events.back().checkpoint() : std::max(after, head);
+            nlohmann::json items = nlohmann::json::array();
+            for (const auto& e : events) items.push_back(event_json(e));
+            return Response::json(200,
+                                  {{"events", std::move(items)}, {"next_after", next.token()}});
+        });
+    } catch (...) {
+        const std::string unavailable = "the event store is unavailable; retry shortly";
+        return platform::answer_dependency_failure(
+            log_, request.trace,
+            {.unavailable = unavailable, .overloaded = unavailable, .outcome_unknown = {}});
+    }
+}
+
+Response EventsApi::stream(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    auto after = in.position("after").value_or(Checkpoint{});
+    if (auto last = request.header("last-event-id")) {
+        // A reconnecting EventSource resumes after the last event it saw, whatever the URL says.
+        if (auto position = Checkpoint::parse_token(*last)) {
+            after = *position;
+        } else {
+            errors.push_back({"Last-Event-ID", "must be an id this stream sent"});
+        }
+    }
+    auto selected = selection(in);
+    in.only({"after", "category", "type"});
+    if (!errors.empty()) return invalid(std::move(errors));
+    auto place = subscriptions_.reserve();
+    if (!place) {
+        auto refused =
+            platform::http::problem(503, "unavailable", "too many subscribers; retry shortly");
+        refused.headers.emplace_back("Retry-After", "5");
+        return refused;
+    }
+    return Response::streamed("text/event-stream", [this, place = std::move(place), after,
+                                                    selected = std::move(selected)](
+                                                       platform::http::Stream stream) mutable {
+        subscriptions_.subscribe(std::move(place), after, std::move(selected), std::move(stream));
+    });
+}
+
+}  // namespace ordo::query

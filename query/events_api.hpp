@@ -1,0 +1,45 @@
+// The events API: all events in commit order, paged (GET /v1/events) and live as server-sent
+// events (GET /v1/events/stream), for clients that react to Ordo's events without NATS.
+#pragma once
+
+#include "platform/core/log.hpp"
+#include "platform/http/http.hpp"
+#include "query/subscriptions.hpp"
+
+namespace ordo::platform::pg {
+class Pool;
+}
+
+namespace ordo::query {
+
+// Both routes need the read scope and take the same selection: `category` and `type`, each a
+// comma-separated list (at most kMaxNames names; absent: all), and the position to start
+// after (`after`, a position this API returned; absent: the beginning of history).
+//
+// A page holds at most `limit` events (default 100, at most 1000) and `next_after`: the
+// position to ask from next. A short page has read everything committed below the horizon at
+// the time, so `next_after` can run ahead of its last event; reading on from it never misses
+// one. The stream sends the same events as messages (see Subscriptions), and a
+// Last-Event-ID header overrides `after`, as a reconnecting EventSource sends it.
+//
+// `pool` is the query role's, prepared with EventStore::prepare_reader.
+class EventsApi {
+   public:
+    static constexpr std::size_t kMaxNames = 32;
+    static constexpr std::int64_t kDefaultLimit = 100;
+    static constexpr std::int64_t kMaxLimit = 1000;
+
+    EventsApi(platform::pg::Pool& pool, Subscriptions& subscriptions, platform::Logger log);
+
+    void register_routes(platform::http::Router& router);
+
+   private:
+    platform::http::Response page(platform::http::Request& request);
+    platform::http::Response stream(platform::http::Request& request);
+
+    platform::pg::Pool& pool_;
+    Subscriptions& subscriptions_;
+    platform::Logger log_;
+};
+
+}  // namespace ordo::query

@@ -1,0 +1,358 @@
+#include "query/subscriptions.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "eventstore/append_notifier.hpp"
+#include "eventstore/event_store.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/pg/pg.hpp"
+
+namespace ordo::query {
+
+using eventstore::Checkpoint;
+using eventstore::EventStore;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// How soon a reader catching up that had too much unsent is looked at again.
+constexpr std::chrono::milliseconds kRoomCheck{20};
+
+struct Subscriber {
+    platform::http::Stream stream;
+    EventSelection selection;
+    Checkpoint position;  // everything selected up to here is sent
+    bool live = false;
+    Clock::time_point last_sent;
+    std::size_t last_pending = 0;
+    Clock::time_point progress_at;  // when unsent bytes last went down (or were none)
+};
+
+}  // namespace
+
+struct Subscriptions::Impl {
+    Impl(platform::pg::Pool& pool, Options options, platform::Logger log,
+         platform::metrics::Registry* metrics)
+        : pool_{pool}, options_{options}, log_{std::move(log)} {
+        if (metrics) {
+            subscribers_gauge_ =
+                &metrics->gauge("ordo_event_subscribers", "Open server-sent-event subscriptions");
+            events_sent_ = &metrics->counter("ordo_event_subscription_events_total",
+                                             "Events sent to subscribers");
+            for (const char* reason : {"slow_consumer", "stalled", "closed", "stopping"}) {
+                ended_[reason] =
+                    &metrics->counter("ordo_event_subscriptions_ended_total",
+                                      "Subscriptions ended, by reason", {{"reason", reason}});
+            }
+        }
+    }
+
+    void release_place() {
+        std::lock_guard lock{mutex_};
+        --taken_;
+    }
+
+    void wake() {
+        {
+            std::lock_guard lock{mutex_};
+            woken_ = true;
+        }
+        cv_.notify_one();
+    }
+
+    void run();
+    void round(bool& more, bool& advanced, bool& waiting_for_room);
+    void fan_out(const std::vector<eventstore::RecordedEvent>& events, Checkpoint up_to);
+    void send(Subscriber& s, std::string bytes, Clock::time_point now);
+    void end(Subscriber& s, const char* reason, const char* type, const std::string& detail);
+    void police(Clock::time_point now);
+
+    platform::pg::Pool& pool_;
+    const Options options_;
+    platform::Logger log_;
+    platform::metrics::Gauge* subscribers_gauge_ = nullptr;
+    platform::metrics::Counter* events_sent_ = nullptr;
+    std::map<std::string, platform::metrics::Counter*> ended_;
+
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    bool woken_ = false;
+    bool stopping_ = false;
+    std::size_t taken_ = 0;                              // places and subscribers
+    std::vector<std::shared_ptr<Subscriber>> incoming_;  // guarded by mutex_
+    std::atomic<std::size_t> count_{0};                  // subscribers, for subscribers()
+    std::atomic<std::uint64_t> rounds_{0};
+
+    // The thread's own.
+    std::vector<std::shared_ptr<Subscriber>> subscribers_;
+    std::optional<Checkpoint> head_;
+    std::unique_ptr<eventstore::AppendListener> listener_;
+    std::thread thread_;
+};
+
+class Subscriptions::Place {
+   public:
+    explicit Place(std::shared_ptr<Impl> impl) : impl_{std::move(impl)} {}
+    ~Place() {
+        if (!used_) impl_->release_place();
+    }
+    Place(const Place&) = delete;
+    Place& operator=(const Place&) = delete;
+
+   private:
+    friend class Subscriptions;
+    std::shared_ptr<Impl> impl_;
+    bool used_ = false;
+};
+
+Subscriptions::Subscriptions(platform::pg::Pool& pool, std::string listen_url, Options options,
+                             platform::Logger log, platform::metrics::Registry* metrics)
+    : impl_{std::make_shared<Impl>(pool, options, std::move(log), metrics)} {
+    Impl* impl = impl_.get();
+    impl_->listener_ = std::make_unique<eventstore::AppendListener>(
+        std::move(listen_url), impl_->log_.with_component("subscriptions.listen"),
+        eventstore::AppendNotifier::kChannel, [impl] { impl->wake(); });
+    impl_->thread_ = std::thread{[impl] { impl->run(); }};
+}
+
+Subscriptions::~Subscriptions() {
+    stop();
+}
+
+std::shared_ptr<Subscriptions::Place> Subscriptions::reserve() {
+    {
+        std::lock_guard lock{impl_->mutex_};
+        if (impl_->stopping_ || impl_->taken_ >= impl_->options_.capacity) return nullptr;
+        ++impl_->taken_;
+    }
+    return std::make_shared<Place>(impl_);
+}
+
+void Subscriptions::subscribe(std::shared_ptr<Place> place, Checkpoint after,
+                              EventSelection selection, platform::http::Stream stream) {
+    auto s = std::make_shared<Subscriber>();
+    s->stream = std::move(stream);
+    s->selection = std::move(selection);
+    s->position = after;
+    s->last_sent = s->progress_at = Clock::now();
+    {
+        std::lock_guard lock{impl_->mutex_};
+        place->used_ = true;  // the subscriber holds the place from here
+        if (impl_->stopping_) {
+            --impl_->taken_;
+            s->stream->send(sse_end("unavailable", "the service is stopping"));
+            s->stream->end();
+            return;
+        }
+        impl_->incoming_.push_back(std::move(s));
+        impl_->woken_ = true;
+    }
+    impl_->cv_.notify_one();
+}
+
+std::size_t Subscriptions::subscribers() const {
+    return impl_->count_.load();
+}
+std::uint64_t Subscriptions::rounds() const {
+    return impl_->rounds_.load();
+}
+
+void Subscriptions::stop() {
+    {
+        std::lock_guard lock{impl_->mutex_};
+        if (impl_->stopping_ && !impl_->thread_.joinable()) return;
+        impl_->stopping_ = true;
+    }
+    impl_->cv_.notify_one();
+    if (impl_->thread_.joinable()) impl_->thread_.join();
+    impl_->listener_.reset();
+}
+
+void Subscriptions::Impl::run() {
+    eventstore::HorizonWait horizon{options_.poll};
+    bool expecting = false;  // a notification came and the head did not move: look again soon
+    while (true) {
+        bool notified = false;
+        {
+            std::lock_guard lock{mutex_};
+            if (stopping_) break;
+            notified = std::exchange(woken_, false);
+            for (auto& s : incoming_) {
+                s->stream->send(sse_retry(options_.client_retry_ms));
+                subscribers_.push_back(std::move(s));
+            }
+            incoming_.clear();
+        }
+        bool more = false;
+        bool advanced = false;
+        bool waiting_for_room = false;  // a reader catching up has too much unsent
+        if (!subscribers_.empty()) {
+            try {
+                round(more, advanced, waiting_for_room);
+            } catch (const std::exception& e) {
+                // The database is away: subscribers keep their place and get heartbeats;
+                // the next round tries again.
+                log_.warn("reading events for subscribers failed", {{"error", e.what()}});
+            }
+        }
+        police(Clock::now());
+        count_ = subscribers_.size();
+        if (subscribers_gauge_) subscribers_gauge_->set(static_cast<double>(subscribers_.size()));
+        rounds_.fetch_add(1);
+        if (more) continue;
+        if (notified && !advanced) expecting = true;
+        if (advanced) expecting = false;
+        auto wait = horizon.next(expecting);
+        // Nothing says when a client has read its backlog: look again soon.
+        if (waiting_for_room) wait = std::min(wait, kRoomCheck);
+        std::unique_lock lock{mutex_};
+        cv_.wait_for(lock, wait, [this] { return woken_ || stopping_; });
+    }
+    for (auto& s : subscribers_) end(*s, "stopping", "unavailable", "the service is stopping");
+    {
+        std::lock_guard lock{mutex_};
+        for (auto& s : incoming_) end(*s, "stopping", "unavailable", "the service is stopping");
+        taken_ -= subscribers_.size() + incoming_.size();
+        incoming_.clear();
+    }
+    subscribers_.clear();
+    count_ = 0;
+}
+
+// One round: the live share, then one page for each subscriber catching up that has room.
+void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_room) {
+    pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+        const bool any_live = std::any_of(subscribers_.begin(), subscribers_.end(),
+                                          [](const auto& s) { return s->live; });
+        auto newest = EventStore::head(tx).value_or(Checkpoint{});
+        if (!any_live || !head_) {
+            // Nobody reads live: the head may jump, and those catching up go as far.
+            advanced = !head_ || newest > *head_;
+            head_ = std::max(head_.value_or(Checkpoint{}), newest);
+        } else if (newest > *head_) {
+            auto events = EventStore::read_range(tx, *head_, newest, {}, options_.page);
+            const bool full = events.size() == options_.page;
+            const Checkpoint up_to = full ? events.back().checkpoint() : newest;
+            fan_out(events, up_to);
+            head_ = up_to;
+            advanced = true;
+            more = more || full;
+        }
+        const auto now = Clock::now();
+        const std::size_t room = options_.max_buffered / 2;
+        for (auto& s : subscribers_) {
+            if (s->live || s->stream->ended()) continue;
+            const auto pending = s->stream->pending();
+            if (pending >= room) {
+                waiting_for_room = true;
+                continue;
+            }
+            if (s->position >= *head_) {
+                s->live = true;
+                continue;
+            }
+            auto events = EventStore::read_range(tx, s->position, *head_, s->selection.categories,
+                                                 options_.page, s->selection.types);
+            // At most `room` unsent (one event more when a single one is larger): a reader
+            // catching up is held back, never cut off.
+            std::size_t used = pending;
+            std::size_t sent = 0;
+            for (; sent < events.size(); ++sent) {
+                auto framed = sse_event(events[sent]);
+                if (sent > 0 && used + framed.size() > room) break;
+                used += framed.size();
+                send(*s, std::move(framed), now);
+            }
+            if (events_sent_) events_sent_->inc(static_cast<double>(sent));
+            if (sent < events.size()) {
+                s->position = events[sent - 1].checkpoint();
+                waiting_for_room = true;
+            } else if (events.size() < options_.page) {
+                s->position = *head_;
+                s->live = true;
+            } else {
+                s->position = events.back().checkpoint();
+                more = true;
+            }
+        }
+    });
+}
+
+void Subscriptions::Impl::fan_out(const std::vector<eventstore::RecordedEvent>& events,
+                                  Checkpoint up_to) {
+    const auto now = Clock::now();
+    std::vector<std::string> framed(events.size());
+    for (auto& s : subscribers_) {
+        if (!s->live || s->stream->ended()) continue;
+        std::size_t sent = 0;
+        for (std::size_t i = 0; i < events.size(); ++i) {
+            if (!s->selection.matches(events[i])) continue;
+            if (framed[i].empty()) framed[i] = sse_event(events[i]);
+            send(*s, framed[i], now);
+            ++sent;
+        }
+        s->position = up_to;
+        if (events_sent_) events_sent_->inc(static_cast<double>(sent));
+    }
+}
+
+void Subscriptions::Impl::send(Subscriber& s, std::string bytes, Clock::time_point now) {
+    if (s.stream->send(std::move(bytes))) s.last_sent = now;
+}
+
+void Subscriptions::Impl::end(Subscriber& s, const char* reason, const char* type,
+                              const std::string& detail) {
+    if (!s.stream->ended()) {
+        s.stream->send(sse_end(type, detail));
+        s.stream->end();
+    }
+    if (auto it = ended_.find(reason); it != ended_.end()) it->second->inc();
+}
+
+// Heartbeats for the quiet, the end for the slow and the stalled, and the ended let go.
+void Subscriptions::Impl::police(Clock::time_point now) {
+    std::size_t removed = 0;
+    for (auto& s : subscribers_) {
+        const auto pending = s->stream->pending();
+        if (pending == 0 || pending < s->last_pending) s->progress_at = now;
+        s->last_pending = pending;
+        if (s->stream->ended()) {
+            end(*s, "closed", "", "");
+        } else if (pending > options_.max_buffered) {
+            end(*s, "slow_consumer", "slow_consumer",
+                "the client read its events too slowly (over " +
+                    std::to_string(options_.max_buffered) +
+                    " bytes unsent); reconnect with Last-Event-ID to resume");
+        } else if (pending > 0 && now - s->progress_at >= options_.stall) {
+            end(*s, "stalled", "slow_consumer",
+                "the client read nothing for " +
+                    std::to_string(
+                        std::chrono::duration_cast<std::chrono::seconds>(options_.stall).count()) +
+                    " s; reconnect with Last-Event-ID to resume");
+        } else {
+            if (pending == 0 && now - s->last_sent >= options_.heartbeat) {
+                send(*s, sse_heartbeat(s->position), now);
+            }
+            continue;
+        }
+        s.reset();
+        ++removed;
+    }
+    if (removed == 0) return;
+    subscribers_.erase(std::remove(subscribers_.begin(), subscribers_.end(), nullptr),
+                       subscribers_.end());
+    std::lock_guard lock{mutex_};
+    taken_ -= removed;
+}
+
+}  // namespace ordo::query
