@@ -6,6 +6,7 @@
 
 #include "app/host.hpp"
 #include "app/subcommands.hpp"
+#include "app/upcasters.hpp"
 #include "eventstore/append_notifier.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/core/metrics.hpp"
@@ -30,14 +31,16 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     auto spans = span_exporter("ordo-projector", log, registry);
     platform::pg::Pool health_pool{{.url = options.database_url, .size = 1, .name = "health"}};
     platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
+    const auto upcasters = event_upcasters();
     auto models = projections::read_models();
-    models.push_back(sagas::saga_view_projection());
+    models.push_back(sagas::saga_view_projection("read", &upcasters));
     projections::RuntimeOptions runtime_options{.database_url = options.database_url,
                                                 .partitions = options.partitions,
                                                 .instance = instance_name(),
                                                 .nats = options.nats,
                                                 .stream = options.stream,
-                                                .subject_prefix = options.subject_prefix};
+                                                .subject_prefix = options.subject_prefix,
+                                                .upcasters = &upcasters};
     runtime_options.statement_timeout = std::chrono::milliseconds{options.statement_timeout_ms};
     runtime_options.live_buffer_bytes = static_cast<std::size_t>(options.live_buffer_mib) << 20;
     runtime_options.breaker.cool_down = std::chrono::milliseconds{options.breaker_cool_down_ms};

@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "app/subcommands.hpp"
+#include "app/upcasters.hpp"
 #include "platform/core/errors.hpp"
 #include "projections/read_models.hpp"
 #include "projections/rebuild.hpp"
@@ -100,16 +101,19 @@ int run_rebuild(const RebuildCommandOptions& options, const platform::Logger& lo
         return *rc;
     }
     ProgressLine progress{options.projection};
+    const auto upcasters = event_upcasters();
+    auto rebuild_options = options.rebuild;
+    rebuild_options.upcasters = &upcasters;
     platform::SystemClock clock;
     try {
         auto report = projections::rebuild(
             options.projection,
-            [](const std::string& schema) {
+            [&upcasters](const std::string& schema) {
                 auto models = projections::read_models(schema);
-                models.push_back(sagas::saga_view_projection(schema));
+                models.push_back(sagas::saga_view_projection(schema, &upcasters));
                 return models;
             },
-            options.rebuild, clock, log,
+            rebuild_options, clock, log,
             [&progress](const projections::RebuildProgress& p) { progress(p); });
         if (options.rebuild.dry_run) {
             print_plan(report.plan, options.rebuild);

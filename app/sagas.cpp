@@ -7,6 +7,7 @@
 
 #include "app/host.hpp"
 #include "app/subcommands.hpp"
+#include "app/upcasters.hpp"
 #include "command/executor.hpp"
 #include "command/service.hpp"
 #include "eventstore/append_notifier.hpp"
@@ -85,6 +86,9 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     // sent, which costs it no attempt.
     command::Executor::Options executor_options;
     executor_options.start_timeout = std::chrono::milliseconds(3000);
+    // Aggregates, process streams and the intake's feed all read events in their current shape.
+    const auto upcasters = event_upcasters();
+    executor_options.upcasters = &upcasters;
     command::Executor executor{pool, &notifier, registry, log.with_component("command"),
                                executor_options};
     command::CommandService service{executor, log.with_component("command")};
@@ -99,7 +103,7 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     runner_options.policy.step_timeout_ms = options.step_timeout_ms;
     runner_options.policy.fulfillment_timeout_ms = options.fulfillment_timeout_ms;
     // The runner's appends wake whoever waits for appends, as the command side's do.
-    eventstore::EventStore store{pool, &notifier};
+    eventstore::EventStore store{pool, &notifier, std::nullopt, &upcasters};
     sagas::PgSchedule schedule{pool};
     sagas::Runner runner{runner_options, store, schedule, bus, clock, log.with_component("saga"),
                          registry};
@@ -115,7 +119,8 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
          .nats = options.nats,
          .stream = options.stream,
          .subject_prefix = options.subject_prefix,
-         .live_buffer_bytes = static_cast<std::size_t>(options.live_buffer_mib) << 20},
+         .live_buffer_bytes = static_cast<std::size_t>(options.live_buffer_mib) << 20,
+         .upcasters = &upcasters},
         std::move(feeds),
         log.with_component("saga-intake"),
         registry};

@@ -4,6 +4,7 @@
 
 #include "app/host.hpp"
 #include "app/subcommands.hpp"
+#include "app/upcasters.hpp"
 #include "command/executor.hpp"
 #include "command/service.hpp"
 #include "eventstore/append_notifier.hpp"
@@ -31,7 +32,8 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
     pool.register_metrics(registry);
     platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
     eventstore::AppendNotifier notifier{options.database_url, log.with_component("notifier")};
-    command::Executor executor{pool, &notifier, registry, log, {}};
+    const auto upcasters = event_upcasters();
+    command::Executor executor{pool, &notifier, registry, log, {.upcasters = &upcasters}};
     command::CommandService service{executor, log};
 
     platform::http::Router router;

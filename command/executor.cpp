@@ -28,8 +28,9 @@ std::optional<ApiResponse> claim_or_replay(eventstore::Session& session, const D
 
 std::unique_ptr<eventstore::Store> pg_store(platform::pg::Pool& pool,
                                             eventstore::AppendNotifier* notifier,
-                                            platform::metrics::Registry& metrics) {
-    auto store = std::make_unique<eventstore::EventStore>(pool, notifier);
+                                            platform::metrics::Registry& metrics,
+                                            const eventstore::Upcasters* upcasters) {
+    auto store = std::make_unique<eventstore::EventStore>(pool, notifier, std::nullopt, upcasters);
     store->register_metrics(metrics);
     return store;
 }
@@ -42,7 +43,8 @@ Executor::Executor(eventstore::Store& store, platform::metrics::Registry& metric
 
 Executor::Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifier,
                    platform::metrics::Registry& metrics, platform::Logger log, Options options)
-    : Executor(pg_store(pool, notifier, metrics), nullptr, metrics, std::move(log), options) {}
+    : Executor(pg_store(pool, notifier, metrics, options.upcasters), nullptr, metrics,
+               std::move(log), options) {}
 
 Executor::~Executor() = default;
 

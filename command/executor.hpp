@@ -23,7 +23,8 @@ class Counter;
 }  // namespace ordo::platform::metrics
 namespace ordo::eventstore {
 class AppendNotifier;
-}
+class Upcasters;
+}  // namespace ordo::eventstore
 
 namespace ordo::command {
 
@@ -67,6 +68,9 @@ class Executor {
         std::chrono::milliseconds start_timeout{10000};
         std::size_t max_waiting_per_stream = 1024;
         std::size_t max_waiting = 8192;
+        // For the PostgreSQL store the executor makes itself: its reads (the aggregates'
+        // loads) return events upcast by these (null: as stored). Outlives the executor.
+        const eventstore::Upcasters* upcasters = nullptr;
     };
 
     // On any store: the PostgreSQL one in production, MemoryStore in unit tests. `store`

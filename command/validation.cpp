@@ -149,7 +149,14 @@ Decoded<domain::orders::PlaceOrder> decode_place_order(const nlohmann::json& bod
     auto order_id = fields.id("order_id", false);
     auto customer_id = fields.id("customer_id");
     auto account_id = fields.id("account_id");
-    fields.only({"order_id", "customer_id", "account_id", "lines"});
+    // The currency of every line's unit_price; optional, so clients from before prices named
+    // one keep working (their orders are in the default currency, as they always were).
+    auto currency = fields.text("currency", 3, false);
+    if (currency && !domain::orders::is_currency(*currency)) {
+        errors.push_back({"currency", "must be an ISO 4217 code of three upper-case letters"});
+        currency.reset();
+    }
+    fields.only({"order_id", "customer_id", "account_id", "currency", "lines"});
     std::vector<domain::orders::OrderLine> lines;
     if (const auto* items = fields.array("lines")) {
         if (items->empty() || items->size() > domain::orders::kMaxLines) {
@@ -171,7 +178,11 @@ Decoded<domain::orders::PlaceOrder> decode_place_order(const nlohmann::json& bod
                 if (sku && !skus.insert(*sku).second) {
                     errors.push_back({prefix + "sku", "appears in more than one line"});
                 }
-                if (sku && quantity && price) lines.push_back({*sku, *quantity, *price});
+                if (sku && quantity && price) {
+                    lines.push_back(
+                        {*sku, *quantity, *price,
+                         currency.value_or(std::string{domain::orders::kDefaultCurrency})});
+                }
             }
         }
     }

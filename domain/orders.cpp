@@ -3,6 +3,8 @@
 
 #include "domain/orders.hpp"
 
+#include <algorithm>
+
 #include <set>
 #include <string>
 
@@ -52,6 +54,15 @@ std::optional<Rejection> validate_lines(const std::vector<OrderLine>& lines) {
             return Rejection{"invalid_price", field + ".unit_price must be between 0 and " +
                                                   std::to_string(kMaxUnitPrice)};
         }
+        if (!is_currency(line.currency)) {
+            return Rejection{"invalid_currency",
+                             field + ".currency must be three upper-case letters"};
+        }
+        if (line.currency != lines.front().currency) {
+            return Rejection{"mixed_currencies", field + ".currency " + line.currency +
+                                                     " differs from the order's " +
+                                                     lines.front().currency};
+        }
     }
     return std::nullopt;
 }
@@ -74,6 +85,11 @@ Rejection already_cancelled(const std::string& order_id) {
 }
 
 }  // namespace
+
+bool is_currency(std::string_view code) {
+    return code.size() == 3 &&
+           std::all_of(code.begin(), code.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
 
 std::string_view to_string(Status status) {
     switch (status) {

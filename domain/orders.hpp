@@ -21,6 +21,12 @@ namespace ordo::domain::orders {
 inline constexpr std::size_t kMaxLines = 100;
 inline constexpr std::int64_t kMaxLineQuantity = 10'000;
 inline constexpr std::int64_t kMaxUnitPrice = 100'000'000;
+// The currency of a price that names none: every order before prices carried one
+// (OrderPlaced version 1), and a PlaceOrder whose client sends none.
+inline constexpr std::string_view kDefaultCurrency = "EUR";
+
+// An ISO 4217 code as three upper-case letters; which codes exist is not the order's business.
+bool is_currency(std::string_view code);
 
 inline constexpr std::string_view kReasonInsufficientStock = "insufficient_stock";
 inline constexpr std::string_view kReasonInsufficientFunds = "insufficient_funds";
@@ -41,10 +47,13 @@ enum class Status { kNone, kPending, kConfirmed, kCancelled };
 // "none", "pending", "confirmed", "cancelled": the words the query API uses.
 std::string_view to_string(Status status);
 
+// A line's price is `unit_price` minor units of `currency`; an order's lines share one
+// currency, the one its total is in.
 struct OrderLine {
     std::string sku;
     std::int64_t quantity = 0;
     std::int64_t unit_price = 0;
+    std::string currency = std::string{kDefaultCurrency};
     bool operator==(const OrderLine&) const = default;
 };
 
@@ -79,8 +88,11 @@ struct CancelOrder {
 
 using Command = std::variant<PlaceOrder, RequestCancellation, ConfirmOrder, CancelOrder>;
 
+// Version 2: a line's unit_price is {"amount": minor units, "currency": code}; version 1 had
+// the amount alone, in EUR (upcast by order_placed_v1_to_v2, domain/schema.hpp).
 struct OrderPlaced {
     static constexpr std::string_view kType = "OrderPlaced";
+    static constexpr int kVersion = 2;
     std::string order_id;
     std::string customer_id;
     std::string account_id;
@@ -141,6 +153,11 @@ std::string_view event_type(const Event& event);
 nlohmann::json encode_payload(const Event& event);
 // nullopt for an unknown type or a malformed payload; never throws.
 std::optional<Event> decode(std::string_view type, const nlohmann::json& payload);
+
+// Order lines in their current JSON shape (OrderPlaced version 2), shared with whatever else
+// stores lines (the saga's process events). decode_lines: nullopt for anything malformed.
+nlohmann::json encode_lines(const std::vector<OrderLine>& lines);
+std::optional<std::vector<OrderLine>> decode_lines(const nlohmann::json& lines);
 
 // Snapshot of the state; decode_state returns nullopt for anything malformed (never throws).
 // It checks shape and types only, not the aggregate's invariants: a snapshot is a cache of

@@ -6,17 +6,39 @@
 #include <utility>
 
 namespace ordo::domain::orders {
-namespace {
+namespace {}  // namespace
 
-// Shared by OrderPlaced and the state snapshot, so the two spell lines the same way.
+// Shared by OrderPlaced, the state snapshot and the saga's process events, so they all
+// spell lines the same way.
 nlohmann::json encode_lines(const std::vector<OrderLine>& lines) {
     nlohmann::json encoded = nlohmann::json::array();
     for (const OrderLine& line : lines) {
         encoded.push_back(
-            {{"sku", line.sku}, {"quantity", line.quantity}, {"unit_price", line.unit_price}});
+            {{"sku", line.sku},
+             {"quantity", line.quantity},
+             {"unit_price", {{"amount", line.unit_price}, {"currency", line.currency}}}});
     }
     return encoded;
 }
+
+std::optional<std::vector<OrderLine>> decode_lines(const nlohmann::json& lines) {
+    if (!lines.is_array()) return std::nullopt;
+    std::vector<OrderLine> out;
+    for (const nlohmann::json& element : lines) {
+        detail::PayloadReader line_in(element);
+        OrderLine line{line_in.text("sku"), line_in.integer("quantity")};
+        const auto price = element.is_object() ? element.find("unit_price") : element.end();
+        if (price == element.end()) return std::nullopt;
+        detail::PayloadReader price_in(*price);
+        line.unit_price = price_in.integer("amount");
+        line.currency = price_in.text("currency");
+        if (!line_in.ok() || !price_in.ok()) return std::nullopt;
+        out.push_back(std::move(line));
+    }
+    return out;
+}
+
+namespace {
 
 nlohmann::json payload(const OrderPlaced& e) {
     return {{"order_id", e.order_id},
@@ -39,14 +61,12 @@ nlohmann::json payload(const OrderCancelled& e) {
 }
 
 std::vector<OrderLine> read_lines(detail::PayloadReader& in) {
-    std::vector<OrderLine> lines;
-    for (const nlohmann::json& element : in.array("lines")) {
-        detail::PayloadReader line_in(element);
-        lines.push_back(
-            {line_in.text("sku"), line_in.integer("quantity"), line_in.integer("unit_price")});
-        if (!line_in.ok()) in.fail();
+    auto lines = decode_lines(in.array("lines"));
+    if (!lines) {
+        in.fail();
+        return {};
     }
-    return lines;
+    return *std::move(lines);
 }
 
 // The status by its to_string word, so a snapshot does not depend on the enum's order.

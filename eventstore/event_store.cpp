@@ -149,13 +149,15 @@ void EventStore::prepare(pqxx::connection& conn) {
 std::vector<RecordedEvent> PgSession::read_stream(const std::string& stream,
                                                   std::int64_t from_version,
                                                   std::size_t max_count) {
-    return events_of(txn_.exec_prepared("ordo_read_stream", stream, from_version,
-                                        static_cast<std::int64_t>(max_count)));
+    return upcast_all(upcasters_,
+                      events_of(txn_.exec_prepared("ordo_read_stream", stream, from_version,
+                                                   static_cast<std::int64_t>(max_count))));
 }
 
 std::vector<RecordedEvent> PgSession::read_all(Checkpoint after, std::size_t max_count) {
-    return events_of(txn_.exec_prepared("ordo_read_all", std::to_string(after.transaction_id),
-                                        after.position, static_cast<std::int64_t>(max_count)));
+    return upcast_all(upcasters_, events_of(txn_.exec_prepared(
+                                      "ordo_read_all", std::to_string(after.transaction_id),
+                                      after.position, static_cast<std::int64_t>(max_count))));
 }
 
 AppendResult PgSession::append(const std::string& stream, ExpectedVersion expected,
@@ -252,13 +254,15 @@ std::vector<RecordedEvent> EventStore::read_stream(pqxx::transaction_base& txn,
 std::vector<RecordedEvent> EventStore::read_stream(const std::string& stream,
                                                    std::int64_t from_version,
                                                    std::size_t max_count) {
-    return pool_.transact<pqxx::nontransaction>(
-        [&](auto& txn) { return PgSession{txn}.read_stream(stream, from_version, max_count); });
+    return pool_.transact<pqxx::nontransaction>([&](auto& txn) {
+        return PgSession{txn, upcasters_}.read_stream(stream, from_version, max_count);
+    });
 }
 
 std::vector<RecordedEvent> EventStore::read_all(Checkpoint after, std::size_t max_count) {
-    return pool_.transact<pqxx::nontransaction>(
-        [&](auto& txn) { return PgSession{txn}.read_all(after, max_count); });
+    return pool_.transact<pqxx::nontransaction>([&](auto& txn) {
+        return PgSession{txn, upcasters_}.read_all(after, max_count);
+    });
 }
 
 std::vector<RecordedEvent> EventStore::read_partition(pqxx::transaction_base& txn, Checkpoint after,
@@ -342,9 +346,10 @@ std::int64_t EventStore::expire_keys(KeyCutoff cutoff, std::int64_t batch) {
 }
 
 EventStore::EventStore(platform::pg::Pool& pool, AppendNotifier* notifier,
-                       std::optional<GroupCommit::Options> grouping)
+                       std::optional<GroupCommit::Options> grouping, const Upcasters* upcasters)
     : pool_{pool},
       notifier_{notifier},
+      upcasters_{upcasters},
       group_{grouping.value_or(GroupCommit::Options{.max_in_flight = pool.size()}),
              [this](auto& batch, auto by) { run_batch(batch, by); }} {}
 
@@ -379,7 +384,7 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
         // in autocommit, which is atomic, saves the BEGIN and COMMIT ones. Its failure is the
         // batch's, which is the same thing here.
         auto alone = [&](pqxx::transaction_base& txn) {
-            PgSession session{txn};
+            PgSession session{txn, upcasters_};
             (*batch.front()->work)(session);
             appended = session.appended();
         };
@@ -399,7 +404,7 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
                 // fail the batch (a COMMIT of an aborted transaction rolls back without an
                 // error), so it is not left to a destructor that swallows what it throws.
                 txn.exec0("SAVEPOINT unit");
-                PgSession session{txn};
+                PgSession session{txn, upcasters_};
                 try {
                     (*unit->work)(session);
                 } catch (const pqxx::broken_connection&) {

@@ -19,6 +19,7 @@
 #include "eventstore/events.hpp"
 #include "eventstore/group_commit.hpp"
 #include "eventstore/store.hpp"
+#include "eventstore/upcasting.hpp"
 
 namespace ordo::platform::pg {
 class Pool;
@@ -36,10 +37,13 @@ class AppendNotifier;
 // saga intake append inside transactions that also carry their checkpoints), or one that
 // EventStore::transact opened. The transaction must be on a connection prepared with
 // EventStore::prepare; committing it is the owner's business, and so is signalling an
-// AppendNotifier after the commit when appended() says events were written.
+// AppendNotifier after the commit when appended() says events were written. Its reads
+// return events in the current shape of `upcasters` (see upcasting.hpp), or in the stored
+// shape when it is null; `upcasters` outlives the session.
 class PgSession final : public Session {
    public:
-    explicit PgSession(pqxx::transaction_base& txn) : txn_{txn} {}
+    explicit PgSession(pqxx::transaction_base& txn, const Upcasters* upcasters = nullptr)
+        : txn_{txn}, upcasters_{upcasters} {}
 
     std::vector<RecordedEvent> read_stream(const std::string& stream, std::int64_t from_version,
                                            std::size_t max_count) override;
@@ -60,6 +64,7 @@ class PgSession final : public Session {
 
    private:
     pqxx::transaction_base& txn_;
+    const Upcasters* upcasters_;
     bool appended_ = false;
 };
 
@@ -79,8 +84,16 @@ class EventStore final : public Store {
     // again alone), so one stream held up elsewhere holds up no other. Left unset, batches
     // may use every connection of the pool, as single sessions could: grouping starts where
     // they would have queued for one.
+    //
+    // Reads through the Store seam (read_stream, read_all, and those of its sessions) return
+    // events upcast by `upcasters` to their current shape; null reads the stored shape. The
+    // static reads below (read_partition, read_range, event_from_row) always return the
+    // stored shape: they feed the relay, which publishes what is stored, and the projection
+    // runtime and rebuild, which upcast at the projection (projections/upcasting.hpp).
+    // `upcasters` outlives the store.
     explicit EventStore(platform::pg::Pool& pool, AppendNotifier* notifier = nullptr,
-                        std::optional<GroupCommit::Options> grouping = std::nullopt);
+                        std::optional<GroupCommit::Options> grouping = std::nullopt,
+                        const Upcasters* upcasters = nullptr);
 
     // Registers this class's prepared statements; add it to the pool's preparers.
     static void prepare(pqxx::connection& conn);
@@ -103,6 +116,7 @@ class EventStore final : public Store {
     // Events of one stream with version >= from_version, in version order.
     std::vector<RecordedEvent> read_stream(const std::string& stream, std::int64_t from_version,
                                            std::size_t max_count) override;
+    // In the stored shape, inside the caller's transaction.
     static std::vector<RecordedEvent> read_stream(pqxx::transaction_base& txn,
                                                   const std::string& stream,
                                                   std::int64_t from_version, std::size_t max_count);
@@ -174,6 +188,7 @@ class EventStore final : public Store {
 
     platform::pg::Pool& pool_;
     AppendNotifier* notifier_;
+    const Upcasters* upcasters_;
     std::atomic<platform::metrics::Histogram*> batch_units_{nullptr};
     GroupCommit group_;
 };

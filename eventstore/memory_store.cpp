@@ -170,14 +170,15 @@ KeyCutoff now_of(const platform::Clock& clock) {
 // the copy taken at its start when it ends by an exception.
 class MemorySession final : public Session {
    public:
-    MemorySession(Tables& tables, const platform::Clock& clock) : t_{tables}, clock_{clock} {}
+    MemorySession(Tables& tables, const platform::Clock& clock, const Upcasters* upcasters)
+        : t_{tables}, clock_{clock}, upcasters_{upcasters} {}
 
     std::vector<RecordedEvent> read_stream(const std::string& stream, std::int64_t from_version,
                                            std::size_t max_count) override {
-        return read_stream_of(t_, stream, from_version, max_count);
+        return upcast_all(upcasters_, read_stream_of(t_, stream, from_version, max_count));
     }
     std::vector<RecordedEvent> read_all(Checkpoint after, std::size_t max_count) override {
-        return read_all_of(t_, after, max_count, transaction_);
+        return upcast_all(upcasters_, read_all_of(t_, after, max_count, transaction_));
     }
     AppendResult append(const std::string& stream, ExpectedVersion expected,
                         const std::vector<NewEvent>& events) override {
@@ -225,6 +226,7 @@ class MemorySession final : public Session {
    private:
     Tables& t_;
     const platform::Clock& clock_;
+    const Upcasters* upcasters_;
     std::uint64_t transaction_ = 0;
 };
 
@@ -232,17 +234,21 @@ class MemorySession final : public Session {
 
 class MemoryStore::Impl {
    public:
-    Impl() : clock{own_clock} {}
-    explicit Impl(const platform::Clock& c) : clock{c} {}
+    Impl(const Upcasters* u, const platform::Clock* c)
+        : clock{c != nullptr ? *c : own_clock}, upcasters{u} {}
     platform::SystemClock own_clock;
     const platform::Clock& clock;
+    const Upcasters* upcasters;
     std::timed_mutex mutex;
     Tables tables;
 };
 
-MemoryStore::MemoryStore() : impl_{std::make_unique<Impl>()} {}
+MemoryStore::MemoryStore() : MemoryStore(nullptr, nullptr) {}
 
-MemoryStore::MemoryStore(const platform::Clock& clock) : impl_{std::make_unique<Impl>(clock)} {}
+MemoryStore::MemoryStore(const platform::Clock& clock) : MemoryStore(nullptr, &clock) {}
+
+MemoryStore::MemoryStore(const Upcasters* upcasters, const platform::Clock* clock)
+    : impl_{std::make_unique<Impl>(upcasters, clock)} {}
 
 MemoryStore::~MemoryStore() = default;
 
@@ -250,12 +256,13 @@ std::vector<RecordedEvent> MemoryStore::read_stream(const std::string& stream,
                                                     std::int64_t from_version,
                                                     std::size_t max_count) {
     std::lock_guard lock{impl_->mutex};
-    return read_stream_of(impl_->tables, stream, from_version, max_count);
+    return upcast_all(impl_->upcasters,
+                      read_stream_of(impl_->tables, stream, from_version, max_count));
 }
 
 std::vector<RecordedEvent> MemoryStore::read_all(Checkpoint after, std::size_t max_count) {
     std::lock_guard lock{impl_->mutex};
-    return read_all_of(impl_->tables, after, max_count);
+    return upcast_all(impl_->upcasters, read_all_of(impl_->tables, after, max_count));
 }
 
 AppendResult MemoryStore::append(const std::string& stream, ExpectedVersion expected,
@@ -306,7 +313,7 @@ void MemoryStore::run_session(std::optional<Deadline> deadline,
         lock.lock();
     }
     auto before = impl_->tables;
-    MemorySession session{impl_->tables, impl_->clock};
+    MemorySession session{impl_->tables, impl_->clock, impl_->upcasters};
     try {
         work(session);
     } catch (...) {

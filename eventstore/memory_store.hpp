@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "eventstore/store.hpp"
+#include "eventstore/upcasting.hpp"
 
 namespace ordo::platform {
 class Clock;
@@ -25,6 +26,10 @@ class MemoryStore final : public Store {
     MemoryStore();
     // Key timestamps (and so expiry) come from `clock`, which must outlive the store.
     explicit MemoryStore(const platform::Clock& clock);
+    // Reads return events upcast by `upcasters` (null: the stored shape), as EventStore's
+    // do; the events it holds stay as appended. Both must outlive the store; null `clock`
+    // is the system clock.
+    MemoryStore(const Upcasters* upcasters, const platform::Clock* clock);
     ~MemoryStore() override;
     MemoryStore(const MemoryStore&) = delete;
     MemoryStore& operator=(const MemoryStore&) = delete;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "domain/decision.hpp"
+#include "domain/schema.hpp"
 #include "eventstore/store.hpp"
 #include "platform/core/trace.hpp"
 
@@ -111,7 +112,7 @@ Executed execute(Session& session, const std::string& stream, const Command& com
     batch.reserve(events.size());
     for (const auto& event : events) {
         batch.push_back({platform::new_uuid(), std::string{event_type(event)},
-                         encode_payload(event), metadata});
+                         encode_payload(event), metadata, domain::schema_version(event)});
     }
     auto expected =
         loaded.version == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exact(loaded.version);

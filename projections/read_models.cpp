@@ -300,8 +300,12 @@ class OrderSummaries final : public Projection, public BulkProjection {
     static std::string lines_json(const domain::orders::OrderPlaced& p) {
         auto lines = nlohmann::json::array();
         for (const auto& l : p.lines) {
-            lines.push_back(
-                {{"sku", l.sku}, {"quantity", l.quantity}, {"unit_price", l.unit_price}});
+            // unit_price stays the amount, as clients of the query API have always read it;
+            // its currency is a field of its own beside it.
+            lines.push_back({{"sku", l.sku},
+                             {"quantity", l.quantity},
+                             {"unit_price", l.unit_price},
+                             {"currency", l.currency}});
         }
         return lines.dump();
     }

@@ -86,9 +86,14 @@ class BatchReader {
    public:
     // The reads are EventStore::read_range: bounded above by the horizon fixed at the
     // start, so every batch is an index range scan whatever the table's statistics say.
+    // Events come upcast by `upcasters` (null: as stored).
     BatchReader(const std::string& url, Checkpoint horizon, std::vector<std::string> categories,
-                std::size_t batch)
-        : conn_{url}, horizon_{horizon}, categories_{std::move(categories)}, batch_{batch} {
+                std::size_t batch, const eventstore::Upcasters* upcasters)
+        : conn_{url},
+          horizon_{horizon},
+          categories_{std::move(categories)},
+          batch_{batch},
+          upcasters_{upcasters} {
         eventstore::EventStore::prepare(conn_);
         thread_ = std::thread{[this] { run(); }};
     }
@@ -133,6 +138,7 @@ class BatchReader {
                 }
                 last = events.size() < batch_;
                 if (!events.empty()) at = events.back().checkpoint();
+                events = eventstore::upcast_all(upcasters_, std::move(events));
                 std::unique_lock lock{mutex_};
                 changed_.wait(lock, [&] { return ready_.size() < kAhead || stop_; });
                 if (stop_) return;
@@ -151,6 +157,7 @@ class BatchReader {
     Checkpoint horizon_;
     std::vector<std::string> categories_;
     std::size_t batch_;
+    const eventstore::Upcasters* upcasters_;
     std::mutex mutex_;
     std::condition_variable changed_;
     std::deque<std::vector<eventstore::RecordedEvent>> ready_;
@@ -423,7 +430,8 @@ class Rebuilder {
         report_progress(done, plan.events, started, false);
         // Events above the horizon committed after the start: the live runtime takes them
         // from the checkpoints the swap sets.
-        BatchReader reader{options_.database_url, plan.horizon, categories, options_.batch};
+        BatchReader reader{options_.database_url, plan.horizon, categories, options_.batch,
+                           options_.upcasters};
         for (;;) {
             auto events = reader.next();
             if (events.empty()) break;

@@ -17,6 +17,7 @@
 
 #include "eventstore/event_store.hpp"
 #include "eventstore/topology.hpp"
+#include "eventstore/upcasting.hpp"
 #include "platform/core/clock.hpp"
 #include "platform/core/log.hpp"
 #include "projections/projection.hpp"
@@ -73,6 +74,10 @@ struct RebuildOptions {
     std::chrono::seconds wait_timeout{0};          // 0: wait as long as it takes
     std::chrono::milliseconds lock_timeout{5000};  // per swap attempt, for readers to let go
     int swap_attempts = 5;
+    // The replay reads events upcast by these to their current shape, as the live runtime's
+    // projections do (null: as stored); an event of a version they cannot read fails the
+    // rebuild, leaving the live model as it was. Outlives the rebuild.
+    const eventstore::Upcasters* upcasters = nullptr;
 };
 
 // One (partition) checkpoint of the projection.

@@ -362,15 +362,18 @@ Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>
                                                       .group = options.group,
                                                       .instance_ttl = options.instance_ttl,
                                                       .poll_interval = options.poll_interval});
+    if (options.upcasters) projections = upcasting(std::move(projections), *options.upcasters);
     impl_ = std::make_unique<Impl>(std::move(options), std::move(projections), std::move(log),
                                    metrics, std::move(store), std::move(leases), nullptr, nullptr);
 }
 
 Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,
                  platform::Logger log, platform::metrics::Registry& metrics, SlotStore& store,
-                 SlotLeasing& leases)
-    : impl_{std::make_unique<Impl>(std::move(options), std::move(projections), std::move(log),
-                                   metrics, nullptr, nullptr, &store, &leases)} {}
+                 SlotLeasing& leases) {
+    if (options.upcasters) projections = upcasting(std::move(projections), *options.upcasters);
+    impl_ = std::make_unique<Impl>(std::move(options), std::move(projections), std::move(log),
+                                   metrics, nullptr, nullptr, &store, &leases);
+}
 
 Runtime::~Runtime() = default;
 

@@ -19,6 +19,7 @@
 #include "projections/projection.hpp"
 #include "projections/slot_leases.hpp"  // slot_lock_key, which an offline rebuild takes too
 #include "projections/slot_store.hpp"
+#include "projections/upcasting.hpp"
 
 namespace ordo::platform::metrics {
 class Registry;
@@ -73,6 +74,9 @@ struct RuntimeOptions {
     // How often the lag and breaker state of owned slots go to ordo.projection_status.
     std::chrono::milliseconds status_interval{2000};
     const platform::Clock* clock = nullptr;  // the system clock when null
+    // Every projection reads events upcast by these to their current shape (see
+    // UpcastingProjection); null hands them over as stored. Outlives the runtime.
+    const eventstore::Upcasters* upcasters = nullptr;
 };
 
 // Runs projections over the event store, partition by partition, composed of parts that

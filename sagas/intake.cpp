@@ -84,7 +84,8 @@ class Intake final : public projections::Projection {
             for (std::size_t i = 0; i < delivery.events.size(); ++i) {
                 const auto& event = delivery.events[i];
                 batch.push_back({derived_event_id(e.event_id, stream + "#" + std::to_string(i)),
-                                 event_type(event), encode_payload(event), m});
+                                 event_type(event), encode_payload(event), m,
+                                 domain::schema_version(event)});
             }
             // Ids derived from the source event: a repeat is recognised and appends nothing.
             eventstore::EventStore::append(txn, stream, eventstore::ExpectedVersion::any(), batch);
@@ -98,7 +99,8 @@ class Intake final : public projections::Projection {
 
 class SagaViewProjection final : public projections::Projection {
    public:
-    explicit SagaViewProjection(std::string schema) : schema_{std::move(schema)} {}
+    SagaViewProjection(std::string schema, const eventstore::Upcasters* upcasters)
+        : schema_{std::move(schema)}, upcasters_{upcasters} {}
 
     std::string name() const override { return "sagas"; }
     std::vector<std::string> tables() const override { return {schema_ + ".sagas"}; }
@@ -119,7 +121,7 @@ class SagaViewProjection final : public projections::Projection {
             id->kind == ProcessKind::kFulfillment ? Mode::kOrchestration : Mode::kChoreography;
         std::vector<std::pair<ProcessKind, State>> processes;
         std::int64_t version = 0;
-        eventstore::PgSession session{txn};
+        eventstore::PgSession session{txn, upcasters_};
         const auto kinds =
             mode == Mode::kOrchestration
                 ? std::vector<ProcessKind>{ProcessKind::kFulfillment}
@@ -146,6 +148,7 @@ class SagaViewProjection final : public projections::Projection {
 
    private:
     std::string schema_;
+    const eventstore::Upcasters* upcasters_;
 };
 
 }  // namespace
@@ -154,8 +157,9 @@ std::unique_ptr<projections::Projection> intake(Mode placing) {
     return std::make_unique<Intake>(placing);
 }
 
-std::unique_ptr<projections::Projection> saga_view_projection(std::string schema) {
-    return std::make_unique<SagaViewProjection>(std::move(schema));
+std::unique_ptr<projections::Projection> saga_view_projection(
+    std::string schema, const eventstore::Upcasters* upcasters) {
+    return std::make_unique<SagaViewProjection>(std::move(schema), upcasters);
 }
 
 std::string derived_event_id(const std::string& source_event_id, const std::string& salt) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "eventstore/upcasting.hpp"
 #include "projections/projection.hpp"
 #include "sagas/fulfillment.hpp"
 
@@ -20,7 +21,10 @@ std::unique_ptr<projections::Projection> intake(Mode placing);
 
 // The saga view of the query API (read.sagas), for either mode: rebuilt for an order from
 // its process streams whenever one of them changes.
-std::unique_ptr<projections::Projection> saga_view_projection(std::string schema = "read");
+// The process streams it folds are read upcast by `upcasters` (null: as stored), which
+// outlives the projection.
+std::unique_ptr<projections::Projection> saga_view_projection(
+    std::string schema = "read", const eventstore::Upcasters* upcasters = nullptr);
 
 // A UUID derived from a source event id and a salt: the same inputs give the same id.
 std::string derived_event_id(const std::string& source_event_id, const std::string& salt);

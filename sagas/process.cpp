@@ -34,14 +34,10 @@ std::optional<Enum> enum_of(const std::array<std::string_view, N>& names, std::s
 }
 
 nlohmann::json encode_order(const OrderInfo& o) {
-    auto lines = nlohmann::json::array();
-    for (const auto& l : o.lines) {
-        lines.push_back({{"sku", l.sku}, {"quantity", l.quantity}, {"unit_price", l.unit_price}});
-    }
     return {{"order_id", o.order_id},
             {"customer_id", o.customer_id},
             {"account_id", o.account_id},
-            {"lines", lines},
+            {"lines", domain::orders::encode_lines(o.lines)},
             {"total", o.total}};
 }
 
@@ -51,10 +47,10 @@ OrderInfo decode_order(const nlohmann::json& j) {
                 j.at("account_id").get<std::string>(),
                 {},
                 j.at("total").get<std::int64_t>()};
-    for (const auto& l : j.at("lines")) {
-        o.lines.push_back({l.at("sku").get<std::string>(), l.at("quantity").get<std::int64_t>(),
-                           l.at("unit_price").get<std::int64_t>()});
-    }
+    auto lines = domain::orders::decode_lines(j.at("lines"));
+    // decode() turns a json exception into "unreadable", as for any other malformed field.
+    if (!lines) throw nlohmann::json::other_error::create(501, "malformed order lines", &j);
+    o.lines = std::move(*lines);
     return o;
 }
 
@@ -176,6 +172,38 @@ nlohmann::json encode_payload(const Event& event) {
             },
         },
         event);
+}
+
+std::vector<domain::EventSchema> event_schemas() {
+    std::vector<domain::EventSchema> all;
+    // Every alternative of Event but FactPublished, which is stored under kPublished's types.
+    static_assert(std::variant_size_v<Event> == 13, "a new process event needs its schema here");
+    for (auto type : {ProcessStarted::kType, FactObserved::kType, StepScheduled::kType,
+                      StepSucceeded::kType, StepRejected::kType, StepAttemptFailed::kType,
+                      StepGaveUp::kType, StepAbandoned::kType, DeadlineSet::kType,
+                      DeadlineReached::kType, CompensationStarted::kType, ProcessEnded::kType}) {
+        all.push_back({type, type == ProcessStarted::kType
+                                 ? domain::schema_version_of<ProcessStarted>()
+                                 : 1});
+    }
+    for (const auto& [fact, type] : kPublished) {
+        all.push_back({type, domain::schema_version_of<FactPublished>()});
+    }
+    return all;
+}
+
+std::vector<domain::Upcaster> upcasters() {
+    std::vector<domain::Upcaster> all{{ProcessStarted::kType, 1, &order_lines_v1_to_v2}};
+    for (const auto& [fact, type] : kPublished) all.push_back({type, 1, &order_lines_v1_to_v2});
+    return all;
+}
+
+nlohmann::json order_lines_v1_to_v2(nlohmann::json payload) {
+    if (payload.is_object() && payload.contains("order") && payload["order"].is_object() &&
+        payload["order"].contains("lines")) {
+        payload["order"]["lines"] = domain::lines_v1_to_v2(std::move(payload["order"]["lines"]));
+    }
+    return payload;
 }
 
 std::optional<Event> decode(std::string_view type, const nlohmann::json& p) {

@@ -12,6 +12,7 @@
 
 #include "domain/commands.hpp"
 #include "domain/orders.hpp"
+#include "domain/schema.hpp"
 
 // A process (a saga, or one context's reactor in choreography) is an event-sourced stream:
 // its state is a fold over its events, and the events are its audit log. This file holds
@@ -67,8 +68,11 @@ std::string_view to_string(ProcessStatus status);
 
 // --- events -----------------------------------------------------------------------------
 
+// Version 2 (as FactPublished's): the order's lines in OrderPlaced version 2's shape, prices
+// with their currency; upcast from version 1 by order_lines_v1_to_v2 below.
 struct ProcessStarted {
     static constexpr std::string_view kType = "ProcessStarted";
+    static constexpr int kVersion = 2;
     OrderInfo order;
     std::int64_t at_ms = 0;
 };
@@ -147,6 +151,7 @@ struct CompensationStarted {
 // "stock_allocation_failed", "payment_secured", "payment_declined". Stored with the fact's
 // own event type (StockAllocated, ...) so that reactors subscribe by type.
 struct FactPublished {
+    static constexpr int kVersion = 2;
     std::string fact;
     std::string reason;
     OrderInfo order;
@@ -172,6 +177,14 @@ std::string event_type(const Event& event);
 nlohmann::json encode_payload(const Event& event);
 // nullopt for an unknown type or a malformed payload; never throws.
 std::optional<Event> decode(std::string_view type, const nlohmann::json& payload);
+
+// Every event type a process writes (a published fact under each of its types), with its
+// current schema version, and the upcasters of their older versions.
+std::vector<domain::EventSchema> event_schemas();
+std::vector<domain::Upcaster> upcasters();
+// ProcessStarted and the published facts, 1 -> 2: the embedded order's lines as
+// domain::lines_v1_to_v2 upcasts them.
+nlohmann::json order_lines_v1_to_v2(nlohmann::json payload);
 
 // --- state ------------------------------------------------------------------------------
 

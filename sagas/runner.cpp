@@ -137,12 +137,12 @@ struct Runner::Impl {
         std::vector<eventstore::NewEvent> batch;
         for (const auto& e : events) {
             batch.push_back({platform::new_uuid(), event_type(e), encode_payload(e),
-                             metadata(loaded, loaded.last_event_id)});
+                             metadata(loaded, loaded.last_event_id), domain::schema_version(e)});
         }
         const auto cause = batch.empty() ? loaded.last_event_id : batch.back().event_id;
         for (const auto& e : then) {
-            batch.push_back(
-                {platform::new_uuid(), event_type(e), encode_payload(e), metadata(loaded, cause)});
+            batch.push_back({platform::new_uuid(), event_type(e), encode_payload(e),
+                             metadata(loaded, cause), domain::schema_version(e)});
         }
         eventstore::AppendResult result;
         try {

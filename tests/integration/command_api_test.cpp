@@ -296,10 +296,15 @@ TEST(CommandApi, PlaceOrderAppendsOrderPlacedWithItsTotal) {
     auto events = stored_events(stack, "order-order-1");
     ASSERT_EQ(events.size(), 1u);
     EXPECT_EQ(events[0].type, "OrderPlaced");
+    // Stored in version 2's shape: the request's integer prices in the default currency.
+    json stored_lines = lines;
+    for (auto& line : stored_lines) {
+        line["unit_price"] = {{"amount", line["unit_price"]}, {"currency", "EUR"}};
+    }
     EXPECT_EQ(events[0].payload, json({{"order_id", "order-1"},
                                        {"customer_id", "cust-1"},
                                        {"account_id", "acc-1"},
-                                       {"lines", lines},
+                                       {"lines", stored_lines},
                                        {"total", 2 * 150 + 3 * 100'000'000}}));
     expect_traced_command(events[0]);
 }

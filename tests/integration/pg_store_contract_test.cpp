@@ -18,7 +18,8 @@ class PostgresHarness {
     TestDatabase db_;
     platform::pg::Pool pool_{platform::pg::PoolOptions{
         .url = db_.command_url(), .size = 8, .preparers = {&eventstore::EventStore::prepare}}};
-    eventstore::EventStore store_{pool_};
+    eventstore::Upcasters upcasters_ = contract_upcasters();
+    eventstore::EventStore store_{pool_, nullptr, std::nullopt, &upcasters_};
 };
 
 INSTANTIATE_TYPED_TEST_SUITE_P(PostgreSQL, StoreContract, ::testing::Types<PostgresHarness>);

@@ -18,6 +18,7 @@
 #include "tests/support/conditions.hpp"
 #include "tests/support/nats.hpp"
 #include "tests/support/test_database.hpp"
+#include "tests/support/upcasters.hpp"
 
 namespace ordo::testing {
 namespace {
@@ -66,7 +67,8 @@ class ReadSide {
                 .instance = "p-" + suffix_,
                 .nats = nats_admin(),
                 .stream = stream_,
-                .subject_prefix = prefix_};
+                .subject_prefix = prefix_,
+                .upcasters = &upcasters()};
     }
 
     // Receipts of 1 over 20 skus, appended through `store`: by default the test's own, which
@@ -122,6 +124,45 @@ TEST(ReadSide, LiveEventsFromJetStreamReachEveryReadModelOnce) {
     EXPECT_GT(counter(metrics, "ordo_projection_events_applied_total{source=\"live\"}"), 0);
     // An event is live for every projection's slot of its partition: they commit together.
     EXPECT_GT(counter(metrics, "ordo_projection_shared_commits_total{runtime=\"projector\"}"), 0);
+    stop = true;
+    worker.join();
+}
+
+// OrderPlaced events of schema version 1 (prices as bare amounts) and 2, relayed as stored,
+// reach the orders read model live in the current shape.
+TEST(ReadSide, LiveEventsOfAnOldSchemaVersionAreReadInTheCurrentShape) {
+    ReadSide side;
+    side.start_relay();
+    platform::metrics::Registry metrics;
+    std::atomic<bool> stop{false};
+    projections::Runtime runtime{side.projector_options(60s), projections::read_models(),
+                                 platform::Logger::null_logger(), metrics};
+    std::thread worker{[&] { runtime.run(stop); }};
+    ASSERT_TRUE(eventually([&] { return runtime.owned_slots() == 16; }));
+    for (int i = 0; i < 200; ++i) {
+        const auto order = "o-" + std::to_string(i);
+        const bool old = i % 2 == 0;
+        const nlohmann::json price =
+            old ? nlohmann::json(7) : nlohmann::json{{"amount", 7}, {"currency", "USD"}};
+        side.store_.append("order-" + order, eventstore::ExpectedVersion::no_stream(),
+                           {{platform::new_uuid(),
+                             "OrderPlaced",
+                             {{"order_id", order},
+                              {"customer_id", "c-1"},
+                              {"account_id", "a-1"},
+                              {"lines", {{{"sku", "s-1"}, {"quantity", 1}, {"unit_price", price}}}},
+                              {"total", 7}},
+                             {},
+                             old ? 1 : 2}});
+    }
+    EXPECT_TRUE(eventually([&] {
+        return scalar(side.db_.migrator_url(),
+                      "SELECT count(*) FROM read.orders WHERE (lines->0->>'unit_price')::int = 7 "
+                      "AND lines->0->>'currency' = CASE WHEN substr(order_id, 3)::int % 2 = 0 "
+                      "THEN 'EUR' ELSE 'USD' END") == 200;
+    }));
+    EXPECT_GT(counter(metrics, "ordo_projection_events_applied_total{source=\"live\"}"), 0);
+    EXPECT_EQ(scalar(side.db_.migrator_url(), "SELECT count(*) FROM ordo.dead_letters"), 0);
     stop = true;
     worker.join();
 }

@@ -19,6 +19,7 @@
 #include "tests/support/conditions.hpp"
 #include "tests/support/projector.hpp"
 #include "tests/support/test_database.hpp"
+#include "tests/support/upcasters.hpp"
 
 namespace ordo::testing {
 namespace {
@@ -44,7 +45,7 @@ class History {
           store_{pool_} {}
 
     void append(const std::string& stream, const std::string& type, json payload,
-                bool traced = true) {
+                bool traced = true, int schema_version = 1) {
         platform::TraceContext trace = platform::new_trace();
         eventstore::Metadata metadata;
         if (traced) {
@@ -56,7 +57,7 @@ class History {
                         "test"};
         }
         store_.append(stream, eventstore::ExpectedVersion::any(),
-                      {{platform::new_uuid(), type, std::move(payload), metadata}});
+                      {{platform::new_uuid(), type, std::move(payload), metadata, schema_version}});
     }
 
     void round(int from, int to) {
@@ -68,12 +69,17 @@ class History {
                    i % 4 != 0);
             append("account-" + account, "FundsDeposited",
                    {{"account_id", account}, {"amount", 100 + i}});
-            append("order-" + order, "OrderPlaced",
-                   {{"order_id", order},
-                    {"customer_id", "c-" + std::to_string(i % 3)},
-                    {"account_id", account},
-                    {"lines", json::array({{{"sku", sku}, {"quantity", 1}, {"unit_price", 10}}})},
-                    {"total", 10}});
+            // Orders of both schema versions, as a store written before and after prices named
+            // their currency holds them: the live model and the rebuild read both upcast.
+            const json price = i % 2 == 0 ? json(10) : json{{"amount", 10}, {"currency", "USD"}};
+            append(
+                "order-" + order, "OrderPlaced",
+                {{"order_id", order},
+                 {"customer_id", "c-" + std::to_string(i % 3)},
+                 {"account_id", account},
+                 {"lines", json::array({{{"sku", sku}, {"quantity", 1}, {"unit_price", price}}})},
+                 {"total", 10}},
+                true, i % 2 == 0 ? 1 : 2);
             append("inventory-" + sku, "StockReserved",
                    {{"sku", sku}, {"order_id", order}, {"quantity", 1}});
             append("account-" + account, "PaymentAuthorized",
@@ -202,7 +208,8 @@ projections::RebuildOptions options_for(const TestDatabase& db) {
             .partitions = kPartitions,
             // The projectors of these tests have stopped, but their heartbeats are still
             // fresh: only the advisory locks of a running one count here.
-            .owner_ttl = 0s};
+            .owner_ttl = 0s,
+            .upcasters = &upcasters()};
 }
 
 // A rebuild replays up to the horizon it finds at its start; waiting until every event

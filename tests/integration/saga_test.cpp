@@ -19,6 +19,7 @@
 #include "sagas/runner.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/saga_stack.hpp"
+#include "tests/support/upcasters.hpp"
 
 namespace ordo::testing {
 namespace {
@@ -213,7 +214,9 @@ TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
     }
     eventstore::RecordedEvent event = [&] {
         pqxx::read_transaction txn{conn};
-        return eventstore::EventStore::read_stream(txn, "order-o-again", 1, 1).at(0);
+        // Stored at version 1: upcast as the runtime does before the intake sees it.
+        return upcasters().upcast(
+            eventstore::EventStore::read_stream(txn, "order-o-again", 1, 1).at(0));
     }();
     auto feed = sagas::intake(sagas::Mode::kChoreography);
     for (int i = 0; i < 2; ++i) {
@@ -276,7 +279,8 @@ TEST(SagaRunner, ALongProcessKeepsItsLeaseAndNoOtherRunnerSendsItsCommands) {
                {"lines", {{{"sku", "s1"}, {"quantity", 1}, {"unit_price", 5}}}},
                {"total", 5}},
               {}}});
-        auto placed = eventstore::EventStore::read_stream(txn, "order-o-lease", 1, 1).at(0);
+        auto placed = upcasters().upcast(
+            eventstore::EventStore::read_stream(txn, "order-o-lease", 1, 1).at(0));
         projections::SqlReadModelTxn target{txn};
         sagas::intake(sagas::Mode::kOrchestration)->apply(target, placed);
         txn.commit();
@@ -386,7 +390,8 @@ TEST(SagaRunner, ACommandTheCommandSideWouldNotStartIsNoAttempt) {
                {"lines", {{{"sku", "s1"}, {"quantity", 1}, {"unit_price", 5}}}},
                {"total", 5}},
               {}}});
-        auto placed = eventstore::EventStore::read_stream(txn, "order-o-busy", 1, 1).at(0);
+        auto placed = upcasters().upcast(
+            eventstore::EventStore::read_stream(txn, "order-o-busy", 1, 1).at(0));
         projections::SqlReadModelTxn target{txn};
         sagas::intake(sagas::Mode::kOrchestration)->apply(target, placed);
         txn.commit();

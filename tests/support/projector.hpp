@@ -14,6 +14,7 @@
 #include "projections/read_models.hpp"
 #include "projections/runtime.hpp"
 #include "tests/support/test_database.hpp"
+#include "tests/support/upcasters.hpp"
 
 namespace ordo::testing {
 
@@ -48,7 +49,8 @@ class Projector {
                 .batch = 50,
                 .poll_interval = 200ms,
                 .instance_ttl = 3s,
-                .instance = std::move(instance)};
+                .instance = std::move(instance),
+                .upcasters = &upcasters()};
     }
 
    private:

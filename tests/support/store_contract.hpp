@@ -2,8 +2,9 @@
 
 // The contract of eventstore::Store as one typed test suite: every implementation runs it
 // (MemoryStore as a unit test, EventStore on PostgreSQL as an integration test). A Harness
-// type provides `eventstore::Store& store()` and `void let_time_pass()` (after it, the
-// store's clock reads later than for any key recorded before).
+// type provides `eventstore::Store& store()`, reading through contract_upcasters(), and
+// `void let_time_pass()` (after it, the store's clock reads later than for any key recorded
+// before).
 
 #include <gtest/gtest.h>
 
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "eventstore/store.hpp"
+#include "eventstore/upcasting.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/core/trace.hpp"
 #include "tests/support/conditions.hpp"
@@ -28,6 +30,26 @@ namespace ordo::testing {
 
 inline eventstore::NewEvent new_event(std::string type, nlohmann::json payload = {{"n", 1}}) {
     return eventstore::NewEvent{platform::new_uuid(), std::move(type), std::move(payload), {}};
+}
+
+// The registry the harnesses' stores read through: "Renamed" v1 {"old": x} -> v2 {"new": x}
+// -> v3 {"new": x, "unit": "EUR"}; every other type passes through.
+inline eventstore::Upcasters contract_upcasters() {
+    eventstore::Upcasters registry;
+    registry.add("Renamed", 1, [](nlohmann::json p) {
+        return nlohmann::json{{"new", p.at("old")}};
+    });
+    registry.add("Renamed", 2, [](nlohmann::json p) {
+        p["unit"] = "EUR";
+        return p;
+    });
+    return registry;
+}
+
+inline eventstore::NewEvent versioned_event(std::string type, int version, nlohmann::json payload) {
+    auto event = new_event(std::move(type), std::move(payload));
+    event.schema_version = version;
+    return event;
 }
 
 template <class Harness>
@@ -109,6 +131,51 @@ TYPED_TEST_P(StoreContract, KeepsMetadataAndSchemaVersion) {
     EXPECT_EQ(read[0].schema_version, 3);
     EXPECT_EQ(read[0].metadata.to_json(), event.metadata.to_json());
     EXPECT_FALSE(read[0].recorded_at.empty());
+}
+
+// Every read returns old versions in the current shape, and leaves the stored events as they
+// were appended: re-appending the original version-1 event is recognised as the same event
+// (a replay compares the stored payload), which it would not be had a read rewritten it.
+TYPED_TEST_P(StoreContract, ReadsUpcastOldSchemaVersionsAndNeverRewriteThem) {
+    auto& store = this->store();
+    const nlohmann::json current = {{"new", 7}, {"unit", "EUR"}};
+    const auto v1 = versioned_event("Renamed", 1, {{"old", 7}});
+    const auto v2 = versioned_event("Renamed", 2, {{"new", 7}});
+    const auto v3 = versioned_event("Renamed", 3, current);
+    const auto other = versioned_event("Other", 4, {{"x", 1}});
+    const auto first = store.append("thing-1", ExpectedVersion::no_stream(), {v1, v2, v3, other});
+
+    auto check = [&](const std::vector<eventstore::RecordedEvent>& read, const char* path) {
+        ASSERT_EQ(read.size(), 4u) << path;
+        for (std::size_t i = 0; i < 3; ++i) {
+            EXPECT_EQ(read[i].payload, current) << path << " event " << i;
+            EXPECT_EQ(read[i].schema_version, 3) << path << " event " << i;
+        }
+        EXPECT_EQ(read[3].payload, other.payload) << path;  // a type it does not know
+        EXPECT_EQ(read[3].schema_version, 4) << path;
+    };
+    check(store.read_stream("thing-1", 1, 10), "read_stream");
+    check(this->read_all(Checkpoint{}, 4), "read_all");
+    store.transact([&](Session& s) {
+        check(s.read_stream("thing-1", 1, 10), "session read_stream");
+        check(s.read_all(Checkpoint{}, 10), "session read_all");
+    });
+
+    const auto again = store.append("thing-1", ExpectedVersion::no_stream(), {v1, v2, v3, other});
+    EXPECT_TRUE(again.replayed);
+    EXPECT_EQ(again.positions, first.positions);
+}
+
+// A version newer than the reader knows is refused, never guessed at.
+TYPED_TEST_P(StoreContract, ReadingASchemaVersionNewerThanKnownFails) {
+    auto& store = this->store();
+    store.append("thing-2", ExpectedVersion::no_stream(),
+                 {versioned_event("Renamed", 4, {{"newest", 1}})});
+    EXPECT_THROW(store.read_stream("thing-2", 1, 10), eventstore::UnknownSchemaVersion);
+    EXPECT_THROW(store.transact([](Session& s) { s.read_stream("thing-2", 1, 10); }),
+                 eventstore::UnknownSchemaVersion);
+    // Nothing of the store was changed by the refused read.
+    EXPECT_EQ(store.stream_version("thing-2"), 1);
 }
 
 TYPED_TEST_P(StoreContract, ExpectedVersionsConflictWithTheActualVersion) {
@@ -470,6 +537,7 @@ TYPED_TEST_P(StoreContract, ConcurrentClaimsOfOneKeyMakeOneOwner) {
 
 REGISTER_TYPED_TEST_SUITE_P(
     StoreContract, AppendsAndReadsAStreamInVersionOrderAPageAtATime, KeepsMetadataAndSchemaVersion,
+    ReadsUpcastOldSchemaVersionsAndNeverRewriteThem, ReadingASchemaVersionNewerThanKnownFails,
     ExpectedVersionsConflictWithTheActualVersion, ReAppendingStoredEventsReplaysAndWritesNothing,
     AnEventIdStoredWithOtherContentOrElsewhereIsReused, RefusesInvalidInputWithTheSameTexts,
     ASessionReadsAllOnlyWhatIsCommitted, ReadsAllInCommitOrderAfterACheckpoint,

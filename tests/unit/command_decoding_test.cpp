@@ -51,6 +51,28 @@ TEST(CommandDecoding, AnOrderWithoutAnIdGetsANewOne) {
               "o-7");
 }
 
+// Clients from before prices named a currency send none: their orders are in euros; a
+// currency given applies to every line, and must be an ISO 4217 code.
+TEST(CommandDecoding, AnOrdersCurrencyIsOptionalAndAppliesToEveryLine) {
+    json body = {{"customer_id", "c-1"},
+                 {"account_id", "a-1"},
+                 {"lines",
+                  {{{"sku", "s-1"}, {"quantity", 2}, {"unit_price", 5}},
+                   {{"sku", "s-2"}, {"quantity", 1}, {"unit_price", 7}}}}};
+    auto euros =
+        std::get<domain::orders::PlaceOrder>(decode_place_order(body, [] { return "o-1"; }));
+    EXPECT_EQ(euros.lines[0].currency, "EUR");
+    EXPECT_EQ(euros.lines[1].currency, "EUR");
+    body["currency"] = "USD";
+    auto dollars =
+        std::get<domain::orders::PlaceOrder>(decode_place_order(body, [] { return "o-1"; }));
+    EXPECT_EQ(dollars.lines[0].currency, "USD");
+    EXPECT_EQ(dollars.lines[1].currency, "USD");
+    body["currency"] = "usd";
+    EXPECT_EQ(refused(decode_place_order(body, [] { return "x"; })),
+              (std::vector<std::string>{"currency"}));
+}
+
 TEST(CommandDecoding, AnOrderNamesEveryBadFieldAtOnce) {
     const json body = {{"customer_id", "c 1"},
                        {"lines",

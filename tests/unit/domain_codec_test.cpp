@@ -88,7 +88,8 @@ TEST(OrdersCodec, NamesTypesAndFieldsAsStored) {
     EXPECT_EQ(event_type(event), "OrderPlaced");
     EXPECT_EQ(encode_payload(event), json::parse(R"({"order_id": "order-1", "customer_id": "cust-1",
                               "account_id": "acct-1", "total": 1000,
-                              "lines": [{"sku": "sku-1", "quantity": 2, "unit_price": 500}]})"));
+                              "lines": [{"sku": "sku-1", "quantity": 2,
+                                         "unit_price": {"amount": 500, "currency": "EUR"}}]})"));
     EXPECT_EQ(encode_payload(orders::Event{orders::OrderCancelled{"order-1", "timeout"}}),
               json({{"order_id", "order-1"}, {"reason", "timeout"}}));
     EXPECT_EQ(event_type(orders::Event{orders::OrderCancellationRequested{}}),

@@ -50,6 +50,20 @@ TEST(OrdersDecider, PlacesTheLargestOrderWithoutOverflow) {
     EXPECT_EQ(state.total, std::int64_t{100} * 10'000 * 100'000'000);
 }
 
+TEST(OrdersDecider, PlacesAnOrderInItsLinesCurrency) {
+    const std::vector<OrderLine> dollars = {{"sku-1", 2, 500, "USD"}, {"sku-2", 1, 1'250, "USD"}};
+    given({})
+        .when(place_with(dollars))
+        .then({OrderPlaced{"order-1", "cust-1", "acct-1", dollars, 2'250}});
+}
+
+TEST(OrdersDecider, RejectsLinesInTwoCurrenciesOrInNoneKnown) {
+    given({})
+        .when(place_with({{"sku-1", 1, 5, "EUR"}, {"sku-2", 1, 5, "USD"}}))
+        .then_rejected("mixed_currencies");
+    given({}).when(place_with({{"sku-1", 1, 5, "eur"}})).then_rejected("invalid_currency");
+}
+
 TEST(OrdersDecider, RejectsPlacingAnExistingOrder) {
     given(kPending).when(place_with(kTwoLines)).then_rejected("order_exists");
     given(kConfirmed).when(place_with(kTwoLines)).then_rejected("order_exists");

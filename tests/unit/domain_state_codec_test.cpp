@@ -335,8 +335,8 @@ TEST(OrdersStateCodec, EncodesStatusAsItsWord) {
     EXPECT_EQ(encode_state(orders_states()[5]), json::parse(R"({
         "status": "cancelled", "order_id": "order-1", "customer_id": "cust-1",
         "account_id": "acct-1",
-        "lines": [{"sku": "sku-1", "quantity": 2, "unit_price": 500},
-                  {"sku": "sku-2", "quantity": 1, "unit_price": 0}],
+        "lines": [{"sku": "sku-1", "quantity": 2, "unit_price": {"amount": 500, "currency": "EUR"}},
+                  {"sku": "sku-2", "quantity": 1, "unit_price": {"amount": 0, "currency": "EUR"}}],
         "total": 1000, "cancel_reason": "customer_request", "cancellation_requested": true,
         "cancellation_request_reason": "\"quoted\" ünïcode"})"));
 }

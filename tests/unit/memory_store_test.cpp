@@ -13,7 +13,8 @@ class MemoryHarness {
 
    private:
     platform::ManualClock clock_;
-    eventstore::MemoryStore store_{clock_};
+    eventstore::Upcasters upcasters_ = contract_upcasters();
+    eventstore::MemoryStore store_{&upcasters_, &clock_};
 };
 
 INSTANTIATE_TYPED_TEST_SUITE_P(Memory, StoreContract, ::testing::Types<MemoryHarness>);

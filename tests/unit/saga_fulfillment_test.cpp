@@ -463,11 +463,13 @@ TEST(Choreography, ACancelThatArrivesAfterTheConfirmLeavesTheOrderConfirmed) {
 }
 
 TEST(Routing, ANewOrderStartsInTheDeploymentsModeOneProcessOrThree) {
-    nlohmann::json placed = {{"order_id", "o-1"},
-                             {"customer_id", "c-1"},
-                             {"account_id", "a-1"},
-                             {"lines", {{{"sku", "s"}, {"quantity", 1}, {"unit_price", 5}}}},
-                             {"total", 5}};
+    nlohmann::json placed = {
+        {"order_id", "o-1"},
+        {"customer_id", "c-1"},
+        {"account_id", "a-1"},
+        {"lines",
+         {{{"sku", "s"}, {"quantity", 1}, {"unit_price", {{"amount", 5}, {"currency", "EUR"}}}}}},
+        {"total", 5}};
     auto orchestrated = route(Mode::kOrchestration, std::nullopt, "OrderPlaced", placed, 1);
     ASSERT_EQ(orchestrated.size(), 1u);
     EXPECT_EQ(orchestrated[0].process, ProcessKind::kFulfillment);

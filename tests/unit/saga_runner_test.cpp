@@ -87,12 +87,14 @@ class SagaRunnerOnMemory : public ::testing::Test {
     // and marked the process due, as the intake does (here in two steps, not one
     // transaction: the runner cannot tell).
     void place(const std::string& order_id = "o-1") {
-        const nlohmann::json placed{
-            {"order_id", order_id},
-            {"customer_id", "c-1"},
-            {"account_id", "a-1"},
-            {"lines", {{{"sku", "sku-1"}, {"quantity", 1}, {"unit_price", 5}}}},
-            {"total", 5}};
+        const nlohmann::json placed{{"order_id", order_id},
+                                    {"customer_id", "c-1"},
+                                    {"account_id", "a-1"},
+                                    {"lines",
+                                     {{{"sku", "sku-1"},
+                                       {"quantity", 1},
+                                       {"unit_price", {{"amount", 5}, {"currency", "EUR"}}}}}},
+                                    {"total", 5}};
         deliver(route(Mode::kOrchestration, std::nullopt, "OrderPlaced", placed, now_ms()));
     }
     void deliver(const std::vector<Delivery>& deliveries) {
