@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/host.hpp"
+#include "app/upcasters.hpp"
 #include "app/subcommands.hpp"
 #include "eventstore/event_store.hpp"
 #include "platform/core/metrics.hpp"
@@ -49,9 +50,10 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     // service's bound), so a worker per connection serves every read.
     query::QueryService service{pool, partitions, log, query::QueryService::kMaxWaiting, &registry};
 
-    query::Subscriptions subscriptions{
-        pool, options.database_url, {}, log.with_component("subscriptions"), &registry};
-    query::EventsApi events{pool, subscriptions, log.with_component("events")};
+    const auto upcasters = event_upcasters();
+    query::Subscriptions subscriptions{pool, options.database_url, &upcasters, {},
+                                       log.with_component("subscriptions"), &registry};
+    query::EventsApi events{pool, subscriptions, &upcasters, log.with_component("events")};
 
     platform::http::Router router;
     service.register_routes(router);

@@ -17,6 +17,16 @@ std::string dump(const nlohmann::json& value) {
 
 }  // namespace
 
+eventstore::RecordedEvent as_current(const eventstore::Upcasters* upcasters,
+                                     eventstore::RecordedEvent event) {
+    if (upcasters == nullptr) return event;
+    try {
+        return upcasters->upcast(event);
+    } catch (const eventstore::UnknownSchemaVersion&) {
+        return event;
+    }
+}
+
 bool EventSelection::matches(const eventstore::RecordedEvent& event) const {
     return selected(categories, event.category) && selected(types, event.type);
 }

@@ -9,6 +9,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "eventstore/events.hpp"
+#include "eventstore/upcasting.hpp"
 
 namespace ordo::query {
 
@@ -19,6 +20,12 @@ struct EventSelection {
 
     bool matches(const eventstore::RecordedEvent& event) const;
 };
+
+// The event in its current shape (see eventstore/upcasting.hpp), as every reader of the API
+// gets it. An event newer than `upcasters` knows, written by a newer deploy, comes as stored
+// (its schema_version says so) rather than stopping the stream; null upcasters: as stored.
+eventstore::RecordedEvent as_current(const eventstore::Upcasters* upcasters,
+                                     eventstore::RecordedEvent event);
 
 // One event as the events API shows it, in pages and in the stream alike: its position (the
 // token clients resume from), stream, version, type, schema version, ids, payload, metadata

@@ -27,8 +27,9 @@ EventSelection selection(RequestReader& in) {
 
 }  // namespace
 
-EventsApi::EventsApi(platform::pg::Pool& pool, Subscriptions& subscriptions, platform::Logger log)
-    : pool_{pool}, subscriptions_{subscriptions}, log_{std::move(log)} {}
+EventsApi::EventsApi(platform::pg::Pool& pool, Subscriptions& subscriptions,
+                     const eventstore::Upcasters* upcasters, platform::Logger log)
+    : pool_{pool}, subscriptions_{subscriptions}, upcasters_{upcasters}, log_{std::move(log)} {}
 
 void EventsApi::register_routes(platform::http::Router& router) {
     router.add("GET", "/v1/events", Access::read, [this](Request& r) { return page(r); });
@@ -53,7 +54,7 @@ Response EventsApi::page(Request& request) {
             const bool full = static_cast<std::int64_t>(events.size()) == limit;
             const Checkpoint next = full ? events.back().checkpoint() : std::max(after, head);
             nlohmann::json items = nlohmann::json::array();
-            for (const auto& e : events) items.push_back(event_json(e));
+            for (auto& e : events) items.push_back(event_json(as_current(upcasters_, std::move(e))));
             return Response::json(200,
                                   {{"events", std::move(items)}, {"next_after", next.token()}});
         });

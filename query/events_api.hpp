@@ -29,7 +29,9 @@ class EventsApi {
     static constexpr std::int64_t kDefaultLimit = 100;
     static constexpr std::int64_t kMaxLimit = 1000;
 
-    EventsApi(platform::pg::Pool& pool, Subscriptions& subscriptions, platform::Logger log);
+    // Pages show events as_current through `upcasters`, which must outlive this.
+    EventsApi(platform::pg::Pool& pool, Subscriptions& subscriptions,
+              const eventstore::Upcasters* upcasters, platform::Logger log);
 
     void register_routes(platform::http::Router& router);
 
@@ -39,6 +41,7 @@ class EventsApi {
 
     platform::pg::Pool& pool_;
     Subscriptions& subscriptions_;
+    const eventstore::Upcasters* upcasters_;
     platform::Logger log_;
 };
 

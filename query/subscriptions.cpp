@@ -41,9 +41,9 @@ struct Subscriber {
 }  // namespace
 
 struct Subscriptions::Impl {
-    Impl(platform::pg::Pool& pool, Options options, platform::Logger log,
-         platform::metrics::Registry* metrics)
-        : pool_{pool}, options_{options}, log_{std::move(log)} {
+    Impl(platform::pg::Pool& pool, const eventstore::Upcasters* upcasters, Options options,
+         platform::Logger log, platform::metrics::Registry* metrics)
+        : pool_{pool}, upcasters_{upcasters}, options_{options}, log_{std::move(log)} {
         if (metrics) {
             subscribers_gauge_ =
                 &metrics->gauge("ordo_event_subscribers", "Open server-sent-event subscriptions");
@@ -78,6 +78,7 @@ struct Subscriptions::Impl {
     void police(Clock::time_point now);
 
     platform::pg::Pool& pool_;
+    const eventstore::Upcasters* upcasters_;
     const Options options_;
     platform::Logger log_;
     platform::metrics::Gauge* subscribers_gauge_ = nullptr;
@@ -115,9 +116,10 @@ class Subscriptions::Place {
     bool used_ = false;
 };
 
-Subscriptions::Subscriptions(platform::pg::Pool& pool, std::string listen_url, Options options,
+Subscriptions::Subscriptions(platform::pg::Pool& pool, std::string listen_url,
+                             const eventstore::Upcasters* upcasters, Options options,
                              platform::Logger log, platform::metrics::Registry* metrics)
-    : impl_{std::make_shared<Impl>(pool, options, std::move(log), metrics)} {
+    : impl_{std::make_shared<Impl>(pool, upcasters, options, std::move(log), metrics)} {
     Impl* impl = impl_.get();
     impl_->listener_ = std::make_unique<eventstore::AppendListener>(
         std::move(listen_url), impl_->log_.with_component("subscriptions.listen"),
@@ -241,6 +243,7 @@ void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_ro
             head_ = std::max(head_.value_or(Checkpoint{}), newest);
         } else if (newest > *head_) {
             auto events = EventStore::read_range(tx, *head_, newest, {}, options_.page);
+            for (auto& e : events) e = as_current(upcasters_, std::move(e));
             const bool full = events.size() == options_.page;
             const Checkpoint up_to = full ? events.back().checkpoint() : newest;
             fan_out(events, up_to);
@@ -268,14 +271,14 @@ void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_ro
             std::size_t used = pending;
             std::size_t sent = 0;
             for (; sent < events.size(); ++sent) {
-                auto framed = sse_event(events[sent]);
+                auto framed = sse_event(as_current(upcasters_, std::move(events[sent])));
                 if (sent > 0 && used + framed.size() > room) break;
                 used += framed.size();
                 send(*s, std::move(framed), now);
             }
             if (events_sent_) events_sent_->inc(static_cast<double>(sent));
             if (sent < events.size()) {
-                s->position = events[sent - 1].checkpoint();
+                s->position = events[sent - 1].checkpoint();  // moved from, position kept
                 waiting_for_room = true;
             } else if (events.size() < options_.page) {
                 s->position = *head_;

@@ -58,9 +58,11 @@ class Subscriptions {
     class Place;
 
     // `pool` must be prepared with EventStore::prepare_reader; `listen_url` is where append
-    // notifications are listened for (the pool's database).
-    Subscriptions(platform::pg::Pool& pool, std::string listen_url, Options options,
-                  platform::Logger log, platform::metrics::Registry* metrics = nullptr);
+    // notifications are listened for (the pool's database). Events are sent as_current
+    // through `upcasters`, which must outlive this.
+    Subscriptions(platform::pg::Pool& pool, std::string listen_url,
+                  const eventstore::Upcasters* upcasters, Options options, platform::Logger log,
+                  platform::metrics::Registry* metrics = nullptr);
     ~Subscriptions();  // stop()
     Subscriptions(const Subscriptions&) = delete;
     Subscriptions& operator=(const Subscriptions&) = delete;

@@ -187,6 +187,42 @@ TEST_F(EventsApiTest, AConsumerKilledAndReconnectedManyTimesSeesEveryEventOnceIn
     EXPECT_GE(kills, 20);
 }
 
+// An order placed before prices named their currency reads in today's shape, paged and
+// streamed alike; the stored row keeps its old shape.
+TEST_F(EventsApiTest, OldShapeEventsComeInTheCurrentShape) {
+    json v1 = {{"order_id", "o-old"},
+               {"customer_id", "c-1"},
+               {"account_id", "a-1"},
+               {"lines", json::array({{{"sku", "sku-a"}, {"quantity", 2}, {"unit_price", 150}}})},
+               {"total", 300}};
+    store_.append("order-o-old", ExpectedVersion::no_stream(),
+                  {NewEvent{platform::new_uuid(), "OrderPlaced", v1, {}, 1}});
+    auto stored = history(1);
+    ASSERT_EQ(stored.size(), 1U);
+    ASSERT_EQ(stored[0].schema_version, 1);
+    const json price = {{"amount", 150}, {"currency", "EUR"}};
+
+    auto page = stack_.client().get("/v1/events?type=OrderPlaced").json();
+    ASSERT_EQ(page.at("events").size(), 1U);
+    auto paged = page.at("events").at(0);
+    EXPECT_EQ(paged.at("schema_version"), 2);
+    EXPECT_EQ(paged.at("payload").at("lines").at(0).at("unit_price"), price);
+
+    SseClient consumer{stack_.port(), "/v1/events/stream?type=OrderPlaced"};
+    ASSERT_EQ(consumer.status(), 200);
+    std::optional<testing::SseMessage> m;
+    while ((m = consumer.next()) && !m->has_data) {
+    }
+    ASSERT_TRUE(m);
+    EXPECT_EQ(json::parse(m->data), paged);
+
+    // What is stored is what was written.
+    EXPECT_EQ(testing::scalar(stack_.database().admin_url(),
+                              "SELECT schema_version FROM ordo.events WHERE stream_id = "
+                              "'order-o-old'"),
+              1);
+}
+
 class EventsApiQuickHeartbeat : public EventsApiTest {
    protected:
     EventsApiQuickHeartbeat() : EventsApiTest(Subscriptions::Options{.heartbeat = 50ms}) {}

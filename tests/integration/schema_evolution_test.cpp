@@ -184,8 +184,10 @@ TEST(SchemaEvolution, AnOrderPlacedAsVersionOneCompletesItsSaga) {
         append_v1(raw, "o-1", "acct-1", 100);
         EXPECT_EQ(stack.settle("o-1"), "confirmed") << mode;
         EXPECT_EQ(stack.saga("o-1")["status"], "completed") << mode;
-        auto balance = stack.queries().get("/v1/accounts/acct-1").json()["balance"];
-        EXPECT_EQ(balance, 800) << mode;
+        // The accounts read model follows the saga's last event a moment later.
+        EXPECT_TRUE(eventually([&] {
+            return stack.queries().get("/v1/accounts/acct-1").json()["balance"] == 800;
+        })) << mode;
         const auto process = scalar(stack.database().admin_url(),
                                     "SELECT count(*) FROM ordo.events WHERE event_type = "
                                     "'ProcessStarted' AND schema_version = 2 AND payload #>> "

@@ -48,6 +48,25 @@ TEST(EventFeed, AnEventShowsItsPositionAsTheTokenClientsResumeFrom) {
               (eventstore::Checkpoint{7001, 42}));
 }
 
+TEST(EventFeed, EventsComeInTheCurrentShapeOrAsStoredWhenNewerThanKnown) {
+    eventstore::Upcasters upcasters;
+    upcasters.add("OrderPlaced", 1, [](nlohmann::json p) {
+        p["renamed"] = p.at("text");
+        p.erase("text");
+        return p;
+    });
+    auto old = event("order", "OrderPlaced");
+    old.schema_version = 1;
+    auto current = as_current(&upcasters, old);
+    EXPECT_EQ(current.schema_version, 2);
+    EXPECT_EQ(current.payload, (nlohmann::json{{"renamed", "two\nlines"}}));
+    auto newer = event("order", "OrderPlaced");
+    newer.schema_version = 3;
+    EXPECT_EQ(as_current(&upcasters, newer).payload, newer.payload);
+    EXPECT_EQ(as_current(&upcasters, newer).schema_version, 3);
+    EXPECT_EQ(as_current(nullptr, old).schema_version, 1);
+}
+
 TEST(EventFeed, AnEventIsOneMessageWithItsIdAndOneDataLine) {
     auto e = event("order", "OrderPlaced");
     auto text = sse_event(e);
