@@ -3,8 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include "app/host.hpp"
-#include "app/upcasters.hpp"
 #include "app/subcommands.hpp"
+#include "app/upcasters.hpp"
 #include "eventstore/event_store.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/nats.hpp"
@@ -51,8 +51,14 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     query::QueryService service{pool, partitions, log, query::QueryService::kMaxWaiting, &registry};
 
     const auto upcasters = event_upcasters();
-    query::Subscriptions subscriptions{pool, options.database_url, &upcasters, {},
-                                       log.with_component("subscriptions"), &registry};
+    // Streams are connections: at most half of them, so reads always find one.
+    query::Subscriptions subscriptions{
+        pool,
+        options.database_url,
+        &upcasters,
+        {.capacity = std::max<std::size_t>(1, options.max_connections / 2)},
+        log.with_component("subscriptions"),
+        &registry};
     query::EventsApi events{pool, subscriptions, &upcasters, log.with_component("events")};
 
     platform::http::Router router;
@@ -76,8 +82,9 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
 
     signals.wait();
     log.info("draining requests in flight");
-    server->stop(std::chrono::seconds(10));
+    // Streams first, so that their clients are told the service is stopping.
     subscriptions.stop();
+    server->stop(std::chrono::seconds(10));
     log.info("stopped");
     return 0;
 }

@@ -115,6 +115,11 @@ void EventStore::prepare_reader(pqxx::connection& conn) {
                      "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
                      "   AND (cardinality($7::text[]) = 0 OR event_type = ANY($7::text[]))"
                      " ORDER BY transaction_id, global_position LIMIT $6");
+    conn.prepare("ordo_scan_bound",
+                 "SELECT transaction_id::text AS txid, global_position FROM ordo.events"
+                 " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
+                 "   AND (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)"
+                 " ORDER BY transaction_id, global_position OFFSET $5 LIMIT 1");
     conn.prepare("ordo_head",
                  "SELECT transaction_id::text AS txid, global_position FROM ordo.events"
                  " WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
@@ -283,6 +288,27 @@ std::vector<RecordedEvent> EventStore::read_range(pqxx::transaction_base& txn, C
                                        after.position, std::to_string(until.transaction_id),
                                        until.position, text_array(categories),
                                        static_cast<std::int64_t>(max_count), text_array(types)));
+}
+
+EventStore::Selected EventStore::read_selected(pqxx::transaction_base& txn, Checkpoint after,
+                                               Checkpoint until,
+                                               const std::vector<std::string>& categories,
+                                               const std::vector<std::string>& types,
+                                               std::size_t max_count, std::size_t max_scan) {
+    if (!(after < until) || max_count == 0) return {{}, std::max(after, until)};
+    Checkpoint bound = until;
+    if (max_scan > 0 && (!categories.empty() || !types.empty())) {
+        auto rows = txn.exec_prepared("ordo_scan_bound", std::to_string(after.transaction_id),
+                                      after.position, std::to_string(until.transaction_id),
+                                      until.position, static_cast<std::int64_t>(max_scan - 1));
+        if (!rows.empty()) {
+            bound = {transaction_id_from_xid8(rows[0][0].as<std::string>()),
+                     rows[0][1].as<std::int64_t>()};
+        }
+    }
+    Selected out{read_range(txn, after, bound, categories, max_count, types), bound};
+    if (out.events.size() == max_count) out.read_to = out.events.back().checkpoint();
+    return out;
 }
 
 std::int64_t EventStore::count_until(pqxx::transaction_base& txn, Checkpoint until,

@@ -97,8 +97,8 @@ class EventStore final : public Store {
 
     // Registers this class's prepared statements; add it to the pool's preparers.
     static void prepare(pqxx::connection& conn);
-    // Only those of head() and read_range(), for a pool that reads history and nothing else
-    // of the store (the query service's events API).
+    // Only those of head(), read_range() and read_selected(), for a pool that reads history
+    // and nothing else of the store (the query service's events API).
     static void prepare_reader(pqxx::connection& conn);
 
     // Appends as a unit of group commit: alone, in autocommit (one statement, no BEGIN and
@@ -143,6 +143,20 @@ class EventStore final : public Store {
                                                  const std::vector<std::string>& categories,
                                                  std::size_t max_count,
                                                  const std::vector<std::string>& types = {});
+    // What read_selected returns: the events, and where the next read starts: the last event
+    // when `max_count` came, else the end of what was looked at (everything selected up to
+    // there was returned).
+    struct Selected {
+        std::vector<RecordedEvent> events;
+        Checkpoint read_to;
+    };
+    // read_range of `categories` and `types` that looks at no more than `max_scan` events in
+    // commit order: the filters have no index of their own, so a rare type costs a bounded
+    // scan per call rather than a scan of all history, and the caller goes on from read_to.
+    static Selected read_selected(pqxx::transaction_base& txn, Checkpoint after, Checkpoint until,
+                                  const std::vector<std::string>& categories,
+                                  const std::vector<std::string>& types, std::size_t max_count,
+                                  std::size_t max_scan);
     // How many events of `categories` (all when empty) are at or before `until`.
     static std::int64_t count_until(pqxx::transaction_base& txn, Checkpoint until,
                                     const std::vector<std::string>& categories);

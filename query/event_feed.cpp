@@ -22,7 +22,8 @@ eventstore::RecordedEvent as_current(const eventstore::Upcasters* upcasters,
     if (upcasters == nullptr) return event;
     try {
         return upcasters->upcast(event);
-    } catch (const eventstore::UnknownSchemaVersion&) {
+    } catch (const std::exception&) {
+        // A version newer than known, or a payload an upcaster cannot read: as stored.
         return event;
     }
 }

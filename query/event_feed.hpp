@@ -22,8 +22,9 @@ struct EventSelection {
 };
 
 // The event in its current shape (see eventstore/upcasting.hpp), as every reader of the API
-// gets it. An event newer than `upcasters` knows, written by a newer deploy, comes as stored
-// (its schema_version says so) rather than stopping the stream; null upcasters: as stored.
+// gets it. An event newer than `upcasters` knows (written by a newer deploy), or one whose
+// payload an upcaster cannot read, comes as stored (its schema_version says so) rather than
+// stopping every stream that selects it; null upcasters: as stored.
 eventstore::RecordedEvent as_current(const eventstore::Upcasters* upcasters,
                                      eventstore::RecordedEvent event);
 

@@ -17,10 +17,12 @@ namespace ordo::query {
 // after (`after`, a position this API returned; absent: the beginning of history).
 //
 // A page holds at most `limit` events (default 100, at most 1000) and `next_after`: the
-// position to ask from next. A short page has read everything committed below the horizon at
-// the time, so `next_after` can run ahead of its last event; reading on from it never misses
-// one. The stream sends the same events as messages (see Subscriptions), and a
-// Last-Event-ID header overrides `after`, as a reconnecting EventSource sends it.
+// position to ask from next. A short page has read everything selected up to `next_after`,
+// which can run ahead of its last event (to the head, or as far as a filtered page looked);
+// reading on from it never misses one. A short page is not the end of history: the end is a
+// page that comes back empty with `next_after` unchanged. The stream sends the same events as
+// messages (see Subscriptions), and a Last-Event-ID header overrides `after`, as a reconnecting
+// EventSource sends it.
 //
 // `pool` is the query role's, prepared with EventStore::prepare_reader.
 class EventsApi {
@@ -28,6 +30,8 @@ class EventsApi {
     static constexpr std::size_t kMaxNames = 32;
     static constexpr std::int64_t kDefaultLimit = 100;
     static constexpr std::int64_t kMaxLimit = 1000;
+    // Events a filtered page looks at, at most (see EventStore::read_selected).
+    static constexpr std::size_t kMaxScan = 10'000;
 
     // Pages show events as_current through `upcasters`, which must outlive this.
     EventsApi(platform::pg::Pool& pool, Subscriptions& subscriptions,

@@ -34,8 +34,8 @@ struct Subscriber {
     Checkpoint position;  // everything selected up to here is sent
     bool live = false;
     Clock::time_point last_sent;
-    std::size_t last_pending = 0;
-    Clock::time_point progress_at;  // when unsent bytes last went down (or were none)
+    std::uint64_t last_written = 0;
+    Clock::time_point progress_at;  // when bytes were last written (or none were waiting)
 };
 
 }  // namespace
@@ -49,6 +49,8 @@ struct Subscriptions::Impl {
                 &metrics->gauge("ordo_event_subscribers", "Open server-sent-event subscriptions");
             events_sent_ = &metrics->counter("ordo_event_subscription_events_total",
                                              "Events sent to subscribers");
+            read_failures_ = &metrics->counter("ordo_event_subscription_read_failures_total",
+                                               "Store reads for subscribers that failed");
             for (const char* reason : {"slow_consumer", "stalled", "closed", "stopping"}) {
                 ended_[reason] =
                     &metrics->counter("ordo_event_subscriptions_ended_total",
@@ -75,6 +77,7 @@ struct Subscriptions::Impl {
     void fan_out(const std::vector<eventstore::RecordedEvent>& events, Checkpoint up_to);
     void send(Subscriber& s, std::string bytes, Clock::time_point now);
     void end(Subscriber& s, const char* reason, const char* type, const std::string& detail);
+    void failed(const char* what, const std::exception& e);
     void police(Clock::time_point now);
 
     platform::pg::Pool& pool_;
@@ -83,6 +86,7 @@ struct Subscriptions::Impl {
     platform::Logger log_;
     platform::metrics::Gauge* subscribers_gauge_ = nullptr;
     platform::metrics::Counter* events_sent_ = nullptr;
+    platform::metrics::Counter* read_failures_ = nullptr;
     std::map<std::string, platform::metrics::Counter*> ended_;
 
     mutable std::mutex mutex_;
@@ -92,7 +96,6 @@ struct Subscriptions::Impl {
     std::size_t taken_ = 0;                              // places and subscribers
     std::vector<std::shared_ptr<Subscriber>> incoming_;  // guarded by mutex_
     std::atomic<std::size_t> count_{0};                  // subscribers, for subscribers()
-    std::atomic<std::uint64_t> rounds_{0};
 
     // The thread's own.
     std::vector<std::shared_ptr<Subscriber>> subscribers_;
@@ -165,9 +168,6 @@ void Subscriptions::subscribe(std::shared_ptr<Place> place, Checkpoint after,
 std::size_t Subscriptions::subscribers() const {
     return impl_->count_.load();
 }
-std::uint64_t Subscriptions::rounds() const {
-    return impl_->rounds_.load();
-}
 
 void Subscriptions::stop() {
     {
@@ -198,19 +198,10 @@ void Subscriptions::Impl::run() {
         bool more = false;
         bool advanced = false;
         bool waiting_for_room = false;  // a reader catching up has too much unsent
-        if (!subscribers_.empty()) {
-            try {
-                round(more, advanced, waiting_for_room);
-            } catch (const std::exception& e) {
-                // The database is away: subscribers keep their place and get heartbeats;
-                // the next round tries again.
-                log_.warn("reading events for subscribers failed", {{"error", e.what()}});
-            }
-        }
+        if (!subscribers_.empty()) round(more, advanced, waiting_for_room);
         police(Clock::now());
         count_ = subscribers_.size();
         if (subscribers_gauge_) subscribers_gauge_->set(static_cast<double>(subscribers_.size()));
-        rounds_.fetch_add(1);
         if (more) continue;
         if (notified && !advanced) expecting = true;
         if (advanced) expecting = false;
@@ -231,66 +222,92 @@ void Subscriptions::Impl::run() {
     count_ = 0;
 }
 
-// One round: the live share, then one page for each subscriber catching up that has room.
+// One round: the live share in one read for all, then a bounded read for each subscriber
+// catching up that has room, each on its own so that one failing read holds up no other.
 void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_room) {
-    pool_.transact<pqxx::nontransaction>([&](auto& tx) {
-        const bool any_live = std::any_of(subscribers_.begin(), subscribers_.end(),
-                                          [](const auto& s) { return s->live; });
-        auto newest = EventStore::head(tx).value_or(Checkpoint{});
-        if (!any_live || !head_) {
-            // Nobody reads live: the head may jump, and those catching up go as far.
-            advanced = !head_ || newest > *head_;
-            head_ = std::max(head_.value_or(Checkpoint{}), newest);
-        } else if (newest > *head_) {
-            auto events = EventStore::read_range(tx, *head_, newest, {}, options_.page);
-            for (auto& e : events) e = as_current(upcasters_, std::move(e));
-            const bool full = events.size() == options_.page;
-            const Checkpoint up_to = full ? events.back().checkpoint() : newest;
-            fan_out(events, up_to);
-            head_ = up_to;
-            advanced = true;
-            more = more || full;
+    try {
+        pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            const bool any_live = std::any_of(subscribers_.begin(), subscribers_.end(),
+                                              [](const auto& s) { return s->live; });
+            auto newest = EventStore::head(tx).value_or(Checkpoint{});
+            if (!any_live || !head_) {
+                // Nobody reads live: the head may jump, and those catching up go as far.
+                advanced = !head_ || newest > *head_;
+                head_ = std::max(head_.value_or(Checkpoint{}), newest);
+            } else if (newest > *head_) {
+                auto events = EventStore::read_range(tx, *head_, newest, {}, options_.page);
+                const bool full = events.size() == options_.page;
+                const Checkpoint up_to = full ? events.back().checkpoint() : newest;
+                for (auto& e : events) e = as_current(upcasters_, std::move(e));
+                fan_out(events, up_to);
+                head_ = up_to;
+                advanced = true;
+                more = more || full;
+            }
+        });
+    } catch (const std::exception& e) {
+        // The database is away: subscribers keep their place and get heartbeats.
+        failed("reading live events for subscribers failed", e);
+        return;
+    }
+    const auto now = Clock::now();
+    const std::size_t room = options_.max_buffered / 2;
+    for (auto& s : subscribers_) {
+        if (s->live || s->stream->ended()) continue;
+        const auto pending = s->stream->pending();
+        // Refilled once half of what it may have unsent is read: a reader that takes a few
+        // bytes at a time does not cost a store read for every few bytes.
+        if (pending >= room / 2) {
+            waiting_for_room = true;
+            continue;
         }
-        const auto now = Clock::now();
-        const std::size_t room = options_.max_buffered / 2;
-        for (auto& s : subscribers_) {
-            if (s->live || s->stream->ended()) continue;
-            const auto pending = s->stream->pending();
-            if (pending >= room) {
-                waiting_for_room = true;
-                continue;
-            }
-            if (s->position >= *head_) {
-                s->live = true;
-                continue;
-            }
-            auto events = EventStore::read_range(tx, s->position, *head_, s->selection.categories,
-                                                 options_.page, s->selection.types);
-            // At most `room` unsent (one event more when a single one is larger): a reader
-            // catching up is held back, never cut off.
-            std::size_t used = pending;
-            std::size_t sent = 0;
-            for (; sent < events.size(); ++sent) {
-                auto framed = sse_event(as_current(upcasters_, std::move(events[sent])));
-                if (sent > 0 && used + framed.size() > room) break;
-                used += framed.size();
-                send(*s, std::move(framed), now);
-            }
-            if (events_sent_) events_sent_->inc(static_cast<double>(sent));
-            if (sent < events.size()) {
-                s->position = events[sent - 1].checkpoint();  // moved from, position kept
-                waiting_for_room = true;
-            } else if (events.size() < options_.page) {
-                s->position = *head_;
-                s->live = true;
-            } else {
-                s->position = events.back().checkpoint();
-                more = true;
-            }
+        if (s->position >= *head_) {
+            s->live = true;
+            continue;
         }
-    });
+        try {
+            pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+                auto read =
+                    EventStore::read_selected(tx, s->position, *head_, s->selection.categories,
+                                              s->selection.types, options_.page, options_.max_scan);
+                // At most `room` unsent (one event more when a single one is larger): a
+                // reader catching up is held back, never cut off.
+                std::size_t used = pending;
+                std::size_t sent = 0;
+                for (; sent < read.events.size(); ++sent) {
+                    const auto at = read.events[sent].checkpoint();
+                    auto framed = sse_event(as_current(upcasters_, std::move(read.events[sent])));
+                    if (sent > 0 && used + framed.size() > room) break;
+                    used += framed.size();
+                    send(*s, std::move(framed), now);
+                    s->position = at;
+                }
+                if (events_sent_) events_sent_->inc(static_cast<double>(sent));
+                if (sent < read.events.size()) {
+                    waiting_for_room = true;
+                    return;
+                }
+                s->position = read.read_to;
+                if (s->position >= *head_) {
+                    s->live = true;
+                } else {
+                    more = true;
+                }
+            });
+        } catch (const std::exception& e) {
+            failed("reading events for a subscriber catching up failed", e);
+        }
+    }
 }
 
+void Subscriptions::Impl::failed(const char* what, const std::exception& e) {
+    if (read_failures_) read_failures_->inc();
+    log_.warn(what, {{"error", e.what()}});
+}
+
+// Each live subscriber's selection of what committed after the head, up to `up_to`; a
+// subscriber that started ahead of the head (it resumed from a position another replica or a
+// page gave it) skips what it has.
 void Subscriptions::Impl::fan_out(const std::vector<eventstore::RecordedEvent>& events,
                                   Checkpoint up_to) {
     const auto now = Clock::now();
@@ -299,12 +316,14 @@ void Subscriptions::Impl::fan_out(const std::vector<eventstore::RecordedEvent>& 
         if (!s->live || s->stream->ended()) continue;
         std::size_t sent = 0;
         for (std::size_t i = 0; i < events.size(); ++i) {
-            if (!s->selection.matches(events[i])) continue;
+            if (events[i].checkpoint() <= s->position || !s->selection.matches(events[i])) {
+                continue;
+            }
             if (framed[i].empty()) framed[i] = sse_event(events[i]);
             send(*s, framed[i], now);
             ++sent;
         }
-        s->position = up_to;
+        s->position = std::max(s->position, up_to);
         if (events_sent_) events_sent_->inc(static_cast<double>(sent));
     }
 }
@@ -313,12 +332,10 @@ void Subscriptions::Impl::send(Subscriber& s, std::string bytes, Clock::time_poi
     if (s.stream->send(std::move(bytes))) s.last_sent = now;
 }
 
+// The end of a stream the server chose: what is unsent goes, the reason takes its place.
 void Subscriptions::Impl::end(Subscriber& s, const char* reason, const char* type,
                               const std::string& detail) {
-    if (!s.stream->ended()) {
-        s.stream->send(sse_end(type, detail));
-        s.stream->end();
-    }
+    if (!s.stream->ended()) s.stream->abort(sse_end(type, detail));
     if (auto it = ended_.find(reason); it != ended_.end()) it->second->inc();
 }
 
@@ -327,16 +344,21 @@ void Subscriptions::Impl::police(Clock::time_point now) {
     std::size_t removed = 0;
     for (auto& s : subscribers_) {
         const auto pending = s->stream->pending();
-        if (pending == 0 || pending < s->last_pending) s->progress_at = now;
-        s->last_pending = pending;
+        const auto written = s->stream->written();
+        if (pending == 0 || written > s->last_written) s->progress_at = now;
+        s->last_written = written;
         if (s->stream->ended()) {
             end(*s, "closed", "", "");
         } else if (pending > options_.max_buffered) {
+            log_.info("a subscriber read too slowly and was cut off",
+                      {{"unsent_bytes", pending}, {"position", s->position.token()}});
             end(*s, "slow_consumer", "slow_consumer",
                 "the client read its events too slowly (over " +
                     std::to_string(options_.max_buffered) +
                     " bytes unsent); reconnect with Last-Event-ID to resume");
         } else if (pending > 0 && now - s->progress_at >= options_.stall) {
+            log_.info("a subscriber read nothing for too long and was cut off",
+                      {{"unsent_bytes", pending}, {"position", s->position.token()}});
             end(*s, "stalled", "slow_consumer",
                 "the client read nothing for " +
                     std::to_string(

@@ -28,25 +28,31 @@ namespace ordo::query {
 // gap or a repeat, across reconnects and across restarts of the service.
 //
 // How: one thread keeps a head H, the newest event it has read below the horizon. A
-// subscriber behind H catches up with reads of its own selection up to H, one page a round
-// and only up to half of `max_buffered` unsent (it is held back, never cut off); once a read
-// comes back short it has seen everything up to H and goes live. Live subscribers share one
-// read of whatever commits after H, each taking its selection of it. Rounds start on an append
-// notification (LISTEN on a connection of the thread's own), when a subscriber comes, and every
-// `poll` otherwise; appends hidden by the horizon are looked for again soon (as HorizonWait does).
+// subscriber behind H catches up with reads of its own selection up to H (EventStore::
+// read_selected: a page, looking at `max_scan` events at most), refilled once it has less than
+// a quarter of `max_buffered` unsent and up to half of it: it is held back, never cut off.
+// Once its reads reach H it goes live. Live subscribers share one read of whatever commits
+// after H, each taking its selection of it and skipping what it has (a subscriber may resume
+// ahead of H, from a page's next_after). Each catch-up read runs on its own, so one that fails
+// holds up no other. Rounds start on an append notification (LISTEN on a connection of the
+// thread's own), when a subscriber comes, and every `poll` otherwise; appends hidden by the
+// horizon are looked for again soon (as HorizonWait does).
 //
-// Limits: at most `capacity` subscribers (reserve() refuses beyond); a subscriber with more
-// than `max_buffered` bytes unsent, or with bytes unsent and none written for `stall`, is sent
-// an "end" message saying why and cut off. A subscriber costs its Subscriber record and its
-// connection's buffers; memory does not grow with the events it is sent.
+// Limits: at most `capacity` subscribers (reserve() refuses beyond). A live subscriber with
+// more than `max_buffered` bytes unsent, or any with bytes unsent and none written for
+// `stall`, is cut off: what is unsent is dropped and an "end" message saying why goes in its
+// place (StreamSink::abort), so the client knows where to resume. A subscriber costs its
+// record and its connection's buffers plus at most `max_buffered` unsent; memory does not
+// grow with the events it is sent.
 //
 // Thread-safe.
 class Subscriptions {
    public:
     struct Options {
-        std::size_t capacity = 4096;
-        std::size_t max_buffered = std::size_t{4} << 20;
+        std::size_t capacity = 512;  // keep it below the server's connection cap
+        std::size_t max_buffered = std::size_t{1} << 20;
         std::size_t page = 500;
+        std::size_t max_scan = 10'000;  // events a filtered catch-up read looks at, at most
         std::chrono::milliseconds heartbeat{15'000};
         std::chrono::milliseconds poll{500};
         std::chrono::milliseconds stall{60'000};
@@ -74,8 +80,6 @@ class Subscriptions {
                    EventSelection selection, platform::http::Stream stream);
 
     std::size_t subscribers() const;
-    // Rounds the thread has run (lets tests wait for a fresh look without sleeping blindly).
-    std::uint64_t rounds() const;
 
     // Ends every stream (an "end" message of type "unavailable") and joins the thread.
     // Idempotent.

@@ -69,9 +69,14 @@ class StreamSink {
     virtual bool send(std::string bytes) = 0;
     // Bytes queued and not yet written to the connection.
     virtual std::size_t pending() const = 0;
+    // Bytes written to the connection so far: a reader that makes progress makes it grow.
+    virtual std::uint64_t written() const = 0;
     // Writes what is queued (for a short linger at most: a client that reads nothing does not
     // hold the connection), then closes the connection. Idempotent.
     virtual void end() = 0;
+    // Drops what is queued and not yet on its way, sends `last` instead, and ends: the last
+    // word reaches a client that is far behind, which then knows exactly what it received.
+    virtual void abort(std::string last) = 0;
     virtual bool ended() const = 0;
 };
 using Stream = std::shared_ptr<StreamSink>;

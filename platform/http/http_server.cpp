@@ -440,6 +440,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (state_ == State::streaming) end_stream();
     }
 
+    // The tokens changed: a stream was authorised by the old ones, so it ends and its client
+    // comes back through the token check (a revoked token is refused then).
+    void on_tokens_changed() {
+        if (state_ == State::streaming) end_stream();
+    }
+
     void force_close() { close(); }
 
     net::any_io_executor executor() { return socket_.get_executor(); }
@@ -571,10 +577,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
             return true;
         }
         std::size_t pending() const override { return pending_.load(); }
+        std::uint64_t written() const override { return written_.load(); }
         void end() override {
             if (ended_.exchange(true)) return;
             if (auto connection = connection_.lock()) {
                 net::post(connection->executor(), [connection] { connection->end_stream(); });
+            }
+        }
+        void abort(std::string last) override {
+            if (ended_.exchange(true)) return;
+            if (auto connection = connection_.lock()) {
+                pending_.fetch_add(last.size());
+                net::post(connection->executor(), [connection, last = std::move(last)]() mutable {
+                    connection->abort_stream(std::move(last));
+                });
             }
         }
         bool ended() const override { return ended_.load(); }
@@ -583,6 +599,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         friend class Connection;
         std::weak_ptr<Connection> connection_;
         std::atomic<std::size_t> pending_{0};
+        std::atomic<std::uint64_t> written_{0};
         std::atomic<bool> ended_{false};
     };
 
@@ -613,10 +630,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                 {{"error", e.what()}});
             sink_->end();
         }
+        // Opened after the stop went round the connections: nobody else will end it.
+        if (server_.stopping_) end_stream();
     }
 
     void push(std::string bytes) {
-        if (closed_ || stream_ending_) {
+        if (closed_ || stream_ended_) {
             sink_->pending_.fetch_sub(bytes.size());
             return;
         }
@@ -632,8 +651,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
         }
         stream_writing_ = true;
         net::async_write(stream_, net::buffer(stream_queue_.front()),
-                         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                         [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                              self->stream_writing_ = false;
+                             self->sink_->written_.fetch_add(n);
                              self->sink_->pending_.fetch_sub(self->stream_queue_.front().size());
                              self->stream_queue_.pop_front();
                              if (ec) {
@@ -642,6 +662,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
                              }
                              self->write_next();
                          });
+    }
+
+    // What is queued but not on its way goes, `last` takes its place, and the stream ends.
+    void abort_stream(std::string last) {
+        if (closed_ || stream_ended_) {
+            sink_->pending_.fetch_sub(last.size());
+            return;
+        }
+        std::size_t dropped = 0;
+        while (stream_queue_.size() > (stream_writing_ ? 1U : 0U)) {
+            dropped += stream_queue_.back().size();
+            stream_queue_.pop_back();
+        }
+        sink_->pending_.fetch_sub(dropped);
+        stream_queue_.push_back(std::move(last));
+        end_stream();
     }
 
     // What is queued still goes out, for kLingerTimeout at most.
@@ -1347,6 +1383,9 @@ void Server::set_tokens(std::shared_ptr<const TokenSet> tokens) {
         throw std::invalid_argument("an empty token set would refuse every caller");
     }
     impl_->tokens_.store(std::move(tokens));
+    for (auto& c : impl_->live_connections()) {
+        net::post(c->executor(), [c] { c->on_tokens_changed(); });
+    }
 }
 
 void Server::stop(std::chrono::milliseconds drain) {

@@ -80,9 +80,11 @@ class Server {
     // any thread while the server runs.
     void reload_tls();
 
-    // Replaces the tokens for requests that arrive from now on (token rotation). Safe from
-    // any thread while the server runs. Whether tokens are required is fixed when the server
-    // is built: this throws for a server built without tokens, and for a null or empty set.
+    // Replaces the tokens for requests that arrive from now on (token rotation), and ends the
+    // streamed responses open now, so that their clients reconnect through the new tokens (a
+    // revoked one is refused then). Safe from any thread while the server runs. Whether tokens are
+    // required is fixed when the server is built: this throws for a server built without tokens,
+    // and for a null or empty set.
     void set_tokens(std::shared_ptr<const TokenSet> tokens);
 
     // Stops accepting, lets requests in flight finish and their responses be written (with

@@ -790,15 +790,58 @@ TEST(HttpServer, PendingCountsWhatAClientHasNotReadYet) {
     auto stream = route.wait_stream();
     ASSERT_TRUE(stream);
     const std::string piece(64 * 1024, 'x');
-    constexpr std::size_t kPieces = 64;
-    // More than the socket buffers on both sides hold: the rest waits in the server.
+    constexpr std::size_t kPieces = 256;
+    // Far more than the socket buffers on both sides hold: the rest waits in the server.
     for (std::size_t i = 0; i < kPieces; ++i) ASSERT_TRUE(stream->send(piece));
+    ASSERT_TRUE(ordo::testing::eventually([&] { return stream->written() > 0; }, 20s));
     EXPECT_GT(stream->pending(), 0U);
-    EXPECT_LE(stream->pending(), kPieces * piece.size() + 1024);  // the head, too
+    EXPECT_LT(stream->written(), kPieces * piece.size());
     ASSERT_EQ(client.status(), 200);
     EXPECT_EQ(client.read(kPieces * piece.size()).size(), kPieces * piece.size());
     EXPECT_TRUE(ordo::testing::eventually([&] { return stream->pending() == 0; }, 20s));
+    EXPECT_GE(stream->written(), kPieces * piece.size());
     EXPECT_FALSE(stream->ended());
+}
+
+TEST(HttpServer, AbortDropsWhatIsUnsentAndSendsItsLastWordInstead) {
+    StreamRoute route;
+    TestServer server{route.router()};
+    ordo::testing::SseClient client{server.port(), "/stream", {}, 4096};
+    auto stream = route.wait_stream();
+    ASSERT_TRUE(stream);
+    const std::string piece(64 * 1024, 'x');
+    constexpr std::size_t kPieces = 256;
+    for (std::size_t i = 0; i < kPieces; ++i) ASSERT_TRUE(stream->send(piece));
+    ASSERT_TRUE(ordo::testing::eventually([&] { return stream->written() > 0; }, 20s));
+    stream->abort("|the end");
+    EXPECT_TRUE(stream->ended());
+    EXPECT_FALSE(stream->send("more"));
+    ASSERT_EQ(client.status(), 200);
+    std::string body = client.body();
+    EXPECT_TRUE(client.closed());
+    ASSERT_GT(body.size(), 8U);
+    EXPECT_EQ(body.substr(body.size() - 8), "|the end");
+    EXPECT_LT(body.size(), kPieces * piece.size()) << "what was unsent was dropped";
+    EXPECT_EQ(body.find_first_not_of('x'), body.size() - 8) << "whole pieces, then the end";
+}
+
+TEST(HttpServer, NewTokensEndTheStreamsTheOldOnesOpened) {
+    StreamRoute route;
+    ServerOptions options;
+    options.tokens = ordo::testing::token_set({{"old", "read", "old-token"}});
+    TestServer server{route.router(), options};
+    ordo::testing::SseClient client{
+        server.port(), "/stream", {{"Authorization", "Bearer old-token"}}};
+    auto stream = route.wait_stream();
+    ASSERT_TRUE(stream);
+    ASSERT_EQ(client.status(), 200);
+    server.server().set_tokens(ordo::testing::token_set({{"new", "read", "new-token"}}));
+    EXPECT_TRUE(ordo::testing::eventually([&] { return stream->ended(); }, 20s));
+    client.body();
+    EXPECT_TRUE(client.closed());
+    ordo::testing::SseClient again{
+        server.port(), "/stream", {{"Authorization", "Bearer old-token"}}};
+    EXPECT_EQ(again.status(), 401);
 }
 
 TEST(HttpServer, StoppingTheServerEndsItsStreams) {
