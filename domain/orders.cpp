@@ -64,6 +64,13 @@ std::optional<Rejection> validate_lines(const std::vector<OrderLine>& lines) {
                                                      lines.front().currency};
         }
     }
+    // Accounts hold amounts of one currency and payments carry none: an order in another
+    // would be charged as if it were in that one.
+    if (lines.front().currency != kDefaultCurrency) {
+        return Rejection{"unsupported_currency", "accounts hold " + std::string{kDefaultCurrency} +
+                                                     "; an order in " + lines.front().currency +
+                                                     " cannot be paid from them"};
+    }
     return std::nullopt;
 }
 

@@ -6,7 +6,6 @@
 #include <utility>
 
 namespace ordo::domain::orders {
-namespace {}  // namespace
 
 // Shared by OrderPlaced, the state snapshot and the saga's process events, so they all
 // spell lines the same way.

@@ -27,6 +27,12 @@ class UpcastingProjection final : public Projection {
     std::vector<std::string> tables() const override { return inner_->tables(); }
     std::chrono::milliseconds worst_apply() const override { return inner_->worst_apply(); }
     void apply(ReadModelTxn& txn, const eventstore::RecordedEvent& event) override {
+        // Most events are current, or of a type without versions: those go through uncopied.
+        if (!upcasters_.knows(event.type) ||
+            event.schema_version == upcasters_.current_version(event.type)) {
+            inner_->apply(txn, event);
+            return;
+        }
         inner_->apply(txn, upcasters_.upcast(event));
     }
 

@@ -18,12 +18,15 @@ std::string dump(const nlohmann::json& value) {
 }  // namespace
 
 eventstore::RecordedEvent as_current(const eventstore::Upcasters* upcasters,
-                                     eventstore::RecordedEvent event) {
+                                     eventstore::RecordedEvent event,
+                                     const std::function<void(const eventstore::RecordedEvent&,
+                                                              const std::exception&)>& unreadable) {
     if (upcasters == nullptr) return event;
     try {
         return upcasters->upcast(event);
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
         // A version newer than known, or a payload an upcaster cannot read: as stored.
+        if (unreadable) unreadable(event, e);
         return event;
     }
 }

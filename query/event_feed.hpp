@@ -2,6 +2,8 @@
 // server-sent-events framing of the live stream. No IO, so all of it is unit-tested alone.
 #pragma once
 
+#include <exception>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,8 +27,12 @@ struct EventSelection {
 // gets it. An event newer than `upcasters` knows (written by a newer deploy), or one whose
 // payload an upcaster cannot read, comes as stored (its schema_version says so) rather than
 // stopping every stream that selects it; null upcasters: as stored.
-eventstore::RecordedEvent as_current(const eventstore::Upcasters* upcasters,
-                                     eventstore::RecordedEvent event);
+// `unreadable`, when given, is told why an event came as stored (for the caller's log line
+// and metric).
+eventstore::RecordedEvent as_current(
+    const eventstore::Upcasters* upcasters, eventstore::RecordedEvent event,
+    const std::function<void(const eventstore::RecordedEvent&, const std::exception&)>& unreadable =
+        {});
 
 // One event as the events API shows it, in pages and in the stream alike: its position (the
 // token clients resume from), stream, version, type, schema version, ids, payload, metadata

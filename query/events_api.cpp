@@ -56,7 +56,11 @@ Response EventsApi::page(Request& request) {
                                           static_cast<std::size_t>(limit), kMaxScan);
             nlohmann::json items = nlohmann::json::array();
             for (auto& e : read.events) {
-                items.push_back(event_json(as_current(upcasters_, std::move(e))));
+                items.push_back(event_json(as_current(
+                    upcasters_, std::move(e), [&](const auto& stored, const std::exception& why) {
+                        log_.warn("an event is shown as stored: it cannot be upcast",
+                                  {{"event_id", stored.event_id}, {"error", why.what()}});
+                    })));
             }
             return Response::json(
                 200, {{"events", std::move(items)}, {"next_after", read.read_to.token()}});

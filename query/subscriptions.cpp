@@ -51,6 +51,8 @@ struct Subscriptions::Impl {
                                              "Events sent to subscribers");
             read_failures_ = &metrics->counter("ordo_event_subscription_read_failures_total",
                                                "Store reads for subscribers that failed");
+            unreadable_ = &metrics->counter("ordo_event_subscription_unreadable_total",
+                                            "Events sent as stored: they could not be upcast");
             for (const char* reason : {"slow_consumer", "stalled", "closed", "stopping"}) {
                 ended_[reason] =
                     &metrics->counter("ordo_event_subscriptions_ended_total",
@@ -78,6 +80,8 @@ struct Subscriptions::Impl {
     void send(Subscriber& s, std::string bytes, Clock::time_point now);
     void end(Subscriber& s, const char* reason, const char* type, const std::string& detail);
     void failed(const char* what, const std::exception& e);
+    // as_current, counted and logged when the event must go as stored.
+    eventstore::RecordedEvent current(eventstore::RecordedEvent event);
     void police(Clock::time_point now);
 
     platform::pg::Pool& pool_;
@@ -87,6 +91,7 @@ struct Subscriptions::Impl {
     platform::metrics::Gauge* subscribers_gauge_ = nullptr;
     platform::metrics::Counter* events_sent_ = nullptr;
     platform::metrics::Counter* read_failures_ = nullptr;
+    platform::metrics::Counter* unreadable_ = nullptr;
     std::map<std::string, platform::metrics::Counter*> ended_;
 
     mutable std::mutex mutex_;
@@ -238,7 +243,7 @@ void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_ro
                 auto events = EventStore::read_range(tx, *head_, newest, {}, options_.page);
                 const bool full = events.size() == options_.page;
                 const Checkpoint up_to = full ? events.back().checkpoint() : newest;
-                for (auto& e : events) e = as_current(upcasters_, std::move(e));
+                for (auto& e : events) e = current(std::move(e));
                 fan_out(events, up_to);
                 head_ = up_to;
                 advanced = true;
@@ -276,7 +281,7 @@ void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_ro
                 std::size_t sent = 0;
                 for (; sent < read.events.size(); ++sent) {
                     const auto at = read.events[sent].checkpoint();
-                    auto framed = sse_event(as_current(upcasters_, std::move(read.events[sent])));
+                    auto framed = sse_event(current(std::move(read.events[sent])));
                     if (sent > 0 && used + framed.size() > room) break;
                     used += framed.size();
                     send(*s, std::move(framed), now);
@@ -298,6 +303,15 @@ void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_ro
             failed("reading events for a subscriber catching up failed", e);
         }
     }
+}
+
+eventstore::RecordedEvent Subscriptions::Impl::current(eventstore::RecordedEvent event) {
+    return as_current(upcasters_, std::move(event),
+                      [this](const eventstore::RecordedEvent& stored, const std::exception& why) {
+                          if (unreadable_) unreadable_->inc();
+                          log_.warn("an event is sent as stored: it cannot be upcast",
+                                    {{"event_id", stored.event_id}, {"error", why.what()}});
+                      });
 }
 
 void Subscriptions::Impl::failed(const char* what, const std::exception& e) {

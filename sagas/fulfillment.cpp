@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdio>
 #include <ctime>
+#include <stdexcept>
 
 #include "domain/overloaded.hpp"
 #include "platform/core/utc_time.hpp"
@@ -468,7 +469,10 @@ std::vector<Delivery> route(Mode placing, std::optional<Mode> running, std::stri
     };
     if (type == orders::OrderPlaced::kType) {
         auto placed = orders::decode(type, payload);
-        if (!placed) return out;
+        if (!placed) {
+            throw std::invalid_argument("an OrderPlaced this build cannot read: " +
+                                        payload.dump().substr(0, 200));
+        }
         const auto& e = std::get<orders::OrderPlaced>(*placed);
         Events start{
             ProcessStarted{{e.order_id, e.customer_id, e.account_id, e.lines, e.total}, at_ms}};

@@ -68,7 +68,9 @@ struct Policy {
 // start in `placing`, the mode of the deployment; every later event of an order goes to the
 // processes it already has, which run in `running` (nullopt: it has none). So switching the
 // mode changes only the orders placed after the switch, and orders in flight finish as
-// they started.
+// they started. An OrderPlaced that does not decode (a shape this build cannot read) throws
+// std::invalid_argument: dropped, its order would wait for ever; thrown, the intake parks it
+// as a dead letter to retry once a deploy can read it.
 struct Delivery {
     ProcessKind process;
     std::string order_id;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <type_traits>
 #include <utility>
 
 namespace ordo::sagas {
@@ -176,16 +177,17 @@ nlohmann::json encode_payload(const Event& event) {
 
 std::vector<domain::EventSchema> event_schemas() {
     std::vector<domain::EventSchema> all;
-    // Every alternative of Event but FactPublished, which is stored under kPublished's types.
-    static_assert(std::variant_size_v<Event> == 13, "a new process event needs its schema here");
-    for (auto type : {ProcessStarted::kType, FactObserved::kType, StepScheduled::kType,
-                      StepSucceeded::kType, StepRejected::kType, StepAttemptFailed::kType,
-                      StepGaveUp::kType, StepAbandoned::kType, DeadlineSet::kType,
-                      DeadlineReached::kType, CompensationStarted::kType, ProcessEnded::kType}) {
-        all.push_back({type, type == ProcessStarted::kType
-                                 ? domain::schema_version_of<ProcessStarted>()
-                                 : 1});
-    }
+    // Every alternative of Event at the version it writes (a new one is listed by itself), but
+    // FactPublished, which is stored under kPublished's types.
+    [&]<class... E>(std::type_identity<std::variant<E...>>) {
+        (
+            [&] {
+                if constexpr (!std::is_same_v<E, FactPublished>) {
+                    all.push_back({E::kType, domain::schema_version_of<E>()});
+                }
+            }(),
+            ...);
+    }(std::type_identity<Event>{});
     for (const auto& [fact, type] : kPublished) {
         all.push_back({type, domain::schema_version_of<FactPublished>()});
     }

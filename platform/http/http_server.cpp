@@ -697,7 +697,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
             close();
             return;
         }
-        stream_ending_ = true;
         beast::error_code ec;
         socket_.shutdown(tcp::socket::shutdown_send, ec);
         if (ec) close();
@@ -1229,8 +1228,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::shared_ptr<Sink> sink_;
     std::deque<std::string> stream_queue_;
     bool stream_writing_ = false;
-    bool stream_ended_ = false;   // end() came: what is queued is the last
-    bool stream_ending_ = false;  // everything is written; waiting for the client to close
+    bool stream_ended_ = false;  // end() came: what is queued is the last
     bool timed_out_ = false;
     unsigned timer_generation_ = 0;
     std::size_t lingered_ = 0;

@@ -97,17 +97,17 @@ TEST(SchemaEvolution, OldOrdersLoadDecideProjectAndRebuildInTheNewShapeAndStayAs
     EXPECT_EQ(loaded.state.lines[0].unit_price, 500);
     EXPECT_EQ(loaded.state.lines[0].currency, "EUR");
     EXPECT_TRUE(loaded.state.cancellation_requested);
-    // A new order is written at version 2, in dollars.
+    // A new order is written at version 2, its price naming its currency.
     auto placed = store.transact([&](eventstore::Session& s) {
         return command::execute<command::OrderTraits>(
             s, "order-o-3",
-            domain::orders::PlaceOrder{"o-3", "c-1", "acct-1", {{"sku-a", 1, 900, "USD"}}},
+            domain::orders::PlaceOrder{"o-3", "c-1", "acct-1", {{"sku-a", 1, 900, "EUR"}}},
             context);
     });
     ASSERT_TRUE(placed.appended);
     EXPECT_EQ(stored_placed(db, "o-3")["schema_version"], 2);
     EXPECT_EQ(stored_placed(db, "o-3")["payload"]["lines"][0]["unit_price"],
-              (json{{"amount", 900}, {"currency", "USD"}}));
+              (json{{"amount", 900}, {"currency", "EUR"}}));
 
     // The projections (store path): the orders read model shows the new shape; unit_price
     // stays the amount for the query API's clients.
@@ -122,7 +122,8 @@ TEST(SchemaEvolution, OldOrdersLoadDecideProjectAndRebuildInTheNewShapeAndStayAs
     const json eur_line = {
         {"sku", "sku-a"}, {"quantity", 2}, {"unit_price", 500}, {"currency", "EUR"}};
     EXPECT_EQ(read_order_lines(db, "o-1"), json::array({eur_line}));
-    EXPECT_EQ(read_order_lines(db, "o-3")[0]["currency"], "USD");
+    EXPECT_EQ(read_order_lines(db, "o-3")[0]["unit_price"], 900);
+    EXPECT_EQ(read_order_lines(db, "o-3")[0]["currency"], "EUR");
     EXPECT_EQ(scalar(db.admin_url(), "SELECT count(*) FROM ordo.dead_letters"), 0);
 
     // The offline rebuild over versions 1 and 2 equals the live model.

@@ -50,11 +50,15 @@ TEST(OrdersDecider, PlacesTheLargestOrderWithoutOverflow) {
     EXPECT_EQ(state.total, std::int64_t{100} * 10'000 * 100'000'000);
 }
 
-TEST(OrdersDecider, PlacesAnOrderInItsLinesCurrency) {
-    const std::vector<OrderLine> dollars = {{"sku-1", 2, 500, "USD"}, {"sku-2", 1, 1'250, "USD"}};
+TEST(OrdersDecider, PlacesAnOrderInTheAccountsCurrencyAndRefusesAnother) {
+    const std::vector<OrderLine> euros = {{"sku-1", 2, 500, "EUR"}, {"sku-2", 1, 1'250, "EUR"}};
     given({})
-        .when(place_with(dollars))
-        .then({OrderPlaced{"order-1", "cust-1", "acct-1", dollars, 2'250}});
+        .when(place_with(euros))
+        .then({OrderPlaced{"order-1", "cust-1", "acct-1", euros, 2'250}});
+    // Payments carry no currency: a dollar order would be charged in euros.
+    given({})
+        .when(place_with({{"sku-1", 2, 500, "USD"}, {"sku-2", 1, 1'250, "USD"}}))
+        .then_rejected("unsupported_currency");
 }
 
 TEST(OrdersDecider, RejectsLinesInTwoCurrenciesOrInNoneKnown) {

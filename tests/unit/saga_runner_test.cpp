@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "domain/schema.hpp"
 #include "eventstore/memory_store.hpp"
 #include "eventstore/repository.hpp"
 #include "platform/core/clock.hpp"
@@ -102,8 +103,11 @@ class SagaRunnerOnMemory : public ::testing::Test {
             const auto stream = stream_of(delivery.process, delivery.order_id);
             std::vector<eventstore::NewEvent> batch;
             for (const auto& e : delivery.events) {
-                batch.push_back(
-                    {platform::new_uuid(), event_type(e), encode_payload(e), {.actor = "saga"}});
+                batch.push_back({platform::new_uuid(),
+                                 event_type(e),
+                                 encode_payload(e),
+                                 {.actor = "saga"},
+                                 domain::schema_version(e)});
             }
             store_.append(stream, eventstore::ExpectedVersion::any(), batch);
             schedule_.mark_due(stream);
@@ -396,7 +400,8 @@ TEST(ProcessStream, FoldsAStreamLongerThanAPageAndStopsWhereAsked) {
     batch.push_back({platform::new_uuid(),
                      "ProcessStarted",
                      encode_payload(ProcessStarted{{"a", "c", "acc", {}, 0}, 1}),
-                     {.correlation_id = "a"}});
+                     {.correlation_id = "a"},
+                     domain::schema_version_of<ProcessStarted>()});
     for (std::size_t i = 0; i < eventstore::kLoadPage + 5; ++i) {
         batch.push_back({platform::new_uuid(),
                          "FactObserved",
