@@ -17,8 +17,10 @@ packages=(
     # the deploy artifacts' offline checks: systemd-analyze for the units, PyYAML for the
     # Kubernetes manifests (deploy/systemd/check.sh, deploy/kubernetes/check.py)
     systemd python3-yaml
-    # the highly available cluster (deploy/cluster.sh, `ordo dev --ha`, the HA fault test)
-    patroni python3-etcd etcd-server etcd-client haproxy curl
+    # the highly available cluster (deploy/cluster.sh, `ordo dev --ha`, the HA fault test);
+    # Patroni's etcd client speaks HTTPS through urllib3, which needs idna but only suggests
+    # it: without it Patroni never reaches etcd on a bare machine
+    patroni python3-etcd python3-idna etcd-server etcd-client haproxy curl
 )
 
 missing=()
