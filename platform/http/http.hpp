@@ -65,7 +65,9 @@ class StreamSink {
    public:
     virtual ~StreamSink() = default;
     // Queues `bytes` after what is queued. False, and nothing queued, once the stream has
-    // ended: the client went away, the server is stopping, or end() was called.
+    // ended: the client went away, the server is stopping, or end() was called. A send that
+    // races with an end the server makes (a stop, new tokens) may return true and still be
+    // dropped: what a client received is what it read, never more.
     virtual bool send(std::string bytes) = 0;
     // Bytes queued and not yet written to the connection.
     virtual std::size_t pending() const = 0;

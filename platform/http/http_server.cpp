@@ -610,6 +610,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // connection reads only to notice the client leaving, and closes when the stream ends,
     // the client leaves, or a write fails; no request follows on it.
     void start_stream(Response response) {
+        // The stop's round of the connections may have passed this one while its handler ran:
+        // no stream then. One that starts later comes round after this, and ends the stream.
+        if (server_.stopping_) {
+            respond(problem(503, "unavailable", "the server is stopping"), true);
+            return;
+        }
         std::string head = version_ == 10 ? "HTTP/1.0 200 OK\r\n" : "HTTP/1.1 200 OK\r\n";
         for (const auto& [name, value] : response.headers) head += name + ": " + value + "\r\n";
         head += "Content-Type: " + response.content_type + "\r\n";
@@ -630,8 +636,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
                                 {{"error", e.what()}});
             sink_->end();
         }
-        // Opened after the stop went round the connections: nobody else will end it.
-        if (server_.stopping_) end_stream();
     }
 
     void push(std::string bytes) {

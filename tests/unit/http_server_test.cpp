@@ -850,6 +850,9 @@ TEST(HttpServer, StoppingTheServerEndsItsStreams) {
     ordo::testing::SseClient client{server.port(), "/stream"};
     auto stream = route.wait_stream();
     ASSERT_TRUE(stream);
+    // The head has arrived: the stream is open, not still opening (a stop that races with
+    // the opening ends the stream before what is sent meanwhile).
+    ASSERT_EQ(client.status(), 200);
     ASSERT_TRUE(stream->send("before the stop"));
     server.server().stop(std::chrono::seconds(10));
     EXPECT_TRUE(stream->ended());
