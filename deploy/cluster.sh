@@ -434,6 +434,11 @@ backend $name
     option httpchk GET /readyz
     http-check expect status 200
 CONF
+        if [[ $name == query ]]; then
+            # Every Query API route only reads: a read whose instance was killed mid-answer is
+            # asked again of the other, instead of reaching the client as HAProxy's 502.
+            echo "    retry-on conn-failure empty-response junk-response"
+        fi
         for i in 0 1; do
             echo "    server ${name}$i 127.0.0.1:$((base + offset + i)) check"
         done
