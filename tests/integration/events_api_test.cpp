@@ -56,11 +56,46 @@ class EventsApiTest : public ::testing::Test {
 
     int consume_across_kills(int batches);
 
+    // 1,600 events of 8 KiB: more than the sockets on both sides of a stream hold.
+    void append_bulk() {
+        const std::string filler(8 * 1024, 'x');
+        for (int b = 0; b < 16; ++b) {
+            std::vector<NewEvent> batch;
+            for (int i = 0; i < 100; ++i) batch.push_back(event("Bulk", {{"filler", filler}}));
+            store_.append("order-bulk" + std::to_string(b), ExpectedVersion::any(), batch);
+        }
+    }
+
     QueryStack stack_;
     eventstore::AppendNotifier notifier_;
     platform::pg::Pool writer_;
     eventstore::EventStore store_;
 };
+
+// What a reader that was cut off received: data messages compared with `stored` from index
+// `from` on (in order, no gap, no repeat), until the end message or the connection's end.
+struct CutOff {
+    std::size_t received = 0;  // index into `stored` after the last event received
+    bool in_order = true;
+    std::optional<testing::SseMessage> last;
+};
+
+CutOff read_until_end(SseClient& client, const std::vector<eventstore::RecordedEvent>& stored,
+                      std::size_t from) {
+    CutOff out{from, true, std::nullopt};
+    while (auto message = client.next(10s)) {
+        out.last = message;
+        if (message->event == "end") break;
+        if (!message->has_data) continue;
+        if (out.received >= stored.size() ||
+            message->id != stored[out.received].checkpoint().token()) {
+            out.in_order = false;
+            break;
+        }
+        ++out.received;
+    }
+    return out;
+}
 
 // The data events of a stream, as (position, event) pairs; heartbeats only move `last`.
 struct Received {
@@ -322,30 +357,16 @@ TEST_F(EventsApiSmallBuffers, AReaderThatDoesNotKeepUpIsCutOffAndToldWhy) {
     }
     ASSERT_TRUE(first);
     // Live now: a burst far beyond its buffer and the sockets'.
-    const std::string filler(8 * 1024, 'x');
-    for (int b = 0; b < 16; ++b) {
-        std::vector<NewEvent> batch;
-        for (int i = 0; i < 100; ++i) batch.push_back(event("Bulk", {{"filler", filler}}));
-        store_.append("order-bulk" + std::to_string(b), ExpectedVersion::any(), batch);
-    }
+    append_bulk();
     ASSERT_TRUE(testing::eventually([&] { return stack_.subscriptions().subscribers() == 0; }));
     // It reads what it was sent: a gap-free run of events, then the end and why.
     auto stored = history(1601);
-    std::size_t at = 1;
-    std::optional<testing::SseMessage> message;
-    std::optional<testing::SseMessage> last;
-    while ((message = slow.next(10s))) {
-        last = message;
-        if (message->event == "end") break;
-        if (!message->has_data) continue;
-        ASSERT_LT(at, stored.size());
-        ASSERT_EQ(message->id, stored[at].checkpoint().token());
-        ++at;
-    }
-    ASSERT_TRUE(last);
-    EXPECT_EQ(last->event, "end");
-    EXPECT_EQ(json::parse(last->data).at("type"), "slow_consumer");
-    EXPECT_LT(at, stored.size()) << "it was cut off before the end of the burst";
+    auto cut = read_until_end(slow, stored, 1);
+    ASSERT_TRUE(cut.in_order) << "a gap or a repeat at event " << cut.received;
+    ASSERT_TRUE(cut.last);
+    EXPECT_EQ(cut.last->event, "end");
+    EXPECT_EQ(json::parse(cut.last->data).at("type"), "slow_consumer");
+    EXPECT_LT(cut.received, stored.size()) << "it was cut off before the end of the burst";
     EXPECT_FALSE(slow.next(5s));
     EXPECT_TRUE(slow.closed());
 }
@@ -373,35 +394,20 @@ class EventsApiStall : public EventsApiTest {
 // A reader catching up that reads nothing at all is not kept for ever: once nothing has been
 // written to it for `stall`, it is cut off, told why after what it did receive.
 TEST_F(EventsApiStall, AReaderThatReadsNothingIsCutOffOnceItStalls) {
-    const std::string filler(8 * 1024, 'x');
-    // More than the sockets on both sides hold.
-    for (int b = 0; b < 16; ++b) {
-        std::vector<NewEvent> batch;
-        for (int i = 0; i < 100; ++i) batch.push_back(event("Bulk", {{"filler", filler}}));
-        store_.append("order-bulk" + std::to_string(b), ExpectedVersion::any(), batch);
-    }
+    append_bulk();
     auto stored = history(1600);
     ASSERT_EQ(stored.size(), 1600U);
     SseClient stuck{stack_.port(), "/v1/events/stream", {}, 4096};
     ASSERT_EQ(stuck.status(), 200);
     ASSERT_TRUE(testing::eventually([&] { return stack_.subscriptions().subscribers() == 1; }));
     ASSERT_TRUE(testing::eventually([&] { return stack_.subscriptions().subscribers() == 0; }));
-    std::size_t at = 0;
-    std::optional<testing::SseMessage> message;
-    std::optional<testing::SseMessage> last;
-    while ((message = stuck.next(10s))) {
-        last = message;
-        if (message->event == "end") break;
-        if (!message->has_data) continue;
-        ASSERT_LT(at, stored.size());
-        ASSERT_EQ(message->id, stored[at].checkpoint().token());
-        ++at;
-    }
-    ASSERT_TRUE(last);
-    EXPECT_EQ(last->event, "end");
-    EXPECT_NE(json::parse(last->data).at("detail").get<std::string>().find("read nothing"),
+    auto cut = read_until_end(stuck, stored, 0);
+    ASSERT_TRUE(cut.in_order) << "a gap or a repeat at event " << cut.received;
+    ASSERT_TRUE(cut.last);
+    EXPECT_EQ(cut.last->event, "end");
+    EXPECT_NE(json::parse(cut.last->data).at("detail").get<std::string>().find("read nothing"),
               std::string::npos);
-    EXPECT_LT(at, stored.size());
+    EXPECT_LT(cut.received, stored.size());
 }
 
 // VmRSS of this process in KiB.

@@ -123,8 +123,8 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheQueryServiceServes) {
     platform::pg::Pool pool{{.url = db.query_url(), .size = 1, .preparers = {}}};
     platform::nats::Connection nats{testing::nats_admin(), platform::Logger::null_logger()};
     query::QueryService service{pool, 16, platform::Logger::null_logger()};
-    query::Subscriptions subscriptions{pool, db.query_url(), nullptr, {},
-                                       platform::Logger::null_logger()};
+    query::Subscriptions subscriptions{
+        pool, db.query_url(), nullptr, {}, platform::Logger::null_logger()};
     query::EventsApi events{pool, subscriptions, nullptr, platform::Logger::null_logger()};
     platform::http::Router router;
     service.register_routes(router);
