@@ -65,11 +65,24 @@ class PgSlotTxn final : public SlotTxn {
 
     std::optional<Checkpoint> head() override { return eventstore::EventStore::head(txn_); }
 
+    // Plain SAVEPOINT statements: libpqxx 6.4's subtransaction does not roll back to its
+    // savepoint after a failed exec_params, which left the transaction aborted, so the
+    // dead letter could not be written and the partition stalled on every SQL error.
     void savepoint(const std::function<void(ReadModelTxn&)>& work) override {
-        pqxx::subtransaction one{txn_, "apply"};
-        SqlReadModelTxn inner{one};
-        work(inner);
-        one.commit();
+        SqlReadModelTxn inner{txn_};
+        txn_.exec("SAVEPOINT apply");
+        try {
+            work(inner);
+        } catch (...) {
+            try {
+                txn_.exec("ROLLBACK TO SAVEPOINT apply");
+            } catch (...) {
+                // The session is gone; the work's own error says why, and the transaction
+                // fails at its next statement.
+            }
+            throw;
+        }
+        txn_.exec("RELEASE SAVEPOINT apply");
         inner.keep_in(read_models_);
     }
 
@@ -98,13 +111,14 @@ class PgSlotTxn final : public SlotTxn {
     void record_status(const SlotStatus& s) override {
         txn_.exec_params(
             "INSERT INTO ordo.projection_status (projection, partition, instance, breaker, "
-            "lag_events, lag_seconds, halted_on, updated_at) VALUES ($1, $2, $3, $4, $5, $6, "
-            "$7, now()) ON CONFLICT (projection, partition) DO UPDATE SET instance = "
-            "EXCLUDED.instance, breaker = EXCLUDED.breaker, lag_events = EXCLUDED.lag_events, "
-            "lag_seconds = EXCLUDED.lag_seconds, halted_on = EXCLUDED.halted_on, updated_at = "
-            "now()",
+            "lag_events, lag_seconds, halted_on, breaker_transitions, updated_at) VALUES ($1, "
+            "$2, $3, $4, $5, $6, $7, $8::jsonb, now()) ON CONFLICT (projection, partition) DO "
+            "UPDATE SET instance = EXCLUDED.instance, breaker = EXCLUDED.breaker, lag_events = "
+            "EXCLUDED.lag_events, lag_seconds = EXCLUDED.lag_seconds, halted_on = "
+            "EXCLUDED.halted_on, breaker_transitions = EXCLUDED.breaker_transitions, "
+            "updated_at = now()",
             s.projection, s.partition, s.instance, s.breaker, s.lag.events, s.lag.oldest_seconds,
-            s.halted_on);
+            s.halted_on, s.breaker_transitions);
     }
 
    private:

@@ -31,28 +31,30 @@ constexpr int kPoison = 13;
 
 // A test-only read model: counts how often each event was applied, and fails for good on a
 // receipt of kPoison (or, when `every`, on every event: a broken sink) until the test
-// "fixes" it.
+// "fixes" it. With `in_sql` the poison fails in the database, after a write of its own, as
+// a constraint or a bad cast would.
 class PoisonProjection final : public projections::Projection {
    public:
-    explicit PoisonProjection(std::atomic<bool>& fixed, bool every = false)
-        : fixed_{fixed}, every_{every} {}
+    explicit PoisonProjection(std::atomic<bool>& fixed, bool every = false, bool in_sql = false)
+        : fixed_{fixed}, every_{every}, in_sql_{in_sql} {}
     std::string name() const override { return "poison"; }
     std::vector<std::string> categories() const override { return {"inventory"}; }
     void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& event) override {
         auto& txn = target.sql();
         if (every_ && !fixed_) throw std::runtime_error("the sink refuses every event");
-        if (event.payload.at("quantity").get<int>() == kPoison && !fixed_) {
-            throw std::runtime_error("cannot apply a receipt of 13");
-        }
+        const bool poison = event.payload.at("quantity").get<int>() == kPoison && !fixed_;
+        if (poison && !in_sql_) throw std::runtime_error("cannot apply a receipt of 13");
         txn.exec_params(
             "INSERT INTO read.poison_applied (event_id, n) VALUES ($1, 1) ON CONFLICT (event_id) "
             "DO UPDATE SET n = read.poison_applied.n + 1",
             event.event_id);
+        if (poison) txn.exec_params("SELECT 1 / $1::int", 0);  // division_by_zero, permanent
     }
 
    private:
     std::atomic<bool>& fixed_;
     bool every_;
+    bool in_sql_;
 };
 
 // The runtime's options for these tests: a dead-letter policy, a breaker, quick status.
@@ -103,9 +105,10 @@ void create_poison_table(const TestDatabase& db) {
 }
 
 std::vector<std::unique_ptr<projections::Projection>> poison_model(std::atomic<bool>& fixed,
-                                                                   bool every = false) {
+                                                                   bool every = false,
+                                                                   bool in_sql = false) {
     std::vector<std::unique_ptr<projections::Projection>> models;
-    models.push_back(std::make_unique<PoisonProjection>(fixed, every));
+    models.push_back(std::make_unique<PoisonProjection>(fixed, every, in_sql));
     return models;
 }
 
@@ -185,6 +188,36 @@ TEST(DeadLetters, SkipPolicyParksThePoisonGoesOnAndARetryAfterAFixAppliesItOnce)
                   .request("POST", "/v1/admin/dead-letters/" + std::to_string(id) + "/skip")
                   .status,
               409);
+}
+
+// A poison that fails in the database (after writing) is parked like any other: its own
+// writes are rolled back to the event's savepoint, and the transaction goes on to record
+// the letter and the checkpoint. (It once left the transaction aborted, so the partition
+// stalled at the event for good.)
+TEST(DeadLetters, AnEventThatFailsInTheDatabaseIsParkedWithItsWritesUndone) {
+    QueryStack stack;
+    auto& db = stack.database();
+    create_poison_table(db);
+    std::atomic<bool> fixed{false};
+    auto events = append(db, "s1", {1, 2, kPoison, 4, 5});
+    Projector projector{resilience_options(db, projections::DeadLetterPolicy::skip),
+                        poison_model(fixed, false, /*in_sql=*/true)};
+
+    ASSERT_TRUE(eventually([&] {
+        return dead_letters(stack, "?projection=poison&status=parked").at("dead_letters").size() ==
+               1;
+    })) << dead_letters(stack).dump();
+    ASSERT_TRUE(eventually([&] { return applied(db) == 4; }));
+    auto letter = dead_letters(stack, "?projection=poison").at("dead_letters")[0];
+    EXPECT_EQ(letter.at("event_id"), events.event_ids[2]);
+    EXPECT_NE(letter.at("error").get<std::string>().find("division by zero"), std::string::npos)
+        << letter.dump();
+    EXPECT_EQ(
+        scalar(db.migrator_url(), "SELECT count(*) FROM read.poison_applied WHERE event_id = '" +
+                                      events.event_ids[2] + "'"),
+        0)
+        << "the poison's own write was kept";
+    EXPECT_EQ(applied_twice(db), 0);
 }
 
 TEST(DeadLetters, HaltPolicyStopsThePartitionAtThePoisonUntilSkipped) {
