@@ -152,6 +152,19 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
         }
     }
 
+    // Spans go to the query service's built-in collector (the console's trace view) unless
+    // a collector is named. Without tokens the collector needs none; with tokens, a telemetry
+    // token goes in OTEL_EXPORTER_OTLP_HEADERS (docs/operations.md, "Console").
+    if (!options.ha && open_api && !platform::env("OTEL_EXPORTER_OTLP_ENDPOINT") &&
+        !platform::env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) {
+        auto address = platform::env("ORDO_QUERY_ADDR").value_or("127.0.0.1:8081");
+        const bool tls = platform::env("ORDO_TLS_CERT_FILE").value_or("") != "";
+        if (tls || address.rfind("127.", 0) == 0) {
+            ::setenv("OTEL_EXPORTER_OTLP_ENDPOINT",
+                     ((tls ? "https://" : "http://") + address).c_str(), 1);
+        }
+    }
+
     std::vector<Child> children;
     const auto exe = self_path();
     for (const auto& service : options.services) {

@@ -319,10 +319,34 @@ std::unique_ptr<platform::otlp::Exporter> span_exporter(const std::string& servi
     std::string ca_file = env("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE");
     if (ca_file.empty()) ca_file = env("OTEL_EXPORTER_OTLP_CERTIFICATE");
     if (ca_file.empty()) ca_file = env("ORDO_TLS_CA_FILE");
-    log.info("exporting spans", {{"url", url}, {"service_name", name}, {"ca_file", ca_file}});
+    std::string header_list = env("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+    if (header_list.empty()) header_list = env("OTEL_EXPORTER_OTLP_HEADERS");
+    auto headers = platform::otlp::parse_headers(header_list);
+    if (!headers) {
+        log.error(
+            "spans are not exported: OTEL_EXPORTER_OTLP_HEADERS is not a list of key=value "
+            "pairs, separated by commas, values percent-encoded",
+            {});
+        return nullptr;
+    }
+    // A token on plain HTTP beyond this machine is as good as public.
+    if (!headers->empty() && url.rfind("http://", 0) == 0 && url.rfind("http://127.", 0) != 0 &&
+        url.rfind("http://localhost", 0) != 0 && url.rfind("http://[::1]", 0) != 0) {
+        log.warn("spans and their headers go to the collector over plain HTTP; use https://",
+                 {{"url", url}});
+    }
+    // Header names only: their values are credentials.
+    auto header_names = nlohmann::json::array();
+    for (const auto& [key, value] : *headers) header_names.push_back(key);
+    log.info(
+        "exporting spans",
+        {{"url", url}, {"service_name", name}, {"ca_file", ca_file}, {"headers", header_names}});
     try {
         return std::make_unique<platform::otlp::Exporter>(
-            platform::otlp::ExporterOptions{.url = url, .service_name = name, .ca_file = ca_file},
+            platform::otlp::ExporterOptions{.url = url,
+                                            .service_name = name,
+                                            .headers = std::move(*headers),
+                                            .ca_file = ca_file},
             log.with_component("otlp"), registry, clock);
     } catch (const std::exception& e) {
         log.error("spans are not exported: the collector's CA certificates did not load",

@@ -561,7 +561,8 @@ int main(int argc, char** argv) {
         ->required();
     token_new
         ->add_option("--scopes", token_scopes,
-                     "Comma-separated: commands (Command API), read (Query API), admin")
+                     "Comma-separated: commands (Command API), read (Query API), admin, "
+                     "telemetry (sending spans to the query service)")
         ->required();
     token_new->callback([&] { rc = app::run_token_new(token_name, token_scopes); });
 

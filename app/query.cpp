@@ -6,14 +6,17 @@
 #include "app/subcommands.hpp"
 #include "app/upcasters.hpp"
 #include "eventstore/event_store.hpp"
+#include "platform/core/config.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/nats.hpp"
 #include "platform/pg/pg.hpp"
 #include "platform/service/service_routes.hpp"
 #include "projections/dead_letter_routes.hpp"
+#include "query/console.hpp"
 #include "query/events_api.hpp"
 #include "query/service.hpp"
 #include "query/subscriptions.hpp"
+#include "query/trace_collector.hpp"
 
 namespace ordo::app {
 
@@ -48,7 +51,11 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
     // Requests waiting for a consistency token are parked without a worker (up to the
     // service's bound), so a worker per connection serves every read.
-    query::QueryService service{pool, partitions, log, query::QueryService::kMaxWaiting, &registry};
+    // The built-in collector's spans, for the console's trace view.
+    query::SpanStore spans_kept;
+    query::TraceCollector collector{spans_kept, log.with_component("collector"), registry};
+    query::QueryService service{pool,      partitions, log, query::QueryService::kMaxWaiting,
+                                &registry, &spans_kept};
 
     const auto upcasters = event_upcasters();
     // Streams are connections: at most half of them, so reads always find one.
@@ -63,8 +70,13 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
 
     platform::http::Router router;
     service.register_routes(router);
+    collector.register_routes(router);
     events.register_routes(router);
     projections::add_dead_letter_redirects(router, options.command_url);
+    query::add_console_routes(router,
+                              {.command_url = options.command_url,
+                               .ca_file = platform::env("ORDO_TLS_CA_FILE").value_or("")},
+                              log.with_component("console"));
     platform::add_service_routes(router, registry, pool, nats);
 
     platform::http::ServerOptions server_options;

@@ -11,7 +11,7 @@ int run_token_new(const std::string& name, const std::string& scopes) {
     auto parsed = platform::http::parse_scopes(scopes);
     if (!parsed) {
         std::cerr << "ordo token new: --scopes is a comma-separated list of commands, read, "
-                     "admin\n";
+                     "admin, telemetry\n";
         return 2;
     }
     platform::http::NewToken issued;

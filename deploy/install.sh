@@ -21,6 +21,8 @@ packages=(
     # Patroni's etcd client speaks HTTPS through urllib3, which needs idna but only suggests
     # it: without it Patroni never reaches etcd on a bare machine
     patroni python3-etcd python3-idna etcd-server etcd-client haproxy curl
+    # headless-browser tests of the console (tests/support/browser.hpp)
+    chromium fonts-dejavu-core
 )
 
 missing=()

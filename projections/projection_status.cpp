@@ -39,6 +39,7 @@ struct ProjectionStatus::Impl {
                 }
                 if (owned_slots.empty()) continue;
                 const auto breaker = platform::to_string(breakers.of(name).state());
+                const auto transitions = breakers.transitions(name);
                 for (const auto& lag :
                      txn.lag(name, projection->categories(), owned_partitions, kMaxLagCount)) {
                     const platform::metrics::Labels labels{
@@ -58,7 +59,8 @@ struct ProjectionStatus::Impl {
                                        .instance = instance,
                                        .breaker = breaker,
                                        .lag = lag,
-                                       .halted_on = owned_slots.at(lag.partition)->halted_on});
+                                       .halted_on = owned_slots.at(lag.partition)->halted_on,
+                                       .breaker_transitions = transitions});
                 }
             }
         });

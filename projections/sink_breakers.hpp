@@ -34,6 +34,10 @@ class SinkBreakers {
     SinkBreakers& operator=(const SinkBreakers&) = delete;
 
     platform::SharedBreaker& of(const std::string& projection);
+    // The last kTransitionsKept transitions this instance saw of the projection's breaker,
+    // newest first, as a JSON array of {from, to, reason, at} (RFC 3339). Thread-safe.
+    static constexpr std::size_t kTransitionsKept = 5;
+    std::string transitions(const std::string& projection) const;
     // Takes the fleet's state of every breaker without asking for a call.
     void observe_all();
 

@@ -34,6 +34,7 @@ struct SlotStatus {
     std::string breaker;
     eventstore::PartitionLag lag;
     std::optional<std::int64_t> halted_on;
+    std::string breaker_transitions = "[]";  // SinkBreakers::transitions
 };
 
 // One transaction of the slot store. Read-model changes (the ReadModelTxn part), checkpoint

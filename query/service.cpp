@@ -195,6 +195,23 @@ Response versioned(const Request& request, std::int64_t version, const json& bod
     return response;
 }
 
+json span_json(const StoredSpan& span) {
+    json attributes = json::object();
+    for (const auto& [key, value] : span.attributes) attributes[key] = value;
+    return {
+        {"span_id", span.span_id},
+        {"parent_span_id", span.parent_span_id.empty() ? json(nullptr) : json(span.parent_span_id)},
+        {"service", span.service},
+        {"name", span.name},
+        {"kind", span.kind},
+        {"start_ns", span.start_ns},
+        {"end_ns", span.end_ns},
+        {"duration_ms", static_cast<double>(span.end_ns - span.start_ns) / 1e6},
+        {"error", span.error},
+        {"status_message", span.status_message},
+        {"attributes", std::move(attributes)}};
+}
+
 json nullable_text(const pqxx::field& f) {
     return f.is_null() ? json(nullptr) : json(f.as<std::string>());
 }
@@ -217,11 +234,13 @@ json order_json(const pqxx::row& row) {
 }  // namespace
 
 QueryService::QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log,
-                           std::size_t max_waiting, platform::metrics::Registry* metrics)
+                           std::size_t max_waiting, platform::metrics::Registry* metrics,
+                           const SpanStore* spans)
     : pool_{pool},
       partitions_{partitions},
       log_{std::move(log)},
       token_wait_{metrics ? &platform::metrics::hop(*metrics, "query_token_wait") : nullptr},
+      spans_{spans},
       watch_{pool, partitions, max_waiting, log_.with_component("consistency")} {}
 
 void QueryService::prepare(pqxx::connection& conn) {
@@ -239,7 +258,9 @@ void QueryService::prepare(pqxx::connection& conn) {
         "query_account",
         "SELECT account_id, balance, held, version FROM read.accounts WHERE account_id = $1");
     conn.prepare("query_saga",
-                 "SELECT saga_id, order_id, mode, status, steps::text, version FROM read.sagas "
+                 "SELECT saga_id, order_id, mode, status, steps::text, version, processes::text, "
+                 "trace_id "
+                 "FROM read.sagas "
                  "WHERE order_id = $1");
     conn.prepare(
         "query_trace",
@@ -254,6 +275,14 @@ void QueryService::prepare(pqxx::connection& conn) {
     // nothing is pending, so read it together with the checkpoint.
     // The projector reports what the reader cannot see (lag in events, the age of the
     // oldest pending event, its breaker) in read.projection_status.
+    // The relay leaders as each last reported itself (every 2 s while it leads): a row not
+    // seen for long has no live leader.
+    conn.prepare("query_relays",
+                 "SELECT shard, leader, " + platform::sql_utc("leader_since") +
+                     ", horizon_hidden_seconds, " + platform::sql_utc("seen_at") +
+                     ", extract(epoch FROM now() - seen_at)::float8, transaction_id, "
+                     "global_position, " +
+                     platform::sql_utc("updated_at") + " FROM read.relays ORDER BY shard");
     conn.prepare("query_projections",
                  "SELECT p.projection, p.partition, p.owner, p.transaction_id, "
                  "p.global_position, CASE WHEN p.last_event_at IS NOT NULL "
@@ -263,7 +292,8 @@ void QueryService::prepare(pqxx::connection& conn) {
                      platform::sql_utc("s.updated_at") +
                      ", (SELECT count(*) FROM read.dead_letters d WHERE d.projection = "
                      "p.projection AND d.partition = p.partition AND d.status IN ('parked', "
-                     "'retry_requested', 'skip_requested')) "
+                     "'retry_requested', 'skip_requested')), "
+                     "coalesce(s.breaker_transitions, '[]')::text "
                      "FROM read.projection_progress p LEFT JOIN read.projection_status s "
                      "ON s.projection = p.projection AND s.partition = p.partition "
                      "ORDER BY p.projection, p.partition");
@@ -303,6 +333,8 @@ void QueryService::register_routes(platform::http::Router& router) {
                [this](Request& r) { return list_projections(r); });
     router.add("GET", "/v1/admin/dead-letters", Access::admin,
                [this](Request& r) { return list_dead_letters(r); });
+    router.add("GET", "/v1/admin/relays", Access::admin,
+               [this](Request& r) { return list_relays(r); });
 }
 
 // --- consistency -------------------------------------------------------------------------
@@ -524,7 +556,9 @@ Response QueryService::get_saga(Request& request) {
                               {"order_id", row[1].template as<std::string>()},
                               {"mode", row[2].template as<std::string>()},
                               {"status", row[3].template as<std::string>()},
-                              {"steps", json::parse(row[4].template as<std::string>())}});
+                              {"steps", json::parse(row[4].template as<std::string>())},
+                              {"processes", json::parse(row[6].template as<std::string>())},
+                              {"trace_id", nullable_text(row[7])}});
         });
     });
 }
@@ -540,8 +574,13 @@ Response QueryService::get_trace(Request& request) {
         request, consistency.token, consistency.wait, Reads{"traces", std::nullopt}, [=, this] {
             return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
                 auto rows = tx.exec_prepared("query_trace", *trace_id, kMaxTraceEvents);
-                if (rows.empty())
-                    return problem(404, "not_found", "no events in trace " + *trace_id);
+                json spans = json::array();
+                if (spans_) {
+                    for (const auto& span : spans_->trace(*trace_id))
+                        spans.push_back(span_json(span));
+                }
+                if (rows.empty() && spans.empty())
+                    return problem(404, "not_found", "no events or spans in trace " + *trace_id);
                 json events = json::array();
                 for (const auto& row : rows) {
                     Checkpoint position{eventstore::transaction_id_from_xid8(row[3].c_str()),
@@ -554,8 +593,9 @@ Response QueryService::get_trace(Request& request) {
                                       {"causation_id", nullable_text(row[6])},
                                       {"correlation_id", nullable_text(row[7])}});
                 }
-                return Response::json(200,
-                                      {{"trace_id", *trace_id}, {"events", std::move(events)}});
+                return Response::json(200, {{"trace_id", *trace_id},
+                                            {"events", std::move(events)},
+                                            {"spans", std::move(spans)}});
             });
         });
 }
@@ -590,9 +630,38 @@ Response QueryService::list_projections(Request& request) {
                                                    ? json(nullptr)
                                                    : json(row[10].template as<std::int64_t>())},
                      {"status_updated_at", nullable_text(row[11])},
-                     {"dead_letters", row[12].template as<std::int64_t>()}});
+                     {"dead_letters", row[12].template as<std::int64_t>()},
+                     {"breaker_transitions", json::parse(row[13].template as<std::string>())}});
             }
             return Response::json(200, {{"projections", std::move(list)}});
+        });
+    });
+}
+
+Response QueryService::list_relays(Request& request) {
+    std::vector<FieldError> errors;
+    RequestReader in{request, errors};
+    in.only({});
+    if (!errors.empty()) return invalid(std::move(errors));
+    return serve(request, std::nullopt, kDefaultWait, Reads{}, [=, this] {
+        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+            auto number_or_null = [](const pqxx::field& f) {
+                return f.is_null() ? json(nullptr) : json(f.as<double>());
+            };
+            json list = json::array();
+            for (const auto& row : tx.exec_prepared("query_relays")) {
+                Checkpoint checkpoint{eventstore::transaction_id_from_xid8(row[6].c_str()),
+                                      row[7].template as<std::int64_t>()};
+                list.push_back({{"shard", row[0].template as<int>()},
+                                {"leader", nullable_text(row[1])},
+                                {"leader_since", nullable_text(row[2])},
+                                {"horizon_hidden_seconds", row[3].template as<double>()},
+                                {"seen_at", nullable_text(row[4])},
+                                {"seen_seconds_ago", number_or_null(row[5])},
+                                {"checkpoint", checkpoint.token()},
+                                {"checkpoint_updated_at", row[8].template as<std::string>()}});
+            }
+            return Response::json(200, {{"relays", std::move(list)}});
         });
     });
 }

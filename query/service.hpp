@@ -14,6 +14,7 @@
 #include "platform/core/log.hpp"
 #include "platform/http/http.hpp"
 #include "query/progress_watch.hpp"
+#include "query/span_store.hpp"
 
 namespace ordo::platform::pg {
 class Pool;
@@ -44,9 +45,10 @@ class QueryService {
 
     // With `metrics`, a read with a consistency token observes how long it waited for the
     // token (hop "query_token_wait" of ordo_hop_seconds).
+    // With `spans` (the built-in collector's store), a trace shows its spans beside its events.
     QueryService(platform::pg::Pool& pool, int partitions, platform::Logger log,
                  std::size_t max_waiting = kMaxWaiting,
-                 platform::metrics::Registry* metrics = nullptr);
+                 platform::metrics::Registry* metrics = nullptr, const SpanStore* spans = nullptr);
 
     // Requests parked for a consistency token now.
     std::size_t waiting() const { return watch_.waiting(); }
@@ -67,6 +69,7 @@ class QueryService {
     platform::http::Response get_trace(platform::http::Request& request);
     platform::http::Response list_projections(platform::http::Request& request);
     platform::http::Response list_dead_letters(platform::http::Request& request);
+    platform::http::Response list_relays(platform::http::Request& request);
 
     // Honours X-Consistency-Token for `reads`, then answers with `answer` (at once, or later
     // from a worker when the request had to be parked; `answer` must own what it uses).
@@ -83,6 +86,7 @@ class QueryService {
     int partitions_;
     platform::Logger log_;
     platform::metrics::Histogram* token_wait_;  // null without metrics
+    const SpanStore* spans_;                    // null without the collector
     ProgressWatch watch_;                       // last: stopped before the rest goes
 };
 

@@ -19,6 +19,14 @@ using eventstore::EventStore;
 // First key of the relay's advisory lock (two-int form: key, shard).
 constexpr int kRelayLockKey = platform::pg::advisory_locks::kRelayLeader;
 
+// A write's condition: this very session holds the lock of shard $1, whose key is the
+// parameter `key`.
+std::string holds_lock(const std::string& key) {
+    return "EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = "
+           "pg_backend_pid() AND granted AND classid = " +
+           key + "::int::oid AND objid = $1::int::oid AND objsubid = 2)";
+}
+
 // Thrown when the session that held the lock is gone or no longer holds it.
 class LeadershipLost : public std::runtime_error {
    public:
@@ -82,16 +90,36 @@ class LeaderSession::Connection {
         check();
         pqxx::nontransaction tx{conn_};
         auto result = tx.exec_params(
-            "UPDATE ordo.relay_checkpoint SET transaction_id = $2::text::xid8, "
-            "global_position = $3, previous = $4::jsonb, updated_at = now() "
-            "WHERE shard = $1 AND EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
-            "AND pid = pg_backend_pid() AND granted AND classid = $5::int::oid "
-            "AND objid = $1::int::oid AND objsubid = 2)",
+            std::string{"UPDATE ordo.relay_checkpoint SET transaction_id = $2::text::xid8, "
+                        "global_position = $3, previous = $4::jsonb, updated_at = now() "
+                        "WHERE shard = $1 AND "} +
+                holds_lock("$5"),
             shard_, std::to_string(state.checkpoint.transaction_id), state.checkpoint.position,
             state.previous_json(), kRelayLockKey);
         if (result.affected_rows() != 1) {
             throw LeadershipLost("the relay lock is no longer held by this session");
         }
+    }
+
+    std::optional<std::string> report(const std::string& leader, double hidden_seconds,
+                                      bool new_term) {
+        check();
+        pqxx::result result;
+        try {
+            pqxx::nontransaction tx{conn_};
+            result = tx.exec_params(
+                std::string{"UPDATE ordo.relay_checkpoint SET leader = $3, "
+                            "horizon_hidden_seconds = $4, seen_at = now(), leader_since = CASE "
+                            "WHEN $5 THEN now() ELSE leader_since END WHERE shard = $1 AND "} +
+                    holds_lock("$2"),
+                shard_, kRelayLockKey, leader, hidden_seconds, new_term);
+        } catch (const pqxx::sql_error& e) {
+            return e.what();  // the statement failed; the session itself is fine
+        }
+        if (result.affected_rows() != 1) {
+            throw LeadershipLost("the relay lock is no longer held by this session");
+        }
+        return std::nullopt;
     }
 
     std::optional<double> hidden_for() {
@@ -149,6 +177,11 @@ RelayState LeaderSession::load() {
 
 void LeaderSession::save(const RelayState& state) {
     connection_->save(state);
+}
+
+std::optional<std::string> LeaderSession::report(const std::string& leader, double hidden_seconds,
+                                                 bool new_term) {
+    return connection_->report(leader, hidden_seconds, new_term);
 }
 
 std::optional<double> LeaderSession::hidden_for() {

@@ -53,6 +53,13 @@ class LeaderSession {
     // Writes only while this very session holds the lock: a session that pqxx silently
     // re-established, or one whose lock was released, writes nothing (and throws).
     void save(const RelayState& state);
+    // Shows who leads the shard, since when (set on the term's first report) and the horizon
+    // it measured, in the shard's checkpoint row (read.relays, the console). Same guard as
+    // save, and LeadershipLost the same way; a statement that fails otherwise (a database
+    // not yet migrated, a missing grant) only returns its error: the report feeds a display
+    // and must never cost the leadership.
+    std::optional<std::string> report(const std::string& leader, double hidden_seconds,
+                                      bool new_term);
 
     // EventStore::hidden_for on the session.
     std::optional<double> hidden_for();

@@ -147,12 +147,28 @@ struct Relay::Impl {
     void lead(LeaderSession& session, const std::atomic<bool>& stop);
     bool publish_stream_config();
     // Exports how long events have been hidden by the horizon; true when some are.
+    // Every few seconds it also reports the leader and that age in the checkpoint row.
     bool observe_horizon(LeaderSession& session) {
         const auto hidden = session.hidden_for();
         horizon_hidden.set(hidden.value_or(0));
         horizon_observed = std::chrono::steady_clock::now();
+        if (!reported || horizon_observed >= *reported + kReportInterval) {
+            // The report only feeds a display: failing to write it (a database not yet
+            // migrated, a missing grant) is logged once per term, never a lost leadership.
+            if (auto error = session.report(options.instance, hidden.value_or(0), !reported)) {
+                if (!report_failed) {
+                    auto f = fields();
+                    f["error"] = *error;
+                    log.warn("relay cannot show itself as the shard's leader; publishing goes on",
+                             f);
+                }
+                report_failed = true;
+            }
+            reported = horizon_observed;
+        }
         return hidden.has_value();
     }
+    static constexpr auto kReportInterval = std::chrono::seconds(2);
     void set_leader(bool value) {
         leader = value;
         leader_gauge.set(value ? 1 : 0);
@@ -180,6 +196,8 @@ struct Relay::Impl {
     platform::metrics::Histogram& acked_hop;
     std::atomic<bool> leader{false};
     std::chrono::steady_clock::time_point horizon_observed{};
+    std::optional<std::chrono::steady_clock::time_point> reported;  // this term's last report
+    bool report_failed = false;                                     // logged this term
 };
 
 void Relay::Impl::run(const std::atomic<bool>& stop) {
@@ -262,6 +280,8 @@ Relay::Impl::Round Relay::Impl::prepare(const RelayState& from) {
 
 void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
     RelayState state = session.load();
+    reported.reset();  // a new term
+    report_failed = false;
     bool stream_ready = false;
     HorizonWait horizon_wait{options.poll_interval};
     std::future<Round> ahead;  // the next round, read while this one publishes
@@ -277,6 +297,9 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
             static_cast<double>(std::max<std::int64_t>(0, head - state.checkpoint.position)));
         if (!client.connected()) {
             stream_ready = false;
+            // Still the leader while NATS is away: it goes on saying so.
+            if (std::chrono::steady_clock::now() >= horizon_observed + std::chrono::seconds(1))
+                observe_horizon(session);
             pause(stop, 250ms);
             continue;
         }

@@ -598,18 +598,50 @@ SagaView saga_view(Mode mode, std::string_view order_id,
     bool all_ended = !processes.empty();
     bool any_failed = false;
     bool all_completed = true;
+    using nlohmann::json;
+    auto time_or_null = [](std::int64_t ms) { return ms ? json(iso_time(ms)) : json(nullptr); };
+    auto text_or_null = [](const std::string& text) {
+        return text.empty() ? json(nullptr) : json(text);
+    };
     for (const auto& [kind, state] : processes) {
+        const auto stream = stream_of(kind, order_id);
         for (const auto& step : state.steps) {
+            json failures = json::array();
+            for (const auto& f : step.failures) {
+                failures.push_back({{"attempt", f.attempt},
+                                    {"at", iso_time(f.at_ms)},
+                                    {"retry_at", time_or_null(f.retry_at_ms)},
+                                    {"error", f.error}});
+            }
             view.steps.push_back(
                 {{"name", step.name},
+                 {"process", stream},
+                 {"kind", to_string(step.kind)},
                  {"status", to_string(step.status)},
                  {"attempts", step.attempts},
                  {"started_at", iso_time(step.scheduled_ms)},
-                 {"finished_at", step.finished_ms ? nlohmann::json(iso_time(step.finished_ms))
-                                                  : nlohmann::json(nullptr)},
-                 {"error",
-                  step.error.empty() ? nlohmann::json(nullptr) : nlohmann::json(step.error)}});
+                 {"finished_at", time_or_null(step.finished_ms)},
+                 {"deadline_at", time_or_null(step.deadline_ms)},
+                 {"retry_at", step.pending() ? time_or_null(step.retry_at_ms) : json(nullptr)},
+                 {"error", text_or_null(step.error)},
+                 {"failures", std::move(failures)}});
         }
+        json deadlines = json::array();
+        for (const auto& d : state.deadlines) {
+            deadlines.push_back(
+                {{"name", d.name}, {"due_at", iso_time(d.due_ms)}, {"reached", d.reached}});
+        }
+        view.processes.push_back(
+            {{"process", stream},
+             {"status", to_string(state.status)},
+             {"started_at", time_or_null(state.started_ms)},
+             {"ended_at", time_or_null(state.ended_ms)},
+             {"end_reason", text_or_null(state.end_reason)},
+             {"compensation",
+              state.compensating ? json{{"started_at", time_or_null(state.compensation_started_ms)},
+                                        {"reason", text_or_null(state.compensation_reason)}}
+                                 : json(nullptr)},
+             {"deadlines", std::move(deadlines)}});
         all_ended = all_ended && state.ended();
         any_failed = any_failed || state.status == ProcessStatus::kFailed;
         all_completed = all_completed && state.status == ProcessStatus::kCompleted;

@@ -101,7 +101,12 @@ struct SagaView {
     std::string order_id;
     Mode mode = Mode::kOrchestration;
     std::string status;  // running, completed, compensated, failed
+    // Each step: its process (the stream), kind, status, attempts with the failures kept,
+    // times, deadline and error.
     nlohmann::json steps = nlohmann::json::array();
+    // Each process: its stream, start and end, why it ended, its compensation and
+    // deadlines. What a timeline draws besides the steps.
+    nlohmann::json processes = nlohmann::json::array();
 };
 SagaView saga_view(Mode mode, std::string_view order_id,
                    const std::vector<std::pair<ProcessKind, State>>& processes);

@@ -5,6 +5,8 @@
 
 #include <cstdio>
 #include <ctime>
+#include <optional>
+#include <string>
 
 #include <pqxx/pqxx>
 
@@ -137,13 +139,17 @@ class SagaViewProjection final : public projections::Projection {
             if (loaded.version > 0) processes.emplace_back(kind, std::move(loaded.state));
         }
         auto view = saga_view(mode, id->order_id, processes);
-        txn.exec_params("INSERT INTO " + schema_ +
-                            ".sagas AS s (order_id, saga_id, mode, status, steps, version, "
-                            "updated_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::timestamptz) "
-                            "ON CONFLICT (order_id) DO UPDATE SET saga_id = $2, mode = $3, status "
-                            "= $4, steps = $5::jsonb, version = $6, updated_at = $7::timestamptz",
-                        view.order_id, view.saga_id, std::string{to_string(view.mode)}, view.status,
-                        view.steps.dump(), version, e.recorded_at);
+        txn.exec_params(
+            "INSERT INTO " + schema_ +
+                ".sagas AS s (order_id, saga_id, mode, status, steps, processes, "
+                "version, updated_at, trace_id) VALUES ($1, $2, $3, $4, $5::jsonb, "
+                "$6::jsonb, $7, $8::timestamptz, $9) ON CONFLICT (order_id) DO UPDATE "
+                "SET saga_id = $2, mode = $3, status = $4, steps = $5::jsonb, "
+                "processes = $6::jsonb, version = $7, updated_at = $8::timestamptz, "
+                "trace_id = coalesce(s.trace_id, $9)",
+            view.order_id, view.saga_id, std::string{to_string(view.mode)}, view.status,
+            view.steps.dump(), view.processes.dump(), version, e.recorded_at,
+            e.metadata.trace_id.empty() ? std::nullopt : std::optional{e.metadata.trace_id});
     }
 
    private:

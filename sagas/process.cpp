@@ -271,8 +271,17 @@ State evolve(State state, const Event& event) {
                    },
                    [&](const StepScheduled& e) {
                        if (find_step(state, e.name)) return;
-                       state.steps.push_back(Step{e.name, e.kind, e.command, StepStatus::kPending,
-                                                  0, e.at_ms, 0, 0, e.deadline_ms, ""});
+                       state.steps.push_back(Step{e.name,
+                                                  e.kind,
+                                                  e.command,
+                                                  StepStatus::kPending,
+                                                  0,
+                                                  e.at_ms,
+                                                  0,
+                                                  0,
+                                                  e.deadline_ms,
+                                                  "",
+                                                  {}});
                    },
                    [&](const StepSucceeded& e) {
                        finish(state, e.name, StepStatus::kSucceeded, e.attempt, e.at_ms, "");
@@ -287,6 +296,9 @@ State evolve(State state, const Event& event) {
                        step->attempts = std::max(step->attempts, e.attempt);
                        step->retry_at_ms = e.retry_at_ms;
                        step->error = e.error;
+                       step->failures.push_back({e.attempt, e.at_ms, e.retry_at_ms, e.error});
+                       if (step->failures.size() > Step::kMaxFailuresKept)
+                           step->failures.erase(step->failures.begin());
                    },
                    [&](const StepGaveUp& e) {
                        finish(state, e.name, StepStatus::kFailed, e.attempts, e.at_ms, e.error);
@@ -313,6 +325,7 @@ State evolve(State state, const Event& event) {
                    [&](const CompensationStarted& e) {
                        state.compensating = true;
                        state.compensation_reason = e.reason;
+                       state.compensation_started_ms = e.at_ms;
                    },
                    [&](const FactPublished& e) { state.published.insert(e.fact); },
                    [&](const ProcessEnded& e) {

@@ -31,17 +31,31 @@ enum class StepStatus { kPending, kSucceeded, kRejected, kTimedOut, kAbandoned, 
 std::string_view to_string(StepKind kind);
 std::string_view to_string(StepStatus status);
 
+// One failed attempt of a step, kept for the saga's timeline.
+struct AttemptFailure {
+    int attempt = 0;
+    std::int64_t at_ms = 0;
+    std::int64_t retry_at_ms = 0;
+    std::string error;
+    bool operator==(const AttemptFailure&) const = default;
+};
+
 struct Step {
+    // A step keeps its last failures only: a compensation retried for hours must not grow
+    // the state without bound.
+    static constexpr std::size_t kMaxFailuresKept = 10;
+
     std::string name;
     StepKind kind = StepKind::kAction;
     domain::InternalCommand command;
     StepStatus status = StepStatus::kPending;
     int attempts = 0;  // attempts whose outcome is recorded
     std::int64_t scheduled_ms = 0;
-    std::int64_t finished_ms = 0;  // 0 while pending
-    std::int64_t retry_at_ms = 0;  // next attempt not before; 0: at once
-    std::int64_t deadline_ms = 0;  // 0: none
-    std::string error;             // last failure or the rejection
+    std::int64_t finished_ms = 0;          // 0 while pending
+    std::int64_t retry_at_ms = 0;          // next attempt not before; 0: at once
+    std::int64_t deadline_ms = 0;          // 0: none
+    std::string error;                     // last failure or the rejection
+    std::vector<AttemptFailure> failures;  // the last kMaxFailuresKept, oldest first
 
     bool pending() const { return status == StepStatus::kPending; }
     bool operator==(const Step&) const = default;
@@ -199,6 +213,7 @@ struct State {
     std::set<std::string> published;  // facts told to others
     bool compensating = false;
     std::string compensation_reason;
+    std::int64_t compensation_started_ms = 0;
     ProcessStatus status = ProcessStatus::kRunning;
     std::string end_reason;
     std::int64_t ended_ms = 0;

@@ -11,8 +11,10 @@
 namespace ordo::platform::http {
 namespace {
 
-constexpr std::pair<std::string_view, Access> kScopes[] = {
-    {"commands", Access::commands}, {"read", Access::read}, {"admin", Access::admin}};
+constexpr std::pair<std::string_view, Access> kScopes[] = {{"commands", Access::commands},
+                                                           {"read", Access::read},
+                                                           {"admin", Access::admin},
+                                                           {"telemetry", Access::telemetry}};
 
 // Names Ordo itself writes as an actor or a caller; a token may not pass for them.
 constexpr std::string_view kReservedNames[] = {"anonymous", "saga"};
@@ -151,8 +153,8 @@ TokenSet TokenSet::parse(std::string_view text) {
         }
         auto scopes = parse_scopes(fields[1]);
         if (!scopes) {
-            throw TokenFileError(number,
-                                 "scopes are a comma-separated list of commands, read, admin");
+            throw TokenFileError(
+                number, "scopes are a comma-separated list of commands, read, admin, telemetry");
         }
         auto digest = parse_hex(fields[2]);
         if (!digest) {

@@ -122,10 +122,12 @@ using Handler = std::function<Response(Request&)>;
 // What a route asks of its caller: nothing (health, metrics), or a token holding one scope.
 // Every route names its access when it is added; there is no default, so a route cannot be
 // left open by omission.
-enum class Access : std::uint8_t { open = 0, commands = 1, read = 2, admin = 4 };
+// telemetry: may send spans to the query service's built-in collector (POST /v1/traces),
+// and nothing else, so that every service can hold it without reading any data.
+enum class Access : std::uint8_t { open = 0, commands = 1, read = 2, admin = 4, telemetry = 8 };
 
 // The scope's name as tokens and the OpenAPI document spell it ("commands", "read",
-// "admin"); "open" for Access::open.
+// "admin", "telemetry"); "open" for Access::open.
 std::string_view access_name(Access access);
 
 // Who sent a request, as the server's token check found it.

@@ -929,7 +929,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
         request.query = std::move(target->query);
 
         Router::Match match = server_.router_.match(request.method, request.path);
-        if (match.kind == Router::Match::Kind::found) route_label_ = match.route;
+        if (match.kind == Router::Match::Kind::found) {
+            route_label_ = match.route;
+            untraced_ = match.access == Access::telemetry;
+        }
 
         // The one access check: after routing, on the route the decoded path resolved to.
         const std::shared_ptr<const TokenSet> tokens = server_.tokens_.load();
@@ -1097,6 +1100,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                      {"caller", caller_}});
         }
         record_span(status);
+        untraced_ = false;
         route_label_ = "unmatched";
         method_label_ = "other";
         caller_.clear();
@@ -1108,7 +1112,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // the method alone when no route matched (the raw path would make names unbounded).
     void record_span(int status) {
         otlp::Exporter* exporter = server_.options_.spans;
-        if (!exporter) return;
+        // The telemetry routes take spans: a span of each would feed itself forever.
+        if (!exporter || untraced_) return;
         otlp::Span span;
         span.context = trace_;
         span.parent_span_id = parent_span_;
@@ -1248,6 +1253,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool keep_alive_ = false;
     bool in_flight_ = false;
     std::string route_label_ = "unmatched";
+    bool untraced_ = false;  // the matched route is a telemetry route: no span of its own
     std::string method_label_ = "other";
     std::optional<std::array<std::uint8_t, 8>> parent_span_;
     std::string path_;

@@ -3,6 +3,7 @@
 #include "platform/http/otlp.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -77,6 +78,76 @@ std::string traces_url(std::string endpoint) {
     return endpoint + "/v1/traces";
 }
 
+namespace {
+
+// An RFC 9110 token, and none of the headers the exporter itself frames the request with.
+bool is_header_name(const std::string& name) {
+    if (name.empty()) return false;
+    for (char c : name) {
+        const bool token = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                           (c >= '0' && c <= '9') ||
+                           std::string_view{"!#$%&'*+-.^_`|~"}.find(c) != std::string_view::npos;
+        if (!token) return false;
+    }
+    std::string lower;
+    for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (const char* framing :
+         {"host", "content-length", "content-type", "transfer-encoding", "connection"}) {
+        if (lower == framing) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+std::optional<ExportHeaders> parse_headers(std::string_view list) {
+    auto trim = [](std::string_view s) {
+        while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+        while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+        return s;
+    };
+    auto hex = [](char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    auto decode = [&](std::string_view s) -> std::optional<std::string> {
+        std::string out;
+        for (std::size_t i = 0; i < s.size(); ++i) {
+            char c = s[i];
+            if (c == '%') {
+                if (i + 2 >= s.size()) return std::nullopt;
+                int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+                if (hi < 0 || lo < 0) return std::nullopt;
+                c = static_cast<char>(hi * 16 + lo);
+                i += 2;
+            }
+            // No header may carry a control character (no CR/LF injection).
+            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return std::nullopt;
+            out += c;
+        }
+        return out;
+    };
+    ExportHeaders headers;
+    if (trim(list).empty()) return headers;
+    std::size_t start = 0;
+    while (start <= list.size()) {
+        auto end = list.find(',', start);
+        if (end == std::string_view::npos) end = list.size();
+        auto entry = list.substr(start, end - start);
+        start = end + 1;
+        if (trim(entry).empty()) continue;  // "a=b," as SDKs accept it
+        auto eq = entry.find('=');
+        if (eq == std::string_view::npos) return std::nullopt;
+        auto key = decode(trim(entry.substr(0, eq)));
+        auto value = decode(trim(entry.substr(eq + 1)));
+        if (!key || !is_header_name(*key) || !value) return std::nullopt;
+        headers.emplace_back(std::move(*key), std::move(*value));
+    }
+    return headers;
+}
+
 struct Exporter::Impl {
     Impl(ExporterOptions o, Logger l, metrics::Registry& registry, const Clock& c)
         : options{std::move(o)},
@@ -147,8 +218,9 @@ struct Exporter::Impl {
             // UTF-8 are replaced rather than failing the whole batch.
             auto body = encode(batch, options.service_name)
                             .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            auto res = client.post(options.url, {{"Content-Type", "application/json"}}, body,
-                                   options.timeout);
+            ExportHeaders headers{{"Content-Type", "application/json"}};
+            headers.insert(headers.end(), options.headers.begin(), options.headers.end());
+            auto res = client.post(options.url, headers, body, options.timeout);
             if (res.status >= 200 && res.status < 300) {
                 exported.inc(static_cast<double>(batch.size()));
                 if (failing) log.info("span export recovered", {{"url", options.url}});

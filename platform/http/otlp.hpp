@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -51,9 +52,19 @@ nlohmann::json encode(const std::vector<Span>& spans, const std::string& service
 // Where spans go: the endpoint of OTEL_EXPORTER_OTLP_ENDPOINT plus "/v1/traces".
 std::string traces_url(std::string endpoint);
 
+using ExportHeaders = std::vector<std::pair<std::string, std::string>>;
+
+// OTEL_EXPORTER_OTLP_HEADERS' format: "key=value,key2=value2", values percent-encoded,
+// blanks around keys and values and empty entries ignored. nullopt for a malformed list: an
+// entry without '=', a key that is no header name (or one the exporter sets itself: Host,
+// Content-Length, Content-Type, Transfer-Encoding, Connection), a bad escape, a value with a
+// control character.
+std::optional<ExportHeaders> parse_headers(std::string_view list);
+
 struct ExporterOptions {
     std::string url;           // the full traces URL, http:// or https://
     std::string service_name;  // resource attribute service.name
+    ExportHeaders headers;     // sent with every export (e.g. Authorization)
     std::string ca_file;       // https: the CAs to trust instead of the system's (PEM)
     std::size_t max_queue = 2048;
     std::size_t max_batch = 512;

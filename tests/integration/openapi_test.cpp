@@ -10,9 +10,11 @@
 #include "platform/nats/nats.hpp"
 #include "platform/service/service_routes.hpp"
 #include "projections/dead_letter_routes.hpp"
+#include "query/console.hpp"
 #include "query/events_api.hpp"
 #include "query/service.hpp"
 #include "query/subscriptions.hpp"
+#include "query/trace_collector.hpp"
 #include "tests/support/command_stack.hpp"
 #include "tests/support/nats.hpp"
 
@@ -65,14 +67,21 @@ std::map<Route, std::string> documented_routes() {
     return routes;
 }
 
-// The two services share one document: every GET under /v1/ is the query service's, every
-// POST the command service's; both serve /healthz, /readyz and /metrics, and the query
-// service still answers the dead-letter requests that moved to the command service (308).
+// The two services share one document: every GET under /v1/ is the query service's, and so
+// are the console (/console...) and the trace collector (POST /v1/traces); every other POST
+// is the command service's; both serve /healthz, /readyz and /metrics, and the query service
+// still answers the dead-letter requests that moved to the command service (308).
+bool is_console_route(const Route& route) {
+    return route.second.rfind("/console", 0) == 0 ||
+           (route.first == "POST" && route.second == "/v1/traces");
+}
 bool is_query_route(const Route& route) {
-    return route.first == "GET" || route.second.rfind("/v1/admin/dead-letters/", 0) == 0;
+    return route.first == "GET" || route.second.rfind("/v1/admin/dead-letters/", 0) == 0 ||
+           is_console_route(route);
 }
 bool is_command_route(const Route& route) {
-    return route.first == "POST" || route.second.rfind("/v1/", 0) != 0;
+    return !is_console_route(route) &&
+           (route.first == "POST" || route.second.rfind("/v1/", 0) != 0);
 }
 
 // Every route `router` serves is documented with the scope the router checks, and every
@@ -130,6 +139,11 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheQueryServiceServes) {
     service.register_routes(router);
     events.register_routes(router);
     projections::add_dead_letter_redirects(router, "http://127.0.0.1:8080");
+    query::SpanStore spans;
+    query::TraceCollector collector{spans, platform::Logger::null_logger(), registry};
+    collector.register_routes(router);
+    query::add_console_routes(router, {.command_url = "http://127.0.0.1:8080"},
+                              platform::Logger::null_logger());
     platform::add_service_routes(router, registry, pool, nats);
 
     expect_documented_exactly(router, /*query_service=*/true);

@@ -123,14 +123,21 @@ const json kSagaSteps = json::array({{{"name", "reserve_stock"},
                                       {"finished_at", "2024-05-01T10:00:05Z"},
                                       {"error", "insufficient_funds"}}});
 
+const json kSagaProcesses = json::array({{{"process", "saga.fulfillment-o-1"},
+                                          {"status", "compensated"},
+                                          {"end_reason", "insufficient_funds"}}});
+constexpr const char* kSagaTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+
 void put_saga(QueryStack& stack, const std::string& order_id, const std::string& status,
               std::int64_t version) {
     stack.fixtures().transact([&](auto& tx) {
         tx.exec_params(
-            "INSERT INTO read.sagas (order_id, saga_id, mode, status, steps, version, updated_at) "
-            "VALUES ($1, $2, 'orchestration', $3, $4::jsonb, $5, now()) ON CONFLICT (order_id) "
-            "DO UPDATE SET status = $3, version = $5",
-            order_id, "saga-" + order_id, status, kSagaSteps.dump(), version);
+            "INSERT INTO read.sagas (order_id, saga_id, mode, status, steps, processes, "
+            "trace_id, version, updated_at) VALUES ($1, $2, 'orchestration', $3, $4::jsonb, "
+            "$5::jsonb, $6, $7, now()) ON CONFLICT (order_id) DO UPDATE SET status = $3, "
+            "version = $7",
+            order_id, "saga-" + order_id, status, kSagaSteps.dump(), kSagaProcesses.dump(),
+            kSagaTrace, version);
     });
 }
 
@@ -224,7 +231,9 @@ TEST(QueryApi, SagaShowsItsSteps) {
                                 {"order_id", "o-1"},
                                 {"mode", "orchestration"},
                                 {"status", "compensated"},
-                                {"steps", kSagaSteps}}));
+                                {"steps", kSagaSteps},
+                                {"processes", kSagaProcesses},
+                                {"trace_id", kSagaTrace}}));
     EXPECT_EQ(res.header("etag"), "\"6\"");
 }
 

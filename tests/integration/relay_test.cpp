@@ -94,8 +94,20 @@ class RelayTest : public ::testing::Test {
         o.window = 16;
         return o;
     }
-    std::unique_ptr<RunningRelay> start_relay() {
-        return std::make_unique<RunningRelay>(options(), nats_);
+    std::unique_ptr<RunningRelay> start_relay(const std::string& instance = "relay") {
+        auto o = options();
+        o.instance = instance;
+        return std::make_unique<RunningRelay>(o, nats_);
+    }
+    // Who read.relays says leads shard 0, and since when ("" when nobody has said).
+    std::pair<std::string, std::string> reported_leader() {
+        pqxx::connection conn{db_.admin_url()};
+        pqxx::nontransaction tx{conn};
+        auto rows = tx.exec(
+            "SELECT coalesce(leader, ''), coalesce(leader_since::text, '') FROM read.relays "
+            "WHERE shard = 0");
+        if (rows.empty()) return {"", ""};
+        return {rows[0][0].as<std::string>(), rows[0][1].as<std::string>()};
     }
 
     // Appends `count` events spread over several streams (so several partitions), some with
@@ -289,9 +301,12 @@ TEST_F(RelayTest, PublishesTheBacklogThenOnlyNewEventsAfterARestart) {
 }
 
 TEST_F(RelayTest, OneOfTwoRelaysLeadsAndTheOtherTakesOverWithoutLossOrDuplicates) {
-    auto first = start_relay();
+    auto first = start_relay("relay-a");
     ASSERT_TRUE(eventually([&] { return first->is_leader(); }));
-    auto second = start_relay();
+    // The leader shows itself (the console's relay view).
+    ASSERT_TRUE(eventually([&] { return reported_leader().first == "relay-a"; }));
+    const auto first_since = reported_leader().second;
+    auto second = start_relay("relay-b");
 
     std::atomic<bool> stop_appending{false};
     std::mutex mutex;
@@ -322,8 +337,11 @@ TEST_F(RelayTest, OneOfTwoRelaysLeadsAndTheOtherTakesOverWithoutLossOrDuplicates
     EXPECT_TRUE(first->is_leader());
     EXPECT_FALSE(second->is_leader());
 
+    EXPECT_EQ(reported_leader().first, "relay-a") << "the standby said it led";
     first->stop();
     ASSERT_TRUE(eventually([&] { return second->is_leader(); })) << "the standby took over";
+    ASSERT_TRUE(eventually([&] { return reported_leader().first == "relay-b"; }));
+    EXPECT_GT(reported_leader().second, first_since) << "a new term, a new start";
     auto at_takeover = appended_count();
     ASSERT_TRUE(eventually([&] { return appended_count() >= at_takeover + 30; }));
     stop_appending = true;

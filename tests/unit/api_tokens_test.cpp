@@ -17,11 +17,14 @@ TEST(Sha256, MatchesTheStandardTestVector) {
               "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
-TEST(Scopes, ParseAndNameTheThreeScopes) {
+TEST(Scopes, ParseAndNameTheFourScopes) {
     EXPECT_EQ(parse_scopes("commands"), static_cast<std::uint8_t>(Access::commands));
     EXPECT_EQ(parse_scopes("read,admin"),
               static_cast<std::uint8_t>(Access::read) | static_cast<std::uint8_t>(Access::admin));
     EXPECT_EQ(scope_names(*parse_scopes("admin,commands,read")), "commands,read,admin");
+    EXPECT_EQ(parse_scopes("telemetry"), static_cast<std::uint8_t>(Access::telemetry));
+    EXPECT_EQ(scope_names(*parse_scopes("telemetry,read")), "read,telemetry");
+    EXPECT_EQ(access_name(Access::telemetry), "telemetry");
     for (const char* bad : {"", "write", "read,", ",read", "read,,admin", "Read", "open"}) {
         EXPECT_EQ(parse_scopes(bad), std::nullopt) << bad;
     }

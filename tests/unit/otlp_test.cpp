@@ -92,6 +92,18 @@ TEST(OtlpEncode, TracesUrlAppendsTheSignalPath) {
     EXPECT_EQ(traces_url("http://c:4318/base"), "http://c:4318/base/v1/traces");
 }
 
+TEST(OtlpHeaders, ParsesTheEnvironmentsListWithPercentEscapes) {
+    auto headers = parse_headers(" Authorization = Bearer%20abc , x-tenant=a%2Cb");
+    ASSERT_TRUE(headers.has_value());
+    EXPECT_EQ(*headers, (ExportHeaders{{"Authorization", "Bearer abc"}, {"x-tenant", "a,b"}}));
+    EXPECT_EQ(parse_headers(""), ExportHeaders{});
+    EXPECT_EQ(parse_headers("a=b,"), (ExportHeaders{{"a", "b"}}));
+    for (const char* bad : {"novalue", "=v", "a=%zz", "a=%2", "a=b%0d%0aX-Evil: 1", "a b=c",
+                            "x:y=1", "Host=evil", "content-length=0"}) {
+        EXPECT_EQ(parse_headers(bad), std::nullopt) << bad;
+    }
+}
+
 TEST(OtlpExporter, SendsBatchesToTheCollector) {
     OtlpReceiver receiver;
     ManualClock clock;

@@ -270,6 +270,69 @@ TEST(Orchestration, TransientFailuresRetryWithBackoffUntilTheDeadlineThenTimeOut
     EXPECT_EQ(d.state.end_reason, "timeout");
 }
 
+// The saga view shows each failed attempt (with its retry time), the step's deadline, and
+// the compensation that followed, so that a timeline can draw them.
+TEST(SagaView, ShowsFailedAttemptsDeadlinesAndTheCompensation) {
+    auto d = started(ProcessKind::kFulfillment);
+    d.answer = [](const Step& s) { return s.name == "authorize" ? failed() : ok(); };
+    d.run();
+    for (int i = 0; i < 2; ++i) {
+        d.now_ms = *next_wake_ms(d.state);
+        d.run();
+    }
+    d.answer = [](const Step& s) {
+        return s.name == "authorize" ? rejected("insufficient_funds") : ok();
+    };
+    d.now_ms = *next_wake_ms(d.state);
+    d.run();
+    ASSERT_EQ(d.state.status, ProcessStatus::kCompensated);
+
+    auto view = saga_view(Mode::kOrchestration, "o-1", {{ProcessKind::kFulfillment, d.state}});
+    EXPECT_EQ(view.status, "compensated");
+    const nlohmann::json* authorize = nullptr;
+    for (const auto& s : view.steps) {
+        if (s["name"] == "authorize") authorize = &s;
+    }
+    ASSERT_NE(authorize, nullptr) << view.steps.dump();
+    EXPECT_EQ((*authorize)["status"], "rejected");
+    EXPECT_EQ((*authorize)["kind"], "action");
+    EXPECT_EQ((*authorize)["process"], stream_of(ProcessKind::kFulfillment, "o-1"));
+    EXPECT_TRUE((*authorize)["deadline_at"].is_string());
+    EXPECT_TRUE((*authorize)["retry_at"].is_null());  // no longer pending
+    const auto& failures = (*authorize)["failures"];
+    ASSERT_EQ(failures.size(), 3u) << failures.dump();
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(failures[i]["attempt"], i + 1);
+        EXPECT_EQ(failures[i]["error"], "database unavailable");
+        EXPECT_TRUE(failures[i]["retry_at"].is_string());
+    }
+    ASSERT_EQ(view.processes.size(), 1u);
+    const auto& process = view.processes[0];
+    EXPECT_EQ(process["status"], "compensated");
+    EXPECT_EQ(process["end_reason"], "insufficient_funds");
+    EXPECT_EQ(process["compensation"]["reason"], "insufficient_funds");
+    EXPECT_TRUE(process["compensation"]["started_at"].is_string());
+    EXPECT_TRUE(process["ended_at"].is_string());
+    bool compensation_step = false;
+    for (const auto& s : view.steps) compensation_step |= s["kind"] == "compensation";
+    EXPECT_TRUE(compensation_step) << view.steps.dump();
+}
+
+TEST(SagaView, AStepKeepsOnlyItsLastFailures) {
+    Step step{.name = "x"};
+    State state;
+    state.steps.push_back(step);
+    for (int attempt = 1; attempt <= 25; ++attempt) {
+        state = evolve(std::move(state),
+                       StepAttemptFailed{"x", attempt, "e" + std::to_string(attempt), 0, attempt});
+    }
+    const auto& failures = state.step("x")->failures;
+    ASSERT_EQ(failures.size(), Step::kMaxFailuresKept);
+    EXPECT_EQ(failures.front().attempt, 16);
+    EXPECT_EQ(failures.back().error, "e25");
+    EXPECT_EQ(state.step("x")->attempts, 25);
+}
+
 // A command the command side refused to start (overloaded) is no attempt: however often
 // it happens, even on a step's last allowed attempt, the step neither fails nor gives up,
 // and the attempt that finally runs is its first.
