@@ -373,13 +373,13 @@ TEST_F(EventsApiSmallBuffers, AReaderThatDoesNotKeepUpIsCutOffAndToldWhy) {
     while ((first = slow.next()) && !first->has_data) {
     }
     ASSERT_TRUE(first);
-    // Live now: a burst far beyond its buffer and the sockets', sent at once, so the reader
-    // is cut off however soon it reads on.
+    // Live now: a burst far beyond its buffer and the sockets', which it does not read
+    // until it is cut off.
     append_bulk();
-    // It reads what it was sent: a gap-free run of events, then the end and why. (Read
-    // first: the end message waits for it two seconds at most.)
-    const auto received = drain(slow);
     ASSERT_TRUE(testing::eventually([&] { return stack_.subscriptions().subscribers() == 0; }));
+    // It reads what it was sent: a gap-free run of events, then the end and why. (At once,
+    // before the store: the end message waits for it two seconds at most.)
+    const auto received = drain(slow);
     auto stored = history(1601);
     auto cut = compare(received, stored, 1);
     ASSERT_TRUE(cut.in_order) << "a gap or a repeat at event " << cut.received;
