@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "platform/core/comma_list.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/http/http_client.hpp"
 
@@ -130,18 +131,11 @@ std::optional<ExportHeaders> parse_headers(std::string_view list) {
         return out;
     };
     ExportHeaders headers;
-    if (trim(list).empty()) return headers;
-    std::size_t start = 0;
-    while (start <= list.size()) {
-        auto end = list.find(',', start);
-        if (end == std::string_view::npos) end = list.size();
-        auto entry = list.substr(start, end - start);
-        start = end + 1;
-        if (trim(entry).empty()) continue;  // "a=b," as SDKs accept it
+    for (const auto& entry : comma_list(list)) {  // empty entries dropped, as SDKs do
         auto eq = entry.find('=');
-        if (eq == std::string_view::npos) return std::nullopt;
-        auto key = decode(trim(entry.substr(0, eq)));
-        auto value = decode(trim(entry.substr(eq + 1)));
+        if (eq == std::string::npos) return std::nullopt;
+        auto key = decode(trim(std::string_view{entry}.substr(0, eq)));
+        auto value = decode(trim(std::string_view{entry}.substr(eq + 1)));
         if (!key || !is_header_name(*key) || !value) return std::nullopt;
         headers.emplace_back(std::move(*key), std::move(*value));
     }
