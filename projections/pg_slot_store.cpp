@@ -138,7 +138,9 @@ struct PgSlotStore::Impl {
 
 PgSlotStore::PgSlotStore(PgSlotStoreOptions options, platform::metrics::Registry& metrics) {
     // Read-model rows and the checkpoint commit together, so a commit lost in a crash is
-    // simply applied again: no need to wait for each one to reach the disk.
+    // simply applied again: no need to wait for each one to reach the disk. A transaction
+    // that appends events (the saga intake's) commits durably all the same: the store's
+    // trigger sees to it (migrations/0014_durable_appends.sql).
     auto relaxed_commit = [](pqxx::connection& c) {
         pqxx::nontransaction tx{c};
         tx.exec("SET synchronous_commit = off");

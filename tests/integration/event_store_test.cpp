@@ -156,6 +156,40 @@ TEST_F(EventStoreTest, EvenTheOwnerCannotRewriteHistory) {
     EXPECT_EQ(store_.read_stream("order-z", 1, 10).at(0).payload["v"], 1);
 }
 
+// Projector sessions commit asynchronously, and an asynchronous commit is visible before it
+// is on disk. A transaction of theirs that appends events (the saga intake's) must still
+// commit durably, or a crash of PostgreSQL could forget events the relay had published.
+// What PostgreSQL consults at commit is the transaction's synchronous_commit.
+TEST_F(EventStoreTest, ATransactionThatAppendsCommitsDurablyWhateverItsSessionAsked) {
+    pqxx::connection conn{db_.command_url()};
+    EventStore::prepare(conn);
+    {
+        pqxx::nontransaction setup{conn};
+        setup.exec("SET synchronous_commit = off");
+    }
+    auto setting = [](pqxx::transaction_base& tx) {
+        return tx.exec1("SHOW synchronous_commit")[0].as<std::string>();
+    };
+    {
+        pqxx::work tx{conn};
+        tx.exec("SELECT 1 FROM ordo.streams LIMIT 1");
+        EXPECT_EQ(setting(tx), "off") << "a transaction that appends nothing keeps its choice";
+        EventStore::append(tx, "order-durable", ExpectedVersion::any(), {event("A", {})});
+        EXPECT_EQ(setting(tx), "on");
+        tx.commit();
+    }
+    {
+        pqxx::work tx{conn};
+        EXPECT_EQ(setting(tx), "off") << "only the appending transaction is changed";
+        tx.exec("SAVEPOINT before");
+        EventStore::append(tx, "order-durable", ExpectedVersion::any(), {event("B", {})});
+        EXPECT_EQ(setting(tx), "on");
+        tx.exec("ROLLBACK TO SAVEPOINT before");
+        EXPECT_EQ(setting(tx), "off") << "undone with the rows it was made for";
+    }
+    EXPECT_EQ(store_.read_stream("order-durable", 1, 10).size(), 1u);
+}
+
 // A young store's statistics say its tables are empty, and a pooled session keeps the plans
 // it made then: an append's look for already-stored event ids must still be index probes, or
 // every append reads the whole events table. Counted in one transaction of one session, from

@@ -45,6 +45,10 @@ TestDatabase::TestDatabase(bool migrate)
 }
 
 TestDatabase::~TestDatabase() {
+    // ORDO_TEST_KEEP_DATABASES=1 keeps every test database for a look after a failure.
+    if (const char* keep = std::getenv("ORDO_TEST_KEEP_DATABASES");
+        keep && std::string{keep} == "1")
+        return;
     try {
         pqxx::connection admin{stack_setting("ORDO_PG_ADMIN_URL")};
         pqxx::nontransaction tx{admin};
