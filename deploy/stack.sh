@@ -8,7 +8,9 @@
 #
 # Settings (environment): ORDO_STACK_DIR (default .ordo/dev in the repository),
 # ORDO_PG_PORT (55432), ORDO_NATS_PORT (54222), ORDO_NATS_MONITOR_PORT (58222),
-# ORDO_PG_FSYNC (on), ORDO_PG_MAX_PREPARED_TRANSACTIONS (64; bench/two_phase raises it).
+# ORDO_PG_FSYNC (on), ORDO_PG_MAX_PREPARED_TRANSACTIONS (64; bench/two_phase raises it),
+# ORDO_PG_STATEMENT_STATS (off; on loads pg_stat_statements, for profiling a benchmark: takes
+# effect when PostgreSQL starts).
 # After start, $ORDO_STACK_DIR/stack.env holds the connection settings.
 #
 # Both servers speak TLS only, with certificates from a private CA the script makes once per
@@ -26,6 +28,11 @@ max_prepared=${ORDO_PG_MAX_PREPARED_TRANSACTIONS:-64}
 source "$root/deploy/stack-common.sh"
 
 [[ $max_prepared =~ ^[0-9]{1,4}$ ]] || die "ORDO_PG_MAX_PREPARED_TRANSACTIONS must be 0 to 9999"
+case ${ORDO_PG_STATEMENT_STATS:-off} in
+    on) preload=pg_stat_statements ;;
+    off) preload= ;;
+    *) die "ORDO_PG_STATEMENT_STATS must be on or off" ;;
+esac
 
 pgdata="$pg_home/data"
 pgrun="$pg_home/run"
@@ -63,6 +70,7 @@ max_connections = 400
 shared_buffers = '256MB'
 fsync = ${ORDO_PG_FSYNC:-on}
 max_prepared_transactions = $max_prepared
+shared_preload_libraries = '$preload'
 idle_in_transaction_session_timeout = '60s'
 log_min_messages = warning
 ssl = on
