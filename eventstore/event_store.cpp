@@ -1,6 +1,7 @@
 // The PostgreSQL event store: its statements, its sessions, its unit of work.
 #include "eventstore/event_store.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include <pqxx/pqxx>
@@ -147,6 +148,19 @@ void EventStore::prepare(pqxx::connection& conn) {
                      "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
                      " ORDER BY transaction_id, global_position LIMIT $6");
     prepare_reader(conn);
+    conn.prepare(
+        "ordo_lock_and_read",
+        "WITH locked AS (SELECT version FROM ordo.streams WHERE stream_id = $1 FOR UPDATE), "
+        "snap AS (SELECT stream_version, state FROM ordo.snapshots "
+        "WHERE stream_id = $1 AND schema_version = $2) "
+        "SELECT (SELECT version FROM locked), s.stream_version, "
+        "CASE WHEN e.stream_version IS NULL OR e.stream_version = s.stream_version "
+        "THEN s.state::text END, e.* "
+        "FROM (SELECT 1) AS one LEFT JOIN snap AS s ON true "
+        "LEFT JOIN LATERAL (SELECT " +
+            event_columns() +
+            " FROM ordo.events WHERE stream_id = $1 AND stream_version >= "
+            "coalesce(s.stream_version, 1) ORDER BY stream_version LIMIT $3) AS e ON true");
     conn.prepare("ordo_stream_version",
                  "SELECT coalesce((SELECT version FROM ordo.streams WHERE stream_id = $1), 0)");
 }
@@ -184,6 +198,38 @@ std::optional<Snapshot> PgSession::lock_stream(const std::string& stream, int fo
         stream, format);
     if (row[0].is_null()) return std::nullopt;
     return Snapshot{row[0].as<std::int64_t>(), nlohmann::json::parse(row[1].c_str())};
+}
+
+StreamHead PgSession::lock_and_read(const std::string& stream, int format, std::size_t max_count) {
+    // One round trip: the lock, the snapshot, and the events from the snapshot's own (for
+    // its checkpoint) on. The locked row is read as it is once the lock is granted, the rest
+    // as of the statement's start: after a wait for another writer the events stop short of
+    // the version, which says so. The snapshot's state comes on its own event's row only.
+    const auto rows = txn_.exec_prepared("ordo_lock_and_read", stream, format,
+                                         static_cast<std::int64_t>(max_count) + 1);
+    StreamHead head;
+    std::vector<RecordedEvent> events;
+    for (const auto& row : rows) {
+        head.version = row[0].is_null() ? 0 : row[0].as<std::int64_t>();
+        if (!row[2].is_null()) {
+            head.snapshot =
+                Snapshot{row[1].as<std::int64_t>(), nlohmann::json::parse(row[2].c_str())};
+        }
+        if (row[3].is_null()) continue;  // no events
+        auto event = EventStore::event_from_row(row, 3);
+        if (!row[1].is_null() && event.version == row[1].as<std::int64_t>()) {
+            head.snapshot_at = event.checkpoint();
+            continue;
+        }
+        events.push_back(std::move(event));
+    }
+    // In version order (sorted here: the join promises none, and a sort in the statement
+    // would move every payload once more), at most max_count of them.
+    std::sort(events.begin(), events.end(),
+              [](const RecordedEvent& a, const RecordedEvent& b) { return a.version < b.version; });
+    if (events.size() > max_count) events.resize(max_count);
+    head.events = upcast_all(upcasters_, std::move(events));
+    return head;
 }
 
 void PgSession::save_snapshot(const std::string& stream, const Snapshot& snapshot, int format) {

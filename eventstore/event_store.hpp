@@ -51,6 +51,7 @@ class PgSession final : public Session {
     AppendResult append(const std::string& stream, ExpectedVersion expected,
                         const std::vector<NewEvent>& events) override;
     std::optional<Snapshot> lock_stream(const std::string& stream, int format) override;
+    StreamHead lock_and_read(const std::string& stream, int format, std::size_t max_count) override;
     void save_snapshot(const std::string& stream, const Snapshot& snapshot, int format) override;
     std::optional<Checkpoint> checkpoint_at(const std::string& stream,
                                             std::int64_t version) override;

@@ -58,18 +58,8 @@ inline constexpr std::size_t kLoadPage = 1000;
 template <class Traits>
 Loaded<Traits> load(Session& session, const std::string& stream) {
     Loaded<Traits> loaded;
-    // The lock makes commands on one hot stream queue instead of deciding on stale state
-    // and burning retries; the append still checks the expected version.
-    if (auto snapshot = session.lock_stream(stream, kSnapshotFormat)) {
-        if (auto state = Traits::decode_state(snapshot->state)) {
-            loaded.state = std::move(*state);
-            loaded.version = snapshot->version;
-        }
-    }
-    const auto from_snapshot = loaded.version;
-    for (;;) {
-        auto page = session.read_stream(stream, loaded.version + 1, kLoadPage);
-        for (const auto& recorded : page) {
+    auto fold = [&](const std::vector<RecordedEvent>& events) {
+        for (const auto& recorded : events) {
             auto event = Traits::decode(recorded.type, recorded.payload);
             if (!event) {
                 throw UnreadableEvent("cannot read event " + recorded.event_id + " (" +
@@ -80,11 +70,31 @@ Loaded<Traits> load(Session& session, const std::string& stream) {
             loaded.last = recorded.checkpoint();
             ++loaded.folded;
         }
-        if (page.size() < kLoadPage) break;
+    };
+    // The lock makes commands on one hot stream queue instead of deciding on stale state
+    // and burning retries; the append still checks the expected version. The lock, the
+    // snapshot and the first page come in one round trip.
+    auto head = session.lock_and_read(stream, kSnapshotFormat, kLoadPage);
+    bool head_follows = !head.snapshot;  // the head's events continue the loaded state
+    if (head.snapshot) {
+        if (auto state = Traits::decode_state(head.snapshot->state)) {
+            loaded.state = std::move(*state);
+            loaded.version = head.snapshot->version;
+            loaded.last = head.snapshot_at;
+            head_follows = true;
+        }
     }
-    // Nothing after the snapshot: the position is that of the snapshot's last event.
-    if (!loaded.last && from_snapshot > 0)
-        loaded.last = session.checkpoint_at(stream, from_snapshot);
+    // The head's events follow the snapshot; one that does not decode is read from the start.
+    bool more = !head_follows || head.events.size() >= kLoadPage;
+    if (head_follows) fold(head.events);
+    // The rest: events past a full page, and those a writer committed while this waited for
+    // the lock (the head's read stops short of the version then).
+    while (more || loaded.version < head.version) {
+        auto page = session.read_stream(stream, loaded.version + 1, kLoadPage);
+        fold(page);
+        more = page.size() >= kLoadPage;
+        if (page.empty()) break;
+    }
     return loaded;
 }
 

@@ -52,6 +52,15 @@ struct Snapshot {
     nlohmann::json state;
 };
 
+// What loading a stream starts from: its version once locked, its snapshot, and the first
+// events after the snapshot (see Session::lock_and_read).
+struct StreamHead {
+    std::int64_t version = 0;               // the stream's version once locked; 0: no stream
+    std::optional<Snapshot> snapshot;       // of the format asked for, if one is saved
+    std::optional<Checkpoint> snapshot_at;  // the checkpoint of the snapshot's last event
+    std::vector<RecordedEvent> events;      // after the snapshot (or from 1), version order
+};
+
 // The command log: a request's key either is new (claimed by this session until it ends),
 // or names a finished request with the same fingerprint (its outcome), or names a different
 // request (a refusal, not an error of the store).
@@ -77,6 +86,21 @@ class Session : public EventReader, public EventWriter {
     // and the read are one round trip. A stream that does not exist yet is not locked: the
     // first commands on a new stream still race, and the append's expected version decides.
     virtual std::optional<Snapshot> lock_stream(const std::string& stream, int format) = 0;
+    // Locks `stream` as lock_stream does and reads what loading it starts from: at most
+    // `max_count` events after the snapshot (from version 1 without one). They may stop
+    // short of `version`, the stream's version once locked: on PostgreSQL the lock and the
+    // read are one round trip, and a statement that had to wait for the lock reads as of its
+    // start; the caller reads the rest with read_stream. This default makes it of the
+    // primitives; a store overrides it to save round trips.
+    virtual StreamHead lock_and_read(const std::string& stream, int format, std::size_t max_count) {
+        StreamHead head;
+        head.snapshot = lock_stream(stream, format);
+        head.version = stream_version(stream);
+        const std::int64_t after = head.snapshot ? head.snapshot->version : 0;
+        if (head.snapshot) head.snapshot_at = checkpoint_at(stream, after);
+        head.events = read_stream(stream, after + 1, max_count);
+        return head;
+    }
     // Saves a snapshot unless one of a newer version is already saved.
     virtual void save_snapshot(const std::string& stream, const Snapshot& snapshot, int format) = 0;
     // The checkpoint of the stored event at `version` of `stream`, if there is one.

@@ -8,24 +8,23 @@
 -- again under a new position. Events are the truth every other part follows; they must
 -- never be seen and then lost.
 --
--- So the first insert into ordo.events puts the transaction back to the cluster's own
--- setting (the value a RESET would give: 'on', or 'remote_apply' on a synchronous standby
--- pair), for this transaction only. A transaction that appends nothing keeps its session's
--- choice. A savepoint rolled back undoes the change together with the rows it was made for.
+-- So an insert into ordo.events puts the transaction back to a durable setting, for this
+-- transaction only: the session's reset value ('on', or 'remote_apply' on a synchronous
+-- standby pair), or 'on' where even that is off or local (a role, database or connection
+-- configured so). A transaction that appends nothing keeps its session's choice. A savepoint
+-- rolled back undoes the change together with the rows it was made for.
 CREATE OR REPLACE FUNCTION ordo.commit_appends_durably() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = ordo, pg_temp
 AS $$
 DECLARE
-    v_default text;
+    v_durable text;
 BEGIN
     IF current_setting('synchronous_commit') IN ('off', 'local') THEN
-        SELECT reset_val INTO v_default FROM pg_catalog.pg_settings
-         WHERE name = 'synchronous_commit';
-        IF v_default NOT IN ('off', 'local') THEN
-            -- Transaction-local. Not a SET clause on the function: that would end with it.
-            PERFORM pg_catalog.set_config('synchronous_commit', v_default, true);
-        END IF;
+        SELECT CASE WHEN reset_val IN ('off', 'local') THEN 'on' ELSE reset_val END
+          INTO v_durable FROM pg_catalog.pg_settings WHERE name = 'synchronous_commit';
+        -- Transaction-local. Not a SET clause on the function: that would end with it.
+        PERFORM pg_catalog.set_config('synchronous_commit', v_durable, true);
     END IF;
     RETURN NULL;
 END;

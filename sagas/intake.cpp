@@ -5,8 +5,12 @@
 
 #include <cstdio>
 #include <ctime>
+#include <list>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
+#include <utility>
 
 #include <pqxx/pqxx>
 
@@ -99,6 +103,46 @@ class Intake final : public projections::Projection {
     Mode placing_;
 };
 
+// The last folds of process streams the saga view made, by stream, the least recently
+// used forgotten first. A stream's history never changes, so a fold is valid whatever
+// happens to the transaction that made it; the view folds the event it applies onto the
+// one before it instead of reading the stream again (which made each order's view cost
+// the square of its events), and reads only what came since for the order's other streams.
+class ProcessFolds {
+   public:
+    explicit ProcessFolds(std::size_t capacity) : capacity_{capacity} {}
+
+    std::optional<LoadedProcess> find(const std::string& stream) {
+        std::lock_guard lock{mutex_};
+        auto it = folds_.find(stream);
+        if (it == folds_.end()) return std::nullopt;
+        order_.splice(order_.begin(), order_, it->second.second);
+        return it->second.first;
+    }
+
+    void keep(const std::string& stream, const LoadedProcess& loaded) {
+        std::lock_guard lock{mutex_};
+        if (auto it = folds_.find(stream); it != folds_.end()) {
+            it->second.first = loaded;
+            order_.splice(order_.begin(), order_, it->second.second);
+            return;
+        }
+        order_.push_front(stream);
+        folds_.emplace(stream, std::make_pair(loaded, order_.begin()));
+        if (folds_.size() > capacity_) {
+            folds_.erase(order_.back());
+            order_.pop_back();
+        }
+    }
+
+   private:
+    std::size_t capacity_;
+    std::mutex mutex_;
+    std::list<std::string> order_;  // most recently used first
+    std::unordered_map<std::string, std::pair<LoadedProcess, std::list<std::string>::iterator>>
+        folds_;
+};
+
 class SagaViewProjection final : public projections::Projection {
    public:
     SagaViewProjection(std::string schema, const eventstore::Upcasters* upcasters)
@@ -132,9 +176,23 @@ class SagaViewProjection final : public projections::Projection {
         for (auto kind : kinds) {
             const auto stream = stream_of(kind, id->order_id);
             // Up to the event being applied for its own stream: the view follows the log.
+            // The order's other streams as they are now (their events may sit on other
+            // partitions, applied by another projector): what came since their last fold.
             LoadOptions up_to_applied{.unreadable = Unreadable::kSkip};
             if (kind == id->kind) up_to_applied.up_to = e.version;
-            auto loaded = load_process(session, stream, up_to_applied);
+            auto fold = folds_.find(stream);
+            if (fold && fold->version > up_to_applied.up_to) fold.reset();  // applied again
+            LoadedProcess loaded;
+            if (kind == id->kind && fold && fold->version == e.version) {
+                loaded = std::move(*fold);  // the same event again (its batch was retried)
+            } else if (kind == id->kind && fold && fold->version == e.version - 1) {
+                loaded = std::move(*fold);
+                fold_recorded(loaded, e, Unreadable::kSkip);
+            } else {
+                loaded = load_process(session, stream, up_to_applied,
+                                      fold ? std::move(*fold) : LoadedProcess{});
+            }
+            folds_.keep(stream, loaded);
             version += loaded.version;
             if (loaded.version > 0) processes.emplace_back(kind, std::move(loaded.state));
         }
@@ -155,6 +213,7 @@ class SagaViewProjection final : public projections::Projection {
    private:
     std::string schema_;
     const eventstore::Upcasters* upcasters_;
+    ProcessFolds folds_{1024};
 };
 
 }  // namespace

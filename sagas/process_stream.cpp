@@ -15,22 +15,26 @@ void LoadedProcess::apply(const Event& event, const std::string& event_id,
     last_event_id = event_id;
 }
 
+void fold_recorded(LoadedProcess& loaded, const eventstore::RecordedEvent& e,
+                   Unreadable unreadable) {
+    if (auto event = decode(e.type, e.payload)) {
+        loaded.apply(*event, e.event_id, e.metadata, e.version);
+    } else if (unreadable == Unreadable::kThrow) {
+        throw platform::InvalidInput("undecodable event " + e.type + " at " + e.stream_id + "@" +
+                                     std::to_string(e.version));
+    } else {
+        loaded.version = e.version;
+    }
+}
+
 LoadedProcess load_process(eventstore::EventReader& reader, const std::string& stream,
-                           const LoadOptions& options) {
-    LoadedProcess loaded;
+                           const LoadOptions& options, LoadedProcess from) {
+    LoadedProcess loaded = std::move(from);
     for (;;) {
         auto page = reader.read_stream(stream, loaded.version + 1, eventstore::kLoadPage);
         for (const auto& e : page) {
             if (e.version > options.up_to) return loaded;
-            auto event = decode(e.type, e.payload);
-            if (event) {
-                loaded.apply(*event, e.event_id, e.metadata, e.version);
-            } else if (options.unreadable == Unreadable::kThrow) {
-                throw platform::InvalidInput("undecodable event " + e.type + " at " + stream + "@" +
-                                             std::to_string(e.version));
-            } else {
-                loaded.version = e.version;
-            }
+            fold_recorded(loaded, e, options.unreadable);
         }
         if (page.size() < eventstore::kLoadPage) return loaded;
     }

@@ -39,10 +39,15 @@ struct LoadOptions {
     Unreadable unreadable = Unreadable::kThrow;
 };
 
-// Folds `stream` from its first event, eventstore::kLoadPage events per read, so memory stays
-// bounded whatever the stream's length. Unreadable::kThrow throws platform::InvalidInput
-// naming the event; with kSkip an unreadable event still counts in `version`.
+// Folds `stream` on from `from` (a fold of its first events; empty: from its first event),
+// eventstore::kLoadPage events per read, so memory stays bounded whatever the stream's
+// length. Unreadable::kThrow throws platform::InvalidInput naming the event; with kSkip an
+// unreadable event still counts in `version`.
 LoadedProcess load_process(eventstore::EventReader& reader, const std::string& stream,
-                           const LoadOptions& options = {});
+                           const LoadOptions& options = {}, LoadedProcess from = {});
+
+// Folds `recorded`, the event that follows `loaded` in its stream, as load_process does.
+void fold_recorded(LoadedProcess& loaded, const eventstore::RecordedEvent& recorded,
+                   Unreadable unreadable);
 
 }  // namespace ordo::sagas

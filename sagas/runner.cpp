@@ -4,6 +4,7 @@
 #include "sagas/runner.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <future>
 #include <random>
 #include <thread>
@@ -206,26 +207,28 @@ struct Runner::Impl {
                  const std::vector<Step>& due) {
         thread_local std::mt19937_64 rng{std::random_device{}()};
         std::uniform_real_distribution<double> jitter{0.0, 1.0};
-        std::vector<std::future<domain::CommandOutcome>> sent;
-        for (const auto& step : due) {
-            const int number = step.attempts + 1;
-            auto id = stream + "/" + step.name + "/" + std::to_string(number);
+        auto send = [this, &stream, &loaded](const Step& step) -> domain::CommandOutcome {
+            auto id = stream + "/" + step.name + "/" + std::to_string(step.attempts + 1);
             auto cause = metadata(loaded, loaded.scheduled_by.count(step.name)
                                               ? loaded.scheduled_by.at(step.name)
                                               : loaded.last_event_id);
-            sent.push_back(
-                std::async(std::launch::async,
-                           [this, id, command = step.command, cause]() -> domain::CommandOutcome {
-                               try {
-                                   return bus.send(id, command, cause);
-                               } catch (const std::exception& e) {
-                                   return domain::CommandFailed{e.what()};
-                               }
-                           }));
+            try {
+                return bus.send(id, step.command, cause);
+            } catch (const std::exception& e) {
+                return domain::CommandFailed{e.what()};
+            }
+        };
+        // Several steps due together (a reservation per line) go out in parallel; a lone
+        // one, the usual case, is sent from this thread rather than from a new one.
+        std::vector<std::future<domain::CommandOutcome>> sent;
+        if (due.size() > 1) {
+            for (const auto& step : due) {
+                sent.push_back(std::async(std::launch::async, send, std::cref(step)));
+            }
         }
         Sent result;
         for (std::size_t i = 0; i < due.size(); ++i) {
-            auto outcome = sent[i].get();
+            auto outcome = sent.empty() ? send(due[i]) : sent[i].get();
             if (due[i].attempts == 0) answered_hop.observe(seconds_since(due[i].scheduled_ms));
             std::visit(domain::Overloaded{
                            [&](const domain::CommandSucceeded&) { attempts_ok.inc(); },

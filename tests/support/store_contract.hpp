@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <set>
@@ -50,6 +51,30 @@ inline eventstore::NewEvent versioned_event(std::string type, int version, nlohm
     auto event = new_event(std::move(type), std::move(payload));
     event.schema_version = version;
     return event;
+}
+
+// Sessions that race on one stream: kTurnTakers threads each run `unit` in kTurnsEach
+// transactions of their own. Returns how many ended in a concurrency conflict.
+inline constexpr int kTurnTakers = 6;
+inline constexpr int kTurnsEach = 10;
+inline constexpr int kTurns = kTurnTakers * kTurnsEach;
+template <class Unit>
+int take_turns(eventstore::Store& store, const Unit& unit) {
+    std::atomic<int> conflicts{0};
+    std::vector<std::thread> takers;
+    for (int t = 0; t < kTurnTakers; ++t) {
+        takers.emplace_back([&] {
+            for (int i = 0; i < kTurnsEach; ++i) {
+                try {
+                    store.transact([&](eventstore::Session& s) { unit(s); });
+                } catch (const eventstore::ConcurrencyConflict&) {
+                    ++conflicts;
+                }
+            }
+        });
+    }
+    for (auto& t : takers) t.join();
+    return conflicts.load();
 }
 
 template <class Harness>
@@ -359,6 +384,72 @@ TYPED_TEST_P(StoreContract, SnapshotsOfOneFormatAndNeverOlder) {
     });
 }
 
+TYPED_TEST_P(StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt) {
+    auto& store = this->store();
+    auto appended = store.append("order-h", ExpectedVersion::any(),
+                                 {new_event("A"), new_event("B"), new_event("C")});
+    store.transact([](Session& s) {
+        auto head = s.lock_and_read("order-h", 2, 100);
+        EXPECT_EQ(head.version, 3);
+        EXPECT_FALSE(head.snapshot);
+        EXPECT_FALSE(head.snapshot_at);
+        ASSERT_EQ(head.events.size(), 3u);
+        EXPECT_EQ(head.events[0].version, 1);
+        EXPECT_EQ(head.events[2].type, "C");
+        s.save_snapshot("order-h", {2, {{"state", 2}}}, 2);
+    });
+    store.transact([&](Session& s) {
+        auto head = s.lock_and_read("order-h", 2, 100);
+        EXPECT_EQ(head.version, 3);
+        ASSERT_TRUE(head.snapshot);
+        EXPECT_EQ(head.snapshot->version, 2);
+        EXPECT_EQ(head.snapshot->state, (nlohmann::json{{"state", 2}}));
+        EXPECT_EQ(head.snapshot_at,
+                  (Checkpoint{appended.checkpoint.transaction_id, appended.positions[1]}));
+        ASSERT_EQ(head.events.size(), 1u);
+        EXPECT_EQ(head.events[0].version, 3);
+        // Another format has no snapshot here; the events are bounded.
+        auto other = s.lock_and_read("order-h", 1, 2);
+        EXPECT_FALSE(other.snapshot);
+        ASSERT_EQ(other.events.size(), 2u);
+        EXPECT_EQ(other.events[1].version, 2);
+        auto none = s.lock_and_read("order-none", 2, 100);
+        EXPECT_EQ(none.version, 0);
+        EXPECT_TRUE(none.events.empty());
+        EXPECT_FALSE(none.snapshot);
+    });
+    store.transact([](Session& s) {
+        s.save_snapshot("order-h", {3, {{"state", 3}}}, 2);
+        auto head = s.lock_and_read("order-h", 2, 100);  // a session sees its own writes
+        EXPECT_EQ(head.snapshot->version, 3);
+        EXPECT_TRUE(head.snapshot_at);
+        EXPECT_TRUE(head.events.empty());
+    });
+}
+
+// A session that waited for another's lock gets the version that writer left, and reading
+// on from its head reaches it: what a command decides on is the stream as it is.
+TYPED_TEST_P(StoreContract, LockAndReadAfterAWaitReachesTheVersionTheLockGave) {
+    auto& store = this->store();
+    store.append("order-head-turns", ExpectedVersion::no_stream(), {new_event("Opened")});
+    std::atomic<int> short_of_version{0};
+    const int conflicts = take_turns(store, [&](Session& s) {
+        auto head = s.lock_and_read("order-head-turns", 2, 1000);
+        std::int64_t seen = head.events.empty() ? 0 : head.events.back().version;
+        if (seen < head.version) {
+            ++short_of_version;
+            auto rest = s.read_stream("order-head-turns", seen + 1, 1000);
+            if (!rest.empty()) seen = rest.back().version;
+        }
+        EXPECT_EQ(seen, head.version);
+        s.append("order-head-turns", ExpectedVersion::exact(head.version), {new_event("T")});
+    });
+    EXPECT_EQ(conflicts, 0);
+    EXPECT_EQ(store.stream_version("order-head-turns"), 1 + kTurns);
+    std::printf("heads short of their version after a wait: %d of %d\n", short_of_version.load(),
+                kTurns);
+}
+
 TYPED_TEST_P(StoreContract, FindsTheCheckpointOfAStreamVersion) {
     auto& store = this->store();
     auto appended =
@@ -486,28 +577,13 @@ TYPED_TEST_P(StoreContract, SessionsThatLockAStreamTakeTurnsOnIt) {
     auto& store = this->store();
     // lock_stream locks an existing stream only: the stream exists before the race.
     store.append("order-turns", ExpectedVersion::no_stream(), {new_event("Opened")});
-    constexpr int kWriters = 6;
-    constexpr int kEach = 10;
-    std::atomic<int> conflicts{0};
-    std::vector<std::thread> writers;
-    for (int w = 0; w < kWriters; ++w) {
-        writers.emplace_back([&] {
-            for (int i = 0; i < kEach; ++i) {
-                try {
-                    store.transact([](Session& s) {
-                        s.lock_stream("order-turns", 2);
-                        auto version = s.stream_version("order-turns");
-                        s.append("order-turns", ExpectedVersion::exact(version), {new_event("T")});
-                    });
-                } catch (const ConcurrencyConflict&) {
-                    ++conflicts;
-                }
-            }
-        });
-    }
-    for (auto& t : writers) t.join();
-    EXPECT_EQ(conflicts.load(), 0);
-    EXPECT_EQ(store.stream_version("order-turns"), 1 + kWriters * kEach);
+    const int conflicts = take_turns(store, [](Session& s) {
+        s.lock_stream("order-turns", 2);
+        auto version = s.stream_version("order-turns");
+        s.append("order-turns", ExpectedVersion::exact(version), {new_event("T")});
+    });
+    EXPECT_EQ(conflicts, 0);
+    EXPECT_EQ(store.stream_version("order-turns"), 1 + kTurns);
 }
 
 TYPED_TEST_P(StoreContract, ConcurrentClaimsOfOneKeyMakeOneOwner) {
@@ -536,7 +612,9 @@ TYPED_TEST_P(StoreContract, ConcurrentClaimsOfOneKeyMakeOneOwner) {
 }
 
 REGISTER_TYPED_TEST_SUITE_P(
-    StoreContract, AppendsAndReadsAStreamInVersionOrderAPageAtATime, KeepsMetadataAndSchemaVersion,
+    StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt,
+    LockAndReadAfterAWaitReachesTheVersionTheLockGave,
+    AppendsAndReadsAStreamInVersionOrderAPageAtATime, KeepsMetadataAndSchemaVersion,
     ReadsUpcastOldSchemaVersionsAndNeverRewriteThem, ReadingASchemaVersionNewerThanKnownFails,
     ExpectedVersionsConflictWithTheActualVersion, ReAppendingStoredEventsReplaysAndWritesNothing,
     AnEventIdStoredWithOtherContentOrElsewhereIsReused, RefusesInvalidInputWithTheSameTexts,
