@@ -197,13 +197,17 @@ class SagaViewProjection final : public projections::Projection {
             if (loaded.version > 0) processes.emplace_back(kind, std::move(loaded.state));
         }
         auto view = saga_view(mode, id->order_id, processes);
+        // In choreography an order's streams may sit on different partitions, applied in any
+        // order: the row's time is its latest event's, whichever came last, so that a rebuild
+        // shows the same.
         txn.exec_params(
             "INSERT INTO " + schema_ +
                 ".sagas AS s (order_id, saga_id, mode, status, steps, processes, "
                 "version, updated_at, trace_id) VALUES ($1, $2, $3, $4, $5::jsonb, "
                 "$6::jsonb, $7, $8::timestamptz, $9) ON CONFLICT (order_id) DO UPDATE "
                 "SET saga_id = $2, mode = $3, status = $4, steps = $5::jsonb, "
-                "processes = $6::jsonb, version = $7, updated_at = $8::timestamptz, "
+                "processes = $6::jsonb, version = $7, updated_at = greatest(s.updated_at, "
+                "$8::timestamptz), "
                 "trace_id = coalesce(s.trace_id, $9)",
             view.order_id, view.saga_id, std::string{to_string(view.mode)}, view.status,
             view.steps.dump(), view.processes.dump(), version, e.recorded_at,

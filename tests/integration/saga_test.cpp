@@ -238,98 +238,119 @@ TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
     EXPECT_EQ(scalar(db.admin_url(), "SELECT count(*) FROM ordo.saga_schedule"), 3);
 }
 
+// A process history written as the runner would, without commands: an order placed, the
+// intake's start in `mode`, then every due step of each process succeeding, round by round,
+// each round its own transaction (and so its own recorded_at).
+class ProcessHistory {
+   public:
+    ProcessHistory(TestDatabase& db, std::string order, sagas::Mode mode)
+        : db_{db}, conn_{db.sagas_url()}, order_{std::move(order)} {
+        eventstore::EventStore::prepare(conn_);
+        {
+            pqxx::work txn{conn_};
+            eventstore::EventStore::append(
+                txn, "order-" + order_, eventstore::ExpectedVersion::no_stream(),
+                {{platform::new_uuid(),
+                  "OrderPlaced",
+                  {{"order_id", order_},
+                   {"customer_id", "c"},
+                   {"account_id", "a"},
+                   {"lines",
+                    {{{"sku", "s-1"},
+                      {"quantity", 1},
+                      {"unit_price", {{"amount", 5}, {"currency", "EUR"}}}},
+                     {{"sku", "s-2"},
+                      {"quantity", 2},
+                      {"unit_price", {{"amount", 3}, {"currency", "EUR"}}}}}},
+                   {"total", 11}},
+                  {},
+                  2}});
+            txn.commit();
+        }
+        eventstore::RecordedEvent placed = [&] {
+            pqxx::read_transaction txn{conn_};
+            return upcasters().upcast(
+                eventstore::EventStore::read_stream(txn, "order-" + order_, 1, 1).at(0));
+        }();
+        pqxx::work txn{conn_};
+        projections::SqlReadModelTxn target{txn};
+        sagas::intake(mode)->apply(target, placed);
+        txn.commit();
+    }
+
+    // Runs the process of `kind` round by round until nothing more is due; its events.
+    std::vector<eventstore::RecordedEvent> run(sagas::ProcessKind kind) {
+        const auto stream = sagas::stream_of(kind, order_);
+        const sagas::Policy policy;
+        for (int round = 0; round < 20; ++round, now_ += 10) {
+            pqxx::work txn{conn_};
+            eventstore::PgSession session{txn, &upcasters()};
+            auto loaded = sagas::load_process(session, stream);
+            auto next = sagas::advance(kind, loaded.state, policy, now_);
+            for (const auto& step : sagas::due_steps(loaded.state, now_)) {
+                for (auto& e : sagas::record_attempt(
+                         step, step.attempts + 1, domain::CommandSucceeded{}, policy, now_, 0.5)) {
+                    next.push_back(std::move(e));
+                }
+            }
+            if (next.empty()) break;
+            std::vector<eventstore::NewEvent> batch;
+            for (const auto& e : next) {
+                batch.push_back({platform::new_uuid(),
+                                 sagas::event_type(e),
+                                 sagas::encode_payload(e),
+                                 {},
+                                 domain::schema_version(e)});
+            }
+            session.append(stream, eventstore::ExpectedVersion::exact(loaded.version), batch);
+            txn.commit();
+        }
+        pqxx::read_transaction txn{conn_};
+        eventstore::PgSession session{txn, &upcasters()};
+        return session.read_stream(stream, 1, 1000);
+    }
+
+    // The saga view's row of the order in `schema`, as text.
+    std::string row(const std::string& schema = "read") {
+        pqxx::connection admin{db_.admin_url()};
+        pqxx::read_transaction txn{admin};
+        return txn
+            .exec_params1("SELECT t::text FROM " + schema + ".sagas t WHERE order_id = $1",
+                          order_)[0]
+            .as<std::string>();
+    }
+
+   private:
+    TestDatabase& db_;
+    pqxx::connection conn_;
+    std::string order_;
+    std::int64_t now_ = 1'800'000'000'000;
+};
+
+// Applies `e` with `view` in a transaction of the projector's own role.
+void apply_view(pqxx::connection& projector, projections::Projection& view,
+                const eventstore::RecordedEvent& e) {
+    pqxx::work txn{projector};
+    projections::SqlReadModelTxn target{txn};
+    view.apply(target, e);
+    txn.commit();
+}
+
 // The saga view folds each event onto its last fold of the stream instead of reading the
 // stream again. Whatever order the events come in (in turn, one again after a retried batch,
 // with a gap), each row it writes is the row a view that has folded nothing shows.
 TEST(SagaView, FoldsOntoItsLastFoldAndShowsWhatAFreshViewShows) {
     TestDatabase db;
-    pqxx::connection conn{db.sagas_url()};
-    eventstore::EventStore::prepare(conn);
-    const std::string order = "o-view";
-    const auto stream = sagas::stream_of(sagas::ProcessKind::kFulfillment, order);
-    auto commit = [&](const std::function<void(pqxx::work&)>& work) {
-        pqxx::work txn{conn};
-        work(txn);
-        txn.commit();
-    };
-    // A whole process: the intake starts it, then each due step succeeds until it ends.
-    commit([&](pqxx::work& txn) {
-        eventstore::EventStore::append(
-            txn, "order-" + order, eventstore::ExpectedVersion::no_stream(),
-            {{platform::new_uuid(),
-              "OrderPlaced",
-              {{"order_id", order},
-               {"customer_id", "c"},
-               {"account_id", "a"},
-               {"lines",
-                {{{"sku", "s-1"},
-                  {"quantity", 1},
-                  {"unit_price", {{"amount", 5}, {"currency", "EUR"}}}},
-                 {{"sku", "s-2"},
-                  {"quantity", 2},
-                  {"unit_price", {{"amount", 3}, {"currency", "EUR"}}}}}},
-               {"total", 11}},
-              {},
-              2}});
-    });
-    {
-        pqxx::read_transaction txn{conn};
-        auto placed = upcasters().upcast(
-            eventstore::EventStore::read_stream(txn, "order-" + order, 1, 1).at(0));
-        txn.commit();
-        commit([&](pqxx::work& w) {
-            projections::SqlReadModelTxn target{w};
-            sagas::intake(sagas::Mode::kOrchestration)->apply(target, placed);
-        });
-    }
-    const sagas::Policy policy;
-    std::int64_t now = 1'800'000'000'000;
-    for (int round = 0; round < 20; ++round, now += 10) {
-        pqxx::work txn{conn};
-        eventstore::PgSession session{txn, &upcasters()};
-        auto loaded = sagas::load_process(session, stream);
-        auto next = sagas::advance(sagas::ProcessKind::kFulfillment, loaded.state, policy, now);
-        for (const auto& step : sagas::due_steps(loaded.state, now)) {
-            for (auto& e : sagas::record_attempt(step, step.attempts + 1,
-                                                 domain::CommandSucceeded{}, policy, now, 0.5)) {
-                next.push_back(std::move(e));
-            }
-        }
-        if (next.empty()) break;
-        std::vector<eventstore::NewEvent> batch;
-        for (const auto& e : next) {
-            batch.push_back({platform::new_uuid(),
-                             sagas::event_type(e),
-                             sagas::encode_payload(e),
-                             {},
-                             domain::schema_version(e)});
-        }
-        session.append(stream, eventstore::ExpectedVersion::exact(loaded.version), batch);
-        txn.commit();
-    }
-    std::vector<eventstore::RecordedEvent> events;
-    {
-        pqxx::read_transaction txn{conn};
-        eventstore::PgSession session{txn, &upcasters()};
-        events = session.read_stream(stream, 1, 1000);
-    }
+    ProcessHistory history{db, "o-view", sagas::Mode::kOrchestration};
+    const auto events = history.run(sagas::ProcessKind::kFulfillment);
     ASSERT_GE(events.size(), 8u);
     ASSERT_EQ(events.back().type, "ProcessEnded");
 
-    auto row = [&] {
-        pqxx::connection admin{db.admin_url()};
-        pqxx::read_transaction txn{admin};
-        return txn.exec_params1("SELECT t::text FROM read.sagas t WHERE order_id = $1", order)[0]
-            .as<std::string>();
-    };
-    pqxx::connection projector{db.projector_url()};  // the view's own role
+    pqxx::connection projector{db.projector_url()};
     eventstore::EventStore::prepare(projector);
     auto apply = [&](projections::Projection& view, const eventstore::RecordedEvent& e) {
-        pqxx::work txn{projector};
-        projections::SqlReadModelTxn target{txn};
-        view.apply(target, e);
-        txn.commit();
-        return row();
+        apply_view(projector, view, e);
+        return history.row();
     };
     auto folding = sagas::saga_view_projection("read", &upcasters());
     // In turn, with the third event applied twice and the sixth left out (a gap).
@@ -346,10 +367,48 @@ TEST(SagaView, FoldsOntoItsLastFoldAndShowsWhatAFreshViewShows) {
     // An earlier event again (a rewound checkpoint) after the last.
     const auto again = apply(*folding, events[3]);
     EXPECT_EQ(again, apply(*sagas::saga_view_projection("read", &upcasters()), events[3]));
-    EXPECT_EQ(
-        scalar(db.admin_url(), "SELECT version FROM read.sagas WHERE order_id = '" + order + "'"),
-        events[3].version)
+    EXPECT_EQ(scalar(db.admin_url(), "SELECT version FROM read.sagas WHERE order_id = 'o-view'"),
+              events[3].version)
         << "the view follows the log: " << again;
+}
+
+// In choreography an order's three process streams may sit on different partitions, so the
+// view applies them in any interleaving, live and in a rebuild alike: once all are applied
+// the row is the same, its time included.
+TEST(SagaView, AChoreographedOrderShowsTheSameWhateverOrderItsStreamsAreAppliedIn) {
+    TestDatabase db;
+    ProcessHistory history{db, "o-chor", sagas::Mode::kChoreography};
+    std::vector<std::vector<eventstore::RecordedEvent>> streams;
+    for (auto kind : {sagas::ProcessKind::kInventory, sagas::ProcessKind::kPayments,
+                      sagas::ProcessKind::kOrders}) {
+        streams.push_back(history.run(kind));
+        ASSERT_FALSE(streams.back().empty());
+    }
+    // The reactors wait for each other's facts, which nothing publishes here: the inventory
+    // reactor runs its reservations, the others only start. So the streams end at different
+    // times, and the two orders below end on different events.
+    ASSERT_NE(streams.front().back().recorded_at, streams.back().back().recorded_at);
+    {
+        pqxx::connection admin{db.admin_url()};
+        pqxx::work txn{admin};
+        txn.exec("CREATE SCHEMA other");
+        txn.exec("CREATE TABLE other.sagas (LIKE read.sagas INCLUDING ALL)");
+        txn.exec("GRANT USAGE ON SCHEMA other TO ordo_projector");
+        txn.exec("GRANT SELECT, INSERT, UPDATE ON other.sagas TO ordo_projector");
+        txn.commit();
+    }
+    pqxx::connection projector{db.projector_url()};
+    eventstore::EventStore::prepare(projector);
+    // Stream by stream, first to last, in one schema; last to first in the other.
+    auto forward = sagas::saga_view_projection("read", &upcasters());
+    for (const auto& stream : streams) {
+        for (const auto& e : stream) apply_view(projector, *forward, e);
+    }
+    auto backward = sagas::saga_view_projection("other", &upcasters());
+    for (auto it = streams.rbegin(); it != streams.rend(); ++it) {
+        for (const auto& e : *it) apply_view(projector, *backward, e);
+    }
+    EXPECT_EQ(history.row("read"), history.row("other"));
 }
 
 // A command side that answers every command after `delay`, and notes which runner sent
