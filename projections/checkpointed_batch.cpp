@@ -57,6 +57,21 @@ Checkpoint lock(SlotTxn& txn, Slot& slot) {
     return slot.at;
 }
 
+// Applies the projection's share of `events` as one batch; `applied_at` gets the recorded_at
+// of each event applied.
+void apply_batch(SlotTxn& txn, Projection& projection,
+                 const std::vector<eventstore::RecordedEvent>& events,
+                 std::vector<std::string>& applied_at) {
+    EventRefs mine;
+    mine.reserve(events.size());
+    for (const auto& event : events) {
+        if (handles(projection, event)) mine.push_back(&event);
+    }
+    if (mine.empty()) return;
+    projection.apply_batch(txn, mine);
+    for (const auto* event : mine) applied_at.push_back(event->recorded_at);
+}
+
 // Applies the live run that continues the slot's checkpoint `at`, at most `limit` events,
 // and saves the checkpoint after it; the events taken (0: no live run continues `at`, the
 // store must be read). `applied_at` gets the recorded_at of each event applied.
@@ -64,12 +79,7 @@ std::size_t apply_live_run(SlotTxn& txn, Slot& slot, const LiveFeed& live, Check
                            std::size_t limit, std::vector<std::string>& applied_at) {
     auto run = live.run(slot.partition, at, limit);
     if (run.events.empty()) return 0;
-    for (const auto& event : run.events) {
-        if (handles(*slot.projection, event)) {
-            slot.projection->apply(txn, event);
-            applied_at.push_back(event.recorded_at);
-        }
-    }
+    apply_batch(txn, *slot.projection, run.events, applied_at);
     save(txn, slot, run.events.back().checkpoint(), run.events.back().recorded_at);
     slot.idle = run.rest_empty;
     return run.events.size();
@@ -138,11 +148,10 @@ std::size_t CheckpointedBatch::apply_next(Slot& slot) {
         Checkpoint next = at;
         std::string last_event_at;
         source = "store";
-        for (const auto& event : rows) {
-            slot.projection->apply(txn, event);
-            next = event.checkpoint();
-            last_event_at = event.recorded_at;
-            applied_at.push_back(event.recorded_at);
+        apply_batch(txn, *slot.projection, rows, applied_at);
+        if (!rows.empty()) {
+            next = rows.back().checkpoint();
+            last_event_at = rows.back().recorded_at;
         }
         if (rows.size() < slot.batch && head && *head > next) next = *head;
         slot.idle = rows.size() < slot.batch;

@@ -1,13 +1,11 @@
-// The Query API's read models (orders, inventory, accounts, traces): apply() per event, and the
-// rebuild's bulk path, which folds a batch per key and merges it with set-based SQL.
+// The Query API's read models (orders, inventory, accounts, traces): apply() per event, and
+// apply_batch(), which folds a batch per key and writes it with a statement per table.
 
 #include "projections/read_models.hpp"
 #include "domain/overloaded.hpp"
 
 #include <optional>
-#include <tuple>
 #include <unordered_map>
-#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -16,7 +14,7 @@
 #include "domain/orders.hpp"
 #include "domain/payments.hpp"
 #include "platform/core/errors.hpp"
-#include "projections/rebuild.hpp"
+#include "projections/sql_rows.hpp"
 
 namespace ordo::projections {
 namespace {
@@ -57,6 +55,7 @@ class Folded {
             if (!e.erased) fn(e.key, e.value);
         }
     }
+    bool contains(const std::string& key) const { return index_.contains(key); }
     std::size_t size() const { return index_.size(); }
 
    private:
@@ -69,11 +68,6 @@ class Folded {
     std::vector<Entry> entries_;
 };
 
-// A staging table for one batch's merge, gone at commit.
-void stage(pqxx::transaction_base& txn, const std::string& name, const std::string& columns) {
-    txn.exec("CREATE TEMP TABLE " + name + " (" + columns + ") ON COMMIT DROP");
-}
-
 // Additive counters of a keyed row (stock, money), with the version and time of the last
 // event that touched it.
 struct Totals {
@@ -81,32 +75,33 @@ struct Totals {
     std::int64_t second = 0;
     std::int64_t version = 0;
     std::string updated_at;
+
+    void add(std::int64_t a, std::int64_t b, const eventstore::RecordedEvent& e) {
+        first += a;
+        second += b;
+        version = e.version;
+        updated_at = e.recorded_at;
+    }
 };
 
-using TotalsRow = std::tuple<std::string, std::int64_t, std::int64_t, std::int64_t, std::string>;
-
-// Upserts the folded totals: a new key is inserted with its sums, an existing one adds
-// them, exactly as applying the events one by one with INSERT ... ON CONFLICT would.
-void merge_totals(pqxx::transaction_base& txn, const Folded<Totals>& folded,
-                  const std::string& table, const std::string& key, const std::string& first,
-                  const std::string& second) {
-    std::vector<TotalsRow> rows;
-    rows.reserve(folded.size());
+// Writes the folded totals as rows of `key`, `first`, `second`, version and updated_at.
+void write_totals(SqlRows& rows, const Folded<Totals>& folded, const std::string& key,
+                  const std::string& first, const std::string& second) {
     folded.each([&](const std::string& k, const Totals& t) {
-        rows.emplace_back(k, t.first, t.second, t.version, t.updated_at);
+        rows.add({{key, k},
+                  {first, t.first},
+                  {second, t.second},
+                  {"version", t.version},
+                  {"updated_at", t.updated_at}});
     });
-    if (rows.empty()) return;
-    const std::string staging = "rebuild_stage_totals";
-    stage(txn, staging,
-          key + " text, " + first + " bigint, " + second +
-              " bigint, version bigint, updated_at timestamptz");
-    copy_rows(txn, staging, {key, first, second, "version", "updated_at"}, rows);
-    txn.exec("INSERT INTO " + table + " AS t (" + key + ", " + first + ", " + second +
-             ", version, updated_at) SELECT " + key + ", " + first + ", " + second +
-             ", version, updated_at FROM " + staging + " ON CONFLICT (" + key + ") DO UPDATE SET " +
-             first + " = t." + first + " + EXCLUDED." + first + ", " + second + " = t." + second +
-             " + EXCLUDED." + second +
-             ", version = EXCLUDED.version, updated_at = EXCLUDED.updated_at");
+    rows.done();
+}
+
+// The recordset of totals rows, typed.
+std::string totals_recordset(const std::string& key, const std::string& first,
+                             const std::string& second) {
+    return "jsonb_to_recordset($1::jsonb) AS x(" + key + " text, " + first + " bigint, " + second +
+           " bigint, version bigint, updated_at timestamptz)";
 }
 
 // (on hand, reserved) change of one inventory event.
@@ -161,7 +156,7 @@ MoneyChange money_change(const eventstore::RecordedEvent& e) {
     return {balance, held, std::holds_alternative<FundsDeposited>(*event)};
 }
 
-class InventoryLevels final : public Projection, public BulkProjection {
+class InventoryLevels final : public Projection {
    public:
     explicit InventoryLevels(const std::string& schema) : table_{schema + ".inventory"} {}
     std::string name() const override { return "inventory"; }
@@ -178,33 +173,30 @@ class InventoryLevels final : public Projection, public BulkProjection {
                         entity_id(e), on_hand, reserved, e.version, e.recorded_at);
     }
 
-    class Bulk final : public BulkApply {
-       public:
-        explicit Bulk(std::string table) : table_{std::move(table)} {}
-        void apply_batch(pqxx::transaction_base& txn,
-                         const std::vector<eventstore::RecordedEvent>& events) override {
-            Folded<Totals> folded;
-            for (const auto& e : events) {
-                auto [on_hand, reserved] = stock_change(e);
-                auto& t = folded.at(entity_id(e));
-                t.first += on_hand;
-                t.second += reserved;
-                t.version = e.version;
-                t.updated_at = e.recorded_at;
-            }
-            merge_totals(txn, folded, table_, "sku", "on_hand", "reserved");
+    // The batch's changes summed per sku, then one upsert that adds them, as the upserts of
+    // apply() one by one would.
+    void apply_batch(projections::ReadModelTxn& target, const EventRefs& events) override {
+        Folded<Totals> folded;
+        for (const auto* e : events) {
+            auto [on_hand, reserved] = stock_change(*e);
+            folded.at(entity_id(*e)).add(on_hand, reserved, *e);
         }
-
-       private:
-        std::string table_;
-    };
-    std::unique_ptr<BulkApply> bulk() const override { return std::make_unique<Bulk>(table_); }
+        SqlRows rows{target.sql(),
+                     "INSERT INTO " + table_ +
+                         " AS i (sku, on_hand, reserved, version, updated_at) SELECT sku, "
+                         "on_hand, reserved, version, updated_at FROM " +
+                         totals_recordset("sku", "on_hand", "reserved") +
+                         " ON CONFLICT (sku) DO UPDATE SET on_hand = i.on_hand + "
+                         "EXCLUDED.on_hand, reserved = i.reserved + EXCLUDED.reserved, version = "
+                         "EXCLUDED.version, updated_at = EXCLUDED.updated_at"};
+        write_totals(rows, folded, "sku", "on_hand", "reserved");
+    }
 
    private:
     std::string table_;
 };
 
-class AccountBalances final : public Projection, public BulkProjection {
+class AccountBalances final : public Projection {
    public:
     explicit AccountBalances(const std::string& schema) : table_{schema + ".accounts"} {}
     std::string name() const override { return "accounts"; }
@@ -225,41 +217,42 @@ class AccountBalances final : public Projection, public BulkProjection {
             entity_id(e), change.balance, change.held, e.version, e.recorded_at);
     }
 
-    class Bulk final : public BulkApply {
-       public:
-        explicit Bulk(std::string table) : table_{std::move(table)} {}
-        void apply_batch(pqxx::transaction_base& txn,
-                         const std::vector<eventstore::RecordedEvent>& events) override {
-            Folded<Totals> folded;
-            for (const auto& e : events) {
-                auto change = money_change(e);
-                auto id = entity_id(e);
-                // Before its first deposit an account has no row, and apply() changes
-                // nothing for it: the fold starts at that deposit.
-                if (!opened_.contains(id)) {
-                    if (!change.creates) continue;
-                    opened_.insert(id);
-                }
-                auto& t = folded.at(id);
-                t.first += change.balance;
-                t.second += change.held;
-                t.version = e.version;
-                t.updated_at = e.recorded_at;
+    // apply() one by one changes an account that has a row, and opens one at a deposit; a
+    // change to an account without a row changes nothing. So the batch is summed per account
+    // twice: every change (for a row that exists), and the changes from the batch's first
+    // deposit on (for a row that deposit opens). Two statements: the first adds the whole
+    // sums to the rows that exist; the second inserts, for the accounts the batch opens, the
+    // sums from the deposit on, and does nothing where the first found a row.
+    void apply_batch(projections::ReadModelTxn& target, const EventRefs& events) override {
+        Folded<Totals> all;
+        Folded<Totals> from_deposit;
+        for (const auto* e : events) {
+            auto change = money_change(*e);
+            const auto id = entity_id(*e);
+            all.at(id).add(change.balance, change.held, *e);
+            if (change.creates || from_deposit.contains(id)) {
+                from_deposit.at(id).add(change.balance, change.held, *e);
             }
-            merge_totals(txn, folded, table_, "account_id", "balance", "held");
         }
-
-       private:
-        std::string table_;
-        std::unordered_set<std::string> opened_;  // accounts with a row, over all batches
-    };
-    std::unique_ptr<BulkApply> bulk() const override { return std::make_unique<Bulk>(table_); }
+        auto& txn = target.sql();
+        const auto recordset = totals_recordset("account_id", "balance", "held");
+        SqlRows existing{txn, "UPDATE " + table_ +
+                                  " AS a SET balance = a.balance + x.balance, held = a.held + "
+                                  "x.held, version = x.version, updated_at = x.updated_at FROM " +
+                                  recordset + " WHERE a.account_id = x.account_id"};
+        write_totals(existing, all, "account_id", "balance", "held");
+        SqlRows opened{txn, "INSERT INTO " + table_ +
+                                " (account_id, balance, held, version, updated_at) SELECT "
+                                "account_id, balance, held, version, updated_at FROM " +
+                                recordset + " ON CONFLICT (account_id) DO NOTHING"};
+        write_totals(opened, from_deposit, "account_id", "balance", "held");
+    }
 
    private:
     std::string table_;
 };
 
-class OrderSummaries final : public Projection, public BulkProjection {
+class OrderSummaries final : public Projection {
    public:
     explicit OrderSummaries(const std::string& schema) : table_{schema + ".orders"} {}
     std::string name() const override { return "orders"; }
@@ -280,8 +273,8 @@ class OrderSummaries final : public Projection, public BulkProjection {
                             "cancel_reason, version, placed_position, placed_at, updated_at) "
                             "VALUES ($1, $2, $3, 'pending', $4::jsonb, $5, NULL, $6, $7, "
                             "$8::timestamptz, $8::timestamptz)",
-                        order_id, p.customer_id, p.account_id, lines_json(p), p.total, e.version,
-                        e.position, e.recorded_at);
+                        order_id, p.customer_id, p.account_id, lines_json(p).dump(), p.total,
+                        e.version, e.position, e.recorded_at);
                 },
                 [&](const OrderConfirmed&) { set_status(txn, e, order_id, "confirmed", nullptr); },
                 [&](const OrderCancelled& c) {
@@ -297,7 +290,7 @@ class OrderSummaries final : public Projection, public BulkProjection {
             *event);
     }
 
-    static std::string lines_json(const domain::orders::OrderPlaced& p) {
+    static nlohmann::json lines_json(const domain::orders::OrderPlaced& p) {
         auto lines = nlohmann::json::array();
         for (const auto& l : p.lines) {
             // unit_price stays the amount, as clients of the query API have always read it;
@@ -307,19 +300,10 @@ class OrderSummaries final : public Projection, public BulkProjection {
                              {"unit_price", l.unit_price},
                              {"currency", l.currency}});
         }
-        return lines.dump();
+        return lines;
     }
 
-    class Bulk final : public BulkApply {
-       public:
-        explicit Bulk(std::string table) : table_{std::move(table)} {}
-        void apply_batch(pqxx::transaction_base& txn,
-                         const std::vector<eventstore::RecordedEvent>& events) override;
-
-       private:
-        std::string table_;
-    };
-    std::unique_ptr<BulkApply> bulk() const override { return std::make_unique<Bulk>(table_); }
+    void apply_batch(projections::ReadModelTxn& target, const EventRefs& events) override;
 
    private:
     void set_status(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e,
@@ -335,14 +319,15 @@ class OrderSummaries final : public Projection, public BulkProjection {
     std::string table_;
 };
 
-// A batch's orders: those placed in it are written whole; the others are changes to rows
-// of earlier batches (and, like apply(), change nothing when there is no such row).
-void OrderSummaries::Bulk::apply_batch(pqxx::transaction_base& txn,
-                                       const std::vector<eventstore::RecordedEvent>& events) {
+// A batch's orders: those placed in it are inserted whole, folded to the batch's end; the
+// others are changes to rows of earlier batches (and, like apply(), change nothing when there
+// is no such row). An order placed twice fails the insert, as apply() would.
+void OrderSummaries::apply_batch(projections::ReadModelTxn& target, const EventRefs& events) {
     using namespace domain::orders;
     struct Order {
         bool placed = false;
-        std::string customer_id, account_id, lines;
+        std::string customer_id, account_id;
+        std::string lines;  // JSON text
         std::int64_t total = 0, placed_position = 0;
         std::string placed_at;
         std::optional<std::string> status, cancel_reason;  // nullopt: unchanged
@@ -350,20 +335,25 @@ void OrderSummaries::Bulk::apply_batch(pqxx::transaction_base& txn,
         std::string updated_at;
     };
     Folded<Order> folded;
-    for (const auto& e : events) {
-        auto event = decode(e.type, e.payload);
-        if (!event) throw UndecodableEvent(e);
-        const auto order_id = entity_id(e);
+    for (const auto* e : events) {
+        auto event = decode(e->type, e->payload);
+        if (!event) throw UndecodableEvent(*e);
+        const auto order_id = entity_id(*e);
         if (const auto* p = std::get_if<OrderPlaced>(&*event)) {
+            // apply() fails on an order placed twice: so does the batch, and the runtime's
+            // isolation then parks the second OrderPlaced as apply() one by one would.
+            if (folded.contains(order_id) && folded.at(order_id).placed) {
+                throw std::runtime_error("order " + order_id + " placed twice: " + e->event_id);
+            }
             // Changes before the order was placed met no row in apply(): they vanish.
             folded.erase(order_id);
             folded.at(order_id) = Order{.placed = true,
                                         .customer_id = p->customer_id,
                                         .account_id = p->account_id,
-                                        .lines = lines_json(*p),
+                                        .lines = lines_json(*p).dump(),
                                         .total = p->total,
-                                        .placed_position = e.position,
-                                        .placed_at = e.recorded_at,
+                                        .placed_position = e->position,
+                                        .placed_at = e->recorded_at,
                                         .status = "pending"};
         } else {
             auto& o = folded.at(order_id);
@@ -379,87 +369,93 @@ void OrderSummaries::Bulk::apply_batch(pqxx::transaction_base& txn,
                        *event);
         }
         auto& o = folded.at(order_id);
-        o.version = e.version;
-        o.updated_at = e.recorded_at;
+        o.version = e->version;
+        o.updated_at = e->recorded_at;
     }
-    using Placed = std::tuple<std::string, std::string, std::string, std::string, std::string,
-                              std::int64_t, std::optional<std::string>, std::int64_t, std::int64_t,
-                              std::string, std::string>;
-    using Change = std::tuple<std::string, std::optional<std::string>, std::optional<std::string>,
-                              std::int64_t, std::string>;
-    std::vector<Placed> placed;
-    std::vector<Change> changes;
+    auto& txn = target.sql();
+    SqlRows placed{txn,
+                   "INSERT INTO " + table_ +
+                       " (order_id, customer_id, account_id, status, lines, total, cancel_reason, "
+                       "version, placed_position, placed_at, updated_at) SELECT order_id, "
+                       "customer_id, account_id, status, lines, total, cancel_reason, version, "
+                       "placed_position, placed_at, updated_at FROM jsonb_to_recordset($1::jsonb) "
+                       "AS x(order_id text, customer_id text, account_id text, status text, lines "
+                       "jsonb, total bigint, cancel_reason text, version bigint, placed_position "
+                       "bigint, placed_at timestamptz, updated_at timestamptz)"};
+    SqlRows changes{txn, "UPDATE " + table_ +
+                             " AS o SET status = coalesce(x.status, o.status), cancel_reason = "
+                             "coalesce(x.cancel_reason, o.cancel_reason), version = x.version, "
+                             "updated_at = x.updated_at FROM jsonb_to_recordset($1::jsonb) AS "
+                             "x(order_id text, status text, cancel_reason text, version bigint, "
+                             "updated_at timestamptz) WHERE o.order_id = x.order_id"};
+    auto optional = [](const std::optional<std::string>& v) {
+        return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+    };
+    // The placed first, then the changes: their orders are not the same ones.
     folded.each([&](const std::string& id, const Order& o) {
-        if (o.placed) {
-            placed.emplace_back(id, o.customer_id, o.account_id, *o.status, o.lines, o.total,
-                                o.cancel_reason, o.version, o.placed_position, o.placed_at,
-                                o.updated_at);
-        } else {
-            changes.emplace_back(id, o.status, o.cancel_reason, o.version, o.updated_at);
-        }
+        if (!o.placed) return;
+        // The lines go in as the text they were serialized to, not a second document.
+        placed.add({{"order_id", id},
+                    {"customer_id", o.customer_id},
+                    {"account_id", o.account_id},
+                    {"status", *o.status},
+                    {"total", o.total},
+                    {"cancel_reason", optional(o.cancel_reason)},
+                    {"version", o.version},
+                    {"placed_position", o.placed_position},
+                    {"placed_at", o.placed_at},
+                    {"updated_at", o.updated_at}},
+                   "lines", o.lines);
     });
-    copy_rows(txn, table_,
-              {"order_id", "customer_id", "account_id", "status", "lines", "total", "cancel_reason",
-               "version", "placed_position", "placed_at", "updated_at"},
-              placed);
-    if (changes.empty()) return;
-    stage(txn, "rebuild_stage_orders",
-          "order_id text, status text, cancel_reason text, version bigint, updated_at "
-          "timestamptz");
-    copy_rows(txn, "rebuild_stage_orders",
-              {"order_id", "status", "cancel_reason", "version", "updated_at"}, changes);
-    txn.exec("UPDATE " + table_ +
-             " AS o SET status = coalesce(s.status, o.status), cancel_reason = "
-             "coalesce(s.cancel_reason, o.cancel_reason), version = s.version, updated_at = "
-             "s.updated_at FROM rebuild_stage_orders s WHERE o.order_id = s.order_id");
+    placed.done();
+    folded.each([&](const std::string& id, const Order& o) {
+        if (o.placed) return;
+        changes.add({{"order_id", id},
+                     {"status", optional(o.status)},
+                     {"cancel_reason", optional(o.cancel_reason)},
+                     {"version", o.version},
+                     {"updated_at", o.updated_at}});
+    });
+    changes.done();
 }
 
 // Every event that carries a trace id, for GET /v1/traces/{trace_id}.
-class TraceIndex final : public Projection, public BulkProjection {
+class TraceIndex final : public Projection {
    public:
     explicit TraceIndex(const std::string& schema) : table_{schema + ".trace_events"} {}
     std::string name() const override { return "traces"; }
     std::vector<std::string> categories() const override { return {}; }
     std::vector<std::string> tables() const override { return {table_}; }
     void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& e) override {
-        auto& txn = target.sql();
-        if (e.metadata.trace_id.empty()) return;
-        txn.exec_params(
-            "INSERT INTO " + table_ +
-                " (trace_id, transaction_id, global_position, stream_id, stream_version, "
-                "event_type, recorded_at, causation_id, correlation_id) VALUES ($1, "
-                "$2::text::xid8, $3, $4, $5, $6, $7::timestamptz, $8, $9)",
-            e.metadata.trace_id, std::to_string(e.transaction_id), e.position, e.stream_id,
-            e.version, e.type, e.recorded_at, e.metadata.causation_id, e.metadata.correlation_id);
+        apply_batch(target, {&e});
     }
 
-    class Bulk final : public BulkApply {
-       public:
-        explicit Bulk(std::string table) : table_{std::move(table)} {}
-        void apply_batch(pqxx::transaction_base& txn,
-                         const std::vector<eventstore::RecordedEvent>& events) override {
-            std::vector<
-                std::tuple<std::string, std::string, std::int64_t, std::string, std::int64_t,
-                           std::string, std::string, std::string, std::string>>
-                rows;
-            rows.reserve(events.size());
-            for (const auto& e : events) {
-                if (e.metadata.trace_id.empty()) continue;
-                rows.emplace_back(e.metadata.trace_id, std::to_string(e.transaction_id), e.position,
-                                  e.stream_id, e.version, e.type, e.recorded_at,
-                                  e.metadata.causation_id, e.metadata.correlation_id);
-            }
-            copy_rows(
-                txn, table_,
-                {"trace_id", "transaction_id", "global_position", "stream_id", "stream_version",
-                 "event_type", "recorded_at", "causation_id", "correlation_id"},
-                rows);
+    // One insert for the batch's traced events.
+    void apply_batch(projections::ReadModelTxn& target, const EventRefs& events) override {
+        SqlRows rows{target.sql(),
+                     "INSERT INTO " + table_ +
+                         " (trace_id, transaction_id, global_position, stream_id, stream_version, "
+                         "event_type, recorded_at, causation_id, correlation_id) SELECT trace_id, "
+                         "transaction_id::xid8, global_position, stream_id, stream_version, "
+                         "event_type, recorded_at, causation_id, correlation_id FROM "
+                         "jsonb_to_recordset($1::jsonb) AS x(trace_id text, transaction_id text, "
+                         "global_position bigint, stream_id text, stream_version bigint, "
+                         "event_type text, recorded_at timestamptz, causation_id text, "
+                         "correlation_id text)"};
+        for (const auto* e : events) {
+            if (e->metadata.trace_id.empty()) continue;
+            rows.add({{"trace_id", e->metadata.trace_id},
+                      {"transaction_id", std::to_string(e->transaction_id)},
+                      {"global_position", e->position},
+                      {"stream_id", e->stream_id},
+                      {"stream_version", e->version},
+                      {"event_type", e->type},
+                      {"recorded_at", e->recorded_at},
+                      {"causation_id", e->metadata.causation_id},
+                      {"correlation_id", e->metadata.correlation_id}});
         }
-
-       private:
-        std::string table_;
-    };
-    std::unique_ptr<BulkApply> bulk() const override { return std::make_unique<Bulk>(table_); }
+        rows.done();
+    }
 
    private:
     std::string table_;

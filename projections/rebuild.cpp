@@ -221,7 +221,7 @@ class Rebuilder {
         }
         prepare_shadow();
         const auto replay_started = clock_.steady_now();
-        report.bulk = options_.bulk && dynamic_cast<BulkProjection*>(shadow_.get()) != nullptr;
+        report.bulk = options_.bulk;
         report.applied = replay(report.plan, report.bulk);
         report.replay_time = elapsed(replay_started);
         // Fresh statistics, so that the first queries on the new tables plan well.
@@ -422,8 +422,6 @@ class Rebuilder {
 
     std::int64_t replay(const RebuildPlan& plan, bool bulk) {
         const auto categories = live_->categories();
-        std::unique_ptr<BulkApply> fast;
-        if (bulk) fast = dynamic_cast<BulkProjection&>(*shadow_).bulk();
         std::int64_t done = 0;
         const auto started = clock_.steady_now();
         auto last_report = started;
@@ -437,8 +435,11 @@ class Rebuilder {
             if (events.empty()) break;
             pqxx::work txn{conn_};
             SqlReadModelTxn target{txn};
-            if (fast) {
-                fast->apply_batch(txn, events);
+            if (bulk) {
+                EventRefs refs;
+                refs.reserve(events.size());
+                for (const auto& e : events) refs.push_back(&e);
+                shadow_->apply_batch(target, refs);
             } else {
                 for (const auto& e : events) shadow_->apply(target, e);
             }

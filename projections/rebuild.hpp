@@ -1,6 +1,6 @@
 #pragma once
 
-// The offline rebuild of a projection: the bulk apply interface, options, plan, progress, report.
+// The offline rebuild of a projection: options, plan, progress, report.
 
 #include <chrono>
 #include <cstdint>
@@ -9,10 +9,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
-#include <tuple>
 #include <vector>
 
-#include <pqxx/stream_to>
 #include <pqxx/transaction_base>
 
 #include "eventstore/event_store.hpp"
@@ -23,37 +21,6 @@
 #include "projections/projection.hpp"
 
 namespace ordo::projections {
-
-// The rebuild's fast path for one projection: applies a batch of events, in commit order,
-// with a few set-based statements (COPY, then at most one merge per table). Starting from
-// empty tables, a sequence of batches leaves exactly the rows that apply() on each event
-// in the same order would leave. It may keep state from one batch to the next; a fresh
-// one serves each rebuild.
-class BulkApply {
-   public:
-    virtual ~BulkApply() = default;
-    virtual void apply_batch(pqxx::transaction_base& txn,
-                             const std::vector<eventstore::RecordedEvent>& events) = 0;
-};
-
-// A projection that offers the fast path, next to its Projection interface.
-class BulkProjection {
-   public:
-    virtual ~BulkProjection() = default;
-    virtual std::unique_ptr<BulkApply> bulk() const = 0;
-};
-
-// COPY `rows` into `table` (schema-qualified) in the caller's transaction; a nullopt field
-// is NULL.
-template <class... Fields>
-void copy_rows(pqxx::transaction_base& txn, const std::string& table,
-               const std::vector<std::string>& columns,
-               const std::vector<std::tuple<Fields...>>& rows) {
-    if (rows.empty()) return;
-    pqxx::stream_to copy{txn, table, columns};
-    for (const auto& row : rows) copy << row;
-    copy.complete();
-}
 
 // Makes the projections of a deployment, writing their tables in the given schema.
 using ProjectionFactory =
@@ -69,7 +36,7 @@ struct RebuildOptions {
     bool dry_run = false;                // report the plan, change nothing
     bool wait = false;                   // wait until no live projector owns the projection
     bool force = false;                  // rebuild although a live projector owns it
-    bool bulk = true;                    // use the projection's bulk path when it offers one
+    bool bulk = true;                    // apply_batch() per batch (false: apply() per event)
     std::chrono::seconds owner_ttl{10};  // a projector is alive while its heartbeat is this recent
     std::chrono::seconds wait_timeout{0};          // 0: wait as long as it takes
     std::chrono::milliseconds lock_timeout{5000};  // per swap attempt, for readers to let go
@@ -112,7 +79,7 @@ struct RebuildReport {
     std::int64_t applied = 0;
     std::chrono::milliseconds replay_time{0};  // reading and writing the events
     std::chrono::milliseconds total_time{0};   // including preparing and swapping
-    bool bulk = false;                         // the bulk path was used
+    bool bulk = false;                         // applied a batch at a time
 };
 
 // A live projector owns the projection (and neither wait nor force was asked), or another

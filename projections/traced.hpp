@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "platform/core/clock.hpp"
 #include "platform/core/log.hpp"
 #include "projections/projection.hpp"
 
@@ -29,9 +30,18 @@ class TracedProjection final : public Projection {
     std::string name() const override { return inner_->name(); }
     std::vector<std::string> categories() const override { return inner_->categories(); }
     std::vector<std::string> tables() const override { return inner_->tables(); }
+    std::chrono::milliseconds worst_apply() const override { return inner_->worst_apply(); }
     void apply(ReadModelTxn& txn, const eventstore::RecordedEvent& event) override;
+    // The inner projection's batch, then a span (and log line) per event, each spanning the
+    // whole batch. A batch that fails records none: the runtime applies its events again one
+    // at a time, and those applies record theirs.
+    void apply_batch(ReadModelTxn& txn, const EventRefs& events) override;
 
    private:
+    bool observed() const;
+    void record(const eventstore::RecordedEvent& event, platform::Clock::time_point start,
+                const std::string& error);
+
     std::unique_ptr<Projection> inner_;
     platform::otlp::Exporter* spans_;
     platform::Logger log_;

@@ -2,6 +2,7 @@
 
 // Projections that read every event in its current schema version.
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,6 +35,20 @@ class UpcastingProjection final : public Projection {
             return;
         }
         inner_->apply(txn, upcasters_.upcast(event));
+    }
+    void apply_batch(ReadModelTxn& txn, const EventRefs& events) override {
+        std::deque<eventstore::RecordedEvent> upcast;  // stable addresses for `current`
+        EventRefs current;
+        current.reserve(events.size());
+        for (const auto* event : events) {
+            if (!upcasters_.knows(event->type) ||
+                event->schema_version == upcasters_.current_version(event->type)) {
+                current.push_back(event);
+            } else {
+                current.push_back(&upcast.emplace_back(upcasters_.upcast(*event)));
+            }
+        }
+        inner_->apply_batch(txn, current);
     }
 
    private:

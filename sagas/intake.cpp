@@ -3,6 +3,7 @@
 
 #include "sagas/intake.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <ctime>
 #include <list>
@@ -16,6 +17,7 @@
 
 #include "eventstore/event_store.hpp"
 #include "platform/core/errors.hpp"
+#include "projections/sql_rows.hpp"
 #include "sagas/pg_schedule.hpp"
 #include "sagas/process_stream.hpp"
 
@@ -75,7 +77,23 @@ class Intake final : public projections::Projection {
     }
 
     void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& e) override {
+        apply_batch(target, {&e});
+    }
+
+    // Each event's deliveries appended in turn, then every process they went to marked due
+    // in one statement.
+    void apply_batch(projections::ReadModelTxn& target,
+                     const projections::EventRefs& events) override {
         auto& txn = target.sql();
+        std::vector<std::string> due;
+        for (const auto* e : events) deliver(txn, *e, due);
+        PgSchedule::mark_due(txn, std::move(due));
+    }
+
+   private:
+    // Appends what `e` tells the order's processes; `due` gets the streams appended to.
+    void deliver(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e,
+                 std::vector<std::string>& due) {
         // Times from the source event, not the clock: applying the same event again yields
         // the same events, which the store then recognises by their ids.
         for (auto& delivery :
@@ -95,11 +113,10 @@ class Intake final : public projections::Projection {
             }
             // Ids derived from the source event: a repeat is recognised and appends nothing.
             eventstore::EventStore::append(txn, stream, eventstore::ExpectedVersion::any(), batch);
-            PgSchedule::mark_due(txn, stream);
+            due.push_back(stream);
         }
     }
 
-   private:
     Mode placing_;
 };
 
@@ -160,32 +177,69 @@ class SagaViewProjection final : public projections::Projection {
     }
 
     void apply(projections::ReadModelTxn& target, const eventstore::RecordedEvent& e) override {
+        apply_batch(target, {&e});
+    }
+
+    // Folds every event of the batch, then writes each order's row once, as it stands after
+    // the order's last event of the batch: the row apply() one by one would leave.
+    void apply_batch(projections::ReadModelTxn& target,
+                     const projections::EventRefs& events) override {
         auto& txn = target.sql();
-        const auto id = parse_stream(e.stream_id);
-        if (!id) return;
-        const Mode mode =
-            id->kind == ProcessKind::kFulfillment ? Mode::kOrchestration : Mode::kChoreography;
-        std::vector<std::pair<ProcessKind, State>> processes;
-        std::int64_t version = 0;
         eventstore::PgSession session{txn, upcasters_};
+        std::vector<Row> rows;
+        std::unordered_map<std::string, std::size_t> row_of;  // order id -> index in rows
+        for (const auto* e : events) {
+            const auto id = parse_stream(e->stream_id);
+            if (!id) continue;
+            auto [it, fresh] = row_of.try_emplace(id->order_id, rows.size());
+            if (fresh) rows.emplace_back();
+            fold(session, *e, *id, rows[it->second]);
+        }
+        // In key order: a choreographed order's streams may sit on partitions that other
+        // transactions apply at the same time, and rows locked in one order cannot deadlock.
+        std::sort(rows.begin(), rows.end(),
+                  [](const Row& a, const Row& b) { return a.order_id < b.order_id; });
+        write(txn, rows);
+    }
+
+   private:
+    // An order's row as the batch leaves it.
+    struct Row {
+        std::string order_id;
+        Mode mode = Mode::kOrchestration;
+        std::vector<std::pair<ProcessKind, State>> processes;
+        std::int64_t version = 0;             // the sum of its streams' versions folded
+        std::string updated_at;               // its latest event's time
+        std::optional<std::string> trace_id;  // of the first event that had one
+    };
+
+    // Folds the order of `e` as it stands once `e` is applied: the stream of `e` up to `e`
+    // (the view follows the log), the order's other streams as they are now (their events
+    // may sit on other partitions, applied by another projector): what came since their
+    // last fold.
+    void fold(eventstore::PgSession& session, const eventstore::RecordedEvent& e,
+              const ProcessId& id, Row& row) {
+        const Mode mode =
+            id.kind == ProcessKind::kFulfillment ? Mode::kOrchestration : Mode::kChoreography;
         const auto kinds =
             mode == Mode::kOrchestration
                 ? std::vector<ProcessKind>{ProcessKind::kFulfillment}
                 : std::vector<ProcessKind>{ProcessKind::kInventory, ProcessKind::kPayments,
                                            ProcessKind::kOrders};
+        row.order_id = id.order_id;
+        row.mode = mode;
+        row.processes.clear();
+        row.version = 0;
         for (auto kind : kinds) {
-            const auto stream = stream_of(kind, id->order_id);
-            // Up to the event being applied for its own stream: the view follows the log.
-            // The order's other streams as they are now (their events may sit on other
-            // partitions, applied by another projector): what came since their last fold.
+            const auto stream = stream_of(kind, id.order_id);
             LoadOptions up_to_applied{.unreadable = Unreadable::kSkip};
-            if (kind == id->kind) up_to_applied.up_to = e.version;
+            if (kind == id.kind) up_to_applied.up_to = e.version;
             auto fold = folds_.find(stream);
             if (fold && fold->version > up_to_applied.up_to) fold.reset();  // applied again
             LoadedProcess loaded;
-            if (kind == id->kind && fold && fold->version == e.version) {
+            if (kind == id.kind && fold && fold->version == e.version) {
                 loaded = std::move(*fold);  // the same event again (its batch was retried)
-            } else if (kind == id->kind && fold && fold->version == e.version - 1) {
+            } else if (kind == id.kind && fold && fold->version == e.version - 1) {
                 loaded = std::move(*fold);
                 fold_recorded(loaded, e, Unreadable::kSkip);
             } else {
@@ -193,28 +247,48 @@ class SagaViewProjection final : public projections::Projection {
                                       fold ? std::move(*fold) : LoadedProcess{});
             }
             folds_.keep(stream, loaded);
-            version += loaded.version;
-            if (loaded.version > 0) processes.emplace_back(kind, std::move(loaded.state));
+            row.version += loaded.version;
+            if (loaded.version > 0) row.processes.emplace_back(kind, std::move(loaded.state));
         }
-        auto view = saga_view(mode, id->order_id, processes);
         // In choreography an order's streams may sit on different partitions, applied in any
-        // order: the row's time is its latest event's, whichever came last, so that a rebuild
-        // shows the same.
-        txn.exec_params(
-            "INSERT INTO " + schema_ +
-                ".sagas AS s (order_id, saga_id, mode, status, steps, processes, "
-                "version, updated_at, trace_id) VALUES ($1, $2, $3, $4, $5::jsonb, "
-                "$6::jsonb, $7, $8::timestamptz, $9) ON CONFLICT (order_id) DO UPDATE "
-                "SET saga_id = $2, mode = $3, status = $4, steps = $5::jsonb, "
-                "processes = $6::jsonb, version = $7, updated_at = greatest(s.updated_at, "
-                "$8::timestamptz), "
-                "trace_id = coalesce(s.trace_id, $9)",
-            view.order_id, view.saga_id, std::string{to_string(view.mode)}, view.status,
-            view.steps.dump(), view.processes.dump(), version, e.recorded_at,
-            e.metadata.trace_id.empty() ? std::nullopt : std::optional{e.metadata.trace_id});
+        // order: the row's time is its latest event's, whichever came last, so that a
+        // rebuild shows the same. The store's times are fixed-width UTC text, ordered as
+        // the instants they name.
+        row.updated_at = std::max(row.updated_at, e.recorded_at);
+        if (!row.trace_id && !e.metadata.trace_id.empty()) row.trace_id = e.metadata.trace_id;
     }
 
-   private:
+    // One upsert for every row (in chunks of bounded size): a row keeps its trace id and its
+    // latest time.
+    void write(pqxx::transaction_base& txn, const std::vector<Row>& rows) const {
+        projections::SqlRows upsert{
+            txn, "INSERT INTO " + schema_ +
+                     ".sagas AS s (order_id, saga_id, mode, status, steps, processes, version, "
+                     "updated_at, trace_id) SELECT order_id, saga_id, mode, status, steps, "
+                     "processes, version, updated_at, trace_id FROM jsonb_to_recordset($1::jsonb) "
+                     "AS x(order_id text, saga_id text, mode text, status text, steps jsonb, "
+                     "processes jsonb, version bigint, updated_at timestamptz, trace_id text) ON "
+                     "CONFLICT (order_id) DO UPDATE SET saga_id = EXCLUDED.saga_id, mode = "
+                     "EXCLUDED.mode, status = EXCLUDED.status, steps = EXCLUDED.steps, processes "
+                     "= EXCLUDED.processes, version = EXCLUDED.version, updated_at = "
+                     "greatest(s.updated_at, EXCLUDED.updated_at), trace_id = "
+                     "coalesce(s.trace_id, EXCLUDED.trace_id)"};
+        for (const auto& row : rows) {
+            auto view = saga_view(row.mode, row.order_id, row.processes);
+            upsert.add({{"order_id", view.order_id},
+                        {"saga_id", view.saga_id},
+                        {"mode", std::string{to_string(view.mode)}},
+                        {"status", view.status},
+                        {"steps", std::move(view.steps)},
+                        {"processes", std::move(view.processes)},
+                        {"version", row.version},
+                        {"updated_at", row.updated_at},
+                        {"trace_id",
+                         row.trace_id ? nlohmann::json(*row.trace_id) : nlohmann::json(nullptr)}});
+        }
+        upsert.done();
+    }
+
     std::string schema_;
     const eventstore::Upcasters* upcasters_;
     ProcessFolds folds_{1024};

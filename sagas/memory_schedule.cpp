@@ -9,6 +9,7 @@ void MemorySchedule::mark_due(const std::string& stream) {
     std::lock_guard lock{mutex_};
     auto [it, inserted] = rows_.try_emplace(stream);
     it->second.row.due_at = clock_.now();
+    if (!inserted) ++it->second.marks;
 }
 
 std::vector<Claim> MemorySchedule::claim(std::size_t batch, std::chrono::seconds lease) {
@@ -29,7 +30,7 @@ std::vector<Claim> MemorySchedule::claim(std::size_t batch, std::chrono::seconds
         entry.row.leased_until = now + lease;
         entry.lease = lease_token(now + lease);
         claims.push_back(
-            {stream, entry.lease,
+            {stream, entry.lease, entry.marks,
              std::chrono::duration_cast<std::chrono::milliseconds>(now - entry.row.due_at)});
     }
     return claims;
@@ -46,18 +47,17 @@ bool MemorySchedule::renew(Claim& claim, std::chrono::seconds lease) {
     return true;
 }
 
-void MemorySchedule::reschedule(const Claim& claim, std::int64_t version,
+void MemorySchedule::reschedule(const Claim& claim,
                                 std::optional<std::chrono::milliseconds> wake_in) {
     std::lock_guard lock{mutex_};
     auto* entry = ours(claim);
     if (!entry) return;
-    // Under the schedule's lock, as PostgreSQL holds the row: the intake cannot mark the
-    // process due between this read and the update.
-    const auto current = store_.stream_version(claim.stream);
-    const bool moved = current != 0 && current != version;
+    // Under the schedule's lock, as PostgreSQL holds the row: a mark is either counted
+    // already or comes after this.
+    const bool marked = entry->marks != claim.marks;
     entry->row.leased_until.reset();
     entry->lease.clear();
-    if (moved) {
+    if (marked) {
         entry->row.due_at = clock_.now();
     } else if (wake_in) {
         entry->row.due_at = clock_.now() + std::max(std::chrono::milliseconds{0}, *wake_in);

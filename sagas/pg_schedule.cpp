@@ -5,23 +5,29 @@
 #include <algorithm>
 #include <cmath>
 
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
-#include "eventstore/event_store.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/pg/pg.hpp"
 
 namespace ordo::sagas {
 
-void PgSchedule::mark_due(pqxx::transaction_base& txn, const std::string& stream) {
+void PgSchedule::mark_due(pqxx::transaction_base& txn, std::vector<std::string> streams) {
+    if (streams.empty()) return;
+    // Each stream once (one INSERT ... ON CONFLICT may not touch a row twice), in order: two
+    // intake transactions marking the same processes lock their rows in the same order.
+    std::sort(streams.begin(), streams.end());
+    streams.erase(std::unique(streams.begin(), streams.end()), streams.end());
     txn.exec_params(
-        "INSERT INTO ordo.saga_schedule (stream_id, due_at) VALUES ($1, now()) "
-        "ON CONFLICT (stream_id) DO UPDATE SET due_at = now()",
-        stream);
+        "INSERT INTO ordo.saga_schedule AS s (stream_id, due_at) SELECT id, now() FROM "
+        "jsonb_array_elements_text($1::jsonb) WITH ORDINALITY AS a(id, n) ORDER BY n ON "
+        "CONFLICT (stream_id) DO UPDATE SET due_at = now(), marks = s.marks + 1",
+        nlohmann::json(streams).dump());
 }
 
 std::vector<Claim> PgSchedule::claim(std::size_t batch, std::chrono::seconds lease) {
-    return pool_.transact([&](pqxx::work& txn) {
+    return pool_.transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
         std::vector<Claim> claims;
         for (const auto& row : txn.exec_params(
                  "UPDATE ordo.saga_schedule SET leased_until = clock_timestamp() + "
@@ -29,9 +35,10 @@ std::vector<Claim> PgSchedule::claim(std::size_t batch, std::chrono::seconds lea
                  "ordo.saga_schedule WHERE due_at <= now() AND (leased_until IS NULL OR "
                  "leased_until < now()) ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
                  "RETURNING stream_id, leased_until::text, greatest(0, extract(epoch FROM "
-                 "clock_timestamp() - due_at) * 1000)::bigint",
+                 "clock_timestamp() - due_at) * 1000)::bigint, marks",
                  static_cast<long>(batch), static_cast<double>(lease.count()))) {
             claims.push_back({row[0].as<std::string>(), row[1].as<std::string>(),
+                              row[3].as<std::int64_t>(),
                               std::chrono::milliseconds{row[2].as<std::int64_t>()}});
         }
         return claims;
@@ -39,7 +46,7 @@ std::vector<Claim> PgSchedule::claim(std::size_t batch, std::chrono::seconds lea
 }
 
 bool PgSchedule::renew(Claim& claim, std::chrono::seconds lease) {
-    auto renewed = pool_.transact([&](pqxx::work& txn) {
+    auto renewed = pool_.transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
         return txn.exec_params(
             "UPDATE ordo.saga_schedule SET leased_until = clock_timestamp() + "
             "make_interval(secs => $3) WHERE stream_id = $1 AND leased_until = "
@@ -51,37 +58,30 @@ bool PgSchedule::renew(Claim& claim, std::chrono::seconds lease) {
     return true;
 }
 
-void PgSchedule::reschedule(const Claim& claim, std::int64_t version,
-                            std::optional<std::chrono::milliseconds> wake_in) {
-    pool_.transact([&](pqxx::work& txn) {
-        auto ours = txn.exec_params(
-            "SELECT 1 FROM ordo.saga_schedule WHERE stream_id = $1 AND leased_until = "
-            "$2::timestamptz FOR UPDATE",
-            claim.stream, claim.lease);
-        if (ours.empty()) return;
-        const auto current = eventstore::PgSession{txn}.stream_version(claim.stream);
-        const bool moved = current != 0 && current != version;
-        if (moved) {
-            txn.exec_params(
-                "UPDATE ordo.saga_schedule SET due_at = now(), leased_until = NULL WHERE "
-                "stream_id = $1",
-                claim.stream);
-        } else if (wake_in) {
-            // As a delay from now on the database's clock, which decides when a row is
-            // due: a runner whose clock is off neither spins on a row nor wakes it late.
-            const auto delay_ms = std::max<std::int64_t>(0, wake_in->count());
-            txn.exec_params(
-                "UPDATE ordo.saga_schedule SET due_at = now() + make_interval(secs => "
-                "$2::float8 / 1000), leased_until = NULL WHERE stream_id = $1",
-                claim.stream, delay_ms);
-        } else {
-            txn.exec_params("DELETE FROM ordo.saga_schedule WHERE stream_id = $1", claim.stream);
+void PgSchedule::reschedule(const Claim& claim, std::optional<std::chrono::milliseconds> wake_in) {
+    pool_.transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
+        if (!wake_in) {
+            // Nothing to wake it for: off the schedule, unless it was marked meanwhile.
+            const auto gone = txn.exec_params(
+                "DELETE FROM ordo.saga_schedule WHERE stream_id = $1 AND leased_until = "
+                "$2::timestamptz AND marks = $3",
+                claim.stream, claim.lease, claim.marks);
+            if (gone.affected_rows() > 0) return;
         }
+        // A delay from now on the database's clock, which decides when a row is due: a
+        // runner whose clock is off neither spins on a row nor wakes it late. The UPDATE
+        // reads `marks` on the row it locks, after any mark in flight has committed.
+        const auto delay_ms = wake_in ? std::max<std::int64_t>(0, wake_in->count()) : 0;
+        txn.exec_params(
+            "UPDATE ordo.saga_schedule SET due_at = CASE WHEN marks = $3 THEN now() + "
+            "make_interval(secs => $4::float8 / 1000) ELSE now() END, leased_until = NULL "
+            "WHERE stream_id = $1 AND leased_until = $2::timestamptz",
+            claim.stream, claim.lease, claim.marks, delay_ms);
     });
 }
 
 void PgSchedule::set_aside(const Claim& claim, std::chrono::seconds delay) {
-    pool_.transact([&](pqxx::work& txn) {
+    pool_.transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
         txn.exec_params(
             "UPDATE ordo.saga_schedule SET due_at = now() + make_interval(secs => $3), "
             "leased_until = NULL WHERE stream_id = $1 AND leased_until = $2::timestamptz",

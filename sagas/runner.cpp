@@ -4,8 +4,11 @@
 #include "sagas/runner.hpp"
 
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <future>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -262,19 +265,19 @@ struct Runner::Impl {
         return result;
     }
 
-    // Runs one process until nothing is due now; returns the version it ended at and when
-    // it next needs attention. Stops early if the lease was lost: the process is another
-    // runner's then, and rescheduling it is too.
-    std::pair<std::int64_t, std::optional<std::int64_t>> process(Held& held) {
+    // Runs one process until nothing is due now; returns when it next needs attention
+    // (nullopt: never, or it is not this runner's to say). Stops early if the lease was lost: the
+    // process is another runner's then, and rescheduling it is too.
+    std::optional<std::int64_t> process(Held& held) {
         const auto& stream = held.claim.stream;
         const auto id = parse_stream(stream);
         if (!id) throw platform::InvalidInput("not a process stream: " + stream);
         auto loaded = load(stream);
         for (int round = 0;; ++round) {
-            if (round > 200) return {loaded.version, now_ms() + 1000};  // let others run
+            if (round > 200) return now_ms() + 1000;  // let others run
             if (!keep_lease(held)) {
                 lost_leases.inc();
-                return {loaded.version, std::nullopt};
+                return std::nullopt;
             }
             auto next = advance(id->kind, loaded.state, options.policy, now_ms());
             if (!next.empty()) {
@@ -287,7 +290,7 @@ struct Runner::Impl {
                 continue;
             }
             auto due = due_steps(loaded.state, now_ms());
-            if (due.empty()) return {loaded.version, next_wake_ms(loaded.state)};
+            if (due.empty()) return next_wake_ms(loaded.state);
             // A resend after a conflict carries the same command ids: answered from the
             // command log, it changes nothing.
             auto sent = attempt(stream, loaded, due);
@@ -312,82 +315,206 @@ struct Runner::Impl {
             }
             if (!held_still) {
                 lost_leases.inc();
-                return {loaded.version, std::nullopt};
+                return std::nullopt;
             }
             if (sent.not_sent) {
                 // Back off instead of sending again at once into an overloaded command side.
                 thread_local std::mt19937_64 rng{std::random_device{}()};
                 const auto delay = options.not_sent_delay.count();
                 std::uniform_int_distribution<std::int64_t> jittered{delay, 2 * delay};
-                return {loaded.version, now_ms() + jittered(rng)};
+                return now_ms() + jittered(rng);
             }
         }
     }
 
     // Files the next wake-up as a delay from now: the schedule's clock decides when a
     // process is due, so a runner whose clock is off neither spins on it nor wakes it late.
-    void reschedule(const Claim& claim, std::int64_t version, std::optional<std::int64_t> wake_ms) {
+    void reschedule(const Claim& claim, std::optional<std::int64_t> wake_ms) {
         std::optional<std::chrono::milliseconds> wake_in;
         if (wake_ms) wake_in = std::chrono::milliseconds{*wake_ms - now_ms()};
-        schedule.reschedule(claim, version, wake_in);
+        schedule.reschedule(claim, wake_in);
+    }
+
+    // Claims up to `count` due processes in one round trip, their leases taken now.
+    std::vector<Held> claim(std::size_t count) {
+        auto claims = schedule.claim(count, options.lease);
+        const auto claimed_at = clock.steady_now();
+        std::vector<Held> held;
+        held.reserve(claims.size());
+        for (auto& claim : claims) held.push_back({std::move(claim), claimed_at});
+        return held;
+    }
+
+    // Runs a claimed process and files its next wake-up. A process that fails is set aside
+    // (or parked); throws only when the schedule fails to set it aside.
+    void run_claim(Held& held) {
+        // The queue's wait: from due to this start, a wait in the runner's hands included.
+        queue_hop.observe(
+            std::chrono::duration<double>(held.claim.overdue + (clock.steady_now() - held.taken))
+                .count());
+        try {
+            reschedule(held.claim, process(held));
+        } catch (const std::exception& e) {
+            const bool transient = platform::pg::classify(std::current_exception()) ==
+                                   platform::FailureKind::transient;
+            if (transient) {
+                log.warn("saga process failed; it will be tried again",
+                         {{"stream", held.claim.stream}, {"error", e.what()}});
+                schedule.set_aside(held.claim, std::chrono::seconds(1));
+            } else {
+                // A process that cannot be read or run needs an operator: it is parked and
+                // tried again hourly.
+                log.error("saga process cannot be run; parked",
+                          {{"stream", held.claim.stream}, {"error", e.what()}});
+                parked.inc();
+                schedule.set_aside(held.claim, std::chrono::hours(1));
+            }
+        }
     }
 
     std::size_t run_due() {
-        auto claims = schedule.claim(options.claim_batch, options.lease);
-        for (const auto& claim : claims) {
-            queue_hop.observe(std::chrono::duration<double>(claim.overdue).count());
-        }
-        // Every lease of the batch was taken now: a process that waits for the ones before
-        // it is checked (and renewed) before it runs once a third of its lease has passed.
-        const auto claimed_at = clock.steady_now();
-        for (auto& claim : claims) {
-            Held held{claim, claimed_at};
-            try {
-                auto [version, wake] = process(held);
-                reschedule(held.claim, version, wake);
-            } catch (const std::exception& e) {
-                const bool transient = platform::pg::classify(std::current_exception()) ==
-                                       platform::FailureKind::transient;
-                if (transient) {
-                    log.warn("saga process failed; it will be tried again",
-                             {{"stream", claim.stream}, {"error", e.what()}});
-                    schedule.set_aside(held.claim, std::chrono::seconds(1));
-                } else {
-                    // A process that cannot be read or run needs an operator: it is parked
-                    // and tried again hourly.
-                    log.error("saga process cannot be run; parked",
-                              {{"stream", claim.stream}, {"error", e.what()}});
-                    parked.inc();
-                    schedule.set_aside(held.claim, std::chrono::hours(1));
-                }
-            }
-        }
+        // Every lease of the batch was taken at once: a process that waits for the ones
+        // before it is checked (and renewed) before it runs once a third of its lease passed.
+        auto claims = claim(options.claim_batch);
+        for (auto& held : claims) run_claim(held);
         return claims.size();
     }
 
-    void work(const std::atomic<bool>& stop) {
+    // What the workers have in hand: claimed processes waiting for a worker, and how many
+    // workers are running one.
+    struct Hand {
+        std::mutex mutex;
+        std::condition_variable changed;
+        std::deque<Held> queued;
+        std::size_t busy = 0;
+        std::atomic<bool> closed{false};  // the dispatcher failed: the workers stop too
+    };
+
+    // The number of worker threads run() starts.
+    std::size_t worker_count() const {
+        return static_cast<std::size_t>(std::max(1, options.workers));
+    }
+
+    // Sleeps for `pause`, or less once `stop` is set.
+    static void pause(std::chrono::milliseconds pause, const std::atomic<bool>& stop) {
+        for (auto waited = std::chrono::milliseconds(0); waited < pause && !stop;
+             waited += std::chrono::milliseconds(20)) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+    }
+
+    // Claims for every worker of this runner: once the workers hold no more than one process
+    // each (running or queued), it claims as many as fills their hands twice over, in one
+    // round trip; so a burst costs a claim per `workers` processes, not one per process and
+    // idle worker. When fewer were due than asked, it waits for an append (the intake
+    // marking a process due) or the idle poll (retries and deadlines fall due by time).
+    void dispatch(Hand& hand, const std::atomic<bool>& stop) {
+        const auto workers = worker_count();
         auto backoff = std::chrono::milliseconds(100);
         while (!stop) {
+            std::size_t want = 0;
+            {
+                std::unique_lock lock{hand.mutex};
+                const bool room = hand.changed.wait_for(lock, options.idle_poll, [&] {
+                    return stop || hand.queued.size() + hand.busy <= workers;
+                });
+                if (stop) break;
+                if (!room) continue;
+                want = 2 * workers - hand.queued.size() - hand.busy;
+            }
+            const auto seen = options.appends ? options.appends->seen() : 0;
+            std::vector<Held> claims;
             try {
-                const auto seen = options.appends ? options.appends->seen() : 0;
-                if (run_due() == 0) {
-                    if (options.appends) {
-                        options.appends->wait(seen, options.idle_poll);
-                    } else {
-                        std::this_thread::sleep_for(options.idle_poll);
-                    }
-                }
+                claims = claim(want);
                 backoff = std::chrono::milliseconds(100);
             } catch (const std::exception& e) {
-                log.warn("saga runner pass failed; retrying",
+                log.warn("saga runner could not claim; retrying",
                          {{"error", e.what()},
                           {"transient", platform::pg::classify(std::current_exception()) ==
                                             platform::FailureKind::transient}});
-                for (auto waited = std::chrono::milliseconds(0); waited < backoff && !stop;
-                     waited += std::chrono::milliseconds(20)) {
-                    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-                }
+                pause(backoff, stop);
                 backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+                continue;
+            }
+            if (!claims.empty()) {
+                std::lock_guard lock{hand.mutex};
+                for (auto& held : claims) hand.queued.push_back(std::move(held));
+                hand.changed.notify_all();
+            }
+            if (claims.size() < want) {
+                if (options.appends) {
+                    options.appends->wait(seen, options.idle_poll);
+                } else {
+                    pause(options.idle_poll, stop);
+                }
+            }
+        }
+        hand.changed.notify_all();
+    }
+
+    // Runs the processes the dispatcher hands over until `stop` is set.
+    void work(Hand& hand, const std::atomic<bool>& stop) {
+        auto backoff = std::chrono::milliseconds(100);
+        for (;;) {
+            Held held;
+            {
+                std::unique_lock lock{hand.mutex};
+                hand.changed.wait_for(lock, std::chrono::milliseconds(100),
+                                      [&] { return stop || hand.closed || !hand.queued.empty(); });
+                if (stop || hand.closed) return;
+                if (hand.queued.empty()) continue;
+                held = std::move(hand.queued.front());
+                hand.queued.pop_front();
+                ++hand.busy;
+            }
+            try {
+                // A claim that waited long in the queue (the workers' processes ran long) is
+                // renewed before it starts; one whose lease ran out meanwhile may be another
+                // runner's now, and is let go without a word: it never started here.
+                if (keep_lease(held)) run_claim(held);
+                backoff = std::chrono::milliseconds(100);
+            } catch (const std::exception& e) {
+                // The schedule could not set the process aside: its lease runs out and it is
+                // claimed again then.
+                log.warn("saga runner pass failed; retrying",
+                         {{"stream", held.claim.stream},
+                          {"error", e.what()},
+                          {"transient", platform::pg::classify(std::current_exception()) ==
+                                            platform::FailureKind::transient}});
+                pause(backoff, stop);
+                backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+            }
+            {
+                std::lock_guard lock{hand.mutex};
+                --hand.busy;
+            }
+            hand.changed.notify_all();
+        }
+    }
+
+    void run(const std::atomic<bool>& stop) {
+        Hand hand;
+        std::vector<std::thread> threads;
+        for (std::size_t i = 0; i < worker_count(); ++i) {
+            threads.emplace_back([this, &hand, &stop] { work(hand, stop); });
+        }
+        try {
+            dispatch(hand, stop);
+        } catch (...) {
+            hand.closed = true;
+            hand.changed.notify_all();
+            for (auto& t : threads) t.join();
+            throw;
+        }
+        for (auto& t : threads) t.join();
+        // Claimed but not run: due again at once for whoever runs next, rather than after
+        // their leases.
+        for (const auto& held : hand.queued) {
+            try {
+                schedule.set_aside(held.claim, std::chrono::seconds(0));
+            } catch (const std::exception& e) {
+                log.warn("saga runner could not hand back a claimed process",
+                         {{"stream", held.claim.stream}, {"error", e.what()}});
             }
         }
     }
@@ -402,11 +529,7 @@ Runner::Runner(RunnerOptions options, eventstore::Store& store, ProcessSchedule&
 Runner::~Runner() = default;
 
 void Runner::run(const std::atomic<bool>& stop) {
-    std::vector<std::thread> threads;
-    for (int i = 0; i < impl_->options.workers; ++i) {
-        threads.emplace_back([this, &stop] { impl_->work(stop); });
-    }
-    for (auto& t : threads) t.join();
+    impl_->run(stop);
 }
 
 std::size_t Runner::run_due() {

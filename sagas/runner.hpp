@@ -39,9 +39,11 @@ class CommandBus {
 
 struct RunnerOptions {
     Policy policy;
+    // Threads that run processes (at least one). run() claims for all of them, up to two
+    // processes per worker in hand (one running, one queued); a queued claim whose lease ran
+    // a third down is renewed before it starts, one that ran out is let go.
     int workers = 4;
-    // Processes a worker claims at once; each is leased until the worker is done with it,
-    // so one at a time keeps a lease from running out while it waits its turn.
+    // Processes run_due() claims and runs at once.
     std::size_t claim_batch = 1;
     // A claimed process is someone else's to take once this passes without an answer.
     std::chrono::seconds lease{10};
@@ -73,7 +75,9 @@ class Runner {
            platform::metrics::Registry& metrics);
     ~Runner();
 
-    // Runs `workers` threads until `stop` is set; survives database outages.
+    // Runs `workers` threads, and claims for them on the calling thread, until `stop` is
+    // set; survives database outages. Processes claimed but not yet run when it stops are
+    // handed back due at once.
     void run(const std::atomic<bool>& stop);
 
     // Claims and runs one batch of due processes; returns how many. A process that fails is

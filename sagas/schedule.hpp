@@ -18,6 +18,8 @@ namespace ordo::sagas {
 struct Claim {
     std::string stream;
     std::string lease;  // opaque: the lease's end as the schedule wrote it
+    // How many times the process had been marked due when it was claimed (opaque).
+    std::int64_t marks = 0;
     // How long the process had been due when it was claimed (the queue's wait).
     std::chrono::milliseconds overdue{0};
 };
@@ -37,11 +39,11 @@ class ProcessSchedule {
     // claim's (another runner took the process over after it ran out).
     virtual bool renew(Claim& claim, std::chrono::seconds lease) = 0;
 
-    // Releases a claim that is still this runner's: due at once if the process's stream has
-    // moved past `version` (the version the runner left it at: new events came meanwhile),
-    // else due after `wake_in`, else (nothing left to wake it for) off the schedule. The
-    // version is compared in the same transaction that files the wake-up.
-    virtual void reschedule(const Claim& claim, std::int64_t version,
+    // Releases a claim that is still this runner's: due at once if the process was marked
+    // due since it was claimed (the intake appended to it meanwhile, maybe after the runner
+    // read it), else due after `wake_in`, else (nothing left to wake it for) off the
+    // schedule. The mark is compared on the row the wake-up is filed in, atomically.
+    virtual void reschedule(const Claim& claim,
                             std::optional<std::chrono::milliseconds> wake_in) = 0;
 
     // Releases a claim that is still this runner's, due after `delay`: a process that failed

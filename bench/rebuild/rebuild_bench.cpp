@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include <pqxx/pqxx>
+#include <pqxx/stream_to>
 
 #include "eventstore/schema.hpp"
 #include "platform/core/clock.hpp"
@@ -18,6 +19,18 @@ using namespace ordo;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// COPY `rows` into `table` (schema-qualified) in the caller's transaction; a nullopt field
+// is NULL.
+template <class... Fields>
+void copy_rows(pqxx::transaction_base& txn, const std::string& table,
+               const std::vector<std::string>& columns,
+               const std::vector<std::tuple<Fields...>>& rows) {
+    if (rows.empty()) return;
+    pqxx::stream_to copy{txn, table, columns};
+    for (const auto& row : rows) copy << row;
+    copy.complete();
+}
 
 std::string required(const char* name) {
     auto v = platform::env(name);
@@ -91,7 +104,7 @@ Figure raw_copy(const std::string& url, const std::vector<TraceRow>& rows, std::
         std::vector<TraceRow> part(
             rows.begin() + static_cast<long>(from),
             rows.begin() + static_cast<long>(std::min(rows.size(), from + batch)));
-        projections::copy_rows(tx, "public.bench_trace_copy", kTraceColumns, part);
+        copy_rows(tx, "public.bench_trace_copy", kTraceColumns, part);
         tx.commit();
     }
     return {"raw COPY, trace_events-like table", static_cast<long>(rows.size()), since(start)};

@@ -327,6 +327,17 @@ class ProcessHistory {
     std::int64_t now_ = 1'800'000'000'000;
 };
 
+// A second saga view's table, in schema `other`, that the projector's role writes.
+void second_view_schema(const TestDatabase& db) {
+    pqxx::connection admin{db.admin_url()};
+    pqxx::work txn{admin};
+    txn.exec("CREATE SCHEMA other");
+    txn.exec("CREATE TABLE other.sagas (LIKE read.sagas INCLUDING ALL)");
+    txn.exec("GRANT USAGE ON SCHEMA other TO ordo_projector");
+    txn.exec("GRANT SELECT, INSERT, UPDATE ON other.sagas TO ordo_projector");
+    txn.commit();
+}
+
 // Applies `e` with `view` in a transaction of the projector's own role.
 void apply_view(pqxx::connection& projector, projections::Projection& view,
                 const eventstore::RecordedEvent& e) {
@@ -388,15 +399,7 @@ TEST(SagaView, AChoreographedOrderShowsTheSameWhateverOrderItsStreamsAreAppliedI
     // reactor runs its reservations, the others only start. So the streams end at different
     // times, and the two orders below end on different events.
     ASSERT_NE(streams.front().back().recorded_at, streams.back().back().recorded_at);
-    {
-        pqxx::connection admin{db.admin_url()};
-        pqxx::work txn{admin};
-        txn.exec("CREATE SCHEMA other");
-        txn.exec("CREATE TABLE other.sagas (LIKE read.sagas INCLUDING ALL)");
-        txn.exec("GRANT USAGE ON SCHEMA other TO ordo_projector");
-        txn.exec("GRANT SELECT, INSERT, UPDATE ON other.sagas TO ordo_projector");
-        txn.commit();
-    }
+    second_view_schema(db);
     pqxx::connection projector{db.projector_url()};
     eventstore::EventStore::prepare(projector);
     // Stream by stream, first to last, in one schema; last to first in the other.
@@ -409,6 +412,62 @@ TEST(SagaView, AChoreographedOrderShowsTheSameWhateverOrderItsStreamsAreAppliedI
         for (const auto& e : *it) apply_view(projector, *backward, e);
     }
     EXPECT_EQ(history.row("read"), history.row("other"));
+}
+
+// The view applies the runtime's batches with one write per order: after each batch, every
+// row is the one that applying the batch's events one by one leaves. Two orders, one
+// orchestrated and one choreographed, their four streams interleaved, in batches of 1 to 8.
+TEST(SagaView, ABatchLeavesTheRowsItsEventsLeaveOneByOne) {
+    TestDatabase db;
+    ProcessHistory orchestrated{db, "o-batch-1", sagas::Mode::kOrchestration};
+    ProcessHistory choreographed{db, "o-batch-2", sagas::Mode::kChoreography};
+    std::vector<std::vector<eventstore::RecordedEvent>> streams;
+    streams.push_back(orchestrated.run(sagas::ProcessKind::kFulfillment));
+    for (auto kind : {sagas::ProcessKind::kInventory, sagas::ProcessKind::kPayments,
+                      sagas::ProcessKind::kOrders}) {
+        streams.push_back(choreographed.run(kind));
+    }
+    std::vector<eventstore::RecordedEvent> events;  // round robin over the streams
+    for (std::size_t i = 0; events.size() < 200; ++i) {
+        bool any = false;
+        for (const auto& stream : streams) {
+            if (i < stream.size()) events.push_back(stream[i]);
+            any = any || i < stream.size();
+        }
+        if (!any) break;
+    }
+    ASSERT_GT(events.size(), 15u);
+    second_view_schema(db);
+    auto rows = [&](const std::string& schema) {
+        pqxx::connection admin{db.admin_url()};
+        pqxx::read_transaction txn{admin};
+        std::vector<std::string> out;
+        for (const auto& r : txn.exec("SELECT t::text FROM " + schema + ".sagas t ORDER BY 1")) {
+            out.push_back(r[0].as<std::string>());
+        }
+        return out;
+    };
+    pqxx::connection projector{db.projector_url()};
+    eventstore::EventStore::prepare(projector);
+    auto one_by_one = sagas::saga_view_projection("read", &upcasters());
+    auto batched = sagas::saga_view_projection("other", &upcasters());
+    const std::size_t sizes[] = {1, 2, 3, 5, 8};
+    std::size_t at = 0;
+    for (std::size_t b = 0; at < events.size(); ++b) {
+        const auto end = std::min(events.size(), at + sizes[b % 5]);
+        projections::EventRefs batch;
+        for (std::size_t i = at; i < end; ++i) {
+            apply_view(projector, *one_by_one, events[i]);
+            batch.push_back(&events[i]);
+        }
+        pqxx::work txn{projector};
+        projections::SqlReadModelTxn target{txn};
+        batched->apply_batch(target, batch);
+        txn.commit();
+        ASSERT_EQ(rows("other"), rows("read")) << "after events " << at << " to " << end;
+        at = end;
+    }
+    EXPECT_EQ(rows("read").size(), 2u);
 }
 
 // A command side that answers every command after `delay`, and notes which runner sent

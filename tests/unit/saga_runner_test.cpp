@@ -6,10 +6,13 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "domain/schema.hpp"
@@ -22,6 +25,7 @@
 #include "sagas/memory_schedule.hpp"
 #include "sagas/process_stream.hpp"
 #include "sagas/runner.hpp"
+#include "tests/support/conditions.hpp"
 
 namespace ordo::sagas {
 namespace {
@@ -146,7 +150,7 @@ class SagaRunnerOnMemory : public ::testing::Test {
 
     platform::ManualClock clock_;
     eventstore::MemoryStore store_{clock_};
-    MemorySchedule schedule_{clock_, store_};
+    MemorySchedule schedule_{clock_};
     FakeBus bus_;
     platform::metrics::Registry metrics_;
     RunnerOptions options_;
@@ -300,7 +304,13 @@ TEST_F(SagaRunnerOnMemory, AnAppendByAnotherWriterMidRoundMakesTheRunnerReloadAn
     EXPECT_TRUE(contains(sent, kStream + "/void/1"));
     EXPECT_TRUE(contains(sent, kStream + "/cancel/1"));
     EXPECT_FALSE(contains(sent, kStream + "/confirm/1"));
-    // The intake marked it due meanwhile; the runner saw the process to its end.
+    // The intake marked it due while the runner held it: due once more, though the runner
+    // saw its event. That run finds the process ended, sends nothing and takes it off the
+    // schedule.
+    ASSERT_TRUE(schedule_.row(kStream).has_value());
+    EXPECT_EQ(schedule_.row(kStream)->due_at, clock_.now());
+    EXPECT_EQ(runner().run_due(), 1u);
+    EXPECT_EQ(bus_.sent().size(), sent.size());
     EXPECT_FALSE(schedule_.row(kStream).has_value());
 }
 
@@ -351,10 +361,132 @@ TEST_F(SagaRunnerOnMemory, ProcessesClaimedTogetherAreFencedFromTheClaimOn) {
         EXPECT_EQ(id.rfind("saga.fulfillment-o-2/", 0), std::string::npos) << id;
 }
 
+// A schedule that notes what each claim asked for and got.
+class CountingSchedule final : public ProcessSchedule {
+   public:
+    explicit CountingSchedule(ProcessSchedule& inner) : inner_{inner} {}
+    std::vector<Claim> claim(std::size_t batch, std::chrono::seconds lease) override {
+        auto claims = inner_.claim(batch, lease);
+        std::lock_guard lock{mutex_};
+        asked_.push_back(batch);
+        if (!claims.empty()) got_.push_back(claims.size());
+        return claims;
+    }
+    bool renew(Claim& claim, std::chrono::seconds lease) override {
+        return inner_.renew(claim, lease);
+    }
+    void reschedule(const Claim& claim, std::optional<std::chrono::milliseconds> wake) override {
+        inner_.reschedule(claim, wake);
+    }
+    void set_aside(const Claim& claim, std::chrono::seconds delay) override {
+        inner_.set_aside(claim, delay);
+    }
+    std::vector<std::size_t> asked() {
+        std::lock_guard lock{mutex_};
+        return asked_;
+    }
+    std::vector<std::size_t> got() {  // the claims that found something
+        std::lock_guard lock{mutex_};
+        return got_;
+    }
+
+   private:
+    ProcessSchedule& inner_;
+    std::mutex mutex_;
+    std::vector<std::size_t> asked_;
+    std::vector<std::size_t> got_;
+};
+
+std::string order_stream(int n) {
+    return "saga.fulfillment-o-" + std::to_string(n);
+}
+
+// run() claims for all its workers, several processes a round trip, and every process runs
+// once to its end: each command sent once.
+TEST_F(SagaRunnerOnMemory, RunClaimsForItsWorkersManyAtATimeAndRunsEachProcessOnce) {
+    constexpr int kOrders = 12;
+    for (int i = 1; i <= kOrders; ++i) place("o-" + std::to_string(i));
+    options_.workers = 3;
+    CountingSchedule counting{schedule_};
+    Runner runner{options_, store_, counting, bus_, clock_, platform::Logger::null_logger(),
+                  metrics_};
+    std::atomic<bool> stop{false};
+    std::thread running{[&] { runner.run(stop); }};
+    const bool ended = testing::eventually(
+        [&] {
+            for (int i = 1; i <= kOrders; ++i) {
+                if (load_process(store_, order_stream(i)).state.status !=
+                    ProcessStatus::kCompleted) {
+                    return false;
+                }
+            }
+            return true;
+        },
+        std::chrono::seconds(30), std::chrono::milliseconds(5));
+    stop = true;
+    running.join();
+    ASSERT_TRUE(ended);
+
+    auto sent = bus_.sent();
+    EXPECT_EQ(sent.size(), 5u * kOrders);
+    EXPECT_EQ(std::set<std::string>(sent.begin(), sent.end()).size(), sent.size());
+    for (int i = 1; i <= kOrders; ++i) EXPECT_FALSE(schedule_.row(order_stream(i)).has_value());
+    // Two per worker in hand: the first claim asks for six, and the twelve came in fewer
+    // claims than processes.
+    ASSERT_FALSE(counting.asked().empty());
+    EXPECT_EQ(counting.asked().front(), 6u);
+    for (auto asked : counting.asked()) EXPECT_LE(asked, 6u);
+    const auto got = counting.got();
+    EXPECT_EQ(std::accumulate(got.begin(), got.end(), std::size_t{0}), std::size_t{kOrders});
+    ASSERT_FALSE(got.empty());
+    EXPECT_EQ(got.front(), 6u) << "the first claim took six processes in one round trip";
+}
+
+// A runner that stops hands back, due at once, what it claimed but did not start; the
+// process a worker was running is seen to its end.
+TEST_F(SagaRunnerOnMemory, StoppingHandsBackWhatWasClaimedButNotStarted) {
+    place("o-1");
+    clock_.advance(1ms);
+    place("o-2");
+    std::promise<void> release;
+    auto released = release.get_future().share();
+    bus_.on_send = [released](const std::string&) { released.wait(); };
+    std::atomic<bool> stop{false};
+    std::thread running{[&] { runner().run(stop); }};
+    // Stops the runner and lets its held command go, also when an assertion below fails.
+    auto stopped = [&, done = false]() mutable {
+        if (done) return;
+        done = true;
+        stop = true;
+        release.set_value();
+        running.join();
+    };
+    struct Guard {
+        decltype(stopped)& stop;
+        ~Guard() { stop(); }
+    } guard{stopped};
+    // One worker: o-1 runs (its first command held), o-2 waits in the queue.
+    ASSERT_TRUE(testing::eventually(
+        [&] {
+            auto queued = schedule_.row(order_stream(2));
+            return !bus_.sent().empty() && queued && queued->leased_until.has_value();
+        },
+        std::chrono::seconds(30), std::chrono::milliseconds(5)));
+    stopped();
+
+    EXPECT_EQ(process().state.status, ProcessStatus::kCompleted);
+    for (const auto& id : bus_.sent()) {
+        EXPECT_EQ(id.rfind(order_stream(2) + "/", 0), std::string::npos) << id;
+    }
+    auto handed_back = schedule_.row(order_stream(2));
+    ASSERT_TRUE(handed_back.has_value());
+    EXPECT_FALSE(handed_back->leased_until.has_value());
+    EXPECT_EQ(handed_back->due_at, clock_.now());
+}
+
 TEST(MemorySchedule, ALeasedProcessIsNotClaimedAgainUntilItsLeasePasses) {
     platform::ManualClock clock;
-    eventstore::MemoryStore store{clock};
-    MemorySchedule schedule{clock, store};
+    MemorySchedule schedule{clock};
     schedule.mark_due("saga.fulfillment-a");
     auto first = schedule.claim(10, 10s);
     ASSERT_EQ(first.size(), 1u);
@@ -367,29 +499,36 @@ TEST(MemorySchedule, ALeasedProcessIsNotClaimedAgainUntilItsLeasePasses) {
     // The first claim is fenced off: it neither renews nor releases the row.
     EXPECT_FALSE(schedule.renew(first.front(), 10s));
     schedule.set_aside(first.front(), 1s);
-    schedule.reschedule(first.front(), 0, std::nullopt);
+    schedule.reschedule(first.front(), std::nullopt);
     ASSERT_TRUE(schedule.row("saga.fulfillment-a").has_value());
     EXPECT_EQ(schedule.row("saga.fulfillment-a")->leased_until, clock.now() + 10s);
 }
 
-TEST(MemorySchedule, AProcessThatGotEventsMeanwhileIsDueAtOnce) {
+TEST(MemorySchedule, AProcessMarkedDueWhileClaimedIsDueAtOnce) {
     platform::ManualClock clock;
-    eventstore::MemoryStore store{clock};
-    MemorySchedule schedule{clock, store};
+    MemorySchedule schedule{clock};
     const std::string stream = "saga.fulfillment-a";
-    store.append(stream, eventstore::ExpectedVersion::any(),
-                 {{platform::new_uuid(), "FactObserved", {}, {}},
-                  {platform::new_uuid(), "FactObserved", {}, {}}});
     schedule.mark_due(stream);
     auto claim = schedule.claim(1, 10s).at(0);
-    schedule.reschedule(claim, 1, 5s);  // the runner left it at version 1: one event since
+    schedule.mark_due(stream);  // the intake appended to it while the runner held it
+    schedule.reschedule(claim, 5s);
     EXPECT_EQ(schedule.row(stream)->due_at, clock.now());
     EXPECT_FALSE(schedule.row(stream)->leased_until.has_value());
 
+    // Claimed again, nothing new: the wake-up it asks for; with none, off the schedule,
+    // unless a mark came meanwhile.
     claim = schedule.claim(1, 10s).at(0);
-    schedule.reschedule(claim, 2, 5s);
+    schedule.reschedule(claim, 5s);
     EXPECT_EQ(schedule.row(stream)->due_at, clock.now() + 5s);
     EXPECT_TRUE(schedule.claim(1, 10s).empty());
+    clock.advance(5s);
+    claim = schedule.claim(1, 10s).at(0);
+    schedule.mark_due(stream);
+    schedule.reschedule(claim, std::nullopt);
+    EXPECT_EQ(schedule.row(stream)->due_at, clock.now());
+    claim = schedule.claim(1, 10s).at(0);
+    schedule.reschedule(claim, std::nullopt);
+    EXPECT_FALSE(schedule.row(stream).has_value());
 }
 
 TEST(ProcessStream, FoldsAStreamLongerThanAPageAndStopsWhereAsked) {

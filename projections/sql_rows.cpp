@@ -1,0 +1,32 @@
+// SqlRows: rows as JSON text, sent in chunks.
+
+#include "projections/sql_rows.hpp"
+
+namespace ordo::projections {
+
+void SqlRows::add(const nlohmann::json& row, std::string_view raw_name, std::string_view raw_json) {
+    text_ += text_.empty() ? "[" : ",";
+    if (raw_name.empty()) {
+        text_ += row.dump();
+    } else {
+        // The object's text without its closing brace, then the raw field.
+        auto object = row.dump();
+        object.pop_back();
+        text_ += object;
+        if (object.size() > 1) text_ += ',';
+        text_ += nlohmann::json(raw_name).dump();
+        text_ += ':';
+        text_ += raw_json;
+        text_ += '}';
+    }
+    if (text_.size() >= chunk_bytes_) done();
+}
+
+void SqlRows::done() {
+    if (text_.empty()) return;
+    text_ += ']';
+    txn_.exec_params(sql_, text_);
+    text_.clear();
+}
+
+}  // namespace ordo::projections
