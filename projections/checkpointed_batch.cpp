@@ -38,8 +38,8 @@ std::string describe(const std::exception_ptr& error) {
     }
 }
 
-bool handles(const Projection& projection, const eventstore::RecordedEvent& event) {
-    const auto categories = projection.categories();
+// Whether a projection of `categories` (none: every category) reads `event`.
+bool handles(const std::vector<std::string>& categories, const eventstore::RecordedEvent& event) {
     return categories.empty() ||
            std::find(categories.begin(), categories.end(), event.category) != categories.end();
 }
@@ -62,10 +62,12 @@ Checkpoint lock(SlotTxn& txn, Slot& slot) {
 void apply_batch(SlotTxn& txn, Projection& projection,
                  const std::vector<eventstore::RecordedEvent>& events,
                  std::vector<std::string>& applied_at) {
+    // The categories once per batch: a wrapped projection builds the list on every call.
+    const auto categories = projection.categories();
     EventRefs mine;
     mine.reserve(events.size());
     for (const auto& event : events) {
-        if (handles(projection, event)) mine.push_back(&event);
+        if (handles(categories, event)) mine.push_back(&event);
     }
     if (mine.empty()) return;
     projection.apply_batch(txn, mine);
@@ -260,7 +262,7 @@ bool CheckpointedBatch::settle(Slot& slot) {
             if (settlement == Settlement::apply_again) {
                 try {
                     txn.savepoint([&](ReadModelTxn& one) {
-                        if (handles(*slot.projection, letter.event)) {
+                        if (handles(slot.projection->categories(), letter.event)) {
                             slot.projection->apply(one, letter.event);
                         }
                     });

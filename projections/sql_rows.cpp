@@ -9,6 +9,17 @@
 
 namespace ordo::projections {
 
+// Prepared on each connection at its first use, named after the statement: planning a
+// recordset statement every time cost more than the statement per event it replaced (about
+// 0.15 ms, measured with pgbench against the same statement prepared).
+SqlRows::SqlRows(pqxx::transaction_base& txn, std::string sql, std::size_t chunk_bytes)
+    : txn_{txn},
+      sql_{std::move(sql)},
+      name_{"ordo_rows_" + std::to_string(std::hash<std::string>{}(sql_))},
+      chunk_bytes_{chunk_bytes} {
+    txn_.conn().prepare(name_, sql_);
+}
+
 void SqlRows::add(const nlohmann::json& row, std::string_view raw_name, std::string_view raw_json) {
     text_ += text_.empty() ? "[" : ",";
     if (raw_name.empty()) {
@@ -30,12 +41,7 @@ void SqlRows::add(const nlohmann::json& row, std::string_view raw_name, std::str
 void SqlRows::done() {
     if (text_.empty()) return;
     text_ += ']';
-    // Prepared on each connection at its first use, named after the statement: planning a
-    // recordset statement every time cost more than the statement per event it replaced
-    // (about 0.15 ms, measured with pgbench against the same statement prepared).
-    const auto name = "ordo_rows_" + std::to_string(std::hash<std::string>{}(sql_));
-    txn_.conn().prepare(name, sql_);
-    txn_.exec_prepared(name, text_);
+    txn_.exec_prepared(name_, text_);
     text_.clear();
 }
 

@@ -23,8 +23,7 @@ class SqlRows {
    public:
     static constexpr std::size_t kChunkBytes = 1 << 20;
 
-    SqlRows(pqxx::transaction_base& txn, std::string sql, std::size_t chunk_bytes = kChunkBytes)
-        : txn_{txn}, sql_{std::move(sql)}, chunk_bytes_{chunk_bytes} {}
+    SqlRows(pqxx::transaction_base& txn, std::string sql, std::size_t chunk_bytes = kChunkBytes);
 
     // Adds `row`, with `raw_json` (JSON text already serialized, such as an order's lines)
     // as its field `raw_name` when that is not empty.
@@ -37,6 +36,7 @@ class SqlRows {
    private:
     pqxx::transaction_base& txn_;
     std::string sql_;
+    std::string name_;  // of the prepared statement
     std::size_t chunk_bytes_;
     std::string text_;  // "[" and the rows so far, without the closing bracket
 };
