@@ -66,7 +66,13 @@ receipt() {
 until_true 30 "a receipt" receipt
 post /v1/accounts/acct-1/deposits '{"amount": 1000}' >/dev/null || fail "a deposit"
 
-# One command instance killed: HAProxy sends everything to the other.
+# One command instance killed: HAProxy sends everything to the other, once it has seen that
+# other one ready (two health checks): a write before that meets HAProxy's own 503.
+both_up() {
+    [[ $(curl -sf --max-time 2 "http://127.0.0.1:$((ORDO_CLUSTER_BASE_PORT + 82))/;csv" |
+        awk -F, '$1 == "command" && $2 ~ /^command[01]$/ && $18 == "UP"' | wc -l) == 2 ]]
+}
+until_true 60 "both command instances up in HAProxy" both_up
 pid=$(pgrep -f -- "serve command .*--address 127\.0\.0\.1:$((ORDO_CLUSTER_BASE_PORT + 90))" || true)
 [[ $pid =~ ^[0-9]+$ ]] || fail "not one first command instance: '$pid'"
 kill -KILL "$pid"
