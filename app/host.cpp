@@ -22,8 +22,10 @@
 
 #include <pqxx/pqxx>
 
+#include "eventstore/shard_catalog.hpp"
 #include "eventstore/topology.hpp"
 #include "platform/core/config.hpp"
+#include "platform/core/errors.hpp"
 #include "platform/pg/pg.hpp"
 
 namespace ordo::app {
@@ -377,24 +379,30 @@ int run_until_stopped(StopSignals& signals, platform::http::Server& server,
 
 std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& database_url,
                                        int partitions, PartitionRole role,
-                                       const platform::Logger& log) {
+                                       const platform::Logger& log, eventstore::ShardMap* map) {
     std::string last_error;
     for (;;) {
         try {
             pqxx::connection connection{
                 platform::pg::connection_url(database_url, "ordo-partition-count")};
             pqxx::work txn{connection};
-            if (role == PartitionRole::record) {
+            if (partitions == 0) {
+                // No count of its own: the map as written decides.
+            } else if (role == PartitionRole::record) {
                 eventstore::claim_partition_count(txn, partitions);
             } else {
                 eventstore::check_partition_count(txn, partitions);
             }
+            if (map) *map = eventstore::shard_map_for(txn, partitions);
             txn.commit();
             return std::nullopt;
         } catch (const eventstore::PartitionCountMismatch& e) {
             log.error(
                 "refusing to start: wrong partition count",
                 {{"recorded", e.recorded()}, {"configured", partitions}, {"error", e.what()}});
+            return 2;
+        } catch (const platform::InvalidInput& e) {
+            log.error("refusing to start: the shard map cannot be used", {{"error", e.what()}});
             return 2;
         } catch (const std::exception& e) {
             if (!signals) {
@@ -414,6 +422,15 @@ std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& 
         }
         if (signals->wait_for(std::chrono::seconds(1))) return 0;
     }
+}
+
+std::optional<int> refuse_several_shards(const eventstore::ShardMap& map, const char* service,
+                                         const platform::Logger& log) {
+    if (map.shards().size() <= 1) return std::nullopt;
+    log.error(
+        "refusing to start: this service does not yet run over several shards",
+        {{"service", service}, {"shards", map.shards().size()}, {"map_version", map.version()}});
+    return 2;
 }
 
 }  // namespace ordo::app

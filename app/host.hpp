@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "eventstore/shard_map.hpp"
 #include "platform/core/log.hpp"
 #include "platform/http/http_server.hpp"
 #include "platform/http/otlp.hpp"
@@ -124,10 +125,21 @@ int run_until_stopped(StopSignals& signals, platform::http::Server& server,
 // command (no `signals`) tries once. Returns nullopt to go on, else the exit code: 2
 // (logged, naming both counts) on a mismatch or, for a one-shot command, any failure; 0
 // when a stop signal came first.
+//
+// With `map`, it also reads the shard map in the same transaction (eventstore::shard_map_for:
+// the implicit one-shard map when none is written) into *map; a written map of another
+// partition count is a mismatch too. `partitions` 0 (a service with no count of its own, the
+// command service) records and compares nothing and takes the map as written.
 enum class PartitionRole { record, compare };
 std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& database_url,
                                        int partitions, PartitionRole role,
-                                       const platform::Logger& log);
+                                       const platform::Logger& log,
+                                       eventstore::ShardMap* map = nullptr);
+
+// For a service that does not yet read or write more than one shard: exit code 2 (logged,
+// naming the service) when `map` has several, nullopt to go on (docs/scaling.md).
+std::optional<int> refuse_several_shards(const eventstore::ShardMap& map, const char* service,
+                                         const platform::Logger& log);
 
 // "<host>:<pid>", naming this process in checkpoints and logs.
 std::string instance_name();

@@ -328,6 +328,12 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1, 87600))
         ->capture_default_str();
     app::add_replicas_option(serve_relay, relay_options.nats_replicas, "The stream's");
+    serve_relay
+        ->add_option("--shard", relay_options.shard,
+                     "The shard of the map this relay publishes (0 without a map)")
+        ->envname("ORDO_RELAY_SHARD")
+        ->check(CLI::Range(0, eventstore::kMaxShards - 1))
+        ->capture_default_str();
     add_tls_options(serve_relay, relay_options.tls, false);
     serve_relay->callback([&] {
         app::require_nats(relay_options.nats, "relay");
@@ -551,6 +557,38 @@ int main(int argc, char** argv) {
                                            "dead-letters", platform::parse_log_level(log_level)));
         });
     }
+
+    auto* shards = cli.add_subcommand("shards", "The event store's shards: the partition map");
+    shards->require_subcommand(1);
+    app::ShardsOptions shards_options;
+    shards
+        ->add_option("--database-url", shards_options.database_url,
+                     "PostgreSQL URL of the migrator role on the control database")
+        ->envname("ORDO_MIGRATOR_URL")
+        ->required();
+    shards->add_option("--partitions", shards_options.partitions, "Partitions (P)")
+        ->envname("ORDO_PARTITIONS")
+        ->check(CLI::Range(1, eventstore::kMaxPartitions))
+        ->capture_default_str();
+    auto* shards_init = shards->add_subcommand(
+        "init", "Write the first shard map of a new store: partitions spread over the shards");
+    shards_init
+        ->add_option("--shard", shards_options.shards,
+                     "<id>=<host[:port][,host[:port]...]>/<database>, once per shard")
+        ->required();
+    auto* shards_list =
+        shards->add_subcommand("list", "Show the partitions, size and relay leader of each shard");
+    shards_list->add_flag("--json", shards_options.json, "One JSON object");
+    shards_init->callback([&] {
+        rc = app::run_shards_init(
+            shards_options,
+            platform::Logger::stderr_logger("shards", platform::parse_log_level(log_level)));
+    });
+    shards_list->callback([&] {
+        rc = app::run_shards_list(
+            shards_options,
+            platform::Logger::stderr_logger("shards", platform::parse_log_level(log_level)));
+    });
 
     auto* token = cli.add_subcommand("token", "Issue API tokens");
     token->require_subcommand(1);

@@ -99,10 +99,12 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     auto server = start_server(signals, options.address, options.tls, server_options,
                                std::move(router), log, registry);
     if (!server) return 1;
+    auto map = eventstore::ShardMap::single(options.partitions);
     if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
-                                      PartitionRole::record, log)) {
+                                      PartitionRole::record, log, &map)) {
         return *rc;
     }
+    if (auto rc = refuse_several_shards(map, "projector", log)) return *rc;
     log.info("projector running",
              {{"partitions", options.partitions}, {"metrics", options.address}});
 

@@ -36,9 +36,11 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     }
     StopSignals signals;
     // Before serving: a read compares its token with the checkpoint of its partition.
+    auto map = eventstore::ShardMap::single(partitions);
     if (auto rc = agree_on_partitions(&signals, options.database_url, partitions,
-                                      PartitionRole::compare, log))
+                                      PartitionRole::compare, log, &map))
         return *rc;
+    if (auto rc = refuse_several_shards(map, "query", log)) return *rc;
 
     platform::metrics::Registry registry;
     auto spans = span_exporter("ordo-query", log, registry);

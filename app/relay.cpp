@@ -1,5 +1,6 @@
 // `ordo serve relay`: the process that publishes the event store to JetStream.
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -19,17 +20,40 @@ namespace ordo::app {
 // `ordo serve relay`: the store to JetStream; health and metrics over HTTP.
 int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
     StopSignals signals;
+    // A relay serves one shard: the control database's map says where it is (shard 0 of a
+    // store without a map is the database itself), and the shard keeps its partition count.
+    auto map = eventstore::ShardMap::single(options.partitions);
+    if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
+                                      PartitionRole::record, log, &map)) {
+        return *rc;
+    }
+    if (options.shard >= static_cast<int>(eventstore::kMaxShards) ||
+        std::none_of(map.shards().begin(), map.shards().end(),
+                     [&](const auto& s) { return s.id == options.shard; })) {
+        log.error("refusing to start: the shard map has no such shard",
+                  {{"shard", options.shard}, {"map_version", map.version()}});
+        return 2;
+    }
+    const auto database_url =
+        eventstore::shard_url(options.database_url, map.location(options.shard));
+    if (map.version() > 0) {
+        if (auto rc = agree_on_partitions(&signals, database_url, options.partitions,
+                                          PartitionRole::record, log)) {
+            return *rc;
+        }
+    }
 
     platform::metrics::Registry registry;
     auto spans = span_exporter("ordo-relay", log, registry);
     platform::jetstream::Client jetstream{options.nats, log.with_component("jetstream"), &registry};
-    relay::Relay relay{{.database_url = options.database_url,
+    relay::Relay relay{{.database_url = database_url,
                         .partitions = options.partitions,
                         .stream = options.stream,
                         .subject_prefix = options.subject_prefix,
                         .duplicate_window = std::chrono::seconds(options.duplicate_window_seconds),
                         .max_age = std::chrono::hours(options.max_age_hours),
                         .replicas = options.nats_replicas,
+                        .shard = options.shard,
                         .instance = instance_name(),
                         .spans = spans.get()},
                        jetstream,
@@ -37,7 +61,7 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
                        registry};
 
     // /readyz checks PostgreSQL and NATS through these; the relay has its own connections.
-    platform::pg::Pool health_pool{{.url = options.database_url, .size = 1, .name = "health"}};
+    platform::pg::Pool health_pool{{.url = database_url, .size = 1, .name = "health"}};
     platform::nats::Connection health_nats{options.nats, log.with_component("nats"), &registry};
     platform::http::Router router;
     platform::add_service_routes(router, registry, health_pool, health_nats);
@@ -48,11 +72,8 @@ int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
     auto server = start_server(signals, options.address, options.tls, server_options,
                                std::move(router), log, registry);
     if (!server) return 1;
-    if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
-                                      PartitionRole::record, log)) {
-        return *rc;
-    }
     log.info("relay serving health and metrics", {{"address", options.address},
+                                                  {"shard", options.shard},
                                                   {"stream", options.stream},
                                                   {"subject_prefix", options.subject_prefix},
                                                   {"partitions", options.partitions}});

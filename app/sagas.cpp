@@ -141,10 +141,12 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     auto server = start_server(signals, options.address, options.tls, server_options,
                                std::move(router), log, registry);
     if (!server) return 1;
+    auto map = eventstore::ShardMap::single(options.partitions);
     if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
-                                      PartitionRole::record, log)) {
+                                      PartitionRole::record, log, &map)) {
         return *rc;
     }
+    if (auto rc = refuse_several_shards(map, "sagas", log)) return *rc;
     log.info("saga runner running",
              {{"mode", options.mode}, {"workers", options.workers}, {"metrics", options.address}});
 

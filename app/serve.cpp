@@ -9,6 +9,7 @@
 #include "command/service.hpp"
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
+#include "eventstore/pg_shards.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/nats.hpp"
 #include "platform/pg/pg.hpp"
@@ -31,10 +32,36 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
                              .preparers = {&eventstore::EventStore::prepare}}};
     pool.register_metrics(registry);
     platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
-    eventstore::AppendNotifier notifier{options.database_url, log.with_component("notifier")};
+    // The shard map decides where each stream's commands run; a store without one is a
+    // single shard, this very database.
+    auto map = eventstore::ShardMap::single(eventstore::kDefaultPartitions);
+    if (auto rc = agree_on_partitions(&signals, options.database_url, 0, PartitionRole::compare,
+                                      log, &map)) {
+        return *rc;
+    }
     const auto upcasters = event_upcasters();
-    command::Executor executor{pool, &notifier, registry, log, {.upcasters = &upcasters}};
-    command::CommandService service{executor, log};
+    std::unique_ptr<eventstore::AppendNotifier> notifier;
+    std::unique_ptr<eventstore::PgShards> shards;
+    std::unique_ptr<command::Executor> executor;
+    if (map.version() == 0) {
+        notifier = std::make_unique<eventstore::AppendNotifier>(options.database_url,
+                                                                log.with_component("notifier"));
+        executor = std::make_unique<command::Executor>(
+            pool, notifier.get(), registry, log,
+            command::Executor::Options{.upcasters = &upcasters});
+    } else {
+        shards = std::make_unique<eventstore::PgShards>(
+            map,
+            eventstore::PgShardsOptions{
+                .url = options.database_url, .pool = pool.options(), .upcasters = &upcasters},
+            log);
+        shards->register_metrics(registry);
+        executor = std::make_unique<command::Executor>(*shards, registry, log,
+                                                       command::Executor::Options{});
+        log.info("commands run on the shards of the map",
+                 {{"map_version", map.version()}, {"shards", map.shards().size()}});
+    }
+    command::CommandService service{*executor, log};
 
     platform::http::Router router;
     service.register_routes(router);
@@ -60,7 +87,7 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
         try {
             // Idempotency keys are promised for at least 24 hours; keep them for 48. Small
             // batches every few minutes keep up with any rate the service can append at.
-            auto expired = executor.expire(std::chrono::hours(48));
+            auto expired = executor->expire(std::chrono::hours(48));
             if (expired.records > 0) {
                 log.info("idempotency keys expired",
                          {{"records", expired.records}, {"batches", expired.batches}});

@@ -88,10 +88,25 @@ struct RelayServeOptions {
     int duplicate_window_seconds = 120;
     int max_age_hours = 168;
     int nats_replicas = 1;  // the stream's copies over a JetStream cluster
+    int shard = 0;          // the shard of the map this relay publishes
     ListenerTls tls;
 };
 
 int run_relay(const RelayServeOptions& options, const platform::Logger& log);
+
+// `ordo shards init` and `ordo shards list` (docs/scaling.md).
+struct ShardsOptions {
+    std::string database_url;  // the control database, as the migrator role
+    int partitions = eventstore::kDefaultPartitions;
+    std::vector<std::string> shards;  // init: "<id>=<hosts>/<database>" each
+    bool json = false;                // list: one JSON object
+};
+
+// Migrates every shard, checks that none holds a stream of a partition the new map gives to
+// another, and writes the first map (partitions spread round-robin). 0, or 2 (refused) / 1.
+int run_shards_init(const ShardsOptions& options, const platform::Logger& log);
+// The map, and each shard's partitions, size and relay leader; 1 when a shard is unreachable.
+int run_shards_list(const ShardsOptions& options, const platform::Logger& log);
 
 int run_dev(const DevOptions& options, const platform::Logger& log);
 

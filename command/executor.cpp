@@ -39,19 +39,27 @@ std::unique_ptr<eventstore::Store> pg_store(platform::pg::Pool& pool,
 
 Executor::Executor(eventstore::Store& store, platform::metrics::Registry& metrics,
                    platform::Logger log, Options options)
-    : Executor(nullptr, &store, metrics, std::move(log), options) {}
+    : Executor(nullptr, std::make_unique<eventstore::OneShard>(store), nullptr, metrics,
+               std::move(log), options) {}
+
+Executor::Executor(eventstore::Shards& shards, platform::metrics::Registry& metrics,
+                   platform::Logger log, Options options)
+    : Executor(nullptr, nullptr, &shards, metrics, std::move(log), options) {}
 
 Executor::Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifier,
                    platform::metrics::Registry& metrics, platform::Logger log, Options options)
-    : Executor(pg_store(pool, notifier, metrics, options.upcasters), nullptr, metrics,
+    : Executor(pg_store(pool, notifier, metrics, options.upcasters), nullptr, nullptr, metrics,
                std::move(log), options) {}
 
 Executor::~Executor() = default;
 
-Executor::Executor(std::unique_ptr<eventstore::Store> owned, eventstore::Store* borrowed,
+Executor::Executor(std::unique_ptr<eventstore::Store> owned_store,
+                   std::unique_ptr<eventstore::Shards> owned_shards, eventstore::Shards* borrowed,
                    platform::metrics::Registry& metrics, platform::Logger log, Options options)
-    : owned_{std::move(owned)},
-      store_{borrowed ? *borrowed : *owned_},
+    : owned_store_{std::move(owned_store)},
+      owned_shards_{owned_store_ ? std::make_unique<eventstore::OneShard>(*owned_store_)
+                                 : std::move(owned_shards)},
+      shards_{borrowed ? *borrowed : *owned_shards_},
       log_{std::move(log)},
       options_{options},
       conflicts_{metrics.counter("ordo_command_conflicts_total",
@@ -86,17 +94,19 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
             // Later attempts have started already: they wait for a connection as long as
             // the store allows, not only what is left of the start timeout.
             auto by = attempt == 1 ? std::optional{deadline} : std::nullopt;
-            auto reply = store_.transact(by, [&](eventstore::Session& session) -> ApiResponse {
-                if (dedup) {
-                    if (auto stored = claim_or_replay(session, *dedup)) return *stored;
-                }
-                auto reply = unit(session);
-                if (dedup) {
-                    if (reply.status >= 500) throw std::logic_error("a 5xx outcome is not final");
-                    session.record_outcome(dedup->key, reply.status, reply.body);
-                }
-                return reply;
-            });
+            auto reply =
+                shards_.of(stream).transact(by, [&](eventstore::Session& session) -> ApiResponse {
+                    if (dedup) {
+                        if (auto stored = claim_or_replay(session, *dedup)) return *stored;
+                    }
+                    auto reply = unit(session);
+                    if (dedup) {
+                        if (reply.status >= 500)
+                            throw std::logic_error("a 5xx outcome is not final");
+                        session.record_outcome(dedup->key, reply.status, reply.body);
+                    }
+                    return reply;
+                });
             if (reply.replayed) replays_.inc();
             if (reply.appended) appends_.inc();
             return reply;
@@ -117,15 +127,20 @@ Executor::Expired Executor::expire(std::chrono::hours age, std::int64_t batch, i
     if (batch < 1 || max_batches < 1) {
         throw std::invalid_argument("expire needs a batch and max_batches of at least 1");
     }
-    // One cutoff for the whole run: keys recorded meanwhile are not its business.
-    const auto cutoff = store_.key_cutoff(age);
     Expired expired;
-    for (;;) {
-        auto deleted = store_.expire_keys(cutoff, batch);
-        ++expired.batches;
-        expired.records += deleted;
-        if (deleted < batch || expired.batches >= max_batches) return expired;
+    for (auto* store : shards_.all()) {
+        // One cutoff for the whole run on a shard: keys recorded meanwhile are not its
+        // business.
+        const auto cutoff = store->key_cutoff(age);
+        for (;;) {
+            if (expired.batches >= max_batches) return expired;
+            auto deleted = store->expire_keys(cutoff, batch);
+            ++expired.batches;
+            expired.records += deleted;
+            if (deleted < batch) break;
+        }
     }
+    return expired;
 }
 
 }  // namespace ordo::command

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "eventstore/shards.hpp"
 #include "eventstore/store.hpp"
 #include "platform/core/keyed_turns.hpp"
 #include "platform/core/log.hpp"
@@ -77,6 +78,10 @@ class Executor {
     // outlives the executor.
     Executor(eventstore::Store& store, platform::metrics::Registry& metrics, platform::Logger log,
              Options options);
+    // On the stores of a sharded deployment: each command runs on its stream's shard.
+    // `shards` outlives the executor.
+    Executor(eventstore::Shards& shards, platform::metrics::Registry& metrics, platform::Logger log,
+             Options options);
     // On the PostgreSQL store of `pool` (prepared with EventStore::prepare), which signals
     // `notifier` (optional) after each command that appended.
     Executor(platform::pg::Pool& pool, eventstore::AppendNotifier* notifier,
@@ -92,7 +97,8 @@ class Executor {
     // Deletes dedup records older than `age`, in transactions of at most `batch` rows each
     // (oldest first), so that expiry never holds a long transaction or a large lock set,
     // until none older is left or `max_batches` ran (the caller's loop must stay free to
-    // notice a stop signal; the next run goes on). Throws std::invalid_argument for a batch
+    // notice a stop signal; the next run goes on). Every shard in turn, each by its own
+    // clock; `max_batches` bounds the whole run. Throws std::invalid_argument for a batch
     // or max_batches below 1.
     struct Expired {
         std::int64_t records = 0;
@@ -101,12 +107,15 @@ class Executor {
     Expired expire(std::chrono::hours age, std::int64_t batch = 5000, int max_batches = 100);
 
    private:
-    // Either `owned` or `borrowed` is the store.
-    Executor(std::unique_ptr<eventstore::Store> owned, eventstore::Store* borrowed,
+    // `owned_store` (when built on a pool) backs `owned_shards` (when built on one store), or
+    // `borrowed` are the shards.
+    Executor(std::unique_ptr<eventstore::Store> owned_store,
+             std::unique_ptr<eventstore::Shards> owned_shards, eventstore::Shards* borrowed,
              platform::metrics::Registry& metrics, platform::Logger log, Options options);
 
-    std::unique_ptr<eventstore::Store> owned_;  // when built on a pool
-    eventstore::Store& store_;
+    std::unique_ptr<eventstore::Store> owned_store_;
+    std::unique_ptr<eventstore::Shards> owned_shards_;
+    eventstore::Shards& shards_;
     platform::Logger log_;
     Options options_;
     platform::metrics::Counter& conflicts_;

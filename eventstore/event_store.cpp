@@ -438,13 +438,14 @@ void EventStore::run_session(std::optional<Deadline> deadline,
         work);
 }
 
-void EventStore::register_metrics(platform::metrics::Registry& registry) {
+void EventStore::register_metrics(platform::metrics::Registry& registry,
+                                  const std::map<std::string, std::string>& labels) {
     batch_units_ = &registry.histogram("ordo_store_batch_units",
                                        "Units of work (commands, saga steps) per group-committed "
                                        "transaction",
-                                       {}, {1, 2, 4, 8, 16, 32, 64, 128});
+                                       labels, {1, 2, 4, 8, 16, 32, 64, 128});
     registry.gauge_callback("ordo_store_queued",
-                            "Units of work waiting for a group-commit transaction", {},
+                            "Units of work waiting for a group-commit transaction", labels,
                             [this] { return static_cast<double>(group_.queued()); });
 }
 

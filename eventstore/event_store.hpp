@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -191,8 +192,10 @@ class EventStore final : public Store {
 
     // The queue of group commit: its batches so far and what waits now.
     const GroupCommit& grouping() const { return group_; }
-    // Exports the batch sizes (ordo_store_batch_units) and the queue (ordo_store_queued).
-    void register_metrics(platform::metrics::Registry& registry);
+    // Exports the batch sizes (ordo_store_batch_units) and the queue (ordo_store_queued),
+    // with `labels` (a sharded store's shard="<id>").
+    void register_metrics(platform::metrics::Registry& registry,
+                          const std::map<std::string, std::string>& labels = {});
 
    protected:
     void run_session(std::optional<Deadline> deadline,

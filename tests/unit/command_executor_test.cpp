@@ -3,12 +3,14 @@
 // refusal, and nothing).
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
 #include "command/aggregate.hpp"
 #include "command/executor.hpp"
 #include "eventstore/memory_store.hpp"
+#include "eventstore/shard_map.hpp"
 #include "platform/core/clock.hpp"
 #include "platform/core/metrics.hpp"
 
@@ -219,6 +221,54 @@ TEST_F(ExecutorOnMemory, AnUnreadableEventNamesItsIdTypeAndStream) {
         EXPECT_EQ(std::string{e.what()},
                   "cannot read event " + id + " (FromTheFuture) of " + kStream);
     }
+}
+
+// Two shards, each a store of its own, routed by a written map of 8 partitions.
+class TwoMemoryShards final : public eventstore::Shards {
+   public:
+    explicit TwoMemoryShards(const platform::Clock& clock) : first{clock}, second{clock} {}
+    eventstore::Store& of(const std::string& stream) override {
+        return map.shard_of(stream) == 0 ? static_cast<eventstore::Store&>(first) : second;
+    }
+    std::vector<eventstore::Store*> all() override { return {&first, &second}; }
+
+    eventstore::ShardMap map =
+        eventstore::ShardMap::spread(8, {{0, "db0", "ordo"}, {1, "db1", "ordo"}});
+    eventstore::MemoryStore first;
+    eventstore::MemoryStore second;
+};
+
+TEST(ExecutorOnShards, RunsEachCommandOnItsStreamsShardAndExpiresKeysOnEvery) {
+    platform::ManualClock clock;
+    TwoMemoryShards shards{clock};
+    platform::metrics::Registry metrics;
+    Executor executor{shards, metrics, platform::Logger::null_logger(), {}};
+    std::map<int, int> per_shard;
+    for (int i = 0; i < 20; ++i) {
+        const auto sku = "sku-" + std::to_string(i);
+        const auto stream = "inventory-" + sku;
+        auto receive = [&](Session& session) {
+            auto done =
+                execute<InventoryTraits>(session, stream, ReceiveStock{sku, 2}, CommandContext{});
+            return ApiResponse{200, {{"version", done.version}}, false, done.appended};
+        };
+        auto reply = executor.run(stream, Dedup{"cmd:" + stream, "f"}, receive);
+        auto again = executor.run(stream, Dedup{"cmd:" + stream, "f"}, receive);
+        EXPECT_FALSE(reply.replayed);
+        EXPECT_TRUE(again.replayed) << "the key is kept on the stream's shard";
+        const int shard = shards.map.shard_of(stream);
+        auto& own = shard == 0 ? shards.first : shards.second;
+        auto& other = shard == 0 ? shards.second : shards.first;
+        EXPECT_EQ(own.read_stream(stream, 1, 10).size(), 1u) << stream;
+        EXPECT_TRUE(other.read_stream(stream, 1, 10).empty()) << stream;
+        ++per_shard[shard];
+    }
+    EXPECT_GT(per_shard[0], 0);
+    EXPECT_GT(per_shard[1], 0);
+    clock.advance(std::chrono::hours{49});
+    auto expired = executor.expire(std::chrono::hours{48}, 5);
+    EXPECT_EQ(expired.records, 20);
+    EXPECT_EQ(shards.first.key_count() + shards.second.key_count(), 0u);
 }
 
 }  // namespace

@@ -1,0 +1,75 @@
+// PgShards: one EventStore per shard of the map, and the routing of streams to them.
+#include "eventstore/pg_shards.hpp"
+
+#include <map>
+
+#include "eventstore/append_notifier.hpp"
+#include "eventstore/event_store.hpp"
+#include "platform/core/metrics.hpp"
+#include "platform/core/partition.hpp"
+
+namespace ordo::eventstore {
+
+struct PgShards::Impl {
+    struct Shard {
+        std::unique_ptr<platform::pg::Pool> pool;
+        std::unique_ptr<AppendNotifier> notifier;
+        std::unique_ptr<EventStore> store;
+    };
+
+    ShardMap map;
+    std::map<int, Shard> shards;
+    std::vector<Store*> stores;      // by shard id, ascending
+    std::vector<EventStore*> owner;  // by partition
+
+    Impl(ShardMap m, PgShardsOptions options, const platform::Logger& log) : map{std::move(m)} {
+        for (const auto& location : map.shards()) {
+            auto url = shard_url(options.url, location);
+            auto pool_options = options.pool;
+            pool_options.url = url;
+            pool_options.name = options.pool.name + "-shard" + std::to_string(location.id);
+            Shard shard;
+            shard.pool = std::make_unique<platform::pg::Pool>(std::move(pool_options));
+            shard.notifier = std::make_unique<AppendNotifier>(
+                url, log.with_component("notifier-shard" + std::to_string(location.id)));
+            shard.store = std::make_unique<EventStore>(*shard.pool, shard.notifier.get(),
+                                                       std::nullopt, options.upcasters);
+            stores.push_back(shard.store.get());
+            shards.emplace(location.id, std::move(shard));
+        }
+        for (int p = 0; p < map.partitions(); ++p) {
+            owner.push_back(shards.at(map.shard_of_partition(p)).store.get());
+        }
+    }
+};
+
+PgShards::PgShards(ShardMap map, PgShardsOptions options, const platform::Logger& log)
+    : impl_{std::make_unique<Impl>(std::move(map), std::move(options), log)} {}
+
+PgShards::~PgShards() = default;
+
+Store& PgShards::of(const std::string& stream) {
+    return *impl_->owner[static_cast<std::size_t>(
+        platform::partition_of(stream, impl_->map.partitions()))];
+}
+
+std::vector<Store*> PgShards::all() {
+    return impl_->stores;
+}
+
+const ShardMap& PgShards::map() const {
+    return impl_->map;
+}
+
+EventStore& PgShards::shard(int id) {
+    return *impl_->shards.at(id).store;
+}
+
+void PgShards::register_metrics(platform::metrics::Registry& registry) {
+    for (auto& [id, shard] : impl_->shards) {
+        shard.pool->register_metrics(registry);
+        shard.store->register_metrics(registry, {{"shard", std::to_string(id)}});
+    }
+}
+
+}  // namespace ordo::eventstore

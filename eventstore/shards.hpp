@@ -1,0 +1,38 @@
+// The stores of a deployment, one per shard, and which one holds a stream.
+#pragma once
+
+// Everything of a stream (its events, row, snapshots, and the command-log rows of commands on
+// it) lives on one shard, the owner of its partition (shard_map.hpp); so does each unit of
+// work, which touches one stream. Callers that act on a stream ask for its store and use it
+// as before; a Store's reads in commit order (read_all) are of its own shard only, since
+// commit order and checkpoints are per database.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eventstore/store.hpp"
+
+namespace ordo::eventstore {
+
+class Shards {
+   public:
+    virtual ~Shards() = default;
+    // The store of the shard that owns `stream`'s partition.
+    virtual Store& of(const std::string& stream) = 0;
+    // Every shard's store, for what spans them all (expiring old command-log keys).
+    virtual std::vector<Store*> all() = 0;
+};
+
+// One store for everything: an unsharded deployment, and the runtimes' unit tests.
+class OneShard final : public Shards {
+   public:
+    explicit OneShard(Store& store) : store_{store} {}
+    Store& of(const std::string&) override { return store_; }
+    std::vector<Store*> all() override { return {&store_}; }
+
+   private:
+    Store& store_;
+};
+
+}  // namespace ordo::eventstore

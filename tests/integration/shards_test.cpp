@@ -1,0 +1,303 @@
+// A store sharded over two databases: `ordo shards init` writes the map only over shards that
+// hold nothing of another's partitions; the Command API runs each command on its stream's
+// shard, and a shard that is down fails only the commands on its own streams; one relay per
+// shard publishes that shard's events, each exactly once.
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "eventstore/shard_catalog.hpp"
+#include "eventstore/topology.hpp"
+#include "platform/core/partition.hpp"
+#include "platform/core/trace.hpp"
+#include "platform/nats/jetstream.hpp"
+#include "tests/support/conditions.hpp"
+#include "tests/support/http_client.hpp"
+#include "tests/support/nats.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/test_database.hpp"
+
+namespace ordo::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+constexpr int kPartitions = 4;
+
+// "127.0.0.1:25432": the host list of a database URL.
+std::string hosts_of(const std::string& url) {
+    auto at = url.find('@');
+    auto start = at == std::string::npos ? url.find("://") + 3 : at + 1;
+    return url.substr(start, url.find('/', start) - start);
+}
+
+std::string location(const TestDatabase& db) {
+    return hosts_of(db.admin_url()) + "/" + db.name();
+}
+
+// Runs `ordo <arguments>` to its end: its exit status and standard output.
+std::pair<int, std::string> ordo(const std::vector<std::string>& arguments) {
+    const auto out = "/tmp/ordo-shards-" + platform::new_uuid() + ".out";
+    std::vector<std::string> argv{"/bin/sh", "-c", "\"$0\" \"$@\" > \"$OUT\" 2>/dev/null",
+                                  ordo_binary()};
+    argv.insert(argv.end(), arguments.begin(), arguments.end());
+    Process p{argv, {{"OUT", out}}};
+    auto status = p.wait(120s);
+    std::ifstream file{out};
+    std::stringstream text;
+    text << file.rdbuf();
+    std::remove(out.c_str());
+    return {status.value_or(-1), text.str()};
+}
+
+std::pair<int, std::string> init(const TestDatabase& control, const TestDatabase& second) {
+    return ordo({"shards", "--database-url", control.migrator_url(), "--partitions",
+                 std::to_string(kPartitions), "init", "--shard", "0=" + location(control),
+                 "--shard", "1=" + location(second)});
+}
+
+// A stream of `category` whose partition is owned by `shard` under the spread map of two
+// shards (partition p on shard p mod 2).
+std::vector<std::string> skus_on(int shard, int count) {
+    std::vector<std::string> skus;
+    for (int i = 0; static_cast<int>(skus.size()) < count; ++i) {
+        auto sku = "sku-" + std::to_string(i);
+        if (platform::partition_of("inventory-" + sku, kPartitions) % 2 == shard) {
+            skus.push_back(sku);
+        }
+    }
+    return skus;
+}
+
+std::int64_t events_of(const TestDatabase& db, const std::string& stream) {
+    return scalar(db.admin_url(),
+                  "SELECT count(*) FROM ordo.events WHERE stream_id = '" + stream + "'");
+}
+
+TEST(ShardsInit, RefusesAShardThatHoldsStreamsTheMapGivesToAnother) {
+    TestDatabase control;
+    TestDatabase second{false};
+    {
+        // A receipt on a stream of shard 1's partitions, already in shard 0's database.
+        pqxx::connection conn{control.command_url()};
+        pqxx::work txn{conn};
+        txn.exec_params(
+            "SELECT ordo.append_events($1, -1, jsonb_build_array(jsonb_build_object("
+            "'event_id', gen_random_uuid()::text, 'type', 'StockReceived', 'payload', "
+            "'{}'::jsonb, 'metadata', '{}'::jsonb)))",
+            "inventory-" + skus_on(1, 1)[0]);
+        txn.commit();
+    }
+    EXPECT_EQ(init(control, second).first, 2);
+    pqxx::connection conn{control.command_url()};
+    pqxx::read_transaction txn{conn};
+    EXPECT_FALSE(eventstore::read_shard_map(txn)) << "no map was written";
+}
+
+TEST(ShardsInit, WritesTheFirstMapOnceAndListShowsEachShard) {
+    TestDatabase control;
+    TestDatabase second{false};  // init migrates it
+    auto [rc, printed] = init(control, second);
+    ASSERT_EQ(rc, 0) << printed;
+    {
+        pqxx::connection conn{control.query_url()};  // every service role may read it
+        pqxx::read_transaction txn{conn};
+        auto map = eventstore::read_shard_map(txn);
+        ASSERT_TRUE(map);
+        EXPECT_EQ(map->version(), 1);
+        EXPECT_EQ(map->partitions_of(0), (std::vector<int>{0, 2}));
+        EXPECT_EQ(map->partitions_of(1), (std::vector<int>{1, 3}));
+        EXPECT_EQ(to_string(map->location(1)), location(second));
+        EXPECT_THROW(eventstore::shard_map_for(txn, 8), eventstore::PartitionCountMismatch);
+    }
+    EXPECT_EQ(scalar(second.admin_url(), "SELECT partitions FROM ordo.topology"), kPartitions);
+    EXPECT_EQ(init(control, second).first, 2) << "a written map changes only by moving";
+
+    auto [listed, out] = ordo({"shards", "--database-url", control.migrator_url(), "--partitions",
+                               std::to_string(kPartitions), "list", "--json"});
+    ASSERT_EQ(listed, 0) << out;
+    auto shown = json::parse(out);
+    EXPECT_EQ(shown["version"], 1);
+    ASSERT_EQ(shown["shards"].size(), 2u);
+    EXPECT_EQ(shown["shards"][1]["location"], location(second));
+    EXPECT_EQ(shown["shards"][1]["partitions"], json::array({1, 3}));
+    EXPECT_GT(shown["shards"][1]["bytes"].get<std::int64_t>(), 0);
+    EXPECT_TRUE(shown["shards"][1]["relay_leader"].is_null());
+}
+
+// The Command API on the control database of a two-shard map, and a relay per shard.
+class ShardedStack : public ::testing::Test {
+   protected:
+    ShardedStack() {
+        auto [rc, out] = init(control_, second_);
+        EXPECT_EQ(rc, 0) << out;
+        auto env = spawned_service_env(control_);
+        env["ORDO_PARTITIONS"] = std::to_string(kPartitions);
+        env["ORDO_API_TOKENS_FILE"] = "";
+        env["ORDO_LOG_LEVEL"] = "warn";
+        env_ = env;
+        command_ = std::make_unique<Process>(
+            std::vector<std::string>{ordo_binary(), "serve", "command", "--insecure-no-auth",
+                                     "--address", "127.0.0.1:" + std::to_string(port_)},
+            env);
+        EXPECT_TRUE(eventually([&] {
+            try {
+                return client().get("/healthz").status == 200;
+            } catch (const std::exception&) {
+                return false;
+            }
+        }));
+    }
+
+    HttpClient client() { return HttpClient{"127.0.0.1", port_, 10s}; }
+
+    HttpResponse receive(const std::string& sku, const std::string& key) {
+        return client().post_json("/v1/inventory/" + sku + "/receipts", {{"quantity", 2}},
+                                  {{"Idempotency-Key", key}});
+    }
+
+    // Shard 1's database refuses new sessions of the service roles and loses those it had,
+    // as when its cluster is down; then comes back.
+    void take_down_second(bool down) {
+        pqxx::connection admin{control_.admin_url()};
+        pqxx::nontransaction tx{admin};
+        tx.exec("ALTER DATABASE " + tx.quote_name(second_.name()) + " CONNECTION LIMIT " +
+                (down ? "0" : "-1"));
+        if (down) {
+            tx.exec_params(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                second_.name());
+        }
+    }
+
+    TestDatabase control_;
+    TestDatabase second_{false};
+    std::map<std::string, std::string> env_;
+    std::uint16_t port_ = free_port();
+    std::unique_ptr<Process> command_;
+};
+
+TEST_F(ShardedStack, EachCommandRunsOnItsStreamsShardAndAShardDownFailsOnlyItsOwn) {
+    const auto first = skus_on(0, 6);
+    const auto second = skus_on(1, 6);
+    for (const auto* skus : {&first, &second}) {
+        for (const auto& sku : *skus) {
+            auto res = receive(sku, "receipt-" + sku);
+            ASSERT_EQ(res.status, 200) << res.body;
+            // The same key again: the first answer, from the command log of the stream's shard.
+            auto again = receive(sku, "receipt-" + sku);
+            EXPECT_EQ(again.status, 200);
+            EXPECT_EQ(again.header("idempotent-replayed"), "true") << again.body;
+        }
+    }
+    for (const auto& sku : first) {
+        EXPECT_EQ(events_of(control_, "inventory-" + sku), 1) << sku;
+        EXPECT_EQ(events_of(second_, "inventory-" + sku), 0) << sku;
+    }
+    for (const auto& sku : second) {
+        EXPECT_EQ(events_of(control_, "inventory-" + sku), 0) << sku;
+        EXPECT_EQ(events_of(second_, "inventory-" + sku), 1) << sku;
+    }
+
+    // Shard 1 down: its streams' commands answer 503 with Retry-After and change nothing;
+    // shard 0's go on.
+    take_down_second(true);
+    for (const auto& sku : second) {
+        auto res = receive(sku, "down-" + sku);
+        EXPECT_EQ(res.status, 503) << res.body;
+        EXPECT_FALSE(res.header("retry-after").empty());
+    }
+    for (const auto& sku : first) EXPECT_EQ(receive(sku, "down-" + sku).status, 200) << sku;
+
+    // Back: the refused commands go through when sent again, once each.
+    take_down_second(false);
+    for (const auto& sku : second) {
+        ASSERT_TRUE(eventually([&] { return receive(sku, "down-" + sku).status == 200; }, 30s))
+            << sku;
+        EXPECT_EQ(receive(sku, "down-" + sku).header("idempotent-replayed"), "true");
+    }
+    for (const auto& sku : first) EXPECT_EQ(events_of(control_, "inventory-" + sku), 2) << sku;
+    for (const auto& sku : second) EXPECT_EQ(events_of(second_, "inventory-" + sku), 2) << sku;
+    EXPECT_EQ(scalar(control_.admin_url(), "SELECT count(*) FROM ordo.events"), 12);
+    EXPECT_EQ(scalar(second_.admin_url(), "SELECT count(*) FROM ordo.events"), 12);
+}
+
+TEST_F(ShardedStack, ARelayPerShardPublishesEveryEventOfItsShardOnce) {
+    const auto suffix = platform::new_uuid().substr(0, 8);
+    const auto stream = "T_" + suffix;
+    const auto prefix = "t" + suffix + ".events";
+    platform::jetstream::Client nats{nats_admin(), platform::Logger::null_logger()};
+    std::set<std::string> expected;
+    for (int shard : {0, 1}) {
+        for (const auto& sku : skus_on(shard, 5)) {
+            auto res = receive(sku, "r-" + sku);
+            ASSERT_EQ(res.status, 200) << res.body;
+            expected.insert("inventory-" + sku);
+        }
+    }
+    auto env = env_;
+    env["ORDO_NATS_STREAM"] = stream;
+    env["ORDO_NATS_SUBJECT_PREFIX"] = prefix;
+    std::vector<std::unique_ptr<Process>> relays;
+    for (const std::string shard : {"0", "1"}) {
+        relays.push_back(std::make_unique<Process>(
+            std::vector<std::string>{ordo_binary(), "serve", "relay", "--shard", shard, "--address",
+                                     "127.0.0.1:" + std::to_string(free_port())},
+            env));
+    }
+    // A shard the map does not have is refused at start.
+    Process unknown{{ordo_binary(), "serve", "relay", "--shard", "2", "--address",
+                     "127.0.0.1:" + std::to_string(free_port())},
+                    env};
+    EXPECT_EQ(unknown.wait(60s), 2);
+
+    auto count = [&]() -> std::uint64_t {
+        try {
+            return nats.message_count(stream);
+        } catch (const std::exception&) {
+            return 0;  // no relay has made the stream yet
+        }
+    };
+    ASSERT_TRUE(eventually([&] { return count() >= expected.size(); }, 60s)) << count();
+    std::map<std::string, int> seen;
+    std::mutex mutex;
+    auto sub = nats.subscribe_ordered(
+        stream, prefix + ".>", std::nullopt, [&](platform::jetstream::Message m) {
+            std::lock_guard lock{mutex};
+            ++seen[m.headers["ordo-stream"]];
+            const auto partition = platform::partition_of(m.headers["ordo-stream"], kPartitions);
+            EXPECT_EQ(m.subject.rfind(prefix + "." + std::to_string(partition) + ".", 0), 0u)
+                << m.subject;
+        });
+    EXPECT_TRUE(eventually([&] {
+        std::lock_guard lock{mutex};
+        return seen.size() >= expected.size();
+    }));
+    sub.reset();
+    EXPECT_EQ(count(), expected.size()) << "each event exactly once";
+    for (const auto& s : expected) EXPECT_EQ(seen[s], 1) << s;
+
+    // `ordo shards list` names each shard's relay leader once it has reported.
+    EXPECT_TRUE(eventually(
+        [&] {
+            auto [rc, out] = ordo({"shards", "--database-url", control_.migrator_url(),
+                                   "--partitions", std::to_string(kPartitions), "list", "--json"});
+            if (rc != 0) return false;
+            auto shown = json::parse(out);
+            return !shown["shards"][0]["relay_leader"].is_null() &&
+                   !shown["shards"][1]["relay_leader"].is_null();
+        },
+        60s));
+    nats.delete_stream(stream);
+}
+
+}  // namespace
+}  // namespace ordo::testing
