@@ -1,5 +1,7 @@
 // `ordo serve projector`: the process that runs the projection runtime over every read model.
 
+#include <atomic>
+#include <memory>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -84,11 +86,14 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     // Before the runtime, whose hook uses it: it outlives the hook.
     eventstore::AppendNotifier progress{options.database_url, log.with_component("notifier"),
                                         eventstore::AppendNotifier::kProgressChannel};
-    projections::Runtime runtime{std::move(runtime_options), std::move(models), log, registry};
-    runtime.on_batch_committed([&progress] { progress.signal(); });
+    // Made once the database has said which shards hold the events.
+    std::unique_ptr<projections::Runtime> runtime;
+    std::atomic<projections::Runtime*> started{nullptr};
     registry.gauge_callback("ordo_projection_owned_slots",
-                            "(projection, partition) slots this instance owns", {},
-                            [&runtime] { return static_cast<double>(runtime.owned_slots()); });
+                            "(projection, partition) slots this instance owns", {}, [&started] {
+                                auto* r = started.load();
+                                return r ? static_cast<double>(r->owned_slots()) : 0.0;
+                            });
 
     platform::http::Router router;
     platform::add_service_routes(router, registry, health_pool, nats);
@@ -104,11 +109,19 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
                                       PartitionRole::record, log, &map)) {
         return *rc;
     }
-    if (auto rc = refuse_several_shards(map, "projector", log)) return *rc;
-    log.info("projector running",
-             {{"partitions", options.partitions}, {"metrics", options.address}});
+    // Over a sharded store this database is the read database: each partition's events come
+    // from its shard.
+    if (map.version() > 0) runtime_options.shards = map;
+    runtime = std::make_unique<projections::Runtime>(std::move(runtime_options), std::move(models),
+                                                     log, registry);
+    runtime->on_batch_committed([&progress] { progress.signal(); });
+    started = runtime.get();
+    log.info("projector running", {{"partitions", options.partitions},
+                                   {"shards", map.shards().size()},
+                                   {"metrics", options.address}});
 
-    return run_until_stopped(signals, *server, {[&](const auto& stop) { runtime.run(stop); }}, log);
+    return run_until_stopped(signals, *server, {[&](const auto& stop) { runtime->run(stop); }},
+                             log);
 }
 
 }  // namespace ordo::app

@@ -40,7 +40,6 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     if (auto rc = agree_on_partitions(&signals, options.database_url, partitions,
                                       PartitionRole::compare, log, &map))
         return *rc;
-    if (auto rc = refuse_several_shards(map, "query", log)) return *rc;
 
     platform::metrics::Registry registry;
     auto spans = span_exporter("ordo-query", log, registry);
@@ -60,20 +59,35 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
                                 &registry, &spans_kept};
 
     const auto upcasters = event_upcasters();
-    // Streams are connections: at most half of them, so reads always find one.
-    query::Subscriptions subscriptions{
-        pool,
-        options.database_url,
-        &upcasters,
-        {.capacity = std::max<std::size_t>(1, options.max_connections / 2)},
-        log.with_component("subscriptions"),
-        &registry};
-    query::EventsApi events{pool, subscriptions, &upcasters, log.with_component("events")};
-
     platform::http::Router router;
+    // The events API follows one store's commit order; over a sharded store (this database
+    // being the read database) it is not served yet, and tokens wait on their own shard's
+    // partitions.
+    std::unique_ptr<query::Subscriptions> subscriptions;
+    std::unique_ptr<query::EventsApi> events;
+    if (map.version() == 0) {
+        // Streams are connections: at most half of them, so reads always find one.
+        subscriptions = std::make_unique<query::Subscriptions>(
+            pool, options.database_url, &upcasters,
+            query::Subscriptions::Options{
+                .capacity = std::max<std::size_t>(1, options.max_connections / 2)},
+            log.with_component("subscriptions"), &registry);
+        events = std::make_unique<query::EventsApi>(pool, *subscriptions, &upcasters,
+                                                    log.with_component("events"));
+        events->register_routes(router);
+    } else {
+        service.route_tokens_by(map.owners());
+        for (const char* target : {"/v1/events", "/v1/events/stream"}) {
+            router.add("GET", target, platform::http::Access::read, [](platform::http::Request&) {
+                return platform::http::problem(
+                    501, "not_implemented",
+                    "the events API follows one shard's commit order and is not served over a "
+                    "sharded store yet");
+            });
+        }
+    }
     service.register_routes(router);
     collector.register_routes(router);
-    events.register_routes(router);
     projections::add_dead_letter_redirects(router, options.command_url);
     query::add_console_routes(router,
                               {.command_url = options.command_url,
@@ -92,12 +106,14 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
                                std::move(router), log, registry);
     if (!server) return 1;
     reload_tokens_on_hangup(signals, *server, options.tokens_file, log, registry);
-    log.info("query service listening", {{"address", options.address}, {"partitions", partitions}});
+    log.info("query service listening", {{"address", options.address},
+                                         {"partitions", partitions},
+                                         {"shards", map.shards().size()}});
 
     signals.wait();
     log.info("draining requests in flight");
     // Streams first, so that their clients are told the service is stopping.
-    subscriptions.stop();
+    if (subscriptions) subscriptions->stop();
     server->stop(std::chrono::seconds(10));
     log.info("stopped");
     return 0;

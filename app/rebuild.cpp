@@ -97,9 +97,9 @@ void print_plan(const projections::RebuildPlan& plan, const projections::Rebuild
 
 int run_rebuild(const RebuildCommandOptions& options, const platform::Logger& log) {
     auto map = eventstore::ShardMap::single(options.rebuild.partitions);
-    if (auto rc = agree_on_partitions(nullptr, options.rebuild.database_url,
-                                      options.rebuild.partitions, PartitionRole::compare, log,
-                                      &map)) {
+    if (auto rc =
+            agree_on_partitions(nullptr, options.rebuild.database_url, options.rebuild.partitions,
+                                PartitionRole::compare, log, &map)) {
         return *rc;
     }
     if (auto rc = refuse_several_shards(map, "rebuild", log)) return *rc;

@@ -26,6 +26,18 @@ std::optional<ApiResponse> claim_or_replay(eventstore::Session& session, const D
     return ApiResponse{finished.status, std::move(finished.response), true, false};
 }
 
+// Over a sharded store, the position a unit answers with ("<xid>.<position>", the consistency
+// token) names the shard whose commit order it is in: "<shard>:<xid>.<position>". Before the
+// answer is recorded, so that a replay gives the same.
+void qualify_position(ApiResponse& reply, std::optional<int> shard) {
+    if (!shard || !reply.body.is_object()) return;
+    auto it = reply.body.find("position");
+    if (it == reply.body.end() || !it->is_string()) return;
+    if (auto at = eventstore::Checkpoint::parse_token(it->get<std::string>())) {
+        *it = eventstore::ShardToken{*shard, *at}.token();
+    }
+}
+
 std::unique_ptr<eventstore::Store> pg_store(platform::pg::Pool& pool,
                                             eventstore::AppendNotifier* notifier,
                                             platform::metrics::Registry& metrics,
@@ -89,6 +101,7 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
         not_started_.inc();
         throw;
     }
+    const auto shard = shards_.shard_id(stream);
     for (int attempt = 1;; ++attempt) {
         try {
             // Later attempts have started already: they wait for a connection as long as
@@ -100,6 +113,7 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
                         if (auto stored = claim_or_replay(session, *dedup)) return *stored;
                     }
                     auto reply = unit(session);
+                    qualify_position(reply, shard);
                     if (dedup) {
                         if (reply.status >= 500)
                             throw std::logic_error("a 5xx outcome is not final");

@@ -90,7 +90,8 @@ class Executor {
 
     // `unit` runs inside the session, on `stream` (the one stream it writes), and may
     // throw eventstore::ConcurrencyConflict to ask for a retry. Throws KeyReused,
-    // platform::Overloaded (not started), platform::Unavailable.
+    // platform::Overloaded (not started), platform::Unavailable. Over a sharded store, the
+    // "position" of the answer's body names the stream's shard (eventstore::ShardToken).
     ApiResponse run(const std::string& stream, const std::optional<Dedup>& dedup,
                     const std::function<ApiResponse(eventstore::Session&)>& unit);
 

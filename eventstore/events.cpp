@@ -143,6 +143,26 @@ std::optional<Checkpoint> Checkpoint::parse_token(std::string_view token) {
     return c;
 }
 
+std::string ShardToken::token() const {
+    return std::to_string(shard) + ":" + at.token();
+}
+
+std::optional<ShardToken> ShardToken::parse(std::string_view token) {
+    ShardToken out;
+    if (auto colon = token.find(':'); colon != std::string_view::npos) {
+        auto id = token.substr(0, colon);
+        auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), out.shard);
+        if (ec != std::errc{} || end != id.data() + id.size() || id.size() > 3 || out.shard < 0) {
+            return std::nullopt;
+        }
+        token.remove_prefix(colon + 1);
+    }
+    auto at = Checkpoint::parse_token(token);
+    if (!at) return std::nullopt;
+    out.at = *at;
+    return out;
+}
+
 std::optional<std::uint64_t> parse_transaction_id(std::string_view text) {
     // from_chars takes no sign and no blanks for an unsigned type, and says when the value
     // does not fit; an empty text is invalid_argument.

@@ -73,6 +73,18 @@ struct Checkpoint {
     auto operator<=>(const Checkpoint&) const = default;
 };
 
+// A consistency token of a sharded store: a checkpoint and the shard whose commit order it is
+// in, "<shard>:<transaction id>.<position>". A token without a shard, all an unsharded store
+// gives, is shard 0's.
+struct ShardToken {
+    int shard = 0;
+    Checkpoint at;
+
+    std::string token() const;
+    static std::optional<ShardToken> parse(std::string_view token);
+    bool operator==(const ShardToken&) const = default;
+};
+
 // A transaction id in decimal, as PostgreSQL prints an xid8 and a checkpoint token carries it:
 // ASCII digits only (no sign, no blanks), at most 2^64 - 1. nullopt for anything else, so a
 // malformed or overflowing id is refused, never wrapped or cut short.

@@ -26,29 +26,64 @@ std::string pg_array(const std::vector<T>& items) {
 
 }  // namespace
 
-std::vector<PartitionLag> partition_lag(pqxx::transaction_base& txn, const std::string& projection,
-                                        int partition_count,
-                                        const std::vector<std::string>& categories,
-                                        const std::vector<int>& partitions,
-                                        std::int64_t max_count) {
-    auto rows = txn.exec_params(
-        "SELECT c.partition, l.n, l.oldest FROM ordo.projection_checkpoints c "
-        "CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(extract(epoch FROM "
+namespace {
+
+// The count per checkpoint row of `from_rows`, a FROM item naming partition, transaction_id and
+// global_position as c; $1 the partition count, $2 the categories, $3 the limit.
+const std::string& count_after(const std::string& from_rows) {
+    static const std::string tail =
+        " CROSS JOIN LATERAL (SELECT count(*) AS n, coalesce(extract(epoch FROM "
         "now() - min(x.recorded_at)), 0)::float8 AS oldest FROM (SELECT "
         "e.recorded_at FROM ordo.events e WHERE (e.transaction_id, "
         "e.global_position) > (c.transaction_id, c.global_position) AND "
         "e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AND "
-        "e.stream_hash % $2 = c.partition AND (cardinality($3::text[]) = 0 OR "
-        "e.category = ANY($3::text[])) ORDER BY e.transaction_id, "
-        "e.global_position LIMIT $5) x) l "
-        "WHERE c.projection = $1 AND c.partition = ANY($4::int[])",
-        projection, partition_count, pg_array(categories), pg_array(partitions), max_count);
+        "e.stream_hash % $1 = c.partition AND (cardinality($2::text[]) = 0 OR "
+        "e.category = ANY($2::text[])) ORDER BY e.transaction_id, "
+        "e.global_position LIMIT $3) x) l";
+    thread_local std::string sql;
+    sql = "SELECT c.partition, l.n, l.oldest FROM " + from_rows + tail;
+    return sql;
+}
+
+std::vector<PartitionLag> lags(const pqxx::result& rows) {
     std::vector<PartitionLag> out;
     out.reserve(rows.size());
     for (const auto& row : rows) {
         out.push_back({row[0].as<int>(), row[1].as<std::int64_t>(), row[2].as<double>()});
     }
     return out;
+}
+
+}  // namespace
+
+std::vector<PartitionLag> partition_lag(pqxx::transaction_base& txn, const std::string& projection,
+                                        int partition_count,
+                                        const std::vector<std::string>& categories,
+                                        const std::vector<int>& partitions,
+                                        std::int64_t max_count) {
+    return lags(txn.exec_params(count_after("ordo.projection_checkpoints c") +
+                                    " WHERE c.projection = $4 AND c.partition = ANY($5::int[])",
+                                partition_count, pg_array(categories), max_count, projection,
+                                pg_array(partitions)));
+}
+
+std::vector<PartitionLag> partition_lag_after(pqxx::transaction_base& txn, int partition_count,
+                                              const std::vector<std::string>& categories,
+                                              const std::vector<std::pair<int, Checkpoint>>& from,
+                                              std::int64_t max_count) {
+    if (from.empty()) return {};
+    std::vector<int> partitions;
+    std::vector<std::string> transactions;
+    std::vector<std::int64_t> positions;
+    for (const auto& [partition, checkpoint] : from) {
+        partitions.push_back(partition);
+        transactions.push_back(std::to_string(checkpoint.transaction_id));
+        positions.push_back(checkpoint.position);
+    }
+    return lags(txn.exec_params(count_after("unnest($4::int[], $5::text[]::xid8[], $6::bigint[]) "
+                                            "AS c(partition, transaction_id, global_position)"),
+                                partition_count, pg_array(categories), max_count,
+                                pg_array(partitions), pg_array(transactions), pg_array(positions)));
 }
 
 }  // namespace ordo::eventstore

@@ -5,9 +5,12 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <pqxx/transaction_base>
+
+#include "eventstore/events.hpp"
 
 namespace ordo::eventstore {
 
@@ -25,5 +28,13 @@ std::vector<PartitionLag> partition_lag(pqxx::transaction_base& txn, const std::
                                         int partition_count,
                                         const std::vector<std::string>& categories,
                                         const std::vector<int>& partitions, std::int64_t max_count);
+
+// The same counted from checkpoints given, (partition, checkpoint) each, on a database that
+// holds the events but not the checkpoints: a shard of a sharded store, whose projection
+// checkpoints live in the read database.
+std::vector<PartitionLag> partition_lag_after(pqxx::transaction_base& txn, int partition_count,
+                                              const std::vector<std::string>& categories,
+                                              const std::vector<std::pair<int, Checkpoint>>& from,
+                                              std::int64_t max_count);
 
 }  // namespace ordo::eventstore

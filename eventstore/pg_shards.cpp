@@ -57,6 +57,10 @@ std::vector<Store*> PgShards::all() {
     return impl_->stores;
 }
 
+std::optional<int> PgShards::shard_id(const std::string& stream) const {
+    return impl_->map.shard_of(stream);
+}
+
 const ShardMap& PgShards::map() const {
     return impl_->map;
 }
@@ -70,6 +74,70 @@ void PgShards::register_metrics(platform::metrics::Registry& registry) {
         shard.pool->register_metrics(registry);
         shard.store->register_metrics(registry, {{"shard", std::to_string(id)}});
     }
+}
+
+struct PgShardReaders::Impl {
+    ShardMap map;
+    std::map<int, std::unique_ptr<platform::pg::Pool>> pools;
+
+    platform::pg::Pool& of_partition(int partition) {
+        return *pools.at(map.shard_of_partition(partition));
+    }
+};
+
+PgShardReaders::PgShardReaders(ShardMap map, const std::string& url, platform::pg::PoolOptions pool)
+    : impl_{std::make_unique<Impl>(Impl{std::move(map), {}})} {
+    for (const auto& location : impl_->map.shards()) {
+        auto options = pool;
+        options.url = shard_url(url, location);
+        options.name = pool.name + "-shard" + std::to_string(location.id);
+        options.preparers.push_back(&EventStore::prepare);
+        impl_->pools.emplace(location.id, std::make_unique<platform::pg::Pool>(std::move(options)));
+    }
+}
+
+PgShardReaders::~PgShardReaders() = default;
+
+const ShardMap& PgShardReaders::map() const {
+    return impl_->map;
+}
+
+std::vector<RecordedEvent> PgShardReaders::read_partition(
+    Checkpoint after, int partition, const std::vector<std::string>& categories,
+    std::size_t max_count) {
+    return impl_->of_partition(partition).transact<pqxx::nontransaction>(
+        [&](pqxx::nontransaction& txn) {
+            return EventStore::read_partition(txn, after, impl_->map.partitions(), partition,
+                                              categories, max_count);
+        });
+}
+
+std::optional<Checkpoint> PgShardReaders::head(int partition) {
+    return impl_->of_partition(partition).transact<pqxx::nontransaction>(
+        [](pqxx::nontransaction& txn) { return EventStore::head(txn); });
+}
+
+std::vector<PartitionLag> PgShardReaders::lag(const std::vector<std::string>& categories,
+                                              const std::vector<std::pair<int, Checkpoint>>& from,
+                                              std::int64_t max_count) {
+    std::map<int, std::vector<std::pair<int, Checkpoint>>> by_shard;
+    for (const auto& entry : from) {
+        by_shard[impl_->map.shard_of_partition(entry.first)].push_back(entry);
+    }
+    std::vector<PartitionLag> out;
+    for (const auto& [shard, entries] : by_shard) {
+        auto counted =
+            impl_->pools.at(shard)->transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
+                return partition_lag_after(txn, impl_->map.partitions(), categories, entries,
+                                           max_count);
+            });
+        out.insert(out.end(), counted.begin(), counted.end());
+    }
+    return out;
+}
+
+void PgShardReaders::register_metrics(platform::metrics::Registry& registry) {
+    for (auto& [id, pool] : impl_->pools) pool->register_metrics(registry);
 }
 
 }  // namespace ordo::eventstore

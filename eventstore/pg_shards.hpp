@@ -2,8 +2,15 @@
 // shard, each stream routed to its partition's shard.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "eventstore/events.hpp"
+#include "eventstore/lag.hpp"
 
 #include "eventstore/shard_map.hpp"
 #include "eventstore/shards.hpp"
@@ -36,11 +43,39 @@ class PgShards final : public Shards {
 
     Store& of(const std::string& stream) override;
     std::vector<Store*> all() override;
+    std::optional<int> shard_id(const std::string& stream) const override;
 
     const ShardMap& map() const;
     // The EventStore of shard `id` (which must be in the map).
     EventStore& shard(int id);
     // Each shard's pool and group-commit figures, labelled shard="<id>".
+    void register_metrics(platform::metrics::Registry& registry);
+
+   private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Reads of each partition's history on its own shard, for a reader whose own transactions are
+// elsewhere (the projection runtime, whose checkpoints and read models live in the read
+// database): a small pool per shard, every read a statement on its own. Thread-safe.
+class PgShardReaders {
+   public:
+    // `pool` names each shard's pool ("<name>-shard<id>") and bounds its statements.
+    PgShardReaders(ShardMap map, const std::string& url, platform::pg::PoolOptions pool);
+    ~PgShardReaders();
+
+    const ShardMap& map() const;
+    // As EventStore::read_partition, on the partition's shard.
+    std::vector<RecordedEvent> read_partition(Checkpoint after, int partition,
+                                              const std::vector<std::string>& categories,
+                                              std::size_t max_count);
+    // As EventStore::head, on the shard of `partition`.
+    std::optional<Checkpoint> head(int partition);
+    // As partition_lag_after, each partition counted on its own shard.
+    std::vector<PartitionLag> lag(const std::vector<std::string>& categories,
+                                  const std::vector<std::pair<int, Checkpoint>>& from,
+                                  std::int64_t max_count);
     void register_metrics(platform::metrics::Registry& registry);
 
    private:

@@ -8,6 +8,7 @@
 // commit order and checkpoints are per database.
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,9 @@ class Shards {
     virtual Store& of(const std::string& stream) = 0;
     // Every shard's store, for what spans them all (expiring old command-log keys).
     virtual std::vector<Store*> all() = 0;
+    // The id of the shard that owns `stream`, by a written map; nullopt for a store that is
+    // not sharded (its positions name no shard).
+    virtual std::optional<int> shard_id(const std::string& stream) const = 0;
 };
 
 // One store for everything: an unsharded deployment, and the runtimes' unit tests.
@@ -30,6 +34,7 @@ class OneShard final : public Shards {
     explicit OneShard(Store& store) : store_{store} {}
     Store& of(const std::string&) override { return store_; }
     std::vector<Store*> all() override { return {&store_}; }
+    std::optional<int> shard_id(const std::string&) const override { return std::nullopt; }
 
    private:
     Store& store_;

@@ -144,7 +144,7 @@ std::size_t CheckpointedBatch::apply_next(Slot& slot) {
             d.applied_live.inc(static_cast<double>(applied));
             return;
         }
-        auto head = txn.head();
+        auto head = txn.head(slot.partition);
         auto rows =
             txn.read_partition(at, slot.partition, slot.projection->categories(), slot.batch);
         Checkpoint next = at;

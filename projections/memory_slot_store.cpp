@@ -77,7 +77,7 @@ class MemorySlotTxn final : public SlotTxn {
         return out;
     }
 
-    std::optional<Checkpoint> head() override {
+    std::optional<Checkpoint> head(int) override {
         std::optional<Checkpoint> last;
         Checkpoint after{};
         for (;;) {

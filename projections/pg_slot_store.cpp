@@ -4,6 +4,7 @@
 
 #include <pqxx/pqxx>
 
+#include "eventstore/pg_shards.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/pg/pg.hpp"
 
@@ -14,8 +15,10 @@ using eventstore::Checkpoint;
 
 class PgSlotTxn final : public SlotTxn {
    public:
-    PgSlotTxn(pqxx::work& txn, const PgSlotStoreOptions& options)
-        : txn_{txn}, read_models_{txn}, options_{options} {}
+    // `shards`: the readers of a sharded store's events; null when they are in this database.
+    PgSlotTxn(pqxx::work& txn, const PgSlotStoreOptions& options,
+              eventstore::PgShardReaders* shards)
+        : txn_{txn}, read_models_{txn}, options_{options}, shards_{shards} {}
 
     pqxx::transaction_base& sql() override { return txn_; }
     void on_commit(std::function<void()> change) override {
@@ -59,11 +62,15 @@ class PgSlotTxn final : public SlotTxn {
     std::vector<eventstore::RecordedEvent> read_partition(
         Checkpoint after, int partition, const std::vector<std::string>& categories,
         std::size_t limit) override {
+        if (shards_) return shards_->read_partition(after, partition, categories, limit);
         return eventstore::EventStore::read_partition(txn_, after, options_.partitions, partition,
                                                       categories, limit);
     }
 
-    std::optional<Checkpoint> head() override { return eventstore::EventStore::head(txn_); }
+    std::optional<Checkpoint> head(int partition) override {
+        if (shards_) return shards_->head(partition);
+        return eventstore::EventStore::head(txn_);
+    }
 
     // Plain SAVEPOINT statements: libpqxx 6.4's subtransaction does not roll back to its
     // savepoint after a failed exec_params, which left the transaction aborted, so the
@@ -104,8 +111,22 @@ class PgSlotTxn final : public SlotTxn {
                                               const std::vector<std::string>& categories,
                                               const std::vector<int>& partitions,
                                               std::int64_t max_count) override {
-        return eventstore::partition_lag(txn_, projection, options_.partitions, categories,
-                                         partitions, max_count);
+        if (!shards_) {
+            return eventstore::partition_lag(txn_, projection, options_.partitions, categories,
+                                             partitions, max_count);
+        }
+        std::vector<std::pair<int, Checkpoint>> from;
+        for (int partition : partitions) {
+            auto rows = txn_.exec_params(
+                "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
+                "WHERE projection = $1 AND partition = $2",
+                projection, partition);
+            if (rows.empty()) continue;
+            from.emplace_back(partition,
+                              Checkpoint{eventstore::transaction_id_from_xid8(rows[0][0].c_str()),
+                                         rows[0][1].as<std::int64_t>()});
+        }
+        return shards_->lag(categories, from, max_count);
     }
 
     void record_status(const SlotStatus& s) override {
@@ -125,6 +146,7 @@ class PgSlotTxn final : public SlotTxn {
     pqxx::work& txn_;
     SqlReadModelTxn read_models_;
     const PgSlotStoreOptions& options_;
+    eventstore::PgShardReaders* shards_;
 };
 
 }  // namespace
@@ -132,8 +154,17 @@ class PgSlotTxn final : public SlotTxn {
 struct PgSlotStore::Impl {
     PgSlotStoreOptions options;
     platform::pg::Pool pool;
+    std::unique_ptr<eventstore::PgShardReaders> shards;
     Impl(PgSlotStoreOptions o, platform::pg::PoolOptions p)
-        : options{std::move(o)}, pool{std::move(p)} {}
+        : options{std::move(o)}, pool{std::move(p)} {
+        if (options.shards && options.shards->version() > 0) {
+            auto readers = pool.options();
+            readers.preparers.clear();
+            readers.name = "projector-events";
+            shards = std::make_unique<eventstore::PgShardReaders>(*options.shards,
+                                                                  options.database_url, readers);
+        }
+    }
 };
 
 PgSlotStore::PgSlotStore(PgSlotStoreOptions options, platform::metrics::Registry& metrics) {
@@ -153,6 +184,7 @@ PgSlotStore::PgSlotStore(PgSlotStoreOptions options, platform::metrics::Registry
                                    .operation_timeout = options.transaction_bound};
     impl_ = std::make_unique<Impl>(std::move(options), std::move(pool));
     impl_->pool.register_metrics(metrics);
+    if (impl_->shards) impl_->shards->register_metrics(metrics);
 }
 
 PgSlotStore::~PgSlotStore() = default;
@@ -160,7 +192,7 @@ PgSlotStore::~PgSlotStore() = default;
 void PgSlotStore::transact(const std::function<void(SlotTxn&)>& work) {
     std::vector<std::function<void()>> changes;
     impl_->pool.transact([&](pqxx::work& txn) {
-        PgSlotTxn slot_txn{txn, impl_->options};
+        PgSlotTxn slot_txn{txn, impl_->options, impl_->shards.get()};
         work(slot_txn);
         changes = slot_txn.take_changes();
     });

@@ -2,12 +2,16 @@
 
 // The projection runtime's slot store on PostgreSQL: checkpoints in ordo.projection_checkpoints,
 // dead letters in ordo.dead_letters, status in ordo.projection_status, read models in the
-// same database, each slot transaction one pqxx transaction on the runtime's own pool.
+// same database, each slot transaction one pqxx transaction on the runtime's own pool. The
+// events come from the same database, in the same transaction; or, over a sharded store, from
+// each partition's shard (eventstore::PgShardReaders), this database being the read database.
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "eventstore/shard_map.hpp"
 #include "eventstore/topology.hpp"
 #include "projections/slot_store.hpp"
 
@@ -25,6 +29,9 @@ struct PgSlotStoreOptions {
     std::chrono::milliseconds statement_timeout{5000};
     // Bounds each transaction (pg::Pool's operation bound).
     std::chrono::milliseconds transaction_bound{60'000};
+    // A written shard map: each partition's events are read from its shard. Unset, or the
+    // implicit map: from this database.
+    std::optional<eventstore::ShardMap> shards;
 };
 
 class PgSlotStore final : public SlotStore {

@@ -354,7 +354,8 @@ Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>
                            .partitions = options.partitions,
                            .instance = options.instance,
                            .statement_timeout = options.statement_timeout,
-                           .transaction_bound = transaction_bound(options)},
+                           .transaction_bound = transaction_bound(options),
+                           .shards = options.shards},
         metrics);
     auto leases =
         std::make_unique<SlotLeases>(SlotLeaseOptions{.database_url = options.database_url,

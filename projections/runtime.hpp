@@ -7,9 +7,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "eventstore/shard_map.hpp"
 #include "eventstore/topology.hpp"
 #include "platform/core/circuit_breaker.hpp"
 #include "platform/core/clock.hpp"
@@ -77,6 +79,10 @@ struct RuntimeOptions {
     // Every projection reads events upcast by these to their current shape (see
     // UpcastingProjection); null hands them over as stored. Outlives the runtime.
     const eventstore::Upcasters* upcasters = nullptr;
+    // A sharded store's map: each partition's events are read from its shard, and
+    // database_url is the read database (checkpoints, leases, dead letters, read models).
+    // Unset: the events are in database_url too.
+    std::optional<eventstore::ShardMap> shards;
 };
 
 // Runs projections over the event store, partition by partition, composed of parts that

@@ -56,9 +56,10 @@ class SlotTxn : public ReadModelTxn {
     virtual std::vector<eventstore::RecordedEvent> read_partition(
         eventstore::Checkpoint after, int partition, const std::vector<std::string>& categories,
         std::size_t limit) = 0;
-    // The newest committed event below the horizon, if any. Read before read_partition, so
-    // that a partition with nothing more may move up to it.
-    virtual std::optional<eventstore::Checkpoint> head() = 0;
+    // The newest committed event below the horizon of the store that holds `partition` (its
+    // shard, in a sharded store), if any. Read before read_partition, so that a partition
+    // with nothing more may move up to it.
+    virtual std::optional<eventstore::Checkpoint> head(int partition) = 0;
     // Runs `work` under a savepoint: when it throws, what it did through the ReadModelTxn it
     // was given is undone and the exception propagates; the transaction goes on.
     virtual void savepoint(const std::function<void(ReadModelTxn&)>& work) = 0;

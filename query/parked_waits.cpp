@@ -16,10 +16,31 @@ bool Progress::passed(const Reads& reads, eventstore::Checkpoint token) const {
         return it != at_.end() && it->second >= token;
     };
     if (reads.partition) return partition_passed(*reads.partition);
+    if (!reads.among.empty()) {
+        return std::all_of(reads.among.begin(), reads.among.end(), partition_passed);
+    }
     for (int p = 0; p < partitions_; ++p) {
         if (!partition_passed(p)) return false;
     }
     return true;
+}
+
+std::optional<Reads> reads_for_shard(Reads reads, int shard, const std::vector<int>& owners) {
+    if (owners.empty()) return reads;
+    auto on_shard = [&](int p) {
+        return p >= 0 && static_cast<std::size_t>(p) < owners.size() &&
+               owners[static_cast<std::size_t>(p)] == shard;
+    };
+    if (reads.partition) {
+        if (!on_shard(*reads.partition)) return std::nullopt;
+        return reads;
+    }
+    reads.among.clear();
+    for (int p = 0; p < static_cast<int>(owners.size()); ++p) {
+        if (on_shard(p)) reads.among.push_back(p);
+    }
+    if (reads.among.empty()) return std::nullopt;
+    return reads;
 }
 
 bool ParkedWaits::park(Id id, Reads reads, eventstore::Checkpoint token,

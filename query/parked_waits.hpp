@@ -19,8 +19,16 @@ namespace ordo::query {
 // stream) or all of them (lists, traces).
 struct Reads {
     std::string projection;
-    std::optional<int> partition;  // nullopt: every partition
+    std::optional<int> partition;  // nullopt: every partition (of `among`, when it names any)
+    // Over a sharded store, a list's token can only be in the partitions of its shard: only
+    // those are waited for.
+    std::vector<int> among;
 };
+
+// `reads` as a token of `shard` needs them, given each partition's shard (`owners`, empty for
+// a store that is not sharded: every token is its one shard's). nullopt when none of the
+// partitions read is on that shard: the token's write cannot be in them, nothing to wait for.
+std::optional<Reads> reads_for_shard(Reads reads, int shard, const std::vector<int>& owners);
 
 // Where each projection's partitions stand, as read.projection_progress says.
 class Progress {

@@ -97,7 +97,7 @@ Consistency RequestReader::consistency() {
         }
     }
     if (auto header = request_.header("x-consistency-token")) {
-        out.token = eventstore::Checkpoint::parse_token(*header);
+        out.token = eventstore::ShardToken::parse(*header);
         if (!out.token) {
             errors_.push_back(
                 {"X-Consistency-Token", "must be a position returned by the command API"});

@@ -27,7 +27,7 @@ std::optional<std::int64_t> parse_count(std::string_view text);
 
 // The consistency a request asks for: the position to wait for, and how long at most.
 struct Consistency {
-    std::optional<eventstore::Checkpoint> token;
+    std::optional<eventstore::ShardToken> token;
     std::chrono::milliseconds wait = kDefaultWait;
 };
 

@@ -357,9 +357,20 @@ Response QueryService::guarded(const platform::TraceContext& trace,
     }
 }
 
-Response QueryService::serve(const Request& request, const std::optional<Checkpoint>& token,
-                             std::chrono::milliseconds wait, const Reads& reads,
+Response QueryService::serve(const Request& request,
+                             const std::optional<eventstore::ShardToken>& shard_token,
+                             std::chrono::milliseconds wait, const Reads& shard_reads,
                              std::function<Response()> answer) {
+    // What the token waits for: the partitions read that are on its shard. A token whose
+    // shard holds none of them has nothing to wait for.
+    std::optional<Checkpoint> token;
+    Reads reads = shard_reads;
+    if (shard_token) {
+        if (auto narrowed = reads_for_shard(shard_reads, shard_token->shard, owners_)) {
+            reads = std::move(*narrowed);
+            token = shard_token->at;
+        }
+    }
     // A read with a token observes how long its token took to pass, checked at once or
     // parked; reads that time out are not observed (they are answered 503).
     const auto arrived = std::chrono::steady_clock::now();

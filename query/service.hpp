@@ -60,6 +60,10 @@ class QueryService {
 
     void register_routes(platform::http::Router& router);
 
+    // Over a sharded store: each partition's shard (ShardMap::owners), so that a token waits
+    // only for the partitions of its own shard. Call before serving.
+    void route_tokens_by(std::vector<int> owners) { owners_ = std::move(owners); }
+
    private:
     platform::http::Response get_order(platform::http::Request& request);
     platform::http::Response list_orders(platform::http::Request& request);
@@ -74,7 +78,7 @@ class QueryService {
     // Honours X-Consistency-Token for `reads`, then answers with `answer` (at once, or later
     // from a worker when the request had to be parked; `answer` must own what it uses).
     platform::http::Response serve(const platform::http::Request& request,
-                                   const std::optional<eventstore::Checkpoint>& token,
+                                   const std::optional<eventstore::ShardToken>& token,
                                    std::chrono::milliseconds wait, const Reads& reads,
                                    std::function<platform::http::Response()> answer);
     // Runs `answer`, mapping database failures to 503 unavailable.
@@ -84,6 +88,7 @@ class QueryService {
 
     platform::pg::Pool& pool_;
     int partitions_;
+    std::vector<int> owners_;  // each partition's shard; empty: not sharded
     platform::Logger log_;
     platform::metrics::Histogram* token_wait_;  // null without metrics
     const SpanStore* spans_;                    // null without the collector

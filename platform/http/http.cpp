@@ -39,6 +39,7 @@ constexpr std::array kProblemTypes{
     ProblemType{"idempotency_key_reused", 422, "Idempotency key reused"},
     ProblemType{"header_too_large", 431, "Request header fields too large"},
     ProblemType{"internal", 500, "Internal error"},
+    ProblemType{"not_implemented", 501, "Not implemented"},
     ProblemType{"bad_gateway", 502, "Bad gateway"},
     ProblemType{"unavailable", 503, "Service unavailable"},
     ProblemType{"projection_lagging", 503, "Projection lagging"},

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
+#include "domain/ids.hpp"
 #include "eventstore/shard_catalog.hpp"
 #include "eventstore/topology.hpp"
 #include "platform/core/partition.hpp"
@@ -297,6 +298,78 @@ TEST_F(ShardedStack, ARelayPerShardPublishesEveryEventOfItsShardOnce) {
         },
         60s));
     nats.delete_stream(stream);
+}
+
+// The projector over both shards, its read models and checkpoints in the control (read)
+// database; the query service answering with consistency tokens that name their shard.
+TEST_F(ShardedStack, TheReadModelsHoldEveryShardAndATokenWaitsForItsOwnShard) {
+    const auto suffix = platform::new_uuid().substr(0, 8);
+    auto env = env_;
+    env["ORDO_NATS_STREAM"] = "T_" + suffix;  // no relay: the projector reads the shards
+    env["ORDO_NATS_SUBJECT_PREFIX"] = "t" + suffix + ".events";
+    Process projector{{ordo_binary(), "serve", "projector", "--address",
+                       "127.0.0.1:" + std::to_string(free_port())},
+                      env};
+    const auto query_port = free_port();
+    Process query{{ordo_binary(), "serve", "query", "--insecure-no-auth", "--address",
+                   "127.0.0.1:" + std::to_string(query_port)},
+                  env};
+    HttpClient reads{"127.0.0.1", query_port, 40s};
+    ASSERT_TRUE(eventually([&] {
+        try {
+            return reads.get("/healthz").status == 200;
+        } catch (const std::exception&) {
+            reads.close();
+            return false;
+        }
+    }));
+
+    for (int shard : {0, 1}) {
+        for (const auto& sku : skus_on(shard, 3)) {
+            auto res = receive(sku, "r-" + sku);
+            ASSERT_EQ(res.status, 200) << res.body;
+            const auto position = res.json()["position"].get<std::string>();
+            EXPECT_EQ(position.rfind(std::to_string(shard) + ":", 0), 0u) << position;
+            auto read = reads.get("/v1/inventory/" + sku + "?wait_ms=30000",
+                                  {{"X-Consistency-Token", position}});
+            ASSERT_EQ(read.status, 200) << read.body;
+            EXPECT_EQ(read.json()["on_hand"], 2) << sku;
+        }
+    }
+    // A list waits for the partitions of its token's shard: an order placed on either shard
+    // is in the list read with its token.
+    for (int i = 0; i < 4; ++i) {
+        const auto id = "order-" + suffix + "-" + std::to_string(i);
+        auto placed = client().post_json(
+            "/v1/orders",
+            {{"order_id", id},
+             {"customer_id", "c-1"},
+             {"account_id", "a-1"},
+             {"lines", json::array({{{"sku", "sku-0"}, {"quantity", 1}, {"unit_price", 100}}})}});
+        ASSERT_EQ(placed.status, 202) << placed.body;
+        const auto position = placed.json()["position"].get<std::string>();
+        EXPECT_EQ(
+            position.rfind(
+                std::to_string(platform::partition_of(domain::order_stream(id), kPartitions) % 2) +
+                    ":",
+                0),
+            0u)
+            << position;
+        auto list = reads.get("/v1/orders?customer_id=c-1&wait_ms=30000",
+                              {{"X-Consistency-Token", position}});
+        ASSERT_EQ(list.status, 200) << list.body;
+        EXPECT_NE(list.body.find(id), std::string::npos) << id;
+    }
+    // The events API follows one store's commit order: not over shards (yet), and it says so.
+    auto events = reads.get("/v1/events");
+    EXPECT_EQ(events.status, 501) << events.body;
+    EXPECT_NE(events.body.find("sharded"), std::string::npos);
+    // The checkpoints of both shards' partitions are in the read database.
+    EXPECT_TRUE(eventually([&] {
+        return scalar(control_.admin_url(),
+                      "SELECT count(DISTINCT partition) FROM ordo.projection_checkpoints "
+                      "WHERE projection = 'inventory' AND global_position > 0") == 4;
+    }));
 }
 
 }  // namespace

@@ -231,6 +231,9 @@ class TwoMemoryShards final : public eventstore::Shards {
         return map.shard_of(stream) == 0 ? static_cast<eventstore::Store&>(first) : second;
     }
     std::vector<eventstore::Store*> all() override { return {&first, &second}; }
+    std::optional<int> shard_id(const std::string& stream) const override {
+        return map.shard_of(stream);
+    }
 
     eventstore::ShardMap map =
         eventstore::ShardMap::spread(8, {{0, "db0", "ordo"}, {1, "db1", "ordo"}});
@@ -250,13 +253,23 @@ TEST(ExecutorOnShards, RunsEachCommandOnItsStreamsShardAndExpiresKeysOnEvery) {
         auto receive = [&](Session& session) {
             auto done =
                 execute<InventoryTraits>(session, stream, ReceiveStock{sku, 2}, CommandContext{});
-            return ApiResponse{200, {{"version", done.version}}, false, done.appended};
+            return ApiResponse{200,
+                               {{"version", done.version}, {"position", done.checkpoint->token()}},
+                               false,
+                               done.appended};
         };
         auto reply = executor.run(stream, Dedup{"cmd:" + stream, "f"}, receive);
         auto again = executor.run(stream, Dedup{"cmd:" + stream, "f"}, receive);
         EXPECT_FALSE(reply.replayed);
         EXPECT_TRUE(again.replayed) << "the key is kept on the stream's shard";
         const int shard = shards.map.shard_of(stream);
+        // The position names the shard whose commit order it is in, replays included.
+        auto token = eventstore::ShardToken::parse(reply.body["position"].get<std::string>());
+        ASSERT_TRUE(token);
+        EXPECT_EQ(token->shard, shard);
+        EXPECT_EQ(reply.body["position"].get<std::string>().rfind(std::to_string(shard) + ":", 0),
+                  0u);
+        EXPECT_EQ(again.body["position"], reply.body["position"]);
         auto& own = shard == 0 ? shards.first : shards.second;
         auto& other = shard == 0 ? shards.second : shards.first;
         EXPECT_EQ(own.read_stream(stream, 1, 10).size(), 1u) << stream;

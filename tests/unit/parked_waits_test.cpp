@@ -41,6 +41,28 @@ TEST(Progress, ReadsOfEveryPartitionNeedEveryPartitionPast) {
     EXPECT_TRUE(progress.passed({"traces", std::nullopt}, Checkpoint{2, 20}));
 }
 
+// Over a sharded store (partitions 0 and 2 on shard 0, 1 and 3 on shard 1), a token waits
+// only for the partitions of its own shard: the others cannot hold its write.
+TEST(Progress, AShardsTokenWaitsOnlyForThePartitionsOfItsShard) {
+    const std::vector<int> owners{0, 1, 0, 1};
+    auto list = reads_for_shard({"orders", std::nullopt}, 1, owners);
+    ASSERT_TRUE(list);
+    EXPECT_EQ(list->among, (std::vector<int>{1, 3}));
+    Progress progress{4};
+    progress.set("orders", 1, Checkpoint{7, 70});
+    EXPECT_FALSE(progress.passed(*list, Checkpoint{7, 70})) << "partition 3 has no progress";
+    progress.set("orders", 3, Checkpoint{8, 1});
+    EXPECT_TRUE(progress.passed(*list, Checkpoint{7, 70})) << "0 and 2 are another shard's";
+
+    EXPECT_TRUE(reads_for_shard({"orders", 3}, 1, owners));
+    EXPECT_FALSE(reads_for_shard({"orders", 2}, 1, owners)) << "nothing of shard 1 to wait for";
+    EXPECT_FALSE(reads_for_shard({"orders", std::nullopt}, 2, owners));
+    // Not sharded: every token is its one shard's, the reads as they were.
+    auto plain = reads_for_shard({"orders", std::nullopt}, 1, {});
+    ASSERT_TRUE(plain);
+    EXPECT_TRUE(plain->among.empty());
+}
+
 TEST(ParkedWaits, AWaitWakesWhenItsPartitionPassesItsToken) {
     ParkedWaits waits{4};
     ASSERT_TRUE(waits.park(1, {"orders", 0}, Checkpoint{7, 70}, kT0 + 2s));

@@ -202,6 +202,17 @@ TEST(TransactionIds, AreDecimalDigitsThatFitSixtyFourBits) {
     EXPECT_FALSE(eventstore::Checkpoint::parse_token("+1.1"));
 }
 
+TEST(ShardToken, NamesItsShardAndReadsAPlainTokenAsShardZeros) {
+    const eventstore::ShardToken token{3, {812, 33}};
+    EXPECT_EQ(token.token(), "3:812.33");
+    EXPECT_EQ(eventstore::ShardToken::parse("3:812.33"), token);
+    EXPECT_EQ(eventstore::ShardToken::parse("812.33"), (eventstore::ShardToken{0, {812, 33}}));
+    for (const char* bad : {":812.33", "-1:812.33", "1000:812.33", "a:812.33", "1:", "1:812",
+                            "1:2:812.33", " 1:812.33", "1 :812.33"}) {
+        EXPECT_FALSE(eventstore::ShardToken::parse(bad)) << bad;
+    }
+}
+
 TEST(StreamIds, CategoryIsThePartBeforeTheFirstDash) {
     EXPECT_TRUE(eventstore::is_valid_stream_id("inventory-sku-1"));
     EXPECT_EQ(eventstore::category_of("inventory-sku-1"), "inventory");
