@@ -10,6 +10,7 @@
 #include "app/subcommands.hpp"
 #include "app/upcasters.hpp"
 #include "eventstore/append_notifier.hpp"
+#include "eventstore/pg_shards.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/breaker_store.hpp"
@@ -35,7 +36,6 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
     const auto upcasters = event_upcasters();
     auto models = projections::read_models();
-    models.push_back(sagas::saga_view_projection("read", &upcasters));
     projections::RuntimeOptions runtime_options{.database_url = options.database_url,
                                                 .partitions = options.partitions,
                                                 .instance = instance_name(),
@@ -81,7 +81,6 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
             std::chrono::milliseconds{1000}, options.nats_replicas);
         runtime_options.breaker_store = breaker_store.get();
     }
-    models = projections::traced(std::move(models), spans.get(), log.with_component("projection"));
     // Consistency-token waits in the query service wake on this instead of their next poll.
     // Before the runtime, whose hook uses it: it outlives the hook.
     eventstore::AppendNotifier progress{options.database_url, log.with_component("notifier"),
@@ -110,8 +109,22 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
         return *rc;
     }
     // Over a sharded store this database is the read database: each partition's events come
-    // from its shard.
-    if (map.version() > 0) runtime_options.shards = map;
+    // from its shard, and the saga view reads the process streams there.
+    std::unique_ptr<eventstore::PgShards> shards;
+    if (map.version() > 0) {
+        runtime_options.shards = map;
+        shards = std::make_unique<eventstore::PgShards>(
+            map,
+            eventstore::PgShardsOptions{
+                .url = options.database_url,
+                .pool = {.size = 2,
+                         .statement_timeout = runtime_options.statement_timeout,
+                         .name = "saga-view"},
+                .upcasters = &upcasters},
+            log);
+    }
+    models.push_back(sagas::saga_view_projection("read", &upcasters, shards.get()));
+    models = projections::traced(std::move(models), spans.get(), log.with_component("projection"));
     runtime = std::make_unique<projections::Runtime>(std::move(runtime_options), std::move(models),
                                                      log, registry);
     runtime->on_batch_committed([&progress] { progress.signal(); });

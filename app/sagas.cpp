@@ -12,6 +12,7 @@
 #include "command/service.hpp"
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
+#include "eventstore/pg_shards.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/nats.hpp"
 #include "platform/pg/pg.hpp"
@@ -80,6 +81,14 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
                              .preparers = {bounded_waits, &eventstore::EventStore::prepare}}};
     pool.register_metrics(registry);
     platform::nats::Connection nats{options.nats, log.with_component("nats"), &registry};
+    // The shard map first: over a sharded store, the process streams and the aggregates the
+    // steps command live on their shards, and this database (the read database) keeps the
+    // schedule and the intake's checkpoints.
+    auto map = eventstore::ShardMap::single(options.partitions);
+    if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
+                                      PartitionRole::record, log, &map)) {
+        return *rc;
+    }
     eventstore::AppendNotifier notifier{options.database_url, log.with_component("notifier")};
     // A step's command waits for its stream's turn and a connection for at most a third of
     // the runner's lease, so the process stays this runner's; past that the step is not
@@ -89,9 +98,28 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     // Aggregates, process streams and the intake's feed all read events in their current shape.
     const auto upcasters = event_upcasters();
     executor_options.upcasters = &upcasters;
-    command::Executor executor{pool, &notifier, registry, log.with_component("command"),
-                               executor_options};
-    command::CommandService service{executor, log.with_component("command")};
+    // The runner's appends wake whoever waits for appends, as the command side's do.
+    eventstore::EventStore store{pool, &notifier, std::nullopt, &upcasters};
+    eventstore::OneShard one_shard{store};
+    std::unique_ptr<eventstore::PgShards> sharded;
+    std::unique_ptr<command::Executor> executor;
+    if (map.version() == 0) {
+        executor = std::make_unique<command::Executor>(
+            pool, &notifier, registry, log.with_component("command"), executor_options);
+    } else {
+        sharded = std::make_unique<eventstore::PgShards>(
+            map,
+            eventstore::PgShardsOptions{
+                .url = options.database_url,
+                .pool = {.size = options.pool_size, .name = "sagas", .preparers = {bounded_waits}},
+                .upcasters = &upcasters},
+            log);
+        sharded->register_metrics(registry);
+        executor = std::make_unique<command::Executor>(
+            *sharded, registry, log.with_component("command"), executor_options);
+    }
+    eventstore::Shards& shards = sharded ? static_cast<eventstore::Shards&>(*sharded) : one_shard;
+    command::CommandService service{*executor, log.with_component("command")};
     InProcessBus bus{service};
     platform::SystemClock clock;
 
@@ -102,14 +130,12 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     runner_options.workers = options.workers;
     runner_options.policy.step_timeout_ms = options.step_timeout_ms;
     runner_options.policy.fulfillment_timeout_ms = options.fulfillment_timeout_ms;
-    // The runner's appends wake whoever waits for appends, as the command side's do.
-    eventstore::EventStore store{pool, &notifier, std::nullopt, &upcasters};
     sagas::PgSchedule schedule{pool};
-    sagas::Runner runner{runner_options, store, schedule, bus, clock, log.with_component("saga"),
+    sagas::Runner runner{runner_options, shards, schedule, bus, clock, log.with_component("saga"),
                          registry};
 
     std::vector<std::unique_ptr<projections::Projection>> feeds;
-    feeds.push_back(sagas::intake(*mode));
+    feeds.push_back(sagas::intake(*mode, sharded.get()));
     feeds = projections::traced(std::move(feeds), spans.get(), log.with_component("saga-intake"));
     projections::Runtime intake{
         {.database_url = options.database_url,
@@ -120,7 +146,8 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
          .stream = options.stream,
          .subject_prefix = options.subject_prefix,
          .live_buffer_bytes = static_cast<std::size_t>(options.live_buffer_mib) << 20,
-         .upcasters = &upcasters},
+         .upcasters = &upcasters,
+         .shards = sharded ? std::optional{map} : std::nullopt},
         std::move(feeds),
         log.with_component("saga-intake"),
         registry};
@@ -141,12 +168,6 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     auto server = start_server(signals, options.address, options.tls, server_options,
                                std::move(router), log, registry);
     if (!server) return 1;
-    auto map = eventstore::ShardMap::single(options.partitions);
-    if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
-                                      PartitionRole::record, log, &map)) {
-        return *rc;
-    }
-    if (auto rc = refuse_several_shards(map, "sagas", log)) return *rc;
     log.info("saga runner running",
              {{"mode", options.mode}, {"workers", options.workers}, {"metrics", options.address}});
 

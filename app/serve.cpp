@@ -53,7 +53,9 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
         shards = std::make_unique<eventstore::PgShards>(
             map,
             eventstore::PgShardsOptions{
-                .url = options.database_url, .pool = pool.options(), .upcasters = &upcasters},
+                .url = options.database_url,
+                .pool = {.size = options.pool_size, .name = options.component},
+                .upcasters = &upcasters},
             log);
         shards->register_metrics(registry);
         executor = std::make_unique<command::Executor>(*shards, registry, log,

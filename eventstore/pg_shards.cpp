@@ -28,6 +28,7 @@ struct PgShards::Impl {
             auto pool_options = options.pool;
             pool_options.url = url;
             pool_options.name = options.pool.name + "-shard" + std::to_string(location.id);
+            pool_options.preparers.push_back(&EventStore::prepare);
             Shard shard;
             shard.pool = std::make_unique<platform::pg::Pool>(std::move(pool_options));
             shard.notifier = std::make_unique<AppendNotifier>(

@@ -29,7 +29,8 @@ class Upcasters;
 struct PgShardsOptions {
     // A service's own database URL; each shard's is this pointed at its location (shard_url).
     std::string url;
-    // Each shard's pool is made of this, `url` and `name` set per shard ("<name>-shard<id>").
+    // Each shard's pool is made of this, `url` and `name` set per shard ("<name>-shard<id>"),
+    // EventStore::prepare added to its preparers.
     platform::pg::PoolOptions pool;
     const Upcasters* upcasters = nullptr;
 };

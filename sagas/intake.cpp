@@ -48,18 +48,16 @@ std::int64_t epoch_ms(const std::string& recorded_at) {
 
 // The mode an order's processes run in, from the streams it has: nullopt for events that
 // are not an order's, and for an order without processes.
-std::optional<Mode> running_mode(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e) {
+// `version(stream)` is a process stream's version (0: none).
+template <class Version>
+std::optional<Mode> running_mode(const eventstore::RecordedEvent& e, Version&& version) {
     if (e.category != "order" || !e.payload.contains("order_id") ||
         !e.payload["order_id"].is_string()) {
         return std::nullopt;
     }
     const auto order_id = e.payload["order_id"].get<std::string>();
-    const auto orchestrated = stream_of(ProcessKind::kFulfillment, order_id);
-    eventstore::PgSession store{txn};
-    if (store.stream_version(orchestrated) > 0) return Mode::kOrchestration;
-    if (store.stream_version(stream_of(ProcessKind::kOrders, order_id)) > 0) {
-        return Mode::kChoreography;
-    }
+    if (version(stream_of(ProcessKind::kFulfillment, order_id)) > 0) return Mode::kOrchestration;
+    if (version(stream_of(ProcessKind::kOrders, order_id)) > 0) return Mode::kChoreography;
     return std::nullopt;
 }
 
@@ -67,7 +65,7 @@ std::optional<Mode> running_mode(pqxx::transaction_base& txn, const eventstore::
 // the history into the other mode's processes nor strands the orders in flight.
 class Intake final : public projections::Projection {
    public:
-    explicit Intake(Mode placing) : placing_{placing} {}
+    Intake(Mode placing, eventstore::Shards* shards) : placing_{placing}, shards_{shards} {}
 
     std::string name() const override { return "sagas.intake"; }
 
@@ -94,10 +92,20 @@ class Intake final : public projections::Projection {
     // Appends what `e` tells the order's processes; `due` gets the streams appended to.
     void deliver(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e,
                  std::vector<std::string>& due) {
+        // The process streams in the runtime's transaction, or on their shards.
+        eventstore::PgSession local{txn};
+        auto store_of = [&](const std::string& stream) -> eventstore::EventWriter& {
+            if (shards_) return shards_->of(stream);
+            return local;
+        };
+        auto version = [&](const std::string& stream) {
+            return shards_ ? shards_->of(stream).stream_version(stream)
+                           : local.stream_version(stream);
+        };
         // Times from the source event, not the clock: applying the same event again yields
         // the same events, which the store then recognises by their ids.
-        for (auto& delivery :
-             route(placing_, running_mode(txn, e), e.type, e.payload, epoch_ms(e.recorded_at))) {
+        for (auto& delivery : route(placing_, running_mode(e, version), e.type, e.payload,
+                                    epoch_ms(e.recorded_at))) {
             const auto stream = stream_of(delivery.process, delivery.order_id);
             eventstore::Metadata m = e.metadata;
             m.causation_id = e.event_id;
@@ -112,12 +120,13 @@ class Intake final : public projections::Projection {
                                  domain::schema_version(event)});
             }
             // Ids derived from the source event: a repeat is recognised and appends nothing.
-            eventstore::EventStore::append(txn, stream, eventstore::ExpectedVersion::any(), batch);
+            store_of(stream).append(stream, eventstore::ExpectedVersion::any(), batch);
             due.push_back(stream);
         }
     }
 
     Mode placing_;
+    eventstore::Shards* shards_;
 };
 
 // The last folds of process streams the saga view made, by stream, the least recently
@@ -162,8 +171,9 @@ class ProcessFolds {
 
 class SagaViewProjection final : public projections::Projection {
    public:
-    SagaViewProjection(std::string schema, const eventstore::Upcasters* upcasters)
-        : schema_{std::move(schema)}, upcasters_{upcasters} {}
+    SagaViewProjection(std::string schema, const eventstore::Upcasters* upcasters,
+                       eventstore::Shards* shards)
+        : schema_{std::move(schema)}, upcasters_{upcasters}, shards_{shards} {}
 
     std::string name() const override { return "sagas"; }
     std::vector<std::string> tables() const override { return {schema_ + ".sagas"}; }
@@ -217,8 +227,8 @@ class SagaViewProjection final : public projections::Projection {
     // (the view follows the log), the order's other streams as they are now (their events
     // may sit on other partitions, applied by another projector): what came since their
     // last fold.
-    void fold(eventstore::PgSession& session, const eventstore::RecordedEvent& e,
-              const ProcessId& id, Row& row) {
+    void fold(eventstore::PgSession& local, const eventstore::RecordedEvent& e, const ProcessId& id,
+              Row& row) {
         const Mode mode =
             id.kind == ProcessKind::kFulfillment ? Mode::kOrchestration : Mode::kChoreography;
         const auto kinds =
@@ -243,7 +253,9 @@ class SagaViewProjection final : public projections::Projection {
                 loaded = std::move(*fold);
                 fold_recorded(loaded, e, Unreadable::kSkip);
             } else {
-                loaded = load_process(session, stream, up_to_applied,
+                eventstore::EventReader& reader =
+                    shards_ ? static_cast<eventstore::EventReader&>(shards_->of(stream)) : local;
+                loaded = load_process(reader, stream, up_to_applied,
                                       fold ? std::move(*fold) : LoadedProcess{});
             }
             folds_.keep(stream, loaded);
@@ -291,18 +303,19 @@ class SagaViewProjection final : public projections::Projection {
 
     std::string schema_;
     const eventstore::Upcasters* upcasters_;
+    eventstore::Shards* shards_;
     ProcessFolds folds_{1024};
 };
 
 }  // namespace
 
-std::unique_ptr<projections::Projection> intake(Mode placing) {
-    return std::make_unique<Intake>(placing);
+std::unique_ptr<projections::Projection> intake(Mode placing, eventstore::Shards* shards) {
+    return std::make_unique<Intake>(placing, shards);
 }
 
 std::unique_ptr<projections::Projection> saga_view_projection(
-    std::string schema, const eventstore::Upcasters* upcasters) {
-    return std::make_unique<SagaViewProjection>(std::move(schema), upcasters);
+    std::string schema, const eventstore::Upcasters* upcasters, eventstore::Shards* shards) {
+    return std::make_unique<SagaViewProjection>(std::move(schema), upcasters, shards);
 }
 
 std::string derived_event_id(const std::string& source_event_id, const std::string& salt) {

@@ -42,7 +42,8 @@ struct Outcomes {
 
 struct Runner::Impl {
     RunnerOptions options;
-    eventstore::Store& store;
+    std::unique_ptr<eventstore::OneShard> one;  // when made on one store
+    eventstore::Shards& shards;
     ProcessSchedule& schedule;
     CommandBus& bus;
     const platform::Clock& clock;
@@ -61,10 +62,12 @@ struct Runner::Impl {
     platform::metrics::Histogram& recorded_hop;
     platform::metrics::Histogram& queue_hop;
 
-    Impl(RunnerOptions o, eventstore::Store& st, ProcessSchedule& sc, CommandBus& b,
-         const platform::Clock& c, platform::Logger l, platform::metrics::Registry& m)
+    Impl(RunnerOptions o, std::unique_ptr<eventstore::OneShard> single, eventstore::Shards* sh,
+         ProcessSchedule& sc, CommandBus& b, const platform::Clock& c, platform::Logger l,
+         platform::metrics::Registry& m)
         : options{std::move(o)},
-          store{st},
+          one{std::move(single)},
+          shards{one ? *one : *sh},
           schedule{sc},
           bus{b},
           clock{c},
@@ -122,7 +125,9 @@ struct Runner::Impl {
     // Folds the stream from committed history, a read of its own per page (no transaction:
     // a stream's events never change, so pages read apart fold the same). No stream lock:
     // the append's expected version catches a writer that got in between.
-    LoadedProcess load(const std::string& stream) { return load_process(store, stream); }
+    LoadedProcess load(const std::string& stream) {
+        return load_process(shards.of(stream), stream);
+    }
 
     eventstore::Metadata metadata(const LoadedProcess& loaded, const std::string& causation) const {
         eventstore::Metadata m = loaded.origin;  // the trace whole: ids, flags, tracestate
@@ -150,8 +155,8 @@ struct Runner::Impl {
         }
         eventstore::AppendResult result;
         try {
-            result =
-                store.append(stream, eventstore::ExpectedVersion::exact(loaded.version), batch);
+            result = shards.of(stream).append(
+                stream, eventstore::ExpectedVersion::exact(loaded.version), batch);
         } catch (const eventstore::ConcurrencyConflict&) {
             conflicts.inc();
             return false;
@@ -523,8 +528,15 @@ struct Runner::Impl {
 Runner::Runner(RunnerOptions options, eventstore::Store& store, ProcessSchedule& schedule,
                CommandBus& bus, const platform::Clock& clock, platform::Logger log,
                platform::metrics::Registry& metrics)
-    : impl_{std::make_unique<Impl>(std::move(options), store, schedule, bus, clock, std::move(log),
-                                   metrics)} {}
+    : impl_{std::make_unique<Impl>(std::move(options),
+                                   std::make_unique<eventstore::OneShard>(store), nullptr, schedule,
+                                   bus, clock, std::move(log), metrics)} {}
+
+Runner::Runner(RunnerOptions options, eventstore::Shards& shards, ProcessSchedule& schedule,
+               CommandBus& bus, const platform::Clock& clock, platform::Logger log,
+               platform::metrics::Registry& metrics)
+    : impl_{std::make_unique<Impl>(std::move(options), nullptr, &shards, schedule, bus, clock,
+                                   std::move(log), metrics)} {}
 
 Runner::~Runner() = default;
 

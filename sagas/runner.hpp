@@ -9,6 +9,7 @@
 #include <string>
 
 #include "domain/commands.hpp"
+#include "eventstore/shards.hpp"
 #include "eventstore/store.hpp"
 #include "platform/core/clock.hpp"
 #include "platform/core/log.hpp"
@@ -71,6 +72,11 @@ class Runner {
     // `store`, `schedule`, `bus`, `clock` and `metrics` must outlive the runner. Whoever
     // waits for appends hears of the runner's through the store.
     Runner(RunnerOptions options, eventstore::Store& store, ProcessSchedule& schedule,
+           CommandBus& bus, const platform::Clock& clock, platform::Logger log,
+           platform::metrics::Registry& metrics);
+    // Over a sharded store: each process stream is loaded from and appended to its own
+    // shard, while `schedule` (one for all) says which are due. `shards` outlives the runner.
+    Runner(RunnerOptions options, eventstore::Shards& shards, ProcessSchedule& schedule,
            CommandBus& bus, const platform::Clock& clock, platform::Logger log,
            platform::metrics::Registry& metrics);
     ~Runner();

@@ -19,6 +19,7 @@
 #include "platform/core/partition.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/nats/jetstream.hpp"
+#include "sagas/fulfillment.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"
@@ -371,6 +372,142 @@ TEST_F(ShardedStack, TheReadModelsHoldEveryShardAndATokenWaitsForItsOwnShard) {
                       "WHERE projection = 'inventory' AND global_position > 0") == 4;
     }));
 }
+
+// An id with the given prefix whose stream (`stream_of(id)`) is on `shard`.
+template <class StreamOf>
+std::string id_on(int shard, const std::string& prefix, StreamOf&& stream_of) {
+    for (int i = 0;; ++i) {
+        auto id = prefix + std::to_string(i);
+        if (platform::partition_of(stream_of(id), kPartitions) % 2 == shard) return id;
+    }
+}
+
+// Sagas over both shards, in both modes: an order whose stream and account sit on one shard
+// and whose stock sits on the other is confirmed, and one the account cannot pay is
+// compensated (its stock released): each command runs on its stream's shard and each process
+// stream on its own.
+class ShardedSagas : public ShardedStack, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(ShardedSagas, AnOrderSpreadOverBothShardsCompletesOrCompensates) {
+    const auto suffix = platform::new_uuid().substr(0, 8);
+    auto env = env_;
+    env["ORDO_NATS_STREAM"] = "T_" + suffix;
+    env["ORDO_NATS_SUBJECT_PREFIX"] = "t" + suffix + ".events";
+    env["ORDO_SAGA_MODE"] = GetParam();
+    std::vector<std::unique_ptr<Process>> services;
+    for (const std::string shard : {"0", "1"}) {
+        services.push_back(std::make_unique<Process>(
+            std::vector<std::string>{ordo_binary(), "serve", "relay", "--shard", shard, "--address",
+                                     "127.0.0.1:" + std::to_string(free_port())},
+            env));
+    }
+    for (const char* service : {"projector", "sagas"}) {
+        services.push_back(std::make_unique<Process>(
+            std::vector<std::string>{ordo_binary(), "serve", service, "--address",
+                                     "127.0.0.1:" + std::to_string(free_port())},
+            env));
+    }
+    const auto query_port = free_port();
+    services.push_back(std::make_unique<Process>(
+        std::vector<std::string>{ordo_binary(), "serve", "query", "--insecure-no-auth", "--address",
+                                 "127.0.0.1:" + std::to_string(query_port)},
+        env));
+    HttpClient reads{"127.0.0.1", query_port, 10s};
+
+    const auto sku = id_on(0, "sku-" + suffix + "-",
+                           [](const std::string& id) { return domain::inventory_stream(id); });
+    const auto rich = id_on(1, "acc-" + suffix + "-",
+                            [](const std::string& id) { return domain::account_stream(id); });
+    const auto poor = id_on(0, "acc-" + suffix + "-p",
+                            [](const std::string& id) { return domain::account_stream(id); });
+    ASSERT_EQ(receive(sku, "stock-" + sku).status, 200);
+    ASSERT_EQ(client()
+                  .post_json("/v1/accounts/" + rich + "/deposits", {{"amount", 1000}},
+                             {{"Idempotency-Key", "deposit-" + rich}})
+                  .status,
+              200);
+    // The process stream the intake starts on shard 1, not the control database, so that the
+    // intake and the runner must reach across. Which shard an order's other streams land on
+    // then follows: a stream's shard here is its partition's parity, which FNV-1a takes from
+    // the low bits of the bytes alone, so streams that differ only by prefix keep fixed
+    // parities relative to each other (the order stream is on the same shard as the
+    // orchestrator's and the inventory process's, the payments and orders processes on the
+    // other).
+    auto place = [&](const std::string& account, const std::string& prefix) {
+        auto shard_of = [](const std::string& stream) {
+            return platform::partition_of(stream, kPartitions) % 2;
+        };
+        std::string id;
+        for (int i = 0; id.empty(); ++i) {
+            auto candidate = prefix + suffix + "-" + std::to_string(i);
+            const auto first = std::string{GetParam()} == "orchestration"
+                                   ? sagas::ProcessKind::kFulfillment
+                                   : sagas::ProcessKind::kInventory;
+            if (shard_of(sagas::stream_of(first, candidate)) == 1) id = candidate;
+        }
+        auto placed = client().post_json(
+            "/v1/orders",
+            {{"order_id", id},
+             {"customer_id", "c-1"},
+             {"account_id", account},
+             {"lines", json::array({{{"sku", sku}, {"quantity", 1}, {"unit_price", 300}}})}});
+        EXPECT_EQ(placed.status, 202) << placed.body;
+        return id;
+    };
+    auto status_of = [&](const std::string& order_id) {
+        try {
+            auto r = reads.get("/v1/orders/" + order_id);
+            return r.status == 200 ? r.json()["status"].get<std::string>() : std::string{};
+        } catch (const std::exception&) {
+            reads.close();
+            return std::string{};
+        }
+    };
+    const auto paid = place(rich, "o-");
+    const auto unpaid = place(poor, "u-");
+    EXPECT_TRUE(eventually([&] { return status_of(paid) == "confirmed"; }, 90s)) << status_of(paid);
+    EXPECT_TRUE(eventually([&] { return status_of(unpaid) == "cancelled"; }, 90s))
+        << status_of(unpaid);
+    // Each stream on its own shard: the order and the paying account on shard 1, the stock
+    // on shard 0.
+    EXPECT_GT(events_of(second_, domain::order_stream(paid)), 0);
+    EXPECT_EQ(events_of(control_, domain::order_stream(paid)), 0);
+    EXPECT_GT(events_of(control_, domain::inventory_stream(sku)), 0);
+    EXPECT_EQ(events_of(second_, domain::inventory_stream(sku)), 0);
+    EXPECT_GT(events_of(second_, domain::account_stream(rich)), 0);
+    // Every stream of the paid order, its process streams included, is on the shard of its
+    // partition and on no other.
+    int process_streams = 0;
+    for (int shard : {0, 1}) {
+        const auto& db = shard == 0 ? control_ : second_;
+        pqxx::connection conn{db.admin_url()};
+        pqxx::read_transaction txn{conn};
+        for (const auto& row : txn.exec_params(
+                 "SELECT DISTINCT stream_id FROM ordo.events WHERE stream_id LIKE '%' || $1",
+                 paid)) {
+            const auto stream = row[0].as<std::string>();
+            EXPECT_EQ(platform::partition_of(stream, kPartitions) % 2, shard) << stream;
+            if (stream != domain::order_stream(paid)) ++process_streams;
+        }
+    }
+    EXPECT_GT(process_streams, 0);
+    // The stock: received 2, one reserved for the paid order, the other's reservation
+    // released. The paid account charged once.
+    std::string stock;
+    EXPECT_TRUE(eventually([&] {
+        auto r = reads.get("/v1/inventory/" + sku);
+        stock = r.body;
+        return r.status == 200 && r.json()["on_hand"] == 1 && r.json()["reserved"] == 0;
+    })) << stock;
+    // The saga view shows both, read from the process streams on their shards.
+    EXPECT_TRUE(eventually([&] {
+        auto r = reads.get("/v1/sagas/" + paid);
+        return r.status == 200 && r.json()["status"] == "completed";
+    }));
+}
+
+INSTANTIATE_TEST_SUITE_P(BothModes, ShardedSagas,
+                         ::testing::Values("orchestration", "choreography"));
 
 }  // namespace
 }  // namespace ordo::testing
