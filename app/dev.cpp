@@ -104,7 +104,12 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
             return 2;
         }
     }
+    if (options.ha && options.shards > 1) {
+        log.error("ordo dev --ha runs one cluster: --shards is not for it yet");
+        return 2;
+    }
     ::setenv("ORDO_STACK_DIR", options.data_dir.c_str(), 1);
+    ::setenv("ORDO_PG_SHARDS", std::to_string(options.shards).c_str(), 1);
     if (options.fresh && run_to_end({"/bin/bash", options.stack_script, "wipe"}) != 0) {
         log.error("could not wipe the data folder", {{"data_dir", options.data_dir}});
         return 1;
@@ -131,6 +136,28 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     if (int rc = run_migrate(*platform::env("ORDO_MIGRATOR_URL"), log); rc != 0) {
         stop_stack();
         return rc;
+    }
+    // Several shards: the first map spreads the partitions over the stack's clusters (each
+    // migrated by it), unless it is written already.
+    if (options.shards > 1) {
+        ShardsOptions shards{
+            .database_url = *platform::env("ORDO_MIGRATOR_URL"),
+            .shards = platform::comma_list(platform::env("ORDO_PG_SHARD_LOCATIONS").value_or("")),
+            .if_absent = true};
+        if (auto p = platform::env("ORDO_PARTITIONS")) shards.partitions = std::stoi(*p);
+        if (static_cast<int>(shards.shards.size()) != options.shards) {
+            log.error("the stack did not name a location for every shard",
+                      {{"shards", options.shards}, {"locations", shards.shards}});
+            stop_stack();
+            return 1;
+        }
+        if (int rc = run_shards_init(shards, log); rc != 0) {
+            log.error(
+                "the shard map could not be written (a store that ran unsharded cannot be "
+                "spread by a new map: start with --fresh)");
+            stop_stack();
+            return rc;
+        }
     }
     const bool open_api = !platform::env("ORDO_API_TOKENS_FILE");
     if (open_api) {
@@ -171,6 +198,22 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
         std::vector<std::string> argv{exe, "serve", service};
         const bool serves_api = service == "command" || service == "query";
         if (serves_api && open_api) argv.push_back("--insecure-no-auth");
+        if (!options.ha && service == "relay" && options.shards > 1) {
+            // A relay per shard: shard 0's health port as configured, shard i's i above the
+            // sagas service's (8090, then 8093, 8094, ... by default).
+            auto address = platform::env("ORDO_RELAY_ADDR").value_or("127.0.0.1:8090");
+            const auto colon = address.rfind(':');
+            const int port = std::stoi(address.substr(colon + 1));
+            for (int shard = 0; shard < options.shards; ++shard) {
+                auto instance = argv;
+                instance.insert(instance.end(),
+                                {"--shard", std::to_string(shard), "--address",
+                                 address.substr(0, colon + 1) +
+                                     std::to_string(shard == 0 ? port : port + 2 + shard)});
+                children.push_back(Child{"relay-" + std::to_string(shard), instance});
+            }
+            continue;
+        }
         if (!options.ha) {
             children.push_back(Child{service, argv});
             continue;
@@ -210,6 +253,7 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     } else {
         log.info("ordo dev is up; Ctrl-C stops everything",
                  {{"postgres", "127.0.0.1:" + platform::env("ORDO_PG_PORT").value_or("?")},
+                  {"shards", platform::env("ORDO_PG_SHARD_LOCATIONS").value_or("")},
                   {"nats", platform::env("ORDO_NATS_URL").value_or("?")},
                   {"services", options.services},
                   {"data_dir", options.data_dir}});

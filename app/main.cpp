@@ -149,6 +149,10 @@ int main(int argc, char** argv) {
     dev->add_option("--stack-script", dev_options.stack_script, "The stack script")
         ->capture_default_str();
     dev->add_flag("--fresh", dev_options.fresh, "Wipe the data folder first");
+    dev->add_option("--shards", dev_options.shards,
+                    "PostgreSQL clusters, one per shard of the event store")
+        ->check(CLI::Range(1, 8))
+        ->capture_default_str();
     dev->add_flag("--ha", dev_options.ha,
                   "The highly available cluster instead: etcd, Patroni, three NATS nodes, "
                   "HAProxy and two of every service (deploy/cluster.sh; data in .ordo/cluster)");
@@ -579,6 +583,9 @@ int main(int argc, char** argv) {
     auto* shards_list =
         shards->add_subcommand("list", "Show the partitions, size and relay leader of each shard");
     shards_list->add_flag("--json", shards_options.json, "One JSON object");
+    // `ordo shards list --database-url ...` as well as `ordo shards --database-url ... list`.
+    shards_init->fallthrough();
+    shards_list->fallthrough();
     shards_init->callback([&] {
         rc = app::run_shards_init(
             shards_options,

@@ -49,6 +49,17 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
         std::vector<eventstore::ShardLocation> locations;
         for (const auto& text : options.shards) locations.push_back(parse_shard_option(text));
         auto map = eventstore::ShardMap::spread(options.partitions, std::move(locations));
+        if (options.if_absent) {
+            auto conn = connect(options.database_url);
+            pqxx::read_transaction txn{conn};
+            if (auto written = eventstore::read_shard_map(txn)) {
+                if (written->shards() == map.shards() && written->owners() == map.owners()) {
+                    log.info("the shard map is written already",
+                             {{"version", written->version()}, {"shards", map.shards().size()}});
+                    return 0;
+                }
+            }
+        }
         // Every shard migrated, set up for the map's partition count, and holding no stream
         // of a partition it will not own; then the map, in one transaction of the control
         // database.

@@ -23,7 +23,10 @@ struct DevOptions {
     // The highly available cluster (deploy/cluster.sh) with two instances of every service,
     // on the addresses its stack.env names (ORDO_HA_<SERVICE>_ADDRS).
     bool ha = false;
-    bool fresh = false;      // wipe the data first
+    bool fresh = false;  // wipe the data first
+    // PostgreSQL clusters, one per shard of the store (docs/scaling.md): the stack starts
+    // them, the first map spreads the partitions over them, and each shard gets its relay.
+    int shards = 1;
     bool stop_stack = true;  // stop Postgres and NATS on exit
     // Also run Prometheus and Alertmanager (this script, start/stop) against the services.
     bool monitoring = false;
@@ -100,6 +103,9 @@ struct ShardsOptions {
     int partitions = eventstore::kDefaultPartitions;
     std::vector<std::string> shards;  // init: "<id>=<hosts>/<database>" each
     bool json = false;                // list: one JSON object
+    // init: a map already written with exactly these shards and partitions is no error
+    // (`ordo dev --shards` on a stack it set up before).
+    bool if_absent = false;
 };
 
 // Migrates every shard, checks that none holds a stream of a partition the new map gives to

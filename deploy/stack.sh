@@ -4,13 +4,15 @@
 # the test suite and CI all use this script.
 #
 #   stack.sh start | stop | status | wipe
-#   stack.sh pg-stop | pg-start | pg-kill | nats-stop | nats-start | nats-kill   (fault tests)
+#   stack.sh pg-stop | pg-start | pg-kill [shard] | nats-stop | nats-start | nats-kill   (fault tests)
 #
 # Settings (environment): ORDO_STACK_DIR (default .ordo/dev in the repository),
 # ORDO_PG_PORT (55432), ORDO_NATS_PORT (54222), ORDO_NATS_MONITOR_PORT (58222),
 # ORDO_PG_FSYNC (on), ORDO_PG_MAX_PREPARED_TRANSACTIONS (64; bench/two_phase raises it),
 # ORDO_PG_STATEMENT_STATS (off; on loads pg_stat_statements, for profiling a benchmark: takes
-# effect when PostgreSQL starts).
+# effect when PostgreSQL starts), ORDO_PG_SHARDS (1: the number of PostgreSQL clusters, one per
+# shard of a sharded store, docs/scaling.md; shard i listens on ORDO_PG_PORT + i, and stack.env
+# names each in ORDO_PG_SHARD_LOCATIONS; pg-stop, pg-start and pg-kill take a shard, 0 first).
 # After start, $ORDO_STACK_DIR/stack.env holds the connection settings.
 #
 # Both servers speak TLS only, with certificates from a private CA the script makes once per
@@ -34,8 +36,35 @@ case ${ORDO_PG_STATEMENT_STATS:-off} in
     *) die "ORDO_PG_STATEMENT_STATS must be on or off" ;;
 esac
 
-pgdata="$pg_home/data"
-pgrun="$pg_home/run"
+shards=${ORDO_PG_SHARDS:-1}
+[[ $shards =~ ^[1-8]$ ]] || die "ORDO_PG_SHARDS must be 1 to 8"
+
+# The pg_* functions act on one cluster: shard 0's (the first, which also holds the control
+# database) unless use_cluster chose another.
+first_pg_home=$pg_home
+first_pg_port=$pg_port
+use_cluster() {  # use_cluster <shard>
+    [[ $1 =~ ^[0-7]$ ]] || die "no shard '$1' (0 to 7)"
+    if (($1 == 0)); then
+        pg_home=$first_pg_home
+        pg_port=$first_pg_port
+    else
+        pg_home="$first_pg_home-shard$1"
+        pg_port=$((first_pg_port + $1))
+    fi
+    pgdata="$pg_home/data"
+    pgrun="$pg_home/run"
+}
+use_cluster 0
+
+# The shards whose clusters exist, started or not: those asked for now and any an earlier
+# start made (stop and status reach them all).
+existing_shards() {
+    local i
+    for ((i = 0; i < 8; i++)); do
+        if ((i < shards)) || [[ -d "$first_pg_home-shard$i/data" ]]; then echo "$i"; fi
+    done
+}
 
 ensure_tls() {
     ensure_ca
@@ -179,23 +208,50 @@ ensure_secrets
 case ${1:-} in
     start)
         ensure_tls
-        pg_start
+        locations=""
+        for ((shard = 0; shard < shards; shard++)); do
+            use_cluster "$shard"
+            pg_start
+            locations+="${locations:+,}$shard=127.0.0.1:$pg_port/ordo"
+            say "PostgreSQL 15 on 127.0.0.1:$pg_port (data $pgdata)"
+        done
+        use_cluster 0
         nats_start
         write_env "127.0.0.1:$pg_port" "" "127.0.0.1:$nats_port" \
-            "ORDO_NATS_MONITOR_PORT=$nats_monitor_port"
-        say "PostgreSQL 15 on 127.0.0.1:$pg_port (data $pgdata)"
+            "ORDO_NATS_MONITOR_PORT=$nats_monitor_port" "ORDO_PG_SHARDS=$shards" \
+            "ORDO_PG_SHARD_LOCATIONS=$locations"
+        # The shards' clusters have the same roles and passwords.
+        for ((shard = 1; shard < shards; shard++)); do
+            {
+                echo "127.0.0.1:$((first_pg_port + shard)):*:postgres:$admin"
+                for name in $roles; do echo "127.0.0.1:$((first_pg_port + shard)):*:ordo_$name:${!name}"; done
+            } >>"$dir/pgpass"
+        done
         say "nats-server (JetStream) on 127.0.0.1:$nats_port, monitoring on 127.0.0.1:$nats_monitor_port"
         say "settings in $dir/stack.env"
         ;;
-    stop) nats_stop; pg_stop ;;
+    stop)
+        nats_stop
+        for shard in $(existing_shards); do use_cluster "$shard"; pg_stop; done
+        ;;
     status)
-        pg_running && say "PostgreSQL running on 127.0.0.1:$pg_port" || say "PostgreSQL stopped"
+        for shard in $(existing_shards); do
+            use_cluster "$shard"
+            pg_running && say "PostgreSQL (shard $shard) running on 127.0.0.1:$pg_port" \
+                || say "PostgreSQL (shard $shard) stopped"
+        done
         nats_running && say "nats-server running on 127.0.0.1:$nats_port" || say "nats-server stopped"
         ;;
-    wipe) nats_stop; pg_stop; wipe_folders; say "wiped $dir" ;;
-    pg-stop) pg_stop ;;
-    pg-start) ensure_tls; pg_start ;;
-    pg-kill) pg_kill ;;
+    wipe)
+        nats_stop
+        for shard in $(existing_shards); do use_cluster "$shard"; pg_stop; done
+        use_cluster 0
+        wipe_folders
+        say "wiped $dir"
+        ;;
+    pg-stop) use_cluster "${2:-0}"; pg_stop ;;
+    pg-start) use_cluster "${2:-0}"; ensure_tls; pg_start ;;
+    pg-kill) use_cluster "${2:-0}"; pg_kill ;;
     nats-stop) nats_stop ;;
     nats-start) ensure_tls; nats_start ;;
     nats-kill) nats_kill ;;

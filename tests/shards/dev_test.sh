@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# `ordo dev --shards 2` end to end: two PostgreSQL clusters and a relay for each, the map
+# written once, the README's order flow with its streams spread over both shards, tokens that
+# name their shard, `ordo shards list`, one shard's cluster killed and restarted (its streams'
+# commands refused meanwhile, the other's going on), and one SIGTERM stopping everything.
+#
+#   tests/shards/dev_test.sh <ordo binary>
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ordo=$1
+
+dir=${ORDO_TEST_DEV_SHARDS_DIR:-$root/.ordo/test-dev-shards}
+base=${ORDO_TEST_DEV_SHARDS_BASE_PORT:-26300}
+while read -r name; do unset "$name"; done < <(compgen -e | grep -E '^(ORDO_|PG)')
+export ORDO_PG_PORT=$((base + 32)) ORDO_NATS_PORT=$((base + 22)) ORDO_NATS_MONITOR_PORT=$((base + 82))
+export ORDO_COMMAND_ADDR=127.0.0.1:$((base + 80)) ORDO_QUERY_ADDR=127.0.0.1:$((base + 81))
+export ORDO_RELAY_ADDR=127.0.0.1:$((base + 90)) ORDO_PROJECTOR_ADDR=127.0.0.1:$((base + 91))
+export ORDO_SAGAS_ADDR=127.0.0.1:$((base + 92))
+command_api=http://$ORDO_COMMAND_ADDR
+query_api=http://$ORDO_QUERY_ADDR
+log=$(mktemp)
+
+fail() {
+    echo "FAILED: $*" >&2
+    tail -20 "$log" >&2
+    exit 1
+}
+
+until_true() {  # until_true <seconds> <what> <command...>
+    local seconds=$1 what=$2
+    shift 2
+    local deadline=$((SECONDS + seconds))
+    until "$@"; do
+        ((SECONDS < deadline)) || fail "$what within ${seconds}s"
+        sleep 0.2
+    done
+}
+
+"$ordo" dev --shards 2 --fresh --data-dir "$dir" >"$log" 2>&1 &
+dev=$!
+cleanup() {
+    kill -TERM "$dev" 2>/dev/null || true
+    wait "$dev" 2>/dev/null || true
+    ORDO_STACK_DIR=$dir "$root/deploy/stack.sh" stop >/dev/null 2>&1 || true
+    rm -f "$log"
+}
+trap cleanup EXIT
+
+ready() { curl -sf -o /dev/null --max-time 2 "$1/readyz"; }
+until_true 180 "the Command API ready" ready "$command_api"
+until_true 60 "the Query API ready" ready "$query_api"
+grep -q '"message":"shard map written"' "$log" || fail "no shard map written"
+
+post() {  # post <path> <json> [key]: prints the answer body; fails on a status other than 2xx
+    curl -sf --max-time 10 -X POST "$command_api$1" -H 'Content-Type: application/json' \
+        -H "Idempotency-Key: ${3:-dev-shards-$1}" -d "$2"
+}
+position() { sed -E 's/.*"position":"([^"]*)".*/\1/'; }
+
+# sku-1's stream is on shard 1, acct-1's on shard 0, o-1's on shard 1 (partition mod 2).
+receipt=$(post /v1/inventory/sku-1/receipts '{"quantity": 5}') || fail "a receipt"
+[[ $(position <<<"$receipt") == 1:* ]] || fail "sku-1's token names no shard 1: $receipt"
+deposit=$(post /v1/accounts/acct-1/deposits '{"amount": 1000}') || fail "a deposit"
+[[ $(position <<<"$deposit") == 0:* ]] || fail "acct-1's token names no shard 0: $deposit"
+token=$(position <<<"$receipt")
+stock=$(curl -sf --max-time 10 "$query_api/v1/inventory/sku-1?wait_ms=10000" \
+    -H "X-Consistency-Token: $token") || fail "a read with shard 1's token"
+grep -q '"on_hand":5' <<<"$stock" || fail "the receipt not visible with its token: $stock"
+post /v1/orders '{"order_id": "o-1", "customer_id": "c-1", "account_id": "acct-1",
+    "lines": [{"sku": "sku-1", "quantity": 2, "unit_price": 100}]}' >/dev/null || fail "an order"
+confirmed() { curl -sf --max-time 5 "$query_api/v1/orders/o-1" | grep -q '"status":"confirmed"'; }
+until_true 60 "the order confirmed" confirmed
+available() { curl -sf --max-time 5 "$query_api/v1/inventory/sku-1" | grep -q '"available":3'; }
+until_true 30 "the stock reserved" available
+
+set -a
+# shellcheck disable=SC1091
+source "$dir/stack.env"
+set +a
+listed=$("$ordo" shards list --json) || fail "ordo shards list: $listed"
+leaders=$(grep -o '"relay_leader":"[^"]*"' <<<"$listed" | wc -l)
+[[ $leaders == 2 ]] || fail "not a relay leader per shard: $listed"
+
+# Shard 1's cluster killed: its streams' commands are refused (503, Retry-After), shard 0's
+# go on; back, the refused one goes through once.
+ORDO_STACK_DIR=$dir "$root/deploy/stack.sh" pg-kill 1
+status() {  # status <path> <json> <key>: the HTTP status
+    curl -s -o /dev/null -w '%{http_code}' --max-time 15 -X POST "$command_api$1" \
+        -H 'Content-Type: application/json' -H "Idempotency-Key: $3" -d "$2"
+}
+[[ $(status /v1/inventory/sku-1/receipts '{"quantity": 1}' down-1) == 503 ]] \
+    || fail "a command on the killed shard was not refused"
+[[ $(status /v1/accounts/acct-1/deposits '{"amount": 1}' down-0) == 200 ]] \
+    || fail "a command on the live shard did not go through"
+ORDO_STACK_DIR=$dir "$root/deploy/stack.sh" pg-start 1
+again() { [[ $(status /v1/inventory/sku-1/receipts '{"quantity": 1}' down-1) == 200 ]]; }
+until_true 60 "the refused command through once its shard is back" again
+on_hand() { curl -sf --max-time 5 "$query_api/v1/inventory/sku-1" | grep -q '"on_hand":4'; }
+until_true 60 "the stock with the late receipt once" on_hand
+
+kill -TERM "$dev"
+wait "$dev" || fail "ordo dev --shards exited with $?"
+for port in $ORDO_PG_PORT $((ORDO_PG_PORT + 1)) $((base + 80)) $((base + 90)) $((base + 93)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then fail "port $port still open"; fi
+done
+echo "ordo dev --shards 2: order confirmed over both shards, a shard killed and back, stopped"
