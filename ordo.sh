@@ -79,6 +79,8 @@ case $command in
         export ORDO_NATS_PORT=${ORDO_TEST_NATS_PORT:-25222}
         export ORDO_NATS_MONITOR_PORT=${ORDO_TEST_NATS_MONITOR_PORT:-25822}
         export ORDO_BIN="$build/ordo"
+        # A second PostgreSQL cluster (on the next port) for the tests of a sharded store.
+        export ORDO_PG_SHARDS=2
         "$root/deploy/stack.sh" start
         trap '"$root/deploy/stack.sh" stop' EXIT
         ctest --test-dir "$build" --output-on-failure -j "${ORDO_TEST_JOBS:-4}" "$@"

@@ -138,8 +138,15 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
         return rc;
     }
     // Several shards: the first map spreads the partitions over the stack's clusters (each
-    // migrated by it), unless it is written already.
-    if (options.shards > 1) {
+    // migrated by it), unless it is written already. One: no map of several may be written
+    // (its other shards' clusters would not run).
+    if (options.shards == 1) {
+        if (int rc = refuse_other_shard_count(*platform::env("ORDO_MIGRATOR_URL"), 1, log);
+            rc != 0) {
+            stop_stack();
+            return rc;
+        }
+    } else {
         ShardsOptions shards{
             .database_url = *platform::env("ORDO_MIGRATOR_URL"),
             .shards = platform::comma_list(platform::env("ORDO_PG_SHARD_LOCATIONS").value_or("")),

@@ -424,13 +424,4 @@ std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& 
     }
 }
 
-std::optional<int> refuse_several_shards(const eventstore::ShardMap& map, const char* service,
-                                         const platform::Logger& log) {
-    if (map.shards().size() <= 1) return std::nullopt;
-    log.error(
-        "refusing to start: this service does not yet run over several shards",
-        {{"service", service}, {"shards", map.shards().size()}, {"map_version", map.version()}});
-    return 2;
-}
-
 }  // namespace ordo::app

@@ -136,11 +136,6 @@ std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& 
                                        const platform::Logger& log,
                                        eventstore::ShardMap* map = nullptr);
 
-// For a service that does not yet read or write more than one shard: exit code 2 (logged,
-// naming the service) when `map` has several, nullopt to go on (docs/scaling.md).
-std::optional<int> refuse_several_shards(const eventstore::ShardMap& map, const char* service,
-                                         const platform::Logger& log);
-
 // "<host>:<pid>", naming this process in checkpoints and logs.
 std::string instance_name();
 

@@ -8,6 +8,7 @@
 
 #include "app/subcommands.hpp"
 #include "app/upcasters.hpp"
+#include "eventstore/pg_shards.hpp"
 #include "platform/core/errors.hpp"
 #include "projections/read_models.hpp"
 #include "projections/rebuild.hpp"
@@ -70,10 +71,17 @@ void print_plan(const projections::RebuildPlan& plan, const projections::Rebuild
         std::cout << (i ? ", " : "") << plan.tables[i];
     }
     std::cout << "\nshadow schema:   " << plan.shadow_schema
-              << (plan.leftover_shadow ? " (left by an interrupted rebuild; dropped first)" : "")
-              << "\nhorizon:         transaction " << plan.horizon.transaction_id << ", position "
-              << plan.horizon.position << "\nevents to replay: " << plan.events << " in batches of "
-              << o.batch << "\npartitions:      " << o.partitions
+              << (plan.leftover_shadow ? " (left by an interrupted rebuild; dropped first)" : "");
+    if (plan.shard_horizons.empty()) {
+        std::cout << "\nhorizon:         transaction " << plan.horizon.transaction_id
+                  << ", position " << plan.horizon.position;
+    }
+    for (const auto& [shard, horizon] : plan.shard_horizons) {
+        std::cout << "\nhorizon, shard " << shard << ": transaction " << horizon.transaction_id
+                  << ", position " << horizon.position;
+    }
+    std::cout << "\nevents to replay: " << plan.events << " in batches of " << o.batch
+              << "\npartitions:      " << o.partitions
               << " checkpoints set to the horizon at the swap\n"
               << "checkpoints now: ";
     if (plan.checkpoints.empty()) std::cout << "none";
@@ -102,18 +110,29 @@ int run_rebuild(const RebuildCommandOptions& options, const platform::Logger& lo
                                 PartitionRole::compare, log, &map)) {
         return *rc;
     }
-    if (auto rc = refuse_several_shards(map, "rebuild", log)) return *rc;
     ProgressLine progress{options.projection};
     const auto upcasters = event_upcasters();
     auto rebuild_options = options.rebuild;
     rebuild_options.upcasters = &upcasters;
+    // Over a sharded store the events come from every shard, and the saga view folds the
+    // process streams there.
+    std::unique_ptr<eventstore::PgShards> shards;
+    if (map.version() > 0) {
+        rebuild_options.shards = map;
+        shards = std::make_unique<eventstore::PgShards>(
+            map,
+            eventstore::PgShardsOptions{.url = options.rebuild.database_url,
+                                        .pool = {.size = 2, .name = "rebuild"},
+                                        .upcasters = &upcasters},
+            log);
+    }
     platform::SystemClock clock;
     try {
         auto report = projections::rebuild(
             options.projection,
-            [&upcasters](const std::string& schema) {
+            [&upcasters, &shards](const std::string& schema) {
                 auto models = projections::read_models(schema);
-                models.push_back(sagas::saga_view_projection(schema, &upcasters));
+                models.push_back(sagas::saga_view_projection(schema, &upcasters, shards.get()));
                 return models;
             },
             rebuild_options, clock, log,
@@ -133,7 +152,8 @@ int run_rebuild(const RebuildCommandOptions& options, const platform::Logger& lo
                   {"events_per_second",
                    seconds > 0 ? static_cast<double>(report.applied) / seconds : 0.0},
                   {"checkpoint_transaction", report.plan.horizon.transaction_id},
-                  {"checkpoint_position", report.plan.horizon.position}});
+                  {"checkpoint_position", report.plan.horizon.position},
+                  {"shards", report.plan.shard_horizons.size()}});
         return 0;
     } catch (const projections::RebuildRefused& e) {
         log.error(e.what());

@@ -49,6 +49,16 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
         std::vector<eventstore::ShardLocation> locations;
         for (const auto& text : options.shards) locations.push_back(parse_shard_option(text));
         auto map = eventstore::ShardMap::spread(options.partitions, std::move(locations));
+        // Every shard migrated (again, harmlessly, when the map is written already: a new
+        // release may bring a migration), set up for the map's partition count, and holding
+        // no stream of a partition it will not own; then the map, in one transaction of the
+        // control database.
+        for (const auto& shard : map.shards()) {
+            if (int rc = run_migrate(eventstore::shard_url(options.database_url, shard), log);
+                rc != 0) {
+                return rc;
+            }
+        }
         if (options.if_absent) {
             auto conn = connect(options.database_url);
             pqxx::read_transaction txn{conn};
@@ -60,12 +70,8 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
                 }
             }
         }
-        // Every shard migrated, set up for the map's partition count, and holding no stream
-        // of a partition it will not own; then the map, in one transaction of the control
-        // database.
         for (const auto& shard : map.shards()) {
             const auto url = eventstore::shard_url(options.database_url, shard);
-            if (int rc = run_migrate(url, log); rc != 0) return rc;
             auto conn = connect(url);
             pqxx::work txn{conn};
             eventstore::claim_partition_count(txn, map.partitions());
@@ -109,6 +115,25 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
     }
 }
 
+int refuse_other_shard_count(const std::string& database_url, int shards,
+                             const platform::Logger& log) {
+    try {
+        auto conn = connect(database_url);
+        pqxx::read_transaction txn{conn};
+        auto written = eventstore::read_shard_map(txn);
+        const int count = written ? static_cast<int>(written->shards().size()) : 1;
+        if (count == shards) return 0;
+        log.error(
+            "the store's shard map names another number of shards than asked for: run "
+            "with that many, or start afresh",
+            {{"written", count}, {"asked", shards}});
+        return 2;
+    } catch (const std::exception& e) {
+        log.error("cannot read the shard map", {{"error", e.what()}});
+        return 1;
+    }
+}
+
 int run_shards_list(const ShardsOptions& options, const platform::Logger& log) {
     std::optional<eventstore::ShardMap> written;
     try {
@@ -137,9 +162,10 @@ int run_shards_list(const ShardsOptions& options, const platform::Logger& log) {
                 " WHERE c.oid = 'ordo.events'::regclass");
             row["bytes"] = size[0].as<std::int64_t>();
             row["events_estimate"] = size[1].as<std::int64_t>();
-            auto relay = txn.exec(
+            auto relay = txn.exec_params(
                 "SELECT leader, extract(epoch FROM now() - seen_at)::float8 "
-                "  FROM ordo.relay_checkpoint ORDER BY shard LIMIT 1");
+                "  FROM ordo.relay_checkpoint WHERE shard = $1",
+                shard.id);
             if (!relay.empty() && !relay[0][0].is_null()) {
                 row["relay_leader"] = relay[0][0].as<std::string>();
                 row["relay_seen_seconds_ago"] = relay[0][1].as<double>();

@@ -113,6 +113,10 @@ struct ShardsOptions {
 int run_shards_init(const ShardsOptions& options, const platform::Logger& log);
 // The map, and each shard's partitions, size and relay leader; 1 when a shard is unreachable.
 int run_shards_list(const ShardsOptions& options, const platform::Logger& log);
+// 0 when the store at `database_url` has `shards` shards (1 without a map); 2 (logged) when its
+// map names another number, 1 when it cannot be read.
+int refuse_other_shard_count(const std::string& database_url, int shards,
+                             const platform::Logger& log);
 
 int run_dev(const DevOptions& options, const platform::Logger& log);
 

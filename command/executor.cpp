@@ -142,18 +142,25 @@ Executor::Expired Executor::expire(std::chrono::hours age, std::int64_t batch, i
         throw std::invalid_argument("expire needs a batch and max_batches of at least 1");
     }
     Expired expired;
+    std::exception_ptr failed;
     for (auto* store : shards_.all()) {
-        // One cutoff for the whole run on a shard: keys recorded meanwhile are not its
-        // business.
-        const auto cutoff = store->key_cutoff(age);
-        for (;;) {
-            if (expired.batches >= max_batches) return expired;
-            auto deleted = store->expire_keys(cutoff, batch);
-            ++expired.batches;
-            expired.records += deleted;
-            if (deleted < batch) break;
+        // Each shard on its own budget, and one that fails (down) keeps no other from its
+        // turn: its error is thrown once every shard has had one.
+        try {
+            // One cutoff for the whole run on a shard: keys recorded meanwhile are not its
+            // business.
+            const auto cutoff = store->key_cutoff(age);
+            for (int batches = 0; batches < max_batches; ++batches) {
+                auto deleted = store->expire_keys(cutoff, batch);
+                ++expired.batches;
+                expired.records += deleted;
+                if (deleted < batch) break;
+            }
+        } catch (...) {
+            if (!failed) failed = std::current_exception();
         }
     }
+    if (failed) std::rethrow_exception(failed);
     return expired;
 }
 

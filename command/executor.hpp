@@ -99,7 +99,8 @@ class Executor {
     // (oldest first), so that expiry never holds a long transaction or a large lock set,
     // until none older is left or `max_batches` ran (the caller's loop must stay free to
     // notice a stop signal; the next run goes on). Every shard in turn, each by its own
-    // clock; `max_batches` bounds the whole run. Throws std::invalid_argument for a batch
+    // clock and with `max_batches` of its own; a shard that fails keeps no other from its
+    // turn, and its error is thrown after the last. Throws std::invalid_argument for a batch
     // or max_batches below 1.
     struct Expired {
         std::int64_t records = 0;

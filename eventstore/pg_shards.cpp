@@ -127,12 +127,21 @@ std::vector<PartitionLag> PgShardReaders::lag(const std::vector<std::string>& ca
     }
     std::vector<PartitionLag> out;
     for (const auto& [shard, entries] : by_shard) {
-        auto counted =
-            impl_->pools.at(shard)->transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
-                return partition_lag_after(txn, impl_->map.partitions(), categories, entries,
-                                           max_count);
-            });
-        out.insert(out.end(), counted.begin(), counted.end());
+        // A shard that is down has no lag to tell: its partitions are left out, and the
+        // others' figures still come.
+        try {
+            auto counted = impl_->pools.at(shard)->transact<pqxx::nontransaction>(
+                [&](pqxx::nontransaction& txn) {
+                    return partition_lag_after(txn, impl_->map.partitions(), categories, entries,
+                                               max_count);
+                });
+            out.insert(out.end(), counted.begin(), counted.end());
+        } catch (const std::exception&) {
+            if (platform::pg::classify(std::current_exception()) !=
+                platform::FailureKind::transient) {
+                throw;
+            }
+        }
     }
     return out;
 }

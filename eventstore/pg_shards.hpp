@@ -73,7 +73,8 @@ class PgShardReaders {
                                               std::size_t max_count);
     // As EventStore::head, on the shard of `partition`.
     std::optional<Checkpoint> head(int partition);
-    // As partition_lag_after, each partition counted on its own shard.
+    // As partition_lag_after, each partition counted on its own shard; the partitions of a
+    // shard that cannot be reached (a transient failure) are left out.
     std::vector<PartitionLag> lag(const std::vector<std::string>& categories,
                                   const std::vector<std::pair<int, Checkpoint>>& from,
                                   std::int64_t max_count);

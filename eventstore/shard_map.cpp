@@ -172,6 +172,25 @@ std::string shard_url(const std::string& url, const ShardLocation& location) {
     auto at = url.rfind('@', end);
     const auto hosts_at = (at == std::string::npos || at < authority) ? authority : at + 1;
     auto query = url.find('?', hosts_at);
+    // libpq applies the query's parameters after the host part: one that names a host, port,
+    // database or service would send every shard to the same place.
+    if (query != std::string::npos) {
+        std::size_t start = query + 1;
+        while (start < url.size()) {
+            auto end = url.find('&', start);
+            if (end == std::string::npos) end = url.size();
+            const auto key = url.substr(
+                start, url.find('=', start) < end ? url.find('=', start) - start : end - start);
+            for (const char* overriding : {"host", "hostaddr", "port", "dbname", "service"}) {
+                if (key == overriding) {
+                    throw InvalidInput("a sharded store cannot use a database URL whose '" + key +
+                                       "' parameter names where to connect: write the host and "
+                                       "database in the URL's own parts");
+                }
+            }
+            start = end + 1;
+        }
+    }
     return url.substr(0, hosts_at) + location.hosts + "/" + location.database +
            (query == std::string::npos ? std::string{} : url.substr(query));
 }

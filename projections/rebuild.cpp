@@ -243,6 +243,11 @@ class Rebuilder {
         if (options_.batch < 1 || options_.batch > 1'000'000) {
             throw platform::InvalidInput("batch must be between 1 and 1000000 events");
         }
+        if (options_.shards && options_.shards->partitions() != options_.partitions) {
+            throw platform::InvalidInput(
+                "the shard map has " + std::to_string(options_.shards->partitions()) +
+                " partitions, the rebuild was given " + std::to_string(options_.partitions));
+        }
         live_tables_ = live_->tables();
         shadow_tables_ = shadow_->tables();
         if (live_tables_.empty()) {
@@ -298,8 +303,22 @@ class Rebuilder {
             txn.exec_params1("SELECT count(*) FROM pg_namespace WHERE nspname = $1",
                              shadow_schema_)[0]
                 .as<int>() > 0;
-        plan.horizon = eventstore::EventStore::head(txn).value_or(Checkpoint{});
-        plan.events = eventstore::EventStore::count_until(txn, plan.horizon, live_->categories());
+        if (options_.shards) {
+            // Each shard's own horizon and count, on a connection to it of the same role.
+            for (const auto& shard : options_.shards->shards()) {
+                pqxx::connection conn{eventstore::shard_url(options_.database_url, shard)};
+                eventstore::EventStore::prepare(conn);
+                pqxx::read_transaction shard_txn{conn};
+                const auto head = eventstore::EventStore::head(shard_txn).value_or(Checkpoint{});
+                plan.shard_horizons[shard.id] = head;
+                plan.events +=
+                    eventstore::EventStore::count_until(shard_txn, head, live_->categories());
+            }
+        } else {
+            plan.horizon = eventstore::EventStore::head(txn).value_or(Checkpoint{});
+            plan.events =
+                eventstore::EventStore::count_until(txn, plan.horizon, live_->categories());
+        }
         for (const auto& row :
              txn.exec_params("SELECT partition, transaction_id::text AS txid, global_position FROM "
                              "ordo.projection_checkpoints WHERE projection = $1 ORDER BY partition",
@@ -427,9 +446,34 @@ class Rebuilder {
         auto last_report = started;
         report_progress(done, plan.events, started, false);
         // Events above the horizon committed after the start: the live runtime takes them
-        // from the checkpoints the swap sets.
-        BatchReader reader{options_.database_url, plan.horizon, categories, options_.batch,
-                           options_.upcasters};
+        // from the checkpoints the swap sets. Over shards, one shard after another: a read
+        // model folds per stream, and a stream's events are all on one shard, in its order.
+        std::vector<std::pair<std::string, Checkpoint>> sources;
+        if (options_.shards) {
+            for (const auto& shard : options_.shards->shards()) {
+                sources.emplace_back(eventstore::shard_url(options_.database_url, shard),
+                                     plan.shard_horizons.at(shard.id));
+            }
+        } else {
+            sources.emplace_back(options_.database_url, plan.horizon);
+        }
+        for (const auto& [url, horizon] : sources) {
+            done += replay_from(url, horizon, categories, bulk, plan.events, done, started,
+                                last_report);
+        }
+        report_progress(done, std::max(done, plan.events), started, true);
+        return done;
+    }
+
+    // Replays the events of the store at `url` up to `horizon` into the shadow tables;
+    // returns how many. `done` before it, for the progress reports.
+    std::int64_t replay_from(const std::string& url, Checkpoint horizon,
+                             const std::vector<std::string>& categories, bool bulk,
+                             std::int64_t total, std::int64_t done,
+                             std::chrono::steady_clock::time_point started,
+                             std::chrono::steady_clock::time_point& last_report) {
+        std::int64_t applied = 0;
+        BatchReader reader{url, horizon, categories, options_.batch, options_.upcasters};
         for (;;) {
             auto events = reader.next();
             if (events.empty()) break;
@@ -449,14 +493,13 @@ class Rebuilder {
                 last_event_at_[platform::partition_of(e.stream_id, options_.partitions)] =
                     e.recorded_at;
             }
-            done += static_cast<std::int64_t>(events.size());
+            applied += static_cast<std::int64_t>(events.size());
             if (clock_.steady_now() - last_report >= std::chrono::milliseconds(200)) {
-                report_progress(done, plan.events, started, false);
+                report_progress(done + applied, total, started, false);
                 last_report = clock_.steady_now();
             }
         }
-        report_progress(done, std::max(done, plan.events), started, true);
-        return done;
+        return applied;
     }
 
     void report_progress(std::int64_t done, std::int64_t total,
@@ -497,6 +540,10 @@ class Rebuilder {
                 txn.exec("DROP SCHEMA " + txn.quote_name(shadow_schema_));
                 for (int p = 0; p < options_.partitions; ++p) {
                     auto it = last_event_at_.find(p);
+                    const auto horizon =
+                        options_.shards
+                            ? plan.shard_horizons.at(options_.shards->shard_of_partition(p))
+                            : plan.horizon;
                     txn.exec_params(
                         "INSERT INTO ordo.projection_checkpoints AS c (projection, partition, "
                         "transaction_id, global_position, last_event_at, owner, updated_at) "
@@ -505,8 +552,8 @@ class Rebuilder {
                         "EXCLUDED.transaction_id, global_position = EXCLUDED.global_position, "
                         "last_event_at = EXCLUDED.last_event_at, owner = EXCLUDED.owner, "
                         "updated_at = EXCLUDED.updated_at",
-                        plan.projection, p, std::to_string(plan.horizon.transaction_id),
-                        plan.horizon.position,
+                        plan.projection, p, std::to_string(horizon.transaction_id),
+                        horizon.position,
                         it == last_event_at_.end() ? nullptr : it->second.c_str());
                 }
                 // Rows of partitions the runtime no longer has (P changed) would be stale.

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 #include <pqxx/transaction_base>
 
 #include "eventstore/event_store.hpp"
+#include "eventstore/shard_map.hpp"
 #include "eventstore/topology.hpp"
 #include "eventstore/upcasting.hpp"
 #include "platform/core/clock.hpp"
@@ -45,6 +47,10 @@ struct RebuildOptions {
     // projections do (null: as stored); an event of a version they cannot read fails the
     // rebuild, leaving the live model as it was. Outlives the rebuild.
     const eventstore::Upcasters* upcasters = nullptr;
+    // A sharded store's written map: the events are replayed from every shard, each up to its
+    // own horizon, and database_url is the read database (tables and checkpoints). Unset:
+    // the events are in database_url too.
+    std::optional<eventstore::ShardMap> shards;
 };
 
 // One (partition) checkpoint of the projection.
@@ -60,7 +66,10 @@ struct RebuildPlan {
     std::string shadow_schema;        // where the new tables are built
     bool leftover_shadow = false;     // an interrupted rebuild left its shadow schema
     eventstore::Checkpoint horizon;   // every event at or below it is replayed
-    std::int64_t events = 0;          // events of the projection's categories to replay
+    // Over a sharded store, each shard's horizon, by shard id (`horizon` is then unused): a
+    // partition's checkpoint is set to its shard's.
+    std::map<int, eventstore::Checkpoint> shard_horizons;
+    std::int64_t events = 0;  // events of the projection's categories to replay
     std::vector<PartitionCheckpoint> checkpoints;  // current
     std::vector<std::string> live_owners;          // projector instances that own it now
 };

@@ -8,31 +8,16 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ordo=$1
+# shellcheck source=tests/support/dev_test_lib.sh
+source "$root/tests/support/dev_test_lib.sh"
 
 cluster_dir=${ORDO_TEST_DEV_CLUSTER_DIR:-$root/.ordo/test-dev-cluster}
 cluster_base_port=${ORDO_TEST_DEV_CLUSTER_BASE_PORT:-26100}
-while read -r name; do unset "$name"; done < <(compgen -e | grep -E '^(ORDO_|PG)')
+clear_stack_settings
 export ORDO_STACK_DIR=$cluster_dir ORDO_CLUSTER_BASE_PORT=$cluster_base_port
 command_api=http://127.0.0.1:$((ORDO_CLUSTER_BASE_PORT + 80))
 query_api=http://127.0.0.1:$((ORDO_CLUSTER_BASE_PORT + 81))
 log=$(mktemp)
-
-fail() {
-    echo "FAILED: $*" >&2
-    tail -20 "$log" >&2
-    exit 1
-}
-
-# until_true <seconds> <what> <command...>: the command, every 0.2 s, until it succeeds.
-until_true() {
-    local seconds=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + seconds))
-    until "$@"; do
-        ((SECONDS < deadline)) || fail "$what within ${seconds}s"
-        sleep 0.2
-    done
-}
 
 "$ordo" dev --ha >"$log" 2>&1 &
 dev=$!

@@ -1,10 +1,12 @@
-// A store sharded over two databases: `ordo shards init` writes the map only over shards that
+// A store sharded over two databases, each on a PostgreSQL cluster of its own (their xids and
+// horizons apart, as in production): `ordo shards init` writes the map only over shards that
 // hold nothing of another's partitions; the Command API runs each command on its stream's
 // shard, and a shard that is down fails only the commands on its own streams; one relay per
 // shard publishes that shard's events, each exactly once.
 
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <fstream>
 #include <map>
 #include <set>
@@ -16,10 +18,12 @@
 #include "domain/ids.hpp"
 #include "eventstore/shard_catalog.hpp"
 #include "eventstore/topology.hpp"
+#include "platform/core/config.hpp"
 #include "platform/core/partition.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/nats/jetstream.hpp"
 #include "sagas/fulfillment.hpp"
+#include "tests/soak/checker.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"
@@ -45,11 +49,14 @@ std::string location(const TestDatabase& db) {
     return hosts_of(db.admin_url()) + "/" + db.name();
 }
 
-// Runs `ordo <arguments>` to its end: its exit status and standard output.
-std::pair<int, std::string> ordo(const std::vector<std::string>& arguments) {
+// Runs `ordo <arguments>` to its end: its exit status and standard output (with its log,
+// standard error, after it when `with_log`).
+std::pair<int, std::string> ordo(const std::vector<std::string>& arguments, bool with_log = false) {
     const auto out = "/tmp/ordo-shards-" + platform::new_uuid() + ".out";
-    std::vector<std::string> argv{"/bin/sh", "-c", "\"$0\" \"$@\" > \"$OUT\" 2>/dev/null",
-                                  ordo_binary()};
+    std::vector<std::string> argv{
+        "/bin/sh", "-c",
+        with_log ? "\"$0\" \"$@\" > \"$OUT\" 2>&1" : "\"$0\" \"$@\" > \"$OUT\" 2>/dev/null",
+        ordo_binary()};
     argv.insert(argv.end(), arguments.begin(), arguments.end());
     Process p{argv, {{"OUT", out}}};
     auto status = p.wait(120s);
@@ -63,7 +70,8 @@ std::pair<int, std::string> ordo(const std::vector<std::string>& arguments) {
 std::pair<int, std::string> init(const TestDatabase& control, const TestDatabase& second) {
     return ordo({"shards", "--database-url", control.migrator_url(), "--partitions",
                  std::to_string(kPartitions), "init", "--shard", "0=" + location(control),
-                 "--shard", "1=" + location(second)});
+                 "--shard", "1=" + location(second)},
+                true);
 }
 
 // A stream of `category` whose partition is owned by `shard` under the spread map of two
@@ -86,7 +94,7 @@ std::int64_t events_of(const TestDatabase& db, const std::string& stream) {
 
 TEST(ShardsInit, RefusesAShardThatHoldsStreamsTheMapGivesToAnother) {
     TestDatabase control;
-    TestDatabase second{false};
+    TestDatabase second{false, 1};
     {
         // A receipt on a stream of shard 1's partitions, already in shard 0's database.
         pqxx::connection conn{control.command_url()};
@@ -98,7 +106,10 @@ TEST(ShardsInit, RefusesAShardThatHoldsStreamsTheMapGivesToAnother) {
             "inventory-" + skus_on(1, 1)[0]);
         txn.commit();
     }
-    EXPECT_EQ(init(control, second).first, 2);
+    auto [refused, said] = init(control, second);
+    EXPECT_EQ(refused, 2);
+    EXPECT_NE(said.find("holds streams the map gives to another"), std::string::npos) << said;
+    EXPECT_NE(said.find("1 events of partition"), std::string::npos) << said;
     pqxx::connection conn{control.command_url()};
     pqxx::read_transaction txn{conn};
     EXPECT_FALSE(eventstore::read_shard_map(txn)) << "no map was written";
@@ -106,7 +117,7 @@ TEST(ShardsInit, RefusesAShardThatHoldsStreamsTheMapGivesToAnother) {
 
 TEST(ShardsInit, WritesTheFirstMapOnceAndListShowsEachShard) {
     TestDatabase control;
-    TestDatabase second{false};  // init migrates it
+    TestDatabase second{false, 1};  // on the second cluster; init migrates it
     auto [rc, printed] = init(control, second);
     ASSERT_EQ(rc, 0) << printed;
     {
@@ -121,7 +132,9 @@ TEST(ShardsInit, WritesTheFirstMapOnceAndListShowsEachShard) {
         EXPECT_THROW(eventstore::shard_map_for(txn, 8), eventstore::PartitionCountMismatch);
     }
     EXPECT_EQ(scalar(second.admin_url(), "SELECT partitions FROM ordo.topology"), kPartitions);
-    EXPECT_EQ(init(control, second).first, 2) << "a written map changes only by moving";
+    auto [again, said] = init(control, second);
+    EXPECT_EQ(again, 2) << "a written map changes only by moving";
+    EXPECT_NE(said.find("has a shard map already"), std::string::npos) << said;
 
     auto [listed, out] = ordo({"shards", "--database-url", control.migrator_url(), "--partitions",
                                std::to_string(kPartitions), "list", "--json"});
@@ -169,7 +182,7 @@ class ShardedStack : public ::testing::Test {
     // Shard 1's database refuses new sessions of the service roles and loses those it had,
     // as when its cluster is down; then comes back.
     void take_down_second(bool down) {
-        pqxx::connection admin{control_.admin_url()};
+        pqxx::connection admin{platform::with_database(second_.admin_url(), "postgres")};
         pqxx::nontransaction tx{admin};
         tx.exec("ALTER DATABASE " + tx.quote_name(second_.name()) + " CONNECTION LIMIT " +
                 (down ? "0" : "-1"));
@@ -181,7 +194,7 @@ class ShardedStack : public ::testing::Test {
     }
 
     TestDatabase control_;
-    TestDatabase second_{false};
+    TestDatabase second_{false, 1};
     std::map<std::string, std::string> env_;
     std::uint16_t port_ = free_port();
     std::unique_ptr<Process> command_;
@@ -504,6 +517,14 @@ TEST_P(ShardedSagas, AnOrderSpreadOverBothShardsCompletesOrCompensates) {
         auto r = reads.get("/v1/sagas/" + paid);
         return r.status == 200 && r.json()["status"] == "completed";
     }));
+    // Every read model rebuilt from both shards equals the live one, the projector stopped
+    // as for any offline rebuild.
+    auto& projector = *services[2];
+    projector.signal(SIGTERM);
+    ASSERT_TRUE(projector.wait(30s));
+    for (const auto& difference : soak::differences_from_rebuild(control_, kPartitions)) {
+        ADD_FAILURE() << difference;
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(BothModes, ShardedSagas,

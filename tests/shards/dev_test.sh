@@ -9,10 +9,12 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 ordo=$1
+# shellcheck source=tests/support/dev_test_lib.sh
+source "$root/tests/support/dev_test_lib.sh"
 
 dir=${ORDO_TEST_DEV_SHARDS_DIR:-$root/.ordo/test-dev-shards}
 base=${ORDO_TEST_DEV_SHARDS_BASE_PORT:-26300}
-while read -r name; do unset "$name"; done < <(compgen -e | grep -E '^(ORDO_|PG)')
+clear_stack_settings
 export ORDO_PG_PORT=$((base + 32)) ORDO_NATS_PORT=$((base + 22)) ORDO_NATS_MONITOR_PORT=$((base + 82))
 export ORDO_COMMAND_ADDR=127.0.0.1:$((base + 80)) ORDO_QUERY_ADDR=127.0.0.1:$((base + 81))
 export ORDO_RELAY_ADDR=127.0.0.1:$((base + 90)) ORDO_PROJECTOR_ADDR=127.0.0.1:$((base + 91))
@@ -20,22 +22,6 @@ export ORDO_SAGAS_ADDR=127.0.0.1:$((base + 92))
 command_api=http://$ORDO_COMMAND_ADDR
 query_api=http://$ORDO_QUERY_ADDR
 log=$(mktemp)
-
-fail() {
-    echo "FAILED: $*" >&2
-    tail -20 "$log" >&2
-    exit 1
-}
-
-until_true() {  # until_true <seconds> <what> <command...>
-    local seconds=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + seconds))
-    until "$@"; do
-        ((SECONDS < deadline)) || fail "$what within ${seconds}s"
-        sleep 0.2
-    done
-}
 
 "$ordo" dev --shards 2 --fresh --data-dir "$dir" >"$log" 2>&1 &
 dev=$!
@@ -67,8 +53,12 @@ token=$(position <<<"$receipt")
 stock=$(curl -sf --max-time 10 "$query_api/v1/inventory/sku-1?wait_ms=10000" \
     -H "X-Consistency-Token: $token") || fail "a read with shard 1's token"
 grep -q '"on_hand":5' <<<"$stock" || fail "the receipt not visible with its token: $stock"
-post /v1/orders '{"order_id": "o-1", "customer_id": "c-1", "account_id": "acct-1",
-    "lines": [{"sku": "sku-1", "quantity": 2, "unit_price": 100}]}' >/dev/null || fail "an order"
+order=$(post /v1/orders '{"order_id": "o-1", "customer_id": "c-1", "account_id": "acct-1",
+    "lines": [{"sku": "sku-1", "quantity": 2, "unit_price": 100}]}') || fail "an order"
+# A list read with shard 1's token waits on shard 1's partitions, whose xids are not shard 0's.
+listed=$(curl -sf --max-time 10 "$query_api/v1/orders?customer_id=c-1&wait_ms=10000" \
+    -H "X-Consistency-Token: $(position <<<"$order")") || fail "a list read with shard 1's token"
+grep -q '"order_id":"o-1"' <<<"$listed" || fail "the order not in the list with its token: $listed"
 confirmed() { curl -sf --max-time 5 "$query_api/v1/orders/o-1" | grep -q '"status":"confirmed"'; }
 until_true 60 "the order confirmed" confirmed
 available() { curl -sf --max-time 5 "$query_api/v1/inventory/sku-1" | grep -q '"available":3'; }

@@ -31,10 +31,41 @@ std::string stack_setting(const char* name) {
                              "`ORDO_STACK_DIR=.ordo/test deploy/stack.sh start`");
 }
 
-TestDatabase::TestDatabase(bool migrate)
-    : name_{"ordo_test_" + platform::new_uuid().substr(0, 8) + platform::new_uuid().substr(0, 8)} {
+namespace {
+
+// "host:port" of the stack's cluster `cluster`, from ORDO_PG_SHARD_LOCATIONS
+// ("0=127.0.0.1:25432/ordo,1=127.0.0.1:25433/ordo").
+std::string cluster_hosts(int cluster) {
+    const auto locations = stack_setting("ORDO_PG_SHARD_LOCATIONS");
+    const auto key = std::to_string(cluster) + "=";
+    for (std::size_t start = 0; start < locations.size();) {
+        auto end = locations.find(',', start);
+        if (end == std::string::npos) end = locations.size();
+        const auto item = locations.substr(start, end - start);
+        if (item.rfind(key, 0) == 0) {
+            return item.substr(key.size(), item.find('/') - key.size());
+        }
+        start = end + 1;
+    }
+    throw std::runtime_error(
+        "the test stack runs no PostgreSQL cluster " + std::to_string(cluster) +
+        "; start it with ORDO_PG_SHARDS=" + std::to_string(cluster + 1) + " (./ordo.sh test does)");
+}
+
+}  // namespace
+
+std::string TestDatabase::on_cluster(const char* setting) const {
+    auto url = stack_setting(setting);
+    if (hosts_.empty()) return url;
+    const auto at = url.find('@');
+    return url.substr(0, at + 1) + hosts_ + url.substr(url.find('/', at));
+}
+
+TestDatabase::TestDatabase(bool migrate, int cluster)
+    : name_{"ordo_test_" + platform::new_uuid().substr(0, 8) + platform::new_uuid().substr(0, 8)},
+      hosts_{cluster == 0 ? std::string{} : cluster_hosts(cluster)} {
     {
-        pqxx::connection admin{stack_setting("ORDO_PG_ADMIN_URL")};
+        pqxx::connection admin{on_cluster("ORDO_PG_ADMIN_URL")};
         pqxx::nontransaction tx{admin};
         tx.exec("CREATE DATABASE " + tx.quote_name(name_) + " OWNER ordo_migrator");
     }
@@ -50,7 +81,7 @@ TestDatabase::~TestDatabase() {
         keep && std::string{keep} == "1")
         return;
     try {
-        pqxx::connection admin{stack_setting("ORDO_PG_ADMIN_URL")};
+        pqxx::connection admin{on_cluster("ORDO_PG_ADMIN_URL")};
         pqxx::nontransaction tx{admin};
         tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name_) + " WITH (FORCE)");
     } catch (const std::exception& e) {
@@ -59,25 +90,25 @@ TestDatabase::~TestDatabase() {
 }
 
 std::string TestDatabase::admin_url() const {
-    return platform::with_database(stack_setting("ORDO_PG_ADMIN_URL"), name_);
+    return platform::with_database(on_cluster("ORDO_PG_ADMIN_URL"), name_);
 }
 std::string TestDatabase::migrator_url() const {
-    return platform::with_database(stack_setting("ORDO_MIGRATOR_URL"), name_);
+    return platform::with_database(on_cluster("ORDO_MIGRATOR_URL"), name_);
 }
 std::string TestDatabase::command_url() const {
-    return platform::with_database(stack_setting("ORDO_COMMAND_DATABASE_URL"), name_);
+    return platform::with_database(on_cluster("ORDO_COMMAND_DATABASE_URL"), name_);
 }
 std::string TestDatabase::relay_url() const {
-    return platform::with_database(stack_setting("ORDO_RELAY_DATABASE_URL"), name_);
+    return platform::with_database(on_cluster("ORDO_RELAY_DATABASE_URL"), name_);
 }
 std::string TestDatabase::projector_url() const {
-    return platform::with_database(stack_setting("ORDO_PROJECTOR_DATABASE_URL"), name_);
+    return platform::with_database(on_cluster("ORDO_PROJECTOR_DATABASE_URL"), name_);
 }
 std::string TestDatabase::sagas_url() const {
-    return platform::with_database(stack_setting("ORDO_SAGAS_DATABASE_URL"), name_);
+    return platform::with_database(on_cluster("ORDO_SAGAS_DATABASE_URL"), name_);
 }
 std::string TestDatabase::query_url() const {
-    return platform::with_database(stack_setting("ORDO_QUERY_DATABASE_URL"), name_);
+    return platform::with_database(on_cluster("ORDO_QUERY_DATABASE_URL"), name_);
 }
 std::map<std::string, std::string> TestDatabase::service_env() const {
     return {{"ORDO_COMMAND_DATABASE_URL", command_url()},

@@ -19,7 +19,9 @@ std::optional<std::string> find_stack_setting(const char* name);
 // test gets its own, so tests run in any order and in parallel.
 class TestDatabase {
    public:
-    explicit TestDatabase(bool migrate = true);
+    // On the stack's `cluster`: 0, or a shard's (the stack runs ORDO_PG_SHARDS clusters; the
+    // test stack two), for tests of a store sharded over clusters.
+    explicit TestDatabase(bool migrate = true, int cluster = 0);
     ~TestDatabase();
     TestDatabase(const TestDatabase&) = delete;
     TestDatabase& operator=(const TestDatabase&) = delete;
@@ -39,7 +41,11 @@ class TestDatabase {
     std::map<std::string, std::string> service_env() const;
 
    private:
+    // The stack's URL `setting` pointed at this database's cluster.
+    std::string on_cluster(const char* setting) const;
+
     std::string name_;
+    std::string hosts_;  // the cluster's host:port; empty: the stack's first
 };
 
 }  // namespace ordo::testing

@@ -91,6 +91,14 @@ TEST(ShardMap, AShardsUrlKeepsTheRoleAndParametersOfTheServicesOwn) {
     EXPECT_EQ(shard_url("postgresql://h?sslmode=require", shard),
               "postgresql://db1:5433,db1b:5433/ordo_s1?sslmode=require");
     EXPECT_THROW(shard_url("host=h dbname=ordo", shard), InvalidInput);
+    // Parameters that would send every shard to one place are refused, not passed on.
+    for (const char* url :
+         {"postgresql://u@/ordo?host=/var/run/postgresql",
+          "postgresql://u@h/ordo?sslmode=require&port=5433", "postgresql://u@h/ordo?dbname=other",
+          "postgresql://u@h/ordo?service=x", "postgresql://u@h/ordo?hostaddr=10.0.0.1"}) {
+        EXPECT_THROW(shard_url(url, shard), InvalidInput) << url;
+    }
+    EXPECT_NO_THROW(shard_url("postgresql://u@h/ordo?application_name=x&sslhostname=y", shard));
 }
 
 }  // namespace
