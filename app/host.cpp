@@ -393,7 +393,14 @@ std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& 
             } else {
                 eventstore::check_partition_count(txn, partitions);
             }
-            if (map) *map = eventstore::shard_map_for(txn, partitions);
+            if (map) {
+                *map = eventstore::shard_map_for(txn, partitions);
+                // Every shard reachable with this service's URL: a URL that cannot be pointed
+                // at a shard is refused here, once, with the reason.
+                for (const auto& shard : map->shards()) {
+                    (void)eventstore::shard_url(database_url, shard);
+                }
+            }
             txn.commit();
             return std::nullopt;
         } catch (const eventstore::PartitionCountMismatch& e) {

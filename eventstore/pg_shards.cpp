@@ -136,11 +136,12 @@ std::vector<PartitionLag> PgShardReaders::lag(const std::vector<std::string>& ca
                                                max_count);
                 });
             out.insert(out.end(), counted.begin(), counted.end());
+        } catch (const platform::Unavailable&) {
+            // The shard cannot be reached (no connection came): nothing counted.
         } catch (const std::exception&) {
-            if (platform::pg::classify(std::current_exception()) !=
-                platform::FailureKind::transient) {
-                throw;
-            }
+            // A lost connection is a shard down too; anything else (a timeout on a large
+            // backlog, say) is the caller's to see.
+            if (!platform::pg::Pool::is_connection_failure(std::current_exception())) throw;
         }
     }
     return out;

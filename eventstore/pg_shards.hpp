@@ -74,7 +74,7 @@ class PgShardReaders {
     // As EventStore::head, on the shard of `partition`.
     std::optional<Checkpoint> head(int partition);
     // As partition_lag_after, each partition counted on its own shard; the partitions of a
-    // shard that cannot be reached (a transient failure) are left out.
+    // shard that cannot be reached (no connection, or a lost one) are left out.
     std::vector<PartitionLag> lag(const std::vector<std::string>& categories,
                                   const std::vector<std::pair<int, Checkpoint>>& from,
                                   std::int64_t max_count);

@@ -181,6 +181,12 @@ std::string shard_url(const std::string& url, const ShardLocation& location) {
             if (end == std::string::npos) end = url.size();
             const auto key = url.substr(
                 start, url.find('=', start) < end ? url.find('=', start) - start : end - start);
+            if (key.find('%') != std::string::npos) {
+                throw InvalidInput(
+                    "a sharded store cannot use a database URL with a "
+                    "percent-encoded parameter name ('" +
+                    key + "')");
+            }
             for (const char* overriding : {"host", "hostaddr", "port", "dbname", "service"}) {
                 if (key == overriding) {
                     throw InvalidInput("a sharded store cannot use a database URL whose '" + key +

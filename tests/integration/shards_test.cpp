@@ -517,8 +517,34 @@ TEST_P(ShardedSagas, AnOrderSpreadOverBothShardsCompletesOrCompensates) {
         auto r = reads.get("/v1/sagas/" + paid);
         return r.status == 200 && r.json()["status"] == "completed";
     }));
-    // Every read model rebuilt from both shards equals the live one, the projector stopped
-    // as for any offline rebuild.
+    // Every read model rebuilt from both shards equals the live one, once the projector has
+    // applied everything (each checkpoint at its shard's head) and is stopped, as for any
+    // offline rebuild.
+    auto head_of = [](const TestDatabase& db) {
+        pqxx::connection conn{db.admin_url()};
+        pqxx::read_transaction txn{conn};
+        auto rows = txn.exec(
+            "SELECT transaction_id::text, global_position FROM ordo.events WHERE transaction_id "
+            "< pg_snapshot_xmin(pg_current_snapshot()) ORDER BY transaction_id DESC, "
+            "global_position DESC LIMIT 1");
+        return rows.empty() ? eventstore::Checkpoint{}
+                            : eventstore::Checkpoint{std::stoull(rows[0][0].c_str()),
+                                                     rows[0][1].as<std::int64_t>()};
+    };
+    EXPECT_TRUE(eventually([&] {
+        const eventstore::Checkpoint heads[] = {head_of(control_), head_of(second_)};
+        pqxx::connection conn{control_.admin_url()};
+        pqxx::read_transaction txn{conn};
+        int at_head = 0;
+        for (const auto& row :
+             txn.exec("SELECT partition, transaction_id::text, global_position FROM "
+                      "ordo.projection_checkpoints WHERE projection IN ('orders', 'inventory', "
+                      "'accounts', 'traces', 'sagas')")) {
+            const eventstore::Checkpoint at{std::stoull(row[1].c_str()), row[2].as<std::int64_t>()};
+            if (at >= heads[row[0].as<int>() % 2]) ++at_head;
+        }
+        return at_head == 5 * kPartitions;
+    })) << "the projector did not catch up with both shards";
     auto& projector = *services[2];
     projector.signal(SIGTERM);
     ASSERT_TRUE(projector.wait(30s));

@@ -28,7 +28,7 @@ std::string stack_setting(const char* name) {
     if (auto value = find_stack_setting(name)) return *value;
     throw std::runtime_error(std::string{name} +
                              " is not set and no test stack was found; start one with "
-                             "`ORDO_STACK_DIR=.ordo/test deploy/stack.sh start`");
+                             "`ORDO_STACK_DIR=.ordo/test ORDO_PG_SHARDS=2 deploy/stack.sh start`");
 }
 
 namespace {
