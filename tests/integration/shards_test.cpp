@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -52,7 +53,9 @@ std::string location(const TestDatabase& db) {
 // Runs `ordo <arguments>` to its end: its exit status and standard output (with its log,
 // standard error, after it when `with_log`).
 std::pair<int, std::string> ordo(const std::vector<std::string>& arguments, bool with_log = false) {
-    const auto out = "/tmp/ordo-shards-" + platform::new_uuid() + ".out";
+    const auto out =
+        (std::filesystem::temp_directory_path() / ("ordo-shards-" + platform::new_uuid() + ".out"))
+            .string();
     std::vector<std::string> argv{
         "/bin/sh", "-c",
         with_log ? "\"$0\" \"$@\" > \"$OUT\" 2>&1" : "\"$0\" \"$@\" > \"$OUT\" 2>/dev/null",
