@@ -98,14 +98,17 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     // Aggregates, process streams and the intake's feed all read events in their current shape.
     const auto upcasters = event_upcasters();
     executor_options.upcasters = &upcasters;
-    // The runner's appends wake whoever waits for appends, as the command side's do.
-    eventstore::EventStore store{pool, &notifier, std::nullopt, &upcasters};
-    eventstore::OneShard one_shard{store};
+    // The runner's process streams: this database's store, or each on its shard. The
+    // runner's appends wake whoever waits for appends, as the command side's do.
+    std::unique_ptr<eventstore::EventStore> store;
+    std::unique_ptr<eventstore::OneShard> one_shard;
     std::unique_ptr<eventstore::PgShards> sharded;
     std::unique_ptr<command::Executor> executor;
     if (map.version() == 0) {
         executor = std::make_unique<command::Executor>(
             pool, &notifier, registry, log.with_component("command"), executor_options);
+        store = std::make_unique<eventstore::EventStore>(pool, &notifier, std::nullopt, &upcasters);
+        one_shard = std::make_unique<eventstore::OneShard>(*store);
     } else {
         sharded = std::make_unique<eventstore::PgShards>(
             map,
@@ -118,7 +121,7 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
         executor = std::make_unique<command::Executor>(
             *sharded, registry, log.with_component("command"), executor_options);
     }
-    eventstore::Shards& shards = sharded ? static_cast<eventstore::Shards&>(*sharded) : one_shard;
+    eventstore::Shards& shards = sharded ? static_cast<eventstore::Shards&>(*sharded) : *one_shard;
     command::CommandService service{*executor, log.with_component("command")};
     InProcessBus bus{service};
     platform::SystemClock clock;

@@ -9,6 +9,19 @@
 #include "platform/core/partition.hpp"
 
 namespace ordo::eventstore {
+namespace {
+
+// `base` for the pool of `location`: its URL, a name of its own, the store's statements.
+platform::pg::PoolOptions shard_pool(const platform::pg::PoolOptions& base, const std::string& url,
+                                     const ShardLocation& location) {
+    auto options = base;
+    options.url = shard_url(url, location);
+    options.name = base.name + "-shard" + std::to_string(location.id);
+    options.preparers.push_back(&EventStore::prepare);
+    return options;
+}
+
+}  // namespace
 
 struct PgShards::Impl {
     struct Shard {
@@ -24,15 +37,12 @@ struct PgShards::Impl {
 
     Impl(ShardMap m, PgShardsOptions options, const platform::Logger& log) : map{std::move(m)} {
         for (const auto& location : map.shards()) {
-            auto url = shard_url(options.url, location);
-            auto pool_options = options.pool;
-            pool_options.url = url;
-            pool_options.name = options.pool.name + "-shard" + std::to_string(location.id);
-            pool_options.preparers.push_back(&EventStore::prepare);
             Shard shard;
-            shard.pool = std::make_unique<platform::pg::Pool>(std::move(pool_options));
+            shard.pool = std::make_unique<platform::pg::Pool>(
+                shard_pool(options.pool, options.url, location));
             shard.notifier = std::make_unique<AppendNotifier>(
-                url, log.with_component("notifier-shard" + std::to_string(location.id)));
+                shard.pool->options().url,
+                log.with_component("notifier-shard" + std::to_string(location.id)));
             shard.store = std::make_unique<EventStore>(*shard.pool, shard.notifier.get(),
                                                        std::nullopt, options.upcasters);
             stores.push_back(shard.store.get());
@@ -89,11 +99,8 @@ struct PgShardReaders::Impl {
 PgShardReaders::PgShardReaders(ShardMap map, const std::string& url, platform::pg::PoolOptions pool)
     : impl_{std::make_unique<Impl>(Impl{std::move(map), {}})} {
     for (const auto& location : impl_->map.shards()) {
-        auto options = pool;
-        options.url = shard_url(url, location);
-        options.name = pool.name + "-shard" + std::to_string(location.id);
-        options.preparers.push_back(&EventStore::prepare);
-        impl_->pools.emplace(location.id, std::make_unique<platform::pg::Pool>(std::move(options)));
+        impl_->pools.emplace(location.id,
+                             std::make_unique<platform::pg::Pool>(shard_pool(pool, url, location)));
     }
 }
 

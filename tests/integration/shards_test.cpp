@@ -157,22 +157,34 @@ class ShardedStack : public ::testing::Test {
     ShardedStack() {
         auto [rc, out] = init(control_, second_);
         EXPECT_EQ(rc, 0) << out;
-        auto env = spawned_service_env(control_);
-        env["ORDO_PARTITIONS"] = std::to_string(kPartitions);
-        env["ORDO_API_TOKENS_FILE"] = "";
-        env["ORDO_LOG_LEVEL"] = "warn";
-        env_ = env;
-        command_ = std::make_unique<Process>(
-            std::vector<std::string>{ordo_binary(), "serve", "command", "--insecure-no-auth",
-                                     "--address", "127.0.0.1:" + std::to_string(port_)},
-            env);
-        EXPECT_TRUE(eventually([&] {
-            try {
-                return client().get("/healthz").status == 200;
-            } catch (const std::exception&) {
-                return false;
-            }
-        }));
+        env_ = spawned_service_env(control_);
+        env_["ORDO_PARTITIONS"] = std::to_string(kPartitions);
+        env_["ORDO_API_TOKENS_FILE"] = "";
+        env_["ORDO_LOG_LEVEL"] = "warn";
+        // A JetStream stream of this test's own: no other test's relay reaches its services.
+        env_["ORDO_NATS_STREAM"] = stream_;
+        env_["ORDO_NATS_SUBJECT_PREFIX"] = prefix_;
+        command_ = serve({"command", "--insecure-no-auth"}, env_, port_);
+        auto commands = client();
+        EXPECT_TRUE(eventually([&] { return healthy(commands); }));
+    }
+
+    // `ordo serve <arguments> --address 127.0.0.1:<port>` on `env`.
+    static std::unique_ptr<Process> serve(std::vector<std::string> arguments,
+                                          const std::map<std::string, std::string>& env,
+                                          std::uint16_t port = free_port()) {
+        arguments.insert(arguments.begin(), {ordo_binary(), "serve"});
+        arguments.insert(arguments.end(), {"--address", "127.0.0.1:" + std::to_string(port)});
+        return std::make_unique<Process>(std::move(arguments), env);
+    }
+
+    static bool healthy(HttpClient& service) {
+        try {
+            return service.get("/healthz").status == 200;
+        } catch (const std::exception&) {
+            service.close();
+            return false;
+        }
     }
 
     HttpClient client() { return HttpClient{"127.0.0.1", port_, 10s}; }
@@ -196,6 +208,9 @@ class ShardedStack : public ::testing::Test {
         }
     }
 
+    const std::string suffix_ = platform::new_uuid().substr(0, 8);
+    const std::string stream_ = "T_" + suffix_;
+    const std::string prefix_ = "t" + suffix_ + ".events";
     TestDatabase control_;
     TestDatabase second_{false, 1};
     std::map<std::string, std::string> env_;
@@ -249,9 +264,8 @@ TEST_F(ShardedStack, EachCommandRunsOnItsStreamsShardAndAShardDownFailsOnlyItsOw
 }
 
 TEST_F(ShardedStack, ARelayPerShardPublishesEveryEventOfItsShardOnce) {
-    const auto suffix = platform::new_uuid().substr(0, 8);
-    const auto stream = "T_" + suffix;
-    const auto prefix = "t" + suffix + ".events";
+    const auto& stream = stream_;
+    const auto& prefix = prefix_;
     platform::jetstream::Client nats{nats_admin(), platform::Logger::null_logger()};
     std::set<std::string> expected;
     for (int shard : {0, 1}) {
@@ -261,21 +275,11 @@ TEST_F(ShardedStack, ARelayPerShardPublishesEveryEventOfItsShardOnce) {
             expected.insert("inventory-" + sku);
         }
     }
-    auto env = env_;
-    env["ORDO_NATS_STREAM"] = stream;
-    env["ORDO_NATS_SUBJECT_PREFIX"] = prefix;
     std::vector<std::unique_ptr<Process>> relays;
-    for (const std::string shard : {"0", "1"}) {
-        relays.push_back(std::make_unique<Process>(
-            std::vector<std::string>{ordo_binary(), "serve", "relay", "--shard", shard, "--address",
-                                     "127.0.0.1:" + std::to_string(free_port())},
-            env));
-    }
+    for (const std::string shard : {"0", "1"})
+        relays.push_back(serve({"relay", "--shard", shard}, env_));
     // A shard the map does not have is refused at start.
-    Process unknown{{ordo_binary(), "serve", "relay", "--shard", "2", "--address",
-                     "127.0.0.1:" + std::to_string(free_port())},
-                    env};
-    EXPECT_EQ(unknown.wait(60s), 2);
+    EXPECT_EQ(serve({"relay", "--shard", "2"}, env_)->wait(60s), 2);
 
     auto count = [&]() -> std::uint64_t {
         try {
@@ -320,26 +324,13 @@ TEST_F(ShardedStack, ARelayPerShardPublishesEveryEventOfItsShardOnce) {
 // The projector over both shards, its read models and checkpoints in the control (read)
 // database; the query service answering with consistency tokens that name their shard.
 TEST_F(ShardedStack, TheReadModelsHoldEveryShardAndATokenWaitsForItsOwnShard) {
-    const auto suffix = platform::new_uuid().substr(0, 8);
-    auto env = env_;
-    env["ORDO_NATS_STREAM"] = "T_" + suffix;  // no relay: the projector reads the shards
-    env["ORDO_NATS_SUBJECT_PREFIX"] = "t" + suffix + ".events";
-    Process projector{{ordo_binary(), "serve", "projector", "--address",
-                       "127.0.0.1:" + std::to_string(free_port())},
-                      env};
+    const auto& suffix = suffix_;
+    // No relay: the projector reads the shards.
+    auto projector = serve({"projector"}, env_);
     const auto query_port = free_port();
-    Process query{{ordo_binary(), "serve", "query", "--insecure-no-auth", "--address",
-                   "127.0.0.1:" + std::to_string(query_port)},
-                  env};
+    auto query = serve({"query", "--insecure-no-auth"}, env_, query_port);
     HttpClient reads{"127.0.0.1", query_port, 40s};
-    ASSERT_TRUE(eventually([&] {
-        try {
-            return reads.get("/healthz").status == 200;
-        } catch (const std::exception&) {
-            reads.close();
-            return false;
-        }
-    }));
+    ASSERT_TRUE(eventually([&] { return healthy(reads); }));
 
     for (int shard : {0, 1}) {
         for (const auto& sku : skus_on(shard, 3)) {
@@ -405,29 +396,15 @@ std::string id_on(int shard, const std::string& prefix, StreamOf&& stream_of) {
 class ShardedSagas : public ShardedStack, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(ShardedSagas, AnOrderSpreadOverBothShardsCompletesOrCompensates) {
-    const auto suffix = platform::new_uuid().substr(0, 8);
+    const auto& suffix = suffix_;
     auto env = env_;
-    env["ORDO_NATS_STREAM"] = "T_" + suffix;
-    env["ORDO_NATS_SUBJECT_PREFIX"] = "t" + suffix + ".events";
     env["ORDO_SAGA_MODE"] = GetParam();
     std::vector<std::unique_ptr<Process>> services;
-    for (const std::string shard : {"0", "1"}) {
-        services.push_back(std::make_unique<Process>(
-            std::vector<std::string>{ordo_binary(), "serve", "relay", "--shard", shard, "--address",
-                                     "127.0.0.1:" + std::to_string(free_port())},
-            env));
-    }
-    for (const char* service : {"projector", "sagas"}) {
-        services.push_back(std::make_unique<Process>(
-            std::vector<std::string>{ordo_binary(), "serve", service, "--address",
-                                     "127.0.0.1:" + std::to_string(free_port())},
-            env));
-    }
+    for (const std::string shard : {"0", "1"})
+        services.push_back(serve({"relay", "--shard", shard}, env));
+    for (const char* service : {"projector", "sagas"}) services.push_back(serve({service}, env));
     const auto query_port = free_port();
-    services.push_back(std::make_unique<Process>(
-        std::vector<std::string>{ordo_binary(), "serve", "query", "--insecure-no-auth", "--address",
-                                 "127.0.0.1:" + std::to_string(query_port)},
-        env));
+    services.push_back(serve({"query", "--insecure-no-auth"}, env, query_port));
     HttpClient reads{"127.0.0.1", query_port, 10s};
 
     const auto sku = id_on(0, "sku-" + suffix + "-",
