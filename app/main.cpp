@@ -583,9 +583,32 @@ int main(int argc, char** argv) {
     auto* shards_list =
         shards->add_subcommand("list", "Show the partitions, size and relay leader of each shard");
     shards_list->add_flag("--json", shards_options.json, "One JSON object");
+    auto* shards_move = shards->add_subcommand(
+        "move", "Move one partition to another shard, its writes paused meanwhile");
+    shards_move->add_option("--partition", shards_options.partition, "The partition")
+        ->required()
+        ->check(CLI::Range(0, eventstore::kMaxPartitions - 1));
+    shards_move->add_option("--to", shards_options.to, "The shard it goes to (registered)")
+        ->check(CLI::Range(0, eventstore::kMaxShards - 1));
+    shards_move->add_flag("--rollback", shards_options.rollback,
+                          "Undo the partition's unfinished move (before its map flipped)");
+    shards_move->add_option("--batch", shards_options.batch, "Events per copying transaction")
+        ->check(CLI::Range(1, 100'000))
+        ->capture_default_str();
+    shards_move
+        ->add_option("--wait-timeout", shards_options.wait_seconds,
+                     "How long to wait for writes in flight when the partition is fenced (s)")
+        ->check(CLI::Range(1, 3600))
+        ->capture_default_str();
     // `ordo shards list --database-url ...` as well as `ordo shards --database-url ... list`.
     shards_init->fallthrough();
     shards_list->fallthrough();
+    shards_move->fallthrough();
+    shards_move->callback([&] {
+        rc = app::run_shards_move(
+            shards_options,
+            platform::Logger::stderr_logger("shards", platform::parse_log_level(log_level)));
+    });
     shards_init->callback([&] {
         rc = app::run_shards_init(
             shards_options,

@@ -61,8 +61,8 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     const auto upcasters = event_upcasters();
     platform::http::Router router;
     // The events API follows one store's commit order; over a sharded store (this database
-    // being the read database) it is not served yet, and tokens wait on their own shard's
-    // partitions.
+    // being the read database) it is not served yet. Tokens wait on the partitions whose
+    // checkpoints are in their shard's order, whatever the map (Progress::passed).
     std::unique_ptr<query::Subscriptions> subscriptions;
     std::unique_ptr<query::EventsApi> events;
     if (map.version() == 0) {
@@ -76,7 +76,6 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
                                                     log.with_component("events"));
         events->register_routes(router);
     } else {
-        service.route_tokens_by(map.owners());
         for (const char* target : {"/v1/events", "/v1/events/stream"}) {
             router.add("GET", target, platform::http::Access::read, [](platform::http::Request&) {
                 return platform::http::problem(

@@ -1,15 +1,19 @@
-// `ordo shards`: writing a store's first shard map, and showing the map with each shard's size
-// and relay leader.
+// `ordo shards`: writing a store's first shard map, moving partitions between shards, and
+// showing the map with each shard's size and relay leader.
 
+#include <csignal>
+#include <cstdlib>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
 #include "app/subcommands.hpp"
+#include "eventstore/partition_move.hpp"
 #include "eventstore/shard_catalog.hpp"
 #include "eventstore/topology.hpp"
 #include "platform/core/errors.hpp"
+#include "platform/pg/advisory_locks.hpp"
 #include "platform/pg/pg.hpp"
 
 namespace ordo::app {
@@ -34,6 +38,24 @@ eventstore::ShardLocation parse_shard_option(const std::string& text) {
                                      "'");
     }
     return eventstore::parse_location(id, text.substr(equals + 1));
+}
+
+// Fault injection for the move's tests: ORDO_SHARDS_MOVE_KILL_AFTER=<point> kills this process
+// with SIGKILL right after that point's commit, as a crash there would.
+void crash_point(std::string_view point) {
+    if (const char* at = std::getenv("ORDO_SHARDS_MOVE_KILL_AFTER"); at && point == at) {
+        std::raise(SIGKILL);
+    }
+}
+
+// Each shard fences the partitions the map gives to another (migration 0017), so that a
+// service routing by an old map cannot write where a partition no longer is.
+void fence_foreign(pqxx::transaction_base& shard_txn, const eventstore::ShardMap& map, int shard) {
+    for (int p = 0; p < map.partitions(); ++p) {
+        if (map.shard_of_partition(p) != shard) {
+            eventstore::fence_partition(shard_txn, map.partitions(), p);
+        }
+    }
 }
 
 std::string partition_list(const std::vector<int>& partitions) {
@@ -62,8 +84,17 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
         if (options.if_absent) {
             auto conn = connect(options.database_url);
             pqxx::read_transaction txn{conn};
+            // Partitions may have moved since: the same shards are the same store.
             if (auto written = eventstore::read_shard_map(txn)) {
-                if (written->shards() == map.shards() && written->owners() == map.owners()) {
+                if (written->shards() == map.shards() &&
+                    written->partitions() == map.partitions()) {
+                    for (const auto& shard : written->shards()) {
+                        auto shard_conn =
+                            connect(eventstore::shard_url(options.database_url, shard));
+                        pqxx::work shard_txn{shard_conn};
+                        fence_foreign(shard_txn, *written, shard.id);
+                        shard_txn.commit();
+                    }
                     log.info("the shard map is written already",
                              {{"version", written->version()}, {"shards", map.shards().size()}});
                     return 0;
@@ -88,6 +119,7 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
                     {{"shard", shard.id}, {"location", to_string(shard)}, {"holds", held}});
                 return 2;
             }
+            fence_foreign(txn, map, shard.id);
             txn.commit();
         }
         auto conn = connect(options.database_url);
@@ -111,6 +143,191 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
         return 2;
     } catch (const std::exception& e) {
         log.error("could not write the shard map", {{"error", e.what()}});
+        return 1;
+    }
+}
+
+int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
+    using eventstore::MoveStep;
+    const int partition = options.partition;
+    try {
+        auto control = connect(options.database_url);
+        // One `shards move` of a partition at a time, for as long as this session lasts.
+        {
+            pqxx::nontransaction txn{control};
+            if (!txn.exec_params1("SELECT pg_try_advisory_lock($1::int, $2::int)",
+                                  platform::pg::advisory_locks::kPartitionMove, partition)[0]
+                     .as<bool>()) {
+                log.error("another `ordo shards move` of this partition is running",
+                          {{"partition", partition}});
+                return 2;
+            }
+        }
+        std::optional<eventstore::PartitionMove> move;
+        int partitions = 0;
+        eventstore::ShardLocation from, to;
+        {
+            pqxx::work txn{control};
+            auto map = eventstore::read_shard_map(txn);
+            if (!map) throw platform::InvalidInput("this store has no shard map: nothing to move");
+            partitions = map->partitions();
+            if (partition >= partitions) {
+                throw platform::InvalidInput("partition " + std::to_string(partition) +
+                                             " is not one of 0.." + std::to_string(partitions - 1));
+            }
+            move = eventstore::lock_open_move(txn, partition);
+            if (options.rollback && !move) {
+                log.info("the partition has no unfinished move: nothing to roll back",
+                         {{"partition", partition}});
+                return 0;
+            }
+            if (move && options.to >= 0 && options.to != move->to) {
+                throw platform::InvalidInput("partition " + std::to_string(partition) +
+                                             " is being moved to shard " +
+                                             std::to_string(move->to) +
+                                             ": run the move to that shard again, or roll it "
+                                             "back with --rollback");
+            }
+            if (!move) {
+                if (options.to < 0) throw platform::InvalidInput("--to names the shard to move to");
+                const int owner = map->shard_of_partition(partition);
+                if (owner == options.to) {
+                    log.info("the partition is on that shard already",
+                             {{"partition", partition}, {"shard", owner}});
+                    return 0;
+                }
+                if (!eventstore::registered_shard(txn, options.to)) {
+                    throw platform::InvalidInput("shard " + std::to_string(options.to) +
+                                                 " is not registered in the control database");
+                }
+                move = eventstore::begin_move(txn, partition, owner, options.to);
+            }
+            from = *eventstore::registered_shard(txn, move->from);
+            to = *eventstore::registered_shard(txn, move->to);
+            txn.commit();
+        }
+        auto source = connect(eventstore::shard_url(options.database_url, from));
+        auto destination = connect(eventstore::shard_url(options.database_url, to));
+        auto advance = [&](MoveStep step) {
+            pqxx::work txn{control};
+            eventstore::set_move_step(txn, move->id, step);
+            txn.commit();
+            move->step = step;
+            log.info("partition move", {{"partition", partition},
+                                        {"from", move->from},
+                                        {"to", move->to},
+                                        {"step", std::string{to_string(step)}}});
+        };
+        auto on_shard = [&](pqxx::connection& conn, const auto& work) {
+            pqxx::work txn{conn};
+            work(txn);
+            txn.commit();
+        };
+
+        if (options.rollback) {
+            if (move->step == MoveStep::removing) {
+                throw platform::InvalidInput("the map gives partition " +
+                                             std::to_string(partition) + " to shard " +
+                                             std::to_string(move->to) +
+                                             " already: run the move again to finish it, "
+                                             "then move it back with --to " +
+                                             std::to_string(move->from));
+            }
+            // The destination never owned it: its rows there are this move's copies.
+            eventstore::remove_partition(destination, partitions, partition);
+            crash_point("rollback-removed");
+            on_shard(source, [&](auto& txn) { eventstore::unfence_partition(txn, partition); });
+            advance(MoveStep::rolled_back);
+            std::cout << "partition " << partition << " stays on shard " << move->from
+                      << ": its move was rolled back\n";
+            return 0;
+        }
+        if (move->step == MoveStep::fencing) {
+            on_shard(source,
+                     [&](auto& txn) { eventstore::fence_partition(txn, partitions, partition); });
+            crash_point("fenced");
+            try {
+                eventstore::wait_for_older_transactions(source,
+                                                        std::chrono::seconds(options.wait_seconds));
+            } catch (const platform::Unavailable&) {
+                // The partition is not left paused for as long as that transaction lasts.
+                on_shard(source, [&](auto& txn) { eventstore::unfence_partition(txn, partition); });
+                advance(MoveStep::rolled_back);
+                throw;
+            }
+            advance(MoveStep::copying);
+            crash_point("drained");
+        }
+        if (move->step == MoveStep::copying) {
+            on_shard(destination,
+                     [&](auto& txn) { eventstore::fence_partition(txn, partitions, partition); });
+            eventstore::copy_partition(source, destination, partitions, partition, move->from,
+                                       options.batch, [] { crash_point("copy-batch"); });
+            advance(MoveStep::flipping);
+            crash_point("copied");
+        }
+        if (move->step == MoveStep::flipping) {
+            eventstore::wait_for_relay(source, partitions, partition, move->from,
+                                       std::chrono::seconds(options.wait_seconds));
+            const auto at_source = eventstore::digest_partition(source, partitions, partition);
+            const auto at_destination =
+                eventstore::digest_partition(destination, partitions, partition);
+            if (!(at_source == at_destination)) {
+                log.error(
+                    "the copy differs from the original: the map is unchanged; roll the "
+                    "move back with --rollback",
+                    {{"partition", partition},
+                     {"source_events", at_source.events},
+                     {"destination_events", at_destination.events},
+                     {"source_digest", at_source.digest},
+                     {"destination_digest", at_destination.digest}});
+                return 1;
+            }
+            pqxx::work txn{control};
+            eventstore::lock_open_move(txn, partition);
+            // A rebuild running now would set the partition's checkpoints to the old shard's
+            // horizon after the flip (its keys are the one-bigint advisory locks below
+            // 2^32: advisory_locks.hpp).
+            if (txn.exec1("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                          "objsubid = 1 AND classid = 0 AND database = (SELECT oid FROM "
+                          "pg_database WHERE datname = current_database())")[0]
+                    .as<std::int64_t>() > 0) {
+                throw platform::Unavailable(
+                    "a read model is being rebuilt (ordo rebuild): run the move again when it "
+                    "has finished");
+            }
+            eventstore::rebase_partition(txn, source, destination, partitions, *move);
+            auto moved = eventstore::write_moved_map(txn, partition, move->to);
+            eventstore::record_verification(txn, move->id, at_source.events, at_source.digest);
+            eventstore::set_move_step(txn, move->id, MoveStep::removing);
+            txn.commit();
+            move->step = MoveStep::removing;
+            log.info("partition move: the map gives the partition to its new shard",
+                     {{"partition", partition},
+                      {"map_version", moved.version()},
+                      {"events", at_source.events}});
+            crash_point("flipped");
+        }
+        if (move->step == MoveStep::removing) {
+            on_shard(destination,
+                     [&](auto& txn) { eventstore::unfence_partition(txn, partition); });
+            crash_point("unfenced");
+            eventstore::remove_partition(source, partitions, partition);
+            crash_point("removed");
+            advance(MoveStep::done);
+        }
+        std::cout << "partition " << partition << " moved from shard " << move->from << " to shard "
+                  << move->to << "\n";
+        return 0;
+    } catch (const platform::InvalidInput& e) {
+        log.error("refusing to move the partition",
+                  {{"partition", partition}, {"error", e.what()}});
+        return 2;
+    } catch (const std::exception& e) {
+        log.error(
+            "the partition move stopped; run it again to go on (or --rollback before "
+            "its map flips)",
+            {{"partition", partition}, {"error", e.what()}});
         return 1;
     }
 }

@@ -106,11 +106,21 @@ struct ShardsOptions {
     // init: a map already written with exactly these shards and partitions is no error
     // (`ordo dev --shards` on a stack it set up before).
     bool if_absent = false;
+    // move: the partition, the shard it goes to, or the rollback of its unfinished move.
+    int partition = -1;
+    int to = -1;
+    bool rollback = false;
+    int batch = 2000;       // move: events per copying transaction
+    int wait_seconds = 30;  // move: for writes in flight when it fences the partition
 };
 
 // Migrates every shard, checks that none holds a stream of a partition the new map gives to
 // another, and writes the first map (partitions spread round-robin). 0, or 2 (refused) / 1.
 int run_shards_init(const ShardsOptions& options, const platform::Logger& log);
+// Moves one partition to another shard, or continues its unfinished move, or rolls it back
+// (eventstore/partition_move.hpp). 0 when the partition is where it was asked to be; 2
+// refused (nothing changed), 1 failed (run it again: every step is re-runnable).
+int run_shards_move(const ShardsOptions& options, const platform::Logger& log);
 // The map, and each shard's partitions, size and relay leader; 1 when a shard is unreachable.
 int run_shards_list(const ShardsOptions& options, const platform::Logger& log);
 // 0 when the store at `database_url` has `shards` shards (1 without a map); 2 (logged) when its

@@ -16,8 +16,9 @@ namespace {
 
 // The first request claims the key until its session ends; a concurrent repeat waits,
 // then finds the finished outcome and replays it.
-std::optional<ApiResponse> claim_or_replay(eventstore::Session& session, const Dedup& dedup) {
-    auto claim = session.claim_key(dedup.key, dedup.fingerprint);
+std::optional<ApiResponse> claim_or_replay(eventstore::Session& session, const Dedup& dedup,
+                                           const std::string& stream) {
+    auto claim = session.claim_key(dedup.key, dedup.fingerprint, stream);
     if (std::holds_alternative<eventstore::KeyClaimed>(claim)) return std::nullopt;
     if (std::holds_alternative<eventstore::KeyTakenByOtherRequest>(claim)) {
         throw KeyReused("this key was already used for a different request");
@@ -101,32 +102,42 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
         not_started_.inc();
         throw;
     }
-    const auto shard = shards_.shard_id(stream);
     for (int attempt = 1;; ++attempt) {
+        // The store first, then its id: a newer map read between the two names the new shard
+        // for a command bound to the old one, which refuses it (it is fenced before any map
+        // gives its partition away), so no answer carries another shard's name.
+        auto& store = shards_.of(stream);
+        const auto shard = shards_.shard_id(stream);
         try {
             // Later attempts have started already: they wait for a connection as long as
             // the store allows, not only what is left of the start timeout.
             auto by = attempt == 1 ? std::optional{deadline} : std::nullopt;
-            auto reply =
-                shards_.of(stream).transact(by, [&](eventstore::Session& session) -> ApiResponse {
-                    if (dedup) {
-                        if (auto stored = claim_or_replay(session, *dedup)) return *stored;
-                    }
-                    auto reply = unit(session);
-                    qualify_position(reply, shard);
-                    if (dedup) {
-                        if (reply.status >= 500)
-                            throw std::logic_error("a 5xx outcome is not final");
-                        session.record_outcome(dedup->key, reply.status, reply.body);
-                    }
-                    return reply;
-                });
+            auto reply = store.transact(by, [&](eventstore::Session& session) -> ApiResponse {
+                if (dedup) {
+                    if (auto stored = claim_or_replay(session, *dedup, stream)) return *stored;
+                }
+                auto reply = unit(session);
+                qualify_position(reply, shard);
+                if (dedup) {
+                    if (reply.status >= 500) throw std::logic_error("a 5xx outcome is not final");
+                    session.record_outcome(dedup->key, reply.status, reply.body);
+                }
+                return reply;
+            });
             if (reply.replayed) replays_.inc();
             if (reply.appended) appends_.inc();
             return reply;
         } catch (const eventstore::ConcurrencyConflict&) {
             conflicts_.inc();
             if (attempt >= options_.max_attempts) throw;
+        } catch (const eventstore::PartitionFenced&) {
+            // The stream's shard no longer takes it: a partition moved, or is being moved.
+            // With a newer map the command runs at once on the new shard; without one the
+            // partition is paused, and the caller hears 503 with Retry-After.
+            if (attempt >= options_.max_attempts) throw;
+            shards_.refresh();
+            if (shards_.shard_id(stream) == shard) throw;
+            continue;
         } catch (const platform::Overloaded&) {
             not_started_.inc();  // this attempt and any before it left nothing behind
             throw;

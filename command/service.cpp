@@ -289,6 +289,10 @@ domain::CommandOutcome CommandService::send(const std::string& command_id,
             }));
     } catch (const platform::Overloaded& e) {
         return CommandNotSent{e.what()};
+    } catch (const eventstore::PartitionFenced& e) {
+        // The stream's partition is paused by a move: nothing was written, and the step
+        // has not used up an attempt.
+        return CommandNotSent{e.what()};
     } catch (const platform::Unavailable& e) {
         return CommandFailed{e.what()};
     } catch (const eventstore::ConcurrencyConflict& e) {

@@ -9,6 +9,7 @@
 #include "eventstore/append_notifier.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/core/metrics.hpp"
+#include "platform/core/partition.hpp"
 #include "platform/core/utc_time.hpp"
 #include "platform/pg/pg.hpp"
 
@@ -42,6 +43,26 @@ std::vector<RecordedEvent> events_of(const pqxx::result& rows) {
     return out;
 }
 
+// The SQLSTATE of a write to a partition its shard fences (migration 0017).
+constexpr std::string_view kPartitionFenced = "ORD01";
+
+// True when this shard fences the partition of the stream whose hash is the parameter `hash`
+// ($n). Every fence names the one partition count.
+std::string fenced_sql(const char* hash) {
+    return std::string{"EXISTS (SELECT 1 FROM ordo.partition_fences f WHERE f.partition = ("} +
+           hash +
+           "::bigint % (SELECT g.partitions FROM ordo.partition_fences g ORDER BY g.partition "
+           "LIMIT 1))::integer)";
+}
+
+std::int64_t hash_of(const std::string& stream) {
+    return static_cast<std::int64_t>(platform::stream_hash(stream));
+}
+
+PartitionFenced fenced(const std::string& stream) {
+    return PartitionFenced("the partition of " + stream + " is fenced on this shard");
+}
+
 // The statement of ordo.append_events and its outcome; the caller validated the batch.
 AppendResult append_in(pqxx::transaction_base& txn, const std::string& stream,
                        ExpectedVersion expected, const std::vector<NewEvent>& events) {
@@ -54,6 +75,9 @@ AppendResult append_in(pqxx::transaction_base& txn, const std::string& stream,
         if (std::string_view{e.what()}.find("events_event_id_key") != std::string_view::npos) {
             throw EventIdReused(events.front().event_id);
         }
+        throw;
+    } catch (const pqxx::sql_error& e) {
+        if (e.sqlstate() == kPartitionFenced) throw PartitionFenced(e.what());
         throw;
     }
     const auto outcome = rows.at(0)[0].as<std::string>();
@@ -135,6 +159,7 @@ void EventStore::prepare(pqxx::connection& conn) {
                      " ORDER BY stream_version LIMIT $3");
     conn.prepare("ordo_read_all",
                  "SELECT " + event_columns() +
+                     ", moved_from IS NOT NULL"
                      " FROM ordo.events"
                      " WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
                      "   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
@@ -155,9 +180,11 @@ void EventStore::prepare(pqxx::connection& conn) {
         "WHERE stream_id = $1 AND schema_version = $2) "
         "SELECT (SELECT version FROM locked), s.stream_version, "
         "CASE WHEN e.stream_version IS NULL OR e.stream_version = s.stream_version "
-        "THEN s.state::text END, e.* "
-        "FROM (SELECT 1) AS one LEFT JOIN snap AS s ON true "
-        "LEFT JOIN LATERAL (SELECT " +
+        "THEN s.state::text END, e.*, " +
+            fenced_sql("$4") +
+            " "
+            "FROM (SELECT 1) AS one LEFT JOIN snap AS s ON true "
+            "LEFT JOIN LATERAL (SELECT " +
             event_columns() +
             " FROM ordo.events WHERE stream_id = $1 AND stream_version >= "
             "coalesce(s.stream_version, 1) ORDER BY stream_version LIMIT $3) AS e ON true");
@@ -168,15 +195,28 @@ void EventStore::prepare(pqxx::connection& conn) {
 std::vector<RecordedEvent> PgSession::read_stream(const std::string& stream,
                                                   std::int64_t from_version,
                                                   std::size_t max_count) {
-    return upcast_all(upcasters_,
-                      events_of(txn_.exec_prepared("ordo_read_stream", stream, from_version,
-                                                   static_cast<std::int64_t>(max_count))));
+    auto events = events_of(txn_.exec_prepared("ordo_read_stream", stream, from_version,
+                                               static_cast<std::int64_t>(max_count)));
+    if (events.empty() && from_version <= 1) refuse_if_fenced(stream);
+    return upcast_all(upcasters_, std::move(events));
+}
+
+void PgSession::refuse_if_fenced(const std::string& stream) {
+    // Only for a stream this shard has nothing of: one that a service with an old map looks
+    // for here after its partition moved away (or while it moves) would read as new.
+    if (txn_.exec_params1("SELECT " + fenced_sql("$1"), hash_of(stream))[0].as<bool>()) {
+        throw fenced(stream);
+    }
 }
 
 std::vector<RecordedEvent> PgSession::read_all(Checkpoint after, std::size_t max_count) {
-    return upcast_all(upcasters_, events_of(txn_.exec_prepared(
-                                      "ordo_read_all", std::to_string(after.transaction_id),
-                                      after.position, static_cast<std::int64_t>(max_count))));
+    const auto rows = txn_.exec_prepared("ordo_read_all", std::to_string(after.transaction_id),
+                                         after.position, static_cast<std::int64_t>(max_count));
+    auto events = events_of(rows);
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        events[i].moved = rows[static_cast<pqxx::result::size_type>(i)][11].as<bool>();
+    }
+    return upcast_all(upcasters_, std::move(events));
 }
 
 AppendResult PgSession::append(const std::string& stream, ExpectedVersion expected,
@@ -192,10 +232,14 @@ std::optional<Snapshot> PgSession::lock_stream(const std::string& stream, int fo
     // deciding on stale state and burning retries) and read its snapshot.
     auto row = txn_.exec_params1(
         "WITH locked AS (SELECT 1 FROM ordo.streams WHERE stream_id = $1 FOR UPDATE) "
-        "SELECT s.stream_version, s.state::text, (SELECT count(*) FROM locked) "
-        "FROM (SELECT 1) AS one LEFT JOIN ordo.snapshots AS s "
-        "ON s.stream_id = $1 AND s.schema_version = $2",
-        stream, format);
+        "SELECT s.stream_version, s.state::text, (SELECT count(*) FROM locked), " +
+            fenced_sql("$3") +
+            " FROM (SELECT 1) AS one LEFT JOIN ordo.snapshots AS s "
+            "ON s.stream_id = $1 AND s.schema_version = $2",
+        stream, format, hash_of(stream));
+    if (row[2].as<std::int64_t>() == 0 && row[3].as<bool>()) {
+        throw fenced(stream);
+    }
     if (row[0].is_null()) return std::nullopt;
     return Snapshot{row[0].as<std::int64_t>(), nlohmann::json::parse(row[1].c_str())};
 }
@@ -205,8 +249,10 @@ StreamHead PgSession::lock_and_read(const std::string& stream, int format, std::
     // its checkpoint) on. The locked row is read as it is once the lock is granted, the rest
     // as of the statement's start: after a wait for another writer the events stop short of
     // the version, which says so. The snapshot's state comes on its own event's row only.
+    // A stream without a row here is new, unless this shard fences its partition (the last
+    // column, read then only).
     const auto rows = txn_.exec_prepared("ordo_lock_and_read", stream, format,
-                                         static_cast<std::int64_t>(max_count) + 1);
+                                         static_cast<std::int64_t>(max_count) + 1, hash_of(stream));
     StreamHead head;
     std::vector<RecordedEvent> events;
     for (const auto& row : rows) {
@@ -228,6 +274,9 @@ StreamHead PgSession::lock_and_read(const std::string& stream, int format, std::
     std::sort(events.begin(), events.end(),
               [](const RecordedEvent& a, const RecordedEvent& b) { return a.version < b.version; });
     if (events.size() > max_count) events.resize(max_count);
+    if (head.version == 0 && !rows.empty() && rows[0][rows.columns() - 1].as<bool>()) {
+        throw fenced(stream);
+    }
     head.events = upcast_all(upcasters_, std::move(events));
     return head;
 }
@@ -257,19 +306,31 @@ std::int64_t PgSession::stream_version(const std::string& stream) {
     return stream_version_in(txn_, stream);
 }
 
-KeyClaim PgSession::claim_key(const std::string& key, const std::string& fingerprint) {
+KeyClaim PgSession::claim_key(const std::string& key, const std::string& fingerprint,
+                              const std::string& stream) {
     // The first request inserts the row and holds it until commit; a concurrent repeat
-    // waits here, then finds the finished row and replays it.
+    // waits here, then finds the finished row and replays it. Not on a partition this shard
+    // fences (migration 0017): a command that appends nothing must not leave its outcome on a
+    // shard its stream is leaving.
+    const auto hash = hash_of(stream);
     auto claimed = txn_.exec_params(
-        std::string{"INSERT INTO ordo.command_log (key, fingerprint, status, response) "
-                    "VALUES ($1, "} +
-            kFingerprint + ", 0, 'null') ON CONFLICT (key) DO NOTHING RETURNING 1",
-        key, fingerprint);
+        std::string{"INSERT INTO ordo.command_log (key, fingerprint, status, response, "
+                    "stream_id) SELECT $1, "} +
+            kFingerprint + ", 0, 'null', $3 WHERE NOT " + fenced_sql("$4") +
+            " ON CONFLICT (key) DO NOTHING RETURNING 1",
+        key, fingerprint, stream, hash);
     if (!claimed.empty()) return KeyClaimed{};
-    auto row =
-        txn_.exec_params1(std::string{"SELECT fingerprint = "} + kFingerprint +
-                              ", status, response::text FROM ordo.command_log WHERE key = $1",
-                          key, fingerprint);
+    auto row = txn_.exec_params1(
+        std::string{"SELECT c.fingerprint = "} + kFingerprint + ", c.status, c.response::text, " +
+            fenced_sql("$3") + " FROM (SELECT 1) AS one LEFT JOIN ordo.command_log c ON c.key = $1",
+        key, fingerprint, hash);
+    if (row[0].is_null()) {
+        if (row[3].as<bool>()) {
+            throw fenced(stream);
+        }
+        // Expired between the two statements: as if it had never been claimed.
+        throw ConcurrencyConflict(stream, ExpectedVersion::any(), 0);
+    }
     if (!row[0].as<bool>()) return KeyTakenByOtherRequest{};
     return KeyFinished{row[1].as<int>(), nlohmann::json::parse(row[2].as<std::string>())};
 }

@@ -57,7 +57,8 @@ class PgSession final : public Session {
     std::optional<Checkpoint> checkpoint_at(const std::string& stream,
                                             std::int64_t version) override;
     std::int64_t stream_version(const std::string& stream) override;
-    KeyClaim claim_key(const std::string& key, const std::string& fingerprint) override;
+    KeyClaim claim_key(const std::string& key, const std::string& fingerprint,
+                       const std::string& stream) override;
     void record_outcome(const std::string& key, int status,
                         const nlohmann::json& response) override;
 
@@ -65,6 +66,9 @@ class PgSession final : public Session {
     bool appended() const { return appended_; }
 
    private:
+    // Throws PartitionFenced when this shard fences `stream`'s partition.
+    void refuse_if_fenced(const std::string& stream);
+
     pqxx::transaction_base& txn_;
     const Upcasters* upcasters_;
     bool appended_ = false;

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "platform/core/errors.hpp"
 #include "platform/core/trace.hpp"
 
 namespace ordo::eventstore {
@@ -106,6 +107,9 @@ struct RecordedEvent {
     nlohmann::json payload;
     Metadata metadata;
     std::string recorded_at;  // RFC 3339, UTC
+    // A copy a partition move brought to this shard (migration 0017): its original was
+    // published where it was appended. Read by read_all only; false everywhere else.
+    bool moved = false;
 
     Checkpoint checkpoint() const { return {transaction_id, position}; }
 };
@@ -128,6 +132,15 @@ class ConcurrencyConflict : public std::runtime_error {
    private:
     std::string stream_;
     std::int64_t actual_;
+};
+
+// The stream's partition takes no writes on this shard: the shard map gives it to another,
+// or a move of it is under way (migration 0017). Nothing was written; the caller reads the
+// map again, and retries on the shard it names or later.
+// Unavailable: the request answers 503 with Retry-After, and a saga step tries again.
+class PartitionFenced : public platform::Unavailable {
+   public:
+    using platform::Unavailable::Unavailable;
 };
 
 // An event id that is already stored with other content or at another place.

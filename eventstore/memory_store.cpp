@@ -208,7 +208,8 @@ class MemorySession final : public Session {
     std::int64_t stream_version(const std::string& stream) override {
         return version_of(t_, stream);
     }
-    KeyClaim claim_key(const std::string& key, const std::string& fingerprint) override {
+    KeyClaim claim_key(const std::string& key, const std::string& fingerprint,
+                       const std::string&) override {
         auto [it, inserted] =
             t_.keys.try_emplace(key, KeyRow{fingerprint, 0, nullptr, now_of(clock_)});
         if (inserted) return KeyClaimed{};

@@ -2,7 +2,9 @@
 // shard, each stream routed to its partition's shard.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,10 +35,15 @@ struct PgShardsOptions {
     // EventStore::prepare added to its preparers.
     platform::pg::PoolOptions pool;
     const Upcasters* upcasters = nullptr;
+    // How often the map is read again from the control database (`url`'s), so that a newer
+    // one (a partition moved) is followed without a restart. Zero: only when refresh() is
+    // called.
+    std::chrono::milliseconds refresh_every{1000};
 };
 
 // Thread-safe. Connections open lazily, so a shard that is down costs only the commands on
-// its streams: they fail as platform::Unavailable, while every other shard goes on.
+// its streams: they fail as platform::Unavailable, while every other shard goes on. The map
+// may be replaced by a newer one at any time (refresh); a shard, once added, stays.
 class PgShards final : public Shards {
    public:
     PgShards(ShardMap map, PgShardsOptions options, const platform::Logger& log);
@@ -45,8 +52,12 @@ class PgShards final : public Shards {
     Store& of(const std::string& stream) override;
     std::vector<Store*> all() override;
     std::optional<int> shard_id(const std::string& stream) const override;
+    // Callers that ask while a read is under way wait for the next one, which serves them all:
+    // a partition paused by a move does not turn every refused command into a query.
+    bool refresh() override;
 
-    const ShardMap& map() const;
+    // The map in force.
+    ShardMap map() const;
     // The EventStore of shard `id` (which must be in the map).
     EventStore& shard(int id);
     // Each shard's pool and group-commit figures, labelled shard="<id>".
@@ -67,17 +78,21 @@ class PgShardReaders {
     ~PgShardReaders();
 
     const ShardMap& map() const;
-    // As EventStore::read_partition, on the partition's shard.
+    // As EventStore::read_partition, on `shard`, or else on the partition's shard in the map
+    // this reader was made with. A checkpoint names its shard once a move rebased it (its
+    // position is in that shard's commit order): readers pass it, and need no newer map.
     std::vector<RecordedEvent> read_partition(Checkpoint after, int partition,
                                               const std::vector<std::string>& categories,
-                                              std::size_t max_count);
-    // As EventStore::head, on the shard of `partition`.
-    std::optional<Checkpoint> head(int partition);
-    // As partition_lag_after, each partition counted on its own shard; the partitions of a
-    // shard that cannot be reached (no connection, or a lost one) are left out.
+                                              std::size_t max_count,
+                                              std::optional<int> shard = std::nullopt);
+    // As EventStore::head, on `shard`, or else on the shard of `partition`.
+    std::optional<Checkpoint> head(int partition, std::optional<int> shard = std::nullopt);
+    // As partition_lag_after, each partition counted on its own shard (`on_shard`'s, for the
+    // partitions it names); the partitions of a shard that cannot be reached (no connection,
+    // or a lost one) are left out.
     std::vector<PartitionLag> lag(const std::vector<std::string>& categories,
                                   const std::vector<std::pair<int, Checkpoint>>& from,
-                                  std::int64_t max_count);
+                                  std::int64_t max_count, const std::map<int, int>& on_shard = {});
     void register_metrics(platform::metrics::Registry& registry);
 
    private:

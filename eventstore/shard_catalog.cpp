@@ -1,6 +1,8 @@
 // Reading and writing the shard map in the control database.
 #include "eventstore/shard_catalog.hpp"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
@@ -75,6 +77,36 @@ void write_first_map(pqxx::transaction_base& txn, const ShardMap& map) {
     }
     txn.exec_params("INSERT INTO ordo.shard_map (version, owners) VALUES (1, $1::integer[])",
                     int_array(map.owners()));
+}
+
+std::optional<ShardLocation> registered_shard(pqxx::transaction_base& txn, int id) {
+    auto rows = txn.exec_params("SELECT hosts, database FROM ordo.shards WHERE id = $1", id);
+    if (rows.empty()) return std::nullopt;
+    return ShardLocation{id, rows[0][0].as<std::string>(), rows[0][1].as<std::string>()};
+}
+
+ShardMap write_moved_map(pqxx::transaction_base& txn, int partition, int to) {
+    txn.exec("LOCK TABLE ordo.shard_map IN EXCLUSIVE MODE");
+    auto current = read_shard_map(txn);
+    if (!current) throw platform::InvalidInput("this store has no shard map: nothing to move");
+    auto owners = current->owners();
+    if (partition < 0 || partition >= current->partitions()) {
+        throw platform::InvalidInput("partition " + std::to_string(partition) +
+                                     " is not one of 0.." +
+                                     std::to_string(current->partitions() - 1));
+    }
+    owners[static_cast<std::size_t>(partition)] = to;
+    std::vector<ShardLocation> shards;
+    for (const auto& row : txn.exec("SELECT id, hosts, database FROM ordo.shards ORDER BY id")) {
+        const int id = row[0].as<int>();
+        if (std::find(owners.begin(), owners.end(), id) == owners.end()) continue;
+        shards.push_back({id, row[1].as<std::string>(), row[2].as<std::string>()});
+    }
+    ShardMap moved{current->version() + 1, current->partitions(), std::move(shards),
+                   std::move(owners)};
+    txn.exec_params("INSERT INTO ordo.shard_map (version, owners) VALUES ($1, $2::integer[])",
+                    moved.version(), int_array(moved.owners()));
+    return moved;
 }
 
 std::vector<std::pair<int, std::int64_t>> foreign_partitions(pqxx::transaction_base& shard_txn,

@@ -30,6 +30,15 @@ ShardMap shard_map_for(pqxx::transaction_base& txn, int partitions);
 // map is written already: a written map changes only by moving partitions.
 void write_first_map(pqxx::transaction_base& txn, const ShardMap& map);
 
+// The location of shard `id` as registered in the control database (a shard may be
+// registered and own no partition yet), or nullopt.
+std::optional<ShardLocation> registered_shard(pqxx::transaction_base& txn, int id);
+
+// Writes the next version of the map, the same but for `partition`, which goes to shard `to`
+// (registered); returns it. Serialized with every other writer of the map. Throws
+// platform::InvalidInput when no map is written or the result breaks a map's invariants.
+ShardMap write_moved_map(pqxx::transaction_base& txn, int partition, int to);
+
 // What a shard holds of the partitions the map says it must not: (partition, events) for each
 // such partition, on the shard's own database. A first map may only be written over shards
 // that hold none, so that no stream is left on a shard that no longer routes to it.

@@ -26,6 +26,10 @@ class Shards {
     // The id of the shard that owns `stream`, by a written map; nullopt for a store that is
     // not sharded (its positions name no shard).
     virtual std::optional<int> shard_id(const std::string& stream) const = 0;
+    // Reads the map again: true when this call put a newer one in force (a partition moved).
+    // For a caller whose write was refused as PartitionFenced, who then asks of() again; a
+    // store that is not sharded has nothing to read.
+    virtual bool refresh() { return false; }
 };
 
 // One store for everything: an unsharded deployment, and the runtimes' unit tests.

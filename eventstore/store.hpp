@@ -111,7 +111,10 @@ class Session : public EventReader, public EventWriter {
 
     // Claims `key` for the request that `fingerprint` identifies, or says how it was taken.
     // A concurrent session claiming the same key waits until this one ends.
-    virtual KeyClaim claim_key(const std::string& key, const std::string& fingerprint) = 0;
+    // `stream` is the stream the request runs on, recorded with the key (a move takes the
+    // row along with it); a key on a partition this shard fences throws PartitionFenced.
+    virtual KeyClaim claim_key(const std::string& key, const std::string& fingerprint,
+                               const std::string& stream) = 0;
     // Records the final outcome of the request that claimed `key` in this session.
     virtual void record_outcome(const std::string& key, int status,
                                 const nlohmann::json& response) = 0;

@@ -21,6 +21,7 @@ constexpr const char* kOrderKey = "ordo-order-key";
 constexpr const char* kPrevious = "ordo-previous";
 constexpr const char* kPartition = "ordo-partition";
 constexpr const char* kRecordedAt = "ordo-recorded-at";
+constexpr const char* kShard = "ordo-shard";
 
 bool same_name(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
@@ -176,6 +177,15 @@ PublishedEvent decode(std::string_view prefix, std::string_view subject,
     }
     if (expected_traceparent) agrees(headers, kTraceparent, *expected_traceparent, "metadata");
 
+    if (const auto* shard = header(headers, kShard)) {
+        auto [end, ec] =
+            std::from_chars(shard->data(), shard->data() + shard->size(), published.shard);
+        if (ec != std::errc{} || end != shard->data() + shard->size() || published.shard < 1 ||
+            published.shard > 255 || std::to_string(published.shard) != *shard) {
+            throw Refused{std::string("header ") + kShard + " " + shown(*shard) +
+                          " is not a shard number (1 to 255; shard 0 sends none)"};
+        }
+    }
     const auto& partition = required_header(headers, kPartition);
     partition_header(partition);
     const auto expected_subject = std::string(prefix) + "." + partition + "." + e.category;
@@ -195,7 +205,7 @@ std::optional<std::string> traceparent_of(const Metadata& metadata) {
 }
 
 WireMessage encode_wire(const RecordedEvent& e, std::string_view subject_prefix, int partition,
-                        Checkpoint previous) {
+                        Checkpoint previous, int shard) {
     WireMessage m;
     m.subject = std::string(subject_prefix) + "." + std::to_string(partition) + "." + e.category;
     m.headers[kMessageId] = e.event_id;
@@ -207,6 +217,7 @@ WireMessage encode_wire(const RecordedEvent& e, std::string_view subject_prefix,
     m.headers[kPrevious] = previous == Checkpoint{} ? "" : previous.token();  // "": not sent
     m.headers[kPartition] = std::to_string(partition);
     m.headers[kRecordedAt] = e.recorded_at;
+    if (shard != 0) m.headers[kShard] = std::to_string(shard);
     m.body = nlohmann::json{{"event_id", e.event_id},
                             {"stream", e.stream_id},
                             {"category", e.category},

@@ -17,7 +17,8 @@
 //            event's metadata holds a valid trace context), ordo-stream, ordo-version,
 //            ordo-type, ordo-order-key (the event's checkpoint token), ordo-previous (the
 //            token of the partition's event before it; absent for the first: cnats cannot
-//            read an empty value back), ordo-partition, ordo-recorded-at
+//            read an empty value back), ordo-partition, ordo-recorded-at, ordo-shard (the
+//            shard whose commit order the keys are in; absent for shard 0)
 //   body     the whole RecordedEvent as JSON
 // The headers repeat what the body says so that NATS tools and consumers can route and
 // deduplicate without parsing it; the decoder refuses a message whose headers and body
@@ -29,6 +30,10 @@ struct PublishedEvent {
     Checkpoint key;       // the event's own order key: event.checkpoint()
     Checkpoint previous;  // {0, 0} for a partition's first event
     RecordedEvent event;
+    // The shard whose commit order `key` and `previous` are in (the publishing relay's): a
+    // consumer compares them only with a checkpoint of the same shard, since a partition that
+    // moved between shards continues in the other shard's order.
+    int shard = 0;
 };
 
 // Header names are matched without regard to case on decoding (NATS clients may fold them).
@@ -49,7 +54,7 @@ std::optional<std::string> traceparent_of(const Metadata& metadata);
 // `previous` is the order key of the event published before `event` in `partition`, or
 // {0, 0} when there is none (the header is then left empty, which NATS does not send).
 WireMessage encode_wire(const RecordedEvent& event, std::string_view subject_prefix, int partition,
-                        Checkpoint previous);
+                        Checkpoint previous, int shard = 0);
 
 // The event encode_wire wrote under `subject_prefix`, or why this is not such a message:
 // a subject that is not <prefix>.<partition>.<category>, a missing, malformed or

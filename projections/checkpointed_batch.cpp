@@ -54,6 +54,7 @@ void save(SlotTxn& txn, Slot& slot, Checkpoint next, const std::string& last_eve
 // that lost the slot mid-batch cannot apply it a second time.
 Checkpoint lock(SlotTxn& txn, Slot& slot) {
     slot.at = txn.lock_checkpoint(slot.projection->name(), slot.partition);
+    slot.shard = txn.checkpoint_shard(slot.partition);
     return slot.at;
 }
 
@@ -79,7 +80,7 @@ void apply_batch(SlotTxn& txn, Projection& projection,
 // store must be read). `applied_at` gets the recorded_at of each event applied.
 std::size_t apply_live_run(SlotTxn& txn, Slot& slot, const LiveFeed& live, Checkpoint at,
                            std::size_t limit, std::vector<std::string>& applied_at) {
-    auto run = live.run(slot.partition, at, limit);
+    auto run = live.run(slot.partition, at, limit, slot.shard);
     if (run.events.empty()) return 0;
     apply_batch(txn, *slot.projection, run.events, applied_at);
     save(txn, slot, run.events.back().checkpoint(), run.events.back().recorded_at);

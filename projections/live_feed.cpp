@@ -142,10 +142,11 @@ void LiveFeed::subscribe() {
     }
 }
 
-LiveRun LiveFeed::run(int partition, eventstore::Checkpoint at, std::size_t batch) const {
+LiveRun LiveFeed::run(int partition, eventstore::Checkpoint at, std::size_t batch,
+                      std::optional<int> shard) const {
     auto& buffer = impl_->buffer(partition);
     std::lock_guard lock{buffer.mutex};
-    return buffer.events.run(at, partition, impl_->options.partitions, batch);
+    return buffer.events.run(at, partition, impl_->options.partitions, batch, shard);
 }
 
 bool LiveFeed::has_after(int partition, eventstore::Checkpoint at) const {
@@ -158,9 +159,15 @@ void LiveFeed::trim(const std::vector<Slot>& slots) {
     auto& d = *impl_;
     std::vector<std::optional<eventstore::Checkpoint>> applied(d.buffers.size());
     std::vector<bool> owned_any(d.buffers.size(), false);
+    // The shard every owned slot of a partition has its checkpoint in, when they agree: the
+    // events of other shards are stale (the partition moved) and go.
+    std::vector<std::optional<int>> shard(d.buffers.size());
+    std::vector<bool> agreed(d.buffers.size(), true);
     for (const auto& s : slots) {
         if (!s.owned) continue;
         const auto p = static_cast<std::size_t>(s.partition);
+        if (owned_any[p] && shard[p] != s.shard) agreed[p] = false;
+        if (!owned_any[p]) shard[p] = s.shard;
         owned_any[p] = true;
         if (!applied[p] || s.at < *applied[p]) applied[p] = s.at;
     }
@@ -171,7 +178,7 @@ void LiveFeed::trim(const std::vector<Slot>& slots) {
         if (!owned_any[p]) {
             buffer.events.clear();
         } else {
-            buffer.events.trim(*applied[p]);
+            buffer.events.trim(*applied[p], agreed[p] ? shard[p] : std::nullopt);
         }
         d.live_bytes.add(-static_cast<double>(before - buffer.events.bytes()));
     }

@@ -63,7 +63,9 @@ class LiveFeed {
     void subscribe();
 
     // The buffered events of `partition` that continue `at` without a gap, up to `batch`.
-    LiveRun run(int partition, eventstore::Checkpoint at, std::size_t batch) const;
+    // `shard`: the one `at` is in, when the checkpoint names one (continuing_run).
+    LiveRun run(int partition, eventstore::Checkpoint at, std::size_t batch,
+                std::optional<int> shard = {}) const;
     // Some buffered event of `partition` lies beyond `at`.
     bool has_after(int partition, eventstore::Checkpoint at) const;
 

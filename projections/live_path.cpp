@@ -10,12 +10,12 @@
 namespace ordo::projections {
 
 LiveRun continuing_run(const std::deque<LiveEvent>& buffered, Checkpoint at, int partition,
-                       int partitions, std::size_t batch) {
+                       int partitions, std::size_t batch, std::optional<int> shard) {
     LiveRun run;
     Checkpoint tip = at;
     std::size_t passed = 0;
     for (const auto& e : buffered) {
-        if (e.key <= tip) {
+        if (e.key <= tip || (shard && e.shard != *shard)) {
             ++passed;
             continue;
         }
@@ -88,7 +88,18 @@ bool LiveBuffer::push(LiveEvent event) {
     return true;
 }
 
-void LiveBuffer::trim(Checkpoint applied) {
+void LiveBuffer::trim(Checkpoint applied, std::optional<int> shard) {
+    if (shard) {
+        for (std::size_t i = 0; i < events_.size();) {
+            if (events_[i].shard == *shard) {
+                ++i;
+                continue;
+            }
+            bytes_ -= sizes_[i];
+            events_.erase(events_.begin() + static_cast<std::ptrdiff_t>(i));
+            sizes_.erase(sizes_.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+    }
     // Keys rise along the buffer, except for a republished copy, which trails the originals
     // and is passed over by every run anyway: trimming stops at the first key above `applied`.
     while (!events_.empty() && events_.front().key <= applied) {

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <deque>
+#include <optional>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -28,11 +29,13 @@ struct LiveRun {
 
 // The buffered events of `partition` that continue `at` without a gap, up to `batch`.
 // An event at or below the run's tip is applied already or a copy of one in the run (a
-// relay that republished after losing its checkpoint), so it is passed over. The run stops
-// at a gap (a predecessor above the tip: the store has to fill it) and at an event that is
-// not of this partition (a relay with another partition count: the store decides).
+// relay that republished after losing its checkpoint), so it is passed over. So is an event
+// published by another shard than `shard`, the one `at` is in (when the checkpoint names
+// one): its keys are in another commit order (the partition moved). The run stops at a gap
+// (a predecessor above the tip: the store has to fill it) and at an event that is not of
+// this partition (a relay with another partition count: the store decides).
 LiveRun continuing_run(const std::deque<LiveEvent>& buffered, Checkpoint at, int partition,
-                       int partitions, std::size_t batch);
+                       int partitions, std::size_t batch, std::optional<int> shard = {});
 
 // Roughly the heap an event takes in a buffer: its strings and its decoded payload (JSON
 // nodes, keys, strings), not just its size on the wire. A 100-line order is about 30 KiB.
@@ -51,12 +54,14 @@ class LiveBuffer {
 
     // False when the event would take the buffer past its bound (it is dropped).
     bool push(LiveEvent event);
-    // Forgets the events at or below `applied`.
-    void trim(Checkpoint applied);
+    // Forgets the events at or below `applied`, and, when `shard` is named, every event of
+    // another shard.
+    void trim(Checkpoint applied, std::optional<int> shard = {});
     void clear();
 
-    LiveRun run(Checkpoint at, int partition, int partitions, std::size_t batch) const {
-        return continuing_run(events_, at, partition, partitions, batch);
+    LiveRun run(Checkpoint at, int partition, int partitions, std::size_t batch,
+                std::optional<int> shard = {}) const {
+        return continuing_run(events_, at, partition, partitions, batch, shard);
     }
     // Some buffered event lies beyond `at`.
     bool has_after(Checkpoint at) const { return !events_.empty() && events_.back().key > at; }

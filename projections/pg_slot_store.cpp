@@ -2,6 +2,8 @@
 
 #include "projections/pg_slot_store.hpp"
 
+#include <map>
+
 #include <pqxx/pqxx>
 
 #include "eventstore/pg_shards.hpp"
@@ -27,23 +29,29 @@ class PgSlotTxn final : public SlotTxn {
     std::vector<std::function<void()>> take_changes() { return read_models_.take_changes(); }
 
     // One round trip on every step but a slot's first: the row is created only when missing
-    // (concurrent creators meet in ON CONFLICT, then both lock the one row).
+    // (concurrent creators meet in ON CONFLICT, then both lock the one row). Over shards, the
+    // row names the shard its position is in (a move rebases it there); the partition's
+    // events and head are read from that shard for the rest of this transaction.
     Checkpoint lock_checkpoint(const std::string& projection, int partition) override {
         auto lock = [&] {
             return txn_.exec_params(
-                "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
+                "SELECT transaction_id::text, global_position, shard "
+                "FROM ordo.projection_checkpoints "
                 "WHERE projection = $1 AND partition = $2 FOR UPDATE",
                 projection, partition);
         };
         auto rows = lock();
         if (rows.empty()) {
+            const auto owner =
+                shards_ ? std::to_string(shards_->map().shard_of_partition(partition)) : "";
             txn_.exec_params(
-                "INSERT INTO ordo.projection_checkpoints (projection, partition) VALUES ($1, $2) "
-                "ON CONFLICT DO NOTHING",
-                projection, partition);
+                "INSERT INTO ordo.projection_checkpoints (projection, partition, shard) "
+                "VALUES ($1, $2, $3::integer) ON CONFLICT DO NOTHING",
+                projection, partition, owner.empty() ? nullptr : owner.c_str());
             rows = lock();
         }
         const auto row = rows.at(0);
+        if (!row[2].is_null()) checkpoint_shard_[partition] = row[2].as<int>();
         return Checkpoint{eventstore::transaction_id_from_xid8(row[0].c_str()),
                           row[1].as<std::int64_t>()};
     }
@@ -62,13 +70,16 @@ class PgSlotTxn final : public SlotTxn {
     std::vector<eventstore::RecordedEvent> read_partition(
         Checkpoint after, int partition, const std::vector<std::string>& categories,
         std::size_t limit) override {
-        if (shards_) return shards_->read_partition(after, partition, categories, limit);
+        if (shards_) {
+            return shards_->read_partition(after, partition, categories, limit,
+                                           shard_of(partition));
+        }
         return eventstore::EventStore::read_partition(txn_, after, options_.partitions, partition,
                                                       categories, limit);
     }
 
     std::optional<Checkpoint> head(int partition) override {
-        if (shards_) return shards_->head(partition);
+        if (shards_) return shards_->head(partition, shard_of(partition));
         return eventstore::EventStore::head(txn_);
     }
 
@@ -116,17 +127,19 @@ class PgSlotTxn final : public SlotTxn {
                                              partitions, max_count);
         }
         std::vector<std::pair<int, Checkpoint>> from;
+        std::map<int, int> on_shard;
         for (int partition : partitions) {
             auto rows = txn_.exec_params(
-                "SELECT transaction_id::text, global_position FROM ordo.projection_checkpoints "
-                "WHERE projection = $1 AND partition = $2",
+                "SELECT transaction_id::text, global_position, shard "
+                "FROM ordo.projection_checkpoints WHERE projection = $1 AND partition = $2",
                 projection, partition);
             if (rows.empty()) continue;
             from.emplace_back(partition,
                               Checkpoint{eventstore::transaction_id_from_xid8(rows[0][0].c_str()),
                                          rows[0][1].as<std::int64_t>()});
+            if (!rows[0][2].is_null()) on_shard[partition] = rows[0][2].as<int>();
         }
-        return shards_->lag(categories, from, max_count);
+        return shards_->lag(categories, from, max_count, on_shard);
     }
 
     void record_status(const SlotStatus& s) override {
@@ -147,6 +160,17 @@ class PgSlotTxn final : public SlotTxn {
     SqlReadModelTxn read_models_;
     const PgSlotStoreOptions& options_;
     eventstore::PgShardReaders* shards_;
+    std::map<int, int> checkpoint_shard_;  // partition -> shard its locked checkpoint names
+
+    std::optional<int> checkpoint_shard(int partition) const override {
+        return shard_of(partition);
+    }
+
+    std::optional<int> shard_of(int partition) const {
+        auto it = checkpoint_shard_.find(partition);
+        if (it == checkpoint_shard_.end()) return std::nullopt;
+        return it->second;
+    }
 };
 
 }  // namespace

@@ -304,6 +304,17 @@ class Rebuilder {
                              shadow_schema_)[0]
                 .as<int>() > 0;
         if (options_.shards) {
+            // A partition half moved has rows on two shards, or checkpoints about to be
+            // rebased: the rebuild waits for the move to end.
+            auto moving = txn.exec(
+                "SELECT partition FROM ordo.partition_moves "
+                "WHERE step NOT IN ('done', 'rolled_back') ORDER BY partition LIMIT 1");
+            if (!moving.empty()) {
+                throw platform::InvalidInput(
+                    "partition " + moving[0][0].as<std::string>() +
+                    " is being moved between shards: finish or roll back the move "
+                    "(ordo shards move), then rebuild");
+            }
             // Each shard's own horizon and count, on a connection to it of the same role.
             for (const auto& shard : options_.shards->shards()) {
                 pqxx::connection conn{eventstore::shard_url(options_.database_url, shard)};
@@ -540,21 +551,26 @@ class Rebuilder {
                 txn.exec("DROP SCHEMA " + txn.quote_name(shadow_schema_));
                 for (int p = 0; p < options_.partitions; ++p) {
                     auto it = last_event_at_.find(p);
+                    // Over shards, the checkpoint names the shard its horizon is of.
+                    const auto shard = options_.shards
+                                           ? std::to_string(options_.shards->shard_of_partition(p))
+                                           : std::string{};
                     const auto horizon =
                         options_.shards
                             ? plan.shard_horizons.at(options_.shards->shard_of_partition(p))
                             : plan.horizon;
                     txn.exec_params(
                         "INSERT INTO ordo.projection_checkpoints AS c (projection, partition, "
-                        "transaction_id, global_position, last_event_at, owner, updated_at) "
-                        "VALUES ($1, $2, $3::text::xid8, $4, $5::timestamptz, 'rebuild', now()) "
+                        "transaction_id, global_position, last_event_at, owner, updated_at, "
+                        "shard) VALUES ($1, $2, $3::text::xid8, $4, $5::timestamptz, 'rebuild', "
+                        "now(), $6::integer) "
                         "ON CONFLICT (projection, partition) DO UPDATE SET transaction_id = "
                         "EXCLUDED.transaction_id, global_position = EXCLUDED.global_position, "
                         "last_event_at = EXCLUDED.last_event_at, owner = EXCLUDED.owner, "
-                        "updated_at = EXCLUDED.updated_at",
+                        "updated_at = EXCLUDED.updated_at, shard = EXCLUDED.shard",
                         plan.projection, p, std::to_string(horizon.transaction_id),
-                        horizon.position,
-                        it == last_event_at_.end() ? nullptr : it->second.c_str());
+                        horizon.position, it == last_event_at_.end() ? nullptr : it->second.c_str(),
+                        shard.empty() ? nullptr : shard.c_str());
                 }
                 // Rows of partitions the runtime no longer has (P changed) would be stale.
                 txn.exec_params(

@@ -29,6 +29,9 @@ struct Slot {
     // epoch: at its next visit.
     std::chrono::steady_clock::time_point settle_due{};
     eventstore::Checkpoint at{};  // as of its last save: tells which slots have live events waiting
+    // The shard whose commit order `at` is in, when the checkpoint names one (a sharded
+    // store's): live events of other shards are not this slot's to continue from.
+    std::optional<int> shard;
 };
 
 }  // namespace ordo::projections

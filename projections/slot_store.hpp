@@ -47,6 +47,12 @@ class SlotTxn : public ReadModelTxn {
     // lost the slot meanwhile cannot apply the batch a second time.
     virtual eventstore::Checkpoint lock_checkpoint(const std::string& projection,
                                                    int partition) = 0;
+    // The shard whose commit order the checkpoint of `partition` locked in this transaction
+    // is in, when it names one (a sharded store); nullopt otherwise.
+    virtual std::optional<int> checkpoint_shard(int partition) const {
+        (void)partition;
+        return std::nullopt;
+    }
     // Moves the checkpoint (locked first) to `next`; `last_event_at` (RFC 3339, may be empty:
     // unchanged) is when the last event applied was recorded.
     virtual void save_checkpoint(const std::string& projection, int partition,

@@ -19,31 +19,35 @@ namespace ordo::query {
 // stream) or all of them (lists, traces).
 struct Reads {
     std::string projection;
-    std::optional<int> partition;  // nullopt: every partition (of `among`, when it names any)
-    // Over a sharded store, a list's token can only be in the partitions of its shard: only
-    // those are waited for.
-    std::vector<int> among;
+    std::optional<int> partition;  // nullopt: every partition
 };
-
-// `reads` as a token of `shard` needs them, given each partition's shard (`owners`, empty for
-// a store that is not sharded: every token is its one shard's). nullopt when none of the
-// partitions read is on that shard: the token's write cannot be in them, nothing to wait for.
-std::optional<Reads> reads_for_shard(Reads reads, int shard, const std::vector<int>& owners);
 
 // Where each projection's partitions stand, as read.projection_progress says.
 class Progress {
    public:
     explicit Progress(int partitions) : partitions_{partitions} {}
 
-    void set(const std::string& projection, int partition, eventstore::Checkpoint at);
+    // `shard`: the shard whose commit order `at` is in, when the checkpoint names one (a
+    // sharded store's); nullopt for a store that is not sharded.
+    void set(const std::string& projection, int partition, eventstore::Checkpoint at,
+             std::optional<int> shard = std::nullopt);
 
-    // Whether every partition `reads` covers has passed `token`. A partition with no
-    // progress yet has processed nothing, so it has not.
-    bool passed(const Reads& reads, eventstore::Checkpoint token) const;
+    // Whether every partition `reads` covers has passed `token`, a position in the commit
+    // order of shard `shard` (0 for a store that is not sharded). A partition with no
+    // progress yet has processed nothing, so it has not. A partition whose checkpoint is in
+    // another shard's order cannot hold the token's write (there is no order between shards,
+    // and a token promises nothing of theirs): it has nothing to wait for. Because the
+    // checkpoint names its shard, this holds while a partition moves between shards, whatever
+    // map the query service started with.
+    bool passed(const Reads& reads, eventstore::Checkpoint token, int shard = 0) const;
 
    private:
+    struct At {
+        eventstore::Checkpoint at;
+        std::optional<int> shard;
+    };
     int partitions_;
-    std::map<std::pair<std::string, int>, eventstore::Checkpoint> at_;
+    std::map<std::pair<std::string, int>, At> at_;
 };
 
 // The bookkeeping of requests parked until their consistency token has been passed: pure,
@@ -57,7 +61,9 @@ class ParkedWaits {
     explicit ParkedWaits(std::size_t capacity) : capacity_{capacity} {}
 
     // Parks a wait; false when `capacity` waits are parked already.
-    bool park(Id id, Reads reads, eventstore::Checkpoint token, Clock::time_point deadline);
+    // `shard`: the token's, as Progress::passed takes it.
+    bool park(Id id, Reads reads, eventstore::Checkpoint token, Clock::time_point deadline,
+              int shard = 0);
 
     // A wait that is over: its token was passed, or its deadline came first.
     struct Over {
@@ -80,6 +86,7 @@ class ParkedWaits {
         Reads reads;
         eventstore::Checkpoint token;
         Clock::time_point deadline;
+        int shard;
     };
     std::size_t capacity_;
     std::map<Id, Wait> waits_;

@@ -28,7 +28,8 @@ Progress read_progress(pqxx::transaction_base& tx, int partitions,
     for (const auto& row : rows) {
         progress.set(row[0].as<std::string>(), row[1].as<int>(),
                      eventstore::Checkpoint{eventstore::transaction_id_from_xid8(row[2].c_str()),
-                                            row[3].as<std::int64_t>()});
+                                            row[3].as<std::int64_t>()},
+                     row[4].is_null() ? std::nullopt : std::optional<int>{row[4].as<int>()});
     }
     return progress;
 }
@@ -148,11 +149,11 @@ ProgressWatch::~ProgressWatch() {
 }
 
 bool ProgressWatch::park(Reads reads, eventstore::Checkpoint token,
-                         std::chrono::steady_clock::time_point deadline, Wake wake) {
+                         std::chrono::steady_clock::time_point deadline, Wake wake, int shard) {
     std::lock_guard lock{impl_->mutex};
     if (impl_->stopping) return false;
     const auto id = impl_->next_id++;
-    if (!impl_->waits.park(id, std::move(reads), token, deadline)) return false;
+    if (!impl_->waits.park(id, std::move(reads), token, deadline, shard)) return false;
     impl_->wakes.emplace(id, std::move(wake));
     impl_->changed.notify_all();
     return true;

@@ -51,9 +51,10 @@ class ProgressWatch {
     ProgressWatch(const ProgressWatch&) = delete;
     ProgressWatch& operator=(const ProgressWatch&) = delete;
 
-    // False when `capacity` requests wait already (then `wake` is not kept).
+    // False when `capacity` requests wait already (then `wake` is not kept). `shard`: the
+    // token's (Progress::passed).
     bool park(Reads reads, eventstore::Checkpoint token,
-              std::chrono::steady_clock::time_point deadline, Wake wake);
+              std::chrono::steady_clock::time_point deadline, Wake wake, int shard = 0);
 
     std::size_t waiting() const;
     // How many times the thread has read the progress (lets tests wait for a fresh look).

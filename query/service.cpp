@@ -309,11 +309,11 @@ void QueryService::prepare(pqxx::connection& conn) {
                      "AND ($2::text IS NULL OR status = $2) AND ($3::int IS NULL OR partition = "
                      "$3) AND id > $4 ORDER BY id LIMIT $5");
     conn.prepare("query_progress_of",
-                 "SELECT projection, partition, transaction_id, global_position "
+                 "SELECT projection, partition, transaction_id, global_position, shard "
                  "FROM read.projection_progress "
                  "WHERE projection = $1 AND partition >= 0 AND partition < $2");
     conn.prepare("query_progress_every",
-                 "SELECT projection, partition, transaction_id, global_position "
+                 "SELECT projection, partition, transaction_id, global_position, shard "
                  "FROM read.projection_progress WHERE partition >= 0 AND partition < $1");
 }
 
@@ -339,9 +339,9 @@ void QueryService::register_routes(platform::http::Router& router) {
 
 // --- consistency -------------------------------------------------------------------------
 
-bool QueryService::has_passed(const Reads& reads, Checkpoint token) {
+bool QueryService::has_passed(const Reads& reads, Checkpoint token, int shard) {
     return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
-        return read_progress(tx, partitions_, reads.projection).passed(reads, token);
+        return read_progress(tx, partitions_, reads.projection).passed(reads, token, shard);
     });
 }
 
@@ -359,18 +359,13 @@ Response QueryService::guarded(const platform::TraceContext& trace,
 
 Response QueryService::serve(const Request& request,
                              const std::optional<eventstore::ShardToken>& shard_token,
-                             std::chrono::milliseconds wait, const Reads& shard_reads,
+                             std::chrono::milliseconds wait, const Reads& reads,
                              std::function<Response()> answer) {
-    // What the token waits for: the partitions read that are on its shard. A token whose
-    // shard holds none of them has nothing to wait for.
+    // What the token waits for: the partitions read whose checkpoints are in its shard's
+    // commit order (Progress::passed).
     std::optional<Checkpoint> token;
-    Reads reads = shard_reads;
-    if (shard_token) {
-        if (auto narrowed = reads_for_shard(shard_reads, shard_token->shard, owners_)) {
-            reads = std::move(*narrowed);
-            token = shard_token->at;
-        }
-    }
+    const int shard = shard_token ? shard_token->shard : 0;
+    if (shard_token) token = shard_token->at;
     // A read with a token observes how long its token took to pass, checked at once or
     // parked; reads that time out are not observed (they are answered 503).
     const auto arrived = std::chrono::steady_clock::now();
@@ -384,7 +379,7 @@ Response QueryService::serve(const Request& request,
     std::optional<bool> passed;
     if (token) {
         auto checked = guarded(request.trace, [&] {
-            passed = has_passed(reads, *token);
+            passed = has_passed(reads, *token, shard);
             return Response{};
         });
         if (!passed) return checked;  // the check itself failed
@@ -393,8 +388,8 @@ Response QueryService::serve(const Request& request,
     if (!token || *passed) return guarded(request.trace, answer);
 
     const auto deadline = std::chrono::steady_clock::now() + wait;
-    return Response::later([this, reads, token = *token, deadline, wait, trace = request.trace,
-                            answer = std::move(answer),
+    return Response::later([this, reads, token = *token, shard, deadline, wait,
+                            trace = request.trace, answer = std::move(answer),
                             observe_wait](const platform::http::Resume& resume) {
         auto woken = [this, reads, token, wait, trace, answer, resume,
                       observe_wait](ProgressWatch::Outcome outcome) {
@@ -420,7 +415,7 @@ Response QueryService::serve(const Request& request,
                                "the read models are unavailable; retry shortly");
             });
         };
-        if (!watch_.park(reads, token, deadline, std::move(woken))) {
+        if (!watch_.park(reads, token, deadline, std::move(woken), shard)) {
             resume->resume([] {
                 return problem(503, "unavailable",
                                "too many requests are waiting for their consistency token; "

@@ -60,10 +60,6 @@ class QueryService {
 
     void register_routes(platform::http::Router& router);
 
-    // Over a sharded store: each partition's shard (ShardMap::owners), so that a token waits
-    // only for the partitions of its own shard. Call before serving.
-    void route_tokens_by(std::vector<int> owners) { owners_ = std::move(owners); }
-
    private:
     platform::http::Response get_order(platform::http::Request& request);
     platform::http::Response list_orders(platform::http::Request& request);
@@ -84,11 +80,10 @@ class QueryService {
     // Runs `answer`, mapping database failures to 503 unavailable.
     platform::http::Response guarded(const platform::TraceContext& trace,
                                      const std::function<platform::http::Response()>& answer);
-    bool has_passed(const Reads& reads, eventstore::Checkpoint token);
+    bool has_passed(const Reads& reads, eventstore::Checkpoint token, int shard);
 
     platform::pg::Pool& pool_;
     int partitions_;
-    std::vector<int> owners_;  // each partition's shard; empty: not sharded
     platform::Logger log_;
     platform::metrics::Histogram* token_wait_;  // null without metrics
     const SpanStore* spans_;                    // null without the collector

@@ -5,6 +5,7 @@
 #include <future>
 #include <optional>
 #include <thread>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -134,12 +135,33 @@ struct Relay::Impl {
 
     // One round of the publish loop: the events after `from`, read in commit order, and their
     // messages, chained per partition from `from`.
+    // Copies a partition move brought to this shard are not published (their originals
+    // were, by the shard they came from), but the relay moves past them, and each becomes its
+    // partition's latest event: the partition's next event names it as its predecessor,
+    // which is where the projections' checkpoints were rebased to.
     struct Round {
         RelayState from;
-        std::vector<RecordedEvent> events;
+        std::vector<RecordedEvent> events;                   // to publish
         std::vector<std::pair<std::string, Message>> batch;  // (subject, message) per event
         std::vector<int> partitions;                         // per event
+        // Copies read: (index in `events` of the first published event after it, its key,
+        // its partition), in commit order.
+        std::vector<std::tuple<std::size_t, Checkpoint, int>> copies;
         std::chrono::system_clock::time_point read_at{};
+
+        // `from` moved past the first `acked` events and every copy before the next one.
+        RelayState after(std::size_t acked) const {
+            RelayState state = from;
+            auto copy = copies.begin();
+            for (std::size_t i = 0; i <= acked; ++i) {
+                for (; copy != copies.end() && std::get<0>(*copy) == i; ++copy) {
+                    state.checkpoint = std::get<1>(*copy);
+                    state.previous[std::get<2>(*copy)] = state.checkpoint;
+                }
+                if (i < acked) state.advance(events[i], partitions[i]);
+            }
+            return state;
+        }
     };
     Round prepare(const RelayState& from);
 
@@ -265,16 +287,26 @@ Relay::Impl::Round Relay::Impl::prepare(const RelayState& from) {
     round.batch.reserve(round.events.size());
     round.partitions.reserve(round.events.size());
     auto previous = from.previous;
-    for (const auto& e : round.events) {
+    std::vector<RecordedEvent> published;
+    published.reserve(round.events.size());
+    for (auto& e : round.events) {
         const int partition = platform::partition_of(e.stream_id, options.partitions);
-        round.partitions.push_back(partition);
         auto& last = previous[partition];
-        auto wire = eventstore::encode_wire(e, options.subject_prefix, partition, last);
+        if (e.moved) {
+            round.copies.emplace_back(published.size(), e.checkpoint(), partition);
+            last = e.checkpoint();
+            continue;
+        }
+        round.partitions.push_back(partition);
+        auto wire =
+            eventstore::encode_wire(e, options.subject_prefix, partition, last, options.shard);
         round.batch.emplace_back(
             std::move(wire.subject),
             Message{.headers = std::move(wire.headers), .data = std::move(wire.body)});
         last = e.checkpoint();
+        published.push_back(std::move(e));
     }
+    round.events = std::move(published);
     return round;
 }
 
@@ -326,13 +358,18 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         }
         const auto& events = round.events;
         const auto& batch = round.batch;
-        const auto& partitions = round.partitions;
         // Observed for the round that is published: a round read ahead and dropped is read
         // again, and counted then.
         for (const auto& e : events) {
             if (auto age = platform::metrics::seconds_since(e.recorded_at, round.read_at)) {
                 read_hop.observe(*age);
             }
+        }
+        if (events.empty() && !round.copies.empty()) {
+            auto next = round.after(0);
+            session.save(next);
+            state = std::move(next);
+            continue;
         }
         if (events.empty()) {
             lag_seconds.set(0);
@@ -345,9 +382,8 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         }
         // A full batch means a backlog: the next round is read and encoded while this one
         // publishes, from where this one ends if JetStream acknowledges all of it.
-        if (events.size() >= options.batch) {
-            RelayState after = state;
-            for (std::size_t i = 0; i < events.size(); ++i) after.advance(events[i], partitions[i]);
+        if (events.size() + round.copies.size() >= options.batch) {
+            RelayState after = round.after(events.size());
             ahead = std::async(std::launch::async, [this, after] { return prepare(after); });
         }
 
@@ -375,16 +411,16 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
                 acked_hop.observe(*age);
             }
         }
-        if (acked > 0) {
+        if (acked > 0 || !round.copies.empty()) {
             published.inc(static_cast<double>(acked));
-            auto next = state;
-            for (std::size_t i = 0; i < acked; ++i) next.advance(events[i], partitions[i]);
+            auto next = round.after(acked);
             session.save(next);
             state = std::move(next);
             lag_events.set(
                 static_cast<double>(std::max<std::int64_t>(0, head - state.checkpoint.position)));
         }
-        const bool behind = acked < events.size() || events.size() >= options.batch;
+        const bool behind =
+            acked < events.size() || events.size() + round.copies.size() >= options.batch;
         if (behind) {
             if (auto age = platform::metrics::seconds_since(
                     events[acked > 0 ? acked - 1 : 0].recorded_at, acked_at)) {

@@ -4,6 +4,10 @@
 // PostgreSQL store (appendToStream from Node), all measured in the same run on the same
 // cluster in one fresh database, with the ratios: the peers do the same job (append with an
 // optimistic concurrency check) and show what that job costs elsewhere.
+// Ordo's appends are measured twice more through the shard routing (eventstore::Shards):
+// over one shard, and over two shards, two databases of the stack (on its second cluster
+// when it runs two, ORDO_PG_SHARDS=2), each stream on its partition's shard. On one machine
+// two shards share its cores: the ratio shows what routing costs, not what N machines give.
 // Run through bench/append/run.sh, which installs the peers (ORDO_BENCH_PEERS=0 skips them).
 #include <sys/wait.h>
 
@@ -20,7 +24,9 @@
 #include "bench/support/scratch_database.hpp"
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
+#include "eventstore/pg_shards.hpp"
 #include "eventstore/schema.hpp"
+#include "eventstore/topology.hpp"
 #include "platform/core/config.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/pg/pg.hpp"
@@ -92,9 +98,8 @@ Peers find_peers() {
 
 // Appends for `seconds` with `writers` threads, each over its own 100 streams with exact
 // expected versions; returns events per second.
-double measure_ordo(platform::pg::Pool& pool, eventstore::AppendNotifier& notifier,
-                    const Scenario& s, int seconds, int round) {
-    eventstore::EventStore store{pool, &notifier};
+double measure_ordo(eventstore::Shards& shards, const Scenario& s, int seconds, int round,
+                    const std::string& tag) {
     std::atomic<long> events{0};
     auto stop_at = Clock::now() + std::chrono::seconds(seconds);
     std::vector<std::thread> threads;
@@ -114,11 +119,11 @@ double measure_ordo(platform::pg::Pool& pool, eventstore::AppendNotifier& notifi
                          {{"sku", "sku-1"}, {"quantity", 1}},
                          {trace.trace_id_hex(), trace.span_id_hex(), "c", "c", "cmd", "bench"}});
                 }
-                auto stream = "bench-r" + std::to_string(round) + "w" + std::to_string(w) + "s" +
-                              std::to_string(k);
+                auto stream = "bench-" + tag + "r" + std::to_string(round) + "w" +
+                              std::to_string(w) + "s" + std::to_string(k);
                 auto expected = versions[k] == 0 ? eventstore::ExpectedVersion::no_stream()
                                                  : eventstore::ExpectedVersion::exact(versions[k]);
-                versions[k] = store.append(stream, expected, batch).last_version;
+                versions[k] = shards.of(stream).append(stream, expected, batch).last_version;
                 events += s.batch;
             }
         });
@@ -308,6 +313,23 @@ int main() try {
                              .preparers = {&eventstore::EventStore::prepare}}};
 
     eventstore::AppendNotifier notifier{pool.options().url, platform::Logger::null_logger()};
+    eventstore::EventStore store{pool, &notifier};
+    eventstore::OneShard one{store};
+    // Two shards: this database, and one of its own, on the stack's second cluster if it
+    // runs one. The same pool size per shard as the one shard has.
+    const bench::ScratchDatabase second_db{"append", 1};
+    auto location = [](const bench::ScratchDatabase& d, int id) {
+        const auto url = d.url("ORDO_COMMAND_DATABASE_URL");
+        const auto at = url.find('@') + 1;
+        return eventstore::ShardLocation{id, url.substr(at, url.find('/', at) - at), d.name()};
+    };
+    eventstore::PgShards two{
+        eventstore::ShardMap::spread(eventstore::kDefaultPartitions,
+                                     {location(db, 0), location(second_db, 1)}),
+        {.url = db.url("ORDO_COMMAND_DATABASE_URL"),
+         .pool = {.size = 16, .name = "bench"},
+         .refresh_every = std::chrono::milliseconds(0)},
+        platform::Logger::null_logger()};
     std::vector<Scenario> scenarios = {{"single event, 1 writer", 1, 1},
                                        {"single event, 4 writers", 4, 1},
                                        {"single event, 16 writers", 16, 1},
@@ -315,21 +337,27 @@ int main() try {
     std::printf("append benchmark: %d s per measurement, events per second\n", seconds);
     // Columns are two or more spaces apart (bench/all.sh splits on that); a ratio is ordo's
     // rate over the column before it.
-    std::printf("%-30s %14s %16s %8s %14s %10s %14s %13s\n", "scenario", "ordo append",
-                "raw INSERT", "ratio", "Message DB", "ordo/MDB", "Emmett", "ordo/Emmett");
+    std::printf("%-30s %14s %16s %8s %14s %10s %14s %13s %14s %14s %9s\n", "scenario",
+                "ordo append", "raw INSERT", "ratio", "Message DB", "ordo/MDB", "Emmett",
+                "ordo/Emmett", "1 shard", "2 shards", "2sh/1sh");
     int round = 0;
     for (const auto& s : scenarios) {
         // The four in sequence, each alone on the cluster while it runs.
-        double ordo_rate = measure_ordo(pool, notifier, s, seconds, round);
+        double ordo_rate = measure_ordo(one, s, seconds, round, "a");
         double raw_rate = measure_raw(raw_url, s, seconds);
         double mdb_rate = peers.on() ? measure_message_db(raw_url, s, seconds, round) : 0;
         double emmett_rate = peers.on() ? measure_emmett(peers, raw_url, s, seconds, round) : 0;
+        // One shard and two, back to back: the routing's cost against the same run's.
+        double one_rate = measure_ordo(one, s, seconds, round, "o");
+        double two_rate = measure_ordo(two, s, seconds, round, "t");
         ++round;
-        std::printf("%-30s %14.0f %16.0f %8.2f %14s %10s %14s %13s\n", s.name.c_str(), ordo_rate,
-                    raw_rate, ordo_rate / raw_rate, cell(peers.on(), mdb_rate, 0).c_str(),
+        std::printf("%-30s %14.0f %16.0f %8.2f %14s %10s %14s %13s %14.0f %14.0f %9.2f\n",
+                    s.name.c_str(), ordo_rate, raw_rate, ordo_rate / raw_rate,
+                    cell(peers.on(), mdb_rate, 0).c_str(),
                     cell(peers.on(), ordo_rate / mdb_rate, 2).c_str(),
                     cell(peers.on(), emmett_rate, 0).c_str(),
-                    cell(peers.on(), ordo_rate / emmett_rate, 2).c_str());
+                    cell(peers.on(), ordo_rate / emmett_rate, 2).c_str(), one_rate, two_rate,
+                    two_rate / one_rate);
         std::fflush(stdout);
     }
     if (!peers.on())

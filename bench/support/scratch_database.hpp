@@ -24,12 +24,30 @@ inline std::string required(const char* name) {
     return *v;
 }
 
+// The host list of the stack's PostgreSQL cluster `cluster` (ORDO_PG_SHARD_LOCATIONS, which a
+// stack of several clusters writes: "0=host:port/ordo,1=..."), or "" for the first cluster
+// and for a stack that runs only one.
+inline std::string cluster_hosts(int cluster) {
+    const auto locations = platform::env("ORDO_PG_SHARD_LOCATIONS").value_or("");
+    const auto key = std::to_string(cluster) + "=";
+    for (std::size_t start = 0; cluster > 0 && start < locations.size();) {
+        auto end = locations.find(',', start);
+        if (end == std::string::npos) end = locations.size();
+        const auto item = locations.substr(start, end - start);
+        if (item.rfind(key, 0) == 0) return item.substr(key.size(), item.find('/') - key.size());
+        start = end + 1;
+    }
+    return "";
+}
+
 // ordo_bench_<tag>_<random>: created by the administrator, owned by and migrated as
-// ordo_migrator, dropped (WITH FORCE) on destruction.
+// ordo_migrator, dropped (WITH FORCE) on destruction. On the stack's cluster `cluster` when it
+// runs that many (ORDO_PG_SHARDS), else on its first.
 class ScratchDatabase {
    public:
-    explicit ScratchDatabase(const std::string& tag)
-        : admin_url_{required("ORDO_PG_ADMIN_URL")},
+    explicit ScratchDatabase(const std::string& tag, int cluster = 0)
+        : hosts_{cluster_hosts(cluster)},
+          admin_url_{on_cluster(required("ORDO_PG_ADMIN_URL"))},
           name_{"ordo_bench_" + tag + "_" + platform::new_uuid().substr(0, 8)} {
         {
             pqxx::connection admin{admin_url_};
@@ -51,10 +69,16 @@ class ScratchDatabase {
     const std::string& name() const { return name_; }
     // The stack's URL in the setting `name` (ORDO_COMMAND_DATABASE_URL...), on this database.
     std::string url(const char* setting) const {
-        return platform::with_database(required(setting), name_);
+        return platform::with_database(on_cluster(required(setting)), name_);
     }
 
    private:
+    std::string on_cluster(const std::string& url) const {
+        if (hosts_.empty()) return url;
+        const auto at = url.find('@');
+        return url.substr(0, at + 1) + hosts_ + url.substr(url.find('/', at));
+    }
+
     void drop() noexcept {
         try {
             pqxx::connection admin{admin_url_};
@@ -65,6 +89,7 @@ class ScratchDatabase {
         }
     }
 
+    std::string hosts_;
     std::string admin_url_;
     std::string name_;
 };

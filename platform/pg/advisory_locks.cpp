@@ -17,7 +17,7 @@ std::int64_t rebuild(std::string_view projection) {
 int projection_slot(std::string_view projection) {
     auto key =
         static_cast<int>(stream_hash("ordo.projection." + std::string{projection}) & 0x7fffffff);
-    return key == kRelayLeader ? key + 1 : key;
+    return key == kRelayLeader || key == kPartitionMove ? key + 1 : key;
 }
 
 }  // namespace ordo::platform::pg::advisory_locks

@@ -16,9 +16,12 @@ namespace ordo::platform::pg::advisory_locks {
 //   rebuild(projection)   `ordo rebuild` of one projection; in [0, 2^32), below kMigrations.
 // Two-int form: (purpose, instance).
 //   (kRelayLeader, shard)              the relay leader of a shard.
-//   (projection_slot(name), partition) the owner of a projection's slot; never kRelayLeader.
+//   (kPartitionMove, partition)        `ordo shards move` of a partition.
+//   (projection_slot(name), partition) the owner of a projection's slot; never one of the
+//                                      keys above.
 inline constexpr std::int64_t kMigrations = 0x6f72646f6d696772;  // "ordomigr"
 inline constexpr int kRelayLeader = 0x72656c61;                  // "rela"
+inline constexpr int kPartitionMove = 0x6d6f7665;                // "move"
 
 std::int64_t rebuild(std::string_view projection);
 int projection_slot(std::string_view projection);

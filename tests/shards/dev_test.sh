@@ -2,7 +2,8 @@
 # `ordo dev --shards 2` end to end: two PostgreSQL clusters and a relay for each, the map
 # written once, the README's order flow with its streams spread over both shards, tokens that
 # name their shard, `ordo shards list`, one shard's cluster killed and restarted (its streams'
-# commands refused meanwhile, the other's going on), and one SIGTERM stopping everything.
+# commands refused meanwhile, the other's going on), a partition moved between the shards
+# under the running services, and one SIGTERM stopping everything.
 #
 #   tests/shards/dev_test.sh <ordo binary>
 set -euo pipefail
@@ -89,9 +90,21 @@ until_true 60 "the refused command through once its shard is back" again
 on_hand() { curl -sf --max-time 5 "$query_api/v1/inventory/sku-1" | grep -q '"on_hand":4'; }
 until_true 60 "the stock with the late receipt once" on_hand
 
+# sku-1's partition moved to shard 0 while everything runs: the services started with the old
+# map follow it, its next receipt lands on shard 0, and the read with that token sees it.
+partition=$(psql "$ORDO_MIGRATOR_URL" -Atc \
+    "SELECT ordo.stream_hash('inventory-sku-1') % ordo.recorded_partition_count()") \
+    || fail "the partition of sku-1"
+moved=$("$ordo" shards move --partition "$partition" --to 0 2>&1) || fail "ordo shards move: $moved"
+receipt=$(post /v1/inventory/sku-1/receipts '{"quantity": 1}' after-move) || fail "a receipt after the move"
+[[ $(position <<<"$receipt") == 0:* ]] || fail "sku-1's token after its move names no shard 0: $receipt"
+stock=$(curl -sf --max-time 15 "$query_api/v1/inventory/sku-1?wait_ms=10000" \
+    -H "X-Consistency-Token: $(position <<<"$receipt")") || fail "a read after the move"
+grep -q '"on_hand":5' <<<"$stock" || fail "the receipt after the move not visible once: $stock"
+
 kill -TERM "$dev"
 wait "$dev" || fail "ordo dev --shards exited with $?"
 for port in $ORDO_PG_PORT $((ORDO_PG_PORT + 1)) $((base + 80)) $((base + 90)) $((base + 93)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then fail "port $port still open"; fi
 done
-echo "ordo dev --shards 2: order confirmed over both shards, a shard killed and back, stopped"
+echo "ordo dev --shards 2: order confirmed over both shards, a shard killed and back, a partition moved, stopped"

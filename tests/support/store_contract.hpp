@@ -467,35 +467,36 @@ TYPED_TEST_P(StoreContract, FindsTheCheckpointOfAStreamVersion) {
 TYPED_TEST_P(StoreContract, TheCommandLogClaimsReplaysAndRefusesAKey) {
     auto& store = this->store();
     store.transact([](Session& s) {
-        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("http:k", "asked")));
+        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("http:k", "asked", "order-1")));
         s.record_outcome("http:k", 201, {{"done", true}});
     });
     store.transact([](Session& s) {
-        auto claim = s.claim_key("http:k", "asked");
+        auto claim = s.claim_key("http:k", "asked", "order-1");
         ASSERT_TRUE(std::holds_alternative<KeyFinished>(claim));
         EXPECT_EQ(std::get<KeyFinished>(claim).status, 201);
         EXPECT_EQ(std::get<KeyFinished>(claim).response, (nlohmann::json{{"done", true}}));
-        EXPECT_TRUE(std::holds_alternative<KeyTakenByOtherRequest>(s.claim_key("http:k", "other")));
-        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("http:k2", "other")));
+        EXPECT_TRUE(std::holds_alternative<KeyTakenByOtherRequest>(
+            s.claim_key("http:k", "other", "order-1")));
+        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("http:k2", "other", "order-1")));
     });
 }
 
 TYPED_TEST_P(StoreContract, ExpiresKeysOlderThanTheCutoffInBoundedBatches) {
     auto& store = this->store();
     store.transact([](Session& s) {
-        for (int i = 0; i < 5; ++i) s.claim_key("old-" + std::to_string(i), "f");
+        for (int i = 0; i < 5; ++i) s.claim_key("old-" + std::to_string(i), "f", "order-1");
     });
     this->harness_.let_time_pass();
     const auto cutoff = store.key_cutoff(std::chrono::hours{0});
-    store.transact([](Session& s) { s.claim_key("new", "f"); });
+    store.transact([](Session& s) { s.claim_key("new", "f", "order-1"); });
     EXPECT_EQ(store.expire_keys(store.key_cutoff(std::chrono::hours{48}), 10), 0);
     EXPECT_EQ(store.expire_keys(cutoff, 2), 2);
     EXPECT_EQ(store.expire_keys(cutoff, 2), 2);
     EXPECT_EQ(store.expire_keys(cutoff, 2), 1);
     EXPECT_EQ(store.expire_keys(cutoff, 2), 0);
     store.transact([](Session& s) {
-        EXPECT_TRUE(std::holds_alternative<KeyFinished>(s.claim_key("new", "f")));
-        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("old-0", "f")));
+        EXPECT_TRUE(std::holds_alternative<KeyFinished>(s.claim_key("new", "f", "order-1")));
+        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("old-0", "f", "order-1")));
     });
 }
 
@@ -503,7 +504,7 @@ TYPED_TEST_P(StoreContract, AFailedSessionLeavesNothingBehind) {
     auto& store = this->store();
     store.append("order-f", ExpectedVersion::any(), {new_event("A")});
     EXPECT_THROW(store.transact([](Session& s) {
-        s.claim_key("http:f", "asked");
+        s.claim_key("http:f", "asked", "order-1");
         s.append("order-f", ExpectedVersion::exact(1), {new_event("B")});
         s.append("order-g", ExpectedVersion::no_stream(), {new_event("C")});
         s.save_snapshot("order-f", {2, {{"state", 2}}}, 2);
@@ -519,7 +520,7 @@ TYPED_TEST_P(StoreContract, AFailedSessionLeavesNothingBehind) {
     EXPECT_EQ(all[1].checkpoint(), marker.checkpoint);
     store.transact([](Session& s) {
         EXPECT_FALSE(s.lock_stream("order-f", 2));
-        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("http:f", "asked")));
+        EXPECT_TRUE(std::holds_alternative<KeyClaimed>(s.claim_key("http:f", "asked", "order-1")));
     });
     // A refusal inside a session rolls it back as well when it propagates.
     EXPECT_THROW(store.transact([](Session& s) {
@@ -595,7 +596,7 @@ TYPED_TEST_P(StoreContract, ConcurrentClaimsOfOneKeyMakeOneOwner) {
     for (int c = 0; c < kClaimers; ++c) {
         claimers.emplace_back([&] {
             store.transact([&](Session& s) {
-                auto claim = s.claim_key("cmd:once", "asked");
+                auto claim = s.claim_key("cmd:once", "asked", "order-1");
                 if (std::holds_alternative<KeyClaimed>(claim)) {
                     ++claimed;
                     s.record_outcome("cmd:once", 200, {{"ok", true}});

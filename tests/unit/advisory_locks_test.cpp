@@ -25,6 +25,7 @@ TEST(AdvisoryLocks, EveryProjectionHasASlotKeyOfItsOwnApartFromTheRelays) {
     for (const auto& name : projection_names()) {
         const auto key = projection_slot(name);
         EXPECT_NE(key, kRelayLeader) << name;
+        EXPECT_NE(key, kPartitionMove) << name;
         EXPECT_GE(key, 0) << name;
         EXPECT_TRUE(keys.insert(key).second) << name << " shares its slot key";
     }
@@ -43,6 +44,7 @@ TEST(AdvisoryLocks, RebuildKeysStayBelowTheMigratorsAndDifferByProjection) {
 TEST(AdvisoryLocks, KeysAreTheOnesEarlierReleasesTook) {
     EXPECT_EQ(kMigrations, 0x6f72646f6d696772);
     EXPECT_EQ(kRelayLeader, 0x72656c61);
+    EXPECT_EQ(kPartitionMove, 0x6d6f7665);
     for (const auto& name : projection_names()) {
         EXPECT_EQ(projection_slot(name),
                   static_cast<int>(stream_hash("ordo.projection." + name) & 0x7fffffff));

@@ -126,6 +126,33 @@ TEST(LiveBuffer, RefusesWhatWouldPassTheBoundAndCountsBytes) {
     EXPECT_EQ(tiny.bytes(), 0u);
 }
 
+// A partition that moved to another shard continues in that shard's commit order: events a
+// relay of another shard published (before the move, or late) are not continued from, even
+// when their keys would fit, and trimming for the new shard drops them.
+TEST(LivePath, OnlyTheCheckpointsShardsEventsAreContinuedFrom) {
+    auto of_shard = [](LiveEvent e, int shard) {
+        e.shard = shard;
+        return e;
+    };
+    std::deque<LiveEvent> buffered{of_shard(live(3), 0), of_shard(live(4), 0),
+                                   of_shard(live(5), 1)};
+    auto run = continuing_run(buffered, {100, 2}, 1, kPartitions, 100, 1);
+    EXPECT_TRUE(positions(run).empty()) << "event 5 follows 4, which is not shard 1's";
+    run = continuing_run(buffered, {100, 4}, 1, kPartitions, 100, 1);
+    EXPECT_EQ(positions(run), (std::vector<std::int64_t>{5}));
+    EXPECT_TRUE(run.rest_empty);
+    run = continuing_run(buffered, {100, 2}, 1, kPartitions, 100);
+    EXPECT_EQ(positions(run), (std::vector<std::int64_t>{3, 4, 5})) << "no shard named: as ever";
+
+    LiveBuffer buffer{1 << 20};
+    for (const auto& e : buffered) ASSERT_TRUE(buffer.push(e));
+    buffer.trim({100, 1}, 1);
+    EXPECT_EQ(buffer.size(), 1u);
+    EXPECT_EQ(buffer.bytes(), footprint(live(5)));
+    EXPECT_EQ(positions(buffer.run({100, 4}, 1, kPartitions, 100, 1)),
+              (std::vector<std::int64_t>{5}));
+}
+
 TEST(LiveBuffer, TrimsWhatWasAppliedAndFreesItsBytes) {
     LiveBuffer buffer{1 << 20};
     for (std::int64_t p = 1; p <= 4; ++p) ASSERT_TRUE(buffer.push(live(p)));

@@ -42,25 +42,44 @@ TEST(Progress, ReadsOfEveryPartitionNeedEveryPartitionPast) {
 }
 
 // Over a sharded store (partitions 0 and 2 on shard 0, 1 and 3 on shard 1), a token waits
-// only for the partitions of its own shard: the others cannot hold its write.
-TEST(Progress, AShardsTokenWaitsOnlyForThePartitionsOfItsShard) {
-    const std::vector<int> owners{0, 1, 0, 1};
-    auto list = reads_for_shard({"orders", std::nullopt}, 1, owners);
-    ASSERT_TRUE(list);
-    EXPECT_EQ(list->among, (std::vector<int>{1, 3}));
+// only for the partitions whose checkpoints are in its shard's commit order: the others
+// cannot hold its write. The checkpoint says which shard it is in, so a partition that moved
+// (2, here to shard 1) is waited for by the tokens of its new shard, not its old one's.
+TEST(Progress, AShardsTokenWaitsOnlyForThePartitionsWhoseCheckpointsAreInItsShard) {
     Progress progress{4};
-    progress.set("orders", 1, Checkpoint{7, 70});
-    EXPECT_FALSE(progress.passed(*list, Checkpoint{7, 70})) << "partition 3 has no progress";
-    progress.set("orders", 3, Checkpoint{8, 1});
-    EXPECT_TRUE(progress.passed(*list, Checkpoint{7, 70})) << "0 and 2 are another shard's";
+    progress.set("orders", 0, Checkpoint{1, 1}, 0);
+    progress.set("orders", 1, Checkpoint{7, 70}, 1);
+    progress.set("orders", 2, Checkpoint{3, 30}, 1);
+    EXPECT_FALSE(progress.passed({"orders", std::nullopt}, Checkpoint{7, 70}, 1))
+        << "partition 3 has no progress";
+    progress.set("orders", 3, Checkpoint{8, 1}, 1);
+    EXPECT_FALSE(progress.passed({"orders", std::nullopt}, Checkpoint{7, 70}, 1))
+        << "partition 2 is shard 1's now, and behind";
+    progress.set("orders", 2, Checkpoint{9, 2}, 1);
+    EXPECT_TRUE(progress.passed({"orders", std::nullopt}, Checkpoint{7, 70}, 1))
+        << "partition 0 is another shard's";
 
-    EXPECT_TRUE(reads_for_shard({"orders", 3}, 1, owners));
-    EXPECT_FALSE(reads_for_shard({"orders", 2}, 1, owners)) << "nothing of shard 1 to wait for";
-    EXPECT_FALSE(reads_for_shard({"orders", std::nullopt}, 2, owners));
-    // Not sharded: every token is its one shard's, the reads as they were.
-    auto plain = reads_for_shard({"orders", std::nullopt}, 1, {});
-    ASSERT_TRUE(plain);
-    EXPECT_TRUE(plain->among.empty());
+    EXPECT_TRUE(progress.passed({"orders", 0}, Checkpoint{50, 500}, 1)) << "nothing to wait for";
+    EXPECT_FALSE(progress.passed({"orders", 0}, Checkpoint{50, 500}, 0));
+    EXPECT_TRUE(progress.passed({"orders", 2}, Checkpoint{50, 500}, 0)) << "moved away from 0";
+    EXPECT_FALSE(progress.passed({"orders", 2}, Checkpoint{50, 500}, 1));
+    // A checkpoint that names no shard (a store that is not sharded) is every token's.
+    progress.set("accounts", 0, Checkpoint{5, 5});
+    EXPECT_FALSE(progress.passed({"accounts", 0}, Checkpoint{6, 6}, 3));
+    EXPECT_TRUE(progress.passed({"accounts", 0}, Checkpoint{5, 5}, 3));
+}
+
+TEST(ParkedWaits, AShardsWaitWakesOnlyForItsShardsCheckpoints) {
+    ParkedWaits waits{4};
+    ASSERT_TRUE(waits.park(1, {"orders", 0}, Checkpoint{7, 70}, kT0 + 2s, 1));
+    ASSERT_TRUE(waits.park(2, {"orders", 0}, Checkpoint{7, 70}, kT0 + 2s, 0));
+    Progress progress{1};
+    progress.set("orders", 0, Checkpoint{2, 2}, 0);
+    auto over = waits.settle(progress, kT0 + 10ms);
+    ASSERT_EQ(over.size(), 1U);
+    EXPECT_TRUE(contains(over, 1, true)) << "shard 1's token: partition 0 is shard 0's";
+    progress.set("orders", 0, Checkpoint{7, 70}, 0);
+    EXPECT_TRUE(contains(waits.settle(progress, kT0 + 20ms), 2, true));
 }
 
 TEST(ParkedWaits, AWaitWakesWhenItsPartitionPassesItsToken) {

@@ -236,6 +236,24 @@ TEST(Wire, GarbledChainHeadersAreRefused) {
     }
 }
 
+// A relay of another shard than 0 names its shard: the keys are in that shard's commit order.
+TEST(Wire, TheShardOfTheKeysTravelsWithThemAndGarbledOnesAreRefused) {
+    auto plain = encode_wire(sample(), kPrefix, 2, Checkpoint{});
+    EXPECT_EQ(plain.headers.count("ordo-shard"), 0u) << "shard 0 sends none";
+    auto read = decoded(plain);
+    ASSERT_TRUE(read);
+    EXPECT_EQ(read->shard, 0);
+    auto sharded = encode_wire(sample(), kPrefix, 2, Checkpoint{}, 7);
+    EXPECT_EQ(sharded.headers.at("ordo-shard"), "7");
+    read = decoded(delivered(sharded));
+    ASSERT_TRUE(read);
+    EXPECT_EQ(read->shard, 7);
+    for (const auto* value : {"0", "256", "x", "07", "-1", "1 "}) {
+        auto reason = refusal(with_header(sharded, "ordo-shard", value));
+        EXPECT_NE(reason.find("ordo-shard"), std::string::npos) << value << ": " << reason;
+    }
+}
+
 TEST(Wire, OnlyTheRelaysSubjectForTheEventIsAccepted) {
     auto good = encode_wire(sample(), kPrefix, 2, Checkpoint{});
     for (const std::string subject :

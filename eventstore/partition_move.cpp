@@ -1,0 +1,362 @@
+// The statements of a partition move (see partition_move.hpp).
+#include "eventstore/partition_move.hpp"
+
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <pqxx/pqxx>
+
+#include "eventstore/events.hpp"
+#include "platform/core/errors.hpp"
+
+namespace ordo::eventstore {
+namespace {
+
+constexpr std::string_view kSteps[] = {"fencing",  "copying", "flipping",
+                                       "removing", "done",    "rolled_back"};
+
+// The partition's events on a shard, by the hash every event row carries.
+constexpr const char* kOfPartition = "stream_hash % $1 = $2";
+
+// The partition's streams on a shard: those its events name.
+constexpr const char* kStreamsOfPartition =
+    "stream_id IN (SELECT DISTINCT stream_id FROM ordo.events WHERE stream_hash % $1 = $2)";
+
+// The partition's command-log rows, of commands on its streams, whether they appended or not.
+constexpr const char* kCommandsOfPartition =
+    "stream_id IS NOT NULL AND ordo.stream_hash(stream_id) % $1 = $2";
+
+Checkpoint key_of(const pqxx::row& row, pqxx::row::size_type first) {
+    return {transaction_id_from_xid8(row[first].as<std::string>()),
+            row[first + 1].as<std::int64_t>()};
+}
+
+// The rows of `select` (one JSON object per row, in column 0) from `source`, inserted into
+// `destination` by `insert` (which reads them from the jsonb array $1), in one transaction.
+void copy_rows(pqxx::connection_base& source, pqxx::connection_base& destination, int partitions,
+               int partition, const std::string& select, const std::string& insert) {
+    std::string rows = "[";
+    {
+        pqxx::read_transaction txn{source};
+        for (const auto& row : txn.exec_params(select, partitions, partition)) {
+            if (rows.size() > 1) rows += ',';
+            rows += row[0].as<std::string>();
+        }
+    }
+    rows += ']';
+    pqxx::work txn{destination};
+    txn.exec_params(insert, rows);
+    txn.commit();
+}
+
+}  // namespace
+
+std::string_view to_string(MoveStep step) {
+    return kSteps[static_cast<int>(step)];
+}
+
+MoveStep parse_move_step(std::string_view name) {
+    for (int i = 0; i < static_cast<int>(std::size(kSteps)); ++i) {
+        if (kSteps[i] == name) return static_cast<MoveStep>(i);
+    }
+    throw std::invalid_argument("not a move step: " + std::string{name});
+}
+
+std::optional<PartitionMove> lock_open_move(pqxx::transaction_base& txn, int partition) {
+    auto rows = txn.exec_params(
+        "SELECT id, from_shard, to_shard, step FROM ordo.partition_moves "
+        "WHERE partition = $1 AND step NOT IN ('done', 'rolled_back') FOR UPDATE",
+        partition);
+    if (rows.empty()) return std::nullopt;
+    return PartitionMove{rows[0][0].as<std::int64_t>(), partition, rows[0][1].as<int>(),
+                         rows[0][2].as<int>(), parse_move_step(rows[0][3].as<std::string>())};
+}
+
+PartitionMove begin_move(pqxx::transaction_base& txn, int partition, int from, int to) {
+    if (lock_open_move(txn, partition)) {
+        throw platform::InvalidInput("partition " + std::to_string(partition) +
+                                     " is being moved already");
+    }
+    auto id = txn.exec_params1(
+                     "INSERT INTO ordo.partition_moves (partition, from_shard, to_shard) "
+                     "VALUES ($1, $2, $3) RETURNING id",
+                     partition, from, to)[0]
+                  .as<std::int64_t>();
+    return PartitionMove{id, partition, from, to, MoveStep::fencing};
+}
+
+void set_move_step(pqxx::transaction_base& txn, std::int64_t id, MoveStep step) {
+    const bool finished = step == MoveStep::done || step == MoveStep::rolled_back;
+    txn.exec_params(
+        "UPDATE ordo.partition_moves SET step = $2, updated_at = now(), "
+        "finished_at = CASE WHEN $3 THEN now() END WHERE id = $1",
+        id, std::string{to_string(step)}, finished);
+}
+
+void record_verification(pqxx::transaction_base& txn, std::int64_t id, std::int64_t events,
+                         const std::string& digest) {
+    txn.exec_params("UPDATE ordo.partition_moves SET events = $2, digest = $3 WHERE id = $1", id,
+                    events, digest);
+}
+
+void fence_partition(pqxx::transaction_base& txn, int partitions, int partition) {
+    auto other = txn.exec_params(
+        "SELECT partitions FROM ordo.partition_fences WHERE partitions <> $1 LIMIT 1", partitions);
+    if (!other.empty()) {
+        throw platform::InvalidInput("this shard's fences are of " + other[0][0].as<std::string>() +
+                                     " partitions, not " + std::to_string(partitions));
+    }
+    txn.exec_params(
+        "INSERT INTO ordo.partition_fences (partition, partitions) VALUES ($1, $2) "
+        "ON CONFLICT (partition) DO NOTHING",
+        partition, partitions);
+}
+
+void unfence_partition(pqxx::transaction_base& txn, int partition) {
+    txn.exec_params("DELETE FROM ordo.partition_fences WHERE partition = $1", partition);
+}
+
+void wait_for_older_transactions(pqxx::connection_base& conn, std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    std::string began;
+    {
+        pqxx::nontransaction txn{conn};
+        began = txn.exec1("SELECT clock_timestamp()::text")[0].as<std::string>();
+    }
+    // A transaction of this database that began before: it may have read before the fence
+    // (a key claim's snapshot, say) and write after it.
+    for (auto pause = std::chrono::milliseconds(5);;
+         pause = std::min(pause * 2, std::chrono::milliseconds(200))) {
+        pqxx::nontransaction txn{conn};
+        auto older = txn.exec_params(
+            "SELECT 'pid ' || pid || ' (' || coalesce(nullif(application_name, ''), usename) || "
+            "', open since ' || xact_start || ')' FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND xact_start < $1::timestamptz ORDER BY xact_start LIMIT 1",
+            began);
+        if (older.empty()) return;
+        if (std::chrono::steady_clock::now() >= until) {
+            throw platform::Unavailable("a transaction older than the fence is still open: " +
+                                        older[0][0].as<std::string>());
+        }
+        std::this_thread::sleep_for(pause);
+    }
+}
+
+void wait_for_relay(pqxx::connection_base& conn, int partitions, int partition, int shard,
+                    std::chrono::milliseconds timeout) {
+    std::optional<Checkpoint> last;
+    {
+        pqxx::read_transaction txn{conn};
+        auto rows = txn.exec_params(
+            std::string{"SELECT transaction_id::text, global_position FROM ordo.events WHERE "} +
+                kOfPartition + " ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+            partitions, partition);
+        if (!rows.empty()) last = key_of(rows[0], 0);
+    }
+    if (!last) return;
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    for (auto pause = std::chrono::milliseconds(5);;
+         pause = std::min(pause * 2, std::chrono::milliseconds(200))) {
+        pqxx::nontransaction txn{conn};
+        auto at = txn.exec_params(
+            "SELECT (transaction_id, global_position) >= ($2::text::xid8, $3) "
+            "FROM ordo.relay_checkpoint WHERE shard = $1",
+            shard, std::to_string(last->transaction_id), last->position);
+        if (!at.empty() && at[0][0].as<bool>()) return;
+        if (std::chrono::steady_clock::now() >= until) {
+            throw platform::Unavailable(
+                "the relay of shard " + std::to_string(shard) +
+                " has not published the partition's last event (" + last->token() +
+                "): it would never be published once the partition moves; start the relay");
+        }
+        std::this_thread::sleep_for(pause);
+    }
+}
+
+std::int64_t copy_partition(pqxx::connection_base& source, pqxx::connection_base& destination,
+                            int partitions, int partition, int source_shard, int batch,
+                            const std::function<void()>& after_batch) {
+    std::int64_t copied = 0;
+    Checkpoint after{};
+    for (;;) {
+        std::vector<std::string> events;
+        {
+            pqxx::read_transaction txn{source};
+            auto rows = txn.exec_params(
+                std::string{"SELECT transaction_id::text, global_position, "
+                            "json_build_object('stream_id', stream_id, 'category', category, "
+                            "'stream_version', stream_version, 'event_id', event_id, "
+                            "'event_type', event_type, 'schema_version', schema_version, "
+                            "'payload', payload, 'metadata', metadata, "
+                            "'recorded_at', recorded_at)::text FROM ordo.events WHERE "} +
+                    kOfPartition +
+                    " AND (transaction_id, global_position) > ($3::text::xid8, $4) "
+                    "ORDER BY transaction_id, global_position LIMIT $5",
+                partitions, partition, std::to_string(after.transaction_id), after.position, batch);
+            for (const auto& row : rows) events.push_back(row[2].as<std::string>());
+            if (!rows.empty()) after = key_of(rows[rows.size() - 1], 0);
+        }
+        if (events.empty()) break;
+        std::string array = "[";
+        for (std::size_t i = 0; i < events.size(); ++i) array += (i ? "," : "") + events[i];
+        array += "]";
+        pqxx::work txn{destination};
+        txn.exec_params(
+            "INSERT INTO ordo.events (stream_id, category, stream_version, event_id, event_type, "
+            "schema_version, payload, metadata, recorded_at, moved_from) "
+            "SELECT e->>'stream_id', e->>'category', (e->>'stream_version')::bigint, "
+            "(e->>'event_id')::uuid, e->>'event_type', (e->>'schema_version')::integer, "
+            "e->'payload', e->'metadata', (e->>'recorded_at')::timestamptz, $2 "
+            "FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(e, i) ORDER BY i "
+            "ON CONFLICT (event_id) DO NOTHING",
+            array, source_shard);
+        txn.commit();
+        copied += static_cast<std::int64_t>(events.size());
+        if (after_batch) after_batch();
+    }
+    copy_rows(source, destination, partitions, partition,
+              std::string{"SELECT json_build_object('stream_id', stream_id, 'version', "
+                          "version)::text FROM ordo.streams WHERE "} +
+                  kStreamsOfPartition,
+              "INSERT INTO ordo.streams (stream_id, version) "
+              "SELECT e->>'stream_id', (e->>'version')::bigint FROM jsonb_array_elements($1) e "
+              "ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version");
+    copy_rows(source, destination, partitions, partition,
+              std::string{"SELECT row_to_json(s)::text FROM ordo.snapshots s WHERE "} +
+                  kStreamsOfPartition,
+              "INSERT INTO ordo.snapshots SELECT * FROM jsonb_populate_recordset("
+              "NULL::ordo.snapshots, $1) ON CONFLICT (stream_id) DO UPDATE SET "
+              "stream_version = EXCLUDED.stream_version, schema_version = "
+              "EXCLUDED.schema_version, state = EXCLUDED.state, taken_at = EXCLUDED.taken_at");
+    copy_rows(source, destination, partitions, partition,
+              std::string{"SELECT row_to_json(c)::text FROM ordo.command_log c WHERE "} +
+                  kCommandsOfPartition,
+              "INSERT INTO ordo.command_log SELECT * FROM jsonb_populate_recordset("
+              "NULL::ordo.command_log, $1) ON CONFLICT (key) DO NOTHING");
+    return copied;
+}
+
+PartitionDigest digest_partition(pqxx::connection_base& conn, int partitions, int partition) {
+    PartitionDigest out;
+    pqxx::read_transaction txn{conn};
+    Checkpoint after{};
+    std::string chain;
+    for (;;) {
+        auto row = txn.exec_params1(
+            std::string{"WITH page AS (SELECT * FROM ordo.events WHERE "} + kOfPartition +
+                " AND (transaction_id, global_position) > ($3::text::xid8, $4) "
+                "ORDER BY transaction_id, global_position LIMIT 5000) "
+                "SELECT count(*), md5($5 || coalesce(string_agg(concat_ws(' ', event_id, "
+                "stream_id, stream_version, event_type, schema_version, payload::text, "
+                "metadata::text, extract(epoch FROM recorded_at)), E'\\n' "
+                "ORDER BY transaction_id, global_position), '')), "
+                "(SELECT transaction_id::text FROM page "
+                "ORDER BY transaction_id DESC, global_position DESC LIMIT 1), "
+                "(SELECT global_position FROM page "
+                "ORDER BY transaction_id DESC, global_position DESC LIMIT 1) FROM page",
+            partitions, partition, std::to_string(after.transaction_id), after.position, chain);
+        const auto count = row[0].as<std::int64_t>();
+        if (count == 0) break;
+        out.events += count;
+        chain = row[1].as<std::string>();
+        after = key_of(row, 2);
+    }
+    auto streams = txn.exec_params1(
+        std::string{"SELECT md5(coalesce(string_agg(stream_id || ' ' || version, E'\\n' "
+                    "ORDER BY stream_id), '')) FROM ordo.streams WHERE "} +
+            kStreamsOfPartition,
+        partitions, partition);
+    out.digest = chain + "/" + streams[0].as<std::string>();
+    return out;
+}
+
+void remove_partition(pqxx::connection_base& conn, int partitions, int partition) {
+    pqxx::work txn{conn};
+    fence_partition(txn, partitions, partition);
+    txn.exec_params("UPDATE ordo.partition_fences SET removable = true WHERE partition = $1",
+                    partition);
+    txn.exec_params(std::string{"DELETE FROM ordo.command_log WHERE "} + kCommandsOfPartition,
+                    partitions, partition);
+    txn.exec_params(std::string{"DELETE FROM ordo.snapshots WHERE "} + kStreamsOfPartition,
+                    partitions, partition);
+    txn.exec_params(std::string{"DELETE FROM ordo.streams WHERE "} + kStreamsOfPartition,
+                    partitions, partition);
+    txn.commit();
+    // The events in batches, each a short transaction: a long one would hold the shard's
+    // horizon, and with it every reader of every partition there, until it ended.
+    for (;;) {
+        pqxx::work batch{conn};
+        const auto deleted = batch
+                                 .exec_params(std::string{"DELETE FROM ordo.events WHERE "
+                                                          "global_position IN (SELECT "
+                                                          "global_position FROM ordo.events "
+                                                          "WHERE "} +
+                                                  kOfPartition + " LIMIT 5000)",
+                                              partitions, partition)
+                                 .affected_rows();
+        batch.commit();
+        if (deleted == 0) break;
+    }
+    pqxx::work done{conn};
+    done.exec_params("UPDATE ordo.partition_fences SET removable = false WHERE partition = $1",
+                     partition);
+    done.commit();
+}
+
+void rebase_partition(pqxx::transaction_base& control, pqxx::connection_base& source,
+                      pqxx::connection_base& destination, int partitions,
+                      const PartitionMove& move) {
+    pqxx::read_transaction from{source};
+    pqxx::read_transaction to{destination};
+    // The destination's position of the partition's k-th event in the source's order.
+    auto rebased = [&](Checkpoint at) -> Checkpoint {
+        if (at == Checkpoint{}) return at;
+        const auto k =
+            from.exec_params1(
+                    std::string{"SELECT count(*) FROM ordo.events WHERE "} + kOfPartition +
+                        " AND (transaction_id, global_position) <= "
+                        "($3::text::xid8, $4)",
+                    partitions, move.partition, std::to_string(at.transaction_id), at.position)[0]
+                .as<std::int64_t>();
+        if (k == 0) return Checkpoint{};
+        auto row = to.exec_params1(std::string{"SELECT transaction_id::text, global_position "
+                                               "FROM ordo.events WHERE "} +
+                                       kOfPartition +
+                                       " ORDER BY transaction_id, global_position "
+                                       "OFFSET $3 LIMIT 1",
+                                   partitions, move.partition, k - 1);
+        return key_of(row, 0);
+    };
+    for (const auto& row :
+         control.exec_params("SELECT projection, transaction_id::text, global_position "
+                             "FROM ordo.projection_checkpoints WHERE partition = $1 "
+                             "AND coalesce(shard, $2) = $2 FOR UPDATE",
+                             move.partition, move.from)) {
+        const auto at = rebased(key_of(row, 1));
+        control.exec_params(
+            "UPDATE ordo.projection_checkpoints SET transaction_id = $3::text::xid8, "
+            "global_position = $4, shard = $5, updated_at = now() "
+            "WHERE projection = $1 AND partition = $2",
+            row[0].as<std::string>(), move.partition, std::to_string(at.transaction_id),
+            at.position, move.to);
+    }
+    for (const auto& row :
+         control.exec_params("SELECT id, event_id::text FROM ordo.dead_letters "
+                             "WHERE partition = $1 AND status IN ('parked', 'retry_requested', "
+                             "'skip_requested') FOR UPDATE",
+                             move.partition)) {
+        auto copy = to.exec_params(
+            "SELECT transaction_id::text, global_position FROM ordo.events WHERE event_id = $1",
+            row[1].as<std::string>());
+        if (copy.empty()) continue;  // an event of another shard's partition: not this move's
+        const auto at = key_of(copy[0], 0);
+        control.exec_params(
+            "UPDATE ordo.dead_letters SET transaction_id = $2::text::xid8, global_position = $3 "
+            "WHERE id = $1",
+            row[0].as<std::int64_t>(), std::to_string(at.transaction_id), at.position);
+    }
+}
+
+}  // namespace ordo::eventstore

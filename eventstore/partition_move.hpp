@@ -1,0 +1,116 @@
+// Moving a partition between shards (`ordo shards move`, docs/scaling.md): the statements of
+// each step, on the shards and in the control database, each run as the store's owner.
+#pragma once
+
+// A move is a row in the control database's ordo.partition_moves, whose step says what is
+// done; every step is idempotent, so a move killed anywhere is run again from its row:
+//
+//   fencing   the source shard fences the partition (migration 0017: its appends and key
+//             claims are refused from that commit on), then the move waits until every
+//             transaction older than the fence has ended: no write of the partition is in
+//             flight, and none can start.
+//   copying   the destination fences it too (nothing but copies may land there), then the
+//             partition's events are copied in the source's commit order, in batches, each
+//             a transaction on the destination; a copy already there is passed over. Then the
+//             rows of its streams: stream versions, snapshots, command-log rows.
+//   flipping  both copies are counted and digested in commit order and must be equal; then,
+//             in one control-database transaction, every checkpoint of the partition that is
+//             in the source's commit order is rebased to the destination's (the k-th event of
+//             the partition there is the k-th here), open dead letters to their copies'
+//             positions, and the next map version gives the partition to the destination.
+//   removing  the destination drops its fence; the source marks its fence removable, deletes
+//             the partition's rows, and keeps the fence (the map no longer routes there).
+//
+// Until the map flips, a move can be rolled back: the copies are deleted from the destination
+// and the source's fence is dropped. Services follow the new map by reading it again (every
+// second, and at once when a write is refused as PartitionFenced); a projector reads a
+// partition from the shard its checkpoint names, which the flip changes with the position.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace pqxx {
+class connection_base;
+class transaction_base;
+}  // namespace pqxx
+
+namespace ordo::eventstore {
+
+enum class MoveStep { fencing, copying, flipping, removing, done, rolled_back };
+std::string_view to_string(MoveStep step);
+// Throws std::invalid_argument for a name that is not a step.
+MoveStep parse_move_step(std::string_view name);
+
+struct PartitionMove {
+    std::int64_t id = 0;
+    int partition = 0;
+    int from = 0;
+    int to = 0;
+    MoveStep step = MoveStep::fencing;
+};
+
+// --- control database ---
+
+// The unfinished move of `partition`, locked for this transaction, or nullopt.
+std::optional<PartitionMove> lock_open_move(pqxx::transaction_base& txn, int partition);
+// A new move, at its first step. Throws platform::InvalidInput when one is open.
+PartitionMove begin_move(pqxx::transaction_base& txn, int partition, int from, int to);
+void set_move_step(pqxx::transaction_base& txn, std::int64_t id, MoveStep step);
+// What verification found on both shards, kept with the move.
+void record_verification(pqxx::transaction_base& txn, std::int64_t id, std::int64_t events,
+                         const std::string& digest);
+
+// --- a shard ---
+
+// `partition` (of `partitions`) takes no appends or key claims here from this commit on.
+void fence_partition(pqxx::transaction_base& txn, int partitions, int partition);
+void unfence_partition(pqxx::transaction_base& txn, int partition);
+
+// Waits until every transaction that was open on `conn`'s database when this is called has
+// ended; throws platform::Unavailable naming the oldest one when `timeout` passes first.
+void wait_for_older_transactions(pqxx::connection_base& conn, std::chrono::milliseconds timeout);
+
+// Waits until shard `shard`'s relay (its checkpoint on `conn`'s database) has published the
+// last event of `partition` there: once the partition has moved, nothing would publish it.
+// Throws platform::Unavailable when `timeout` passes first.
+void wait_for_relay(pqxx::connection_base& conn, int partitions, int partition, int shard,
+                    std::chrono::milliseconds timeout);
+
+// Copies every event of `partition` from `source` to `destination` in the source's commit
+// order, `batch` events per destination transaction, each marked as moved from
+// `source_shard`; events already there are passed over. Then the partition's stream rows,
+// snapshots and command-log rows. Returns the events the source holds. `after_batch` is
+// called after each committed batch (a fault test kills the process there).
+std::int64_t copy_partition(pqxx::connection_base& source, pqxx::connection_base& destination,
+                            int partitions, int partition, int source_shard, int batch,
+                            const std::function<void()>& after_batch = {});
+
+// What a shard holds of a partition, digested in its commit order: the events (id, stream,
+// version, type, schema, payload, metadata, time) and the streams' versions.
+struct PartitionDigest {
+    std::int64_t events = 0;
+    std::string digest;
+    bool operator==(const PartitionDigest&) const = default;
+};
+PartitionDigest digest_partition(pqxx::connection_base& conn, int partitions, int partition);
+
+// Deletes every row of `partition` on `conn`'s shard (events, stream rows, snapshots,
+// command-log rows) and leaves it fenced. For the source once the map has flipped, and the
+// destination's copies when a move is rolled back. The events go in batches of their own
+// transactions; killed halfway, it is run again.
+void remove_partition(pqxx::connection_base& conn, int partitions, int partition);
+
+// --- the flip: control database, reading both shards ---
+
+// Rebases the checkpoints and open dead letters of `partition` whose positions are in the
+// source's commit order to the destination's. In `control`, which the caller commits with
+// the new map.
+void rebase_partition(pqxx::transaction_base& control, pqxx::connection_base& source,
+                      pqxx::connection_base& destination, int partitions,
+                      const PartitionMove& move);
+
+}  // namespace ordo::eventstore

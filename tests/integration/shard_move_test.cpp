@@ -1,0 +1,355 @@
+// Moving a partition between shards under a running stack (command service, a relay per
+// shard, projector, query service), with `ordo shards move` killed by SIGKILL after each of
+// its steps and run again: nothing acknowledged is lost or doubled, the partition's writes
+// pause only while it moves, services that hold the old map follow the new one, the read
+// models go on from where they were, and a move not yet flipped rolls back.
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "eventstore/event_store.hpp"
+#include "platform/core/partition.hpp"
+#include "platform/nats/jetstream.hpp"
+#include "platform/pg/pg.hpp"
+#include "tests/integration/sharded_stack.hpp"
+#include "tests/soak/checker.hpp"
+
+namespace ordo::testing {
+namespace {
+
+using nlohmann::json;
+
+// Partition 0 is shard 0's under the spread map of two shards; it moves to shard 1.
+constexpr int kMoved = 0;
+
+// `count` skus whose inventory streams are in `partition`.
+std::vector<std::string> skus_in(int partition, int count, const std::string& prefix) {
+    std::vector<std::string> skus;
+    for (int i = 0; static_cast<int>(skus.size()) < count; ++i) {
+        auto sku = prefix + std::to_string(i);
+        if (platform::partition_of("inventory-" + sku, kPartitions) == partition) {
+            skus.push_back(sku);
+        }
+    }
+    return skus;
+}
+
+std::int64_t events_in(const TestDatabase& db, int partition) {
+    return scalar(db.admin_url(), "SELECT count(*) FROM ordo.events WHERE stream_hash % " +
+                                      std::to_string(kPartitions) + " = " +
+                                      std::to_string(partition));
+}
+
+bool fenced(const TestDatabase& db, int partition) {
+    return scalar(db.admin_url(), "SELECT count(*) FROM ordo.partition_fences WHERE partition = " +
+                                      std::to_string(partition)) == 1;
+}
+
+class ShardMove : public ShardedStack {
+   protected:
+    ShardMove() {
+        for (const std::string shard : {"0", "1"})
+            services_.push_back(serve({"relay", "--shard", shard}, env_));
+        services_.push_back(serve({"projector"}, env_));
+        services_.push_back(serve({"query", "--insecure-no-auth"}, env_, query_port_));
+        EXPECT_TRUE(eventually([&] { return healthy(reads_); }));
+    }
+
+    ~ShardMove() override {
+        services_.clear();  // the relays first: they would make the stream again
+        try {
+            platform::jetstream::Client{nats_admin(), platform::Logger::null_logger()}
+                .delete_stream(stream_);
+        } catch (const std::exception&) {
+            // a test that failed before any relay ran has no stream
+        }
+    }
+
+    // `ordo shards move` of the moved partition (to shard 1 unless `extra` says otherwise),
+    // killed after `point` when one is named.
+    std::pair<int, std::string> move(const std::string& point = "",
+                                     std::vector<std::string> extra = {"--to", "1"}) {
+        std::vector<std::string> arguments{"shards",
+                                           "--database-url",
+                                           control_.migrator_url(),
+                                           "--partitions",
+                                           std::to_string(kPartitions),
+                                           "move",
+                                           "--partition",
+                                           std::to_string(kMoved),
+                                           "--batch",
+                                           "2"};
+        arguments.insert(arguments.end(), extra.begin(), extra.end());
+        std::map<std::string, std::string> env;
+        if (!point.empty()) env["ORDO_SHARDS_MOVE_KILL_AFTER"] = point;
+        return ordo(arguments, true, env);
+    }
+
+    // The inventory read model of `sku`, read with `token` (waiting for it).
+    json stock(const std::string& sku, const std::string& token) {
+        auto read =
+            reads_.get("/v1/inventory/" + sku + "?wait_ms=30000", {{"X-Consistency-Token", token}});
+        EXPECT_EQ(read.status, 200) << read.body;
+        return read.status == 200 ? read.json() : json{};
+    }
+
+    std::int64_t map_owner(int partition) {
+        return scalar(control_.admin_url(),
+                      "SELECT owners[" + std::to_string(partition + 1) +
+                          "] FROM ordo.shard_map ORDER BY version DESC LIMIT 1");
+    }
+
+    std::uint16_t query_port_ = free_port();
+    HttpClient reads_{"127.0.0.1", query_port_, 40s};
+    std::vector<std::unique_ptr<Process>> services_;
+};
+
+class ShardMoveKilled : public ShardMove, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(ShardMoveKilled, RunAgainItFinishesAndNothingIsLostOrDoubled) {
+    const std::string point = GetParam();
+    const auto moving = skus_in(kMoved, 3, "m-" + suffix_ + "-");
+    const auto staying = skus_in(2, 2, "s-" + suffix_ + "-");  // shard 0's other partition
+    std::string token;
+    for (const auto* skus : {&moving, &staying}) {
+        for (const auto& sku : *skus) {
+            for (int i = 0; i < 2; ++i) {
+                auto res = receive(sku, "before-" + sku + "-" + std::to_string(i));
+                ASSERT_EQ(res.status, 200) << res.body;
+                token = res.json()["position"].get<std::string>();
+            }
+            EXPECT_EQ(stock(sku, token)["on_hand"], 4) << sku;
+        }
+    }
+    const auto before = events_in(control_, kMoved);
+    ASSERT_EQ(before, 6);
+
+    // Killed right after `point`.
+    auto [killed, killed_log] = move(point);
+    ASSERT_EQ(killed, 128 + SIGKILL) << killed_log;
+
+    // Meanwhile: until the destination takes the partition, its commands are refused (503,
+    // Retry-After) and write nothing; a request already answered is answered again; the
+    // other partitions go on.
+    const bool taken = point == "unfenced" || point == "removed";
+    auto during = receive(moving[0], "during-" + moving[0]);
+    if (taken) {
+        EXPECT_EQ(during.status, 200) << during.body;
+    } else {
+        EXPECT_EQ(during.status, 503) << during.body;
+        EXPECT_FALSE(during.header("retry-after").empty());
+    }
+    auto replayed = receive(moving[1], "before-" + moving[1] + "-0");
+    EXPECT_EQ(replayed.status, 200) << replayed.body;
+    EXPECT_EQ(replayed.header("idempotent-replayed"), "true");
+    EXPECT_EQ(receive(staying[0], "during-" + staying[0]).status, 200);
+
+    // Run again: it goes on from its last step and finishes.
+    auto [rc, out] = move();
+    if (rc != 0) {
+        for (const auto* db : {&control_, &second_}) {
+            pqxx::connection conn{db->admin_url()};
+            pqxx::read_transaction txn{conn};
+            for (const auto& row :
+                 txn.exec("SELECT stream_id, stream_version, moved_from, event_id, transaction_id, "
+                          "global_position, recorded_at FROM ordo.events ORDER BY 5, 6")) {
+                std::string line;
+                for (const auto& f : row) line += std::string{f.is_null() ? "-" : f.c_str()} + " ";
+                ADD_FAILURE() << "DEBUG " << db->name() << ": " << line;
+            }
+        }
+    }
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_NE(out.find("moved from shard 0 to shard 1"), std::string::npos) << out;
+    // Again: there is nothing left to do.
+    auto [again, again_out] = move();
+    EXPECT_EQ(again, 0) << again_out;
+
+    // The map gives it to shard 1, which holds every event once, as copies; shard 0 holds
+    // none of it and fences it; the move is recorded as done, with what it verified.
+    EXPECT_EQ(map_owner(kMoved), 1);
+    EXPECT_EQ(events_in(control_, kMoved), 0);
+    EXPECT_EQ(events_in(second_, kMoved), before + (taken ? 1 : 0));
+    EXPECT_EQ(scalar(second_.admin_url(),
+                     "SELECT count(*) FROM ordo.events WHERE moved_from = 0 AND stream_hash % " +
+                         std::to_string(kPartitions) + " = " + std::to_string(kMoved)),
+              before);
+    EXPECT_TRUE(fenced(control_, kMoved));
+    EXPECT_FALSE(fenced(second_, kMoved));
+    EXPECT_EQ(scalar(control_.admin_url(),
+                     "SELECT count(*) FROM ordo.partition_moves WHERE step = 'done' AND events = " +
+                         std::to_string(before)),
+              1);
+    EXPECT_EQ(events_in(control_, 2), 5);  // the other partition: untouched, and written to
+
+    // The command service, started with the old map, runs the partition's commands on
+    // shard 1: new ones, the one refused meanwhile (sent again), and replays of requests
+    // answered before the move (their command-log rows moved with the streams).
+    auto after = receive(moving[2], "after-" + moving[2]);
+    ASSERT_EQ(after.status, 200) << after.body;
+    EXPECT_EQ(after.json()["position"].get<std::string>().rfind("1:", 0), 0u) << after.body;
+    auto resent = receive(moving[0], "during-" + moving[0]);
+    EXPECT_EQ(resent.status, 200) << resent.body;
+    auto old = receive(moving[2], "before-" + moving[2] + "-1");
+    EXPECT_EQ(old.header("idempotent-replayed"), "true") << old.body;
+    EXPECT_EQ(events_in(second_, kMoved), before + 2);
+
+    // Every event appended is published once: the copies are not (their originals were).
+    // Each event is now stored once, the moved ones as copies on shard 1.
+    platform::jetstream::Client nats{nats_admin(), platform::Logger::null_logger()};
+    const auto appended = scalar(control_.admin_url(), "SELECT count(*) FROM ordo.events") +
+                          scalar(second_.admin_url(), "SELECT count(*) FROM ordo.events");
+    EXPECT_TRUE(eventually([&] {
+        return static_cast<std::int64_t>(nats.message_count(stream_)) == appended;
+    })) << nats.message_count(stream_)
+        << " messages, " << appended << " events appended";
+
+    // The read models go on from where they were: the projector, whose checkpoints were
+    // rebased, applies the new events (the destination's relay continues the partition's
+    // chain from the copies) and none twice.
+    EXPECT_EQ(stock(moving[2], after.json()["position"].get<std::string>())["on_hand"], 6);
+    EXPECT_EQ(stock(moving[0], resent.json()["position"].get<std::string>())["on_hand"], 6);
+    EXPECT_EQ(stock(moving[1], token)["on_hand"], 4);
+    EXPECT_EQ(scalar(control_.admin_url(),
+                     "SELECT count(*) FROM ordo.projection_checkpoints WHERE partition = " +
+                         std::to_string(kMoved) + " AND shard IS DISTINCT FROM 1"),
+              0);
+    // And equal a rebuild from both shards, once the projector has stopped.
+    auto& projector = *services_[2];
+    EXPECT_TRUE(eventually([&] { return read_models_at_heads(); }))
+        << "the projector did not catch up with both shards";
+    projector.signal(SIGTERM);
+    ASSERT_TRUE(projector.wait(30s));
+    // Read models that keep store positions keep those of the shard an event was applied
+    // from; a rebuild after the move reads the copies, at their positions on shard 1.
+    for (const auto& difference : soak::differences_from_rebuild(
+             control_, kPartitions,
+             {{"read.trace_events", {"transaction_id", "global_position"}},
+              {"read.orders", {"placed_position"}}})) {
+        ADD_FAILURE() << difference;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(EachStep, ShardMoveKilled,
+                         ::testing::Values("fenced", "drained", "copy-batch", "copied", "flipped",
+                                           "unfenced", "removed"));
+
+// The old shard no longer answers for a moved stream as if it were new: a service that still
+// routes by the old map is told so (PartitionFenced) whether it reads, loads or writes, and
+// reads the map again.
+TEST_F(ShardMove, TheOldShardRefusesEveryReadAndWriteOfAMovedStream) {
+    const auto sku = skus_in(kMoved, 1, "o-" + suffix_ + "-")[0];
+    ASSERT_EQ(receive(sku, "before-" + sku).status, 200);
+    auto [rc, out] = move();
+    ASSERT_EQ(rc, 0) << out;
+    platform::pg::Pool pool{{.url = control_.command_url(),
+                             .size = 1,
+                             .preparers = {&eventstore::EventStore::prepare}}};
+    eventstore::EventStore old_shard{pool, nullptr};
+    const auto stream = "inventory-" + sku;
+    EXPECT_EQ(scalar(control_.admin_url(),
+                     "SELECT count(*) FROM ordo.streams WHERE stream_id = '" + stream + "'"),
+              0);
+    EXPECT_THROW(old_shard.read_stream(stream, 1, 10), eventstore::PartitionFenced);
+    EXPECT_THROW(
+        old_shard.transact([&](eventstore::Session& s) { s.lock_and_read(stream, 1, 10); }),
+        eventstore::PartitionFenced);
+    EXPECT_THROW(old_shard.transact([&](eventstore::Session& s) { s.lock_stream(stream, 1); }),
+                 eventstore::PartitionFenced);
+    EXPECT_THROW(
+        old_shard.transact([&](eventstore::Session& s) { s.claim_key("k-" + sku, "f", stream); }),
+        eventstore::PartitionFenced);
+    EXPECT_THROW(old_shard.append(stream, eventstore::ExpectedVersion::any(),
+                                  {{platform::new_uuid(), "StockReceived", {{"quantity", 1}}, {}}}),
+                 eventstore::PartitionFenced);
+    // A stream of a partition the shard owns is new there, as ever.
+    const auto other = "inventory-" + skus_in(2, 1, "n-" + suffix_ + "-")[0];
+    EXPECT_TRUE(old_shard.read_stream(other, 1, 10).empty());
+    old_shard.transact(
+        [&](eventstore::Session& s) { EXPECT_EQ(s.lock_and_read(other, 1, 10).version, 0); });
+}
+
+// The source shard's relay must have published the partition's last event before the map
+// flips: nothing would publish it afterwards. While it has not, the move stops before the
+// flip, and goes on once the relay has.
+TEST_F(ShardMove, WaitsForTheSourceRelayToPublishThePartitionBeforeTheFlip) {
+    services_[0].reset();  // shard 0's relay
+    const auto sku = skus_in(kMoved, 1, "w-" + suffix_ + "-")[0];
+    ASSERT_EQ(receive(sku, "before-" + sku).status, 200);
+    auto [stopped, stopped_out] = move("", {"--to", "1", "--wait-timeout", "2"});
+    EXPECT_EQ(stopped, 1) << stopped_out;
+    EXPECT_NE(stopped_out.find("has not published"), std::string::npos) << stopped_out;
+    EXPECT_EQ(map_owner(kMoved), 0);
+    services_[0] = serve({"relay", "--shard", "0"}, env_);
+    auto [rc, out] = move();
+    ASSERT_EQ(rc, 0) << out;
+    platform::jetstream::Client nats{nats_admin(), platform::Logger::null_logger()};
+    EXPECT_TRUE(eventually([&] { return nats.message_count(stream_) == 1; }))
+        << nats.message_count(stream_);
+}
+
+TEST_F(ShardMove, RolledBackBeforeTheFlipThePartitionStaysAndTakesWritesAgain) {
+    const auto moving = skus_in(kMoved, 2, "r-" + suffix_ + "-");
+    for (const auto& sku : moving) ASSERT_EQ(receive(sku, "before-" + sku).status, 200);
+
+    auto [killed, killed_log] = move("copied");
+    ASSERT_EQ(killed, 128 + SIGKILL) << killed_log;
+    EXPECT_EQ(events_in(second_, kMoved), 2);  // the copies
+    EXPECT_EQ(receive(moving[0], "during-" + moving[0]).status, 503);
+
+    // Another shard while one move is open: refused, and nothing changes.
+    auto [other, other_out] = move("", {"--to", "0"});
+    EXPECT_EQ(other, 2) << other_out;
+    EXPECT_NE(other_out.find("is being moved to shard 1"), std::string::npos) << other_out;
+
+    auto [rc, out] = move("", {"--rollback"});
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_NE(out.find("stays on shard 0"), std::string::npos) << out;
+    EXPECT_EQ(map_owner(kMoved), 0);
+    EXPECT_EQ(events_in(second_, kMoved), 0);
+    EXPECT_EQ(events_in(control_, kMoved), 2);
+    EXPECT_FALSE(fenced(control_, kMoved));
+    EXPECT_TRUE(fenced(second_, kMoved));
+    auto resent = receive(moving[0], "during-" + moving[0]);
+    ASSERT_EQ(resent.status, 200) << resent.body;
+    EXPECT_EQ(resent.json()["position"].get<std::string>().rfind("0:", 0), 0u);
+    EXPECT_EQ(events_in(control_, kMoved), 3);
+}
+
+TEST_F(ShardMove, AFlippedMoveCannotBeRolledBackAndRefusalsChangeNothing) {
+    ASSERT_EQ(receive(skus_in(kMoved, 1, "f-" + suffix_ + "-")[0], "before").status, 200);
+    // Not a registered shard; the shard it is on already.
+    auto [unknown, unknown_out] = move("", {"--to", "7"});
+    EXPECT_EQ(unknown, 2) << unknown_out;
+    EXPECT_NE(unknown_out.find("not registered"), std::string::npos) << unknown_out;
+    auto [same, same_out] = move("", {"--to", "0"});
+    EXPECT_EQ(same, 0) << same_out;
+    EXPECT_EQ(scalar(control_.admin_url(), "SELECT count(*) FROM ordo.partition_moves"), 0);
+    EXPECT_FALSE(fenced(control_, kMoved));
+
+    auto [killed, killed_log] = move("flipped");
+    ASSERT_EQ(killed, 128 + SIGKILL) << killed_log;
+    auto [refused, refused_out] = move("", {"--rollback"});
+    EXPECT_EQ(refused, 2) << refused_out;
+    EXPECT_NE(refused_out.find("move it back with --to 0"), std::string::npos) << refused_out;
+    auto [rc, out] = move();
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_EQ(map_owner(kMoved), 1);
+    EXPECT_EQ(events_in(control_, kMoved), 0);
+    EXPECT_EQ(events_in(second_, kMoved), 1);
+    // And back: a partition can return to a shard it left.
+    auto [back, back_out] = move("", {"--to", "0"});
+    ASSERT_EQ(back, 0) << back_out;
+    EXPECT_EQ(map_owner(kMoved), 0);
+    EXPECT_EQ(events_in(control_, kMoved), 1);
+    EXPECT_EQ(events_in(second_, kMoved), 0);
+    EXPECT_FALSE(fenced(control_, kMoved));
+    EXPECT_TRUE(fenced(second_, kMoved));
+}
+
+}  // namespace
+}  // namespace ordo::testing
