@@ -43,7 +43,7 @@ TEST_P(SagaRunnerKilled, EverySagaFinishesAndNoStepTakesEffectTwice) {
         const auto status = stack.settle(id(i));
         EXPECT_TRUE(status == "confirmed" || status == "cancelled") << id(i) << ": " << status;
     }
-    expect_invariants(stack.database());
+    expect_invariants(stack);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, SagaRunnerKilled,
@@ -115,7 +115,7 @@ TEST_P(SagaModeSwitched, OrdersInFlightFinishAsTheyStartedAndNewOnesUseTheNewMod
     EXPECT_EQ(orders_with_processes(stack.database(), to, "o-old-"), 0);
     EXPECT_EQ(orders_with_processes(stack.database(), to, "o-done"), 0);
     EXPECT_EQ(orders_with_processes(stack.database(), from, "o-new-"), 0);
-    expect_invariants(stack.database());
+    expect_invariants(stack);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, SagaModeSwitched,

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -13,6 +14,7 @@
 
 #include "eventstore/event_store.hpp"
 #include "platform/core/metrics.hpp"
+#include "platform/core/partition.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/pg/pg.hpp"
 #include "sagas/intake.hpp"
@@ -21,6 +23,7 @@
 #include "sagas/runner.hpp"
 #include "tests/support/conditions.hpp"
 #include "tests/support/saga_stack.hpp"
+#include "tests/support/shard_map.hpp"
 #include "tests/support/upcasters.hpp"
 
 namespace ordo::testing {
@@ -28,9 +31,19 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// Every scenario runs in both modes: the same outcomes, the same invariants, the same view.
-class Saga : public ::testing::TestWithParam<std::string> {
+// A mode, on one store or on a store sharded over two (an order's streams spread over both).
+struct SagaCase {
+    const char* mode;
+    int shards;
+};
+
+// Every scenario runs in both modes, on one store and over two shards: the same outcomes,
+// the same invariants, the same view.
+class Saga : public ::testing::TestWithParam<SagaCase> {
    protected:
+    std::string mode() const { return GetParam().mode; }
+    int shards() const { return GetParam().shards; }
+
     nlohmann::json step(const nlohmann::json& saga, const std::string& name) {
         for (const auto& s : saga["steps"]) {
             if (s["name"] == name) return s;
@@ -46,13 +59,13 @@ class Saga : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(Saga, AnOrderWithStockAndFundsIsConfirmedCommittedAndCaptured) {
-    SagaStack stack{GetParam()};
+    SagaStack stack{mode(), {}, shards()};
     stack.receive("sku-a", 10);
     stack.receive("sku-b", 10);
     stack.deposit("acct-1", 1000);
     ASSERT_EQ(stack.place("o-1", "acct-1", {{"sku-a", 2, 100}, {"sku-b", 3, 50}}), 202);
     EXPECT_EQ(stack.settle("o-1"), "confirmed");
-    expect_invariants(stack.database());
+    expect_invariants(stack);
     EXPECT_EQ(get(stack, "/v1/inventory/sku-a")["on_hand"], 8);
     EXPECT_EQ(get(stack, "/v1/inventory/sku-b")["available"], 7);
     auto account = get(stack, "/v1/accounts/acct-1");
@@ -60,7 +73,13 @@ TEST_P(Saga, AnOrderWithStockAndFundsIsConfirmedCommittedAndCaptured) {
     EXPECT_EQ(account["held"], 0);
     auto saga = stack.saga("o-1");
     EXPECT_EQ(saga["status"], "completed");
-    EXPECT_EQ(saga["mode"], GetParam());
+    EXPECT_EQ(saga["mode"], mode());
+    // Over two shards the order's streams are spread: each shard holds some of them.
+    for (const auto* shard : stack.shards()) {
+        EXPECT_GT(scalar(shard->admin_url(), "SELECT count(DISTINCT stream_id) FROM ordo.events"),
+                  0)
+            << "no stream on " << shard->name();
+    }
     EXPECT_EQ(saga["order_id"], "o-1");
     for (const auto* name : {"reserve:sku-a", "reserve:sku-b", "authorize", "confirm",
                              "commit:sku-a", "commit:sku-b", "capture"}) {
@@ -75,7 +94,7 @@ TEST_P(Saga, AnOrderWithStockAndFundsIsConfirmedCommittedAndCaptured) {
 }
 
 TEST_P(Saga, OneLineOfThreeOutOfStockCancelsAndReleasesTheOthers) {
-    SagaStack stack{GetParam()};
+    SagaStack stack{mode(), {}, shards()};
     stack.receive("sku-a", 10);
     stack.receive("sku-b", 10);
     stack.receive("sku-c", 1);
@@ -84,7 +103,7 @@ TEST_P(Saga, OneLineOfThreeOutOfStockCancelsAndReleasesTheOthers) {
               202);
     EXPECT_EQ(stack.settle("o-2"), "cancelled");
     EXPECT_EQ(get(stack, "/v1/orders/o-2")["cancel_reason"], "insufficient_stock");
-    expect_invariants(stack.database());
+    expect_invariants(stack);
     for (const auto* sku : {"sku-a", "sku-b"}) {
         auto level = get(stack, std::string{"/v1/inventory/"} + sku);
         EXPECT_EQ(level["available"], 10) << sku;
@@ -100,20 +119,21 @@ TEST_P(Saga, OneLineOfThreeOutOfStockCancelsAndReleasesTheOthers) {
 }
 
 TEST_P(Saga, InsufficientFundsCancelsAndReleasesTheStock) {
-    SagaStack stack{GetParam()};
+    SagaStack stack{mode(), {}, shards()};
     stack.receive("sku-a", 10);
     stack.deposit("acct-poor", 50);
     ASSERT_EQ(stack.place("o-3", "acct-poor", {{"sku-a", 2, 100}}), 202);
     EXPECT_EQ(stack.settle("o-3"), "cancelled");
     EXPECT_EQ(get(stack, "/v1/orders/o-3")["cancel_reason"], "insufficient_funds");
-    expect_invariants(stack.database());
+    expect_invariants(stack);
     EXPECT_EQ(get(stack, "/v1/inventory/sku-a")["available"], 10);
     EXPECT_EQ(stack.saga("o-3")["status"], "compensated");
 }
 
 TEST_P(Saga, APaymentStepPastItsDeadlineTimesOutAndCompensates) {
-    SagaStack stack{GetParam(),
-                    {{"ORDO_SAGA_STEP_TIMEOUT_MS", "4000"}, {"ORDO_SAGA_TIMEOUT_MS", "6000"}}};
+    SagaStack stack{mode(),
+                    {{"ORDO_SAGA_STEP_TIMEOUT_MS", "4000"}, {"ORDO_SAGA_TIMEOUT_MS", "6000"}},
+                    shards()};
     stack.receive("sku-a", 10);
     stack.deposit("acct-1", 1000);
     // The payments side is down for this account: every authorization fails with a
@@ -122,7 +142,7 @@ TEST_P(Saga, APaymentStepPastItsDeadlineTimesOutAndCompensates) {
     ASSERT_EQ(stack.place("o-4", "acct-1", {{"sku-a", 1, 100}}), 202);
     EXPECT_EQ(stack.settle("o-4"), "cancelled");
     EXPECT_EQ(get(stack, "/v1/orders/o-4")["cancel_reason"], "timeout");
-    expect_invariants(stack.database());
+    expect_invariants(stack);
     auto saga = stack.saga("o-4");
     EXPECT_EQ(saga["status"], "compensated");
     auto authorize = step(saga, "authorize");
@@ -135,7 +155,7 @@ TEST_P(Saga, APaymentStepPastItsDeadlineTimesOutAndCompensates) {
 }
 
 TEST_P(Saga, ACustomerCancelRacingTheSagaEndsConsistently) {
-    SagaStack stack{GetParam()};
+    SagaStack stack{mode(), {}, shards()};
     stack.receive("sku-a", 100);
     stack.deposit("acct-1", 100000);
     int cancelled = 0;
@@ -155,11 +175,11 @@ TEST_P(Saga, ACustomerCancelRacingTheSagaEndsConsistently) {
         }
     }
     EXPECT_GT(cancelled, 0);  // sent right after the order, most cancels win the race
-    expect_invariants(stack.database());
+    expect_invariants(stack);
 }
 
 TEST_P(Saga, TwoHundredConcurrentOrdersForScarceStockAndFundsKeepEveryInvariant) {
-    SagaStack stack{GetParam()};
+    SagaStack stack{mode(), {}, shards()};
     const std::vector<std::string> skus{"s-1", "s-2", "s-3", "s-4"};
     for (const auto& sku : skus) stack.receive(sku, 40);
     for (int a = 0; a < 10; ++a) stack.deposit("acct-" + std::to_string(a), 2'000);
@@ -194,7 +214,71 @@ TEST_P(Saga, TwoHundredConcurrentOrdersForScarceStockAndFundsKeepEveryInvariant)
     // 160 units of stock for ~400 asked, 20,000 of money for ~60,000: both outcomes happen.
     EXPECT_GT(confirmed, 0);
     EXPECT_GT(cancelled, 0);
-    expect_invariants(stack.database());
+    expect_invariants(stack);
+}
+
+// The invariants over two shards read both shards' events, and find a stream whose events
+// sit on both shards, and an event on a shard that does not own its partition.
+TEST(SagaInvariants, OverTwoShardsReadEveryShardAndFindAStreamOnTheWrongShard) {
+    TestDatabase control;
+    TestDatabase second{false, 1};
+    auto [rc, out] = write_two_shard_map(control, second, 4);
+    ASSERT_EQ(rc, 0) << out;
+    auto append = [](const TestDatabase& db, const std::string& stream, const std::string& type,
+                     const nlohmann::json& payload) {
+        pqxx::connection conn{db.admin_url()};
+        eventstore::EventStore::prepare(conn);
+        pqxx::work txn{conn};
+        eventstore::EventStore::append(txn, stream, eventstore::ExpectedVersion::any(),
+                                       {{platform::new_uuid(), type, payload, {}}});
+        txn.commit();
+    };
+    // "probe-<n>" on each shard under the spread map (partition p of 4 on shard p mod 2).
+    auto probe_on = [](int shard) {
+        for (int i = 0;; ++i) {
+            auto stream = "probe-" + std::to_string(i);
+            if (platform::partition_of(stream, 4) % 2 == shard) return stream;
+        }
+    };
+    const auto first = probe_on(0);
+    append(control, first, "Noted", {{"n", 1}});
+    append(second, probe_on(1), "Noted", {{"n", 1}});
+    EXPECT_EQ(invariant_violations(control, &second), std::vector<std::string>{});
+    // A reservation made twice, both on shard 1: seen only if shard 1 is read.
+    std::string sku;
+    for (int i = 0; sku.empty(); ++i) {
+        auto candidate = "s" + std::to_string(i);
+        if (platform::partition_of("inventory-" + candidate, 4) % 2 == 1) sku = candidate;
+    }
+    for (int i = 0; i < 2; ++i) {
+        append(second, "inventory-" + sku, "StockReserved", {{"order_id", "o-1"}, {"quantity", 1}});
+    }
+    // `first` written on shard 1 too, past the fence that keeps it off.
+    const auto partition = std::to_string(platform::partition_of(first, 4));
+    auto on_second = [&](const std::string& sql) {
+        pqxx::connection conn{second.admin_url()};
+        pqxx::work txn{conn};
+        txn.exec(sql);
+        txn.commit();
+    };
+    on_second("DELETE FROM ordo.partition_fences WHERE partition = " + partition);
+    append(second, first, "Noted", {{"n", 2}});
+    on_second("INSERT INTO ordo.partition_fences (partition, partitions) VALUES (" + partition +
+              ", 4)");
+    const auto violations = invariant_violations(control, &second);
+    auto found = [&](const std::string& text) {
+        return std::any_of(violations.begin(), violations.end(),
+                           [&](const std::string& v) { return v.find(text) != std::string::npos; });
+    };
+    EXPECT_TRUE(found("StockReserved twice on inventory-" + sku))
+        << ::testing::PrintToString(violations);
+    EXPECT_TRUE(found("stream " + first + " has events on both shards"))
+        << ::testing::PrintToString(violations);
+    EXPECT_TRUE(
+        found(" of " + first + " is on a shard that does not own its partition " + partition))
+        << ::testing::PrintToString(violations);
+    // Read from the first shard only, the store shows none of it.
+    EXPECT_EQ(invariant_violations(control), std::vector<std::string>{});
 }
 
 // The intake may see an event again (a rewound checkpoint, a retried dead letter): it then
@@ -672,8 +756,13 @@ TEST(SagaRunner, ACommandTheCommandSideWouldNotStartIsNoAttempt) {
         << metrics.render();
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, Saga, ::testing::Values("orchestration", "choreography"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(
+    Modes, Saga,
+    ::testing::Values(SagaCase{"orchestration", 1}, SagaCase{"choreography", 1},
+                      SagaCase{"orchestration", 2}, SagaCase{"choreography", 2}),
+    [](const auto& info) {
+        return std::string{info.param.mode} + (info.param.shards == 2 ? "OverTwoShards" : "");
+    });
 
 }  // namespace
 }  // namespace ordo::testing

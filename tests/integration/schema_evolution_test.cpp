@@ -197,7 +197,7 @@ TEST(SchemaEvolution, AnOrderPlacedAsVersionOneCompletesItsSaga) {
         EXPECT_EQ(stored_placed(stack.database(), "o-1")["payload"],
                   placed_v1("o-1", "acct-1", 100))
             << mode;
-        expect_invariants(stack.database());
+        expect_invariants(stack);
     }
 }
 

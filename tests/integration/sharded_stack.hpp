@@ -1,16 +1,12 @@
 // A store sharded over two databases, each on a PostgreSQL cluster of its own (their xids and
-// horizons apart, as in production), for the sharding tests: helpers that run `ordo` and place
-// streams on a shard, and a fixture with the map written and the Command API running.
+// horizons apart, as in production), for the sharding tests: helpers that place streams on a
+// shard, and a fixture with the map written and the Command API running.
 #pragma once
 
 #include <gtest/gtest.h>
 
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +22,7 @@
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/shard_map.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo::testing {
@@ -34,45 +31,8 @@ using namespace std::chrono_literals;
 
 inline constexpr int kPartitions = 4;
 
-// "127.0.0.1:25432": the host list of a database URL.
-inline std::string hosts_of(const std::string& url) {
-    auto at = url.find('@');
-    auto start = at == std::string::npos ? url.find("://") + 3 : at + 1;
-    return url.substr(start, url.find('/', start) - start);
-}
-
-inline std::string location(const TestDatabase& db) {
-    return hosts_of(db.admin_url()) + "/" + db.name();
-}
-
-// Runs `ordo <arguments>` to its end: its exit status and standard output (with its log,
-// standard error, after it when `with_log`), with `env` added to its environment.
-inline std::pair<int, std::string> ordo(const std::vector<std::string>& arguments,
-                                        bool with_log = false,
-                                        std::map<std::string, std::string> env = {}) {
-    const auto out =
-        (std::filesystem::temp_directory_path() / ("ordo-shards-" + platform::new_uuid() + ".out"))
-            .string();
-    std::vector<std::string> argv{
-        "/bin/sh", "-c",
-        with_log ? "\"$0\" \"$@\" > \"$OUT\" 2>&1" : "\"$0\" \"$@\" > \"$OUT\" 2>/dev/null",
-        ordo_binary()};
-    argv.insert(argv.end(), arguments.begin(), arguments.end());
-    env["OUT"] = out;
-    Process p{argv, env};
-    auto status = p.wait(120s);
-    std::ifstream file{out};
-    std::stringstream text;
-    text << file.rdbuf();
-    std::remove(out.c_str());
-    return {status.value_or(-1), text.str()};
-}
-
 inline std::pair<int, std::string> init(const TestDatabase& control, const TestDatabase& second) {
-    return ordo({"shards", "--database-url", control.migrator_url(), "--partitions",
-                 std::to_string(kPartitions), "init", "--shard", "0=" + location(control),
-                 "--shard", "1=" + location(second)},
-                true);
+    return write_two_shard_map(control, second, kPartitions);
 }
 
 // A stream of `category` whose partition is owned by `shard` under the spread map of two

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "tests/support/conditions.hpp"
+#include "tests/support/shard_map.hpp"
 
 namespace ordo::testing {
 namespace {
@@ -28,8 +29,9 @@ void expect_up(std::uint16_t port) {
 
 }  // namespace
 
-SagaStack::SagaStack(std::string mode, std::map<std::string, std::string> extra_env)
+SagaStack::SagaStack(std::string mode, std::map<std::string, std::string> extra_env, int shards)
     : mode_{std::move(mode)}, command_port_{free_port()}, query_port_{free_port()} {
+    if (shards != 1 && shards != 2) throw std::invalid_argument("a saga stack has 1 or 2 shards");
     env_ = db_.service_env();
     env_.merge(std::map<std::string, std::string>{
         {"ORDO_NATS_URL", nats_admin_url()},
@@ -45,6 +47,18 @@ SagaStack::SagaStack(std::string mode, std::map<std::string, std::string> extra_
         {"ORDO_SAGA_TIMEOUT_MS", "120000"},
         {"ORDO_LOG_LEVEL", "error"}});
     for (auto& [k, v] : extra_env) env_[k] = v;
+    if (shards == 2) {
+        second_ = std::make_unique<TestDatabase>(false, 1);
+        auto [rc, out] = write_two_shard_map(db_, *second_, 4);
+        if (rc != 0) throw std::runtime_error("ordo shards init failed: " + out);
+        env_["ORDO_NATS_STREAM"] = "ORDO_SAGAS_" + db_.name();
+        env_["ORDO_NATS_SUBJECT_PREFIX"] = "sagas." + db_.name();
+        for (const char* shard : {"0", "1"}) {
+            const auto port = free_port();
+            relays_.push_back(start("relay", port, {"--shard", shard}));
+            expect_up(port);
+        }
+    }
     command_ = start("command", command_port_);
     projector_ = start("projector", free_port());
     query_ = start("query", query_port_);
@@ -55,9 +69,16 @@ SagaStack::SagaStack(std::string mode, std::map<std::string, std::string> extra_
 
 SagaStack::~SagaStack() = default;
 
-std::unique_ptr<Process> SagaStack::start(const std::string& component, std::uint16_t port) {
+std::vector<const TestDatabase*> SagaStack::shards() const {
+    if (second_) return {&db_, second_.get()};
+    return {&db_};
+}
+
+std::unique_ptr<Process> SagaStack::start(const std::string& component, std::uint16_t port,
+                                          std::vector<std::string> arguments) {
     std::vector<std::string> argv{ordo_binary(), "serve", component, "--address", at(port)};
     if (component == "command" || component == "query") argv.push_back("--insecure-no-auth");
+    argv.insert(argv.end(), arguments.begin(), arguments.end());
     return std::make_unique<Process>(argv, env_);
 }
 
@@ -89,23 +110,26 @@ void SagaStack::switch_mode(const std::string& mode) {
 }
 
 // (Blocking the account's row from an open transaction would not do: it would hold the xid
-// horizon back and stall every subscriber, which is a different failure.)
+// horizon back and stall every subscriber, which is a different failure.) Every shard gets
+// the trigger: the account's stream is on one of them.
 void SagaStack::set_payments_down(const std::string& account, bool down) {
-    pqxx::connection admin{db_.admin_url()};
-    pqxx::work ddl{admin};
-    ddl.exec("DROP TRIGGER IF EXISTS payments_down ON ordo.events");
-    if (down) {
-        ddl.exec(
-            "CREATE OR REPLACE FUNCTION ordo.payments_down() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN IF NEW.stream_id = " +
-            ddl.quote("account-" + account) +
-            " AND NEW.event_type = 'PaymentAuthorized' THEN RAISE EXCEPTION 'payments "
-            "unavailable' USING ERRCODE = '55P03'; END IF; RETURN NEW; END $$");
-        ddl.exec(
-            "CREATE TRIGGER payments_down BEFORE INSERT ON ordo.events FOR EACH ROW EXECUTE "
-            "FUNCTION ordo.payments_down()");
+    for (const auto* shard : shards()) {
+        pqxx::connection admin{shard->admin_url()};
+        pqxx::work ddl{admin};
+        ddl.exec("DROP TRIGGER IF EXISTS payments_down ON ordo.events");
+        if (down) {
+            ddl.exec(
+                "CREATE OR REPLACE FUNCTION ordo.payments_down() RETURNS trigger LANGUAGE "
+                "plpgsql AS $$ BEGIN IF NEW.stream_id = " +
+                ddl.quote("account-" + account) +
+                " AND NEW.event_type = 'PaymentAuthorized' THEN RAISE EXCEPTION 'payments "
+                "unavailable' USING ERRCODE = '55P03'; END IF; RETURN NEW; END $$");
+            ddl.exec(
+                "CREATE TRIGGER payments_down BEFORE INSERT ON ordo.events FOR EACH ROW EXECUTE "
+                "FUNCTION ordo.payments_down()");
+        }
+        ddl.commit();
     }
-    ddl.commit();
 }
 
 void SagaStack::receive(const std::string& sku, std::int64_t quantity) {
@@ -156,7 +180,8 @@ std::string SagaStack::settle(const std::string& order_id) {
     return status;
 }
 
-std::vector<std::string> invariant_violations(const TestDatabase& db) {
+std::vector<std::string> invariant_violations(const TestDatabase& db,
+                                              const TestDatabase* second_shard) {
     // Each query returns one text column per violation.
     static const char* const kChecks[] = {
         // No step takes effect twice.
@@ -216,18 +241,60 @@ std::vector<std::string> invariant_violations(const TestDatabase& db) {
         "coalesce(e.captures, 0) <> 1)) OR (o.status = 'cancelled' AND coalesce(e.commits, 0) "
         "+ coalesce(e.captures, 0) > 0)",
     };
+    // A shard holds no event of a partition it does not own (fenced there).
+    static const char* const kOnItsShard =
+        "SELECT 'event ' || e.event_id || ' of ' || e.stream_id || ' is on a shard that does "
+        "not own its partition ' || f.partition FROM ordo.events e JOIN ordo.partition_fences f "
+        "ON f.partition = (e.stream_hash % f.partitions)::integer";
     std::vector<std::string> violations;
-    pqxx::connection conn{db.admin_url()};
-    pqxx::read_transaction tx{conn};
-    for (const char* check : kChecks) {
+    auto collect = [&](pqxx::transaction_base& tx, const std::string& check) {
         for (const auto& row : tx.exec(check)) violations.push_back(row[0].as<std::string>());
+    };
+    pqxx::connection conn{db.admin_url()};
+    // Never committed: it writes only a temporary table.
+    pqxx::work tx{conn};
+    std::string events = "ordo.events";
+    if (second_shard) {
+        // The checks read every shard's events, gathered here beside the read models.
+        pqxx::connection other{second_shard->admin_url()};
+        pqxx::read_transaction read{other};
+        collect(read, kOnItsShard);
+        const auto rows =
+            read.exec1(
+                    "SELECT coalesce(json_agg(json_build_object('stream_id', stream_id, "
+                    "'category', "
+                    "category, 'event_type', event_type, 'payload', payload)), '[]')::text FROM "
+                    "ordo.events")[0]
+                .as<std::string>();
+        tx.exec(
+            "CREATE TEMPORARY TABLE all_events ON COMMIT DROP AS SELECT 0 AS shard, stream_id, "
+            "category, event_type, payload FROM ordo.events");
+        tx.exec_params(
+            "INSERT INTO all_events SELECT 1, * FROM jsonb_to_recordset($1::jsonb) AS e(stream_id "
+            "text, category text, event_type text, payload jsonb)",
+            rows);
+        collect(tx, kOnItsShard);
+        collect(tx,
+                "SELECT 'stream ' || stream_id || ' has events on both shards' FROM all_events "
+                "GROUP BY stream_id HAVING count(DISTINCT shard) > 1");
+        events = "all_events";
+    }
+    for (std::string check : kChecks) {
+        for (auto at = check.find("ordo.events"); at != std::string::npos;
+             at = check.find("ordo.events", at + events.size())) {
+            check.replace(at, std::string_view{"ordo.events"}.size(), events);
+        }
+        collect(tx, check);
     }
     return violations;
 }
 
-void expect_invariants(const TestDatabase& db) {
+void expect_invariants(const SagaStack& stack) {
+    const auto shards = stack.shards();
+    const auto* second = shards.size() > 1 ? shards[1] : nullptr;
     std::vector<std::string> violations;
-    eventually([&] { return (violations = invariant_violations(db)).empty(); }, 60s, 50ms);
+    eventually([&] { return (violations = invariant_violations(*shards[0], second)).empty(); }, 60s,
+               50ms);
     for (const auto& v : violations) ADD_FAILURE() << v;
 }
 
