@@ -67,10 +67,15 @@ for b in $only; do
             ;;
         sagas)
             awk -v fmt='%-10s %-40s %18s  %-30s %7s\n' '
-                ($1 == "orchestration" || $1 == "choreography") && NF == 10 {
+                ($1 == "orchestration" || $1 == "choreography") && NF == 11 && $2 == 1 {
                     goal = $1 == "orchestration" ? 500 : 300
-                    printf fmt, "sagas", "completed sagas/s, " $1, $6, "goal >= " goal, sprintf("%.2f", $6 / goal)
-                    printf fmt, "sagas", "paced p50 / p99, " $1, $9 " / " $10 " ms", "goal <= 30 / <= 100 ms", "-"
+                    printf fmt, "sagas", "completed sagas/s, " $1, $7, "goal >= " goal, sprintf("%.2f", $7 / goal)
+                    printf fmt, "sagas", "paced p50 / p99, " $1, $10 " / " $11 " ms", "goal <= 30 / <= 100 ms", "-"
+                }
+                /^2 shards \/ 1 shard/ {
+                    mode = $8
+                    sub(":", "", mode)
+                    printf fmt, "sagas", "sagas/s, 2 shards / 1 shard, " mode, $9 " / " $11, "goal >= 0.9", $NF
                 }' "$file"
             ;;
         relay)

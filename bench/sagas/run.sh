@@ -11,7 +11,9 @@
 # what one order of the burst cost (committed transactions in the database, from
 # pg_stat_database, and events appended, per order placed) and the hop breakdown of the
 # burst and of the paced phase from the services' /metrics (ordo_hop_seconds,
-# docs/performance.md).
+# docs/performance.md). On a stack of two PostgreSQL clusters (ORDO_PG_SHARDS=2) every mode
+# runs twice, on one store and on a store sharded over both clusters (a relay per shard),
+# and the table gives the ratio; ORDO_BENCH_SHARDS ("1 2" there, else "1") chooses.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -40,9 +42,22 @@ for mode in $modes; do
 done
 
 start_stack
+# host:port of the stack's second PostgreSQL cluster, when it runs one.
+second_hosts=$(tr ',' '\n' <<<"${ORDO_PG_SHARD_LOCATIONS:-}" | sed -n 's#^1=\([^/]*\)/.*#\1#p')
+shard_counts=${ORDO_BENCH_SHARDS:-$([[ -n $second_hosts ]] && echo "1 2" || echo 1)}
+for shards in $shard_counts; do
+    [[ $shards == 1 || ($shards == 2 && -n $second_hosts) ]] || {
+        echo "ORDO_BENCH_SHARDS: 1, and 2 on a stack of two clusters (ORDO_PG_SHARDS=2), not $shards" >&2
+        exit 2
+    }
+done
+# A stack URL moved to the second cluster.
+on_second() { sed -E "s#@[^/]+/#@$second_hosts/#" <<<"$1"; }
+second_psql() { psql "$(on_second "$(no_password "$ORDO_PG_ADMIN_URL")")" -qAtc "$1"; }
 
 services=()
 databases=()
+second_databases=()
 scratch=$(mktemp -d)
 stop_services() {
     for pid in "${services[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -52,49 +67,73 @@ stop_services() {
 cleanup() {
     stop_services
     for d in "${databases[@]}"; do admin_psql "DROP DATABASE IF EXISTS $d WITH (FORCE)" || true; done
+    for d in "${second_databases[@]}"; do
+        second_psql "DROP DATABASE IF EXISTS $d WITH (FORCE)" || true
+    done
     rm -rf "$scratch"
 }
 trap cleanup EXIT
 
 
-count_sql="SELECT count(*) FILTER (WHERE event_type = 'OrderPlaced') || ' ' ||
-    count(*) FILTER (WHERE event_type IN ('OrderConfirmed', 'OrderCancelled'))
-    FROM ordo.events WHERE category = 'order'"
+# shard_urls: the benchmark's database on each shard, as the sagas role (it may read events).
+# over_shards <sql>: the rows of <sql> on every shard, one after another.
+over_shards() {
+    for url in "${shard_urls[@]}"; do psql "$url" -qAt -F ' ' -c "$1"; done
+}
+# "placed finished": the orders placed so far, and those confirmed or cancelled.
+count_orders() {
+    over_shards "SELECT count(*) FILTER (WHERE event_type = 'OrderPlaced'),
+        count(*) FILTER (WHERE event_type IN ('OrderConfirmed', 'OrderCancelled'))
+        FROM ordo.events WHERE category = 'order'" |
+        awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }'
+}
 
 # post_orders <count> <connections> <delay ms per connection>: places the orders, then waits
 # until each has been confirmed or cancelled. wrk runs for its whole duration even when its
 # threads stop after their share, so it is interrupted once the orders are in.
 post_orders() {
     local before placed finished deadline=$((SECONDS + timeout))
-    read -r before finished < <(psql "$bench_url" -qAtc "$count_sql")
+    read -r before finished < <(count_orders)
     ORDO_BENCH_SKUS=$skus ORDO_BENCH_ACCOUNTS=$accounts ORDO_BENCH_ORDERS_PER_THREAD=$(($1 / 2)) \
         ORDO_BENCH_DELAY_MS=$3 wrk -t2 -c"$2" -d"${timeout}s" -s "$root/bench/sagas/orders.lua" \
         "http://127.0.0.1:$command_port" >/dev/null &
     local wrk_pid=$!
     while kill -0 "$wrk_pid" 2>/dev/null; do
-        read -r placed finished < <(psql "$bench_url" -qAtc "$count_sql")
+        read -r placed finished < <(count_orders)
         ((placed - before >= $1 || SECONDS >= deadline)) && break
         sleep 0.2
     done
     kill -INT "$wrk_pid" 2>/dev/null || true
     wait "$wrk_pid" 2>/dev/null || true
     while :; do
-        read -r placed finished < <(psql "$bench_url" -qAtc "$count_sql")
+        read -r placed finished < <(count_orders)
         ((finished >= placed || SECONDS >= deadline)) && break
         sleep 0.5
     done
 }
 
-# figures <global position>: for the orders placed after it, "placed|confirmed|cancelled|
-# completed sagas/s|placed/s|p50 ms|p99 ms" (placed to confirmed).
+# figures <time>: for the orders placed after it (the database's clock, which every shard on
+# this machine shares), "placed|confirmed|cancelled|completed sagas/s|placed/s|p50 ms|p99 ms"
+# (placed to confirmed). The order events of every shard are gathered first, in a temporary
+# table of the migrator's (the services' roles may not create one).
 figures() {
-    psql "$bench_url" -qAt -F '|' -v after="$1" <<'SQL'
+    {
+        echo "CREATE TEMPORARY TABLE order_events (stream_id text, event_type text,"
+        echo "    recorded_at timestamptz);"
+        echo "COPY order_events FROM STDIN;"
+        for url in "${shard_urls[@]}"; do
+            psql "$url" -qAt -c "COPY (SELECT stream_id, event_type, recorded_at FROM ordo.events
+                WHERE category = 'order' AND event_type IN ('OrderPlaced', 'OrderConfirmed',
+                'OrderCancelled')) TO STDOUT"
+        done
+        echo '\.'
+        cat <<SQL
 WITH placed AS (
-    SELECT stream_id, recorded_at FROM ordo.events
-    WHERE category = 'order' AND event_type = 'OrderPlaced' AND global_position > :after),
+    SELECT stream_id, recorded_at FROM order_events
+    WHERE event_type = 'OrderPlaced' AND recorded_at > '$1'),
 finished AS (
-    SELECT stream_id, event_type, recorded_at FROM ordo.events
-    WHERE category = 'order' AND event_type IN ('OrderConfirmed', 'OrderCancelled')),
+    SELECT stream_id, event_type, recorded_at FROM order_events
+    WHERE event_type IN ('OrderConfirmed', 'OrderCancelled')),
 timed AS (
     SELECT f.event_type, extract(epoch FROM f.recorded_at - p.recorded_at) * 1000 AS ms,
            p.recorded_at AS placed_at, f.recorded_at AS finished_at
@@ -109,35 +148,59 @@ SELECT (SELECT count(*) FROM placed),
               FILTER (WHERE event_type = 'OrderConfirmed'))::numeric, 1),
        round((percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)
               FILTER (WHERE event_type = 'OrderConfirmed'))::numeric, 1)
-FROM timed
+FROM timed;
 SQL
+    } | psql "$(db_url "$ORDO_MIGRATOR_URL")" -qAt -F '|' -v ON_ERROR_STOP=1
 }
+# now: the database's clock, for figures.
+now() { psql "${shard_urls[0]}" -qAt -c "SELECT now()"; }
 
 scrape() {  # scrape <file>: every service's /metrics, one after another
     for port in "${ports[@]}"; do curl -fsS "http://127.0.0.1:$port/metrics"; done >"$1"
 }
-# committed <database>: its committed transactions so far. The statistics reach the view up
-# to a second late, so it waits that out first.
+# committed: the committed transactions so far of the benchmark's database on every shard.
+# The statistics reach the view up to a second late, so it waits that out first.
 committed() {
     sleep 1.5
-    admin_psql "SELECT xact_commit FROM pg_stat_database WHERE datname = '$1'"
+    local n
+    n=$(admin_psql "SELECT xact_commit FROM pg_stat_database WHERE datname = '$db'")
+    if [[ -n $db2 ]]; then
+        n=$((n + $(second_psql "SELECT xact_commit FROM pg_stat_database WHERE datname = '$db2'")))
+    fi
+    echo "$n"
 }
 cmake --build "$build" --target ordo_bench_hops >/dev/null
 
 results=()
 costs=()
 hop_tables=()
+for shards in $shard_counts; do
 for mode in $modes; do
-    db="ordo_bench_sagas_${mode}_$$"
+    run="$mode $shards"
+    db="ordo_bench_sagas_${mode}_${shards}_$$"
     databases+=("$db")
     admin_psql "CREATE DATABASE $db OWNER ordo_migrator" >/dev/null
     "$build/ordo" migrate --database-url "$(db_url "$ORDO_MIGRATOR_URL")" 2>/dev/null
+    # The figures read events and the saga schedule, as the sagas role may.
+    shard_urls=("$(db_url "$ORDO_SAGAS_DATABASE_URL")")
+    relays=("")
+    db2=
+    if ((shards == 2)); then
+        # The spread map over this database and one on the second cluster; `shards init`
+        # migrates that one.
+        db2="${db}_1"
+        second_databases+=("$db2")
+        second_psql "CREATE DATABASE $db2 OWNER ordo_migrator" >/dev/null
+        first_hosts=$(sed -E 's#^[^@]+@([^/]+)/.*#\1#' <<<"$(no_password "$ORDO_PG_ADMIN_URL")")
+        "$build/ordo" shards --database-url "$(db_url "$ORDO_MIGRATOR_URL")" init \
+            --shard "0=$first_hosts/$db" --shard "1=$second_hosts/$db2" >/dev/null 2>&1
+        shard_urls+=("$(on_second "$(db=$db2 db_url "$ORDO_SAGAS_DATABASE_URL")")")
+        relays=("--shard 0" "--shard 1")
+    fi
     # A JetStream stream per run; the relay's retention (an hour) empties it afterwards. The
     # services' own NATS users may use only the default stream, so every service is the
     # stack's NATS administrator here.
-    suffix="${mode:0:5}$$"
-    # The figures read events and the saga schedule, as the sagas role may.
-    bench_url=$(db_url "$ORDO_SAGAS_DATABASE_URL")
+    suffix="${mode:0:5}${shards}_$$"
     # Each service on its own role, as in a deployment.
     common=(env ORDO_COMMAND_DATABASE_URL="$(db_url "$ORDO_COMMAND_DATABASE_URL")"
         ORDO_RELAY_DATABASE_URL="$(db_url "$ORDO_RELAY_DATABASE_URL")"
@@ -151,7 +214,14 @@ for mode in $modes; do
     "${common[@]}" "$build/ordo" serve command --insecure-no-auth --address "127.0.0.1:$command_port" &
     services+=($!)
     ports=("$command_port")
-    for service in relay projector sagas; do
+    for relay in "${relays[@]}"; do
+        port=$(free_port)
+        # shellcheck disable=SC2086  # $relay: none, or "--shard N"
+        "${common[@]}" "$build/ordo" serve relay $relay --address "127.0.0.1:$port" &
+        services+=($!)
+        ports+=("$port")
+    done
+    for service in projector sagas; do
         port=$(free_port)
         "${common[@]}" "$build/ordo" serve "$service" --address "127.0.0.1:$port" &
         services+=($!)
@@ -167,61 +237,70 @@ for mode in $modes; do
 
     # Burst: every order at once, so the saga runner's capacity shows. Paced: a few orders a
     # second, well below it, so the latency is the saga's own and not a queue's.
-    start_position=$(psql "$bench_url" -qAt -c \
-        "SELECT coalesce(max(global_position), 0) FROM ordo.events")
-    start_commits=$(committed "$db")
+    start=$(now)
+    start_commits=$(committed)
     scrape "$scratch/before"
     post_orders "$orders" "$connections" 0
-    burst=$(figures 0)
+    burst=$(figures "$start")
     # The burst's orders are settled, but its reactors may still commit and capture: wait
     # until every saga process has ended, so the paced orders find an idle stack.
     for ((i = 0; i < timeout * 2; i++)); do
-        [[ $(psql "$bench_url" -qAt -c "SELECT count(*) FROM ordo.saga_schedule") == 0 ]] && break
+        [[ $(psql "${shard_urls[0]}" -qAt -c "SELECT count(*) FROM ordo.saga_schedule") == 0 ]] &&
+            break
         sleep 0.5
     done
     scrape "$scratch/burst"
-    end_commits=$(committed "$db")
+    end_commits=$(committed)
     # Every event the burst appended, over the orders it placed.
-    costs+=("$mode $(psql "$bench_url" -qAt -F ' ' -c "SELECT count(*) FILTER (WHERE
-        event_type = 'OrderPlaced'), count(*) FROM ordo.events WHERE global_position >
-        $start_position") $((end_commits - start_commits))")
-    hop_tables+=("$mode burst:" "$("$build/bench/hops" "$scratch/before" "$scratch/burst")")
-    after=$(psql "$bench_url" -qAt -c "SELECT coalesce(max(global_position), 0) FROM ordo.events")
+    costs+=("$run $(over_shards "SELECT count(*) FILTER (WHERE event_type = 'OrderPlaced'),
+        count(*) FROM ordo.events WHERE recorded_at > '$start'" |
+        awk '{ p += $1; e += $2 } END { print p + 0, e + 0 }') $((end_commits - start_commits))")
+    hop_tables+=("$mode, $shards shard(s), burst:" "$("$build/bench/hops" "$scratch/before" "$scratch/burst")")
+    after=$(now)
     post_orders "$paced_orders" 4 $((4000 / paced_rate))
     paced=$(figures "$after")
     scrape "$scratch/paced"
-    hop_tables+=("$mode paced:" "$("$build/bench/hops" "$scratch/burst" "$scratch/paced")")
-    results+=("$mode|$burst|$(cut -d'|' -f6,7 <<<"$paced")")
+    hop_tables+=("$mode, $shards shard(s), paced:" "$("$build/bench/hops" "$scratch/burst" "$scratch/paced")")
+    results+=("$mode|$shards|$burst|$(cut -d'|' -f6,7 <<<"$paced")")
     stop_services
+done
 done
 
 echo "saga benchmark: a burst of $orders orders (wrk, $connections connections), then" \
     "$paced_orders orders paced at $paced_rate/s; 1 to 3 lines over $skus skus, $accounts accounts;" \
     "load average $(cut -d' ' -f1,2 /proc/loadavg)"
-printf '%-14s %7s %9s %9s %9s %17s %11s %11s %11s %11s\n' mode placed confirmed cancelled \
-    placed/s "completed sagas/s" "burst p50" "burst p99" "paced p50" "paced p99"
+printf '%-14s %6s %7s %9s %9s %9s %17s %11s %11s %11s %11s\n' mode shards placed confirmed \
+    cancelled placed/s "completed sagas/s" "burst p50" "burst p99" "paced p50" "paced p99"
+declare -A rates
 for row in "${results[@]}"; do
-    IFS='|' read -r mode placed confirmed cancelled rate placed_rate p50 p99 paced_p50 paced_p99 \
-        <<<"$row"
-    printf '%-14s %7s %9s %9s %9s %17s %11s %11s %11s %11s\n' "$mode" "$placed" "$confirmed" \
-        "$cancelled" "${placed_rate:--}" "${rate:--}" "${p50:--}" "${p99:--}" "${paced_p50:--}" \
-        "${paced_p99:--}"
+    IFS='|' read -r mode shards placed confirmed cancelled rate placed_rate p50 p99 paced_p50 \
+        paced_p99 <<<"$row"
+    rates["$mode $shards"]=$rate
+    printf '%-14s %6s %7s %9s %9s %9s %17s %11s %11s %11s %11s\n' "$mode" "$shards" "$placed" \
+        "$confirmed" "$cancelled" "${placed_rate:--}" "${rate:--}" "${p50:--}" "${p99:--}" \
+        "${paced_p50:--}" "${paced_p99:--}"
+done
+for mode in $modes; do
+    one=${rates["$mode 1"]:-} two=${rates["$mode 2"]:-}
+    [[ -n $one && -n $two ]] || continue
+    echo "2 shards / 1 shard, completed sagas/s, $mode: $two / $one = $(awk -v a="$two" \
+        -v b="$one" 'BEGIN { printf "%.2f", b ? a / b : 0 }')"
 done
 echo "p50/p99 in ms from OrderPlaced to OrderConfirmed, by the events' recorded_at" \
     "(transaction start); placed, confirmed and cancelled count the burst"
 
 echo
 echo "cost of one order in the burst (until every saga process ended):"
-printf '%-14s %7s %9s %16s %14s %16s\n' mode orders events "events/order" transactions \
-    "transactions/order"
+printf '%-14s %6s %7s %9s %16s %14s %16s\n' mode shards orders events "events/order" \
+    transactions "transactions/order"
 for row in "${costs[@]}"; do
-    read -r mode placed events commits <<<"$row"
-    printf '%-14s %7s %9s %16s %14s %16s\n' "$mode" "$placed" "$events" \
+    read -r mode shards placed events commits <<<"$row"
+    printf '%-14s %6s %7s %9s %16s %14s %16s\n' "$mode" "$shards" "$placed" "$events" \
         "$(awk -v a="$events" -v b="$placed" 'BEGIN {printf "%.1f", b ? a / b : 0}')" "$commits" \
         "$(awk -v a="$commits" -v b="$placed" 'BEGIN {printf "%.1f", b ? a / b : 0}')"
 done
-echo "transactions: pg_stat_database.xact_commit of the benchmark's database, every service's" \
-    "committed transactions (read-only ones and idle polls included)"
+echo "transactions: pg_stat_database.xact_commit of the benchmark's database (on every shard)," \
+    "every service's committed transactions (read-only ones and idle polls included)"
 for ((i = 0; i < ${#hop_tables[@]}; i += 2)); do
     echo
     echo "hops, ${hop_tables[$i]}"
