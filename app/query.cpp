@@ -6,6 +6,7 @@
 #include "app/subcommands.hpp"
 #include "app/upcasters.hpp"
 #include "eventstore/event_store.hpp"
+#include "eventstore/shard_map.hpp"
 #include "platform/core/config.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/nats.hpp"
@@ -60,31 +61,34 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
 
     const auto upcasters = event_upcasters();
     platform::http::Router router;
-    // The events API follows one store's commit order; over a sharded store (this database
-    // being the read database) it is not served yet. Tokens wait on the partitions whose
-    // checkpoints are in their shard's order, whatever the map (Progress::passed).
-    std::unique_ptr<query::Subscriptions> subscriptions;
-    std::unique_ptr<query::EventsApi> events;
+    // The events API reads the store: this database when it is not sharded, else every shard
+    // (each on a pool of its own, the query role's, prepared as a reader). Tokens wait on the
+    // partitions whose checkpoints are in their shard's order, whatever the map
+    // (Progress::passed).
+    std::vector<std::unique_ptr<platform::pg::Pool>> shard_pools;
+    std::vector<query::Subscriptions::Source> sources;
     if (map.version() == 0) {
-        // Streams are connections: at most half of them, so reads always find one.
-        subscriptions = std::make_unique<query::Subscriptions>(
-            pool, options.database_url, &upcasters,
-            query::Subscriptions::Options{
-                .capacity = std::max<std::size_t>(1, options.max_connections / 2)},
-            log.with_component("subscriptions"), &registry);
-        events = std::make_unique<query::EventsApi>(pool, *subscriptions, &upcasters,
-                                                    log.with_component("events"));
-        events->register_routes(router);
+        sources.push_back({0, &pool, options.database_url});
     } else {
-        for (const char* target : {"/v1/events", "/v1/events/stream"}) {
-            router.add("GET", target, platform::http::Access::read, [](platform::http::Request&) {
-                return platform::http::problem(
-                    501, "not_implemented",
-                    "the events API follows one shard's commit order and is not served over a "
-                    "sharded store yet");
-            });
+        for (const auto& shard : map.shards()) {
+            const auto url = eventstore::shard_url(options.database_url, shard);
+            shard_pools.push_back(std::make_unique<platform::pg::Pool>(platform::pg::PoolOptions{
+                .url = url,
+                .size = options.pool_size,
+                .name = options.component + "-shard" + std::to_string(shard.id),
+                .preparers = {&eventstore::EventStore::prepare_reader}}));
+            shard_pools.back()->register_metrics(registry);
+            sources.push_back({shard.id, shard_pools.back().get(), url});
         }
     }
+    // Streams are connections: at most half of them, so reads always find one.
+    query::Subscriptions subscriptions{
+        sources, &upcasters,
+        query::Subscriptions::Options{.capacity =
+                                          std::max<std::size_t>(1, options.max_connections / 2)},
+        log.with_component("subscriptions"), &registry};
+    query::EventsApi events{sources, subscriptions, &upcasters, log.with_component("events")};
+    events.register_routes(router);
     service.register_routes(router);
     collector.register_routes(router);
     projections::add_dead_letter_redirects(router, options.command_url);
@@ -112,7 +116,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     signals.wait();
     log.info("draining requests in flight");
     // Streams first, so that their clients are told the service is stopping.
-    if (subscriptions) subscriptions->stop();
+    subscriptions.stop();
     server->stop(std::chrono::seconds(10));
     log.info("stopped");
     return 0;

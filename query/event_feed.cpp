@@ -1,6 +1,8 @@
 #include "query/event_feed.hpp"
 
 #include <algorithm>
+#include <stdexcept>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
@@ -16,6 +18,84 @@ std::string dump(const nlohmann::json& value) {
 }
 
 }  // namespace
+
+FeedPosition::FeedPosition(std::vector<int> shards)
+    : shards_{std::move(shards)}, at_(shards_.size()) {
+    std::sort(shards_.begin(), shards_.end());
+    if (shards_.empty() || std::adjacent_find(shards_.begin(), shards_.end()) != shards_.end()) {
+        throw std::invalid_argument("a feed position is over one or more shards, each once");
+    }
+}
+
+std::optional<FeedPosition> FeedPosition::parse(std::string_view token, std::vector<int> shards) {
+    FeedPosition out{std::move(shards)};
+    if (token.empty() || token.size() > kMaxTokenSize) return std::nullopt;
+    std::vector<bool> seen(out.shards_.size());
+    while (true) {
+        const auto comma = token.find(',');
+        const auto item = eventstore::ShardToken::parse(token.substr(0, comma));
+        if (!item) return std::nullopt;
+        const auto it = std::find(out.shards_.begin(), out.shards_.end(), item->shard);
+        if (it == out.shards_.end()) return std::nullopt;
+        const auto index = static_cast<std::size_t>(it - out.shards_.begin());
+        if (seen[index]) return std::nullopt;
+        seen[index] = true;
+        out.at_[index] = item->at;
+        if (comma == std::string_view::npos) break;
+        token.remove_prefix(comma + 1);
+    }
+    return out;
+}
+
+void FeedPosition::advance(std::size_t index, eventstore::Checkpoint to) {
+    at_.at(index) = std::max(at_.at(index), to);
+}
+
+std::string FeedPosition::token() const {
+    if (shards_.size() == 1 && shards_[0] == 0) return at_[0].token();
+    std::string out;
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+        if (i > 0) out += ',';
+        out += eventstore::ShardToken{shards_[i], at_[i]}.token();
+    }
+    return out;
+}
+
+FeedPage merge_reads(const FeedPosition& from, std::vector<ShardRead> reads, std::size_t limit) {
+    if (reads.size() != from.shards().size()) {
+        throw std::invalid_argument("merge_reads takes one read per shard of the position");
+    }
+    // (shard index, event index) in page order.
+    std::vector<std::pair<std::size_t, std::size_t>> order;
+    for (std::size_t s = 0; s < reads.size(); ++s) {
+        for (std::size_t e = 0; e < reads[s].events.size(); ++e) order.emplace_back(s, e);
+    }
+    // A stable sort keeps each shard's commit order among events recorded at the same time.
+    std::stable_sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
+        return std::tie(reads[a.first].events[a.second].recorded_at, a.first) <
+               std::tie(reads[b.first].events[b.second].recorded_at, b.first);
+    });
+    // A shard's events are taken in its commit order even when a later one was recorded first
+    // (recorded_at is its transaction's start): the sort may not put them before it.
+    std::vector<std::size_t> next(reads.size(), 0);
+    std::vector<std::pair<std::size_t, std::size_t>> taken;
+    for (const auto& [s, e] : order) {
+        if (taken.size() == limit) break;
+        for (; next[s] <= e; ++next[s]) taken.emplace_back(s, next[s]);
+    }
+    if (taken.size() > limit) taken.resize(limit);
+    std::fill(next.begin(), next.end(), 0);
+    FeedPage page{{}, from};
+    for (const auto& [s, e] : taken) {
+        page.next.advance(s, reads[s].events[e].checkpoint());
+        next[s] = e + 1;
+        page.events.emplace_back(std::move(reads[s].events[e]), page.next);
+    }
+    for (std::size_t s = 0; s < reads.size(); ++s) {
+        if (next[s] == reads[s].events.size()) page.next.advance(s, reads[s].read_to);
+    }
+    return page;
+}
 
 eventstore::RecordedEvent as_current(const eventstore::Upcasters* upcasters,
                                      eventstore::RecordedEvent event,
@@ -35,8 +115,8 @@ bool EventSelection::matches(const eventstore::RecordedEvent& event) const {
     return selected(categories, event.category) && selected(types, event.type);
 }
 
-nlohmann::json event_json(const eventstore::RecordedEvent& event) {
-    return {{"position", event.checkpoint().token()},
+nlohmann::json event_json(const eventstore::RecordedEvent& event, const FeedPosition& position) {
+    return {{"position", position.token()},
             {"stream", event.stream_id},
             {"category", event.category},
             {"version", event.version},
@@ -48,11 +128,12 @@ nlohmann::json event_json(const eventstore::RecordedEvent& event) {
             {"recorded_at", event.recorded_at}};
 }
 
-std::string sse_event(const eventstore::RecordedEvent& event) {
-    return "id: " + event.checkpoint().token() + "\ndata: " + dump(event_json(event)) + "\n\n";
+std::string sse_event(const eventstore::RecordedEvent& event, const FeedPosition& position) {
+    const auto id = position.token();
+    return "id: " + id + "\ndata: " + dump(event_json(event, position)) + "\n\n";
 }
 
-std::string sse_heartbeat(eventstore::Checkpoint position) {
+std::string sse_heartbeat(const FeedPosition& position) {
     return ": heartbeat\nid: " + position.token() + "\n\n";
 }
 

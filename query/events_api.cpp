@@ -6,6 +6,7 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
+#include "platform/core/errors.hpp"
 #include "platform/http/http.hpp"
 #include "platform/pg/pg.hpp"
 #include "platform/service/dependency_failure.hpp"
@@ -21,15 +22,33 @@ using platform::http::FieldError;
 using platform::http::Request;
 using platform::http::Response;
 
+// A failure of a shard's database (Unavailable, or an error pg::classify calls transient),
+// as against a bug.
+bool dependency_failed(const std::exception_ptr& error) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const platform::Unavailable&) {
+        return true;
+    } catch (...) {
+        return platform::pg::classify(error) == platform::FailureKind::transient;
+    }
+}
+
 EventSelection selection(RequestReader& in) {
     return {in.id_list("category", EventsApi::kMaxNames), in.id_list("type", EventsApi::kMaxNames)};
 }
 
 }  // namespace
 
-EventsApi::EventsApi(platform::pg::Pool& pool, Subscriptions& subscriptions,
+EventsApi::EventsApi(std::vector<Subscriptions::Source> sources, Subscriptions& subscriptions,
                      const eventstore::Upcasters* upcasters, platform::Logger log)
-    : pool_{pool}, subscriptions_{subscriptions}, upcasters_{upcasters}, log_{std::move(log)} {}
+    : sources_{std::move(sources)},
+      subscriptions_{subscriptions},
+      upcasters_{upcasters},
+      log_{std::move(log)} {
+    std::sort(sources_.begin(), sources_.end(),
+              [](const auto& a, const auto& b) { return a.shard < b.shard; });
+}
 
 void EventsApi::register_routes(platform::http::Router& router) {
     router.add("GET", "/v1/events", Access::read, [this](Request& r) { return page(r); });
@@ -39,47 +58,70 @@ void EventsApi::register_routes(platform::http::Router& router) {
 Response EventsApi::page(Request& request) {
     std::vector<FieldError> errors;
     RequestReader in{request, errors};
-    auto after = in.position("after").value_or(Checkpoint{});
+    const auto start = subscriptions_.start();
+    auto after = in.feed_position("after", start).value_or(start);
     auto selected = selection(in);
     auto limit = in.integer("limit", 1, kMaxLimit, kDefaultLimit);
     in.only({"after", "category", "type", "limit"});
     if (!errors.empty()) return invalid(std::move(errors));
-    try {
-        return pool_.transact<pqxx::nontransaction>([&](auto& tx) {
-            // Everything up to the head is committed and stays as it is: the page and the
-            // position to go on from are exact, whatever commits meanwhile.
-            // A filtered page looks at kMaxScan events at most, so a rare type costs a bounded
-            // read: the page may be short, even empty, with next_after further on.
-            const auto head = EventStore::head(tx).value_or(Checkpoint{});
-            auto read =
-                EventStore::read_selected(tx, after, head, selected.categories, selected.types,
-                                          static_cast<std::size_t>(limit), kMaxScan);
-            nlohmann::json items = nlohmann::json::array();
-            for (auto& e : read.events) {
-                items.push_back(event_json(as_current(
-                    upcasters_, std::move(e), [&](const auto& stored, const std::exception& why) {
-                        log_.warn("an event is shown as stored: it cannot be upcast",
-                                  {{"event_id", stored.event_id}, {"error", why.what()}});
-                    })));
-            }
-            return Response::json(
-                200, {{"events", std::move(items)}, {"next_after", read.read_to.token()}});
-        });
-    } catch (...) {
-        const std::string unavailable = "the event store is unavailable; retry shortly";
-        return platform::answer_dependency_failure(
-            log_, request.trace,
-            {.unavailable = unavailable, .overloaded = unavailable, .outcome_unknown = {}});
+    std::vector<ShardRead> reads(sources_.size());
+    std::size_t read = 0;
+    std::exception_ptr failure;
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+        try {
+            sources_[i].pool->transact<pqxx::nontransaction>([&](auto& tx) {
+                // Everything up to the head is committed and stays as it is: the page and
+                // the position to go on from are exact, whatever commits meanwhile.
+                // A filtered read looks at kMaxScan events at most, so a rare type costs a
+                // bounded read: the page may be short, even empty, with next_after further on.
+                const auto head = EventStore::head(tx).value_or(Checkpoint{});
+                auto selected_read = EventStore::read_selected(
+                    tx, after.at(i), head, selected.categories, selected.types,
+                    static_cast<std::size_t>(limit), kMaxScan);
+                reads[i] = {std::move(selected_read.events), selected_read.read_to};
+            });
+            ++read;
+        } catch (const std::exception& e) {
+            failure = std::current_exception();
+            if (!dependency_failed(failure)) throw;
+            // Its place is kept (read_to stays where the reader is).
+            reads[i] = {{}, after.at(i)};
+            log_.warn("a shard's events could not be read for a page",
+                      {{"shard", sources_[i].shard}, {"error", e.what()}});
+        }
     }
+    if (read == 0) {
+        try {
+            std::rethrow_exception(failure);
+        } catch (...) {
+            const std::string unavailable = "the event store is unavailable; retry shortly";
+            return platform::answer_dependency_failure(
+                log_, request.trace,
+                {.unavailable = unavailable, .overloaded = unavailable, .outcome_unknown = {}});
+        }
+    }
+    auto page = merge_reads(after, std::move(reads), static_cast<std::size_t>(limit));
+    nlohmann::json items = nlohmann::json::array();
+    for (auto& [event, position] : page.events) {
+        items.push_back(event_json(
+            as_current(upcasters_, std::move(event),
+                       [&](const auto& stored, const std::exception& why) {
+                           log_.warn("an event is shown as stored: it cannot be upcast",
+                                     {{"event_id", stored.event_id}, {"error", why.what()}});
+                       }),
+            position));
+    }
+    return Response::json(200, {{"events", std::move(items)}, {"next_after", page.next.token()}});
 }
 
 Response EventsApi::stream(Request& request) {
     std::vector<FieldError> errors;
     RequestReader in{request, errors};
-    auto after = in.position("after").value_or(Checkpoint{});
+    const auto start = subscriptions_.start();
+    auto after = in.feed_position("after", start).value_or(start);
     if (auto last = request.header("last-event-id")) {
         // A reconnecting EventSource resumes after the last event it saw, whatever the URL says.
-        if (auto position = Checkpoint::parse_token(*last)) {
+        if (auto position = FeedPosition::parse(*last, start.shards())) {
             after = *position;
         } else {
             errors.push_back({"Last-Event-ID", "must be an id this stream sent"});

@@ -1,6 +1,9 @@
 // The events API: all events in commit order, paged (GET /v1/events) and live as server-sent
-// events (GET /v1/events/stream), for clients that react to Ordo's events without NATS.
+// events (GET /v1/events/stream), for clients that react to Ordo's events without NATS. Over
+// a sharded store: every shard's events, each shard's in its own commit order.
 #pragma once
+
+#include <vector>
 
 #include "platform/core/log.hpp"
 #include "platform/http/http.hpp"
@@ -24,7 +27,13 @@ namespace ordo::query {
 // messages (see Subscriptions), and a Last-Event-ID header overrides `after`, as a reconnecting
 // EventSource sends it.
 //
-// `pool` is the query role's, prepared with EventStore::prepare_reader.
+// Over shards a position names a checkpoint per shard (FeedPosition), and a page holds the
+// earliest recorded of what each shard has next (merge_reads). A shard that cannot be read
+// keeps its place: the page holds the others' events, and that shard's follow once it is
+// back. Only when no shard can be read is the answer 503.
+//
+// `sources` are the subscriptions', with pools of the query role prepared with
+// EventStore::prepare_reader.
 class EventsApi {
    public:
     static constexpr std::size_t kMaxNames = 32;
@@ -34,7 +43,7 @@ class EventsApi {
     static constexpr std::size_t kMaxScan = 10'000;
 
     // Pages show events as_current through `upcasters`, which must outlive this.
-    EventsApi(platform::pg::Pool& pool, Subscriptions& subscriptions,
+    EventsApi(std::vector<Subscriptions::Source> sources, Subscriptions& subscriptions,
               const eventstore::Upcasters* upcasters, platform::Logger log);
 
     void register_routes(platform::http::Router& router);
@@ -43,7 +52,7 @@ class EventsApi {
     platform::http::Response page(platform::http::Request& request);
     platform::http::Response stream(platform::http::Request& request);
 
-    platform::pg::Pool& pool_;
+    std::vector<Subscriptions::Source> sources_;  // in shard order
     Subscriptions& subscriptions_;
     const eventstore::Upcasters* upcasters_;
     platform::Logger log_;

@@ -139,10 +139,11 @@ std::vector<std::string> RequestReader::id_list(const char* name, std::size_t ma
     return out;
 }
 
-std::optional<eventstore::Checkpoint> RequestReader::position(const char* name) {
+std::optional<FeedPosition> RequestReader::feed_position(const char* name,
+                                                         const FeedPosition& start) {
     const auto* value = query(name);
     if (value == nullptr) return std::nullopt;
-    auto position = eventstore::Checkpoint::parse_token(*value);
+    auto position = FeedPosition::parse(*value, start.shards());
     if (!position) errors_.push_back({field(name), "must be a position returned by this API"});
     return position;
 }

@@ -12,6 +12,7 @@
 
 #include "eventstore/events.hpp"
 #include "platform/http/http.hpp"
+#include "query/event_feed.hpp"
 
 namespace ordo::query {
 
@@ -56,8 +57,8 @@ class RequestReader {
                                       const char* message);
     std::int64_t integer(const char* name, std::int64_t min, std::int64_t max,
                          std::int64_t fallback);
-    // A position (the consistency token format); nullopt when absent or malformed.
-    std::optional<eventstore::Checkpoint> position(const char* name);
+    // A position of the events API over `start`'s shards; nullopt when absent or malformed.
+    std::optional<FeedPosition> feed_position(const char* name, const FeedPosition& start);
 
     // X-Consistency-Token and ?wait_ms=. A wait beyond the cap is cut to it: the cap is the
     // server's limit, not a mistake of the client's.

@@ -31,19 +31,42 @@ constexpr std::chrono::milliseconds kRoomCheck{20};
 struct Subscriber {
     platform::http::Stream stream;
     EventSelection selection;
-    Checkpoint position;  // everything selected up to here is sent
-    bool live = false;
+    FeedPosition position;   // everything selected up to here is sent
+    std::vector<bool> live;  // per source: reading what comes after its head
     Clock::time_point last_sent;
     std::uint64_t last_written = 0;
     Clock::time_point progress_at;  // when bytes were last written (or none were waiting)
 };
 
+// A shard the subscriptions read, and the thread's state of it.
+struct SourceState {
+    int shard;
+    platform::pg::Pool* pool;
+    std::string listen_url;
+    std::optional<Checkpoint> head;  // the newest event read below its horizon
+    std::unique_ptr<eventstore::AppendListener> listener;
+};
+
+std::vector<SourceState> sorted(std::vector<Subscriptions::Source> sources) {
+    std::sort(sources.begin(), sources.end(),
+              [](const auto& a, const auto& b) { return a.shard < b.shard; });
+    std::vector<SourceState> out;
+    for (auto& source : sources) {
+        if (source.pool == nullptr) throw std::invalid_argument("a source without a pool");
+        out.push_back({source.shard, source.pool, std::move(source.listen_url), {}, {}});
+    }
+    return out;
+}
+
 }  // namespace
 
 struct Subscriptions::Impl {
-    Impl(platform::pg::Pool& pool, const eventstore::Upcasters* upcasters, Options options,
+    Impl(std::vector<Source> sources, const eventstore::Upcasters* upcasters, Options options,
          platform::Logger log, platform::metrics::Registry* metrics)
-        : pool_{pool}, upcasters_{upcasters}, options_{options}, log_{std::move(log)} {
+        : sources_{sorted(std::move(sources))},
+          upcasters_{upcasters},
+          options_{options},
+          log_{std::move(log)} {
         if (metrics) {
             subscribers_gauge_ =
                 &metrics->gauge("ordo_event_subscribers", "Open server-sent-event subscriptions");
@@ -74,9 +97,20 @@ struct Subscriptions::Impl {
         cv_.notify_one();
     }
 
+    FeedPosition start() const {
+        std::vector<int> shards;
+        for (const auto& source : sources_) shards.push_back(source.shard);
+        return FeedPosition{std::move(shards)};
+    }
+
     void run();
     void round(bool& more, bool& advanced, bool& waiting_for_room);
-    void fan_out(const std::vector<eventstore::RecordedEvent>& events, Checkpoint up_to);
+    // The live share of source `i`: what committed after its head, read once for all.
+    void read_live(std::size_t i, bool& more, bool& advanced);
+    // Source `i`'s next page of subscriber `s`'s selection; false when it has too much unsent.
+    bool catch_up(Subscriber& s, std::size_t i, bool& more);
+    void fan_out(std::size_t i, const std::vector<eventstore::RecordedEvent>& events,
+                 Checkpoint up_to);
     void send(Subscriber& s, std::string bytes, Clock::time_point now);
     void end(Subscriber& s, const char* reason, const char* type, const std::string& detail);
     void failed(const char* what, const std::exception& e);
@@ -84,7 +118,8 @@ struct Subscriptions::Impl {
     eventstore::RecordedEvent current(eventstore::RecordedEvent event);
     void police(Clock::time_point now);
 
-    platform::pg::Pool& pool_;
+    // In shard order, as FeedPosition keeps its shards. head and listener are the thread's.
+    std::vector<SourceState> sources_;
     const eventstore::Upcasters* upcasters_;
     const Options options_;
     platform::Logger log_;
@@ -104,8 +139,6 @@ struct Subscriptions::Impl {
 
     // The thread's own.
     std::vector<std::shared_ptr<Subscriber>> subscribers_;
-    std::optional<Checkpoint> head_;
-    std::unique_ptr<eventstore::AppendListener> listener_;
     std::thread thread_;
 };
 
@@ -124,14 +157,18 @@ class Subscriptions::Place {
     bool used_ = false;
 };
 
-Subscriptions::Subscriptions(platform::pg::Pool& pool, std::string listen_url,
-                             const eventstore::Upcasters* upcasters, Options options,
-                             platform::Logger log, platform::metrics::Registry* metrics)
-    : impl_{std::make_shared<Impl>(pool, upcasters, options, std::move(log), metrics)} {
+Subscriptions::Subscriptions(std::vector<Source> sources, const eventstore::Upcasters* upcasters,
+                             Options options, platform::Logger log,
+                             platform::metrics::Registry* metrics)
+    : impl_{
+          std::make_shared<Impl>(std::move(sources), upcasters, options, std::move(log), metrics)} {
     Impl* impl = impl_.get();
-    impl_->listener_ = std::make_unique<eventstore::AppendListener>(
-        std::move(listen_url), impl_->log_.with_component("subscriptions.listen"),
-        eventstore::AppendNotifier::kChannel, [impl] { impl->wake(); });
+    (void)impl->start();  // one source or more, each shard once
+    for (auto& source : impl_->sources_) {
+        source.listener = std::make_unique<eventstore::AppendListener>(
+            source.listen_url, impl_->log_.with_component("subscriptions.listen"),
+            eventstore::AppendNotifier::kChannel, [impl] { impl->wake(); });
+    }
     impl_->thread_ = std::thread{[impl] { impl->run(); }};
 }
 
@@ -148,12 +185,20 @@ std::shared_ptr<Subscriptions::Place> Subscriptions::reserve() {
     return std::make_shared<Place>(impl_);
 }
 
-void Subscriptions::subscribe(std::shared_ptr<Place> place, Checkpoint after,
+FeedPosition Subscriptions::start() const {
+    return impl_->start();
+}
+
+void Subscriptions::subscribe(std::shared_ptr<Place> place, FeedPosition after,
                               EventSelection selection, platform::http::Stream stream) {
-    auto s = std::make_shared<Subscriber>();
-    s->stream = std::move(stream);
-    s->selection = std::move(selection);
-    s->position = after;
+    if (after.shards() != impl_->start().shards()) {
+        throw std::invalid_argument("a subscription starts from a position over its shards");
+    }
+    auto s = std::make_shared<Subscriber>(Subscriber{.stream = std::move(stream),
+                                                     .selection = std::move(selection),
+                                                     .position = std::move(after),
+                                                     .live = {}});
+    s->live.assign(impl_->sources_.size(), false);
     s->last_sent = s->progress_at = Clock::now();
     {
         std::lock_guard lock{impl_->mutex_};
@@ -182,7 +227,7 @@ void Subscriptions::stop() {
     }
     impl_->cv_.notify_one();
     if (impl_->thread_.joinable()) impl_->thread_.join();
-    impl_->listener_.reset();
+    for (auto& source : impl_->sources_) source.listener.reset();
 }
 
 void Subscriptions::Impl::run() {
@@ -227,82 +272,98 @@ void Subscriptions::Impl::run() {
     count_ = 0;
 }
 
-// One round: the live share in one read for all, then a bounded read for each subscriber
-// catching up that has room, each on its own so that one failing read holds up no other.
+// One round: for each source, the live share in one read for all; then a bounded read for
+// each subscriber catching up that has room, each on its own so that one failing read holds
+// up no other.
 void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_room) {
+    for (std::size_t i = 0; i < sources_.size(); ++i) read_live(i, more, advanced);
+    for (auto& s : subscribers_) {
+        for (std::size_t i = 0; i < sources_.size(); ++i) {
+            if (s->live[i] || s->stream->ended() || !sources_[i].head) continue;
+            if (!catch_up(*s, i, more)) {
+                waiting_for_room = true;
+                break;
+            }
+        }
+    }
+}
+
+void Subscriptions::Impl::read_live(std::size_t i, bool& more, bool& advanced) {
+    auto& source = sources_[i];
     try {
-        pool_.transact<pqxx::nontransaction>([&](auto& tx) {
+        source.pool->transact<pqxx::nontransaction>([&](auto& tx) {
             const bool any_live = std::any_of(subscribers_.begin(), subscribers_.end(),
-                                              [](const auto& s) { return s->live; });
+                                              [&](const auto& s) { return s->live[i]; });
             auto newest = EventStore::head(tx).value_or(Checkpoint{});
-            if (!any_live || !head_) {
+            if (!any_live || !source.head) {
                 // Nobody reads live: the head may jump, and those catching up go as far.
-                advanced = !head_ || newest > *head_;
-                head_ = std::max(head_.value_or(Checkpoint{}), newest);
-            } else if (newest > *head_) {
-                auto events = EventStore::read_range(tx, *head_, newest, {}, options_.page);
+                advanced = advanced || !source.head || newest > *source.head;
+                source.head = std::max(source.head.value_or(Checkpoint{}), newest);
+            } else if (newest > *source.head) {
+                auto events = EventStore::read_range(tx, *source.head, newest, {}, options_.page);
                 const bool full = events.size() == options_.page;
                 const Checkpoint up_to = full ? events.back().checkpoint() : newest;
                 for (auto& e : events) e = current(std::move(e));
-                fan_out(events, up_to);
-                head_ = up_to;
+                fan_out(i, events, up_to);
+                source.head = up_to;
                 advanced = true;
                 more = more || full;
             }
         });
     } catch (const std::exception& e) {
-        // The database is away: subscribers keep their place and get heartbeats.
+        // The shard is away: subscribers keep their place and get heartbeats, and the other
+        // shards go on.
         failed("reading live events for subscribers failed", e);
-        return;
     }
+}
+
+bool Subscriptions::Impl::catch_up(Subscriber& s, std::size_t i, bool& more) {
     const auto now = Clock::now();
     const std::size_t room = options_.max_buffered / 2;
-    for (auto& s : subscribers_) {
-        if (s->live || s->stream->ended()) continue;
-        const auto pending = s->stream->pending();
-        // Refilled once half of what it may have unsent is read: a reader that takes a few
-        // bytes at a time does not cost a store read for every few bytes.
-        if (pending >= room / 2) {
-            waiting_for_room = true;
-            continue;
-        }
-        if (s->position >= *head_) {
-            s->live = true;
-            continue;
-        }
-        try {
-            pool_.transact<pqxx::nontransaction>([&](auto& tx) {
-                auto read =
-                    EventStore::read_selected(tx, s->position, *head_, s->selection.categories,
-                                              s->selection.types, options_.page, options_.max_scan);
-                // At most `room` unsent (one event more when a single one is larger): a
-                // reader catching up is held back, never cut off.
-                std::size_t used = pending;
-                std::size_t sent = 0;
-                for (; sent < read.events.size(); ++sent) {
-                    const auto at = read.events[sent].checkpoint();
-                    auto framed = sse_event(current(std::move(read.events[sent])));
-                    if (sent > 0 && used + framed.size() > room) break;
-                    used += framed.size();
-                    send(*s, std::move(framed), now);
-                    s->position = at;
-                }
-                if (events_sent_) events_sent_->inc(static_cast<double>(sent));
-                if (sent < read.events.size()) {
-                    waiting_for_room = true;
-                    return;
-                }
-                s->position = read.read_to;
-                if (s->position >= *head_) {
-                    s->live = true;
-                } else {
-                    more = true;
-                }
-            });
-        } catch (const std::exception& e) {
-            failed("reading events for a subscriber catching up failed", e);
-        }
+    const auto head = *sources_[i].head;
+    const auto pending = s.stream->pending();
+    // Refilled once half of what it may have unsent is read: a reader that takes a few bytes
+    // at a time does not cost a store read for every few bytes.
+    if (pending >= room / 2) return false;
+    if (s.position.at(i) >= head) {
+        s.live[i] = true;
+        return true;
     }
+    bool had_room = true;
+    try {
+        sources_[i].pool->transact<pqxx::nontransaction>([&](auto& tx) {
+            auto read =
+                EventStore::read_selected(tx, s.position.at(i), head, s.selection.categories,
+                                          s.selection.types, options_.page, options_.max_scan);
+            // At most `room` unsent (one event more when a single one is larger): a reader
+            // catching up is held back, never cut off.
+            std::size_t used = pending;
+            std::size_t sent = 0;
+            for (; sent < read.events.size(); ++sent) {
+                auto after = s.position;
+                after.advance(i, read.events[sent].checkpoint());
+                auto framed = sse_event(current(std::move(read.events[sent])), after);
+                if (sent > 0 && used + framed.size() > room) break;
+                used += framed.size();
+                send(s, std::move(framed), now);
+                s.position = std::move(after);
+            }
+            if (events_sent_) events_sent_->inc(static_cast<double>(sent));
+            if (sent < read.events.size()) {
+                had_room = false;
+                return;
+            }
+            s.position.advance(i, read.read_to);
+            if (s.position.at(i) >= head) {
+                s.live[i] = true;
+            } else {
+                more = true;
+            }
+        });
+    } catch (const std::exception& e) {
+        failed("reading events for a subscriber catching up failed", e);
+    }
+    return had_room;
 }
 
 eventstore::RecordedEvent Subscriptions::Impl::current(eventstore::RecordedEvent event) {
@@ -319,25 +380,33 @@ void Subscriptions::Impl::failed(const char* what, const std::exception& e) {
     log_.warn(what, {{"error", e.what()}});
 }
 
-// Each live subscriber's selection of what committed after the head, up to `up_to`; a
-// subscriber that started ahead of the head (it resumed from a position another replica or a
-// page gave it) skips what it has.
-void Subscriptions::Impl::fan_out(const std::vector<eventstore::RecordedEvent>& events,
+// Each live subscriber's selection of what committed on source `i` after its head, up to
+// `up_to`; a subscriber that started ahead of the head (it resumed from a position another
+// replica or a page gave it) skips what it has. Over one source every subscriber's message
+// for an event is the same, and is framed once.
+void Subscriptions::Impl::fan_out(std::size_t i,
+                                  const std::vector<eventstore::RecordedEvent>& events,
                                   Checkpoint up_to) {
     const auto now = Clock::now();
+    const bool shared_framing = sources_.size() == 1;
     std::vector<std::string> framed(events.size());
     for (auto& s : subscribers_) {
-        if (!s->live || s->stream->ended()) continue;
+        if (!s->live[i] || s->stream->ended()) continue;
         std::size_t sent = 0;
-        for (std::size_t i = 0; i < events.size(); ++i) {
-            if (events[i].checkpoint() <= s->position || !s->selection.matches(events[i])) {
+        for (std::size_t e = 0; e < events.size(); ++e) {
+            if (events[e].checkpoint() <= s->position.at(i) || !s->selection.matches(events[e])) {
                 continue;
             }
-            if (framed[i].empty()) framed[i] = sse_event(events[i]);
-            send(*s, framed[i], now);
+            s->position.advance(i, events[e].checkpoint());
+            if (!shared_framing) {
+                send(*s, sse_event(events[e], s->position), now);
+            } else {
+                if (framed[e].empty()) framed[e] = sse_event(events[e], s->position);
+                send(*s, framed[e], now);
+            }
             ++sent;
         }
-        s->position = std::max(s->position, up_to);
+        s->position.advance(i, up_to);
         if (events_sent_) events_sent_->inc(static_cast<double>(sent));
     }
 }

@@ -1,12 +1,13 @@
 // Live event subscriptions (the events API's server-sent-events stream): one thread reads the
-// store for every subscriber, and a reader that does not keep up is cut off, never buffered
-// without bound.
+// store (every shard of it) for every subscriber, and a reader that does not keep up is cut
+// off, never buffered without bound.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "eventstore/events.hpp"
 #include "platform/core/log.hpp"
@@ -27,7 +28,14 @@ namespace ordo::query {
 // select. Resuming from the id of the last event received (Last-Event-ID) continues without a
 // gap or a repeat, across reconnects and across restarts of the service.
 //
-// How: one thread keeps a head H, the newest event it has read below the horizon. A
+// Over a sharded store each shard is a source with its own commit order, head and append
+// notifications, and a subscriber's position is a checkpoint in each (FeedPosition): it gets
+// each shard's events in that shard's order, the shards' interleaved as they are read. The
+// copies a partition move brings to a shard are its events too: a subscriber that had them
+// from the old shard gets them again, with the same ids and stream versions.
+//
+// How, for each source: one thread keeps a head H, the newest event it has read below the
+// horizon. A
 // subscriber behind H catches up with reads of its own selection up to H (EventStore::
 // read_selected: a page, looking at `max_scan` events at most), refilled once it has less than
 // a quarter of `max_buffered` unsent and up to half of it: it is held back, never cut off.
@@ -63,11 +71,18 @@ class Subscriptions {
     // dropped unused, it is given back.
     class Place;
 
-    // `pool` must be prepared with EventStore::prepare_reader; `listen_url` is where append
-    // notifications are listened for (the pool's database). Events are sent as_current
-    // through `upcasters`, which must outlive this.
-    Subscriptions(platform::pg::Pool& pool, std::string listen_url,
-                  const eventstore::Upcasters* upcasters, Options options, platform::Logger log,
+    // One shard: `pool` must be prepared with EventStore::prepare_reader; `listen_url` is
+    // where append notifications are listened for (the pool's database).
+    struct Source {
+        int shard = 0;
+        platform::pg::Pool* pool = nullptr;
+        std::string listen_url;
+    };
+
+    // One source per shard, each shard once. Events are sent as_current through
+    // `upcasters`, which must outlive this, as must the pools.
+    Subscriptions(std::vector<Source> sources, const eventstore::Upcasters* upcasters,
+                  Options options, platform::Logger log,
                   platform::metrics::Registry* metrics = nullptr);
     ~Subscriptions();  // stop()
     Subscriptions(const Subscriptions&) = delete;
@@ -75,9 +90,13 @@ class Subscriptions {
 
     // Null when `capacity` subscribers (or places) are taken.
     std::shared_ptr<Place> reserve();
-    // Streams to `stream` every selected event after `after`, in the place reserved.
-    void subscribe(std::shared_ptr<Place> place, eventstore::Checkpoint after,
-                   EventSelection selection, platform::http::Stream stream);
+    // The shards a position is over (the sources', in order): an empty FeedPosition of
+    // them, for parsing a client's token.
+    FeedPosition start() const;
+    // Streams to `stream` every selected event after `after` (a position over start()'s
+    // shards), in the place reserved.
+    void subscribe(std::shared_ptr<Place> place, FeedPosition after, EventSelection selection,
+                   platform::http::Stream stream);
 
     std::size_t subscribers() const;
 

@@ -133,8 +133,9 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheQueryServiceServes) {
     platform::nats::Connection nats{testing::nats_admin(), platform::Logger::null_logger()};
     query::QueryService service{pool, 16, platform::Logger::null_logger()};
     query::Subscriptions subscriptions{
-        pool, db.query_url(), nullptr, {}, platform::Logger::null_logger()};
-    query::EventsApi events{pool, subscriptions, nullptr, platform::Logger::null_logger()};
+        {{0, &pool, db.query_url()}}, nullptr, {}, platform::Logger::null_logger()};
+    query::EventsApi events{
+        {{0, &pool, db.query_url()}}, subscriptions, nullptr, platform::Logger::null_logger()};
     platform::http::Router router;
     service.register_routes(router);
     events.register_routes(router);

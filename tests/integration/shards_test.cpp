@@ -23,6 +23,7 @@
 #include "platform/core/partition.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/nats/jetstream.hpp"
+#include "query/event_feed.hpp"
 #include "sagas/fulfillment.hpp"
 #include "tests/integration/sharded_stack.hpp"
 #include "tests/soak/checker.hpp"
@@ -30,6 +31,7 @@
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/sse_client.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo::testing {
@@ -244,16 +246,119 @@ TEST_F(ShardedStack, TheReadModelsHoldEveryShardAndATokenWaitsForItsOwnShard) {
         ASSERT_EQ(list.status, 200) << list.body;
         EXPECT_NE(list.body.find(id), std::string::npos) << id;
     }
-    // The events API follows one store's commit order: not over shards (yet), and it says so.
-    auto events = reads.get("/v1/events");
-    EXPECT_EQ(events.status, 501) << events.body;
-    EXPECT_NE(events.body.find("sharded"), std::string::npos);
     // The checkpoints of both shards' partitions are in the read database.
     EXPECT_TRUE(eventually([&] {
         return scalar(control_.admin_url(),
                       "SELECT count(DISTINCT partition) FROM ordo.projection_checkpoints "
                       "WHERE projection = 'inventory' AND global_position > 0") == 4;
     }));
+}
+
+// The events API over both shards: pages and the stream give every event of each shard once,
+// each shard's in its commit order, with positions that name both shards; a stream resumed
+// from an id repeats nothing; and with shard 1 down a page still gives shard 0's new events,
+// shard 1's following once it is back.
+TEST_F(ShardedStack, TheEventsApiGivesEveryShardsEventsOnceEachInItsOrder) {
+    const auto query_port = free_port();
+    auto query = serve({"query", "--insecure-no-auth"}, env_, query_port);
+    HttpClient reads{"127.0.0.1", query_port, 10s};
+    ASSERT_TRUE(eventually([&] { return healthy(reads); }));
+    const auto first = skus_on(0, 5);
+    const auto second = skus_on(1, 5);
+    for (std::size_t i = 0; i < first.size(); ++i) {
+        ASSERT_EQ(receive(first[i], "r-" + first[i]).status, 200);
+        ASSERT_EQ(receive(second[i], "r-" + second[i]).status, 200);
+    }
+    // Each event's shard from its stream; its checkpoint on that shard from its position.
+    auto shard_of = [](const json& event) {
+        return platform::partition_of(event.at("stream").get<std::string>(), kPartitions) % 2;
+    };
+    auto position = [](const std::string& token) {
+        auto p = query::FeedPosition::parse(token, {0, 1});
+        EXPECT_TRUE(p) << token;
+        return p.value_or(query::FeedPosition{{0, 1}});
+    };
+    // Pages of 3 from `after` to the end: the events, and where the last page ended.
+    auto page_all = [&](std::string after) {
+        std::vector<json> events;
+        for (int pages = 0; pages < 100; ++pages) {
+            auto r = reads.get("/v1/events?limit=3" + (after.empty() ? "" : "&after=" + after));
+            EXPECT_EQ(r.status, 200) << r.body;
+            if (r.status != 200) break;
+            auto body = r.json();
+            for (auto& e : body.at("events")) events.push_back(e);
+            const auto next = body.at("next_after").get<std::string>();
+            if (body.at("events").empty() && next == after) break;
+            after = next;
+        }
+        return std::pair{events, after};
+    };
+    auto expect_each_shard_in_order = [&](const std::vector<json>& events) {
+        std::map<int, eventstore::Checkpoint> last;
+        std::set<std::string> ids;
+        for (const auto& e : events) {
+            const int shard = shard_of(e);
+            const auto at = position(e.at("position")).at(static_cast<std::size_t>(shard));
+            EXPECT_GT(at, last[shard]) << e.dump();
+            last[shard] = at;
+            EXPECT_TRUE(ids.insert(e.at("event_id").get<std::string>()).second) << e.dump();
+        }
+    };
+    auto [events, end] = page_all("");
+    ASSERT_EQ(events.size(), 10u);
+    expect_each_shard_in_order(events);
+    EXPECT_EQ(std::count_if(events.begin(), events.end(),
+                            [&](const json& e) { return shard_of(e) == 1; }),
+              5);
+    EXPECT_EQ(end.find("0:"), 0u) << end;
+
+    // The stream from the beginning: the same events; resumed after its fourth, the rest.
+    std::vector<SseMessage> streamed;
+    {
+        SseClient stream{query_port, "/v1/events/stream"};
+        ASSERT_EQ(stream.status(), 200);
+        while (streamed.size() < 10) {
+            auto m = stream.next(20s);
+            ASSERT_TRUE(m) << "the stream stopped after " << streamed.size() << " events";
+            if (m->has_data) streamed.push_back(*m);
+        }
+    }
+    std::vector<json> streamed_events;
+    for (const auto& m : streamed) {
+        streamed_events.push_back(json::parse(m.data));
+        EXPECT_EQ(m.id, streamed_events.back().at("position")) << m.data;
+    }
+    expect_each_shard_in_order(streamed_events);
+    std::set<std::string> paged_ids, streamed_ids;
+    for (const auto& e : events) paged_ids.insert(e.at("event_id"));
+    for (const auto& e : streamed_events) streamed_ids.insert(e.at("event_id"));
+    EXPECT_EQ(paged_ids, streamed_ids);
+    {
+        SseClient resumed{query_port, "/v1/events/stream", {{"Last-Event-ID", streamed[3].id}}};
+        ASSERT_EQ(resumed.status(), 200);
+        for (std::size_t i = 4; i < streamed.size(); ++i) {
+            std::optional<SseMessage> m;
+            do m = resumed.next(20s);
+            while (m && !m->has_data);
+            ASSERT_TRUE(m);
+            EXPECT_EQ(json::parse(m->data).at("event_id"), streamed_events[i].at("event_id"));
+        }
+    }
+
+    // Shard 1 down: a page gives shard 0's new event and keeps shard 1's place.
+    take_down_second(true);
+    ASSERT_EQ(receive(first[0], "down-" + first[0]).status, 200);
+    auto [during, after_down] = page_all(end);
+    ASSERT_EQ(during.size(), 1u);
+    EXPECT_EQ(shard_of(during[0]), 0);
+    EXPECT_EQ(position(after_down).at(1), position(end).at(1));
+    take_down_second(false);
+    ASSERT_TRUE(
+        eventually([&] { return receive(second[0], "back-" + second[0]).status == 200; }, 30s));
+    auto [back, _] = page_all(after_down);
+    ASSERT_EQ(back.size(), 1u);
+    EXPECT_EQ(shard_of(back[0]), 1);
+    EXPECT_EQ(back[0].at("stream"), "inventory-" + second[0]);
 }
 
 // An id with the given prefix whose stream (`stream_of(id)`) is on `shard`.

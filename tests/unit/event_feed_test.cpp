@@ -34,8 +34,15 @@ TEST(EventSelection, AnEmptyListSelectsEverythingAndAListOnlyWhatItNames) {
     EXPECT_FALSE(both.matches(event("account", "StockReceived")));
 }
 
+// Over one store a reader's position after an event is the event's own checkpoint.
+FeedPosition after(const eventstore::RecordedEvent& e) {
+    FeedPosition p{{0}};
+    p.advance(0, e.checkpoint());
+    return p;
+}
+
 TEST(EventFeed, AnEventShowsItsPositionAsTheTokenClientsResumeFrom) {
-    auto j = event_json(event("order", "OrderPlaced"));
+    auto j = event_json(event("order", "OrderPlaced"), after(event("order", "OrderPlaced")));
     EXPECT_EQ(j.at("position"), "7001.42");
     EXPECT_EQ(j.at("stream"), "order-1");
     EXPECT_EQ(j.at("category"), "order");
@@ -69,18 +76,20 @@ TEST(EventFeed, EventsComeInTheCurrentShapeOrAsStoredWhenNewerThanKnown) {
 
 TEST(EventFeed, AnEventIsOneMessageWithItsIdAndOneDataLine) {
     auto e = event("order", "OrderPlaced");
-    auto text = sse_event(e);
+    auto text = sse_event(e, after(e));
     ASSERT_EQ(text.rfind("id: 7001.42\ndata: ", 0), 0U) << text;
     ASSERT_EQ(text.substr(text.size() - 2), "\n\n");
     auto data = text.substr(std::string{"id: 7001.42\ndata: "}.size());
     data.resize(data.size() - 2);
     // A line break inside the payload is escaped: the data is one line.
     EXPECT_EQ(data.find('\n'), std::string::npos);
-    EXPECT_EQ(nlohmann::json::parse(data), event_json(e));
+    EXPECT_EQ(nlohmann::json::parse(data), event_json(e, after(e)));
 }
 
 TEST(EventFeed, HeartbeatsAndTheEndDispatchNoEventMessage) {
-    EXPECT_EQ(sse_heartbeat({9, 10}), ": heartbeat\nid: 9.10\n\n");
+    FeedPosition at{{0}};
+    at.advance(0, {9, 10});
+    EXPECT_EQ(sse_heartbeat(at), ": heartbeat\nid: 9.10\n\n");
     EXPECT_EQ(sse_retry(2000), "retry: 2000\n\n");
     auto end = sse_end("slow_consumer", "too \"slow\"");
     ASSERT_EQ(end.rfind("event: end\ndata: ", 0), 0U);
@@ -89,6 +98,68 @@ TEST(EventFeed, HeartbeatsAndTheEndDispatchNoEventMessage) {
     auto j = nlohmann::json::parse(data);
     EXPECT_EQ(j.at("type"), "slow_consumer");
     EXPECT_EQ(j.at("detail"), "too \"slow\"");
+}
+
+TEST(FeedPosition, OverOneStoreItIsTheCheckpointsTokenAndOverShardsOnePerShard) {
+    FeedPosition one{{0}};
+    EXPECT_EQ(one.token(), "0.0");
+    one.advance(0, {812, 40});
+    one.advance(0, {700, 90});  // never back
+    EXPECT_EQ(one.token(), "812.40");
+    EXPECT_EQ(FeedPosition::parse("812.40", {0}), one);
+
+    FeedPosition two{{1, 0}};
+    EXPECT_EQ(two.shards(), (std::vector<int>{0, 1}));
+    two.advance(1, {77, 9});
+    EXPECT_EQ(two.token(), "0:0.0,1:77.9");
+    EXPECT_EQ(FeedPosition::parse("0:0.0,1:77.9", {0, 1}), two);
+    // Shards left out start at the beginning; a plain checkpoint is shard 0's.
+    EXPECT_EQ(FeedPosition::parse("1:77.9", {0, 1}), two);
+    auto plain = FeedPosition::parse("812.40", {0, 1});
+    ASSERT_TRUE(plain);
+    EXPECT_EQ(plain->at(0), (eventstore::Checkpoint{812, 40}));
+    EXPECT_EQ(plain->at(1), eventstore::Checkpoint{});
+}
+
+TEST(FeedPosition, RefusesAMalformedTokenAShardTwiceOrOneNotRead) {
+    for (const char* bad : {"", "x", "0:1.2,", ",0:1.2", "0:1.2,0:3.4", "2:1.2", "0:1.2;1:3.4",
+                            "-1:1.2", "0:1.-2", "0:1.2,1:"}) {
+        EXPECT_FALSE(FeedPosition::parse(bad, {0, 1})) << bad;
+    }
+    EXPECT_FALSE(FeedPosition::parse(std::string(FeedPosition::kMaxTokenSize + 1, '1'), {0}));
+    EXPECT_THROW(FeedPosition({0, 0}), std::invalid_argument);
+    EXPECT_THROW(FeedPosition({}), std::invalid_argument);
+}
+
+eventstore::RecordedEvent at(std::uint64_t txid, std::int64_t position, std::string recorded) {
+    auto e = event("order", "OrderPlaced");
+    e.transaction_id = txid;
+    e.position = position;
+    e.recorded_at = std::move(recorded);
+    return e;
+}
+
+TEST(MergeReads, TakesTheEarliestRecordedKeepingEachShardsCommitOrderAndGoesOnFromWhatItTook) {
+    const FeedPosition from{{0, 1}};
+    // Shard 0's second event was recorded before its first (its transaction started first
+    // but committed later): it still comes after it.
+    std::vector<ShardRead> reads{{{at(10, 1, "T03"), at(11, 2, "T01"), at(12, 3, "T06")}, {12, 3}},
+                                 {{at(5, 1, "T02"), at(6, 2, "T04"), at(7, 3, "T05")}, {7, 3}}};
+    auto page = merge_reads(from, reads, 4);
+    std::vector<std::string> order;
+    for (const auto& [e, p] : page.events) order.push_back(e.recorded_at + "@" + p.token());
+    // T01 (shard 0's 2nd) brings shard 0's 1st before it; then T02 of shard 1, then T04.
+    EXPECT_EQ(order, (std::vector<std::string>{"T03@0:10.1,1:0.0", "T01@0:11.2,1:0.0",
+                                               "T02@0:11.2,1:5.1", "T04@0:11.2,1:6.2"}));
+    EXPECT_EQ(page.next.token(), "0:11.2,1:6.2");
+    // Everything taken: each shard goes on from how far it read, past what it filtered out.
+    auto all = merge_reads(from, {{{at(10, 1, "T1")}, {40, 9}}, {{}, {8, 8}}}, 10);
+    EXPECT_EQ(all.events.size(), 1u);
+    EXPECT_EQ(all.next.token(), "0:40.9,1:8.8");
+    // A shard that read nothing (or could not be read) keeps its place.
+    FeedPosition later{{0, 1}};
+    later.advance(1, {3, 3});
+    EXPECT_EQ(merge_reads(later, {{{}, {}}, {{}, {3, 3}}}, 10).next, later);
 }
 
 }  // namespace
