@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark in turn (`./ordo.sh bench`), then one table: what each measured beside the
 # baseline it measured in the same run (raw INSERT, raw COPY, raw JetStream async publishing,
-# the append rate REST is held to, the peer event stores when bench/append ran them) and the
-# latency percentiles beside their goals. Each benchmark's whole output (hop tables included) stays in
+# the append rate REST is held to, the peer event stores when bench/append ran them, an idle
+# stack at 16 partitions) and the latency percentiles beside their goals. Each benchmark's whole output (hop tables included) stays in
 # .ordo/bench/<UTC time>/. ORDO_BENCH_ONLY="append sagas" runs a subset; every benchmark
 # keeps its own settings (ORDO_BENCH_SECONDS, ORDO_BENCH_ORDERS, ...). The rebuild benchmark
 # runs on ORDO_BENCH_EVENTS (here 200,000 unless set) without its slow per-event variant.
@@ -10,7 +10,7 @@ set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-all="append commands freshness sagas rebuild relay"
+all="append commands freshness sagas rebuild relay idle"
 only=${ORDO_BENCH_ONLY:-$all}
 for b in $only; do
     [[ " $all " == *" $b "* ]] || { echo "ORDO_BENCH_ONLY: one or more of: $all (not $b)" >&2; exit 2; }
@@ -90,6 +90,16 @@ for b in $only; do
                 /^raw COPY/ { copy = $4 }
                 /^(ordo rebuild|raw multi-row)/ { printf fmt, "rebuild", $1, $4 " rows/s", "raw COPY " copy " rows/s", $5 }
                 ' "$file"
+            ;;
+        idle)
+            awk -v fmt='%-10s %-40s %18s  %-30s %7s\n' '
+                / partitions \/ / {
+                    base = $4
+                    sub(":", "", base)
+                    ratio = $10
+                    sub(";", "", ratio)
+                    if ($1 != base) printf fmt, "idle", "idle transactions/s, " $1 " partitions", $6, base " partitions: " $8, ratio
+                }' "$file"
             ;;
     esac
 done
