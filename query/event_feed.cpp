@@ -81,9 +81,8 @@ FeedPage merge_reads(const FeedPosition& from, std::vector<ShardRead> reads, std
     std::vector<std::pair<std::size_t, std::size_t>> taken;
     for (const auto& [s, e] : order) {
         if (taken.size() == limit) break;
-        for (; next[s] <= e; ++next[s]) taken.emplace_back(s, next[s]);
+        for (; next[s] <= e && taken.size() < limit; ++next[s]) taken.emplace_back(s, next[s]);
     }
-    if (taken.size() > limit) taken.resize(limit);
     std::fill(next.begin(), next.end(), 0);
     FeedPage page{{}, from};
     for (const auto& [s, e] : taken) {
@@ -115,9 +114,11 @@ bool EventSelection::matches(const eventstore::RecordedEvent& event) const {
     return selected(categories, event.category) && selected(types, event.type);
 }
 
-nlohmann::json event_json(const eventstore::RecordedEvent& event, const FeedPosition& position) {
-    return {{"position", position.token()},
-            {"stream", event.stream_id},
+namespace {
+
+// Every field event_json shows but the position.
+nlohmann::json event_fields(const eventstore::RecordedEvent& event) {
+    return {{"stream", event.stream_id},
             {"category", event.category},
             {"version", event.version},
             {"type", event.type},
@@ -128,9 +129,27 @@ nlohmann::json event_json(const eventstore::RecordedEvent& event, const FeedPosi
             {"recorded_at", event.recorded_at}};
 }
 
-std::string sse_event(const eventstore::RecordedEvent& event, const FeedPosition& position) {
+}  // namespace
+
+nlohmann::json event_json(const eventstore::RecordedEvent& event, const FeedPosition& position) {
+    auto j = event_fields(event);
+    j["position"] = position.token();
+    return j;
+}
+
+std::string sse_body(const eventstore::RecordedEvent& event) {
+    return dump(event_fields(event));
+}
+
+std::string sse_event(std::string_view body, const FeedPosition& position) {
     const auto id = position.token();
-    return "id: " + id + "\ndata: " + dump(event_json(event, position)) + "\n\n";
+    // `body` is an object with fields: "{" then at least one.
+    return "id: " + id + "\ndata: {\"position\":" + dump(id) + "," + std::string{body.substr(1)} +
+           "\n\n";
+}
+
+std::string sse_event(const eventstore::RecordedEvent& event, const FeedPosition& position) {
+    return sse_event(sse_body(event), position);
 }
 
 std::string sse_heartbeat(const FeedPosition& position) {

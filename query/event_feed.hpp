@@ -14,6 +14,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "eventstore/events.hpp"
+#include "eventstore/shard_map.hpp"
 #include "eventstore/upcasting.hpp"
 
 namespace ordo::query {
@@ -35,7 +36,8 @@ struct EventSelection {
 // store is sharded (shard 0 is the store it read).
 class FeedPosition {
    public:
-    static constexpr std::size_t kMaxTokenSize = 2048;
+    // Room for a checkpoint of each of the most shards a map may have (56 bytes each).
+    static constexpr std::size_t kMaxTokenSize = std::size_t{eventstore::kMaxShards} * 56;
 
     // Every one of `shards` (ids, each once) at the beginning.
     explicit FeedPosition(std::vector<int> shards);
@@ -98,6 +100,11 @@ nlohmann::json event_json(const eventstore::RecordedEvent& event, const FeedPosi
 // An event: "id: <position>" and its JSON as data, the default message type. A client that
 // reconnects sends the last id it saw as Last-Event-ID and resumes just after it.
 std::string sse_event(const eventstore::RecordedEvent& event, const FeedPosition& position);
+// The same in two steps, for an event sent to many readers, each at its own position: its
+// JSON without the position, made once (sse_body), then each reader's message of it. The
+// data is event_json's, its position first.
+std::string sse_body(const eventstore::RecordedEvent& event);
+std::string sse_event(std::string_view body, const FeedPosition& position);
 // A heartbeat: a comment, and the position the stream has read up to as its id. It
 // dispatches no event, but a client's last event id moves on, so a filtered stream does not
 // read again on reconnect what it has skipped already. Sent while nothing else is.

@@ -1,6 +1,8 @@
 #include "query/events_api.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <future>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -21,6 +23,9 @@ using platform::http::Access;
 using platform::http::FieldError;
 using platform::http::Request;
 using platform::http::Response;
+
+// How long a shard whose read failed is not read for pages.
+constexpr std::chrono::seconds kResting{5};
 
 // A failure of a shard's database (Unavailable, or an error pg::classify calls transient),
 // as against a bug.
@@ -48,6 +53,7 @@ EventsApi::EventsApi(std::vector<Subscriptions::Source> sources, Subscriptions& 
       log_{std::move(log)} {
     std::sort(sources_.begin(), sources_.end(),
               [](const auto& a, const auto& b) { return a.shard < b.shard; });
+    resting_until_ = std::make_unique<std::atomic<std::int64_t>[]>(sources_.size());
 }
 
 void EventsApi::register_routes(platform::http::Router& router) {
@@ -64,10 +70,13 @@ Response EventsApi::page(Request& request) {
     auto limit = in.integer("limit", 1, kMaxLimit, kDefaultLimit);
     in.only({"after", "category", "type", "limit"});
     if (!errors.empty()) return invalid(std::move(errors));
-    std::vector<ShardRead> reads(sources_.size());
-    std::size_t read = 0;
-    std::exception_ptr failure;
-    for (std::size_t i = 0; i < sources_.size(); ++i) {
+    // One shard's read, or its failure (a bug is thrown on).
+    struct Outcome {
+        ShardRead read;
+        std::exception_ptr failure;
+    };
+    auto read_shard = [&](std::size_t i) {
+        Outcome out;
         try {
             sources_[i].pool->transact<pqxx::nontransaction>([&](auto& tx) {
                 // Everything up to the head is committed and stays as it is: the page and
@@ -78,19 +87,50 @@ Response EventsApi::page(Request& request) {
                 auto selected_read = EventStore::read_selected(
                     tx, after.at(i), head, selected.categories, selected.types,
                     static_cast<std::size_t>(limit), kMaxScan);
-                reads[i] = {std::move(selected_read.events), selected_read.read_to};
+                out.read = {std::move(selected_read.events), selected_read.read_to};
             });
-            ++read;
         } catch (const std::exception& e) {
-            failure = std::current_exception();
-            if (!dependency_failed(failure)) throw;
-            // Its place is kept (read_to stays where the reader is).
-            reads[i] = {{}, after.at(i)};
+            out.failure = std::current_exception();
+            if (!dependency_failed(out.failure)) throw;
             log_.warn("a shard's events could not be read for a page",
                       {{"shard", sources_[i].shard}, {"error", e.what()}});
         }
+        return out;
+    };
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    std::vector<std::future<Outcome>> pending(sources_.size());
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+        if (resting_until_[i].load() > now) continue;
+        // The first shard on this thread, the others each on one of their own.
+        pending[i] = std::async(i == 0 ? std::launch::deferred : std::launch::async, read_shard, i);
+    }
+    std::vector<ShardRead> reads(sources_.size());
+    std::size_t read = 0;
+    std::exception_ptr failure;
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+        // A shard not read keeps its place (its read_to is where the reader is).
+        reads[i].read_to = after.at(i);
+        if (!pending[i].valid()) continue;
+        auto outcome = pending[i].get();
+        if (outcome.failure) {
+            failure = outcome.failure;
+            // Over one store there are no others to serve meanwhile: every page tries it.
+            if (sources_.size() > 1) {
+                resting_until_[i] =
+                    (std::chrono::steady_clock::now() + kResting).time_since_epoch().count();
+            }
+            continue;
+        }
+        reads[i] = std::move(outcome.read);
+        ++read;
     }
     if (read == 0) {
+        if (!failure) {
+            auto busy = platform::http::problem(
+                503, "unavailable", "no shard of the event store can be read now; retry shortly");
+            busy.headers.emplace_back("Retry-After", "5");
+            return busy;
+        }
         try {
             std::rethrow_exception(failure);
         } catch (...) {

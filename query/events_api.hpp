@@ -3,6 +3,9 @@
 // a sharded store: every shard's events, each shard's in its own commit order.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "platform/core/log.hpp"
@@ -28,9 +31,11 @@ namespace ordo::query {
 // EventSource sends it.
 //
 // Over shards a position names a checkpoint per shard (FeedPosition), and a page holds the
-// earliest recorded of what each shard has next (merge_reads). A shard that cannot be read
-// keeps its place: the page holds the others' events, and that shard's follow once it is
-// back. Only when no shard can be read is the answer 503.
+// earliest recorded of what each shard has next (merge_reads). The shards are read at once,
+// each on its own thread. A shard that cannot be read keeps its place: the page holds the
+// others' events, and that shard's follow once it is back. Its reads then rest a few seconds,
+// so a shard whose host does not answer does not hold every page for a connect timeout. Only
+// when no shard can be read is the answer 503.
 //
 // `sources` are the subscriptions', with pools of the query role prepared with
 // EventStore::prepare_reader.
@@ -53,6 +58,8 @@ class EventsApi {
     platform::http::Response stream(platform::http::Request& request);
 
     std::vector<Subscriptions::Source> sources_;  // in shard order
+    // Per source: the steady clock's count until which it is not read (after a failure).
+    std::unique_ptr<std::atomic<std::int64_t>[]> resting_until_;
     Subscriptions& subscriptions_;
     const eventstore::Upcasters* upcasters_;
     platform::Logger log_;

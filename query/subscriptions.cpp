@@ -38,13 +38,23 @@ struct Subscriber {
     Clock::time_point progress_at;  // when bytes were last written (or none were waiting)
 };
 
+// How long a source whose read failed is left alone, at first and at most: a shard whose host
+// does not answer costs a connect timeout per read, which must not hold up the others'
+// subscribers every round.
+constexpr std::chrono::milliseconds kFirstBackoff{1000};
+constexpr std::chrono::milliseconds kMaxBackoff{5000};
+
 // A shard the subscriptions read, and the thread's state of it.
 struct SourceState {
     int shard;
     platform::pg::Pool* pool;
     std::string listen_url;
     std::optional<Checkpoint> head;  // the newest event read below its horizon
-    std::unique_ptr<eventstore::AppendListener> listener;
+    // After a failed read: not read again before `retry_at`, the wait doubling each time.
+    Clock::time_point retry_at{};
+    std::chrono::milliseconds backoff{0};
+
+    bool resting(Clock::time_point now) const { return now < retry_at; }
 };
 
 std::vector<SourceState> sorted(std::vector<Subscriptions::Source> sources) {
@@ -53,7 +63,7 @@ std::vector<SourceState> sorted(std::vector<Subscriptions::Source> sources) {
     std::vector<SourceState> out;
     for (auto& source : sources) {
         if (source.pool == nullptr) throw std::invalid_argument("a source without a pool");
-        out.push_back({source.shard, source.pool, std::move(source.listen_url), {}, {}});
+        out.push_back({source.shard, source.pool, std::move(source.listen_url), {}, {}, {}});
     }
     return out;
 }
@@ -109,16 +119,18 @@ struct Subscriptions::Impl {
     void read_live(std::size_t i, bool& more, bool& advanced);
     // Source `i`'s next page of subscriber `s`'s selection; false when it has too much unsent.
     bool catch_up(Subscriber& s, std::size_t i, bool& more);
+    // A read of source `i` failed: it rests, longer each time; read() ends the rest.
+    void source_failed(std::size_t i, const char* what, const std::exception& e);
+    void source_read(std::size_t i);
     void fan_out(std::size_t i, const std::vector<eventstore::RecordedEvent>& events,
                  Checkpoint up_to);
     void send(Subscriber& s, std::string bytes, Clock::time_point now);
     void end(Subscriber& s, const char* reason, const char* type, const std::string& detail);
-    void failed(const char* what, const std::exception& e);
     // as_current, counted and logged when the event must go as stored.
     eventstore::RecordedEvent current(eventstore::RecordedEvent event);
     void police(Clock::time_point now);
 
-    // In shard order, as FeedPosition keeps its shards. head and listener are the thread's.
+    // In shard order, as FeedPosition keeps its shards. Their state is the thread's.
     std::vector<SourceState> sources_;
     const eventstore::Upcasters* upcasters_;
     const Options options_;
@@ -139,6 +151,10 @@ struct Subscriptions::Impl {
 
     // The thread's own.
     std::vector<std::shared_ptr<Subscriber>> subscribers_;
+    std::size_t rounds_ = 0;  // which source a subscriber catching up reads first
+    // One per source; after mutex_ and cv_, which their callbacks (wake) use, so that they
+    // go first.
+    std::vector<std::unique_ptr<eventstore::AppendListener>> listeners_;
     std::thread thread_;
 };
 
@@ -165,9 +181,9 @@ Subscriptions::Subscriptions(std::vector<Source> sources, const eventstore::Upca
     Impl* impl = impl_.get();
     (void)impl->start();  // one source or more, each shard once
     for (auto& source : impl_->sources_) {
-        source.listener = std::make_unique<eventstore::AppendListener>(
+        impl_->listeners_.push_back(std::make_unique<eventstore::AppendListener>(
             source.listen_url, impl_->log_.with_component("subscriptions.listen"),
-            eventstore::AppendNotifier::kChannel, [impl] { impl->wake(); });
+            eventstore::AppendNotifier::kChannel, [impl] { impl->wake(); }));
     }
     impl_->thread_ = std::thread{[impl] { impl->run(); }};
 }
@@ -227,7 +243,7 @@ void Subscriptions::stop() {
     }
     impl_->cv_.notify_one();
     if (impl_->thread_.joinable()) impl_->thread_.join();
-    for (auto& source : impl_->sources_) source.listener.reset();
+    impl_->listeners_.clear();
 }
 
 void Subscriptions::Impl::run() {
@@ -274,12 +290,22 @@ void Subscriptions::Impl::run() {
 
 // One round: for each source, the live share in one read for all; then a bounded read for
 // each subscriber catching up that has room, each on its own so that one failing read holds
-// up no other.
+// up no other. A source whose read failed rests (source_failed) and is not read meanwhile;
+// its subscribers keep their place in it. Which source a subscriber catching up reads first
+// turns each round, so that one shard's backlog cannot keep another's waiting.
 void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_room) {
-    for (std::size_t i = 0; i < sources_.size(); ++i) read_live(i, more, advanced);
+    const auto n = sources_.size();
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!sources_[i].resting(Clock::now())) read_live(i, more, advanced);
+    }
+    const auto first = rounds_++ % n;
     for (auto& s : subscribers_) {
-        for (std::size_t i = 0; i < sources_.size(); ++i) {
-            if (s->live[i] || s->stream->ended() || !sources_[i].head) continue;
+        for (std::size_t k = 0; k < n; ++k) {
+            const auto i = (first + k) % n;
+            if (s->live[i] || s->stream->ended() || !sources_[i].head ||
+                sources_[i].resting(Clock::now())) {
+                continue;
+            }
             if (!catch_up(*s, i, more)) {
                 waiting_for_room = true;
                 break;
@@ -310,11 +336,31 @@ void Subscriptions::Impl::read_live(std::size_t i, bool& more, bool& advanced) {
                 more = more || full;
             }
         });
+        source_read(i);
     } catch (const std::exception& e) {
         // The shard is away: subscribers keep their place and get heartbeats, and the other
         // shards go on.
-        failed("reading live events for subscribers failed", e);
+        source_failed(i, "reading live events for subscribers failed", e);
     }
+}
+
+void Subscriptions::Impl::source_failed(std::size_t i, const char* what, const std::exception& e) {
+    auto& source = sources_[i];
+    if (read_failures_) read_failures_->inc();
+    if (source.backoff.count() == 0) {
+        log_.warn(what, {{"shard", source.shard}, {"error", e.what()}});
+    }
+    source.backoff = std::clamp(source.backoff * 2, kFirstBackoff, kMaxBackoff);
+    source.retry_at = Clock::now() + source.backoff;
+}
+
+void Subscriptions::Impl::source_read(std::size_t i) {
+    auto& source = sources_[i];
+    if (source.backoff.count() > 0) {
+        log_.info("a shard's events can be read again", {{"shard", source.shard}});
+    }
+    source.backoff = std::chrono::milliseconds{0};
+    source.retry_at = {};
 }
 
 bool Subscriptions::Impl::catch_up(Subscriber& s, std::size_t i, bool& more) {
@@ -360,8 +406,9 @@ bool Subscriptions::Impl::catch_up(Subscriber& s, std::size_t i, bool& more) {
                 more = true;
             }
         });
+        source_read(i);
     } catch (const std::exception& e) {
-        failed("reading events for a subscriber catching up failed", e);
+        source_failed(i, "reading events for a subscriber catching up failed", e);
     }
     return had_room;
 }
@@ -375,21 +422,15 @@ eventstore::RecordedEvent Subscriptions::Impl::current(eventstore::RecordedEvent
                       });
 }
 
-void Subscriptions::Impl::failed(const char* what, const std::exception& e) {
-    if (read_failures_) read_failures_->inc();
-    log_.warn(what, {{"error", e.what()}});
-}
-
 // Each live subscriber's selection of what committed on source `i` after its head, up to
 // `up_to`; a subscriber that started ahead of the head (it resumed from a position another
-// replica or a page gave it) skips what it has. Over one source every subscriber's message
-// for an event is the same, and is framed once.
+// replica or a page gave it) skips what it has. An event's JSON is made once, whoever gets
+// it; each message then adds the subscriber's own position.
 void Subscriptions::Impl::fan_out(std::size_t i,
                                   const std::vector<eventstore::RecordedEvent>& events,
                                   Checkpoint up_to) {
     const auto now = Clock::now();
-    const bool shared_framing = sources_.size() == 1;
-    std::vector<std::string> framed(events.size());
+    std::vector<std::string> bodies(events.size());
     for (auto& s : subscribers_) {
         if (!s->live[i] || s->stream->ended()) continue;
         std::size_t sent = 0;
@@ -398,12 +439,8 @@ void Subscriptions::Impl::fan_out(std::size_t i,
                 continue;
             }
             s->position.advance(i, events[e].checkpoint());
-            if (!shared_framing) {
-                send(*s, sse_event(events[e], s->position), now);
-            } else {
-                if (framed[e].empty()) framed[e] = sse_event(events[e], s->position);
-                send(*s, framed[e], now);
-            }
+            if (bodies[e].empty()) bodies[e] = sse_body(events[e]);
+            send(*s, sse_event(bodies[e], s->position), now);
             ++sent;
         }
         s->position.advance(i, up_to);

@@ -312,38 +312,59 @@ TEST_F(ShardedStack, TheEventsApiGivesEveryShardsEventsOnceEachInItsOrder) {
               5);
     EXPECT_EQ(end.find("0:"), 0u) << end;
 
-    // The stream from the beginning: the same events; resumed after its fourth, the rest.
+    // The stream from the beginning: the same events, caught up with; then one more on each
+    // shard, live.
+    SseClient stream{query_port, "/v1/events/stream"};
+    ASSERT_EQ(stream.status(), 200);
     std::vector<SseMessage> streamed;
-    {
-        SseClient stream{query_port, "/v1/events/stream"};
-        ASSERT_EQ(stream.status(), 200);
-        while (streamed.size() < 10) {
+    auto stream_until = [&](std::size_t count) {
+        while (streamed.size() < count) {
             auto m = stream.next(20s);
-            ASSERT_TRUE(m) << "the stream stopped after " << streamed.size() << " events";
+            if (!m) return false;
             if (m->has_data) streamed.push_back(*m);
         }
-    }
+        return true;
+    };
+    ASSERT_TRUE(stream_until(10)) << "the stream stopped after " << streamed.size() << " events";
+    ASSERT_EQ(receive(first[1], "live-" + first[1]).status, 200);
+    ASSERT_EQ(receive(second[1], "live-" + second[1]).status, 200);
+    ASSERT_TRUE(stream_until(12)) << "no live events came from both shards";
     std::vector<json> streamed_events;
-    for (const auto& m : streamed) {
-        streamed_events.push_back(json::parse(m.data));
-        EXPECT_EQ(m.id, streamed_events.back().at("position")) << m.data;
-    }
+    for (const auto& m : streamed) streamed_events.push_back(json::parse(m.data));
     expect_each_shard_in_order(streamed_events);
     std::set<std::string> paged_ids, streamed_ids;
     for (const auto& e : events) paged_ids.insert(e.at("event_id"));
-    for (const auto& e : streamed_events) streamed_ids.insert(e.at("event_id"));
+    for (std::size_t i = 0; i < 10; ++i) streamed_ids.insert(streamed_events[i].at("event_id"));
     EXPECT_EQ(paged_ids, streamed_ids);
-    {
-        SseClient resumed{query_port, "/v1/events/stream", {{"Last-Event-ID", streamed[3].id}}};
-        ASSERT_EQ(resumed.status(), 200);
-        for (std::size_t i = 4; i < streamed.size(); ++i) {
-            std::optional<SseMessage> m;
-            do m = resumed.next(20s);
-            while (m && !m->has_data);
-            ASSERT_TRUE(m);
-            EXPECT_EQ(json::parse(m->data).at("event_id"), streamed_events[i].at("event_id"));
-        }
+    EXPECT_EQ(streamed_events[10].at("stream").get<std::string>().substr(10),
+              shard_of(streamed_events[10]) == 0 ? first[1] : second[1]);
+    EXPECT_NE(shard_of(streamed_events[10]), shard_of(streamed_events[11]));
+    // Resumed from an id halfway, which names a place in both shards: each shard's events
+    // after it, in its order, and nothing else.
+    auto per_shard = [&](auto begin, auto end) {
+        std::map<int, std::vector<std::string>> out;
+        for (auto it = begin; it != end; ++it) out[shard_of(*it)].push_back(it->at("event_id"));
+        return out;
+    };
+    const std::size_t half = 6;
+    const auto expected = per_shard(streamed_events.begin() + half + 1, streamed_events.end());
+    SseClient resumed{query_port, "/v1/events/stream", {{"Last-Event-ID", streamed[half].id}}};
+    ASSERT_EQ(resumed.status(), 200);
+    std::vector<json> rest;
+    while (rest.size() < streamed.size() - half - 1) {
+        auto m = resumed.next(20s);
+        ASSERT_TRUE(m) << "the resumed stream stopped after " << rest.size() << " events";
+        if (m->has_data) rest.push_back(json::parse(m->data));
     }
+    EXPECT_EQ(per_shard(rest.begin(), rest.end()), expected);
+    // Nothing more was queued: the next message is an event appended now.
+    ASSERT_EQ(receive(first[2], "next-" + first[2]).status, 200);
+    std::optional<SseMessage> next;
+    do next = resumed.next(20s);
+    while (next && !next->has_data);
+    ASSERT_TRUE(next);
+    EXPECT_EQ(json::parse(next->data).at("stream"), "inventory-" + first[2]);
+    end = page_all(end).second;
 
     // Shard 1 down: a page gives shard 0's new event and keeps shard 1's place.
     take_down_second(true);
@@ -355,10 +376,28 @@ TEST_F(ShardedStack, TheEventsApiGivesEveryShardsEventsOnceEachInItsOrder) {
     take_down_second(false);
     ASSERT_TRUE(
         eventually([&] { return receive(second[0], "back-" + second[0]).status == 200; }, 30s));
-    auto [back, _] = page_all(after_down);
+    // The shard's reads rest a few seconds after it failed; then its event comes.
+    std::vector<json> back;
+    std::string from = after_down;
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto [more, next] = page_all(from);
+            back.insert(back.end(), more.begin(), more.end());
+            from = next;
+            return !back.empty();
+        },
+        30s));
     ASSERT_EQ(back.size(), 1u);
     EXPECT_EQ(shard_of(back[0]), 1);
     EXPECT_EQ(back[0].at("stream"), "inventory-" + second[0]);
+    // The stream opened at the start went on through it all: shard 0's events while shard 1
+    // was down, shard 1's once it was back.
+    ASSERT_TRUE(stream_until(15)) << "the stream stopped after " << streamed.size() << " events";
+    std::vector<std::string> later;
+    for (std::size_t i = 12; i < 15; ++i)
+        later.push_back(json::parse(streamed[i].data).at("stream"));
+    EXPECT_EQ(later, (std::vector<std::string>{"inventory-" + first[2], "inventory-" + first[0],
+                                               "inventory-" + second[0]}));
 }
 
 // An id with the given prefix whose stream (`stream_of(id)`) is on `shard`.

@@ -84,6 +84,15 @@ TEST(EventFeed, AnEventIsOneMessageWithItsIdAndOneDataLine) {
     // A line break inside the payload is escaped: the data is one line.
     EXPECT_EQ(data.find('\n'), std::string::npos);
     EXPECT_EQ(nlohmann::json::parse(data), event_json(e, after(e)));
+    // Made in two steps (once for many readers), each reader's position in it.
+    FeedPosition two{{0, 1}};
+    two.advance(1, {3, 4});
+    const auto shared = sse_event(sse_body(e), two);
+    ASSERT_EQ(shared.rfind("id: 0:0.0,1:3.4\ndata: ", 0), 0U) << shared;
+    auto shared_data = shared.substr(std::string{"id: 0:0.0,1:3.4\ndata: "}.size());
+    shared_data.resize(shared_data.size() - 2);
+    EXPECT_EQ(nlohmann::json::parse(shared_data), event_json(e, two));
+    EXPECT_EQ(sse_event(e, two), shared);
 }
 
 TEST(EventFeed, HeartbeatsAndTheEndDispatchNoEventMessage) {
@@ -156,6 +165,11 @@ TEST(MergeReads, TakesTheEarliestRecordedKeepingEachShardsCommitOrderAndGoesOnFr
     auto all = merge_reads(from, {{{at(10, 1, "T1")}, {40, 9}}, {{}, {8, 8}}}, 10);
     EXPECT_EQ(all.events.size(), 1u);
     EXPECT_EQ(all.next.token(), "0:40.9,1:8.8");
+    // A page of one: shard 0's first event, brought by its second, recorded earliest.
+    auto one = merge_reads(from, reads, 1);
+    ASSERT_EQ(one.events.size(), 1u);
+    EXPECT_EQ(one.events[0].first.recorded_at, "T03");
+    EXPECT_EQ(one.next.token(), "0:10.1,1:0.0");
     // A shard that read nothing (or could not be read) keeps its place.
     FeedPosition later{{0, 1}};
     later.advance(1, {3, 3});
