@@ -72,6 +72,11 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     } else {
         for (const auto& shard : map.shards()) {
             const auto url = eventstore::shard_url(options.database_url, shard);
+            if (url == options.database_url) {
+                // The read database is this shard too (shard 0 of `ordo dev --shards`).
+                sources.push_back({shard.id, &pool, url});
+                continue;
+            }
             shard_pools.push_back(std::make_unique<platform::pg::Pool>(platform::pg::PoolOptions{
                 .url = url,
                 .size = options.pool_size,
