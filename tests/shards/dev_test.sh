@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `ordo dev --shards 2` end to end: two PostgreSQL clusters and a relay for each, the map
-# written once, the README's order flow with its streams spread over both shards, tokens that
-# name their shard, `ordo shards list`, one shard's cluster killed and restarted (its streams'
-# commands refused meanwhile, the other's going on), a partition moved between the shards
-# under the running services, and one SIGTERM stopping everything.
+# written once, the README's order flow with its streams spread over both shards (and the
+# events API giving both shards' events), tokens that name their shard, `ordo shards list`,
+# one shard's cluster killed and restarted (its streams' commands refused meanwhile, the
+# other's going on), a partition moved between the shards under the running services, and
+# one SIGTERM stopping everything.
 #
 #   tests/shards/dev_test.sh <ordo binary>
 set -euo pipefail
@@ -64,6 +65,13 @@ confirmed() { curl -sf --max-time 5 "$query_api/v1/orders/o-1" | grep -q '"statu
 until_true 60 "the order confirmed" confirmed
 available() { curl -sf --max-time 5 "$query_api/v1/inventory/sku-1" | grep -q '"available":3'; }
 until_true 30 "the stock reserved" available
+# The events API reads both shards: a page's position names each.
+events=$(curl -sf --max-time 10 "$query_api/v1/events?limit=1000") || fail "GET /v1/events"
+grep -q '"next_after":"0:[0-9]*\.[0-9]*,1:[0-9]*\.[0-9]*"' <<<"$events" ||
+    fail "the events API's position does not name both shards: ${events: -200}"
+for stream in inventory-sku-1 account-acct-1; do
+    grep -q "\"stream\":\"$stream\"" <<<"$events" || fail "the events API lacks $stream: ${events: -400}"
+done
 
 set -a
 # shellcheck disable=SC1091
