@@ -140,6 +140,7 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     // Several shards: the first map spreads the partitions over the stack's clusters (each
     // migrated by it), unless it is written already. One: no map of several may be written
     // (its other shards' clusters would not run).
+    std::vector<int> relayed_shards{0};  // the shards the map names, each with its relay
     if (options.shards == 1) {
         if (int rc = refuse_other_shard_count(*platform::env("ORDO_MIGRATOR_URL"), 1, log);
             rc != 0) {
@@ -164,6 +165,13 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
                 "spread by a new map: start with --fresh)");
             stop_stack();
             return rc;
+        }
+        try {
+            relayed_shards = mapped_shards(shards.database_url);
+        } catch (const std::exception& e) {
+            log.error("the shard map could not be read", {{"error", e.what()}});
+            stop_stack();
+            return 1;
         }
     }
     const bool open_api = !platform::env("ORDO_API_TOKENS_FILE");
@@ -211,7 +219,8 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
             auto address = platform::env("ORDO_RELAY_ADDR").value_or("127.0.0.1:8090");
             const auto colon = address.rfind(':');
             const int port = std::stoi(address.substr(colon + 1));
-            for (int shard = 0; shard < options.shards; ++shard) {
+            // A relay per shard the map names: one that moves emptied has nothing to publish.
+            for (int shard : relayed_shards) {
                 auto instance = argv;
                 instance.insert(instance.end(),
                                 {"--shard", std::to_string(shard), "--address",

@@ -580,6 +580,9 @@ int main(int argc, char** argv) {
         ->add_option("--shard", shards_options.shards,
                      "<id>=<host[:port][,host[:port]...]>/<database>, once per shard")
         ->required();
+    shards_init->add_flag("--if-absent", shards_options.if_absent,
+                          "No error when the store's map is written already over these shards "
+                          "(for a deploy step run at every release)");
     auto* shards_list =
         shards->add_subcommand("list", "Show the partitions, size and relay leader of each shard");
     shards_list->add_flag("--json", shards_options.json, "One JSON object");

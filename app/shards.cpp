@@ -1,6 +1,7 @@
 // `ordo shards`: writing a store's first shard map, moving partitions between shards, and
 // showing the map with each shard's size and relay leader.
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -58,6 +59,26 @@ void fence_foreign(pqxx::transaction_base& shard_txn, const eventstore::ShardMap
     }
 }
 
+// Whether `asked` (the shards `shards init` is given) names the store `written` is the map
+// of: the same partition count, every shard of the map among them, and any other one a shard
+// this store registered that moves have emptied since (it is no longer in the map).
+bool same_store(pqxx::transaction_base& txn, const eventstore::ShardMap& written,
+                const eventstore::ShardMap& asked) {
+    if (written.partitions() != asked.partitions()) return false;
+    const auto& named = written.shards();
+    for (const auto& shard : named) {
+        if (std::find(asked.shards().begin(), asked.shards().end(), shard) ==
+            asked.shards().end()) {
+            return false;
+        }
+    }
+    for (const auto& shard : asked.shards()) {
+        if (std::find(named.begin(), named.end(), shard) != named.end()) continue;
+        if (eventstore::registered_shard(txn, shard.id) != shard) return false;
+    }
+    return true;
+}
+
 std::string partition_list(const std::vector<int>& partitions) {
     std::string text;
     for (int p : partitions) text += (text.empty() ? "" : ",") + std::to_string(p);
@@ -65,6 +86,18 @@ std::string partition_list(const std::vector<int>& partitions) {
 }
 
 }  // namespace
+
+std::vector<int> mapped_shards(const std::string& database_url) {
+    auto conn = connect(database_url);
+    pqxx::read_transaction txn{conn};
+    std::vector<int> ids;
+    if (auto map = eventstore::read_shard_map(txn)) {
+        for (const auto& shard : map->shards()) ids.push_back(shard.id);
+    } else {
+        ids.push_back(0);
+    }
+    return ids;
+}
 
 int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
     try {
@@ -86,9 +119,8 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
             pqxx::read_transaction txn{conn};
             // Partitions may have moved since: the same shards are the same store.
             if (auto written = eventstore::read_shard_map(txn)) {
-                if (written->shards() == map.shards() &&
-                    written->partitions() == map.partitions()) {
-                    for (const auto& shard : written->shards()) {
+                if (same_store(txn, *written, map)) {
+                    for (const auto& shard : map.shards()) {
                         auto shard_conn =
                             connect(eventstore::shard_url(options.database_url, shard));
                         pqxx::work shard_txn{shard_conn};

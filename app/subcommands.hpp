@@ -103,8 +103,9 @@ struct ShardsOptions {
     int partitions = eventstore::kDefaultPartitions;
     std::vector<std::string> shards;  // init: "<id>=<hosts>/<database>" each
     bool json = false;                // list: one JSON object
-    // init: a map already written with exactly these shards and partitions is no error
-    // (`ordo dev --shards` on a stack it set up before).
+    // init: a map already written with these shards and partitions is no error (`ordo dev
+    // --shards` on a stack it set up before), also when moves have since emptied one of
+    // them (registered here, no longer in the map; its partitions all stay fenced).
     bool if_absent = false;
     // move: the partition, the shard it goes to, or the rollback of its unfinished move.
     int partition = -1;
@@ -123,6 +124,9 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log);
 int run_shards_move(const ShardsOptions& options, const platform::Logger& log);
 // The map, and each shard's partitions, size and relay leader; 1 when a shard is unreachable.
 int run_shards_list(const ShardsOptions& options, const platform::Logger& log);
+// The ids of the shards the written map of the store at `database_url` names (a shard moves
+// have emptied is not among them); {0} without a map. Throws when it cannot be read.
+std::vector<int> mapped_shards(const std::string& database_url);
 // 0 when the store at `database_url` has `shards` shards (1 without a map); 2 (logged) when its
 // map names another number, 1 when it cannot be read.
 int refuse_other_shard_count(const std::string& database_url, int shards,

@@ -346,7 +346,10 @@ class Rebuilder {
         pqxx::nontransaction txn{conn_};
         if (!txn.exec_params1("SELECT pg_try_advisory_lock($1)", rebuild_lock_key(live_->name()))[0]
                  .as<bool>()) {
-            throw RebuildRefused("another rebuild of '" + live_->name() + "' is running");
+            throw RebuildRefused("another rebuild of '" + live_->name() +
+                                 "' is running (or the session of one that was killed has not "
+                                 "ended yet: it ends with the statement it was running); retry "
+                                 "once it has");
         }
     }
 

@@ -78,7 +78,18 @@ TEST(RebuildFaults, SigkillMidRebuildLeavesTheLiveModelAndTheNextRunFinishes) {
               live_sum);
     EXPECT_EQ(checkpoints(db), live_checkpoints);
 
-    // Run again: the leftover shadow schema goes, the rebuild completes.
+    // Run again: the leftover shadow schema goes, the rebuild completes. (Once the killed
+    // run's session has ended: its backend notices the lost client only when the statement
+    // it was running ends, and holds the rebuild's lock until then.)
+    ASSERT_TRUE(eventually(
+        [&] {
+            return scalar(db.admin_url(),
+                          "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
+                          "database = (SELECT oid FROM pg_database WHERE datname = "
+                          "current_database())") == 0;
+        },
+        120s))
+        << "the killed rebuild's session did not end";
     auto again = start_rebuild(db, "traces");
     ASSERT_EQ(again->wait(300s), 0);
     EXPECT_EQ(scalar(db.query_url(), "SELECT count(*) FROM read.trace_events"), kFirst + kMore);

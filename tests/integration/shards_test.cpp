@@ -96,6 +96,36 @@ TEST(ShardsInit, WritesTheFirstMapOnceAndListShowsEachShard) {
     EXPECT_TRUE(shown["shards"][1]["relay_leader"].is_null());
 }
 
+// `shards init --if-absent` (what `ordo dev --shards` runs at each start) with the shards of
+// a store whose moves have emptied one of them: the same store, no error, every partition
+// fenced on the emptied shard. Given a shard the store never had, it refuses.
+TEST(ShardsInit, IfAbsentKnowsAStoreWhoseMovesEmptiedAShard) {
+    TestDatabase control;
+    TestDatabase second{false, 1};
+    auto [rc, printed] = init(control, second);
+    ASSERT_EQ(rc, 0) << printed;
+    for (int partition : {1, 3}) {  // shard 1's
+        auto [moved, said] = ordo({"shards", "--database-url", control.migrator_url(),
+                                   "--partitions", std::to_string(kPartitions), "move",
+                                   "--partition", std::to_string(partition), "--to", "0"},
+                                  true);
+        ASSERT_EQ(moved, 0) << said;
+    }
+    auto if_absent = [&](const std::string& second_location) {
+        return ordo({"shards", "--database-url", control.migrator_url(), "--partitions",
+                     std::to_string(kPartitions), "init", "--if-absent", "--shard",
+                     "0=" + location(control), "--shard", "1=" + second_location},
+                    true);
+    };
+    auto [again, said] = if_absent(location(second));
+    EXPECT_EQ(again, 0) << said;
+    EXPECT_EQ(scalar(second.admin_url(), "SELECT count(*) FROM ordo.partition_fences"),
+              kPartitions);
+    TestDatabase other{false, 1};
+    auto [refused, why] = if_absent(location(other));
+    EXPECT_EQ(refused, 2) << why;
+}
+
 TEST_F(ShardedStack, EachCommandRunsOnItsStreamsShardAndAShardDownFailsOnlyItsOwn) {
     const auto first = skus_on(0, 6);
     const auto second = skus_on(1, 6);

@@ -3,8 +3,9 @@
 # written once, the README's order flow with its streams spread over both shards (and the
 # events API giving both shards' events), tokens that name their shard, `ordo shards list`,
 # one shard's cluster killed and restarted (its streams' commands refused meanwhile, the
-# other's going on), a partition moved between the shards under the running services, and
-# one SIGTERM stopping everything.
+# other's going on), a partition moved between the shards under the running services, every
+# partition then moved off shard 1 and the stack started again, and one SIGTERM stopping
+# everything.
 #
 #   tests/shards/dev_test.sh <ordo binary>
 set -euo pipefail
@@ -110,9 +111,39 @@ stock=$(curl -sf --max-time 15 "$query_api/v1/inventory/sku-1?wait_ms=10000" \
     -H "X-Consistency-Token: $(position <<<"$receipt")") || fail "a read after the move"
 grep -q '"on_hand":5' <<<"$stock" || fail "the receipt after the move not visible once: $stock"
 
+# Every other partition of shard 1 moved to shard 0 too: shard 1 is empty and leaves the map.
+# `ordo dev --shards 2` started again knows the store (shard 1 registered, every partition
+# fenced there), runs no relay for shard 1, and serves everything from shard 0.
+owned=$(psql "$ORDO_MIGRATOR_URL" -Atc "SELECT p - 1 FROM ordo.shard_map m,
+    generate_subscripts(m.owners, 1) p WHERE m.version = (SELECT max(version) FROM
+    ordo.shard_map) AND m.owners[p] = 1") || fail "the partitions of shard 1"
+for p in $owned; do
+    moved=$("$ordo" shards move --partition "$p" --to 0 2>&1) || fail "ordo shards move $p: $moved"
+done
+kill -TERM "$dev"
+wait "$dev" || fail "ordo dev --shards exited with $?"
+"$ordo" dev --shards 2 --data-dir "$dir" >"$log" 2>&1 &
+dev=$!
+until_true 180 "the Command API ready again with shard 1 emptied" ready "$command_api"
+until_true 60 "the Query API ready again with shard 1 emptied" ready "$query_api"
+grep -q '"message":"the shard map is written already"' "$log" || fail "the map not known again"
+listed=$("$ordo" shards list --json) || fail "ordo shards list: $listed"
+[[ $(grep -o '"relay_leader":"[^"]*"' <<<"$listed" | wc -l) == 1 ]] ||
+    fail "not one relay leader, for shard 0: $listed"
+fenced=$(psql "$(sed -E "s#:$ORDO_PG_PORT/#:$((ORDO_PG_PORT + 1))/#" <<<"$ORDO_MIGRATOR_URL")" -Atc \
+    "SELECT count(*) FROM ordo.partition_fences") || fail "the fences of shard 1"
+[[ $fenced == "$(psql "$ORDO_MIGRATOR_URL" -Atc "SELECT ordo.recorded_partition_count()")" ]] ||
+    fail "shard 1 does not fence every partition: $fenced"
+receipt=$(post /v1/inventory/sku-2/receipts '{"quantity": 2}' after-emptied) ||
+    fail "a receipt with shard 1 emptied"
+[[ $(position <<<"$receipt") == 0:* ]] || fail "a token with shard 1 emptied names no shard 0: $receipt"
+stock=$(curl -sf --max-time 15 "$query_api/v1/inventory/sku-2?wait_ms=10000" \
+    -H "X-Consistency-Token: $(position <<<"$receipt")") || fail "a read with shard 1 emptied"
+grep -q '"on_hand":2' <<<"$stock" || fail "the receipt with shard 1 emptied not visible: $stock"
+
 kill -TERM "$dev"
 wait "$dev" || fail "ordo dev --shards exited with $?"
 for port in $ORDO_PG_PORT $((ORDO_PG_PORT + 1)) $((base + 80)) $((base + 90)) $((base + 93)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then fail "port $port still open"; fi
 done
-echo "ordo dev --shards 2: order confirmed over both shards, a shard killed and back, a partition moved, stopped"
+echo "ordo dev --shards 2: order confirmed over both shards, a shard killed and back, a partition moved, shard 1 emptied and the stack started again, stopped"
