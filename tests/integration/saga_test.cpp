@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <ostream>
 #include <pqxx/pqxx>
 #include <random>
 #include <thread>
@@ -36,6 +37,11 @@ struct SagaCase {
     const char* mode;
     int shards;
 };
+
+// How a case reads in the test log.
+void PrintTo(const SagaCase& c, std::ostream* os) {
+    *os << c.mode << " on " << c.shards << (c.shards == 1 ? " shard" : " shards");
+}
 
 // Every scenario runs in both modes, on one store and over two shards: the same outcomes,
 // the same invariants, the same view.
