@@ -436,6 +436,33 @@ std::optional<Checkpoint> EventStore::head(pqxx::transaction_base& txn) {
                       rows[0][1].as<std::int64_t>()};
 }
 
+ChangedPartitions EventStore::changes_after(pqxx::transaction_base& txn, Checkpoint after,
+                                            int partitions, std::size_t limit) {
+    // One range of the commit-order index, from `after` up to the horizon, read once: a
+    // reader at the head costs an empty range.
+    auto rows = txn.exec_params(
+        "WITH r AS (SELECT stream_hash, transaction_id, global_position FROM ordo.events"
+        "  WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint)"
+        "    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+        "  ORDER BY transaction_id, global_position LIMIT $4)"
+        " SELECT p.partition, c.n, h.transaction_id::text, h.global_position"
+        " FROM (SELECT count(*) AS n FROM r) c"
+        " CROSS JOIN LATERAL (SELECT transaction_id, global_position FROM r"
+        "   ORDER BY transaction_id DESC, global_position DESC LIMIT 1) h"
+        " CROSS JOIN LATERAL (SELECT DISTINCT (stream_hash % $3)::integer AS partition"
+        "   FROM r) p",
+        std::to_string(after.transaction_id), after.position, partitions,
+        static_cast<std::int64_t>(limit));
+    ChangedPartitions out;
+    for (const auto& row : rows) {
+        out.partitions.insert(row[0].as<int>());
+        out.complete = row[1].as<std::int64_t>() < static_cast<std::int64_t>(limit);
+        out.head = Checkpoint{transaction_id_from_xid8(row[2].as<std::string>()),
+                              row[3].as<std::int64_t>()};
+    }
+    return out;
+}
+
 std::optional<double> EventStore::hidden_for(pqxx::transaction_base& txn) {
     // One probe of the commit-order index: the first hidden event in commit order, whose
     // transaction is the oldest that committed above the horizon.

@@ -171,6 +171,11 @@ class EventStore final : public Store {
     // transaction: a partition read that returns less than asked has then seen every
     // event of its partition up to this head.
     static std::optional<Checkpoint> head(pqxx::transaction_base& txn);
+    // Which of `partitions` partitions have events after `after` below the horizon, and the
+    // newest of them, in one statement that looks at `limit` events at most: what a reader
+    // of many partitions needs to know to pass over those with nothing new.
+    static ChangedPartitions changes_after(pqxx::transaction_base& txn, Checkpoint after,
+                                           int partitions, std::size_t limit);
 
     // How long committed events have been hidden by the horizon: seconds since the first of
     // them in commit order was recorded (its transaction's start), nullopt when none is. They are

@@ -6,6 +6,7 @@
 #include <compare>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -72,6 +73,18 @@ struct Checkpoint {
     std::string token() const;
     static std::optional<Checkpoint> parse_token(std::string_view token);
     auto operator<=>(const Checkpoint&) const = default;
+};
+
+// What a store (or one shard) holds after a checkpoint, below its horizon.
+struct ChangedPartitions {
+    // The partitions that have events after the checkpoint.
+    std::set<int> partitions;
+    // The newest event after the checkpoint; nullopt when there is none (a reader at the
+    // checkpoint is at the head).
+    std::optional<Checkpoint> head;
+    // False when there were more events than were looked at, or they could not be read:
+    // `partitions` may then miss some.
+    bool complete = true;
 };
 
 // A consistency token of a sharded store: a checkpoint and the shard whose commit order it is

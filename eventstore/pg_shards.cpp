@@ -254,6 +254,12 @@ std::optional<Checkpoint> PgShardReaders::head(int partition, std::optional<int>
             [](pqxx::nontransaction& txn) { return EventStore::head(txn); });
 }
 
+ChangedPartitions PgShardReaders::changes_after(int shard, Checkpoint after, std::size_t limit) {
+    return impl_->of_shard(shard).transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
+        return EventStore::changes_after(txn, after, impl_->map.partitions(), limit);
+    });
+}
+
 std::vector<PartitionLag> PgShardReaders::lag(const std::vector<std::string>& categories,
                                               const std::vector<std::pair<int, Checkpoint>>& from,
                                               std::int64_t max_count,

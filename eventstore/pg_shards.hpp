@@ -87,6 +87,8 @@ class PgShardReaders {
                                               std::optional<int> shard = std::nullopt);
     // As EventStore::head, on `shard`, or else on the shard of `partition`.
     std::optional<Checkpoint> head(int partition, std::optional<int> shard = std::nullopt);
+    // As EventStore::changes_after, on `shard`.
+    ChangedPartitions changes_after(int shard, Checkpoint after, std::size_t limit);
     // As partition_lag_after, each partition counted on its own shard (`on_shard`'s, for the
     // partitions it names); the partitions of a shard that cannot be reached (no connection,
     // or a lost one) are left out.

@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <pqxx/pqxx>
@@ -75,6 +77,9 @@ struct OpenDeadLetter {
 // The open letters of a partition, oldest first, each row locked for the transaction.
 std::vector<OpenDeadLetter> lock_open_dead_letters(pqxx::transaction_base& txn,
                                                    const std::string& projection, int partition);
+
+// The (projection, partition) slots with a letter an operator asked to retry or skip.
+std::set<std::pair<std::string, int>> requested_dead_letter_slots(pqxx::transaction_base& txn);
 
 // Records how `letter` was settled (settled()); `error` is the new failure when a retry
 // failed again.

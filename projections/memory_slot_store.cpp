@@ -87,6 +87,56 @@ class MemorySlotTxn final : public SlotTxn {
         }
     }
 
+    std::vector<CheckpointRow> checkpoints(const std::vector<std::string>& projections) override {
+        std::vector<CheckpointRow> out;
+        for (const auto& [key, at] : state_.checkpoints) {
+            if (std::find(projections.begin(), projections.end(), key.first) != projections.end()) {
+                out.push_back({key.first, key.second, at, std::nullopt});
+            }
+        }
+        return out;
+    }
+
+    Changes changes_after(ShardKey, Checkpoint after, std::size_t limit) override {
+        Changes out;
+        std::size_t seen = 0;
+        while (seen < limit) {
+            const auto want = std::min(kPage, limit - seen);
+            auto page = events_.read_all(after, want);
+            for (const auto& event : page) {
+                out.partitions.insert(platform::partition_of(event.stream_id, partitions_));
+                out.head = after = event.checkpoint();
+            }
+            seen += page.size();
+            if (page.size() < want) break;
+        }
+        out.complete = seen < limit;
+        return out;
+    }
+
+    std::set<std::pair<std::string, int>> requested_letters() override {
+        std::set<std::pair<std::string, int>> out;
+        for (const auto& letter : state_.letters) {
+            if (letter.status == DeadLetterStatus::retry_requested ||
+                letter.status == DeadLetterStatus::skip_requested) {
+                out.emplace(letter.projection, letter.partition);
+            }
+        }
+        return out;
+    }
+
+    std::set<std::pair<std::string, int>> advance(
+        ShardKey, Checkpoint head, const std::vector<CheckpointRow>& slots) override {
+        std::set<std::pair<std::string, int>> moved;
+        for (const auto& slot : slots) {
+            auto it = state_.checkpoints.find({slot.projection, slot.partition});
+            if (it == state_.checkpoints.end() || it->second != slot.at) continue;
+            it->second = head;
+            moved.emplace(slot.projection, slot.partition);
+        }
+        return moved;
+    }
+
     void savepoint(const std::function<void(ReadModelTxn&)>& work) override {
         const State before = state_;
         const auto kept = changes_.size();
@@ -187,10 +237,11 @@ struct MemorySlotStore::Impl {
     State state;
     int failing_commits = 0;
     std::size_t letter_looks = 0;  // counted whether the transaction commits or not
+    std::size_t transactions = 0;
 };
 
 MemorySlotStore::MemorySlotStore(eventstore::EventReader& events, int partitions)
-    : impl_{new Impl{events, partitions, {}, {}, 0, 0}} {}
+    : impl_{new Impl{events, partitions, {}, {}, 0, 0, 0}} {}
 
 MemorySlotStore::~MemorySlotStore() = default;
 
@@ -199,6 +250,7 @@ void MemorySlotStore::transact(const std::function<void(SlotTxn&)>& work) {
     std::vector<std::function<void()>> changes;
     {
         std::lock_guard lock{d.mutex};
+        ++d.transactions;
         State working = d.state;
         MemorySlotTxn txn{working, d.events, d.partitions, d.letter_looks};
         work(txn);
@@ -241,6 +293,11 @@ std::vector<MemoryDeadLetter> MemorySlotStore::dead_letters() {
 std::size_t MemorySlotStore::letter_looks() {
     std::lock_guard lock{impl_->mutex};
     return impl_->letter_looks;
+}
+
+std::size_t MemorySlotStore::transactions() {
+    std::lock_guard lock{impl_->mutex};
+    return impl_->transactions;
 }
 
 std::vector<SlotStatus> MemorySlotStore::statuses() {

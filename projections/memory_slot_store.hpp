@@ -58,6 +58,8 @@ class MemorySlotStore final : public SlotStore {
     std::vector<SlotStatus> statuses();
     // How many times a transaction looked for a slot's open dead letters.
     std::size_t letter_looks();
+    // How many transactions have run, committed or not.
+    std::size_t transactions();
     // An operator's request on letter `id` by the rules of after_request; the status it
     // leaves, or nullopt when refused or not found.
     std::optional<DeadLetterStatus> request(std::int64_t id, DeadLetterRequest what);

@@ -4,6 +4,8 @@
 
 #include <map>
 
+#include <nlohmann/json.hpp>
+
 #include <pqxx/pqxx>
 
 #include "eventstore/pg_shards.hpp"
@@ -81,6 +83,62 @@ class PgSlotTxn final : public SlotTxn {
     std::optional<Checkpoint> head(int partition) override {
         if (shards_) return shards_->head(partition, shard_of(partition));
         return eventstore::EventStore::head(txn_);
+    }
+
+    std::vector<CheckpointRow> checkpoints(const std::vector<std::string>& projections) override {
+        std::vector<CheckpointRow> out;
+        for (const auto& row : txn_.exec_params(
+                 "SELECT projection, partition, transaction_id::text, global_position, shard "
+                 "FROM ordo.projection_checkpoints "
+                 "WHERE projection IN (SELECT jsonb_array_elements_text($1::jsonb))",
+                 nlohmann::json(projections).dump())) {
+            out.push_back({row[0].as<std::string>(), row[1].as<int>(),
+                           Checkpoint{eventstore::transaction_id_from_xid8(row[2].c_str()),
+                                      row[3].as<std::int64_t>()},
+                           row[4].is_null() ? ShardKey{} : ShardKey{row[4].as<int>()}});
+        }
+        return out;
+    }
+
+    Changes changes_after(ShardKey shard, Checkpoint after, std::size_t limit) override {
+        if (shards_) {
+            // A row from before the store was sharded names no shard: its partition's shard
+            // is the map's, so the slots of such rows are stepped, not surveyed together.
+            if (!shard) return Changes{.complete = false};
+            return shards_->changes_after(*shard, after, limit);
+        }
+        return eventstore::EventStore::changes_after(txn_, after, options_.partitions, limit);
+    }
+
+    std::set<std::pair<std::string, int>> requested_letters() override {
+        return requested_dead_letter_slots(txn_);
+    }
+
+    std::set<std::pair<std::string, int>> advance(
+        ShardKey shard, Checkpoint head, const std::vector<CheckpointRow>& slots) override {
+        nlohmann::json moves = nlohmann::json::array();
+        for (const auto& slot : slots) {
+            moves.push_back({{"projection", slot.projection},
+                             {"partition", slot.partition},
+                             {"tx", std::to_string(slot.at.transaction_id)},
+                             {"pos", slot.at.position}});
+        }
+        const auto owner = shard ? std::to_string(*shard) : std::string{};
+        std::set<std::pair<std::string, int>> moved;
+        for (const auto& row : txn_.exec_params(
+                 "UPDATE ordo.projection_checkpoints c SET transaction_id = $2::text::xid8, "
+                 "global_position = $3, owner = $4, updated_at = now() "
+                 "FROM jsonb_to_recordset($1::jsonb) "
+                 "  AS u(projection text, partition integer, tx text, pos bigint) "
+                 "WHERE c.projection = u.projection AND c.partition = u.partition "
+                 "  AND c.transaction_id = u.tx::xid8 AND c.global_position = u.pos "
+                 "  AND c.shard IS NOT DISTINCT FROM $5::integer "
+                 "RETURNING c.projection, c.partition",
+                 moves.dump(), std::to_string(head.transaction_id), head.position,
+                 options_.instance, owner.empty() ? nullptr : owner.c_str())) {
+            moved.emplace(row[0].as<std::string>(), row[1].as<int>());
+        }
+        return moved;
     }
 
     // Plain SAVEPOINT statements: libpqxx 6.4's subtransaction does not roll back to its

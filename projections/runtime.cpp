@@ -37,6 +37,7 @@ struct Runtime::Impl {
     RuntimeOptions options;
     std::vector<std::unique_ptr<Projection>> projections;
     std::vector<Projection*> projection_list;
+    std::vector<std::string> projection_names;
     platform::Logger log;
     std::vector<Slot> slots;
     platform::SystemClock system_clock;
@@ -44,6 +45,7 @@ struct Runtime::Impl {
     platform::metrics::Counter& retries;
     platform::metrics::Counter& sweeps;
     platform::metrics::Counter& shared_commits;
+    platform::metrics::Counter& advanced;
     std::vector<std::function<void()>> committed_hooks;
     std::unique_ptr<SlotStore> own_store;  // PostgreSQL's, unless given
     std::unique_ptr<SlotLeasing> own_leases;
@@ -72,6 +74,10 @@ struct Runtime::Impl {
                                    "Transactions that committed the live events of several "
                                    "slots together",
                                    {{"runtime", options.group}})},
+          advanced{m.counter("ordo_projection_checkpoints_advanced_total",
+                             "Idle slots' checkpoints moved up to the head by a sweep's survey, "
+                             "without a step of their own",
+                             {{"runtime", options.group}})},
           own_store{std::move(owned_store)},
           own_leases{std::move(owned_leases)},
           store{given_store ? *given_store : *own_store},
@@ -97,6 +103,7 @@ struct Runtime::Impl {
           batches{store, live, log, m} {
         for (auto& projection : projections) {
             projection_list.push_back(projection.get());
+            projection_names.push_back(projection->name());
             const auto batch = batch_for(*projection, options.batch, transaction_bound(options));
             for (int p = 0; p < options.partitions; ++p) {
                 slots.push_back({projection.get(), p, batch});
@@ -119,25 +126,25 @@ struct Runtime::Impl {
         return applied;
     }
 
-    // Settles the slot's open dead letters when they are due a look (settle_interval); true
-    // when one halts the slot.
-    bool settle(Slot& s, std::chrono::steady_clock::time_point now) {
-        if (!s.halted_on && now < s.settle_due) return false;
+    // Settles the slot's open dead letters when they are due a look (Slot::settle_pending);
+    // true when one halts the slot.
+    bool settle(Slot& s) {
+        if (!s.halted_on && !s.settle_pending) return false;
         const bool halted = batches.settle(s);
-        s.settle_due = now + options.settle_interval;
+        s.settle_pending = false;
         return halted;
     }
 
     // One attempt at a slot, behind its projection's breaker. While the breaker is open the
     // slot is not touched: it stays at its checkpoint. False when the breaker refused.
-    bool attempt(Slot& s, std::chrono::steady_clock::time_point now) {
+    bool attempt(Slot& s) {
         auto& breaker = breakers.of(s.projection->name());
         if (!breaker.allow()) return false;
         const auto started = clock.steady_now();
         const bool probing = breaker.state() == platform::BreakerState::half_open;
         try {
             std::size_t applied = 0;
-            if (!settle(s, now)) applied = step(s);
+            if (!settle(s)) applied = step(s);
             if (applied > 0) s.poison = 0;
             // A step with nothing to apply never reached the read model: while closed it says
             // nothing about the sink, or idle partitions would mask a failing one. As a probe
@@ -155,7 +162,7 @@ struct Runtime::Impl {
         // A permanent failure: some event of the batch cannot be applied.
         try {
             batches.isolate(s, policy_of(s.projection->name()));
-            s.settle_due = {};  // what it parked is looked at on the next visit
+            s.settle_pending = true;  // what it parked is looked at on the next visit
             breaker.record(platform::CallOutcome::success, clock.steady_now() - started);
             return true;
         } catch (const std::exception&) {
@@ -170,7 +177,7 @@ struct Runtime::Impl {
     // (its breaker is open).
     bool visit(Slot& s, std::chrono::steady_clock::time_point now) {
         try {
-            if (!attempt(s, now)) return false;  // breaker open: paused at the checkpoint
+            if (!attempt(s)) return false;  // breaker open: paused at the checkpoint
             s.failures = 0;
         } catch (const std::exception& e) {
             const auto kind = store.classify(std::current_exception());
@@ -198,7 +205,7 @@ struct Runtime::Impl {
         for (Slot* s : live_slots) {
             const bool plain =
                 breakers.of(s->projection->name()).state() == platform::BreakerState::closed &&
-                !s->halted_on && now < s->settle_due && s->poison == 0 &&
+                !s->halted_on && !s->settle_pending && s->poison == 0 &&
                 s->projection->worst_apply() == std::chrono::milliseconds{0};
             (plain ? together : alone).push_back(s);
         }
@@ -242,23 +249,85 @@ struct Runtime::Impl {
     }
 
     // The look at every owned slot in the store: for events no live run brought (the relay
-    // is behind or down, the live buffer was full, a gap) and to move idle partitions'
-    // checkpoints up to the head. Started by an append notification, the poll interval, a
-    // new session; done a slot at a time from `next`, giving way to live events between
-    // slots, so that what just happened never waits for the idle partitions.
+    // is behind or down, the live buffer was full, a gap), for operators' dead-letter
+    // requests, and to move idle partitions' checkpoints up to the head. Started by an append
+    // notification, the poll interval, a new session. It begins with a survey (one
+    // transaction of a few statements, whatever the slot count: sweep_plan.hpp) that moves
+    // the checkpoints of slots with nothing new up to the head together and names the slots
+    // to step; those are stepped a slot at a time, giving way to live events between slots,
+    // so that what just happened never waits for the idle partitions.
     struct Sweep {
         bool pending = true;
+        // The slots the survey left to step, from `next`; nullopt: not surveyed yet.
+        std::optional<std::vector<std::size_t>> visits;
         std::size_t next = 0;
         // Asked for again while under way: the slots already passed may have missed it.
         bool again = false;
         std::chrono::steady_clock::time_point not_before{};
     };
 
+    // The survey's look at the store: at most this many events after the lowest idle
+    // checkpoint; with more than that, every slot is stepped (a backlog, not an idle store).
+    static constexpr std::size_t kSurveyLimit = 5000;
+
+    // The survey that starts a sweep: the slots to step, the others moved up to the head or
+    // passed over.
+    std::vector<std::size_t> survey(std::chrono::steady_clock::time_point now) {
+        SweepPlan plan;
+        std::set<std::pair<std::string, int>> moved;
+        std::vector<CheckpointRow> rows;
+        store.transact([&](SlotTxn& txn) {
+            moved.clear();
+            rows = txn.checkpoints(projection_names);
+            const auto requested = txn.requested_letters();
+            for (auto& s : slots) {
+                if (s.owned && requested.count({s.projection->name(), s.partition}) > 0) {
+                    s.settle_pending = true;
+                }
+            }
+            std::map<ShardKey, Changes> changes;
+            for (const auto& [shard, after] : survey_points(slots, rows)) {
+                try {
+                    changes[shard] = txn.changes_after(shard, after, kSurveyLimit);
+                } catch (const std::exception& e) {
+                    // A shard that cannot be read: its slots are stepped, each failing and
+                    // backing off on its own, as when every slot was stepped. Without shards
+                    // the events are in this transaction's database: it is down too.
+                    if (!shard || store.classify(std::current_exception()) !=
+                                      platform::FailureKind::transient) {
+                        throw;
+                    }
+                    log.warn("a shard's changes could not be surveyed; its slots are stepped",
+                             {{"shard", *shard}, {"error", e.what()}});
+                    changes[shard] = Changes{.complete = false};
+                }
+            }
+            plan = plan_sweep(slots, rows, changes, now);
+            for (const auto& [shard, head] : plan.heads) {
+                std::vector<CheckpointRow> from;
+                for (auto i : plan.advance) {
+                    const auto& s = slots[i];
+                    if (s.shard == shard) {
+                        from.push_back({s.projection->name(), s.partition, s.at, s.shard});
+                    }
+                }
+                auto done = txn.advance(shard, head, from);
+                moved.insert(done.begin(), done.end());
+            }
+        });
+        for (auto i : plan.advance) {
+            auto& s = slots[i];
+            if (moved.count({s.projection->name(), s.partition}) > 0) s.at = plan.heads[s.shard];
+        }
+        advanced.inc(static_cast<double>(moved.size()));
+        return plan.visit;
+    }
+
     // One pass: slots with live events or still catching up, then the sweep, if due, until
     // it ends or a live event comes. True when there is more to do at once.
     bool pass(const std::atomic<bool>& stop, Sweep& sweep) {
         if (leases.appended.exchange(false)) {
-            (sweep.pending && sweep.next > 0 ? sweep.again : sweep.pending) = true;
+            (sweep.pending && sweep.visits ? sweep.again : sweep.pending) = true;
         }
         leases.woken = false;  // a live event from here on is seen below or wakes the next pass
         const auto now = std::chrono::steady_clock::now();
@@ -267,7 +336,7 @@ struct Runtime::Impl {
         std::vector<Slot*> live_slots;
         std::vector<Slot*> catching_up;
         for (auto& s : slots) {
-            if (!s.owned) s.settle_due = {};  // owned again, it looks at its letters first
+            if (!s.owned) s.settle_pending = true;  // owned again, it looks at its letters first
             if (!s.owned || stop || now < s.retry_at) continue;
             if (!live.has_after(s.partition, s.at)) {
                 if (!s.idle) catching_up.push_back(&s);
@@ -279,22 +348,25 @@ struct Runtime::Impl {
         for (Slot* s : catching_up) {
             if (!stop && visit(*s, now)) busy = busy || !s->idle;
         }
-        if (!sweep.pending || now < sweep.not_before) return busy;
+        if (!sweep.pending || now < sweep.not_before || stop) return busy;
+        if (!sweep.visits) sweep.visits = survey(now);
         // At least one slot per pass, so that a steady flow of live events slows the sweep
         // down but cannot stop it.
+        const auto& visits = *sweep.visits;
         bool progressed = false;
-        while (sweep.next < slots.size() && !stop && !(progressed && leases.woken)) {
-            auto& s = slots[sweep.next++];
+        while (sweep.next < visits.size() && !stop && !(progressed && leases.woken)) {
+            auto& s = slots[visits[sweep.next++]];
             if (!s.owned || now < s.retry_at) continue;
             if (visit(s, now)) busy = busy || !s.idle;
             progressed = true;
         }
-        if (sweep.next < slots.size()) return true;  // a live event came: back after it
+        if (sweep.next < visits.size()) return true;  // a live event came: back after it
         sweeps.inc();
         // From the sweep's end: a sweep that takes longer than the interval must not start
         // the next one at once.
         sweep = {
             .pending = sweep.again,
+            .visits = std::nullopt,
             .next = 0,
             .again = false,
             .not_before = std::chrono::steady_clock::now() +

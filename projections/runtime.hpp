@@ -39,15 +39,12 @@ struct RuntimeOptions {
     std::size_t batch = 500;
     std::chrono::milliseconds poll_interval{500};
     // With a live path, a look at every owned partition in the store (a sweep: what the live
-    // path did not bring, and idle partitions' checkpoints moved up to the head) starts at
-    // most this often, however many append notifications come; live events never wait for
-    // one. Without a live path the store is all there is, and a sweep starts at once.
+    // path did not bring, operators' dead-letter requests, and idle partitions' checkpoints
+    // moved up to the head) starts at most this often, however many append notifications
+    // come; live events never wait for one. Without a live path the store is all there is,
+    // and a sweep starts at once. An operator's request waits for the next sweep: at most
+    // poll_interval.
     std::chrono::milliseconds sweep_interval{100};
-    // A slot's open dead letters (an operator's retry or skip, a letter parked by the
-    // instance that owned the slot before) are looked at on its first visit, on every visit
-    // while a letter halts it, after it parked one, and otherwise at most this often: a step
-    // is then one transaction, not two, and an operator's request waits this long at most.
-    std::chrono::milliseconds settle_interval{500};
     // An instance counts as alive while its heartbeat is this recent.
     std::chrono::seconds instance_ttl{10};
     std::string instance;  // unique per process

@@ -25,9 +25,10 @@ struct Slot {
     // Events that failed for good in a row, across batches: with little traffic a batch
     // holds one event, so a sink that fails on every event shows only over several.
     std::size_t poison = 0;
-    // When its open dead letters are next looked at (RuntimeOptions::settle_interval); the
-    // epoch: at its next visit.
-    std::chrono::steady_clock::time_point settle_due{};
+    // Its open dead letters are looked at on its next visit: its first once owned (the owner
+    // before may have parked some), after it parked one, after an operator asked for a retry
+    // or skip (the sweep's survey finds those). Otherwise a step is one transaction, not two.
+    bool settle_pending = true;
     eventstore::Checkpoint at{};  // as of its last save: tells which slots have live events waiting
     // The shard whose commit order `at` is in, when the checkpoint names one (a sharded
     // store's): live events of other shards are not this slot's to continue from.

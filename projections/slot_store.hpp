@@ -14,6 +14,7 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,7 @@
 #include "projections/dead_letters.hpp"
 #include "projections/projection.hpp"
 #include "projections/slot.hpp"
+#include "projections/sweep_plan.hpp"
 
 namespace ordo::projections {
 
@@ -66,6 +68,19 @@ class SlotTxn : public ReadModelTxn {
     // shard, in a sharded store), if any. Read before read_partition, so that a partition
     // with nothing more may move up to it.
     virtual std::optional<eventstore::Checkpoint> head(int partition) = 0;
+    // The sweep's survey (sweep_plan.hpp), a statement each whatever the slot count:
+    // the checkpoint rows of `projections`, not locked;
+    virtual std::vector<CheckpointRow> checkpoints(const std::vector<std::string>& projections) = 0;
+    // what the store (`shard`, of a sharded store) has after `after` below its horizon,
+    // looking at `limit` events at most;
+    virtual Changes changes_after(ShardKey shard, Checkpoint after, std::size_t limit) = 0;
+    // and the slots with a dead letter an operator asked to retry or skip.
+    virtual std::set<std::pair<std::string, int>> requested_letters() = 0;
+    // Moves the checkpoint of each of `slots` (projection, partition, where it stands) up to
+    // `head` of `shard`, where its row still holds that checkpoint in that shard's order; the
+    // slots it moved. A row changed meanwhile (a move's rebase, another owner) is left as it is.
+    virtual std::set<std::pair<std::string, int>> advance(
+        ShardKey shard, Checkpoint head, const std::vector<CheckpointRow>& slots) = 0;
     // Runs `work` under a savepoint: when it throws, what it did through the ReadModelTxn it
     // was given is undone and the exception propagates; the transaction goes on.
     virtual void savepoint(const std::function<void(ReadModelTxn&)>& work) = 0;

@@ -114,11 +114,8 @@ TEST(ReadSide, LiveEventsFromJetStreamReachEveryReadModelOnce) {
     side.start_relay();
     platform::metrics::Registry metrics;
     std::atomic<bool> stop{false};
-    // Polling once a minute: within the test only JetStream can bring the events. A slot due
-    // to look at its dead letters (every settle_interval) steps alone; a slow machine could
-    // find every slot due at every event, so the look comes once a minute here.
+    // Polling once a minute: within the test only JetStream can bring the events.
     auto options = side.projector_options(60s);
-    options.settle_interval = 60s;
     projections::Runtime runtime{options, projections::read_models(),
                                  platform::Logger::null_logger(), metrics};
     std::thread worker{[&] { runtime.run(stop); }};

@@ -316,17 +316,67 @@ TEST_F(ProjectionRuntime, ARetriedLetterTakesEffectOnceWhenTheSinkIsFixed) {
 }
 
 // A step is one transaction: open dead letters are looked at on a slot's first visit and
-// then once per settle_interval, not before every step.
-TEST_F(ProjectionRuntime, DeadLettersAreLookedAtOncePerIntervalNotBeforeEveryStep) {
-    auto o = options("p-1");
-    o.settle_interval = 10min;
-    auto& ledger = start_ledger(o);
+// then when an operator asks (the sweep's survey finds those), not before every step.
+TEST_F(ProjectionRuntime, DeadLettersAreLookedAtOnTheFirstVisitAndWhenAskedNotBeforeEveryStep) {
+    auto& ledger = start_ledger(options("p-1"));
     for (std::size_t i = 1; i <= 20; ++i) {
         receive("sku-1", {1});
         ASSERT_TRUE(eventually([&] { return ledger.distinct() == i; }, 20s));
     }
     // Each owned slot's first visit, and no more.
     EXPECT_EQ(slots.letter_looks(), static_cast<std::size_t>(kPartitions));
+}
+
+// An idle runtime's sweep is one transaction, not one per slot: its survey passes over the
+// slots with nothing new. The slots of partitions with nothing new still reach the head, so
+// a consistency token sees them caught up.
+TEST_F(ProjectionRuntime, AnIdleSweepIsOneTransactionAndIdleSlotsStillReachTheHead) {
+    auto o = options("p-1");
+    o.status_interval = 1h;  // status writes are transactions of their own
+    auto& ledger = start_ledger(o);
+    receive("sku-1", {1, 2});
+    ASSERT_TRUE(eventually([&] { return ledger.distinct() == 2; }, 20s));
+    ASSERT_TRUE(eventually([&] { return caught_up("inventory-sku-1"); }, 20s));
+
+    auto& sweeps = metrics.counter("ordo_projection_sweeps_total", "", {{"runtime", "projector"}});
+    // A sweep under way when the count starts may have surveyed already.
+    ASSERT_TRUE(eventually([&, from = sweeps.value()] { return sweeps.value() > from; }, 20s));
+    const auto sweeps_before = sweeps.value();
+    const auto transactions_before = slots.transactions();
+    ASSERT_TRUE(eventually([&] { return sweeps.value() >= sweeps_before + 10; }, 20s));
+    const auto swept = sweeps.value() - sweeps_before;
+    const auto transactions = static_cast<double>(slots.transactions() - transactions_before);
+    // One survey each, and one more for a sweep that began before the count ended.
+    EXPECT_LE(transactions, swept + 1) << swept << " sweeps over " << kPartitions << " slots";
+    EXPECT_GE(transactions, swept);
+
+    // An event in another partition moves the head: every slot reaches it, the one with the
+    // event by a step, the others by the survey's advance.
+    auto advanced = [&] {
+        return metrics.counter("ordo_projection_checkpoints_advanced_total", "",
+                               {{"runtime", "projector"}})
+            .value();
+    };
+    const auto advanced_before = advanced();
+    std::string other = "sku-2";
+    for (int i = 3; platform::partition_of("inventory-" + other, kPartitions) ==
+                    platform::partition_of("inventory-sku-1", kPartitions);
+         ++i) {
+        other = "sku-" + std::to_string(i);
+    }
+    receive(other, {3});
+    const auto head = store.read_stream("inventory-" + other, 1, 10).back().checkpoint();
+    ASSERT_TRUE(eventually(
+        [&] {
+            for (int p = 0; p < kPartitions; ++p) {
+                if (slots.checkpoint("ledger", p) != head) return false;
+            }
+            return true;
+        },
+        20s));
+    EXPECT_EQ(ledger.distinct(), 3U);
+    EXPECT_TRUE(ledger.each_once());
+    EXPECT_EQ(advanced() - advanced_before, kPartitions - 1);
 }
 
 TEST_F(ProjectionRuntime, TransientFailuresAreRetriedWithNothingLostRepeatedOrParked) {
