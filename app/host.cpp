@@ -378,7 +378,7 @@ int run_until_stopped(StopSignals& signals, platform::http::Server& server,
 }
 
 std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& database_url,
-                                       int partitions, PartitionRole role,
+                                       int& partitions, PartitionRole role,
                                        const platform::Logger& log, eventstore::ShardMap* map) {
     std::string last_error;
     for (;;) {
@@ -386,6 +386,13 @@ std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& 
             pqxx::connection connection{
                 platform::pg::connection_url(database_url, "ordo-partition-count")};
             pqxx::work txn{connection};
+            if (partitions == kAdoptPartitions) {
+                partitions = role == PartitionRole::record
+                                 ? eventstore::adopt_partition_count(
+                                       txn, eventstore::kDefaultPartitions)
+                                 : eventstore::recorded_partition_count(txn).value_or(
+                                       eventstore::kDefaultPartitions);
+            }
             if (partitions == 0) {
                 // No count of its own: the map as written decides.
             } else if (role == PartitionRole::record) {

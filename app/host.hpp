@@ -130,9 +130,16 @@ int run_until_stopped(StopSignals& signals, platform::http::Server& server,
 // the implicit one-shard map when none is written) into *map; a written map of another
 // partition count is a mismatch too. `partitions` 0 (a service with no count of its own, the
 // command service) records and compares nothing and takes the map as written.
+//
+// `partitions` is the count the service was configured with, or kAdoptPartitions when it was
+// given none: it then takes the count recorded in the database, or the default
+// (eventstore::kDefaultPartitions) for a store that has none recorded yet, and it says so in
+// `partitions`. So a store keeps the count it was deployed with whatever the default of a
+// later release, and only a count given explicitly can disagree with it.
 enum class PartitionRole { record, compare };
+inline constexpr int kAdoptPartitions = -1;
 std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& database_url,
-                                       int partitions, PartitionRole role,
+                                       int& partitions, PartitionRole role,
                                        const platform::Logger& log,
                                        eventstore::ShardMap* map = nullptr);
 

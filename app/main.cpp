@@ -79,6 +79,11 @@ void require_nats(const platform::nats::ClientSettings& settings, const std::str
 
 namespace {
 
+// Every per-partition service's --partitions: unset, the store decides (agree_on_partitions).
+const std::string kPartitionsHelp =
+    "Partitions (P); default: the count the store recorded, or " +
+    std::to_string(ordo::eventstore::kDefaultPartitions) + " for a new store";
+
 // The listener's HTTPS options, alike on every `ordo serve` service; `insecure_no_tls` only
 // where the listener takes bearer tokens (the command and query APIs).
 void add_tls_options(CLI::App* service, ordo::app::ListenerTls& tls, bool takes_tokens) {
@@ -218,10 +223,9 @@ int main(int argc, char** argv) {
         ->envname("ORDO_PROJECTOR_DATABASE_URL")
         ->required();
     app::add_nats_options(serve_projector, projector_options.nats, "projector");
-    serve_projector->add_option("--partitions", projector_options.partitions, "Partitions (P)")
+    serve_projector->add_option("--partitions", projector_options.partitions, kPartitionsHelp)
         ->envname("ORDO_PARTITIONS")
-        ->check(CLI::Range(1, eventstore::kMaxPartitions))
-        ->capture_default_str();
+        ->check(CLI::Range(1, eventstore::kMaxPartitions));
     serve_projector->add_option("--stream", projector_options.stream, "JetStream stream")
         ->envname("ORDO_NATS_STREAM")
         ->capture_default_str();
@@ -311,10 +315,9 @@ int main(int argc, char** argv) {
         ->envname("ORDO_RELAY_DATABASE_URL")
         ->required();
     app::add_nats_options(serve_relay, relay_options.nats, "relay");
-    serve_relay->add_option("--partitions", relay_options.partitions, "Partitions (P)")
+    serve_relay->add_option("--partitions", relay_options.partitions, kPartitionsHelp)
         ->envname("ORDO_PARTITIONS")
-        ->check(CLI::Range(1, eventstore::kMaxPartitions))
-        ->capture_default_str();
+        ->check(CLI::Range(1, eventstore::kMaxPartitions));
     serve_relay->add_option("--stream", relay_options.stream, "JetStream stream")
         ->envname("ORDO_NATS_STREAM")
         ->capture_default_str();
@@ -349,7 +352,7 @@ int main(int argc, char** argv) {
         serve->add_subcommand("query", "The query API (REST) on the read-only role");
     app::ServeOptions query_options;
     query_options.address = "127.0.0.1:8081";
-    int query_partitions = eventstore::kDefaultPartitions;
+    int query_partitions = app::kAdoptPartitions;
     serve_query->add_option("--address", query_options.address, "host:port to listen on")
         ->envname("ORDO_QUERY_ADDR")
         ->capture_default_str();
@@ -372,10 +375,9 @@ int main(int argc, char** argv) {
                      "Base URL of the Command API (https, or http on loopback), where moved "
                      "admin routes redirect")
         ->envname("ORDO_COMMAND_URL");
-    serve_query->add_option("--partitions", query_partitions, "Partitions (P) of the projections")
+    serve_query->add_option("--partitions", query_partitions, kPartitionsHelp)
         ->envname("ORDO_PARTITIONS")
-        ->check(CLI::Range(1, eventstore::kMaxPartitions))
-        ->capture_default_str();
+        ->check(CLI::Range(1, eventstore::kMaxPartitions));
     serve_query->add_option("--pool-size", query_options.pool_size, "Database connections")
         ->envname("ORDO_DB_POOL_SIZE")
         ->check(CLI::Range(1, 256))
@@ -404,10 +406,9 @@ int main(int argc, char** argv) {
         ->envname("ORDO_SAGA_MODE")
         ->check(CLI::IsMember({"orchestration", "choreography"}))
         ->capture_default_str();
-    serve_sagas->add_option("--partitions", sagas_options.partitions, "Partitions (P)")
+    serve_sagas->add_option("--partitions", sagas_options.partitions, kPartitionsHelp)
         ->envname("ORDO_PARTITIONS")
-        ->check(CLI::Range(1, eventstore::kMaxPartitions))
-        ->capture_default_str();
+        ->check(CLI::Range(1, eventstore::kMaxPartitions));
     serve_sagas->add_option("--stream", sagas_options.stream, "JetStream stream")
         ->envname("ORDO_NATS_STREAM")
         ->capture_default_str();
@@ -493,12 +494,10 @@ int main(int argc, char** argv) {
                      "PostgreSQL URL of the migrator role (it owns the read-model tables)")
         ->envname("ORDO_MIGRATOR_URL")
         ->required();
-    rebuild
-        ->add_option("--partitions", rebuild_options.rebuild.partitions,
-                     "Partitions (P) of the projection runtime")
+    rebuild_options.rebuild.partitions = app::kAdoptPartitions;
+    rebuild->add_option("--partitions", rebuild_options.rebuild.partitions, kPartitionsHelp)
         ->envname("ORDO_PARTITIONS")
-        ->check(CLI::Range(1, eventstore::kMaxPartitions))
-        ->capture_default_str();
+        ->check(CLI::Range(1, eventstore::kMaxPartitions));
     rebuild->add_option("--batch", rebuild_options.rebuild.batch, "Events per transaction")
         ->check(CLI::Range(1, 1'000'000))
         ->capture_default_str();

@@ -28,7 +28,8 @@ namespace ordo::app {
 
 // `ordo serve projector`: the projection runtime with every read model; health and metrics
 // over HTTP.
-int run_projector(const ProjectorOptions& options, const platform::Logger& log) {
+int run_projector(const ProjectorOptions& given, const platform::Logger& log) {
+    auto options = given;
     StopSignals signals;
     platform::metrics::Registry registry;
     auto spans = span_exporter("ordo-projector", log, registry);
@@ -103,11 +104,12 @@ int run_projector(const ProjectorOptions& options, const platform::Logger& log) 
     auto server = start_server(signals, options.address, options.tls, server_options,
                                std::move(router), log, registry);
     if (!server) return 1;
-    auto map = eventstore::ShardMap::single(options.partitions);
+    auto map = eventstore::ShardMap::single(eventstore::kDefaultPartitions);  // the store's, below
     if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
                                       PartitionRole::record, log, &map)) {
         return *rc;
     }
+    runtime_options.partitions = options.partitions;
     // Over a sharded store this database is the read database: each partition's events come
     // from its shard, and the saga view reads the process streams there.
     std::unique_ptr<eventstore::PgShards> shards;

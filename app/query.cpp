@@ -37,7 +37,7 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     }
     StopSignals signals;
     // Before serving: a read compares its token with the checkpoint of its partition.
-    auto map = eventstore::ShardMap::single(partitions);
+    auto map = eventstore::ShardMap::single(eventstore::kDefaultPartitions);  // the store's, below
     if (auto rc = agree_on_partitions(&signals, options.database_url, partitions,
                                       PartitionRole::compare, log, &map))
         return *rc;

@@ -103,8 +103,9 @@ void print_plan(const projections::RebuildPlan& plan, const projections::Rebuild
 
 }  // namespace
 
-int run_rebuild(const RebuildCommandOptions& options, const platform::Logger& log) {
-    auto map = eventstore::ShardMap::single(options.rebuild.partitions);
+int run_rebuild(const RebuildCommandOptions& given, const platform::Logger& log) {
+    auto options = given;
+    auto map = eventstore::ShardMap::single(eventstore::kDefaultPartitions);  // the store's, below
     if (auto rc =
             agree_on_partitions(nullptr, options.rebuild.database_url, options.rebuild.partitions,
                                 PartitionRole::compare, log, &map)) {

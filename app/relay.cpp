@@ -18,11 +18,12 @@
 namespace ordo::app {
 
 // `ordo serve relay`: the store to JetStream; health and metrics over HTTP.
-int run_relay(const RelayServeOptions& options, const platform::Logger& log) {
+int run_relay(const RelayServeOptions& given, const platform::Logger& log) {
+    auto options = given;
     StopSignals signals;
     // A relay serves one shard: the control database's map says where it is (shard 0 of a
     // store without a map is the database itself), and the shard keeps its partition count.
-    auto map = eventstore::ShardMap::single(options.partitions);
+    auto map = eventstore::ShardMap::single(eventstore::kDefaultPartitions);  // the store's, below
     if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
                                       PartitionRole::record, log, &map)) {
         return *rc;

@@ -59,7 +59,8 @@ class InProcessBus final : public sagas::CommandBus {
 
 }  // namespace
 
-int run_sagas(const SagasOptions& options, const platform::Logger& log) {
+int run_sagas(const SagasOptions& given, const platform::Logger& log) {
+    auto options = given;
     auto mode = sagas::parse_mode(options.mode);
     if (!mode) {
         log.error("ORDO_SAGA_MODE must be orchestration or choreography", {{"got", options.mode}});
@@ -84,7 +85,7 @@ int run_sagas(const SagasOptions& options, const platform::Logger& log) {
     // The shard map first: over a sharded store, the process streams and the aggregates the
     // steps command live on their shards, and this database (the read database) keeps the
     // schedule and the intake's checkpoints.
-    auto map = eventstore::ShardMap::single(options.partitions);
+    auto map = eventstore::ShardMap::single(eventstore::kDefaultPartitions);  // the store's, below
     if (auto rc = agree_on_partitions(&signals, options.database_url, options.partitions,
                                       PartitionRole::record, log, &map)) {
         return *rc;

@@ -35,7 +35,8 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
     // The shard map decides where each stream's commands run; a store without one is a
     // single shard, this very database.
     auto map = eventstore::ShardMap::single(eventstore::kDefaultPartitions);
-    if (auto rc = agree_on_partitions(&signals, options.database_url, 0, PartitionRole::compare,
+    int no_count = 0;
+    if (auto rc = agree_on_partitions(&signals, options.database_url, no_count, PartitionRole::compare,
                                       log, &map)) {
         return *rc;
     }

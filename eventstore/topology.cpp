@@ -35,6 +35,17 @@ void claim_partition_count(pqxx::transaction_base& txn, int partitions) {
     if (recorded != partitions) throw PartitionCountMismatch(recorded, partitions);
 }
 
+int adopt_partition_count(pqxx::transaction_base& txn, int fallback) {
+    check_range(fallback);
+    return txn.exec_params1("SELECT ordo.claim_partition_count($1)", fallback)[0].as<int>();
+}
+
+std::optional<int> recorded_partition_count(pqxx::transaction_base& txn) {
+    const auto recorded = txn.exec1("SELECT ordo.recorded_partition_count()")[0];
+    if (recorded.is_null()) return std::nullopt;
+    return recorded.as<int>();
+}
+
 void check_partition_count(pqxx::transaction_base& txn, int partitions) {
     check_range(partitions);
     const auto recorded = txn.exec1("SELECT ordo.recorded_partition_count()")[0];

@@ -427,5 +427,52 @@ TEST(ServePartitions, EveryServiceKeepsToThePartitionCountItsDatabaseRecorded) {
     EXPECT_FALSE(agreed.wait(2s)) << "the projector ended";
 }
 
+// A service given no count takes the one its database recorded, so a store keeps the count
+// it was deployed with whatever a later release's default; on a new store it records the
+// default.
+TEST(ServePartitions, AServiceGivenNoCountTakesTheRecordedOneOrRecordsTheDefault) {
+    TestDatabase db;
+    {
+        pqxx::connection relay{db.relay_url()};
+        pqxx::work txn{relay};
+        eventstore::claim_partition_count(txn, 4);
+        txn.commit();
+    }
+    auto env = service_env(db);
+    env.erase("ORDO_PARTITIONS");
+    env["ORDO_LOG_LEVEL"] = "info";
+    const auto log = std::filesystem::temp_directory_path() /
+                     ("ordo-adopt-" + std::to_string(::getpid()) + ".log");
+    Process adopted{{"/bin/sh", "-c", "exec \"$0\" serve projector --address \"$1\" 2> \"$2\"",
+                     ordo_binary(), "127.0.0.1:" + std::to_string(free_port()), log.string()},
+                    env};
+    auto says_running = [&] {
+        std::ifstream in{log};
+        for (std::string line; std::getline(in, line);) {
+            if (line.find("projector running") == std::string::npos) continue;
+            return nlohmann::json::parse(line).value("partitions", 0);
+        }
+        return 0;
+    };
+    EXPECT_TRUE(eventually([&] { return says_running() != 0; }, 60s));
+    EXPECT_EQ(says_running(), 4);
+    std::filesystem::remove(log);
+
+    // A new store: the first service to start records the default.
+    TestDatabase fresh;
+    auto fresh_env = service_env(fresh);
+    fresh_env.erase("ORDO_PARTITIONS");
+    Process first{{ordo_binary(), "serve", "relay", "--address",
+                   "127.0.0.1:" + std::to_string(free_port())},
+                  fresh_env};
+    auto recorded = [&] {
+        pqxx::connection query{fresh.query_url()};
+        pqxx::work txn{query};
+        return eventstore::recorded_partition_count(txn);
+    };
+    EXPECT_TRUE(eventually([&] { return recorded().has_value(); }, 60s));
+    EXPECT_EQ(recorded(), eventstore::kDefaultPartitions);
+}
+
 }  // namespace
 }  // namespace ordo::testing
