@@ -9,6 +9,7 @@
 #include <list>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -79,29 +80,59 @@ class Intake final : public projections::Projection {
     }
 
     // Each event's deliveries appended in turn, then every process they went to marked due
-    // in one statement.
+    // in one statement. Over shards, the batch's deliveries are appended per shard in one
+    // transaction each, in the order the events gave them, before the checkpoint commits:
+    // a batch costs a transaction per shard it touches, not one per delivery, and a repeat
+    // after a crash finds them there by their ids.
     void apply_batch(projections::ReadModelTxn& target,
                      const projections::EventRefs& events) override {
         auto& txn = target.sql();
+        std::vector<Append> appends;
+        if (!shards_) {
+            eventstore::PgSession local{txn};
+            for (const auto* e : events) {
+                auto version = [&](const std::string& stream) {
+                    return local.stream_version(stream);
+                };
+                for (auto& append : deliveries(*e, version)) {
+                    local.append(append.stream, eventstore::ExpectedVersion::any(), append.events);
+                    appends.push_back(std::move(append));
+                }
+            }
+        } else {
+            // A stream this batch appends to exists for the events after it, though its
+            // shard has not seen the append yet.
+            std::set<std::string> appended;
+            for (const auto* e : events) {
+                auto version = [&](const std::string& stream) -> std::int64_t {
+                    if (appended.count(stream) > 0) return 1;
+                    return shards_->of(stream).stream_version(stream);
+                };
+                for (auto& append : deliveries(*e, version)) {
+                    appended.insert(append.stream);
+                    appends.push_back(std::move(append));
+                }
+            }
+            append_per_shard(appends);
+        }
         std::vector<std::string> due;
-        for (const auto* e : events) deliver(txn, *e, due);
+        due.reserve(appends.size());
+        for (auto& append : appends) due.push_back(std::move(append.stream));
         PgSchedule::mark_due(txn, std::move(due));
     }
 
    private:
-    // Appends what `e` tells the order's processes; `due` gets the streams appended to.
-    void deliver(pqxx::transaction_base& txn, const eventstore::RecordedEvent& e,
-                 std::vector<std::string>& due) {
-        // The process streams in the runtime's transaction, or on their shards.
-        eventstore::PgSession local{txn};
-        auto store_of = [&](const std::string& stream) -> eventstore::EventWriter& {
-            if (shards_) return shards_->of(stream);
-            return local;
-        };
-        auto version = [&](const std::string& stream) {
-            return shards_ ? shards_->of(stream).stream_version(stream)
-                           : local.stream_version(stream);
-        };
+    struct Append {
+        std::string stream;
+        std::vector<eventstore::NewEvent> events;
+    };
+
+    // What `e` tells the order's processes: an append per process stream, in order.
+    // `version(stream)` is a process stream's version (0: none), which tells the mode an
+    // order already runs in.
+    template <class Version>
+    std::vector<Append> deliveries(const eventstore::RecordedEvent& e, Version&& version) {
+        std::vector<Append> out;
         // Times from the source event, not the clock: applying the same event again yields
         // the same events, which the store then recognises by their ids.
         for (auto& delivery : route(placing_, running_mode(e, version), e.type, e.payload,
@@ -115,13 +146,40 @@ class Intake final : public projections::Projection {
             std::vector<eventstore::NewEvent> batch;
             for (std::size_t i = 0; i < delivery.events.size(); ++i) {
                 const auto& event = delivery.events[i];
+                // Ids derived from the source event: a repeat is recognised and appends
+                // nothing.
                 batch.push_back({derived_event_id(e.event_id, stream + "#" + std::to_string(i)),
                                  event_type(event), encode_payload(event), m,
                                  domain::schema_version(event)});
             }
-            // Ids derived from the source event: a repeat is recognised and appends nothing.
-            store_of(stream).append(stream, eventstore::ExpectedVersion::any(), batch);
-            due.push_back(stream);
+            out.push_back({stream, std::move(batch)});
+        }
+        return out;
+    }
+
+    // The appends, each shard's in one unit of work of that shard, each stream's in order.
+    // Streams are locked in the order of their names, whatever the events' order, so two
+    // intakes appending to the same streams (their slots' events lead to the same orders)
+    // wait for each other instead of deadlocking; no order across streams is owed.
+    void append_per_shard(const std::vector<Append>& appends) {
+        std::vector<std::pair<eventstore::Store*, std::vector<const Append*>>> by_store;
+        for (const auto& append : appends) {
+            auto* store = &shards_->of(append.stream);
+            auto it = std::find_if(by_store.begin(), by_store.end(),
+                                   [&](const auto& entry) { return entry.first == store; });
+            if (it == by_store.end()) it = by_store.insert(by_store.end(), {store, {}});
+            it->second.push_back(&append);
+        }
+        for (auto& [store, mine] : by_store) {
+            std::stable_sort(mine.begin(), mine.end(), [](const Append* a, const Append* b) {
+                return a->stream < b->stream;
+            });
+            store->transact([&](eventstore::Session& session) {
+                for (const auto* append : mine) {
+                    session.append(append->stream, eventstore::ExpectedVersion::any(),
+                                   append->events);
+                }
+            });
         }
     }
 

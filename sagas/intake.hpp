@@ -20,9 +20,10 @@ namespace ordo::sagas {
 // are marked due in ordo.saga_schedule. New orders start in `placing`; see route().
 //
 // Over a sharded store (`shards` given) the process streams live on their own partitions'
-// shards while the intake's checkpoint and the schedule stay in the read database: each
-// delivery is appended through its stream's shard (an append of its own, which a repeat
-// finds there by the same ids), then the processes are marked due with the checkpoint.
+// shards while the intake's checkpoint and the schedule stay in the read database: a
+// batch's deliveries are appended through their streams' shards (one transaction per shard,
+// which a repeat finds there by the same ids), then the processes are marked due with the
+// checkpoint.
 // `shards` outlives the projection.
 std::unique_ptr<projections::Projection> intake(Mode placing, eventstore::Shards* shards = nullptr);
 
