@@ -386,22 +386,24 @@ std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& 
             pqxx::connection connection{
                 platform::pg::connection_url(database_url, "ordo-partition-count")};
             pqxx::work txn{connection};
-            if (partitions == kAdoptPartitions) {
-                partitions = role == PartitionRole::record
+            // Adopted afresh on every attempt: one that failed decided nothing.
+            int count = partitions;
+            if (count == kAdoptPartitions) {
+                count = role == PartitionRole::record
                                  ? eventstore::adopt_partition_count(
                                        txn, eventstore::kDefaultPartitions)
                                  : eventstore::recorded_partition_count(txn).value_or(
                                        eventstore::kDefaultPartitions);
             }
-            if (partitions == 0) {
+            if (count == 0) {
                 // No count of its own: the map as written decides.
             } else if (role == PartitionRole::record) {
-                eventstore::claim_partition_count(txn, partitions);
+                eventstore::claim_partition_count(txn, count);
             } else {
-                eventstore::check_partition_count(txn, partitions);
+                eventstore::check_partition_count(txn, count);
             }
             if (map) {
-                *map = eventstore::shard_map_for(txn, partitions);
+                *map = eventstore::shard_map_for(txn, count);
                 // Every shard reachable with this service's URL: a URL that cannot be pointed
                 // at a shard is refused here, once, with the reason.
                 for (const auto& shard : map->shards()) {
@@ -409,6 +411,7 @@ std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& 
                 }
             }
             txn.commit();
+            partitions = count;
             return std::nullopt;
         } catch (const eventstore::PartitionCountMismatch& e) {
             log.error(

@@ -381,6 +381,7 @@ void MemoryLeases::balance(std::vector<Slot>& slots) {
                                table_.holders_[key] = instance_;
                                s.owned = true;
                                s.idle = false;
+                               s.settle_pending = true;
                                return true;
                            });
     for (auto i : moves.released) {

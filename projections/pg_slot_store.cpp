@@ -53,7 +53,19 @@ class PgSlotTxn final : public SlotTxn {
             rows = lock();
         }
         const auto row = rows.at(0);
-        if (!row[2].is_null()) checkpoint_shard_[partition] = row[2].as<int>();
+        if (!row[2].is_null()) {
+            checkpoint_shard_[partition] = row[2].as<int>();
+        } else if (shards_) {
+            // A row from before the store was sharded: a partition that moved since had it
+            // rebased, so its position is in the commit order of the shard the map gives it.
+            // Naming that shard lets the sweep's survey pass over the slot when it is idle.
+            const int shard = shards_->map().shard_of_partition(partition);
+            txn_.exec_params(
+                "UPDATE ordo.projection_checkpoints SET shard = $3 "
+                "WHERE projection = $1 AND partition = $2",
+                projection, partition, shard);
+            checkpoint_shard_[partition] = shard;
+        }
         return Checkpoint{eventstore::transaction_id_from_xid8(row[0].c_str()),
                           row[1].as<std::int64_t>()};
     }
@@ -102,8 +114,8 @@ class PgSlotTxn final : public SlotTxn {
 
     Changes changes_after(ShardKey shard, Checkpoint after, std::size_t limit) override {
         if (shards_) {
-            // A row from before the store was sharded names no shard: its partition's shard
-            // is the map's, so the slots of such rows are stepped, not surveyed together.
+            // A row that names no shard yet (from before the store was sharded) is given one
+            // at its slot's next step: until then its slot is stepped.
             if (!shard) return Changes{.complete = false};
             return shards_->changes_after(*shard, after, limit);
         }

@@ -290,19 +290,17 @@ struct Runtime::Impl {
                 try {
                     changes[shard] = txn.changes_after(shard, after, kSurveyLimit);
                 } catch (const std::exception& e) {
-                    // A shard that cannot be read: its slots are stepped, each failing and
-                    // backing off on its own, as when every slot was stepped. Without shards
-                    // the events are in this transaction's database: it is down too.
-                    if (!shard || store.classify(std::current_exception()) !=
-                                      platform::FailureKind::transient) {
-                        throw;
-                    }
+                    // A shard that cannot be read, whatever the reason: its slots are
+                    // stepped, each failing and backing off on its own, and the other
+                    // shards' go on. Without shards the events are in this transaction's
+                    // database, which then failed too.
+                    if (!shard) throw;
                     log.warn("a shard's changes could not be surveyed; its slots are stepped",
                              {{"shard", *shard}, {"error", e.what()}});
                     changes[shard] = Changes{.complete = false};
                 }
             }
-            plan = plan_sweep(slots, rows, changes, now);
+            plan = plan_sweep(slots, rows, changes, now, breakers_not_closed());
             for (const auto& [shard, head] : plan.heads) {
                 std::vector<CheckpointRow> from;
                 for (auto i : plan.advance) {
@@ -321,6 +319,36 @@ struct Runtime::Impl {
         }
         advanced.inc(static_cast<double>(moved.size()));
         return plan.visit;
+    }
+
+    // The projections whose breaker is open or probing: their slots are visited, where the
+    // breaker decides (refused: left at the checkpoint; a probe: a step), never advanced.
+    std::set<std::string> breakers_not_closed() {
+        std::set<std::string> out;
+        for (const auto& name : projection_names) {
+            if (breakers.of(name).state() != platform::BreakerState::closed) out.insert(name);
+        }
+        return out;
+    }
+
+    // The survey, or every owned slot when it fails for a reason that will not pass (a
+    // transient failure is the database's: it propagates, and run() backs off). A slot that
+    // cannot be stepped then fails on its own, and the others go on.
+    std::vector<std::size_t> survey_or_all(std::chrono::steady_clock::time_point now) {
+        try {
+            return survey(now);
+        } catch (const std::exception& e) {
+            if (store.classify(std::current_exception()) == platform::FailureKind::transient) {
+                throw;
+            }
+            log.error("the sweep's survey failed; stepping every owned slot",
+                      {{"error", e.what()}});
+            std::vector<std::size_t> all;
+            for (std::size_t i = 0; i < slots.size(); ++i) {
+                if (slots[i].owned) all.push_back(i);
+            }
+            return all;
+        }
     }
 
     // One pass: slots with live events or still catching up, then the sweep, if due, until
@@ -349,7 +377,7 @@ struct Runtime::Impl {
             if (!stop && visit(*s, now)) busy = busy || !s->idle;
         }
         if (!sweep.pending || now < sweep.not_before || stop) return busy;
-        if (!sweep.visits) sweep.visits = survey(now);
+        if (!sweep.visits) sweep.visits = survey_or_all(now);
         // At least one slot per pass, so that a steady flow of live events slows the sweep
         // down but cannot stop it.
         const auto& visits = *sweep.visits;

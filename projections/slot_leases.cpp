@@ -152,7 +152,12 @@ void SlotLeases::balance(std::vector<Slot>& slots) {
                       s.owned = tx.exec_params1("SELECT pg_try_advisory_lock($1, $2)",
                                                 slot_lock_key(s.projection->name()), s.partition)[0]
                                     .as<bool>();
-                      if (s.owned) s.idle = false;
+                      // Newly owned: not known to be caught up, and its letters looked at
+                      // first (the owner before may have parked or settled some).
+                      if (s.owned) {
+                          s.idle = false;
+                          s.settle_pending = true;
+                      }
                       return s.owned;
                   });
     for (auto i : moves.released) {

@@ -148,7 +148,8 @@ class SlotLeasing {
     virtual void connect(std::vector<Slot>& slots) = 0;
     // Forgets a session that broke (the leases went with it).
     virtual void drop_if_broken() = 0;
-    // Heartbeat, then take or give back slots until this runtime holds its fair share.
+    // Heartbeat, then take or give back slots until this runtime holds its fair share. A slot
+    // it takes is marked neither idle nor settled (Slot::idle, Slot::settle_pending).
     virtual void balance(std::vector<Slot>& slots) = 0;
     virtual std::size_t owned() const = 0;
     // Waits until there may be something to apply — a live event (`woken`), an append

@@ -42,13 +42,15 @@ std::map<ShardKey, Checkpoint> survey_points(const std::vector<Slot>& slots,
 
 SweepPlan plan_sweep(const std::vector<Slot>& slots, const std::vector<CheckpointRow>& rows,
                      const std::map<ShardKey, Changes>& changes,
-                     std::chrono::steady_clock::time_point now) {
+                     std::chrono::steady_clock::time_point now,
+                     const std::set<std::string>& breakers_not_closed) {
     const auto index = index_rows(rows);
     SweepPlan plan;
     for (std::size_t i = 0; i < slots.size(); ++i) {
         const Slot& slot = slots[i];
         if (!slot.owned || now < slot.retry_at) continue;
-        if (!may_pass_over(slot, row_of(index, slot))) {
+        if (!may_pass_over(slot, row_of(index, slot)) ||
+            breakers_not_closed.count(slot.projection->name()) > 0) {
             plan.visit.push_back(i);
             continue;
         }

@@ -65,9 +65,12 @@ struct SweepPlan {
 // The plan for the owned slots whose retry time has come by `now`, from their rows and the
 // changes after each shard's survey point. A slot that may not be passed over is stepped
 // (the caller marks those with an operator's request to settle first: Slot::settle_pending).
-// A halted slot (waiting at a dead letter) is never advanced, and is stepped only then.
+// A halted slot (waiting at a dead letter) is never advanced, and is stepped only then. The
+// slots of `breakers_not_closed` (projections whose breaker is open or probing) are stepped,
+// never advanced: their breaker decides whether they are touched.
 SweepPlan plan_sweep(const std::vector<Slot>& slots, const std::vector<CheckpointRow>& rows,
                      const std::map<ShardKey, Changes>& changes,
-                     std::chrono::steady_clock::time_point now);
+                     std::chrono::steady_clock::time_point now,
+                     const std::set<std::string>& breakers_not_closed = {});
 
 }  // namespace ordo::projections

@@ -157,10 +157,14 @@ class Intake final : public projections::Projection {
         return out;
     }
 
-    // The appends, each shard's in one unit of work of that shard, each stream's in order.
-    // Streams are locked in the order of their names, whatever the events' order, so two
-    // intakes appending to the same streams (their slots' events lead to the same orders)
-    // wait for each other instead of deadlocking; no order across streams is owed.
+    // The appends, each shard's in units of work of that shard of at most kAppendsPerUnit
+    // (each stream's in order), so that a large batch holds few process streams' locks at
+    // once: the runner appends to the same streams. Within a unit the streams are locked in
+    // the order of their names, whatever the events' order, so two intakes' units rarely
+    // wait on each other in a cycle (group commit may still put them in one transaction with
+    // other units; PostgreSQL then breaks the deadlock and the batch is retried). No order
+    // across streams is owed.
+    static constexpr std::size_t kAppendsPerUnit = 32;
     void append_per_shard(const std::vector<Append>& appends) {
         std::vector<std::pair<eventstore::Store*, std::vector<const Append*>>> by_store;
         for (const auto& append : appends) {
@@ -171,15 +175,24 @@ class Intake final : public projections::Projection {
             it->second.push_back(&append);
         }
         for (auto& [store, mine] : by_store) {
+            if (mine.size() == 1) {
+                // Alone, an append is one statement in autocommit: no BEGIN and COMMIT.
+                store->append(mine[0]->stream, eventstore::ExpectedVersion::any(),
+                              mine[0]->events);
+                continue;
+            }
             std::stable_sort(mine.begin(), mine.end(), [](const Append* a, const Append* b) {
                 return a->stream < b->stream;
             });
-            store->transact([&](eventstore::Session& session) {
-                for (const auto* append : mine) {
-                    session.append(append->stream, eventstore::ExpectedVersion::any(),
-                                   append->events);
-                }
-            });
+            for (std::size_t from = 0; from < mine.size(); from += kAppendsPerUnit) {
+                const auto to = std::min(mine.size(), from + kAppendsPerUnit);
+                store->transact([&](eventstore::Session& session) {
+                    for (auto i = from; i < to; ++i) {
+                        session.append(mine[i]->stream, eventstore::ExpectedVersion::any(),
+                                       mine[i]->events);
+                    }
+                });
+            }
         }
     }
 

@@ -379,6 +379,29 @@ TEST_F(ProjectionRuntime, AnIdleSweepIsOneTransactionAndIdleSlotsStillReachTheHe
     EXPECT_EQ(advanced() - advanced_before, kPartitions - 1);
 }
 
+// A slot taken (again, after a lost session, or from another runtime) is known neither to
+// be caught up nor to have no dead letters due: the owner before may have parked or settled
+// some, so its first step looks at them, however soon after the taking it comes.
+TEST_F(ProjectionRuntime, ASlotTakenIsMarkedToLookAtItsDeadLettersFirst) {
+    Ledger ledger;
+    std::vector<Slot> slots_of_runtime;
+    for (int p = 0; p < kPartitions; ++p) {
+        Slot s{&ledger, p, 3};
+        s.idle = true;
+        s.settle_pending = false;  // as a runtime leaves them after settling
+        slots_of_runtime.push_back(s);
+    }
+    MemoryLeases mine{leases, "p-1", 50ms};
+    mine.connect(slots_of_runtime);
+    mine.balance(slots_of_runtime);
+    ASSERT_EQ(mine.owned(), static_cast<std::size_t>(kPartitions));
+    for (const auto& s : slots_of_runtime) {
+        EXPECT_TRUE(s.owned);
+        EXPECT_FALSE(s.idle);
+        EXPECT_TRUE(s.settle_pending);
+    }
+}
+
 TEST_F(ProjectionRuntime, TransientFailuresAreRetriedWithNothingLostRepeatedOrParked) {
     auto written = receive("sku-1", {1, 2, 3, 4, 5, 6, 7});
     // Commits that fail after the read model was written, and applies that fail outright.

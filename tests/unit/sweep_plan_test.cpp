@@ -139,6 +139,16 @@ TEST_F(SweepPlanTest, AHaltedSlotIsNeverMovedAndSteppedOnlyWhenItsLettersAreDue)
     EXPECT_EQ(plan.visit, (std::vector<std::size_t>{0}));
 }
 
+TEST_F(SweepPlanTest, ASlotWhoseBreakerIsNotClosedIsSteppedNeverMoved) {
+    // Its breaker decides whether it is touched (refused: it stays at its checkpoint; a
+    // probe: a step), so the survey neither passes over it nor moves it.
+    std::vector<Slot> slots{idle_at(0, {10, 5}), idle_at(1, {10, 5})};
+    Changes changes{.partitions = {}, .head = Checkpoint{12, 9}, .complete = true};
+    const auto plan = plan_sweep(slots, rows, {{ShardKey{}, changes}}, kNow, {"inventory"});
+    EXPECT_EQ(plan.visit, (std::vector<std::size_t>{0, 1}));
+    EXPECT_TRUE(plan.advance.empty());
+}
+
 TEST_F(SweepPlanTest, EachShardIsSurveyedAfterItsOwnLowestCheckpoint) {
     std::vector<Slot> slots{idle_at(0, {900, 40}, 0), idle_at(1, {800, 41}, 0),
                             idle_at(2, {30, 2}, 1), idle_at(3, {35, 3}, 1)};
