@@ -390,10 +390,9 @@ std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& 
             int count = partitions;
             if (count == kAdoptPartitions) {
                 count = role == PartitionRole::record
-                                 ? eventstore::adopt_partition_count(
-                                       txn, eventstore::kDefaultPartitions)
-                                 : eventstore::recorded_partition_count(txn).value_or(
-                                       eventstore::kDefaultPartitions);
+                            ? eventstore::adopt_partition_count(txn, eventstore::kDefaultPartitions)
+                            : eventstore::recorded_partition_count(txn).value_or(
+                                  eventstore::kDefaultPartitions);
             }
             if (count == 0) {
                 // No count of its own: the map as written decides.

@@ -80,9 +80,9 @@ void require_nats(const platform::nats::ClientSettings& settings, const std::str
 namespace {
 
 // Every per-partition service's --partitions: unset, the store decides (agree_on_partitions).
-const std::string kPartitionsHelp =
-    "Partitions (P); default: the count the store recorded, or " +
-    std::to_string(ordo::eventstore::kDefaultPartitions) + " for a new store";
+const std::string kPartitionsHelp = "Partitions (P); default: the count the store recorded, or " +
+                                    std::to_string(ordo::eventstore::kDefaultPartitions) +
+                                    " for a new store";
 
 // The listener's HTTPS options, alike on every `ordo serve` service; `insecure_no_tls` only
 // where the listener takes bearer tokens (the command and query APIs).

@@ -36,8 +36,8 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
     // single shard, this very database.
     auto map = eventstore::ShardMap::single(eventstore::kDefaultPartitions);
     int no_count = 0;
-    if (auto rc = agree_on_partitions(&signals, options.database_url, no_count, PartitionRole::compare,
-                                      log, &map)) {
+    if (auto rc = agree_on_partitions(&signals, options.database_url, no_count,
+                                      PartitionRole::compare, log, &map)) {
         return *rc;
     }
     const auto upcasters = event_upcasters();

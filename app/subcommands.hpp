@@ -60,7 +60,7 @@ struct ProjectorOptions {
     std::string address = "127.0.0.1:8091";  // health and metrics
     std::string database_url;
     platform::nats::ClientSettings nats;  // ORDO_<SERVICE>_NATS_URL, ORDO_NATS_CA_FILE
-    int partitions = kAdoptPartitions;  // the store's (agree_on_partitions)
+    int partitions = kAdoptPartitions;    // the store's (agree_on_partitions)
     std::string stream = eventstore::kDefaultJetStream;
     std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     std::string dead_letter_policy;  // "orders=halt,inventory=skip"; unnamed ones skip
@@ -85,7 +85,7 @@ struct RelayServeOptions {
     std::string address = "127.0.0.1:8090";  // health and metrics
     std::string database_url;
     platform::nats::ClientSettings nats;  // ORDO_<SERVICE>_NATS_URL, ORDO_NATS_CA_FILE
-    int partitions = kAdoptPartitions;  // the store's (agree_on_partitions)
+    int partitions = kAdoptPartitions;    // the store's (agree_on_partitions)
     std::string stream = eventstore::kDefaultJetStream;
     std::string subject_prefix = eventstore::kDefaultSubjectPrefix;
     int duplicate_window_seconds = 120;

@@ -140,9 +140,8 @@ std::vector<OpenDeadLetter> lock_open_dead_letters(pqxx::transaction_base& txn,
 
 std::set<std::pair<std::string, int>> requested_dead_letter_slots(pqxx::transaction_base& txn) {
     std::set<std::pair<std::string, int>> out;
-    for (const auto& row : txn.exec(
-             "SELECT DISTINCT projection, partition FROM ordo.dead_letters "
-             "WHERE status IN ('retry_requested', 'skip_requested')")) {
+    for (const auto& row : txn.exec("SELECT DISTINCT projection, partition FROM ordo.dead_letters "
+                                    "WHERE status IN ('retry_requested', 'skip_requested')")) {
         out.emplace(row[0].as<std::string>(), row[1].as<int>());
     }
     return out;

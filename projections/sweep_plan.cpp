@@ -24,8 +24,7 @@ const CheckpointRow* row_of(const RowIndex& index, const Slot& slot) {
 
 bool may_pass_over(const Slot& slot, const CheckpointRow* row) {
     return slot.owned && slot.idle && !slot.settle_pending && slot.poison == 0 &&
-           slot.failures == 0 && row != nullptr && row->at == slot.at &&
-           row->shard == slot.shard;
+           slot.failures == 0 && row != nullptr && row->at == slot.at && row->shard == slot.shard;
 }
 
 std::map<ShardKey, Checkpoint> survey_points(const std::vector<Slot>& slots,

@@ -177,8 +177,7 @@ class Intake final : public projections::Projection {
         for (auto& [store, mine] : by_store) {
             if (mine.size() == 1) {
                 // Alone, an append is one statement in autocommit: no BEGIN and COMMIT.
-                store->append(mine[0]->stream, eventstore::ExpectedVersion::any(),
-                              mine[0]->events);
+                store->append(mine[0]->stream, eventstore::ExpectedVersion::any(), mine[0]->events);
                 continue;
             }
             std::stable_sort(mine.begin(), mine.end(), [](const Append* a, const Append* b) {

@@ -148,8 +148,9 @@ TEST(ReadSide, LiveEventsOfAnOldSchemaVersionAreReadInTheCurrentShape) {
                                  platform::Logger::null_logger(), metrics};
     std::thread worker{[&] { runtime.run(stop); }};
     ASSERT_TRUE(eventually([&] { return runtime.owned_slots() == 16; }));
-    ASSERT_TRUE(eventually(
-        [&] { return counter(metrics, "ordo_projection_sweeps_total{runtime=\"projector\"}") == 1; }));
+    ASSERT_TRUE(eventually([&] {
+        return counter(metrics, "ordo_projection_sweeps_total{runtime=\"projector\"}") == 1;
+    }));
     for (int i = 0; i < 200; ++i) {
         const auto order = "o-" + std::to_string(i);
         const bool old = i % 2 == 0;

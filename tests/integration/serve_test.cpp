@@ -462,9 +462,9 @@ TEST(ServePartitions, AServiceGivenNoCountTakesTheRecordedOneOrRecordsTheDefault
     TestDatabase fresh;
     auto fresh_env = service_env(fresh);
     fresh_env.erase("ORDO_PARTITIONS");
-    Process first{{ordo_binary(), "serve", "relay", "--address",
-                   "127.0.0.1:" + std::to_string(free_port())},
-                  fresh_env};
+    Process first{
+        {ordo_binary(), "serve", "relay", "--address", "127.0.0.1:" + std::to_string(free_port())},
+        fresh_env};
     auto recorded = [&] {
         pqxx::connection query{fresh.query_url()};
         pqxx::work txn{query};

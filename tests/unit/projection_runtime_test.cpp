@@ -353,8 +353,8 @@ TEST_F(ProjectionRuntime, AnIdleSweepIsOneTransactionAndIdleSlotsStillReachTheHe
     // An event in another partition moves the head: every slot reaches it, the one with the
     // event by a step, the others by the survey's advance.
     auto advanced = [&] {
-        return metrics.counter("ordo_projection_checkpoints_advanced_total", "",
-                               {{"runtime", "projector"}})
+        return metrics
+            .counter("ordo_projection_checkpoints_advanced_total", "", {{"runtime", "projector"}})
             .value();
     };
     const auto advanced_before = advanced();
