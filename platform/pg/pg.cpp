@@ -2,6 +2,7 @@
 // order, the watchdog that shuts overdue sockets down, failures classified by SQLSTATE.
 #include "platform/pg/pg.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -176,12 +177,34 @@ Pool::Lease Pool::acquire() {
     return acquire(std::chrono::steady_clock::now() + options_.acquire_timeout);
 }
 
+namespace {
+// Whether an idle connection's socket has anything to read, or has failed. Idle, a pooled
+// connection is owed nothing (it listens for no notification): what came is the server's
+// goodbye (a terminated backend, a server that shut down or restarted) and the end of the
+// stream. Such a connection fails on its first use, so it is closed before it is leased:
+// otherwise every idle connection of a pool fails one operation in turn after the server
+// dropped them all, each failure a retry, a breaker probe or a saga step spent. A peer
+// that vanished without a word is found on first use, as before.
+bool dropped_by_server(pqxx::connection& conn) {
+    const int fd = conn.sock();
+    if (fd < 0) return true;
+    ::pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+    return ::poll(&p, 1, 0) != 0;
+}
+}  // namespace
+
 Pool::Lease Pool::acquire(std::chrono::steady_clock::time_point deadline) {
+    std::vector<std::unique_ptr<pqxx::connection>> dropped;  // closed once the lock is let go
     std::unique_lock lock{mutex_};
     if (waiters_.empty()) {
-        if (!idle_.empty()) {
+        while (!idle_.empty()) {
             auto conn = std::move(idle_.back());
             idle_.pop_back();
+            if (dropped_by_server(*conn)) {
+                dropped.push_back(std::move(conn));
+                --open_;
+                continue;
+            }
             ++leased_;
             return Lease{*this, std::move(conn)};
         }
