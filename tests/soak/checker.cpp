@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -54,11 +55,36 @@ std::int64_t count(pqxx::connection& conn, const std::string& sql) {
     return tx.exec1(sql)[0].as<std::int64_t>();
 }
 
+// The store's shards, a connection to each; the first also holds the read models, the
+// checkpoints and the dead letters.
+class Shards {
+   public:
+    Shards(const testing::TestDatabase& db, const testing::TestDatabase* second) {
+        for (const auto* shard : {&db, second}) {
+            if (shard)
+                connections_.push_back(std::make_unique<pqxx::connection>(shard->admin_url()));
+        }
+    }
+    std::size_t size() const { return connections_.size(); }
+    pqxx::connection& operator[](std::size_t shard) { return *connections_.at(shard); }
+    pqxx::connection& read() { return *connections_.front(); }
+    // `sql`'s count summed over every shard.
+    std::int64_t total(const std::string& sql) {
+        std::int64_t sum = 0;
+        for (auto& conn : connections_) sum += count(*conn, sql);
+        return sum;
+    }
+
+   private:
+    std::vector<std::unique_ptr<pqxx::connection>> connections_;
+};
+
 // Settled: no order pending, no saga running, every projection (the webhook's too, when one
-// is expected) with a checkpoint in every partition and each at the head of the log in
-// commit order, JetStream holding as many messages as the store has events.
-bool settled(pqxx::connection& conn, platform::jetstream::Client& nats, const std::string& stream,
+// is expected) with a checkpoint in every partition and each at the head of its shard's log
+// in commit order, JetStream holding as many messages as the store has events.
+bool settled(Shards& store, platform::jetstream::Client& nats, const std::string& stream,
              bool webhook) {
+    auto& conn = store.read();
     if (count(conn, "SELECT count(*) FROM read.orders WHERE status = 'pending'") != 0) return false;
     if (count(conn,
               "SELECT count(*) FROM (SELECT projection FROM ordo.projection_checkpoints GROUP BY "
@@ -70,12 +96,27 @@ bool settled(pqxx::connection& conn, platform::jetstream::Client& nats, const st
                          "'webhook'") == 0)
         return false;
     if (count(conn, "SELECT count(*) FROM read.sagas WHERE status = 'running'") != 0) return false;
-    if (count(conn,
-              "SELECT count(*) FROM ordo.projection_checkpoints c WHERE (c.transaction_id, "
-              "c.global_position) < (SELECT transaction_id, global_position FROM ordo.events "
-              "ORDER BY transaction_id DESC, global_position DESC LIMIT 1)") != 0)
-        return false;
-    const auto events = count(conn, "SELECT count(*) FROM ordo.events");
+    // A checkpoint names its shard (on one store none, or 0); under the spread map partition
+    // p is on shard p mod the shards.
+    for (std::size_t shard = 0; shard < store.size(); ++shard) {
+        pqxx::result head;
+        {
+            pqxx::read_transaction tx{store[shard]};
+            head = tx.exec(
+                "SELECT transaction_id::text, global_position FROM ordo.events ORDER BY "
+                "transaction_id DESC, global_position DESC LIMIT 1");
+        }
+        if (head.empty()) continue;
+        pqxx::read_transaction tx{conn};
+        if (tx.exec_params1("SELECT count(*) FROM ordo.projection_checkpoints c WHERE "
+                            "coalesce(c.shard, c.partition % $1) = $2 AND (c.transaction_id, "
+                            "c.global_position) < ($3::xid8, $4::bigint)",
+                            static_cast<int>(store.size()), static_cast<int>(shard),
+                            head[0][0].as<std::string>(), head[0][1].as<std::int64_t>())[0]
+                .as<std::int64_t>() != 0)
+            return false;
+    }
+    const auto events = store.total("SELECT count(*) FROM ordo.events");
     std::int64_t messages = -1;
     try {
         messages = static_cast<std::int64_t>(nats.message_count(stream));
@@ -87,20 +128,22 @@ bool settled(pqxx::connection& conn, platform::jetstream::Client& nats, const st
 
 }  // namespace
 
-CheckResult check(const testing::TestDatabase& db, const std::string& stream,
-                  const std::string& subjects, const WebhookExpectation& webhook,
-                  const WorkloadResult& work, const std::vector<FaultRecord>& faults,
-                  Millis settle_bound, const std::function<Millis()>& now) {
+CheckResult check(const testing::TestDatabase& db, const testing::TestDatabase* second_shard,
+                  const std::string& stream, const std::string& subjects,
+                  const WebhookExpectation& webhook, const WorkloadResult& work,
+                  const std::vector<FaultRecord>& faults, Millis settle_bound,
+                  const std::function<Millis()>& now) {
     CheckResult result;
-    pqxx::connection conn{db.admin_url()};
+    Shards store{db, second_shard};
+    auto& conn = store.read();
     platform::jetstream::Client nats{testing::nats_admin(), platform::Logger::null_logger()};
 
     // Settle: the faults are over; the services finish what the load left behind.
     const auto load_end = work.load_time;
     std::vector<std::string> invariants;
     for (;;) {
-        if (settled(conn, nats, stream, !webhook.event_types.empty()) &&
-            (invariants = testing::invariant_violations(db)).empty()) {
+        if (settled(store, nats, stream, !webhook.event_types.empty()) &&
+            (invariants = testing::invariant_violations(db, second_shard)).empty()) {
             result.settled_after = now() - load_end;
             break;
         }
@@ -110,7 +153,7 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
     if (result.settled_after < 0ms) {
         result.violations.push_back("the system did not settle within " +
                                     seconds_text(settle_bound) + " after the load");
-        for (auto& v : testing::invariant_violations(db)) {
+        for (auto& v : testing::invariant_violations(db, second_shard)) {
             result.violations.push_back("invariant: " + v);
         }
     }
@@ -120,16 +163,16 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
     for (const auto& c : work.commands) sent.push_back(c.key);
     const auto keys = text_array(sent);
     std::map<std::string, std::int64_t> stored;
-    {
-        pqxx::read_transaction tx{conn};
+    for (std::size_t shard = 0; shard < store.size(); ++shard) {
+        pqxx::read_transaction tx{store[shard]};
         for (const auto& row :
              tx.exec_params("SELECT e.metadata->>'causation_id', count(*) FROM ordo.events e "
                             "JOIN unnest($1::text[]) AS sent(key) ON sent.key = "
                             "e.metadata->>'causation_id' GROUP BY 1",
                             keys)) {
-            stored[row[0].as<std::string>()] = row[1].as<std::int64_t>();
+            stored[row[0].as<std::string>()] += row[1].as<std::int64_t>();
         }
-        result.events = tx.exec1("SELECT count(*) FROM ordo.events")[0].as<std::int64_t>();
+        result.events += tx.exec1("SELECT count(*) FROM ordo.events")[0].as<std::int64_t>();
     }
     // A command's event once (a refused one's never, a given-up one's at most once), except
     // that a cancel of an order whose cancellation was already requested is accepted and
@@ -174,25 +217,56 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
         }
     }
 
-    // Events made by commands (their causation is no event) that no client sent.
+    // Events made by commands (their causation is no event) that no client sent. Each shard
+    // gives those whose causation is neither a key sent nor an event of its own; over shards
+    // an event may be caused by one on another shard (a saga's reaction), so what is left is
+    // looked up there.
     {
-        pqxx::read_transaction tx{conn};
-        for (const auto& row : tx.exec_params(
-                 // Hash anti-joins and index probes: linear in the events, however many.
-                 "SELECT e.stream_id, e.event_type, e.metadata->>'causation_id' FROM ordo.events e "
-                 "LEFT JOIN unnest($1::text[]) AS sent(key) ON sent.key = "
-                 "coalesce(e.metadata->>'causation_id', '') WHERE sent.key IS NULL AND NOT EXISTS "
-                 "(SELECT 1 FROM ordo.events c WHERE c.event_id = CASE WHEN "
-                 "e.metadata->>'causation_id' ~ "
-                 "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN "
-                 "(e.metadata->>'causation_id')::uuid END) LIMIT 20",
-                 keys)) {
-            result.violations.push_back(
-                "event " + row[1].as<std::string>() + " on " + row[0].as<std::string>() +
-                " caused by " + row[2].as<std::string>("(none)") + ", which no client sent");
+        static const char* const kCausingEvent =
+            "CASE WHEN c.key ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' "
+            "THEN c.key::uuid END";
+        struct Unexplained {
+            std::string stream, type, causation;
+        };
+        std::vector<Unexplained> unexplained;
+        for (std::size_t shard = 0; shard < store.size(); ++shard) {
+            pqxx::read_transaction tx{store[shard]};
+            for (const auto& row : tx.exec_params(
+                     // Hash anti-joins and index probes: linear in the events, however many.
+                     std::string{"SELECT e.stream_id, e.event_type, c.key FROM ordo.events e "
+                                 "CROSS JOIN LATERAL (SELECT e.metadata->>'causation_id' AS key) "
+                                 "c LEFT JOIN unnest($1::text[]) AS sent(key) ON sent.key = "
+                                 "coalesce(c.key, '') WHERE sent.key IS NULL AND NOT EXISTS "
+                                 "(SELECT 1 FROM ordo.events o WHERE o.event_id = "} +
+                         kCausingEvent + ")",
+                     keys)) {
+                unexplained.push_back({row[0].as<std::string>(), row[1].as<std::string>(),
+                                       row[2].as<std::string>("(none)")});
+            }
         }
-        const auto letters =
-            tx.exec1("SELECT count(*) FROM ordo.dead_letters")[0].as<std::int64_t>();
+        // Over shards: the causations found as events on some shard.
+        std::set<std::string> causing;
+        if (store.size() > 1 && !unexplained.empty()) {
+            std::vector<std::string> causations;
+            for (const auto& u : unexplained) causations.push_back(u.causation);
+            for (std::size_t shard = 0; shard < store.size(); ++shard) {
+                pqxx::read_transaction tx{store[shard]};
+                for (const auto& row : tx.exec_params(
+                         std::string{"SELECT c.key FROM unnest($1::text[]) AS c(key) WHERE "
+                                     "EXISTS (SELECT 1 FROM ordo.events o WHERE o.event_id = "} +
+                             kCausingEvent + ")",
+                         text_array(causations))) {
+                    causing.insert(row[0].as<std::string>());
+                }
+            }
+        }
+        std::size_t reported = 0;
+        for (const auto& u : unexplained) {
+            if (causing.contains(u.causation) || ++reported > 20) continue;
+            result.violations.push_back("event " + u.type + " on " + u.stream + " caused by " +
+                                        u.causation + ", which no client sent");
+        }
+        const auto letters = count(conn, "SELECT count(*) FROM ordo.dead_letters");
         if (letters != 0) {
             result.violations.push_back(std::to_string(letters) +
                                         " dead letters, and the soak injected no poison");
@@ -241,8 +315,8 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
     }
     result.jetstream_messages = messages;
     std::set<std::string> event_ids;
-    {
-        pqxx::read_transaction tx{conn};
+    for (std::size_t shard = 0; shard < store.size(); ++shard) {
+        pqxx::read_transaction tx{store[shard]};
         for (const auto& row : tx.exec("SELECT event_id::text FROM ordo.events"))
             event_ids.insert(row[0].as<std::string>());
     }
@@ -261,8 +335,8 @@ CheckResult check(const testing::TestDatabase& db, const std::string& stream,
     // types has been answered 200 at least once by now.
     {
         std::set<std::string> forwarded;
-        {
-            pqxx::read_transaction tx{conn};
+        for (std::size_t shard = 0; shard < store.size(); ++shard) {
+            pqxx::read_transaction tx{store[shard]};
             for (const auto& row :
                  tx.exec_params("SELECT event_id::text FROM ordo.events WHERE event_type = "
                                 "ANY(string_to_array($1, ','))",

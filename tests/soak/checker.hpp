@@ -57,12 +57,14 @@ struct WebhookExpectation {
 // delivered at least once and nothing else delivered (redeliveries are at-least-once
 // delivery, counted: the receiver deduplicates by webhook-id); no dead letter. A violation
 // names the streams or commands and the faults around them.
-// `db` is the database the services ran on; `stream` their JetStream stream and `subjects`
-// its subjects (SoakStack::subjects).
-CheckResult check(const testing::TestDatabase& db, const std::string& stream,
-                  const std::string& subjects, const WebhookExpectation& webhook,
-                  const WorkloadResult& work, const std::vector<FaultRecord>& faults,
-                  Millis settle_bound, const std::function<Millis()>& now);
+// `db` is the database the services ran on (and the store's first shard), `second_shard` the
+// second shard's on a sharded store, else null; `stream` their JetStream stream and
+// `subjects` its subjects (SoakStack::subjects).
+CheckResult check(const testing::TestDatabase& db, const testing::TestDatabase* second_shard,
+                  const std::string& stream, const std::string& subjects,
+                  const WebhookExpectation& webhook, const WorkloadResult& work,
+                  const std::vector<FaultRecord>& faults, Millis settle_bound,
+                  const std::function<Millis()>& now);
 
 // Every read model row for row against a fresh offline rebuild (`ordo rebuild` of each
 // projection, swapped in) from the same store; call with every projector stopped. Returns

@@ -28,7 +28,7 @@ using namespace std::chrono_literals;
 
 int main(int argc, char** argv) try {
     CLI::App app{"Mixed load with faults injected, then every acknowledged command checked"};
-    int duration_s = 120, clients = 4, settle_s = 300;
+    int duration_s = 120, clients = 4, settle_s = 300, shards = 1;
     double rate = 20;
     std::uint64_t seed = std::random_device{}();
     std::string faults_text = "all", mode = "orchestration";
@@ -45,6 +45,10 @@ int main(int argc, char** argv) try {
                    "kill:relay,pause:command,nats-restart");
     app.add_option("--mode", mode, "Saga mode")
         ->check(CLI::IsMember({"orchestration", "choreography"}));
+    app.add_option("--shards", shards,
+                   "1, or 2: the store sharded over the test stack's first two PostgreSQL "
+                   "clusters")
+        ->check(CLI::Range(1, 2));
     app.add_option("--gap-min-ms", gap_min_ms, "Least quiet time between faults")
         ->check(CLI::Range(0, 3'600'000));
     app.add_option("--gap-max-ms", gap_max_ms, "Most quiet time between faults")
@@ -97,16 +101,19 @@ int main(int argc, char** argv) try {
                                    .max_length = Millis{length_max_ms}};
     const auto plan = plan_faults(*kinds, plan_options);
     std::printf(
-        "soak: seed %llu, %d s at %.1f/s from %d clients, saga mode %s, %zu faults planned\n",
-        static_cast<unsigned long long>(seed), duration_s, rate, clients, mode.c_str(),
+        "soak: seed %llu, %d s at %.1f/s from %d clients, saga mode %s, %d shard(s), %zu faults "
+        "planned\n",
+        static_cast<unsigned long long>(seed), duration_s, rate, clients, mode.c_str(), shards,
         plan.size());
-    std::printf("replay: --seed %llu --seconds %d --rate %g --clients %d --mode %s --faults %s\n",
-                static_cast<unsigned long long>(seed), duration_s, rate, clients, mode.c_str(),
-                faults_text.c_str());
+    std::printf(
+        "replay: --seed %llu --seconds %d --rate %g --clients %d --mode %s --shards %d --faults "
+        "%s\n",
+        static_cast<unsigned long long>(seed), duration_s, rate, clients, mode.c_str(), shards,
+        faults_text.c_str());
     std::fflush(stdout);
 
     const bool nats_disk = std::any_of(kinds->begin(), kinds->end(), is_disk_full);
-    SoakStack stack{mode, nats_disk};
+    SoakStack stack{mode, nats_disk, shards};
     const auto start = std::chrono::steady_clock::now();
     const auto wall_start = std::chrono::system_clock::now();
     const std::function<Millis()> now = [start] {
@@ -146,7 +153,7 @@ int main(int argc, char** argv) try {
         run_workload(workload, stack.client_ports("command"), stack.client_ports("query"), now);
     injector.join();
     stack.ensure_all_up();
-    auto result = check(stack.database(), stack.stream(), stack.subjects(),
+    auto result = check(stack.database(), stack.second_shard(), stack.stream(), stack.subjects(),
                         {.event_types = SoakStack::kWebhookEventTypes, .log = stack.webhook_log()},
                         work, done, Millis{settle_s * 1000}, now);
     // Then every read model against a fresh rebuild, the projectors stopped as for any

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "platform/nats/jetstream.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"
+#include "tests/support/shard_map.hpp"
 
 namespace ordo::soak {
 namespace {
@@ -80,11 +82,22 @@ Topology stack_topology() {
                : Topology::kSingle;
 }
 
-SoakStack::SoakStack(const std::string& mode, bool nats_disk) : topology_{stack_topology()} {
+SoakStack::SoakStack(const std::string& mode, bool nats_disk, int shards)
+    : topology_{stack_topology()} {
+    if (shards != 1 && shards != 2)
+        throw std::invalid_argument("the soak runs on 1 or 2 shards, not " +
+                                    std::to_string(shards));
+    if (shards == 2 && topology_ == Topology::kCluster)
+        throw std::invalid_argument("the highly available cluster runs one store, not two shards");
     work_dir_ = (std::filesystem::temp_directory_path() / ("ordo-soak-" + db_.name())).string();
     std::filesystem::create_directories(work_dir_);
     webhook_log_ = work_dir_ + "/webhook.log";
     try {
+        if (shards == 2) {
+            second_ = std::make_unique<testing::TestDatabase>(true, 1);
+            if (auto [rc, out] = testing::write_two_shard_map(db_, *second_, kPartitions); rc != 0)
+                throw std::runtime_error("ordo shards init failed: " + out);
+        }
         mount_nats_store(nats_disk);
         stream_ = "ORDO_SOAK_" + db_.name();
         prefix_ = "soak." + db_.name() + ".events";
@@ -99,7 +112,9 @@ SoakStack::SoakStack(const std::string& mode, bool nats_disk) : topology_{stack_
             // still confirm, short enough that some expire and compensate during a long soak.
             {"ORDO_SAGA_STEP_TIMEOUT_MS", "30000"},
             {"ORDO_SAGA_TIMEOUT_MS", "90000"},
-            {"ORDO_LOG_LEVEL", "error"},
+            // ORDO_SOAK_LOG_LEVEL (error): the services' log level, for a look at a failure.
+            {"ORDO_LOG_LEVEL",
+             std::getenv("ORDO_SOAK_LOG_LEVEL") ? std::getenv("ORDO_SOAK_LOG_LEVEL") : "error"},
             // The projectors deliver the order events to the receiver; its timeout is short so
             // that a slow receiver makes some deliveries time out and go again.
             {"ORDO_WEBHOOK_EVENT_TYPES", kWebhookEventTypes},
@@ -122,11 +137,16 @@ SoakStack::SoakStack(const std::string& mode, bool nats_disk) : topology_{stack_
                 for (auto port : cluster_ports(std::string{service}))
                     instances.push_back({port, nullptr});
             } else {
-                for (int i = 0; i < 2; ++i) instances.push_back({testing::free_port(), nullptr});
+                // Two relays per shard, instance i leading (or standing by for) shard i mod
+                // the shards: a fault's instance 0 or 1 hits a relay of each shard.
+                const int count = service == "relay" ? 2 * shards : 2;
+                for (int i = 0; i < count; ++i)
+                    instances.push_back({testing::free_port(), nullptr});
             }
         }
         for (auto service : kServices) {
-            for (int i = 0; i < 2; ++i) start(std::string{service}, i);
+            for (std::size_t i = 0; i < services_[std::string{service}].size(); ++i)
+                start(std::string{service}, static_cast<int>(i));
         }
         ensure_all_up();
     } catch (...) {
@@ -187,6 +207,8 @@ void SoakStack::start(const std::string& service, int index) {
     std::vector<std::string> argv{testing::ordo_binary(), "serve", service, "--address",
                                   "127.0.0.1:" + std::to_string(instance.port)};
     if (service == "command" || service == "query") argv.push_back("--insecure-no-auth");
+    if (service == "relay" && second_)
+        argv.insert(argv.end(), {"--shard", std::to_string(index % 2)});
     auto env = env_;
     env["FAKETIME_TIMESTAMP_FILE"] = clock_file(service, index);
     if (!std::filesystem::exists(env["FAKETIME_TIMESTAMP_FILE"]))
@@ -332,12 +354,22 @@ void SoakStack::stop(const std::string& service) {
 }
 
 void SoakStack::terminate_service_connections() {
-    pqxx::connection admin{db_.admin_url()};
-    pqxx::nontransaction tx{admin};
-    tx.exec_params(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> "
-        "pg_backend_pid()",
-        db_.name());
+    for (const auto* db : {&db_, second_.get()}) {
+        if (!db) continue;
+        pqxx::connection admin{db->admin_url()};
+        pqxx::nontransaction tx{admin};
+        tx.exec_params(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid "
+            "<> pg_backend_pid()",
+            db->name());
+    }
+}
+
+void SoakStack::pg(const std::string& action, int instance) {
+    if (second_)
+        testing::stack(action, {std::to_string(instance % 2)});
+    else
+        testing::stack(action);
 }
 
 void SoakStack::begin(const PlannedFault& fault) {
@@ -366,10 +398,10 @@ void SoakStack::begin(const PlannedFault& fault) {
             testing::stack("nats-kill");
             return;
         case FaultKind::kPgFast:
-            testing::stack("pg-stop");
+            pg("pg-stop", fault.instance);
             return;
         case FaultKind::kPgImmediate:
-            testing::stack("pg-kill");
+            pg("pg-kill", fault.instance);
             return;
         case FaultKind::kPgTerminate:
             terminate_service_connections();
@@ -415,7 +447,7 @@ std::string SoakStack::end(const PlannedFault& fault) {
                 break;
             case FaultKind::kPgFast:
             case FaultKind::kPgImmediate:
-                testing::stack("pg-start");
+                pg("pg-start", fault.instance);
                 break;
             case FaultKind::kClock:
                 write_file(clock_file(fault.spec.service, fault.instance), "+0");

@@ -4,6 +4,9 @@
 // On the highly available cluster (deploy/cluster.sh, whose stack.env says
 // ORDO_STACK_TOPOLOGY=ha) the command and query instances listen where its HAProxy forwards
 // to, clients go through HAProxy, and the servers' faults are the cluster's.
+// Over two shards (the test stack runs two PostgreSQL clusters) the store is sharded over a
+// database on each, under the spread map: the first also holds the map and the read models,
+// two relays lead each shard, and a PostgreSQL fault of instance N takes shard N's cluster.
 #pragma once
 
 #include <cstdint>
@@ -32,18 +35,21 @@ class SoakStack {
     // `mode`: the saga mode, orchestration or choreography. With `nats_disk` the NATS store
     // is moved onto a small filesystem of its own (a tmpfs mounted over the test stack's
     // store directory, which needs root) for the disk-full fault; the destructor moves it
-    // back.
-    SoakStack(const std::string& mode, bool nats_disk);
+    // back. `shards`: 1, or 2 for a store sharded over the stack's first two clusters.
+    SoakStack(const std::string& mode, bool nats_disk, int shards = 1);
     ~SoakStack();
     SoakStack(const SoakStack&) = delete;
     SoakStack& operator=(const SoakStack&) = delete;
 
     Topology topology() const { return topology_; }
+    // The services' database: the store's first shard, the map and the read models.
     const testing::TestDatabase& database() const { return db_; }
+    // The second shard's database; null on one store.
+    const testing::TestDatabase* second_shard() const { return second_.get(); }
     const std::string& stream() const { return stream_; }
     // The subjects the relays publish on: <prefix>.>.
     std::string subjects() const { return prefix_ + ".>"; }
-    // The two instances' ports of a service kind.
+    // The instances' ports of a service kind: two, and for the relay two per shard.
     std::vector<std::uint16_t> ports(const std::string& service) const;
     // Where clients send a service's requests (command, query): the two instances, or on the
     // cluster the one HAProxy frontend.
@@ -72,6 +78,9 @@ class SoakStack {
     // Every process ended, the NATS store moved back, the work directory removed.
     void release() noexcept;
     void terminate_service_connections();
+    // `action` (pg-stop, pg-start, pg-kill) on the cluster of shard `instance`: over shards
+    // a PostgreSQL fault's instance picks the shard; on one store it is the stack's cluster.
+    void pg(const std::string& action, int instance);
     // With `mount`, the NATS store onto a filesystem of its own; either way, away from one
     // a killed soak left behind.
     void mount_nats_store(bool mount);
@@ -87,6 +96,7 @@ class SoakStack {
 
     Topology topology_ = Topology::kSingle;
     testing::TestDatabase db_;
+    std::unique_ptr<testing::TestDatabase> second_;  // the second shard, over two
     std::string work_dir_;  // clock files and the receiver's log
     std::string stream_;
     std::string prefix_;
