@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <thread>
 
+#include "eventstore/append_notifier.hpp"
+#include "eventstore/shard_map.hpp"
 #include "platform/core/metrics.hpp"
 #include "projections/checkpointed_batch.hpp"
 #include "projections/live_feed.hpp"
@@ -55,6 +57,10 @@ struct Runtime::Impl {
     ProjectionStatus status;
     SinkBreakers breakers;
     CheckpointedBatch batches;
+    // Over a sharded store, one listener per shard for its append notifications (the leases'
+    // session listens on the read database, where no event is appended). Last: destroyed,
+    // and their threads stopped, before what they wake.
+    std::vector<std::unique_ptr<eventstore::AppendListener>> shard_listeners;
 
     Impl(RuntimeOptions o, std::vector<std::unique_ptr<Projection>> p, platform::Logger l,
          platform::metrics::Registry& m, std::unique_ptr<SlotStore> owned_store,
@@ -464,8 +470,19 @@ Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>
                                                       .instance_ttl = options.instance_ttl,
                                                       .poll_interval = options.poll_interval});
     if (options.upcasters) projections = upcasting(std::move(projections), *options.upcasters);
+    const auto shards = options.shards;
+    const auto url = options.database_url;
     impl_ = std::make_unique<Impl>(std::move(options), std::move(projections), std::move(log),
                                    metrics, std::move(store), std::move(leases), nullptr, nullptr);
+    if (shards && shards->version() > 0) {
+        for (const auto& shard : shards->shards()) {
+            impl_->shard_listeners.push_back(std::make_unique<eventstore::AppendListener>(
+                eventstore::shard_url(url, shard),
+                impl_->log.with_component("shard-" + std::to_string(shard.id) + "-appends"),
+                eventstore::AppendNotifier::kChannel,
+                [leases = &impl_->leases] { leases->appended_elsewhere(); }));
+        }
+    }
 }
 
 Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>> projections,

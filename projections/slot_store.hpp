@@ -164,6 +164,12 @@ class SlotLeasing {
         woken = true;
         ring();
     }
+    // An append notification came from elsewhere than the leasing's own session (a shard of
+    // a sharded store; any thread): sets `appended` and wakes wait_for_events at once.
+    void appended_elsewhere() {
+        appended = true;
+        ring();
+    }
 
     // Live events arrived since the runtime last cleared this.
     std::atomic<bool> woken{false};

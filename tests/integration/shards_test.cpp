@@ -6,12 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -21,8 +23,11 @@
 #include "eventstore/topology.hpp"
 #include "platform/core/config.hpp"
 #include "platform/core/partition.hpp"
+#include "platform/core/metrics.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/nats/jetstream.hpp"
+#include "projections/read_models.hpp"
+#include "projections/runtime.hpp"
 #include "query/event_feed.hpp"
 #include "sagas/fulfillment.hpp"
 #include "tests/integration/sharded_stack.hpp"
@@ -282,6 +287,47 @@ TEST_F(ShardedStack, TheReadModelsHoldEveryShardAndATokenWaitsForItsOwnShard) {
                       "SELECT count(DISTINCT partition) FROM ordo.projection_checkpoints "
                       "WHERE projection = 'inventory' AND global_position > 0") == 4;
     }));
+}
+
+// Over shards the appends are announced on each shard, not on the read database where the
+// projector's session listens. Without JetStream and with a poll of ten minutes, only the
+// shards' notifications can bring these events to the read models within the test.
+TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll) {
+    const auto map = [&] {
+        pqxx::connection conn{control_.admin_url()};
+        pqxx::work txn{conn};
+        return eventstore::shard_map_for(txn, kPartitions);
+    }();
+    ASSERT_GT(map.version(), 0);
+    platform::metrics::Registry metrics;
+    projections::RuntimeOptions options{.database_url = control_.projector_url(),
+                                        .partitions = kPartitions,
+                                        .poll_interval = 10min,
+                                        .instance = "p-shard-appends",
+                                        .shards = map};
+    projections::Runtime runtime{options, projections::read_models(),
+                                 platform::Logger::null_logger(), metrics};
+    std::atomic<bool> stop{false};
+    std::thread worker{[&] { runtime.run(stop); }};
+    auto& sweeps = metrics.counter("ordo_projection_sweeps_total", "", {{"runtime", "projector"}});
+    ASSERT_TRUE(eventually([&] { return sweeps.value() >= 1; }));
+
+    std::vector<std::string> skus;
+    for (int shard : {0, 1}) {
+        for (const auto& sku : skus_on(shard, 2)) {
+            auto res = receive(sku, "n-" + sku);
+            ASSERT_EQ(res.status, 200) << res.body;
+            skus.push_back(sku);
+        }
+    }
+    std::string in;
+    for (const auto& sku : skus) in += (in.empty() ? "'" : ", '") + sku + "'";
+    EXPECT_TRUE(eventually([&] {
+        return scalar(control_.admin_url(), "SELECT count(*) FROM read.inventory WHERE sku IN (" +
+                                                in + ") AND on_hand = 2") == 4;
+    }));
+    stop = true;
+    worker.join();
 }
 
 // The events API over both shards: pages and the stream give every event of each shard once,
