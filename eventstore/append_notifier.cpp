@@ -130,16 +130,18 @@ void AppendListener::run() {
     while (!stopping_) {
         try {
             pqxx::connection conn{platform::pg::connection_url(url_, "ordo-listener")};
-            AppendSubscription subscription{conn,
-                                            [this] {
-                                                {
-                                                    std::lock_guard lock{mutex_};
-                                                    ++count_;
-                                                }
-                                                announced_.notify_one();
-                                                if (on_notify_) on_notify_();
-                                            },
-                                            channel_};
+            auto announce = [this] {
+                {
+                    std::lock_guard lock{mutex_};
+                    ++count_;
+                }
+                announced_.notify_one();
+                if (on_notify_) on_notify_();
+            };
+            AppendSubscription subscription{conn, announce, channel_};
+            // Listening now: whatever was appended before (while connecting, or while the
+            // server was away) was announced to no one, so it is announced once here.
+            announce();
             backoff = std::chrono::milliseconds(100);
             // In slices, so that stopping is noticed.
             while (!stopping_) subscription.await(std::chrono::milliseconds(100));

@@ -80,7 +80,9 @@ class AppendSubscription {
 // Listens for append notifications (or those of `channel`) on a connection of its own and
 // wakes the threads that wait for them: workers that would otherwise poll. Reconnects after a
 // failure; meanwhile waits simply time out, which makes them polls. `on_notify`, when given,
-// runs on the listener's thread for each notification, and must be quick.
+// runs on the listener's thread for each notification, and must be quick. Each time it
+// starts listening (first, and after a reconnect) it announces once, as if notified: appends
+// made while it was not listening reached no one.
 class AppendListener {
    public:
     AppendListener(std::string url, platform::Logger log,
