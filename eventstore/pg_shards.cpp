@@ -260,6 +260,21 @@ ChangedPartitions PgShardReaders::changes_after(int shard, Checkpoint after, std
     });
 }
 
+std::optional<double> PgShardReaders::hidden() {
+    std::optional<double> longest;
+    for (const auto& shard : impl_->map.shards()) {
+        try {
+            const auto age = impl_->of_shard(shard.id).transact<pqxx::nontransaction>(
+                [](pqxx::nontransaction& txn) { return EventStore::hidden_for(txn); });
+            if (age && (!longest || *age > *longest)) longest = age;
+        } catch (const platform::Unavailable&) {
+        } catch (const std::exception&) {
+            if (!platform::pg::Pool::is_connection_failure(std::current_exception())) throw;
+        }
+    }
+    return longest;
+}
+
 std::vector<PartitionLag> PgShardReaders::lag(const std::vector<std::string>& categories,
                                               const std::vector<std::pair<int, Checkpoint>>& from,
                                               std::int64_t max_count,

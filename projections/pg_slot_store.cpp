@@ -283,6 +283,10 @@ PgSlotStore::PgSlotStore(PgSlotStoreOptions options, platform::metrics::Registry
 
 PgSlotStore::~PgSlotStore() = default;
 
+bool PgSlotStore::hidden_on_shards() {
+    return impl_->shards && impl_->shards->hidden().has_value();
+}
+
 void PgSlotStore::transact(const std::function<void(SlotTxn&)>& work) {
     std::vector<std::function<void()>> changes;
     impl_->pool.transact([&](pqxx::work& txn) {

@@ -43,6 +43,9 @@ class PgSlotStore final : public SlotStore {
 
     void transact(const std::function<void(SlotTxn&)>& work) override;
     platform::FailureKind classify(const std::exception_ptr& error) const override;
+    // Over a sharded store, whether any shard's horizon hides committed events (false
+    // unsharded: the read database's own horizon is the store's). Thread-safe.
+    bool hidden_on_shards();
 
    private:
     struct Impl;

@@ -463,12 +463,18 @@ Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>
                            .transaction_bound = transaction_bound(options),
                            .shards = options.shards},
         metrics);
-    auto leases =
-        std::make_unique<SlotLeases>(SlotLeaseOptions{.database_url = options.database_url,
-                                                      .instance = options.instance,
-                                                      .group = options.group,
-                                                      .instance_ttl = options.instance_ttl,
-                                                      .poll_interval = options.poll_interval});
+    // Over shards the events are appended, and hidden by a horizon, on the shards: the wait
+    // asks them (the store lives as long as the leases, in Impl).
+    std::function<bool()> hidden_elsewhere;
+    if (options.shards && options.shards->version() > 0)
+        hidden_elsewhere = [events = store.get()] { return events->hidden_on_shards(); };
+    auto leases = std::make_unique<SlotLeases>(
+        SlotLeaseOptions{.database_url = options.database_url,
+                         .instance = options.instance,
+                         .group = options.group,
+                         .instance_ttl = options.instance_ttl,
+                         .poll_interval = options.poll_interval,
+                         .hidden_elsewhere = std::move(hidden_elsewhere)});
     if (options.upcasters) projections = upcasting(std::move(projections), *options.upcasters);
     const auto shards = options.shards;
     const auto url = options.database_url;

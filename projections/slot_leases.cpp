@@ -185,6 +185,7 @@ bool SlotLeases::wait_for_events(const std::atomic<bool>& stop,
         pqxx::nontransaction tx{*d.session};
         hidden = eventstore::EventStore::hidden_for(tx).has_value();
     }
+    hidden = hidden || (d.options.hidden_elsewhere && d.options.hidden_elsewhere());
     const auto now = std::chrono::steady_clock::now();
     const auto deadline = std::min(d.poll.at_most(now + d.horizon_wait.next(hidden)), until);
     for (auto at = now; !stop && !woken && !appended && at < deadline;

@@ -312,6 +312,12 @@ TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll)
     auto& sweeps = metrics.counter("ordo_projection_sweeps_total", "", {{"runtime", "projector"}});
     ASSERT_TRUE(eventually([&] { return sweeps.value() >= 1; }));
 
+    auto projected = [&](const std::vector<std::string>& skus) {
+        std::string in;
+        for (const auto& sku : skus) in += (in.empty() ? "'" : ", '") + sku + "'";
+        return scalar(control_.admin_url(), "SELECT count(*) FROM read.inventory WHERE sku IN (" +
+                                                in + ") AND on_hand = 2");
+    };
     std::vector<std::string> skus;
     for (int shard : {0, 1}) {
         for (const auto& sku : skus_on(shard, 2)) {
@@ -320,12 +326,24 @@ TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll)
             skus.push_back(sku);
         }
     }
-    std::string in;
-    for (const auto& sku : skus) in += (in.empty() ? "'" : ", '") + sku + "'";
-    EXPECT_TRUE(eventually([&] {
-        return scalar(control_.admin_url(), "SELECT count(*) FROM read.inventory WHERE sku IN (" +
-                                                in + ") AND on_hand = 2") == 4;
-    }));
+    EXPECT_TRUE(eventually([&] { return projected(skus) == 4; }));
+
+    // A transaction left open on shard 1's cluster: shard 1's horizon hides what is
+    // appended there after it began, and its notification comes while the events cannot be
+    // read. The projector's wait asks every shard's horizon, so it looks again soon, not
+    // after the ten-minute poll.
+    pqxx::connection holder{second_.admin_url()};
+    pqxx::work hold{holder};
+    hold.exec("SELECT pg_current_xact_id()");
+    const auto late_0 = skus_on(0, 3).back(), late_1 = skus_on(1, 3).back();
+    for (const auto& sku : {late_1, late_0}) {
+        auto res = receive(sku, "n-" + sku);
+        ASSERT_EQ(res.status, 200) << res.body;
+    }
+    EXPECT_TRUE(eventually([&] { return projected({late_0}) == 1; }));
+    EXPECT_EQ(projected({late_1}), 0) << "shard 1's receipt was read under a held horizon";
+    hold.commit();
+    EXPECT_TRUE(eventually([&] { return projected({late_1}) == 1; }));
     stop = true;
     worker.join();
 }
