@@ -92,9 +92,16 @@ class ShardedStack : public ::testing::Test {
     HttpClient client() { return HttpClient{"127.0.0.1", port_, 10s}; }
 
     // Every checkpoint of the read models at the head of the shard its position is in (the
-    // one it names, else its partition's under the spread map): the projector has applied
-    // everything, and a rebuild can be compared with what it built.
+    // one it names, else its partition's under the spread map), and no committed event
+    // hidden above a shard's horizon: the projector has applied everything, and a rebuild
+    // can be compared with what it built.
     bool read_models_at_heads() const {
+        for (const auto* db : {&control_, &second_}) {
+            if (scalar(db->admin_url(),
+                       "SELECT count(*) FROM ordo.events WHERE transaction_id >= "
+                       "pg_snapshot_xmin(pg_current_snapshot())") != 0)
+                return false;
+        }
         auto head_of = [](const TestDatabase& db) {
             pqxx::connection conn{db.admin_url()};
             pqxx::read_transaction txn{conn};

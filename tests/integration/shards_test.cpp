@@ -624,7 +624,12 @@ TEST_P(ShardedSagas, AnOrderSpreadOverBothShardsCompletesOrCompensates) {
     }));
     // Every read model rebuilt from both shards equals the live one, once the projector has
     // applied everything (each checkpoint at its shard's head) and is stopped, as for any
-    // offline rebuild.
+    // offline rebuild. The saga service stops first: a process's last event (its end) may
+    // still be on its way when the view shows the order completed, and the view shows it
+    // read from the process streams.
+    auto& saga_service = *services[3];
+    saga_service.signal(SIGTERM);
+    ASSERT_TRUE(saga_service.wait(30s));
     EXPECT_TRUE(eventually([&] { return read_models_at_heads(); }))
         << "the projector did not catch up with both shards";
     auto& projector = *services[2];
