@@ -582,6 +582,12 @@ int main(int argc, char** argv) {
     shards_init->add_flag("--if-absent", shards_options.if_absent,
                           "No error when the store's map is written already over these shards "
                           "(for a deploy step run at every release)");
+    auto* shards_add = shards->add_subcommand(
+        "add", "Register a new, empty shard with a written map; partitions then move to it");
+    shards_add
+        ->add_option("--shard", shards_options.shards,
+                     "<id>=<host[:port][,host[:port]...]>/<database>, once per shard")
+        ->required();
     auto* shards_list =
         shards->add_subcommand("list", "Show the partitions, size and relay leader of each shard");
     shards_list->add_flag("--json", shards_options.json, "One JSON object");
@@ -604,6 +610,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     // `ordo shards list --database-url ...` as well as `ordo shards --database-url ... list`.
     shards_init->fallthrough();
+    shards_add->fallthrough();
     shards_list->fallthrough();
     shards_move->fallthrough();
     shards_move->callback([&] {
@@ -613,6 +620,11 @@ int main(int argc, char** argv) {
     });
     shards_init->callback([&] {
         rc = app::run_shards_init(
+            shards_options,
+            platform::Logger::stderr_logger("shards", platform::parse_log_level(log_level)));
+    });
+    shards_add->callback([&] {
+        rc = app::run_shards_add(
             shards_options,
             platform::Logger::stderr_logger("shards", platform::parse_log_level(log_level)));
     });

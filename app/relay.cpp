@@ -5,9 +5,11 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 
 #include "app/host.hpp"
 #include "app/subcommands.hpp"
+#include "eventstore/shard_catalog.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/nats/jetstream.hpp"
 #include "platform/nats/nats.hpp"
@@ -28,15 +30,29 @@ int run_relay(const RelayServeOptions& given, const platform::Logger& log) {
                                       PartitionRole::record, log, &map)) {
         return *rc;
     }
-    if (options.shard >= static_cast<int>(eventstore::kMaxShards) ||
-        std::none_of(map.shards().begin(), map.shards().end(),
-                     [&](const auto& s) { return s.id == options.shard; })) {
+    // A shard of the map, or one registered that owns no partition yet (`ordo shards add`):
+    // its relay runs before the first move to it, so that the move finds it publishing.
+    std::optional<eventstore::ShardLocation> location;
+    for (const auto& shard : map.shards()) {
+        if (shard.id == options.shard) location = shard;
+    }
+    if (!location && map.version() > 0 &&
+        options.shard < static_cast<int>(eventstore::kMaxShards)) {
+        try {
+            pqxx::connection conn{platform::pg::connection_url(options.database_url, "ordo-relay")};
+            pqxx::read_transaction txn{conn};
+            location = eventstore::registered_shard(txn, options.shard);
+        } catch (const std::exception& e) {
+            log.error("cannot read the registered shards", {{"error", e.what()}});
+            return 1;
+        }
+    }
+    if (!location) {
         log.error("refusing to start: the shard map has no such shard",
                   {{"shard", options.shard}, {"map_version", map.version()}});
         return 2;
     }
-    const auto database_url =
-        eventstore::shard_url(options.database_url, map.location(options.shard));
+    const auto database_url = eventstore::shard_url(options.database_url, *location);
     if (map.version() > 0) {
         if (auto rc = agree_on_partitions(&signals, database_url, options.partitions,
                                           PartitionRole::record, log)) {

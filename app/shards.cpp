@@ -1,5 +1,5 @@
-// `ordo shards`: writing a store's first shard map, moving partitions between shards, and
-// showing the map with each shard's size and relay leader.
+// `ordo shards`: writing a store's first shard map, adding a shard, moving partitions
+// between shards, and showing the map with each shard's size and relay leader.
 
 #include <algorithm>
 #include <csignal>
@@ -175,6 +175,62 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
         return 2;
     } catch (const std::exception& e) {
         log.error("could not write the shard map", {{"error", e.what()}});
+        return 1;
+    }
+}
+
+int run_shards_add(const ShardsOptions& options, const platform::Logger& log) {
+    try {
+        std::optional<eventstore::ShardMap> map;
+        {
+            auto conn = connect(options.database_url);
+            pqxx::read_transaction txn{conn};
+            map = eventstore::read_shard_map(txn);
+        }
+        if (!map) {
+            throw platform::InvalidInput(
+                "this store has no shard map: write the first one with `ordo shards init`");
+        }
+        for (const auto& text : options.shards) {
+            const auto shard = parse_shard_option(text);
+            // The new shard first: migrated, set up for the store's partition count, empty,
+            // and fenced against every partition (it owns none until a move gives it one).
+            // Registered last, so that a shard the control database names is always ready;
+            // run again after a failure, every step finds its work done.
+            const auto url = eventstore::shard_url(options.database_url, shard);
+            if (int rc = run_migrate(url, log); rc != 0) return rc;
+            {
+                auto conn = connect(url);
+                pqxx::work txn{conn};
+                eventstore::claim_partition_count(txn, map->partitions());
+                const auto held = txn.exec1("SELECT count(*) FROM ordo.events")[0].as<std::int64_t>();
+                if (held != 0) {
+                    throw platform::InvalidInput(
+                        to_string(shard) + " holds " + std::to_string(held) +
+                        " events already: a shard is added empty, and partitions move to it");
+                }
+                fence_foreign(txn, *map, shard.id);
+                txn.commit();
+            }
+            auto conn = connect(options.database_url);
+            pqxx::work txn{conn};
+            eventstore::register_shard(txn, shard);
+            txn.commit();
+            log.info("shard added", {{"shard", shard.id}, {"location", to_string(shard)}});
+            std::cout << "shard " << shard.id << "  " << to_string(shard)
+                      << "  no partitions yet: start its relay (ordo serve relay --shard "
+                      << shard.id << "), then move partitions to it (ordo shards move)\n";
+        }
+        return 0;
+    } catch (const eventstore::PartitionCountMismatch& e) {
+        log.error("refusing to add the shard: it is set up for another partition count",
+                  {{"error", e.what()}});
+        return 2;
+    } catch (const platform::InvalidInput& e) {
+        log.error("refusing to add the shard", {{"error", e.what()}});
+        return 2;
+    } catch (const std::exception& e) {
+        log.error("could not add the shard", {{"error", e.what()}});
         return 1;
     }
 }
@@ -394,11 +450,24 @@ int run_shards_list(const ShardsOptions& options, const platform::Logger& log) {
         return 1;
     }
     const auto map = written ? *written : eventstore::ShardMap::single(options.partitions);
+    // Every registered shard: those of the map, and any that own no partition (added, or
+    // emptied by moves).
+    auto shards = map.shards();
+    if (written) {
+        try {
+            auto conn = connect(options.database_url);
+            pqxx::read_transaction txn{conn};
+            shards = eventstore::registered_shards(txn);
+        } catch (const std::exception& e) {
+            log.error("cannot read the registered shards", {{"error", e.what()}});
+            return 1;
+        }
+    }
     nlohmann::json out{{"version", map.version()},
                        {"partitions", map.partitions()},
                        {"shards", nlohmann::json::array()}};
     int rc = 0;
-    for (const auto& shard : map.shards()) {
+    for (const auto& shard : shards) {
         nlohmann::json row{{"id", shard.id},
                            {"location", map.version() ? to_string(shard) : "(this database)"},
                            {"partitions", map.partitions_of(shard.id)}};
@@ -434,8 +503,9 @@ int run_shards_list(const ShardsOptions& options, const platform::Logger& log) {
     std::cout << "shard map version " << map.version() << ", " << map.partitions() << " partitions"
               << (map.version() ? "" : " (no map written: one shard)") << "\n";
     for (const auto& row : out["shards"]) {
+        const auto owned = row["partitions"].get<std::vector<int>>();
         std::cout << "shard " << row["id"].get<int>() << "  " << row["location"].get<std::string>()
-                  << "\n  partitions " << partition_list(row["partitions"].get<std::vector<int>>())
+                  << "\n  partitions " << (owned.empty() ? "none" : partition_list(owned))
                   << "\n";
         if (row.contains("unreachable")) {
             std::cout << "  unreachable: " << row["unreachable"].get<std::string>() << "\n";

@@ -97,11 +97,11 @@ struct RelayServeOptions {
 
 int run_relay(const RelayServeOptions& options, const platform::Logger& log);
 
-// `ordo shards init` and `ordo shards list` (docs/scaling.md).
+// `ordo shards init`, `add`, `move` and `list` (docs/scaling.md).
 struct ShardsOptions {
     std::string database_url;  // the control database, as the migrator role
     int partitions = eventstore::kDefaultPartitions;
-    std::vector<std::string> shards;  // init: "<id>=<hosts>/<database>" each
+    std::vector<std::string> shards;  // init, add: "<id>=<hosts>/<database>" each
     bool json = false;                // list: one JSON object
     // init: a map already written with these shards and partitions is no error (`ordo dev
     // --shards` on a stack it set up before), also when moves have since emptied one of
@@ -118,11 +118,15 @@ struct ShardsOptions {
 // Migrates every shard, checks that none holds a stream of a partition the new map gives to
 // another, and writes the first map (partitions spread round-robin). 0, or 2 (refused) / 1.
 int run_shards_init(const ShardsOptions& options, const platform::Logger& log);
+// Adds shards to a store's written map, each migrated, empty and fenced against every
+// partition, owning none until a move gives it one. Re-runnable. 0, or 2 (refused) / 1.
+int run_shards_add(const ShardsOptions& options, const platform::Logger& log);
 // Moves one partition to another shard, or continues its unfinished move, or rolls it back
 // (eventstore/partition_move.hpp). 0 when the partition is where it was asked to be; 2
 // refused (nothing changed), 1 failed (run it again: every step is re-runnable).
 int run_shards_move(const ShardsOptions& options, const platform::Logger& log);
-// The map, and each shard's partitions, size and relay leader; 1 when a shard is unreachable.
+// The map, and each registered shard's partitions, size and relay leader; 1 when a shard is
+// unreachable.
 int run_shards_list(const ShardsOptions& options, const platform::Logger& log);
 // The ids of the shards the written map of the store at `database_url` names (a shard moves
 // have emptied is not among them); {0} without a map. Throws when it cannot be read.

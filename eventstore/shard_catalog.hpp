@@ -31,8 +31,19 @@ ShardMap shard_map_for(pqxx::transaction_base& txn, int partitions);
 void write_first_map(pqxx::transaction_base& txn, const ShardMap& map);
 
 // The location of shard `id` as registered in the control database (a shard may be
-// registered and own no partition yet), or nullopt.
+// registered and own no partition yet), or nullopt. The migrator and the relay may ask
+// (ordo.registered_shard, migration 0018).
 std::optional<ShardLocation> registered_shard(pqxx::transaction_base& txn, int id);
+
+// Every registered shard, in the order of their ids: those of the map, and those added (or
+// emptied by moves) that own no partition.
+std::vector<ShardLocation> registered_shards(pqxx::transaction_base& txn);
+
+// Registers `shard` with a written map, owning no partition until a move gives it one
+// (`ordo shards add`). The same id at the same location again changes nothing. Throws
+// platform::InvalidInput when no map is written, or when the id is registered at another
+// location or the location under another id. Serialized with every other writer of the map.
+void register_shard(pqxx::transaction_base& txn, const ShardLocation& shard);
 
 // Writes the next version of the map, the same but for `partition`, which goes to shard `to`
 // (registered); returns it. Serialized with every other writer of the map. Throws

@@ -273,6 +273,57 @@ TEST_F(ShardMove, TheOldShardRefusesEveryReadAndWriteOfAMovedStream) {
         [&](eventstore::Session& s) { EXPECT_EQ(s.lock_and_read(other, 1, 10).version, 0); });
 }
 
+// Capacity grows by adding a shard: `shards add` registers an empty database (migrated,
+// fenced against every partition) that owns nothing until a move gives it a partition. Its
+// relay starts before that; the partition's streams then live there, commands and reads go
+// on, and nothing of it is left on the old shard.
+TEST_F(ShardMove, AShardAddedEmptyTakesAPartitionByAMove) {
+    TestDatabase third{/*migrate=*/false, 1};
+    auto shards = [&](std::vector<std::string> arguments) {
+        arguments.insert(arguments.begin(), {"shards", "--database-url", control_.migrator_url()});
+        return ordo(arguments, true);
+    };
+    // Refused, changing nothing: an id registered elsewhere, a location registered already.
+    auto [taken_id, taken_id_out] = shards({"add", "--shard", "1=" + location(third)});
+    EXPECT_EQ(taken_id, 2) << taken_id_out;
+    EXPECT_NE(taken_id_out.find("shard 1 is registered already"), std::string::npos)
+        << taken_id_out;
+    auto [taken_place, taken_place_out] = shards({"add", "--shard", "2=" + location(second_)});
+    EXPECT_EQ(taken_place, 2) << taken_place_out;
+    EXPECT_EQ(scalar(control_.admin_url(), "SELECT count(*) FROM ordo.shards"), 2);
+
+    // Added, and adding it again changes nothing.
+    for (int run = 0; run < 2; ++run) {
+        auto [rc, out] = shards({"add", "--shard", "2=" + location(third)});
+        ASSERT_EQ(rc, 0) << out;
+    }
+    EXPECT_EQ(scalar(third.admin_url(), "SELECT count(*) FROM ordo.partition_fences"),
+              kPartitions);
+    auto [listed, list_out] = shards({"list", "--json"});
+    ASSERT_EQ(listed, 0) << list_out;
+    const auto listing = json::parse(list_out.substr(0, list_out.find('\n')));
+    ASSERT_EQ(listing["shards"].size(), 3u) << list_out;
+    EXPECT_EQ(listing["shards"][2]["id"], 2);
+    EXPECT_TRUE(listing["shards"][2]["partitions"].empty()) << list_out;
+
+    // Its relay runs before it owns anything; then the partition moves to it.
+    services_.push_back(serve({"relay", "--shard", "2"}, env_));
+    const auto sku = skus_in(kMoved, 1, "a-" + suffix_ + "-")[0];
+    ASSERT_EQ(receive(sku, "before-" + sku).status, 200);
+    auto [rc, out] = move("", {"--to", "2"});
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_EQ(map_owner(kMoved), 2);
+    auto after = receive(sku, "after-" + sku);
+    ASSERT_EQ(after.status, 200) << after.body;
+    EXPECT_EQ(stock(sku, after.json()["position"].get<std::string>())["on_hand"], 4);
+    EXPECT_EQ(events_in(third, kMoved), 2);
+    EXPECT_EQ(events_in(control_, kMoved), 0);
+    // Both events published once, the second by the new shard's relay.
+    platform::jetstream::Client nats{nats_admin(), platform::Logger::null_logger()};
+    EXPECT_TRUE(eventually([&] { return nats.message_count(stream_) == 2; }))
+        << nats.message_count(stream_);
+}
+
 // The source shard's relay must have published the partition's last event before the map
 // flips: nothing would publish it afterwards. While it has not, the move stops before the
 // flip, and goes on once the relay has.
