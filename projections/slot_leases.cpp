@@ -180,12 +180,15 @@ bool SlotLeases::wait_for_events(const std::atomic<bool>& stop,
     // A ring that came before `woken` was last cleared is stale: left in the eventfd, it
     // would make every poll below return at once.
     d.drain_bell();
+    // Where the events are: the shards over a sharded store (this database holds none of
+    // them), else this database.
     bool hidden = false;
-    {
+    if (d.options.hidden_elsewhere) {
+        hidden = d.options.hidden_elsewhere();
+    } else {
         pqxx::nontransaction tx{*d.session};
         hidden = eventstore::EventStore::hidden_for(tx).has_value();
     }
-    hidden = hidden || (d.options.hidden_elsewhere && d.options.hidden_elsewhere());
     const auto now = std::chrono::steady_clock::now();
     const auto deadline = std::min(d.poll.at_most(now + d.horizon_wait.next(hidden)), until);
     for (auto at = now; !stop && !woken && !appended && at < deadline;

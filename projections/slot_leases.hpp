@@ -55,9 +55,9 @@ struct SlotLeaseOptions {
     // An instance counts as alive while its heartbeat is this recent.
     std::chrono::seconds instance_ttl{10};
     std::chrono::milliseconds poll_interval{500};
-    // Over a sharded store, whether a shard's horizon hides committed events (this database,
-    // the read database, holds none of the store's): then the wait is short, as when this
-    // database's horizon hides some. Null: the events are here.
+    // Over a sharded store, whether a shard's horizon hides committed events: then the wait
+    // is short. It is asked instead of this database (the read database, which holds none of
+    // the store's events). Null: the events are here.
     std::function<bool()> hidden_elsewhere;
 };
 
