@@ -72,10 +72,16 @@ for b in $only; do
                     printf fmt, "sagas", "completed sagas/s, " $1, $7, "goal >= " goal, sprintf("%.2f", $7 / goal)
                     printf fmt, "sagas", "paced p50 / p99, " $1, $10 " / " $11 " ms", "goal <= 30 / <= 100 ms", "-"
                 }
-                /^2 shards \/ 1 shard/ {
-                    mode = $8
-                    sub(":", "", mode)
-                    printf fmt, "sagas", "sagas/s, 2 shards / 1 shard, " mode, $9 " / " $11, "goal >= 0.9", $NF
+                /^2 shards (on one cluster )?\/ 1 shard, / {
+                    # "<layout> / 1 shard, completed sagas/s, <mode>: <a / b, or the rounds> = <ratio>"
+                    mode = $0
+                    sub(/:.*/, "", mode)
+                    sub(/.*, /, "", mode)
+                    what = $0
+                    sub(/^[^:]*: /, "", what)
+                    sub(/ = [^=]*$/, "", what)
+                    layout = $0 ~ /on one cluster/ ? "2 shards on 1 cluster" : "2 shards"
+                    printf fmt, "sagas", "sagas/s, " layout " / 1, " mode, what, "goal >= 0.9", $NF
                 }' "$file"
             ;;
         relay)

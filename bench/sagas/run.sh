@@ -12,8 +12,12 @@
 # pg_stat_database, and events appended, per order placed) and the hop breakdown of the
 # burst and of the paced phase from the services' /metrics (ordo_hop_seconds,
 # docs/performance.md). On a stack of two PostgreSQL clusters (ORDO_PG_SHARDS=2) every mode
-# runs twice, on one store and on a store sharded over both clusters (a relay per shard),
-# and the table gives the ratio; ORDO_BENCH_SHARDS ("1 2" there, else "1") chooses.
+# runs on one store and on a store sharded over both clusters (a relay per shard), and the
+# table gives the ratio; and on two databases of the first cluster ("2@1"): the routing's
+# own cost, without a second cluster's WAL, buffers and processes on the same cores.
+# ORDO_BENCH_SHARDS ("1 2 2@1" there, else "1 2@1") chooses. ORDO_BENCH_ROUNDS (1)
+# runs every mode and layout that many times, in turn, and prints each round's ratios and
+# their median: two runs of one build scatter by tens of percent on a small machine.
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
@@ -23,6 +27,7 @@ modes=${ORDO_BENCH_MODES:-orchestration choreography}
 timeout=${ORDO_BENCH_TIMEOUT:-300}
 paced_orders=${ORDO_BENCH_PACED_ORDERS:-100}
 paced_rate=${ORDO_BENCH_PACED_RATE:-10}
+rounds=${ORDO_BENCH_ROUNDS:-1}
 skus=100
 accounts=50
 number() {  # number <name> <value> <low> <high>
@@ -36,6 +41,7 @@ number ORDO_BENCH_CONNECTIONS "$connections" 2 256
 number ORDO_BENCH_TIMEOUT "$timeout" 10 3600
 number ORDO_BENCH_PACED_ORDERS "$paced_orders" 2 10000
 number ORDO_BENCH_PACED_RATE "$paced_rate" 1 1000
+number ORDO_BENCH_ROUNDS "$rounds" 1 20
 for mode in $modes; do
     [[ $mode == orchestration || $mode == choreography ]] ||
         { echo "ORDO_BENCH_MODES: orchestration and/or choreography, not $mode" >&2; exit 2; }
@@ -44,15 +50,19 @@ done
 start_stack
 # host:port of the stack's second PostgreSQL cluster, when it runs one.
 second_hosts=$(tr ',' '\n' <<<"${ORDO_PG_SHARD_LOCATIONS:-}" | sed -n 's#^1=\([^/]*\)/.*#\1#p')
-shard_counts=${ORDO_BENCH_SHARDS:-$([[ -n $second_hosts ]] && echo "1 2" || echo 1)}
+shard_counts=${ORDO_BENCH_SHARDS:-$([[ -n $second_hosts ]] && echo "1 2 2@1" || echo "1 2@1")}
 for shards in $shard_counts; do
-    [[ $shards == 1 || ($shards == 2 && -n $second_hosts) ]] || {
-        echo "ORDO_BENCH_SHARDS: 1, and 2 on a stack of two clusters (ORDO_PG_SHARDS=2), not $shards" >&2
+    [[ $shards == 1 || $shards == 2@1 || ($shards == 2 && -n $second_hosts) ]] || {
+        echo "ORDO_BENCH_SHARDS: 1, 2@1, and 2 on a stack of two clusters (ORDO_PG_SHARDS=2)," \
+            "not $shards" >&2
         exit 2
     }
 done
-# A stack URL moved to the second cluster.
-on_second() { sed -E "s#@[^/]+/#@$second_hosts/#" <<<"$1"; }
+first_hosts=$(sed -E 's#^[^@]+@([^/]+)/.*#\1#' <<<"$(no_password "$ORDO_PG_ADMIN_URL")")
+# The second shard's cluster in this run: the second cluster, or for 2@1 the first.
+shard1_hosts=$second_hosts
+# A stack URL moved to the second shard's cluster.
+on_second() { sed -E "s#@[^/]+/#@$shard1_hosts/#" <<<"$1"; }
 second_psql() { psql "$(on_second "$(no_password "$ORDO_PG_ADMIN_URL")")" -qAtc "$1"; }
 
 services=()
@@ -67,8 +77,9 @@ stop_services() {
 cleanup() {
     stop_services
     for d in "${databases[@]}"; do admin_psql "DROP DATABASE IF EXISTS $d WITH (FORCE)" || true; done
-    for d in "${second_databases[@]}"; do
-        second_psql "DROP DATABASE IF EXISTS $d WITH (FORCE)" || true
+    for entry in "${second_databases[@]}"; do
+        shard1_hosts=${entry%% *} second_psql "DROP DATABASE IF EXISTS ${entry#* } WITH (FORCE)" ||
+            true
     done
     rm -rf "$scratch"
 }
@@ -174,10 +185,12 @@ cmake --build "$build" --target ordo_bench_hops >/dev/null
 results=()
 costs=()
 hop_tables=()
+for ((round = 1; round <= rounds; round++)); do
 for shards in $shard_counts; do
 for mode in $modes; do
     run="$mode $shards"
-    db="ordo_bench_sagas_${mode}_${shards}_$$"
+    layout=${shards/@/on}
+    db="ordo_bench_sagas_${mode}_${layout}_${round}_$$"
     databases+=("$db")
     admin_psql "CREATE DATABASE $db OWNER ordo_migrator" >/dev/null
     "$build/ordo" migrate --database-url "$(db_url "$ORDO_MIGRATOR_URL")" 2>/dev/null
@@ -185,15 +198,15 @@ for mode in $modes; do
     shard_urls=("$(db_url "$ORDO_SAGAS_DATABASE_URL")")
     relays=("")
     db2=
-    if ((shards == 2)); then
-        # The spread map over this database and one on the second cluster; `shards init`
-        # migrates that one.
+    if [[ $shards != 1 ]]; then
+        # The spread map over this database and one on the second cluster (2@1: on this
+        # one); `shards init` migrates that one.
         db2="${db}_1"
-        second_databases+=("$db2")
+        shard1_hosts=$([[ $shards == 2@1 ]] && echo "$first_hosts" || echo "$second_hosts")
+        second_databases+=("$shard1_hosts $db2")
         second_psql "CREATE DATABASE $db2 OWNER ordo_migrator" >/dev/null
-        first_hosts=$(sed -E 's#^[^@]+@([^/]+)/.*#\1#' <<<"$(no_password "$ORDO_PG_ADMIN_URL")")
         "$build/ordo" shards --database-url "$(db_url "$ORDO_MIGRATOR_URL")" init \
-            --shard "0=$first_hosts/$db" --shard "1=$second_hosts/$db2" >/dev/null 2>&1
+            --shard "0=$first_hosts/$db" --shard "1=$shard1_hosts/$db2" >/dev/null 2>&1
         shard_urls+=("$(on_second "$(db=$db2 db_url "$ORDO_SAGAS_DATABASE_URL")")")
         relays=("--shard 0" "--shard 1")
     fi
@@ -255,14 +268,18 @@ for mode in $modes; do
     costs+=("$run $(over_shards "SELECT count(*) FILTER (WHERE event_type = 'OrderPlaced'),
         count(*) FROM ordo.events WHERE recorded_at > '$start'" |
         awk '{ p += $1; e += $2 } END { print p + 0, e + 0 }') $((end_commits - start_commits))")
-    hop_tables+=("$mode, $shards shard(s), burst:" "$("$build/bench/hops" "$scratch/before" "$scratch/burst")")
+    # The hop breakdown of the last round only.
+    ((round < rounds)) ||
+        hop_tables+=("$mode, $shards shard(s), burst:" "$("$build/bench/hops" "$scratch/before" "$scratch/burst")")
     after=$(now)
     post_orders "$paced_orders" 4 $((4000 / paced_rate))
     paced=$(figures "$after")
     scrape "$scratch/paced"
-    hop_tables+=("$mode, $shards shard(s), paced:" "$("$build/bench/hops" "$scratch/burst" "$scratch/paced")")
-    results+=("$mode|$shards|$burst|$(cut -d'|' -f6,7 <<<"$paced")")
+    ((round < rounds)) ||
+        hop_tables+=("$mode, $shards shard(s), paced:" "$("$build/bench/hops" "$scratch/burst" "$scratch/paced")")
+    results+=("$round|$mode|$shards|$burst|$(cut -d'|' -f6,7 <<<"$paced")")
     stop_services
+done
 done
 done
 
@@ -273,18 +290,35 @@ printf '%-14s %6s %7s %9s %9s %9s %17s %11s %11s %11s %11s\n' mode shards placed
     cancelled placed/s "completed sagas/s" "burst p50" "burst p99" "paced p50" "paced p99"
 declare -A rates
 for row in "${results[@]}"; do
-    IFS='|' read -r mode shards placed confirmed cancelled rate placed_rate p50 p99 paced_p50 \
-        paced_p99 <<<"$row"
-    rates["$mode $shards"]=$rate
+    IFS='|' read -r round mode shards placed confirmed cancelled rate placed_rate p50 p99 \
+        paced_p50 paced_p99 <<<"$row"
+    rates["$round $mode $shards"]=$rate
     printf '%-14s %6s %7s %9s %9s %9s %17s %11s %11s %11s %11s\n' "$mode" "$shards" "$placed" \
         "$confirmed" "$cancelled" "${placed_rate:--}" "${rate:--}" "${p50:--}" "${p99:--}" \
         "${paced_p50:--}" "${paced_p99:--}"
 done
+# Per mode and sharded layout: each round's ratio to the same round's one store, then the
+# median (the line bench/all.sh reads).
 for mode in $modes; do
-    one=${rates["$mode 1"]:-} two=${rates["$mode 2"]:-}
-    [[ -n $one && -n $two ]] || continue
-    echo "2 shards / 1 shard, completed sagas/s, $mode: $two / $one = $(awk -v a="$two" \
-        -v b="$one" 'BEGIN { printf "%.2f", b ? a / b : 0 }')"
+    for layout in 2 2@1; do
+        ratios=()
+        for ((round = 1; round <= rounds; round++)); do
+            one=${rates["$round $mode 1"]:-} two=${rates["$round $mode $layout"]:-}
+            [[ -n $one && -n $two ]] || continue
+            ratios+=("$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.2f", b ? a / b : 0 }')")
+            ((rounds == 1)) || echo "round $round, $layout shards / 1 shard, $mode: $two / $one = ${ratios[-1]}"
+        done
+        ((${#ratios[@]})) || continue
+        median=$(printf '%s\n' "${ratios[@]}" | sort -n |
+            awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+        name=$([[ $layout == 2 ]] && echo "2 shards" || echo "2 shards on one cluster")
+        if ((rounds == 1)); then
+            echo "$name / 1 shard, completed sagas/s, $mode: $two / $one = $median"
+        else
+            echo "$name / 1 shard, completed sagas/s, $mode: median of $rounds rounds" \
+                "(${ratios[*]}) = $median"
+        fi
+    done
 done
 echo "p50/p99 in ms from OrderPlaced to OrderConfirmed, by the events' recorded_at" \
     "(transaction start); placed, confirmed and cancelled count the burst"
