@@ -162,7 +162,8 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
         if (int rc = run_shards_init(shards, log); rc != 0) {
             log.error(
                 "the shard map could not be written (a store that ran unsharded cannot be "
-                "spread by a new map: start with --fresh)");
+                "spread by a new map: start with --fresh; a map that has grown by `ordo "
+                "shards add` is run by hand)");
             stop_stack();
             return rc;
         }

@@ -114,23 +114,33 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
                 return rc;
             }
         }
-        if (options.if_absent) {
+        {
             auto conn = connect(options.database_url);
             pqxx::read_transaction txn{conn};
-            // Partitions may have moved since: the same shards are the same store.
+            // Partitions may have moved since: the same shards are the same store. A map that
+            // is written otherwise is refused here, before any shard is touched.
             if (auto written = eventstore::read_shard_map(txn)) {
-                if (same_store(txn, *written, map)) {
-                    for (const auto& shard : map.shards()) {
-                        auto shard_conn =
-                            connect(eventstore::shard_url(options.database_url, shard));
-                        pqxx::work shard_txn{shard_conn};
-                        fence_foreign(shard_txn, *written, shard.id);
-                        shard_txn.commit();
-                    }
-                    log.info("the shard map is written already",
-                             {{"version", written->version()}, {"shards", map.shards().size()}});
-                    return 0;
+                if (!options.if_absent) {
+                    throw platform::InvalidInput(
+                        "this store has a shard map already (version " +
+                        std::to_string(written->version()) +
+                        "); partitions change shards only by moving");
                 }
+                if (!same_store(txn, *written, map)) {
+                    throw platform::InvalidInput(
+                        "this store's shard map (version " + std::to_string(written->version()) +
+                        ") names other shards or another partition count than these; it "
+                        "changes by `ordo shards add` and `ordo shards move`");
+                }
+                for (const auto& shard : map.shards()) {
+                    auto shard_conn = connect(eventstore::shard_url(options.database_url, shard));
+                    pqxx::work shard_txn{shard_conn};
+                    fence_foreign(shard_txn, *written, shard.id);
+                    shard_txn.commit();
+                }
+                log.info("the shard map is written already",
+                         {{"version", written->version()}, {"shards", map.shards().size()}});
+                return 0;
             }
         }
         for (const auto& shard : map.shards()) {
@@ -193,12 +203,30 @@ int run_shards_add(const ShardsOptions& options, const platform::Logger& log) {
         }
         for (const auto& text : options.shards) {
             const auto shard = parse_shard_option(text);
-            // The new shard first: migrated, set up for the store's partition count, empty,
-            // and fenced against every partition (it owns none until a move gives it one).
-            // Registered last, so that a shard the control database names is always ready;
-            // run again after a failure, every step finds its work done.
+            // Nothing is written before the control database says the shard may be added: an
+            // id or a location registered already is refused, and whatever the target is, it
+            // is left as it was.
+            bool added_before = false;
+            {
+                auto conn = connect(options.database_url);
+                pqxx::read_transaction txn{conn};
+                added_before = !eventstore::new_shard(txn, shard);
+            }
+            // Migrated, also when added before (a new release may bring a migration).
             const auto url = eventstore::shard_url(options.database_url, shard);
             if (int rc = run_migrate(url, log); rc != 0) return rc;
+            if (added_before) {
+                log.info("the shard is registered already", {{"shard", shard.id},
+                                                               {"location", to_string(shard)}});
+                std::cout << "shard " << shard.id << "  " << to_string(shard)
+                          << "  registered already\n";
+                continue;
+            }
+            // Then the new shard: set up for the store's partition count, holding no event,
+            // and fenced against every partition (it owns none until a move gives it one).
+            // A database that fences some partitions but not all is another store's shard.
+            // Registered last, so that a shard the control database names is always ready;
+            // run again after a failure, every step finds its work done.
             {
                 auto conn = connect(url);
                 pqxx::work txn{conn};
@@ -208,6 +236,14 @@ int run_shards_add(const ShardsOptions& options, const platform::Logger& log) {
                     throw platform::InvalidInput(
                         to_string(shard) + " holds " + std::to_string(held) +
                         " events already: a shard is added empty, and partitions move to it");
+                }
+                const auto fenced =
+                    txn.exec1("SELECT count(*) FROM ordo.partition_fences")[0].as<int>();
+                if (fenced != 0 && fenced != map->partitions()) {
+                    throw platform::InvalidInput(
+                        to_string(shard) + " fences " + std::to_string(fenced) + " of " +
+                        std::to_string(map->partitions()) +
+                        " partitions: it is a shard of a store already");
                 }
                 fence_foreign(txn, *map, shard.id);
                 txn.commit();

@@ -204,6 +204,12 @@ struct PgShardReaders::Impl {
     ShardMap map;
     std::map<int, std::unique_ptr<platform::pg::Pool>> pools;
     platform::metrics::Registry* registry = nullptr;
+    // hidden(): a shard that could not be asked is not asked again before this, so that a
+    // shard whose host has gone silent (each try waits out the connect timeout) does not
+    // hold up every wait of a reader that asks before it waits.
+    std::mutex probe_mutex;
+    std::map<int, std::chrono::steady_clock::time_point> probe_after;
+    static constexpr std::chrono::seconds kProbeBackoff{5};
 
     Impl(std::string u, platform::pg::PoolOptions p, ShardMap m)
         : url{std::move(u)}, pool{std::move(p)}, map{std::move(m)} {
@@ -261,15 +267,28 @@ ChangedPartitions PgShardReaders::changes_after(int shard, Checkpoint after, std
 }
 
 std::optional<double> PgShardReaders::hidden() {
+    auto& d = *impl_;
     std::optional<double> longest;
-    for (const auto& shard : impl_->map.shards()) {
+    for (const auto& shard : d.map.shards()) {
+        const auto now = std::chrono::steady_clock::now();
+        {
+            std::lock_guard lock{d.probe_mutex};
+            if (auto it = d.probe_after.find(shard.id); it != d.probe_after.end() && now < it->second)
+                continue;
+        }
+        auto unreachable = [&] {
+            std::lock_guard lock{d.probe_mutex};
+            d.probe_after[shard.id] = now + Impl::kProbeBackoff;
+        };
         try {
-            const auto age = impl_->of_shard(shard.id).transact<pqxx::nontransaction>(
+            const auto age = d.of_shard(shard.id).transact<pqxx::nontransaction>(
                 [](pqxx::nontransaction& txn) { return EventStore::hidden_for(txn); });
             if (age && (!longest || *age > *longest)) longest = age;
         } catch (const platform::Unavailable&) {
+            unreachable();
         } catch (const std::exception&) {
             if (!platform::pg::Pool::is_connection_failure(std::current_exception())) throw;
+            unreachable();
         }
     }
     return longest;

@@ -91,7 +91,7 @@ class PgShardReaders {
     ChangedPartitions changes_after(int shard, Checkpoint after, std::size_t limit);
     // As EventStore::hidden_for, over every shard of the map: the longest any shard's horizon
     // hides a committed event (nullopt: none hidden). A shard that cannot be reached hides
-    // nothing it could tell.
+    // nothing it could tell, and is not asked again for five seconds.
     std::optional<double> hidden();
     // As partition_lag_after, each partition counted on its own shard (`on_shard`'s, for the
     // partitions it names); the partitions of a shard that cannot be reached (no connection,

@@ -94,8 +94,7 @@ std::vector<ShardLocation> registered_shards(pqxx::transaction_base& txn) {
     return out;
 }
 
-void register_shard(pqxx::transaction_base& txn, const ShardLocation& shard) {
-    txn.exec("LOCK TABLE ordo.shard_map IN EXCLUSIVE MODE");
+bool new_shard(pqxx::transaction_base& txn, const ShardLocation& shard) {
     if (!read_shard_map(txn)) {
         throw platform::InvalidInput(
             "this store has no shard map: write the first one with `ordo shards init`");
@@ -112,7 +111,14 @@ void register_shard(pqxx::transaction_base& txn, const ShardLocation& shard) {
                                          " is registered already, as shard " +
                                          std::to_string(known.id));
         }
+        if (known == shard) return false;
     }
+    return true;
+}
+
+void register_shard(pqxx::transaction_base& txn, const ShardLocation& shard) {
+    txn.exec("LOCK TABLE ordo.shard_map IN EXCLUSIVE MODE");
+    if (!new_shard(txn, shard)) return;
     txn.exec_params(
         "INSERT INTO ordo.shards (id, hosts, database) VALUES ($1, $2, $3) "
         "ON CONFLICT (id) DO NOTHING",

@@ -39,10 +39,15 @@ std::optional<ShardLocation> registered_shard(pqxx::transaction_base& txn, int i
 // emptied by moves) that own no partition.
 std::vector<ShardLocation> registered_shards(pqxx::transaction_base& txn);
 
+// Whether `shard` is new to a written map: true when neither its id nor its location is
+// registered, false when it is registered already (the same id at the same location).
+// Throws platform::InvalidInput when no map is written, or when the id is registered at
+// another location or the location under another id. Reads only.
+bool new_shard(pqxx::transaction_base& txn, const ShardLocation& shard);
+
 // Registers `shard` with a written map, owning no partition until a move gives it one
-// (`ordo shards add`). The same id at the same location again changes nothing. Throws
-// platform::InvalidInput when no map is written, or when the id is registered at another
-// location or the location under another id. Serialized with every other writer of the map.
+// (`ordo shards add`), after new_shard's checks under the map's lock; registered already, it
+// changes nothing. Serialized with every other writer of the map.
 void register_shard(pqxx::transaction_base& txn, const ShardLocation& shard);
 
 // Writes the next version of the map, the same but for `partition`, which goes to shard `to`

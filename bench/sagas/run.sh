@@ -213,7 +213,7 @@ for mode in $modes; do
     # A JetStream stream per run; the relay's retention (an hour) empties it afterwards. The
     # services' own NATS users may use only the default stream, so every service is the
     # stack's NATS administrator here.
-    suffix="${mode:0:5}${shards}_$$"
+    suffix="${mode:0:5}${layout}_${round}_$$"
     # Each service on its own role, as in a deployment.
     common=(env ORDO_COMMAND_DATABASE_URL="$(db_url "$ORDO_COMMAND_DATABASE_URL")"
         ORDO_RELAY_DATABASE_URL="$(db_url "$ORDO_RELAY_DATABASE_URL")"

@@ -283,14 +283,35 @@ TEST_F(ShardMove, AShardAddedEmptyTakesAPartitionByAMove) {
         arguments.insert(arguments.begin(), {"shards", "--database-url", control_.migrator_url()});
         return ordo(arguments, true);
     };
-    // Refused, changing nothing: an id registered elsewhere, a location registered already.
+    // Refused, changing nothing, neither the control database nor the database named: an
+    // id registered elsewhere, a location registered already (shard 1's, still empty), a
+    // database that fences some partitions (another store's shard).
+    auto fences = [](const TestDatabase& db) {
+        return scalar(db.admin_url(), "SELECT count(*) FROM ordo.partition_fences");
+    };
+    const auto second_fences = fences(second_);
     auto [taken_id, taken_id_out] = shards({"add", "--shard", "1=" + location(third)});
     EXPECT_EQ(taken_id, 2) << taken_id_out;
     EXPECT_NE(taken_id_out.find("shard 1 is registered already"), std::string::npos)
         << taken_id_out;
     auto [taken_place, taken_place_out] = shards({"add", "--shard", "2=" + location(second_)});
     EXPECT_EQ(taken_place, 2) << taken_place_out;
+    EXPECT_EQ(fences(second_), second_fences);
+    TestDatabase other{/*migrate=*/true, 1};
+    {
+        pqxx::connection conn{other.admin_url()};
+        pqxx::work txn{conn};
+        txn.exec("INSERT INTO ordo.partition_fences (partition, partitions) VALUES (0, " +
+                 std::to_string(kPartitions) + ")");
+        txn.commit();
+    }
+    auto [foreign, foreign_out] = shards({"add", "--shard", "2=" + location(other)});
+    EXPECT_EQ(foreign, 2) << foreign_out;
+    EXPECT_NE(foreign_out.find("shard of a store already"), std::string::npos) << foreign_out;
+    EXPECT_EQ(fences(other), 1);
     EXPECT_EQ(scalar(control_.admin_url(), "SELECT count(*) FROM ordo.shards"), 2);
+    // Shard 1 takes writes as before.
+    ASSERT_EQ(receive(skus_in(1, 1, "b-" + suffix_ + "-")[0], "b-" + suffix_).status, 200);
 
     // Added, and adding it again changes nothing.
     for (int run = 0; run < 2; ++run) {
@@ -318,9 +339,13 @@ TEST_F(ShardMove, AShardAddedEmptyTakesAPartitionByAMove) {
     EXPECT_EQ(stock(sku, after.json()["position"].get<std::string>())["on_hand"], 4);
     EXPECT_EQ(events_in(third, kMoved), 2);
     EXPECT_EQ(events_in(control_, kMoved), 0);
-    // Both events published once, the second by the new shard's relay.
+    // Run again once it holds a partition, it finds its work done.
+    auto [again, again_out] = shards({"add", "--shard", "2=" + location(third)});
+    EXPECT_EQ(again, 0) << again_out;
+    // Every event published once (shard 1's receipt and the moved partition's two), the
+    // last by the new shard's relay.
     platform::jetstream::Client nats{nats_admin(), platform::Logger::null_logger()};
-    EXPECT_TRUE(eventually([&] { return nats.message_count(stream_) == 2; }))
+    EXPECT_TRUE(eventually([&] { return nats.message_count(stream_) == 3; }))
         << nats.message_count(stream_);
 }
 

@@ -103,7 +103,8 @@ TEST(ShardsInit, WritesTheFirstMapOnceAndListShowsEachShard) {
 
 // `shards init --if-absent` (what `ordo dev --shards` runs at each start) with the shards of
 // a store whose moves have emptied one of them: the same store, no error, every partition
-// fenced on the emptied shard. Given a shard the store never had, it refuses.
+// fenced on the emptied shard. Given a shard the store never had, it refuses, and touches
+// no shard.
 TEST(ShardsInit, IfAbsentKnowsAStoreWhoseMovesEmptiedAShard) {
     TestDatabase control;
     TestDatabase second{false, 1};
@@ -129,6 +130,9 @@ TEST(ShardsInit, IfAbsentKnowsAStoreWhoseMovesEmptiedAShard) {
     TestDatabase other{false, 1};
     auto [refused, why] = if_absent(location(other));
     EXPECT_EQ(refused, 2) << why;
+    EXPECT_NE(why.find("names other shards"), std::string::npos) << why;
+    // Refused before any shard was touched: the database it named fences nothing.
+    EXPECT_EQ(scalar(other.admin_url(), "SELECT count(*) FROM ordo.partition_fences"), 0);
 }
 
 TEST_F(ShardedStack, EachCommandRunsOnItsStreamsShardAndAShardDownFailsOnlyItsOwn) {
@@ -309,6 +313,15 @@ TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll)
                                  platform::Logger::null_logger(), metrics};
     std::atomic<bool> stop{false};
     std::thread worker{[&] { runtime.run(stop); }};
+    // Stopped and joined however the test ends (an ASSERT returns early).
+    struct Join {
+        std::atomic<bool>& stop;
+        std::thread& worker;
+        ~Join() {
+            stop = true;
+            worker.join();
+        }
+    } join{stop, worker};
     auto& sweeps = metrics.counter("ordo_projection_sweeps_total", "", {{"runtime", "projector"}});
     ASSERT_TRUE(eventually([&] { return sweeps.value() >= 1; }));
 
@@ -344,8 +357,6 @@ TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll)
     EXPECT_EQ(projected({late_1}), 0) << "shard 1's receipt was read under a held horizon";
     hold.commit();
     EXPECT_TRUE(eventually([&] { return projected({late_1}) == 1; }));
-    stop = true;
-    worker.join();
 }
 
 // The events API over both shards: pages and the stream give every event of each shard once,
