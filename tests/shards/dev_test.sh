@@ -127,9 +127,16 @@ dev=$!
 until_true 180 "the Command API ready again with shard 1 emptied" ready "$command_api"
 until_true 60 "the Query API ready again with shard 1 emptied" ready "$query_api"
 grep -q '"message":"the shard map is written already"' "$log" || fail "the map not known again"
+# The list shows shard 1 still (registered, owning nothing); only shard 0 has partitions, and
+# a relay leader that reports.
 listed=$("$ordo" shards list --json) || fail "ordo shards list: $listed"
-[[ $(grep -o '"relay_leader":"[^"]*"' <<<"$listed" | wc -l) == 1 ]] ||
-    fail "not one relay leader, for shard 0: $listed"
+python3 -c '
+import json, sys
+shards = {s["id"]: s for s in json.load(sys.stdin)["shards"]}
+assert sorted(shards) == [0, 1], shards
+assert shards[1]["partitions"] == [], shards[1]
+assert shards[0]["relay_leader"] and shards[0]["relay_seen_seconds_ago"] < 30, shards[0]
+' <<<"$listed" || fail "not shard 0 alone with partitions and a relay leader: $listed"
 fenced=$(psql "$(sed -E "s#:$ORDO_PG_PORT/#:$((ORDO_PG_PORT + 1))/#" <<<"$ORDO_MIGRATOR_URL")" -Atc \
     "SELECT count(*) FROM ordo.partition_fences") || fail "the fences of shard 1"
 [[ $fenced == "$(psql "$ORDO_MIGRATOR_URL" -Atc "SELECT ordo.recorded_partition_count()")" ]] ||
