@@ -573,21 +573,22 @@ int main(int argc, char** argv) {
         ->envname("ORDO_PARTITIONS")
         ->check(CLI::Range(1, eventstore::kMaxPartitions))
         ->capture_default_str();
+    // init and add name shards the same way.
+    auto shard_locations = [&](CLI::App* command) {
+        command
+            ->add_option("--shard", shards_options.shards,
+                         "<id>=<host[:port][,host[:port]...]>/<database>, once per shard")
+            ->required();
+    };
     auto* shards_init = shards->add_subcommand(
         "init", "Write the first shard map of a new store: partitions spread over the shards");
-    shards_init
-        ->add_option("--shard", shards_options.shards,
-                     "<id>=<host[:port][,host[:port]...]>/<database>, once per shard")
-        ->required();
+    shard_locations(shards_init);
     shards_init->add_flag("--if-absent", shards_options.if_absent,
                           "No error when the store's map is written already over these shards "
                           "(for a deploy step run at every release)");
     auto* shards_add = shards->add_subcommand(
         "add", "Register a new, empty shard with a written map; partitions then move to it");
-    shards_add
-        ->add_option("--shard", shards_options.shards,
-                     "<id>=<host[:port][,host[:port]...]>/<database>, once per shard")
-        ->required();
+    shard_locations(shards_add);
     auto* shards_list =
         shards->add_subcommand("list", "Show the partitions, size and relay leader of each shard");
     shards_list->add_flag("--json", shards_options.json, "One JSON object");

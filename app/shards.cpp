@@ -79,6 +79,25 @@ bool same_store(pqxx::transaction_base& txn, const eventstore::ShardMap& written
     return true;
 }
 
+// In a catch block of `shards init` or `add`: logs what is being handled and gives the exit
+// status, 2 for a refusal (bad input, another partition count; nothing was changed), 1 for a
+// failure (run it again).
+int refused_or_failed(const platform::Logger& log, const std::string& refusing,
+                      const std::string& failing) {
+    try {
+        throw;
+    } catch (const eventstore::PartitionCountMismatch& e) {
+        log.error(refusing + ": wrong partition count", {{"error", e.what()}});
+        return 2;
+    } catch (const platform::InvalidInput& e) {
+        log.error(refusing, {{"error", e.what()}});
+        return 2;
+    } catch (const std::exception& e) {
+        log.error(failing, {{"error", e.what()}});
+        return 1;
+    }
+}
+
 std::string partition_list(const std::vector<int>& partitions) {
     std::string text;
     for (int p : partitions) text += (text.empty() ? "" : ",") + std::to_string(p);
@@ -121,10 +140,9 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
             // is written otherwise is refused here, before any shard is touched.
             if (auto written = eventstore::read_shard_map(txn)) {
                 if (!options.if_absent) {
-                    throw platform::InvalidInput(
-                        "this store has a shard map already (version " +
-                        std::to_string(written->version()) +
-                        "); partitions change shards only by moving");
+                    throw platform::InvalidInput("this store has a shard map already (version " +
+                                                 std::to_string(written->version()) +
+                                                 "); partitions change shards only by moving");
                 }
                 if (!same_store(txn, *written, map)) {
                     throw platform::InvalidInput(
@@ -177,15 +195,8 @@ int run_shards_init(const ShardsOptions& options, const platform::Logger& log) {
                       << partition_list(map.partitions_of(shard.id)) << "\n";
         }
         return 0;
-    } catch (const eventstore::PartitionCountMismatch& e) {
-        log.error("refusing to write the map: wrong partition count", {{"error", e.what()}});
-        return 2;
-    } catch (const platform::InvalidInput& e) {
-        log.error("refusing to write the map", {{"error", e.what()}});
-        return 2;
-    } catch (const std::exception& e) {
-        log.error("could not write the shard map", {{"error", e.what()}});
-        return 1;
+    } catch (...) {
+        return refused_or_failed(log, "refusing to write the map", "could not write the shard map");
     }
 }
 
@@ -216,8 +227,8 @@ int run_shards_add(const ShardsOptions& options, const platform::Logger& log) {
             const auto url = eventstore::shard_url(options.database_url, shard);
             if (int rc = run_migrate(url, log); rc != 0) return rc;
             if (added_before) {
-                log.info("the shard is registered already", {{"shard", shard.id},
-                                                               {"location", to_string(shard)}});
+                log.info("the shard is registered already",
+                         {{"shard", shard.id}, {"location", to_string(shard)}});
                 std::cout << "shard " << shard.id << "  " << to_string(shard)
                           << "  registered already\n";
                 continue;
@@ -231,7 +242,8 @@ int run_shards_add(const ShardsOptions& options, const platform::Logger& log) {
                 auto conn = connect(url);
                 pqxx::work txn{conn};
                 eventstore::claim_partition_count(txn, map->partitions());
-                const auto held = txn.exec1("SELECT count(*) FROM ordo.events")[0].as<std::int64_t>();
+                const auto held =
+                    txn.exec1("SELECT count(*) FROM ordo.events")[0].as<std::int64_t>();
                 if (held != 0) {
                     throw platform::InvalidInput(
                         to_string(shard) + " holds " + std::to_string(held) +
@@ -240,10 +252,10 @@ int run_shards_add(const ShardsOptions& options, const platform::Logger& log) {
                 const auto fenced =
                     txn.exec1("SELECT count(*) FROM ordo.partition_fences")[0].as<int>();
                 if (fenced != 0 && fenced != map->partitions()) {
-                    throw platform::InvalidInput(
-                        to_string(shard) + " fences " + std::to_string(fenced) + " of " +
-                        std::to_string(map->partitions()) +
-                        " partitions: it is a shard of a store already");
+                    throw platform::InvalidInput(to_string(shard) + " fences " +
+                                                 std::to_string(fenced) + " of " +
+                                                 std::to_string(map->partitions()) +
+                                                 " partitions: it is a shard of a store already");
                 }
                 fence_foreign(txn, *map, shard.id);
                 txn.commit();
@@ -258,16 +270,8 @@ int run_shards_add(const ShardsOptions& options, const platform::Logger& log) {
                       << shard.id << "), then move partitions to it (ordo shards move)\n";
         }
         return 0;
-    } catch (const eventstore::PartitionCountMismatch& e) {
-        log.error("refusing to add the shard: it is set up for another partition count",
-                  {{"error", e.what()}});
-        return 2;
-    } catch (const platform::InvalidInput& e) {
-        log.error("refusing to add the shard", {{"error", e.what()}});
-        return 2;
-    } catch (const std::exception& e) {
-        log.error("could not add the shard", {{"error", e.what()}});
-        return 1;
+    } catch (...) {
+        return refused_or_failed(log, "refusing to add the shard", "could not add the shard");
     }
 }
 
@@ -541,8 +545,7 @@ int run_shards_list(const ShardsOptions& options, const platform::Logger& log) {
     for (const auto& row : out["shards"]) {
         const auto owned = row["partitions"].get<std::vector<int>>();
         std::cout << "shard " << row["id"].get<int>() << "  " << row["location"].get<std::string>()
-                  << "\n  partitions " << (owned.empty() ? "none" : partition_list(owned))
-                  << "\n";
+                  << "\n  partitions " << (owned.empty() ? "none" : partition_list(owned)) << "\n";
         if (row.contains("unreachable")) {
             std::cout << "  unreachable: " << row["unreachable"].get<std::string>() << "\n";
             continue;

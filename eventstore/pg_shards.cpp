@@ -273,7 +273,8 @@ std::optional<double> PgShardReaders::hidden() {
         const auto now = std::chrono::steady_clock::now();
         {
             std::lock_guard lock{d.probe_mutex};
-            if (auto it = d.probe_after.find(shard.id); it != d.probe_after.end() && now < it->second)
+            if (auto it = d.probe_after.find(shard.id);
+                it != d.probe_after.end() && now < it->second)
                 continue;
         }
         auto unreachable = [&] {

@@ -250,10 +250,11 @@ TEST_F(EventStoreTest, APoolWhoseIdleConnectionsTheServerDroppedFailsNoOperation
     pqxx::connection admin{db_.admin_url()};
     auto command_backends = [&] {
         pqxx::nontransaction tx{admin};
-        return tx.exec_params1(
-                     "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND usename = "
-                     "'ordo_command'",
-                     db_.name())[0]
+        return tx
+            .exec_params1(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND usename = "
+                "'ordo_command'",
+                db_.name())[0]
             .as<int>();
     };
     ASSERT_EQ(command_backends(), 4);

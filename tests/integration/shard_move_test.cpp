@@ -318,8 +318,7 @@ TEST_F(ShardMove, AShardAddedEmptyTakesAPartitionByAMove) {
         auto [rc, out] = shards({"add", "--shard", "2=" + location(third)});
         ASSERT_EQ(rc, 0) << out;
     }
-    EXPECT_EQ(scalar(third.admin_url(), "SELECT count(*) FROM ordo.partition_fences"),
-              kPartitions);
+    EXPECT_EQ(scalar(third.admin_url(), "SELECT count(*) FROM ordo.partition_fences"), kPartitions);
     auto [listed, list_out] = shards({"list", "--json"});
     ASSERT_EQ(listed, 0) << list_out;
     const auto listing = json::parse(list_out.substr(0, list_out.find('\n')));

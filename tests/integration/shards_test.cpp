@@ -6,14 +6,12 @@
 
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -23,11 +21,9 @@
 #include "eventstore/topology.hpp"
 #include "platform/core/config.hpp"
 #include "platform/core/partition.hpp"
-#include "platform/core/metrics.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/nats/jetstream.hpp"
 #include "projections/read_models.hpp"
-#include "projections/runtime.hpp"
 #include "query/event_feed.hpp"
 #include "sagas/fulfillment.hpp"
 #include "tests/integration/sharded_stack.hpp"
@@ -36,6 +32,7 @@
 #include "tests/support/http_client.hpp"
 #include "tests/support/nats.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/projector.hpp"
 #include "tests/support/sse_client.hpp"
 #include "tests/support/test_database.hpp"
 
@@ -303,26 +300,14 @@ TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll)
         return eventstore::shard_map_for(txn, kPartitions);
     }();
     ASSERT_GT(map.version(), 0);
-    platform::metrics::Registry metrics;
-    projections::RuntimeOptions options{.database_url = control_.projector_url(),
-                                        .partitions = kPartitions,
-                                        .poll_interval = 10min,
-                                        .instance = "p-shard-appends",
-                                        .shards = map};
-    projections::Runtime runtime{options, projections::read_models(),
-                                 platform::Logger::null_logger(), metrics};
-    std::atomic<bool> stop{false};
-    std::thread worker{[&] { runtime.run(stop); }};
-    // Stopped and joined however the test ends (an ASSERT returns early).
-    struct Join {
-        std::atomic<bool>& stop;
-        std::thread& worker;
-        ~Join() {
-            stop = true;
-            worker.join();
-        }
-    } join{stop, worker};
-    auto& sweeps = metrics.counter("ordo_projection_sweeps_total", "", {{"runtime", "projector"}});
+    Projector projector{{.database_url = control_.projector_url(),
+                         .partitions = kPartitions,
+                         .poll_interval = 10min,
+                         .instance = "p-shard-appends",
+                         .shards = map},
+                        projections::read_models()};
+    auto& sweeps =
+        projector.metrics().counter("ordo_projection_sweeps_total", "", {{"runtime", "projector"}});
     ASSERT_TRUE(eventually([&] { return sweeps.value() >= 1; }));
 
     auto projected = [&](const std::vector<std::string>& skus) {
