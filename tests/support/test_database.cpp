@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include <pqxx/pqxx>
 
 #include "eventstore/schema.hpp"
@@ -80,12 +83,27 @@ TestDatabase::~TestDatabase() {
     if (const char* keep = std::getenv("ORDO_TEST_KEEP_DATABASES");
         keep && std::string{keep} == "1")
         return;
-    try {
-        pqxx::connection admin{on_cluster("ORDO_PG_ADMIN_URL")};
-        pqxx::nontransaction tx{admin};
-        tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name_) + " WITH (FORCE)");
-    } catch (const std::exception& e) {
-        ADD_FAILURE() << "could not drop test database " << name_ << ": " << e.what();
+    // A server under load (the sanitizer pass runs four test binaries at once) may let a
+    // connection attempt run past its connect timeout: the drop is tried again, a few times,
+    // before it fails the test.
+    constexpr int kAttempts = 4;
+    for (int attempt = 1;; ++attempt) {
+        try {
+            pqxx::connection admin{on_cluster("ORDO_PG_ADMIN_URL")};
+            pqxx::nontransaction tx{admin};
+            tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name_) + " WITH (FORCE)");
+            return;
+        } catch (const pqxx::broken_connection& e) {
+            if (attempt == kAttempts) {
+                ADD_FAILURE() << "could not drop test database " << name_ << " in " << kAttempts
+                              << " attempts: " << e.what();
+                return;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "could not drop test database " << name_ << ": " << e.what();
+            return;
+        }
     }
 }
 
