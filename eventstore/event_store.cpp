@@ -157,6 +157,18 @@ void EventStore::prepare(pqxx::connection& conn) {
                  "SELECT " + event_columns() +
                      " FROM ordo.events WHERE stream_id = $1 AND stream_version >= $2"
                      " ORDER BY stream_version LIMIT $3");
+    // Every stream asked for in one statement: a row per event, in the order asked and each
+    // stream's in version order, and a row of nulls for a stream with none, which says
+    // whether its partition is fenced here when it was read from its start.
+    conn.prepare("ordo_read_streams",
+                 "SELECT w.n, CASE WHEN w.from_version <= 1 THEN " + fenced_sql("w.hash") +
+                     " END, e.* FROM jsonb_to_recordset($1::jsonb) AS w(n bigint, stream_id text,"
+                     " from_version bigint, hash bigint)"
+                     " LEFT JOIN LATERAL (SELECT " +
+                     event_columns() +
+                     " FROM ordo.events WHERE stream_id = w.stream_id"
+                     " AND stream_version >= w.from_version ORDER BY stream_version LIMIT $2)"
+                     " AS e ON true ORDER BY w.n, e.stream_version");
     conn.prepare("ordo_read_all",
                  "SELECT " + event_columns() +
                      ", moved_from IS NOT NULL"
@@ -199,6 +211,32 @@ std::vector<RecordedEvent> PgSession::read_stream(const std::string& stream,
                                                static_cast<std::int64_t>(max_count)));
     if (events.empty() && from_version <= 1) refuse_if_fenced(stream);
     return upcast_all(upcasters_, std::move(events));
+}
+
+std::vector<std::vector<RecordedEvent>> PgSession::read_streams(
+    const std::vector<StreamFrom>& streams, std::size_t max_count) {
+    std::vector<std::vector<RecordedEvent>> out(streams.size());
+    if (streams.empty()) return out;
+    auto asked = nlohmann::json::array();
+    for (std::size_t i = 0; i < streams.size(); ++i) {
+        asked.push_back({{"n", i},
+                         {"stream_id", streams[i].stream},
+                         {"from_version", streams[i].from_version},
+                         {"hash", hash_of(streams[i].stream)}});
+    }
+    const auto rows = txn_.exec_prepared("ordo_read_streams", asked.dump(),
+                                         static_cast<std::int64_t>(max_count));
+    for (const auto& row : rows) {
+        const auto i = row[0].as<std::size_t>();
+        if (i >= out.size()) throw std::logic_error("read_streams: a row for no stream asked");
+        if (!row[2].is_null()) {
+            out[i].push_back(EventStore::event_from_row(row, 2));
+        } else if (!row[1].is_null() && row[1].as<bool>()) {
+            throw fenced(streams[i].stream);  // as read_stream: nothing here, and fenced
+        }
+    }
+    for (auto& events : out) events = upcast_all(upcasters_, std::move(events));
+    return out;
 }
 
 void PgSession::refuse_if_fenced(const std::string& stream) {
@@ -368,6 +406,13 @@ std::vector<RecordedEvent> EventStore::read_stream(const std::string& stream,
                                                    std::size_t max_count) {
     return pool_.transact<pqxx::nontransaction>([&](auto& txn) {
         return PgSession{txn, upcasters_}.read_stream(stream, from_version, max_count);
+    });
+}
+
+std::vector<std::vector<RecordedEvent>> EventStore::read_streams(
+    const std::vector<StreamFrom>& streams, std::size_t max_count) {
+    return pool_.transact<pqxx::nontransaction>([&](auto& txn) {
+        return PgSession{txn, upcasters_}.read_streams(streams, max_count);
     });
 }
 

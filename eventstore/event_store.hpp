@@ -48,6 +48,8 @@ class PgSession final : public Session {
 
     std::vector<RecordedEvent> read_stream(const std::string& stream, std::int64_t from_version,
                                            std::size_t max_count) override;
+    std::vector<std::vector<RecordedEvent>> read_streams(const std::vector<StreamFrom>& streams,
+                                                         std::size_t max_count) override;
     std::vector<RecordedEvent> read_all(Checkpoint after, std::size_t max_count) override;
     AppendResult append(const std::string& stream, ExpectedVersion expected,
                         const std::vector<NewEvent>& events) override;
@@ -126,6 +128,10 @@ class EventStore final : public Store {
     static std::vector<RecordedEvent> read_stream(pqxx::transaction_base& txn,
                                                   const std::string& stream,
                                                   std::int64_t from_version, std::size_t max_count);
+
+    // Many streams' events in one statement (EventReader::read_streams).
+    std::vector<std::vector<RecordedEvent>> read_streams(const std::vector<StreamFrom>& streams,
+                                                         std::size_t max_count) override;
 
     // Events committed after `after` in (transaction id, position) order, only below the
     // horizon of transactions still running, so a later call never finds an event that

@@ -30,6 +30,11 @@ class Shards {
     // For a caller whose write was refused as PartitionFenced, who then asks of() again; a
     // store that is not sharded has nothing to read.
     virtual bool refresh() { return false; }
+
+    // EventReader::read_streams over the shards: each shard's streams in one call of its
+    // store. Results in the order asked.
+    std::vector<std::vector<RecordedEvent>> read_streams(const std::vector<StreamFrom>& streams,
+                                                         std::size_t max_count);
 };
 
 // One store for everything: an unsharded deployment, and the runtimes' unit tests.

@@ -20,6 +20,12 @@
 
 namespace ordo::eventstore {
 
+// A stream and the version to read it from: one request of EventReader::read_streams.
+struct StreamFrom {
+    std::string stream;
+    std::int64_t from_version = 1;
+};
+
 // Reads committed history. A stream's events come in version order; read_all returns only
 // what commits in (transaction id, position) order after `after`, so a later call never finds
 // an event that sorts before one already returned.
@@ -30,6 +36,17 @@ class EventReader {
     virtual std::vector<RecordedEvent> read_stream(const std::string& stream,
                                                    std::int64_t from_version,
                                                    std::size_t max_count) = 0;
+    // For each of `streams`, in the order asked, what read_stream(stream, from_version,
+    // max_count) returns. On PostgreSQL one round trip for them all, so a reader that looks at
+    // many streams at once (the saga view, at every batch) pays one; this default reads them
+    // one by one.
+    virtual std::vector<std::vector<RecordedEvent>> read_streams(
+        const std::vector<StreamFrom>& streams, std::size_t max_count) {
+        std::vector<std::vector<RecordedEvent>> out;
+        out.reserve(streams.size());
+        for (const auto& s : streams) out.push_back(read_stream(s.stream, s.from_version, max_count));
+        return out;
+    }
     // Events committed after `after`, at most max_count, in commit order.
     virtual std::vector<RecordedEvent> read_all(Checkpoint after, std::size_t max_count) = 0;
 };

@@ -17,6 +17,7 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
+#include "eventstore/repository.hpp"
 #include "platform/core/errors.hpp"
 #include "projections/sql_rows.hpp"
 #include "sagas/pg_schedule.hpp"
@@ -260,89 +261,133 @@ class SagaViewProjection final : public projections::Projection {
         apply_batch(target, {&e});
     }
 
-    // Folds every event of the batch, then writes each order's row once, as it stands after
-    // the order's last event of the batch: the row apply() one by one would leave.
+    // Folds every event of the batch, then writes each order's row once, as applying its
+    // events one by one would leave it: the stream of the order's last event of the batch up
+    // to that event (the view follows the log), its other streams as they are now (their
+    // events may sit on other partitions, applied by another projector). What came since
+    // their last folds is read for every order of the batch in one round trip (one per
+    // shard), not for each event.
     void apply_batch(projections::ReadModelTxn& target,
                      const projections::EventRefs& events) override {
         auto& txn = target.sql();
         eventstore::PgSession session{txn, upcasters_};
-        std::vector<Row> rows;
-        std::unordered_map<std::string, std::size_t> row_of;  // order id -> index in rows
+        std::vector<Order> orders;
+        std::unordered_map<std::string, std::size_t> order_of;  // order id -> index in orders
         for (const auto* e : events) {
             const auto id = parse_stream(e->stream_id);
             if (!id) continue;
-            auto [it, fresh] = row_of.try_emplace(id->order_id, rows.size());
-            if (fresh) rows.emplace_back();
-            fold(session, *e, *id, rows[it->second]);
+            auto [it, fresh] = order_of.try_emplace(id->order_id, orders.size());
+            if (fresh) orders.push_back(Order::of(*id));
+            auto& order = orders[it->second];
+            const auto k = order.index_of(id->kind);
+            order.folds[k] = fold_own(session, *e, std::move(order.folds[k]));
+            order.last = k;
+            // The store's times are fixed-width UTC text, ordered as the instants they name:
+            // the row's time is its latest event's, whichever stream came last, so that a
+            // rebuild shows the same.
+            order.updated_at = std::max(order.updated_at, e->recorded_at);
+            if (!order.trace_id && !e->metadata.trace_id.empty()) {
+                order.trace_id = e->metadata.trace_id;
+            }
         }
+        fold_others(session, orders);
         // In key order: a choreographed order's streams may sit on partitions that other
         // transactions apply at the same time, and rows locked in one order cannot deadlock.
-        std::sort(rows.begin(), rows.end(),
-                  [](const Row& a, const Row& b) { return a.order_id < b.order_id; });
-        write(txn, rows);
+        std::sort(orders.begin(), orders.end(),
+                  [](const Order& a, const Order& b) { return a.order_id < b.order_id; });
+        write(txn, orders);
     }
 
    private:
-    // An order's row as the batch leaves it.
-    struct Row {
+    // An order as the batch leaves it: the folds of its process streams.
+    struct Order {
         std::string order_id;
         Mode mode = Mode::kOrchestration;
-        std::vector<std::pair<ProcessKind, State>> processes;
-        std::int64_t version = 0;             // the sum of its streams' versions folded
-        std::string updated_at;               // its latest event's time
-        std::optional<std::string> trace_id;  // of the first event that had one
+        std::vector<ProcessKind> kinds;                   // its process streams' kinds
+        std::vector<std::optional<LoadedProcess>> folds;  // by kind; set once folded
+        std::size_t last = 0;                             // the kind of its last event
+        std::string updated_at;                           // its latest event's time
+        std::optional<std::string> trace_id;              // of the first event that had one
+
+        static Order of(const ProcessId& id) {
+            Order order;
+            order.order_id = id.order_id;
+            order.mode = id.kind == ProcessKind::kFulfillment ? Mode::kOrchestration
+                                                              : Mode::kChoreography;
+            order.kinds = order.mode == Mode::kOrchestration
+                              ? std::vector<ProcessKind>{ProcessKind::kFulfillment}
+                              : std::vector<ProcessKind>{ProcessKind::kInventory,
+                                                         ProcessKind::kPayments,
+                                                         ProcessKind::kOrders};
+            order.folds.resize(order.kinds.size());
+            return order;
+        }
+        std::size_t index_of(ProcessKind kind) const {
+            return static_cast<std::size_t>(
+                std::find(kinds.begin(), kinds.end(), kind) - kinds.begin());
+        }
+        std::string stream(std::size_t k) const { return stream_of(kinds[k], order_id); }
     };
 
-    // Folds the order of `e` as it stands once `e` is applied: the stream of `e` up to `e`
-    // (the view follows the log), the order's other streams as they are now (their events
-    // may sit on other partitions, applied by another projector): what came since their
-    // last fold.
-    void fold(eventstore::PgSession& local, const eventstore::RecordedEvent& e, const ProcessId& id,
-              Row& row) {
-        const Mode mode =
-            id.kind == ProcessKind::kFulfillment ? Mode::kOrchestration : Mode::kChoreography;
-        const auto kinds =
-            mode == Mode::kOrchestration
-                ? std::vector<ProcessKind>{ProcessKind::kFulfillment}
-                : std::vector<ProcessKind>{ProcessKind::kInventory, ProcessKind::kPayments,
-                                           ProcessKind::kOrders};
-        row.order_id = id.order_id;
-        row.mode = mode;
-        row.processes.clear();
-        row.version = 0;
-        for (auto kind : kinds) {
-            const auto stream = stream_of(kind, id.order_id);
-            LoadOptions up_to_applied{.unreadable = Unreadable::kSkip};
-            if (kind == id.kind) up_to_applied.up_to = e.version;
-            auto fold = folds_.find(stream);
-            if (fold && fold->version > up_to_applied.up_to) fold.reset();  // applied again
-            LoadedProcess loaded;
-            if (kind == id.kind && fold && fold->version == e.version) {
-                loaded = std::move(*fold);  // the same event again (its batch was retried)
-            } else if (kind == id.kind && fold && fold->version == e.version - 1) {
-                loaded = std::move(*fold);
-                fold_recorded(loaded, e, Unreadable::kSkip);
-            } else {
-                eventstore::EventReader& reader =
-                    shards_ ? static_cast<eventstore::EventReader&>(shards_->of(stream)) : local;
-                loaded = load_process(reader, stream, up_to_applied,
-                                      fold ? std::move(*fold) : LoadedProcess{});
-            }
-            folds_.keep(stream, loaded);
-            row.version += loaded.version;
-            if (loaded.version > 0) row.processes.emplace_back(kind, std::move(loaded.state));
+    eventstore::EventReader& reader_of(eventstore::PgSession& local, const std::string& stream) {
+        return shards_ ? static_cast<eventstore::EventReader&>(shards_->of(stream)) : local;
+    }
+
+    // The stream of `e` folded up to `e`: onto the fold before it (this batch's, or the last
+    // one kept) when there is one, else read.
+    LoadedProcess fold_own(eventstore::PgSession& local, const eventstore::RecordedEvent& e,
+                           std::optional<LoadedProcess> fold) {
+        if (!fold) fold = folds_.find(e.stream_id);
+        if (fold && fold->version > e.version) fold.reset();  // applied again
+        if (!fold && e.version == 1) fold.emplace();           // its first event: nothing before
+        if (fold && fold->version == e.version) return std::move(*fold);  // its batch retried
+        if (fold && fold->version == e.version - 1) {
+            fold_recorded(*fold, e, Unreadable::kSkip);
+            folds_.keep(e.stream_id, *fold);
+            return std::move(*fold);
         }
-        // In choreography an order's streams may sit on different partitions, applied in any
-        // order: the row's time is its latest event's, whichever came last, so that a
-        // rebuild shows the same. The store's times are fixed-width UTC text, ordered as
-        // the instants they name.
-        row.updated_at = std::max(row.updated_at, e.recorded_at);
-        if (!row.trace_id && !e.metadata.trace_id.empty()) row.trace_id = e.metadata.trace_id;
+        auto loaded =
+            load_process(reader_of(local, e.stream_id), e.stream_id,
+                         LoadOptions{.up_to = e.version, .unreadable = Unreadable::kSkip},
+                         fold ? std::move(*fold) : LoadedProcess{});
+        folds_.keep(e.stream_id, loaded);
+        return loaded;
+    }
+
+    // Folds the streams of `orders` other than their last events' as they are now: what came
+    // since their last folds, every one in one read.
+    void fold_others(eventstore::PgSession& local, std::vector<Order>& orders) {
+        std::vector<eventstore::StreamFrom> asked;
+        std::vector<std::pair<std::size_t, std::size_t>> whose;  // (order, kind) of each
+        for (std::size_t o = 0; o < orders.size(); ++o) {
+            auto& order = orders[o];
+            for (std::size_t k = 0; k < order.kinds.size(); ++k) {
+                if (k == order.last) continue;
+                const auto stream = order.stream(k);
+                if (!order.folds[k]) order.folds[k] = folds_.find(stream).value_or(LoadedProcess{});
+                asked.push_back({stream, order.folds[k]->version + 1});
+                whose.emplace_back(o, k);
+            }
+        }
+        if (asked.empty()) return;
+        auto read = shards_ ? shards_->read_streams(asked, eventstore::kLoadPage)
+                            : local.read_streams(asked, eventstore::kLoadPage);
+        for (std::size_t i = 0; i < asked.size(); ++i) {
+            const auto& stream = asked[i].stream;
+            auto& loaded = *orders[whose[i].first].folds[whose[i].second];
+            for (const auto& e : read[i]) fold_recorded(loaded, e, Unreadable::kSkip);
+            if (read[i].size() >= eventstore::kLoadPage) {  // more than a page came since
+                loaded = load_process(reader_of(local, stream), stream,
+                                      LoadOptions{.unreadable = Unreadable::kSkip},
+                                      std::move(loaded));
+            }
+            if (!read[i].empty()) folds_.keep(stream, loaded);
+        }
     }
 
     // One upsert for every row (in chunks of bounded size): a row keeps its trace id and its
     // latest time.
-    void write(pqxx::transaction_base& txn, const std::vector<Row>& rows) const {
+    void write(pqxx::transaction_base& txn, const std::vector<Order>& orders) const {
         projections::SqlRows upsert{
             txn, "INSERT INTO " + schema_ +
                      ".sagas AS s (order_id, saga_id, mode, status, steps, processes, version, "
@@ -355,18 +400,26 @@ class SagaViewProjection final : public projections::Projection {
                      "= EXCLUDED.processes, version = EXCLUDED.version, updated_at = "
                      "greatest(s.updated_at, EXCLUDED.updated_at), trace_id = "
                      "coalesce(s.trace_id, EXCLUDED.trace_id)"};
-        for (const auto& row : rows) {
-            auto view = saga_view(row.mode, row.order_id, row.processes);
+        for (const auto& order : orders) {
+            // Every stream's version, summed; the states of those that exist, in kind order.
+            std::int64_t version = 0;
+            std::vector<std::pair<ProcessKind, State>> processes;
+            for (std::size_t k = 0; k < order.kinds.size(); ++k) {
+                const auto& fold = *order.folds[k];
+                version += fold.version;
+                if (fold.version > 0) processes.emplace_back(order.kinds[k], fold.state);
+            }
+            auto view = saga_view(order.mode, order.order_id, processes);
             upsert.add({{"order_id", view.order_id},
                         {"saga_id", view.saga_id},
                         {"mode", std::string{to_string(view.mode)}},
                         {"status", view.status},
                         {"steps", std::move(view.steps)},
                         {"processes", std::move(view.processes)},
-                        {"version", row.version},
-                        {"updated_at", row.updated_at},
+                        {"version", version},
+                        {"updated_at", order.updated_at},
                         {"trace_id",
-                         row.trace_id ? nlohmann::json(*row.trace_id) : nlohmann::json(nullptr)}});
+                         order.trace_id ? nlohmann::json(*order.trace_id) : nlohmann::json(nullptr)}});
         }
         upsert.done();
     }

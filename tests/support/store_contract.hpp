@@ -145,6 +145,45 @@ TYPED_TEST_P(StoreContract, AppendsAndReadsAStreamInVersionOrderAPageAtATime) {
     EXPECT_TRUE(store.read_stream("order-none", 1, 100).empty());
 }
 
+// Many streams at once give what each one's read_stream gives, in the order asked: a stream
+// asked twice, one with nothing, one from past its end, a page's limit per stream, and every
+// event upcast; on the store and in a session alike.
+TYPED_TEST_P(StoreContract, ReadsManyStreamsAsEachAloneInTheOrderAsked) {
+    auto& store = this->store();
+    store.append("order-m1", ExpectedVersion::no_stream(),
+                 {new_event("A", {{"n", 1}}), new_event("B", {{"n", 2}}), new_event("C")});
+    store.append("order-m2", ExpectedVersion::no_stream(),
+                 {versioned_event("Renamed", 1, {{"old", 5}}), new_event("D")});
+    const std::vector<eventstore::StreamFrom> asked = {
+        {"order-m2", 1}, {"order-none", 1}, {"order-m1", 2}, {"order-m1", 4}, {"order-m2", 2}};
+    auto check = [&](auto& reader, std::size_t max_count, const char* path) {
+        const auto read = reader.read_streams(asked, max_count);
+        ASSERT_EQ(read.size(), asked.size()) << path;
+        for (std::size_t i = 0; i < asked.size(); ++i) {
+            const auto alone = reader.read_stream(asked[i].stream, asked[i].from_version, max_count);
+            ASSERT_EQ(read[i].size(), alone.size()) << path << " stream " << i;
+            for (std::size_t j = 0; j < alone.size(); ++j) {
+                EXPECT_EQ(read[i][j].event_id, alone[j].event_id) << path;
+                EXPECT_EQ(read[i][j].payload, alone[j].payload) << path;
+                EXPECT_EQ(read[i][j].checkpoint(), alone[j].checkpoint()) << path;
+            }
+        }
+        EXPECT_TRUE(read[1].empty()) << path;
+        EXPECT_TRUE(read[3].empty()) << path;
+        ASSERT_FALSE(read[0].empty()) << path;
+        EXPECT_EQ(read[0][0].payload, (nlohmann::json{{"new", 5}, {"unit", "EUR"}})) << path;
+    };
+    check(store, 100, "store");
+    check(store, 1, "store, a page of one");
+    const auto all = store.read_streams(asked, 100);
+    EXPECT_EQ(all[2].size(), 2u);
+    EXPECT_EQ(all[2][0].version, 2);
+    EXPECT_EQ(all[4].size(), 1u);
+    EXPECT_EQ(store.read_streams(asked, 1)[2].size(), 1u);
+    store.transact([&](Session& s) { check(s, 100, "session"); });
+    EXPECT_TRUE(store.read_streams({}, 100).empty());
+}
+
 TYPED_TEST_P(StoreContract, KeepsMetadataAndSchemaVersion) {
     auto event = new_event("A");
     event.metadata = {"t", "s", "corr", "cause", "cmd", "actor"};
@@ -615,7 +654,8 @@ TYPED_TEST_P(StoreContract, ConcurrentClaimsOfOneKeyMakeOneOwner) {
 REGISTER_TYPED_TEST_SUITE_P(
     StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt,
     LockAndReadAfterAWaitReachesTheVersionTheLockGave,
-    AppendsAndReadsAStreamInVersionOrderAPageAtATime, KeepsMetadataAndSchemaVersion,
+    AppendsAndReadsAStreamInVersionOrderAPageAtATime, ReadsManyStreamsAsEachAloneInTheOrderAsked,
+    KeepsMetadataAndSchemaVersion,
     ReadsUpcastOldSchemaVersionsAndNeverRewriteThem, ReadingASchemaVersionNewerThanKnownFails,
     ExpectedVersionsConflictWithTheActualVersion, ReAppendingStoredEventsReplaysAndWritesNothing,
     AnEventIdStoredWithOtherContentOrElsewhereIsReused, RefusesInvalidInputWithTheSameTexts,
