@@ -21,9 +21,11 @@ struct PartitionLag {
 };
 
 // The lag of `projection` on each of `partitions` (of `partition_count`) that has a
-// checkpoint row, counting only events of `categories` (all when empty), at most
-// `max_count` per partition. Events above the horizon are not counted: they may still
-// commit below events already counted.
+// checkpoint row, counting only events of `categories` (all when empty). The partitions are
+// counted together in one scan of at most `max_count` events in commit order from the
+// earliest checkpoint: exact while they lag by fewer than that together, lower bounds beyond
+// (a partition whose first unapplied event lies past the scan shows none). Events above the
+// horizon are not counted: they may still commit below events already counted.
 std::vector<PartitionLag> partition_lag(pqxx::transaction_base& txn, const std::string& projection,
                                         int partition_count,
                                         const std::vector<std::string>& categories,

@@ -10,7 +10,8 @@
 namespace ordo::projections {
 namespace {
 
-// Lag is counted up to this many events per partition: enough to tell "far behind".
+// Lag is counted up to this many events of a projection's partitions together: enough to
+// tell "far behind", and a bound on what one count reads.
 constexpr std::int64_t kMaxLagCount = 100'000;
 
 }  // namespace
@@ -46,8 +47,8 @@ struct ProjectionStatus::Impl {
                         {"projection", name}, {"partition", std::to_string(lag.partition)}};
                     metrics
                         .gauge("ordo_projection_lag_events",
-                               "Events of the partition not yet applied (counted up to "
-                               "100000)",
+                               "Events of the partition not yet applied (a projection's "
+                               "partitions counted together up to 100000: beyond, at least)",
                                labels)
                         .set(static_cast<double>(lag.events));
                     metrics
