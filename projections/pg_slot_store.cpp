@@ -196,18 +196,21 @@ class PgSlotTxn final : public SlotTxn {
             return eventstore::partition_lag(txn_, projection, options_.partitions, categories,
                                              partitions, max_count);
         }
+        // Every partition's checkpoint in one statement.
+        auto asked = nlohmann::json::array();
+        for (int partition : partitions) asked.push_back(partition);
         std::vector<std::pair<int, Checkpoint>> from;
         std::map<int, int> on_shard;
-        for (int partition : partitions) {
-            auto rows = txn_.exec_params(
-                "SELECT transaction_id::text, global_position, shard "
-                "FROM ordo.projection_checkpoints WHERE projection = $1 AND partition = $2",
-                projection, partition);
-            if (rows.empty()) continue;
+        for (const auto& row : txn_.exec_params(
+                 "SELECT partition, transaction_id::text, global_position, shard FROM "
+                 "ordo.projection_checkpoints WHERE projection = $1 AND partition IN (SELECT "
+                 "jsonb_array_elements_text($2::jsonb)::integer) ORDER BY partition",
+                 projection, asked.dump())) {
+            const int partition = row[0].as<int>();
             from.emplace_back(partition,
-                              Checkpoint{eventstore::transaction_id_from_xid8(rows[0][0].c_str()),
-                                         rows[0][1].as<std::int64_t>()});
-            if (!rows[0][2].is_null()) on_shard[partition] = rows[0][2].as<int>();
+                              Checkpoint{eventstore::transaction_id_from_xid8(row[1].c_str()),
+                                         row[2].as<std::int64_t>()});
+            if (!row[3].is_null()) on_shard[partition] = row[3].as<int>();
         }
         return shards_->lag(categories, from, max_count, on_shard);
     }

@@ -342,6 +342,14 @@ TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll)
     EXPECT_EQ(projected({late_1}), 0) << "shard 1's receipt was read under a held horizon";
     hold.commit();
     EXPECT_TRUE(eventually([&] { return projected({late_1}) == 1; }));
+    // The status counts each partition's lag on its own shard, from the checkpoints of all
+    // of them: every partition shown, none behind.
+    EXPECT_TRUE(eventually([&] {
+        return scalar(control_.admin_url(),
+                      "SELECT count(*) FROM ordo.projection_status WHERE projection = "
+                      "'inventory' AND lag_events = 0 AND updated_at > now() - interval '1 "
+                      "second'") == kPartitions;
+    }));
 }
 
 // The events API over both shards: pages and the stream give every event of each shard once,
