@@ -343,12 +343,12 @@ TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll)
     hold.commit();
     EXPECT_TRUE(eventually([&] { return projected({late_1}) == 1; }));
     // The status counts each partition's lag on its own shard, from the checkpoints of all
-    // of them: every partition shown, none behind.
+    // of them: every partition is shown. (When it was last written depends on the runtime's
+    // wakes, and this one polls every ten minutes: what it showed is not asserted.)
     EXPECT_TRUE(eventually([&] {
         return scalar(control_.admin_url(),
                       "SELECT count(*) FROM ordo.projection_status WHERE projection = "
-                      "'inventory' AND lag_events = 0 AND updated_at > now() - interval '1 "
-                      "second'") == kPartitions;
+                      "'inventory'") == kPartitions;
     }));
 }
 
