@@ -76,14 +76,23 @@ void apply_batch(SlotTxn& txn, Projection& projection,
 }
 
 // Applies the live run that continues the slot's checkpoint `at`, at most `limit` events,
-// and saves the checkpoint after it; the events taken (0: no live run continues `at`, the
-// store must be read). `applied_at` gets the recorded_at of each event applied.
+// and saves the checkpoint after it, at once or, given `moves`, by adding it there for the
+// caller to save with others; the events taken (0: no live run continues `at`, the store
+// must be read). `applied_at` gets the recorded_at of each event applied.
 std::size_t apply_live_run(SlotTxn& txn, Slot& slot, const LiveFeed& live, Checkpoint at,
-                           std::size_t limit, std::vector<std::string>& applied_at) {
+                           std::size_t limit, std::vector<std::string>& applied_at,
+                           std::vector<SlotTxn::CheckpointMove>* moves = nullptr) {
     auto run = live.run(slot.partition, at, limit, slot.shard);
     if (run.events.empty()) return 0;
     apply_batch(txn, *slot.projection, run.events, applied_at);
-    save(txn, slot, run.events.back().checkpoint(), run.events.back().recorded_at);
+    const auto next = run.events.back().checkpoint();
+    if (moves) {
+        slot.at = next;
+        moves->push_back(
+            {slot.projection->name(), slot.partition, next, run.events.back().recorded_at});
+    } else {
+        save(txn, slot, next, run.events.back().recorded_at);
+    }
     slot.idle = run.rest_empty;
     return run.events.size();
 }
@@ -175,15 +184,25 @@ std::vector<std::size_t> CheckpointedBatch::apply_live(const std::vector<Slot*>&
     d.store.transact([&](SlotTxn& txn) {
         applied.assign(slots.size(), kNotLive);
         applied_at.assign(slots.size(), {});
+        // Every slot's checkpoint locked in one statement, and every move saved in one: two
+        // statements a pass, not two a slot.
+        std::vector<SlotTxn::SlotKey> keys;
+        keys.reserve(slots.size());
+        for (const auto* slot : slots) keys.emplace_back(slot->projection->name(), slot->partition);
+        const auto locked = txn.lock_checkpoints(keys);
+        std::vector<SlotTxn::CheckpointMove> moves;
         std::size_t budget = max_events;
         for (std::size_t i = 0; i < slots.size() && budget > 0; ++i) {
             Slot& slot = *slots[i];
-            const auto taken = apply_live_run(txn, slot, d.live, lock(txn, slot),
-                                              std::min(slot.batch, budget), applied_at[i]);
+            slot.at = locked[i];
+            slot.shard = txn.checkpoint_shard(slot.partition);
+            const auto taken = apply_live_run(txn, slot, d.live, slot.at,
+                                              std::min(slot.batch, budget), applied_at[i], &moves);
             if (taken == 0) continue;
             budget -= taken;
             applied[i] = taken;
         }
+        txn.save_checkpoints(moves);
     });
     for (std::size_t i = 0; i < slots.size(); ++i) {
         if (applied[i] == kNotLive) continue;

@@ -70,6 +70,67 @@ class PgSlotTxn final : public SlotTxn {
                           row[1].as<std::int64_t>()};
     }
 
+    // The rows that exist, locked in one statement in key order (two transactions locking
+    // overlapping sets cannot deadlock); a missing row, or one from before the store was
+    // sharded, as lock_checkpoint does it.
+    std::vector<Checkpoint> lock_checkpoints(const std::vector<SlotKey>& slots) override {
+        auto asked = nlohmann::json::array();
+        for (const auto& [projection, partition] : slots) {
+            asked.push_back({{"projection", projection}, {"partition", partition}});
+        }
+        std::map<SlotKey, std::pair<Checkpoint, std::optional<int>>> locked;
+        for (const auto& row : txn_.exec_params(
+                 "SELECT c.projection, c.partition, c.transaction_id::text, c.global_position, "
+                 "c.shard FROM ordo.projection_checkpoints c JOIN jsonb_to_recordset($1::jsonb) "
+                 "AS x(projection text, partition integer) ON c.projection = x.projection AND "
+                 "c.partition = x.partition ORDER BY c.projection, c.partition FOR UPDATE OF c",
+                 asked.dump())) {
+            locked[{row[0].as<std::string>(), row[1].as<int>()}] = {
+                Checkpoint{eventstore::transaction_id_from_xid8(row[2].c_str()),
+                           row[3].as<std::int64_t>()},
+                row[4].is_null() ? std::nullopt : std::optional<int>{row[4].as<int>()}};
+        }
+        std::vector<Checkpoint> out;
+        out.reserve(slots.size());
+        for (const auto& key : slots) {
+            auto it = locked.find(key);
+            if (it == locked.end() || (shards_ && !it->second.second)) {
+                out.push_back(lock_checkpoint(key.first, key.second));
+                continue;
+            }
+            if (it->second.second) checkpoint_shard_[key.second] = *it->second.second;
+            out.push_back(it->second.first);
+        }
+        return out;
+    }
+
+    void save_checkpoints(const std::vector<CheckpointMove>& moves) override {
+        if (moves.size() == 1) {
+            const auto& m = moves.front();
+            save_checkpoint(m.projection, m.partition, m.next, m.last_event_at);
+            return;
+        }
+        if (moves.empty()) return;
+        auto rows = nlohmann::json::array();
+        for (const auto& m : moves) {
+            rows.push_back({{"projection", m.projection},
+                            {"partition", m.partition},
+                            {"transaction_id", std::to_string(m.next.transaction_id)},
+                            {"global_position", m.next.position},
+                            {"last_event_at", m.last_event_at.empty()
+                                                  ? nlohmann::json(nullptr)
+                                                  : nlohmann::json(m.last_event_at)}});
+        }
+        txn_.exec_params(
+            "UPDATE ordo.projection_checkpoints c SET transaction_id = x.transaction_id::xid8, "
+            "global_position = x.global_position, owner = $2, updated_at = now(), "
+            "last_event_at = coalesce(x.last_event_at, c.last_event_at) FROM "
+            "jsonb_to_recordset($1::jsonb) AS x(projection text, partition integer, "
+            "transaction_id text, global_position bigint, last_event_at timestamptz) "
+            "WHERE c.projection = x.projection AND c.partition = x.partition",
+            rows.dump(), options_.instance);
+    }
+
     void save_checkpoint(const std::string& projection, int partition, Checkpoint next,
                          const std::string& last_event_at) override {
         txn_.exec_params(

@@ -59,6 +59,31 @@ class SlotTxn : public ReadModelTxn {
     // unchanged) is when the last event applied was recorded.
     virtual void save_checkpoint(const std::string& projection, int partition,
                                  eventstore::Checkpoint next, const std::string& last_event_at) = 0;
+
+    // The same for many slots at once, for a transaction that steps several (the live runs
+    // of a pass): on PostgreSQL one statement each, not one per slot. These defaults make
+    // them of the single ones.
+    using SlotKey = std::pair<std::string, int>;  // (projection, partition)
+    // What lock_checkpoint gives each of `slots`, in the order given.
+    virtual std::vector<eventstore::Checkpoint> lock_checkpoints(const std::vector<SlotKey>& slots) {
+        std::vector<eventstore::Checkpoint> out;
+        out.reserve(slots.size());
+        for (const auto& [projection, partition] : slots) {
+            out.push_back(lock_checkpoint(projection, partition));
+        }
+        return out;
+    }
+    // One save_checkpoint.
+    struct CheckpointMove {
+        std::string projection;
+        int partition = 0;
+        eventstore::Checkpoint next;
+        std::string last_event_at;
+    };
+    // save_checkpoint for each of `moves`, whose checkpoints this transaction locked.
+    virtual void save_checkpoints(const std::vector<CheckpointMove>& moves) {
+        for (const auto& m : moves) save_checkpoint(m.projection, m.partition, m.next, m.last_event_at);
+    }
     // Committed events of `partition` after `after`, below the horizon, in commit order, of
     // `categories` (all when empty), at most `limit`.
     virtual std::vector<eventstore::RecordedEvent> read_partition(
@@ -95,7 +120,7 @@ class SlotTxn : public ReadModelTxn {
                         const std::string& error) = 0;
 
     // The lag of `projection` on `partitions` (those with a checkpoint), counted up to
-    // `max_count` events each (eventstore/lag.hpp).
+    // `max_count` events in all (eventstore/lag.hpp).
     virtual std::vector<eventstore::PartitionLag> lag(const std::string& projection,
                                                       const std::vector<std::string>& categories,
                                                       const std::vector<int>& partitions,
