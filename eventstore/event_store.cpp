@@ -161,7 +161,8 @@ void EventStore::prepare(pqxx::connection& conn) {
     // stream's in version order, and a row of nulls for a stream with none, which says
     // whether its partition is fenced here when it was read from its start.
     conn.prepare("ordo_read_streams",
-                 "SELECT w.n, CASE WHEN w.from_version <= 1 THEN " + fenced_sql("w.hash") +
+                 "SELECT w.n, CASE WHEN e.global_position IS NULL AND w.from_version <= 1 "
+                 "THEN " + fenced_sql("w.hash") +
                      " END, e.* FROM jsonb_to_recordset($1::jsonb) AS w(n bigint, stream_id text,"
                      " from_version bigint, hash bigint)"
                      " LEFT JOIN LATERAL (SELECT " +
@@ -228,9 +229,8 @@ std::vector<std::vector<RecordedEvent>> PgSession::read_streams(
                                          static_cast<std::int64_t>(max_count));
     for (const auto& row : rows) {
         const auto i = row[0].as<std::size_t>();
-        if (i >= out.size()) throw std::logic_error("read_streams: a row for no stream asked");
         if (!row[2].is_null()) {
-            out[i].push_back(EventStore::event_from_row(row, 2));
+            out.at(i).push_back(EventStore::event_from_row(row, 2));
         } else if (!row[1].is_null() && row[1].as<bool>()) {
             throw fenced(streams[i].stream);  // as read_stream: nothing here, and fenced
         }

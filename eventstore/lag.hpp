@@ -16,16 +16,17 @@ namespace ordo::eventstore {
 
 struct PartitionLag {
     int partition;
-    std::int64_t events;    // not yet applied, below the xid horizon, counted up to the limit
-    double oldest_seconds;  // how long the oldest of them has waited; 0 when none
+    std::int64_t events;    // not yet applied, below the xid horizon (see partition_lag)
+    double oldest_seconds;  // how long the oldest of them counted has waited; 0 when none
 };
 
 // The lag of `projection` on each of `partitions` (of `partition_count`) that has a
 // checkpoint row, counting only events of `categories` (all when empty). The partitions are
-// counted together in one scan of at most `max_count` events in commit order from the
-// earliest checkpoint: exact while they lag by fewer than that together, lower bounds beyond
-// (a partition whose first unapplied event lies past the scan shows none). Events above the
-// horizon are not counted: they may still commit below events already counted.
+// counted together in one walk in commit order from the earliest checkpoint, at most
+// `max_count` events behind in all: exact while they lag by fewer than that together; beyond,
+// lower bounds, and a partition whose unapplied events all lie past the walk shows none.
+// Events above the horizon are not counted: they may still commit below events already
+// counted.
 std::vector<PartitionLag> partition_lag(pqxx::transaction_base& txn, const std::string& projection,
                                         int partition_count,
                                         const std::vector<std::string>& categories,

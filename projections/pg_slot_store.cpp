@@ -257,7 +257,8 @@ class PgSlotTxn final : public SlotTxn {
             return eventstore::partition_lag(txn_, projection, options_.partitions, categories,
                                              partitions, max_count);
         }
-        // Every partition's checkpoint in one statement.
+        // Every partition's checkpoint in one statement: a statement each cost a projection
+        // as many statements as it owns partitions at every status write.
         auto asked = nlohmann::json::array();
         for (int partition : partitions) asked.push_back(partition);
         std::vector<std::pair<int, Checkpoint>> from;

@@ -324,12 +324,13 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
     };
 
     // The store's head, for the lag gauge, asked at most once a second: a statement every
-    // round was a third of a busy relay's. The session's life is proven where it counts: by
-    // each save, which checks the lock, and, idle, by the horizon's probe.
+    // round was a third of a busy relay's. So the gauge may read up to a second's appends
+    // low (0 once the relay reached the head it last asked for). The session's life is proven
+    // where it counts: by each save, which checks the lock, and, idle, by the horizon's probe.
     std::int64_t head = 0;
-    std::chrono::steady_clock::time_point head_asked{};
+    std::optional<std::chrono::steady_clock::time_point> head_asked;
     while (!stop) {
-        if (const auto now = std::chrono::steady_clock::now(); now >= head_asked + 1s) {
+        if (const auto now = std::chrono::steady_clock::now(); !head_asked || now >= *head_asked + 1s) {
             head = session.max_position();
             head_asked = now;
         }

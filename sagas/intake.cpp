@@ -279,7 +279,16 @@ class SagaViewProjection final : public projections::Projection {
             auto [it, fresh] = order_of.try_emplace(id->order_id, orders.size());
             if (fresh) orders.push_back(Order::of(*id));
             auto& order = orders[it->second];
-            const auto k = order.index_of(id->kind);
+            auto k = order.index_of(id->kind);
+            if (k == order.kinds.size()) {
+                // A stream of the other mode (the intake's mode switched while the order was
+                // placed): the last event's mode wins, as the row one by one would show.
+                auto other = Order::of(*id);
+                other.updated_at = std::move(order.updated_at);
+                other.trace_id = std::move(order.trace_id);
+                order = std::move(other);
+                k = order.index_of(id->kind);
+            }
             order.folds[k] = fold_own(session, *e, std::move(order.folds[k]));
             order.last = k;
             // The store's times are fixed-width UTC text, ordered as the instants they name:
@@ -322,6 +331,7 @@ class SagaViewProjection final : public projections::Projection {
             order.folds.resize(order.kinds.size());
             return order;
         }
+        // The index of `kind` in kinds; kinds.size() when the order is of the other mode.
         std::size_t index_of(ProcessKind kind) const {
             return static_cast<std::size_t>(
                 std::find(kinds.begin(), kinds.end(), kind) - kinds.begin());

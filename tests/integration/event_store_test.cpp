@@ -12,6 +12,7 @@
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
 #include "platform/core/errors.hpp"
+#include "platform/core/partition.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/pg/pg.hpp"
 #include "tests/support/conditions.hpp"
@@ -50,6 +51,28 @@ TEST_F(EventStoreTest, ConcurrentReAppendsOfOneBatchWriteItOnce) {
     for (auto& t : threads) t.join();
     EXPECT_EQ(replays.load(), 7);
     EXPECT_EQ(store_.read_stream("order-race", 1, 100).size(), 2u);
+}
+
+// Many streams read at once refuse, as read_stream does, a stream this shard has nothing of
+// on a partition it fences (a reader with an old map), and only that: the same stream read
+// from past its start, or a stream that is here, is read.
+TEST_F(EventStoreTest, ReadingManyStreamsRefusesAStreamOfAFencedPartitionThatIsNotHere) {
+    store_.append("order-here", ExpectedVersion::no_stream(), {event("A", {{"n", 1}})});
+    const auto fenced_partition = platform::partition_of("order-gone", 4);
+    ASSERT_NE(platform::partition_of("order-here", 4), fenced_partition);
+    {
+        pqxx::connection admin{db_.admin_url()};
+        pqxx::work txn{admin};
+        txn.exec_params("INSERT INTO ordo.partition_fences (partition, partitions) VALUES ($1, 4)",
+                        fenced_partition);
+        txn.commit();
+    }
+    EXPECT_THROW(store_.read_streams({{"order-here", 1}, {"order-gone", 1}}, 10), PartitionFenced);
+    EXPECT_THROW(store_.read_stream("order-gone", 1, 10), PartitionFenced);
+    const auto read = store_.read_streams({{"order-here", 1}, {"order-gone", 2}}, 10);
+    ASSERT_EQ(read.size(), 2u);
+    EXPECT_EQ(read[0].size(), 1u);
+    EXPECT_TRUE(read[1].empty());
 }
 
 TEST_F(EventStoreTest, ReadAllWaitsForAnOpenTransactionAndNeverSkipsIt) {

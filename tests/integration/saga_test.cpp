@@ -357,6 +357,11 @@ class ProcessHistory {
                   2}});
             txn.commit();
         }
+        start(mode);
+    }
+
+    // The intake of `mode` starts the order's processes.
+    void start(sagas::Mode mode) {
         eventstore::RecordedEvent placed = [&] {
             pqxx::read_transaction txn{conn_};
             return upcasters().upcast(
@@ -558,6 +563,55 @@ TEST(SagaView, ABatchLeavesTheRowsItsEventsLeaveOneByOne) {
         at = end;
     }
     EXPECT_EQ(rows("read").size(), 2u);
+}
+
+// An order whose streams are of both modes (the intake's mode switched while it was placed):
+// a batch holding both leaves the row one by one would, the last event's mode winning.
+TEST(SagaView, ABatchWithAnOrdersStreamsOfBothModesLeavesTheRowOneByOneWould) {
+    TestDatabase db;
+    ProcessHistory history{db, "o-mixed", sagas::Mode::kChoreography};
+    const auto inventory = history.run(sagas::ProcessKind::kInventory);
+    // The intake keeps an order in the mode it runs in, so the other mode's stream is copied
+    // from another order's.
+    ProcessHistory other{db, "o-mixed-source", sagas::Mode::kOrchestration};
+    const auto source = other.run(sagas::ProcessKind::kFulfillment);
+    const auto fulfillment = [&] {
+        pqxx::connection conn{db.sagas_url()};
+        eventstore::EventStore::prepare(conn);
+        pqxx::work txn{conn};
+        std::vector<eventstore::NewEvent> copies;
+        for (const auto& e : source) {
+            copies.push_back({platform::new_uuid(), e.type, e.payload, {}, e.schema_version});
+        }
+        const auto stream = sagas::stream_of(sagas::ProcessKind::kFulfillment, "o-mixed");
+        eventstore::EventStore::append(txn, stream, eventstore::ExpectedVersion::no_stream(),
+                                       copies);
+        auto read = eventstore::PgSession{txn, &upcasters()}.read_stream(stream, 1, 1000);
+        txn.commit();
+        return read;
+    }();
+    ASSERT_GE(fulfillment.size(), 2u);
+    ASSERT_GE(inventory.size(), 2u);
+    second_view_schema(db);
+    pqxx::connection projector{db.projector_url()};
+    eventstore::EventStore::prepare(projector);
+    auto one_by_one = sagas::saga_view_projection("read", &upcasters());
+    auto batched = sagas::saga_view_projection("other", &upcasters());
+    for (const auto& order : {std::vector<const eventstore::RecordedEvent*>{
+                                  &fulfillment[0], &inventory[0], &inventory[1]},
+                              std::vector<const eventstore::RecordedEvent*>{
+                                  &inventory[0], &fulfillment[0], &fulfillment[1]}}) {
+        projections::EventRefs batch;
+        for (const auto* e : order) {
+            apply_view(projector, *one_by_one, *e);
+            batch.push_back(e);
+        }
+        pqxx::work txn{projector};
+        projections::SqlReadModelTxn target{txn};
+        batched->apply_batch(target, batch);
+        txn.commit();
+        EXPECT_EQ(history.row("other"), history.row("read"));
+    }
 }
 
 // A command side that answers every command after `delay`, and notes which runner sent

@@ -348,7 +348,7 @@ TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll)
     EXPECT_TRUE(eventually([&] {
         return scalar(control_.admin_url(),
                       "SELECT count(*) FROM ordo.projection_status WHERE projection = "
-                      "'inventory'") == kPartitions;
+                      "'inventory' AND instance = 'p-shard-appends'") == kPartitions;
     }));
 }
 
