@@ -67,21 +67,22 @@ for b in $only; do
             ;;
         sagas)
             awk -v fmt='%-10s %-40s %18s  %-30s %7s\n' '
-                ($1 == "orchestration" || $1 == "choreography") && NF == 11 && $2 == 1 {
+                ($1 == "orchestration" || $1 == "choreography") && NF == 12 && $2 == 1 {
                     goal = $1 == "orchestration" ? 500 : 300
                     printf fmt, "sagas", "completed sagas/s, " $1, $7, "goal >= " goal, sprintf("%.2f", $7 / goal)
                     printf fmt, "sagas", "paced p50 / p99, " $1, $10 " / " $11 " ms", "goal <= 30 / <= 100 ms", "-"
                 }
                 /^2 shards (on one cluster )?\/ 1 shard, / {
-                    # "<layout> / 1 shard, completed sagas/s, <mode>: <a / b, or the rounds> = <ratio>"
+                    # "<layout> / 1 shard, <measure>, <mode>: <a / b, or the rounds> = <ratio>"
                     mode = $0
                     sub(/:.*/, "", mode)
                     sub(/.*, /, "", mode)
+                    measure = $0 ~ /visible orders/ ? "visible/s" : "sagas/s"
                     what = $0
                     sub(/^[^:]*: /, "", what)
                     sub(/ = [^=]*$/, "", what)
                     layout = $0 ~ /on one cluster/ ? "2 shards on 1 cluster" : "2 shards"
-                    printf fmt, "sagas", "sagas/s, " layout " / 1, " mode, what, "goal >= 0.9", $NF
+                    printf fmt, "sagas", measure ", " layout " / 1, " mode, what, "goal >= 0.9", $NF
                 }' "$file"
             ;;
         relay)

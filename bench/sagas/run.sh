@@ -99,12 +99,25 @@ count_orders() {
         awk '{ p += $1; f += $2 } END { print p + 0, f + 0 }'
 }
 
+# final_orders: the orders the read model (read.orders, in the read database) shows
+# confirmed or cancelled.
+final_orders() {
+    psql "$(db_url "$ORDO_MIGRATOR_URL")" -qAt -c \
+        "SELECT count(*) FROM read.orders WHERE status IN ('confirmed', 'cancelled')"
+}
+
 # post_orders <count> <connections> <delay ms per connection>: places the orders, then waits
-# until each has been confirmed or cancelled. wrk runs for its whole duration even when its
-# threads stop after their share, so it is interrupted once the orders are in.
+# until each has been confirmed or cancelled, and then until the read model shows it so;
+# `visible_rate` is then the orders placed over the seconds from the first post to the last
+# shown: what a customer sees, with the projector's work in it (the completed sagas/s count
+# only the saga's own events, so a projector that falls behind during a burst lifts them).
+# wrk runs for its whole duration even when its threads stop after their share, so it is
+# interrupted once the orders are in.
 post_orders() {
-    local before placed finished deadline=$((SECONDS + timeout))
+    local before placed finished shown_before started deadline=$((SECONDS + timeout))
     read -r before finished < <(count_orders)
+    shown_before=$(final_orders)
+    started=$(date +%s.%N)
     ORDO_BENCH_SKUS=$skus ORDO_BENCH_ACCOUNTS=$accounts ORDO_BENCH_ORDERS_PER_THREAD=$(($1 / 2)) \
         ORDO_BENCH_DELAY_MS=$3 wrk -t2 -c"$2" -d"${timeout}s" -s "$root/bench/sagas/orders.lua" \
         "http://127.0.0.1:$command_port" >/dev/null &
@@ -121,6 +134,11 @@ post_orders() {
         ((finished >= placed || SECONDS >= deadline)) && break
         sleep 0.5
     done
+    while (($(final_orders) - shown_before < placed - before && SECONDS < deadline)); do
+        sleep 0.1
+    done
+    visible_rate=$(awk -v n=$((placed - before)) -v a="$started" -v b="$(date +%s.%N)" \
+        'BEGIN { printf "%.1f", b > a ? n / (b - a) : 0 }')
 }
 
 # figures <time>: for the orders placed after it (the database's clock, which every shard on
@@ -255,6 +273,7 @@ for mode in $modes; do
     scrape "$scratch/before"
     post_orders "$orders" "$connections" 0
     burst=$(figures "$start")
+    burst_visible=$visible_rate
     # The burst's orders are settled, but its reactors may still commit and capture: wait
     # until every saga process has ended, so the paced orders find an idle stack.
     for ((i = 0; i < timeout * 2; i++)); do
@@ -277,7 +296,7 @@ for mode in $modes; do
     scrape "$scratch/paced"
     ((round < rounds)) ||
         hop_tables+=("$mode, $shards shard(s), paced:" "$("$build/bench/hops" "$scratch/burst" "$scratch/paced")")
-    results+=("$round|$mode|$shards|$burst|$(cut -d'|' -f6,7 <<<"$paced")")
+    results+=("$round|$mode|$shards|$burst|$(cut -d'|' -f6,7 <<<"$paced")|$burst_visible")
     stop_services
 done
 done
@@ -286,42 +305,53 @@ done
 echo "saga benchmark: a burst of $orders orders (wrk, $connections connections), then" \
     "$paced_orders orders paced at $paced_rate/s; 1 to 3 lines over $skus skus, $accounts accounts;" \
     "load average $(cut -d' ' -f1,2 /proc/loadavg)"
-printf '%-14s %6s %7s %9s %9s %9s %17s %11s %11s %11s %11s\n' mode shards placed confirmed \
-    cancelled placed/s "completed sagas/s" "burst p50" "burst p99" "paced p50" "paced p99"
-declare -A rates
+printf '%-14s %6s %7s %9s %9s %9s %17s %11s %11s %11s %11s %9s\n' mode shards placed confirmed \
+    cancelled placed/s "completed sagas/s" "burst p50" "burst p99" "paced p50" "paced p99" visible/s
+declare -A rates visible
+# shellcheck disable=SC2034  # both are read through ratios()'s nameref
 for row in "${results[@]}"; do
     IFS='|' read -r round mode shards placed confirmed cancelled rate placed_rate p50 p99 \
-        paced_p50 paced_p99 <<<"$row"
+        paced_p50 paced_p99 shown_rate <<<"$row"
     rates["$round $mode $shards"]=$rate
-    printf '%-14s %6s %7s %9s %9s %9s %17s %11s %11s %11s %11s\n' "$mode" "$shards" "$placed" \
+    visible["$round $mode $shards"]=$shown_rate
+    printf '%-14s %6s %7s %9s %9s %9s %17s %11s %11s %11s %11s %9s\n' "$mode" "$shards" "$placed" \
         "$confirmed" "$cancelled" "${placed_rate:--}" "${rate:--}" "${p50:--}" "${p99:--}" \
-        "${paced_p50:--}" "${paced_p99:--}"
+        "${paced_p50:--}" "${paced_p99:--}" "${shown_rate:--}"
 done
-# Per mode and sharded layout: each round's ratio to the same round's one store, then the
-# median (the line bench/all.sh reads).
-for mode in $modes; do
-    for layout in 2 2@1; do
-        ratios=()
-        for ((round = 1; round <= rounds; round++)); do
-            one=${rates["$round $mode 1"]:-} two=${rates["$round $mode $layout"]:-}
-            [[ -n $one && -n $two ]] || continue
-            ratios+=("$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.2f", b ? a / b : 0 }')")
-            ((rounds == 1)) || echo "round $round, $layout shards / 1 shard, $mode: $two / $one = ${ratios[-1]}"
+# ratios <measure> <table>: per mode and sharded layout, each round's ratio of the measure
+# (from the associative array named <table>) to the same round's one store, then the median
+# (the lines bench/all.sh reads).
+ratios() {
+    local -n table=$2
+    local mode layout round one two median name ratios
+    for mode in $modes; do
+        for layout in 2 2@1; do
+            ratios=()
+            for ((round = 1; round <= rounds; round++)); do
+                one=${table["$round $mode 1"]:-} two=${table["$round $mode $layout"]:-}
+                [[ -n $one && -n $two ]] || continue
+                ratios+=("$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.2f", b ? a / b : 0 }')")
+                ((rounds == 1)) ||
+                    echo "round $round, $layout shards / 1 shard, $1, $mode: $two / $one = ${ratios[-1]}"
+            done
+            ((${#ratios[@]})) || continue
+            median=$(printf '%s\n' "${ratios[@]}" | sort -n |
+                awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+            name=$([[ $layout == 2 ]] && echo "2 shards" || echo "2 shards on one cluster")
+            if ((rounds == 1)); then
+                echo "$name / 1 shard, $1, $mode: $two / $one = $median"
+            else
+                echo "$name / 1 shard, $1, $mode: median of $rounds rounds (${ratios[*]}) = $median"
+            fi
         done
-        ((${#ratios[@]})) || continue
-        median=$(printf '%s\n' "${ratios[@]}" | sort -n |
-            awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-        name=$([[ $layout == 2 ]] && echo "2 shards" || echo "2 shards on one cluster")
-        if ((rounds == 1)); then
-            echo "$name / 1 shard, completed sagas/s, $mode: $two / $one = $median"
-        else
-            echo "$name / 1 shard, completed sagas/s, $mode: median of $rounds rounds" \
-                "(${ratios[*]}) = $median"
-        fi
     done
-done
+}
+ratios "completed sagas/s" rates
+ratios "visible orders/s" visible
 echo "p50/p99 in ms from OrderPlaced to OrderConfirmed, by the events' recorded_at" \
-    "(transaction start); placed, confirmed and cancelled count the burst"
+    "(transaction start); placed, confirmed and cancelled count the burst; visible/s: the" \
+    "burst's orders over the seconds from its first post until the orders read model showed" \
+    "the last one confirmed or cancelled"
 
 echo
 echo "cost of one order in the burst (until every saga process ended):"
