@@ -138,7 +138,7 @@ post_orders() {
         sleep 0.1
     done
     visible_rate=$(awk -v n=$((placed - before)) -v a="$started" -v b="$(date +%s.%N)" \
-        'BEGIN { printf "%.1f", b > a ? n / (b - a) : 0 }')
+        'BEGIN { printf "%.1f", (b > a ? n / (b - a) : 0) }')
 }
 
 # figures <time>: for the orders placed after it (the database's clock, which every shard on
