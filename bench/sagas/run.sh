@@ -2,7 +2,8 @@
 # Order fulfillment end to end, in each saga mode: POSTs ORDO_BENCH_ORDERS orders (default
 # 300) through the command API with wrk at ORDO_BENCH_CONNECTIONS (16), then prints
 # completed sagas per second and p50/p99 from OrderPlaced to OrderConfirmed, read from the
-# events' recorded_at in the store. Each mode runs in a database and JetStream stream of its
+# events' recorded_at in the store, and orders visible per second (until the orders read model
+# shows the last one settled). Each mode runs in a database and JetStream stream of its
 # own, with `ordo serve command`, `relay`, `projector` and `sagas` as separate processes.
 # Then ORDO_BENCH_PACED_ORDERS (100) at ORDO_BENCH_PACED_RATE (10) orders/s, for the latency
 # of a saga that does not queue. ORDO_BENCH_MODES (orchestration choreography),
