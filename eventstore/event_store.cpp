@@ -162,7 +162,8 @@ void EventStore::prepare(pqxx::connection& conn) {
     // whether its partition is fenced here when it was read from its start.
     conn.prepare("ordo_read_streams",
                  "SELECT w.n, CASE WHEN e.global_position IS NULL AND w.from_version <= 1 "
-                 "THEN " + fenced_sql("w.hash") +
+                 "THEN " +
+                     fenced_sql("w.hash") +
                      " END, e.* FROM jsonb_to_recordset($1::jsonb) AS w(n bigint, stream_id text,"
                      " from_version bigint, hash bigint)"
                      " LEFT JOIN LATERAL (SELECT " +
@@ -225,8 +226,8 @@ std::vector<std::vector<RecordedEvent>> PgSession::read_streams(
                          {"from_version", streams[i].from_version},
                          {"hash", hash_of(streams[i].stream)}});
     }
-    const auto rows = txn_.exec_prepared("ordo_read_streams", asked.dump(),
-                                         static_cast<std::int64_t>(max_count));
+    const auto rows =
+        txn_.exec_prepared("ordo_read_streams", asked.dump(), static_cast<std::int64_t>(max_count));
     for (const auto& row : rows) {
         const auto i = row[0].as<std::size_t>();
         if (!row[2].is_null()) {

@@ -6,8 +6,8 @@
 
 namespace ordo::eventstore {
 
-std::vector<std::vector<RecordedEvent>> Shards::read_streams(
-    const std::vector<StreamFrom>& streams, std::size_t max_count) {
+std::vector<std::vector<RecordedEvent>> Shards::read_streams(const std::vector<StreamFrom>& streams,
+                                                             std::size_t max_count) {
     // Which of `streams` each shard's store holds, in the order asked.
     std::map<Store*, std::vector<std::size_t>> by_store;
     for (std::size_t i = 0; i < streams.size(); ++i) by_store[&of(streams[i].stream)].push_back(i);

@@ -44,7 +44,8 @@ class EventReader {
         const std::vector<StreamFrom>& streams, std::size_t max_count) {
         std::vector<std::vector<RecordedEvent>> out;
         out.reserve(streams.size());
-        for (const auto& s : streams) out.push_back(read_stream(s.stream, s.from_version, max_count));
+        for (const auto& s : streams)
+            out.push_back(read_stream(s.stream, s.from_version, max_count));
         return out;
     }
     // Events committed after `after`, at most max_count, in commit order.

@@ -113,13 +113,13 @@ class PgSlotTxn final : public SlotTxn {
         if (moves.empty()) return;
         auto rows = nlohmann::json::array();
         for (const auto& m : moves) {
-            rows.push_back({{"projection", m.projection},
-                            {"partition", m.partition},
-                            {"transaction_id", std::to_string(m.next.transaction_id)},
-                            {"global_position", m.next.position},
-                            {"last_event_at", m.last_event_at.empty()
-                                                  ? nlohmann::json(nullptr)
-                                                  : nlohmann::json(m.last_event_at)}});
+            rows.push_back(
+                {{"projection", m.projection},
+                 {"partition", m.partition},
+                 {"transaction_id", std::to_string(m.next.transaction_id)},
+                 {"global_position", m.next.position},
+                 {"last_event_at", m.last_event_at.empty() ? nlohmann::json(nullptr)
+                                                           : nlohmann::json(m.last_event_at)}});
         }
         txn_.exec_params(
             "UPDATE ordo.projection_checkpoints c SET transaction_id = x.transaction_id::xid8, "

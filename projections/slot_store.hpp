@@ -65,7 +65,8 @@ class SlotTxn : public ReadModelTxn {
     // them of the single ones.
     using SlotKey = std::pair<std::string, int>;  // (projection, partition)
     // What lock_checkpoint gives each of `slots`, in the order given.
-    virtual std::vector<eventstore::Checkpoint> lock_checkpoints(const std::vector<SlotKey>& slots) {
+    virtual std::vector<eventstore::Checkpoint> lock_checkpoints(
+        const std::vector<SlotKey>& slots) {
         std::vector<eventstore::Checkpoint> out;
         out.reserve(slots.size());
         for (const auto& [projection, partition] : slots) {
@@ -82,7 +83,8 @@ class SlotTxn : public ReadModelTxn {
     };
     // save_checkpoint for each of `moves`, whose checkpoints this transaction locked.
     virtual void save_checkpoints(const std::vector<CheckpointMove>& moves) {
-        for (const auto& m : moves) save_checkpoint(m.projection, m.partition, m.next, m.last_event_at);
+        for (const auto& m : moves)
+            save_checkpoint(m.projection, m.partition, m.next, m.last_event_at);
     }
     // Committed events of `partition` after `after`, below the horizon, in commit order, of
     // `categories` (all when empty), at most `limit`.

@@ -330,7 +330,8 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
     std::int64_t head = 0;
     std::optional<std::chrono::steady_clock::time_point> head_asked;
     while (!stop) {
-        if (const auto now = std::chrono::steady_clock::now(); !head_asked || now >= *head_asked + 1s) {
+        if (const auto now = std::chrono::steady_clock::now();
+            !head_asked || now >= *head_asked + 1s) {
             head = session.max_position();
             head_asked = now;
         }

@@ -321,20 +321,20 @@ class SagaViewProjection final : public projections::Projection {
         static Order of(const ProcessId& id) {
             Order order;
             order.order_id = id.order_id;
-            order.mode = id.kind == ProcessKind::kFulfillment ? Mode::kOrchestration
-                                                              : Mode::kChoreography;
-            order.kinds = order.mode == Mode::kOrchestration
-                              ? std::vector<ProcessKind>{ProcessKind::kFulfillment}
-                              : std::vector<ProcessKind>{ProcessKind::kInventory,
-                                                         ProcessKind::kPayments,
-                                                         ProcessKind::kOrders};
+            order.mode =
+                id.kind == ProcessKind::kFulfillment ? Mode::kOrchestration : Mode::kChoreography;
+            order.kinds =
+                order.mode == Mode::kOrchestration
+                    ? std::vector<ProcessKind>{ProcessKind::kFulfillment}
+                    : std::vector<ProcessKind>{ProcessKind::kInventory, ProcessKind::kPayments,
+                                               ProcessKind::kOrders};
             order.folds.resize(order.kinds.size());
             return order;
         }
         // The index of `kind` in kinds; kinds.size() when the order is of the other mode.
         std::size_t index_of(ProcessKind kind) const {
-            return static_cast<std::size_t>(
-                std::find(kinds.begin(), kinds.end(), kind) - kinds.begin());
+            return static_cast<std::size_t>(std::find(kinds.begin(), kinds.end(), kind) -
+                                            kinds.begin());
         }
         std::string stream(std::size_t k) const { return stream_of(kinds[k], order_id); }
     };
@@ -349,17 +349,16 @@ class SagaViewProjection final : public projections::Projection {
                            std::optional<LoadedProcess> fold) {
         if (!fold) fold = folds_.find(e.stream_id);
         if (fold && fold->version > e.version) fold.reset();  // applied again
-        if (!fold && e.version == 1) fold.emplace();           // its first event: nothing before
+        if (!fold && e.version == 1) fold.emplace();          // its first event: nothing before
         if (fold && fold->version == e.version) return std::move(*fold);  // its batch retried
         if (fold && fold->version == e.version - 1) {
             fold_recorded(*fold, e, Unreadable::kSkip);
             folds_.keep(e.stream_id, *fold);
             return std::move(*fold);
         }
-        auto loaded =
-            load_process(reader_of(local, e.stream_id), e.stream_id,
-                         LoadOptions{.up_to = e.version, .unreadable = Unreadable::kSkip},
-                         fold ? std::move(*fold) : LoadedProcess{});
+        auto loaded = load_process(reader_of(local, e.stream_id), e.stream_id,
+                                   LoadOptions{.up_to = e.version, .unreadable = Unreadable::kSkip},
+                                   fold ? std::move(*fold) : LoadedProcess{});
         folds_.keep(e.stream_id, loaded);
         return loaded;
     }
@@ -387,9 +386,9 @@ class SagaViewProjection final : public projections::Projection {
             auto& loaded = *orders[whose[i].first].folds[whose[i].second];
             for (const auto& e : read[i]) fold_recorded(loaded, e, Unreadable::kSkip);
             if (read[i].size() >= eventstore::kLoadPage) {  // more than a page came since
-                loaded = load_process(reader_of(local, stream), stream,
-                                      LoadOptions{.unreadable = Unreadable::kSkip},
-                                      std::move(loaded));
+                loaded =
+                    load_process(reader_of(local, stream), stream,
+                                 LoadOptions{.unreadable = Unreadable::kSkip}, std::move(loaded));
             }
             if (!read[i].empty()) folds_.keep(stream, loaded);
         }
@@ -428,8 +427,8 @@ class SagaViewProjection final : public projections::Projection {
                         {"processes", std::move(view.processes)},
                         {"version", version},
                         {"updated_at", order.updated_at},
-                        {"trace_id",
-                         order.trace_id ? nlohmann::json(*order.trace_id) : nlohmann::json(nullptr)}});
+                        {"trace_id", order.trace_id ? nlohmann::json(*order.trace_id)
+                                                    : nlohmann::json(nullptr)}});
         }
         upsert.done();
     }

@@ -77,9 +77,10 @@ TEST_F(PartitionLagTest, CountsEachPartitionPastItsOwnCheckpointInOneScan) {
     {
         pqxx::work txn{admin};
         for (const auto& [p, at] : checkpoints()) {
-            txn.exec_params("INSERT INTO ordo.projection_checkpoints (projection, partition, "
-                            "transaction_id, global_position) VALUES ('view', $1, $2::text::xid8, $3)",
-                            p, std::to_string(at.transaction_id), at.position);
+            txn.exec_params(
+                "INSERT INTO ordo.projection_checkpoints (projection, partition, "
+                "transaction_id, global_position) VALUES ('view', $1, $2::text::xid8, $3)",
+                p, std::to_string(at.transaction_id), at.position);
         }
         txn.commit();
     }

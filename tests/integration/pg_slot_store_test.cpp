@@ -33,10 +33,11 @@ bool locked_elsewhere(const testing::TestDatabase& db, const std::string& projec
     pqxx::work txn{conn};
     txn.exec("SET LOCAL lock_timeout = '200ms'");
     try {
-        txn.exec_params("INSERT INTO ordo.projection_checkpoints (projection, partition) VALUES "
-                        "($1, $2) ON CONFLICT (projection, partition) DO UPDATE SET updated_at = "
-                        "now()",
-                        projection, partition);
+        txn.exec_params(
+            "INSERT INTO ordo.projection_checkpoints (projection, partition) VALUES "
+            "($1, $2) ON CONFLICT (projection, partition) DO UPDATE SET updated_at = "
+            "now()",
+            projection, partition);
     } catch (const pqxx::sql_error& e) {
         return e.sqlstate() == "55P03";  // lock_not_available
     }
@@ -48,8 +49,9 @@ TEST(PgSlotStore, LocksAndMovesTheCheckpointsOfManySlotsAtOnce) {
     {
         pqxx::connection admin{db.admin_url()};
         pqxx::work txn{admin};
-        txn.exec("INSERT INTO ordo.projection_checkpoints (projection, partition, transaction_id, "
-                 "global_position, last_event_at) VALUES ('view', 1, '5', 7, '2026-01-02Z')");
+        txn.exec(
+            "INSERT INTO ordo.projection_checkpoints (projection, partition, transaction_id, "
+            "global_position, last_event_at) VALUES ('view', 1, '5', 7, '2026-01-02Z')");
         txn.commit();
     }
     platform::metrics::Registry metrics;

@@ -160,7 +160,8 @@ TYPED_TEST_P(StoreContract, ReadsManyStreamsAsEachAloneInTheOrderAsked) {
         const auto read = reader.read_streams(asked, max_count);
         ASSERT_EQ(read.size(), asked.size()) << path;
         for (std::size_t i = 0; i < asked.size(); ++i) {
-            const auto alone = reader.read_stream(asked[i].stream, asked[i].from_version, max_count);
+            const auto alone =
+                reader.read_stream(asked[i].stream, asked[i].from_version, max_count);
             ASSERT_EQ(read[i].size(), alone.size()) << path << " stream " << i;
             for (std::size_t j = 0; j < alone.size(); ++j) {
                 EXPECT_EQ(read[i][j].event_id, alone[j].event_id) << path;
@@ -655,9 +656,9 @@ REGISTER_TYPED_TEST_SUITE_P(
     StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt,
     LockAndReadAfterAWaitReachesTheVersionTheLockGave,
     AppendsAndReadsAStreamInVersionOrderAPageAtATime, ReadsManyStreamsAsEachAloneInTheOrderAsked,
-    KeepsMetadataAndSchemaVersion,
-    ReadsUpcastOldSchemaVersionsAndNeverRewriteThem, ReadingASchemaVersionNewerThanKnownFails,
-    ExpectedVersionsConflictWithTheActualVersion, ReAppendingStoredEventsReplaysAndWritesNothing,
+    KeepsMetadataAndSchemaVersion, ReadsUpcastOldSchemaVersionsAndNeverRewriteThem,
+    ReadingASchemaVersionNewerThanKnownFails, ExpectedVersionsConflictWithTheActualVersion,
+    ReAppendingStoredEventsReplaysAndWritesNothing,
     AnEventIdStoredWithOtherContentOrElsewhereIsReused, RefusesInvalidInputWithTheSameTexts,
     ASessionReadsAllOnlyWhatIsCommitted, ReadsAllInCommitOrderAfterACheckpoint,
     SnapshotsOfOneFormatAndNeverOlder, FindsTheCheckpointOfAStreamVersion,
