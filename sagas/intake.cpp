@@ -51,6 +51,13 @@ std::int64_t epoch_ms(const std::string& recorded_at) {
 // The mode an order's processes run in, from the streams it has: nullopt for events that
 // are not an order's, and for an order without processes.
 // `version(stream)` is a process stream's version (0: none).
+//
+// Any one reactor's stream makes the order choreographed. Over shards an OrderPlaced's three
+// starts are appended on their own shards before the intake's checkpoint commits, so a crash
+// between them leaves some reactors started and the event to be applied again; if the
+// service comes back in orchestration, the order must still go on as it began, or it would
+// run in both modes. The reactors are asked for only while neither the orchestrator nor
+// the orders reactor answers, which is an order's first event.
 template <class Version>
 std::optional<Mode> running_mode(const eventstore::RecordedEvent& e, Version&& version) {
     if (e.category != "order" || !e.payload.contains("order_id") ||
@@ -59,7 +66,9 @@ std::optional<Mode> running_mode(const eventstore::RecordedEvent& e, Version&& v
     }
     const auto order_id = e.payload["order_id"].get<std::string>();
     if (version(stream_of(ProcessKind::kFulfillment, order_id)) > 0) return Mode::kOrchestration;
-    if (version(stream_of(ProcessKind::kOrders, order_id)) > 0) return Mode::kChoreography;
+    for (auto kind : {ProcessKind::kOrders, ProcessKind::kInventory, ProcessKind::kPayments}) {
+        if (version(stream_of(kind, order_id)) > 0) return Mode::kChoreography;
+    }
     return std::nullopt;
 }
 

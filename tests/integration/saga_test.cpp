@@ -328,6 +328,70 @@ TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
     EXPECT_EQ(scalar(db.admin_url(), "SELECT count(*) FROM ordo.saga_schedule"), 3);
 }
 
+// Over shards an OrderPlaced's choreography starts commit on their own shards before the
+// intake's checkpoint: a crash can leave one reactor started and the event to be applied
+// again, perhaps by a service restarted in orchestration. The order goes on as it began:
+// the other reactors start, no orchestrator does, and the started one gets nothing twice.
+TEST(SagaIntake, APartlyStartedChoreographyIsFinishedWhenTheIntakeComesBackInOrchestration) {
+    TestDatabase db;
+    pqxx::connection conn{db.sagas_url()};
+    eventstore::EventStore::prepare(conn);
+    nlohmann::json placed = {{"order_id", "o-partly"},
+                             {"customer_id", "c"},
+                             {"account_id", "a"},
+                             {"lines", {{{"sku", "s"}, {"quantity", 1}, {"unit_price", 5}}}},
+                             {"total", 5}};
+    {
+        pqxx::work txn{conn};
+        eventstore::EventStore::append(txn, "order-o-partly", eventstore::ExpectedVersion::any(),
+                                       {{platform::new_uuid(), "OrderPlaced", placed, {}}});
+        txn.commit();
+    }
+    eventstore::RecordedEvent event = [&] {
+        pqxx::read_transaction txn{conn};
+        return upcasters().upcast(
+            eventstore::EventStore::read_stream(txn, "order-o-partly", 1, 1).at(0));
+    }();
+    // What the choreography intake appended to the inventory reactor's shard before the crash:
+    // its start, exactly as that intake writes it (here taken from a scratch database the
+    // intake fed in full).
+    const std::string inventory = "inventory.fulfillment-o-partly";
+    eventstore::RecordedEvent started = [&] {
+        TestDatabase scratch;
+        pqxx::connection other{scratch.sagas_url()};
+        eventstore::EventStore::prepare(other);
+        {
+            pqxx::work txn{other};
+            projections::SqlReadModelTxn target{txn};
+            sagas::intake(sagas::Mode::kChoreography)->apply(target, event);
+            txn.commit();
+        }
+        pqxx::read_transaction txn{other};
+        return eventstore::EventStore::read_stream(txn, inventory, 1, 1).at(0);
+    }();
+    {
+        pqxx::work txn{conn};
+        eventstore::EventStore::append(txn, inventory, eventstore::ExpectedVersion::no_stream(),
+                                       {{started.event_id, started.type, started.payload,
+                                         started.metadata, started.schema_version}});
+        txn.commit();
+    }
+    {
+        pqxx::work txn{conn};
+        projections::SqlReadModelTxn target{txn};
+        sagas::intake(sagas::Mode::kOrchestration)->apply(target, event);
+        txn.commit();
+    }
+    auto version = [&](const std::string& stream) {
+        return scalar(db.admin_url(), "SELECT coalesce((SELECT version FROM ordo.streams WHERE "
+                                      "stream_id = '" + stream + "'), 0)");
+    };
+    EXPECT_EQ(version("saga.fulfillment-o-partly"), 0);
+    EXPECT_EQ(version(inventory), 1);
+    EXPECT_EQ(version("payments.fulfillment-o-partly"), 1);
+    EXPECT_EQ(version("orders.fulfillment-o-partly"), 1);
+}
+
 // A process history written as the runner would, without commands: an order placed, the
 // intake's start in `mode`, then every due step of each process succeeding, round by round,
 // each round its own transaction (and so its own recorded_at).
