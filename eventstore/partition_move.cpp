@@ -7,6 +7,7 @@
 
 #include <pqxx/pqxx>
 
+#include "eventstore/append_notifier.hpp"
 #include "eventstore/events.hpp"
 #include "platform/core/errors.hpp"
 
@@ -357,6 +358,10 @@ void rebase_partition(pqxx::transaction_base& control, pqxx::connection_base& so
             "WHERE id = $1",
             row[0].as<std::int64_t>(), std::to_string(at.transaction_id), at.position);
     }
+    // Readers of the read database (the projector, the saga intake) listen there for appends;
+    // waking them with the flip makes them read the partition from its new shard at once, and
+    // so start listening to that shard's appends (a shard new to them: PgShardReaders).
+    control.exec0(std::string{"NOTIFY "} + AppendNotifier::kChannel);
 }
 
 }  // namespace ordo::eventstore

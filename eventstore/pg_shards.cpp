@@ -204,6 +204,8 @@ struct PgShardReaders::Impl {
     ShardMap map;
     std::map<int, std::unique_ptr<platform::pg::Pool>> pools;
     platform::metrics::Registry* registry = nullptr;
+    // Told of each shard added after construction (on_new_shard).
+    std::function<void(const ShardLocation&)> on_new;
     // hidden(): a shard that could not be asked is not asked again before this, so that a
     // shard whose host has gone silent (each try waits out the connect timeout) does not
     // hold up every wait of a reader that asks before it waits.
@@ -225,13 +227,31 @@ struct PgShardReaders::Impl {
     // The pool of shard `id`; a shard the map in hand does not name comes from the map in
     // force (a partition was moved to it after this process started).
     platform::pg::Pool& of_shard(int id) {
+        std::function<void(const ShardLocation&)> tell;
+        ShardLocation location;
+        platform::pg::Pool* found = nullptr;
+        {
+            std::lock_guard lock{mutex};
+            if (auto it = pools.find(id); it != pools.end()) return *it->second;
+            pqxx::connection conn{platform::pg::connection_url(url, pool.name + "-map")};
+            pqxx::read_transaction txn{conn};
+            auto current = shard_map_for(txn, map.partitions());
+            location = current.location(id);  // out_of_range: no such shard in any map
+            add(location);
+            found = pools.at(id).get();
+            tell = on_new;
+        }
+        // Outside the lock: the callback may start a listener, which may take its time.
+        if (tell) tell(location);
+        return *found;
+    }
+
+    // Every shard this reader has a pool for: the map's, and those added since.
+    std::vector<int> known() {
         std::lock_guard lock{mutex};
-        if (auto it = pools.find(id); it != pools.end()) return *it->second;
-        pqxx::connection conn{platform::pg::connection_url(url, pool.name + "-map")};
-        pqxx::read_transaction txn{conn};
-        auto current = shard_map_for(txn, map.partitions());
-        add(current.location(id));  // out_of_range: no such shard in any map
-        return *pools.at(id);
+        std::vector<int> ids;
+        for (const auto& [id, unused] : pools) ids.push_back(id);
+        return ids;
     }
 };
 
@@ -269,20 +289,19 @@ ChangedPartitions PgShardReaders::changes_after(int shard, Checkpoint after, std
 std::optional<double> PgShardReaders::hidden() {
     auto& d = *impl_;
     std::optional<double> longest;
-    for (const auto& shard : d.map.shards()) {
+    for (const int shard : d.known()) {
         const auto now = std::chrono::steady_clock::now();
         {
             std::lock_guard lock{d.probe_mutex};
-            if (auto it = d.probe_after.find(shard.id);
-                it != d.probe_after.end() && now < it->second)
+            if (auto it = d.probe_after.find(shard); it != d.probe_after.end() && now < it->second)
                 continue;
         }
         auto unreachable = [&] {
             std::lock_guard lock{d.probe_mutex};
-            d.probe_after[shard.id] = now + Impl::kProbeBackoff;
+            d.probe_after[shard] = now + Impl::kProbeBackoff;
         };
         try {
-            const auto age = d.of_shard(shard.id).transact<pqxx::nontransaction>(
+            const auto age = d.of_shard(shard).transact<pqxx::nontransaction>(
                 [](pqxx::nontransaction& txn) { return EventStore::hidden_for(txn); });
             if (age && (!longest || *age > *longest)) longest = age;
         } catch (const platform::Unavailable&) {
@@ -326,6 +345,11 @@ std::vector<PartitionLag> PgShardReaders::lag(const std::vector<std::string>& ca
         }
     }
     return out;
+}
+
+void PgShardReaders::on_new_shard(std::function<void(const ShardLocation&)> added) {
+    std::lock_guard lock{impl_->mutex};
+    impl_->on_new = std::move(added);
 }
 
 void PgShardReaders::register_metrics(platform::metrics::Registry& registry) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -89,7 +90,8 @@ class PgShardReaders {
     std::optional<Checkpoint> head(int partition, std::optional<int> shard = std::nullopt);
     // As EventStore::changes_after, on `shard`.
     ChangedPartitions changes_after(int shard, Checkpoint after, std::size_t limit);
-    // As EventStore::hidden_for, over every shard of the map: the longest any shard's horizon
+    // As EventStore::hidden_for, over every shard read from (the map's, and any a checkpoint
+    // named since): the longest any shard's horizon
     // hides a committed event (nullopt: none hidden). A shard that cannot be reached hides
     // nothing it could tell, and is not asked again for five seconds.
     std::optional<double> hidden();
@@ -100,6 +102,11 @@ class PgShardReaders {
                                   const std::vector<std::pair<int, Checkpoint>>& from,
                                   std::int64_t max_count, const std::map<int, int>& on_shard = {});
     void register_metrics(platform::metrics::Registry& registry);
+    // `added` is called, on the reading thread and after the shard's pool exists, for each
+    // shard first read from that the map this reader was made with does not name (a
+    // partition was moved to it since): whoever listens to the map's shards' appends listens
+    // to its too. Replaces any earlier callback.
+    void on_new_shard(std::function<void(const ShardLocation&)> added);
 
    private:
     struct Impl;

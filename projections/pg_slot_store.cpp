@@ -352,6 +352,10 @@ bool PgSlotStore::hidden_on_shards() {
     return impl_->shards && impl_->shards->hidden().has_value();
 }
 
+void PgSlotStore::on_new_shard(std::function<void(const eventstore::ShardLocation&)> added) {
+    if (impl_->shards) impl_->shards->on_new_shard(std::move(added));
+}
+
 void PgSlotStore::transact(const std::function<void(SlotTxn&)>& work) {
     std::vector<std::function<void()>> changes;
     impl_->pool.transact([&](pqxx::work& txn) {

@@ -7,6 +7,7 @@
 // each partition's shard (eventstore::PgShardReaders), this database being the read database.
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,9 @@ class PgSlotStore final : public SlotStore {
     // Over a sharded store, whether any shard's horizon hides committed events (false
     // unsharded: the read database's own horizon is the store's). Thread-safe.
     bool hidden_on_shards();
+    // Over a sharded store, `added` is told of each shard first read from that the map the
+    // store was made with does not name (see PgShardReaders::on_new_shard).
+    void on_new_shard(std::function<void(const eventstore::ShardLocation&)> added);
 
    private:
     struct Impl;

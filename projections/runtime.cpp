@@ -3,6 +3,7 @@
 #include "projections/runtime.hpp"
 
 #include <algorithm>
+#include <mutex>
 #include <thread>
 
 #include "eventstore/append_notifier.hpp"
@@ -58,9 +59,20 @@ struct Runtime::Impl {
     SinkBreakers breakers;
     CheckpointedBatch batches;
     // Over a sharded store, one listener per shard for its append notifications (the leases'
-    // session listens on the read database, where no event is appended). Last: destroyed,
+    // session listens on the read database, where no event is appended): the map's shards
+    // from the start, a shard a move brought in from the first read of it. Last: destroyed,
     // and their threads stopped, before what they wake.
+    std::mutex listeners_mutex;
     std::vector<std::unique_ptr<eventstore::AppendListener>> shard_listeners;
+
+    void listen_to(const std::string& url, const eventstore::ShardLocation& shard) {
+        auto listener = std::make_unique<eventstore::AppendListener>(
+            eventstore::shard_url(url, shard),
+            log.with_component("shard-" + std::to_string(shard.id) + "-appends"),
+            eventstore::AppendNotifier::kChannel, [l = &leases] { l->appended_elsewhere(); });
+        std::lock_guard lock{listeners_mutex};
+        shard_listeners.push_back(std::move(listener));
+    }
 
     Impl(RuntimeOptions o, std::vector<std::unique_ptr<Projection>> p, platform::Logger l,
          platform::metrics::Registry& m, std::unique_ptr<SlotStore> owned_store,
@@ -478,16 +490,13 @@ Runtime::Runtime(RuntimeOptions options, std::vector<std::unique_ptr<Projection>
     if (options.upcasters) projections = upcasting(std::move(projections), *options.upcasters);
     const auto shards = options.shards;
     const auto url = options.database_url;
+    auto* events = store.get();
     impl_ = std::make_unique<Impl>(std::move(options), std::move(projections), std::move(log),
                                    metrics, std::move(store), std::move(leases), nullptr, nullptr);
     if (shards && shards->version() > 0) {
-        for (const auto& shard : shards->shards()) {
-            impl_->shard_listeners.push_back(std::make_unique<eventstore::AppendListener>(
-                eventstore::shard_url(url, shard),
-                impl_->log.with_component("shard-" + std::to_string(shard.id) + "-appends"),
-                eventstore::AppendNotifier::kChannel,
-                [leases = &impl_->leases] { leases->appended_elsewhere(); }));
-        }
+        for (const auto& shard : shards->shards()) impl_->listen_to(url, shard);
+        events->on_new_shard(
+            [impl = impl_.get(), url](const auto& shard) { impl->listen_to(url, shard); });
     }
 }
 

@@ -352,6 +352,54 @@ TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll)
     }));
 }
 
+// A shard added while the projector runs, and given a partition by a move: the projector had
+// no listener there. The flip wakes it through the read database, it reads the partition
+// from the new shard, and from then on hears that shard's appends. Without JetStream and
+// with a poll of ten minutes, nothing else could bring the event to the read model.
+TEST_F(ShardedStack, AProjectorHearsTheAppendsOfAShardAMoveBroughtIn) {
+    const auto map = [&] {
+        pqxx::connection conn{control_.admin_url()};
+        pqxx::work txn{conn};
+        return eventstore::shard_map_for(txn, kPartitions);
+    }();
+    Projector projector{{.database_url = control_.projector_url(),
+                         .partitions = kPartitions,
+                         .poll_interval = 10min,
+                         .instance = "p-new-shard",
+                         .shards = map},
+                        projections::read_models()};
+    auto& sweeps =
+        projector.metrics().counter("ordo_projection_sweeps_total", "", {{"runtime", "projector"}});
+    ASSERT_TRUE(eventually([&] { return sweeps.value() >= 1; }));
+
+    TestDatabase third{/*migrate=*/false, 1};
+    auto shards = [&](std::vector<std::string> arguments) {
+        arguments.insert(arguments.begin(), {"shards", "--database-url", control_.migrator_url(),
+                                             "--partitions", std::to_string(kPartitions)});
+        return ordo(arguments, true);
+    };
+    auto [added, added_out] = shards({"add", "--shard", "2=" + location(third)});
+    ASSERT_EQ(added, 0) << added_out;
+    // Partition 0 holds no event yet: the move waits for no relay.
+    auto [moved, moved_out] = shards({"move", "--partition", "0", "--to", "2"});
+    ASSERT_EQ(moved, 0) << moved_out;
+
+    std::string sku;
+    for (int i = 0; sku.empty(); ++i) {
+        auto candidate = "new-" + std::to_string(i);
+        if (platform::partition_of("inventory-" + candidate, kPartitions) == 0) sku = candidate;
+    }
+    auto res = receive(sku, "n-" + sku);
+    ASSERT_EQ(res.status, 200) << res.body;
+    EXPECT_EQ(res.json()["position"].get<std::string>().rfind("2:", 0), 0u) << res.body;
+    EXPECT_EQ(events_of(third, "inventory-" + sku), 1);
+    EXPECT_TRUE(eventually([&] {
+        return scalar(control_.admin_url(),
+                      "SELECT count(*) FROM read.inventory WHERE sku = '" + sku +
+                          "' AND on_hand = 2") == 1;
+    }));
+}
+
 // The events API over both shards: pages and the stream give every event of each shard once,
 // each shard's in its commit order, with positions that name both shards; a stream resumed
 // from an id repeats nothing; and with shard 1 down a page still gives shard 0's new events,
