@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <map>
@@ -210,25 +211,29 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
 
     std::vector<Child> children;
     const auto exe = self_path();
+    // A relay per shard the map names (one that moves emptied has nothing to publish), and
+    // for a shard a move gives partitions while the stack runs, from then on: shard 0's health
+    // port as configured, shard i's i above the sagas service's (8090, then 8093, 8094, ...
+    // by default).
+    const bool relay_per_shard =
+        !options.ha && options.shards > 1 &&
+        std::find(options.services.begin(), options.services.end(), "relay") !=
+            options.services.end();
+    auto relay_of = [&](int shard) {
+        auto address = platform::env("ORDO_RELAY_ADDR").value_or("127.0.0.1:8090");
+        const auto colon = address.rfind(':');
+        const int port = std::stoi(address.substr(colon + 1));
+        return Child{"relay-" + std::to_string(shard),
+                     {exe, "serve", "relay", "--shard", std::to_string(shard), "--address",
+                      address.substr(0, colon + 1) +
+                          std::to_string(shard == 0 ? port : port + 2 + shard)}};
+    };
     for (const auto& service : options.services) {
         std::vector<std::string> argv{exe, "serve", service};
         const bool serves_api = service == "command" || service == "query";
         if (serves_api && open_api) argv.push_back("--insecure-no-auth");
-        if (!options.ha && service == "relay" && options.shards > 1) {
-            // A relay per shard: shard 0's health port as configured, shard i's i above the
-            // sagas service's (8090, then 8093, 8094, ... by default).
-            auto address = platform::env("ORDO_RELAY_ADDR").value_or("127.0.0.1:8090");
-            const auto colon = address.rfind(':');
-            const int port = std::stoi(address.substr(colon + 1));
-            // A relay per shard the map names: one that moves emptied has nothing to publish.
-            for (int shard : relayed_shards) {
-                auto instance = argv;
-                instance.insert(instance.end(),
-                                {"--shard", std::to_string(shard), "--address",
-                                 address.substr(0, colon + 1) +
-                                     std::to_string(shard == 0 ? port : port + 2 + shard)});
-                children.push_back(Child{"relay-" + std::to_string(shard), instance});
-            }
+        if (service == "relay" && relay_per_shard) {
+            for (int shard : relayed_shards) children.push_back(relay_of(shard));
             continue;
         }
         if (!options.ha) {
@@ -276,10 +281,28 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
                   {"data_dir", options.data_dir}});
     }
 
+    auto map_read_at = std::chrono::steady_clock::now();
     for (;;) {
         timespec tick{0, 200'000'000};
         int sig = sigtimedwait(&stop_signals, nullptr, &tick);
         if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) break;
+        if (relay_per_shard && std::chrono::steady_clock::now() >= map_read_at) {
+            map_read_at = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+            try {
+                for (int shard : mapped_shards(*platform::env("ORDO_MIGRATOR_URL"))) {
+                    if (std::find(relayed_shards.begin(), relayed_shards.end(), shard) !=
+                        relayed_shards.end())
+                        continue;
+                    relayed_shards.push_back(shard);
+                    auto& added = children.emplace_back(relay_of(shard));
+                    added.pid = spawn(added.argv);
+                    log.info("the map names a new shard: its relay starts", {{"shard", shard}});
+                }
+            } catch (const std::exception& e) {
+                // The control database restarting: the next look finds the map.
+                log.log(platform::LogLevel::debug, "the shard map could not be read", {{"error", e.what()}});
+            }
+        }
         int status = 0;
         pid_t done;
         while ((done = waitpid(-1, &status, WNOHANG)) > 0) {

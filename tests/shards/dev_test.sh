@@ -4,8 +4,8 @@
 # events API giving both shards' events), tokens that name their shard, `ordo shards list`,
 # one shard's cluster killed and restarted (its streams' commands refused meanwhile, the
 # other's going on), a partition moved between the shards under the running services, every
-# partition then moved off shard 1 and the stack started again, and one SIGTERM stopping
-# everything.
+# partition then moved off shard 1 and the stack started again, a third shard added and given
+# a partition (its relay started by `ordo dev`), and one SIGTERM stopping everything.
 #
 #   tests/shards/dev_test.sh <ordo binary>
 set -euo pipefail
@@ -148,9 +148,38 @@ stock=$(curl -sf --max-time 15 "$query_api/v1/inventory/sku-2?wait_ms=10000" \
     -H "X-Consistency-Token: $(position <<<"$receipt")") || fail "a read with shard 1 emptied"
 grep -q '"on_hand":2' <<<"$stock" || fail "the receipt with shard 1 emptied not visible: $stock"
 
+# A third shard added (a database of its own on the second cluster) and given sku-2's
+# partition while the stack runs: `ordo dev` starts its relay once the map names it, the
+# next receipt lands there, and the read with its token sees it.
+psql "$(sed -E "s#:$ORDO_PG_PORT/#:$((ORDO_PG_PORT + 1))/#" <<<"$ORDO_PG_ADMIN_URL")" -qc \
+    "CREATE DATABASE ordo_added OWNER ordo_migrator" || fail "the added shard's database"
+added=$("$ordo" shards add --shard "2=127.0.0.1:$((ORDO_PG_PORT + 1))/ordo_added" 2>&1) ||
+    fail "ordo shards add: $added"
+partition=$(psql "$ORDO_MIGRATOR_URL" -Atc \
+    "SELECT ordo.stream_hash('inventory-sku-2') % ordo.recorded_partition_count()") \
+    || fail "the partition of sku-2"
+moved=$("$ordo" shards move --partition "$partition" --to 2 2>&1) || fail "ordo shards move to 2: $moved"
+relayed() {
+    "$ordo" shards list --json | python3 -c '
+import json, sys
+shards = {s["id"]: s for s in json.load(sys.stdin)["shards"]}
+assert shards[2]["relay_leader"] and shards[2]["relay_seen_seconds_ago"] < 30
+' 2>/dev/null
+}
+until_true 30 "a relay leader for the added shard" relayed
+grep -q '"message":"the map names a new shard: its relay starts"' "$log" ||
+    fail "ordo dev started no relay for the added shard"
+receipt=$(post /v1/inventory/sku-2/receipts '{"quantity": 2}' on-added) ||
+    fail "a receipt on the added shard"
+[[ $(position <<<"$receipt") == 2:* ]] || fail "a token on the added shard names no shard 2: $receipt"
+stock=$(curl -sf --max-time 15 "$query_api/v1/inventory/sku-2?wait_ms=10000" \
+    -H "X-Consistency-Token: $(position <<<"$receipt")") || fail "a read on the added shard"
+grep -q '"on_hand":4' <<<"$stock" || fail "the receipt on the added shard not visible: $stock"
+
 kill -TERM "$dev"
 wait "$dev" || fail "ordo dev --shards exited with $?"
-for port in $ORDO_PG_PORT $((ORDO_PG_PORT + 1)) $((base + 80)) $((base + 90)) $((base + 93)); do
+for port in $ORDO_PG_PORT $((ORDO_PG_PORT + 1)) $((base + 80)) $((base + 90)) $((base + 93)) \
+    $((base + 94)); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then fail "port $port still open"; fi
 done
-echo "ordo dev --shards 2: order confirmed over both shards, a shard killed and back, a partition moved, shard 1 emptied and the stack started again, stopped"
+echo "ordo dev --shards 2: order confirmed over both shards, a shard killed and back, a partition moved, shard 1 emptied and the stack started again, a shard added and given a partition, stopped"
