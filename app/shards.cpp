@@ -371,6 +371,16 @@ int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
             return 0;
         }
         if (move->step == MoveStep::fencing) {
+            // The bulk first, while the partition still takes writes: the pause below is for
+            // what comes meanwhile.
+            on_shard(destination,
+                     [&](auto& txn) { eventstore::fence_partition(txn, partitions, partition); });
+            const auto precopied =
+                eventstore::precopy_partition(source, destination, partitions, partition,
+                                              move->from, options.batch,
+                                              [] { crash_point("precopy-batch"); });
+            log.info("partition move: copied before the pause",
+                     {{"partition", partition}, {"events", precopied}});
             on_shard(source,
                      [&](auto& txn) { eventstore::fence_partition(txn, partitions, partition); });
             crash_point("fenced");
@@ -378,8 +388,10 @@ int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
                 eventstore::wait_for_older_transactions(source,
                                                         std::chrono::seconds(options.wait_seconds));
             } catch (const platform::Unavailable&) {
-                // The partition is not left paused for as long as that transaction lasts.
+                // The partition is not left paused for as long as that transaction lasts, and
+                // the destination keeps none of the copies.
                 on_shard(source, [&](auto& txn) { eventstore::unfence_partition(txn, partition); });
+                eventstore::remove_partition(destination, partitions, partition);
                 advance(MoveStep::rolled_back);
                 throw;
             }
@@ -387,6 +399,7 @@ int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
             crash_point("drained");
         }
         if (move->step == MoveStep::copying) {
+            // Fenced at the step before; again for a move that an older release left here.
             on_shard(destination,
                      [&](auto& txn) { eventstore::fence_partition(txn, partitions, partition); });
             eventstore::copy_partition(source, destination, partitions, partition, move->from,

@@ -176,11 +176,39 @@ void wait_for_relay(pqxx::connection_base& conn, int partitions, int partition, 
     }
 }
 
-std::int64_t copy_partition(pqxx::connection_base& source, pqxx::connection_base& destination,
-                            int partitions, int partition, int source_shard, int batch,
-                            const std::function<void()>& after_batch) {
+namespace {
+
+// Where a copy of the partition's events goes on from: after the source's position of the
+// last copy on the destination (the copies are inserted in the source's commit order, a batch
+// per transaction, so everything before it is there), or from the start.
+Checkpoint copied_up_to(pqxx::connection_base& source, pqxx::connection_base& destination,
+                        int partitions, int partition, int source_shard) {
+    std::optional<std::string> last;
+    {
+        pqxx::read_transaction txn{destination};
+        auto rows = txn.exec_params(
+            std::string{"SELECT event_id::text FROM ordo.events WHERE "} + kOfPartition +
+                " AND moved_from = $3 ORDER BY global_position DESC LIMIT 1",
+            partitions, partition, source_shard);
+        if (!rows.empty()) last = rows[0][0].as<std::string>();
+    }
+    if (!last) return {};
+    pqxx::read_transaction txn{source};
+    auto rows = txn.exec_params(
+        "SELECT transaction_id::text, global_position FROM ordo.events WHERE event_id = $1",
+        *last);
+    return rows.empty() ? Checkpoint{} : key_of(rows[0], 0);
+}
+
+// Copies the partition's events from where the destination's copies end, in the source's
+// commit order, `batch` per destination transaction; with `settled_only`, only those of
+// transactions below the source's horizon (every one that could still commit before them has
+// ended, so nothing will ever appear among them). Returns the events copied.
+std::int64_t copy_events(pqxx::connection_base& source, pqxx::connection_base& destination,
+                         int partitions, int partition, int source_shard, int batch,
+                         bool settled_only, const std::function<void()>& after_batch) {
     std::int64_t copied = 0;
-    Checkpoint after{};
+    Checkpoint after = copied_up_to(source, destination, partitions, partition, source_shard);
     for (;;) {
         std::vector<std::string> events;
         {
@@ -193,7 +221,9 @@ std::int64_t copy_partition(pqxx::connection_base& source, pqxx::connection_base
                             "'payload', payload, 'metadata', metadata, "
                             "'recorded_at', recorded_at)::text FROM ordo.events WHERE "} +
                     kOfPartition +
-                    " AND (transaction_id, global_position) > ($3::text::xid8, $4) "
+                    " AND (transaction_id, global_position) > ($3::text::xid8, $4) " +
+                    (settled_only ? "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+                                  : "") +
                     "ORDER BY transaction_id, global_position LIMIT $5",
                 partitions, partition, std::to_string(after.transaction_id), after.position, batch);
             for (const auto& row : rows) events.push_back(row[2].as<std::string>());
@@ -217,6 +247,23 @@ std::int64_t copy_partition(pqxx::connection_base& source, pqxx::connection_base
         copied += static_cast<std::int64_t>(events.size());
         if (after_batch) after_batch();
     }
+    return copied;
+}
+
+}  // namespace
+
+std::int64_t precopy_partition(pqxx::connection_base& source, pqxx::connection_base& destination,
+                               int partitions, int partition, int source_shard, int batch,
+                               const std::function<void()>& after_batch) {
+    return copy_events(source, destination, partitions, partition, source_shard, batch, true,
+                       after_batch);
+}
+
+std::int64_t copy_partition(pqxx::connection_base& source, pqxx::connection_base& destination,
+                            int partitions, int partition, int source_shard, int batch,
+                            const std::function<void()>& after_batch) {
+    const auto copied = copy_events(source, destination, partitions, partition, source_shard,
+                                    batch, false, after_batch);
     copy_rows(source, destination, partitions, partition,
               std::string{"SELECT json_build_object('stream_id', stream_id, 'version', "
                           "version)::text FROM ordo.streams WHERE "} +

@@ -5,14 +5,15 @@
 // A move is a row in the control database's ordo.partition_moves, whose step says what is
 // done; every step is idempotent, so a move killed anywhere is run again from its row:
 //
-//   fencing   the source shard fences the partition (migration 0017: its appends and key
-//             claims are refused from that commit on), then the move waits until every
-//             transaction older than the fence has ended: no write of the partition is in
-//             flight, and none can start.
-//   copying   the destination fences it too (nothing but copies may land there), then the
-//             partition's events are copied in the source's commit order, in batches, each
-//             a transaction on the destination; a copy already there is passed over. Then the
-//             rows of its streams: stream versions, snapshots, command-log rows.
+//   fencing   the destination fences the partition (nothing but copies may land there) and
+//             its events below the source's horizon are copied while it still takes writes
+//             (precopy_partition); then the source shard fences it (migration 0017: its
+//             appends and key claims are refused from that commit on), and the move waits
+//             until every transaction older than the fence has ended: no write of the
+//             partition is in flight, and none can start.
+//   copying   the partition's events since the copies are copied in the source's commit
+//             order, in batches, each a transaction on the destination. Then the rows of its
+//             streams: stream versions, snapshots, command-log rows.
 //   flipping  both copies are counted and digested in commit order and must be equal; then,
 //             in one control-database transaction, every checkpoint of the partition that is
 //             in the source's commit order is rebased to the destination's (the k-th event of
@@ -82,12 +83,21 @@ void wait_for_relay(pqxx::connection_base& conn, int partitions, int partition, 
 
 // Copies every event of `partition` from `source` to `destination` in the source's commit
 // order, `batch` events per destination transaction, each marked as moved from
-// `source_shard`; events already there are passed over. Then the partition's stream rows,
-// snapshots and command-log rows. Returns the events the source holds. `after_batch` is
-// called after each committed batch (a fault test kills the process there).
+// `source_shard`, going on after the last copy already there (a copy the source's order puts
+// earlier is there too). Then the partition's stream rows, snapshots and command-log rows.
+// Returns the events this call copied. `after_batch` is called after each committed batch
+// (a fault test kills the process there).
 std::int64_t copy_partition(pqxx::connection_base& source, pqxx::connection_base& destination,
                             int partitions, int partition, int source_shard, int batch,
                             const std::function<void()>& after_batch = {});
+
+// The same for the events alone, while the source still takes the partition's writes: only
+// those below the source's horizon, which no later commit can precede. Run before the fence,
+// it leaves copy_partition, under the fence, only what came since: the writes pause for the
+// tail, not the whole partition. Returns the events copied.
+std::int64_t precopy_partition(pqxx::connection_base& source, pqxx::connection_base& destination,
+                               int partitions, int partition, int source_shard, int batch,
+                               const std::function<void()>& after_batch = {});
 
 // What a shard holds of a partition, digested in its commit order: the events (id, stream,
 // version, type, schema, payload, metadata, time) and the streams' versions.

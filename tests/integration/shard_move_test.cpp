@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <set>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -125,19 +127,55 @@ TEST_P(ShardMoveKilled, RunAgainItFinishesAndNothingIsLostOrDoubled) {
             EXPECT_EQ(stock(sku, token)["on_hand"], 4) << sku;
         }
     }
+    // The move copies what is below the source's horizon before the fence. To be killed
+    // while it copies under the fence, it must find events there that were not settled before
+    // it: two receipts committed while a transaction older than them is open on shard 0. The
+    // move waits at its fence for that transaction, which ends once the fence is seen.
+    std::optional<pqxx::connection> holder;
+    std::optional<pqxx::work> hold;
+    std::thread release;
+    if (point == "copy-batch") {
+        holder.emplace(control_.admin_url());
+        hold.emplace(*holder);
+        hold->exec("SELECT pg_current_xact_id()");
+        const auto late = skus_in(kMoved, 4, "m-" + suffix_ + "-").back();
+        for (int i = 0; i < 2; ++i) {
+            ASSERT_EQ(receive(late, "late-" + late + "-" + std::to_string(i)).status, 200);
+        }
+    }
     const auto before = events_in(control_, kMoved);
-    ASSERT_EQ(before, 6);
+    ASSERT_EQ(before, point == "copy-batch" ? 8 : 6);
 
     // Killed right after `point`.
+    if (hold) {
+        release = std::thread{[&] {
+            eventually([&] { return fenced(control_, kMoved); }, 60s);
+            hold->commit();
+        }};
+    }
     auto [killed, killed_log] = move(point);
+    if (release.joinable()) release.join();
     ASSERT_EQ(killed, 128 + SIGKILL) << killed_log;
+    if (point == "copy-batch") {
+        EXPECT_NE(killed_log.find("\"message\":\"partition move: copied before the pause\""),
+                  std::string::npos)
+            << killed_log;
+        EXPECT_EQ(events_in(second_, kMoved), 8) << "six before the fence, then a batch of two";
+    }
 
-    // Meanwhile: until the destination takes the partition, its commands are refused (503,
-    // Retry-After) and write nothing; a request already answered is answered again; the
+    // Meanwhile: while it copies before the fence, the partition takes writes on the source;
+    // from the fence until the destination takes the partition, its commands are refused
+    // (503, Retry-After) and write nothing; a request already answered is answered again; the
     // other partitions go on.
+    const bool precopying = point == "precopy-batch";
     const bool taken = point == "unfenced" || point == "removed";
     auto during = receive(moving[0], "during-" + moving[0]);
-    if (taken) {
+    if (precopying) {
+        EXPECT_EQ(during.status, 200) << during.body;
+        EXPECT_EQ(during.json()["position"].get<std::string>().rfind("0:", 0), 0u) << during.body;
+        EXPECT_EQ(events_in(second_, kMoved), 2) << "one batch copied before the fence";
+        EXPECT_FALSE(fenced(control_, kMoved));
+    } else if (taken) {
         EXPECT_EQ(during.status, 200) << during.body;
     } else {
         EXPECT_EQ(during.status, 503) << during.body;
@@ -169,20 +207,22 @@ TEST_P(ShardMoveKilled, RunAgainItFinishesAndNothingIsLostOrDoubled) {
     auto [again, again_out] = move();
     EXPECT_EQ(again, 0) << again_out;
 
-    // The map gives it to shard 1, which holds every event once, as copies; shard 0 holds
-    // none of it and fences it; the move is recorded as done, with what it verified.
+    // The map gives it to shard 1, which holds every event once, as copies (the one written
+    // during the copy before the fence among them); shard 0 holds none of it and fences it;
+    // the move is recorded as done, with what it verified.
+    const auto moved = before + (precopying ? 1 : 0);
     EXPECT_EQ(map_owner(kMoved), 1);
     EXPECT_EQ(events_in(control_, kMoved), 0);
-    EXPECT_EQ(events_in(second_, kMoved), before + (taken ? 1 : 0));
+    EXPECT_EQ(events_in(second_, kMoved), before + (taken || precopying ? 1 : 0));
     EXPECT_EQ(scalar(second_.admin_url(),
                      "SELECT count(*) FROM ordo.events WHERE moved_from = 0 AND stream_hash % " +
                          std::to_string(kPartitions) + " = " + std::to_string(kMoved)),
-              before);
+              moved);
     EXPECT_TRUE(fenced(control_, kMoved));
     EXPECT_FALSE(fenced(second_, kMoved));
     EXPECT_EQ(scalar(control_.admin_url(),
                      "SELECT count(*) FROM ordo.partition_moves WHERE step = 'done' AND events = " +
-                         std::to_string(before)),
+                         std::to_string(moved)),
               1);
     EXPECT_EQ(events_in(control_, 2), 5);  // the other partition: untouched, and written to
 
@@ -235,8 +275,8 @@ TEST_P(ShardMoveKilled, RunAgainItFinishesAndNothingIsLostOrDoubled) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EachStep, ShardMoveKilled,
-                         ::testing::Values("fenced", "drained", "copy-batch", "copied", "flipped",
-                                           "unfenced", "removed"));
+                         ::testing::Values("precopy-batch", "fenced", "drained", "copy-batch",
+                                           "copied", "flipped", "unfenced", "removed"));
 
 // The old shard no longer answers for a moved stream as if it were new: a service that still
 // routes by the old map is told so (PartitionFenced) whether it reads, loads or writes, and
