@@ -215,18 +215,17 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     // for a shard a move gives partitions while the stack runs, from then on: shard 0's health
     // port as configured, shard i's i above the sagas service's (8090, then 8093, 8094, ...
     // by default).
-    const bool relay_per_shard =
-        !options.ha && options.shards > 1 &&
-        std::find(options.services.begin(), options.services.end(), "relay") !=
-            options.services.end();
+    const bool relay_per_shard = !options.ha && options.shards > 1 &&
+                                 std::find(options.services.begin(), options.services.end(),
+                                           "relay") != options.services.end();
     auto relay_of = [&](int shard) {
         auto address = platform::env("ORDO_RELAY_ADDR").value_or("127.0.0.1:8090");
         const auto colon = address.rfind(':');
         const int port = std::stoi(address.substr(colon + 1));
-        return Child{"relay-" + std::to_string(shard),
-                     {exe, "serve", "relay", "--shard", std::to_string(shard), "--address",
-                      address.substr(0, colon + 1) +
-                          std::to_string(shard == 0 ? port : port + 2 + shard)}};
+        return Child{
+            "relay-" + std::to_string(shard),
+            {exe, "serve", "relay", "--shard", std::to_string(shard), "--address",
+             address.substr(0, colon + 1) + std::to_string(shard == 0 ? port : port + 2 + shard)}};
     };
     for (const auto& service : options.services) {
         std::vector<std::string> argv{exe, "serve", service};
@@ -282,6 +281,7 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
     }
 
     auto map_read_at = std::chrono::steady_clock::now();
+    bool map_unread = false;  // the last look failed: said once, until one succeeds
     for (;;) {
         timespec tick{0, 200'000'000};
         int sig = sigtimedwait(&stop_signals, nullptr, &tick);
@@ -298,9 +298,14 @@ int run_dev(const DevOptions& options, const platform::Logger& log) {
                     added.pid = spawn(added.argv);
                     log.info("the map names a new shard: its relay starts", {{"shard", shard}});
                 }
+                map_unread = false;
             } catch (const std::exception& e) {
-                // The control database restarting: the next look finds the map.
-                log.log(platform::LogLevel::debug, "the shard map could not be read", {{"error", e.what()}});
+                // The control database restarting, say: the next look finds the map.
+                if (!map_unread) {
+                    log.warn("the shard map could not be read; looking again every 2 s",
+                             {{"error", e.what()}});
+                }
+                map_unread = true;
             }
         }
         int status = 0;

@@ -593,7 +593,8 @@ int main(int argc, char** argv) {
         shards->add_subcommand("list", "Show the partitions, size and relay leader of each shard");
     shards_list->add_flag("--json", shards_options.json, "One JSON object");
     auto* shards_move = shards->add_subcommand(
-        "move", "Move one partition to another shard, its writes paused meanwhile");
+        "move",
+        "Move one partition to another shard, its writes paused from its fence to its flip");
     shards_move->add_option("--partition", shards_options.partition, "The partition")
         ->required()
         ->check(CLI::Range(0, eventstore::kMaxPartitions - 1));

@@ -375,10 +375,9 @@ int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
             // what comes meanwhile.
             on_shard(destination,
                      [&](auto& txn) { eventstore::fence_partition(txn, partitions, partition); });
-            const auto precopied =
-                eventstore::precopy_partition(source, destination, partitions, partition,
-                                              move->from, options.batch,
-                                              [] { crash_point("precopy-batch"); });
+            const auto precopied = eventstore::precopy_partition(
+                source, destination, partitions, partition, move->from, options.batch,
+                [] { crash_point("precopy-batch"); });
             log.info("partition move: copied before the pause",
                      {{"partition", partition}, {"events", precopied}});
             on_shard(source,

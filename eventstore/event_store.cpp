@@ -98,8 +98,15 @@ AppendResult append_in(pqxx::transaction_base& txn, const std::string& stream,
     return result;
 }
 
+// A stream this shard has no row of reads as new (0), unless its partition is fenced here:
+// then a service with an old map asks for a stream that moved away (or is moving), and is
+// told so (PartitionFenced), as the reads tell it. One statement: the fence is looked at only
+// when the stream has no row.
 std::int64_t stream_version_in(pqxx::transaction_base& txn, const std::string& stream) {
-    return txn.exec_prepared1("ordo_stream_version", stream)[0].as<std::int64_t>();
+    const auto version =
+        txn.exec_prepared1("ordo_stream_version", stream, hash_of(stream))[0].as<std::int64_t>();
+    if (version < 0) throw fenced(stream);
+    return version;
 }
 
 // The fingerprint is stored as its SHA-256: fixed size whatever the request.
@@ -203,7 +210,9 @@ void EventStore::prepare(pqxx::connection& conn) {
             " FROM ordo.events WHERE stream_id = $1 AND stream_version >= "
             "coalesce(s.stream_version, 1) ORDER BY stream_version LIMIT $3) AS e ON true");
     conn.prepare("ordo_stream_version",
-                 "SELECT coalesce((SELECT version FROM ordo.streams WHERE stream_id = $1), 0)");
+                 "SELECT coalesce((SELECT version FROM ordo.streams WHERE stream_id = $1), "
+                 "CASE WHEN " +
+                     fenced_sql("$2") + " THEN -1 ELSE 0 END)");
 }
 
 std::vector<RecordedEvent> PgSession::read_stream(const std::string& stream,

@@ -227,7 +227,9 @@ class EventStore final : public Store {
 };
 
 // How long a reader that found nothing new waits for appends: its poll interval, or, while
-// events are hidden by the horizon, 5 ms doubling up to it.
+// events are hidden by the horizon, 5 ms doubling up to it, and to a second at most: the
+// hidden events' notification came already, so nothing else would wake the reader for them,
+// however long the poll.
 class HorizonWait {
    public:
     explicit HorizonWait(std::chrono::milliseconds poll) : poll_{poll} {}
@@ -236,13 +238,14 @@ class HorizonWait {
             soon_ = kFirst;
             return poll_;
         }
-        const auto wait = std::min(soon_, poll_);
-        soon_ = std::min(soon_ * 2, poll_);
+        const auto wait = std::min({soon_, poll_, kLongest});
+        soon_ = std::min({soon_ * 2, poll_, kLongest});
         return wait;
     }
 
    private:
     static constexpr std::chrono::milliseconds kFirst{5};
+    static constexpr std::chrono::milliseconds kLongest{1000};
     std::chrono::milliseconds poll_;
     std::chrono::milliseconds soon_ = kFirst;
 };

@@ -1,6 +1,8 @@
 // The statements of a partition move (see partition_move.hpp).
 #include "eventstore/partition_move.hpp"
 
+#include <map>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -120,22 +122,33 @@ void unfence_partition(pqxx::transaction_base& txn, int partition) {
 
 void wait_for_older_transactions(pqxx::connection_base& conn, std::chrono::milliseconds timeout) {
     const auto until = std::chrono::steady_clock::now() + timeout;
-    std::string began;
+    // The transactions open in this database now, by the virtual transaction id each holds a
+    // lock on for as long as it runs: pg_locks and a session's database and pid are readable
+    // by any role, where pg_stat_activity's transaction start of another role's session is
+    // not (it needs pg_read_all_stats, which the move's role has no reason to hold). Any of
+    // them may have read before the fence (a key claim's snapshot, say) and write after it.
+    constexpr const char* kOpen =
+        "SELECT l.virtualxid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted "
+        "AND a.datname = current_database() AND l.pid <> pg_backend_pid()";
+    std::vector<std::string> open;
     {
         pqxx::nontransaction txn{conn};
-        began = txn.exec1("SELECT clock_timestamp()::text")[0].as<std::string>();
+        for (const auto& row : txn.exec(kOpen)) open.push_back(row[0].as<std::string>());
     }
-    // A transaction of this database that began before: it may have read before the fence
-    // (a key claim's snapshot, say) and write after it.
+    if (open.empty()) return;
+    std::string listed = "{";  // a text[] literal; a virtual id is "<backend>/<local id>"
+    for (const auto& id : open) listed += (listed.size() > 1 ? ",\"" : "\"") + id + "\"";
+    listed += "}";
     for (auto pause = std::chrono::milliseconds(5);;
          pause = std::min(pause * 2, std::chrono::milliseconds(200))) {
         pqxx::nontransaction txn{conn};
         auto older = txn.exec_params(
-            "SELECT 'pid ' || pid || ' (' || coalesce(nullif(application_name, ''), usename) || "
-            "', open since ' || xact_start || ')' FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND xact_start < $1::timestamptz ORDER BY xact_start LIMIT 1",
-            began);
+            "SELECT 'pid ' || a.pid || ' (' || coalesce(nullif(a.application_name, ''), "
+            "a.usename::text, '?') || ')' FROM pg_locks l JOIN pg_stat_activity a "
+            "ON a.pid = l.pid WHERE l.locktype = 'virtualxid' AND l.granted "
+            "AND l.virtualxid = ANY ($1::text[]) ORDER BY a.pid LIMIT 1",
+            listed);
         if (older.empty()) return;
         if (std::chrono::steady_clock::now() >= until) {
             throw platform::Unavailable("a transaction older than the fence is still open: " +
@@ -195,20 +208,27 @@ Checkpoint copied_up_to(pqxx::connection_base& source, pqxx::connection_base& de
     if (!last) return {};
     pqxx::read_transaction txn{source};
     auto rows = txn.exec_params(
-        "SELECT transaction_id::text, global_position FROM ordo.events WHERE event_id = $1",
-        *last);
+        "SELECT transaction_id::text, global_position FROM ordo.events WHERE event_id = $1", *last);
     return rows.empty() ? Checkpoint{} : key_of(rows[0], 0);
 }
 
 // Copies the partition's events from where the destination's copies end, in the source's
 // commit order, `batch` per destination transaction; with `settled_only`, only those of
-// transactions below the source's horizon (every one that could still commit before them has
-// ended, so nothing will ever appear among them). Returns the events copied.
+// transactions below the source's horizon when it starts (every one that could still commit
+// before them has ended, so nothing will ever appear among them). Returns the events copied.
 std::int64_t copy_events(pqxx::connection_base& source, pqxx::connection_base& destination,
                          int partitions, int partition, int source_shard, int batch,
                          bool settled_only, const std::function<void()>& after_batch) {
     std::int64_t copied = 0;
     Checkpoint after = copied_up_to(source, destination, partitions, partition, source_shard);
+    // Settled: below the horizon as it is now. Taken once, so that a partition written to
+    // all along is not chased: what comes meanwhile is the copy under the fence's.
+    std::optional<std::string> horizon;
+    if (settled_only) {
+        pqxx::read_transaction txn{source};
+        horizon =
+            txn.exec1("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")[0].as<std::string>();
+    }
     for (;;) {
         std::vector<std::string> events;
         {
@@ -221,11 +241,11 @@ std::int64_t copy_events(pqxx::connection_base& source, pqxx::connection_base& d
                             "'payload', payload, 'metadata', metadata, "
                             "'recorded_at', recorded_at)::text FROM ordo.events WHERE "} +
                     kOfPartition +
-                    " AND (transaction_id, global_position) > ($3::text::xid8, $4) " +
-                    (settled_only ? "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-                                  : "") +
+                    " AND (transaction_id, global_position) > ($3::text::xid8, $4) "
+                    "AND ($6::text IS NULL OR transaction_id < $6::text::xid8) "
                     "ORDER BY transaction_id, global_position LIMIT $5",
-                partitions, partition, std::to_string(after.transaction_id), after.position, batch);
+                partitions, partition, std::to_string(after.transaction_id), after.position, batch,
+                horizon ? horizon->c_str() : nullptr);
             for (const auto& row : rows) events.push_back(row[2].as<std::string>());
             if (!rows.empty()) after = key_of(rows[rows.size() - 1], 0);
         }
@@ -262,8 +282,8 @@ std::int64_t precopy_partition(pqxx::connection_base& source, pqxx::connection_b
 std::int64_t copy_partition(pqxx::connection_base& source, pqxx::connection_base& destination,
                             int partitions, int partition, int source_shard, int batch,
                             const std::function<void()>& after_batch) {
-    const auto copied = copy_events(source, destination, partitions, partition, source_shard,
-                                    batch, false, after_batch);
+    const auto copied = copy_events(source, destination, partitions, partition, source_shard, batch,
+                                    false, after_batch);
     copy_rows(source, destination, partitions, partition,
               std::string{"SELECT json_build_object('stream_id', stream_id, 'version', "
                           "version)::text FROM ordo.streams WHERE "} +
@@ -333,7 +353,9 @@ void remove_partition(pqxx::connection_base& conn, int partitions, int partition
                     partitions, partition);
     txn.commit();
     // The events in batches, each a short transaction: a long one would hold the shard's
-    // horizon, and with it every reader of every partition there, until it ended.
+    // horizon, and with it every reader of every partition there, until it ended. The last
+    // first: a rollback's removal of copies killed halfway leaves a prefix of the partition,
+    // from whose end a move run again goes on copying (copied_up_to).
     for (;;) {
         pqxx::work batch{conn};
         const auto deleted = batch
@@ -341,7 +363,9 @@ void remove_partition(pqxx::connection_base& conn, int partitions, int partition
                                                           "global_position IN (SELECT "
                                                           "global_position FROM ordo.events "
                                                           "WHERE "} +
-                                                  kOfPartition + " LIMIT 5000)",
+                                                  kOfPartition +
+                                                  " ORDER BY transaction_id DESC, "
+                                                  "global_position DESC LIMIT 5000)",
                                               partitions, partition)
                                  .affected_rows();
         batch.commit();
@@ -358,9 +382,16 @@ void rebase_partition(pqxx::transaction_base& control, pqxx::connection_base& so
                       const PartitionMove& move) {
     pqxx::read_transaction from{source};
     pqxx::read_transaction to{destination};
-    // The destination's position of the partition's k-th event in the source's order.
+    // The destination's position of the partition's k-th event in the source's order: two
+    // counts over the partition, long for a large one. So each checkpoint's is worked out
+    // first, without locking anything; under the locks below only a checkpoint that moved
+    // meanwhile (a projection catching up with the partition, fenced on both shards and so
+    // finished growing) is counted again. The flip then holds the projector's rows, and the
+    // map, for moments.
+    std::map<Checkpoint, Checkpoint> known;
     auto rebased = [&](Checkpoint at) -> Checkpoint {
         if (at == Checkpoint{}) return at;
+        if (auto it = known.find(at); it != known.end()) return it->second;
         const auto k =
             from.exec_params1(
                     std::string{"SELECT count(*) FROM ordo.events WHERE "} + kOfPartition +
@@ -375,13 +406,20 @@ void rebase_partition(pqxx::transaction_base& control, pqxx::connection_base& so
                                        " ORDER BY transaction_id, global_position "
                                        "OFFSET $3 LIMIT 1",
                                    partitions, move.partition, k - 1);
-        return key_of(row, 0);
+        return known.emplace(at, key_of(row, 0)).first->second;
     };
-    for (const auto& row :
-         control.exec_params("SELECT projection, transaction_id::text, global_position "
-                             "FROM ordo.projection_checkpoints WHERE partition = $1 "
-                             "AND coalesce(shard, $2) = $2 FOR UPDATE",
-                             move.partition, move.from)) {
+    constexpr const char* kCheckpoints =
+        "SELECT projection, transaction_id::text, global_position "
+        "FROM ordo.projection_checkpoints WHERE partition = $1 AND coalesce(shard, $2) = $2";
+    for (const auto& row : control.exec_params(kCheckpoints, move.partition, move.from)) {
+        rebased(key_of(row, 1));
+    }
+    // The map's lock, as writing the next map takes it: a checkpoint row being made now
+    // (ordo.partition_owner, under a conflicting lock) is committed before the rows are read
+    // below, or made after this commits, naming the new owner.
+    control.exec0("LOCK TABLE ordo.shard_map IN EXCLUSIVE MODE");
+    for (const auto& row : control.exec_params(std::string{kCheckpoints} + " FOR UPDATE",
+                                               move.partition, move.from)) {
         const auto at = rebased(key_of(row, 1));
         control.exec_params(
             "UPDATE ordo.projection_checkpoints SET transaction_id = $3::text::xid8, "

@@ -72,7 +72,8 @@ void fence_partition(pqxx::transaction_base& txn, int partitions, int partition)
 void unfence_partition(pqxx::transaction_base& txn, int partition);
 
 // Waits until every transaction that was open on `conn`'s database when this is called has
-// ended; throws platform::Unavailable naming the oldest one when `timeout` passes first.
+// ended, whatever role runs it and with no monitoring grant (pg_locks' virtual transaction
+// ids); throws platform::Unavailable naming one still open when `timeout` passes first.
 void wait_for_older_transactions(pqxx::connection_base& conn, std::chrono::milliseconds timeout);
 
 // Waits until shard `shard`'s relay (its checkpoint on `conn`'s database) has published the
@@ -92,9 +93,9 @@ std::int64_t copy_partition(pqxx::connection_base& source, pqxx::connection_base
                             const std::function<void()>& after_batch = {});
 
 // The same for the events alone, while the source still takes the partition's writes: only
-// those below the source's horizon, which no later commit can precede. Run before the fence,
-// it leaves copy_partition, under the fence, only what came since: the writes pause for the
-// tail, not the whole partition. Returns the events copied.
+// those below the source's horizon when it starts, which no later commit can precede. Run
+// before the fence, it leaves copy_partition, under the fence, only what came since.
+// Returns the events copied.
 std::int64_t precopy_partition(pqxx::connection_base& source, pqxx::connection_base& destination,
                                int partitions, int partition, int source_shard, int batch,
                                const std::function<void()>& after_batch = {});
@@ -118,7 +119,7 @@ void remove_partition(pqxx::connection_base& conn, int partitions, int partition
 
 // Rebases the checkpoints and open dead letters of `partition` whose positions are in the
 // source's commit order to the destination's. In `control`, which the caller commits with
-// the new map.
+// the new map; takes the map's lock first (see migrations/0019_partition_owner.sql).
 void rebase_partition(pqxx::transaction_base& control, pqxx::connection_base& source,
                       pqxx::connection_base& destination, int partitions,
                       const PartitionMove& move);

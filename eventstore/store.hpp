@@ -124,7 +124,8 @@ class Session : public EventReader, public EventWriter {
     // The checkpoint of the stored event at `version` of `stream`, if there is one.
     virtual std::optional<Checkpoint> checkpoint_at(const std::string& stream,
                                                     std::int64_t version) = 0;
-    // 0 when the stream does not exist.
+    // 0 when the stream does not exist; throws PartitionFenced when it has none here and
+    // its partition is fenced here (it moved away: as the reads).
     virtual std::int64_t stream_version(const std::string& stream) = 0;
 
     // Claims `key` for the request that `fingerprint` identifies, or says how it was taken.
@@ -148,7 +149,7 @@ class Store : public EventReader, public EventWriter {
    public:
     using Deadline = std::chrono::steady_clock::time_point;
 
-    // 0 when the stream does not exist.
+    // 0 when the stream does not exist; throws PartitionFenced as Session::stream_version.
     virtual std::int64_t stream_version(const std::string& stream) = 0;
 
     // Runs `work` with a Session and commits; an exception from `work` (or from the commit)

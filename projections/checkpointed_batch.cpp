@@ -54,7 +54,7 @@ void save(SlotTxn& txn, Slot& slot, Checkpoint next, const std::string& last_eve
 // that lost the slot mid-batch cannot apply it a second time.
 Checkpoint lock(SlotTxn& txn, Slot& slot) {
     slot.at = txn.lock_checkpoint(slot.projection->name(), slot.partition);
-    slot.shard = txn.checkpoint_shard(slot.partition);
+    slot.shard = txn.checkpoint_shard(slot.projection->name(), slot.partition);
     return slot.at;
 }
 
@@ -195,7 +195,7 @@ std::vector<std::size_t> CheckpointedBatch::apply_live(const std::vector<Slot*>&
         for (std::size_t i = 0; i < slots.size() && budget > 0; ++i) {
             Slot& slot = *slots[i];
             slot.at = locked[i];
-            slot.shard = txn.checkpoint_shard(slot.partition);
+            slot.shard = txn.checkpoint_shard(slot.projection->name(), slot.partition);
             const auto taken = apply_live_run(txn, slot, d.live, slot.at,
                                               std::min(slot.batch, budget), applied_at[i], &moves);
             if (taken == 0) continue;

@@ -44,17 +44,21 @@ class PgSlotTxn final : public SlotTxn {
         };
         auto rows = lock();
         if (rows.empty()) {
-            const auto owner =
-                shards_ ? std::to_string(shards_->map().shard_of_partition(partition)) : "";
-            txn_.exec_params(
-                "INSERT INTO ordo.projection_checkpoints (projection, partition, shard) "
-                "VALUES ($1, $2, $3::integer) ON CONFLICT DO NOTHING",
-                projection, partition, owner.empty() ? nullptr : owner.c_str());
+            // Over shards the row names the partition's owner in the map in force, not the
+            // one this process started with (a move may have flipped since), read under the
+            // map's lock so that a flip under way rebases the row or is seen by it
+            // (migrations/0019_partition_owner.sql).
+            txn_.exec_params(shards_ ? "INSERT INTO ordo.projection_checkpoints (projection, "
+                                       "partition, shard) VALUES ($1, $2, "
+                                       "ordo.partition_owner($2)) ON CONFLICT DO NOTHING"
+                                     : "INSERT INTO ordo.projection_checkpoints (projection, "
+                                       "partition) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                             projection, partition);
             rows = lock();
         }
         const auto row = rows.at(0);
         if (!row[2].is_null()) {
-            checkpoint_shard_[partition] = row[2].as<int>();
+            note_shard(projection, partition, row[2].as<int>());
         } else if (shards_) {
             // A row from before the store was sharded: a partition that moved since had it
             // rebased, so its position is in the commit order of the shard the map gives it.
@@ -64,7 +68,7 @@ class PgSlotTxn final : public SlotTxn {
                 "UPDATE ordo.projection_checkpoints SET shard = $3 "
                 "WHERE projection = $1 AND partition = $2",
                 projection, partition, shard);
-            checkpoint_shard_[partition] = shard;
+            note_shard(projection, partition, shard);
         }
         return Checkpoint{eventstore::transaction_id_from_xid8(row[0].c_str()),
                           row[1].as<std::int64_t>()};
@@ -98,7 +102,7 @@ class PgSlotTxn final : public SlotTxn {
                 out.push_back(lock_checkpoint(key.first, key.second));
                 continue;
             }
-            if (it->second.second) checkpoint_shard_[key.second] = *it->second.second;
+            if (it->second.second) note_shard(key.first, key.second, *it->second.second);
             out.push_back(it->second.first);
         }
         return out;
@@ -295,10 +299,21 @@ class PgSlotTxn final : public SlotTxn {
     SqlReadModelTxn read_models_;
     const PgSlotStoreOptions& options_;
     eventstore::PgShardReaders* shards_;
-    std::map<int, int> checkpoint_shard_;  // partition -> shard its locked checkpoint names
+    // The shard each locked checkpoint names: by slot, and by partition the one locked last
+    // (the reads of a partition follow its slot's lock).
+    std::map<SlotKey, int> slot_shard_;
+    std::map<int, int> checkpoint_shard_;
 
-    std::optional<int> checkpoint_shard(int partition) const override {
-        return shard_of(partition);
+    void note_shard(const std::string& projection, int partition, int shard) {
+        slot_shard_[{projection, partition}] = shard;
+        checkpoint_shard_[partition] = shard;
+    }
+
+    std::optional<int> checkpoint_shard(const std::string& projection,
+                                        int partition) const override {
+        auto it = slot_shard_.find({projection, partition});
+        if (it == slot_shard_.end()) return std::nullopt;
+        return it->second;
     }
 
     std::optional<int> shard_of(int partition) const {

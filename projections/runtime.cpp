@@ -66,12 +66,18 @@ struct Runtime::Impl {
     std::vector<std::unique_ptr<eventstore::AppendListener>> shard_listeners;
 
     void listen_to(const std::string& url, const eventstore::ShardLocation& shard) {
-        auto listener = std::make_unique<eventstore::AppendListener>(
-            eventstore::shard_url(url, shard),
-            log.with_component("shard-" + std::to_string(shard.id) + "-appends"),
-            eventstore::AppendNotifier::kChannel, [l = &leases] { l->appended_elsewhere(); });
-        std::lock_guard lock{listeners_mutex};
-        shard_listeners.push_back(std::move(listener));
+        try {
+            auto listener = std::make_unique<eventstore::AppendListener>(
+                eventstore::shard_url(url, shard),
+                log.with_component("shard-" + std::to_string(shard.id) + "-appends"),
+                eventstore::AppendNotifier::kChannel, [l = &leases] { l->appended_elsewhere(); });
+            std::lock_guard lock{listeners_mutex};
+            shard_listeners.push_back(std::move(listener));
+        } catch (const std::exception& e) {
+            // Its appends are then found by the poll (and JetStream), not as they happen.
+            log.error("cannot listen to a shard's appends",
+                      {{"shard", shard.id}, {"error", e.what()}});
+        }
     }
 
     Impl(RuntimeOptions o, std::vector<std::unique_ptr<Projection>> p, platform::Logger l,

@@ -49,9 +49,11 @@ class SlotTxn : public ReadModelTxn {
     // lost the slot meanwhile cannot apply the batch a second time.
     virtual eventstore::Checkpoint lock_checkpoint(const std::string& projection,
                                                    int partition) = 0;
-    // The shard whose commit order the checkpoint of `partition` locked in this transaction
-    // is in, when it names one (a sharded store); nullopt otherwise.
-    virtual std::optional<int> checkpoint_shard(int partition) const {
+    // The shard whose commit order the checkpoint of (projection, partition) locked in this
+    // transaction is in, when it names one (a sharded store); nullopt otherwise.
+    virtual std::optional<int> checkpoint_shard(const std::string& projection,
+                                                int partition) const {
+        (void)projection;
         (void)partition;
         return std::nullopt;
     }

@@ -16,6 +16,7 @@
 
 #include <pqxx/pqxx>
 
+#include "domain/orders.hpp"
 #include "eventstore/event_store.hpp"
 #include "eventstore/repository.hpp"
 #include "platform/core/errors.hpp"
@@ -52,21 +53,23 @@ std::int64_t epoch_ms(const std::string& recorded_at) {
 // are not an order's, and for an order without processes.
 // `version(stream)` is a process stream's version (0: none).
 //
-// Any one reactor's stream makes the order choreographed. Over shards an OrderPlaced's three
-// starts are appended on their own shards before the intake's checkpoint commits, so a crash
-// between them leaves some reactors started and the event to be applied again; if the
-// service comes back in orchestration, the order must still go on as it began, or it would
-// run in both modes. The reactors are asked for only while neither the orchestrator nor
-// the orders reactor answers, which is an order's first event.
+// With `partly_started`, any one reactor's stream makes the order choreographed: over shards
+// an OrderPlaced's three starts are appended on their own shards before the intake's
+// checkpoint commits, so a crash between them leaves some reactors started and the event to
+// be applied again, and a service that comes back placing in orchestration must let the order
+// go on as it began, or it would run in both modes. Only then is it worth the two reads.
 template <class Version>
-std::optional<Mode> running_mode(const eventstore::RecordedEvent& e, Version&& version) {
+std::optional<Mode> running_mode(const eventstore::RecordedEvent& e, Version&& version,
+                                 bool partly_started) {
     if (e.category != "order" || !e.payload.contains("order_id") ||
         !e.payload["order_id"].is_string()) {
         return std::nullopt;
     }
     const auto order_id = e.payload["order_id"].get<std::string>();
     if (version(stream_of(ProcessKind::kFulfillment, order_id)) > 0) return Mode::kOrchestration;
-    for (auto kind : {ProcessKind::kOrders, ProcessKind::kInventory, ProcessKind::kPayments}) {
+    if (version(stream_of(ProcessKind::kOrders, order_id)) > 0) return Mode::kChoreography;
+    if (!partly_started) return std::nullopt;
+    for (auto kind : {ProcessKind::kInventory, ProcessKind::kPayments}) {
         if (version(stream_of(kind, order_id)) > 0) return Mode::kChoreography;
     }
     return std::nullopt;
@@ -145,8 +148,13 @@ class Intake final : public projections::Projection {
         std::vector<Append> out;
         // Times from the source event, not the clock: applying the same event again yields
         // the same events, which the store then recognises by their ids.
-        for (auto& delivery : route(placing_, running_mode(e, version), e.type, e.payload,
-                                    epoch_ms(e.recorded_at))) {
+        // A partly started choreography is the crash's leftover over shards (unsharded the
+        // starts commit with the checkpoint), of an OrderPlaced, and only orchestration would
+        // place it otherwise.
+        const bool partly_started = shards_ && placing_ == Mode::kOrchestration &&
+                                    e.type == domain::orders::OrderPlaced::kType;
+        for (auto& delivery : route(placing_, running_mode(e, version, partly_started), e.type,
+                                    e.payload, epoch_ms(e.recorded_at))) {
             const auto stream = stream_of(delivery.process, delivery.order_id);
             eventstore::Metadata m = e.metadata;
             m.causation_id = e.event_id;

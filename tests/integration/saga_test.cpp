@@ -330,7 +330,7 @@ TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
 
 // Over shards an OrderPlaced's choreography starts commit on their own shards before the
 // intake's checkpoint: a crash can leave one reactor started and the event to be applied
-// again, perhaps by a service restarted in orchestration. The order goes on as it began:
+// again, perhaps by a sharded service restarted in orchestration. The order goes on as it began:
 // the other reactors start, no orchestrator does, and the started one gets nothing twice.
 TEST(SagaIntake, APartlyStartedChoreographyIsFinishedWhenTheIntakeComesBackInOrchestration) {
     TestDatabase db;
@@ -377,14 +377,22 @@ TEST(SagaIntake, APartlyStartedChoreographyIsFinishedWhenTheIntakeComesBackInOrc
         txn.commit();
     }
     {
+        // The intake of a sharded store (its appends on their shards, apart from its
+        // checkpoint), here one shard: the store of this database.
+        platform::pg::Pool pool{
+            {.url = db.sagas_url(), .size = 2, .preparers = {&eventstore::EventStore::prepare}}};
+        eventstore::EventStore store{pool};
+        eventstore::OneShard shards{store};
         pqxx::work txn{conn};
         projections::SqlReadModelTxn target{txn};
-        sagas::intake(sagas::Mode::kOrchestration)->apply(target, event);
+        sagas::intake(sagas::Mode::kOrchestration, &shards)->apply(target, event);
         txn.commit();
     }
     auto version = [&](const std::string& stream) {
-        return scalar(db.admin_url(), "SELECT coalesce((SELECT version FROM ordo.streams WHERE "
-                                      "stream_id = '" + stream + "'), 0)");
+        return scalar(db.admin_url(),
+                      "SELECT coalesce((SELECT version FROM ordo.streams WHERE "
+                      "stream_id = '" +
+                          stream + "'), 0)");
     };
     EXPECT_EQ(version("saga.fulfillment-o-partly"), 0);
     EXPECT_EQ(version(inventory), 1);

@@ -133,7 +133,7 @@ TEST_P(ShardMoveKilled, RunAgainItFinishesAndNothingIsLostOrDoubled) {
     // move waits at its fence for that transaction, which ends once the fence is seen.
     std::optional<pqxx::connection> holder;
     std::optional<pqxx::work> hold;
-    std::thread release;
+    std::jthread release;  // joined however the test ends
     if (point == "copy-batch") {
         holder.emplace(control_.admin_url());
         hold.emplace(*holder);
@@ -148,7 +148,7 @@ TEST_P(ShardMoveKilled, RunAgainItFinishesAndNothingIsLostOrDoubled) {
 
     // Killed right after `point`.
     if (hold) {
-        release = std::thread{[&] {
+        release = std::jthread{[&] {
             eventually([&] { return fenced(control_, kMoved); }, 60s);
             hold->commit();
         }};
@@ -386,6 +386,41 @@ TEST_F(ShardMove, AShardAddedEmptyTakesAPartitionByAMove) {
     platform::jetstream::Client nats{nats_admin(), platform::Logger::null_logger()};
     EXPECT_TRUE(eventually([&] { return nats.message_count(stream_) == 3; }))
         << nats.message_count(stream_);
+}
+
+// A transaction older than the fence still open when the wait for it runs out: the move
+// gives up rather than leave the partition paused for as long as that transaction lasts. The
+// source takes the partition's writes again and the destination keeps none of what was
+// copied before the fence; the move, run again once the transaction has ended, finishes.
+TEST_F(ShardMove, AnOlderTransactionOpenAtTheFenceRollsTheMoveBackCopiesAndAll) {
+    const auto moving = skus_in(kMoved, 2, "t-" + suffix_ + "-");
+    for (const auto& sku : moving) ASSERT_EQ(receive(sku, "before-" + sku).status, 200);
+    pqxx::connection holder{control_.admin_url()};
+    pqxx::work hold{holder};
+    hold.exec("SELECT pg_current_xact_id()");
+    auto [stopped, stopped_out] = move("", {"--to", "1", "--wait-timeout", "1"});
+    EXPECT_EQ(stopped, 1) << stopped_out;
+    EXPECT_NE(stopped_out.find("older than the fence is still open"), std::string::npos)
+        << stopped_out;
+    EXPECT_NE(stopped_out.find("\"message\":\"partition move: copied before the pause\""),
+              std::string::npos)
+        << stopped_out;
+    EXPECT_EQ(map_owner(kMoved), 0);
+    EXPECT_FALSE(fenced(control_, kMoved));
+    EXPECT_TRUE(fenced(second_, kMoved));
+    EXPECT_EQ(events_in(second_, kMoved), 0);
+    EXPECT_EQ(scalar(control_.admin_url(),
+                     "SELECT count(*) FROM ordo.partition_moves WHERE step = 'rolled_back'"),
+              1);
+    auto during = receive(moving[0], "during-" + moving[0]);
+    ASSERT_EQ(during.status, 200) << during.body;
+    EXPECT_EQ(during.json()["position"].get<std::string>().rfind("0:", 0), 0u) << during.body;
+    hold.commit();
+    auto [rc, out] = move();
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_EQ(map_owner(kMoved), 1);
+    EXPECT_EQ(events_in(second_, kMoved), 3);
+    EXPECT_EQ(events_in(control_, kMoved), 0);
 }
 
 // The source shard's relay must have published the partition's last event before the map

@@ -20,5 +20,15 @@ TEST(HorizonWait, PollsNormallyAndSoonWhileEventsAreHidden) {
     EXPECT_EQ(wait.next(true), milliseconds(5));  // and soon again next time
 }
 
+// A reader that polls rarely (or, in effect, never) still looks for hidden events every
+// second: their notification has come and gone.
+TEST(HorizonWait, LooksForHiddenEventsAtLeastEverySecondWhateverThePoll) {
+    using std::chrono::milliseconds;
+    HorizonWait wait{std::chrono::minutes(10)};
+    EXPECT_EQ(wait.next(false), std::chrono::minutes(10));
+    for (int i = 0; i < 20; ++i) EXPECT_LE(wait.next(true), milliseconds(1000));
+    EXPECT_EQ(wait.next(true), milliseconds(1000));
+}
+
 }  // namespace
 }  // namespace ordo::eventstore
