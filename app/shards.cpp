@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -423,28 +424,50 @@ int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
                      {"destination_digest", at_destination.digest}});
                 return 1;
             }
-            pqxx::work txn{control};
-            eventstore::lock_open_move(txn, partition);
-            // A rebuild running now would set the partition's checkpoints to the old shard's
-            // horizon after the flip (its keys are the one-bigint advisory locks below
-            // 2^32: advisory_locks.hpp).
-            if (txn.exec1("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND "
-                          "objsubid = 1 AND classid = 0 AND database = (SELECT oid FROM "
-                          "pg_database WHERE datname = current_database())")[0]
-                    .as<std::int64_t>() > 0) {
-                throw platform::Unavailable(
-                    "a read model is being rebuilt (ordo rebuild): run the move again when it "
-                    "has finished");
+            // The flip waits for the projectors' checkpoint rows and, through the map's lock,
+            // for their transactions that make a new row (ordo.partition_owner): a moment
+            // each. One that locks both the other way round is a deadlock PostgreSQL breaks
+            // by ending one of the two; if that is the flip, it is run again.
+            std::optional<eventstore::ShardMap> moved;
+            for (int attempt = 1; !moved; ++attempt) {
+                try {
+                    pqxx::work txn{control};
+                    txn.exec0("SET LOCAL lock_timeout = '10s'");
+                    eventstore::lock_open_move(txn, partition);
+                    // A rebuild running now would set the partition's checkpoints to the old
+                    // shard's horizon after the flip (its keys are the one-bigint advisory
+                    // locks below 2^32: advisory_locks.hpp).
+                    if (txn.exec1("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                  "AND objsubid = 1 AND classid = 0 AND database = (SELECT oid "
+                                  "FROM pg_database WHERE datname = current_database())")[0]
+                            .as<std::int64_t>() > 0) {
+                        throw platform::Unavailable(
+                            "a read model is being rebuilt (ordo rebuild): run the move again "
+                            "when it has finished");
+                    }
+                    eventstore::rebase_partition(txn, source, destination, partitions, *move);
+                    auto written = eventstore::write_moved_map(txn, partition, move->to);
+                    eventstore::record_verification(txn, move->id, at_source.events,
+                                                    at_source.digest);
+                    eventstore::set_move_step(txn, move->id, MoveStep::removing);
+                    txn.commit();
+                    moved = std::move(written);
+                } catch (const pqxx::sql_error& e) {
+                    const bool lost = e.sqlstate() == "40P01" || e.sqlstate() == "55P03";
+                    if (!lost) throw;
+                    if (attempt >= 5) {
+                        throw platform::Unavailable(
+                            "the flip could not lock the partition's checkpoints (" +
+                            std::string{e.what()} + "): run the move again");
+                    }
+                    log.warn("partition move: the flip met a lock; trying again",
+                             {{"partition", partition}, {"error", e.what()}});
+                }
             }
-            eventstore::rebase_partition(txn, source, destination, partitions, *move);
-            auto moved = eventstore::write_moved_map(txn, partition, move->to);
-            eventstore::record_verification(txn, move->id, at_source.events, at_source.digest);
-            eventstore::set_move_step(txn, move->id, MoveStep::removing);
-            txn.commit();
             move->step = MoveStep::removing;
             log.info("partition move: the map gives the partition to its new shard",
                      {{"partition", partition},
-                      {"map_version", moved.version()},
+                      {"map_version", moved->version()},
                       {"events", at_source.events}});
             crash_point("flipped");
         }

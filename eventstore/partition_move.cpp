@@ -127,27 +127,32 @@ void wait_for_older_transactions(pqxx::connection_base& conn, std::chrono::milli
     // by any role, where pg_stat_activity's transaction start of another role's session is
     // not (it needs pg_read_all_stats, which the move's role has no reason to hold). Any of
     // them may have read before the fence (a key claim's snapshot, say) and write after it.
+    // Sessions only (a background process, autovacuum say, has no user, and writes no event).
     constexpr const char* kOpen =
         "SELECT l.virtualxid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' AND l.granted "
-        "AND a.datname = current_database() AND l.pid <> pg_backend_pid()";
+        "AND a.datname = current_database() AND a.usesysid IS NOT NULL "
+        "AND l.pid <> pg_backend_pid()";
     std::vector<std::string> open;
     {
         pqxx::nontransaction txn{conn};
         for (const auto& row : txn.exec(kOpen)) open.push_back(row[0].as<std::string>());
     }
-    if (open.empty()) return;
     std::string listed = "{";  // a text[] literal; a virtual id is "<backend>/<local id>"
     for (const auto& id : open) listed += (listed.size() > 1 ? ",\"" : "\"") + id + "\"";
     listed += "}";
     for (auto pause = std::chrono::milliseconds(5);;
          pause = std::min(pause * 2, std::chrono::milliseconds(200))) {
         pqxx::nontransaction txn{conn};
+        // A prepared (two-phase) transaction belongs to no session, and may hold an append
+        // of the partition until it is committed: it is waited for too.
         auto older = txn.exec_params(
             "SELECT 'pid ' || a.pid || ' (' || coalesce(nullif(a.application_name, ''), "
             "a.usename::text, '?') || ')' FROM pg_locks l JOIN pg_stat_activity a "
-            "ON a.pid = l.pid WHERE l.locktype = 'virtualxid' AND l.granted "
-            "AND l.virtualxid = ANY ($1::text[]) ORDER BY a.pid LIMIT 1",
+            "ON a.pid = l.pid WHERE l.locktype = 'virtualxid' AND l.mode = 'ExclusiveLock' "
+            "AND l.granted AND l.virtualxid = ANY ($1::text[]) "
+            "UNION ALL SELECT 'prepared transaction ' || gid FROM pg_prepared_xacts "
+            "WHERE database = current_database() LIMIT 1",
             listed);
         if (older.empty()) return;
         if (std::chrono::steady_clock::now() >= until) {
@@ -383,14 +388,27 @@ void rebase_partition(pqxx::transaction_base& control, pqxx::connection_base& so
     pqxx::read_transaction from{source};
     pqxx::read_transaction to{destination};
     // The destination's position of the partition's k-th event in the source's order: two
-    // counts over the partition, long for a large one. So each checkpoint's is worked out
-    // first, without locking anything; under the locks below only a checkpoint that moved
-    // meanwhile (a projection catching up with the partition, fenced on both shards and so
-    // finished growing) is counted again. The flip then holds the projector's rows, and the
-    // map, for moments.
+    // scans of the partition up to the checkpoint, long for a large one. So each checkpoint's
+    // is worked out first, without locking anything; under the locks below only a checkpoint
+    // that moved meanwhile to a place inside the partition (a projection catching up with it:
+    // fenced on both shards, it has finished growing) is counted again.
     std::map<Checkpoint, Checkpoint> known;
+    // A checkpoint at or past the partition's last event (an idle slot the sweep moved along
+    // with its shard's other partitions: most of them) rebases to the last copy, uncounted.
+    auto last_of = [&](pqxx::transaction_base& txn) -> std::optional<Checkpoint> {
+        auto rows = txn.exec_params(
+            std::string{"SELECT transaction_id::text, global_position FROM ordo.events WHERE "} +
+                kOfPartition + " ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+            partitions, move.partition);
+        if (rows.empty()) return std::nullopt;
+        return key_of(rows[0], 0);
+    };
+    const auto source_last = last_of(from);
+    const auto destination_last = last_of(to);
     auto rebased = [&](Checkpoint at) -> Checkpoint {
         if (at == Checkpoint{}) return at;
+        if (!source_last) return Checkpoint{};  // an empty partition: nothing to be past
+        if (at >= *source_last && destination_last) return *destination_last;
         if (auto it = known.find(at); it != known.end()) return it->second;
         const auto k =
             from.exec_params1(
@@ -418,8 +436,11 @@ void rebase_partition(pqxx::transaction_base& control, pqxx::connection_base& so
     // (ordo.partition_owner, under a conflicting lock) is committed before the rows are read
     // below, or made after this commits, naming the new owner.
     control.exec0("LOCK TABLE ordo.shard_map IN EXCLUSIVE MODE");
-    for (const auto& row : control.exec_params(std::string{kCheckpoints} + " FOR UPDATE",
-                                               move.partition, move.from)) {
+    // In the order the projectors lock them (a live batch locks a projection's slots in
+    // order), so that the two do not wait on each other in a cycle.
+    for (const auto& row :
+         control.exec_params(std::string{kCheckpoints} + " ORDER BY projection FOR UPDATE",
+                             move.partition, move.from)) {
         const auto at = rebased(key_of(row, 1));
         control.exec_params(
             "UPDATE ordo.projection_checkpoints SET transaction_id = $3::text::xid8, "
