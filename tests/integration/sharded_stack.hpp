@@ -15,6 +15,7 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/events.hpp"
+#include "eventstore/shard_catalog.hpp"
 #include "platform/core/config.hpp"
 #include "platform/core/partition.hpp"
 #include "platform/core/trace.hpp"
@@ -125,6 +126,13 @@ class ShardedStack : public ::testing::Test {
             if (at >= heads[row[0].as<int>()]) ++at_head;
         }
         return at_head == 5 * kPartitions;
+    }
+
+    // The map in force, as the control database has it.
+    eventstore::ShardMap map_now() const {
+        pqxx::connection conn{control_.admin_url()};
+        pqxx::work txn{conn};
+        return eventstore::shard_map_for(txn, kPartitions);
     }
 
     HttpResponse receive(const std::string& sku, const std::string& key) {

@@ -296,11 +296,7 @@ TEST_F(ShardedStack, TheReadModelsHoldEveryShardAndATokenWaitsForItsOwnShard) {
 // projector's session listens. Without JetStream and with a poll of ten minutes, only the
 // shards' notifications can bring these events to the read models within the test.
 TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll) {
-    const auto map = [&] {
-        pqxx::connection conn{control_.admin_url()};
-        pqxx::work txn{conn};
-        return eventstore::shard_map_for(txn, kPartitions);
-    }();
+    const auto map = map_now();
     ASSERT_GT(map.version(), 0);
     Projector projector{{.database_url = control_.projector_url(),
                          .partitions = kPartitions,
@@ -359,11 +355,7 @@ TEST_F(ShardedStack, AProjectorHearsEveryShardsAppendsWithoutJetStreamOrItsPoll)
 // from the new shard, and from then on hears that shard's appends. Without JetStream and
 // with a poll of ten minutes, nothing else could bring the event to the read model.
 TEST_F(ShardedStack, AProjectorHearsTheAppendsOfAShardAMoveBroughtIn) {
-    const auto map = [&] {
-        pqxx::connection conn{control_.admin_url()};
-        pqxx::work txn{conn};
-        return eventstore::shard_map_for(txn, kPartitions);
-    }();
+    const auto map = map_now();
     Projector projector{{.database_url = control_.projector_url(),
                          .partitions = kPartitions,
                          .poll_interval = 10min,
@@ -408,11 +400,7 @@ TEST_F(ShardedStack, AProjectorHearsTheAppendsOfAShardAMoveBroughtIn) {
 // projection added to it later, say), names the partition's owner in the map in force: the
 // projection reads the partition where it now is, not from the shard it left.
 TEST_F(ShardedStack, ANewCheckpointRowNamesThePartitionsOwnerAfterAMove) {
-    const auto map = [&] {
-        pqxx::connection conn{control_.admin_url()};
-        pqxx::work txn{conn};
-        return eventstore::shard_map_for(txn, kPartitions);
-    }();
+    const auto map = map_now();
     ASSERT_EQ(map.shard_of_partition(0), 0);
     platform::metrics::Registry metrics;
     projections::PgSlotStore store{{.database_url = control_.projector_url(),

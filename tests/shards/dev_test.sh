@@ -141,12 +141,17 @@ fenced=$(psql "$(sed -E "s#:$ORDO_PG_PORT/#:$((ORDO_PG_PORT + 1))/#" <<<"$ORDO_M
     "SELECT count(*) FROM ordo.partition_fences") || fail "the fences of shard 1"
 [[ $fenced == "$(psql "$ORDO_MIGRATOR_URL" -Atc "SELECT ordo.recorded_partition_count()")" ]] ||
     fail "shard 1 does not fence every partition: $fenced"
-receipt=$(post /v1/inventory/sku-2/receipts '{"quantity": 2}' after-emptied) ||
-    fail "a receipt with shard 1 emptied"
-[[ $(position <<<"$receipt") == 0:* ]] || fail "a token with shard 1 emptied names no shard 0: $receipt"
-stock=$(curl -sf --max-time 15 "$query_api/v1/inventory/sku-2?wait_ms=10000" \
-    -H "X-Consistency-Token: $(position <<<"$receipt")") || fail "a read with shard 1 emptied"
-grep -q '"on_hand":2' <<<"$stock" || fail "the receipt with shard 1 emptied not visible: $stock"
+# received <key> <shard> <on hand> <when>: a receipt of 2 for sku-2 lands on <shard>, and the
+# read with its token shows <on hand>.
+received() {
+    local receipt stock
+    receipt=$(post /v1/inventory/sku-2/receipts '{"quantity": 2}' "$1") || fail "a receipt $4"
+    [[ $(position <<<"$receipt") == "$2":* ]] || fail "a token $4 names no shard $2: $receipt"
+    stock=$(curl -sf --max-time 15 "$query_api/v1/inventory/sku-2?wait_ms=10000" \
+        -H "X-Consistency-Token: $(position <<<"$receipt")") || fail "a read $4"
+    grep -q "\"on_hand\":$3" <<<"$stock" || fail "the receipt $4 not visible: $stock"
+}
+received after-emptied 0 2 "with shard 1 emptied"
 
 # A third shard added (a database of its own on the second cluster) and given sku-2's
 # partition while the stack runs: `ordo dev` starts its relay once the map names it, the
@@ -169,12 +174,7 @@ assert shards[2]["relay_leader"] and shards[2]["relay_seen_seconds_ago"] < 30
 until_true 30 "a relay leader for the added shard" relayed
 grep -q '"message":"the map names a new shard: its relay starts"' "$log" ||
     fail "ordo dev started no relay for the added shard"
-receipt=$(post /v1/inventory/sku-2/receipts '{"quantity": 2}' on-added) ||
-    fail "a receipt on the added shard"
-[[ $(position <<<"$receipt") == 2:* ]] || fail "a token on the added shard names no shard 2: $receipt"
-stock=$(curl -sf --max-time 15 "$query_api/v1/inventory/sku-2?wait_ms=10000" \
-    -H "X-Consistency-Token: $(position <<<"$receipt")") || fail "a read on the added shard"
-grep -q '"on_hand":4' <<<"$stock" || fail "the receipt on the added shard not visible: $stock"
+received on-added 2 4 "on the added shard"
 
 kill -TERM "$dev"
 wait "$dev" || fail "ordo dev --shards exited with $?"
