@@ -19,6 +19,9 @@ using SlotKey = std::pair<std::string, int>;
 
 constexpr std::size_t kPage = 1000;
 
+// A wait after a probe that found hidden events: HorizonWait's first.
+constexpr std::chrono::milliseconds kHiddenWait{5};
+
 bool is_open(DeadLetterStatus status) {
     return status == DeadLetterStatus::parked || status == DeadLetterStatus::retry_requested ||
            status == DeadLetterStatus::skip_requested;
@@ -329,8 +332,11 @@ void MemoryLeaseTable::notify() {
 }
 
 MemoryLeases::MemoryLeases(MemoryLeaseTable& table, std::string instance,
-                           std::chrono::milliseconds poll_interval)
-    : table_{table}, instance_{std::move(instance)}, poll_interval_{poll_interval} {}
+                           std::chrono::milliseconds poll_interval, std::function<bool()> hidden)
+    : table_{table},
+      instance_{std::move(instance)},
+      poll_interval_{poll_interval},
+      hidden_{std::move(hidden)} {}
 
 MemoryLeases::~MemoryLeases() {
     disconnect();
@@ -400,8 +406,8 @@ std::size_t MemoryLeases::owned() const {
 bool MemoryLeases::wait_for_events(const std::atomic<bool>& stop,
                                    std::chrono::steady_clock::time_point until) {
     std::unique_lock lock{table_.mutex_};
-    const auto deadline =
-        std::min(poll_.at_most(std::chrono::steady_clock::now() + poll_interval_), until);
+    const auto wait = hiding_ ? std::min(poll_interval_, kHiddenWait) : poll_interval_;
+    const auto deadline = std::min(poll_.at_most(std::chrono::steady_clock::now() + wait), until);
     auto now = std::chrono::steady_clock::now();
     // In slices, so that a stop (set without a word to the table) is noticed.
     for (; !stop && !woken && !appended && now < deadline; now = std::chrono::steady_clock::now()) {
@@ -414,6 +420,10 @@ bool MemoryLeases::wait_for_events(const std::atomic<bool>& stop,
                                            std::chrono::milliseconds(10), deadline - now));
     }
     return poll_.passed(now);
+}
+
+void MemoryLeases::probe_horizon() {
+    hiding_ = hidden_ && hidden_();
 }
 
 void MemoryLeases::ring() {

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -88,9 +89,11 @@ class MemoryLeaseTable {
 
 class MemoryLeases final : public SlotLeasing {
    public:
-    // `poll_interval` bounds each wait_for_events.
+    // `poll_interval` bounds each wait_for_events. `hidden`, when given, is the store's
+    // horizon as probe_horizon asks it: true while committed events are hidden from reads;
+    // the waits after such a probe last a few milliseconds, as over PostgreSQL.
     MemoryLeases(MemoryLeaseTable& table, std::string instance,
-                 std::chrono::milliseconds poll_interval);
+                 std::chrono::milliseconds poll_interval, std::function<bool()> hidden = {});
     ~MemoryLeases() override;
 
     bool connected() const override;
@@ -100,6 +103,7 @@ class MemoryLeases final : public SlotLeasing {
     std::size_t owned() const override;
     bool wait_for_events(const std::atomic<bool>& stop,
                          std::chrono::steady_clock::time_point until) override;
+    void probe_horizon() override;
 
     // The session dies for good: its slots are free for the others, the runtime finds out at
     // its next step (connected() is false) and cannot connect again. Any thread.
@@ -112,6 +116,8 @@ class MemoryLeases final : public SlotLeasing {
     MemoryLeaseTable& table_;
     std::string instance_;
     std::chrono::milliseconds poll_interval_;
+    std::function<bool()> hidden_;
+    bool hiding_ = false;  // at the last probe_horizon
     std::atomic<bool> connected_{false};
     std::atomic<bool> ended_{false};
     std::atomic<std::size_t> owned_{0};

@@ -208,6 +208,7 @@ struct Runtime::Impl {
             retries.inc();
             s.failures = std::min(s.failures + 1, 8);
             s.retry_at = now + std::chrono::milliseconds(100 << s.failures);
+            s.idle = false;  // stepped again once its retry time comes (run() wakes for it)
             log.warn("projection batch failed; the partition waits at its checkpoint",
                      {{"projection", s.projection->name()},
                       {"partition", s.partition},
@@ -401,7 +402,10 @@ struct Runtime::Impl {
             if (!stop && visit(*s, now)) busy = busy || !s->idle;
         }
         if (!sweep.pending || now < sweep.not_before || stop) return busy;
-        if (!sweep.visits) sweep.visits = survey_or_all(now);
+        if (!sweep.visits) {
+            leases.probe_horizon();  // before the look, never after (SlotLeasing::probe_horizon)
+            sweep.visits = survey_or_all(now);
+        }
         // At least one slot per pass, so that a steady flow of live events slows the sweep
         // down but cannot stop it.
         const auto& visits = *sweep.visits;
@@ -446,8 +450,12 @@ struct Runtime::Impl {
                 live.trim(slots);
                 status.write_if_due(projection_list, slots, breakers);
                 if (!busy && !leases.woken) {
-                    const auto until = sweep.pending ? sweep.not_before
-                                                     : std::chrono::steady_clock::time_point::max();
+                    auto until = sweep.pending ? sweep.not_before
+                                               : std::chrono::steady_clock::time_point::max();
+                    // A slot that failed is stepped again at its retry time, whatever the poll.
+                    for (const auto& s : slots) {
+                        if (s.owned && s.failures > 0) until = std::min(until, s.retry_at);
+                    }
                     if (leases.wait_for_events(stop, until)) sweep.pending = true;
                 }
             } catch (const std::exception& e) {

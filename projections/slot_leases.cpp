@@ -70,6 +70,7 @@ struct SlotLeases::Impl {
     std::unique_ptr<eventstore::AppendSubscription> appends;
     std::atomic<std::size_t> owned{0};  // read by other threads (owned_slots)
     eventstore::HorizonWait horizon_wait{options.poll_interval};
+    bool hidden = false;  // at the last probe_horizon
 
     void drain_bell() const {
         std::uint64_t rung = 0;
@@ -180,17 +181,8 @@ bool SlotLeases::wait_for_events(const std::atomic<bool>& stop,
     // A ring that came before `woken` was last cleared is stale: left in the eventfd, it
     // would make every poll below return at once.
     d.drain_bell();
-    // Where the events are: the shards over a sharded store (this database holds none of
-    // them), else this database.
-    bool hidden = false;
-    if (d.options.hidden_elsewhere) {
-        hidden = d.options.hidden_elsewhere();
-    } else {
-        pqxx::nontransaction tx{*d.session};
-        hidden = eventstore::EventStore::hidden_for(tx).has_value();
-    }
     const auto now = std::chrono::steady_clock::now();
-    const auto deadline = std::min(d.poll.at_most(now + d.horizon_wait.next(hidden)), until);
+    const auto deadline = std::min(d.poll.at_most(now + d.horizon_wait.next(d.hidden)), until);
     for (auto at = now; !stop && !woken && !appended && at < deadline;
          at = std::chrono::steady_clock::now()) {
         d.appends->await(std::min<std::chrono::microseconds>(
@@ -200,6 +192,18 @@ bool SlotLeases::wait_for_events(const std::atomic<bool>& stop,
     }
     d.drain_bell();
     return d.poll.passed(std::chrono::steady_clock::now());
+}
+
+void SlotLeases::probe_horizon() {
+    auto& d = *impl_;
+    // Where the events are: the shards over a sharded store (this database holds none of
+    // them), else this database.
+    if (d.options.hidden_elsewhere) {
+        d.hidden = d.options.hidden_elsewhere();
+    } else {
+        pqxx::nontransaction tx{*d.session};
+        d.hidden = eventstore::EventStore::hidden_for(tx).has_value();
+    }
 }
 
 void SlotLeases::ring() {

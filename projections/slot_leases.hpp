@@ -76,9 +76,10 @@ class SlotLeases final : public SlotLeasing {
     std::size_t owned() const override;
     // Listens on the session and on an eventfd that live_event() writes to, in slices of
     // 10 ms (to notice a stop); the poll interval is shorter while committed events are
-    // hidden by the horizon.
+    // hidden by the horizon (as the last probe_horizon found).
     bool wait_for_events(const std::atomic<bool>& stop,
                          std::chrono::steady_clock::time_point until) override;
+    void probe_horizon() override;
 
    protected:
     void ring() override;

@@ -185,8 +185,16 @@ class SlotLeasing {
     // notification (`appended`) — or a stop, or `until`, or the poll interval. Clears
     // neither flag: the runtime does, when it looks. True when the poll interval passed:
     // time for the look at the store that catches whatever no notification announced.
+    // Shorter while the last probe_horizon found events the horizon hid.
     virtual bool wait_for_events(const std::atomic<bool>& stop,
                                  std::chrono::steady_clock::time_point until) = 0;
+    // Asks the store whether its horizon hides committed events, for the waits that follow.
+    // Asked before each look at the store (the sweep's survey), never after: an event hidden
+    // from the look either was hidden at the probe, and the wait is short, or committed after
+    // it, and its notification wakes the wait. A probe after the look could find the horizon
+    // passed in between, the event visible but unseen, and nothing would wake the runtime for
+    // it until the poll. A store without a horizon has nothing to ask.
+    virtual void probe_horizon() {}
 
     // A live event arrived (any thread): sets `woken` and wakes wait_for_events at once.
     void live_event() {

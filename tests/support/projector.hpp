@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,8 +25,7 @@ class Projector {
    public:
     Projector(projections::RuntimeOptions options,
               std::vector<std::unique_ptr<projections::Projection>> models)
-        : runtime_{std::move(options), std::move(models), platform::Logger::null_logger(),
-                   metrics_},
+        : runtime_{std::move(options), std::move(models), logger(), metrics_},
           thread_{[this] { runtime_.run(stop_); }} {}
 
     // The read models on `db`, with test timings: small batches, quick polls, short TTL.
@@ -54,6 +54,14 @@ class Projector {
     }
 
    private:
+    // Silent, unless ORDO_TEST_PROJECTOR_LOG names a level (debug, info...): then to stderr,
+    // for a test that fails only under load.
+    static platform::Logger logger() {
+        const char* level = std::getenv("ORDO_TEST_PROJECTOR_LOG");
+        if (level == nullptr || *level == '\0') return platform::Logger::null_logger();
+        return platform::Logger::stderr_logger("test-projector", platform::parse_log_level(level));
+    }
+
     platform::metrics::Registry metrics_;
     std::atomic<bool> stop_{false};
     projections::Runtime runtime_;

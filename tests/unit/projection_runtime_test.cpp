@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -124,14 +125,18 @@ class ProjectionRuntime : public ::testing::Test {
         }
     };
 
-    Running& start(std::unique_ptr<Projection> projection, RuntimeOptions o) {
+    // On `store` (the fixture's slots unless given), with leases whose horizon probe asks
+    // `hidden`.
+    Running& start(std::unique_ptr<Projection> projection, RuntimeOptions o,
+                   SlotStore* store = nullptr, std::function<bool()> hidden = {}) {
         auto& r = *running.emplace_back(std::make_unique<Running>());
-        r.leases = std::make_unique<MemoryLeases>(leases, o.instance, o.poll_interval);
+        r.leases =
+            std::make_unique<MemoryLeases>(leases, o.instance, o.poll_interval, std::move(hidden));
         std::vector<std::unique_ptr<Projection>> projections;
         projections.push_back(std::move(projection));
-        r.runtime =
-            std::make_unique<Runtime>(std::move(o), std::move(projections),
-                                      platform::Logger::null_logger(), metrics, slots, *r.leases);
+        r.runtime = std::make_unique<Runtime>(std::move(o), std::move(projections),
+                                              platform::Logger::null_logger(), metrics,
+                                              store ? *store : slots, *r.leases);
         if (on_committed) r.runtime->on_batch_committed(on_committed);
         r.thread = std::thread{[&r] { r.runtime->run(r.stop); }};
         return r;
@@ -417,6 +422,73 @@ TEST_F(ProjectionRuntime, TransientFailuresAreRetriedWithNothingLostRepeatedOrPa
     EXPECT_EQ(ledger.order_of("inventory-sku-1"), written);
     EXPECT_TRUE(slots.dead_letters().empty());
     EXPECT_EQ(ledger.transient.load(), 0);
+}
+
+// A slot whose step failed is stepped again at its retry time, not at the next poll or
+// notification: here the poll is ten minutes and nothing is appended after the start.
+TEST_F(ProjectionRuntime, AFailedSlotIsSteppedAgainAtItsRetryTimeWhateverThePoll) {
+    auto written = receive("sku-1", {1, 2});
+    auto ledger_ptr = std::make_unique<Ledger>();
+    ledger_ptr->transient = 1;
+    auto& ledger = *ledger_ptr;
+    auto o = options("p-1");
+    o.poll_interval = 10min;
+    start(std::move(ledger_ptr), std::move(o));
+
+    ASSERT_TRUE(eventually([&] { return ledger.distinct() == 2; }, 30s));
+    EXPECT_EQ(ledger.transient.load(), 0);  // it did fail once
+    EXPECT_EQ(ledger.order_of("inventory-sku-1"), written);
+}
+
+// The store's reads behind a horizon that hides the events until the first look after the
+// runtime asked it, and passes right after that look, as when an older transaction ends on
+// the server: no notification comes for that. The runtime asks before it looks, finds
+// events hidden, and looks again soon. Had it asked after its look (or not at all), it would
+// have found nothing hidden and waited for the ten-minute poll.
+class HorizonReader final : public eventstore::EventReader {
+   public:
+    explicit HorizonReader(eventstore::EventReader& events) : events_{events} {}
+    std::vector<eventstore::RecordedEvent> read_stream(const std::string& stream,
+                                                       std::int64_t from_version,
+                                                       std::size_t max_count) override {
+        return events_.read_stream(stream, from_version, max_count);
+    }
+    std::vector<eventstore::RecordedEvent> read_all(eventstore::Checkpoint after,
+                                                    std::size_t max_count) override {
+        if (!hiding) return events_.read_all(after, max_count);
+        if (asked) hiding = false;  // once this look is over
+        return {};
+    }
+    // The runtime's probe.
+    bool hidden() {
+        asked = true;
+        return hiding;
+    }
+    std::atomic<bool> hiding{true};
+
+   private:
+    eventstore::EventReader& events_;
+    std::atomic<bool> asked{false};
+};
+
+TEST_F(ProjectionRuntime, EventsAHorizonHidFromALookAreAppliedThoughItPassedUnannounced) {
+    // Appended without a notification: it came, in the story, while they were hidden.
+    std::vector<eventstore::NewEvent> batch;
+    for (int q : {1, 2}) {
+        batch.push_back({ids.uuid_v4(), "StockReceived", {{"sku", "sku-1"}, {"quantity", q}}, {}});
+    }
+    store.append("inventory-sku-1", eventstore::ExpectedVersion::any(), batch);
+    HorizonReader reader{store};
+    MemorySlotStore behind{reader, kPartitions};
+    auto ledger_ptr = std::make_unique<Ledger>();
+    auto& ledger = *ledger_ptr;
+    auto o = options("p-1");
+    o.poll_interval = 10min;
+    start(std::move(ledger_ptr), std::move(o), &behind, [&] { return reader.hidden(); });
+
+    ASSERT_TRUE(eventually([&] { return ledger.distinct() == 2; }, 30s));
+    EXPECT_FALSE(reader.hiding.load());
+    EXPECT_TRUE(ledger.each_once());
 }
 
 TEST_F(ProjectionRuntime, ASinkThatRefusesEveryEventIsNotTakenForPoison) {
