@@ -529,6 +529,20 @@ std::optional<double> EventStore::hidden_for(pqxx::transaction_base& txn) {
     return rows[0][0].as<double>();
 }
 
+EventStore::Unread EventStore::unread_after(pqxx::transaction_base& txn, Checkpoint after) {
+    // One probe of the commit-order index. Events at or above the horizon sort after every
+    // event below it: when the first event after `after` is hidden, so are all the others.
+    auto rows = txn.exec_params(
+        "SELECT transaction_id < pg_snapshot_xmin(pg_current_snapshot()), "
+        "extract(epoch FROM clock_timestamp() - recorded_at)::float8 FROM ordo.events "
+        "WHERE (transaction_id, global_position) > ($1::text::xid8, $2::bigint) "
+        "ORDER BY transaction_id, global_position LIMIT 1",
+        std::to_string(after.transaction_id), after.position);
+    if (rows.empty()) return {};
+    if (rows[0][0].as<bool>()) return {.readable = true};
+    return {.hidden_for = rows[0][1].as<double>()};
+}
+
 std::int64_t EventStore::stream_version(const std::string& stream) {
     return pool_.transact<pqxx::nontransaction>(
         [&](auto& txn) { return stream_version_in(txn, stream); });

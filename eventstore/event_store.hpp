@@ -191,6 +191,18 @@ class EventStore final : public Store {
     // what such a transaction adds to every reader's latency (the relay exports it).
     static std::optional<double> hidden_for(pqxx::transaction_base& txn);
 
+    // What a reader at `after` has left to read, asked after a read that found nothing:
+    // events it can read now (they committed, or the horizon passed them, since it read), or
+    // only events the horizon hides (the first one's age, as hidden_for), or nothing. Asked
+    // after the read, hidden_for alone leaves a gap: a horizon that passed between the two
+    // (an older transaction ended, which notifies no one) shows nothing hidden, and the
+    // events the read missed would wait for the poll.
+    struct Unread {
+        bool readable = false;
+        std::optional<double> hidden_for;
+    };
+    static Unread unread_after(pqxx::transaction_base& txn, Checkpoint after);
+
     // 0 when the stream does not exist.
     std::int64_t stream_version(const std::string& stream) override;
 

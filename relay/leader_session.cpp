@@ -128,6 +128,12 @@ class LeaderSession::Connection {
         return EventStore::hidden_for(tx);
     }
 
+    EventStore::Unread unread_after(eventstore::Checkpoint after) {
+        check();
+        pqxx::nontransaction tx{conn_};
+        return EventStore::unread_after(tx, after);
+    }
+
     std::int64_t max_position() {
         check();
         pqxx::nontransaction tx{conn_};
@@ -186,6 +192,10 @@ std::optional<std::string> LeaderSession::report(const std::string& leader, doub
 
 std::optional<double> LeaderSession::hidden_for() {
     return connection_->hidden_for();
+}
+
+eventstore::EventStore::Unread LeaderSession::unread_after(eventstore::Checkpoint after) {
+    return connection_->unread_after(after);
 }
 
 std::int64_t LeaderSession::max_position() {

@@ -63,6 +63,8 @@ class LeaderSession {
 
     // EventStore::hidden_for on the session.
     std::optional<double> hidden_for();
+    // EventStore::unread_after on the session.
+    eventstore::EventStore::Unread unread_after(eventstore::Checkpoint after);
     std::int64_t max_position();
     // Returns when an append was announced or after `timeout`.
     void wait_for_appends(std::chrono::milliseconds timeout);

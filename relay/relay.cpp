@@ -6,6 +6,7 @@
 #include <optional>
 #include <thread>
 #include <tuple>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -170,8 +171,9 @@ struct Relay::Impl {
     bool publish_stream_config();
     // Exports how long events have been hidden by the horizon; true when some are.
     // Every few seconds it also reports the leader and that age in the checkpoint row.
-    bool observe_horizon(LeaderSession& session) {
-        const auto hidden = session.hidden_for();
+    bool observe_horizon(LeaderSession& session) { return observed(session, session.hidden_for()); }
+    // As observe_horizon, with the age asked already.
+    bool observed(LeaderSession& session, std::optional<double> hidden) {
         horizon_hidden.set(hidden.value_or(0));
         horizon_observed = std::chrono::steady_clock::now();
         if (!reported || horizon_observed >= *reported + kReportInterval) {
@@ -329,6 +331,9 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
     // where it counts: by each save, which checks the lock, and, idle, by the horizon's probe.
     std::int64_t head = 0;
     std::optional<std::chrono::steady_clock::time_point> head_asked;
+    // This round's read follows a probe that found events to read: if it finds none again,
+    // the relay waits all the same rather than spin.
+    bool rereading = false;
     while (!stop) {
         if (const auto now = std::chrono::steady_clock::now();
             !head_asked || now >= *head_asked + 1s) {
@@ -383,9 +388,16 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
         }
         if (events.empty()) {
             lag_seconds.set(0);
-            session.wait_for_appends(horizon_wait.next(observe_horizon(session)));
+            // Asked after the read, of what comes after it: events that committed, or that
+            // the horizon passed, since the read are read again at once. Their notification
+            // may have come before the read, or never (a horizon passing notifies no one).
+            const auto unread = session.unread_after(state.checkpoint);
+            if (unread.readable && !std::exchange(rereading, true)) continue;
+            rereading = false;
+            session.wait_for_appends(horizon_wait.next(observed(session, unread.hidden_for)));
             continue;
         }
+        rereading = false;
         // While busy, the horizon's age is looked at about once a second.
         if (std::chrono::steady_clock::now() >= horizon_observed + std::chrono::seconds(1)) {
             observe_horizon(session);

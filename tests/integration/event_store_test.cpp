@@ -102,13 +102,39 @@ TEST_F(EventStoreTest, ReadAllWaitsForAnOpenTransactionAndNeverSkipsIt) {
         }));
     }
 
+    {
+        // Asked after a read that found nothing: only hidden events are left to read.
+        pqxx::connection c{db_.command_url()};
+        pqxx::nontransaction tx{c};
+        const auto unread = EventStore::unread_after(tx, first.back().checkpoint());
+        EXPECT_FALSE(unread.readable);
+        EXPECT_GE(unread.hidden_for.value_or(-1), 0.3);
+    }
+
     slow.commit();
+    {
+        // The horizon passed, which notified no one: the reader at the same place learns
+        // that it has events to read now. (Other tests' transactions may hold the horizon
+        // for a moment.)
+        pqxx::connection c{db_.command_url()};
+        EXPECT_TRUE(testing::eventually([&] {
+            pqxx::nontransaction tx{c};
+            return EventStore::unread_after(tx, first.back().checkpoint()).readable;
+        }));
+    }
     auto rest = read_all_until(store_, first.back().checkpoint(), 3);
     ASSERT_EQ(rest.size(), 3u);
     EXPECT_EQ(rest[0].stream_id, "order-slow");
     EXPECT_EQ(rest[1].stream_id, "order-after-1");
     EXPECT_EQ(rest[2].stream_id, "order-after-2");
     EXPECT_TRUE(store_.read_all(rest.back().checkpoint(), 100).empty());
+    {
+        pqxx::connection c{db_.command_url()};
+        pqxx::nontransaction tx{c};
+        const auto unread = EventStore::unread_after(tx, rest.back().checkpoint());
+        EXPECT_FALSE(unread.readable);
+        EXPECT_FALSE(unread.hidden_for);
+    }
     // And nothing is hidden once the horizon has passed (other tests' transactions hold it
     // too, for a moment).
     EXPECT_TRUE(testing::eventually([&] {
