@@ -360,21 +360,27 @@ void remove_partition(pqxx::connection_base& conn, int partitions, int partition
     // The events in batches, each a short transaction: a long one would hold the shard's
     // horizon, and with it every reader of every partition there, until it ended. The last
     // first: a rollback's removal of copies killed halfway leaves a prefix of the partition,
-    // from whose end a move run again goes on copying (copied_up_to).
+    // from whose end a move run again goes on copying (copied_up_to). Each batch walks the
+    // commit order down from where the one before stopped, not from the newest event again:
+    // the other partitions' events above it would be read anew by every batch.
+    std::optional<std::pair<std::string, std::int64_t>> below;
     for (;;) {
         pqxx::work batch{conn};
-        const auto deleted = batch
-                                 .exec_params(std::string{"DELETE FROM ordo.events WHERE "
-                                                          "global_position IN (SELECT "
-                                                          "global_position FROM ordo.events "
-                                                          "WHERE "} +
-                                                  kOfPartition +
-                                                  " ORDER BY transaction_id DESC, "
-                                                  "global_position DESC LIMIT 5000)",
-                                              partitions, partition)
-                                 .affected_rows();
+        const auto deleted = batch.exec_params(
+            std::string{"WITH gone AS (DELETE FROM ordo.events WHERE global_position IN "
+                        "(SELECT global_position FROM ordo.events WHERE "} +
+                kOfPartition +
+                " AND ($3::text IS NULL OR (transaction_id, global_position) < "
+                "($3::text::xid8, $4::bigint)) ORDER BY transaction_id DESC, "
+                "global_position DESC LIMIT 5000) RETURNING transaction_id, global_position) "
+                "SELECT transaction_id::text, global_position FROM gone "
+                "ORDER BY transaction_id, global_position LIMIT 1",
+            partitions, partition,
+            below ? std::optional<std::string>{below->first} : std::nullopt,
+            below ? below->second : 0);
         batch.commit();
-        if (deleted == 0) break;
+        if (deleted.empty()) break;
+        below = {deleted[0][0].as<std::string>(), deleted[0][1].as<std::int64_t>()};
     }
     pqxx::work done{conn};
     done.exec_params("UPDATE ordo.partition_fences SET removable = false WHERE partition = $1",

@@ -400,6 +400,49 @@ TEST(SagaIntake, APartlyStartedChoreographyIsFinishedWhenTheIntakeComesBackInOrc
     EXPECT_EQ(version("orders.fulfillment-o-partly"), 1);
 }
 
+// Unsharded, an OrderPlaced's starts commit with the intake's checkpoint: a reactor's
+// stream alone cannot be a crash's leftover, so the intake placing in orchestration does not
+// ask for one, and the order is placed in the mode in force.
+TEST(SagaIntake, UnshardedAReactorsStreamAloneDoesNotTurnAnOrderToChoreography) {
+    TestDatabase db;
+    pqxx::connection conn{db.sagas_url()};
+    eventstore::EventStore::prepare(conn);
+    nlohmann::json placed = {{"order_id", "o-stray"},
+                             {"customer_id", "c"},
+                             {"account_id", "a"},
+                             {"lines", {{{"sku", "s"}, {"quantity", 1}, {"unit_price", 5}}}},
+                             {"total", 5}};
+    {
+        pqxx::work txn{conn};
+        eventstore::EventStore::append(txn, "order-o-stray", eventstore::ExpectedVersion::any(),
+                                       {{platform::new_uuid(), "OrderPlaced", placed, {}}});
+        eventstore::EventStore::append(txn, "inventory.fulfillment-o-stray",
+                                       eventstore::ExpectedVersion::no_stream(),
+                                       {{platform::new_uuid(), "Stray", {}, {}}});
+        txn.commit();
+    }
+    const auto event = [&] {
+        pqxx::read_transaction txn{conn};
+        return upcasters().upcast(
+            eventstore::EventStore::read_stream(txn, "order-o-stray", 1, 1).at(0));
+    }();
+    {
+        pqxx::work txn{conn};
+        projections::SqlReadModelTxn target{txn};
+        sagas::intake(sagas::Mode::kOrchestration)->apply(target, event);
+        txn.commit();
+    }
+    auto version = [&](const std::string& stream) {
+        return scalar(db.admin_url(),
+                      "SELECT coalesce((SELECT version FROM ordo.streams WHERE stream_id = '" +
+                          stream + "'), 0)");
+    };
+    EXPECT_EQ(version("saga.fulfillment-o-stray"), 1);
+    EXPECT_EQ(version("inventory.fulfillment-o-stray"), 1);
+    EXPECT_EQ(version("payments.fulfillment-o-stray"), 0);
+    EXPECT_EQ(version("orders.fulfillment-o-stray"), 0);
+}
+
 // A process history written as the runner would, without commands: an order placed, the
 // intake's start in `mode`, then every due step of each process succeeding, round by round,
 // each round its own transaction (and so its own recorded_at).
