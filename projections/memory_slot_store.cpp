@@ -219,8 +219,10 @@ class MemorySlotTxn final : public SlotTxn {
         return out;
     }
 
-    void record_status(const SlotStatus& status) override {
-        state_.statuses[{status.projection, status.partition}] = status;
+    void record_statuses(const std::vector<SlotStatus>& statuses) override {
+        for (const auto& status : statuses) {
+            state_.statuses[{status.projection, status.partition}] = status;
+        }
     }
 
    private:

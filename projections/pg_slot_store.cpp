@@ -2,6 +2,7 @@
 
 #include "projections/pg_slot_store.hpp"
 
+#include <cmath>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -281,17 +282,32 @@ class PgSlotTxn final : public SlotTxn {
         return shards_->lag(categories, from, max_count, on_shard);
     }
 
-    void record_status(const SlotStatus& s) override {
+    void record_statuses(const std::vector<SlotStatus>& statuses) override {
+        if (statuses.empty()) return;
+        auto rows = nlohmann::json::array();
+        for (const auto& s : statuses) {
+            rows.push_back({{"projection", s.projection},
+                            {"partition", s.partition},
+                            {"instance", s.instance},
+                            {"breaker", s.breaker},
+                            {"lag_events", s.lag.events},
+                            {"lag_seconds", std::isfinite(s.lag.oldest_seconds) ? s.lag.oldest_seconds : 0.0},
+                            {"halted_on", s.halted_on ? nlohmann::json(*s.halted_on) : nullptr},
+                            {"breaker_transitions", s.breaker_transitions}});
+        }
         txn_.exec_params(
             "INSERT INTO ordo.projection_status (projection, partition, instance, breaker, "
-            "lag_events, lag_seconds, halted_on, breaker_transitions, updated_at) VALUES ($1, "
-            "$2, $3, $4, $5, $6, $7, $8::jsonb, now()) ON CONFLICT (projection, partition) DO "
+            "lag_events, lag_seconds, halted_on, breaker_transitions, updated_at) "
+            "SELECT projection, partition, instance, breaker, lag_events, lag_seconds, "
+            "halted_on, breaker_transitions::jsonb, now() FROM jsonb_to_recordset($1::jsonb) AS "
+            "s(projection text, partition integer, instance text, breaker text, lag_events "
+            "bigint, lag_seconds float8, halted_on bigint, breaker_transitions text) "
+            "ON CONFLICT (projection, partition) DO "
             "UPDATE SET instance = EXCLUDED.instance, breaker = EXCLUDED.breaker, lag_events = "
             "EXCLUDED.lag_events, lag_seconds = EXCLUDED.lag_seconds, halted_on = "
             "EXCLUDED.halted_on, breaker_transitions = EXCLUDED.breaker_transitions, "
             "updated_at = now()",
-            s.projection, s.partition, s.instance, s.breaker, s.lag.events, s.lag.oldest_seconds,
-            s.halted_on, s.breaker_transitions);
+            rows.dump());
     }
 
    private:

@@ -29,6 +29,7 @@ struct ProjectionStatus::Impl {
     void write(const std::vector<Projection*>& projections, const std::vector<Slot>& slots,
                SinkBreakers& breakers) {
         store.transact([&](SlotTxn& txn) {
+            std::vector<SlotStatus> statuses;
             for (const auto* projection : projections) {
                 const auto name = projection->name();
                 std::vector<int> owned_partitions;
@@ -55,15 +56,16 @@ struct ProjectionStatus::Impl {
                         .gauge("ordo_projection_lag_seconds",
                                "How long the oldest event not yet applied has waited", labels)
                         .set(lag.oldest_seconds);
-                    txn.record_status({.projection = name,
-                                       .partition = lag.partition,
-                                       .instance = instance,
-                                       .breaker = breaker,
-                                       .lag = lag,
-                                       .halted_on = owned_slots.at(lag.partition)->halted_on,
-                                       .breaker_transitions = transitions});
+                    statuses.push_back({.projection = name,
+                                        .partition = lag.partition,
+                                        .instance = instance,
+                                        .breaker = breaker,
+                                        .lag = lag,
+                                        .halted_on = owned_slots.at(lag.partition)->halted_on,
+                                        .breaker_transitions = transitions});
                 }
             }
+            txn.record_statuses(statuses);
         });
     }
 };
