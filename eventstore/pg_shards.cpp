@@ -289,16 +289,21 @@ ChangedPartitions PgShardReaders::changes_after(int shard, Checkpoint after, std
 std::optional<double> PgShardReaders::hidden() {
     auto& d = *impl_;
     std::optional<double> longest;
+    bool unknown = false;  // some shard could not be asked
     for (const int shard : d.known()) {
         const auto now = std::chrono::steady_clock::now();
         {
             std::lock_guard lock{d.probe_mutex};
-            if (auto it = d.probe_after.find(shard); it != d.probe_after.end() && now < it->second)
+            if (auto it = d.probe_after.find(shard);
+                it != d.probe_after.end() && now < it->second) {
+                unknown = true;
                 continue;
+            }
         }
         auto unreachable = [&] {
             std::lock_guard lock{d.probe_mutex};
             d.probe_after[shard] = now + Impl::kProbeBackoff;
+            unknown = true;
         };
         try {
             const auto age = d.of_shard(shard).transact<pqxx::nontransaction>(
@@ -311,6 +316,7 @@ std::optional<double> PgShardReaders::hidden() {
             unreachable();
         }
     }
+    if (unknown && !longest) longest = 0.0;
     return longest;
 }
 

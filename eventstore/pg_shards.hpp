@@ -91,9 +91,10 @@ class PgShardReaders {
     // As EventStore::changes_after, on `shard`.
     ChangedPartitions changes_after(int shard, Checkpoint after, std::size_t limit);
     // As EventStore::hidden_for, over every shard read from (the map's, and any a checkpoint
-    // named since): the longest any shard's horizon
-    // hides a committed event (nullopt: none hidden). A shard that cannot be reached hides
-    // nothing it could tell, and is not asked again for five seconds.
+    // named since): the longest any shard's horizon hides a committed event (nullopt: none
+    // hidden). A shard that cannot be reached is not asked again for five seconds, and
+    // meanwhile counts as hiding events (age 0): it may be back before it is asked again, and
+    // a reader told "nothing hidden" would not look again soon at what the horizon hid there.
     std::optional<double> hidden();
     // As partition_lag_after, each partition counted on its own shard (`on_shard`'s, for the
     // partitions it names); the partitions of a shard that cannot be reached (no connection,

@@ -407,6 +407,7 @@ std::size_t MemoryLeases::owned() const {
 
 bool MemoryLeases::wait_for_events(const std::atomic<bool>& stop,
                                    std::chrono::steady_clock::time_point until) {
+    ++waits_;
     std::unique_lock lock{table_.mutex_};
     const auto wait = hiding_ ? std::min(poll_interval_, kHiddenWait) : poll_interval_;
     const auto deadline = std::min(poll_.at_most(std::chrono::steady_clock::now() + wait), until);

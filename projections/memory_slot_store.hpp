@@ -5,6 +5,7 @@
 // contract as PostgreSQL's (slot_store.hpp), no database needed; not for production (every
 // transaction copies the store's state to roll back to).
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -91,7 +92,7 @@ class MemoryLeases final : public SlotLeasing {
    public:
     // `poll_interval` bounds each wait_for_events. `hidden`, when given, is the store's
     // horizon as probe_horizon asks it: true while committed events are hidden from reads;
-    // the waits after such a probe last a few milliseconds, as over PostgreSQL.
+    // the waits after such a probe last 5 ms (HorizonWait's first wait over PostgreSQL).
     MemoryLeases(MemoryLeaseTable& table, std::string instance,
                  std::chrono::milliseconds poll_interval, std::function<bool()> hidden = {});
     ~MemoryLeases() override;
@@ -104,6 +105,8 @@ class MemoryLeases final : public SlotLeasing {
     bool wait_for_events(const std::atomic<bool>& stop,
                          std::chrono::steady_clock::time_point until) override;
     void probe_horizon() override;
+    // How many waits began: a runtime that spins instead of waiting shows here.
+    std::size_t waits() const { return waits_; }
 
     // The session dies for good: its slots are free for the others, the runtime finds out at
     // its next step (connected() is false) and cannot connect again. Any thread.
@@ -118,6 +121,7 @@ class MemoryLeases final : public SlotLeasing {
     std::chrono::milliseconds poll_interval_;
     std::function<bool()> hidden_;
     bool hiding_ = false;  // at the last probe_horizon
+    std::atomic<std::size_t> waits_{0};
     std::atomic<bool> connected_{false};
     std::atomic<bool> ended_{false};
     std::atomic<std::size_t> owned_{0};

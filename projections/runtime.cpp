@@ -208,7 +208,7 @@ struct Runtime::Impl {
             retries.inc();
             s.failures = std::min(s.failures + 1, 8);
             s.retry_at = now + std::chrono::milliseconds(100 << s.failures);
-            s.idle = false;  // stepped again once its retry time comes (run() wakes for it)
+            s.idle = false;  // stepped again from its retry time on (run() wakes for it)
             log.warn("projection batch failed; the partition waits at its checkpoint",
                      {{"projection", s.projection->name()},
                       {"partition", s.partition},
@@ -453,8 +453,12 @@ struct Runtime::Impl {
                     auto until = sweep.pending ? sweep.not_before
                                                : std::chrono::steady_clock::time_point::max();
                     // A slot that failed is stepped again at its retry time, whatever the poll.
+                    // Only a time still to come: a slot whose breaker refuses it stays failed
+                    // with its retry time past, and must not turn this wait into a spin.
+                    const auto now = std::chrono::steady_clock::now();
                     for (const auto& s : slots) {
-                        if (s.owned && s.failures > 0) until = std::min(until, s.retry_at);
+                        if (s.owned && s.failures > 0 && s.retry_at > now)
+                            until = std::min(until, s.retry_at);
                     }
                     if (leases.wait_for_events(stop, until)) sweep.pending = true;
                 }

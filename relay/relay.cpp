@@ -381,6 +381,7 @@ void Relay::Impl::lead(LeaderSession& session, const std::atomic<bool>& stop) {
             }
         }
         if (events.empty() && !round.copies.empty()) {
+            rereading = false;
             auto next = round.after(0);
             session.save(next);
             state = std::move(next);

@@ -440,6 +440,30 @@ TEST_F(ProjectionRuntime, AFailedSlotIsSteppedAgainAtItsRetryTimeWhateverThePoll
     EXPECT_EQ(ledger.order_of("inventory-sku-1"), written);
 }
 
+// A slot whose projection's breaker is open stays failed, its retry time past, and is
+// refused at each look: the runtime waits for the poll all the same, not in a loop that
+// looks again at once. (A spin shows as hundreds of thousands of waits in the second given;
+// the runtime's waits here are a handful.)
+TEST_F(ProjectionRuntime, AnOpenBreakerDoesNotTurnTheWaitIntoASpin) {
+    receive("sku-1", {1});
+    constexpr int kAlways = 1'000'000;
+    auto ledger_ptr = std::make_unique<Ledger>();
+    ledger_ptr->transient = kAlways;
+    auto& ledger = *ledger_ptr;
+    auto o = options("p-1");
+    o.poll_interval = 10min;
+    o.breaker.consecutive_failures = 1;  // open at the first failure...
+    o.breaker.cool_down = 10min;         // ...for the whole test
+    o.breaker.jitter = 0;
+    auto& running_one = start(std::move(ledger_ptr), std::move(o));
+
+    ASSERT_TRUE(eventually([&] { return ledger.transient.load() < kAlways; }));
+    const auto waits = running_one.leases->waits();
+    std::this_thread::sleep_for(1s);  // past the slot's retry time (200 ms)
+    EXPECT_LT(running_one.leases->waits() - waits, 20u);
+    EXPECT_EQ(ledger.transient.load(), kAlways - 1);  // refused by the breaker since
+}
+
 // The store's reads behind a horizon that hides the events until the first look after the
 // runtime asked it, and passes right after that look, as when an older transaction ends on
 // the server: no notification comes for that. The runtime asks before it looks, finds
