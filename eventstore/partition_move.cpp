@@ -375,8 +375,7 @@ void remove_partition(pqxx::connection_base& conn, int partitions, int partition
                 "global_position DESC LIMIT 5000) RETURNING transaction_id, global_position) "
                 "SELECT transaction_id::text, global_position FROM gone "
                 "ORDER BY transaction_id, global_position LIMIT 1",
-            partitions, partition,
-            below ? std::optional<std::string>{below->first} : std::nullopt,
+            partitions, partition, below ? std::optional<std::string>{below->first} : std::nullopt,
             below ? below->second : 0);
         batch.commit();
         if (deleted.empty()) break;

@@ -286,14 +286,15 @@ class PgSlotTxn final : public SlotTxn {
         if (statuses.empty()) return;
         auto rows = nlohmann::json::array();
         for (const auto& s : statuses) {
-            rows.push_back({{"projection", s.projection},
-                            {"partition", s.partition},
-                            {"instance", s.instance},
-                            {"breaker", s.breaker},
-                            {"lag_events", s.lag.events},
-                            {"lag_seconds", std::isfinite(s.lag.oldest_seconds) ? s.lag.oldest_seconds : 0.0},
-                            {"halted_on", s.halted_on ? nlohmann::json(*s.halted_on) : nullptr},
-                            {"breaker_transitions", s.breaker_transitions}});
+            rows.push_back(
+                {{"projection", s.projection},
+                 {"partition", s.partition},
+                 {"instance", s.instance},
+                 {"breaker", s.breaker},
+                 {"lag_events", s.lag.events},
+                 {"lag_seconds", std::isfinite(s.lag.oldest_seconds) ? s.lag.oldest_seconds : 0.0},
+                 {"halted_on", s.halted_on ? nlohmann::json(*s.halted_on) : nullptr},
+                 {"breaker_transitions", s.breaker_transitions}});
         }
         txn_.exec_params(
             "INSERT INTO ordo.projection_status (projection, partition, instance, breaker, "

@@ -287,29 +287,31 @@ TEST(SagaInvariants, OverTwoShardsReadEveryShardAndFindAStreamOnTheWrongShard) {
     EXPECT_EQ(invariant_violations(control), std::vector<std::string>{});
 }
 
-// The intake may see an event again (a rewound checkpoint, a retried dead letter): it then
-// appends nothing, because the events it derives are the same, ids and all.
-TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
-    TestDatabase db;
-    pqxx::connection conn{db.sagas_url()};
-    eventstore::EventStore::prepare(conn);
-    nlohmann::json placed = {{"order_id", "o-again"},
+// An order `order` placed on `conn`'s store (one line, total 5), read back as the intake
+// sees it: upcast as the runtime does (it is stored at version 1).
+eventstore::RecordedEvent place_order(pqxx::connection& conn, const std::string& order) {
+    nlohmann::json placed = {{"order_id", order},
                              {"customer_id", "c"},
                              {"account_id", "a"},
                              {"lines", {{{"sku", "s"}, {"quantity", 1}, {"unit_price", 5}}}},
                              {"total", 5}};
     {
         pqxx::work txn{conn};
-        eventstore::EventStore::append(txn, "order-o-again", eventstore::ExpectedVersion::any(),
+        eventstore::EventStore::append(txn, "order-" + order, eventstore::ExpectedVersion::any(),
                                        {{platform::new_uuid(), "OrderPlaced", placed, {}}});
         txn.commit();
     }
-    eventstore::RecordedEvent event = [&] {
-        pqxx::read_transaction txn{conn};
-        // Stored at version 1: upcast as the runtime does before the intake sees it.
-        return upcasters().upcast(
-            eventstore::EventStore::read_stream(txn, "order-o-again", 1, 1).at(0));
-    }();
+    pqxx::read_transaction txn{conn};
+    return upcasters().upcast(eventstore::EventStore::read_stream(txn, "order-" + order, 1, 1).at(0));
+}
+
+// The intake may see an event again (a rewound checkpoint, a retried dead letter): it then
+// appends nothing, because the events it derives are the same, ids and all.
+TEST(SagaIntake, ApplyingTheSameEventAgainAppendsNothing) {
+    TestDatabase db;
+    pqxx::connection conn{db.sagas_url()};
+    eventstore::EventStore::prepare(conn);
+    const auto event = place_order(conn, "o-again");
     auto feed = sagas::intake(sagas::Mode::kChoreography);
     for (int i = 0; i < 2; ++i) {
         pqxx::work txn{conn};
@@ -336,22 +338,7 @@ TEST(SagaIntake, APartlyStartedChoreographyIsFinishedWhenTheIntakeComesBackInOrc
     TestDatabase db;
     pqxx::connection conn{db.sagas_url()};
     eventstore::EventStore::prepare(conn);
-    nlohmann::json placed = {{"order_id", "o-partly"},
-                             {"customer_id", "c"},
-                             {"account_id", "a"},
-                             {"lines", {{{"sku", "s"}, {"quantity", 1}, {"unit_price", 5}}}},
-                             {"total", 5}};
-    {
-        pqxx::work txn{conn};
-        eventstore::EventStore::append(txn, "order-o-partly", eventstore::ExpectedVersion::any(),
-                                       {{platform::new_uuid(), "OrderPlaced", placed, {}}});
-        txn.commit();
-    }
-    eventstore::RecordedEvent event = [&] {
-        pqxx::read_transaction txn{conn};
-        return upcasters().upcast(
-            eventstore::EventStore::read_stream(txn, "order-o-partly", 1, 1).at(0));
-    }();
+    const auto event = place_order(conn, "o-partly");
     // What the choreography intake appended to the inventory reactor's shard before the crash:
     // its start, exactly as that intake writes it (here taken from a scratch database the
     // intake fed in full).
@@ -407,25 +394,14 @@ TEST(SagaIntake, UnshardedAReactorsStreamAloneDoesNotTurnAnOrderToChoreography) 
     TestDatabase db;
     pqxx::connection conn{db.sagas_url()};
     eventstore::EventStore::prepare(conn);
-    nlohmann::json placed = {{"order_id", "o-stray"},
-                             {"customer_id", "c"},
-                             {"account_id", "a"},
-                             {"lines", {{{"sku", "s"}, {"quantity", 1}, {"unit_price", 5}}}},
-                             {"total", 5}};
+    const auto event = place_order(conn, "o-stray");
     {
         pqxx::work txn{conn};
-        eventstore::EventStore::append(txn, "order-o-stray", eventstore::ExpectedVersion::any(),
-                                       {{platform::new_uuid(), "OrderPlaced", placed, {}}});
         eventstore::EventStore::append(txn, "inventory.fulfillment-o-stray",
                                        eventstore::ExpectedVersion::no_stream(),
                                        {{platform::new_uuid(), "Stray", {}, {}}});
         txn.commit();
     }
-    const auto event = [&] {
-        pqxx::read_transaction txn{conn};
-        return upcasters().upcast(
-            eventstore::EventStore::read_stream(txn, "order-o-stray", 1, 1).at(0));
-    }();
     {
         pqxx::work txn{conn};
         projections::SqlReadModelTxn target{txn};
