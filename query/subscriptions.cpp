@@ -115,6 +115,8 @@ struct Subscriptions::Impl {
 
     void run();
     void round(bool& more, bool& advanced, bool& waiting_for_room);
+    // Once a round is over, what is left after each source's head (EventStore::unread_after).
+    eventstore::EventStore::Unread unread();
     // The live share of source `i`: what committed after its head, read once for all.
     void read_live(std::size_t i, bool& more, bool& advanced);
     // Source `i`'s next page of subscriber `s`'s selection; false when it has too much unsent.
@@ -248,13 +250,14 @@ void Subscriptions::stop() {
 
 void Subscriptions::Impl::run() {
     eventstore::HorizonWait horizon{options_.poll};
-    bool expecting = false;  // a notification came and the head did not move: look again soon
+    // This round followed a look that found events to read: if it reads none again, the
+    // thread waits all the same rather than spin.
+    bool rereading = false;
     while (true) {
-        bool notified = false;
         {
             std::lock_guard lock{mutex_};
             if (stopping_) break;
-            notified = std::exchange(woken_, false);
+            woken_ = false;
             for (auto& s : incoming_) {
                 s->stream->send(sse_retry(options_.client_retry_ms));
                 subscribers_.push_back(std::move(s));
@@ -269,9 +272,15 @@ void Subscriptions::Impl::run() {
         count_ = subscribers_.size();
         if (subscribers_gauge_) subscribers_gauge_->set(static_cast<double>(subscribers_.size()));
         if (more) continue;
-        if (notified && !advanced) expecting = true;
-        if (advanced) expecting = false;
-        auto wait = horizon.next(expecting);
+        if (advanced) rereading = false;
+        // Asked after the round, of what comes after it: events that committed, or that the
+        // horizon passed, since the round read its heads are read at once; hidden ones are
+        // looked for again soon. A notification's events may have been hidden from the round,
+        // and a horizon that passes notifies no one (docs/architecture.md, "When to ask").
+        const auto left = subscribers_.empty() ? eventstore::EventStore::Unread{} : unread();
+        if (left.readable && !std::exchange(rereading, true)) continue;
+        rereading = false;
+        auto wait = horizon.next(left.hidden_for.has_value());
         // Nothing says when a client has read its backlog: look again soon.
         if (waiting_for_room) wait = std::min(wait, kRoomCheck);
         std::unique_lock lock{mutex_};
@@ -312,6 +321,26 @@ void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_ro
             }
         }
     }
+}
+
+eventstore::EventStore::Unread Subscriptions::Impl::unread() {
+    eventstore::EventStore::Unread left;
+    for (std::size_t i = 0; i < sources_.size(); ++i) {
+        auto& source = sources_[i];
+        if (!source.head || source.resting(Clock::now())) continue;
+        try {
+            const auto unread = source.pool->transact<pqxx::nontransaction>([&](auto& tx) {
+                return EventStore::unread_after(tx, *source.head);
+            });
+            left.readable = left.readable || unread.readable;
+            if (unread.hidden_for) {
+                left.hidden_for = std::max(left.hidden_for.value_or(0), *unread.hidden_for);
+            }
+        } catch (const std::exception& e) {
+            source_failed(i, "asking a shard what is left to read failed", e);
+        }
+    }
+    return left;
 }
 
 void Subscriptions::Impl::read_live(std::size_t i, bool& more, bool& advanced) {

@@ -43,8 +43,10 @@ namespace ordo::query {
 // after H, each taking its selection of it and skipping what it has (a subscriber may resume
 // ahead of H, from a page's next_after). Each catch-up read runs on its own, so one that fails
 // holds up no other. Rounds start on an append notification (LISTEN on a connection of the
-// thread's own), when a subscriber comes, and every `poll` otherwise; appends hidden by the
-// horizon are looked for again soon (as HorizonWait does).
+// thread's own), when a subscriber comes, and every `poll` otherwise. After a round it asks
+// each source what is left after its head (EventStore::unread_after): events readable now
+// start another round at once, and appends hidden by the horizon are looked for again soon
+// (as HorizonWait does).
 //
 // Limits: at most `capacity` subscribers (reserve() refuses beyond). A live subscriber with
 // more than `max_buffered` bytes unsent, or any with bytes unsent and none written for

@@ -12,6 +12,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 
 #include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
@@ -356,6 +357,40 @@ TEST_F(EventsApiQuickHeartbeat, AFilteredStreamGetsOnlyItsEventsAndHeartbeatsMov
     }
     ASSERT_TRUE(next);
     EXPECT_EQ(json::parse(next->data).at("stream"), "inventory-2");
+}
+
+class EventsApiLongPoll : public EventsApiTest {
+   protected:
+    EventsApiLongPoll() : EventsApiTest(Subscriptions::Options{.poll = 10min}) {}
+};
+
+// A round that read the store's newest visible event while a later one was hidden by a
+// transaction open elsewhere, which appends nothing: when that transaction ends, which
+// notifies no one, the hidden event is sent soon, not at the next poll (ten minutes here).
+TEST_F(EventsApiLongPoll, AnEventHiddenFromARoundIsSentWhenTheHorizonPassesUnannounced) {
+    store_.append("order-seen", ExpectedVersion::any(), {event("OrderPlaced")});
+    ASSERT_EQ(history(1).size(), 1U);
+    pqxx::connection holder{stack_.database().admin_url()};
+    pqxx::work hold{holder};
+    hold.exec("SELECT pg_current_xact_id()");
+    // Its notification comes while it is hidden, before the subscriber does.
+    store_.append("order-hidden", ExpectedVersion::any(), {event("OrderPlaced")});
+
+    SseClient consumer{stack_.port(), "/v1/events/stream"};
+    ASSERT_EQ(consumer.status(), 200);
+    auto next_data = [&] {
+        std::optional<testing::SseMessage> message;
+        while ((message = consumer.next(30s)) && !message->has_data) {
+        }
+        return message;
+    };
+    const auto seen = next_data();
+    ASSERT_TRUE(seen);
+    EXPECT_EQ(json::parse(seen->data).at("stream"), "order-seen");
+    hold.commit();
+    const auto hidden = next_data();
+    ASSERT_TRUE(hidden) << "the hidden event waited for the poll";
+    EXPECT_EQ(json::parse(hidden->data).at("stream"), "order-hidden");
 }
 
 class EventsApiSmallBuffers : public EventsApiTest {
