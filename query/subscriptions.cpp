@@ -50,6 +50,9 @@ struct SourceState {
     platform::pg::Pool* pool;
     std::string listen_url;
     std::optional<Checkpoint> head;  // the newest event read below its horizon
+    // What the last live read found after `head`, asked right after it in the same
+    // connection (EventStore::unread_after).
+    eventstore::EventStore::Unread left;
     // After a failed read: not read again before `retry_at`, the wait doubling each time.
     Clock::time_point retry_at{};
     std::chrono::milliseconds backoff{0};
@@ -63,7 +66,7 @@ std::vector<SourceState> sorted(std::vector<Subscriptions::Source> sources) {
     std::vector<SourceState> out;
     for (auto& source : sources) {
         if (source.pool == nullptr) throw std::invalid_argument("a source without a pool");
-        out.push_back({source.shard, source.pool, std::move(source.listen_url), {}, {}, {}});
+        out.push_back({source.shard, source.pool, std::move(source.listen_url), {}, {}, {}, {}});
     }
     return out;
 }
@@ -115,8 +118,8 @@ struct Subscriptions::Impl {
 
     void run();
     void round(bool& more, bool& advanced, bool& waiting_for_room);
-    // Once a round is over, what is left after each source's head (EventStore::unread_after).
-    eventstore::EventStore::Unread unread();
+    // Once a round is over, what is left after the heads of the sources it read.
+    eventstore::EventStore::Unread unread() const;
     // The live share of source `i`: what committed after its head, read once for all.
     void read_live(std::size_t i, bool& more, bool& advanced);
     // Source `i`'s next page of subscriber `s`'s selection; false when it has too much unsent.
@@ -283,6 +286,14 @@ void Subscriptions::Impl::run() {
         auto wait = horizon.next(left.hidden_for.has_value());
         // Nothing says when a client has read its backlog: look again soon.
         if (waiting_for_room) wait = std::min(wait, kRoomCheck);
+        // A resting source is read again once its rest is over, whatever the poll.
+        const auto now = Clock::now();
+        for (const auto& source : sources_) {
+            if (!subscribers_.empty() && source.resting(now)) {
+                wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(
+                                          source.retry_at - now));
+            }
+        }
         std::unique_lock lock{mutex_};
         cv_.wait_for(lock, wait, [this] { return woken_ || stopping_; });
     }
@@ -323,21 +334,13 @@ void Subscriptions::Impl::round(bool& more, bool& advanced, bool& waiting_for_ro
     }
 }
 
-eventstore::EventStore::Unread Subscriptions::Impl::unread() {
+eventstore::EventStore::Unread Subscriptions::Impl::unread() const {
     eventstore::EventStore::Unread left;
-    for (std::size_t i = 0; i < sources_.size(); ++i) {
-        auto& source = sources_[i];
-        if (!source.head || source.resting(Clock::now())) continue;
-        try {
-            const auto unread = source.pool->transact<pqxx::nontransaction>([&](auto& tx) {
-                return EventStore::unread_after(tx, *source.head);
-            });
-            left.readable = left.readable || unread.readable;
-            if (unread.hidden_for) {
-                left.hidden_for = std::max(left.hidden_for.value_or(0), *unread.hidden_for);
-            }
-        } catch (const std::exception& e) {
-            source_failed(i, "asking a shard what is left to read failed", e);
+    for (const auto& source : sources_) {
+        if (source.resting(Clock::now())) continue;
+        left.readable = left.readable || source.left.readable;
+        if (source.left.hidden_for) {
+            left.hidden_for = std::max(left.hidden_for.value_or(0), *source.left.hidden_for);
         }
     }
     return left;
@@ -345,6 +348,7 @@ eventstore::EventStore::Unread Subscriptions::Impl::unread() {
 
 void Subscriptions::Impl::read_live(std::size_t i, bool& more, bool& advanced) {
     auto& source = sources_[i];
+    source.left = {};
     try {
         source.pool->transact<pqxx::nontransaction>([&](auto& tx) {
             const bool any_live = std::any_of(subscribers_.begin(), subscribers_.end(),
@@ -363,7 +367,10 @@ void Subscriptions::Impl::read_live(std::size_t i, bool& more, bool& advanced) {
                 source.head = up_to;
                 advanced = true;
                 more = more || full;
+                if (full) return;  // the next round reads on at once
             }
+            // Asked after the read, of what comes after it (the caller's wait, run()).
+            source.left = EventStore::unread_after(tx, *source.head);
         });
         source_read(i);
     } catch (const std::exception& e) {
