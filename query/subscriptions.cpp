@@ -290,8 +290,8 @@ void Subscriptions::Impl::run() {
         const auto now = Clock::now();
         for (const auto& source : sources_) {
             if (!subscribers_.empty() && source.resting(now)) {
-                wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(
-                                          source.retry_at - now));
+                wait = std::min(
+                    wait, std::chrono::ceil<std::chrono::milliseconds>(source.retry_at - now));
             }
         }
         std::unique_lock lock{mutex_};

@@ -302,7 +302,8 @@ eventstore::RecordedEvent place_order(pqxx::connection& conn, const std::string&
         txn.commit();
     }
     pqxx::read_transaction txn{conn};
-    return upcasters().upcast(eventstore::EventStore::read_stream(txn, "order-" + order, 1, 1).at(0));
+    return upcasters().upcast(
+        eventstore::EventStore::read_stream(txn, "order-" + order, 1, 1).at(0));
 }
 
 // The intake may see an event again (a rewound checkpoint, a retried dead letter): it then

@@ -25,8 +25,9 @@ class Projector {
    public:
     Projector(projections::RuntimeOptions options,
               std::vector<std::unique_ptr<projections::Projection>> models)
-        : runtime_{std::move(options), std::move(models), logger(), metrics_},
-          thread_{[this] { runtime_.run(stop_); }} {}
+        : runtime_{std::move(options), std::move(models), logger(), metrics_}, thread_{[this] {
+              runtime_.run(stop_);
+          }} {}
 
     // The read models on `db`, with test timings: small batches, quick polls, short TTL.
     Projector(const TestDatabase& db, std::string instance, int partitions = 4)
