@@ -63,6 +63,33 @@ PartitionFenced fenced(const std::string& stream) {
     return PartitionFenced("the partition of " + stream + " is fenced on this shard");
 }
 
+// The outcome of one append from its rows of ordo.append_events, [begin, end), whose
+// columns start at `column` (ordo.append_batch puts the item's place first): what the append
+// returns, or what a refused one throws.
+AppendResult append_outcome(const std::string& stream, ExpectedVersion expected,
+                            const pqxx::result& rows, pqxx::result::size_type begin,
+                            pqxx::result::size_type end, pqxx::row::size_type column = 0) {
+    const auto first = rows.at(begin);
+    const auto outcome = first[column].as<std::string>();
+    if (outcome == "conflict") {
+        throw ConcurrencyConflict(stream, expected, first[column + 1].as<std::int64_t>());
+    }
+    if (outcome == "reused") throw EventIdReused(first[column + 5].as<std::string>());
+    if (outcome == "fenced") throw fenced(stream);
+
+    AppendResult result{};
+    result.replayed = outcome == "replayed";
+    for (auto i = begin; i < end; ++i) {
+        const auto row = rows[i];
+        result.positions.push_back(row[column + 3].as<std::int64_t>());
+        result.checkpoint = {transaction_id_from_xid8(row[column + 4].as<std::string>()),
+                             row[column + 3].as<std::int64_t>()};
+    }
+    result.first_version = first[column + 2].as<std::int64_t>();
+    result.last_version = rows[end - 1][column + 2].as<std::int64_t>();
+    return result;
+}
+
 // The statement of ordo.append_events and its outcome; the caller validated the batch.
 AppendResult append_in(pqxx::transaction_base& txn, const std::string& stream,
                        ExpectedVersion expected, const std::vector<NewEvent>& events) {
@@ -80,22 +107,7 @@ AppendResult append_in(pqxx::transaction_base& txn, const std::string& stream,
         if (e.sqlstate() == kPartitionFenced) throw PartitionFenced(e.what());
         throw;
     }
-    const auto outcome = rows.at(0)[0].as<std::string>();
-    if (outcome == "conflict") {
-        throw ConcurrencyConflict(stream, expected, rows[0][1].as<std::int64_t>());
-    }
-    if (outcome == "reused") throw EventIdReused(rows[0][5].as<std::string>());
-
-    AppendResult result{};
-    result.replayed = outcome == "replayed";
-    for (const auto& row : rows) {
-        result.positions.push_back(row[3].as<std::int64_t>());
-        result.checkpoint = {transaction_id_from_xid8(row[4].as<std::string>()),
-                             row[3].as<std::int64_t>()};
-    }
-    result.first_version = rows.front()[2].as<std::int64_t>();
-    result.last_version = rows.back()[2].as<std::int64_t>();
-    return result;
+    return append_outcome(stream, expected, rows, 0, rows.size());
 }
 
 // A stream this shard has no row of reads as new (0), unless its partition is fenced here:
@@ -160,6 +172,7 @@ void EventStore::prepare_reader(pqxx::connection& conn) {
 
 void EventStore::prepare(pqxx::connection& conn) {
     conn.prepare("ordo_append", "SELECT * FROM ordo.append_events($1, $2, $3::jsonb)");
+    conn.prepare("ordo_append_batch", "SELECT * FROM ordo.append_batch($1::jsonb)");
     conn.prepare("ordo_read_stream",
                  "SELECT " + event_columns() +
                      " FROM ordo.events WHERE stream_id = $1 AND stream_version >= $2"
@@ -393,15 +406,24 @@ AppendResult EventStore::append(pqxx::transaction_base& txn, const std::string& 
     return PgSession{txn}.append(stream, expected, events);
 }
 
+// One append on the store itself, as its batch sees it: run alone, the unit's work appends;
+// in a batch of several, the batch's one statement sets `result`, or the unit's error.
+struct AppendRequest {
+    const std::string& stream;
+    ExpectedVersion expected;
+    const std::vector<NewEvent>& events;
+    std::optional<AppendResult> result;
+};
+
 AppendResult EventStore::append(const std::string& stream, ExpectedVersion expected,
                                 const std::vector<NewEvent>& events) {
     check_append(stream, events);  // bad input fails here, before it waits for a batch
-    std::optional<AppendResult> result;
-    group_.run(
+    AppendRequest request{stream, expected, events, std::nullopt};
+    appends_.run(
         std::chrono::steady_clock::now() + pool_.options().acquire_timeout,
-        [&](Session& session) { result = session.append(stream, expected, events); },
-        /*one_statement=*/true);
-    return *result;
+        [&](Session& session) { request.result = session.append(stream, expected, events); },
+        &request);
+    return *request.result;
 }
 
 std::vector<RecordedEvent> EventStore::read_stream(pqxx::transaction_base& txn,
@@ -580,7 +602,12 @@ EventStore::EventStore(platform::pg::Pool& pool, AppendNotifier* notifier,
       notifier_{notifier},
       upcasters_{upcasters},
       group_{grouping.value_or(GroupCommit::Options{.max_in_flight = pool.size()}),
-             [this](auto& batch, auto by) { run_batch(batch, by); }} {}
+             [this](auto& batch, auto by) { run_batch(batch, by); }},
+      appends_{GroupCommit::Options{
+                   .max_batch = group_.options().max_batch,
+                   .max_in_flight = std::min(kAppendBatchesInFlight, group_.options().max_in_flight),
+                   .max_queued = group_.options().max_queued},
+               [this](auto& batch, auto by) { run_appends(batch, by); }} {}
 
 namespace {
 // How long a unit of a shared batch waits for a lock before it is run again alone.
@@ -610,19 +637,14 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
     if (auto* units = batch_units_.load()) units->observe(static_cast<double>(batch.size()));
     bool appended = false;
     if (batch.size() == 1) {
-        // Alone: no savepoint, exactly one transaction's round trips, and a single statement
-        // in autocommit, which is atomic, saves the BEGIN and COMMIT ones. Its failure is the
+        // Alone: no savepoint, exactly one transaction's round trips. Its failure is the
         // batch's, which is the same thing here.
         auto alone = [&](pqxx::transaction_base& txn) {
             PgSession session{txn, upcasters_};
             (*batch.front()->work)(session);
             appended = session.appended();
         };
-        if (batch.front()->one_statement) {
-            pool_.transact<pqxx::nontransaction>(by, alone);
-        } else {
-            pool_.transact(by, [&](pqxx::work& txn) { alone(txn); });
-        }
+        pool_.transact(by, [&](pqxx::work& txn) { alone(txn); });
     } else {
         pool_.transact(by, [&](pqxx::work& txn) {
             // A unit that waits for a lock (a stream another process is writing) would hold up
@@ -657,6 +679,70 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
         });
     }
     // Only after the commit: a listener woken earlier could read before the events exist.
+    if (appended && notifier_) notifier_->signal();
+}
+
+void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by) {
+    if (auto* units = batch_units_.load()) units->observe(static_cast<double>(batch.size()));
+    bool appended = false;
+    if (batch.size() == 1) {
+        // A single statement in autocommit, which is atomic: no BEGIN and COMMIT round trips.
+        pool_.transact<pqxx::nontransaction>(by, [&](pqxx::nontransaction& txn) {
+            PgSession session{txn, upcasters_};
+            (*batch.front()->work)(session);
+            appended = session.appended();
+        });
+    } else {
+        std::string items = "[";
+        for (auto* unit : batch) {
+            const auto& request = *unit->append;
+            items += (items.size() > 1 ? "," : "");
+            items += "{\"stream\":" + nlohmann::json(request.stream).dump() +
+                     ",\"expected\":" + std::to_string(request.expected.encoded()) +
+                     ",\"events\":" + encode_batch(request.events) + "}";
+        }
+        items += "]";
+        pqxx::result rows;
+        try {
+            rows = pool_.transact<pqxx::nontransaction>(by, [&](pqxx::nontransaction& txn) {
+                return txn.exec_prepared("ordo_append_batch", items);
+            });
+        } catch (const pqxx::sql_error&) {
+            if (platform::pg::Pool::is_connection_failure(std::current_exception())) throw;
+            // The statement failed as a whole and did nothing (say it waited too long for a
+            // stream another transaction was creating): each append runs again alone, where it
+            // fails or succeeds by itself.
+            for (auto* unit : batch) unit->retry = true;
+            return;
+        }
+        std::vector<bool> answered(batch.size(), false);
+        for (pqxx::result::size_type i = 0; i < rows.size();) {
+            const auto item = rows[i][0].as<std::size_t>();
+            auto end = i + 1;
+            while (end < rows.size() && rows[end][0].as<std::size_t>() == item) ++end;
+            auto* unit = batch.at(item - 1);
+            auto& request = *unit->append;
+            answered[item - 1] = true;
+            if (rows[i][1].as<std::string>() == "busy") {
+                unit->retry = true;  // alone, it waits for the stream's lock
+            } else {
+                try {
+                    request.result = append_outcome(request.stream, request.expected, rows, i,
+                                                    end, /*column=*/1);
+                    appended = appended || !request.result->replayed;
+                } catch (...) {
+                    unit->error = std::current_exception();
+                }
+            }
+            i = end;
+        }
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (!answered[i]) {
+                batch[i]->error = std::make_exception_ptr(
+                    std::logic_error("ordo.append_batch gave no outcome for an append"));
+            }
+        }
+    }
     if (appended && notifier_) notifier_->signal();
 }
 

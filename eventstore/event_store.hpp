@@ -93,6 +93,13 @@ class EventStore final : public Store {
     // may use every connection of the pool, as single sessions could: grouping starts where
     // they would have queued for one.
     //
+    // Appends made on the store itself (append(), not a session's) are group-committed apart
+    // from the sessions, with at most kAppendBatchesInFlight batches at a time (or fewer, as
+    // `grouping` says): a batch of them is one statement (ordo.append_batch) in autocommit,
+    // so concurrent writers share a commit and a round trip. An append whose stream another
+    // transaction holds, or whose batch failed as a whole, runs again alone. A lone append
+    // is one statement, as before.
+    //
     // Reads through the Store seam (read_stream, read_all, and those of its sessions) return
     // events upcast by `upcasters` to their current shape; null reads the stored shape. The
     // static reads below (read_partition, read_range, event_from_row) always return the
@@ -217,8 +224,15 @@ class EventStore final : public Store {
     KeyCutoff key_cutoff(std::chrono::hours age) override;
     std::int64_t expire_keys(KeyCutoff cutoff, std::int64_t batch) override;
 
-    // The queue of group commit: its batches so far and what waits now.
+    // At most this many batches of appends run at once: few, so that concurrent appends
+    // coalesce (sixteen writers make batches of about eight), and more than one, so that a
+    // batch is sent while another commits.
+    static constexpr std::size_t kAppendBatchesInFlight = 2;
+
+    // The queues of group commit, of sessions and of appends: their batches so far and what
+    // waits now.
     const GroupCommit& grouping() const { return group_; }
+    const GroupCommit& append_grouping() const { return appends_; }
     // Exports the batch sizes (ordo_store_batch_units) and the queue (ordo_store_queued),
     // with `labels` (a sharded store's shard="<id>").
     void register_metrics(platform::metrics::Registry& registry,
@@ -230,12 +244,14 @@ class EventStore final : public Store {
 
    private:
     void run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by);
+    void run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by);
 
     platform::pg::Pool& pool_;
     AppendNotifier* notifier_;
     const Upcasters* upcasters_;
     std::atomic<platform::metrics::Histogram*> batch_units_{nullptr};
     GroupCommit group_;
+    GroupCommit appends_;
 };
 
 // How long a reader that found nothing new waits for appends: its poll interval, or, while

@@ -14,11 +14,11 @@ GroupCommit::GroupCommit(Options options, Runner runner)
     options_.max_in_flight = std::max<std::size_t>(1, options_.max_in_flight);
 }
 
-void GroupCommit::run(Deadline deadline, const Work& work, bool one_statement) {
+void GroupCommit::run(Deadline deadline, const Work& work, AppendRequest* append) {
     Unit unit;
     unit.work = &work;
     unit.deadline = deadline;
-    unit.one_statement = one_statement;
+    unit.append = append;
     std::unique_lock lock{mutex_};
     if (queue_.size() >= options_.max_queued) {
         throw platform::Overloaded("too many units of work wait for a transaction");

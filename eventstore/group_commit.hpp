@@ -17,6 +17,7 @@
 namespace ordo::eventstore {
 
 class Session;
+struct AppendRequest;
 
 // Leader and followers, with no timer: a unit that arrives while fewer than
 // `max_in_flight` batches run becomes the leader of a batch at once (a lone unit waits for
@@ -52,8 +53,9 @@ class GroupCommit {
     struct Unit {
         const Work* work = nullptr;
         Deadline deadline;
-        // The unit is one statement (a single append): alone, it needs no transaction.
-        bool one_statement = false;
+        // Set when the unit is this one append, a single statement: alone it needs no
+        // transaction, and a batch of such units may run as one statement.
+        AppendRequest* append = nullptr;
         std::exception_ptr error;
         bool retry = false;
 
@@ -73,7 +75,7 @@ class GroupCommit {
 
     // Runs `work` in some batch; returns when that batch committed, or throws the unit's own
     // error, the batch's error, or platform::Overloaded.
-    void run(Deadline deadline, const Work& work, bool one_statement = false);
+    void run(Deadline deadline, const Work& work, AppendRequest* append = nullptr);
 
     struct Stats {
         std::uint64_t batches = 0;
@@ -82,6 +84,7 @@ class GroupCommit {
     };
     Stats stats() const;
     std::size_t queued() const;
+    const Options& options() const { return options_; }
 
    private:
     void lead(std::unique_lock<std::mutex>& lock);

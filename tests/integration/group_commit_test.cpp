@@ -8,7 +8,10 @@
 #include <stdexcept>
 #include <thread>
 
+#include <pqxx/pqxx>
+
 #include "eventstore/event_store.hpp"
+#include "platform/core/partition.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/pg/pg.hpp"
 #include "tests/support/test_database.hpp"
@@ -111,44 +114,162 @@ TEST(GroupCommitOnPostgres, QueuedUnitsShareATransactionAndEachFailureIsItsOwn) 
     EXPECT_EQ(stats.largest, 5u);
 }
 
-TEST(GroupCommitOnPostgres, DirectAppendsJoinTheBatchesAndAloneRunInAutocommit) {
+// Holds the row lock of each of `streams` (which exist) in a transaction of its own on
+// `store` until `release` is set; returns once they are held.
+std::future<void> hold_streams(EventStore& store, std::vector<std::string> streams,
+                               std::promise<void>& release) {
+    auto held = std::make_shared<std::promise<void>>();
+    auto holding = held->get_future();
+    auto running = std::async(std::launch::async, [&store, &release, held, streams] {
+        store.transact([&](Session& s) {
+            for (const auto& stream : streams) s.lock_stream(stream, 2);
+            held->set_value();
+            release.get_future().wait();
+        });
+    });
+    holding.wait();
+    return running;
+}
+
+TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsOwnOutcome) {
     testing::TestDatabase db;
     Pool pool{PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
     EventStore store{pool, nullptr, GroupCommit::Options{.max_batch = 16, .max_in_flight = 1}};
+    Pool other_pool{
+        PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
+    EventStore other{other_pool};
 
-    // Alone: one batch of one unit each, no transaction of its own needed.
+    // Alone: one batch of one append, a single statement.
     const auto replayed = one_event();
     store.append("alone-1", ExpectedVersion::no_stream(), replayed);
-    EXPECT_EQ(store.grouping().stats().batches, 1u);
+    EXPECT_EQ(store.append_grouping().stats().batches, 1u);
+    EXPECT_EQ(store.grouping().stats().batches, 0u);  // appends are not sessions' batches
 
-    // Queued behind a running batch: appends share the next transaction, each with its own
-    // outcome (a conflict fails alone, a re-append of stored events replays).
-    std::promise<void> go;
-    auto first = hold_a_batch(store, go);
+    other.append("held-1", ExpectedVersion::no_stream(), one_event());
+    other.append("busy-1", ExpectedVersion::no_stream(), one_event());
+    // This shard fences fenced-1's partition (of 64), which holds none of the other streams.
+    const int fenced_partition = platform::partition_of("fenced-1", 64);
+    for (const auto* stream : {"held-1", "busy-1", "alone-1", "d-1", "d-2", "d-3"}) {
+        ASSERT_NE(platform::partition_of(stream, 64), fenced_partition) << stream;
+    }
+    {
+        pqxx::connection admin{db.admin_url()};
+        pqxx::work tx{admin};
+        tx.exec_params("INSERT INTO ordo.partition_fences (partition, partitions) VALUES ($1, 64)",
+                       fenced_partition);
+        tx.commit();
+    }
+    std::promise<void> release_held, release_busy;
+    auto holding = hold_streams(other, {"held-1"}, release_held);
+    auto busy_holding = hold_streams(other, {"busy-1"}, release_busy);
+
+    // An append that waits for held-1's lock holds the store's only batch slot; the appends
+    // queued behind it run in the next batch, one statement, each with its own outcome: a
+    // conflict fails alone, a re-append of stored events replays, and one whose stream
+    // another transaction holds runs again alone once the others have committed.
+    auto first = std::async(std::launch::async, [&] {
+        return store.append("held-1", ExpectedVersion::exact(1), one_event());
+    });
+    while (store.append_grouping().stats().batches < 2) std::this_thread::yield();
     std::vector<std::future<AppendResult>> appends;
     auto queue = [&](std::string stream, ExpectedVersion expected, std::vector<NewEvent> events) {
-        const auto before = store.grouping().queued();
+        const auto before = store.append_grouping().queued();
         appends.push_back(std::async(std::launch::async, [&store, stream, expected, events] {
             return store.append(stream, expected, events);
         }));
-        while (store.grouping().queued() < before + 1) std::this_thread::yield();
+        while (store.append_grouping().queued() < before + 1) std::this_thread::yield();
     };
     queue("d-1", ExpectedVersion::no_stream(), one_event());
     queue("d-2", ExpectedVersion::exact(3), one_event());
     queue("alone-1", ExpectedVersion::no_stream(), replayed);
-    queue("d-3", ExpectedVersion::any(), one_event());
-    go.set_value();
-    first.get();
+    queue("busy-1", ExpectedVersion::exact(1), one_event());
+    queue("d-3", ExpectedVersion::any(), {one_event()[0], one_event()[0]});
+    queue("d-1", ExpectedVersion::exact(1), one_event());  // after d-1's first: one stream twice
+    queue("fenced-1", ExpectedVersion::no_stream(), one_event());
+    release_held.set_value();
+    holding.get();
+    EXPECT_EQ(first.get().last_version, 2);
 
     EXPECT_EQ(appends[0].get().last_version, 1);
     EXPECT_THROW(appends[1].get(), ConcurrencyConflict);
     EXPECT_TRUE(appends[2].get().replayed);
-    EXPECT_EQ(appends[3].get().last_version, 1);
+    const auto d3 = appends[4].get();
+    EXPECT_EQ(d3.first_version, 1);
+    EXPECT_EQ(d3.last_version, 2);
+    EXPECT_EQ(d3.positions.size(), 2u);
+    EXPECT_EQ(appends[5].get().last_version, 2);
+    EXPECT_THROW(appends[6].get(), PartitionFenced);
+    // The others committed while busy-1 still waits, alone, for its stream.
+    EXPECT_EQ(store.stream_version("d-3"), 2);
     EXPECT_EQ(store.stream_version("d-2"), 0);
-    EXPECT_EQ(store.stream_version("alone-1"), 1);
-    const auto stats = store.grouping().stats();
-    EXPECT_EQ(stats.batches, 3u);  // the lone append, the held batch, the four appends
-    EXPECT_EQ(stats.largest, 4u);
+    EXPECT_EQ(appends[3].wait_for(0s), std::future_status::timeout);
+    release_busy.set_value();
+    busy_holding.get();
+    EXPECT_EQ(appends[3].get().last_version, 2);
+
+    const auto stats = store.append_grouping().stats();
+    EXPECT_EQ(stats.batches, 4u);  // the lone append, held-1's, the seven, busy-1 alone
+    EXPECT_EQ(stats.largest, 7u);
+}
+
+TEST(GroupCommitOnPostgres, ABatchOfAppendsThatFailsAsAWholeRunsEachAgainAlone) {
+    testing::TestDatabase db;
+    // Statements give up after 300 ms.
+    Pool pool{PoolOptions{.url = db.command_url(),
+                          .size = 2,
+                          .statement_timeout = 300ms,
+                          .preparers = {&EventStore::prepare},
+                          .operation_timeout = 30s}};
+    EventStore store{pool, nullptr, GroupCommit::Options{.max_batch = 16, .max_in_flight = 1}};
+    Pool other_pool{
+        PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
+    EventStore other{other_pool};
+    other.append("held-1", ExpectedVersion::no_stream(), one_event());
+    std::promise<void> release_held;
+    auto holding = hold_streams(other, {"held-1"}, release_held);
+
+    // Another transaction creates new-1 and has not committed: an append to new-1 waits for
+    // it (there is no row to find locked), until the server cancels the statement.
+    std::promise<void> creating, release_new;
+    auto creator = std::async(std::launch::async, [&] {
+        other.transact([&](Session& s) {
+            s.append("new-1", ExpectedVersion::no_stream(), one_event());
+            creating.set_value();
+            release_new.get_future().wait();
+        });
+    });
+    creating.get_future().wait();
+
+    auto first = std::async(std::launch::async, [&] {
+        return store.append("held-1", ExpectedVersion::any(), one_event());
+    });
+    while (store.append_grouping().stats().batches < 1) std::this_thread::yield();
+    std::vector<std::future<AppendResult>> appends;
+    auto queue = [&](std::string stream) {
+        const auto before = store.append_grouping().queued();
+        appends.push_back(std::async(std::launch::async, [&store, stream] {
+            return store.append(stream, ExpectedVersion::any(), one_event());
+        }));
+        while (store.append_grouping().queued() < before + 1) std::this_thread::yield();
+    };
+    queue("a-1");
+    queue("new-1");
+    queue("b-1");
+    release_held.set_value();
+    holding.get();
+    EXPECT_EQ(first.get().last_version, 2);
+
+    // The batch of three was cancelled whole; a-1 and b-1 then committed alone, and new-1
+    // alone was cancelled again.
+    EXPECT_EQ(appends[0].get().last_version, 1);
+    EXPECT_THROW(appends[1].get(), std::exception);
+    EXPECT_EQ(appends[2].get().last_version, 1);
+    release_new.set_value();
+    creator.get();
+    EXPECT_EQ(store.stream_version("new-1"), 1);  // the creator's event only
+    const auto stats = store.append_grouping().stats();
+    EXPECT_EQ(stats.batches, 5u);  // held-1's, the three, and each of them alone
+    EXPECT_EQ(stats.largest, 3u);
 }
 
 }  // namespace
