@@ -406,8 +406,8 @@ AppendResult EventStore::append(pqxx::transaction_base& txn, const std::string& 
     return PgSession{txn}.append(stream, expected, events);
 }
 
-// One append on the store itself, as its batch sees it: run alone, the unit's work appends;
-// in a batch of several, the batch's one statement sets `result`, or the unit's error.
+// One append on the store itself, as its batch sees it: the batch's statement sets `result`,
+// or the unit's error.
 struct AppendRequest {
     const std::string& stream;
     ExpectedVersion expected;
@@ -415,15 +415,32 @@ struct AppendRequest {
     std::optional<AppendResult> result;
 };
 
+namespace {
+// The error of an append its batch did not do: its stream was busy, or the batch statement
+// failed as a whole. The caller runs it alone.
+struct RunAlone {};
+}  // namespace
+
 AppendResult EventStore::append(const std::string& stream, ExpectedVersion expected,
                                 const std::vector<NewEvent>& events) {
     check_append(stream, events);  // bad input fails here, before it waits for a batch
     AppendRequest request{stream, expected, events, std::nullopt};
-    appends_.run(
-        std::chrono::steady_clock::now() + pool_.options().acquire_timeout,
-        [&](Session& session) { request.result = session.append(stream, expected, events); },
-        &request);
-    return *request.result;
+    // Batches of appends run their statement, never a unit's work.
+    static const GroupCommit::Work none = [](Session&) {};
+    try {
+        appends_.run(std::chrono::steady_clock::now() + pool_.options().acquire_timeout, none,
+                     &request);
+        return *request.result;
+    } catch (const RunAlone&) {
+    }
+    // Alone, as a single append: it may wait for its stream's lock, on the caller's thread
+    // and outside the batches' slots, so a held stream holds up this append and no other.
+    // It has started already, so it waits for a connection as long as the store allows.
+    auto result = pool_.transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
+        return append_in(txn, stream, expected, events);
+    });
+    if (!result.replayed && notifier_) notifier_->signal();
+    return result;
 }
 
 std::vector<RecordedEvent> EventStore::read_stream(pqxx::transaction_base& txn,
@@ -631,6 +648,13 @@ void EventStore::register_metrics(platform::metrics::Registry& registry,
     registry.gauge_callback("ordo_store_queued",
                             "Units of work waiting for a group-commit transaction", labels,
                             [this] { return static_cast<double>(group_.queued()); });
+    append_units_ = &registry.histogram(
+        "ordo_store_append_batch_appends",
+        "Appends made on the store itself per statement (ordo.append_batch)", labels,
+        {1, 2, 4, 8, 16, 32, 64});
+    registry.gauge_callback("ordo_store_appends_queued",
+                            "Appends made on the store itself waiting for a statement", labels,
+                            [this] { return static_cast<double>(appends_.queued()); });
 }
 
 void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by) {
@@ -683,66 +707,58 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
 }
 
 void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by) {
-    if (auto* units = batch_units_.load()) units->observe(static_cast<double>(batch.size()));
-    bool appended = false;
-    if (batch.size() == 1) {
-        // A single statement in autocommit, which is atomic: no BEGIN and COMMIT round trips.
-        pool_.transact<pqxx::nontransaction>(by, [&](pqxx::nontransaction& txn) {
-            PgSession session{txn, upcasters_};
-            (*batch.front()->work)(session);
-            appended = session.appended();
+    if (auto* units = append_units_.load()) units->observe(static_cast<double>(batch.size()));
+    std::string items = "[";
+    for (auto* unit : batch) {
+        const auto& request = *unit->append;
+        items += (items.size() > 1 ? "," : "");
+        items += "{\"stream\":" + nlohmann::json(request.stream).dump() +
+                 ",\"expected\":" + std::to_string(request.expected.encoded()) +
+                 ",\"events\":" + encode_batch(request.events) + "}";
+    }
+    items += "]";
+    pqxx::result rows;
+    try {
+        rows = pool_.transact<pqxx::nontransaction>(by, [&](pqxx::nontransaction& txn) {
+            return txn.exec_prepared("ordo_append_batch", items);
         });
-    } else {
-        std::string items = "[";
-        for (auto* unit : batch) {
-            const auto& request = *unit->append;
-            items += (items.size() > 1 ? "," : "");
-            items += "{\"stream\":" + nlohmann::json(request.stream).dump() +
-                     ",\"expected\":" + std::to_string(request.expected.encoded()) +
-                     ",\"events\":" + encode_batch(request.events) + "}";
-        }
-        items += "]";
-        pqxx::result rows;
-        try {
-            rows = pool_.transact<pqxx::nontransaction>(by, [&](pqxx::nontransaction& txn) {
-                return txn.exec_prepared("ordo_append_batch", items);
-            });
-        } catch (const pqxx::sql_error&) {
-            if (platform::pg::Pool::is_connection_failure(std::current_exception())) throw;
-            // The statement failed as a whole and did nothing (say it waited too long for a
-            // stream another transaction was creating): each append runs again alone, where it
-            // fails or succeeds by itself.
-            for (auto* unit : batch) unit->retry = true;
-            return;
-        }
-        std::vector<bool> answered(batch.size(), false);
-        for (pqxx::result::size_type i = 0; i < rows.size();) {
-            const auto item = rows[i][0].as<std::size_t>();
-            auto end = i + 1;
-            while (end < rows.size() && rows[end][0].as<std::size_t>() == item) ++end;
-            auto* unit = batch.at(item - 1);
-            auto& request = *unit->append;
-            answered[item - 1] = true;
-            if (rows[i][1].as<std::string>() == "busy") {
-                unit->retry = true;  // alone, it waits for the stream's lock
-            } else {
-                try {
-                    request.result = append_outcome(request.stream, request.expected, rows, i,
-                                                    end, /*column=*/1);
-                    appended = appended || !request.result->replayed;
-                } catch (...) {
-                    unit->error = std::current_exception();
-                }
+    } catch (const pqxx::sql_error&) {
+        if (platform::pg::Pool::is_connection_failure(std::current_exception())) throw;
+        // The statement failed as a whole and did nothing (say it waited too long for a
+        // stream another transaction was creating): each append runs again alone, where it
+        // fails or succeeds by itself.
+        for (auto* unit : batch) unit->error = std::make_exception_ptr(RunAlone{});
+        return;
+    }
+    bool appended = false;
+    std::vector<bool> answered(batch.size(), false);
+    for (pqxx::result::size_type i = 0; i < rows.size();) {
+        const auto item = rows[i][0].as<std::size_t>();
+        auto end = i + 1;
+        while (end < rows.size() && rows[end][0].as<std::size_t>() == item) ++end;
+        auto* unit = batch.at(item - 1);
+        auto& request = *unit->append;
+        answered[item - 1] = true;
+        if (rows[i][1].as<std::string>() == "busy") {
+            unit->error = std::make_exception_ptr(RunAlone{});  // alone, it waits for the lock
+        } else {
+            try {
+                request.result = append_outcome(request.stream, request.expected, rows, i, end,
+                                                /*column=*/1);
+                appended = appended || !request.result->replayed;
+            } catch (...) {
+                unit->error = std::current_exception();
             }
-            i = end;
         }
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (!answered[i]) {
-                batch[i]->error = std::make_exception_ptr(
-                    std::logic_error("ordo.append_batch gave no outcome for an append"));
-            }
+        i = end;
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (!answered[i]) {
+            batch[i]->error = std::make_exception_ptr(
+                std::logic_error("ordo.append_batch gave no outcome for an append"));
         }
     }
+    // Only after the commit: a listener woken earlier could read before the events exist.
     if (appended && notifier_) notifier_->signal();
 }
 

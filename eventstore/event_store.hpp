@@ -95,10 +95,12 @@ class EventStore final : public Store {
     //
     // Appends made on the store itself (append(), not a session's) are group-committed apart
     // from the sessions, with at most kAppendBatchesInFlight batches at a time (or fewer, as
-    // `grouping` says): a batch of them is one statement (ordo.append_batch) in autocommit,
-    // so concurrent writers share a commit and a round trip. An append whose stream another
-    // transaction holds, or whose batch failed as a whole, runs again alone. A lone append
-    // is one statement, as before.
+    // `grouping` says): a batch of them, one or many, is one statement (ordo.append_batch)
+    // in autocommit, so concurrent writers share a commit and a round trip. Such a statement
+    // waits for no lock (50 ms at most), so a batch slot is never held by a stream held
+    // elsewhere: an append whose stream another transaction holds, or whose statement failed
+    // as a whole, runs again alone on the caller's thread, outside the slots, as a single
+    // ordo.append_events that may wait for the lock.
     //
     // Reads through the Store seam (read_stream, read_all, and those of its sessions) return
     // events upcast by `upcasters` to their current shape; null reads the stored shape. The
@@ -250,6 +252,7 @@ class EventStore final : public Store {
     AppendNotifier* notifier_;
     const Upcasters* upcasters_;
     std::atomic<platform::metrics::Histogram*> batch_units_{nullptr};
+    std::atomic<platform::metrics::Histogram*> append_units_{nullptr};
     GroupCommit group_;
     GroupCommit appends_;
 };

@@ -53,8 +53,8 @@ class GroupCommit {
     struct Unit {
         const Work* work = nullptr;
         Deadline deadline;
-        // Set when the unit is this one append, a single statement: alone it needs no
-        // transaction, and a batch of such units may run as one statement.
+        // Set when the unit is this one append (EventStore::append): its batch runs the
+        // appends of all its units as one statement, and calls no unit's `work`.
         AppendRequest* append = nullptr;
         std::exception_ptr error;
         bool retry = false;

@@ -135,8 +135,12 @@ $$;
 --   other item of the statement; nothing of the item was done.
 -- - 'fenced': its partition takes no appends on this shard (append_events raises ORD01).
 -- Streams are locked in the order of their ids, so two of these statements never wait for
--- each other in a circle. An error (a concurrent append of the same event ids to another
--- stream) fails the whole statement, and the caller runs every item again by itself.
+-- each other in a circle. The statement waits for no lock longer than 50 ms: a stream
+-- another transaction is creating, or an event id it is inserting, cannot be found locked
+-- beforehand, and a wait for it would hold up every item (and, against a transaction that
+-- locks one of this statement's streams next, end in a deadlock). That, or any other error,
+-- fails the whole statement, which then did nothing (it is one statement in autocommit), and
+-- the caller runs every item again by itself.
 CREATE FUNCTION ordo.append_batch(p_appends jsonb)
 RETURNS TABLE (out_item integer, out_outcome text, out_actual_version bigint, out_version bigint,
                out_position bigint, out_transaction_id text, out_detail text)
@@ -149,6 +153,8 @@ DECLARE
     v_item    record;
     v_fences  integer;
 BEGIN
+    -- For the rest of this statement's transaction.
+    PERFORM pg_catalog.set_config('lock_timeout', '50ms', true);
     SELECT f.partitions INTO v_fences FROM partition_fences f ORDER BY f.partition LIMIT 1;
     FOR v_item IN
         SELECT a.ord::integer AS item, a.value->>'stream' AS stream,

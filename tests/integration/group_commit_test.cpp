@@ -131,10 +131,27 @@ std::future<void> hold_streams(EventStore& store, std::vector<std::string> strea
     return running;
 }
 
+// A store on a pool of one connection, which a held session batch (hold_a_batch) keeps:
+// then the first append leads a batch that waits for the connection, and the appends after
+// it queue for the next batch.
+struct OneConnectionStore {
+    explicit OneConnectionStore(const testing::TestDatabase& db,
+                                std::chrono::milliseconds statement_timeout = 5000ms)
+        : pool{PoolOptions{.url = db.command_url(),
+                           .size = 1,
+                           .acquire_timeout = 30s,
+                           .statement_timeout = statement_timeout,
+                           .preparers = {&EventStore::prepare},
+                           .operation_timeout = 30s}},
+          store{pool, nullptr, GroupCommit::Options{.max_batch = 16, .max_in_flight = 1}} {}
+    Pool pool;
+    EventStore store;
+};
+
 TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsOwnOutcome) {
     testing::TestDatabase db;
-    Pool pool{PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
-    EventStore store{pool, nullptr, GroupCommit::Options{.max_batch = 16, .max_in_flight = 1}};
+    OneConnectionStore one{db};
+    auto& store = one.store;
     Pool other_pool{
         PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
     EventStore other{other_pool};
@@ -145,11 +162,10 @@ TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsO
     EXPECT_EQ(store.append_grouping().stats().batches, 1u);
     EXPECT_EQ(store.grouping().stats().batches, 0u);  // appends are not sessions' batches
 
-    other.append("held-1", ExpectedVersion::no_stream(), one_event());
     other.append("busy-1", ExpectedVersion::no_stream(), one_event());
     // This shard fences fenced-1's partition (of 64), which holds none of the other streams.
     const int fenced_partition = platform::partition_of("fenced-1", 64);
-    for (const auto* stream : {"held-1", "busy-1", "alone-1", "d-1", "d-2", "d-3"}) {
+    for (const auto* stream : {"busy-1", "alone-1", "d-1", "d-2", "d-3", "first-1"}) {
         ASSERT_NE(platform::partition_of(stream, 64), fenced_partition) << stream;
     }
     {
@@ -159,16 +175,16 @@ TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsO
                        fenced_partition);
         tx.commit();
     }
-    std::promise<void> release_held, release_busy;
-    auto holding = hold_streams(other, {"held-1"}, release_held);
+    // Another transaction holds busy-1's row until released.
+    std::promise<void> release_busy;
     auto busy_holding = hold_streams(other, {"busy-1"}, release_busy);
 
-    // An append that waits for held-1's lock holds the store's only batch slot; the appends
-    // queued behind it run in the next batch, one statement, each with its own outcome: a
-    // conflict fails alone, a re-append of stored events replays, and one whose stream
-    // another transaction holds runs again alone once the others have committed.
+    // The only connection is a held session's: the first append leads a batch that waits for
+    // it, and the appends after it queue for the next batch.
+    std::promise<void> go;
+    auto session = hold_a_batch(store, go);
     auto first = std::async(std::launch::async, [&] {
-        return store.append("held-1", ExpectedVersion::exact(1), one_event());
+        return store.append("d-0", ExpectedVersion::no_stream(), one_event());
     });
     while (store.append_grouping().stats().batches < 2) std::this_thread::yield();
     std::vector<std::future<AppendResult>> appends;
@@ -186,10 +202,13 @@ TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsO
     queue("d-3", ExpectedVersion::any(), {one_event()[0], one_event()[0]});
     queue("d-1", ExpectedVersion::exact(1), one_event());  // after d-1's first: one stream twice
     queue("fenced-1", ExpectedVersion::no_stream(), one_event());
-    release_held.set_value();
-    holding.get();
-    EXPECT_EQ(first.get().last_version, 2);
+    go.set_value();
+    session.get();
+    EXPECT_EQ(first.get().last_version, 1);
 
+    // Each with its own outcome: a conflict fails alone, a re-append of stored events
+    // replays, a fenced stream fails alone, and one whose stream another transaction holds
+    // runs again alone once the others have committed.
     EXPECT_EQ(appends[0].get().last_version, 1);
     EXPECT_THROW(appends[1].get(), ConcurrencyConflict);
     EXPECT_TRUE(appends[2].get().replayed);
@@ -199,37 +218,31 @@ TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsO
     EXPECT_EQ(d3.positions.size(), 2u);
     EXPECT_EQ(appends[5].get().last_version, 2);
     EXPECT_THROW(appends[6].get(), PartitionFenced);
-    // The others committed while busy-1 still waits, alone, for its stream.
-    EXPECT_EQ(store.stream_version("d-3"), 2);
-    EXPECT_EQ(store.stream_version("d-2"), 0);
+    EXPECT_EQ(other.stream_version("d-3"), 2);
+    EXPECT_EQ(other.stream_version("d-2"), 0);
+    // busy-1 waits, alone and outside the batches, for its stream: another append is not
+    // held up by it.
     EXPECT_EQ(appends[3].wait_for(0s), std::future_status::timeout);
+    const auto stats_while_held = store.append_grouping().stats();
+    EXPECT_EQ(stats_while_held.batches, 3u);  // the lone append, d-0's, the seven
+    EXPECT_EQ(stats_while_held.largest, 7u);
     release_busy.set_value();
     busy_holding.get();
     EXPECT_EQ(appends[3].get().last_version, 2);
-
-    const auto stats = store.append_grouping().stats();
-    EXPECT_EQ(stats.batches, 4u);  // the lone append, held-1's, the seven, busy-1 alone
-    EXPECT_EQ(stats.largest, 7u);
+    EXPECT_EQ(store.append_grouping().stats().batches, 3u);  // busy-1 alone ran outside them
 }
 
-TEST(GroupCommitOnPostgres, ABatchOfAppendsThatFailsAsAWholeRunsEachAgainAlone) {
+TEST(GroupCommitOnPostgres, AStatementOfAppendsThatFailsAsAWholeRunsEachAgainAlone) {
     testing::TestDatabase db;
-    // Statements give up after 300 ms.
-    Pool pool{PoolOptions{.url = db.command_url(),
-                          .size = 2,
-                          .statement_timeout = 300ms,
-                          .preparers = {&EventStore::prepare},
-                          .operation_timeout = 30s}};
-    EventStore store{pool, nullptr, GroupCommit::Options{.max_batch = 16, .max_in_flight = 1}};
+    // Statements give up after 500 ms: the lone append of new-1 below.
+    OneConnectionStore one{db, 500ms};
+    auto& store = one.store;
     Pool other_pool{
         PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
     EventStore other{other_pool};
-    other.append("held-1", ExpectedVersion::no_stream(), one_event());
-    std::promise<void> release_held;
-    auto holding = hold_streams(other, {"held-1"}, release_held);
 
     // Another transaction creates new-1 and has not committed: an append to new-1 waits for
-    // it (there is no row to find locked), until the server cancels the statement.
+    // it (there is no row to find locked). In a batch statement it gives up after 50 ms.
     std::promise<void> creating, release_new;
     auto creator = std::async(std::launch::async, [&] {
         other.transact([&](Session& s) {
@@ -240,8 +253,10 @@ TEST(GroupCommitOnPostgres, ABatchOfAppendsThatFailsAsAWholeRunsEachAgainAlone) 
     });
     creating.get_future().wait();
 
+    std::promise<void> go;
+    auto session = hold_a_batch(store, go);
     auto first = std::async(std::launch::async, [&] {
-        return store.append("held-1", ExpectedVersion::any(), one_event());
+        return store.append("first-2", ExpectedVersion::any(), one_event());
     });
     while (store.append_grouping().stats().batches < 1) std::this_thread::yield();
     std::vector<std::future<AppendResult>> appends;
@@ -255,12 +270,12 @@ TEST(GroupCommitOnPostgres, ABatchOfAppendsThatFailsAsAWholeRunsEachAgainAlone) 
     queue("a-1");
     queue("new-1");
     queue("b-1");
-    release_held.set_value();
-    holding.get();
-    EXPECT_EQ(first.get().last_version, 2);
+    go.set_value();
+    session.get();
+    EXPECT_EQ(first.get().last_version, 1);
 
-    // The batch of three was cancelled whole; a-1 and b-1 then committed alone, and new-1
-    // alone was cancelled again.
+    // The statement of the three gave up whole; a-1 and b-1 then committed alone, and new-1
+    // alone waited for the creator until the server cancelled it.
     EXPECT_EQ(appends[0].get().last_version, 1);
     EXPECT_THROW(appends[1].get(), std::exception);
     EXPECT_EQ(appends[2].get().last_version, 1);
@@ -268,7 +283,7 @@ TEST(GroupCommitOnPostgres, ABatchOfAppendsThatFailsAsAWholeRunsEachAgainAlone) 
     creator.get();
     EXPECT_EQ(store.stream_version("new-1"), 1);  // the creator's event only
     const auto stats = store.append_grouping().stats();
-    EXPECT_EQ(stats.batches, 5u);  // held-1's, the three, and each of them alone
+    EXPECT_EQ(stats.batches, 2u);  // first-2's, the three (then each alone, outside them)
     EXPECT_EQ(stats.largest, 3u);
 }
 
