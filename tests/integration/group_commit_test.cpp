@@ -163,9 +163,10 @@ TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsO
     EXPECT_EQ(store.grouping().stats().batches, 0u);  // appends are not sessions' batches
 
     other.append("busy-1", ExpectedVersion::no_stream(), one_event());
+    other.append("d-5", ExpectedVersion::no_stream(), {one_event()[0], one_event()[0]});
     // This shard fences fenced-1's partition (of 64), which holds none of the other streams.
     const int fenced_partition = platform::partition_of("fenced-1", 64);
-    for (const auto* stream : {"busy-1", "alone-1", "d-1", "d-2", "d-3", "first-1"}) {
+    for (const auto* stream : {"busy-1", "alone-1", "first-1", "d-0", "d-1", "d-2", "d-3", "d-4", "d-5", "d-6", "d-7"}) {
         ASSERT_NE(platform::partition_of(stream, 64), fenced_partition) << stream;
     }
     {
@@ -202,6 +203,11 @@ TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsO
     queue("d-3", ExpectedVersion::any(), {one_event()[0], one_event()[0]});
     queue("d-1", ExpectedVersion::exact(1), one_event());  // after d-1's first: one stream twice
     queue("fenced-1", ExpectedVersion::no_stream(), one_event());
+    queue("d-4", ExpectedVersion::any(), replayed);  // alone-1's events, in another stream
+    queue("d-5", ExpectedVersion::exact(2), one_event());  // a stream with events before
+    const auto shared = one_event();  // new, and in two appends of the batch
+    queue("d-6", ExpectedVersion::any(), shared);
+    queue("d-7", ExpectedVersion::any(), shared);
     go.set_value();
     session.get();
     EXPECT_EQ(first.get().last_version, 1);
@@ -218,14 +224,22 @@ TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsO
     EXPECT_EQ(d3.positions.size(), 2u);
     EXPECT_EQ(appends[5].get().last_version, 2);
     EXPECT_THROW(appends[6].get(), PartitionFenced);
+    EXPECT_THROW(appends[7].get(), EventIdReused);
+    const auto d5 = appends[8].get();
+    EXPECT_EQ(d5.first_version, 3);
+    EXPECT_EQ(d5.last_version, 3);
+    // The first of two appends of one new event id stores it, the other is refused.
+    EXPECT_EQ(appends[9].get().last_version, 1);
+    EXPECT_THROW(appends[10].get(), EventIdReused);
+    EXPECT_EQ(other.stream_version("d-7"), 0);
     EXPECT_EQ(other.stream_version("d-3"), 2);
     EXPECT_EQ(other.stream_version("d-2"), 0);
     // busy-1 waits, alone and outside the batches, for its stream: another append is not
     // held up by it.
     EXPECT_EQ(appends[3].wait_for(0s), std::future_status::timeout);
     const auto stats_while_held = store.append_grouping().stats();
-    EXPECT_EQ(stats_while_held.batches, 3u);  // the lone append, d-0's, the seven
-    EXPECT_EQ(stats_while_held.largest, 7u);
+    EXPECT_EQ(stats_while_held.batches, 3u);  // the lone append, d-0's, the eleven
+    EXPECT_EQ(stats_while_held.largest, 11u);
     release_busy.set_value();
     busy_holding.get();
     EXPECT_EQ(appends[3].get().last_version, 2);
