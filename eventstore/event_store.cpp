@@ -436,9 +436,8 @@ AppendResult EventStore::append(const std::string& stream, ExpectedVersion expec
     // Alone, as a single append: it may wait for its stream's lock, on the caller's thread
     // and outside the batches' slots, so a held stream holds up this append and no other.
     // It has started already, so it waits for a connection as long as the store allows.
-    auto result = pool_.transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
-        return append_in(txn, stream, expected, events);
-    });
+    auto result = pool_.transact<pqxx::nontransaction>(
+        [&](pqxx::nontransaction& txn) { return append_in(txn, stream, expected, events); });
     if (!result.replayed && notifier_) notifier_->signal();
     return result;
 }
@@ -620,10 +619,10 @@ EventStore::EventStore(platform::pg::Pool& pool, AppendNotifier* notifier,
       upcasters_{upcasters},
       group_{grouping.value_or(GroupCommit::Options{.max_in_flight = pool.size()}),
              [this](auto& batch, auto by) { run_batch(batch, by); }},
-      appends_{GroupCommit::Options{
-                   .max_batch = group_.options().max_batch,
-                   .max_in_flight = std::min(kAppendBatchesInFlight, group_.options().max_in_flight),
-                   .max_queued = group_.options().max_queued},
+      appends_{GroupCommit::Options{.max_batch = group_.options().max_batch,
+                                    .max_in_flight = std::min(kAppendBatchesInFlight,
+                                                              group_.options().max_in_flight),
+                                    .max_queued = group_.options().max_queued},
                [this](auto& batch, auto by) { run_appends(batch, by); }} {}
 
 namespace {
@@ -648,10 +647,10 @@ void EventStore::register_metrics(platform::metrics::Registry& registry,
     registry.gauge_callback("ordo_store_queued",
                             "Units of work waiting for a group-commit transaction", labels,
                             [this] { return static_cast<double>(group_.queued()); });
-    append_units_ = &registry.histogram(
-        "ordo_store_append_batch_appends",
-        "Appends made on the store itself per statement (ordo.append_batch)", labels,
-        {1, 2, 4, 8, 16, 32, 64});
+    append_units_ =
+        &registry.histogram("ordo_store_append_batch_appends",
+                            "Appends made on the store itself per statement (ordo.append_batch)",
+                            labels, {1, 2, 4, 8, 16, 32, 64});
     registry.gauge_callback("ordo_store_appends_queued",
                             "Appends made on the store itself waiting for a statement", labels,
                             [this] { return static_cast<double>(appends_.queued()); });

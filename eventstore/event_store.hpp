@@ -235,8 +235,9 @@ class EventStore final : public Store {
     // waits now.
     const GroupCommit& grouping() const { return group_; }
     const GroupCommit& append_grouping() const { return appends_; }
-    // Exports the batch sizes (ordo_store_batch_units) and the queue (ordo_store_queued),
-    // with `labels` (a sharded store's shard="<id>").
+    // Exports the batch sizes (ordo_store_batch_units, and of appends
+    // ordo_store_append_batch_appends) and the queues (ordo_store_queued,
+    // ordo_store_appends_queued), with `labels` (a sharded store's shard="<id>").
     void register_metrics(platform::metrics::Registry& registry,
                           const std::map<std::string, std::string>& labels = {});
 

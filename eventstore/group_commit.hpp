@@ -73,8 +73,9 @@ class GroupCommit {
 
     GroupCommit(Options options, Runner runner);
 
-    // Runs `work` in some batch; returns when that batch committed, or throws the unit's own
-    // error, the batch's error, or platform::Overloaded.
+    // Runs `work` (for an append, the batch runs its statement instead) in some batch;
+    // returns when that batch committed, or throws the unit's own error, the batch's error,
+    // or platform::Overloaded.
     void run(Deadline deadline, const Work& work, AppendRequest* append = nullptr);
 
     struct Stats {

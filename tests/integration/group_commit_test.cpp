@@ -166,7 +166,8 @@ TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsO
     other.append("d-5", ExpectedVersion::no_stream(), {one_event()[0], one_event()[0]});
     // This shard fences fenced-1's partition (of 64), which holds none of the other streams.
     const int fenced_partition = platform::partition_of("fenced-1", 64);
-    for (const auto* stream : {"busy-1", "alone-1", "first-1", "d-0", "d-1", "d-2", "d-3", "d-4", "d-5", "d-6", "d-7"}) {
+    for (const auto* stream :
+         {"busy-1", "alone-1", "first-1", "d-0", "d-1", "d-2", "d-3", "d-4", "d-5", "d-6", "d-7"}) {
         ASSERT_NE(platform::partition_of(stream, 64), fenced_partition) << stream;
     }
     {
@@ -203,9 +204,9 @@ TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsO
     queue("d-3", ExpectedVersion::any(), {one_event()[0], one_event()[0]});
     queue("d-1", ExpectedVersion::exact(1), one_event());  // after d-1's first: one stream twice
     queue("fenced-1", ExpectedVersion::no_stream(), one_event());
-    queue("d-4", ExpectedVersion::any(), replayed);  // alone-1's events, in another stream
+    queue("d-4", ExpectedVersion::any(), replayed);        // alone-1's events, in another stream
     queue("d-5", ExpectedVersion::exact(2), one_event());  // a stream with events before
-    const auto shared = one_event();  // new, and in two appends of the batch
+    const auto shared = one_event();                       // new, and in two appends of the batch
     queue("d-6", ExpectedVersion::any(), shared);
     queue("d-7", ExpectedVersion::any(), shared);
     go.set_value();
