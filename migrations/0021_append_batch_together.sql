@@ -88,12 +88,16 @@ BEGIN
     v_versions := v_versions || array_fill(0::bigint, ARRAY[cardinality(v_created)]);
     -- Items with an event id already stored (replays, or ids reused), or in another item of
     -- the batch: one at a time, they replay, conflict or are refused as reused.
+    -- A probe of the index per id (LATERAL ... LIMIT 1): written as EXISTS beside the OR, the
+    -- planner hashed every stored id instead, a scan that grows with the store.
     SELECT coalesce(array_agg(DISTINCT x.item), '{}') INTO v_stored
       FROM (SELECT a.ord::integer AS item, e.ev->>'event_id' AS id,
                    count(*) OVER (PARTITION BY e.ev->>'event_id') AS uses
               FROM jsonb_array_elements(p_appends) WITH ORDINALITY AS a(value, ord)
              CROSS JOIN LATERAL jsonb_array_elements(a.value->'events') AS e(ev)) AS x
-     WHERE x.uses > 1 OR EXISTS (SELECT FROM events s WHERE s.event_id = x.id::uuid);
+      LEFT JOIN LATERAL (SELECT true AS hit FROM events s
+                          WHERE s.event_id = x.id::uuid LIMIT 1) AS stored ON true
+     WHERE x.uses > 1 OR stored.hit;
 
     -- The common case, together: each stream's first item, its stream held, none of its
     -- event ids stored, at the version it expects.
