@@ -173,6 +173,8 @@ void EventStore::prepare_reader(pqxx::connection& conn) {
 void EventStore::prepare(pqxx::connection& conn) {
     conn.prepare("ordo_append", "SELECT * FROM ordo.append_events($1, $2, $3::jsonb)");
     conn.prepare("ordo_append_batch", "SELECT * FROM ordo.append_batch($1::jsonb)");
+    conn.prepare("ordo_append_nowait",
+                 "SELECT * FROM ordo.append_events_nowait($1, $2, $3::jsonb)");
     conn.prepare("ordo_read_stream",
                  "SELECT " + event_columns() +
                      " FROM ordo.events WHERE stream_id = $1 AND stream_version >= $2"
@@ -707,43 +709,52 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
 
 void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by) {
     if (auto* units = append_units_.load()) units->observe(static_cast<double>(batch.size()));
-    std::string items = "[";
-    for (auto* unit : batch) {
-        const auto& request = *unit->append;
-        items += (items.size() > 1 ? "," : "");
-        items += "{\"stream\":" + nlohmann::json(request.stream).dump() +
-                 ",\"expected\":" + std::to_string(request.expected.encoded()) +
-                 ",\"events\":" + encode_batch(request.events) + "}";
-    }
-    items += "]";
+    // Alone, ordo.append_events_nowait (one call, no wrapper); together, ordo.append_batch,
+    // whose rows start with the append's place in the batch.
+    const bool alone = batch.size() == 1;
     pqxx::result rows;
     try {
         rows = pool_.transact<pqxx::nontransaction>(by, [&](pqxx::nontransaction& txn) {
-            return txn.exec_prepared("ordo_append_batch", items);
+            if (alone) {
+                const auto& request = *batch.front()->append;
+                return txn.exec_prepared("ordo_append_nowait", request.stream,
+                                         request.expected.encoded(),
+                                         encode_batch(request.events));
+            }
+            std::string items = "[";
+            for (auto* unit : batch) {
+                const auto& request = *unit->append;
+                items += (items.size() > 1 ? "," : "");
+                items += "{\"stream\":" + nlohmann::json(request.stream).dump() +
+                         ",\"expected\":" + std::to_string(request.expected.encoded()) +
+                         ",\"events\":" + encode_batch(request.events) + "}";
+            }
+            return txn.exec_prepared("ordo_append_batch", items + "]");
         });
     } catch (const pqxx::sql_error&) {
         if (platform::pg::Pool::is_connection_failure(std::current_exception())) throw;
         // The statement failed as a whole and did nothing (say it waited too long for a
-        // stream another transaction was creating): each append runs again alone, where it
-        // fails or succeeds by itself.
+        // stream another transaction was creating, or a partition is fenced): each append
+        // runs again alone, where it fails or succeeds by itself.
         for (auto* unit : batch) unit->error = std::make_exception_ptr(RunAlone{});
         return;
     }
+    const pqxx::row::size_type column = alone ? 0 : 1;
     bool appended = false;
     std::vector<bool> answered(batch.size(), false);
     for (pqxx::result::size_type i = 0; i < rows.size();) {
-        const auto item = rows[i][0].as<std::size_t>();
+        const auto item = alone ? 1 : rows[i][0].as<std::size_t>();
         auto end = i + 1;
-        while (end < rows.size() && rows[end][0].as<std::size_t>() == item) ++end;
+        while (end < rows.size() && (alone || rows[end][0].as<std::size_t>() == item)) ++end;
         auto* unit = batch.at(item - 1);
         auto& request = *unit->append;
         answered[item - 1] = true;
-        if (rows[i][1].as<std::string>() == "busy") {
+        if (rows[i][column].as<std::string>() == "busy") {
             unit->error = std::make_exception_ptr(RunAlone{});  // alone, it waits for the lock
         } else {
             try {
-                request.result = append_outcome(request.stream, request.expected, rows, i, end,
-                                                /*column=*/1);
+                request.result =
+                    append_outcome(request.stream, request.expected, rows, i, end, column);
                 appended = appended || !request.result->replayed;
             } catch (...) {
                 unit->error = std::current_exception();
@@ -754,7 +765,7 @@ void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit
     for (std::size_t i = 0; i < batch.size(); ++i) {
         if (!answered[i]) {
             batch[i]->error = std::make_exception_ptr(
-                std::logic_error("ordo.append_batch gave no outcome for an append"));
+                std::logic_error("the append statement gave no outcome for an append"));
         }
     }
     // Only after the commit: a listener woken earlier could read before the events exist.

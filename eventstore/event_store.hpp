@@ -95,8 +95,9 @@ class EventStore final : public Store {
     //
     // Appends made on the store itself (append(), not a session's) are group-committed apart
     // from the sessions, with at most kAppendBatchesInFlight batches at a time (or fewer, as
-    // `grouping` says): a batch of them, one or many, is one statement (ordo.append_batch)
-    // in autocommit, so concurrent writers share a commit and a round trip. Such a statement
+    // `grouping` says): a batch of them is one statement in autocommit (ordo.append_batch;
+    // alone, ordo.append_events_nowait), so concurrent writers share a commit and a round
+    // trip. Such a statement
     // waits for no lock (50 ms at most), so a batch slot is never held by a stream held
     // elsewhere: an append whose stream another transaction holds, or whose statement failed
     // as a whole, runs again alone on the caller's thread, outside the slots, as a single

@@ -247,6 +247,31 @@ TEST(GroupCommitOnPostgres, ConcurrentDirectAppendsShareOneStatementEachWithItsO
     EXPECT_EQ(store.append_grouping().stats().batches, 3u);  // busy-1 alone ran outside them
 }
 
+TEST(GroupCommitOnPostgres, ALoneAppendToAHeldStreamWaitsOutsideTheOnlyBatchSlot) {
+    testing::TestDatabase db;
+    Pool pool{PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
+    EventStore store{pool, nullptr, GroupCommit::Options{.max_batch = 16, .max_in_flight = 1}};
+    Pool other_pool{
+        PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
+    EventStore other{other_pool};
+    other.append("held-1", ExpectedVersion::no_stream(), one_event());
+    std::promise<void> release;
+    auto holding = hold_streams(other, {"held-1"}, release);
+
+    // Alone in its batch, the append to held-1 hears 'busy' and waits for the lock on its own
+    // thread; the one batch slot is free again, and the next append commits meanwhile.
+    auto waiting = std::async(std::launch::async, [&] {
+        return store.append("held-1", ExpectedVersion::exact(1), one_event());
+    });
+    while (store.append_grouping().stats().batches < 1) std::this_thread::yield();
+    EXPECT_EQ(store.append("free-1", ExpectedVersion::no_stream(), one_event()).last_version, 1);
+    EXPECT_EQ(waiting.wait_for(0s), std::future_status::timeout);
+    release.set_value();
+    holding.get();
+    EXPECT_EQ(waiting.get().last_version, 2);
+    EXPECT_EQ(store.append_grouping().stats().batches, 2u);  // held-1's alone ran outside them
+}
+
 TEST(GroupCommitOnPostgres, AStatementOfAppendsThatFailsAsAWholeRunsEachAgainAlone) {
     testing::TestDatabase db;
     // Statements give up after 500 ms: the lone append of new-1 below.
