@@ -718,8 +718,7 @@ void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit
             if (alone) {
                 const auto& request = *batch.front()->append;
                 return txn.exec_prepared("ordo_append_nowait", request.stream,
-                                         request.expected.encoded(),
-                                         encode_batch(request.events));
+                                         request.expected.encoded(), encode_batch(request.events));
             }
             std::string items = "[";
             for (auto* unit : batch) {
