@@ -1,5 +1,8 @@
 // `ordo serve query`: the Query API process, on the read-only database role.
 
+#include <optional>
+#include <vector>
+
 #include <nlohmann/json.hpp>
 
 #include "app/host.hpp"
@@ -16,6 +19,7 @@
 #include "query/console.hpp"
 #include "query/events_api.hpp"
 #include "query/service.hpp"
+#include "query/shard_sources.hpp"
 #include "query/subscriptions.hpp"
 #include "query/trace_collector.hpp"
 
@@ -62,37 +66,26 @@ int run_query(const ServeOptions& options, int partitions, const platform::Logge
     const auto upcasters = event_upcasters();
     platform::http::Router router;
     // The events API reads the store: this database when it is not sharded, else every shard
-    // (each on a pool of its own, the query role's, prepared as a reader). Tokens wait on the
-    // partitions whose checkpoints are in their shard's order, whatever the map
-    // (Progress::passed).
-    std::vector<std::unique_ptr<platform::pg::Pool>> shard_pools;
-    std::vector<query::Subscriptions::Source> sources;
+    // (each on a pool of its own, the query role's, prepared as a reader), and each shard a
+    // newer map names while this runs. Tokens wait on the partitions whose checkpoints are in
+    // their shard's order, whatever the map (Progress::passed).
+    std::optional<query::ShardSources> sources;
     if (map.version() == 0) {
-        sources.push_back({0, &pool, options.database_url});
+        sources.emplace(std::vector<query::ShardSource>{{0, &pool, options.database_url}});
     } else {
-        for (const auto& shard : map.shards()) {
-            const auto url = eventstore::shard_url(options.database_url, shard);
-            if (url == options.database_url) {
-                // The read database is this shard too (shard 0 of `ordo dev --shards`).
-                sources.push_back({shard.id, &pool, url});
-                continue;
-            }
-            shard_pools.push_back(std::make_unique<platform::pg::Pool>(platform::pg::PoolOptions{
-                .url = url,
-                .size = options.pool_size,
-                .name = options.component + "-shard" + std::to_string(shard.id),
-                .preparers = {&eventstore::EventStore::prepare_reader}}));
-            shard_pools.back()->register_metrics(registry);
-            sources.push_back({shard.id, shard_pools.back().get(), url});
-        }
+        sources.emplace(pool, map,
+                        query::ShardSources::Options{
+                            .url = options.database_url,
+                            .pool = {.size = options.pool_size, .name = options.component}},
+                        log.with_component("shards"), &registry);
     }
     // Streams are connections: at most half of them, so reads always find one.
     query::Subscriptions subscriptions{
-        sources, &upcasters,
+        *sources, &upcasters,
         query::Subscriptions::Options{.capacity =
                                           std::max<std::size_t>(1, options.max_connections / 2)},
         log.with_component("subscriptions"), &registry};
-    query::EventsApi events{sources, subscriptions, &upcasters, log.with_component("events")};
+    query::EventsApi events{*sources, subscriptions, &upcasters, log.with_component("events")};
     events.register_routes(router);
     service.register_routes(router);
     collector.register_routes(router);

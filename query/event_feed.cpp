@@ -47,6 +47,20 @@ std::optional<FeedPosition> FeedPosition::parse(std::string_view token, std::vec
     return out;
 }
 
+FeedPosition FeedPosition::over(std::vector<int> shards) const {
+    FeedPosition out{std::move(shards)};
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+        const auto it = std::find(out.shards_.begin(), out.shards_.end(), shards_[i]);
+        if (it == out.shards_.end()) {
+            throw std::invalid_argument("a feed position names shard " +
+                                        std::to_string(shards_[i]) +
+                                        ", which the shards it is put over lack");
+        }
+        out.at_[static_cast<std::size_t>(it - out.shards_.begin())] = at_[i];
+    }
+    return out;
+}
+
 void FeedPosition::advance(std::size_t index, eventstore::Checkpoint to) {
     at_.at(index) = std::max(at_.at(index), to);
 }

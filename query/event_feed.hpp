@@ -47,6 +47,9 @@ class FeedPosition {
     const std::vector<int>& shards() const { return shards_; }
     // The checkpoint of the `index`th shard (shards()[index]).
     eventstore::Checkpoint at(std::size_t index) const { return at_.at(index); }
+    // The same place over `shards`, which must hold every one of shards() (invalid_argument
+    // otherwise): a shard this position does not name is at its beginning.
+    FeedPosition over(std::vector<int> shards) const;
     // Moves the `index`th shard's checkpoint to `to`, if that is further.
     void advance(std::size_t index, eventstore::Checkpoint to);
     std::string token() const;

@@ -45,15 +45,33 @@ EventSelection selection(RequestReader& in) {
 
 }  // namespace
 
-EventsApi::EventsApi(std::vector<Subscriptions::Source> sources, Subscriptions& subscriptions,
+EventsApi::EventsApi(ShardSources& sources, Subscriptions& subscriptions,
                      const eventstore::Upcasters* upcasters, platform::Logger log)
-    : sources_{std::move(sources)},
+    : sources_{sources},
+      resting_until_{std::make_unique<std::atomic<std::int64_t>[]>(eventstore::kMaxShards)},
       subscriptions_{subscriptions},
       upcasters_{upcasters},
-      log_{std::move(log)} {
-    std::sort(sources_.begin(), sources_.end(),
-              [](const auto& a, const auto& b) { return a.shard < b.shard; });
-    resting_until_ = std::make_unique<std::atomic<std::int64_t>[]>(sources_.size());
+      log_{std::move(log)} {}
+
+std::vector<ShardSource> EventsApi::sources_for(std::initializer_list<const std::string*> tokens) {
+    auto sources = sources_.current();
+    std::vector<int> known;
+    for (const auto& source : sources) known.push_back(source.shard);
+    // Every shard a map may have: a well-formed position that names one not known yet asks
+    // for the map; a malformed one never does.
+    static const std::vector<int> any = [] {
+        std::vector<int> ids(eventstore::kMaxShards);
+        for (int i = 0; i < eventstore::kMaxShards; ++i) ids[static_cast<std::size_t>(i)] = i;
+        return ids;
+    }();
+    for (const auto* token : tokens) {
+        if (token == nullptr || FeedPosition::parse(*token, known)) continue;
+        if (!FeedPosition::parse(*token, any)) continue;
+        // Another request's read, begun after this asked, may be the one that added it.
+        sources_.refresh();
+        return sources_.current();
+    }
+    return sources;
 }
 
 void EventsApi::register_routes(platform::http::Router& router) {
@@ -64,7 +82,12 @@ void EventsApi::register_routes(platform::http::Router& router) {
 Response EventsApi::page(Request& request) {
     std::vector<FieldError> errors;
     RequestReader in{request, errors};
-    const auto start = subscriptions_.start();
+    const auto after_query = request.query.find("after");
+    const auto sources =
+        sources_for({after_query == request.query.end() ? nullptr : &after_query->second});
+    std::vector<int> shards;
+    for (const auto& source : sources) shards.push_back(source.shard);
+    const FeedPosition start{shards};
     auto after = in.feed_position("after", start).value_or(start);
     auto selected = selection(in);
     auto limit = in.integer("limit", 1, kMaxLimit, kDefaultLimit);
@@ -78,7 +101,7 @@ Response EventsApi::page(Request& request) {
     auto read_shard = [&](std::size_t i) {
         Outcome out;
         try {
-            sources_[i].pool->transact<pqxx::nontransaction>([&](auto& tx) {
+            sources[i].pool->transact<pqxx::nontransaction>([&](auto& tx) {
                 // Everything up to the head is committed and stays as it is: the page and
                 // the position to go on from are exact, whatever commits meanwhile.
                 // A filtered read looks at kMaxScan events at most, so a rare type costs a
@@ -93,21 +116,24 @@ Response EventsApi::page(Request& request) {
             out.failure = std::current_exception();
             if (!dependency_failed(out.failure)) throw;
             log_.warn("a shard's events could not be read for a page",
-                      {{"shard", sources_[i].shard}, {"error", e.what()}});
+                      {{"shard", sources[i].shard}, {"error", e.what()}});
         }
         return out;
     };
     const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-    std::vector<std::future<Outcome>> pending(sources_.size());
-    for (std::size_t i = 0; i < sources_.size(); ++i) {
-        if (resting_until_[i].load() > now) continue;
+    auto resting = [&](std::size_t i) -> std::atomic<std::int64_t>& {
+        return resting_until_[static_cast<std::size_t>(sources[i].shard)];
+    };
+    std::vector<std::future<Outcome>> pending(sources.size());
+    for (std::size_t i = 0; i < sources.size(); ++i) {
+        if (resting(i).load() > now) continue;
         // The first shard on this thread, the others each on one of their own.
         pending[i] = std::async(i == 0 ? std::launch::deferred : std::launch::async, read_shard, i);
     }
-    std::vector<ShardRead> reads(sources_.size());
+    std::vector<ShardRead> reads(sources.size());
     std::size_t read = 0;
     std::exception_ptr failure;
-    for (std::size_t i = 0; i < sources_.size(); ++i) {
+    for (std::size_t i = 0; i < sources.size(); ++i) {
         // A shard not read keeps its place (its read_to is where the reader is).
         reads[i].read_to = after.at(i);
         if (!pending[i].valid()) continue;
@@ -115,8 +141,8 @@ Response EventsApi::page(Request& request) {
         if (outcome.failure) {
             failure = outcome.failure;
             // Over one store there are no others to serve meanwhile: every page tries it.
-            if (sources_.size() > 1) {
-                resting_until_[i] =
+            if (sources.size() > 1) {
+                resting(i) =
                     (std::chrono::steady_clock::now() + kResting).time_since_epoch().count();
             }
             continue;
@@ -157,7 +183,15 @@ Response EventsApi::page(Request& request) {
 Response EventsApi::stream(Request& request) {
     std::vector<FieldError> errors;
     RequestReader in{request, errors};
-    const auto start = subscriptions_.start();
+    const auto after_query = request.query.find("after");
+    const auto last_event_id = request.header("last-event-id");
+    std::vector<int> shards;
+    for (const auto& source :
+         sources_for({after_query == request.query.end() ? nullptr : &after_query->second,
+                      last_event_id ? &*last_event_id : nullptr})) {
+        shards.push_back(source.shard);
+    }
+    const FeedPosition start{shards};
     auto after = in.feed_position("after", start).value_or(start);
     if (auto last = request.header("last-event-id")) {
         // A reconnecting EventSource resumes after the last event it saw, whatever the URL says.

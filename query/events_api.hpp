@@ -5,16 +5,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "platform/core/log.hpp"
 #include "platform/http/http.hpp"
 #include "query/subscriptions.hpp"
-
-namespace ordo::platform::pg {
-class Pool;
-}
 
 namespace ordo::query {
 
@@ -37,8 +35,10 @@ namespace ordo::query {
 // so a shard whose host does not answer does not hold every page for a connect timeout. Only
 // when no shard can be read is the answer 503.
 //
-// `sources` are the subscriptions', with pools of the query role prepared with
-// EventStore::prepare_reader.
+// The shards read are those of `sources` (the subscriptions'), with pools of the query role
+// prepared with EventStore::prepare_reader, as they are when the request comes. A position
+// that names a shard they do not (one added since the last look at the map) makes them read
+// the map at once.
 class EventsApi {
    public:
     static constexpr std::size_t kMaxNames = 32;
@@ -48,7 +48,7 @@ class EventsApi {
     static constexpr std::size_t kMaxScan = 10'000;
 
     // Pages show events as_current through `upcasters`, which must outlive this.
-    EventsApi(std::vector<Subscriptions::Source> sources, Subscriptions& subscriptions,
+    EventsApi(ShardSources& sources, Subscriptions& subscriptions,
               const eventstore::Upcasters* upcasters, platform::Logger log);
 
     void register_routes(platform::http::Router& router);
@@ -57,8 +57,12 @@ class EventsApi {
     platform::http::Response page(platform::http::Request& request);
     platform::http::Response stream(platform::http::Request& request);
 
-    std::vector<Subscriptions::Source> sources_;  // in shard order
-    // Per source: the steady clock's count until which it is not read (after a failure).
+    // The sources as they are now, refreshed first when `tokens` (clients' positions, each
+    // absent or as sent) name a shard they lack.
+    std::vector<ShardSource> sources_for(std::initializer_list<const std::string*> tokens);
+
+    ShardSources& sources_;
+    // Per shard id: the steady clock's count until which it is not read (after a failure).
     std::unique_ptr<std::atomic<std::int64_t>[]> resting_until_;
     Subscriptions& subscriptions_;
     const eventstore::Upcasters* upcasters_;

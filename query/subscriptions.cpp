@@ -60,26 +60,12 @@ struct SourceState {
     bool resting(Clock::time_point now) const { return now < retry_at; }
 };
 
-std::vector<SourceState> sorted(std::vector<Subscriptions::Source> sources) {
-    std::sort(sources.begin(), sources.end(),
-              [](const auto& a, const auto& b) { return a.shard < b.shard; });
-    std::vector<SourceState> out;
-    for (auto& source : sources) {
-        if (source.pool == nullptr) throw std::invalid_argument("a source without a pool");
-        out.push_back({source.shard, source.pool, std::move(source.listen_url), {}, {}, {}, {}});
-    }
-    return out;
-}
-
 }  // namespace
 
 struct Subscriptions::Impl {
-    Impl(std::vector<Source> sources, const eventstore::Upcasters* upcasters, Options options,
+    Impl(ShardSources& sources, const eventstore::Upcasters* upcasters, Options options,
          platform::Logger log, platform::metrics::Registry* metrics)
-        : sources_{sorted(std::move(sources))},
-          upcasters_{upcasters},
-          options_{options},
-          log_{std::move(log)} {
+        : set_{sources}, upcasters_{upcasters}, options_{options}, log_{std::move(log)} {
         if (metrics) {
             subscribers_gauge_ =
                 &metrics->gauge("ordo_event_subscribers", "Open server-sent-event subscriptions");
@@ -110,13 +96,17 @@ struct Subscriptions::Impl {
         cv_.notify_one();
     }
 
-    FeedPosition start() const {
-        std::vector<int> shards;
-        for (const auto& source : sources_) shards.push_back(source.shard);
-        return FeedPosition{std::move(shards)};
+    // The shards of sources_, in order.
+    std::vector<int> shards() const {
+        std::vector<int> ids;
+        for (const auto& source : sources_) ids.push_back(source.shard);
+        return ids;
     }
 
     void run();
+    // Takes in the shards added to set_ since the last look: a source and a listener each,
+    // and a place in every subscriber's position, from the shard's beginning.
+    void follow_sources();
     void round(bool& more, bool& advanced, bool& waiting_for_room);
     // Once a round is over, what is left after the heads of the sources it read.
     eventstore::EventStore::Unread unread() const;
@@ -135,6 +125,8 @@ struct Subscriptions::Impl {
     eventstore::RecordedEvent current(eventstore::RecordedEvent event);
     void police(Clock::time_point now);
 
+    ShardSources& set_;
+    std::uint64_t generation_ = 0;  // set_'s, when sources_ was last made from it
     // In shard order, as FeedPosition keeps its shards. Their state is the thread's.
     std::vector<SourceState> sources_;
     const eventstore::Upcasters* upcasters_;
@@ -178,18 +170,12 @@ class Subscriptions::Place {
     bool used_ = false;
 };
 
-Subscriptions::Subscriptions(std::vector<Source> sources, const eventstore::Upcasters* upcasters,
+Subscriptions::Subscriptions(ShardSources& sources, const eventstore::Upcasters* upcasters,
                              Options options, platform::Logger log,
                              platform::metrics::Registry* metrics)
-    : impl_{
-          std::make_shared<Impl>(std::move(sources), upcasters, options, std::move(log), metrics)} {
+    : impl_{std::make_shared<Impl>(sources, upcasters, options, std::move(log), metrics)} {
+    impl_->follow_sources();
     Impl* impl = impl_.get();
-    (void)impl->start();  // one source or more, each shard once
-    for (auto& source : impl_->sources_) {
-        impl_->listeners_.push_back(std::make_unique<eventstore::AppendListener>(
-            source.listen_url, impl_->log_.with_component("subscriptions.listen"),
-            eventstore::AppendNotifier::kChannel, [impl] { impl->wake(); }));
-    }
     impl_->thread_ = std::thread{[impl] { impl->run(); }};
 }
 
@@ -206,20 +192,21 @@ std::shared_ptr<Subscriptions::Place> Subscriptions::reserve() {
     return std::make_shared<Place>(impl_);
 }
 
-FeedPosition Subscriptions::start() const {
-    return impl_->start();
-}
-
 void Subscriptions::subscribe(std::shared_ptr<Place> place, FeedPosition after,
                               EventSelection selection, platform::http::Stream stream) {
-    if (after.shards() != impl_->start().shards()) {
-        throw std::invalid_argument("a subscription starts from a position over its shards");
+    const auto known = impl_->set_.current();
+    for (const int shard : after.shards()) {
+        if (std::none_of(known.begin(), known.end(),
+                         [&](const auto& k) { return k.shard == shard; })) {
+            throw std::invalid_argument("a subscription starts from a position over its shards");
+        }
     }
+    // Its position over every source, and which it reads live, are made when the thread
+    // takes it in (run).
     auto s = std::make_shared<Subscriber>(Subscriber{.stream = std::move(stream),
                                                      .selection = std::move(selection),
                                                      .position = std::move(after),
                                                      .live = {}});
-    s->live.assign(impl_->sources_.size(), false);
     s->last_sent = s->progress_at = Clock::now();
     {
         std::lock_guard lock{impl_->mutex_};
@@ -261,7 +248,13 @@ void Subscriptions::Impl::run() {
             std::lock_guard lock{mutex_};
             if (stopping_) break;
             woken_ = false;
+        }
+        follow_sources();
+        {
+            std::lock_guard lock{mutex_};
             for (auto& s : incoming_) {
+                s->position = s->position.over(shards());
+                s->live.assign(sources_.size(), false);
                 s->stream->send(sse_retry(options_.client_retry_ms));
                 subscribers_.push_back(std::move(s));
             }
@@ -306,6 +299,43 @@ void Subscriptions::Impl::run() {
     }
     subscribers_.clear();
     count_ = 0;
+}
+
+void Subscriptions::Impl::follow_sources() {
+    const auto generation = set_.generation();
+    if (generation == generation_ && !sources_.empty()) return;
+    generation_ = generation;
+    std::vector<SourceState> sources;
+    for (auto& source : set_.current()) {
+        auto known = std::find_if(sources_.begin(), sources_.end(),
+                                  [&](const auto& s) { return s.shard == source.shard; });
+        if (known != sources_.end()) {
+            sources.push_back(std::move(*known));
+            continue;
+        }
+        sources.push_back({source.shard, source.pool, source.listen_url, {}, {}, {}, {}});
+        listeners_.push_back(std::make_unique<eventstore::AppendListener>(
+            source.listen_url, log_.with_component("subscriptions.listen"),
+            eventstore::AppendNotifier::kChannel, [this] { wake(); }));
+        if (!subscribers_.empty()) {
+            log_.info("reading the events of a shard added to the map",
+                      {{"shard", source.shard}, {"subscribers", subscribers_.size()}});
+        }
+    }
+    // Every subscriber's place in each shard, by shard: the new ones from their beginning.
+    std::vector<int> ids;
+    for (const auto& source : sources) ids.push_back(source.shard);
+    for (auto& s : subscribers_) {
+        std::vector<bool> live;
+        for (const int id : ids) {
+            const auto& had = s->position.shards();
+            const auto at = std::find(had.begin(), had.end(), id);
+            live.push_back(at != had.end() && s->live[static_cast<std::size_t>(at - had.begin())]);
+        }
+        s->position = s->position.over(ids);
+        s->live = std::move(live);
+    }
+    sources_ = std::move(sources);
 }
 
 // One round: for each source, the live share in one read for all; then a bounded read for

@@ -13,10 +13,8 @@
 #include "platform/core/log.hpp"
 #include "platform/http/http.hpp"
 #include "query/event_feed.hpp"
+#include "query/shard_sources.hpp"
 
-namespace ordo::platform::pg {
-class Pool;
-}
 namespace ordo::platform::metrics {
 class Registry;
 }
@@ -30,13 +28,14 @@ namespace ordo::query {
 //
 // Over a sharded store each shard is a source with its own commit order, head and append
 // notifications, and a subscriber's position is a checkpoint in each (FeedPosition): it gets
-// each shard's events in that shard's order, the shards' interleaved as they are read. The
-// copies a partition move brings to a shard are its events too: a subscriber that had them
-// from the old shard gets them again, with the same ids and stream versions.
+// each shard's events in that shard's order, the shards' interleaved as they are read. A shard
+// added to the sources while subscribers read (a newer map names it) is read from the next
+// round, each subscriber from its beginning. The copies a partition move brings to a shard
+// are its events too: a subscriber that had them from the old shard gets them again, with the
+// same ids and stream versions.
 //
 // How, for each source: one thread keeps a head H, the newest event it has read below the
-// horizon. A
-// subscriber behind H catches up with reads of its own selection up to H (EventStore::
+// horizon. A subscriber behind H catches up with reads of its own selection up to H (EventStore::
 // read_selected: a page, looking at `max_scan` events at most), refilled once it has less than
 // a quarter of `max_buffered` unsent and up to half of it: it is held back, never cut off.
 // Once its reads reach H it goes live. Live subscribers share one read of whatever commits
@@ -73,30 +72,19 @@ class Subscriptions {
     // dropped unused, it is given back.
     class Place;
 
-    // One shard: `pool` must be prepared with EventStore::prepare_reader; `listen_url` is
-    // where append notifications are listened for (the pool's database).
-    struct Source {
-        int shard = 0;
-        platform::pg::Pool* pool = nullptr;
-        std::string listen_url;
-    };
-
-    // One source per shard, each shard once. Events are sent as_current through
-    // `upcasters`, which must outlive this, as must the pools.
-    Subscriptions(std::vector<Source> sources, const eventstore::Upcasters* upcasters,
-                  Options options, platform::Logger log,
-                  platform::metrics::Registry* metrics = nullptr);
+    // Reads the shards of `sources`, and each one added to it later: its subscribers' positions
+    // then name it too, from its beginning. Events are sent as_current through `upcasters`.
+    // Both must outlive this.
+    Subscriptions(ShardSources& sources, const eventstore::Upcasters* upcasters, Options options,
+                  platform::Logger log, platform::metrics::Registry* metrics = nullptr);
     ~Subscriptions();  // stop()
     Subscriptions(const Subscriptions&) = delete;
     Subscriptions& operator=(const Subscriptions&) = delete;
 
     // Null when `capacity` subscribers (or places) are taken.
     std::shared_ptr<Place> reserve();
-    // The shards a position is over (the sources', in order): an empty FeedPosition of
-    // them, for parsing a client's token.
-    FeedPosition start() const;
-    // Streams to `stream` every selected event after `after` (a position over start()'s
-    // shards), in the place reserved.
+    // Streams to `stream` every selected event after `after` (a position over shards of the
+    // sources), in the place reserved.
     void subscribe(std::shared_ptr<Place> place, FeedPosition after, EventSelection selection,
                    platform::http::Stream stream);
 

@@ -132,10 +132,9 @@ TEST(OpenApi, DescribesExactlyTheRoutesTheQueryServiceServes) {
     platform::pg::Pool pool{{.url = db.query_url(), .size = 1, .preparers = {}}};
     platform::nats::Connection nats{testing::nats_admin(), platform::Logger::null_logger()};
     query::QueryService service{pool, 16, platform::Logger::null_logger()};
-    query::Subscriptions subscriptions{
-        {{0, &pool, db.query_url()}}, nullptr, {}, platform::Logger::null_logger()};
-    query::EventsApi events{
-        {{0, &pool, db.query_url()}}, subscriptions, nullptr, platform::Logger::null_logger()};
+    query::ShardSources sources{{{0, &pool, db.query_url()}}};
+    query::Subscriptions subscriptions{sources, nullptr, {}, platform::Logger::null_logger()};
+    query::EventsApi events{sources, subscriptions, nullptr, platform::Logger::null_logger()};
     platform::http::Router router;
     service.register_routes(router);
     events.register_routes(router);

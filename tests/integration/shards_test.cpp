@@ -27,6 +27,7 @@
 #include "projections/pg_slot_store.hpp"
 #include "projections/read_models.hpp"
 #include "query/event_feed.hpp"
+#include "query/shard_sources.hpp"
 #include "sagas/fulfillment.hpp"
 #include "tests/integration/sharded_stack.hpp"
 #include "tests/soak/checker.hpp"
@@ -575,6 +576,126 @@ TEST_F(ShardedStack, TheEventsApiGivesEveryShardsEventsOnceEachInItsOrder) {
     EXPECT_EQ(later, (std::map<int, std::vector<std::string>>{
                          {0, {"inventory-" + first[2], "inventory-" + first[0]}},
                          {1, {"inventory-" + second[0]}}}));
+}
+
+// A shard added while the query service runs, and a partition moved to it: the events API
+// reads it without a restart. A position that names it is taken at once (the service reads
+// the map when a position names a shard it does not know), a page gives its events, and a
+// stream opened before the shard was added gets them live.
+TEST_F(ShardedStack, TheEventsApiReadsAShardAddedWhileItRuns) {
+    const auto query_port = free_port();
+    auto query = serve({"query", "--insecure-no-auth"}, env_, query_port);
+    HttpClient reads{"127.0.0.1", query_port, 10s};
+    ASSERT_TRUE(eventually([&] { return healthy(reads); }));
+    SseClient stream{query_port, "/v1/events/stream"};
+    ASSERT_EQ(stream.status(), 200);
+
+    TestDatabase third{/*migrate=*/false, 1};
+    auto shards = [&](std::vector<std::string> arguments) {
+        arguments.insert(arguments.begin(), {"shards", "--database-url", control_.migrator_url(),
+                                             "--partitions", std::to_string(kPartitions)});
+        return ordo(arguments, true);
+    };
+    auto [added, added_out] = shards({"add", "--shard", "2=" + location(third)});
+    ASSERT_EQ(added, 0) << added_out;
+    // Partition 0 holds no event yet: the move waits for no relay.
+    auto [moved, moved_out] = shards({"move", "--partition", "0", "--to", "2"});
+    ASSERT_EQ(moved, 0) << moved_out;
+    // A position that names the new shard, at once: not refused as one the API never gave.
+    const auto named = reads.get("/v1/events?after=0:1.0,2:1.0");
+    EXPECT_EQ(named.status, 200) << named.body;
+    std::string sku;
+    for (int i = 0; sku.empty(); ++i) {
+        auto candidate = "added-" + std::to_string(i);
+        if (platform::partition_of("inventory-" + candidate, kPartitions) == 0) sku = candidate;
+    }
+    auto res = receive(sku, "a-" + sku);
+    ASSERT_EQ(res.status, 200) << res.body;
+    ASSERT_EQ(res.json()["position"].get<std::string>().rfind("2:", 0), 0u) << res.body;
+
+    // A page from the beginning holds it, with a position that names the new shard.
+    json found;
+    std::string next_after;
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto r = reads.get("/v1/events?limit=1000");
+            if (r.status != 200) return false;
+            auto body = r.json();
+            next_after = body.at("next_after").get<std::string>();
+            for (auto& e : body.at("events")) {
+                if (e.at("stream") == "inventory-" + sku) found = e;
+            }
+            return !found.is_null();
+        },
+        30s))
+        << "no page held the event on the added shard";
+    EXPECT_NE(found.at("position").get<std::string>().find(",2:"), std::string::npos) << found;
+    EXPECT_NE(next_after.find(",2:"), std::string::npos) << next_after;
+    // The stream that was open before the shard came gets it live.
+    std::optional<json> streamed;
+    while (!streamed) {
+        auto m = stream.next(20s);
+        ASSERT_TRUE(m) << "the stream opened before the shard was added did not get its event";
+        if (!m->has_data) continue;
+        auto e = json::parse(m->data);
+        if (e.at("stream") == "inventory-" + sku) streamed = e;
+    }
+    EXPECT_EQ(streamed->at("event_id"), found.at("event_id"));
+    EXPECT_NE(streamed->at("position").get<std::string>().find(",2:"), std::string::npos)
+        << *streamed;
+}
+
+// The query service's shards: those of the map it was given, and those a newer map names once
+// it is read (refresh: a shard added is named once a partition is moved to it), each once; the
+// pools and listen URLs point at each shard's database.
+TEST_F(ShardedStack, ShardSourcesGrowWithTheMapAndOnlyThen) {
+    platform::pg::Pool home{{.url = control_.query_url(),
+                             .size = 2,
+                             .name = "sources-home",
+                             .preparers = {&eventstore::EventStore::prepare_reader}}};
+    query::ShardSources sources{
+        home,
+        map_now(),
+        {.url = control_.query_url(), .pool = {.size = 2, .name = "sources"}, .refresh_every = 0ms},
+        platform::Logger::null_logger()};
+    auto ids = [&] {
+        std::vector<int> out;
+        for (const auto& s : sources.current()) out.push_back(s.shard);
+        return out;
+    };
+    ASSERT_EQ(ids(), (std::vector<int>{0, 1}));
+    EXPECT_EQ(sources.current()[0].pool, &home);
+    EXPECT_NE(sources.current()[1].pool, &home);
+    EXPECT_EQ(sources.current()[1].listen_url,
+              eventstore::shard_url(control_.query_url(), map_now().location(1)));
+    const auto before = sources.generation();
+    EXPECT_FALSE(sources.refresh()) << "the same map added a shard";
+
+    TestDatabase third{/*migrate=*/false, 1};
+    auto [added, added_out] =
+        ordo({"shards", "--database-url", control_.migrator_url(), "--partitions",
+              std::to_string(kPartitions), "add", "--shard", "2=" + location(third)},
+             true);
+    ASSERT_EQ(added, 0) << added_out;
+    // Added, it owns no partition and holds no event: the map does not name it yet.
+    EXPECT_FALSE(sources.refresh());
+    auto [moved, moved_out] =
+        ordo({"shards", "--database-url", control_.migrator_url(), "--partitions",
+              std::to_string(kPartitions), "move", "--partition", "0", "--to", "2"},
+             true);
+    ASSERT_EQ(moved, 0) << moved_out;
+    EXPECT_EQ(ids(), (std::vector<int>{0, 1})) << "a shard came before the map was read";
+    EXPECT_EQ(sources.generation(), before);
+    EXPECT_TRUE(sources.refresh());
+    ASSERT_EQ(ids(), (std::vector<int>{0, 1, 2}));
+    EXPECT_NE(sources.generation(), before);
+    EXPECT_EQ(sources.current()[2].listen_url,
+              eventstore::shard_url(control_.query_url(), map_now().location(2)));
+    // It reads the new shard's events with the reader's statements.
+    sources.current()[2].pool->transact<pqxx::nontransaction>(
+        [](auto& tx) { EXPECT_FALSE(eventstore::EventStore::head(tx)); });
+    EXPECT_FALSE(sources.refresh());
+    EXPECT_EQ(ids(), (std::vector<int>{0, 1, 2}));
 }
 
 // An id with the given prefix whose stream (`stream_of(id)`) is on `shard`.

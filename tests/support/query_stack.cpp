@@ -20,15 +20,10 @@ QueryStack::QueryStack(platform::http::ServerOptions options, std::optional<std:
       command_{{.url = db_.command_url(), .size = 4, .name = "command"}},
       fixtures_{{.url = db_.migrator_url(), .size = 2, .name = "test"}},
       service_{reader_, kPartitions, platform::Logger::null_logger(), max_waiting},
-      subscriptions_{{{0, &reader_, reader_url.value_or(db_.query_url())}},
-                     &upcasters(),
-                     subscriptions,
-                     platform::Logger::null_logger(),
+      sources_{{{0, &reader_, reader_url.value_or(db_.query_url())}}},
+      subscriptions_{sources_, &upcasters(), subscriptions, platform::Logger::null_logger(),
                      &metrics_},
-      events_{{{0, &reader_, reader_url.value_or(db_.query_url())}},
-              subscriptions_,
-              &upcasters(),
-              platform::Logger::null_logger()} {
+      events_{sources_, subscriptions_, &upcasters(), platform::Logger::null_logger()} {
     platform::http::Router admin;
     projections::add_dead_letter_routes(admin, command_, platform::Logger::null_logger());
     auto admin_options = options;

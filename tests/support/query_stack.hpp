@@ -12,6 +12,7 @@
 #include "platform/pg/pg.hpp"
 #include "query/events_api.hpp"
 #include "query/service.hpp"
+#include "query/shard_sources.hpp"
 #include "query/subscriptions.hpp"
 #include "tests/support/http_client.hpp"
 #include "tests/support/test_database.hpp"
@@ -59,6 +60,7 @@ class QueryStack {
     platform::pg::Pool command_;
     platform::pg::Pool fixtures_;
     query::QueryService service_;
+    query::ShardSources sources_;
     query::Subscriptions subscriptions_;
     query::EventsApi events_;
     std::unique_ptr<platform::http::Server> admin_server_;

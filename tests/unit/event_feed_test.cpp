@@ -140,6 +140,20 @@ TEST(FeedPosition, RefusesAMalformedTokenAShardTwiceOrOneNotRead) {
     EXPECT_THROW(FeedPosition({}), std::invalid_argument);
 }
 
+// A shard added to those a reader reads: its position keeps its place in every shard it
+// named, and the new one starts at the beginning; it cannot lose a shard.
+TEST(FeedPosition, OverMoreShardsKeepsEachPlaceAndStartsTheNewAtTheBeginning) {
+    auto two = FeedPosition::parse("0:812.40,2:77.9", {0, 2});
+    ASSERT_TRUE(two);
+    const auto three = two->over({2, 1, 0});
+    EXPECT_EQ(three.shards(), (std::vector<int>{0, 1, 2}));
+    EXPECT_EQ(three.token(), "0:812.40,1:0.0,2:77.9");
+    EXPECT_EQ(three.over({0, 1, 2}), three);
+    EXPECT_EQ(FeedPosition{{0}}.over({0, 1}).token(), "0:0.0,1:0.0");
+    EXPECT_THROW((void)three.over({0, 2}), std::invalid_argument);
+    EXPECT_THROW((void)two->over({0, 1}), std::invalid_argument);
+}
+
 eventstore::RecordedEvent at(std::uint64_t txid, std::int64_t position, std::string recorded) {
     auto e = event("order", "OrderPlaced");
     e.transaction_id = txid;
