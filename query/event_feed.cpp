@@ -61,6 +61,22 @@ FeedPosition FeedPosition::over(std::vector<int> shards) const {
     return out;
 }
 
+std::optional<std::vector<int>> FeedPosition::named_shards(std::string_view token) {
+    if (token.empty() || token.size() > kMaxTokenSize) return std::nullopt;
+    std::vector<int> named;
+    while (true) {
+        const auto comma = token.find(',');
+        const auto item = eventstore::ShardToken::parse(token.substr(0, comma));
+        if (!item || item->shard >= eventstore::kMaxShards ||
+            std::find(named.begin(), named.end(), item->shard) != named.end()) {
+            return std::nullopt;
+        }
+        named.push_back(item->shard);
+        if (comma == std::string_view::npos) return named;
+        token.remove_prefix(comma + 1);
+    }
+}
+
 void FeedPosition::advance(std::size_t index, eventstore::Checkpoint to) {
     at_.at(index) = std::max(at_.at(index), to);
 }

@@ -43,6 +43,9 @@ class FeedPosition {
     explicit FeedPosition(std::vector<int> shards);
     // nullopt for a token that is malformed, names a shard twice or one not in `shards`.
     static std::optional<FeedPosition> parse(std::string_view token, std::vector<int> shards);
+    // The shards a well-formed token names, in its order (a plain checkpoint: shard 0's);
+    // nullopt for a malformed one, or one that names a shard twice or one no map may have.
+    static std::optional<std::vector<int>> named_shards(std::string_view token);
 
     const std::vector<int>& shards() const { return shards_; }
     // The checkpoint of the `index`th shard (shards()[index]).

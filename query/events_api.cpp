@@ -43,6 +43,15 @@ EventSelection selection(RequestReader& in) {
     return {in.id_list("category", EventsApi::kMaxNames), in.id_list("type", EventsApi::kMaxNames)};
 }
 
+// A position names a shard the service could not look up (ShardSources::confirm: unsure).
+Response unsure_of_shards() {
+    auto answer = platform::http::problem(
+        503, "unavailable",
+        "the position names a shard this service cannot look up now; retry shortly");
+    answer.headers.emplace_back("Retry-After", "1");
+    return answer;
+}
+
 }  // namespace
 
 EventsApi::EventsApi(ShardSources& sources, Subscriptions& subscriptions,
@@ -53,25 +62,15 @@ EventsApi::EventsApi(ShardSources& sources, Subscriptions& subscriptions,
       upcasters_{upcasters},
       log_{std::move(log)} {}
 
-std::vector<ShardSource> EventsApi::sources_for(std::initializer_list<const std::string*> tokens) {
-    auto sources = sources_.current();
-    std::vector<int> known;
-    for (const auto& source : sources) known.push_back(source.shard);
-    // Every shard a map may have: a well-formed position that names one not known yet asks
-    // for the map; a malformed one never does.
-    static const std::vector<int> any = [] {
-        std::vector<int> ids(eventstore::kMaxShards);
-        for (int i = 0; i < eventstore::kMaxShards; ++i) ids[static_cast<std::size_t>(i)] = i;
-        return ids;
-    }();
+std::optional<std::vector<ShardSource>> EventsApi::sources_for(
+    std::initializer_list<const std::string*> tokens) {
     for (const auto* token : tokens) {
-        if (token == nullptr || FeedPosition::parse(*token, known)) continue;
-        if (!FeedPosition::parse(*token, any)) continue;
-        // Another request's read, begun after this asked, may be the one that added it.
-        sources_.refresh();
-        return sources_.current();
+        if (token == nullptr) continue;
+        // A malformed position is refused by the parse, without a look at the map.
+        const auto named = FeedPosition::named_shards(*token);
+        if (named && sources_.confirm(*named) == ShardSources::Named::unsure) return std::nullopt;
     }
-    return sources;
+    return sources_.current();
 }
 
 void EventsApi::register_routes(platform::http::Router& router) {
@@ -83,8 +82,10 @@ Response EventsApi::page(Request& request) {
     std::vector<FieldError> errors;
     RequestReader in{request, errors};
     const auto after_query = request.query.find("after");
-    const auto sources =
+    const auto confirmed =
         sources_for({after_query == request.query.end() ? nullptr : &after_query->second});
+    if (!confirmed) return unsure_of_shards();
+    const auto& sources = *confirmed;
     std::vector<int> shards;
     for (const auto& source : sources) shards.push_back(source.shard);
     const FeedPosition start{shards};
@@ -185,12 +186,12 @@ Response EventsApi::stream(Request& request) {
     RequestReader in{request, errors};
     const auto after_query = request.query.find("after");
     const auto last_event_id = request.header("last-event-id");
+    const auto confirmed =
+        sources_for({after_query == request.query.end() ? nullptr : &after_query->second,
+                     last_event_id ? &*last_event_id : nullptr});
+    if (!confirmed) return unsure_of_shards();
     std::vector<int> shards;
-    for (const auto& source :
-         sources_for({after_query == request.query.end() ? nullptr : &after_query->second,
-                      last_event_id ? &*last_event_id : nullptr})) {
-        shards.push_back(source.shard);
-    }
+    for (const auto& source : *confirmed) shards.push_back(source.shard);
     const FeedPosition start{shards};
     auto after = in.feed_position("after", start).value_or(start);
     if (auto last = request.header("last-event-id")) {

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,8 +38,9 @@ namespace ordo::query {
 //
 // The shards read are those of `sources` (the subscriptions'), with pools of the query role
 // prepared with EventStore::prepare_reader, as they are when the request comes. A position
-// that names a shard they do not (one added since the last look at the map) makes them read
-// the map at once.
+// that names a shard they lack (one a move brought in since the last look at the map) makes
+// them read the map at once: the shard is read if the map names it, the position refused if
+// not, and the answer is 503 with Retry-After when the map cannot be asked now.
 class EventsApi {
    public:
     static constexpr std::size_t kMaxNames = 32;
@@ -57,9 +59,12 @@ class EventsApi {
     platform::http::Response page(platform::http::Request& request);
     platform::http::Response stream(platform::http::Request& request);
 
-    // The sources as they are now, refreshed first when `tokens` (clients' positions, each
-    // absent or as sent) name a shard they lack.
-    std::vector<ShardSource> sources_for(std::initializer_list<const std::string*> tokens);
+    // The sources to read for a request whose positions are `tokens` (each absent or as
+    // sent), with the shards the positions name confirmed first (ShardSources::confirm).
+    // nullopt when a position names a shard that could not be confirmed now: the answer is
+    // then 503, not a refusal of a position another replica gave a moment ago.
+    std::optional<std::vector<ShardSource>> sources_for(
+        std::initializer_list<const std::string*> tokens);
 
     ShardSources& sources_;
     // Per shard id: the steady clock's count until which it is not read (after a failure).

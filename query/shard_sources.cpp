@@ -30,13 +30,46 @@ struct ShardSources::Impl {
     platform::Logger log = platform::Logger::null_logger();
     platform::metrics::Registry* registry = nullptr;
     std::int64_t version = 0;  // of the newest map read
-    std::chrono::steady_clock::time_point last_read{};
+    std::chrono::steady_clock::time_point last_read{};  // of the last map read begun; none yet
     std::mutex refresh_mutex;  // one map read at a time
 
     std::mutex stop_mutex;
     std::condition_variable stop_cv;
     bool stopping = false;
     std::thread refresher;
+
+    // Whether every one of `shards` is in hand.
+    bool has(const std::vector<int>& shards) const {
+        std::lock_guard lock{mutex};
+        return std::all_of(shards.begin(), shards.end(), [&](int id) {
+            return std::any_of(sources.begin(), sources.end(),
+                               [&](const auto& s) { return s.shard == id; });
+        });
+    }
+
+    // Reads the map and adds the shards a newer one names; under `refresh_mutex`. The shards
+    // added, or nullopt when the map could not be read or a shard not added (logged).
+    std::optional<std::uint64_t> read_map() {
+        last_read = std::chrono::steady_clock::now();
+        try {
+            std::optional<eventstore::ShardMap> map;
+            home->transact<pqxx::read_transaction>(
+                [&](auto& txn) { map = eventstore::read_shard_map(txn); });
+            if (!map || map->version() <= version) return 0;
+            std::lock_guard lock{mutex};
+            const auto before = generation;
+            for (const auto& location : map->shards()) add(location);
+            log.info("following a newer shard map", {{"from_version", version},
+                                                     {"version", map->version()},
+                                                     {"shards_added", generation - before}});
+            version = map->version();
+            return generation - before;
+        } catch (const std::exception& e) {
+            log.warn("cannot read the shard map; reading the shards in hand",
+                     {{"error", e.what()}});
+            return std::nullopt;
+        }
+    }
 
     // Adds `location` unless it is here; under `mutex`.
     void add(const eventstore::ShardLocation& location) {
@@ -73,6 +106,10 @@ ShardSources::ShardSources(std::vector<ShardSource> fixed) : impl_{std::make_uni
     }
     for (const auto& source : fixed) {
         if (source.pool == nullptr) throw std::invalid_argument("a source without a pool");
+        if (source.shard < 0 || source.shard >= eventstore::kMaxShards) {
+            throw std::invalid_argument("a shard id outside 0.." +
+                                        std::to_string(eventstore::kMaxShards - 1));
+        }
     }
     impl_->sources = std::move(fixed);
 }
@@ -94,7 +131,7 @@ ShardSources::ShardSources(platform::pg::Pool& home, const eventstore::ShardMap&
             while (!impl_->stop_cv.wait_for(lock, impl_->options.refresh_every,
                                             [this] { return impl_->stopping; })) {
                 lock.unlock();
-                refresh();
+                refresh();  // every failure is caught and logged, and tried again next time
                 lock.lock();
             }
         }};
@@ -127,25 +164,20 @@ bool ShardSources::refresh() {
     const auto asked = std::chrono::steady_clock::now();
     std::lock_guard reading{impl_->refresh_mutex};
     if (impl_->last_read >= asked) return false;
-    impl_->last_read = std::chrono::steady_clock::now();
-    std::optional<eventstore::ShardMap> map;
-    try {
-        impl_->home->transact<pqxx::read_transaction>(
-            [&](auto& txn) { map = eventstore::read_shard_map(txn); });
-    } catch (const std::exception& e) {
-        impl_->log.warn("cannot read the shard map; reading the shards in hand",
-                        {{"error", e.what()}});
-        return false;
+    return impl_->read_map().value_or(0) > 0;
+}
+
+ShardSources::Named ShardSources::confirm(const std::vector<int>& shards) {
+    if (impl_->has(shards)) return Named::known;
+    if (impl_->home == nullptr) return Named::unknown;
+    std::unique_lock reading{impl_->refresh_mutex, std::try_to_lock};
+    if (!reading.owns_lock()) return Named::unsure;
+    if (impl_->last_read != std::chrono::steady_clock::time_point{} &&
+        std::chrono::steady_clock::now() - impl_->last_read < impl_->options.confirm_every) {
+        return impl_->has(shards) ? Named::known : Named::unsure;
     }
-    if (!map || map->version() <= impl_->version) return false;
-    std::lock_guard lock{impl_->mutex};
-    const auto before = impl_->generation;
-    for (const auto& location : map->shards()) impl_->add(location);
-    impl_->log.info("following a newer shard map", {{"from_version", impl_->version},
-                                                    {"version", map->version()},
-                                                    {"shards_added", impl_->generation - before}});
-    impl_->version = map->version();
-    return impl_->generation != before;
+    if (!impl_->read_map()) return Named::unsure;
+    return impl_->has(shards) ? Named::known : Named::unknown;
 }
 
 }  // namespace ordo::query

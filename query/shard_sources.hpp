@@ -43,9 +43,12 @@ class ShardSources {
         // How often the map is read again, so that a shard added while the service runs is
         // read without a restart. Zero: only when refresh() is called.
         std::chrono::milliseconds refresh_every{1000};
+        // confirm() reads the map at most this often.
+        std::chrono::milliseconds confirm_every{100};
     };
 
-    // Sources that never change: a store that is not sharded, or a test's.
+    // Sources that never change: a store that is not sharded, or a test's. Shard ids are
+    // 0..kMaxShards-1, each once.
     explicit ShardSources(std::vector<ShardSource> fixed);
     // The shards of `map` (a written map, version 1 or later), and those of newer maps as
     // they come. `home` is the pool of options.url (prepared with
@@ -66,6 +69,15 @@ class ShardSources {
     // them all. Sources that never change, and a map that cannot be read (logged), add
     // nothing.
     bool refresh();
+
+    // Whether `shards` are all read, for a request whose position names them: `known` when
+    // they are in hand; else the map is read on the request's thread and the answer is by
+    // it (`unknown`: no map names them). `unsure` when it cannot say now: the map could not
+    // be read, another read is under way (a request never waits behind one), or one began
+    // less than `confirm_every` ago (positions a client makes up cost a map read that often
+    // at most). Sources that never change answer known or unknown.
+    enum class Named { known, unknown, unsure };
+    Named confirm(const std::vector<int>& shards);
 
    private:
     struct Impl;

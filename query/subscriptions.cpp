@@ -243,23 +243,24 @@ void Subscriptions::Impl::run() {
     // This round followed a look that found events to read: if it reads none again, the
     // thread waits all the same rather than spin.
     bool rereading = false;
+    std::vector<std::shared_ptr<Subscriber>> incoming;
     while (true) {
         {
             std::lock_guard lock{mutex_};
             if (stopping_) break;
             woken_ = false;
+            incoming.swap(incoming_);
         }
+        // After taking them in: every shard a newcomer's position names was among the
+        // sources when it subscribed, so it is among them now.
         follow_sources();
-        {
-            std::lock_guard lock{mutex_};
-            for (auto& s : incoming_) {
-                s->position = s->position.over(shards());
-                s->live.assign(sources_.size(), false);
-                s->stream->send(sse_retry(options_.client_retry_ms));
-                subscribers_.push_back(std::move(s));
-            }
-            incoming_.clear();
+        for (auto& s : incoming) {
+            s->position = s->position.over(shards());
+            s->live.assign(sources_.size(), false);
+            s->stream->send(sse_retry(options_.client_retry_ms));
+            subscribers_.push_back(std::move(s));
         }
+        incoming.clear();
         bool more = false;
         bool advanced = false;
         bool waiting_for_room = false;  // a reader catching up has too much unsent

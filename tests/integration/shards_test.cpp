@@ -646,18 +646,24 @@ TEST_F(ShardedStack, TheEventsApiReadsAShardAddedWhileItRuns) {
 }
 
 // The query service's shards: those of the map it was given, and those a newer map names once
-// it is read (refresh: a shard added is named once a partition is moved to it), each once; the
-// pools and listen URLs point at each shard's database.
+// it is read (refresh, or confirm for a request's position: a shard added is named once a
+// partition is moved to it), each once; the pools and listen URLs point at each shard's
+// database. A position's shards are confirmed by the map when it can be read, and are unsure
+// when it cannot, or was read a moment ago.
 TEST_F(ShardedStack, ShardSourcesGrowWithTheMapAndOnlyThen) {
     platform::pg::Pool home{{.url = control_.query_url(),
                              .size = 2,
                              .name = "sources-home",
                              .preparers = {&eventstore::EventStore::prepare_reader}}};
-    query::ShardSources sources{
-        home,
-        map_now(),
-        {.url = control_.query_url(), .pool = {.size = 2, .name = "sources"}, .refresh_every = 0ms},
-        platform::Logger::null_logger()};
+    query::ShardSources sources{home,
+                                map_now(),
+                                {.url = control_.query_url(),
+                                 .pool = {.size = 2, .name = "sources"},
+                                 .refresh_every = 0ms,
+                                 .confirm_every = 0ms},
+                                platform::Logger::null_logger()};
+    using Named = query::ShardSources::Named;
+    const auto first_map = map_now();
     auto ids = [&] {
         std::vector<int> out;
         for (const auto& s : sources.current()) out.push_back(s.shard);
@@ -679,6 +685,8 @@ TEST_F(ShardedStack, ShardSourcesGrowWithTheMapAndOnlyThen) {
     ASSERT_EQ(added, 0) << added_out;
     // Added, it owns no partition and holds no event: the map does not name it yet.
     EXPECT_FALSE(sources.refresh());
+    EXPECT_EQ(sources.confirm({0, 1}), Named::known);
+    EXPECT_EQ(sources.confirm({0, 2}), Named::unknown);
     auto [moved, moved_out] =
         ordo({"shards", "--database-url", control_.migrator_url(), "--partitions",
               std::to_string(kPartitions), "move", "--partition", "0", "--to", "2"},
@@ -686,8 +694,32 @@ TEST_F(ShardedStack, ShardSourcesGrowWithTheMapAndOnlyThen) {
     ASSERT_EQ(moved, 0) << moved_out;
     EXPECT_EQ(ids(), (std::vector<int>{0, 1})) << "a shard came before the map was read";
     EXPECT_EQ(sources.generation(), before);
-    EXPECT_TRUE(sources.refresh());
+    // A twin that reads the map at most once an hour, and one that cannot read it: the
+    // moved-to shard is unsure to the second, and known to the first once it is read.
+    query::ShardSources slow{home,
+                             first_map,
+                             {.url = control_.query_url(),
+                              .pool = {.size = 1, .name = "slow"},
+                              .refresh_every = 0ms,
+                              .confirm_every = 1h},
+                             platform::Logger::null_logger()};
+    platform::pg::Pool dead{
+        {.url = "postgresql://ordo_query:none@127.0.0.1:1/ordo?connect_timeout=2",
+         .size = 1,
+         .name = "dead"}};
+    query::ShardSources blind{dead,
+                              first_map,
+                              {.url = control_.query_url(),
+                               .pool = {.size = 1, .name = "blind"},
+                               .refresh_every = 0ms,
+                               .confirm_every = 0ms},
+                              platform::Logger::null_logger()};
+    EXPECT_EQ(blind.confirm({2}), Named::unsure);
+    EXPECT_EQ(slow.confirm({2}), Named::known);   // its first read
+    EXPECT_EQ(slow.confirm({3}), Named::unsure);  // read a moment ago
+    EXPECT_EQ(sources.confirm({0, 2}), Named::known);
     ASSERT_EQ(ids(), (std::vector<int>{0, 1, 2}));
+    EXPECT_EQ(sources.confirm({3}), Named::unknown);
     EXPECT_NE(sources.generation(), before);
     EXPECT_EQ(sources.current()[2].listen_url,
               eventstore::shard_url(control_.query_url(), map_now().location(2)));

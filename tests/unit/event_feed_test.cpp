@@ -154,6 +154,17 @@ TEST(FeedPosition, OverMoreShardsKeepsEachPlaceAndStartsTheNewAtTheBeginning) {
     EXPECT_THROW((void)two->over({0, 1}), std::invalid_argument);
 }
 
+// The shards a position names, before it is checked against those read: only a well-formed
+// one makes the service look at the map.
+TEST(FeedPosition, NamesTheShardsOfAWellFormedTokenOnly) {
+    EXPECT_EQ(FeedPosition::named_shards("812.40"), (std::vector<int>{0}));
+    EXPECT_EQ(FeedPosition::named_shards("2:1.0,0:812.40"), (std::vector<int>{2, 0}));
+    EXPECT_EQ(FeedPosition::named_shards("255:1.0"), (std::vector<int>{255}));
+    for (const char* bad : {"", "x", "0:1.2,", "0:1.2,0:3.4", "256:1.0", "-1:1.2", "0:1.-2"}) {
+        EXPECT_FALSE(FeedPosition::named_shards(bad)) << bad;
+    }
+}
+
 eventstore::RecordedEvent at(std::uint64_t txid, std::int64_t position, std::string recorded) {
     auto e = event("order", "OrderPlaced");
     e.transaction_id = txid;
