@@ -421,6 +421,21 @@ namespace {
 // The error of an append its batch did not do: its stream was busy, or the batch statement
 // failed as a whole. The caller runs it alone.
 struct RunAlone {};
+
+// Runs `statement`: one autocommit statement that appends. A connection lost while it ran may
+// have lost the answer of a statement that committed, so the caller is told OutcomeUnknown
+// (nested), as for a commit in doubt; an append is idempotent by its event ids, so running it
+// again replays what did commit.
+template <class Statement>
+auto in_doubt_if_lost(Statement&& statement) {
+    try {
+        return statement();
+    } catch (...) {
+        if (!platform::pg::Pool::is_connection_failure(std::current_exception())) throw;
+        std::throw_with_nested(platform::OutcomeUnknown(
+            "the connection broke while an append statement ran: it may have committed"));
+    }
+}
 }  // namespace
 
 AppendResult EventStore::append(const std::string& stream, ExpectedVersion expected,
@@ -438,8 +453,9 @@ AppendResult EventStore::append(const std::string& stream, ExpectedVersion expec
     // Alone, as a single append: it may wait for its stream's lock, on the caller's thread
     // and outside the batches' slots, so a held stream holds up this append and no other.
     // It has started already, so it waits for a connection as long as the store allows.
-    auto result = pool_.transact<pqxx::nontransaction>(
-        [&](pqxx::nontransaction& txn) { return append_in(txn, stream, expected, events); });
+    auto result = pool_.transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
+        return in_doubt_if_lost([&] { return append_in(txn, stream, expected, events); });
+    });
     if (!result.replayed && notifier_) notifier_->signal();
     return result;
 }
@@ -717,8 +733,11 @@ void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit
         rows = pool_.transact<pqxx::nontransaction>(by, [&](pqxx::nontransaction& txn) {
             if (alone) {
                 const auto& request = *batch.front()->append;
-                return txn.exec_prepared("ordo_append_nowait", request.stream,
-                                         request.expected.encoded(), encode_batch(request.events));
+                const auto events = encode_batch(request.events);
+                return in_doubt_if_lost([&] {
+                    return txn.exec_prepared("ordo_append_nowait", request.stream,
+                                             request.expected.encoded(), events);
+                });
             }
             std::string items = "[";
             for (auto* unit : batch) {
@@ -728,7 +747,8 @@ void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit
                          ",\"expected\":" + std::to_string(request.expected.encoded()) +
                          ",\"events\":" + encode_batch(request.events) + "}";
             }
-            return txn.exec_prepared("ordo_append_batch", items + "]");
+            items += "]";
+            return in_doubt_if_lost([&] { return txn.exec_prepared("ordo_append_batch", items); });
         });
     } catch (const pqxx::sql_error&) {
         if (platform::pg::Pool::is_connection_failure(std::current_exception())) throw;

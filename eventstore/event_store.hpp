@@ -123,7 +123,8 @@ class EventStore final : public Store {
     // COMMIT round trips); under load, in a batch shared with other appends and sessions.
     // Throws ConcurrencyConflict, EventIdReused, platform::InvalidInput (empty batch, bad
     // ids), platform::Overloaded (no transaction came free in the pool's wait) or
-    // platform::Unavailable.
+    // platform::Unavailable: platform::OutcomeUnknown when the connection broke while the
+    // statement ran, which may have committed it (the same append again then replays).
     AppendResult append(const std::string& stream, ExpectedVersion expected,
                         const std::vector<NewEvent>& events) override;
 

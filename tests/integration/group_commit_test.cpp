@@ -11,9 +11,11 @@
 #include <pqxx/pqxx>
 
 #include "eventstore/event_store.hpp"
+#include "platform/core/errors.hpp"
 #include "platform/core/partition.hpp"
 #include "platform/core/trace.hpp"
 #include "platform/pg/pg.hpp"
+#include "tests/support/conditions.hpp"
 #include "tests/support/test_database.hpp"
 
 namespace ordo::eventstore {
@@ -328,4 +330,48 @@ TEST(GroupCommitOnPostgres, AStatementOfAppendsThatFailsAsAWholeRunsEachAgainAlo
 }
 
 }  // namespace
+// A connection lost while an append's statement runs: the statement may have committed, so
+// the caller is told OutcomeUnknown rather than a plain failure; the same append again then
+// finds out (here: it had not committed, and now does).
+TEST(GroupCommitOnPostgres, AnAppendWhoseConnectionBreaksWhileItsStatementRunsIsInDoubt) {
+    testing::TestDatabase db;
+    Pool pool{PoolOptions{.url = db.command_url(),
+                          .size = 2,
+                          .name = "in-doubt",
+                          .preparers = {&EventStore::prepare}}};
+    EventStore store{pool};
+    Pool other_pool{
+        PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
+    EventStore other{other_pool};
+    // Another transaction creates new-1 and has not committed: the append waits for it inside
+    // its statement.
+    std::promise<void> creating, release;
+    auto creator = std::async(std::launch::async, [&] {
+        other.transact([&](Session& s) {
+            s.append("new-1", ExpectedVersion::no_stream(), one_event());
+            creating.set_value();
+            release.get_future().wait();
+        });
+    });
+    creating.get_future().wait();
+    const auto events = one_event();
+    auto waiting = std::async(
+        std::launch::async, [&] { return store.append("new-1", ExpectedVersion::any(), events); });
+    // Its backend, waiting for the creator's lock, is ended under it.
+    pqxx::connection admin{db.admin_url()};
+    EXPECT_TRUE(testing::eventually([&] {
+        pqxx::nontransaction tx{admin};
+        return tx.exec1(
+                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                     "WHERE application_name = 'ordo-in-doubt-pool' "
+                     "AND wait_event_type = 'Lock'")[0]
+                   .as<int>() > 0;
+    }));
+    EXPECT_THROW(waiting.get(), platform::OutcomeUnknown);
+    release.set_value();
+    creator.get();
+    EXPECT_EQ(store.append("new-1", ExpectedVersion::any(), events).last_version, 2);
+    EXPECT_TRUE(store.append("new-1", ExpectedVersion::any(), events).replayed);
+}
+
 }  // namespace ordo::eventstore
