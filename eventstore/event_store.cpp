@@ -174,7 +174,7 @@ void EventStore::prepare(pqxx::connection& conn) {
     conn.prepare("ordo_append", "SELECT * FROM ordo.append_events($1, $2, $3::jsonb)");
     conn.prepare("ordo_append_batch", "SELECT * FROM ordo.append_batch($1::jsonb)");
     conn.prepare("ordo_append_nowait",
-                 "SELECT * FROM ordo.append_events_nowait($1, $2, $3::jsonb)");
+                 "SELECT * FROM ordo.append_events($1, $2, $3::jsonb, false)");
     conn.prepare("ordo_read_stream",
                  "SELECT " + event_columns() +
                      " FROM ordo.events WHERE stream_id = $1 AND stream_version >= $2"
@@ -725,8 +725,8 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
 
 void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by) {
     if (auto* units = append_units_.load()) units->observe(static_cast<double>(batch.size()));
-    // Alone, ordo.append_events_nowait (one call, no wrapper); together, ordo.append_batch,
-    // whose rows start with the append's place in the batch.
+    // Alone, ordo.append_events without waiting for a lock (one call, no wrapper); together,
+    // ordo.append_batch, whose rows start with the append's place in the batch.
     const bool alone = batch.size() == 1;
     pqxx::result rows;
     try {

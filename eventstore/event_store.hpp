@@ -96,12 +96,11 @@ class EventStore final : public Store {
     // Appends made on the store itself (append(), not a session's) are group-committed apart
     // from the sessions, with at most kAppendBatchesInFlight batches at a time (or fewer, as
     // `grouping` says): a batch of them is one statement in autocommit (ordo.append_batch;
-    // alone, ordo.append_events_nowait), so concurrent writers share a commit and a round
-    // trip. Such a statement
-    // waits for no lock (50 ms at most), so a batch slot is never held by a stream held
-    // elsewhere: an append whose stream another transaction holds, or whose statement failed
-    // as a whole, runs again alone on the caller's thread, outside the slots, as a single
-    // ordo.append_events that may wait for the lock.
+    // alone, ordo.append_events with p_wait false), so concurrent writers share a commit and
+    // a round trip. Such a statement waits for no lock (50 ms at most), so a batch slot is never
+    // held by a stream held elsewhere: an append whose stream another transaction holds, or whose
+    // statement failed as a whole, runs again alone on the caller's thread, outside the slots, as a
+    // single ordo.append_events that may wait for the lock.
     //
     // Reads through the Store seam (read_stream, read_all, and those of its sessions) return
     // events upcast by `upcasters` to their current shape; null reads the stored shape. The

@@ -171,10 +171,11 @@ TEST_F(DatabaseRoles, TheOldSharedRolesCanNeitherLogInNorTouchAnything) {
                             role)[0]
                 .as<int>(),
             0);
-        EXPECT_FALSE(tx.exec_params1("SELECT has_function_privilege($1, "
-                                     "'ordo.append_events(text, bigint, jsonb)', 'EXECUTE')",
-                                     role)[0]
-                         .as<bool>());
+        EXPECT_FALSE(
+            tx.exec_params1("SELECT has_function_privilege($1, "
+                            "'ordo.append_events(text, bigint, jsonb, boolean)', 'EXECUTE')",
+                            role)[0]
+                .as<bool>());
     }
 }
 

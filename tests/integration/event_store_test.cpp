@@ -270,6 +270,46 @@ TEST_F(EventStoreTest, AppendsProbeTheIndexesWhateverTheStatisticsSay) {
     }
 }
 
+// ordo.append_events without waiting (p_wait false), and the three-argument wrapper the
+// services of the release before call (ordo.append_events_nowait): a stream another
+// transaction holds answers 'busy' at once and gets nothing; a free one is appended to; the
+// default still waits for the lock.
+TEST_F(EventStoreTest, AnAppendThatDoesNotWaitAnswersBusyForAHeldStreamAndChangesNothing) {
+    store_.append("order-held", ExpectedVersion::no_stream(), {event("A", {})});
+    pqxx::connection holder{db_.command_url()};
+    pqxx::work holding{holder};
+    holding.exec("SELECT version FROM ordo.streams WHERE stream_id = 'order-held' FOR UPDATE");
+    pqxx::connection conn{db_.command_url()};
+    auto outcome = [&](const std::string& call, const std::string& stream) {
+        pqxx::nontransaction tx{conn};
+        const auto batch = nlohmann::json::array({{{"event_id", platform::new_uuid()},
+                                                   {"type", "B"},
+                                                   {"payload", nlohmann::json::object()}}});
+        return tx.exec_params1("SELECT out_outcome FROM " + call, stream, batch.dump())[0]
+            .as<std::string>();
+    };
+    const std::string nowait = "ordo.append_events($1, -1, $2::jsonb, false)";
+    const std::string wrapper = "ordo.append_events_nowait($1, -1, $2::jsonb)";
+    EXPECT_EQ(outcome(nowait, "order-held"), "busy");
+    EXPECT_EQ(outcome(wrapper, "order-held"), "busy");
+    EXPECT_EQ(outcome(nowait, "order-free"), "appended");
+    EXPECT_EQ(outcome(wrapper, "order-free"), "appended");
+    {
+        pqxx::nontransaction tx{conn};
+        tx.exec("SET statement_timeout = 200");
+        EXPECT_THROW(tx.exec_params("SELECT * FROM ordo.append_events('order-held', -1, $1::jsonb)",
+                                    nlohmann::json::array({{{"event_id", platform::new_uuid()},
+                                                            {"type", "B"},
+                                                            {"payload", nlohmann::json::object()}}})
+                                        .dump()),
+                     pqxx::sql_error)
+            << "the default waits for the stream's lock";
+    }
+    holding.commit();
+    EXPECT_EQ(store_.stream_version("order-held"), 1);
+    EXPECT_EQ(store_.stream_version("order-free"), 2);
+}
+
 TEST_F(EventStoreTest, AnAppendWakesListeners) {
     pqxx::connection listening{db_.command_url()};
     int received = 0;
