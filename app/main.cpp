@@ -602,6 +602,9 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0, eventstore::kMaxShards - 1));
     shards_move->add_flag("--rollback", shards_options.rollback,
                           "Undo the partition's unfinished move (before its map flipped)");
+    shards_move->add_flag("--ignore-unrouted-keys", shards_options.ignore_unrouted_keys,
+                          "Move although the source shard keeps idempotency keys from before "
+                          "migration 0017, which stay behind");
     shards_move->add_option("--batch", shards_options.batch, "Events per copying transaction")
         ->check(CLI::Range(1, 100'000))
         ->capture_default_str();

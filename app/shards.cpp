@@ -276,6 +276,29 @@ int run_shards_add(const ShardsOptions& options, const platform::Logger& log) {
     }
 }
 
+namespace {
+
+// A move starts only from a shard whose command log records the stream of every key: one
+// written before migration 0017 records none, so the move would leave it behind, and a replay
+// of its request after the move would run the request again. Throws InvalidInput saying
+// until when (the newest such row's time, plus the command service's key retention).
+void refuse_unrouted_keys(pqxx::transaction_base& control, const ShardsOptions& options,
+                          int shard) {
+    auto source = connect(
+        eventstore::shard_url(options.database_url, *eventstore::registered_shard(control, shard)));
+    const auto unrouted = eventstore::unrouted_command_keys(source);
+    if (unrouted.count == 0) return;
+    throw platform::InvalidInput(
+        "shard " + std::to_string(shard) + " keeps " + std::to_string(unrouted.count) +
+        " idempotency keys written before migration 0017, which record no stream: a move "
+        "cannot tell which are this partition's and would leave them behind, so that a "
+        "replay of their requests after it would run them again. They expire with the "
+        "command service's key retention (48 h by default) after the newest, written at " +
+        unrouted.newest + "; move then, or now with --ignore-unrouted-keys");
+}
+
+}  // namespace
+
 int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
     using eventstore::MoveStep;
     const int partition = options.partition;
@@ -329,6 +352,7 @@ int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
                     throw platform::InvalidInput("shard " + std::to_string(options.to) +
                                                  " is not registered in the control database");
                 }
+                if (!options.ignore_unrouted_keys) refuse_unrouted_keys(txn, options, owner);
                 move = eventstore::begin_move(txn, partition, owner, options.to);
             }
             from = *eventstore::registered_shard(txn, move->from);

@@ -111,6 +111,9 @@ struct ShardsOptions {
     int partition = -1;
     int to = -1;
     bool rollback = false;
+    // move: start even though the source shard holds command-log rows from before migration
+    // 0017, which the move leaves behind (eventstore::unrouted_command_keys).
+    bool ignore_unrouted_keys = false;
     int batch = 2000;       // move: events per copying transaction
     int wait_seconds = 30;  // move: for writes in flight when it fences the partition
 };

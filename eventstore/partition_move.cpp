@@ -311,6 +311,14 @@ std::int64_t copy_partition(pqxx::connection_base& source, pqxx::connection_base
     return copied;
 }
 
+UnroutedKeys unrouted_command_keys(pqxx::connection_base& conn) {
+    pqxx::read_transaction txn{conn};
+    const auto row = txn.exec1(
+        "SELECT count(*), coalesce(to_char(max(created_at) AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '') FROM ordo.command_log WHERE stream_id IS NULL");
+    return {row[0].as<std::int64_t>(), row[1].as<std::string>()};
+}
+
 PartitionDigest digest_partition(pqxx::connection_base& conn, int partitions, int partition) {
     PartitionDigest out;
     pqxx::read_transaction txn{conn};

@@ -100,6 +100,17 @@ std::int64_t precopy_partition(pqxx::connection_base& source, pqxx::connection_b
                                int partitions, int partition, int source_shard, int batch,
                                const std::function<void()>& after_batch = {});
 
+// The command-log rows of `conn`'s shard that record no stream: written before migration 0017
+// added the column, so no move can tell which partition's they are, and a move leaves them
+// behind (a replay of such a request after its stream moved would run it again). They go
+// with the command service's key expiry. Their count, and when the newest was written (UTC,
+// ISO 8601; empty when there is none).
+struct UnroutedKeys {
+    std::int64_t count = 0;
+    std::string newest;
+};
+UnroutedKeys unrouted_command_keys(pqxx::connection_base& conn);
+
 // What a shard holds of a partition, digested in its commit order: the events (id, stream,
 // version, type, schema, payload, metadata, time) and the streams' versions.
 struct PartitionDigest {

@@ -501,5 +501,38 @@ TEST_F(ShardMove, AFlippedMoveCannotBeRolledBackAndRefusalsChangeNothing) {
     EXPECT_TRUE(fenced(second_, kMoved));
 }
 
+// A source shard that keeps idempotency keys from before migration 0017 (no stream recorded):
+// the move is refused, saying until when and how to move anyway, and changes nothing; with
+// --ignore-unrouted-keys it moves, and the key stays on the old shard.
+TEST_F(ShardMove, KeysThatRecordNoStreamRefuseAMoveUnlessItIsToldToLeaveThem) {
+    ASSERT_EQ(receive(skus_in(kMoved, 1, "u-" + suffix_ + "-")[0], "before").status, 200);
+    {
+        pqxx::connection admin{control_.admin_url()};
+        pqxx::work tx{admin};
+        tx.exec(
+            "INSERT INTO ordo.command_log (key, fingerprint, status, response, created_at) "
+            "VALUES ('before-0017', 'f', 200, '{}', '2026-12-01 10:00:00+00')");
+        tx.commit();
+    }
+    auto [refused, refused_out] = move();
+    EXPECT_EQ(refused, 2) << refused_out;
+    EXPECT_NE(refused_out.find("keeps 1 idempotency keys written before migration 0017"),
+              std::string::npos)
+        << refused_out;
+    EXPECT_NE(refused_out.find("2026-12-01T10:00:00Z"), std::string::npos) << refused_out;
+    EXPECT_NE(refused_out.find("--ignore-unrouted-keys"), std::string::npos) << refused_out;
+    EXPECT_EQ(scalar(control_.admin_url(), "SELECT count(*) FROM ordo.partition_moves"), 0);
+    EXPECT_FALSE(fenced(control_, kMoved));
+    EXPECT_EQ(map_owner(kMoved), 0);
+
+    auto [rc, out] = move("", {"--to", "1", "--ignore-unrouted-keys"});
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_EQ(map_owner(kMoved), 1);
+    EXPECT_EQ(events_in(second_, kMoved), 1);
+    EXPECT_EQ(scalar(control_.admin_url(),
+                     "SELECT count(*) FROM ordo.command_log WHERE key = 'before-0017'"),
+              1);
+}
+
 }  // namespace
 }  // namespace ordo::testing
