@@ -284,16 +284,24 @@ namespace {
 // until when (the newest such row's time, plus the command service's key retention).
 void refuse_unrouted_keys(pqxx::transaction_base& control, const ShardsOptions& options,
                           int shard) {
-    auto source = connect(
-        eventstore::shard_url(options.database_url, *eventstore::registered_shard(control, shard)));
-    const auto unrouted = eventstore::unrouted_command_keys(source);
+    eventstore::UnroutedKeys unrouted;
+    try {
+        auto source = connect(eventstore::shard_url(options.database_url,
+                                                    *eventstore::registered_shard(control, shard)));
+        unrouted = eventstore::unrouted_command_keys(source);
+    } catch (const pqxx::failure& e) {
+        throw platform::Unavailable(
+            "cannot read shard " + std::to_string(shard) +
+            "'s command log before the move, which has not begun: " + e.what());
+    }
     if (unrouted.count == 0) return;
     throw platform::InvalidInput(
         "shard " + std::to_string(shard) + " keeps " + std::to_string(unrouted.count) +
-        " idempotency keys written before migration 0017, which record no stream: a move "
+        (unrouted.count == 1 ? " idempotency key" : " idempotency keys") +
+        " written by a release before migration 0017, which record no stream: a move "
         "cannot tell which are this partition's and would leave them behind, so that a "
-        "replay of their requests after it would run them again. They expire with the "
-        "command service's key retention (48 h by default) after the newest, written at " +
+        "replay of their requests after it would run them again. The command service "
+        "deletes them 48 h after the newest, written at " +
         unrouted.newest + "; move then, or now with --ignore-unrouted-keys");
 }
 

@@ -329,7 +329,6 @@ TEST(GroupCommitOnPostgres, AStatementOfAppendsThatFailsAsAWholeRunsEachAgainAlo
     EXPECT_EQ(stats.largest, 3u);
 }
 
-}  // namespace
 // A connection lost while an append's statement runs: the statement may have committed, so
 // the caller is told OutcomeUnknown rather than a plain failure; the same append again then
 // finds out (here: it had not committed, and now does).
@@ -354,12 +353,19 @@ TEST(GroupCommitOnPostgres, AnAppendWhoseConnectionBreaksWhileItsStatementRunsIs
         });
     });
     creating.get_future().wait();
+    // Whatever fails below, the creator ends, and the append waiting for it with it.
+    std::shared_ptr<void> let_go{nullptr, [&](void*) {
+                                     try {
+                                         release.set_value();
+                                     } catch (const std::future_error&) {
+                                     }
+                                 }};
     const auto events = one_event();
     auto waiting = std::async(
         std::launch::async, [&] { return store.append("new-1", ExpectedVersion::any(), events); });
     // Its backend, waiting for the creator's lock, is ended under it.
     pqxx::connection admin{db.admin_url()};
-    EXPECT_TRUE(testing::eventually([&] {
+    ASSERT_TRUE(testing::eventually([&] {
         pqxx::nontransaction tx{admin};
         return tx.exec1(
                      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -368,10 +374,11 @@ TEST(GroupCommitOnPostgres, AnAppendWhoseConnectionBreaksWhileItsStatementRunsIs
                    .as<int>() > 0;
     }));
     EXPECT_THROW(waiting.get(), platform::OutcomeUnknown);
-    release.set_value();
+    let_go.reset();
     creator.get();
     EXPECT_EQ(store.append("new-1", ExpectedVersion::any(), events).last_version, 2);
     EXPECT_TRUE(store.append("new-1", ExpectedVersion::any(), events).replayed);
 }
 
+}  // namespace
 }  // namespace ordo::eventstore

@@ -511,15 +511,27 @@ TEST_F(ShardMove, KeysThatRecordNoStreamRefuseAMoveUnlessItIsToldToLeaveThem) {
         pqxx::work tx{admin};
         tx.exec(
             "INSERT INTO ordo.command_log (key, fingerprint, status, response, created_at) "
-            "VALUES ('before-0017', 'f', 200, '{}', '2026-12-01 10:00:00+00')");
+            "VALUES ('before-0017', 'f', 200, '{}', date_trunc('second', now()) - "
+            "interval '1 hour')");
         tx.commit();
     }
     auto [refused, refused_out] = move();
     EXPECT_EQ(refused, 2) << refused_out;
-    EXPECT_NE(refused_out.find("keeps 1 idempotency keys written before migration 0017"),
+    EXPECT_NE(refused_out.find("keeps 1 idempotency key written by a release before migration "
+                               "0017"),
               std::string::npos)
         << refused_out;
-    EXPECT_NE(refused_out.find("2026-12-01T10:00:00Z"), std::string::npos) << refused_out;
+    const auto newest = [&] {
+        pqxx::connection admin{control_.admin_url()};
+        pqxx::read_transaction tx{admin};
+        return tx
+            .exec1(
+                "SELECT to_char(created_at AT TIME ZONE 'UTC', "
+                "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM ordo.command_log "
+                "WHERE key = 'before-0017'")[0]
+            .as<std::string>();
+    }();
+    EXPECT_NE(refused_out.find("written at " + newest), std::string::npos) << refused_out;
     EXPECT_NE(refused_out.find("--ignore-unrouted-keys"), std::string::npos) << refused_out;
     EXPECT_EQ(scalar(control_.admin_url(), "SELECT count(*) FROM ordo.partition_moves"), 0);
     EXPECT_FALSE(fenced(control_, kMoved));
