@@ -135,6 +135,30 @@ class ShardedStack : public ::testing::Test {
         return eventstore::shard_map_for(txn, kPartitions);
     }
 
+    // `ordo shards <arguments>` on this store: its exit status, then its output and log.
+    std::pair<int, std::string> shards(std::vector<std::string> arguments) const {
+        arguments.insert(arguments.begin(), {"shards", "--database-url", control_.migrator_url(),
+                                             "--partitions", std::to_string(kPartitions)});
+        return ordo(arguments, true);
+    }
+
+    // `third` registered as shard 2, and partition 0 moved to it (the test has written no
+    // event in it yet: the move waits for no relay).
+    void give_partition_0_to(const TestDatabase& third) const {
+        auto [added, added_out] = shards({"add", "--shard", "2=" + location(third)});
+        ASSERT_EQ(added, 0) << added_out;
+        auto [moved, moved_out] = shards({"move", "--partition", "0", "--to", "2"});
+        ASSERT_EQ(moved, 0) << moved_out;
+    }
+
+    // A sku whose inventory stream is in partition 0, named `prefix` and a number.
+    static std::string sku_in_partition_0(const std::string& prefix) {
+        for (int i = 0;; ++i) {
+            auto sku = prefix + std::to_string(i);
+            if (platform::partition_of("inventory-" + sku, kPartitions) == 0) return sku;
+        }
+    }
+
     HttpResponse receive(const std::string& sku, const std::string& key) {
         return client().post_json("/v1/inventory/" + sku + "/receipts", {{"quantity", 2}},
                                   {{"Idempotency-Key", key}});

@@ -371,22 +371,9 @@ TEST_F(ShardedStack, AProjectorHearsTheAppendsOfAShardAMoveBroughtIn) {
     }));
 
     TestDatabase third{/*migrate=*/false, 1};
-    auto shards = [&](std::vector<std::string> arguments) {
-        arguments.insert(arguments.begin(), {"shards", "--database-url", control_.migrator_url(),
-                                             "--partitions", std::to_string(kPartitions)});
-        return ordo(arguments, true);
-    };
-    auto [added, added_out] = shards({"add", "--shard", "2=" + location(third)});
-    ASSERT_EQ(added, 0) << added_out;
-    // Partition 0 holds no event yet: the move waits for no relay.
-    auto [moved, moved_out] = shards({"move", "--partition", "0", "--to", "2"});
-    ASSERT_EQ(moved, 0) << moved_out;
-
-    std::string sku;
-    for (int i = 0; sku.empty(); ++i) {
-        auto candidate = "new-" + std::to_string(i);
-        if (platform::partition_of("inventory-" + candidate, kPartitions) == 0) sku = candidate;
-    }
+    give_partition_0_to(third);
+    if (HasFatalFailure()) return;
+    const auto sku = sku_in_partition_0("new-");
     auto res = receive(sku, "n-" + sku);
     ASSERT_EQ(res.status, 200) << res.body;
     EXPECT_EQ(res.json()["position"].get<std::string>().rfind("2:", 0), 0u) << res.body;
@@ -591,24 +578,12 @@ TEST_F(ShardedStack, TheEventsApiReadsAShardAddedWhileItRuns) {
     ASSERT_EQ(stream.status(), 200);
 
     TestDatabase third{/*migrate=*/false, 1};
-    auto shards = [&](std::vector<std::string> arguments) {
-        arguments.insert(arguments.begin(), {"shards", "--database-url", control_.migrator_url(),
-                                             "--partitions", std::to_string(kPartitions)});
-        return ordo(arguments, true);
-    };
-    auto [added, added_out] = shards({"add", "--shard", "2=" + location(third)});
-    ASSERT_EQ(added, 0) << added_out;
-    // Partition 0 holds no event yet: the move waits for no relay.
-    auto [moved, moved_out] = shards({"move", "--partition", "0", "--to", "2"});
-    ASSERT_EQ(moved, 0) << moved_out;
+    give_partition_0_to(third);
+    if (HasFatalFailure()) return;
     // A position that names the new shard, at once: not refused as one the API never gave.
     const auto named = reads.get("/v1/events?after=0:1.0,2:1.0");
     EXPECT_EQ(named.status, 200) << named.body;
-    std::string sku;
-    for (int i = 0; sku.empty(); ++i) {
-        auto candidate = "added-" + std::to_string(i);
-        if (platform::partition_of("inventory-" + candidate, kPartitions) == 0) sku = candidate;
-    }
+    const auto sku = sku_in_partition_0("added-");
     auto res = receive(sku, "a-" + sku);
     ASSERT_EQ(res.status, 200) << res.body;
     ASSERT_EQ(res.json()["position"].get<std::string>().rfind("2:", 0), 0u) << res.body;
@@ -678,19 +653,13 @@ TEST_F(ShardedStack, ShardSourcesGrowWithTheMapAndOnlyThen) {
     EXPECT_FALSE(sources.refresh()) << "the same map added a shard";
 
     TestDatabase third{/*migrate=*/false, 1};
-    auto [added, added_out] =
-        ordo({"shards", "--database-url", control_.migrator_url(), "--partitions",
-              std::to_string(kPartitions), "add", "--shard", "2=" + location(third)},
-             true);
+    auto [added, added_out] = shards({"add", "--shard", "2=" + location(third)});
     ASSERT_EQ(added, 0) << added_out;
     // Added, it owns no partition and holds no event: the map does not name it yet.
     EXPECT_FALSE(sources.refresh());
     EXPECT_EQ(sources.confirm({0, 1}), Named::known);
     EXPECT_EQ(sources.confirm({0, 2}), Named::unknown);
-    auto [moved, moved_out] =
-        ordo({"shards", "--database-url", control_.migrator_url(), "--partitions",
-              std::to_string(kPartitions), "move", "--partition", "0", "--to", "2"},
-             true);
+    auto [moved, moved_out] = shards({"move", "--partition", "0", "--to", "2"});
     ASSERT_EQ(moved, 0) << moved_out;
     EXPECT_EQ(ids(), (std::vector<int>{0, 1})) << "a shard came before the map was read";
     EXPECT_EQ(sources.generation(), before);
