@@ -29,9 +29,9 @@ struct ShardSources::Impl {
     Options options;
     platform::Logger log = platform::Logger::null_logger();
     platform::metrics::Registry* registry = nullptr;
-    std::int64_t version = 0;  // of the newest map read
+    std::int64_t version = 0;                           // of the newest map read
     std::chrono::steady_clock::time_point last_read{};  // of the last map read begun; none yet
-    std::mutex refresh_mutex;  // one map read at a time
+    std::mutex refresh_mutex;                           // one map read at a time
 
     std::mutex stop_mutex;
     std::condition_variable stop_cv;
