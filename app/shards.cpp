@@ -446,6 +446,8 @@ int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
             const auto at_destination =
                 eventstore::digest_partition(destination, partitions, partition);
             if (!(at_source == at_destination)) {
+                const auto differing =
+                    eventstore::one_sided_events(source, destination, partitions, partition);
                 log.error(
                     "the copy differs from the original: the map is unchanged; roll the "
                     "move back with --rollback",
@@ -453,7 +455,9 @@ int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
                      {"source_events", at_source.events},
                      {"destination_events", at_destination.events},
                      {"source_digest", at_source.digest},
-                     {"destination_digest", at_destination.digest}});
+                     {"destination_digest", at_destination.digest},
+                     {"only_at_source", differing.source_only},
+                     {"only_at_destination", differing.destination_only}});
                 return 1;
             }
             // The flip waits for the projectors' checkpoint rows and, through the map's lock,

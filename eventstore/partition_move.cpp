@@ -353,6 +353,54 @@ PartitionDigest digest_partition(pqxx::connection_base& conn, int partitions, in
     return out;
 }
 
+OneSidedEvents one_sided_events(pqxx::connection_base& source, pqxx::connection_base& destination,
+                                int partitions, int partition, std::size_t limit) {
+    using Snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+    // One side's event ids in id order (a uuid's text sorts as the uuid), a page at a time.
+    struct Side {
+        Snapshot txn;
+        int partitions, partition;
+        std::vector<std::string> page;
+        std::size_t at = 0;
+        bool ended = false;
+        const std::string* next() {
+            if (at == page.size() && !ended) {
+                auto rows = txn.exec_params(
+                    std::string{"SELECT event_id::text FROM ordo.events WHERE "} + kOfPartition +
+                        " AND ($3::text IS NULL OR event_id > $3::text::uuid) "
+                        "ORDER BY event_id LIMIT 5000",
+                    partitions, partition,
+                    page.empty() ? std::optional<std::string>{} : std::optional{page.back()});
+                page.clear();
+                at = 0;
+                for (const auto& row : rows) page.push_back(row[0].as<std::string>());
+                ended = page.empty();
+            }
+            return at < page.size() ? &page[at] : nullptr;
+        }
+    };
+    Side from{Snapshot{source}, partitions, partition};
+    Side to{Snapshot{destination}, partitions, partition};
+    OneSidedEvents out;
+    for (;;) {
+        const auto* a = from.next();
+        const auto* b = to.next();
+        if ((!a && !b) || out.source_only.size() >= limit || out.destination_only.size() >= limit)
+            break;
+        if (a && b && *a == *b) {
+            ++from.at;
+            ++to.at;
+        } else if (a && (!b || *a < *b)) {
+            out.source_only.push_back(*a);
+            ++from.at;
+        } else {
+            out.destination_only.push_back(*b);
+            ++to.at;
+        }
+    }
+    return out;
+}
+
 void remove_partition(pqxx::connection_base& conn, int partitions, int partition) {
     pqxx::work txn{conn};
     fence_partition(txn, partitions, partition);

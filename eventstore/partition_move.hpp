@@ -120,6 +120,16 @@ struct PartitionDigest {
 };
 PartitionDigest digest_partition(pqxx::connection_base& conn, int partitions, int partition);
 
+// For an operator whose copy differs: the ids of the partition's events that only one of the
+// two shards holds, at most `limit` of each, walking both in id order a page at a time, each
+// side in one snapshot.
+struct OneSidedEvents {
+    std::vector<std::string> source_only;
+    std::vector<std::string> destination_only;
+};
+OneSidedEvents one_sided_events(pqxx::connection_base& source, pqxx::connection_base& destination,
+                                int partitions, int partition, std::size_t limit = 10);
+
 // Deletes every row of `partition` on `conn`'s shard (events, stream rows, snapshots,
 // command-log rows) and leaves it fenced. For the source once the map has flipped, and the
 // destination's copies when a move is rolled back. The events go in batches of their own

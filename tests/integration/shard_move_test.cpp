@@ -470,6 +470,44 @@ TEST_F(ShardMove, RolledBackBeforeTheFlipThePartitionStaysAndTakesWritesAgain) {
     EXPECT_EQ(events_in(control_, kMoved), 3);
 }
 
+// A copy that differs from the original stops the move before the flip, names the events
+// only one side holds, and changes nothing; rolled back and run again, the move completes.
+TEST_F(ShardMove, ACopyThatDiffersStopsBeforeTheFlipAndNamesTheStrayEvents) {
+    const auto moving = skus_in(kMoved, 2, "d-" + suffix_ + "-");
+    for (const auto& sku : moving) ASSERT_EQ(receive(sku, "before-" + sku).status, 200);
+    auto [killed, killed_log] = move("copied");
+    ASSERT_EQ(killed, 128 + SIGKILL) << killed_log;
+    // An event the source never had, among the copies on the destination.
+    const std::string stray = "00000000-0000-4000-8000-0000000000d1";
+    pqxx::connection tamper{second_.admin_url()};
+    pqxx::work txn{tamper};
+    txn.exec_params(
+        "INSERT INTO ordo.events (stream_id, category, stream_version, event_id, event_type, "
+        "schema_version, payload, metadata, moved_from) VALUES ($1, 'inventory', 99, $2, "
+        "'StockReceived', 1, '{}', '{}', 0)",
+        "inventory-" + moving[0], stray);
+    txn.commit();
+
+    auto [differs, differs_out] = move();
+    EXPECT_EQ(differs, 1) << differs_out;
+    EXPECT_NE(differs_out.find("the copy differs from the original"), std::string::npos)
+        << differs_out;
+    EXPECT_NE(differs_out.find("\"only_at_destination\":[\"" + stray + "\"]"), std::string::npos)
+        << differs_out;
+    EXPECT_NE(differs_out.find("\"only_at_source\":[]"), std::string::npos) << differs_out;
+    EXPECT_EQ(map_owner(kMoved), 0);
+    EXPECT_TRUE(fenced(control_, kMoved));
+
+    auto [rolled, rolled_out] = move("", {"--rollback"});
+    ASSERT_EQ(rolled, 0) << rolled_out;
+    EXPECT_EQ(events_in(second_, kMoved), 0);
+    auto [rc, out] = move();
+    ASSERT_EQ(rc, 0) << out;
+    EXPECT_EQ(map_owner(kMoved), 1);
+    EXPECT_EQ(events_in(second_, kMoved), 2);
+    EXPECT_EQ(events_in(control_, kMoved), 0);
+}
+
 TEST_F(ShardMove, AFlippedMoveCannotBeRolledBackAndRefusalsChangeNothing) {
     ASSERT_EQ(receive(skus_in(kMoved, 1, "f-" + suffix_ + "-")[0], "before").status, 200);
     // Not a registered shard; the shard it is on already.
