@@ -11,12 +11,14 @@
 // Run through bench/append/run.sh, which installs the peers (ORDO_BENCH_PEERS=0 skips them).
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include <pqxx/pqxx>
@@ -38,10 +40,32 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 struct Scenario {
+    std::string key;  // for ORDO_BENCH_APPEND_ONLY
     std::string name;
     int writers;
     int batch;
 };
+
+// The scenarios ORDO_BENCH_APPEND_ONLY names (keys, space-separated), all when it is unset.
+std::vector<Scenario> only_scenarios(std::vector<Scenario> all) {
+    const auto only = platform::env("ORDO_BENCH_APPEND_ONLY");
+    if (!only) return all;
+    std::vector<Scenario> chosen;
+    std::istringstream words{*only};
+    std::string keys;
+    for (std::string word; words >> word;) {
+        auto it =
+            std::find_if(all.begin(), all.end(), [&](const auto& s) { return s.key == word; });
+        if (it == all.end()) {
+            for (const auto& s : all) keys += " " + s.key;
+            throw std::runtime_error("ORDO_BENCH_APPEND_ONLY: one or more of" + keys + ", not " +
+                                     word);
+        }
+        chosen.push_back(*it);
+    }
+    if (chosen.empty()) throw std::runtime_error("ORDO_BENCH_APPEND_ONLY names no scenario");
+    return chosen;
+}
 
 // `text` as one single-quoted word for /bin/sh.
 std::string shell_quote(const std::string& text) {
@@ -330,10 +354,11 @@ int main() try {
          .pool = {.size = 16, .name = "bench"},
          .refresh_every = std::chrono::milliseconds(0)},
         platform::Logger::null_logger()};
-    std::vector<Scenario> scenarios = {{"single event, 1 writer", 1, 1},
-                                       {"single event, 4 writers", 4, 1},
-                                       {"single event, 16 writers", 16, 1},
-                                       {"100-event batches, 4 writers", 4, 100}};
+    std::vector<Scenario> scenarios =
+        only_scenarios({{"1w", "single event, 1 writer", 1, 1},
+                        {"4w", "single event, 4 writers", 4, 1},
+                        {"16w", "single event, 16 writers", 16, 1},
+                        {"batches", "100-event batches, 4 writers", 4, 100}});
     std::printf("append benchmark: %d s per measurement, events per second\n", seconds);
     // Columns are two or more spaces apart (bench/all.sh splits on that); a ratio is ordo's
     // rate over the column before it.

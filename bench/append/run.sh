@@ -3,7 +3,8 @@
 # PostgreSQL INSERT throughput and beside two public PostgreSQL event stores, Message DB and
 # Emmett, which it installs with npm at pinned versions (bench/append/peers/) into
 # .ordo/bench-peers. ORDO_BENCH_SECONDS sets the length of each measurement;
-# ORDO_BENCH_PEERS=0 skips the peers (their columns then read n/a, as without node or npm).
+# ORDO_BENCH_PEERS=0 skips the peers (their columns then read n/a, as without node or npm);
+# ORDO_BENCH_APPEND_ONLY="1w batches" runs some of the scenarios (1w 4w 16w batches).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
