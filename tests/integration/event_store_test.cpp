@@ -75,6 +75,60 @@ TEST_F(EventStoreTest, ReadingManyStreamsRefusesAStreamOfAFencedPartitionThatIsN
     EXPECT_TRUE(read[1].empty());
 }
 
+// An append to a fenced partition is refused, naming the partition, whether its stream is
+// here already or new, and whether the append waits for the stream's lock or not; nothing is
+// written. A stream of another partition is appended to.
+TEST_F(EventStoreTest, AnAppendToAFencedPartitionIsRefusedAndWritesNothing) {
+    store_.append("order-fenced-old", ExpectedVersion::no_stream(), {event("A", {})});
+    const auto fenced_partition = platform::partition_of("order-fenced-old", 4);
+    ASSERT_EQ(platform::partition_of("order-fenced-new-2", 4), fenced_partition);
+    ASSERT_NE(platform::partition_of("order-open", 4), fenced_partition);
+    {
+        pqxx::connection admin{db_.admin_url()};
+        pqxx::work txn{admin};
+        txn.exec_params("INSERT INTO ordo.partition_fences (partition, partitions) VALUES ($1, 4)",
+                        fenced_partition);
+        txn.commit();
+    }
+    pqxx::connection conn{db_.command_url()};
+    for (const std::string stream : {"order-fenced-old", "order-fenced-new-2"}) {
+        for (const std::string wait : {"true", "false"}) {
+            pqxx::nontransaction tx{conn};
+            try {
+                tx.exec_params("SELECT * FROM ordo.append_events($1, -1, $2::jsonb, " + wait + ")",
+                               stream,
+                               nlohmann::json::array({{{"event_id", platform::new_uuid()},
+                                                       {"type", "B"},
+                                                       {"payload", nlohmann::json::object()}}})
+                                   .dump());
+                ADD_FAILURE() << stream << " appended to with p_wait " << wait;
+            } catch (const pqxx::sql_error& e) {
+                EXPECT_EQ(e.sqlstate(), "ORD01") << stream << ", p_wait " << wait;
+                EXPECT_NE(std::string{e.what()}.find(
+                              "partition " + std::to_string(fenced_partition) + " is not written"),
+                          std::string::npos)
+                    << e.what();
+            }
+        }
+        EXPECT_THROW(store_.append(stream, ExpectedVersion::any(), {event("C", {})}),
+                     PartitionFenced)
+            << stream;
+    }
+    pqxx::connection admin{db_.admin_url()};
+    pqxx::nontransaction look{admin};
+    EXPECT_EQ(
+        look.exec1("SELECT count(*) FROM ordo.events WHERE stream_id LIKE 'order-fenced-%'")[0]
+            .as<int>(),
+        1);
+    EXPECT_EQ(
+        look.exec1("SELECT count(*) FROM ordo.streams WHERE stream_id LIKE 'order-fenced-%'")[0]
+            .as<int>(),
+        1);
+    EXPECT_EQ(
+        store_.append("order-open", ExpectedVersion::no_stream(), {event("A", {})}).last_version,
+        1);
+}
+
 TEST_F(EventStoreTest, ReadAllWaitsForAnOpenTransactionAndNeverSkipsIt) {
     store_.append("order-before", ExpectedVersion::any(), {event("A", {})});
     auto first = read_all_until(store_, {}, 1);
@@ -294,16 +348,21 @@ TEST_F(EventStoreTest, AnAppendThatDoesNotWaitAnswersBusyForAHeldStreamAndChange
     EXPECT_EQ(outcome(wrapper, "order-held"), "busy");
     EXPECT_EQ(outcome(nowait, "order-free"), "appended");
     EXPECT_EQ(outcome(wrapper, "order-free"), "appended");
-    {
+    // The default waits for the stream's lock, and so does a NULL for p_wait.
+    for (const std::string call : {"ordo.append_events('order-held', -1, $1::jsonb)",
+                                   "ordo.append_events('order-held', -1, $1::jsonb, NULL)"}) {
         pqxx::nontransaction tx{conn};
         tx.exec("SET statement_timeout = 200");
-        EXPECT_THROW(tx.exec_params("SELECT * FROM ordo.append_events('order-held', -1, $1::jsonb)",
-                                    nlohmann::json::array({{{"event_id", platform::new_uuid()},
-                                                            {"type", "B"},
-                                                            {"payload", nlohmann::json::object()}}})
-                                        .dump()),
-                     pqxx::sql_error)
-            << "the default waits for the stream's lock";
+        try {
+            tx.exec_params("SELECT * FROM " + call,
+                           nlohmann::json::array({{{"event_id", platform::new_uuid()},
+                                                   {"type", "B"},
+                                                   {"payload", nlohmann::json::object()}}})
+                               .dump());
+            ADD_FAILURE() << call << " did not wait";
+        } catch (const pqxx::sql_error& e) {
+            EXPECT_EQ(e.sqlstate(), "57014") << call << ": " << e.what();  // query_canceled
+        }
     }
     holding.commit();
     EXPECT_EQ(store_.stream_version("order-held"), 1);
