@@ -453,11 +453,16 @@ AppendResult EventStore::append(const std::string& stream, ExpectedVersion expec
     // Alone, as a single append: it may wait for its stream's lock, on the caller's thread
     // and outside the batches' slots, so a held stream holds up this append and no other.
     // It has started already, so it waits for a connection as long as the store allows.
-    auto result = pool_.transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
-        return in_doubt_if_lost([&] { return append_in(txn, stream, expected, events); });
-    });
-    if (!result.replayed && notifier_) notifier_->signal();
-    return result;
+    try {
+        auto result = pool_.transact<pqxx::nontransaction>([&](pqxx::nontransaction& txn) {
+            return in_doubt_if_lost([&] { return append_in(txn, stream, expected, events); });
+        });
+        if (!result.replayed && notifier_) notifier_->signal();
+        return result;
+    } catch (const platform::OutcomeUnknown&) {
+        wake_in_doubt();
+        throw;
+    }
 }
 
 std::vector<RecordedEvent> EventStore::read_stream(pqxx::transaction_base& txn,
@@ -677,6 +682,24 @@ void EventStore::register_metrics(platform::metrics::Registry& registry,
 void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by) {
     if (auto* units = batch_units_.load()) units->observe(static_cast<double>(batch.size()));
     bool appended = false;
+    try {
+        run_batch_transaction(batch, by, appended);
+    } catch (const platform::OutcomeUnknown&) {
+        wake_in_doubt();
+        throw;
+    }
+    // Only after the commit: a listener woken earlier could read before the events exist.
+    if (appended && notifier_) notifier_->signal();
+}
+
+void EventStore::wake_in_doubt() {
+    // A commit whose outcome is unknown may have appended: listeners are woken for it too. A
+    // wake that finds nothing costs a reader one look; a missed one, the wait until its poll.
+    if (notifier_) notifier_->signal();
+}
+
+void EventStore::run_batch_transaction(std::vector<GroupCommit::Unit*>& batch,
+                                       GroupCommit::Deadline by, bool& appended) {
     if (batch.size() == 1) {
         // Alone: no savepoint, exactly one transaction's round trips. Its failure is the
         // batch's, which is the same thing here.
@@ -719,8 +742,6 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
             }
         });
     }
-    // Only after the commit: a listener woken earlier could read before the events exist.
-    if (appended && notifier_) notifier_->signal();
 }
 
 void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by) {
@@ -750,6 +771,9 @@ void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit
             items += "]";
             return in_doubt_if_lost([&] { return txn.exec_prepared("ordo_append_batch", items); });
         });
+    } catch (const platform::OutcomeUnknown&) {
+        wake_in_doubt();
+        throw;
     } catch (const pqxx::sql_error&) {
         if (platform::pg::Pool::is_connection_failure(std::current_exception())) throw;
         // The statement failed as a whole and did nothing (say it waited too long for a

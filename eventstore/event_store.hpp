@@ -248,6 +248,10 @@ class EventStore final : public Store {
 
    private:
     void run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by);
+    // The batch's one transaction; sets `appended` when a unit appended and it committed.
+    void run_batch_transaction(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by,
+                               bool& appended);
+    void wake_in_doubt();
     void run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by);
 
     platform::pg::Pool& pool_;

@@ -10,6 +10,7 @@
 
 #include <pqxx/pqxx>
 
+#include "eventstore/append_notifier.hpp"
 #include "eventstore/event_store.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/core/partition.hpp"
@@ -338,7 +339,11 @@ TEST(GroupCommitOnPostgres, AnAppendWhoseConnectionBreaksWhileItsStatementRunsIs
                           .size = 2,
                           .name = "in-doubt",
                           .preparers = {&EventStore::prepare}}};
-    EventStore store{pool};
+    AppendNotifier notifier{db.command_url(), platform::Logger::null_logger()};
+    EventStore store{pool, &notifier};
+    pqxx::connection listening{db.command_url()};
+    int woken = 0;
+    AppendSubscription wakes{listening, [&] { ++woken; }};
     Pool other_pool{
         PoolOptions{.url = db.command_url(), .size = 2, .preparers = {&EventStore::prepare}}};
     EventStore other{other_pool};
@@ -374,6 +379,13 @@ TEST(GroupCommitOnPostgres, AnAppendWhoseConnectionBreaksWhileItsStatementRunsIs
                    .as<int>() > 0;
     }));
     EXPECT_THROW(waiting.get(), platform::OutcomeUnknown);
+    // It may have committed: listeners are woken as for an append that did.
+    EXPECT_TRUE(testing::eventually(
+        [&] {
+            wakes.await(std::chrono::milliseconds(100));
+            return woken > 0;
+        },
+        std::chrono::seconds(20)));
     let_go.reset();
     creator.get();
     EXPECT_EQ(store.append("new-1", ExpectedVersion::any(), events).last_version, 2);
