@@ -581,7 +581,15 @@ TEST_F(ShardedStack, TheEventsApiReadsAShardAddedWhileItRuns) {
     give_partition_0_to(third);
     if (HasFatalFailure()) return;
     // A position that names the new shard, at once: not refused as one the API never gave.
-    const auto named = reads.get("/v1/events?after=0:1.0,2:1.0");
+    // The service reads the map for it unless it read it a moment ago (then it answers 503
+    // with Retry-After, as when the map cannot be read), so it is asked again on a 503.
+    HttpResponse named;
+    ASSERT_TRUE(eventually(
+        [&] {
+            named = reads.get("/v1/events?after=0:1.0,2:1.0");
+            return named.status != 503;
+        },
+        30s));
     EXPECT_EQ(named.status, 200) << named.body;
     const auto sku = sku_in_partition_0("added-");
     auto res = receive(sku, "a-" + sku);
