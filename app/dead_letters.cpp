@@ -7,6 +7,7 @@
 
 #include "app/subcommands.hpp"
 #include "platform/core/errors.hpp"
+#include "platform/pg/session.hpp"
 #include "projections/dead_letters.hpp"
 
 namespace ordo::app {
@@ -65,7 +66,7 @@ int request(pqxx::connection& conn, std::int64_t id, projections::DeadLetterRequ
 
 int run_dead_letters(const DeadLetterOptions& options, const platform::Logger& log) {
     try {
-        pqxx::connection conn{options.database_url};
+        platform::pg::Session conn{options.database_url, "ordo-dead-letters"};
         if (options.action == "list") return list(conn, options);
         if (options.action == "retry") {
             return request(conn, options.id, projections::DeadLetterRequest::retry, log);

@@ -27,6 +27,7 @@
 #include "platform/core/config.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/pg/pg.hpp"
+#include "platform/pg/session.hpp"
 
 namespace ordo::app {
 
@@ -383,8 +384,7 @@ std::optional<int> agree_on_partitions(StopSignals* signals, const std::string& 
     std::string last_error;
     for (;;) {
         try {
-            pqxx::connection connection{
-                platform::pg::connection_url(database_url, "ordo-partition-count")};
+            platform::pg::Session connection{database_url, "ordo-partition-count"};
             pqxx::work txn{connection};
             // Adopted afresh on every attempt: one that failed decided nothing.
             int count = partitions;

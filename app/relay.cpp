@@ -14,6 +14,7 @@
 #include "platform/nats/jetstream.hpp"
 #include "platform/nats/nats.hpp"
 #include "platform/pg/pg.hpp"
+#include "platform/pg/session.hpp"
 #include "platform/service/service_routes.hpp"
 #include "relay/relay.hpp"
 
@@ -39,7 +40,7 @@ int run_relay(const RelayServeOptions& given, const platform::Logger& log) {
     if (!location && map.version() > 0 &&
         options.shard < static_cast<int>(eventstore::kMaxShards)) {
         try {
-            pqxx::connection conn{platform::pg::connection_url(options.database_url, "ordo-relay")};
+            platform::pg::Session conn{options.database_url, "ordo-relay"};
             pqxx::read_transaction txn{conn};
             location = eventstore::registered_shard(txn, options.shard);
         } catch (const std::exception& e) {

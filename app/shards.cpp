@@ -17,12 +17,14 @@
 #include "platform/core/errors.hpp"
 #include "platform/pg/advisory_locks.hpp"
 #include "platform/pg/pg.hpp"
+#include "platform/pg/session.hpp"
 
 namespace ordo::app {
 namespace {
 
-pqxx::connection connect(const std::string& url) {
-    return pqxx::connection{platform::pg::connection_url(url, "ordo-shards")};
+// Never reconnected by itself: a move holds its advisory lock on the control session.
+platform::pg::Session connect(const std::string& url) {
+    return platform::pg::Session{url, "ordo-shards"};
 }
 
 // "0=db0:5432/ordo" -> shard 0 at db0:5432, database ordo.

@@ -16,6 +16,7 @@
 #include "platform/core/config.hpp"
 #include "platform/core/errors.hpp"
 #include "platform/pg/pg.hpp"
+#include "platform/pg/session.hpp"
 
 namespace ordo::app::two_phase {
 namespace {
@@ -63,8 +64,8 @@ class Databases {
         auto [it, inserted] = connections_.try_emplace(database);
         if (inserted) {
             try {
-                it->second = std::make_unique<pqxx::connection>(
-                    platform::with_database(server_url_, database));
+                it->second = std::make_unique<platform::pg::Session>(
+                    platform::with_database(server_url_, database), "ordo-two-phase");
             } catch (const std::exception& e) {
                 errors_[database] = e.what();
             }
@@ -79,7 +80,7 @@ class Databases {
 
    private:
     std::string server_url_;
-    std::map<std::string, std::unique_ptr<pqxx::connection>> connections_;
+    std::map<std::string, std::unique_ptr<platform::pg::Session>> connections_;
     std::map<std::string, std::string> errors_;
 };
 
@@ -361,7 +362,7 @@ std::string_view to_string(ParticipantState state) {
 }
 
 std::vector<PreparedTransaction> list_prepared(const std::string& server_url) {
-    pqxx::connection conn{server_url};
+    platform::pg::Session conn{server_url, "ordo-two-phase"};
     pqxx::read_transaction txn{conn};
     std::vector<PreparedTransaction> prepared;
     for (const auto& row :

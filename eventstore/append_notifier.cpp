@@ -13,6 +13,7 @@
 #include <pqxx/pqxx>
 
 #include "platform/pg/pg.hpp"
+#include "platform/pg/session.hpp"
 
 namespace ordo::eventstore {
 
@@ -40,7 +41,7 @@ void AppendNotifier::signal() {
 }
 
 void AppendNotifier::run() {
-    std::unique_ptr<pqxx::connection> conn;
+    std::unique_ptr<platform::pg::Session> conn;  // synchronous_commit off is its own
     auto backoff = std::chrono::milliseconds(100);
     for (;;) {
         {
@@ -51,8 +52,7 @@ void AppendNotifier::run() {
         }
         try {
             if (!conn || !conn->is_open()) {
-                conn = std::make_unique<pqxx::connection>(
-                    platform::pg::connection_url(url_, "ordo-notifier"));
+                conn = std::make_unique<platform::pg::Session>(url_, "ordo-notifier");
                 pqxx::nontransaction setup{*conn};
                 setup.exec("SET synchronous_commit = off");
             }
@@ -129,7 +129,7 @@ void AppendListener::run() {
     auto backoff = std::chrono::milliseconds(100);
     while (!stopping_) {
         try {
-            pqxx::connection conn{platform::pg::connection_url(url_, "ordo-listener")};
+            platform::pg::Session conn{url_, "ordo-listener"};
             auto announce = [this] {
                 {
                     std::lock_guard lock{mutex_};

@@ -14,6 +14,7 @@
 #include "eventstore/shard_catalog.hpp"
 #include "platform/core/metrics.hpp"
 #include "platform/core/partition.hpp"
+#include "platform/pg/session.hpp"
 
 namespace ordo::eventstore {
 namespace {
@@ -50,7 +51,7 @@ struct PgShards::Impl {
     std::map<int, Shard> shards;  // only ever added to: stores handed out stay valid
     std::vector<Store*> stores;   // by shard id, ascending
     platform::metrics::Registry* registry = nullptr;
-    std::optional<pqxx::connection> control;
+    std::optional<platform::pg::Session> control;
     std::chrono::steady_clock::time_point last_read{};  // when the last read began
 
     std::mutex stop_mutex;
@@ -102,7 +103,7 @@ struct PgShards::Impl {
     // Under `mutex`: the map in force in the control database, when newer than `map`.
     std::optional<ShardMap> read_newer() {
         if (!control || !control->is_open()) {
-            control.emplace(platform::pg::connection_url(options.url, options.pool.name + "-map"));
+            control.emplace(options.url, options.pool.name + "-map");
             pqxx::nontransaction{*control}.exec("SET statement_timeout = 5000");
         }
         pqxx::read_transaction txn{*control};
@@ -233,7 +234,7 @@ struct PgShardReaders::Impl {
         {
             std::lock_guard lock{mutex};
             if (auto it = pools.find(id); it != pools.end()) return *it->second;
-            pqxx::connection conn{platform::pg::connection_url(url, pool.name + "-map")};
+            platform::pg::Session conn{url, pool.name + "-map"};
             pqxx::read_transaction txn{conn};
             auto current = shard_map_for(txn, map.partitions());
             location = current.location(id);  // out_of_range: no such shard in any map

@@ -18,6 +18,7 @@
 #include "platform/core/partition.hpp"
 #include "platform/pg/advisory_locks.hpp"
 #include "platform/pg/pg.hpp"
+#include "platform/pg/session.hpp"
 
 namespace ordo::projections {
 namespace {
@@ -317,7 +318,8 @@ class Rebuilder {
             }
             // Each shard's own horizon and count, on a connection to it of the same role.
             for (const auto& shard : options_.shards->shards()) {
-                pqxx::connection conn{eventstore::shard_url(options_.database_url, shard)};
+                platform::pg::Session conn{eventstore::shard_url(options_.database_url, shard),
+                                           "ordo-rebuild"};
                 eventstore::EventStore::prepare(conn);
                 pqxx::read_transaction shard_txn{conn};
                 const auto head = eventstore::EventStore::head(shard_txn).value_or(Checkpoint{});

@@ -15,6 +15,7 @@
 #include "platform/core/partition.hpp"
 #include "platform/pg/advisory_locks.hpp"
 #include "platform/pg/pg.hpp"
+#include "platform/pg/session.hpp"
 
 namespace ordo::projections {
 
@@ -66,7 +67,7 @@ struct SlotLeases::Impl {
     SlotLeaseOptions options;
     int bell = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);  // readable once live_event() rang
     PollDeadline poll;  // the look at the store that no notification asked for
-    std::unique_ptr<pqxx::connection> session;  // holds the advisory locks, listens
+    std::unique_ptr<platform::pg::Session> session;  // holds the advisory locks, listens
     std::unique_ptr<eventstore::AppendSubscription> appends;
     std::atomic<std::size_t> owned{0};  // read by other threads (owned_slots)
     eventstore::HorizonWait horizon_wait{options.poll_interval};
@@ -114,8 +115,8 @@ void SlotLeases::connect(std::vector<Slot>& slots) {
     d.session.reset();
     // Both or neither: a session that cannot LISTEN is not kept (connected() stays false and
     // the next round connects again).
-    auto session = std::make_unique<pqxx::connection>(platform::pg::connection_url(
-        d.options.database_url, "ordo-" + d.options.group + "-session"));
+    auto session = std::make_unique<platform::pg::Session>(d.options.database_url,
+                                                           "ordo-" + d.options.group + "-session");
     d.appends =
         std::make_unique<eventstore::AppendSubscription>(*session, [this] { appended = true; });
     d.session = std::move(session);

@@ -8,6 +8,7 @@
 #include "eventstore/append_notifier.hpp"
 #include "platform/pg/advisory_locks.hpp"
 #include "platform/pg/pg.hpp"
+#include "platform/pg/session.hpp"
 
 namespace ordo::relay {
 namespace {
@@ -39,9 +40,7 @@ class LeadershipLost : public std::runtime_error {
 class LeaderSession::Connection {
    public:
     Connection(const std::string& url, int shard)
-        : conn_{platform::pg::connection_url(url, "ordo-relay")},
-          shard_{shard},
-          appends_{conn_, [this] { woken_ = true; }} {
+        : conn_{url, "ordo-relay"}, shard_{shard}, appends_{conn_, [this] { woken_ = true; }} {
         pqxx::nontransaction tx{conn_};
         tx.exec("SET application_name = 'ordo-relay'; SET statement_timeout = 15000");
         backend_pid_ = conn_.backendpid();
@@ -150,14 +149,15 @@ class LeaderSession::Connection {
     }
 
    private:
-    // libpqxx 6 re-opens a broken connection by itself; that new session holds no lock.
+    // A Session never comes back by itself; were it to, in a new session that holds no
+    // lock, the backend's pid would say so.
     void check() {
         if (!conn_.is_open() || conn_.backendpid() != backend_pid_) {
             throw LeadershipLost("the relay's database session was lost");
         }
     }
 
-    pqxx::connection conn_;
+    platform::pg::Session conn_;
     int shard_;
     bool woken_ = false;
     eventstore::AppendSubscription appends_;

@@ -9,6 +9,7 @@
 #include <pqxx/pqxx>
 
 #include "platform/pg/advisory_locks.hpp"
+#include "platform/pg/session.hpp"
 
 namespace ordo::platform::pg {
 namespace {
@@ -29,7 +30,8 @@ MigrationReport migrate(const std::string& url, const std::vector<Migration>& in
     std::sort(migrations.begin(), migrations.end(),
               [](const auto& a, const auto& b) { return a.version < b.version; });
 
-    pqxx::connection conn{url};
+    // Holds the migration lock for the whole run: never reconnected by itself.
+    Session conn{url, "ordo-migrate"};
     {
         pqxx::nontransaction tx{conn};
         tx.exec_params("SELECT pg_advisory_lock($1)", kMigrationLockKey);

@@ -148,15 +148,20 @@ Pool::Pool(PoolOptions options) : options_{std::move(options)} {
 
 Pool::~Pool() = default;
 
+void never_reconnect(pqxx::connection_base& conn) {
+    // Deprecated in libpqxx 6 because version 7 never reconnects; until then it is the way.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    conn.inhibit_reactivation(true);
+#pragma GCC diagnostic pop
+}
+
 std::unique_ptr<pqxx::connection> Pool::connect() {
     auto conn = std::make_unique<pqxx::connection>(
         connection_url(options_.url, "ordo-" + options_.name + "-pool"));
     // A connection that broke is discarded; it must not come back by itself without the
     // session settings below, nor on another socket than the one being watched.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    conn->inhibit_reactivation(true);
-#pragma GCC diagnostic pop
+    never_reconnect(*conn);
     Watch watch{*this, *conn};
     try {
         pqxx::nontransaction setup{*conn};

@@ -53,6 +53,9 @@ std::optional<std::chrono::milliseconds> operation_bound(const PoolOptions& opti
 // application_name (how an operator finds the connections in pg_stat_activity).
 std::string connection_url(const std::string& url, const std::string& application_name);
 
+// Turns off libpqxx 6's silent re-opening of a broken connection (see session.hpp).
+void never_reconnect(pqxx::connection_base& conn);
+
 // A bounded pool of connections. Connections are opened lazily and discarded after a
 // connection-level failure, so the pool heals by itself when Postgres comes back.
 // Connections carry connection_url()'s parameters and never reconnect by themselves. A
