@@ -53,6 +53,15 @@ TEST_F(EventStoreTest, ConcurrentReAppendsOfOneBatchWriteItOnce) {
     EXPECT_EQ(store_.read_stream("order-race", 1, 100).size(), 2u);
 }
 
+// Fences `partition` (of `partitions`) on `db`'s shard, as a move or `ordo shards init` does.
+void fence(const testing::TestDatabase& db, int partition, int partitions) {
+    pqxx::connection admin{db.admin_url()};
+    pqxx::work txn{admin};
+    txn.exec_params("INSERT INTO ordo.partition_fences (partition, partitions) VALUES ($1, $2)",
+                    partition, partitions);
+    txn.commit();
+}
+
 // Many streams read at once refuse, as read_stream does, a stream this shard has nothing of
 // on a partition it fences (a reader with an old map), and only that: the same stream read
 // from past its start, or a stream that is here, is read.
@@ -60,13 +69,7 @@ TEST_F(EventStoreTest, ReadingManyStreamsRefusesAStreamOfAFencedPartitionThatIsN
     store_.append("order-here", ExpectedVersion::no_stream(), {event("A", {{"n", 1}})});
     const auto fenced_partition = platform::partition_of("order-gone", 4);
     ASSERT_NE(platform::partition_of("order-here", 4), fenced_partition);
-    {
-        pqxx::connection admin{db_.admin_url()};
-        pqxx::work txn{admin};
-        txn.exec_params("INSERT INTO ordo.partition_fences (partition, partitions) VALUES ($1, 4)",
-                        fenced_partition);
-        txn.commit();
-    }
+    fence(db_, fenced_partition, 4);
     EXPECT_THROW(store_.read_streams({{"order-here", 1}, {"order-gone", 1}}, 10), PartitionFenced);
     EXPECT_THROW(store_.read_stream("order-gone", 1, 10), PartitionFenced);
     const auto read = store_.read_streams({{"order-here", 1}, {"order-gone", 2}}, 10);
@@ -83,14 +86,18 @@ TEST_F(EventStoreTest, AnAppendToAFencedPartitionIsRefusedAndWritesNothing) {
     const auto fenced_partition = platform::partition_of("order-fenced-old", 4);
     ASSERT_EQ(platform::partition_of("order-fenced-new-2", 4), fenced_partition);
     ASSERT_NE(platform::partition_of("order-open", 4), fenced_partition);
-    {
-        pqxx::connection admin{db_.admin_url()};
-        pqxx::work txn{admin};
-        txn.exec_params("INSERT INTO ordo.partition_fences (partition, partitions) VALUES ($1, 4)",
-                        fenced_partition);
-        txn.commit();
-    }
+    fence(db_, fenced_partition, 4);
+    // The stream that is there is held by another transaction: a fenced partition is refused
+    // before its stream's lock is waited for, or found busy.
+    pqxx::connection holder{db_.command_url()};
+    pqxx::work holding{holder};
+    holding.exec(
+        "SELECT version FROM ordo.streams WHERE stream_id = 'order-fenced-old' FOR UPDATE");
     pqxx::connection conn{db_.command_url()};
+    {
+        pqxx::nontransaction tx{conn};
+        tx.exec("SET statement_timeout = 5000");
+    }
     for (const std::string stream : {"order-fenced-old", "order-fenced-new-2"}) {
         for (const std::string wait : {"true", "false"}) {
             pqxx::nontransaction tx{conn};
@@ -114,6 +121,7 @@ TEST_F(EventStoreTest, AnAppendToAFencedPartitionIsRefusedAndWritesNothing) {
                      PartitionFenced)
             << stream;
     }
+    holding.commit();
     pqxx::connection admin{db_.admin_url()};
     pqxx::nontransaction look{admin};
     EXPECT_EQ(
@@ -348,6 +356,27 @@ TEST_F(EventStoreTest, AnAppendThatDoesNotWaitAnswersBusyForAHeldStreamAndChange
     EXPECT_EQ(outcome(wrapper, "order-held"), "busy");
     EXPECT_EQ(outcome(nowait, "order-free"), "appended");
     EXPECT_EQ(outcome(wrapper, "order-free"), "appended");
+    // On a free stream, an event id another open transaction is inserting is waited for 50 ms
+    // at most: the append then fails, and did nothing.
+    const auto one = [](const std::string& id) {
+        return nlohmann::json::array(
+                   {{{"event_id", id}, {"type", "B"}, {"payload", nlohmann::json::object()}}})
+            .dump();
+    };
+    const auto taken = platform::new_uuid();
+    holding.exec_params("SELECT * FROM ordo.append_events('order-other', -1, $1::jsonb)",
+                        one(taken));
+    {
+        pqxx::nontransaction tx{conn};
+        tx.exec("SET statement_timeout = 5000");
+        try {
+            tx.exec_params("SELECT * FROM ordo.append_events('order-free', -1, $1::jsonb, false)",
+                           one(taken));
+            ADD_FAILURE() << "appended with an event id another transaction is inserting";
+        } catch (const pqxx::sql_error& e) {
+            EXPECT_EQ(e.sqlstate(), "55P03") << e.what();  // lock_not_available: the bound
+        }
+    }
     // The default waits for the stream's lock, and so does a NULL for p_wait.
     for (const std::string call : {"ordo.append_events('order-held', -1, $1::jsonb)",
                                    "ordo.append_events('order-held', -1, $1::jsonb, NULL)"}) {
