@@ -448,8 +448,18 @@ int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
             const auto at_destination =
                 eventstore::digest_partition(destination, partitions, partition);
             if (!(at_source == at_destination)) {
-                const auto differing =
-                    eventstore::one_sided_events(source, destination, partitions, partition);
+                // Which events differ, when they can be listed; the refusal stands either way.
+                nlohmann::json differing = {{"only_at_source", nullptr},
+                                            {"only_at_destination", nullptr}};
+                try {
+                    const auto one_sided =
+                        eventstore::one_sided_events(source, destination, partitions, partition);
+                    differing = {{"only_at_source", one_sided.source_only},
+                                 {"only_at_destination", one_sided.destination_only},
+                                 {"lists_cut_short", one_sided.cut_short}};
+                } catch (const std::exception& e) {
+                    differing["listing_failed"] = e.what();
+                }
                 log.error(
                     "the copy differs from the original: the map is unchanged; roll the "
                     "move back with --rollback",
@@ -458,8 +468,7 @@ int run_shards_move(const ShardsOptions& options, const platform::Logger& log) {
                      {"destination_events", at_destination.events},
                      {"source_digest", at_source.digest},
                      {"destination_digest", at_destination.digest},
-                     {"only_at_source", differing.source_only},
-                     {"only_at_destination", differing.destination_only}});
+                     {"differing", differing}});
                 return 1;
             }
             // The flip waits for the projectors' checkpoint rows and, through the map's lock,

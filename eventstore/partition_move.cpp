@@ -381,12 +381,16 @@ OneSidedEvents one_sided_events(pqxx::connection_base& source, pqxx::connection_
     };
     Side from{Snapshot{source}, partitions, partition};
     Side to{Snapshot{destination}, partitions, partition};
+    for (auto* side : {&from, &to}) side->txn.exec0("SET LOCAL statement_timeout = '60s'");
     OneSidedEvents out;
     for (;;) {
         const auto* a = from.next();
         const auto* b = to.next();
-        if ((!a && !b) || out.source_only.size() >= limit || out.destination_only.size() >= limit)
+        if (!a && !b) break;
+        if (out.source_only.size() >= limit || out.destination_only.size() >= limit) {
+            out.cut_short = true;
             break;
+        }
         if (a && b && *a == *b) {
             ++from.at;
             ++to.at;

@@ -121,11 +121,13 @@ struct PartitionDigest {
 PartitionDigest digest_partition(pqxx::connection_base& conn, int partitions, int partition);
 
 // For an operator whose copy differs: the ids of the partition's events that only one of the
-// two shards holds, at most `limit` of each, walking both in id order a page at a time, each
-// side in one snapshot.
+// two shards holds, at most `limit` of each (`cut_short` then), walking both in id order a
+// page at a time, each side in one snapshot whose statements may take a minute each. Both
+// lists empty: the same events on both, differing in content or order.
 struct OneSidedEvents {
     std::vector<std::string> source_only;
     std::vector<std::string> destination_only;
+    bool cut_short = false;
 };
 OneSidedEvents one_sided_events(pqxx::connection_base& source, pqxx::connection_base& destination,
                                 int partitions, int partition, std::size_t limit = 10);
