@@ -62,11 +62,13 @@ class Databases {
 
     pqxx::connection* get(const std::string& database) {
         auto [it, inserted] = connections_.try_emplace(database);
-        if (inserted) {
+        // A session that broke since is opened again (a Session never reopens by itself).
+        if (inserted || (it->second && !it->second->is_open())) {
             try {
                 it->second = std::make_unique<platform::pg::Session>(
                     platform::with_database(server_url_, database), "ordo-two-phase");
             } catch (const std::exception& e) {
+                it->second.reset();
                 errors_[database] = e.what();
             }
         }

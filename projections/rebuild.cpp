@@ -90,7 +90,7 @@ class BatchReader {
     // Events come upcast by `upcasters` (null: as stored).
     BatchReader(const std::string& url, Checkpoint horizon, std::vector<std::string> categories,
                 std::size_t batch, const eventstore::Upcasters* upcasters)
-        : conn_{url},
+        : conn_{url, "ordo-rebuild-reader"},
           horizon_{horizon},
           categories_{std::move(categories)},
           batch_{batch},
@@ -154,7 +154,7 @@ class BatchReader {
         }
     }
 
-    pqxx::connection conn_;
+    platform::pg::Session conn_;
     Checkpoint horizon_;
     std::vector<std::string> categories_;
     std::size_t batch_;
@@ -187,7 +187,7 @@ class Rebuilder {
           shadow_schema_{shadow_schema_of(name)},
           live_{take(factory("read"), name)},
           shadow_{take(factory(shadow_schema_), name)},
-          conn_{options.database_url} {
+          conn_{options.database_url, "ordo-rebuild"} {  // holds the rebuild lock
         validate(name);
         // Every name in the catalog output is then schema-qualified, which the index
         // definitions copied below rely on.
@@ -608,7 +608,7 @@ class Rebuilder {
     std::unique_ptr<Projection> shadow_;
     std::vector<std::string> live_tables_;
     std::vector<std::string> shadow_tables_;
-    pqxx::connection conn_;
+    platform::pg::Session conn_;
     std::map<int, std::string> last_event_at_;  // per partition, of the events applied
 };
 

@@ -14,7 +14,7 @@ namespace ordo::platform::pg {
 // would go on without it. A Session that broke stays broken: every use throws
 // pqxx::broken_connection, and its owner opens a new one and takes again what it held.
 // For every connection that is not a pool's (the pool's connections behave the same way).
-class Session : public pqxx::connection {
+class Session final : public pqxx::connection {
    public:
     Session(const std::string& url, const std::string& application_name);
 };
