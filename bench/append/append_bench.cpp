@@ -61,6 +61,8 @@ std::vector<Scenario> only_scenarios(std::vector<Scenario> all) {
             throw std::runtime_error("ORDO_BENCH_APPEND_ONLY: one or more of" + keys + ", not " +
                                      word);
         }
+        if (std::any_of(chosen.begin(), chosen.end(), [&](const auto& s) { return s.key == word; }))
+            throw std::runtime_error("ORDO_BENCH_APPEND_ONLY names " + word + " twice");
         chosen.push_back(*it);
     }
     if (chosen.empty()) throw std::runtime_error("ORDO_BENCH_APPEND_ONLY names no scenario");
@@ -313,6 +315,11 @@ int main() try {
         std::to_string(seconds) != seconds_setting)
         throw std::runtime_error("ORDO_BENCH_SECONDS must be a whole number of seconds >= 1, not " +
                                  seconds_setting);
+    std::vector<Scenario> scenarios =
+        only_scenarios({{"1w", "single event, 1 writer", 1, 1},
+                        {"4w", "single event, 4 writers", 4, 1},
+                        {"16w", "single event, 16 writers", 16, 1},
+                        {"batches", "100-event batches, 4 writers", 4, 100}});
     auto peers = find_peers();
     const bench::ScratchDatabase db{"append"};
     auto raw_url = db.url("ORDO_PG_ADMIN_URL");
@@ -354,11 +361,6 @@ int main() try {
          .pool = {.size = 16, .name = "bench"},
          .refresh_every = std::chrono::milliseconds(0)},
         platform::Logger::null_logger()};
-    std::vector<Scenario> scenarios =
-        only_scenarios({{"1w", "single event, 1 writer", 1, 1},
-                        {"4w", "single event, 4 writers", 4, 1},
-                        {"16w", "single event, 16 writers", 16, 1},
-                        {"batches", "100-event batches, 4 writers", 4, 100}});
     std::printf("append benchmark: %d s per measurement, events per second\n", seconds);
     // Columns are two or more spaces apart (bench/all.sh splits on that); a ratio is ordo's
     // rate over the column before it.
