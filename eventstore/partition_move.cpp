@@ -387,20 +387,20 @@ OneSidedEvents one_sided_events(pqxx::connection_base& source, pqxx::connection_
         const auto* a = from.next();
         const auto* b = to.next();
         if (!a && !b) break;
-        if (out.source_only.size() >= limit || out.destination_only.size() >= limit) {
-            out.cut_short = true;
-            break;
-        }
         if (a && b && *a == *b) {
             ++from.at;
             ++to.at;
-        } else if (a && (!b || *a < *b)) {
-            out.source_only.push_back(*a);
-            ++from.at;
-        } else {
-            out.destination_only.push_back(*b);
-            ++to.at;
+            continue;
         }
+        // One more difference: cut short only when a list is full already.
+        const bool at_source = a && (!b || *a < *b);
+        auto& list = at_source ? out.source_only : out.destination_only;
+        if (list.size() == limit) {
+            out.cut_short = true;
+            break;
+        }
+        list.push_back(at_source ? *a : *b);
+        ++(at_source ? from : to).at;
     }
     return out;
 }

@@ -42,7 +42,7 @@ class LeaderSession::Connection {
     Connection(const std::string& url, int shard)
         : conn_{url, "ordo-relay"}, shard_{shard}, appends_{conn_, [this] { woken_ = true; }} {
         pqxx::nontransaction tx{conn_};
-        tx.exec("SET statement_timeout = 15000");
+        tx.exec("SET application_name = 'ordo-relay'; SET statement_timeout = 15000");
         backend_pid_ = conn_.backendpid();
     }
 

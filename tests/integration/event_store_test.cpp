@@ -99,7 +99,7 @@ TEST_F(EventStoreTest, AnAppendToAFencedPartitionIsRefusedAndWritesNothing) {
         tx.exec("SET statement_timeout = 5000");
     }
     for (const std::string stream : {"order-fenced-old", "order-fenced-new-2"}) {
-        for (const std::string wait : {"true", "false"}) {
+        for (const std::string wait : {"true", "false", "NULL"}) {
             pqxx::nontransaction tx{conn};
             try {
                 tx.exec_params("SELECT * FROM ordo.append_events($1, -1, $2::jsonb, " + wait + ")",
@@ -396,6 +396,22 @@ TEST_F(EventStoreTest, AnAppendThatDoesNotWaitAnswersBusyForAHeldStreamAndChange
     holding.commit();
     EXPECT_EQ(store_.stream_version("order-held"), 1);
     EXPECT_EQ(store_.stream_version("order-free"), 2);
+    // A table lock (a migration's, say), which the statement takes before any row's, is waited
+    // for 50 ms at most too.
+    {
+        pqxx::connection admin{db_.admin_url()};
+        pqxx::work migrating{admin};
+        migrating.exec("LOCK TABLE ordo.streams IN ACCESS EXCLUSIVE MODE");
+        pqxx::nontransaction tx{conn};
+        tx.exec("SET statement_timeout = 5000");
+        try {
+            tx.exec_params("SELECT * FROM ordo.append_events('order-free', -1, $1::jsonb, false)",
+                           one(platform::new_uuid()));
+            ADD_FAILURE() << "appended while ordo.streams was locked";
+        } catch (const pqxx::sql_error& e) {
+            EXPECT_EQ(e.sqlstate(), "55P03") << e.what();  // not 57014: it did not wait 5 s
+        }
+    }
 }
 
 TEST_F(EventStoreTest, AnAppendWakesListeners) {
