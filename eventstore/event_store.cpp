@@ -683,7 +683,7 @@ void EventStore::run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::
     if (auto* units = batch_units_.load()) units->observe(static_cast<double>(batch.size()));
     bool appended = false;
     try {
-        run_batch_transaction(batch, by, appended);
+        appended = run_batch_transaction(batch, by);
     } catch (const platform::OutcomeUnknown&) {
         wake_in_doubt();
         throw;
@@ -698,8 +698,9 @@ void EventStore::wake_in_doubt() {
     if (notifier_) notifier_->signal();
 }
 
-void EventStore::run_batch_transaction(std::vector<GroupCommit::Unit*>& batch,
-                                       GroupCommit::Deadline by, bool& appended) {
+bool EventStore::run_batch_transaction(std::vector<GroupCommit::Unit*>& batch,
+                                       GroupCommit::Deadline by) {
+    bool appended = false;
     if (batch.size() == 1) {
         // Alone: no savepoint, exactly one transaction's round trips. Its failure is the
         // batch's, which is the same thing here.
@@ -742,6 +743,7 @@ void EventStore::run_batch_transaction(std::vector<GroupCommit::Unit*>& batch,
             }
         });
     }
+    return appended;
 }
 
 void EventStore::run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by) {

@@ -248,9 +248,8 @@ class EventStore final : public Store {
 
    private:
     void run_batch(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by);
-    // The batch's one transaction; sets `appended` when a unit appended and it committed.
-    void run_batch_transaction(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by,
-                               bool& appended);
+    // The batch's one transaction; true when a unit appended and it committed.
+    bool run_batch_transaction(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by);
     void wake_in_doubt();
     void run_appends(std::vector<GroupCommit::Unit*>& batch, GroupCommit::Deadline by);
 

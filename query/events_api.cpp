@@ -43,6 +43,13 @@ EventSelection selection(RequestReader& in) {
     return {in.id_list("category", EventsApi::kMaxNames), in.id_list("type", EventsApi::kMaxNames)};
 }
 
+// Where a reader without a position starts: the start of each shard of `sources`.
+FeedPosition start_of(const std::vector<ShardSource>& sources) {
+    std::vector<int> shards;
+    for (const auto& source : sources) shards.push_back(source.shard);
+    return FeedPosition{shards};
+}
+
 // A position names a shard the service could not look up (ShardSources::confirm: unsure).
 Response unsure_of_shards() {
     auto answer = platform::http::problem(
@@ -86,9 +93,7 @@ Response EventsApi::page(Request& request) {
         sources_for({after_query == request.query.end() ? nullptr : &after_query->second});
     if (!confirmed) return unsure_of_shards();
     const auto& sources = *confirmed;
-    std::vector<int> shards;
-    for (const auto& source : sources) shards.push_back(source.shard);
-    const FeedPosition start{shards};
+    const auto start = start_of(sources);
     auto after = in.feed_position("after", start).value_or(start);
     auto selected = selection(in);
     auto limit = in.integer("limit", 1, kMaxLimit, kDefaultLimit);
@@ -190,9 +195,7 @@ Response EventsApi::stream(Request& request) {
         sources_for({after_query == request.query.end() ? nullptr : &after_query->second,
                      last_event_id ? &*last_event_id : nullptr});
     if (!confirmed) return unsure_of_shards();
-    std::vector<int> shards;
-    for (const auto& source : *confirmed) shards.push_back(source.shard);
-    const FeedPosition start{shards};
+    const auto start = start_of(*confirmed);
     auto after = in.feed_position("after", start).value_or(start);
     if (auto last = request.header("last-event-id")) {
         // A reconnecting EventSource resumes after the last event it saw, whatever the URL says.

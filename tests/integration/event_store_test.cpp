@@ -53,6 +53,13 @@ TEST_F(EventStoreTest, ConcurrentReAppendsOfOneBatchWriteItOnce) {
     EXPECT_EQ(store_.read_stream("order-race", 1, 100).size(), 2u);
 }
 
+// The events argument of ordo.append_events: one event of `type`, with `event_id`.
+std::string one_event_json(const std::string& type, const std::string& event_id,
+                           const nlohmann::json& payload = nlohmann::json::object()) {
+    return nlohmann::json::array({{{"event_id", event_id}, {"type", type}, {"payload", payload}}})
+        .dump();
+}
+
 // Fences `partition` (of `partitions`) on `db`'s shard, as a move or `ordo shards init` does.
 void fence(const testing::TestDatabase& db, int partition, int partitions) {
     pqxx::connection admin{db.admin_url()};
@@ -103,11 +110,7 @@ TEST_F(EventStoreTest, AnAppendToAFencedPartitionIsRefusedAndWritesNothing) {
             pqxx::nontransaction tx{conn};
             try {
                 tx.exec_params("SELECT * FROM ordo.append_events($1, -1, $2::jsonb, " + wait + ")",
-                               stream,
-                               nlohmann::json::array({{{"event_id", platform::new_uuid()},
-                                                       {"type", "B"},
-                                                       {"payload", nlohmann::json::object()}}})
-                                   .dump());
+                               stream, one_event_json("B", platform::new_uuid()));
                 ADD_FAILURE() << stream << " appended to with p_wait " << wait;
             } catch (const pqxx::sql_error& e) {
                 EXPECT_EQ(e.sqlstate(), "ORD01") << stream << ", p_wait " << wait;
@@ -311,14 +314,13 @@ TEST_F(EventStoreTest, ATransactionThatAppendsCommitsDurablyWhateverItsSessionAs
 TEST_F(EventStoreTest, AppendsProbeTheIndexesWhateverTheStatisticsSay) {
     pqxx::connection conn{db_.command_url()};
     pqxx::work tx{conn};
-    auto append = [&](const std::string& stream, const nlohmann::json& batch) {
+    auto append = [&](const std::string& stream, const std::string& batch) {
         return tx.exec_params("SELECT out_outcome FROM ordo.append_events($1, -1, $2::jsonb)",
-                              stream, batch.dump());
+                              stream, batch);
     };
-    nlohmann::json last;
+    std::string last;
     for (int i = 0; i < 400; ++i) {
-        last = nlohmann::json::array(
-            {{{"event_id", platform::new_uuid()}, {"type", "A"}, {"payload", {{"n", i}}}}});
+        last = one_event_json("A", platform::new_uuid(), {{"n", i}});
         EXPECT_EQ(append("order-" + std::to_string(i % 50), last)[0][0].as<std::string>(),
                   "appended");
     }
@@ -344,10 +346,9 @@ TEST_F(EventStoreTest, AnAppendThatDoesNotWaitAnswersBusyForAHeldStreamAndChange
     pqxx::connection conn{db_.command_url()};
     auto outcome = [&](const std::string& call, const std::string& stream) {
         pqxx::nontransaction tx{conn};
-        const auto batch = nlohmann::json::array({{{"event_id", platform::new_uuid()},
-                                                   {"type", "B"},
-                                                   {"payload", nlohmann::json::object()}}});
-        return tx.exec_params1("SELECT out_outcome FROM " + call, stream, batch.dump())[0]
+        return tx
+            .exec_params1("SELECT out_outcome FROM " + call, stream,
+                          one_event_json("B", platform::new_uuid()))[0]
             .as<std::string>();
     };
     const std::string nowait = "ordo.append_events($1, -1, $2::jsonb, false)";
@@ -358,11 +359,7 @@ TEST_F(EventStoreTest, AnAppendThatDoesNotWaitAnswersBusyForAHeldStreamAndChange
     EXPECT_EQ(outcome(wrapper, "order-free"), "appended");
     // On a free stream, an event id another open transaction is inserting is waited for 50 ms
     // at most: the append then fails, and did nothing.
-    const auto one = [](const std::string& id) {
-        return nlohmann::json::array(
-                   {{{"event_id", id}, {"type", "B"}, {"payload", nlohmann::json::object()}}})
-            .dump();
-    };
+    const auto one = [](const std::string& id) { return one_event_json("B", id); };
     const auto taken = platform::new_uuid();
     holding.exec_params("SELECT * FROM ordo.append_events('order-other', -1, $1::jsonb)",
                         one(taken));
@@ -383,11 +380,7 @@ TEST_F(EventStoreTest, AnAppendThatDoesNotWaitAnswersBusyForAHeldStreamAndChange
         pqxx::nontransaction tx{conn};
         tx.exec("SET statement_timeout = 200");
         try {
-            tx.exec_params("SELECT * FROM " + call,
-                           nlohmann::json::array({{{"event_id", platform::new_uuid()},
-                                                   {"type", "B"},
-                                                   {"payload", nlohmann::json::object()}}})
-                               .dump());
+            tx.exec_params("SELECT * FROM " + call, one_event_json("B", platform::new_uuid()));
             ADD_FAILURE() << call << " did not wait";
         } catch (const pqxx::sql_error& e) {
             EXPECT_EQ(e.sqlstate(), "57014") << call << ": " << e.what();  // query_canceled
