@@ -49,7 +49,7 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
                                                                 log.with_component("notifier"));
         executor = std::make_unique<command::Executor>(
             pool, notifier.get(), registry, log,
-            command::Executor::Options{.upcasters = &upcasters});
+            command::Executor::Options{.upcasters = &upcasters, .unlocked_first = true});
     } else {
         shards = std::make_unique<eventstore::PgShards>(
             map,
@@ -59,8 +59,8 @@ int run_serve(const ServeOptions& options, const platform::Logger& log) {
                 .upcasters = &upcasters},
             log);
         shards->register_metrics(registry);
-        executor = std::make_unique<command::Executor>(*shards, registry, log,
-                                                       command::Executor::Options{});
+        executor = std::make_unique<command::Executor>(
+            *shards, registry, log, command::Executor::Options{.unlocked_first = true});
         log.info("commands run on the shards of the map",
                  {{"map_version", map.version()}, {"shards", map.shards().size()}});
     }

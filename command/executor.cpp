@@ -4,7 +4,9 @@
 #include "command/executor.hpp"
 
 #include <random>
+#include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include "eventstore/event_store.hpp"
 #include "platform/core/errors.hpp"
@@ -38,6 +40,74 @@ void qualify_position(ApiResponse& reply, std::optional<int> shard) {
         *it = eventstore::ShardToken{*shard, *at}.token();
     }
 }
+
+// The session of an unlocked attempt (Executor::Options::unlocked_first): reads go to the
+// store as they are, the one append to the store itself, and a snapshot in a transaction of
+// its own after it. No command key: a command with one runs locked.
+class UnlockedSession final : public eventstore::Session {
+   public:
+    UnlockedSession(eventstore::Store& store, std::optional<eventstore::Store::Deadline> deadline,
+                    const platform::Logger& log)
+        : store_{store}, deadline_{deadline}, log_{log} {}
+
+    std::vector<eventstore::RecordedEvent> read_stream(const std::string& stream,
+                                                       std::int64_t from_version,
+                                                       std::size_t max_count) override {
+        return store_.read_stream(stream, from_version, max_count);
+    }
+    std::vector<eventstore::RecordedEvent> read_all(eventstore::Checkpoint after,
+                                                    std::size_t max_count) override {
+        return store_.read_all(after, max_count);
+    }
+    eventstore::AppendResult append(const std::string& stream, eventstore::ExpectedVersion expected,
+                                    const std::vector<eventstore::NewEvent>& events) override {
+        if (std::exchange(appended_, true)) {
+            throw std::logic_error("an unlocked command appends once");
+        }
+        return store_.append(stream, expected, events);
+    }
+    // Reads the snapshot, locking nothing (the attempt holds no lock to add it to).
+    std::optional<eventstore::Snapshot> lock_stream(const std::string& stream,
+                                                    int format) override {
+        return store_.read_head(stream, format, 0, deadline_).snapshot;
+    }
+    eventstore::StreamHead lock_and_read(const std::string& stream, int format,
+                                         std::size_t max_count) override {
+        return store_.read_head(stream, format, max_count, deadline_);
+    }
+    void save_snapshot(const std::string& stream, const eventstore::Snapshot& snapshot,
+                       int format) override {
+        // After the append, which has committed: a snapshot only saves later loads some reads.
+        try {
+            store_.transact(
+                [&](eventstore::Session& s) { s.save_snapshot(stream, snapshot, format); });
+        } catch (const std::exception& e) {
+            log_.warn("a snapshot could not be saved; the command took effect",
+                      {{"stream", stream}, {"version", snapshot.version}, {"error", e.what()}});
+        }
+    }
+    std::optional<eventstore::Checkpoint> checkpoint_at(const std::string& stream,
+                                                        std::int64_t version) override {
+        return store_.transact(
+            [&](eventstore::Session& s) { return s.checkpoint_at(stream, version); });
+    }
+    std::int64_t stream_version(const std::string& stream) override {
+        return store_.stream_version(stream);
+    }
+    eventstore::KeyClaim claim_key(const std::string&, const std::string&,
+                                   const std::string&) override {
+        throw std::logic_error("an unlocked command claims no key");
+    }
+    void record_outcome(const std::string&, int, const nlohmann::json&) override {
+        throw std::logic_error("an unlocked command records no outcome");
+    }
+
+   private:
+    eventstore::Store& store_;
+    std::optional<eventstore::Store::Deadline> deadline_;
+    const platform::Logger& log_;
+    bool appended_ = false;
+};
 
 std::unique_ptr<eventstore::Store> pg_store(platform::pg::Pool& pool,
                                             eventstore::AppendNotifier* notifier,
@@ -102,6 +172,8 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
         not_started_.inc();
         throw;
     }
+    // Until the first conflict, when there is no key to claim.
+    bool unlocked = options_.unlocked_first && !dedup;
     for (int attempt = 1;; ++attempt) {
         // The store first, then its id: a newer map read between the two names the new shard
         // for a command bound to the old one, which refuses it (it is fenced before any map
@@ -112,6 +184,13 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
             // Later attempts have started already: they wait for a connection as long as
             // the store allows, not only what is left of the start timeout.
             auto by = attempt == 1 ? std::optional{deadline} : std::nullopt;
+            if (unlocked) {
+                UnlockedSession session{store, by, log_};
+                auto reply = unit(session);
+                qualify_position(reply, shard);
+                if (reply.appended) appends_.inc();
+                return reply;
+            }
             auto reply = store.transact(by, [&](eventstore::Session& session) -> ApiResponse {
                 if (dedup) {
                     if (auto stored = claim_or_replay(session, *dedup, stream)) return *stored;
@@ -130,6 +209,7 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
         } catch (const eventstore::ConcurrencyConflict&) {
             conflicts_.inc();
             if (attempt >= options_.max_attempts) throw;
+            if (std::exchange(unlocked, false)) continue;  // at once, now queueing on the lock
         } catch (const eventstore::PartitionFenced&) {
             // The stream's shard no longer takes it: a partition moved, or is being moved.
             // With a newer map the command runs at once on the new shard; without one the

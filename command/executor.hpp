@@ -72,6 +72,16 @@ class Executor {
         // For the PostgreSQL store the executor makes itself: its reads (the aggregates'
         // loads) return events upcast by these (null: as stored). Outlives the executor.
         const eventstore::Upcasters* upcasters = nullptr;
+        // A command without a dedup key first runs unlocked: its load is one read that locks
+        // nothing (Store::read_head) and its append goes to the store itself (autocommit,
+        // group-committed with other appends: EventStore::append), so it costs two round
+        // trips and shares its commit instead of a transaction of four. A stream written
+        // meanwhile (by another process: commands on one stream take turns in this one)
+        // refuses the append at the version read; then the command runs again locked, as
+        // one with a key always does, and queues behind the other writer. Such a unit must
+        // append last and once: its append has committed when it returns, and a snapshot it
+        // saves after is a statement of its own whose failure is logged, not the command's.
+        bool unlocked_first = false;
     };
 
     // On any store: the PostgreSQL one in production, MemoryStore in unit tests. `store`
@@ -89,7 +99,8 @@ class Executor {
     ~Executor();
 
     // `unit` runs inside the session, on `stream` (the one stream it writes), and may
-    // throw eventstore::ConcurrencyConflict to ask for a retry. Throws KeyReused,
+    // throw eventstore::ConcurrencyConflict to ask for a retry (see Options::unlocked_first
+    // for what an unlocked attempt asks of it). Throws KeyReused,
     // platform::Overloaded (not started), platform::Unavailable. Over a sharded store, the
     // "position" of the answer's body names the stream's shard (eventstore::ShardToken).
     ApiResponse run(const std::string& stream, const std::optional<Dedup>& dedup,

@@ -209,21 +209,26 @@ void EventStore::prepare(pqxx::connection& conn) {
                      "   AND (cardinality($5::text[]) = 0 OR category = ANY($5::text[]))"
                      " ORDER BY transaction_id, global_position LIMIT $6");
     prepare_reader(conn);
-    conn.prepare(
-        "ordo_lock_and_read",
-        "WITH locked AS (SELECT version FROM ordo.streams WHERE stream_id = $1 FOR UPDATE), "
-        "snap AS (SELECT stream_version, state FROM ordo.snapshots "
-        "WHERE stream_id = $1 AND schema_version = $2) "
-        "SELECT (SELECT version FROM locked), s.stream_version, "
-        "CASE WHEN e.stream_version IS NULL OR e.stream_version = s.stream_version "
-        "THEN s.state::text END, e.*, " +
-            fenced_sql("$4") +
-            " "
-            "FROM (SELECT 1) AS one LEFT JOIN snap AS s ON true "
-            "LEFT JOIN LATERAL (SELECT " +
-            event_columns() +
-            " FROM ordo.events WHERE stream_id = $1 AND stream_version >= "
-            "coalesce(s.stream_version, 1) ORDER BY stream_version LIMIT $3) AS e ON true");
+    // A stream's head, with its row locked (lock_and_read) or as of the statement (read_head).
+    const auto head_sql = [](const char* lock) {
+        return "WITH locked AS (SELECT version FROM ordo.streams WHERE stream_id = $1" +
+               std::string{lock} +
+               "), "
+               "snap AS (SELECT stream_version, state FROM ordo.snapshots "
+               "WHERE stream_id = $1 AND schema_version = $2) "
+               "SELECT (SELECT version FROM locked), s.stream_version, "
+               "CASE WHEN e.stream_version IS NULL OR e.stream_version = s.stream_version "
+               "THEN s.state::text END, e.*, " +
+               fenced_sql("$4") +
+               " "
+               "FROM (SELECT 1) AS one LEFT JOIN snap AS s ON true "
+               "LEFT JOIN LATERAL (SELECT " +
+               event_columns() +
+               " FROM ordo.events WHERE stream_id = $1 AND stream_version >= "
+               "coalesce(s.stream_version, 1) ORDER BY stream_version LIMIT $3) AS e ON true";
+    };
+    conn.prepare("ordo_lock_and_read", head_sql(" FOR UPDATE"));
+    conn.prepare("ordo_read_head", head_sql(""));
     conn.prepare("ordo_stream_version",
                  "SELECT coalesce((SELECT version FROM ordo.streams WHERE stream_id = $1), "
                  "CASE WHEN " +
@@ -308,13 +313,23 @@ std::optional<Snapshot> PgSession::lock_stream(const std::string& stream, int fo
 }
 
 StreamHead PgSession::lock_and_read(const std::string& stream, int format, std::size_t max_count) {
-    // One round trip: the lock, the snapshot, and the events from the snapshot's own (for
-    // its checkpoint) on. The locked row is read as it is once the lock is granted, the rest
-    // as of the statement's start: after a wait for another writer the events stop short of
-    // the version, which says so. The snapshot's state comes on its own event's row only.
-    // A stream without a row here is new, unless this shard fences its partition (the last
-    // column, read then only).
-    const auto rows = txn_.exec_prepared("ordo_lock_and_read", stream, format,
+    return head("ordo_lock_and_read", stream, format, max_count);
+}
+
+StreamHead PgSession::read_head(const std::string& stream, int format, std::size_t max_count) {
+    return head("ordo_read_head", stream, format, max_count);
+}
+
+StreamHead PgSession::head(const char* statement, const std::string& stream, int format,
+                           std::size_t max_count) {
+    // One round trip: the lock (ordo_lock_and_read), the snapshot, and the events from the
+    // snapshot's own (for its checkpoint) on. A locked row is read as it is once the lock is
+    // granted, the rest as of the statement's start: after a wait for another writer the
+    // events stop short of the version, which says so. Without the lock (ordo_read_head)
+    // everything is read as of the statement's start. The snapshot's state comes on its own
+    // event's row only. A stream without a row here is new, unless this shard fences its
+    // partition (the last column, read then only).
+    const auto rows = txn_.exec_prepared(statement, stream, format,
                                          static_cast<std::int64_t>(max_count) + 1, hash_of(stream));
     StreamHead head;
     std::vector<RecordedEvent> events;
@@ -607,6 +622,15 @@ EventStore::Unread EventStore::unread_after(pqxx::transaction_base& txn, Checkpo
 std::int64_t EventStore::stream_version(const std::string& stream) {
     return pool_.transact<pqxx::nontransaction>(
         [&](auto& txn) { return stream_version_in(txn, stream); });
+}
+
+StreamHead EventStore::read_head(const std::string& stream, int format, std::size_t max_count,
+                                 std::optional<Deadline> deadline) {
+    const auto read = [&](pqxx::nontransaction& txn) {
+        return PgSession{txn, upcasters_}.read_head(stream, format, max_count);
+    };
+    return deadline ? pool_.transact<pqxx::nontransaction>(*deadline, read)
+                    : pool_.transact<pqxx::nontransaction>(read);
 }
 
 KeyCutoff EventStore::key_cutoff(std::chrono::hours age) {

@@ -152,6 +152,20 @@ class Store : public EventReader, public EventWriter {
     // 0 when the stream does not exist; throws PartitionFenced as Session::stream_version.
     virtual std::int64_t stream_version(const std::string& stream) = 0;
 
+    // What Session::lock_and_read reads, without holding a lock afterwards: the version and
+    // the events come from one consistent read (on PostgreSQL one autocommit statement), and
+    // a writer may move the stream on at once, which the caller's append at the version read
+    // finds out. Waits for a connection until `deadline` as transact does. This default runs
+    // lock_and_read in a session of its own.
+    virtual StreamHead read_head(const std::string& stream, int format, std::size_t max_count,
+                                 std::optional<Deadline> deadline) {
+        StreamHead head;
+        run_session(deadline, [&](Session& session) {
+            head = session.lock_and_read(stream, format, max_count);
+        });
+        return head;
+    }
+
     // Runs `work` with a Session and commits; an exception from `work` (or from the commit)
     // rolls everything back and propagates. No retries here: what to retry is the caller's
     // call. Waits for a connection until `deadline`, or the store's own default wait when

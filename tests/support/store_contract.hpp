@@ -467,6 +467,36 @@ TYPED_TEST_P(StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt) {
     });
 }
 
+// The store's read of a head gives what a session's lock_and_read gives, and holds nothing
+// once it returns: an append at the version read goes through at once.
+TYPED_TEST_P(StoreContract, ReadHeadReadsWhatLockAndReadReads) {
+    auto& store = this->store();
+    auto appended = store.append("order-rh", ExpectedVersion::any(),
+                                 {new_event("A"), new_event("B"), new_event("C")});
+    store.transact([](Session& s) { s.save_snapshot("order-rh", {2, {{"state", 2}}}, 2); });
+    auto head = store.read_head("order-rh", 2, 100, std::nullopt);
+    EXPECT_EQ(head.version, 3);
+    ASSERT_TRUE(head.snapshot);
+    EXPECT_EQ(head.snapshot->version, 2);
+    EXPECT_EQ(head.snapshot->state, (nlohmann::json{{"state", 2}}));
+    EXPECT_EQ(head.snapshot_at,
+              (Checkpoint{appended.checkpoint.transaction_id, appended.positions[1]}));
+    ASSERT_EQ(head.events.size(), 1u);
+    EXPECT_EQ(head.events[0].version, 3);
+    auto other = store.read_head("order-rh", 1, 2, std::nullopt);
+    EXPECT_FALSE(other.snapshot);
+    ASSERT_EQ(other.events.size(), 2u);
+    EXPECT_EQ(other.events[1].version, 2);
+    auto none = store.read_head("order-rh-none", 2, 100, std::nullopt);
+    EXPECT_EQ(none.version, 0);
+    EXPECT_TRUE(none.events.empty());
+    EXPECT_FALSE(none.snapshot);
+    // Nothing held: an append at the version read goes through at once, and the next read
+    // sees it.
+    store.append("order-rh", ExpectedVersion::exact(head.version), {new_event("D")});
+    EXPECT_EQ(store.read_head("order-rh", 2, 100, std::nullopt).version, 4);
+}
+
 // A session that waited for another's lock gets the version that writer left, and reading
 // on from its head reaches it: what a command decides on is the stream as it is.
 TYPED_TEST_P(StoreContract, LockAndReadAfterAWaitReachesTheVersionTheLockGave) {
@@ -654,7 +684,7 @@ TYPED_TEST_P(StoreContract, ConcurrentClaimsOfOneKeyMakeOneOwner) {
 
 REGISTER_TYPED_TEST_SUITE_P(
     StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt,
-    LockAndReadAfterAWaitReachesTheVersionTheLockGave,
+    ReadHeadReadsWhatLockAndReadReads, LockAndReadAfterAWaitReachesTheVersionTheLockGave,
     AppendsAndReadsAStreamInVersionOrderAPageAtATime, ReadsManyStreamsAsEachAloneInTheOrderAsked,
     KeepsMetadataAndSchemaVersion, ReadsUpcastOldSchemaVersionsAndNeverRewriteThem,
     ReadingASchemaVersionNewerThanKnownFails, ExpectedVersionsConflictWithTheActualVersion,
