@@ -64,9 +64,10 @@ gone() { [[ ! -e /proc/$pid || $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
 until_true 10 "the killed instance gone" gone
 # HAProxy marks the dead instance down after two failed checks (1 s); until then a request
 # whose connection it refuses is sent to the other instance, so no client sees the kill: the
-# order must go through at its first try.
+# order must go through at its first try. (Its body, byte for byte, and its key are those of
+# every earlier run: a cluster kept from one replays the order instead of refusing the key.)
 post /v1/orders '{"order_id": "o-1", "customer_id": "c-1", "account_id": "acct-1",
-    "lines": [{"sku": "sku-1", "quantity": 2, "unit_price": 100}]}' ||
+        "lines": [{"sku": "sku-1", "quantity": 2, "unit_price": 100}]}' ||
     fail "the order was refused with one command instance killed"
 
 confirmed() { curl -sf --max-time 5 "$query_api/v1/orders/o-1" | grep -q '"status":"confirmed"'; }
