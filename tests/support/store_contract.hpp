@@ -13,6 +13,7 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -424,6 +425,32 @@ TYPED_TEST_P(StoreContract, SnapshotsOfOneFormatAndNeverOlder) {
     });
 }
 
+// `read` (a session's lock_and_read, or the store's read_head) of `stream`, which holds
+// three events (`appended`) and a snapshot of format 2 at version 2, and of a stream that
+// does not exist.
+void expect_heads(
+    const std::function<eventstore::StreamHead(const std::string&, int, std::size_t)>& read,
+    const std::string& stream, const eventstore::AppendResult& appended) {
+    auto head = read(stream, 2, 100);
+    EXPECT_EQ(head.version, 3);
+    ASSERT_TRUE(head.snapshot);
+    EXPECT_EQ(head.snapshot->version, 2);
+    EXPECT_EQ(head.snapshot->state, (nlohmann::json{{"state", 2}}));
+    EXPECT_EQ(head.snapshot_at,
+              (Checkpoint{appended.checkpoint.transaction_id, appended.positions[1]}));
+    ASSERT_EQ(head.events.size(), 1u);
+    EXPECT_EQ(head.events[0].version, 3);
+    // Another format has no snapshot here; the events are bounded.
+    auto other = read(stream, 1, 2);
+    EXPECT_FALSE(other.snapshot);
+    ASSERT_EQ(other.events.size(), 2u);
+    EXPECT_EQ(other.events[1].version, 2);
+    auto none = read(stream + "-none", 2, 100);
+    EXPECT_EQ(none.version, 0);
+    EXPECT_TRUE(none.events.empty());
+    EXPECT_FALSE(none.snapshot);
+}
+
 TYPED_TEST_P(StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt) {
     auto& store = this->store();
     auto appended = store.append("order-h", ExpectedVersion::any(),
@@ -439,24 +466,11 @@ TYPED_TEST_P(StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt) {
         s.save_snapshot("order-h", {2, {{"state", 2}}}, 2);
     });
     store.transact([&](Session& s) {
-        auto head = s.lock_and_read("order-h", 2, 100);
-        EXPECT_EQ(head.version, 3);
-        ASSERT_TRUE(head.snapshot);
-        EXPECT_EQ(head.snapshot->version, 2);
-        EXPECT_EQ(head.snapshot->state, (nlohmann::json{{"state", 2}}));
-        EXPECT_EQ(head.snapshot_at,
-                  (Checkpoint{appended.checkpoint.transaction_id, appended.positions[1]}));
-        ASSERT_EQ(head.events.size(), 1u);
-        EXPECT_EQ(head.events[0].version, 3);
-        // Another format has no snapshot here; the events are bounded.
-        auto other = s.lock_and_read("order-h", 1, 2);
-        EXPECT_FALSE(other.snapshot);
-        ASSERT_EQ(other.events.size(), 2u);
-        EXPECT_EQ(other.events[1].version, 2);
-        auto none = s.lock_and_read("order-none", 2, 100);
-        EXPECT_EQ(none.version, 0);
-        EXPECT_TRUE(none.events.empty());
-        EXPECT_FALSE(none.snapshot);
+        expect_heads(
+            [&](const std::string& stream, int format, std::size_t max_count) {
+                return s.lock_and_read(stream, format, max_count);
+            },
+            "order-h", appended);
     });
     store.transact([](Session& s) {
         s.save_snapshot("order-h", {3, {{"state", 3}}}, 2);
@@ -474,26 +488,14 @@ TYPED_TEST_P(StoreContract, ReadHeadReadsWhatLockAndReadReads) {
     auto appended = store.append("order-rh", ExpectedVersion::any(),
                                  {new_event("A"), new_event("B"), new_event("C")});
     store.transact([](Session& s) { s.save_snapshot("order-rh", {2, {{"state", 2}}}, 2); });
-    auto head = store.read_head("order-rh", 2, 100, std::nullopt);
-    EXPECT_EQ(head.version, 3);
-    ASSERT_TRUE(head.snapshot);
-    EXPECT_EQ(head.snapshot->version, 2);
-    EXPECT_EQ(head.snapshot->state, (nlohmann::json{{"state", 2}}));
-    EXPECT_EQ(head.snapshot_at,
-              (Checkpoint{appended.checkpoint.transaction_id, appended.positions[1]}));
-    ASSERT_EQ(head.events.size(), 1u);
-    EXPECT_EQ(head.events[0].version, 3);
-    auto other = store.read_head("order-rh", 1, 2, std::nullopt);
-    EXPECT_FALSE(other.snapshot);
-    ASSERT_EQ(other.events.size(), 2u);
-    EXPECT_EQ(other.events[1].version, 2);
-    auto none = store.read_head("order-rh-none", 2, 100, std::nullopt);
-    EXPECT_EQ(none.version, 0);
-    EXPECT_TRUE(none.events.empty());
-    EXPECT_FALSE(none.snapshot);
+    expect_heads(
+        [&](const std::string& stream, int format, std::size_t max_count) {
+            return store.read_head(stream, format, max_count, std::nullopt);
+        },
+        "order-rh", appended);
     // Nothing held: an append at the version read goes through at once, and the next read
     // sees it.
-    store.append("order-rh", ExpectedVersion::exact(head.version), {new_event("D")});
+    store.append("order-rh", ExpectedVersion::exact(3), {new_event("D")});
     EXPECT_EQ(store.read_head("order-rh", 2, 100, std::nullopt).version, 4);
 }
 
