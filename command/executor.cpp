@@ -208,8 +208,10 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
             return reply;
         } catch (const eventstore::ConcurrencyConflict&) {
             conflicts_.inc();
+            // At once, now queueing on the lock: an unlocked miss always gets its locked
+            // attempt, whatever max_attempts allows.
+            if (std::exchange(unlocked, false)) continue;
             if (attempt >= options_.max_attempts) throw;
-            if (std::exchange(unlocked, false)) continue;  // at once, now queueing on the lock
         } catch (const eventstore::PartitionFenced&) {
             // The stream's shard no longer takes it: a partition moved, or is being moved.
             // With a newer map the command runs at once on the new shard; without one the

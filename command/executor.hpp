@@ -50,8 +50,9 @@ class KeyReused : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Runs one command as one unit of work of the store (one transaction on PostgreSQL): dedup
-// record, load, decide, append. A concurrency
+// Runs one command as one unit of work of the store (one transaction on PostgreSQL; or, for
+// a command without a key, first unlocked: see Options::unlocked_first): dedup record, load,
+// decide, append. A concurrency
 // conflict re-runs the whole unit (bounded, with jittered backoff); a dedup key makes the
 // first outcome final, so a repeat returns it without deciding again. Only outcomes
 // below 500 are recorded: a failure leaves nothing behind and may be retried.
@@ -80,7 +81,7 @@ class Executor {
         // refuses the append at the version read; then the command runs again locked, as
         // one with a key always does, and queues behind the other writer. Such a unit must
         // append last and once: its append has committed when it returns, and a snapshot it
-        // saves after is a statement of its own whose failure is logged, not the command's.
+        // saves after is a transaction of its own whose failure is logged, not the command's.
         bool unlocked_first = false;
     };
 

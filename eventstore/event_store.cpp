@@ -360,13 +360,19 @@ StreamHead PgSession::head(const char* statement, const std::string& stream, int
 }
 
 void PgSession::save_snapshot(const std::string& stream, const Snapshot& snapshot, int format) {
+    // Not on a partition this shard fences: a snapshot saved in a transaction of its own after
+    // the append (an unlocked command's) may come after a move fenced the stream's partition,
+    // and must leave nothing on a shard the stream is leaving or has left. A snapshot is only
+    // a shortcut for later loads, so the one not saved is no loss.
     txn_.exec_params(
         "INSERT INTO ordo.snapshots (stream_id, stream_version, schema_version, state) "
-        "VALUES ($1, $2, $3, $4::jsonb) ON CONFLICT (stream_id) DO UPDATE "
-        "SET stream_version = EXCLUDED.stream_version, schema_version = EXCLUDED.schema_version, "
-        "state = EXCLUDED.state, taken_at = now() "
-        "WHERE ordo.snapshots.stream_version < EXCLUDED.stream_version",
-        stream, snapshot.version, format, snapshot.state.dump());
+        "SELECT $1, $2, $3, $4::jsonb WHERE NOT " +
+            fenced_sql("$5") +
+            " ON CONFLICT (stream_id) DO UPDATE "
+            "SET stream_version = EXCLUDED.stream_version, schema_version = "
+            "EXCLUDED.schema_version, state = EXCLUDED.state, taken_at = now() "
+            "WHERE ordo.snapshots.stream_version < EXCLUDED.stream_version",
+        stream, snapshot.version, format, snapshot.state.dump(), hash_of(stream));
 }
 
 std::optional<Checkpoint> PgSession::checkpoint_at(const std::string& stream,

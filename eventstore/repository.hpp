@@ -53,8 +53,10 @@ inline constexpr int kSnapshotFormat = 2;
 // Events are read a page at a time: bounded memory per read, whatever the stream's length.
 inline constexpr std::size_t kLoadPage = 1000;
 
-// Locks the stream for the rest of the session and folds its state. An event that does not
-// decode throws UnreadableEvent naming its id, type and stream.
+// Folds the stream's state, read through session.lock_and_read: a locking session holds the
+// stream until it ends; an unlocked one (command::Executor::Options::unlocked_first) holds
+// nothing, and the append's expected version catches a writer in between. An event that does
+// not decode throws UnreadableEvent naming its id, type and stream.
 template <class Traits>
 Loaded<Traits> load(Session& session, const std::string& stream) {
     Loaded<Traits> loaded;
@@ -71,9 +73,9 @@ Loaded<Traits> load(Session& session, const std::string& stream) {
             ++loaded.folded;
         }
     };
-    // The lock makes commands on one hot stream queue instead of deciding on stale state
-    // and burning retries; the append still checks the expected version. The lock, the
-    // snapshot and the first page come in one round trip.
+    // In a locking session the lock makes commands on one hot stream queue instead of
+    // deciding on stale state and burning retries; the append still checks the expected
+    // version. The lock (if any), the snapshot and the first page come in one round trip.
     auto head = session.lock_and_read(stream, kSnapshotFormat, kLoadPage);
     bool head_follows = !head.snapshot;  // the head's events continue the loaded state
     if (head.snapshot) {
@@ -99,7 +101,8 @@ Loaded<Traits> load(Session& session, const std::string& stream) {
 }
 
 // Decides `command` against the stream's current state and appends the result with the
-// version it was decided on; a concurrent writer (only possible on a new stream) makes the
+// version it was decided on; a concurrent writer (on a new stream, or while an unlocked
+// session decided) makes the
 // append throw ConcurrencyConflict, and the caller runs the whole session again.
 // `precondition` may refuse on the loaded stream before the decider sees the command.
 template <class Traits, class Command, class Check>

@@ -73,7 +73,7 @@ struct Snapshot {
 // What loading a stream starts from: its version once locked, its snapshot, and the first
 // events after the snapshot (see Session::lock_and_read).
 struct StreamHead {
-    std::int64_t version = 0;               // the stream's version once locked; 0: no stream
+    std::int64_t version = 0;  // the stream's version once locked (or as read); 0: no stream
     std::optional<Snapshot> snapshot;       // of the format asked for, if one is saved
     std::optional<Checkpoint> snapshot_at;  // the checkpoint of the snapshot's last event
     std::vector<RecordedEvent> events;      // after the snapshot (or from 1), version order
@@ -119,7 +119,8 @@ class Session : public EventReader, public EventWriter {
         head.events = read_stream(stream, after + 1, max_count);
         return head;
     }
-    // Saves a snapshot unless one of a newer version is already saved.
+    // Saves a snapshot unless one of a newer version is already saved, or (on PostgreSQL) the
+    // stream's partition is fenced on this shard: a snapshot is a shortcut, never owed.
     virtual void save_snapshot(const std::string& stream, const Snapshot& snapshot, int format) = 0;
     // The checkpoint of the stored event at `version` of `stream`, if there is one.
     virtual std::optional<Checkpoint> checkpoint_at(const std::string& stream,

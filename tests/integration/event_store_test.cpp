@@ -85,6 +85,28 @@ TEST_F(EventStoreTest, ReadingManyStreamsRefusesAStreamOfAFencedPartitionThatIsN
     EXPECT_TRUE(read[1].empty());
 }
 
+// A snapshot of a stream on a partition this shard fences is not saved (an unlocked command
+// saves its snapshot after its append, in a transaction of its own, which a move may have
+// fenced meanwhile); one of another partition is.
+TEST_F(EventStoreTest, ASnapshotOfAFencedPartitionIsNotSaved) {
+    store_.append("order-snap-fenced", ExpectedVersion::no_stream(), {event("A", {})});
+    store_.append("order-snap-open", ExpectedVersion::no_stream(), {event("A", {})});
+    const auto fenced_partition = platform::partition_of("order-snap-fenced", 4);
+    ASSERT_NE(platform::partition_of("order-snap-open", 4), fenced_partition);
+    fence(db_, fenced_partition, 4);
+    store_.transact([](Session& s) {
+        s.save_snapshot("order-snap-fenced", {1, {{"state", 1}}}, 2);
+        s.save_snapshot("order-snap-open", {1, {{"state", 1}}}, 2);
+    });
+    pqxx::connection admin{db_.admin_url()};
+    pqxx::nontransaction tx{admin};
+    const auto saved = tx.exec(
+        "SELECT stream_id FROM ordo.snapshots WHERE stream_id LIKE 'order-snap-%' "
+        "ORDER BY stream_id");
+    ASSERT_EQ(saved.size(), 1u);
+    EXPECT_EQ(saved[0][0].as<std::string>(), "order-snap-open");
+}
+
 // An append to a fenced partition is refused, naming the partition, whether its stream is
 // here already or new, and whether the append waits for the stream's lock or not; nothing is
 // written. A stream of another partition is appended to.

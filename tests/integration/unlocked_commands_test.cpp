@@ -3,6 +3,9 @@
 // holding the stream's lock, and writers of one stream in two processes lose no update.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -129,7 +132,8 @@ TEST_F(UnlockedCommands, WritersOfOneStreamInTwoProcessesLoseNoUpdate) {
     const int kTotal = 2 * kWriters * kReceipts;
     const auto events = one_.store.read_stream(kStream, 1, 10'000);
     ASSERT_EQ(events.size(), static_cast<std::size_t>(kTotal));
-    for (std::size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].version, i + 1);
+    for (std::size_t i = 0; i < events.size(); ++i)
+        EXPECT_EQ(events[i].version, static_cast<std::int64_t>(i + 1));
     one_.store.transact([&](Session& s) {
         auto loaded = eventstore::load<InventoryTraits>(s, kStream);
         EXPECT_EQ(loaded.state.available(), kTotal);
