@@ -41,14 +41,93 @@ void qualify_position(ApiResponse& reply, std::optional<int> shard) {
     }
 }
 
+// What both kinds of attempt keep: the folds their unit leaves (Session::leave_fold), kept
+// in the executor's cache only once the attempt has committed (keep_folds), so that a fold
+// of a rolled-back unit is never started from.
+class KeepingSession : public eventstore::Session {
+   public:
+    explicit KeepingSession(FoldCache& cache) : cache_{cache} {}
+
+    std::shared_ptr<const eventstore::KnownFold> known_fold(const std::string& stream) override {
+        return cache_.find(stream);
+    }
+    void leave_fold(const std::string& stream,
+                    std::shared_ptr<const eventstore::KnownFold> fold) override {
+        left_.emplace_back(stream, std::move(fold));
+    }
+    void keep_folds() {
+        for (auto& [stream, fold] : left_) cache_.keep(stream, std::move(fold));
+        left_.clear();
+    }
+
+   private:
+    FoldCache& cache_;
+    std::vector<std::pair<std::string, std::shared_ptr<const eventstore::KnownFold>>> left_;
+};
+
+// The session of a locked attempt: the store's own, in its transaction.
+class LockedSession final : public KeepingSession {
+   public:
+    LockedSession(eventstore::Session& session, FoldCache& cache)
+        : KeepingSession{cache}, session_{session} {}
+
+    std::vector<eventstore::RecordedEvent> read_stream(const std::string& stream,
+                                                       std::int64_t from_version,
+                                                       std::size_t max_count) override {
+        return session_.read_stream(stream, from_version, max_count);
+    }
+    std::vector<std::vector<eventstore::RecordedEvent>> read_streams(
+        const std::vector<eventstore::StreamFrom>& streams, std::size_t max_count) override {
+        return session_.read_streams(streams, max_count);
+    }
+    std::vector<eventstore::RecordedEvent> read_all(eventstore::Checkpoint after,
+                                                    std::size_t max_count) override {
+        return session_.read_all(after, max_count);
+    }
+    eventstore::AppendResult append(const std::string& stream, eventstore::ExpectedVersion expected,
+                                    const std::vector<eventstore::NewEvent>& events) override {
+        return session_.append(stream, expected, events);
+    }
+    std::optional<eventstore::Snapshot> lock_stream(const std::string& stream,
+                                                    int format) override {
+        return session_.lock_stream(stream, format);
+    }
+    eventstore::StreamHead lock_and_read(const std::string& stream, int format,
+                                         std::size_t max_count, std::int64_t known) override {
+        return session_.lock_and_read(stream, format, max_count, known);
+    }
+    void save_snapshot(const std::string& stream, const eventstore::Snapshot& snapshot,
+                       int format) override {
+        session_.save_snapshot(stream, snapshot, format);
+    }
+    std::optional<eventstore::Checkpoint> checkpoint_at(const std::string& stream,
+                                                        std::int64_t version) override {
+        return session_.checkpoint_at(stream, version);
+    }
+    std::int64_t stream_version(const std::string& stream) override {
+        return session_.stream_version(stream);
+    }
+    eventstore::KeyClaim claim_key(const std::string& key, const std::string& fingerprint,
+                                   const std::string& stream) override {
+        return session_.claim_key(key, fingerprint, stream);
+    }
+    void record_outcome(const std::string& key, int status,
+                        const nlohmann::json& response) override {
+        session_.record_outcome(key, status, response);
+    }
+
+   private:
+    eventstore::Session& session_;
+};
+
 // The session of an unlocked attempt (Executor::Options::unlocked_first): reads go to the
 // store as they are, the one append to the store itself, and a snapshot in a transaction of
 // its own after it. No command key: a command with one runs locked.
-class UnlockedSession final : public eventstore::Session {
+class UnlockedSession final : public KeepingSession {
    public:
     UnlockedSession(eventstore::Store& store, std::optional<eventstore::Store::Deadline> deadline,
-                    const platform::Logger& log)
-        : store_{store}, deadline_{deadline}, log_{log} {}
+                    FoldCache& cache, const platform::Logger& log)
+        : KeepingSession{cache}, store_{store}, deadline_{deadline}, log_{log} {}
 
     std::vector<eventstore::RecordedEvent> read_stream(const std::string& stream,
                                                        std::int64_t from_version,
@@ -69,11 +148,11 @@ class UnlockedSession final : public eventstore::Session {
     // Reads the snapshot, locking nothing (the attempt holds no lock to add it to).
     std::optional<eventstore::Snapshot> lock_stream(const std::string& stream,
                                                     int format) override {
-        return store_.read_head(stream, format, 0, deadline_).snapshot;
+        return store_.read_head(stream, format, 0, 0, deadline_).snapshot;
     }
     eventstore::StreamHead lock_and_read(const std::string& stream, int format,
-                                         std::size_t max_count) override {
-        return store_.read_head(stream, format, max_count, deadline_);
+                                         std::size_t max_count, std::int64_t known) override {
+        return store_.read_head(stream, format, max_count, known, deadline_);
     }
     void save_snapshot(const std::string& stream, const eventstore::Snapshot& snapshot,
                        int format) override {
@@ -156,9 +235,13 @@ Executor::Executor(std::unique_ptr<eventstore::Store> owned_store,
           "Commands refused before they started: their stream's queue was full, or neither "
           "their turn nor a database connection came within the start timeout")},
       turns_{{.max_waiting_per_key = options.max_waiting_per_stream,
-              .max_waiting = options.max_waiting}} {
+              .max_waiting = options.max_waiting}},
+      folds_{options.kept_folds} {
     metrics.gauge_callback("ordo_command_waiting", "Commands waiting for their stream's turn", {},
                            [this] { return static_cast<double>(turns_.waiting()); });
+    metrics.gauge_callback("ordo_command_kept_folds",
+                           "Streams whose state the command side keeps folded in memory", {},
+                           [this] { return static_cast<double>(folds_.size()); });
 }
 
 ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>& dedup,
@@ -185,13 +268,16 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
             // the store allows, not only what is left of the start timeout.
             auto by = attempt == 1 ? std::optional{deadline} : std::nullopt;
             if (unlocked) {
-                UnlockedSession session{store, by, log_};
+                UnlockedSession session{store, by, folds_, log_};
                 auto reply = unit(session);
+                session.keep_folds();  // its append, if any, has committed
                 qualify_position(reply, shard);
                 if (reply.appended) appends_.inc();
                 return reply;
             }
-            auto reply = store.transact(by, [&](eventstore::Session& session) -> ApiResponse {
+            std::optional<LockedSession> kept;
+            auto reply = store.transact(by, [&](eventstore::Session& inner) -> ApiResponse {
+                auto& session = kept.emplace(inner, folds_);
                 if (dedup) {
                     if (auto stored = claim_or_replay(session, *dedup, stream)) return *stored;
                 }
@@ -203,6 +289,7 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
                 }
                 return reply;
             });
+            kept->keep_folds();  // committed
             if (reply.replayed) replays_.inc();
             if (reply.appended) appends_.inc();
             return reply;

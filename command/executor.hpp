@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "command/fold_cache.hpp"
 #include "eventstore/shards.hpp"
 #include "eventstore/store.hpp"
 #include "platform/core/keyed_turns.hpp"
@@ -83,6 +84,12 @@ class Executor {
         // append last and once: its append has committed when it returns, and a snapshot it
         // saves after is a transaction of its own whose failure is logged, not the command's.
         bool unlocked_first = false;
+        // How many streams' folded states are kept in memory, the least recently used
+        // dropped first (0: none). A command on a kept stream reads only the events after
+        // its fold instead of the snapshot and every event past it. A fold is kept once its
+        // command has committed, and is correct whatever other processes write since: the
+        // load reads what came after it (eventstore::load).
+        std::size_t kept_folds = 4096;
     };
 
     // On any store: the PostgreSQL one in production, MemoryStore in unit tests. `store`
@@ -137,6 +144,7 @@ class Executor {
     platform::metrics::Counter& appends_;
     platform::metrics::Counter& not_started_;
     platform::KeyedTurns turns_;
+    FoldCache folds_;
 };
 
 }  // namespace ordo::command

@@ -210,12 +210,14 @@ void EventStore::prepare(pqxx::connection& conn) {
                      " ORDER BY transaction_id, global_position LIMIT $6");
     prepare_reader(conn);
     // A stream's head, with its row locked (lock_and_read) or as of the statement (read_head).
+    // $5: the version of the caller's fold (0: none); a snapshot not past it is not read, and
+    // the events start at it (its own event, for its checkpoint) or at the snapshot's.
     const auto head_sql = [](const char* lock) {
         return "WITH locked AS (SELECT version FROM ordo.streams WHERE stream_id = $1" +
                std::string{lock} +
                "), "
                "snap AS (SELECT stream_version, state FROM ordo.snapshots "
-               "WHERE stream_id = $1 AND schema_version = $2) "
+               "WHERE stream_id = $1 AND schema_version = $2 AND stream_version > $5) "
                "SELECT (SELECT version FROM locked), s.stream_version, "
                "CASE WHEN e.stream_version IS NULL OR e.stream_version = s.stream_version "
                "THEN s.state::text END, e.*, " +
@@ -225,7 +227,8 @@ void EventStore::prepare(pqxx::connection& conn) {
                "LEFT JOIN LATERAL (SELECT " +
                event_columns() +
                " FROM ordo.events WHERE stream_id = $1 AND stream_version >= "
-               "coalesce(s.stream_version, 1) ORDER BY stream_version LIMIT $3) AS e ON true";
+               "coalesce(s.stream_version, greatest($5, 1)) ORDER BY stream_version LIMIT $3) "
+               "AS e ON true";
     };
     conn.prepare("ordo_lock_and_read", head_sql(" FOR UPDATE"));
     conn.prepare("ordo_read_head", head_sql(""));
@@ -312,25 +315,29 @@ std::optional<Snapshot> PgSession::lock_stream(const std::string& stream, int fo
     return Snapshot{row[0].as<std::int64_t>(), nlohmann::json::parse(row[1].c_str())};
 }
 
-StreamHead PgSession::lock_and_read(const std::string& stream, int format, std::size_t max_count) {
-    return head("ordo_lock_and_read", stream, format, max_count);
+StreamHead PgSession::lock_and_read(const std::string& stream, int format, std::size_t max_count,
+                                    std::int64_t known) {
+    return head("ordo_lock_and_read", stream, format, max_count, known);
 }
 
-StreamHead PgSession::read_head(const std::string& stream, int format, std::size_t max_count) {
-    return head("ordo_read_head", stream, format, max_count);
+StreamHead PgSession::read_head(const std::string& stream, int format, std::size_t max_count,
+                                std::int64_t known) {
+    return head("ordo_read_head", stream, format, max_count, known);
 }
 
 StreamHead PgSession::head(const char* statement, const std::string& stream, int format,
-                           std::size_t max_count) {
+                           std::size_t max_count, std::int64_t known) {
     // One round trip: the lock (ordo_lock_and_read), the snapshot, and the events from the
     // snapshot's own (for its checkpoint) on. A locked row is read as it is once the lock is
     // granted, the rest as of the statement's start: after a wait for another writer the
     // events stop short of the version, which says so. Without the lock (ordo_read_head)
     // everything is read as of the statement's start. The snapshot's state comes on its own
-    // event's row only. A stream without a row here is new, unless this shard fences its
-    // partition (the last column, read then only).
-    const auto rows = txn_.exec_prepared(statement, stream, format,
-                                         static_cast<std::int64_t>(max_count) + 1, hash_of(stream));
+    // event's row only; without a snapshot past `known`, the events start at `known`'s. A
+    // stream without a row here is new, unless this shard fences its partition (the last
+    // column, read then only).
+    const auto rows =
+        txn_.exec_prepared(statement, stream, format, static_cast<std::int64_t>(max_count) + 1,
+                           hash_of(stream), std::max<std::int64_t>(known, 0));
     StreamHead head;
     std::vector<RecordedEvent> events;
     for (const auto& row : rows) {
@@ -341,8 +348,9 @@ StreamHead PgSession::head(const char* statement, const std::string& stream, int
         }
         if (row[3].is_null()) continue;  // no events
         auto event = EventStore::event_from_row(row, 3);
-        if (!row[1].is_null() && event.version == row[1].as<std::int64_t>()) {
-            head.snapshot_at = event.checkpoint();
+        const auto base = row[1].is_null() ? known : row[1].as<std::int64_t>();
+        if (event.version == base) {
+            (row[1].is_null() ? head.known_at : head.snapshot_at) = event.checkpoint();
             continue;
         }
         events.push_back(std::move(event));
@@ -631,9 +639,9 @@ std::int64_t EventStore::stream_version(const std::string& stream) {
 }
 
 StreamHead EventStore::read_head(const std::string& stream, int format, std::size_t max_count,
-                                 std::optional<Deadline> deadline) {
+                                 std::int64_t known, std::optional<Deadline> deadline) {
     const auto read = [&](pqxx::nontransaction& txn) {
-        return PgSession{txn, upcasters_}.read_head(stream, format, max_count);
+        return PgSession{txn, upcasters_}.read_head(stream, format, max_count, known);
     };
     return deadline ? pool_.transact<pqxx::nontransaction>(*deadline, read)
                     : pool_.transact<pqxx::nontransaction>(read);

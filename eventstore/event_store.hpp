@@ -54,9 +54,11 @@ class PgSession final : public Session {
     AppendResult append(const std::string& stream, ExpectedVersion expected,
                         const std::vector<NewEvent>& events) override;
     std::optional<Snapshot> lock_stream(const std::string& stream, int format) override;
-    StreamHead lock_and_read(const std::string& stream, int format, std::size_t max_count) override;
+    StreamHead lock_and_read(const std::string& stream, int format, std::size_t max_count,
+                             std::int64_t known) override;
     // What lock_and_read reads, as of the statement, locking nothing (Store::read_head).
-    StreamHead read_head(const std::string& stream, int format, std::size_t max_count);
+    StreamHead read_head(const std::string& stream, int format, std::size_t max_count,
+                         std::int64_t known);
     void save_snapshot(const std::string& stream, const Snapshot& snapshot, int format) override;
     std::optional<Checkpoint> checkpoint_at(const std::string& stream,
                                             std::int64_t version) override;
@@ -74,7 +76,7 @@ class PgSession final : public Session {
     void refuse_if_fenced(const std::string& stream);
     // lock_and_read and read_head: `statement` is ordo_lock_and_read or ordo_read_head.
     StreamHead head(const char* statement, const std::string& stream, int format,
-                    std::size_t max_count);
+                    std::size_t max_count, std::int64_t known);
 
     pqxx::transaction_base& txn_;
     const Upcasters* upcasters_;
@@ -222,7 +224,7 @@ class EventStore final : public Store {
     std::int64_t stream_version(const std::string& stream) override;
     // One autocommit statement (PgSession::read_head).
     StreamHead read_head(const std::string& stream, int format, std::size_t max_count,
-                         std::optional<Deadline> deadline) override;
+                         std::int64_t known, std::optional<Deadline> deadline) override;
 
     // The columns of a recorded event under the names ordo.events gives them, in the order
     // event_from_row reads them: every statement here selects them, and so does whatever

@@ -4,7 +4,9 @@
 // events), decide a command, append what was decided at the version it was decided on, and
 // keep snapshots. Generic over a decider's Traits, written once for every aggregate.
 
+#include <any>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -53,10 +55,19 @@ inline constexpr int kSnapshotFormat = 2;
 // Events are read a page at a time: bounded memory per read, whatever the stream's length.
 inline constexpr std::size_t kLoadPage = 1000;
 
+// A loaded state as a fold kept for the next command on its stream (Session::leave_fold).
+template <class Traits>
+std::shared_ptr<const KnownFold> keep(Loaded<Traits> loaded) {
+    const auto version = loaded.version;
+    return std::make_shared<const KnownFold>(KnownFold{version, std::move(loaded)});
+}
+
 // Folds the stream's state, read through session.lock_and_read: a locking session holds the
 // stream until it ends; an unlocked one (command::Executor::Options::unlocked_first) holds
-// nothing, and the append's expected version catches a writer in between. An event that does
-// not decode throws UnreadableEvent naming its id, type and stream.
+// nothing, and the append's expected version catches a writer in between. It starts from the
+// fold an earlier command of this process left (Session::known_fold) when the session keeps
+// them, and only reads what came after it; else from the snapshot. An event that does not
+// decode throws UnreadableEvent naming its id, type and stream.
 template <class Traits>
 Loaded<Traits> load(Session& session, const std::string& stream) {
     Loaded<Traits> loaded;
@@ -73,10 +84,18 @@ Loaded<Traits> load(Session& session, const std::string& stream) {
             ++loaded.folded;
         }
     };
+    const auto kept = session.known_fold(stream);
+    const auto* known = kept ? std::any_cast<Loaded<Traits>>(&kept->state) : nullptr;
     // In a locking session the lock makes commands on one hot stream queue instead of
     // deciding on stale state and burning retries; the append still checks the expected
     // version. The lock (if any), the snapshot and the first page come in one round trip.
-    auto head = session.lock_and_read(stream, kSnapshotFormat, kLoadPage);
+    auto head =
+        session.lock_and_read(stream, kSnapshotFormat, kLoadPage, known ? known->version : 0);
+    if (known && !head.snapshot && !head.known_at) {
+        // No event at the kept fold's version here: it is not of this stream as stored.
+        known = nullptr;
+        head = session.lock_and_read(stream, kSnapshotFormat, kLoadPage, 0);
+    }
     bool head_follows = !head.snapshot;  // the head's events continue the loaded state
     if (head.snapshot) {
         if (auto state = Traits::decode_state(head.snapshot->state)) {
@@ -85,6 +104,10 @@ Loaded<Traits> load(Session& session, const std::string& stream) {
             loaded.last = head.snapshot_at;
             head_follows = true;
         }
+    } else if (known) {
+        loaded.state = known->state;
+        loaded.version = known->version;
+        loaded.last = head.known_at;
     }
     // The head's events follow the snapshot; one that does not decode is read from the start.
     bool more = !head_follows || head.events.size() >= kLoadPage;
@@ -110,17 +133,27 @@ Executed execute(Session& session, const std::string& stream, const Command& com
                  const Metadata& metadata, Check&& precondition) {
     auto loaded = load<Traits>(session, stream);
     Executed result{std::nullopt, loaded.version, loaded.last, false};
+    // The fold as loaded, for the next command, when this one appends nothing (kept only once
+    // the session commits; a session that keeps none ignores it).
+    const auto keep_loaded = [&] {
+        if (loaded.folded > 0) session.leave_fold(stream, keep(Loaded<Traits>{loaded}));
+    };
     if (auto refused = precondition(loaded)) {
         result.rejection = std::move(*refused);
+        keep_loaded();
         return result;
     }
     auto decision = decide(loaded.state, command);
     if (auto* rejection = std::get_if<domain::Rejection>(&decision)) {
         result.rejection = std::move(*rejection);
+        keep_loaded();
         return result;
     }
     const auto& events = std::get<std::vector<typename Traits::Event>>(decision);
-    if (events.empty()) return result;  // already done: nothing to append
+    if (events.empty()) {  // already done: nothing to append
+        keep_loaded();
+        return result;
+    }
     std::vector<NewEvent> batch;
     batch.reserve(events.size());
     for (const auto& event : events) {
@@ -130,16 +163,18 @@ Executed execute(Session& session, const std::string& stream, const Command& com
     auto expected =
         loaded.version == 0 ? ExpectedVersion::no_stream() : ExpectedVersion::exact(loaded.version);
     auto appended = session.append(stream, expected, batch);
+    auto state = std::move(loaded.state);
+    for (const auto& event : events) state = evolve(std::move(state), event);
     // Every kSnapshotEvery versions; and at once when this load read as many events past
     // its snapshot (none usable: a stream of an older snapshot format), so that a long
     // stream is folded from its start once, not on every command until the next mark.
     if (appended.last_version / kSnapshotEvery > loaded.version / kSnapshotEvery ||
         loaded.folded >= kSnapshotEvery) {
-        auto state = std::move(loaded.state);
-        for (const auto& event : events) state = evolve(std::move(state), event);
         session.save_snapshot(stream, {appended.last_version, Traits::encode_state(state)},
                               kSnapshotFormat);
     }
+    session.leave_fold(stream, keep(Loaded<Traits>{std::move(state), appended.last_version,
+                                                   appended.checkpoint, 0}));
     result.version = appended.last_version;
     result.checkpoint = appended.checkpoint;
     result.appended = true;

@@ -5,9 +5,11 @@
 // store's tables (events, streams, snapshots, command log) goes through these interfaces;
 // EventStore (PostgreSQL) and MemoryStore (tests) implement them.
 
+#include <any>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -71,12 +73,26 @@ struct Snapshot {
 };
 
 // What loading a stream starts from: its version once locked, its snapshot, and the first
-// events after the snapshot (see Session::lock_and_read).
+// events after the snapshot (see Session::lock_and_read). A caller that already holds the
+// stream's state folded to version `known` asks for the events after it instead: the snapshot
+// then comes only when it is newer.
 struct StreamHead {
     std::int64_t version = 0;  // the stream's version once locked (or as read); 0: no stream
-    std::optional<Snapshot> snapshot;       // of the format asked for, if one is saved
+    std::optional<Snapshot> snapshot;       // of the format asked for, if one is saved past known
     std::optional<Checkpoint> snapshot_at;  // the checkpoint of the snapshot's last event
-    std::vector<RecordedEvent> events;      // after the snapshot (or from 1), version order
+    // Without a snapshot, the checkpoint of the event at `known` (none: no event there, so
+    // the caller's fold is not of this stream as stored, and it loads without it).
+    std::optional<Checkpoint> known_at;
+    std::vector<RecordedEvent> events;  // after the snapshot, else after known (or from 1)
+};
+
+// A stream's state as an earlier command of this process folded it, kept so that the next
+// command on the stream reads only the events after `version` (command::FoldCache). `state`
+// holds the loader's own type (eventstore::Loaded<Traits>); a fold is immutable once kept,
+// and valid for as long as events are: it is a fold of committed, append-only history.
+struct KnownFold {
+    std::int64_t version = 0;
+    std::any state;
 };
 
 // The command log: a request's key either is new (claimed by this session until it ends),
@@ -110,12 +126,16 @@ class Session : public EventReader, public EventWriter {
     // read are one round trip, and a statement that had to wait for the lock reads as of its
     // start; the caller reads the rest with read_stream. This default makes it of the
     // primitives; a store overrides it to save round trips.
-    virtual StreamHead lock_and_read(const std::string& stream, int format, std::size_t max_count) {
+    // `known` (0: none): the version the caller's fold of the stream is at (StreamHead).
+    virtual StreamHead lock_and_read(const std::string& stream, int format, std::size_t max_count,
+                                     std::int64_t known) {
         StreamHead head;
         head.snapshot = lock_stream(stream, format);
+        if (head.snapshot && head.snapshot->version <= known) head.snapshot.reset();
         head.version = stream_version(stream);
-        const std::int64_t after = head.snapshot ? head.snapshot->version : 0;
+        const std::int64_t after = head.snapshot ? head.snapshot->version : known;
         if (head.snapshot) head.snapshot_at = checkpoint_at(stream, after);
+        if (!head.snapshot && known > 0) head.known_at = checkpoint_at(stream, known);
         head.events = read_stream(stream, after + 1, max_count);
         return head;
     }
@@ -138,6 +158,14 @@ class Session : public EventReader, public EventWriter {
     // Records the final outcome of the request that claimed `key` in this session.
     virtual void record_outcome(const std::string& key, int status,
                                 const nlohmann::json& response) = 0;
+
+    // The fold of `stream` an earlier command of this process left (null: none), and the
+    // fold this unit of work leaves for the next one once it has committed. A store's own
+    // sessions keep none; command::Executor's keep them in its FoldCache.
+    virtual std::shared_ptr<const KnownFold> known_fold(const std::string& /*stream*/) {
+        return nullptr;
+    }
+    virtual void leave_fold(const std::string& /*stream*/, std::shared_ptr<const KnownFold>) {}
 };
 
 // Command-log keys older than a cutoff may be expired; the cutoff is microsecond-exact so
@@ -159,10 +187,10 @@ class Store : public EventReader, public EventWriter {
     // finds out. Waits for a connection until `deadline` as transact does. This default runs
     // lock_and_read in a session of its own.
     virtual StreamHead read_head(const std::string& stream, int format, std::size_t max_count,
-                                 std::optional<Deadline> deadline) {
+                                 std::int64_t known, std::optional<Deadline> deadline) {
         StreamHead head;
         run_session(deadline, [&](Session& session) {
-            head = session.lock_and_read(stream, format, max_count);
+            head = session.lock_and_read(stream, format, max_count, known);
         });
         return head;
     }

@@ -296,7 +296,7 @@ TEST_F(ShardMove, TheOldShardRefusesEveryReadAndWriteOfAMovedStream) {
               0);
     EXPECT_THROW(old_shard.read_stream(stream, 1, 10), eventstore::PartitionFenced);
     EXPECT_THROW(
-        old_shard.transact([&](eventstore::Session& s) { s.lock_and_read(stream, 1, 10); }),
+        old_shard.transact([&](eventstore::Session& s) { s.lock_and_read(stream, 1, 10, 0); }),
         eventstore::PartitionFenced);
     EXPECT_THROW(old_shard.transact([&](eventstore::Session& s) { s.lock_stream(stream, 1); }),
                  eventstore::PartitionFenced);
@@ -310,7 +310,7 @@ TEST_F(ShardMove, TheOldShardRefusesEveryReadAndWriteOfAMovedStream) {
     const auto other = "inventory-" + skus_in(2, 1, "n-" + suffix_ + "-")[0];
     EXPECT_TRUE(old_shard.read_stream(other, 1, 10).empty());
     old_shard.transact(
-        [&](eventstore::Session& s) { EXPECT_EQ(s.lock_and_read(other, 1, 10).version, 0); });
+        [&](eventstore::Session& s) { EXPECT_EQ(s.lock_and_read(other, 1, 10, 0).version, 0); });
 }
 
 // Capacity grows by adding a shard: `shards add` registers an empty database (migrated,

@@ -1,6 +1,7 @@
 // Commands without a key on PostgreSQL (Executor::Options::unlocked_first): the first attempt
 // holds no lock while it decides, a stream written meanwhile sends the command round again
-// holding the stream's lock, and writers of one stream in two processes lose no update.
+// holding the stream's lock, and writers of one stream in two processes lose no update; and
+// the folds each process keeps (Executor::Options::kept_folds) are read on from there.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -61,7 +62,7 @@ class UnlockedCommands : public ::testing::Test {
     // appends one receipt at the version it read.
     std::function<ApiResponse(Session&)> interrupted_unit() {
         return [this](Session& session) {
-            auto head = session.lock_and_read(kStream, eventstore::kSnapshotFormat, 100);
+            auto head = session.lock_and_read(kStream, eventstore::kSnapshotFormat, 100, 0);
             elsewhere_.push_back(append_elsewhere());
             auto appended = session.append(
                 kStream, ExpectedVersion::exact(head.version),
@@ -139,10 +140,45 @@ TEST_F(UnlockedCommands, WritersOfOneStreamInTwoProcessesLoseNoUpdate) {
         EXPECT_EQ(loaded.state.available(), kTotal);
     });
     const auto head =
-        one_.store.read_head(kStream, eventstore::kSnapshotFormat, 1000, std::nullopt);
+        one_.store.read_head(kStream, eventstore::kSnapshotFormat, 1000, 0, std::nullopt);
     ASSERT_TRUE(head.snapshot);
     EXPECT_EQ(head.snapshot->version, kTotal);
     EXPECT_TRUE(head.events.empty());
+}
+
+// Kept folds across processes: a process starts from the fold its last command left, and
+// reads only what came after it, the other process's events included; through an unlocked
+// attempt and through a locked one (a command with a key) alike.
+TEST_F(UnlockedCommands, AKeptFoldIsReadOnWithWhatAnotherProcessWroteSince) {
+    Instance two{db_.command_url()};
+    const auto receive = [](int quantity) {
+        return [quantity](Session& s) {
+            auto done = execute<InventoryTraits>(
+                s, kStream, domain::inventory::ReceiveStock{"sku-u", quantity}, CommandContext{});
+            return ApiResponse{200, {}, false, done.appended};
+        };
+    };
+    const auto load = [](eventstore::Loaded<InventoryTraits>& loaded) {
+        return [&loaded](Session& s) {
+            loaded = eventstore::load<InventoryTraits>(s, kStream);
+            return ApiResponse{};
+        };
+    };
+    one_.executor.run(kStream, std::nullopt, receive(2));
+    two.executor.run(kStream, std::nullopt, receive(3));
+    two.executor.run(kStream, Dedup{"cmd:k-fold", "receipt"}, receive(4));
+    eventstore::Loaded<InventoryTraits> unlocked;
+    one_.executor.run(kStream, std::nullopt, load(unlocked));
+    EXPECT_EQ(unlocked.version, 3);
+    EXPECT_EQ(unlocked.folded, 2);  // the other process's two receipts
+    EXPECT_EQ(unlocked.state.on_hand, 9);
+    EXPECT_EQ(unlocked.last, one_.store.read_stream(kStream, 3, 1).at(0).checkpoint());
+    one_.executor.run(kStream, std::nullopt, receive(1));
+    eventstore::Loaded<InventoryTraits> locked;
+    two.executor.run(kStream, Dedup{"cmd:k-load", "load"}, load(locked));
+    EXPECT_EQ(locked.version, 4);
+    EXPECT_EQ(locked.folded, 1);
+    EXPECT_EQ(locked.state.on_hand, 10);
 }
 
 }  // namespace

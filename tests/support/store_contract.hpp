@@ -428,27 +428,58 @@ TYPED_TEST_P(StoreContract, SnapshotsOfOneFormatAndNeverOlder) {
 // `read` (a session's lock_and_read, or the store's read_head) of `stream`, which holds
 // three events (`appended`) and a snapshot of format 2 at version 2, and of a stream that
 // does not exist.
-void expect_heads(
-    const std::function<eventstore::StreamHead(const std::string&, int, std::size_t)>& read,
-    const std::string& stream, const eventstore::AppendResult& appended) {
-    auto head = read(stream, 2, 100);
+void expect_heads(const std::function<eventstore::StreamHead(const std::string&, int, std::size_t,
+                                                             std::int64_t)>& read,
+                  const std::string& stream, const eventstore::AppendResult& appended) {
+    const auto at = [&](int index) {
+        return Checkpoint{appended.checkpoint.transaction_id, appended.positions[index]};
+    };
+    auto head = read(stream, 2, 100, 0);
     EXPECT_EQ(head.version, 3);
     ASSERT_TRUE(head.snapshot);
     EXPECT_EQ(head.snapshot->version, 2);
     EXPECT_EQ(head.snapshot->state, (nlohmann::json{{"state", 2}}));
-    EXPECT_EQ(head.snapshot_at,
-              (Checkpoint{appended.checkpoint.transaction_id, appended.positions[1]}));
+    EXPECT_EQ(head.snapshot_at, at(1));
+    EXPECT_FALSE(head.known_at);
     ASSERT_EQ(head.events.size(), 1u);
     EXPECT_EQ(head.events[0].version, 3);
     // Another format has no snapshot here; the events are bounded.
-    auto other = read(stream, 1, 2);
+    auto other = read(stream, 1, 2, 0);
     EXPECT_FALSE(other.snapshot);
     ASSERT_EQ(other.events.size(), 2u);
     EXPECT_EQ(other.events[1].version, 2);
-    auto none = read(stream + "-none", 2, 100);
+    auto none = read(stream + "-none", 2, 100, 0);
     EXPECT_EQ(none.version, 0);
     EXPECT_TRUE(none.events.empty());
     EXPECT_FALSE(none.snapshot);
+
+    // A caller with a fold at version 1 gets the snapshot, which is past it.
+    auto past = read(stream, 2, 100, 1);
+    ASSERT_TRUE(past.snapshot);
+    EXPECT_EQ(past.snapshot->version, 2);
+    EXPECT_FALSE(past.known_at);
+    ASSERT_EQ(past.events.size(), 1u);
+    // One at the snapshot's version or later gets no snapshot, its event's checkpoint, and
+    // the events after it, bounded.
+    auto known = read(stream, 2, 100, 2);
+    EXPECT_FALSE(known.snapshot);
+    EXPECT_EQ(known.known_at, at(1));
+    ASSERT_EQ(known.events.size(), 1u);
+    EXPECT_EQ(known.events[0].version, 3);
+    auto bounded = read(stream, 1, 1, 1);
+    EXPECT_EQ(bounded.known_at, at(0));
+    ASSERT_EQ(bounded.events.size(), 1u);
+    EXPECT_EQ(bounded.events[0].version, 2);
+    auto current = read(stream, 2, 100, 3);
+    EXPECT_EQ(current.version, 3);
+    EXPECT_EQ(current.known_at, at(2));
+    EXPECT_TRUE(current.events.empty());
+    // A fold past the stream's end finds no event at its version.
+    auto beyond = read(stream, 2, 100, 5);
+    EXPECT_EQ(beyond.version, 3);
+    EXPECT_FALSE(beyond.known_at);
+    EXPECT_FALSE(beyond.snapshot);
+    EXPECT_TRUE(beyond.events.empty());
 }
 
 TYPED_TEST_P(StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt) {
@@ -456,7 +487,7 @@ TYPED_TEST_P(StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt) {
     auto appended = store.append("order-h", ExpectedVersion::any(),
                                  {new_event("A"), new_event("B"), new_event("C")});
     store.transact([](Session& s) {
-        auto head = s.lock_and_read("order-h", 2, 100);
+        auto head = s.lock_and_read("order-h", 2, 100, 0);
         EXPECT_EQ(head.version, 3);
         EXPECT_FALSE(head.snapshot);
         EXPECT_FALSE(head.snapshot_at);
@@ -467,14 +498,14 @@ TYPED_TEST_P(StoreContract, LockAndReadGivesTheSnapshotAndTheEventsAfterIt) {
     });
     store.transact([&](Session& s) {
         expect_heads(
-            [&](const std::string& stream, int format, std::size_t max_count) {
-                return s.lock_and_read(stream, format, max_count);
+            [&](const std::string& stream, int format, std::size_t max_count, std::int64_t known) {
+                return s.lock_and_read(stream, format, max_count, known);
             },
             "order-h", appended);
     });
     store.transact([](Session& s) {
         s.save_snapshot("order-h", {3, {{"state", 3}}}, 2);
-        auto head = s.lock_and_read("order-h", 2, 100);  // a session sees its own writes
+        auto head = s.lock_and_read("order-h", 2, 100, 0);  // a session sees its own writes
         EXPECT_EQ(head.snapshot->version, 3);
         EXPECT_TRUE(head.snapshot_at);
         EXPECT_TRUE(head.events.empty());
@@ -489,14 +520,14 @@ TYPED_TEST_P(StoreContract, ReadHeadReadsWhatLockAndReadReads) {
                                  {new_event("A"), new_event("B"), new_event("C")});
     store.transact([](Session& s) { s.save_snapshot("order-rh", {2, {{"state", 2}}}, 2); });
     expect_heads(
-        [&](const std::string& stream, int format, std::size_t max_count) {
-            return store.read_head(stream, format, max_count, std::nullopt);
+        [&](const std::string& stream, int format, std::size_t max_count, std::int64_t known) {
+            return store.read_head(stream, format, max_count, known, std::nullopt);
         },
         "order-rh", appended);
     // Nothing held: an append at the version read goes through at once, and the next read
     // sees it.
     store.append("order-rh", ExpectedVersion::exact(3), {new_event("D")});
-    EXPECT_EQ(store.read_head("order-rh", 2, 100, std::nullopt).version, 4);
+    EXPECT_EQ(store.read_head("order-rh", 2, 100, 0, std::nullopt).version, 4);
 }
 
 // A session that waited for another's lock gets the version that writer left, and reading
@@ -506,7 +537,7 @@ TYPED_TEST_P(StoreContract, LockAndReadAfterAWaitReachesTheVersionTheLockGave) {
     store.append("order-head-turns", ExpectedVersion::no_stream(), {new_event("Opened")});
     std::atomic<int> short_of_version{0};
     const int conflicts = take_turns(store, [&](Session& s) {
-        auto head = s.lock_and_read("order-head-turns", 2, 1000);
+        auto head = s.lock_and_read("order-head-turns", 2, 1000, 0);
         std::int64_t seen = head.events.empty() ? 0 : head.events.back().version;
         if (seen < head.version) {
             ++short_of_version;

@@ -210,6 +210,110 @@ TEST_F(ExecutorOnMemory, SnapshotsEveryHundredVersionsAndLoadsFromTheSnapshot) {
     });
 }
 
+// A unit that loads the stream through the executor's session and answers with what it
+// loaded: the version, the events folded past where the load started, the stock on hand.
+std::function<ApiResponse(Session&)> loads(eventstore::Loaded<InventoryTraits>& loaded) {
+    return [&loaded](Session& session) {
+        loaded = eventstore::load<InventoryTraits>(session, kStream);
+        return ApiResponse{};
+    };
+}
+
+TEST_F(ExecutorOnMemory, AKeptFoldIsLoadedWithOnlyTheEventsAfterIt) {
+    given({StockReceived{"sku-1", 5}, StockReceived{"sku-1", 2}});
+    executor_.run(kStream, std::nullopt, unit(ReceiveStock{"sku-1", 1}));
+    // Another process writes the stream meanwhile.
+    given({StockReceived{"sku-1", 10}});
+    eventstore::Loaded<InventoryTraits> loaded;
+    executor_.run(kStream, std::nullopt, loads(loaded));
+    EXPECT_EQ(loaded.version, 4);
+    EXPECT_EQ(loaded.folded, 1);  // only the other process's event
+    EXPECT_EQ(loaded.state.on_hand, 18);
+    EXPECT_EQ(loaded.last, store_.read_stream(kStream, 4, 1).at(0).checkpoint());
+    // The store's own sessions keep none: the same load there folds every event.
+    auto fresh =
+        store_.transact([](Session& s) { return eventstore::load<InventoryTraits>(s, kStream); });
+    EXPECT_EQ(fresh.folded, 4);
+    EXPECT_EQ(fresh.state.on_hand, 18);
+}
+
+TEST_F(ExecutorOnMemory, AFoldIsKeptOnlyOnceItsUnitCommitted) {
+    given({StockReceived{"sku-1", 5}});
+    // The unit appends and returns, and the unit of work then fails: a 5xx outcome is never
+    // recorded, so its transaction rolls back.
+    auto receive = unit(ReceiveStock{"sku-1", 100});
+    EXPECT_THROW(executor_.run(kStream, Dedup{"k", "f"},
+                               [&](Session& session) {
+                                   auto reply = receive(session);
+                                   reply.status = 500;
+                                   return reply;
+                               }),
+                 std::logic_error);
+    EXPECT_EQ(stored_types(), (std::vector<std::string>{"StockReceived"}));
+    // Version 2 is now another event than the one the failed unit folded.
+    given({StockReceived{"sku-1", 1}});
+    eventstore::Loaded<InventoryTraits> loaded;
+    executor_.run(kStream, std::nullopt, loads(loaded));
+    EXPECT_EQ(loaded.version, 2);
+    EXPECT_EQ(loaded.folded, 2);
+    EXPECT_EQ(loaded.state.on_hand, 6);
+}
+
+// One shard, whose store the test swaps under the executor.
+class SwappedShard final : public eventstore::Shards {
+   public:
+    explicit SwappedShard(eventstore::Store& first) : store{&first} {}
+    eventstore::Store& of(const std::string&) override { return *store; }
+    std::vector<eventstore::Store*> all() override { return {store}; }
+    std::optional<int> shard_id(const std::string&) const override { return std::nullopt; }
+    eventstore::Store* store;
+};
+
+TEST_F(ExecutorOnMemory, AFoldPastTheStoredStreamIsNotStartedFrom) {
+    // A fold kept on a store where the stream went further than where it runs now (a shard
+    // restored from an older backup, say): the load finds no event at the kept version there
+    // and reads the stream from its start.
+    eventstore::MemoryStore further{clock_};
+    SwappedShard shard{further};
+    platform::metrics::Registry metrics;
+    Executor executor{shard, metrics, platform::Logger::null_logger(), {}};
+    for (int i = 0; i < 3; ++i) executor.run(kStream, std::nullopt, unit(ReceiveStock{"sku-1", 1}));
+    given({StockReceived{"sku-1", 7}});
+    shard.store = &store_;
+    eventstore::Loaded<InventoryTraits> loaded;
+    executor.run(kStream, std::nullopt, loads(loaded));
+    EXPECT_EQ(loaded.version, 1);
+    EXPECT_EQ(loaded.folded, 1);
+    EXPECT_EQ(loaded.state.on_hand, 7);
+}
+
+TEST_F(ExecutorOnMemory, KeepsNoFoldWhenToldToKeepNone) {
+    platform::metrics::Registry metrics;
+    Executor executor{store_, metrics, platform::Logger::null_logger(), {.kept_folds = 0}};
+    executor.run(kStream, std::nullopt, unit(ReceiveStock{"sku-1", 2}));
+    executor.run(kStream, std::nullopt, unit(ReceiveStock{"sku-1", 3}));
+    eventstore::Loaded<InventoryTraits> loaded;
+    executor.run(kStream, std::nullopt, loads(loaded));
+    EXPECT_EQ(loaded.folded, 2);
+    EXPECT_EQ(loaded.state.on_hand, 5);
+}
+
+TEST_F(ExecutorOnMemory, AnUnlockedCommandKeepsItsFoldToo) {
+    platform::metrics::Registry metrics;
+    Executor executor{store_, metrics, platform::Logger::null_logger(), {.unlocked_first = true}};
+    given({StockReceived{"sku-1", 4}});
+    executor.run(kStream, std::nullopt, unit(ReceiveStock{"sku-1", 2}));
+    // A refusal keeps the fold it loaded as well.
+    given({StockReceived{"sku-1", 1}});
+    auto refused = executor.run(kStream, std::nullopt, unit(ReserveStock{"sku-1", "o-1", 100}));
+    EXPECT_EQ(refused.status, 409);
+    eventstore::Loaded<InventoryTraits> loaded;
+    executor.run(kStream, std::nullopt, loads(loaded));
+    EXPECT_EQ(loaded.version, 3);
+    EXPECT_EQ(loaded.folded, 0);
+    EXPECT_EQ(loaded.state.on_hand, 7);
+}
+
 TEST_F(ExecutorOnMemory, AnUnreadableEventNamesItsIdTypeAndStream) {
     given({StockReceived{"sku-1", 5}});
     const auto id = platform::new_uuid();
