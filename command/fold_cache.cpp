@@ -16,7 +16,7 @@ void FoldCache::keep(const std::string& stream, std::shared_ptr<const eventstore
     if (capacity_ == 0 || !fold) return;
     std::lock_guard lock{mutex_};
     if (auto it = entries_.find(stream); it != entries_.end()) {
-        if (it->second.fold->version < fold->version) it->second.fold = std::move(fold);
+        it->second.fold = std::move(fold);
         order_.splice(order_.begin(), order_, it->second.used);
         return;
     }

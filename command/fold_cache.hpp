@@ -16,10 +16,10 @@
 namespace ordo::command {
 
 // At most `capacity` streams' folds, the least recently used dropped first (capacity 0 keeps
-// none). A fold is only ever replaced by one of a higher version: two commands of one stream
-// that race to keep theirs (from two executors of one cache, say) leave the newer. Any fold
-// kept is correct to start from, old or new, because it is a fold of committed history and
-// the loader reads what came after it; an old one only costs a longer read. Thread-safe.
+// none). The last fold kept for a stream replaces the one before, whatever their versions:
+// the executor keeps a command's fold while it holds the stream's turn, so folds of one
+// stream arrive in commit order, and a fold of a lower version is the one that replaces a
+// fold found not to be the stream's history (eventstore::KnownFold). Thread-safe.
 class FoldCache {
    public:
     explicit FoldCache(std::size_t capacity) : capacity_{capacity} {}

@@ -350,7 +350,12 @@ StreamHead PgSession::head(const char* statement, const std::string& stream, int
         auto event = EventStore::event_from_row(row, 3);
         const auto base = row[1].is_null() ? known : row[1].as<std::int64_t>();
         if (event.version == base) {
-            (row[1].is_null() ? head.known_at : head.snapshot_at) = event.checkpoint();
+            if (row[1].is_null()) {
+                head.known_at = event.checkpoint();
+                head.known_id = std::move(event.event_id);
+            } else {
+                head.snapshot_at = event.checkpoint();
+            }
             continue;
         }
         events.push_back(std::move(event));

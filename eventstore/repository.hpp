@@ -28,7 +28,8 @@ struct Loaded {
     typename Traits::State state{};
     std::int64_t version = 0;        // 0: no such stream
     std::optional<Checkpoint> last;  // of the newest event
-    std::int64_t folded = 0;         // events read past the snapshot
+    std::int64_t folded = 0;  // events read past where the load started (snapshot, kept fold)
+    std::string last_id;      // of the newest event, when read (not from a snapshot)
 };
 
 struct Executed {
@@ -55,11 +56,14 @@ inline constexpr int kSnapshotFormat = 2;
 // Events are read a page at a time: bounded memory per read, whatever the stream's length.
 inline constexpr std::size_t kLoadPage = 1000;
 
-// A loaded state as a fold kept for the next command on its stream (Session::leave_fold).
+// A loaded state as the fold to leave for the next command on its stream
+// (Session::leave_fold).
 template <class Traits>
-std::shared_ptr<const KnownFold> keep(Loaded<Traits> loaded) {
-    const auto version = loaded.version;
-    return std::make_shared<const KnownFold>(KnownFold{version, std::move(loaded)});
+std::shared_ptr<const KnownFold> known_fold_of(Loaded<Traits> loaded) {
+    auto version = loaded.version;
+    auto id = loaded.last_id;
+    return std::make_shared<const KnownFold>(
+        KnownFold{version, std::move(id), std::any{std::move(loaded)}});
 }
 
 // Folds the stream's state, read through session.lock_and_read: a locking session holds the
@@ -81,6 +85,7 @@ Loaded<Traits> load(Session& session, const std::string& stream) {
             loaded.state = evolve(std::move(loaded.state), *event);
             loaded.version = recorded.version;
             loaded.last = recorded.checkpoint();
+            loaded.last_id = recorded.event_id;
             ++loaded.folded;
         }
     };
@@ -91,8 +96,8 @@ Loaded<Traits> load(Session& session, const std::string& stream) {
     // version. The lock (if any), the snapshot and the first page come in one round trip.
     auto head =
         session.lock_and_read(stream, kSnapshotFormat, kLoadPage, known ? known->version : 0);
-    if (known && !head.snapshot && !head.known_at) {
-        // No event at the kept fold's version here: it is not of this stream as stored.
+    if (known && !head.snapshot && (!head.known_at || head.known_id != kept->event_id)) {
+        // Not the event the kept fold ends with, or none: not this stream's history as stored.
         known = nullptr;
         head = session.lock_and_read(stream, kSnapshotFormat, kLoadPage, 0);
     }
@@ -108,6 +113,7 @@ Loaded<Traits> load(Session& session, const std::string& stream) {
         loaded.state = known->state;
         loaded.version = known->version;
         loaded.last = head.known_at;
+        loaded.last_id = head.known_id;
     }
     // The head's events follow the snapshot; one that does not decode is read from the start.
     bool more = !head_follows || head.events.size() >= kLoadPage;
@@ -136,7 +142,7 @@ Executed execute(Session& session, const std::string& stream, const Command& com
     // The fold as loaded, for the next command, when this one appends nothing (kept only once
     // the session commits; a session that keeps none ignores it).
     const auto keep_loaded = [&] {
-        if (loaded.folded > 0) session.leave_fold(stream, keep(Loaded<Traits>{loaded}));
+        if (loaded.folded > 0) session.leave_fold(stream, known_fold_of(Loaded<Traits>{loaded}));
     };
     if (auto refused = precondition(loaded)) {
         result.rejection = std::move(*refused);
@@ -166,15 +172,16 @@ Executed execute(Session& session, const std::string& stream, const Command& com
     auto state = std::move(loaded.state);
     for (const auto& event : events) state = evolve(std::move(state), event);
     // Every kSnapshotEvery versions; and at once when this load read as many events past
-    // its snapshot (none usable: a stream of an older snapshot format), so that a long
-    // stream is folded from its start once, not on every command until the next mark.
+    // where it started (no usable snapshot: a stream of an older snapshot format), so that a
+    // long stream is folded from its start once, not on every command until the next mark.
     if (appended.last_version / kSnapshotEvery > loaded.version / kSnapshotEvery ||
         loaded.folded >= kSnapshotEvery) {
         session.save_snapshot(stream, {appended.last_version, Traits::encode_state(state)},
                               kSnapshotFormat);
     }
-    session.leave_fold(stream, keep(Loaded<Traits>{std::move(state), appended.last_version,
-                                                   appended.checkpoint, 0}));
+    session.leave_fold(stream, known_fold_of(Loaded<Traits>{std::move(state), appended.last_version,
+                                                            appended.checkpoint, 0,
+                                                            batch.back().event_id}));
     result.version = appended.last_version;
     result.checkpoint = appended.checkpoint;
     result.appended = true;

@@ -80,18 +80,22 @@ struct StreamHead {
     std::int64_t version = 0;  // the stream's version once locked (or as read); 0: no stream
     std::optional<Snapshot> snapshot;       // of the format asked for, if one is saved past known
     std::optional<Checkpoint> snapshot_at;  // the checkpoint of the snapshot's last event
-    // Without a snapshot, the checkpoint of the event at `known` (none: no event there, so
-    // the caller's fold is not of this stream as stored, and it loads without it).
+    // Without a snapshot, the checkpoint and id of the event at `known` (none: no event
+    // there). The caller starts from its fold only when that is the event its fold ends with.
     std::optional<Checkpoint> known_at;
+    std::string known_id;
     std::vector<RecordedEvent> events;  // after the snapshot, else after known (or from 1)
 };
 
 // A stream's state as an earlier command of this process folded it, kept so that the next
 // command on the stream reads only the events after `version` (command::FoldCache). `state`
 // holds the loader's own type (eventstore::Loaded<Traits>); a fold is immutable once kept,
-// and valid for as long as events are: it is a fold of committed, append-only history.
+// and valid for as long as events are: it is a fold of committed, append-only history,
+// whose last event is `event_id` (a stream that holds another event at `version` is not the
+// history folded, as after a restore from an older backup, and is read without it).
 struct KnownFold {
     std::int64_t version = 0;
+    std::string event_id;
     std::any state;
 };
 
@@ -135,7 +139,13 @@ class Session : public EventReader, public EventWriter {
         head.version = stream_version(stream);
         const std::int64_t after = head.snapshot ? head.snapshot->version : known;
         if (head.snapshot) head.snapshot_at = checkpoint_at(stream, after);
-        if (!head.snapshot && known > 0) head.known_at = checkpoint_at(stream, known);
+        if (!head.snapshot && known > 0) {
+            auto at = read_stream(stream, known, 1);
+            if (!at.empty() && at[0].version == known) {
+                head.known_at = at[0].checkpoint();
+                head.known_id = at[0].event_id;
+            }
+        }
         head.events = read_stream(stream, after + 1, max_count);
         return head;
     }

@@ -269,10 +269,9 @@ class SwappedShard final : public eventstore::Shards {
     eventstore::Store* store;
 };
 
-TEST_F(ExecutorOnMemory, AFoldPastTheStoredStreamIsNotStartedFrom) {
-    // A fold kept on a store where the stream went further than where it runs now (a shard
-    // restored from an older backup, say): the load finds no event at the kept version there
-    // and reads the stream from its start.
+TEST_F(ExecutorOnMemory, AFoldOfAnotherHistoryThanTheStoredOneIsNotStartedFrom) {
+    // A fold kept on a store where the stream went further than where it is read now (a
+    // shard restored from an older backup, say).
     eventstore::MemoryStore further{clock_};
     SwappedShard shard{further};
     platform::metrics::Registry metrics;
@@ -280,11 +279,25 @@ TEST_F(ExecutorOnMemory, AFoldPastTheStoredStreamIsNotStartedFrom) {
     for (int i = 0; i < 3; ++i) executor.run(kStream, std::nullopt, unit(ReceiveStock{"sku-1", 1}));
     given({StockReceived{"sku-1", 7}});
     shard.store = &store_;
+    // No event at the kept version here: the load reads the stream from its start.
     eventstore::Loaded<InventoryTraits> loaded;
     executor.run(kStream, std::nullopt, loads(loaded));
     EXPECT_EQ(loaded.version, 1);
     EXPECT_EQ(loaded.folded, 1);
     EXPECT_EQ(loaded.state.on_hand, 7);
+    // Another process takes the stream past the kept version: an event there, but another
+    // than the one the kept fold ends with.
+    given({StockReceived{"sku-1", 1}, StockReceived{"sku-1", 1}});
+    executor.run(kStream, std::nullopt, loads(loaded));
+    EXPECT_EQ(loaded.version, 3);
+    EXPECT_EQ(loaded.folded, 3);
+    EXPECT_EQ(loaded.state.on_hand, 9);
+    // A command leaves its fold of the stream as stored, in place of the other.
+    executor.run(kStream, std::nullopt, unit(ReceiveStock{"sku-1", 1}));
+    executor.run(kStream, std::nullopt, loads(loaded));
+    EXPECT_EQ(loaded.version, 4);
+    EXPECT_EQ(loaded.folded, 0);
+    EXPECT_EQ(loaded.state.on_hand, 10);
 }
 
 TEST_F(ExecutorOnMemory, KeepsNoFoldWhenToldToKeepNone) {
@@ -312,6 +325,8 @@ TEST_F(ExecutorOnMemory, AnUnlockedCommandKeepsItsFoldToo) {
     EXPECT_EQ(loaded.version, 3);
     EXPECT_EQ(loaded.folded, 0);
     EXPECT_EQ(loaded.state.on_hand, 7);
+    // What a refusal would answer with: the checkpoint of the last event, read at this load.
+    EXPECT_EQ(loaded.last, store_.read_stream(kStream, 3, 1).at(0).checkpoint());
 }
 
 TEST_F(ExecutorOnMemory, AnUnreadableEventNamesItsIdTypeAndStream) {
