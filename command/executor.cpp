@@ -277,9 +277,9 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
             }
             // The store may run the unit again in its transaction (a group-committed unit
             // re-run alone): each run's session replaces the one before, with its folds.
-            std::optional<LockedSession> attempt;
+            std::optional<LockedSession> locked;
             auto reply = store.transact(by, [&](eventstore::Session& inner) -> ApiResponse {
-                auto& session = attempt.emplace(inner, folds_);
+                auto& session = locked.emplace(inner, folds_);
                 if (dedup) {
                     if (auto stored = claim_or_replay(session, *dedup, stream)) return *stored;
                 }
@@ -291,7 +291,7 @@ ApiResponse Executor::run(const std::string& stream, const std::optional<Dedup>&
                 }
                 return reply;
             });
-            attempt->keep_folds();  // committed (its store session has ended: folds only)
+            locked->keep_folds();  // committed (its store session has ended: folds only)
             if (reply.replayed) replays_.inc();
             if (reply.appended) appends_.inc();
             return reply;
