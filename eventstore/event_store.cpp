@@ -327,6 +327,7 @@ StreamHead PgSession::read_head(const std::string& stream, int format, std::size
 
 StreamHead PgSession::head(const char* statement, const std::string& stream, int format,
                            std::size_t max_count, std::int64_t known) {
+    known = std::max<std::int64_t>(known, 0);
     // One round trip: the lock (ordo_lock_and_read), the snapshot, and the events from the
     // snapshot's own (for its checkpoint) on. A locked row is read as it is once the lock is
     // granted, the rest as of the statement's start: after a wait for another writer the
@@ -337,7 +338,7 @@ StreamHead PgSession::head(const char* statement, const std::string& stream, int
     // column, read then only).
     const auto rows =
         txn_.exec_prepared(statement, stream, format, static_cast<std::int64_t>(max_count) + 1,
-                           hash_of(stream), std::max<std::int64_t>(known, 0));
+                           hash_of(stream), known);
     StreamHead head;
     std::vector<RecordedEvent> events;
     for (const auto& row : rows) {

@@ -179,9 +179,9 @@ Executed execute(Session& session, const std::string& stream, const Command& com
         session.save_snapshot(stream, {appended.last_version, Traits::encode_state(state)},
                               kSnapshotFormat);
     }
-    session.leave_fold(stream, known_fold_of(Loaded<Traits>{std::move(state), appended.last_version,
-                                                            appended.checkpoint, 0,
-                                                            batch.back().event_id}));
+    session.leave_fold(
+        stream, known_fold_of(Loaded<Traits>{std::move(state), appended.last_version,
+                                             appended.checkpoint, 0, batch.back().event_id}));
     result.version = appended.last_version;
     result.checkpoint = appended.checkpoint;
     result.appended = true;

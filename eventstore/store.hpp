@@ -5,6 +5,7 @@
 // store's tables (events, streams, snapshots, command log) goes through these interfaces;
 // EventStore (PostgreSQL) and MemoryStore (tests) implement them.
 
+#include <algorithm>
 #include <any>
 #include <chrono>
 #include <cstdint>
@@ -137,16 +138,21 @@ class Session : public EventReader, public EventWriter {
         head.snapshot = lock_stream(stream, format);
         if (head.snapshot && head.snapshot->version <= known) head.snapshot.reset();
         head.version = stream_version(stream);
+        // As on PostgreSQL: the events from the one the caller starts after (for its
+        // checkpoint), at most max_count past it.
         const std::int64_t after = head.snapshot ? head.snapshot->version : known;
-        if (head.snapshot) head.snapshot_at = checkpoint_at(stream, after);
-        if (!head.snapshot && known > 0) {
-            auto at = read_stream(stream, known, 1);
-            if (!at.empty() && at[0].version == known) {
-                head.known_at = at[0].checkpoint();
-                head.known_id = at[0].event_id;
+        head.events = read_stream(stream, std::max<std::int64_t>(after, 1), max_count + 1);
+        if (after > 0 && !head.events.empty() && head.events.front().version == after) {
+            auto& base = head.events.front();
+            if (head.snapshot) {
+                head.snapshot_at = base.checkpoint();
+            } else {
+                head.known_at = base.checkpoint();
+                head.known_id = base.event_id;
             }
+            head.events.erase(head.events.begin());
         }
-        head.events = read_stream(stream, after + 1, max_count);
+        if (head.events.size() > max_count) head.events.resize(max_count);
         return head;
     }
     // Saves a snapshot unless one of a newer version is already saved, or (on PostgreSQL) the
